@@ -1,0 +1,5 @@
+"""``python -m keyturn``: the same entry point as the ``keyturn`` console script."""
+
+from keyturn.cli import main
+
+main()

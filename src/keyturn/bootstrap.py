@@ -1,0 +1,75 @@
+"""The composition root: builds the store, engines, worker, services, dialects and ASGI app.
+
+This is the only module that imports every layer. ``Runtime`` owns the resources it opened and
+closes them in reverse order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.applications import Starlette
+
+from keyturn.config import Settings
+from keyturn.dialects.tencent import TencentDialect
+from keyturn.dialects.tencent.redis import PRODUCT as TENCENT_REDIS
+from keyturn.engines.registry import EngineRegistry
+from keyturn.http.app import create_app
+from keyturn.service.admin import Admin
+from keyturn.service.context import SystemClock
+from keyturn.service.credentials import Credentials
+from keyturn.service.facade import Services
+from keyturn.service.queries import Queries
+from keyturn.service.resets import Resets
+from keyturn.service.worker import TaskWorker
+from keyturn.store.sealing import AesGcmSecretBox, load_or_create_master_key
+from keyturn.store.sql import SqlStore, open_store, sqlite_url
+
+
+@dataclass(slots=True)
+class Runtime:
+    settings: Settings
+    store: SqlStore
+    engines: EngineRegistry
+    worker: TaskWorker
+    services: Services
+
+    def app(self) -> Starlette:
+        dialects = [TencentDialect(self.services, [TENCENT_REDIS])]
+        return create_app(dialects)
+
+    async def close(self) -> None:
+        await self.engines.close()
+        await self.store.close()
+
+
+async def open_admin_store(settings: Settings) -> SqlStore:
+    """The store alone, for CLI commands that manage the inventory."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    key = load_or_create_master_key(settings.data_dir, settings.master_key)
+    url = settings.database_url or sqlite_url(settings.data_dir)
+    return await open_store(url, AesGcmSecretBox(key), SystemClock())
+
+
+async def build_runtime(settings: Settings) -> Runtime:
+    """Open everything the server needs."""
+    clock = SystemClock()
+    store = await open_admin_store(settings)
+    engines = EngineRegistry(timeout=settings.engine_timeout)
+    worker = TaskWorker(
+        store,
+        engines,
+        clock,
+        max_concurrency=settings.task_concurrency,
+        pauses=settings.fault_pauses,
+    )
+    services = Services(
+        credentials=Credentials(store),
+        resets=Resets(store, engines, worker),
+        queries=Queries(store, engines),
+        admin=Admin(store),
+        clock=clock,
+    )
+    return Runtime(
+        settings=settings, store=store, engines=engines, worker=worker, services=services
+    )

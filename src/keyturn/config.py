@@ -1,0 +1,110 @@
+"""Typed, frozen server settings, resolved once at start-up.
+
+Precedence, highest first: command-line options, ``KEYTURN_*`` environment variables, the
+``[server]`` table of the config file (the same TOML file that declares the inventory), then
+defaults. Nothing else in the package reads the environment for settings.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 9000
+DEFAULT_DATA_DIR = ".keyturn"
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the setting."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    data_dir: Path = Path(DEFAULT_DATA_DIR)
+    #: The inventory/config TOML file, if any.
+    config: Path | None = None
+    #: The store URL; default: SQLite under ``data_dir``.
+    database_url: str | None = None
+    #: Base64 master key for secrets at rest; default: ``data_dir/master.key``.
+    master_key: str | None = field(default=None, repr=False)
+    #: Seconds any single engine operation may take.
+    engine_timeout: float = 5.0
+    #: Tasks run at once, across all instances.
+    task_concurrency: int = 64
+    #: Seconds to let tasks in flight finish on shutdown before parking them.
+    shutdown_grace: float = 10.0
+    log_level: str = "INFO"
+    #: Fault-injection pauses by worker step (tests only), from KEYTURN_FAULT_PAUSE="step=sec,...".
+    fault_pauses: Mapping[str, float] = field(default_factory=dict)
+
+
+def load_settings(
+    *,
+    config: Path | None = None,
+    data_dir: Path | None = None,
+    host: str | None = None,
+    port: int | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Settings:
+    """Resolve settings from options, environment and the config file."""
+    env = os.environ if env is None else env
+    config = config or _path(env.get("KEYTURN_CONFIG"))
+    server: Mapping[str, Any] = {}
+    if config is not None:
+        server = _server_table(config)
+
+    def pick(option: Any, env_name: str, key: str, default: Any) -> Any:
+        if option is not None:
+            return option
+        if env.get(env_name):
+            return env[env_name]
+        return server.get(key, default)
+
+    try:
+        return Settings(
+            host=str(pick(host, "KEYTURN_HOST", "host", DEFAULT_HOST)),
+            port=int(pick(port, "KEYTURN_PORT", "port", DEFAULT_PORT)),
+            data_dir=Path(pick(data_dir, "KEYTURN_DATA_DIR", "data_dir", DEFAULT_DATA_DIR)),
+            config=config,
+            database_url=pick(None, "KEYTURN_DATABASE_URL", "database_url", None),
+            master_key=env.get("KEYTURN_MASTER_KEY") or None,
+            engine_timeout=float(pick(None, "KEYTURN_ENGINE_TIMEOUT", "engine_timeout", 5.0)),
+            task_concurrency=int(pick(None, "KEYTURN_TASK_CONCURRENCY", "task_concurrency", 64)),
+            shutdown_grace=float(pick(None, "KEYTURN_SHUTDOWN_GRACE", "shutdown_grace", 10.0)),
+            log_level=str(pick(None, "KEYTURN_LOG_LEVEL", "log_level", "INFO")).upper(),
+            fault_pauses=_pauses(env.get("KEYTURN_FAULT_PAUSE", "")),
+        )
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"invalid setting: {exc}") from None
+
+
+def _path(value: str | None) -> Path | None:
+    return Path(value) if value else None
+
+
+def _server_table(config: Path) -> Mapping[str, Any]:
+    try:
+        doc = tomllib.loads(config.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {config} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {config} is not valid TOML: {exc}") from None
+    table = doc.get("server", {})
+    if not isinstance(table, dict):
+        raise ConfigError("[server] must be a table")
+    return table
+
+
+def _pauses(spec: str) -> dict[str, float]:
+    pauses: dict[str, float] = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        name, _, seconds = item.partition("=")
+        pauses[name] = float(seconds or "0")
+    return pauses

@@ -1,0 +1,4 @@
+"""The pure domain: models, errors, password policies, task states and ports.
+
+Standard library only; every other layer imports from here, never the reverse.
+"""

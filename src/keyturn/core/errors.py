@@ -1,0 +1,221 @@
+"""The one domain error tree, with stable codes that every dialect maps to its vendor's codes.
+
+Each class carries a stable ``code`` and uses its docstring as the default message, so the
+documentation and the error cannot disagree. Errors never carry secrets: messages are built from
+ids and rule names only. Dialects render these errors (vendor code, HTTP status, envelope) in one
+table each; engines and stores translate foreign exceptions into them at their boundary::
+
+    DomainError
+    ├── RequestError                 the caller sent something wrong
+    │   ├── MalformedRequest         body or envelope cannot be parsed
+    │   ├── RequestTooLarge
+    │   ├── UnknownAction
+    │   ├── UnsupportedVersion
+    │   ├── MissingParameter
+    │   ├── InvalidParameter         wrong type or shape
+    │   ├── InvalidParameterValue    right type, unacceptable value
+    │   ├── PasswordEmpty
+    │   ├── PasswordPolicyViolation
+    │   ├── PasswordFreeDenied
+    │   └── UnsupportedFeature
+    ├── AuthError                    authentication failed
+    │   ├── MissingAuthorization
+    │   ├── UnknownAccessKey
+    │   ├── SignatureInvalid
+    │   └── SignatureExpired
+    ├── NotFound
+    │   ├── InstanceNotFound
+    │   ├── AccountNotFound
+    │   └── TaskNotFound
+    ├── Conflict
+    │   └── OperationInProgress
+    ├── EngineError                  the database engine refused or could not be reached
+    │   ├── EngineUnavailable
+    │   ├── EngineRejected
+    │   └── VerificationFailed
+    └── InternalError
+"""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """An operation failed."""
+
+    code = "DomainError"
+
+    def __init__(self, message: str | None = None) -> None:
+        text = message if message is not None else (type(self).__doc__ or self.code).strip()
+        super().__init__(text)
+        self.message = text
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(code={self.code!r}, message={self.message!r})"
+
+
+class RequestError(DomainError):
+    """The request is not acceptable."""
+
+    code = "RequestError"
+
+
+class MalformedRequest(RequestError):
+    """The request body could not be parsed."""
+
+    code = "MalformedRequest"
+
+
+class RequestTooLarge(RequestError):
+    """The request body is larger than the server accepts."""
+
+    code = "RequestTooLarge"
+
+
+class UnknownAction(RequestError):
+    """The requested action does not exist."""
+
+    code = "UnknownAction"
+
+
+class UnsupportedVersion(RequestError):
+    """The requested API version does not exist for this action."""
+
+    code = "UnsupportedVersion"
+
+
+class MissingParameter(RequestError):
+    """A required parameter is missing."""
+
+    code = "MissingParameter"
+
+
+class InvalidParameter(RequestError):
+    """A parameter has the wrong type or shape."""
+
+    code = "InvalidParameter"
+
+
+class InvalidParameterValue(RequestError):
+    """A parameter value is not acceptable."""
+
+    code = "InvalidParameterValue"
+
+
+class PasswordEmpty(InvalidParameterValue):
+    """A password is required unless password-free mode is requested."""
+
+    code = "PasswordEmpty"
+
+
+class PasswordPolicyViolation(InvalidParameterValue):
+    """The password does not meet the password rules."""
+
+    code = "PasswordPolicyViolation"
+
+
+class PasswordFreeDenied(InvalidParameterValue):
+    """Password-free mode is not allowed for this instance."""
+
+    code = "PasswordFreeDenied"
+
+
+class UnsupportedFeature(RequestError):
+    """The instance or server does not support this operation."""
+
+    code = "UnsupportedFeature"
+
+
+class AuthError(DomainError):
+    """Authentication failed."""
+
+    code = "AuthError"
+
+
+class MissingAuthorization(AuthError):
+    """The request carries no valid authorization."""
+
+    code = "MissingAuthorization"
+
+
+class UnknownAccessKey(AuthError):
+    """The access key does not exist or is disabled."""
+
+    code = "UnknownAccessKey"
+
+
+class SignatureInvalid(AuthError):
+    """The request signature does not match."""
+
+    code = "SignatureInvalid"
+
+
+class SignatureExpired(AuthError):
+    """The request timestamp is outside the accepted clock window."""
+
+    code = "SignatureExpired"
+
+
+class NotFound(DomainError):
+    """The resource does not exist."""
+
+    code = "NotFound"
+
+
+class InstanceNotFound(NotFound):
+    """The instance does not exist."""
+
+    code = "InstanceNotFound"
+
+
+class AccountNotFound(NotFound):
+    """The account does not exist on the instance."""
+
+    code = "AccountNotFound"
+
+
+class TaskNotFound(NotFound):
+    """The task does not exist."""
+
+    code = "TaskNotFound"
+
+
+class Conflict(DomainError):
+    """The resource is in a state that does not allow this operation."""
+
+    code = "Conflict"
+
+
+class OperationInProgress(Conflict):
+    """Another task on the same instance account is still running."""
+
+    code = "OperationInProgress"
+
+
+class EngineError(DomainError):
+    """The database engine failed."""
+
+    code = "EngineError"
+
+
+class EngineUnavailable(EngineError):
+    """The instance's nodes are not reachable or not healthy."""
+
+    code = "EngineUnavailable"
+
+
+class EngineRejected(EngineError):
+    """The database engine refused the operation."""
+
+    code = "EngineRejected"
+
+
+class VerificationFailed(EngineError):
+    """A login with the new credential did not succeed."""
+
+    code = "VerificationFailed"
+
+
+class InternalError(DomainError):
+    """An internal error occurred."""
+
+    code = "InternalError"

@@ -1,0 +1,181 @@
+"""Domain values: tenants, access keys, products, instances and their nodes.
+
+Values are frozen dataclasses; row mapping lives in ``store``. A node's admin credential is a
+``Secret`` so an ``Instance`` can be printed or logged without leaking it. ``parse_node_url`` turns
+the inventory's connection URLs (``redis://user:pw@host:port``) into typed parts.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from keyturn.core.errors import InvalidParameterValue
+from keyturn.core.secrets import Secret
+
+
+class EngineKind(enum.StrEnum):
+    """The database engines keyturn drives."""
+
+    REDIS = "redis"
+
+
+class Product(enum.StrEnum):
+    """A vendor product: which API family serves an instance and which engine sits behind it."""
+
+    TENCENT_REDIS = "tencent-redis"
+
+    @property
+    def engine(self) -> EngineKind:
+        return _PRODUCT_ENGINES[self]
+
+    @property
+    def id_pattern(self) -> re.Pattern[str]:
+        """The vendor's instance id format, checked when an instance is registered."""
+        return _PRODUCT_ID_PATTERNS[self]
+
+
+_PRODUCT_ENGINES: Mapping[Product, EngineKind] = {Product.TENCENT_REDIS: EngineKind.REDIS}
+_PRODUCT_ID_PATTERNS: Mapping[Product, re.Pattern[str]] = {
+    Product.TENCENT_REDIS: re.compile(r"^crs-[a-z0-9]{4,32}$"),
+}
+
+#: URL schemes accepted per engine; the ``s`` variants ask for TLS.
+ENGINE_SCHEMES: Mapping[EngineKind, frozenset[str]] = {
+    EngineKind.REDIS: frozenset({"redis", "rediss"}),
+}
+
+#: The account an engine uses when a URL names none.
+DEFAULT_ADMIN_USER: Mapping[EngineKind, str] = {EngineKind.REDIS: "default"}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Tenant:
+    """An account: a Tencent uin, an Alibaba account id, a Huawei project id."""
+
+    id: str
+    name: str
+
+
+class KeySource(enum.StrEnum):
+    """Where a record was declared; inventory reconciliation only touches its own records."""
+
+    INVENTORY = "inventory"
+    CLI = "cli"
+    BOOTSTRAP = "bootstrap"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AccessKey:
+    """An API access key (SecretId / AccessKeyId / AK) with its signing secret."""
+
+    id: str
+    tenant_id: str
+    secret: Secret
+    enabled: bool = True
+    source: KeySource = KeySource.CLI
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeAddress:
+    """Where a node listens and how keyturn logs in to it as administrator."""
+
+    engine: EngineKind
+    scheme: str
+    host: str
+    port: int
+    username: str
+    password: Secret | None
+    database: str = ""
+    options: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def tls(self) -> bool:
+        return self.scheme.endswith("s")
+
+    def public_url(self) -> str:
+        """The URL without its password: safe to show and to store in clear."""
+        path = f"/{self.database}" if self.database else ""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{self.username}@{host}:{self.port}{path}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Node:
+    """One server of an instance (the primary first). ``pending_password`` is the admin
+    credential written ahead of a reset that targets keyturn's own admin account."""
+
+    instance_id: str
+    ordinal: int
+    address: NodeAddress
+    pending_password: Secret | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.instance_id}/{self.ordinal}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Instance:
+    """A database instance served under a vendor product."""
+
+    id: str
+    tenant_id: str
+    product: Product
+    region: str
+    name: str = ""
+    password_free_allowed: bool = True
+    nodes: tuple[Node, ...] = ()
+    #: Last known state, refreshed by probes and finished tasks; None when never observed.
+    no_auth: bool | None = None
+    engine_version: str | None = None
+    source: KeySource = KeySource.CLI
+    created_at: datetime | None = None
+
+    @property
+    def engine(self) -> EngineKind:
+        return self.product.engine
+
+    @property
+    def primary(self) -> Node:
+        return self.nodes[0]
+
+
+def parse_node_url(url: str, engine: EngineKind) -> NodeAddress:
+    """Parse an admin connection URL such as ``redis://default:pw@127.0.0.1:6379/0``.
+
+    Errors name the problem but never echo the URL, which holds a password.
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidParameterValue("node URL is not a valid URL") from exc
+    if parts.scheme not in ENGINE_SCHEMES[engine]:
+        allowed = ", ".join(sorted(ENGINE_SCHEMES[engine]))
+        raise InvalidParameterValue(f"node URL scheme must be one of: {allowed}")
+    if not parts.hostname:
+        raise InvalidParameterValue("node URL has no host")
+    if port is None:
+        raise InvalidParameterValue("node URL has no port")
+    username = unquote(parts.username) if parts.username else DEFAULT_ADMIN_USER[engine]
+    password = Secret(unquote(parts.password)) if parts.password is not None else None
+    return NodeAddress(
+        engine=engine,
+        scheme=parts.scheme,
+        host=parts.hostname,
+        port=port,
+        username=username,
+        password=password,
+        database=parts.path.lstrip("/"),
+        options=dict(parse_qsl(parts.query)),
+    )

@@ -1,0 +1,83 @@
+"""Password policies as data, one preset per vendor product, and their validation.
+
+A policy is checked in the service layer before anything is queued, so a bad password is
+refused with the vendor's documented code and nothing is half-applied. Messages name the broken
+rule, never the password.
+"""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass
+
+from keyturn.core.errors import PasswordPolicyViolation
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CharClass:
+    """A named set of characters, e.g. upper-case letters."""
+
+    name: str
+    chars: frozenset[str]
+
+    @classmethod
+    def of(cls, name: str, chars: str) -> CharClass:
+        return cls(name=name, chars=frozenset(chars))
+
+
+LOWER = CharClass.of("lower-case letters", string.ascii_lowercase)
+UPPER = CharClass.of("upper-case letters", string.ascii_uppercase)
+DIGITS = CharClass.of("digits", string.digits)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PasswordPolicy:
+    """Length bounds, required character classes and forbidden prefixes.
+
+    Every character must belong to one of ``classes``; ``min_classes`` of them must be present.
+    """
+
+    name: str
+    min_length: int
+    max_length: int
+    classes: tuple[CharClass, ...]
+    min_classes: int
+    forbidden_prefixes: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        names = ", ".join(c.name for c in self.classes)
+        rule = f"{self.min_length}-{self.max_length} characters, "
+        rule += f"at least {self.min_classes} of: {names}"
+        if self.forbidden_prefixes:
+            rule += "; must not start with " + " or ".join(repr(p) for p in self.forbidden_prefixes)
+        return rule
+
+    def check(self, password: str) -> None:
+        """Raise ``PasswordPolicyViolation`` naming the first rule the password breaks."""
+        if not self.min_length <= len(password) <= self.max_length:
+            raise PasswordPolicyViolation(
+                f"password must be {self.min_length}-{self.max_length} characters long"
+            )
+        for prefix in self.forbidden_prefixes:
+            if password.startswith(prefix):
+                raise PasswordPolicyViolation(f"password must not start with {prefix!r}")
+        allowed = frozenset().union(*(c.chars for c in self.classes))
+        if any(ch not in allowed for ch in password):
+            raise PasswordPolicyViolation("password contains a character that is not allowed")
+        present = sum(1 for c in self.classes if any(ch in c.chars for ch in password))
+        if present < self.min_classes:
+            raise PasswordPolicyViolation(
+                f"password must contain at least {self.min_classes} of: "
+                + ", ".join(c.name for c in self.classes)
+            )
+
+
+#: TencentDB for Redis ResetPassword, as the SDK documents it.
+TENCENT_REDIS = PasswordPolicy(
+    name="tencent-redis",
+    min_length=8,
+    max_length=32,
+    classes=(LOWER, UPPER, DIGITS, CharClass.of("symbols", "()~!@#$%^&*-+=_|{}[]:;<>,.?/")),
+    min_classes=2,
+    forbidden_prefixes=("/",),
+)

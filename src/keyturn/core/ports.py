@@ -1,0 +1,223 @@
+"""Ports: the narrow interfaces the service layer needs from engines, stores and crypto.
+
+The service receives implementations of these protocols from the composition root
+(``keyturn.bootstrap``); it never imports an adapter. Requests and answers are frozen dataclasses
+so fields can be added without breaking implementations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from keyturn.core.model import AccessKey, EngineKind, Instance, KeySource, Node, Tenant
+from keyturn.core.secrets import Secret
+from keyturn.core.tasks import NewTask, Task, TaskState, TaskStep
+
+# --------------------------------------------------------------------------- engines
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EngineInfo:
+    """What a probe of one node found."""
+
+    version: str
+    #: Whether the engine has named accounts (Redis ACL users, SQL roles).
+    accounts: bool
+    #: Whether the account keyturn was asked about needs no password (Redis ``nopass``).
+    password_free: bool | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AccountInfo:
+    """An account as the engine reports it."""
+
+    name: str
+    enabled: bool
+    password_free: bool
+    privilege: str = "rw"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CredentialSnapshot:
+    """An account's credential as stored by the engine before a change: hashes or verifiers,
+    never the plaintext where the engine allows it. Sealed at rest; used for rollback."""
+
+    account: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApplyResult:
+    """The outcome of a credential change on one node."""
+
+    persisted: bool
+    note: str = ""
+
+
+class Engine(Protocol):
+    """One engine kind's driver. Every method takes the node to act on; implementations pool
+    admin connections per node and translate driver exceptions into ``EngineError``s."""
+
+    kind: EngineKind
+
+    async def probe(self, node: Node, account: str | None = None) -> EngineInfo:
+        """Log in as admin, read the version (and ``account``'s password-free flag)."""
+        ...
+
+    async def list_accounts(self, node: Node) -> list[AccountInfo]: ...
+
+    async def snapshot(self, node: Node, account: str) -> CredentialSnapshot:
+        """Read the account's current credential; ``AccountNotFound`` if it does not exist."""
+        ...
+
+    async def set_password(self, node: Node, account: str, password: Secret) -> ApplyResult: ...
+
+    async def set_password_free(self, node: Node, account: str) -> ApplyResult: ...
+
+    async def restore(self, node: Node, snapshot: CredentialSnapshot) -> ApplyResult: ...
+
+    async def verify(self, node: Node, account: str, password: Secret | None) -> None:
+        """Prove on a fresh connection that ``password`` (None: no password) logs in and that
+        no other credential does; raise ``VerificationFailed`` otherwise."""
+        ...
+
+    async def forget(self, node: Node) -> None:
+        """Drop pooled connections to ``node`` (its admin credential changed)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class EngineRegistry(Protocol):
+    """Engine kind -> driver; nothing else switches on the engine kind."""
+
+    def engine(self, kind: EngineKind) -> Engine: ...
+
+
+# --------------------------------------------------------------------------- crypto
+
+
+class SecretBox(Protocol):
+    """Authenticated encryption of secrets at rest. ``context`` binds a sealed value to its
+    place (row and column), so a value copied elsewhere does not open."""
+
+    def seal(self, plaintext: str, *, context: str) -> str: ...
+
+    def unseal(self, token: str, *, context: str) -> str: ...
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+# --------------------------------------------------------------------------- store
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Page:
+    limit: int
+    offset: int = 0
+
+
+class TenantRepo(Protocol):
+    async def put_tenant(self, tenant: Tenant, source: KeySource) -> None: ...
+
+    async def list_tenants(self) -> list[Tenant]: ...
+
+    async def tenant_sources(self) -> dict[str, KeySource]: ...
+
+    async def remove_tenant(self, tenant_id: str) -> None: ...
+
+
+class KeyRepo(Protocol):
+    async def get_access_key(self, key_id: str) -> AccessKey | None: ...
+
+    async def put_access_key(self, key: AccessKey) -> None: ...
+
+    async def list_access_keys(self, tenant_id: str | None = None) -> list[AccessKey]: ...
+
+    async def set_access_key_enabled(self, key_id: str, enabled: bool) -> bool: ...
+
+    async def remove_access_key(self, key_id: str) -> None: ...
+
+
+class InstanceRepo(Protocol):
+    async def get_instance(self, tenant_id: str, instance_id: str) -> Instance:
+        """Raise ``InstanceNotFound`` if absent or of another tenant."""
+        ...
+
+    async def list_instances(
+        self,
+        tenant_id: str | None,
+        *,
+        product: str | None = None,
+        instance_ids: Sequence[str] | None = None,
+        page: Page | None = None,
+    ) -> tuple[list[Instance], int]: ...
+
+    async def put_instance(self, instance: Instance) -> None:
+        """Insert or replace an instance with its nodes."""
+        ...
+
+    async def remove_instance(self, instance_id: str) -> bool: ...
+
+    async def record_observation(
+        self, instance_id: str, *, no_auth: bool | None, engine_version: str | None
+    ) -> None: ...
+
+
+class TaskRepo(Protocol):
+    async def create_task(self, new: NewTask, pending: Secret | None) -> Task:
+        """Queue a task; ``OperationInProgress`` if its account already has an active task."""
+        ...
+
+    async def get_task(self, tenant_id: str, task_id: int) -> Task: ...
+
+    async def list_tasks(
+        self, tenant_id: str, *, instance_id: str | None, page: Page
+    ) -> tuple[list[Task], int]: ...
+
+    async def unfinished_tasks(self) -> list[Task]: ...
+
+    async def pending_password(self, task_id: int) -> Secret | None: ...
+
+    async def write_ahead(
+        self,
+        task_id: int,
+        *,
+        snapshots: Mapping[int, CredentialSnapshot],
+        admin_pending: Mapping[int, Secret],
+        steps: Sequence[TaskStep],
+    ) -> Task:
+        """Record, in one transaction, what the task is about to do: previous credentials
+        (sealed) per node ordinal, keyturn's own new admin credentials (sealed, pending) and
+        the ``running`` state. Nothing touches an engine before this commits."""
+        ...
+
+    async def snapshots(self, task_id: int) -> dict[int, CredentialSnapshot]: ...
+
+    async def update_steps(self, task_id: int, steps: Sequence[TaskStep]) -> None: ...
+
+    async def finish_task(
+        self,
+        task_id: int,
+        *,
+        state: TaskState,
+        message: str,
+        steps: Sequence[TaskStep],
+        promote_admin: bool,
+        no_auth: bool | None,
+        verified_at: datetime | None = None,
+    ) -> Task:
+        """End a task in one transaction: wipe its pending password and snapshots, promote
+        (or discard) pending admin credentials and record the instance's new auth mode."""
+        ...
+
+
+class Store(TenantRepo, KeyRepo, InstanceRepo, TaskRepo, Protocol):
+    """Everything the service needs from persistent state."""
+
+    async def close(self) -> None: ...

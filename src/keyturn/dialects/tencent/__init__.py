@@ -1,0 +1,148 @@
+"""The Tencent Cloud API 3.0 dialect: authenticate, route to a product's action, render.
+
+Requests are authenticated first (clock window, access key, signature), then routed by the TC3
+scope's service (or, for legacy signatures, by the version and action, falling back to the
+host's service prefix) plus the action and version. Any failure becomes the product's Tencent
+error code inside an HTTP 200 answer; nothing a client sends produces a 5xx.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+
+from keyturn.core.errors import (
+    DomainError,
+    InternalError,
+    RequestTooLarge,
+    SignatureExpired,
+    UnknownAction,
+    UnsupportedVersion,
+)
+from keyturn.dialects._wire import WireRequest, WireResponse
+from keyturn.dialects.tencent.envelope import TencentCall, parse_call, render, render_error
+from keyturn.dialects.tencent.errors import tencent_code
+from keyturn.dialects.tencent.params import Params
+from keyturn.dialects.tencent.product import TencentProduct
+from keyturn.dialects.tencent.signing import verify_legacy, verify_tc3
+from keyturn.service.context import Caller
+from keyturn.service.facade import Services
+
+log = logging.getLogger(__name__)
+
+#: How far a request's timestamp may be from the server clock (Tencent documents 5 minutes).
+CLOCK_WINDOW_SECONDS = 300
+
+
+class TencentDialect:
+    """Serve Tencent products over ``POST /`` and ``GET /``."""
+
+    name = "tencent"
+
+    def __init__(self, services: Services, products: Sequence[TencentProduct]) -> None:
+        self._services = services
+        self._by_service = {p.service: p for p in products}
+        self._by_version: dict[str, list[TencentProduct]] = {}
+        for product in products:
+            self._by_version.setdefault(product.version, []).append(product)
+
+    def claims(self, request: WireRequest) -> bool:
+        if request.path != "/":
+            return False
+        return (
+            request.header("authorization").startswith("TC3-")
+            or "x-tc-action" in request.headers
+            or "SecretId=" in request.query
+            or request.header("content-type").startswith("application/x-www-form-urlencoded")
+        )
+
+    def too_large(self, request: WireRequest) -> WireResponse:
+        error = RequestTooLarge("The request body exceeds 1 MiB.")
+        return render_error(tencent_code(error), error.message, str(uuid.uuid4()))
+
+    async def handle(self, request: WireRequest) -> WireResponse:
+        request_id = str(uuid.uuid4())
+        product: TencentProduct | None = None
+        try:
+            call = parse_call(request)
+            caller = await self._authenticate(request, call, request_id)
+            product = self._route(call, request)
+            handler = product.actions.get(call.action)
+            if handler is None:
+                raise UnknownAction(f"The action `{call.action}` does not exist.")
+            payload = await handler(self._services, caller, Params(call.params))
+            return render(payload, request_id)
+        except DomainError as error:
+            return render_error(
+                tencent_code(error, product.codes if product else None), error.message, request_id
+            )
+        except Exception:
+            log.exception("unhandled error", extra={"request_id": request_id})
+            internal = InternalError()
+            return render_error(tencent_code(internal), internal.message, request_id)
+
+    async def _authenticate(
+        self, request: WireRequest, call: TencentCall, request_id: str
+    ) -> Caller:
+        self._check_clock(call.timestamp)
+        key = await self._services.credentials.access_key(call.secret_id)
+        secret = key.secret.reveal()
+        if call.tc3 is not None:
+            verify_tc3(
+                auth=call.tc3,
+                secret_key=secret,
+                method=request.method,
+                query=request.query,
+                headers=request.headers,
+                payload=request.body,
+                timestamp=call.timestamp,
+            )
+        else:
+            verify_legacy(
+                secret_key=secret,
+                method=request.method,
+                host=request.header("host"),
+                params=call.legacy_params or {},
+                signature=call.signature,
+            )
+        return Caller(
+            tenant_id=key.tenant_id,
+            key_id=key.id,
+            request_id=request_id,
+            source_ip=request.client,
+            user_agent=request.header("user-agent"),
+        )
+
+    def _check_clock(self, timestamp: str) -> None:
+        if not timestamp.isdigit():
+            raise SignatureExpired("The request timestamp is missing or not an integer.")
+        now = self._services.clock.now().timestamp()
+        if abs(now - int(timestamp)) > CLOCK_WINDOW_SECONDS:
+            raise SignatureExpired(
+                f"The request timestamp is more than {CLOCK_WINDOW_SECONDS} seconds from the "
+                "server time."
+            )
+
+    def _route(self, call: TencentCall, request: WireRequest) -> TencentProduct:
+        if call.service is not None:
+            product = self._by_service.get(call.service)
+        else:
+            product = self._legacy_product(call, request)
+        if product is None:
+            raise UnknownAction(f"The action `{call.action}` does not exist.")
+        if call.version != product.version:
+            raise UnsupportedVersion(
+                f"The version `{call.version}` of {product.service} does not exist."
+            )
+        return product
+
+    def _legacy_product(self, call: TencentCall, request: WireRequest) -> TencentProduct | None:
+        # Legacy signatures name no service: the host prefix (redis.tencentcloudapi.com) decides
+        # if it names one, else the only product with that version and action.
+        host = request.header("host").split("://")[-1]
+        prefix = host.split(".", 1)[0]
+        if prefix in self._by_service:
+            return self._by_service[prefix]
+        candidates = [p for p in self._by_version.get(call.version, []) if call.action in p.actions]
+        return candidates[0] if len(candidates) == 1 else None

@@ -1,0 +1,26 @@
+"""What a Tencent product module declares: its service name, API version, action table and
+error-code overrides. Adding a product means adding one module that builds a ``TencentProduct``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from keyturn.core.errors import DomainError
+from keyturn.dialects.tencent.params import Params
+from keyturn.service.context import Caller
+from keyturn.service.facade import Services
+
+#: An action: typed parameters in, the ``Response`` fields out (``RequestId`` is added later).
+Handler = Callable[[Services, Caller, Params], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TencentProduct:
+    #: The TC3 credential scope's service, e.g. ``redis``; also the host prefix.
+    service: str
+    version: str
+    actions: Mapping[str, Handler]
+    codes: Mapping[type[DomainError], str] = field(default_factory=dict)

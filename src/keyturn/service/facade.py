@@ -1,0 +1,20 @@
+"""The bundle of use cases handed to inbound layers (dialects, CLI) by the composition root."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from keyturn.core.ports import Clock
+from keyturn.service.admin import Admin
+from keyturn.service.credentials import Credentials
+from keyturn.service.queries import Queries
+from keyturn.service.resets import Resets
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Services:
+    credentials: Credentials
+    resets: Resets
+    queries: Queries
+    admin: Admin
+    clock: Clock

@@ -1,0 +1,172 @@
+"""Inventory as code: tenants, access keys and instances declared in a TOML file.
+
+Parsing is pure (``tomllib``); ``${NAME}`` in any string is replaced from the environment given,
+and a missing variable is an error naming the field and the variable, never a value. The parsed
+inventory is reconciled into the store by ``keyturn.service.admin``.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from keyturn.core.errors import InvalidParameterValue
+from keyturn.core.model import Product
+from keyturn.core.secrets import Secret
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class InventoryError(InvalidParameterValue):
+    """The inventory file is not valid."""
+
+    code = "InventoryError"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TenantSpec:
+    id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeySpec:
+    id: str
+    tenant: str
+    secret: Secret
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InstanceSpec:
+    id: str
+    tenant: str
+    product: Product
+    region: str
+    name: str
+    nodes: tuple[Secret, ...]  # URLs carry admin passwords
+    password_free_allowed: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Inventory:
+    tenants: tuple[TenantSpec, ...] = ()
+    keys: tuple[KeySpec, ...] = ()
+    instances: tuple[InstanceSpec, ...] = field(default_factory=tuple)
+
+
+def parse_inventory(text: str, env: Mapping[str, str]) -> Inventory:
+    """Parse and validate an inventory document."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InventoryError(f"inventory is not valid TOML: {exc}") from None
+    reader = _Reader(env)
+    tenants = tuple(
+        TenantSpec(id=reader.text(t, "id", where), name=reader.text(t, "name", where, default=""))
+        for where, t in reader.tables(doc, "tenants")
+    )
+    keys = tuple(_key(reader, where, k) for where, k in reader.tables(doc, "keys"))
+    instances = tuple(_instance(reader, where, i) for where, i in reader.tables(doc, "instances"))
+    known = {t.id for t in tenants}
+    owned: list[KeySpec | InstanceSpec] = [*keys, *instances]
+    for item in owned:
+        if item.tenant not in known:
+            raise InventoryError(
+                f"{item.id}: tenant {item.tenant!r} is not declared in [[tenants]]"
+            )
+    _unique("tenants", [t.id for t in tenants])
+    _unique("keys", [k.id for k in keys])
+    _unique("instances", [i.id for i in instances])
+    return Inventory(tenants=tenants, keys=keys, instances=instances)
+
+
+def expand_env(value: str, env: Mapping[str, str], where: str) -> str:
+    """Replace ``${NAME}`` in ``value`` from ``env``; ``where`` names the field in errors."""
+    return _Reader(env).expand(value, where)
+
+
+def _key(reader: _Reader, where: str, table: Mapping[str, Any]) -> KeySpec:
+    if "secret_env" in table:
+        name = reader.text(table, "secret_env", where)
+        if name not in reader.env:
+            raise InventoryError(f"{where}.secret_env: environment variable {name} is not set")
+        secret = reader.env[name]
+    else:
+        secret = reader.text(table, "secret", where)
+    if len(secret) < 16:
+        raise InventoryError(f"{where}: an access-key secret must be at least 16 characters")
+    return KeySpec(
+        id=reader.text(table, "id", where),
+        tenant=reader.text(table, "tenant", where),
+        secret=Secret(secret),
+    )
+
+
+def _instance(reader: _Reader, where: str, table: Mapping[str, Any]) -> InstanceSpec:
+    product_name = reader.text(table, "product", where)
+    try:
+        product = Product(product_name)
+    except ValueError:
+        known = ", ".join(p.value for p in Product)
+        raise InventoryError(f"{where}.product: {product_name!r} is not one of: {known}") from None
+    nodes = table.get("nodes")
+    if not isinstance(nodes, list) or not nodes:
+        raise InventoryError(f"{where}.nodes: a non-empty list of URLs is required")
+    free = table.get("password_free_allowed", True)
+    if not isinstance(free, bool):
+        raise InventoryError(f"{where}.password_free_allowed: must be true or false")
+    return InstanceSpec(
+        id=reader.text(table, "id", where),
+        tenant=reader.text(table, "tenant", where),
+        product=product,
+        region=reader.text(table, "region", where),
+        name=reader.text(table, "name", where, default=""),
+        nodes=tuple(
+            Secret(reader.expand(node, f"{where}.nodes[{n}]")) for n, node in enumerate(nodes)
+        ),
+        password_free_allowed=free,
+    )
+
+
+def _unique(kind: str, ids: list[str]) -> None:
+    seen: set[str] = set()
+    for item in ids:
+        if item in seen:
+            raise InventoryError(f"{kind}: {item!r} is declared twice")
+        seen.add(item)
+
+
+class _Reader:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+
+    def tables(self, doc: Mapping[str, Any], name: str) -> list[tuple[str, Mapping[str, Any]]]:
+        items = doc.get(name, [])
+        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+            raise InventoryError(f"{name}: must be an array of tables ([[{name}]])")
+        return [(f"{name}[{n}]", item) for n, item in enumerate(items)]
+
+    def text(
+        self, table: Mapping[str, Any], key: str, where: str, default: str | None = None
+    ) -> str:
+        value = table.get(key, default)
+        if value is None:
+            raise InventoryError(f"{where}.{key}: is required")
+        if not isinstance(value, str):
+            raise InventoryError(f"{where}.{key}: must be a string")
+        return self.expand(value, f"{where}.{key}")
+
+    def expand(self, value: object, where: str) -> str:
+        if not isinstance(value, str):
+            raise InventoryError(f"{where}: must be a string")
+
+        def substitute(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in self.env:
+                raise InventoryError(f"{where}: environment variable {name} is not set")
+            return self.env[name]
+
+        return _VAR.sub(substitute, value)

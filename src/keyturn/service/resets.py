@@ -1,0 +1,100 @@
+"""The reset use case: check meaning (ownership, product, password rules, engine health), queue
+a durable task and hand it to the worker.
+
+Everything a client can get wrong is refused here, before the task row exists, so a refused
+request changes nothing. The pending password is sealed by the store in the same insert that
+creates the task; the one-active-task-per-account rule is the store's unique index.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from keyturn.core.errors import (
+    DomainError,
+    EngineUnavailable,
+    InstanceNotFound,
+    PasswordFreeDenied,
+)
+from keyturn.core.model import Instance, Product
+from keyturn.core.passwords import PasswordPolicy
+from keyturn.core.ports import EngineRegistry, Store
+from keyturn.core.secrets import Secret
+from keyturn.core.tasks import NewTask, Task, TaskKind, TaskStep
+from keyturn.service.context import Caller
+from keyturn.service.worker import TaskWorker
+
+log = logging.getLogger(__name__)
+
+
+class Resets:
+    """Queue password resets and password-free switches."""
+
+    def __init__(self, store: Store, engines: EngineRegistry, worker: TaskWorker) -> None:
+        self._store = store
+        self._engines = engines
+        self._worker = worker
+
+    async def instance(self, caller: Caller, product: Product, instance_id: str) -> Instance:
+        """The caller's instance of ``product``; another tenant's or product's is not found."""
+        instance = await self._store.get_instance(caller.tenant_id, instance_id)
+        if instance.product is not product:
+            raise InstanceNotFound()
+        return instance
+
+    async def reset_password(
+        self,
+        caller: Caller,
+        *,
+        product: Product,
+        instance_id: str,
+        account: str,
+        password: Secret | None,
+        policy: PasswordPolicy,
+    ) -> Task:
+        """Queue a reset of ``account`` to ``password`` (None: switch to password-free)."""
+        instance = await self.instance(caller, product, instance_id)
+        if password is None:
+            if not instance.password_free_allowed:
+                raise PasswordFreeDenied()
+        else:
+            policy.check(password.reveal())
+        await self._check_health(instance, account)
+        kind = TaskKind.RESET_PASSWORD if password is not None else TaskKind.SET_PASSWORD_FREE
+        steps = tuple(
+            TaskStep(ordinal=node.ordinal, endpoint=node.address.endpoint)
+            for node in instance.nodes
+        )
+        task = await self._store.create_task(
+            NewTask(
+                tenant_id=caller.tenant_id,
+                instance_id=instance.id,
+                account=account,
+                kind=kind,
+                request_id=caller.request_id,
+                steps=steps,
+            ),
+            pending=password,
+        )
+        log.info(
+            "task queued",
+            extra={"task_id": task.id, "request_id": caller.request_id, "kind": str(kind)},
+        )
+        self._worker.submit(task)
+        return task
+
+    async def _check_health(self, instance: Instance, account: str) -> None:
+        """Every node must answer an admin probe, so a reset is never queued against an
+        instance that cannot take it."""
+        if not instance.nodes:
+            raise EngineUnavailable(f"instance {instance.id} has no nodes")
+        engine = self._engines.engine(instance.engine)
+        results = await asyncio.gather(
+            *(engine.probe(node, account) for node in instance.nodes), return_exceptions=True
+        )
+        for node, result in zip(instance.nodes, results, strict=True):
+            if isinstance(result, DomainError):
+                raise EngineUnavailable(f"node {node.address.endpoint}: {result.message}")
+            if isinstance(result, BaseException):
+                raise result

@@ -1,0 +1,275 @@
+"""The task worker: runs queued resets inside the server process and reconciles unfinished
+tasks after a restart.
+
+A run is write-ahead: snapshot every node's current credential, record the snapshots (sealed)
+and keyturn's own pending admin credential, and only then change the engines. Every node is
+then verified with a fresh login; any failure restores the snapshots on the nodes touched and
+the task ends ``failed``. A task found ``running`` at start-up was interrupted: it is rolled
+forward if the new credential verifies on every node, otherwise rolled back, so it is never
+left running and never applied twice. Shutdown cancels runs in flight; their rows stay as they
+were and the next start reconciles them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
+from typing import TypeVar
+
+from keyturn.core.errors import DomainError, EngineUnavailable, NotFound
+from keyturn.core.model import Instance, Node
+from keyturn.core.ports import Clock, CredentialSnapshot, Engine, EngineRegistry, Store
+from keyturn.core.secrets import Secret
+from keyturn.core.tasks import StepPhase, Task, TaskState, TaskStep
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: Pauses between attempts to restore a node during rollback.
+ROLLBACK_BACKOFF = (0.2, 0.5, 1.0, 2.0)
+
+
+class TaskWorker:
+    """Run tasks concurrently (bounded), one asyncio task each."""
+
+    def __init__(
+        self,
+        store: Store,
+        engines: EngineRegistry,
+        clock: Clock,
+        *,
+        max_concurrency: int = 64,
+        pauses: Mapping[str, float] | None = None,
+    ) -> None:
+        self._store = store
+        self._engines = engines
+        self._clock = clock
+        self._slots = asyncio.Semaphore(max_concurrency)
+        self._running: set[asyncio.Task[None]] = set()
+        # Fault-injection pauses by step name (tests only; empty in production).
+        self._pauses = dict(pauses or {})
+
+    def submit(self, task: Task) -> None:
+        """Start running ``task`` in the background."""
+        job = asyncio.get_running_loop().create_task(self._guarded(task), name=f"task-{task.id}")
+        self._running.add(job)
+        job.add_done_callback(self._running.discard)
+
+    async def recover(self) -> int:
+        """Resume every unfinished task (after a crash or a stop); returns how many."""
+        tasks = await self._store.unfinished_tasks()
+        for task in tasks:
+            self.submit(task)
+        return len(tasks)
+
+    async def drain(self, timeout: float) -> None:
+        """Let runs in flight finish for up to ``timeout`` seconds, then park the rest."""
+        if not self._running:
+            return
+        _, pending = await asyncio.wait(set(self._running), timeout=timeout)
+        for job in pending:
+            job.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+            log.warning("parked %d unfinished task(s) for the next start", len(pending))
+
+    async def wait_idle(self) -> None:
+        """Wait until no task is running (tests and benchmarks)."""
+        while self._running:
+            await asyncio.gather(*set(self._running), return_exceptions=True)
+
+    async def _guarded(self, task: Task) -> None:
+        async with self._slots:
+            try:
+                await self._run(task)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # The row stays unfinished and is reconciled at the next start.
+                log.exception("task run crashed", extra={"task_id": task.id})
+
+    async def _pause(self, point: str) -> None:
+        delay = self._pauses.get(point)
+        if delay:
+            log.warning("fault injection: pausing %.1fs at %s", delay, point)
+            await asyncio.sleep(delay)
+
+    async def _run(self, task: Task) -> None:
+        try:
+            instance = await self._store.get_instance(task.tenant_id, task.instance_id)
+        except NotFound:
+            await self._finish(task, TaskState.FAILED, "the instance is no longer registered")
+            return
+        engine = self._engines.engine(instance.engine)
+        password = await self._store.pending_password(task.id)
+        if task.state is TaskState.PREPARING:
+            await self._execute(task, instance, engine, password)
+        else:
+            await self._reconcile(task, instance, engine, password)
+
+    async def _execute(
+        self, task: Task, instance: Instance, engine: Engine, password: Secret | None
+    ) -> None:
+        steps = list(task.steps)
+        snapshots: dict[int, CredentialSnapshot] = {}
+        for node in instance.nodes:
+            try:
+                snapshots[node.ordinal] = await engine.snapshot(node, task.account)
+            except DomainError as exc:
+                await self._finish(task, TaskState.FAILED, _cause(node, exc), steps=steps)
+                return
+        own = _own_admin_nodes(instance, task.account)
+        task = await self._store.write_ahead(
+            task.id,
+            snapshots=snapshots,
+            admin_pending={node.ordinal: password for node in own if password is not None},
+            steps=steps,
+        )
+        nodes = _with_pending(instance.nodes, own, password)
+        await self._pause("after_write_ahead")
+        touched: list[Node] = []
+        try:
+            for i, node in enumerate(nodes):
+                touched.append(node)
+                result = await (
+                    engine.set_password(node, task.account, password)
+                    if password is not None
+                    else engine.set_password_free(node, task.account)
+                )
+                steps[i] = steps[i].to(StepPhase.APPLIED, result.note)
+            await self._store.update_steps(task.id, steps)
+            await self._pause("after_apply")
+            for i, node in enumerate(nodes):
+                await engine.verify(node, task.account, password)
+                steps[i] = steps[i].to(StepPhase.VERIFIED)
+        except DomainError as exc:
+            failed = touched[-1] if touched else nodes[0]
+            await self._roll_back(task, engine, touched, snapshots, steps, _cause(failed, exc))
+            return
+        await self._succeed(task, engine, own, password, steps, "")
+
+    async def _reconcile(
+        self, task: Task, instance: Instance, engine: Engine, password: Secret | None
+    ) -> None:
+        """Finish a task that was running when keyturn stopped, from what the engines report."""
+        steps = list(task.steps)
+        snapshots = await self._store.snapshots(task.id)
+        own = _own_admin_nodes(instance, task.account)
+        nodes = _with_pending(instance.nodes, own, password)
+        try:
+            for i, node in enumerate(nodes):
+                await engine.verify(node, task.account, password)
+                steps[i] = steps[i].to(StepPhase.VERIFIED)
+        except DomainError as exc:
+            cause = f"interrupted by a keyturn restart before completion ({exc.message})"
+            await self._roll_back(task, engine, list(nodes), snapshots, steps, cause)
+            return
+        await self._succeed(task, engine, own, password, steps, "completed after a keyturn restart")
+
+    async def _succeed(
+        self,
+        task: Task,
+        engine: Engine,
+        own: Sequence[Node],
+        password: Secret | None,
+        steps: list[TaskStep],
+        message: str,
+    ) -> None:
+        notes = [f"{step.endpoint}: {step.note}" for step in steps if step.note]
+        await self._finish(
+            task,
+            TaskState.SUCCEED,
+            "; ".join([message, *notes] if message else notes),
+            steps=steps,
+            promote_admin=True,
+            no_auth=password is None,
+            verified=True,
+        )
+        for node in own:
+            await engine.forget(node)
+
+    async def _roll_back(
+        self,
+        task: Task,
+        engine: Engine,
+        nodes: Sequence[Node],
+        snapshots: Mapping[int, CredentialSnapshot],
+        steps: list[TaskStep],
+        cause: str,
+    ) -> None:
+        """Restore the previous credential on ``nodes``; the task ends ``failed`` either way,
+        and its message says which nodes could not be restored."""
+        unrestored: list[str] = []
+        for node in nodes:
+            snapshot = snapshots.get(node.ordinal)
+            step = steps[node.ordinal]
+            if snapshot is None:
+                unrestored.append(node.address.endpoint)
+                continue
+            try:
+                await _retry(lambda n=node, s=snapshot: engine.restore(n, s))  # type: ignore[misc]
+                steps[node.ordinal] = step.to(StepPhase.ROLLED_BACK)
+            except DomainError as exc:
+                steps[node.ordinal] = step.to(StepPhase.FAILED, exc.message)
+                unrestored.append(node.address.endpoint)
+        message = f"{cause}; rolled back"
+        if unrestored:
+            message = f"{cause}; could not restore the previous password on {', '.join(unrestored)}"
+        await self._finish(task, TaskState.FAILED, message, steps=steps)
+        for node in nodes:
+            await engine.forget(node)
+
+    async def _finish(
+        self,
+        task: Task,
+        state: TaskState,
+        message: str,
+        *,
+        steps: Sequence[TaskStep] | None = None,
+        promote_admin: bool = False,
+        no_auth: bool | None = None,
+        verified: bool = False,
+    ) -> None:
+        if task.state is TaskState.PREPARING and state is TaskState.SUCCEED:
+            raise AssertionError("a task cannot succeed without running")
+        await self._store.finish_task(
+            task.id,
+            state=state,
+            message=message,
+            steps=list(steps if steps is not None else task.steps),
+            promote_admin=promote_admin,
+            no_auth=no_auth,
+            verified_at=self._clock.now() if verified else None,
+        )
+        log.info("task finished", extra={"task_id": task.id, "state": str(state)})
+
+
+def _own_admin_nodes(instance: Instance, account: str) -> list[Node]:
+    """Nodes whose admin login is the account being reset: keyturn must not lock itself out."""
+    return [node for node in instance.nodes if node.address.username == account]
+
+
+def _with_pending(
+    nodes: Sequence[Node], own: Sequence[Node], password: Secret | None
+) -> list[Node]:
+    """Nodes as the engine must see them once keyturn's own new credential is pending."""
+    if password is None:
+        return list(nodes)
+    keys = {node.key for node in own}
+    return [replace(n, pending_password=password) if n.key in keys else n for n in nodes]
+
+
+def _cause(node: Node, exc: DomainError) -> str:
+    return f"node {node.address.endpoint}: {exc.message}"
+
+
+async def _retry(op: Callable[[], Awaitable[T]]) -> T:
+    """Retry an engine operation while the node is unavailable, with bounded backoff."""
+    for delay in ROLLBACK_BACKOFF:
+        try:
+            return await op()
+        except EngineUnavailable:
+            await asyncio.sleep(delay)
+    return await op()

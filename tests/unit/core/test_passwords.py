@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from keyturn.core.errors import PasswordPolicyViolation
+from keyturn.core.passwords import TENCENT_REDIS
+
+
+@pytest.mark.parametrize(
+    "password", ["Passw0rd!2024", "abcdefg1", "ABCDEFGH!", "zy456987", "a" * 31 + "1"]
+)
+def test_tencent_redis_accepts(password: str) -> None:
+    TENCENT_REDIS.check(password)
+
+
+@pytest.mark.parametrize(
+    ("password", "rule"),
+    [
+        ("Ab1!", "8-32 characters"),
+        ("A1" * 17, "8-32 characters"),
+        ("/Abcdef12", "must not start with '/'"),
+        ("abcdefgh", "at least 2 of"),
+        ("12345678", "at least 2 of"),
+        ("Abcdefg 1", "not allowed"),
+        ("Abcdefg`1", "not allowed"),
+        ("Abcdéfg12", "not allowed"),
+    ],
+)
+def test_tencent_redis_refuses_with_the_rule_not_the_password(password: str, rule: str) -> None:
+    with pytest.raises(PasswordPolicyViolation) as caught:
+        TENCENT_REDIS.check(password)
+    assert rule in caught.value.message
+    assert password not in caught.value.message
+
+
+@given(st.text(max_size=40))
+def test_check_never_raises_anything_else(password: str) -> None:
+    with contextlib.suppress(PasswordPolicyViolation):
+        TENCENT_REDIS.check(password)
+
+
+def test_describe_names_the_rules() -> None:
+    assert "8-32 characters" in TENCENT_REDIS.describe()

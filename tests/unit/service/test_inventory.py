@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import pytest
+
+from keyturn.core.model import Product
+from keyturn.service.inventory import InventoryError, parse_inventory
+
+EXAMPLE = """
+[[tenants]]
+id = "1300000001"            # the account
+name = "demo"
+
+[[keys]]
+tenant = "1300000001"
+id = "AKIDkeyturnDEMO0001"
+secret = "a-long-random-secret"
+
+[[instances]]
+id = "crs-5a4py64p"
+tenant = "1300000001"
+product = "tencent-redis"
+region = "ap-guangzhou"
+name = "orders-cache"
+nodes = ["redis://default:${ORDERS_REDIS_ADMIN}@127.0.0.1:6379"]
+password_free_allowed = true
+"""
+
+
+def test_the_documented_shape_parses() -> None:
+    inventory = parse_inventory(EXAMPLE, {"ORDERS_REDIS_ADMIN": "s3cret-Admin"})
+    assert inventory.tenants[0].id == "1300000001"
+    assert inventory.keys[0].secret.reveal() == "a-long-random-secret"
+    instance = inventory.instances[0]
+    assert instance.product is Product.TENCENT_REDIS
+    assert instance.nodes[0].reveal() == "redis://default:s3cret-Admin@127.0.0.1:6379"
+    assert "s3cret" not in repr(inventory)
+
+
+def test_secret_env() -> None:
+    text = EXAMPLE.replace('secret = "a-long-random-secret"', 'secret_env = "KT_KEY"')
+    env = {"ORDERS_REDIS_ADMIN": "x", "KT_KEY": "k" * 20}
+    assert parse_inventory(text, env).keys[0].secret.reveal() == "k" * 20
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "message"),
+    [
+        (EXAMPLE, {}, "environment variable ORDERS_REDIS_ADMIN is not set"),
+        (EXAMPLE.replace("tencent-redis", "oracle"), {"ORDERS_REDIS_ADMIN": "x"}, "product"),
+        (
+            EXAMPLE.replace('tenant = "1300000001"\nproduct', 'tenant = "9"\nproduct'),
+            {"ORDERS_REDIS_ADMIN": "x"},
+            "tenant '9' is not declared",
+        ),
+        ("[[tenants]\n", {}, "not valid TOML"),
+        (
+            EXAMPLE.replace("a-long-random-secret", "short"),
+            {"ORDERS_REDIS_ADMIN": "x"},
+            "at least 16",
+        ),
+    ],
+)
+def test_errors_name_the_field_never_the_value(
+    text: str, env: dict[str, str], message: str
+) -> None:
+    with pytest.raises(InventoryError) as caught:
+        parse_inventory(text, env)
+    assert message in caught.value.message

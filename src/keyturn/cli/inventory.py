@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
@@ -26,7 +27,8 @@ from keyturn.store.sql import SqlStore
 instances = typer.Typer(help="Manage database instances.", no_args_is_help=True)
 keys = typer.Typer(help="Manage API access keys.", no_args_is_help=True)
 tenants = typer.Typer(help="Manage tenants (vendor accounts).", no_args_is_help=True)
-console = Console()
+# Piped output gets a wide console so ids and URLs are never cut.
+console = Console(width=None if sys.stdout.isatty() else 200)
 T = TypeVar("T")
 
 

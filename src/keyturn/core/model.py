@@ -49,6 +49,9 @@ ENGINE_SCHEMES: Mapping[EngineKind, frozenset[str]] = {
     EngineKind.REDIS: frozenset({"redis", "rediss"}),
 }
 
+#: Schemes that ask for TLS.
+TLS_SCHEMES = frozenset({"rediss"})
+
 #: The account an engine uses when a URL names none.
 DEFAULT_ADMIN_USER: Mapping[EngineKind, str] = {EngineKind.REDIS: "default"}
 
@@ -100,7 +103,7 @@ class NodeAddress:
 
     @property
     def tls(self) -> bool:
-        return self.scheme.endswith("s")
+        return self.scheme in TLS_SCHEMES
 
     def public_url(self) -> str:
         """The URL without its password: safe to show and to store in clear."""

@@ -112,6 +112,7 @@ class TaskWorker:
     async def _execute(
         self, task: Task, instance: Instance, engine: Engine, password: Secret | None
     ) -> None:
+        await self._pause("before_write_ahead")
         steps = list(task.steps)
         snapshots: dict[int, CredentialSnapshot] = {}
         for node in instance.nodes:

@@ -1,0 +1,1 @@
+"""Engine adapters: drivers that read and change credentials on real database engines."""

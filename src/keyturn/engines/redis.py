@@ -1,0 +1,397 @@
+"""The Redis engine adapter: reads, changes, restores and verifies account passwords.
+
+Redis 6 and later are driven through ACL only: ``ACL GETUSER`` reads state as SHA-256 hashes,
+``ACL SETUSER`` changes it, and the user is checked to exist first, because ``ACL SETUSER``
+creates unknown users. ``CONFIG SET requirepass`` is not used there, since it silently disagrees
+with ACL state. Older servers, found by ``INFO server``, only have ``requirepass``.
+Every change is persisted, with ``ACL SAVE`` when the server has an ``aclfile`` and with
+``CONFIG REWRITE`` otherwise. A failed save is reported in the ``ApplyResult``, not raised.
+Admin clients are pooled per node, speak RESP2 and skip ``CLIENT SETINFO``. A verification
+uses a fresh connection of its own. Arguments travel as separate RESP arguments, never as text
+built from strings. No command argument is logged or put into an error message. Reply parsing
+and error reduction live in ``keyturn.engines.redis_acl``. This module imports only
+``keyturn.core``, ``keyturn.engines`` and redis-py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import AuthenticationError, ResponseError
+
+from keyturn.core.errors import (
+    AccountNotFound,
+    EngineRejected,
+    EngineUnavailable,
+    InternalError,
+    VerificationFailed,
+)
+from keyturn.core.model import EngineKind, Node, NodeAddress
+from keyturn.core.ports import AccountInfo, ApplyResult, CredentialSnapshot, EngineInfo
+from keyturn.core.secrets import Secret
+from keyturn.engines.base import DEFAULT_TIMEOUT, check_timeout, engine_call
+from keyturn.engines.redis_acl import (
+    AclUser,
+    classify,
+    pairs,
+    parse_version,
+    persist_failure,
+    restore_rules,
+    sha256_hex,
+    text,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: The account that needs no AUTH; the only account of Redis before 6.
+DEFAULT_USER = "default"
+#: AUTH password sent to check a non-default ``nopass`` user, which accepts any password.
+_NOPASS_PROBE = "keyturn-nopass-probe"
+
+
+async def _cmd(client: Redis, *args: str) -> Any:
+    """One command, its arguments sent as separate RESP bulk strings."""
+    execute: Callable[..., Awaitable[Any]] = client.execute_command
+    return await execute(*args)
+
+
+async def _server_version(client: Redis, endpoint: str) -> str:
+    """``redis_version`` from ``INFO server``: the first command of every admin login."""
+    info = pairs(await _cmd(client, "INFO", "server"))
+    version = text(info.get("redis_version", ""))
+    if not parse_version(version):
+        raise EngineRejected(f"{endpoint} did not report a Redis version")
+    return version
+
+
+@dataclass(slots=True)
+class _Admin:
+    """A pooled admin client and what keyturn learnt when it logged in."""
+
+    client: Redis
+    username: str
+    password: Secret | None
+    version: str
+
+    @property
+    def acl(self) -> bool:
+        return parse_version(self.version) >= (6,)
+
+
+def _candidates(node: Node) -> list[Secret | None]:
+    """Admin passwords to try in order: the registered one, then the pending one."""
+    found: list[Secret | None] = [node.address.password]
+    if node.pending_password is not None and node.pending_password != node.address.password:
+        found.append(node.pending_password)
+    return found
+
+
+def _auth_args(username: str, password: Secret | None) -> tuple[str | None, str | None]:
+    """(username, password) for redis-py; (None, None) means no AUTH at all."""
+    if password is None:
+        return (None, None) if username == DEFAULT_USER else (username, _NOPASS_PROBE)
+    return username, password.reveal()
+
+
+async def _close(client: Redis) -> None:
+    try:
+        async with asyncio.timeout(1.0):
+            await client.aclose()
+    except Exception as exc:  # cleanup must not mask the operation's own outcome
+        log.debug("closing a redis client failed (%s)", type(exc).__name__)
+
+
+class RedisEngine:
+    """The ``Engine`` for Redis. One instance serves every Redis node; ``timeout`` bounds each
+    operation (connect included) in seconds."""
+
+    kind: EngineKind = EngineKind.REDIS
+
+    def __init__(self, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self._timeout = check_timeout(timeout)
+        self._pool: dict[str, _Admin] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    @property
+    def timeout(self) -> float:
+        return self._timeout
+
+    # ------------------------------------------------------------------ Engine protocol
+
+    async def probe(self, node: Node, account: str | None = None) -> EngineInfo:
+        async def op(admin: _Admin) -> EngineInfo:
+            # Always a round trip, even on a pooled client: a probe is a health check.
+            admin.version = await _server_version(admin.client, node.address.endpoint)
+            free: bool | None = None
+            if account is not None:
+                free = await self._password_free(admin, account)
+            return EngineInfo(version=admin.version, accounts=admin.acl, password_free=free)
+
+        return await self._run(node, "probe", op)
+
+    async def list_accounts(self, node: Node) -> list[AccountInfo]:
+        async def op(admin: _Admin) -> list[AccountInfo]:
+            if not admin.acl:
+                free = await self._config_get(admin, "requirepass") == ""
+                return [AccountInfo(name=DEFAULT_USER, enabled=True, password_free=free)]
+            found: list[AccountInfo] = []
+            for raw in await _cmd(admin.client, "ACL", "USERS") or []:
+                name = text(raw)
+                user = await self._getuser(admin, name)
+                if user is not None:
+                    found.append(
+                        AccountInfo(
+                            name=name,
+                            enabled=user.enabled,
+                            password_free=user.nopass,
+                            privilege=user.privilege(),
+                        )
+                    )
+            return found
+
+        return await self._run(node, "ACL USERS", op)
+
+    async def snapshot(self, node: Node, account: str) -> CredentialSnapshot:
+        async def op(admin: _Admin) -> CredentialSnapshot:
+            if not admin.acl:
+                self._check_legacy_account(node, account)
+                current = await self._config_get(admin, "requirepass")
+                return CredentialSnapshot(account=account, data={"requirepass": current})
+            user = await self._existing_user(node, admin, account)
+            data = {
+                "passwords": list(user.passwords),
+                "nopass": user.nopass,
+                "enabled": user.enabled,
+            }
+            return CredentialSnapshot(account=account, data=data)
+
+        return await self._run(node, "snapshot", op)
+
+    async def set_password(self, node: Node, account: str, password: Secret) -> ApplyResult:
+        async def op(admin: _Admin) -> ApplyResult:
+            if not admin.acl:
+                self._check_legacy_account(node, account)
+                await _cmd(admin.client, "CONFIG", "SET", "requirepass", password.reveal())
+            else:
+                await self._existing_user(node, admin, account)
+                plain = password.reveal()
+                await _cmd(admin.client, "ACL", "SETUSER", account, "resetpass", f">{plain}", "on")
+            return await self._persist(node, admin)
+
+        return await self._run(node, "set password", op)
+
+    async def set_password_free(self, node: Node, account: str) -> ApplyResult:
+        async def op(admin: _Admin) -> ApplyResult:
+            if not admin.acl:
+                self._check_legacy_account(node, account)
+                await _cmd(admin.client, "CONFIG", "SET", "requirepass", "")
+            else:
+                await self._existing_user(node, admin, account)
+                await _cmd(admin.client, "ACL", "SETUSER", account, "nopass", "on")
+            return await self._persist(node, admin)
+
+        return await self._run(node, "set password-free", op)
+
+    async def restore(self, node: Node, snapshot: CredentialSnapshot) -> ApplyResult:
+        account = snapshot.account
+
+        async def op(admin: _Admin) -> ApplyResult:
+            if not admin.acl:
+                self._check_legacy_account(node, account)
+                value = snapshot.data.get("requirepass")
+                if not isinstance(value, str):
+                    raise InternalError("the credential snapshot is not one of Redis < 6")
+                await _cmd(admin.client, "CONFIG", "SET", "requirepass", value)
+            else:
+                rules = restore_rules(snapshot.data)
+                await self._existing_user(node, admin, account)
+                await _cmd(admin.client, "ACL", "SETUSER", account, *rules)
+            return await self._persist(node, admin)
+
+        return await self._run(node, "restore", op)
+
+    async def verify(self, node: Node, account: str, password: Secret | None) -> None:
+        endpoint = node.address.endpoint
+
+        async def state(admin: _Admin) -> bool:
+            if not admin.acl:
+                self._check_legacy_account(node, account)
+                current = Secret(await self._config_get(admin, "requirepass"))
+                ok = current == (password if password is not None else Secret(""))
+            else:
+                user = await self._getuser(admin, account)
+                if user is None:
+                    raise VerificationFailed(f"the account no longer exists on {endpoint}")
+                if password is None:
+                    ok = user.nopass
+                else:
+                    digest = sha256_hex(password)
+                    ok = (
+                        not user.nopass
+                        and len(user.passwords) == 1
+                        and hmac.compare_digest(user.passwords[0], digest)
+                    )
+            if not ok:
+                if password is None:
+                    raise VerificationFailed(f"{endpoint} still requires a password")
+                raise VerificationFailed(f"{endpoint} does not hold exactly the new password")
+            return admin.acl
+
+        acl = await self._run(node, "verify", state)
+        await self._fresh_login(node.address, account, password, acl=acl)
+
+    async def forget(self, node: Node) -> None:
+        await self._drop(node.key)
+
+    async def close(self) -> None:
+        for key in list(self._pool):
+            await self._drop(key)
+        self._locks.clear()
+
+    # ------------------------------------------------------------------ internals
+
+    async def _run(self, node: Node, action: str, op: Callable[[_Admin], Awaitable[T]]) -> T:
+        """Run ``op`` on the node's admin client, bounded and with errors translated."""
+        endpoint = node.address.endpoint
+        try:
+            async with engine_call(endpoint, action, timeout=self._timeout, classify=classify):
+                admin = await self._admin(node)
+                try:
+                    return await op(admin)
+                except AuthenticationError:
+                    # A new pooled connection could not log in: the admin credential changed
+                    # under the pool (keyturn reset its own account). Rebuild once.
+                    if node.pending_password is None:
+                        raise
+                    await self._drop(node.key)
+                    return await op(await self._admin(node))
+        except EngineUnavailable:
+            await self._drop(node.key)
+            raise
+
+    async def _admin(self, node: Node) -> _Admin:
+        """The pooled admin client for ``node``, built (and its version read) on first use."""
+        lock = self._locks.setdefault(node.key, asyncio.Lock())
+        async with lock:
+            current = self._pool.get(node.key)
+            candidates = _candidates(node)
+            if current is not None:
+                if current.username == node.address.username and current.password in candidates:
+                    return current
+                await self._drop(node.key)
+            for i, password in enumerate(candidates):
+                client = self._client(node.address, _auth_args(node.address.username, password))
+                try:
+                    version = await _server_version(client, node.address.endpoint)
+                except AuthenticationError:
+                    await _close(client)
+                    if i + 1 < len(candidates):
+                        log.info("admin login to %s: trying the pending credential", node.key)
+                        continue
+                    raise
+                except BaseException:
+                    await _close(client)
+                    raise
+                admin = _Admin(client, node.address.username, password, version)
+                self._pool[node.key] = admin
+                log.debug("admin client for %s ready (Redis %s)", node.key, version)
+                return admin
+            raise AssertionError("unreachable: there is always one candidate")
+
+    def _client(
+        self, address: NodeAddress, login: tuple[str | None, str | None], *, single: bool = False
+    ) -> Redis:
+        """A client that logs in with ``login`` (see ``_auth_args``) on each new connection."""
+        return Redis(
+            host=address.host,
+            port=address.port,
+            username=login[0],
+            password=login[1],
+            protocol=2,
+            driver_info=None,  # no CLIENT SETINFO; same as lib_name=None, lib_version=None
+            socket_timeout=self._timeout,
+            socket_connect_timeout=self._timeout,
+            retry=Retry(NoBackoff(), 0),
+            ssl=address.tls,
+            single_connection_client=single,
+        )
+
+    async def _drop(self, key: str) -> None:
+        admin = self._pool.pop(key, None)
+        if admin is not None:
+            await _close(admin.client)
+
+    async def _fresh_login(
+        self, address: NodeAddress, account: str, password: Secret | None, *, acl: bool
+    ) -> None:
+        """Log in on a new connection as ``account`` with ``password`` and PING."""
+        endpoint = address.endpoint
+        if acl:
+            login = _auth_args(account, password)
+        else:
+            login = (None, password.reveal() if password is not None else None)
+        client = self._client(address, login, single=True)
+        try:
+            async with engine_call(
+                endpoint, "verify login", timeout=self._timeout, classify=classify
+            ):
+                try:
+                    await _cmd(client, "PING")
+                except AuthenticationError:
+                    raise VerificationFailed(
+                        f"login to {endpoint} with the new credential failed"
+                    ) from None
+        finally:
+            await _close(client)
+
+    async def _getuser(self, admin: _Admin, account: str) -> AclUser | None:
+        reply = await _cmd(admin.client, "ACL", "GETUSER", account)
+        return None if reply is None else AclUser.parse(reply)
+
+    async def _existing_user(self, node: Node, admin: _Admin, account: str) -> AclUser:
+        user = await self._getuser(admin, account)
+        if user is None:
+            raise AccountNotFound(f"the account does not exist on {node.address.endpoint}")
+        return user
+
+    async def _password_free(self, admin: _Admin, account: str) -> bool | None:
+        """Whether ``account`` needs no password; None if the account does not exist."""
+        if not admin.acl:
+            if account != DEFAULT_USER:
+                return None
+            return await self._config_get(admin, "requirepass") == ""
+        user = await self._getuser(admin, account)
+        return None if user is None else user.nopass
+
+    async def _config_get(self, admin: _Admin, name: str) -> str:
+        return text(pairs(await _cmd(admin.client, "CONFIG", "GET", name)).get(name, ""))
+
+    @staticmethod
+    def _check_legacy_account(node: Node, account: str) -> None:
+        if account != DEFAULT_USER:
+            raise AccountNotFound(
+                f"Redis before 6 on {node.address.endpoint} has no account but {DEFAULT_USER}"
+            )
+
+    async def _persist(self, node: Node, admin: _Admin) -> ApplyResult:
+        """Save the change: ``ACL SAVE`` with an aclfile, else ``CONFIG REWRITE``."""
+        command: tuple[str, ...] = ("CONFIG", "GET", "aclfile")
+        try:
+            aclfile = admin.acl and await self._config_get(admin, "aclfile")
+            command = ("ACL", "SAVE") if aclfile else ("CONFIG", "REWRITE")
+            await _cmd(admin.client, *command)
+        except ResponseError as exc:
+            reason = persist_failure(" ".join(command), exc)
+            log.warning("credential change on %s not persisted: %s", node.key, reason)
+            return ApplyResult(persisted=False, note=f"not persisted: {reason}")
+        return ApplyResult(persisted=True)

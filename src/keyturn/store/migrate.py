@@ -1,0 +1,70 @@
+"""Schema migrations, applied programmatically with Alembic (no ``alembic.ini``).
+
+``upgrade(url)`` brings the database at ``url`` to the newest revision; it is idempotent and is
+called at server start (``keyturn.store.sql.open_store``) and by ``keyturn migrate``. The
+migration environment runs on a synchronous driver derived from the async URL (``sync_url``).
+Imports: Alembic, SQLAlchemy and the standard library.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Final
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.engine import URL, make_url
+
+MIGRATIONS_DIR: Final = Path(__file__).resolve().parent / "migrations"
+#: The ``Config.attributes`` key under which ``env.py`` finds the database URL.
+URL_ATTRIBUTE: Final = "keyturn_url"
+
+#: Async drivers and the synchronous drivers Alembic runs on instead.
+_SYNC_DRIVERS: Final = {
+    "sqlite+aiosqlite": "sqlite",
+    "postgresql+asyncpg": "postgresql+psycopg",
+}
+
+
+def sync_url(url: str | URL) -> URL:
+    """The synchronous equivalent of an async URL (``sqlite+aiosqlite`` -> ``sqlite``);
+    drivers that are both (``postgresql+psycopg``) are kept."""
+    parsed = make_url(url)
+    driver = _SYNC_DRIVERS.get(parsed.drivername)
+    return parsed.set(drivername=driver) if driver else parsed
+
+
+def alembic_config(url: str) -> Config:
+    """An Alembic configuration built in code, pointing at this package's migrations."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("path_separator", "os")
+    # Passed as an attribute, not an option: URLs may contain '%', which ConfigParser mangles.
+    config.attributes[URL_ATTRIBUTE] = url
+    return config
+
+
+def upgrade(url: str) -> None:
+    """Apply every pending migration to the database at ``url`` (a no-op when up to date)."""
+    command.upgrade(alembic_config(url), "head")
+
+
+def current_revision(url: str) -> str | None:
+    """The revision the database at ``url`` is at, or None before the first migration."""
+    from alembic.runtime.migration import MigrationContext
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    engine = create_engine(sync_url(url), poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    finally:
+        engine.dispose()
+
+
+def head_revision() -> str | None:
+    """The newest revision shipped with this package."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()

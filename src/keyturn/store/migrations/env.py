@@ -1,0 +1,57 @@
+"""Alembic environment for the keyturn store, run by ``keyturn.store.migrate``.
+
+The database URL comes from ``Config.attributes`` (there is no ``alembic.ini``) and is turned
+into its synchronous equivalent, so the same async URL serves the application and the
+migrations. Migrations target ``keyturn.store.schema.metadata``.
+"""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import create_engine
+from sqlalchemy.pool import NullPool
+
+from keyturn.store.migrate import URL_ATTRIBUTE, sync_url
+from keyturn.store.schema import metadata
+
+config = context.config
+
+
+def _url() -> str:
+    url = config.attributes.get(URL_ATTRIBUTE) or config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise RuntimeError("no database URL given to the keyturn migrations")
+    return str(url)
+
+
+def run_migrations_offline() -> None:
+    """Emit the SQL instead of running it (``alembic upgrade --sql``)."""
+    context.configure(
+        url=sync_url(_url()),
+        target_metadata=metadata,
+        literal_binds=True,
+        render_as_batch=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online() -> None:
+    engine = create_engine(sync_url(_url()), poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            context.configure(
+                connection=connection,
+                target_metadata=metadata,
+                render_as_batch=connection.dialect.name == "sqlite",
+            )
+            with context.begin_transaction():
+                context.run_migrations()
+    finally:
+        engine.dispose()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()

@@ -1,0 +1,241 @@
+"""Row mapping for ``SqlStore``: domain values to column values and back, and seal contexts.
+
+Everything here is pure (no I/O): JSON for task steps and credential snapshots, the stored form
+of a node's URL (no password), the ``SecretBox`` context of every sealed column, and the
+assembly of ``Instance`` and ``Task`` values from result rows, unsealing secrets into
+``Secret``s. A value the store itself wrote but cannot read back is an ``InternalError``.
+Imports: ``keyturn.core`` and the standard library.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from keyturn.core.errors import DomainError, InternalError
+from keyturn.core.model import (
+    AccessKey,
+    Instance,
+    KeySource,
+    Node,
+    NodeAddress,
+    Product,
+    parse_node_url,
+)
+from keyturn.core.ports import CredentialSnapshot
+from keyturn.core.secrets import Secret
+from keyturn.core.tasks import StepPhase, Task, TaskKind, TaskState, TaskStep
+
+#: Opens a sealed column value given its context.
+Unseal = Callable[[str, str], str]
+
+# --------------------------------------------------------------------------- seal contexts
+
+
+def key_secret_context(key_id: str) -> str:
+    return f"access_key:{key_id}:secret"
+
+
+def node_password_context(instance_id: str, ordinal: int) -> str:
+    return f"node:{instance_id}:{ordinal}:password"
+
+
+def node_pending_context(instance_id: str, ordinal: int) -> str:
+    return f"node:{instance_id}:{ordinal}:pending_password"
+
+
+def task_pending_context(task_id: int) -> str:
+    return f"task:{task_id}:pending"
+
+
+def task_snapshots_context(task_id: int) -> str:
+    return f"task:{task_id}:snapshots"
+
+
+# --------------------------------------------------------------------------- JSON columns
+
+
+def steps_to_json(steps: Sequence[TaskStep]) -> str:
+    return json.dumps(
+        [
+            {"ordinal": s.ordinal, "endpoint": s.endpoint, "phase": s.phase.value, "note": s.note}
+            for s in steps
+        ],
+        separators=(",", ":"),
+    )
+
+
+def steps_from_json(text: str) -> tuple[TaskStep, ...]:
+    try:
+        return tuple(
+            TaskStep(
+                ordinal=int(item["ordinal"]),
+                endpoint=str(item["endpoint"]),
+                phase=StepPhase(item["phase"]),
+                note=str(item.get("note", "")),
+            )
+            for item in json.loads(text)
+        )
+    except (ValueError, TypeError, KeyError):
+        raise InternalError("a stored task has unreadable steps") from None
+
+
+def snapshots_to_json(snapshots: Mapping[int, CredentialSnapshot]) -> str:
+    try:
+        return json.dumps(
+            {
+                str(ordinal): {"account": snap.account, "data": dict(snap.data)}
+                for ordinal, snap in snapshots.items()
+            },
+            separators=(",", ":"),
+            sort_keys=True,
+        )
+    except (TypeError, ValueError):
+        raise InternalError("a credential snapshot is not JSON-serializable") from None
+
+
+def snapshots_from_json(text: str) -> dict[int, CredentialSnapshot]:
+    try:
+        raw = json.loads(text)
+        return {
+            int(ordinal): CredentialSnapshot(account=str(item["account"]), data=item["data"])
+            for ordinal, item in raw.items()
+        }
+    except (ValueError, TypeError, KeyError, AttributeError):
+        raise InternalError("a stored task has unreadable credential snapshots") from None
+
+
+# --------------------------------------------------------------------------- nodes
+
+
+def stored_url(address: NodeAddress) -> str:
+    """``NodeAddress.public_url()`` (no password) with the username quoted and the options
+    kept, so that ``parse_node_url`` gives the same address back."""
+    host = f"[{address.host}]" if ":" in address.host else address.host
+    path = f"/{address.database}" if address.database else ""
+    query = f"?{urlencode(sorted(address.options.items()))}" if address.options else ""
+    user = quote(address.username, safe="")
+    return f"{address.scheme}://{user}@{host}:{address.port}{path}{query}"
+
+
+def node_values(node: Node, seal: Callable[[str, str], str]) -> dict[str, Any]:
+    """A ``nodes`` row; a None pending password is written as NULL."""
+    iid, ordinal, password = node.instance_id, node.ordinal, node.address.password
+    pending = node.pending_password
+    return {
+        "instance_id": iid,
+        "ordinal": ordinal,
+        "public_url": stored_url(node.address),
+        "username": node.address.username,
+        "password_sealed": (
+            None
+            if password is None
+            else seal(password.reveal(), node_password_context(iid, ordinal))
+        ),
+        "pending_password_sealed": (
+            None if pending is None else seal(pending.reveal(), node_pending_context(iid, ordinal))
+        ),
+    }
+
+
+def _node(product: Product, row: Any, unseal: Unseal) -> Node:
+    iid, ordinal = row.id, int(row.n_ordinal)
+    try:
+        address = parse_node_url(row.n_public_url, product.engine)
+    except DomainError:
+        raise InternalError(f"instance {iid} node {ordinal} has an unreadable URL") from None
+    password = (
+        Secret(unseal(row.n_password_sealed, node_password_context(iid, ordinal)))
+        if row.n_password_sealed is not None
+        else None
+    )
+    pending = (
+        Secret(unseal(row.n_pending_password_sealed, node_pending_context(iid, ordinal)))
+        if row.n_pending_password_sealed is not None
+        else None
+    )
+    return Node(
+        instance_id=iid,
+        ordinal=ordinal,
+        address=replace(address, username=row.n_username, password=password),
+        pending_password=pending,
+    )
+
+
+def instances_from_rows(rows: Iterable[Any], unseal: Unseal) -> list[Instance]:
+    """Assemble instances from ``instances LEFT JOIN nodes`` rows ordered by (id, ordinal);
+    node columns are labelled ``n_<column>``."""
+    out: list[Instance] = []
+    nodes: list[Node] = []
+    current: Any = None
+
+    def flush() -> None:
+        if current is not None:
+            out.append(_instance(current, tuple(nodes)))
+
+    for row in rows:
+        if current is None or row.id != current.id:
+            flush()
+            current, nodes = row, []
+        if row.n_ordinal is not None:
+            nodes.append(_node(_product(row), row, unseal))
+    flush()
+    return out
+
+
+def _product(row: Any) -> Product:
+    try:
+        return Product(row.product)
+    except ValueError:
+        raise InternalError(f"instance {row.id} has an unknown product") from None
+
+
+def _instance(row: Any, nodes: tuple[Node, ...]) -> Instance:
+    return Instance(
+        id=row.id,
+        tenant_id=row.tenant_id,
+        product=_product(row),
+        region=row.region,
+        name=row.name,
+        password_free_allowed=bool(row.password_free_allowed),
+        nodes=nodes,
+        no_auth=None if row.no_auth is None else bool(row.no_auth),
+        engine_version=row.engine_version,
+        source=KeySource(row.source),
+        created_at=row.created_at,
+    )
+
+
+# --------------------------------------------------------------------------- keys and tasks
+
+
+def access_key_from_row(row: Any, unseal: Unseal) -> AccessKey:
+    return AccessKey(
+        id=row.id,
+        tenant_id=row.tenant_id,
+        secret=Secret(unseal(row.secret_sealed, key_secret_context(row.id))),
+        enabled=bool(row.enabled),
+        source=KeySource(row.source),
+        created_at=row.created_at,
+    )
+
+
+def task_from_row(row: Any) -> Task:
+    return Task(
+        id=int(row.id),
+        tenant_id=row.tenant_id,
+        instance_id=row.instance_id,
+        account=row.account,
+        kind=TaskKind(row.kind),
+        state=TaskState(row.state),
+        message=row.message,
+        request_id=row.request_id,
+        steps=steps_from_json(row.steps),
+        created_at=row.created_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        verified_at=row.verified_at,
+    )

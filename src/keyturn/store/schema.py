@@ -1,0 +1,156 @@
+"""The store's tables, as SQLAlchemy Core metadata shared by the queries and the migrations.
+
+Portable between SQLite and PostgreSQL: timestamps are timezone-aware UTC (``UtcDateTime``:
+fixed-width ISO text on SQLite, ``timestamptz`` on PostgreSQL), task steps are JSON text, and
+every secret column holds a ``SecretBox`` token, never plaintext. The partial unique index on
+``tasks.lock_key`` over active states is what allows at most one active task per instance
+account. Migrations in ``keyturn.store.migrations`` create exactly this schema. Imports:
+SQLAlchemy, ``keyturn.core`` and the standard library.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+from keyturn.core.tasks import ACTIVE_STATES
+
+NAMING_CONVENTION: Final = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+#: The WHERE clause of the one-active-task-per-account index (also written in 0001_initial).
+ACTIVE_TASK_WHERE: Final = "state IN ({})".format(", ".join(f"'{s.value}'" for s in ACTIVE_STATES))
+ACTIVE_LOCK_INDEX: Final = "uq_tasks_active_lock_key"
+
+
+class UtcDateTime(sa.types.TypeDecorator[datetime]):
+    """A timezone-aware UTC timestamp; naive datetimes are refused.
+
+    SQLite stores ``YYYY-MM-DDTHH:MM:SS.ffffff+00:00`` (fixed width, so text order is time
+    order); PostgreSQL stores ``timestamp with time zone``.
+    """
+
+    impl = sa.String(32)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(sa.DateTime(timezone=True))
+        return dialect.type_descriptor(sa.String(32))
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("timestamps must be timezone-aware")
+        value = value.astimezone(UTC)
+        if dialect.name == "postgresql":
+            return value
+        return value.isoformat(timespec="microseconds")
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+        if moment.tzinfo is None:
+            return moment.replace(tzinfo=UTC)
+        return moment.astimezone(UTC)
+
+
+#: Task ids are 64-bit on PostgreSQL; SQLite needs INTEGER for a rowid alias.
+TaskId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+tenants = sa.Table(
+    "tenants",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+)
+
+access_keys = sa.Table(
+    "access_keys",
+    metadata,
+    sa.Column("id", sa.String(128), primary_key=True),
+    sa.Column("tenant_id", sa.String(64), sa.ForeignKey("tenants.id"), nullable=False),
+    sa.Column("secret_sealed", sa.Text(), nullable=False),
+    sa.Column("enabled", sa.Boolean(), nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Index("ix_access_keys_tenant_id", "tenant_id"),
+)
+
+instances = sa.Table(
+    "instances",
+    metadata,
+    sa.Column("id", sa.String(128), primary_key=True),
+    sa.Column("tenant_id", sa.String(64), sa.ForeignKey("tenants.id"), nullable=False),
+    sa.Column("product", sa.String(64), nullable=False),
+    sa.Column("region", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("password_free_allowed", sa.Boolean(), nullable=False),
+    sa.Column("no_auth", sa.Boolean(), nullable=True),
+    sa.Column("engine_version", sa.String(64), nullable=True),
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    # Serves both "this tenant's instances" and their listing in id order.
+    sa.Index("ix_instances_tenant_id_id", "tenant_id", "id"),
+)
+
+nodes = sa.Table(
+    "nodes",
+    metadata,
+    sa.Column(
+        "instance_id",
+        sa.String(128),
+        sa.ForeignKey("instances.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("ordinal", sa.Integer(), primary_key=True),
+    sa.Column("public_url", sa.Text(), nullable=False),
+    sa.Column("username", sa.String(200), nullable=False),
+    sa.Column("password_sealed", sa.Text(), nullable=True),
+    sa.Column("pending_password_sealed", sa.Text(), nullable=True),
+)
+
+tasks = sa.Table(
+    "tasks",
+    metadata,
+    sa.Column("id", TaskId, primary_key=True, autoincrement=True),
+    sa.Column("tenant_id", sa.String(64), nullable=False),
+    sa.Column("instance_id", sa.String(128), nullable=False),
+    sa.Column("account", sa.String(200), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("message", sa.Text(), nullable=False),
+    sa.Column("request_id", sa.String(128), nullable=False),
+    sa.Column("steps", sa.Text(), nullable=False),
+    sa.Column("lock_key", sa.String(400), nullable=False),
+    sa.Column("pending_sealed", sa.Text(), nullable=True),
+    sa.Column("snapshots_sealed", sa.Text(), nullable=True),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("started_at", UtcDateTime(), nullable=True),
+    sa.Column("finished_at", UtcDateTime(), nullable=True),
+    sa.Column("verified_at", UtcDateTime(), nullable=True),
+    sa.Index(
+        ACTIVE_LOCK_INDEX,
+        "lock_key",
+        unique=True,
+        sqlite_where=sa.text(ACTIVE_TASK_WHERE),
+        postgresql_where=sa.text(ACTIVE_TASK_WHERE),
+    ),
+    sa.Index("ix_tasks_tenant_id_instance_id_id", "tenant_id", "instance_id", "id"),
+    # AUTOINCREMENT: a task id handed to a client is never reused, even if rows are deleted.
+    sqlite_autoincrement=True,
+)

@@ -1,0 +1,157 @@
+"""Secrets at rest: AES-256-GCM sealing bound to a context, and the master key that opens it.
+
+``AesGcmSecretBox`` implements ``keyturn.core.ports.SecretBox``. A token is
+``v1:<key_id>:<urlsafe base64(nonce + ciphertext)>``: a random 96-bit nonce per value, the
+caller's ``context`` (row and column) as associated data, so a token copied to another place does
+not open, and ``key_id`` (the first 8 hex digits of the key's SHA-256) naming the master key so
+that key rotation can be added without a format change. ``load_or_create_master_key`` reads the
+key from ``KEYTURN_MASTER_KEY`` or from ``<data_dir>/master.key``, created on first use with mode
+0600. Nothing here ever echoes key material or plaintext. Imports: stdlib and cryptography.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import logging
+import os
+import secrets
+import stat
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Final
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from keyturn.core.errors import InternalError
+
+log = logging.getLogger(__name__)
+
+KEY_BYTES: Final = 32
+NONCE_BYTES: Final = 12
+VERSION: Final = "v1"
+KEY_FILE: Final = "master.key"
+_UNSEALABLE: Final = "sealed value does not open (wrong master key?)"
+
+
+def key_id(key: bytes) -> str:
+    """The public name of a master key: the first 8 hex digits of its SHA-256."""
+    return hashlib.sha256(key).hexdigest()[:8]
+
+
+class AesGcmSecretBox:
+    """Seal and unseal strings with AES-256-GCM under a master key.
+
+    ``retired`` keys still open old tokens (for a future rotation) but never seal new ones.
+    """
+
+    __slots__ = ("_ciphers", "_key_id")
+
+    def __init__(self, key: bytes, *, retired: Iterable[bytes] = ()) -> None:
+        self._ciphers: dict[str, AESGCM] = {}
+        for old in retired:
+            self._ciphers[key_id(_checked(old))] = AESGCM(old)
+        self._key_id = key_id(_checked(key))
+        self._ciphers[self._key_id] = AESGCM(key)
+
+    @property
+    def key_id(self) -> str:
+        return self._key_id
+
+    def __repr__(self) -> str:
+        return f"AesGcmSecretBox(key_id={self._key_id!r})"
+
+    def seal(self, plaintext: str, *, context: str) -> str:
+        nonce = secrets.token_bytes(NONCE_BYTES)
+        sealed = self._ciphers[self._key_id].encrypt(
+            nonce, plaintext.encode("utf-8"), context.encode("utf-8")
+        )
+        body = base64.urlsafe_b64encode(nonce + sealed).decode("ascii")
+        return f"{VERSION}:{self._key_id}:{body}"
+
+    def unseal(self, token: str, *, context: str) -> str:
+        version, _, rest = token.partition(":")
+        kid, _, body = rest.partition(":")
+        cipher = self._ciphers.get(kid)
+        if version != VERSION or cipher is None:
+            raise InternalError(_UNSEALABLE)
+        try:
+            raw = base64.urlsafe_b64decode(body.encode("ascii"))
+            if len(raw) <= NONCE_BYTES:
+                raise InternalError(_UNSEALABLE)
+            plain = cipher.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], context.encode("utf-8"))
+            return plain.decode("utf-8")
+        except (InvalidTag, ValueError, binascii.Error):
+            raise InternalError(_UNSEALABLE) from None
+
+
+def _checked(key: bytes) -> bytes:
+    if len(key) != KEY_BYTES:
+        raise ValueError(f"a master key must be {KEY_BYTES} bytes")
+    return key
+
+
+def decode_master_key(text: str, *, origin: str) -> bytes:
+    """Decode base64 (standard or URL-safe alphabet) of 32 bytes; errors never echo ``text``."""
+    cleaned = text.strip().replace("-", "+").replace("_", "/")
+    try:
+        key = base64.b64decode(cleaned, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"{origin} is not valid base64") from None
+    if len(key) != KEY_BYTES:
+        raise ValueError(f"{origin} must be base64 of {KEY_BYTES} bytes, not {len(key)}")
+    return key
+
+
+def load_or_create_master_key(data_dir: Path, env_value: str | None) -> bytes:
+    """The master key: from ``env_value`` (``KEYTURN_MASTER_KEY``) when set, otherwise from
+    ``data_dir/master.key``, which is created (mode 0600, 32 random bytes) on first use."""
+    if env_value is not None and env_value.strip():
+        return decode_master_key(env_value, origin="KEYTURN_MASTER_KEY")
+    path = data_dir / KEY_FILE
+    try:
+        return _create_key_file(path)
+    except FileExistsError:
+        pass
+    mode = path.stat().st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        log.warning(
+            "master key file %s is accessible to group or others (mode %o); chmod 600 it",
+            path,
+            stat.S_IMODE(mode),
+        )
+    text = path.read_text(encoding="ascii", errors="replace")
+    if not text.strip():
+        raise ValueError(f"master key file {path} is empty")
+    return decode_master_key(text, origin=f"master key file {path}")
+
+
+def _create_key_file(path: Path) -> bytes:
+    """Create ``path`` exclusively with a new key; ``FileExistsError`` if it exists."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    key = secrets.token_bytes(KEY_BYTES)
+    try:
+        os.write(fd, base64.b64encode(key) + b"\n")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    _fsync_dir(path.parent)
+    log.info("created master key %s (key id %s)", path, key_id(key))
+    return key
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the new file's directory entry durable (the key must survive a power loss)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

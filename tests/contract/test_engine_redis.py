@@ -1,0 +1,454 @@
+"""Contract tests of ``RedisEngine`` against real, throwaway redis-server processes.
+
+Every claim is checked from outside the engine as well, with raw redis-py connections: a new
+password logs in and the old one gets ``WRONGPASS``, a change survives a restart, an odd user name
+creates no user. Wrong admin credentials are reported as ``EngineUnavailable`` ("admin login to
+... failed"), like any other failure to reach the node as administrator.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import replace
+
+import pytest
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import AuthenticationError, ResponseError
+
+from keyturn.core.errors import (
+    AccountNotFound,
+    EngineRejected,
+    EngineUnavailable,
+    InternalError,
+    UnsupportedFeature,
+    VerificationFailed,
+)
+from keyturn.core.model import EngineKind, Node, parse_node_url
+from keyturn.core.ports import CredentialSnapshot, Engine
+from keyturn.core.secrets import Secret
+from keyturn.engines.redis import RedisEngine
+from keyturn.engines.redis_acl import classify, restore_rules
+from keyturn.engines.registry import EngineRegistry
+from tests.support.fixtures import RedisServerFactory
+from tests.support.redis_server import RedisServer
+
+pytestmark = pytest.mark.engine
+
+TIMEOUT = 2.0
+
+
+@pytest.fixture
+async def engine() -> AsyncIterator[RedisEngine]:
+    driver = RedisEngine(timeout=TIMEOUT)
+    yield driver
+    await driver.close()
+
+
+def node_of(server: RedisServer, user: str = "default", password: str | None = None) -> Node:
+    secret = server.password if password is None else password
+    address = parse_node_url(server.url(user, secret), EngineKind.REDIS)
+    return Node(instance_id="crs-test0001", ordinal=0, address=address)
+
+
+def raw(server: RedisServer, user: str | None = None, password: str | None = None) -> Redis:
+    """A fresh single-connection redis-py client (RESP2, no CLIENT SETINFO, no retries)."""
+    return Redis(
+        host="127.0.0.1",
+        port=server.port,
+        username=user,
+        password=password,
+        protocol=2,
+        driver_info=None,
+        retry=Retry(NoBackoff(), 0),
+        socket_timeout=TIMEOUT,
+        socket_connect_timeout=TIMEOUT,
+        single_connection_client=True,
+    )
+
+
+def admin(server: RedisServer) -> Redis:
+    return raw(server, "default", server.password)
+
+
+async def whoami(server: RedisServer, user: str | None, password: str | None) -> str:
+    async with raw(server, user, password) as client:
+        reply = await client.execute_command("ACL", "WHOAMI")
+    return reply.decode() if isinstance(reply, bytes) else str(reply)
+
+
+async def assert_wrongpass(server: RedisServer, user: str, password: str) -> None:
+    with pytest.raises(AuthenticationError) as caught:
+        await whoami(server, user, password)
+    assert caught.value.status_code == "WRONGPASS"
+
+
+async def acl_users(server: RedisServer) -> set[str]:
+    async with admin(server) as client:
+        return {name.decode() for name in await client.execute_command("ACL", "USERS")}
+
+
+async def add_user(server: RedisServer, name: str, *rules: str) -> None:
+    async with admin(server) as client:
+        await client.execute_command("ACL", "SETUSER", name, *rules)
+
+
+def sha(password: str) -> str:
+    return hashlib.sha256(password.encode()).hexdigest()
+
+
+# ---------------------------------------------------------------------- probe and reads
+
+
+async def test_probe_reports_version_and_password_flag(
+    engine: RedisEngine, redis_server: RedisServer, redis_server_factory: RedisServerFactory
+) -> None:
+    info = await engine.probe(node_of(redis_server), "default")
+    assert info.version.startswith("7.")
+    assert info.accounts is True
+    assert info.password_free is False
+    assert (await engine.probe(node_of(redis_server))).password_free is None
+    assert (await engine.probe(node_of(redis_server), "nobody")).password_free is None
+
+    open_server = redis_server_factory(password=None)
+    assert (await engine.probe(node_of(open_server), "default")).password_free is True
+
+
+async def test_list_accounts(engine: RedisEngine, redis_server: RedisServer) -> None:
+    await add_user(redis_server, "reader", "on", ">pw1", "~*", "-@all", "+@read")
+    await add_user(redis_server, "idle", "off", "nopass")
+    accounts = {a.name: a for a in await engine.list_accounts(node_of(redis_server))}
+    assert set(accounts) == {"default", "reader", "idle"}
+    assert accounts["default"].privilege == "rw"
+    assert accounts["default"].password_free is False
+    assert accounts["reader"].privilege == "r"
+    assert accounts["reader"].enabled is True
+    assert accounts["idle"].enabled is False
+    assert accounts["idle"].password_free is True
+
+
+async def test_snapshot_of_unknown_account_does_not_create_it(
+    engine: RedisEngine, redis_server: RedisServer
+) -> None:
+    node = node_of(redis_server)
+    with pytest.raises(AccountNotFound):
+        await engine.snapshot(node, "ghost")
+    with pytest.raises(AccountNotFound):
+        await engine.set_password(node, "ghost", Secret("Pw-123456"))
+    with pytest.raises(AccountNotFound):
+        await engine.set_password_free(node, "ghost")
+    snapshot = CredentialSnapshot(
+        account="ghost", data={"passwords": [], "nopass": True, "enabled": True}
+    )
+    with pytest.raises(AccountNotFound):
+        await engine.restore(node, snapshot)
+    assert await acl_users(redis_server) == {"default"}
+
+
+# ---------------------------------------------------------------------- changes
+
+
+async def test_set_password_then_verify(engine: RedisEngine, redis_server: RedisServer) -> None:
+    await add_user(redis_server, "app", "on", ">old-pw", "~*", "+@all")
+    node = node_of(redis_server)
+
+    result = await engine.set_password(node, "app", Secret("new-pw"))
+    assert result.persisted is True
+
+    await engine.verify(node, "app", Secret("new-pw"))
+    assert await whoami(redis_server, "app", "new-pw") == "app"
+    await assert_wrongpass(redis_server, "app", "old-pw")
+    with pytest.raises(VerificationFailed) as failed:
+        await engine.verify(node, "app", Secret("old-pw"))
+    assert redis_server.url().split("@")[1] == failed.value.message.split(" ")[0]
+    assert "old-pw" not in failed.value.message
+
+    # a second password added behind keyturn's back fails the verification
+    await add_user(redis_server, "app", ">extra-pw")
+    with pytest.raises(VerificationFailed, match="exactly the new password"):
+        await engine.verify(node, "app", Secret("new-pw"))
+
+
+async def test_reset_own_admin_account_uses_pending_password(
+    engine: RedisEngine, redis_server: RedisServer
+) -> None:
+    old = redis_server.password
+    assert old is not None
+    node = replace(node_of(redis_server), pending_password=Secret("admin-new"))
+    await engine.probe(node)
+    await engine.set_password(node, "default", Secret("admin-new"))
+    await engine.forget(node)  # the next admin login must fall back to the pending password
+    await engine.verify(node, "default", Secret("admin-new"))
+    await assert_wrongpass(redis_server, "default", old)
+    # a node record with the new credential replaces the pooled client
+    redis_server.password = "admin-new"
+    info = await engine.probe(node_of(redis_server), "default")
+    assert info.password_free is False
+
+
+async def test_password_free_then_back_to_a_password(
+    engine: RedisEngine, redis_server: RedisServer
+) -> None:
+    node = node_of(redis_server)
+    await engine.set_password_free(node, "default")
+    await engine.verify(node, "default", None)
+    async with raw(redis_server) as client:
+        assert await client.execute_command("PING") in (True, b"PONG")
+    with pytest.raises(VerificationFailed):
+        await engine.verify(node, "default", Secret("whatever"))
+
+    node = replace(node, pending_password=Secret("back-again"))
+    await engine.set_password(node, "default", Secret("back-again"))
+    await engine.verify(node, "default", Secret("back-again"))
+    with pytest.raises(AuthenticationError):
+        async with raw(redis_server) as client:
+            await client.execute_command("PING")
+    with pytest.raises(VerificationFailed, match="still requires a password"):
+        await engine.verify(node, "default", None)
+
+
+async def test_restore_brings_back_hashes_and_flags(
+    engine: RedisEngine, redis_server: RedisServer
+) -> None:
+    await add_user(redis_server, "two", "on", ">first", ">second", "~*", "+@all")
+    await add_user(redis_server, "open", "on", "nopass", "~*", "+@all")
+    await add_user(redis_server, "locked", "off", ">locked-pw")
+    node = node_of(redis_server)
+    snapshots = {name: await engine.snapshot(node, name) for name in ("two", "open", "locked")}
+    assert sorted(snapshots["two"].data["passwords"]) == sorted([sha("first"), sha("second")])
+    assert snapshots["open"].data == {"passwords": [], "nopass": True, "enabled": True}
+    assert snapshots["locked"].data["enabled"] is False
+
+    for name in snapshots:
+        await engine.set_password(node, name, Secret("temporary"))
+    await assert_wrongpass(redis_server, "two", "first")
+
+    for snapshot in snapshots.values():
+        assert (await engine.restore(node, snapshot)).persisted is True
+        assert await engine.snapshot(node, snapshot.account) == snapshot
+    assert await whoami(redis_server, "two", "first") == "two"
+    assert await whoami(redis_server, "two", "second") == "two"
+    await assert_wrongpass(redis_server, "two", "temporary")
+    assert await whoami(redis_server, "open", "anything") == "open"
+    await assert_wrongpass(redis_server, "locked", "locked-pw")  # disabled again
+
+
+def test_restore_rules_refuse_malformed_snapshots() -> None:
+    good = {"passwords": [sha("x")], "nopass": False, "enabled": True}
+    assert restore_rules(good) == ["resetpass", f"#{sha('x')}", "on"]
+    for bad in (
+        {**good, "passwords": [">plaintext"]},
+        {**good, "passwords": "abc"},
+        {**good, "nopass": "yes"},
+        {"requirepass": "x"},
+    ):
+        with pytest.raises(InternalError):
+            restore_rules(bad)
+
+
+async def test_requirepass_path_for_redis_before_6(
+    engine: RedisEngine, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Simulated: Redis 7 reporting version 5 still implements ``CONFIG SET requirepass``."""
+
+    async def old_version(client: Redis, endpoint: str) -> str:
+        return "5.0.14"
+
+    monkeypatch.setattr("keyturn.engines.redis._server_version", old_version)
+    old = redis_server.password
+    node = replace(node_of(redis_server), pending_password=Secret("legacy-2"))
+    info = await engine.probe(node, "default")
+    assert (info.version, info.accounts, info.password_free) == ("5.0.14", False, False)
+    assert [a.name for a in await engine.list_accounts(node)] == ["default"]
+    with pytest.raises(AccountNotFound):
+        await engine.snapshot(node, "app")
+    snapshot = await engine.snapshot(node, "default")
+    assert snapshot.data == {"requirepass": old}
+
+    assert (await engine.set_password(node, "default", Secret("legacy-2"))).persisted is True
+    await engine.verify(node, "default", Secret("legacy-2"))
+    await assert_wrongpass(redis_server, "default", old or "")
+    await engine.set_password_free(node, "default")
+    await engine.verify(node, "default", None)
+    await engine.restore(node, snapshot)
+    await engine.verify(node, "default", Secret(old or ""))
+    with pytest.raises(VerificationFailed):
+        await engine.verify(node, "default", Secret("legacy-2"))
+
+
+# ---------------------------------------------------------------------- persistence
+
+
+async def test_change_survives_restart_via_config_rewrite(
+    engine: RedisEngine, redis_server: RedisServer
+) -> None:
+    await add_user(redis_server, "app", "on", ">old", "~*", "+@all")
+    node = replace(node_of(redis_server), pending_password=Secret("admin-2"))
+    assert (await engine.set_password(node, "app", Secret("app-2"))).persisted is True
+    assert (await engine.set_password(node, "default", Secret("admin-2"))).persisted is True
+    assert redis_server.conf_path is not None
+    assert sha("admin-2") in redis_server.conf_path.read_text()
+    assert "admin-2" not in redis_server.conf_path.read_text()
+
+    await engine.forget(node)
+    redis_server.restart()
+    old_admin, redis_server.password = redis_server.password, "admin-2"
+    assert await whoami(redis_server, "default", "admin-2") == "default"
+    await assert_wrongpass(redis_server, "default", old_admin or "")
+    assert await whoami(redis_server, "app", "app-2") == "app"
+    await assert_wrongpass(redis_server, "app", "old")
+    await engine.verify(node_of(redis_server), "app", Secret("app-2"))
+
+
+async def test_change_survives_restart_via_acl_save(
+    engine: RedisEngine, redis_server_factory: RedisServerFactory
+) -> None:
+    server = redis_server_factory(aclfile=True)
+    assert server.aclfile_path is not None and server.conf_path is not None
+    conf_before = server.conf_path.read_text()
+    node = node_of(server)
+    result = await engine.set_password(
+        replace(node, pending_password=Secret("acl-2")), "default", Secret("acl-2")
+    )
+    assert result.persisted is True
+    assert sha("acl-2") in server.aclfile_path.read_text()
+    assert server.conf_path.read_text() == conf_before  # ACL SAVE, not CONFIG REWRITE
+
+    await engine.forget(node)
+    server.restart()
+    assert await whoami(server, "default", "acl-2") == "default"
+    await assert_wrongpass(server, "default", server.password or "")
+
+
+async def test_no_config_file_reports_not_persisted(
+    engine: RedisEngine, redis_server_factory: RedisServerFactory
+) -> None:
+    server = redis_server_factory(config_file=False)
+    await add_user(server, "app", "on", ">old", "~*", "+@all")
+    node = node_of(server)
+    result = await engine.set_password(node, "app", Secret("Secret-Not-In-Note"))
+    assert result.persisted is False
+    assert result.note.startswith("not persisted:")
+    assert "config file" in result.note
+    assert "Secret-Not-In-Note" not in result.note
+    await engine.verify(node, "app", Secret("Secret-Not-In-Note"))  # applied all the same
+
+
+# ---------------------------------------------------------------------- failures
+
+
+async def test_down_node_is_unavailable_quickly(
+    engine: RedisEngine, redis_server: RedisServer
+) -> None:
+    node = node_of(redis_server)
+    await engine.probe(node)
+    redis_server.stop()
+    started = time.monotonic()
+    with pytest.raises(EngineUnavailable) as caught:
+        await engine.snapshot(node, "default")
+    assert time.monotonic() - started < TIMEOUT
+    assert node.address.endpoint in caught.value.message
+
+
+async def test_hung_node_is_unavailable_within_the_timeout(
+    engine: RedisEngine, redis_server: RedisServer
+) -> None:
+    quick = RedisEngine(timeout=0.5)
+    node = node_of(redis_server)
+    try:
+        await quick.probe(node)  # one pooled connection is open when the server hangs
+        redis_server.pause()
+        for call in (quick.probe(node, "default"), quick.snapshot(node, "default")):
+            started = time.monotonic()
+            with pytest.raises(EngineUnavailable, match="timed out"):
+                await call
+            assert time.monotonic() - started < 0.5 + 1.5
+    finally:
+        redis_server.resume()
+        await quick.close()
+    assert (await engine.probe(node)).accounts is True
+
+
+async def test_wrong_admin_password_is_unavailable(
+    engine: RedisEngine, redis_server: RedisServer
+) -> None:
+    node = node_of(redis_server, password="Not-The-Admin-Pw")
+    with pytest.raises(EngineUnavailable) as caught:
+        await engine.probe(node)
+    assert caught.value.message == f"admin login to {node.address.endpoint} failed"
+    assert "Not-The-Admin-Pw" not in repr(caught.value)
+    assert caught.value.__suppress_context__
+
+
+async def test_missing_permission_is_rejected_with_the_code_only(
+    engine: RedisEngine, redis_server: RedisServer
+) -> None:
+    await add_user(redis_server, "ops", "on", ">ops-pw", "-@all", "+info", "+acl|getuser")
+    node = node_of(redis_server, user="ops", password="ops-pw")
+    with pytest.raises(EngineRejected) as caught:
+        await engine.set_password(node, "default", Secret("Never-Shown"))
+    assert caught.value.message.endswith(": NOPERM")
+    assert "Never-Shown" not in caught.value.message
+
+
+def test_error_replies_are_reduced_to_their_code() -> None:
+    echo = ResponseError("ERR Error in ACL SETUSER modifier '>hunter2': Syntax error")
+    error = classify(echo, "127.0.0.1:1", "set password")
+    assert isinstance(error, EngineRejected)
+    assert error.message == "127.0.0.1:1 refused set password: ERR"
+    weird = ResponseError("lower-case >hunter2 reply")
+    assert "hunter2" not in str(classify(weird, "127.0.0.1:1", "x"))
+
+
+# ---------------------------------------------------------------------- odd names
+
+
+@pytest.mark.parametrize(
+    "name", ["x on >pw ~* +@all", "new\nline", "tab\tname", " lead", "nul\x00byte"]
+)
+async def test_names_redis_refuses_never_create_users(
+    engine: RedisEngine, redis_server: RedisServer, name: str
+) -> None:
+    node = node_of(redis_server)
+    with pytest.raises(AccountNotFound):
+        await engine.snapshot(node, name)
+    with pytest.raises(AccountNotFound):
+        await engine.set_password(node, name, Secret("pw"))
+    assert await acl_users(redis_server) == {"default"}
+    with pytest.raises(AuthenticationError):
+        await whoami(redis_server, "x", "pw")
+
+
+@pytest.mark.parametrize("name", ["q\"uo'te", "ünïcödé-用户", "semi;colon", "#hash", ">gt"])
+async def test_odd_names_and_passwords_are_single_arguments(
+    engine: RedisEngine, redis_server: RedisServer, name: str
+) -> None:
+    await add_user(redis_server, name, "on", ">start", "~*", "+@all")
+    node = node_of(redis_server)
+    password = "p w \"q\" 's' \n ünï >x <y #z"
+    assert (await engine.set_password(node, name, Secret(password))).persisted is True
+    await engine.verify(node, name, Secret(password))
+    assert await whoami(redis_server, name, password) == name
+    await assert_wrongpass(redis_server, name, "start")
+    assert await acl_users(redis_server) == {"default", name}
+
+
+# ---------------------------------------------------------------------- registry
+
+
+async def test_registry_shares_one_driver_per_kind() -> None:
+    registry = EngineRegistry(timeout=1.5)
+    driver: Engine = registry.engine(EngineKind.REDIS)
+    assert isinstance(driver, RedisEngine)
+    assert driver.timeout == 1.5
+    assert registry.engine(EngineKind.REDIS) is driver
+    await registry.close()
+    assert registry.engine(EngineKind.REDIS) is not driver
+    with pytest.raises(UnsupportedFeature):
+        EngineRegistry(factories={}).engine(EngineKind.REDIS)
+    with pytest.raises(ValueError):
+        EngineRegistry(timeout=0)
+    await registry.close()

@@ -1,0 +1,163 @@
+"""Run a real ``keyturn serve`` process for wire and end-to-end tests.
+
+The server runs as a subprocess (so tests can SIGKILL and restart it) on a free port with its
+own data dir and an inventory file; its combined output goes to a log file that tests grep for
+leaked secrets. Instances are registered straight into the same data dir, as the CLI would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import httpx
+
+from keyturn.config import load_settings
+from keyturn.core.model import Product
+from keyturn.core.secrets import Secret
+from keyturn.service.admin import Admin
+
+TENANT = "1300000001"
+OTHER_TENANT = "1300000002"
+KEY_ID = "AKIDkeyturnTEST0001"
+KEY_SECRET = "test-secret-0123456789abcdef"
+OTHER_KEY_ID = "AKIDkeyturnTEST0002"
+OTHER_KEY_SECRET = "other-secret-0123456789abcdef"
+
+INVENTORY = f"""
+[[tenants]]
+id = "{TENANT}"
+name = "tests"
+
+[[tenants]]
+id = "{OTHER_TENANT}"
+name = "someone else"
+
+[[keys]]
+tenant = "{TENANT}"
+id = "{KEY_ID}"
+secret = "{KEY_SECRET}"
+
+[[keys]]
+tenant = "{OTHER_TENANT}"
+id = "{OTHER_KEY_ID}"
+secret_env = "KT_OTHER_SECRET"
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class KeyturnServer:
+    """One keyturn server process and its data dir."""
+
+    def __init__(self, root: Path, *, extra_env: Mapping[str, str] | None = None) -> None:
+        self.root = root
+        self.data_dir = root / "data"
+        self.config = root / "keyturn.toml"
+        self.log_path = root / "server.log"
+        self.port = free_port()
+        self.config.write_text(INVENTORY)
+        self.env = {
+            **os.environ,
+            "KT_OTHER_SECRET": OTHER_KEY_SECRET,
+            "KEYTURN_LOG_LEVEL": "DEBUG",
+            **(extra_env or {}),
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, extra_env: Mapping[str, str] | None = None, timeout: float = 20.0) -> None:
+        env = {**self.env, **(extra_env or {})}
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "keyturn",
+                "serve",
+                "--config",
+                str(self.config),
+                "--data-dir",
+                str(self.data_dir),
+                "--port",
+                str(self.port),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"keyturn exited early:\n{self.log()}")
+            try:
+                if httpx.get(f"http://{self.endpoint}/healthz", timeout=0.5).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        raise RuntimeError(f"keyturn did not start:\n{self.log()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        code = self.process.wait(timeout)
+        self.process = None
+        return code
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def add_instance(
+        self,
+        instance_id: str,
+        nodes: Sequence[str],
+        *,
+        product: Product = Product.TENCENT_REDIS,
+        tenant: str = TENANT,
+        password_free_allowed: bool = True,
+        name: str = "",
+    ) -> None:
+        """Register an instance in the server's data dir (the server reads it per request)."""
+
+        async def go() -> None:
+            from keyturn.bootstrap import open_admin_store
+
+            store = await open_admin_store(load_settings(data_dir=self.data_dir, env={}))
+            try:
+                await Admin(store).add_instance(
+                    tenant_id=tenant,
+                    instance_id=instance_id,
+                    product=product,
+                    region="ap-guangzhou",
+                    node_urls=[Secret(n) for n in nodes],
+                    name=name,
+                    password_free_allowed=password_free_allowed,
+                )
+            finally:
+                await store.close()
+
+        asyncio.run(go())
+
+    def data_bytes(self) -> bytes:
+        """Everything in the data dir, for secret scans."""
+        return b"".join(p.read_bytes() for p in sorted(self.data_dir.rglob("*")) if p.is_file())

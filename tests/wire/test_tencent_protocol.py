@@ -1,0 +1,221 @@
+"""Tencent API 3.0 protocol edges through the official SDK and raw HTTP: authentication
+failures, unknown actions and versions, malformed and oversized bodies, tccli. Nothing a client
+sends may produce a 5xx or a stack trace."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from tencentcloud.common import credential
+from tencentcloud.common.common_client import CommonClient
+from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
+from tencentcloud.common.profile.client_profile import ClientProfile
+from tencentcloud.common.profile.http_profile import HttpProfile
+from tencentcloud.redis.v20180412 import models
+
+from keyturn.dialects.tencent.signing import tc3_signature
+from tests.support.keyturn_server import KEY_ID, KEY_SECRET, KeyturnServer
+from tests.support.sdk import redis_sdk
+from tests.wire.conftest import new_instance_id, new_password
+
+pytestmark = pytest.mark.engine
+
+
+def describe(client) -> object:  # type: ignore[no-untyped-def]
+    return client.DescribeInstances(models.DescribeInstancesRequest())
+
+
+def code_of(call) -> str:  # type: ignore[no-untyped-def]
+    with pytest.raises(TencentCloudSDKException) as caught:
+        call()
+    return str(caught.value.get_code())
+
+
+def signed_post(
+    server: KeyturnServer,
+    body: bytes,
+    *,
+    action: str = "DescribeInstances",
+    content_type: str = "application/json",
+    timestamp: int | None = None,
+) -> httpx.Response:
+    ts = str(timestamp if timestamp is not None else int(time.time()))
+    date = time.strftime("%Y-%m-%d", time.gmtime(int(ts)))
+    headers = {"content-type": content_type, "host": server.endpoint}
+    signature = tc3_signature(
+        secret_key=KEY_SECRET,
+        method="POST",
+        query="",
+        headers=headers,
+        signed_headers=("content-type", "host"),
+        payload=body,
+        timestamp=ts,
+        date=date,
+        service="redis",
+    )
+    return httpx.post(
+        f"http://{server.endpoint}/",
+        content=body,
+        headers={
+            "Content-Type": content_type,
+            "X-TC-Action": action,
+            "X-TC-Version": "2018-04-12",
+            "X-TC-Timestamp": ts,
+            "Authorization": (
+                f"TC3-HMAC-SHA256 Credential={KEY_ID}/{date}/redis/tc3_request, "
+                f"SignedHeaders=content-type;host, Signature={signature}"
+            ),
+        },
+    )
+
+
+def error_code(response: httpx.Response) -> str:
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()["Response"]
+    assert body["RequestId"]
+    return str(body["Error"]["Code"])
+
+
+def test_auth_failures(keyturn: KeyturnServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert code_of(lambda: describe(redis_sdk(keyturn.endpoint, secret="wrong" * 6))) == (
+        "AuthFailure.SignatureFailure"
+    )
+    assert code_of(lambda: describe(redis_sdk(keyturn.endpoint, key_id="AKIDnobody"))) == (
+        "AuthFailure.SecretIdNotFound"
+    )
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() - 3600)
+    assert code_of(lambda: describe(redis_sdk(keyturn.endpoint))) == "AuthFailure.SignatureExpire"
+
+
+def test_unknown_action_and_version(keyturn: KeyturnServer) -> None:
+    profile = ClientProfile(httpProfile=HttpProfile(protocol="http", endpoint=keyturn.endpoint))
+    cred = credential.Credential(KEY_ID, KEY_SECRET)
+    common = CommonClient("redis", "2018-04-12", cred, "ap-guangzhou", profile)
+    assert code_of(lambda: common.call_json("NoSuchAction", {})) == "InvalidAction"
+    old = CommonClient("redis", "2017-01-01", cred, "ap-guangzhou", profile)
+    assert code_of(lambda: old.call_json("ResetPassword", {})) == "NoSuchVersion"
+    other = CommonClient("cvm", "2017-03-12", cred, "ap-guangzhou", profile)
+    assert code_of(lambda: other.call_json("DescribeInstances", {})) == "InvalidAction"
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "code"),
+    [
+        (b"{not json", "application/json", "InvalidParameter"),
+        (b"[1, 2]", "application/json", "InvalidParameter"),
+        (b"\xff\xfe", "application/json", "InvalidParameter"),
+        (b'{"Limit": "lots"}', "application/json", "InvalidParameter"),
+        (b'{"Limit": 100000}', "application/json", "InvalidParameterValue"),
+        (b'{"InstanceIds": "crs-1"}', "application/json", "InvalidParameter"),
+        (b"x", "application/octet-stream", "InvalidParameter"),
+        (b"[" * 100000, "application/json", "InvalidParameter"),
+    ],
+)
+def test_malformed_bodies(
+    keyturn: KeyturnServer, body: bytes, content_type: str, code: str
+) -> None:
+    assert error_code(signed_post(keyturn, body, content_type=content_type)) == code
+
+
+def test_oversized_body(keyturn: KeyturnServer) -> None:
+    body = json.dumps({"InstanceId": "x" * (2 * 1024 * 1024)}).encode()
+    assert error_code(signed_post(keyturn, body)) == "RequestSizeLimitExceeded"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "garbage", "X-TC-Action": "ResetPassword"},
+        {"Authorization": "TC3-HMAC-SHA256 nonsense", "X-TC-Action": "ResetPassword"},
+        {"Content-Type": "application/x-www-form-urlencoded"},
+    ],
+)
+def test_garbage_requests_get_codes_not_5xx(
+    keyturn: KeyturnServer, headers: dict[str, str]
+) -> None:
+    response = httpx.post(f"http://{keyturn.endpoint}/", content=b"\x00garbage", headers=headers)
+    assert response.status_code < 500
+    if response.status_code == 200:
+        assert error_code(response).startswith(("AuthFailure", "InvalidParameter"))
+
+
+def test_tccli_reset_password(keyturn: KeyturnServer, redis_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    tccli = shutil.which("tccli") or str(Path(sys.executable).parent / "tccli")
+    instance_id = new_instance_id()
+    keyturn.add_instance(instance_id, [redis_server.url()])
+    env = {"HOME": str(tmp_path), "PATH": str(Path(sys.executable).parent)}
+    subprocess.run(
+        [
+            tccli,
+            "configure",
+            "set",
+            "secretId",
+            KEY_ID,
+            "secretKey",
+            KEY_SECRET,
+            "region",
+            "ap-guangzhou",
+            "output",
+            "json",
+        ],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
+    password = new_password()
+    result = subprocess.run(
+        [
+            tccli,
+            "redis",
+            "ResetPassword",
+            "--endpoint",
+            f"http://{keyturn.endpoint}",
+            "--InstanceId",
+            instance_id,
+            "--Password",
+            password,
+            "--NoAuth",
+            "False",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    task_id = json.loads(result.stdout)["TaskId"]
+    client = redis_sdk(keyturn.endpoint)
+    from tests.support.sdk import wait_task
+
+    assert wait_task(client, task_id).Status == "succeed"
+    failed = subprocess.run(
+        [
+            tccli,
+            "redis",
+            "ResetPassword",
+            "--endpoint",
+            f"http://{keyturn.endpoint}",
+            "--InstanceId",
+            instance_id,
+            "--Password",
+            "short",
+            "--NoAuth",
+            "False",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert failed.returncode != 0
+    assert "InvalidParameterValue.PasswordRuleError" in failed.stderr

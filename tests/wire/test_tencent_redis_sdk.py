@@ -1,0 +1,183 @@
+"""Tencent Cloud Redis ResetPassword end to end: the official tencentcloud-sdk-python-redis
+client against a real keyturn server resetting real throwaway redis-servers."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
+from tencentcloud.redis.v20180412 import models
+
+from tests.support.keyturn_server import OTHER_KEY_ID, OTHER_KEY_SECRET, KeyturnServer
+from tests.support.sdk import redis_sdk, reset, task_info, wait_task
+from tests.wire.conftest import USED_PASSWORDS, leaked, new_instance_id, new_password
+
+pytestmark = pytest.mark.engine
+
+
+def can_login(port: int, password: str | None, user: str = "default") -> bool:
+    client = redis.Redis(
+        host="127.0.0.1",
+        port=port,
+        username=user if password else None,
+        password=password,
+        protocol=2,
+        lib_name=None,
+        lib_version=None,
+        single_connection_client=True,
+        socket_timeout=3,
+    )
+    try:
+        return bool(client.ping())
+    except (redis.AuthenticationError, redis.ResponseError):
+        return False
+    finally:
+        client.close()
+
+
+def code_of(call: object) -> str:
+    with pytest.raises(TencentCloudSDKException) as caught:
+        call()  # type: ignore[operator]
+    return str(caught.value.get_code())
+
+
+@pytest.fixture
+def instance(keyturn: KeyturnServer, redis_server) -> tuple[str, object]:  # type: ignore[no-untyped-def]
+    instance_id = new_instance_id()
+    keyturn.add_instance(instance_id, [redis_server.url()], name="orders-cache")
+    return instance_id, redis_server
+
+
+def test_reset_password_end_to_end(keyturn: KeyturnServer, instance) -> None:  # type: ignore[no-untyped-def]
+    instance_id, server = instance
+    old = server.password
+    client = redis_sdk(keyturn.endpoint)
+    new = new_password()
+    task_id = reset(client, instance_id, Password=new, NoAuth=False)
+    assert isinstance(task_id, int) and task_id > 0
+    info = wait_task(client, task_id)
+    assert info.Status == "succeed", info.TaskMessage
+    assert info.InstanceId == instance_id
+    assert can_login(server.port, new)
+    assert not can_login(server.port, old)
+
+
+def test_password_free_and_back(keyturn: KeyturnServer, instance) -> None:  # type: ignore[no-untyped-def]
+    instance_id, server = instance
+    client = redis_sdk(keyturn.endpoint)
+    task_id = reset(client, instance_id, NoAuth=True)
+    assert wait_task(client, task_id).Status == "succeed"
+    assert can_login(server.port, None)
+    described = client.DescribeInstances(models.DescribeInstancesRequest())
+    mine = [i for i in described.InstanceSet if i.InstanceId == instance_id]
+    assert mine and mine[0].NoAuth is True
+    new = new_password()
+    assert wait_task(client, reset(client, instance_id, Password=new)).Status == "succeed"
+    assert not can_login(server.port, None)
+    assert can_login(server.port, new)
+
+
+@pytest.mark.parametrize(
+    ("method", "sign_method"),
+    [("GET", None), ("POST", "HmacSHA256"), ("GET", "HmacSHA1"), ("POST", "HmacSHA1")],
+)
+def test_every_signing_variant(keyturn: KeyturnServer, instance, method, sign_method) -> None:  # type: ignore[no-untyped-def]
+    instance_id, server = instance
+    client = redis_sdk(keyturn.endpoint, method=method, sign_method=sign_method)
+    new = new_password()
+    assert wait_task(client, reset(client, instance_id, Password=new)).Status == "succeed"
+    assert can_login(server.port, new)
+
+
+def test_parameter_and_rule_errors(keyturn: KeyturnServer, instance) -> None:  # type: ignore[no-untyped-def]
+    instance_id, server = instance
+    client = redis_sdk(keyturn.endpoint)
+    assert code_of(lambda: reset(client, instance_id)) == "InvalidParameterValue.PasswordEmpty"
+    assert code_of(lambda: reset(client, instance_id, Password="short")) == (
+        "InvalidParameterValue.PasswordRuleError"
+    )
+    assert code_of(lambda: reset(client, instance_id, Password="/Abcdefgh1")) == (
+        "InvalidParameterValue.PasswordRuleError"
+    )
+    assert code_of(lambda: reset(client, instance_id, Password="Abc def 123")) == (
+        "InvalidParameterValue.PasswordRuleError"
+    )
+    assert (
+        code_of(lambda: reset(client, instance_id, Password="Abcdefgh1", EncryptPassword=True))
+        == "FailedOperation.UnSupportError"
+    )
+    request = models.ResetPasswordRequest()
+    assert code_of(lambda: client.ResetPassword(request)) == "MissingParameter"
+    assert can_login(server.port, server.password)  # nothing was applied
+
+
+def test_password_free_denied(keyturn: KeyturnServer, redis_server) -> None:  # type: ignore[no-untyped-def]
+    instance_id = new_instance_id()
+    keyturn.add_instance(instance_id, [redis_server.url()], password_free_allowed=False)
+    client = redis_sdk(keyturn.endpoint)
+    assert code_of(lambda: reset(client, instance_id, NoAuth=True)) == (
+        "InvalidParameterValue.PasswordFreeDenied"
+    )
+    assert not can_login(redis_server.port, None)
+
+
+def test_unknown_and_foreign_instances_look_the_same(keyturn: KeyturnServer, instance) -> None:  # type: ignore[no-untyped-def]
+    instance_id, _ = instance
+    mine = redis_sdk(keyturn.endpoint)
+    other = redis_sdk(keyturn.endpoint, key_id=OTHER_KEY_ID, secret=OTHER_KEY_SECRET)
+    password = new_password()
+    assert code_of(lambda: reset(mine, "crs-00000000", Password=password)) == (
+        "ResourceNotFound.InstanceNotExists"
+    )
+    assert code_of(lambda: reset(other, instance_id, Password=password)) == (
+        "ResourceNotFound.InstanceNotExists"
+    )
+    listed = other.DescribeInstances(models.DescribeInstancesRequest())
+    assert instance_id not in {i.InstanceId for i in listed.InstanceSet}
+
+
+def test_unreachable_instance(keyturn: KeyturnServer, instance) -> None:  # type: ignore[no-untyped-def]
+    instance_id, server = instance
+    server.stop()
+    client = redis_sdk(keyturn.endpoint)
+    assert code_of(lambda: reset(client, instance_id, Password=new_password())) == (
+        "ResourceUnavailable.InstanceStatusAbnormal"
+    )
+
+
+def test_companion_reads(keyturn: KeyturnServer, instance) -> None:  # type: ignore[no-untyped-def]
+    instance_id, server = instance
+    client = redis_sdk(keyturn.endpoint)
+    task_id = reset(client, instance_id, Password=new_password())
+    wait_task(client, task_id)
+
+    request = models.DescribeInstancesRequest()
+    request.InstanceId = instance_id
+    found = client.DescribeInstances(request)
+    assert found.TotalCount == 1
+    item = found.InstanceSet[0]
+    assert (item.InstanceId, item.InstanceName, item.Port) == (
+        instance_id,
+        "orders-cache",
+        server.port,
+    )
+    assert item.Region == "ap-guangzhou" and item.CurrentRedisVersion.startswith("7")
+
+    accounts_request = models.DescribeInstanceAccountRequest()
+    accounts_request.InstanceId = instance_id
+    accounts = client.DescribeInstanceAccount(accounts_request)
+    assert "root" in {a.AccountName for a in accounts.Accounts}
+
+    tasks_request = models.DescribeTaskListRequest()
+    tasks_request.InstanceId = instance_id
+    tasks = client.DescribeTaskList(tasks_request)
+    assert tasks.TotalCount == 1 and tasks.Tasks[0].TaskId == task_id
+    assert tasks.Tasks[0].Result == 2
+
+    assert code_of(lambda: task_info(client, 987654321)) == "ResourceNotFound"
+
+
+def test_no_secret_leaks(keyturn: KeyturnServer) -> None:
+    """Runs last in this module: no password set above is in the log or the data dir."""
+    assert USED_PASSWORDS
+    assert leaked(keyturn, USED_PASSWORDS) == []

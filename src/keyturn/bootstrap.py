@@ -6,6 +6,7 @@ closes them in reverse order.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from starlette.applications import Starlette
@@ -25,6 +26,8 @@ from keyturn.service.worker import TaskWorker
 from keyturn.store.sealing import AesGcmSecretBox, load_or_create_master_key
 from keyturn.store.sql import SqlStore, open_store, sqlite_url
 
+log = logging.getLogger("keyturn")
+
 
 @dataclass(slots=True)
 class Runtime:
@@ -35,8 +38,15 @@ class Runtime:
     services: Services
 
     def app(self) -> Starlette:
+        """The ASGI app; when it shuts down, tasks in flight get ``shutdown_grace`` seconds to
+        finish and the rest are parked for the next start."""
         dialects = [TencentDialect(self.services, [TENCENT_REDIS])]
-        return create_app(dialects)
+        return create_app(dialects, on_shutdown=[self._shutdown])
+
+    async def _shutdown(self) -> None:
+        await self.worker.drain(self.settings.shutdown_grace)
+        await self.close()
+        log.info("stopped")
 
     async def close(self) -> None:
         await self.engines.close()

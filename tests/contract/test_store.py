@@ -8,6 +8,7 @@ database, the store on it and a separate raw engine for reading rows as they are
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
@@ -79,7 +80,9 @@ class Backend:
             return (await conn.execute(sa.select(tasks).where(tasks.c.id == task_id))).one()
 
     async def raw_node(self, instance_id: str, ordinal: int) -> Any:
-        query = sa.select(nodes).where(nodes.c.instance_id == instance_id, nodes.c.ordinal == ordinal)
+        query = sa.select(nodes).where(
+            nodes.c.instance_id == instance_id, nodes.c.ordinal == ordinal
+        )
         async with self.raw.connect() as conn:
             return (await conn.execute(query)).one()
 
@@ -162,6 +165,14 @@ async def run_task(
 ) -> int:
     task = await store.create_task(new_task(instance, account), Secret(pw))
     return task.id
+
+
+async def finish(
+    store: SqlStore, task_id: int, state: TaskState = TaskState.FAILED, *, promote: bool = False
+) -> None:
+    await store.finish_task(
+        task_id, state=state, message="", steps=[], promote_admin=promote, no_auth=None
+    )
 
 
 # --------------------------------------------------------------------------- migrations
@@ -376,9 +387,7 @@ async def test_task_lifecycle_wipes_secrets(backend: Backend) -> None:
     assert await store.unfinished_tasks() == []
     assert (await store.get_instance(T1.id, instance.id)).no_auth is False
     with pytest.raises(InternalError):
-        await store.finish_task(
-            task.id, state=TaskState.FAILED, message="", steps=[], promote_admin=False, no_auth=None
-        )
+        await finish(store, task.id)
 
 
 async def test_a_task_cannot_succeed_without_running(store: SqlStore) -> None:
@@ -386,9 +395,7 @@ async def test_a_task_cannot_succeed_without_running(store: SqlStore) -> None:
     await seed(store, instance)
     task_id = await run_task(store, instance)
     with pytest.raises(InternalError):
-        await store.finish_task(
-            task_id, state=TaskState.SUCCEED, message="", steps=[], promote_admin=False, no_auth=None
-        )
+        await finish(store, task_id, TaskState.SUCCEED)
     assert (await store.get_task(T1.id, task_id)).state is TaskState.PREPARING
 
 
@@ -427,15 +434,27 @@ async def test_one_active_task_per_account(store: SqlStore) -> None:
     await store.write_ahead(first, snapshots={}, admin_pending={}, steps=[])
     with pytest.raises(OperationInProgress):
         await store.create_task(new_task(instance), None)
-    await store.finish_task(
-        first, state=TaskState.FAILED, message="x", steps=[], promote_admin=False, no_auth=None
-    )
+    await finish(store, first, TaskState.FAILED)
     again = await run_task(store, instance)
     assert again > other > first
-    await store.finish_task(
-        again, state=TaskState.FAILED, message="x", steps=[], promote_admin=False, no_auth=None
-    )
+    await finish(store, again, TaskState.FAILED)
     assert await store.create_task(new_task(instance), None)
+
+
+async def test_concurrent_requests_get_one_active_task(store: SqlStore) -> None:
+    instance = make_instance()
+    await seed(store, instance)
+    results = await asyncio.gather(
+        *(run_task(store, instance) for _ in range(20)),
+        *(store.put_tenant(Tenant(id=f"t{i}", name=""), KeySource.CLI) for i in range(20)),
+        *(store.list_instances(None) for _ in range(20)),
+        return_exceptions=True,
+    )
+    created = [r for r in results[:20] if isinstance(r, int)]
+    assert len(created) == 1
+    assert all(isinstance(r, OperationInProgress) for r in results[:20] if r not in created)
+    assert not [r for r in results[20:] if isinstance(r, BaseException)]
+    assert len(await store.list_tenants()) == 22
 
 
 @pytest.mark.parametrize("promote", [True, False])
@@ -454,18 +473,11 @@ async def test_admin_credential_promotion_and_discard(backend: Backend, promote:
     assert (await store.get_instance(T1.id, instance.id)).nodes == pending.nodes
     # A task on another account of the same instance does not settle it.
     other = await run_task(store, instance, account="app")
-    await store.finish_task(
-        other, state=TaskState.FAILED, message="", steps=[], promote_admin=False, no_auth=None
-    )
+    await finish(store, other, TaskState.FAILED)
     assert (await store.get_instance(T1.id, instance.id)).nodes == pending.nodes
 
-    await store.finish_task(
-        task_id,
-        state=TaskState.SUCCEED if promote else TaskState.FAILED,
-        message="",
-        steps=[],
-        promote_admin=promote,
-        no_auth=None,
+    await finish(
+        store, task_id, TaskState.SUCCEED if promote else TaskState.FAILED, promote=promote
     )
     after = await store.get_instance(T1.id, instance.id)
     assert [n.pending_password for n in after.nodes] == [None, None]
@@ -518,7 +530,9 @@ async def test_no_plaintext_secret_reaches_the_sqlite_files(
     try:
         instance = make_instance()
         await seed(store, instance)
-        await store.put_access_key(AccessKey(id="AKID1", tenant_id=T1.id, secret=Secret(KEY_SECRET)))
+        await store.put_access_key(
+            AccessKey(id="AKID1", tenant_id=T1.id, secret=Secret(KEY_SECRET))
+        )
         task_id = await run_task(store, instance, account="default")
         await store.write_ahead(
             task_id,
@@ -533,13 +547,23 @@ async def test_no_plaintext_secret_reaches_the_sqlite_files(
             assert (await conn.exec_driver_sql("PRAGMA synchronous")).scalar() == 2  # FULL
             assert (await conn.exec_driver_sql("PRAGMA foreign_keys")).scalar() == 1
         assert_no_plaintext(files)
-        await store.finish_task(
-            task_id, state=TaskState.SUCCEED, message="", steps=[], promote_admin=True, no_auth=None
-        )
+        wiped = [
+            (await raw_row(store, tasks, tasks.c.id == task_id)).pending_sealed,
+            (await raw_row(store, nodes, nodes.c.ordinal == 0)).pending_password_sealed,
+        ]
+        await finish(store, task_id, TaskState.SUCCEED, promote=True)
         assert_no_plaintext(files)
     finally:
         await store.close()
     assert_no_plaintext([tmp_path / "keyturn.db"])
+    # secure_delete: once checkpointed, even the wiped sealed values are gone from the file.
+    data = (tmp_path / "keyturn.db").read_bytes()
+    assert all(token and token.encode() not in data for token in wiped)
+
+
+async def raw_row(store: SqlStore, table: sa.Table, where: sa.ColumnElement[bool]) -> Any:
+    async with store.engine.connect() as conn:
+        return (await conn.execute(sa.select(table).where(where))).one()
 
 
 def assert_no_plaintext(files: list[Path]) -> None:

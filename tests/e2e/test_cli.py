@@ -6,8 +6,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 from tencentcloud.redis.v20180412 import models
 
@@ -55,12 +57,19 @@ def test_first_start_prints_one_admin_key(tmp_path: Path) -> None:
         if "serving on" in line:
             break
     text = "".join(lines)
+    for _ in range(200):
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=0.5).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.05)
     secret_id = text.split("SecretId", 1)[1].split()[0]
     secret_key = text.split("SecretKey", 1)[1].split()[0]
     client = redis_sdk(f"127.0.0.1:{port}", key_id=secret_id, secret=secret_key)
     assert client.DescribeInstances(models.DescribeInstancesRequest()).TotalCount == 0
     server.terminate()
     server.wait(20)
+    server.stdout.close()
     assert (data_dir / "master.key").stat().st_mode & 0o777 == 0o600
     # A second start on the same data dir creates no new key.
     listing = keyturn(data_dir, "keys", "list")

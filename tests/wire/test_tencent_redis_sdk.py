@@ -16,23 +16,24 @@ pytestmark = pytest.mark.engine
 
 
 def can_login(port: int, password: str | None, user: str = "default") -> bool:
-    client = redis.Redis(
-        host="127.0.0.1",
-        port=port,
-        username=user if password else None,
-        password=password,
-        protocol=2,
-        lib_name=None,
-        lib_version=None,
-        single_connection_client=True,
-        socket_timeout=3,
-    )
+    """A fresh connection: AUTH with ``password`` (None: no AUTH) and PING."""
     try:
-        return bool(client.ping())
+        client = redis.Redis(
+            host="127.0.0.1",
+            port=port,
+            username=user if password else None,
+            password=password,
+            protocol=2,
+            driver_info=None,
+            single_connection_client=True,
+            socket_timeout=3,
+        )
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
     except (redis.AuthenticationError, redis.ResponseError):
         return False
-    finally:
-        client.close()
 
 
 def code_of(call: object) -> str:

@@ -54,16 +54,16 @@ async def _serve(settings: Settings) -> None:
                 port=settings.port,
                 log_config=None,
                 access_log=False,
-                lifespan="off",
+                lifespan="on",
                 timeout_graceful_shutdown=int(settings.shutdown_grace),
             )
         )
         log.info("serving on http://%s:%d", settings.host, settings.port)
+        # uvicorn handles SIGTERM/SIGINT: it stops accepting requests, runs the app's
+        # shutdown (which drains the worker), then re-raises the signal for the exit status.
         await server.serve()
-        await runtime.worker.drain(settings.shutdown_grace)
     finally:
-        await runtime.close()
-    log.info("stopped")
+        await runtime.close()  # idempotent: the app's shutdown normally closed it already
 
 
 async def _prepare(runtime: Runtime, config: Path | None) -> None:

@@ -8,8 +8,9 @@ in the dialect's own format without being read.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
@@ -23,8 +24,17 @@ _NOT_CLAIMED = json.dumps(
 ).encode()
 
 
-def create_app(dialects: Sequence[Dialect]) -> Starlette:
-    """Build the ASGI app serving ``dialects``, plus ``GET /healthz``."""
+def create_app(
+    dialects: Sequence[Dialect], on_shutdown: Sequence[Callable[[], Awaitable[None]]] = ()
+) -> Starlette:
+    """Build the ASGI app serving ``dialects``, plus ``GET /healthz``. ``on_shutdown`` runs
+    after the server stopped accepting requests (SIGTERM/SIGINT included)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        for callback in on_shutdown:
+            await callback()
 
     async def dispatch(request: Request) -> Response:
         wire = _wire_request(request, b"")
@@ -46,7 +56,8 @@ def create_app(dialects: Sequence[Dialect]) -> Starlette:
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
             Route("/{path:path}", dispatch, methods=methods),
-        ]
+        ],
+        lifespan=lifespan,
     )
 
 

@@ -19,7 +19,7 @@ from keyturn.core.errors import (
 )
 from keyturn.core.model import Instance, Product
 from keyturn.core.passwords import PasswordPolicy
-from keyturn.core.ports import EngineRegistry, Store
+from keyturn.core.ports import EngineInfo, EngineRegistry, Store
 from keyturn.core.secrets import Secret
 from keyturn.core.tasks import NewTask, Task, TaskKind, TaskStep
 from keyturn.service.context import Caller
@@ -98,3 +98,10 @@ class Resets:
                 raise EngineUnavailable(f"node {node.address.endpoint}: {result.message}")
             if isinstance(result, BaseException):
                 raise result
+        primary = results[0]
+        assert isinstance(primary, EngineInfo)
+        # Keep the listing fields fresh without a write per request.
+        if (primary.version, primary.password_free) != (instance.engine_version, instance.no_auth):
+            await self._store.record_observation(
+                instance.id, no_auth=primary.password_free, engine_version=primary.version
+            )

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import replace
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -141,70 +140,83 @@ def node_values(node: Node, seal: Callable[[str, str], str]) -> dict[str, Any]:
     }
 
 
+_PRODUCTS: Mapping[str, Product] = {p.value: p for p in Product}
+_SOURCES: Mapping[str, KeySource] = {s.value: s for s in KeySource}
+
+
 def _node(product: Product, row: Any, unseal: Unseal) -> Node:
     iid, ordinal = row.id, int(row.n_ordinal)
     try:
-        address = parse_node_url(row.n_public_url, product.engine)
+        parsed = parse_node_url(row.n_public_url, product.engine)
     except DomainError:
         raise InternalError(f"instance {iid} node {ordinal} has an unreadable URL") from None
+    sealed, sealed_pending = row.n_password_sealed, row.n_pending_password_sealed
     password = (
-        Secret(unseal(row.n_password_sealed, node_password_context(iid, ordinal)))
-        if row.n_password_sealed is not None
-        else None
+        None if sealed is None else Secret(unseal(sealed, node_password_context(iid, ordinal)))
     )
     pending = (
-        Secret(unseal(row.n_pending_password_sealed, node_pending_context(iid, ordinal)))
-        if row.n_pending_password_sealed is not None
-        else None
+        None
+        if sealed_pending is None
+        else Secret(unseal(sealed_pending, node_pending_context(iid, ordinal)))
     )
-    return Node(
-        instance_id=iid,
-        ordinal=ordinal,
-        address=replace(address, username=row.n_username, password=password),
-        pending_password=pending,
+    address = NodeAddress(
+        engine=parsed.engine,
+        scheme=parsed.scheme,
+        host=parsed.host,
+        port=parsed.port,
+        username=row.n_username,
+        password=password,
+        database=parsed.database,
+        options=parsed.options,
     )
+    return Node(instance_id=iid, ordinal=ordinal, address=address, pending_password=pending)
 
 
 def instances_from_rows(rows: Iterable[Any], unseal: Unseal) -> list[Instance]:
     """Assemble instances from ``instances LEFT JOIN nodes`` rows ordered by (id, ordinal);
     node columns are labelled ``n_<column>``."""
     out: list[Instance] = []
+    head: Any = None
+    product = Product.TENCENT_REDIS
     nodes: list[Node] = []
-    current: Any = None
-
-    def flush() -> None:
-        if current is not None:
-            out.append(_instance(current, tuple(nodes)))
-
     for row in rows:
-        if current is None or row.id != current.id:
-            flush()
-            current, nodes = row, []
+        if head is None or row.id != head.id:
+            if head is not None:
+                out.append(_instance(head, product, tuple(nodes)))
+            head, product, nodes = row, _product(row), []
         if row.n_ordinal is not None:
-            nodes.append(_node(_product(row), row, unseal))
-    flush()
+            nodes.append(_node(product, row, unseal))
+    if head is not None:
+        out.append(_instance(head, product, tuple(nodes)))
     return out
 
 
 def _product(row: Any) -> Product:
-    try:
-        return Product(row.product)
-    except ValueError:
-        raise InternalError(f"instance {row.id} has an unknown product") from None
+    product = _PRODUCTS.get(row.product)
+    if product is None:
+        raise InternalError(f"instance {row.id} has an unknown product")
+    return product
 
 
-def _instance(row: Any, nodes: tuple[Node, ...]) -> Instance:
+def _source(value: str) -> KeySource:
+    source = _SOURCES.get(value)
+    if source is None:
+        raise InternalError("a stored record has an unknown source")
+    return source
+
+
+def _instance(row: Any, product: Product, nodes: tuple[Node, ...]) -> Instance:
     return Instance(
         id=row.id,
         tenant_id=row.tenant_id,
-        product=_product(row),
+        product=product,
         region=row.region,
         name=row.name,
         password_free_allowed=bool(row.password_free_allowed),
         nodes=nodes,
         no_auth=None if row.no_auth is None else bool(row.no_auth),
         engine_version=row.engine_version,
-        source=KeySource(row.source),
+        source=_source(row.source),
         created_at=row.created_at,
     )
 
@@ -218,7 +230,7 @@ def access_key_from_row(row: Any, unseal: Unseal) -> AccessKey:
         tenant_id=row.tenant_id,
         secret=Secret(unseal(row.secret_sealed, key_secret_context(row.id))),
         enabled=bool(row.enabled),
-        source=KeySource(row.source),
+        source=_source(row.source),
         created_at=row.created_at,
     )
 

@@ -78,7 +78,7 @@ class AesGcmSecretBox:
         if version != VERSION or cipher is None:
             raise InternalError(_UNSEALABLE)
         try:
-            raw = base64.urlsafe_b64decode(body.encode("ascii"))
+            raw = base64.b64decode(body.encode("ascii"), altchars=b"-_", validate=True)
             if len(raw) <= NONCE_BYTES:
                 raise InternalError(_UNSEALABLE)
             plain = cipher.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], context.encode("utf-8"))

@@ -2,7 +2,7 @@
 
 Tencent answers every error with HTTP 200 and ``{"Response": {"Error": {...}}}``; only the code
 differs. Look-up walks the exception's class hierarchy, so a specific domain error falls back to
-its parent's code when a product does not name it.
+its parent's code when a table does not name it.
 """
 
 from __future__ import annotations
@@ -37,10 +37,10 @@ COMMON_CODES: Mapping[type[e.DomainError], str] = {
 def tencent_code(
     error: e.DomainError, overrides: Mapping[type[e.DomainError], str] | None = None
 ) -> str:
-    """The Tencent code for ``error``, preferring the product's own table."""
-    for cls in type(error).__mro__:
-        if overrides and cls in overrides:
-            return overrides[cls]
-        if cls in COMMON_CODES:
-            return COMMON_CODES[cls]
+    """The Tencent code for ``error``: the product's table first (it is authoritative for its
+    errors, parents included), then the common table, most specific class first."""
+    for table in (overrides or {}, COMMON_CODES):
+        for cls in type(error).__mro__:
+            if cls in table:
+                return table[cls]
     return "InternalError"

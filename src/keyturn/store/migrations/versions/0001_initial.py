@@ -61,7 +61,9 @@ def upgrade() -> None:
         sa.Column("source", sa.String(16), nullable=False),
         sa.Column("created_at", UtcDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_instances"),
-        sa.ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name="fk_instances_tenant_id_tenants"),
+        sa.ForeignKeyConstraint(
+            ["tenant_id"], ["tenants.id"], name="fk_instances_tenant_id_tenants"
+        ),
     )
     op.create_index("ix_instances_tenant_id_id", "instances", ["tenant_id", "id"])
     op.create_table(

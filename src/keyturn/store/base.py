@@ -1,0 +1,162 @@
+"""Plumbing shared by the ``SqlStore`` repositories: connections, transactions, sealing.
+
+``SqlBase`` holds the engine, the ``SecretBox`` and the ``Clock``; reads run on a plain
+connection, writes in one transaction each (``BEGIN IMMEDIATE`` on SQLite, so a transaction that
+reads then writes never fails on a lock upgrade; the caller adds ``FOR UPDATE`` for PostgreSQL).
+Every SQLite connection gets WAL, ``synchronous=FULL``, foreign keys and a busy timeout.
+``guarded`` translates SQLAlchemy errors into ``keyturn.core.errors.InternalError``. Imports:
+``keyturn.core``, SQLAlchemy and the standard library.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any, Final, ParamSpec, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from keyturn.core.errors import DomainError, InternalError, NotFound
+from keyturn.core.ports import Clock, SecretBox
+from keyturn.store.schema import tenants
+
+log = logging.getLogger(__name__)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_BEGIN_OPTION: Final = "keyturn_begin"
+#: Applied to every SQLite connection. WAL + FULL: a commit is on disk when it returns.
+SQLITE_PRAGMAS: Final = (
+    "PRAGMA busy_timeout=5000",
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=FULL",
+    "PRAGMA foreign_keys=ON",
+    # Wiped (sealed) secrets are overwritten in the file rather than left in free space.
+    "PRAGMA secure_delete=ON",
+)
+
+
+def guarded(op: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
+    """Let domain errors through; turn database errors into a generic ``InternalError``."""
+
+    @functools.wraps(op)
+    async def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await op(*args, **kwargs)
+        except DomainError:
+            raise
+        except SQLAlchemyError as exc:
+            # Parameters are hidden (hide_parameters) and only ever hold sealed values.
+            log.error("store operation %s failed: %s", op.__name__, exc)
+            raise InternalError("the store could not complete the operation") from exc
+
+    return run
+
+
+def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Let SQLAlchemy emit BEGIN (see _on_sqlite_begin) instead of the sqlite3 module.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        for pragma in SQLITE_PRAGMAS:
+            cursor.execute(pragma)
+    finally:
+        cursor.close()
+
+
+def _on_sqlite_begin(connection: sa.Connection) -> None:
+    mode = connection.get_execution_options().get(_BEGIN_OPTION)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if mode == "IMMEDIATE" else "BEGIN")
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    target = engine.sync_engine
+    if not event.contains(target, "connect", _on_sqlite_connect):
+        event.listen(target, "connect", _on_sqlite_connect)
+        event.listen(target, "begin", _on_sqlite_begin)
+
+
+def upsert_insert(conn: AsyncConnection, table: sa.Table) -> Any:
+    """An INSERT that supports ``on_conflict_do_update`` on this connection's dialect."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    if conn.dialect.name == "sqlite":
+        return sqlite.insert(table)
+    raise InternalError(f"unsupported store database: {conn.dialect.name}")
+
+
+def count_of(table: sa.Table, where: Sequence[sa.ColumnElement[bool]]) -> Any:
+    """``(SELECT count(*) FROM table WHERE ...)``, never correlated to an enclosing query."""
+    return (
+        sa.select(sa.func.count())
+        .select_from(table)
+        .where(*where)
+        .correlate(None)
+        .scalar_subquery()
+    )
+
+
+class SqlBase:
+    """The engine, the secret box and the clock, with read and write transactions."""
+
+    def __init__(self, engine: AsyncEngine, box: SecretBox, clock: Clock) -> None:
+        self._engine = engine
+        self._box = box
+        self._clock = clock
+        self._sqlite = engine.dialect.name == "sqlite"
+        if self._sqlite:
+            _configure_sqlite(engine)
+        self._writer = engine.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
+        # SQLite has one writer at a time: queue this process's writers here rather than
+        # in the busy handler (which still covers other processes, e.g. the CLI).
+        self._write_lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        url = self._engine.url.render_as_string(hide_password=True)
+        return f"{type(self).__name__}({url!r})"
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The underlying engine (for tools and tests; the service never uses it)."""
+        return self._engine
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+    # ----------------------------------------------------------------------- plumbing
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        async with self._engine.connect() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        if self._sqlite:
+            async with self._write_lock, self._writer.begin() as conn:
+                yield conn
+        else:
+            async with self._writer.begin() as conn:
+                yield conn
+
+    def _seal(self, plaintext: str, context: str) -> str:
+        return self._box.seal(plaintext, context=context)
+
+    def _unseal(self, token: str, context: str) -> str:
+        return self._box.unseal(token, context=context)
+
+    def _now(self) -> datetime:
+        return self._clock.now()
+
+    async def _require_tenant(self, conn: AsyncConnection, tenant_id: str) -> None:
+        found = await conn.scalar(sa.select(tenants.c.id).where(tenants.c.id == tenant_id))
+        if found is None:
+            raise NotFound(f"tenant {tenant_id!r} does not exist")

@@ -1,0 +1,270 @@
+"""Durable tasks in SQL: the ``TaskRepo`` half of ``SqlStore``.
+
+A task row is created ``preparing`` with its pending password sealed in the same transaction;
+the partial unique index on ``lock_key`` turns a second active task on an account into
+``OperationInProgress``. ``write_ahead`` and ``finish_task`` are one transaction each, checking
+the state machine on a locked row; finishing wipes the task's sealed secrets and promotes or
+discards the pending admin passwords the task wrote. Imports: ``keyturn.core``, SQLAlchemy and
+this package.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime
+from typing import Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from keyturn.core.errors import InternalError, OperationInProgress, TaskNotFound
+from keyturn.core.ports import CredentialSnapshot, Page
+from keyturn.core.secrets import Secret
+from keyturn.core.tasks import ACTIVE_STATES, NewTask, Task, TaskState, TaskStep, check_transition
+from keyturn.store import rows
+from keyturn.store.base import SqlBase, count_of, guarded
+from keyturn.store.schema import instances, nodes, tasks
+
+_ACTIVE: Final = [s.value for s in ACTIVE_STATES]
+
+
+class SqlTaskRepo(SqlBase):
+    """Queue, run and finish durable tasks."""
+
+    @guarded
+    async def create_task(self, new: NewTask, pending: Secret | None) -> Task:
+        now = self._now()
+        try:
+            async with self._write() as conn:
+                result = await conn.execute(
+                    sa.insert(tasks).values(
+                        tenant_id=new.tenant_id,
+                        instance_id=new.instance_id,
+                        account=new.account,
+                        kind=new.kind.value,
+                        state=TaskState.PREPARING.value,
+                        message="",
+                        request_id=new.request_id,
+                        steps=rows.steps_to_json(new.steps),
+                        lock_key=new.lock_key,
+                        created_at=now,
+                    )
+                )
+                key = result.inserted_primary_key
+                if key is None:
+                    raise InternalError("the new task has no id")
+                task_id = int(key[0])
+                if pending is not None:
+                    # Same transaction: no committed row ever lacks its sealed password.
+                    sealed = self._seal(pending.reveal(), rows.task_pending_context(task_id))
+                    await conn.execute(
+                        sa.update(tasks).where(tasks.c.id == task_id).values(pending_sealed=sealed)
+                    )
+        except IntegrityError as exc:
+            if "lock_key" in str(exc.orig):
+                raise OperationInProgress() from None
+            raise
+        return Task(
+            id=task_id,
+            tenant_id=new.tenant_id,
+            instance_id=new.instance_id,
+            account=new.account,
+            kind=new.kind,
+            state=TaskState.PREPARING,
+            message="",
+            request_id=new.request_id,
+            steps=tuple(new.steps),
+            created_at=now,
+        )
+
+    async def _task_row(self, conn: AsyncConnection, task_id: int, *, lock: bool = False) -> Any:
+        query = sa.select(tasks).where(tasks.c.id == task_id)
+        row = (await conn.execute(query.with_for_update() if lock else query)).first()
+        if row is None:
+            raise TaskNotFound()
+        return row
+
+    @guarded
+    async def get_task(self, tenant_id: str, task_id: int) -> Task:
+        async with self._read() as conn:
+            result = await conn.execute(
+                sa.select(tasks).where(tasks.c.id == task_id, tasks.c.tenant_id == tenant_id)
+            )
+            row = result.first()
+        if row is None:
+            raise TaskNotFound()
+        return rows.task_from_row(row)
+
+    @guarded
+    async def list_tasks(
+        self, tenant_id: str, *, instance_id: str | None, page: Page
+    ) -> tuple[list[Task], int]:
+        where = [tasks.c.tenant_id == tenant_id]
+        if instance_id is not None:
+            where.append(tasks.c.instance_id == instance_id)
+        query = (
+            sa.select(tasks, count_of(tasks, where).label("total"))
+            .where(*where)
+            .order_by(tasks.c.id.desc())
+            .limit(page.limit)
+            .offset(page.offset)
+        )
+        async with self._read() as conn:
+            result = (await conn.execute(query)).all()
+            if result:
+                total = int(result[0].total)
+            else:
+                total = int(await conn.scalar(sa.select(count_of(tasks, where))) or 0)
+        return [rows.task_from_row(row) for row in result], total
+
+    @guarded
+    async def unfinished_tasks(self) -> list[Task]:
+        query = sa.select(tasks).where(tasks.c.state.in_(_ACTIVE)).order_by(tasks.c.id)
+        async with self._read() as conn:
+            result = (await conn.execute(query)).all()
+        return [rows.task_from_row(row) for row in result]
+
+    @guarded
+    async def pending_password(self, task_id: int) -> Secret | None:
+        async with self._read() as conn:
+            row = await self._task_row(conn, task_id)
+        if row.pending_sealed is None:
+            return None
+        return Secret(self._unseal(row.pending_sealed, rows.task_pending_context(task_id)))
+
+    @guarded
+    async def snapshots(self, task_id: int) -> dict[int, CredentialSnapshot]:
+        async with self._read() as conn:
+            row = await self._task_row(conn, task_id)
+        if row.snapshots_sealed is None:
+            return {}
+        text = self._unseal(row.snapshots_sealed, rows.task_snapshots_context(task_id))
+        return rows.snapshots_from_json(text)
+
+    @guarded
+    async def update_steps(self, task_id: int, steps: Sequence[TaskStep]) -> None:
+        async with self._write() as conn:
+            result = await conn.execute(
+                sa.update(tasks)
+                .where(tasks.c.id == task_id)
+                .values(steps=rows.steps_to_json(steps))
+            )
+            if result.rowcount == 0:
+                raise TaskNotFound()
+
+    @guarded
+    async def write_ahead(
+        self,
+        task_id: int,
+        *,
+        snapshots: Mapping[int, CredentialSnapshot],
+        admin_pending: Mapping[int, Secret],
+        steps: Sequence[TaskStep],
+    ) -> Task:
+        sealed = self._seal(rows.snapshots_to_json(snapshots), rows.task_snapshots_context(task_id))
+        now = self._now()
+        async with self._write() as conn:
+            row = await self._task_row(conn, task_id, lock=True)
+            check_transition(TaskState(row.state), TaskState.RUNNING)
+            await conn.execute(
+                sa.update(tasks)
+                .where(tasks.c.id == task_id)
+                .values(
+                    state=TaskState.RUNNING.value,
+                    started_at=now,
+                    steps=rows.steps_to_json(steps),
+                    snapshots_sealed=sealed,
+                )
+            )
+            iid = row.instance_id
+            for ordinal, password in admin_pending.items():
+                token = self._seal(password.reveal(), rows.node_pending_context(iid, ordinal))
+                result = await conn.execute(
+                    sa.update(nodes)
+                    .where(nodes.c.instance_id == iid, nodes.c.ordinal == ordinal)
+                    .values(pending_password_sealed=token)
+                )
+                if result.rowcount != 1:
+                    raise InternalError(f"instance {iid} has no node {ordinal}")
+        return replace(
+            rows.task_from_row(row), state=TaskState.RUNNING, started_at=now, steps=tuple(steps)
+        )
+
+    @guarded
+    async def finish_task(
+        self,
+        task_id: int,
+        *,
+        state: TaskState,
+        message: str,
+        steps: Sequence[TaskStep],
+        promote_admin: bool,
+        no_auth: bool | None,
+        verified_at: datetime | None = None,
+    ) -> Task:
+        now = self._now()
+        async with self._write() as conn:
+            row = await self._task_row(conn, task_id, lock=True)
+            check_transition(TaskState(row.state), state)
+            await conn.execute(
+                sa.update(tasks)
+                .where(tasks.c.id == task_id)
+                .values(
+                    state=state.value,
+                    message=message,
+                    steps=rows.steps_to_json(steps),
+                    finished_at=now,
+                    verified_at=verified_at,
+                    pending_sealed=None,
+                    snapshots_sealed=None,
+                )
+            )
+            await self._settle_admin_pending(conn, row.instance_id, row.account, promote_admin)
+            if no_auth is not None:
+                await conn.execute(
+                    sa.update(instances)
+                    .where(instances.c.id == row.instance_id)
+                    .values(no_auth=no_auth)
+                )
+        return replace(
+            rows.task_from_row(row),
+            state=state,
+            message=message,
+            steps=tuple(steps),
+            finished_at=now,
+            verified_at=verified_at,
+        )
+
+    async def _settle_admin_pending(
+        self, conn: AsyncConnection, iid: str, account: str, promote: bool
+    ) -> None:
+        """Promote (or discard) the pending admin passwords a task on ``account`` wrote: only
+        nodes whose admin login is that account, so a concurrent task on another account of the
+        same instance never settles them."""
+        pending = (
+            await conn.execute(
+                sa.select(nodes.c.ordinal, nodes.c.pending_password_sealed)
+                .where(
+                    nodes.c.instance_id == iid,
+                    nodes.c.username == account,
+                    nodes.c.pending_password_sealed.is_not(None),
+                )
+                .with_for_update()
+            )
+        ).all()
+        for node in pending:
+            values: dict[str, Any] = {"pending_password_sealed": None}
+            if promote:
+                plain = self._unseal(
+                    node.pending_password_sealed, rows.node_pending_context(iid, node.ordinal)
+                )
+                values["password_sealed"] = self._seal(
+                    plain, rows.node_password_context(iid, node.ordinal)
+                )
+            await conn.execute(
+                sa.update(nodes)
+                .where(nodes.c.instance_id == iid, nodes.c.ordinal == node.ordinal)
+                .values(**values)
+            )

@@ -9,6 +9,7 @@ from tencentcloud.common import credential
 from tencentcloud.common.profile.client_profile import ClientProfile
 from tencentcloud.common.profile.http_profile import HttpProfile
 from tencentcloud.redis.v20180412 import models, redis_client
+
 from tests.support.keyturn_server import KEY_ID, KEY_SECRET
 
 

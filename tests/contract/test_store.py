@@ -9,6 +9,7 @@ database, the store on it and a separate raw engine for reading rows as they are
 from __future__ import annotations
 
 import asyncio
+import stat
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
@@ -41,10 +42,10 @@ from keyturn.core.model import (
     Tenant,
     parse_node_url,
 )
-from keyturn.core.ports import CredentialSnapshot, Page
+from keyturn.core.ports import CredentialSnapshot, Page, Store
 from keyturn.core.secrets import Secret
 from keyturn.core.tasks import NewTask, StepPhase, TaskKind, TaskState, TaskStep
-from keyturn.store.migrate import current_revision, head_revision
+from keyturn.store.migrate import current_revision, head_revision, sync_url
 from keyturn.store.schema import instances, metadata, nodes, tasks
 from keyturn.store.sealing import AesGcmSecretBox
 from keyturn.store.sql import SqlStore, open_store, sqlite_url
@@ -188,6 +189,8 @@ async def test_migrations_are_idempotent_and_match_the_schema(
     finally:
         await again.close()
     assert current_revision(backend.url) == head_revision() == "0001"
+    assert sync_url("sqlite+aiosqlite:///x.db").drivername == "sqlite"
+    assert sync_url("postgresql+psycopg://u@h/db").drivername == "postgresql+psycopg"
 
     def diff(conn: sa.Connection) -> list[Any]:
         return list(compare_metadata(MigrationContext.configure(conn), metadata))
@@ -488,13 +491,25 @@ async def test_admin_credential_promotion_and_discard(backend: Backend, promote:
     assert after.no_auth is None
 
 
-async def test_write_ahead_refuses_unknown_nodes(store: SqlStore) -> None:
+async def test_write_ahead_refuses_nodes_the_task_does_not_administer(store: SqlStore) -> None:
     instance = make_instance()
     await seed(store, instance)
-    task_id = await run_task(store, instance, account="default")
-    with pytest.raises(InternalError):
-        await store.write_ahead(task_id, snapshots={}, admin_pending={7: Secret("x")}, steps=[])
-    assert (await store.get_task(T1.id, task_id)).state is TaskState.PREPARING
+    admin_task = await run_task(store, instance, account="default")
+    app_task = await run_task(store, instance, account="app")
+    for task_id, ordinal in [(admin_task, 7), (app_task, 0)]:
+        with pytest.raises(InternalError):
+            await store.write_ahead(
+                task_id, snapshots={}, admin_pending={ordinal: Secret("x")}, steps=[]
+            )
+        assert (await store.get_task(T1.id, task_id)).state is TaskState.PREPARING
+    assert all(
+        n.pending_password is None for n in (await store.get_instance(T1.id, instance.id)).nodes
+    )
+
+
+def as_port(store: SqlStore) -> Store:
+    """Checked by mypy: ``SqlStore`` implements the ``Store`` port."""
+    return store
 
 
 async def test_database_errors_become_internal_errors(backend: Backend) -> None:
@@ -541,7 +556,7 @@ async def test_no_plaintext_secret_reaches_the_sqlite_files(
             steps=[],
         )
         files = [tmp_path / "keyturn.db", tmp_path / "keyturn.db-wal"]
-        assert all(f.exists() for f in files)
+        assert [stat.S_IMODE(f.stat().st_mode) for f in files] == [0o600, 0o600]
         async with store.engine.connect() as conn:
             assert (await conn.exec_driver_sql("PRAGMA journal_mode")).scalar() == "wal"
             assert (await conn.exec_driver_sql("PRAGMA synchronous")).scalar() == 2  # FULL
@@ -615,6 +630,7 @@ async def test_list_instances_stays_fast_with_many_instances(
         page, total = await store.list_instances(T1.id, page=Page(limit=100, offset=40_000))
         elapsed = time.perf_counter() - started
         assert total == 50_000 and len(page) == 100 and page[0].id == "crs-080001"
+        assert page[0].nodes[0].address.password == Secret("pw")
         assert elapsed < 1.0, elapsed
     finally:
         await store.close()

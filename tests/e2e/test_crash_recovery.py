@@ -101,3 +101,23 @@ def test_conflicting_reset_is_refused(tmp_path: Path, redis_server) -> None:  # 
     assert caught.value.get_code() == "ResourceUnavailable.InstanceLockedError"
     assert wait_task(client, first).Status == "succeed"
     server.stop()
+
+
+def test_inventory_reload_keeps_a_rotated_admin_password(tmp_path: Path, redis_server) -> None:  # type: ignore[no-untyped-def]
+    """keyturn logs in as ``default`` and resets ``default``; a restart that reloads an
+    inventory file naming the old password must not lock it out."""
+    server = KeyturnServer(tmp_path, extra_env={"KT_ADMIN_URL": redis_server.url()})
+    server.config.write_text(
+        server.config.read_text() + '\n[[instances]]\nid = "crs-inv00001"\ntenant = "1300000001"\n'
+        'product = "tencent-redis"\nregion = "ap-guangzhou"\nnodes = ["${KT_ADMIN_URL}"]\n'
+    )
+    server.start()
+    client = redis_sdk(server.endpoint)
+    new = new_password()
+    assert wait_task(client, reset(client, "crs-inv00001", Password=new)).Status == "succeed"
+    server.stop()
+    server.start()
+    again = new_password()
+    assert wait_task(client, reset(client, "crs-inv00001", Password=again)).Status == "succeed"
+    assert can_login(redis_server.port, again)
+    server.stop()

@@ -64,6 +64,7 @@ class KeyturnServer:
 
     def __init__(self, root: Path, *, extra_env: Mapping[str, str] | None = None) -> None:
         self.root = root
+        root.mkdir(parents=True, exist_ok=True)
         self.data_dir = root / "data"
         self.config = root / "keyturn.toml"
         self.log_path = root / "server.log"

@@ -71,6 +71,7 @@ class RedisServer:
         config_file: bool = True,
         binary: str | None = None,
         start_timeout: float = 10.0,
+        hz: int | None = None,
     ) -> None:
         found = binary or redis_server_binary()
         if found is None:
@@ -81,6 +82,7 @@ class RedisServer:
         self.password = password
         self.port = free_port()
         self.start_timeout = start_timeout
+        self.hz = hz
         self.dir = Path(tempfile.mkdtemp(prefix="keyturn-redis-"))
         self.conf_path: Path | None = self.dir / "redis.conf" if config_file else None
         self.aclfile_path: Path | None = self.dir / "users.acl" if aclfile else None
@@ -100,6 +102,7 @@ class RedisServer:
             ("dir", str(self.dir)),
             ("daemonize", "no"),
             ("repl-diskless-sync-delay", "0"),
+            *([("hz", str(self.hz))] if self.hz else []),
         ]
 
     def _write_files(self) -> None:

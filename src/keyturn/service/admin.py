@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 import string
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from keyturn.core.errors import InvalidParameterValue, NotFound
 from keyturn.core.model import (
@@ -161,6 +161,22 @@ class Admin:
             instances=len(inventory.instances),
             removed=removed,
         )
+
+    async def _keep_rotated_credentials(self, declared: Instance) -> Instance:
+        """Once keyturn has rotated its own admin password on a node, the inventory file still
+        holds the old one; re-applying it would lock keyturn out. For a node whose address and
+        admin user are unchanged, the stored credential therefore wins."""
+        found, _ = await self._store.list_instances(None, instance_ids=[declared.id])
+        if not found:
+            return declared
+        stored = {(n.ordinal, n.address.public_url()): n.address.password for n in found[0].nodes}
+        nodes = tuple(
+            replace(node, address=replace(node.address, password=stored[key]))
+            if (key := (node.ordinal, node.address.public_url())) in stored
+            else node
+            for node in declared.nodes
+        )
+        return replace(declared, nodes=nodes)
 
     async def _require_tenant(self, tenant_id: str) -> None:
         if tenant_id not in await self._store.tenant_sources():

@@ -13,7 +13,11 @@ from typing import Final
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.pool import NullPool
 
 MIGRATIONS_DIR: Final = Path(__file__).resolve().parent / "migrations"
 #: The ``Config.attributes`` key under which ``env.py`` finds the database URL.
@@ -51,10 +55,6 @@ def upgrade(url: str) -> None:
 
 def current_revision(url: str) -> str | None:
     """The revision the database at ``url`` is at, or None before the first migration."""
-    from alembic.runtime.migration import MigrationContext
-    from sqlalchemy import create_engine
-    from sqlalchemy.pool import NullPool
-
     engine = create_engine(sync_url(url), poolclass=NullPool)
     try:
         with engine.connect() as connection:
@@ -65,6 +65,4 @@ def current_revision(url: str) -> str | None:
 
 def head_revision() -> str | None:
     """The newest revision shipped with this package."""
-    from alembic.script import ScriptDirectory
-
     return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()

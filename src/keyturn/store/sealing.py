@@ -18,6 +18,7 @@ import logging
 import os
 import secrets
 import stat
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Final
@@ -33,6 +34,7 @@ KEY_BYTES: Final = 32
 NONCE_BYTES: Final = 12
 VERSION: Final = "v1"
 KEY_FILE: Final = "master.key"
+_EMPTY_RETRIES: Final = 10
 _UNSEALABLE: Final = "sealed value does not open (wrong master key?)"
 
 
@@ -123,6 +125,12 @@ def load_or_create_master_key(data_dir: Path, env_value: str | None) -> bytes:
             stat.S_IMODE(mode),
         )
     text = path.read_text(encoding="ascii", errors="replace")
+    for _ in range(_EMPTY_RETRIES):
+        if text.strip():
+            break
+        # Another process may have just created the file and not written the key yet.
+        time.sleep(0.05)
+        text = path.read_text(encoding="ascii", errors="replace")
     if not text.strip():
         raise ValueError(f"master key file {path} is empty")
     return decode_master_key(text, origin=f"master key file {path}")

@@ -12,11 +12,13 @@ come back in one statement, so listings stay fast with 100,000 instances. Import
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
 import sqlalchemy as sa
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -39,10 +41,30 @@ def sqlite_url(data_dir: Path) -> str:
     return f"sqlite+aiosqlite:///{data_dir / DB_FILE}"
 
 
+def _create_sqlite_file(url: str) -> None:
+    """Create a missing SQLite database file with mode 0600; SQLite gives its ``-wal`` and
+    ``-shm`` files the same mode."""
+    parsed = make_url(url)
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:"):
+        return
+    if database.startswith("file:"):
+        return
+    try:
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError:
+        return  # it exists, or SQLite will report why it cannot be opened
+
+
+def _prepare(url: str) -> None:
+    _create_sqlite_file(url)
+    upgrade(url)
+
+
 async def open_store(url: str, box: SecretBox, clock: Clock) -> SqlStore:
     """Migrate the database at ``url`` to the newest schema and open a store on it."""
     try:
-        await asyncio.to_thread(upgrade, url)
+        await asyncio.to_thread(_prepare, url)
         engine = create_async_engine(url, hide_parameters=True)
     except ArgumentError:
         raise InternalError("the store database URL is not valid") from None

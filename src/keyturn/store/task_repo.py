@@ -181,13 +181,21 @@ class SqlTaskRepo(SqlBase):
             iid = row.instance_id
             for ordinal, password in admin_pending.items():
                 token = self._seal(password.reveal(), rows.node_pending_context(iid, ordinal))
+                # Only a node whose admin login is the task's account: those are the ones
+                # finish_task settles.
                 result = await conn.execute(
                     sa.update(nodes)
-                    .where(nodes.c.instance_id == iid, nodes.c.ordinal == ordinal)
+                    .where(
+                        nodes.c.instance_id == iid,
+                        nodes.c.ordinal == ordinal,
+                        nodes.c.username == row.account,
+                    )
                     .values(pending_password_sealed=token)
                 )
                 if result.rowcount != 1:
-                    raise InternalError(f"instance {iid} has no node {ordinal}")
+                    raise InternalError(
+                        f"instance {iid} has no node {ordinal} administered as the task's account"
+                    )
         return replace(
             rows.task_from_row(row), state=TaskState.RUNNING, started_at=now, steps=tuple(steps)
         )

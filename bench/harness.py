@@ -1,0 +1,144 @@
+"""Throwaway engines and keyturn servers for the benchmarks, and bulk inventory set-up.
+
+Reuses the test suite's process helpers (real redis-server and ``keyturn serve`` processes on
+free loopback ports); adds a dedicated ``kadmin`` Redis user so that resetting ``default`` never
+invalidates keyturn's pooled admin connection, as an operator would configure it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import redis.asyncio as aioredis
+import sqlalchemy as sa
+from tests.support.keyturn_server import TENANT, KeyturnServer
+from tests.support.redis_server import RedisServer
+
+from keyturn.bootstrap import open_admin_store
+from keyturn.config import load_settings
+from keyturn.core.model import KeySource, Product
+from keyturn.core.secrets import Secret
+from keyturn.service.admin import Admin, build_instance
+from keyturn.store import rows, schema
+from keyturn.store.sealing import AesGcmSecretBox, load_or_create_master_key
+
+ADMIN_USER = "kadmin"
+
+
+async def admin_client(server: RedisServer) -> aioredis.Redis:
+    return aioredis.Redis(
+        host="127.0.0.1",
+        port=server.port,
+        password=server.password,
+        protocol=2,
+        driver_info=None,
+    )
+
+
+async def prepare_redis(servers: Sequence[RedisServer]) -> str:
+    """Give every server a ``kadmin`` user with one shared password; returns it."""
+    password = "Ka-" + secrets.token_hex(12)
+
+    async def one(server: RedisServer) -> None:
+        client = await admin_client(server)
+        await client.execute_command(
+            "ACL", "SETUSER", ADMIN_USER, "on", f">{password}", "~*", "&*", "+@all"
+        )
+        await client.aclose()
+
+    await asyncio.gather(*(one(s) for s in servers))
+    return password
+
+
+def start_redis(count: int, hz: int | None = None) -> list[RedisServer]:
+    servers = [RedisServer(password="Def-" + secrets.token_hex(8), hz=hz) for _ in range(count)]
+    for server in servers:
+        server.start()
+    return servers
+
+
+async def register(
+    keyturn: KeyturnServer, servers: Sequence[RedisServer], admin_password: str
+) -> list[str]:
+    """Register one tencent-redis instance per server in one store session."""
+    store = await open_admin_store(load_settings(data_dir=keyturn.data_dir, env={}))
+    ids = []
+    try:
+        admin = Admin(store)
+        for server in servers:
+            instance_id = "crs-" + secrets.token_hex(4)
+            url = f"redis://{ADMIN_USER}:{admin_password}@127.0.0.1:{server.port}"
+            await admin.add_instance(
+                tenant_id=TENANT,
+                instance_id=instance_id,
+                product=Product.TENCENT_REDIS,
+                region="ap-guangzhou",
+                node_urls=[Secret(url)],
+            )
+            ids.append(instance_id)
+    finally:
+        await store.close()
+    return ids
+
+
+async def verified_times(keyturn: KeyturnServer, task_ids: Sequence[int]) -> dict[int, datetime]:
+    """When keyturn recorded each task's verification (its own clock)."""
+    store = await open_admin_store(load_settings(data_dir=keyturn.data_dir, env={}))
+    try:
+        out = {}
+        for task_id in task_ids:
+            task = await store.get_task(TENANT, task_id)
+            if task.verified_at is not None:
+                out[task_id] = task.verified_at
+        return out
+    finally:
+        await store.close()
+
+
+def bulk_instances(data_dir: Path, count: int, batch: int = 5000) -> None:
+    """Insert ``count`` generated instances (one node each) straight into the SQLite store,
+    sealed as keyturn seals them; used for the inventory-scale scenario."""
+    key = load_or_create_master_key(data_dir, None)
+    box = AesGcmSecretBox(key)
+    engine = sa.create_engine(f"sqlite:///{data_dir / 'keyturn.db'}")
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        for start in range(0, count, batch):
+            inst_rows, node_rows = [], []
+            for n in range(start, min(count, start + batch)):
+                instance = build_instance(
+                    tenant_id=TENANT,
+                    instance_id=f"crs-{n:08d}",
+                    product=Product.TENCENT_REDIS,
+                    region="ap-guangzhou",
+                    node_urls=[Secret(f"redis://kadmin:pw{n}@127.0.0.1:1")],
+                    name=f"gen-{n}",
+                    password_free_allowed=True,
+                    source=KeySource.CLI,
+                )
+                inst_rows.append(
+                    {
+                        "id": instance.id,
+                        "tenant_id": TENANT,
+                        "product": str(instance.product),
+                        "region": instance.region,
+                        "name": instance.name,
+                        "password_free_allowed": True,
+                        "no_auth": False,
+                        "engine_version": "7.0.15",
+                        "source": "cli",
+                        "created_at": now,
+                    }
+                )
+                node_rows.append(
+                    rows.node_values(
+                        instance.nodes[0], lambda text, ctx: box.seal(text, context=ctx)
+                    )
+                )
+            conn.execute(schema.instances.insert(), inst_rows)
+            conn.execute(schema.nodes.insert(), node_rows)
+    engine.dispose()

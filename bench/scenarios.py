@@ -1,0 +1,389 @@
+"""The benchmark scenarios of issue #3. Each measures keyturn and its baseline in the same run
+and records ratios with their targets; absolute times are informative only."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import redis.asyncio as aioredis
+from tests.support.keyturn_server import KEY_ID, KEY_SECRET, KeyturnServer, free_port
+
+from bench import harness
+from bench.client import SignedClient, client_cost
+from bench.stats import Check, Report, summary
+
+#: Benchmarks run the server at its production log level.
+QUIET = {"KEYTURN_LOG_LEVEL": "INFO"}
+
+
+def new_password() -> str:
+    return "Bn-" + secrets.token_hex(10)
+
+
+async def raw_reset_verify(admin: aioredis.Redis, port: int) -> float:
+    """The baseline: ACL SETUSER on an open connection + a fresh AUTH with the new password."""
+    password = new_password()
+    start = time.perf_counter()
+    await admin.execute_command("ACL", "SETUSER", "default", "resetpass", f">{password}", "on")
+    fresh = aioredis.Redis(
+        host="127.0.0.1",
+        port=port,
+        username="default",
+        password=password,
+        protocol=2,
+        driver_info=None,
+        single_connection_client=True,
+    )
+    await fresh.ping()
+    await fresh.aclose()
+    return time.perf_counter() - start
+
+
+async def keyturn_reset(client: SignedClient, instance_id: str) -> tuple[int, float, float]:
+    """One ResetPassword through keyturn, waited until its task ends.
+    Returns (task id, wall time sent, seconds to the API's answer)."""
+    raw = client.build("ResetPassword", {"InstanceId": instance_id, "Password": new_password()})
+    sent = time.time()
+    start = time.perf_counter()
+    answer = json.loads(await client.send(raw))["Response"]
+    answered = time.perf_counter() - start
+    if "Error" in answer:
+        raise RuntimeError(answer["Error"]["Code"])
+    task_id = int(answer["TaskId"])
+    while True:
+        info = await client.call("DescribeTaskInfo", {"TaskId": task_id})
+        if info.get("Status") in ("succeed", "failed"):
+            if info["Status"] != "succeed":
+                raise RuntimeError(f"task {task_id} failed: {info.get('TaskMessage')}")
+            return task_id, sent, answered
+        await asyncio.sleep(0.0005)
+
+
+async def connect(server: KeyturnServer) -> SignedClient:
+    client = SignedClient("127.0.0.1", server.port, KEY_ID, KEY_SECRET)
+    await client.connect()
+    return client
+
+
+async def reset_latency(root: Path, report: Report, n: int) -> None:
+    """Scenario 1: (a) answer latency, (b) send -> verified on the engine, vs raw reset+verify."""
+    [redis_server] = harness.start_redis(1)
+    server = KeyturnServer(root / "s1", extra_env=QUIET)
+    server.start()
+    try:
+        admin_pw = await harness.prepare_redis([redis_server])
+        [instance_id] = await harness.register(server, [redis_server], admin_pw)
+        admin = await harness.admin_client(redis_server)
+        warm = max(10, n // 10)
+        baseline = [await raw_reset_verify(admin, redis_server.port) for _ in range(warm + n)][
+            warm:
+        ]
+        # Keep the default password known to the admin connection for later runs.
+        await admin.aclose()
+        client = await connect(server)
+        runs = [await keyturn_reset(client, instance_id) for _ in range(warm + n)][warm:]
+        await client.close()
+        verified = await harness.verified_times(server, [r[0] for r in runs])
+        answers = [r[2] for r in runs]
+        to_verified = [verified[t].timestamp() - sent for t, sent, _ in runs if t in verified]
+    finally:
+        server.stop()
+        redis_server.close()
+    base, a, b = summary(baseline), summary(answers), summary(to_verified)
+    report.data["reset_latency"] = {
+        "baseline": base,
+        "answer": a,
+        "verified": b,
+        "client_cost_ms": client_cost() * 1e3,
+    }
+    report.samples.update(
+        {
+            "raw reset+verify": baseline,
+            "keyturn answer": answers,
+            "keyturn send->verified": to_verified,
+        }
+    )
+    detail = f"raw p50 {base['p50_ms']:.2f} ms, p99 {base['p99_ms']:.2f} ms"
+    report.checks += [
+        Check(
+            "1 reset latency",
+            "(a) answer p50 / raw reset+verify p50",
+            a["p50_ms"] / base["p50_ms"],
+            2,
+            "<=",
+            f"{detail}; answer p50 {a['p50_ms']:.2f} ms",
+        ),
+        Check(
+            "1 reset latency",
+            "(b) verified p50 / raw p50",
+            b["p50_ms"] / base["p50_ms"],
+            3,
+            "<=",
+            f"verified p50 {b['p50_ms']:.2f} ms",
+        ),
+        Check(
+            "1 reset latency",
+            "(b) verified p99 / raw p99",
+            b["p99_ms"] / base["p99_ms"],
+            4,
+            "<=",
+            f"verified p99 {b['p99_ms']:.2f} ms",
+        ),
+    ]
+
+
+async def _for(seconds: float, workers: int, body: Callable[[int], Awaitable[None]]) -> int:
+    """Run ``body(worker)`` in a loop on ``workers`` coroutines for ``seconds``; count calls."""
+    done = 0
+    deadline = time.perf_counter() + seconds
+
+    async def loop(worker: int) -> None:
+        nonlocal done
+        while time.perf_counter() < deadline:
+            await body(worker)
+            done += 1
+
+    await asyncio.gather(*(loop(w) for w in range(workers)))
+    return done
+
+
+async def reset_throughput(root: Path, report: Report, seconds: float, clients: int) -> None:
+    """Scenario 2: verified resets per second, ``clients`` concurrent clients, one instance
+    each (ResetPassword has one account per instance), vs an asyncio redis-py loop."""
+    servers = harness.start_redis(clients, hz=1)
+    server = KeyturnServer(root / "s2", extra_env=QUIET)
+    server.start()
+    try:
+        admin_pw = await harness.prepare_redis(servers)
+        ids = await harness.register(server, servers, admin_pw)
+        admins = [await harness.admin_client(s) for s in servers]
+
+        async def raw(worker: int) -> None:
+            await raw_reset_verify(admins[worker], servers[worker].port)
+
+        base = await _for(seconds, clients, raw) / seconds
+        for a in admins:
+            await a.aclose()
+        conns = [await connect(server) for _ in range(clients)]
+
+        async def api(worker: int) -> None:
+            await keyturn_reset(conns[worker], ids[worker])
+
+        ours = await _for(seconds, clients, api) / seconds
+        for c in conns:
+            await c.close()
+    finally:
+        server.stop()
+        for s in servers:
+            s.close()
+    report.data["reset_throughput"] = {"baseline_per_s": base, "keyturn_per_s": ours}
+    report.checks.append(
+        Check(
+            "2 reset throughput",
+            f"verified resets/s vs raw ({clients} clients)",
+            ours / base,
+            0.5,
+            ">=",
+            f"raw {base:.0f}/s, keyturn {ours:.0f}/s",
+        )
+    )
+
+
+async def _rps(port: int, raw: bytes, seconds: float, conns: int) -> float:
+    clients = [SignedClient("127.0.0.1", port, KEY_ID, KEY_SECRET) for _ in range(conns)]
+    for c in clients:
+        await c.connect()
+
+    async def one(worker: int) -> None:
+        await clients[worker].send(raw)
+
+    count = await _for(seconds, conns, one)
+    for c in clients:
+        await c.close()
+    return count / seconds
+
+
+async def api_overhead(root: Path, report: Report, seconds: float, conns: int = 8) -> None:
+    """Scenario 3: signed read calls per second vs a bare ASGI hello on the same stack."""
+    port = free_port()
+    hello = subprocess.Popen(
+        [sys.executable, "-m", "bench.hello", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    [redis_server] = harness.start_redis(1)
+    server = KeyturnServer(root / "s3", extra_env=QUIET)
+    server.start()
+    try:
+        for _ in range(100):
+            try:
+                _, w = await asyncio.open_connection("127.0.0.1", port)
+                w.close()
+                break
+            except OSError:
+                await asyncio.sleep(0.05)
+        hello_raw = f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+        base = await _rps(port, hello_raw, seconds, conns)
+        admin_pw = await harness.prepare_redis([redis_server])
+        [instance_id] = await harness.register(server, [redis_server], admin_pw)
+        client = await connect(server)
+        task_id, _, _ = await keyturn_reset(client, instance_id)
+        results = {}
+        for action, params in [
+            ("DescribeInstances", {"Limit": 20}),
+            ("DescribeTaskInfo", {"TaskId": task_id}),
+        ]:
+            raw = client.build(action, params)
+            results[action] = await _rps(server.port, raw, seconds, conns)
+        await client.close()
+    finally:
+        hello.terminate()
+        hello.wait()
+        server.stop()
+        redis_server.close()
+    report.data["api_overhead"] = {"hello_per_s": base, **{k: v for k, v in results.items()}}
+    for action, rps in results.items():
+        report.checks.append(
+            Check(
+                "3 API overhead",
+                f"{action} req/s vs bare ASGI hello",
+                rps / base,
+                0.5,
+                ">=",
+                f"hello {base:.0f}/s, {action} {rps:.0f}/s",
+            )
+        )
+
+
+async def fleet_rotation(root: Path, report: Report, count: int, in_flight: int = 50) -> None:
+    """Scenario 4: reset ``default`` on ``count`` instances, ``in_flight`` calls at once."""
+    servers = harness.start_redis(count, hz=1)
+    server = KeyturnServer(root / "s4", extra_env=QUIET)
+    server.start()
+    try:
+        admin_pw = await harness.prepare_redis(servers)
+        ids = await harness.register(server, servers, admin_pw)
+        admins = [await harness.admin_client(s) for s in servers]
+        queue = list(range(count))
+
+        async def drain(work: Callable[[int, int], Awaitable[None]]) -> float:
+            pending = list(queue)
+            start = time.perf_counter()
+
+            async def worker(w: int) -> None:
+                while pending:
+                    await work(w, pending.pop())
+
+            await asyncio.gather(*(worker(w) for w in range(in_flight)))
+            return time.perf_counter() - start
+
+        base = await drain(lambda w, i: raw_reset_verify(admins[i], servers[i].port))
+        for a in admins:
+            await a.aclose()
+        conns = [await connect(server) for _ in range(in_flight)]
+
+        async def through_api(w: int, i: int) -> None:
+            await keyturn_reset(conns[w], ids[i])
+
+        ours = await drain(through_api)
+        for c in conns:
+            await c.close()
+    finally:
+        server.stop()
+        for s in servers:
+            s.close()
+    report.data["fleet_rotation"] = {"instances": count, "baseline_s": base, "keyturn_s": ours}
+    report.checks.append(
+        Check(
+            "4 fleet rotation",
+            f"wall time vs hand-written script ({count})",
+            ours / base,
+            2,
+            "<=",
+            f"raw {base:.2f} s, keyturn {ours:.2f} s",
+        )
+    )
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def inventory_scale(root: Path, report: Report, big: int, samples: int = 200) -> None:
+    """Scenario 5: DescribeInstances first/last page p99 at ``big`` vs 1,000 instances,
+    start-up time and RSS."""
+    results = {}
+    for count in (1000, big):
+        server = KeyturnServer(root / f"s5-{count}", extra_env=QUIET)
+        server.start()  # creates and migrates the store
+        server.stop()
+        harness.bulk_instances(server.data_dir, count)
+        start = time.perf_counter()
+        server.start(timeout=60)
+        startup = time.perf_counter() - start
+        assert server.process is not None
+        client = await connect(server)
+        pages = {}
+        for name, offset in (("first", 0), ("last", count - 20)):
+            raw = client.build("DescribeInstances", {"Limit": 20, "Offset": offset})
+            times = []
+            for _ in range(samples):
+                t0 = time.perf_counter()
+                await client.send(raw)
+                times.append(time.perf_counter() - t0)
+            pages[name] = summary(times)
+        await client.close()
+        results[count] = {"startup_s": startup, "rss_mb": _rss_mb(server.process.pid), **pages}
+        server.stop()
+    empty = KeyturnServer(root / "s5-empty", extra_env=QUIET)
+    empty.start()
+    assert empty.process is not None
+    await asyncio.sleep(1)
+    idle_rss = _rss_mb(empty.process.pid)
+    empty.stop()
+    small, large = results[1000], results[big]
+    report.data["inventory_scale"] = {str(k): v for k, v in results.items()} | {
+        "idle_rss_mb": idle_rss
+    }
+    for page in ("first", "last"):
+        report.checks.append(
+            Check(
+                "5 inventory scale",
+                f"DescribeInstances {page} page p99 at {big} / at 1000",
+                large[page]["p99_ms"] / small[page]["p99_ms"],
+                1.5,
+                "<=",
+                f"{large[page]['p99_ms']:.2f} ms vs {small[page]['p99_ms']:.2f} ms",
+            )
+        )
+    report.checks += [
+        Check(
+            "5 inventory scale",
+            f"start-up seconds at {big} instances",
+            large["startup_s"],
+            3,
+            "<=",
+            "absolute target",
+        ),
+        Check(
+            "5 inventory scale",
+            f"RSS MB at {big} instances",
+            large["rss_mb"],
+            200,
+            "<=",
+            "absolute target",
+        ),
+        Check(
+            "5 inventory scale", "idle RSS MB, empty server", idle_rss, 80, "<=", "absolute target"
+        ),
+    ]

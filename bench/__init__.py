@@ -1,1 +1,1 @@
-"""keyturn's benchmark suite: every figure is a ratio against a baseline measured in the same run."""
+"""keyturn benchmarks: every figure is a ratio against a baseline measured in the same run."""

@@ -55,10 +55,10 @@ async def prepare_redis(servers: Sequence[RedisServer]) -> str:
 
 
 def start_redis(count: int, hz: int | None = None) -> list[RedisServer]:
-    servers = [RedisServer(password="Def-" + secrets.token_hex(8), hz=hz) for _ in range(count)]
-    for server in servers:
-        server.start()
-    return servers
+    # One at a time: a port is only reserved once its server listens.
+    return [
+        RedisServer(password="Def-" + secrets.token_hex(8), hz=hz).start() for _ in range(count)
+    ]
 
 
 async def register(

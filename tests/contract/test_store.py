@@ -22,7 +22,6 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from keyturn.core.errors import (
     Conflict,
@@ -45,10 +44,11 @@ from keyturn.core.model import (
 from keyturn.core.ports import CredentialSnapshot, Page, Store
 from keyturn.core.secrets import Secret
 from keyturn.core.tasks import NewTask, StepPhase, TaskKind, TaskState, TaskStep
+from keyturn.store.base import Engine
 from keyturn.store.migrate import current_revision, head_revision, sync_url
 from keyturn.store.schema import instances, metadata, nodes, tasks
 from keyturn.store.sealing import AesGcmSecretBox
-from keyturn.store.sql import SqlStore, open_store, sqlite_url
+from keyturn.store.sql import SqlStore, open_engine, open_store, sqlite_url
 
 T1 = Tenant(id="1300000001", name="one")
 T2 = Tenant(id="1300000002", name="two")
@@ -73,7 +73,7 @@ class FakeClock:
 class Backend:
     url: str
     store: SqlStore
-    raw: AsyncEngine
+    raw: Engine
     clock: FakeClock
 
     async def raw_task(self, task_id: int) -> Any:
@@ -104,7 +104,7 @@ async def backend(
     url = BACKENDS[request.param](tmp_path)
     clock = FakeClock()
     store = await open_store(url, box, clock)
-    raw = create_async_engine(url)
+    raw = open_engine(url)
     try:
         yield Backend(url=url, store=store, raw=raw, clock=clock)
     finally:
@@ -597,7 +597,7 @@ async def test_list_instances_stays_fast_with_many_instances(
     """100,000 instances: a page and its total come back in well under a second."""
     url = sqlite_url(tmp_path)
     store = await open_store(url, box, FakeClock())
-    raw = create_async_engine(url)
+    raw = open_engine(url)
     try:
         await seed(store)
         rows = [

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import signal
 import time
-from pathlib import Path
 
 import pytest
 
-from tests.support.keyturn_server import KeyturnServer
 from tests.support.sdk import redis_sdk, reset, wait_task
 from tests.wire.conftest import USED_PASSWORDS, leaked, new_instance_id, new_password
 from tests.wire.test_tencent_redis_sdk import can_login
@@ -34,8 +32,8 @@ def wait_for(condition, timeout: float = 20.0) -> None:  # type: ignore[no-untyp
         ("after_apply", "succeed"),
     ],
 )
-def test_kill_9_mid_reset(tmp_path: Path, redis_server, point: str, expected: str) -> None:  # type: ignore[no-untyped-def]
-    server = KeyturnServer(tmp_path, extra_env={"KEYTURN_FAULT_PAUSE": f"{point}=60"})
+def test_kill_9_mid_reset(make_server, redis_server, point: str, expected: str) -> None:  # type: ignore[no-untyped-def]
+    server = make_server(extra_env={"KEYTURN_FAULT_PAUSE": f"{point}=60"})
     server.start()
     instance_id = new_instance_id()
     server.add_instance(instance_id, [redis_server.url()])
@@ -66,9 +64,8 @@ def test_kill_9_mid_reset(tmp_path: Path, redis_server, point: str, expected: st
     assert leaked(server, [*USED_PASSWORDS, redis_server.password]) == []
 
 
-def test_sigterm_parks_and_resumes(tmp_path: Path, redis_server) -> None:  # type: ignore[no-untyped-def]
-    server = KeyturnServer(
-        tmp_path,
+def test_sigterm_parks_and_resumes(make_server, redis_server) -> None:  # type: ignore[no-untyped-def]
+    server = make_server(
         extra_env={"KEYTURN_FAULT_PAUSE": "after_apply=60", "KEYTURN_SHUTDOWN_GRACE": "0.5"},
     )
     server.start()
@@ -85,8 +82,8 @@ def test_sigterm_parks_and_resumes(tmp_path: Path, redis_server) -> None:  # typ
     server.stop()
 
 
-def test_conflicting_reset_is_refused(tmp_path: Path, redis_server) -> None:  # type: ignore[no-untyped-def]
-    server = KeyturnServer(tmp_path, extra_env={"KEYTURN_FAULT_PAUSE": "after_apply=2"})
+def test_conflicting_reset_is_refused(make_server, redis_server) -> None:  # type: ignore[no-untyped-def]
+    server = make_server(extra_env={"KEYTURN_FAULT_PAUSE": "after_apply=2"})
     server.start()
     instance_id = new_instance_id()
     server.add_instance(instance_id, [redis_server.url()])
@@ -103,10 +100,10 @@ def test_conflicting_reset_is_refused(tmp_path: Path, redis_server) -> None:  # 
     server.stop()
 
 
-def test_inventory_reload_keeps_a_rotated_admin_password(tmp_path: Path, redis_server) -> None:  # type: ignore[no-untyped-def]
+def test_inventory_reload_keeps_a_rotated_admin_password(make_server, redis_server) -> None:  # type: ignore[no-untyped-def]
     """keyturn logs in as ``default`` and resets ``default``; a restart that reloads an
     inventory file naming the old password must not lock it out."""
-    server = KeyturnServer(tmp_path, extra_env={"KT_ADMIN_URL": redis_server.url()})
+    server = make_server(extra_env={"KT_ADMIN_URL": redis_server.url()})
     server.config.write_text(
         server.config.read_text() + '\n[[instances]]\nid = "crs-inv00001"\ntenant = "1300000001"\n'
         'product = "tencent-redis"\nregion = "ap-guangzhou"\nnodes = ["${KT_ADMIN_URL}"]\n'

@@ -182,6 +182,10 @@ class TaskRepo(Protocol):
 
     async def unfinished_tasks(self) -> list[Task]: ...
 
+    async def active_task(self, instance_id: str, account: str) -> int | None:
+        """The id of the account's preparing or running task, if any."""
+        ...
+
     async def pending_password(self, task_id: int) -> Secret | None: ...
 
     async def write_ahead(

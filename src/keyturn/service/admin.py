@@ -127,18 +127,17 @@ class Admin:
                 AccessKey(id=key.id, tenant_id=key.tenant, secret=key.secret, source=src)
             )
         for spec in inventory.instances:
-            await self._store.put_instance(
-                build_instance(
-                    tenant_id=spec.tenant,
-                    instance_id=spec.id,
-                    product=spec.product,
-                    region=spec.region,
-                    node_urls=spec.nodes,
-                    name=spec.name,
-                    password_free_allowed=spec.password_free_allowed,
-                    source=src,
-                )
+            declared = build_instance(
+                tenant_id=spec.tenant,
+                instance_id=spec.id,
+                product=spec.product,
+                region=spec.region,
+                node_urls=spec.nodes,
+                name=spec.name,
+                password_free_allowed=spec.password_free_allowed,
+                source=src,
             )
+            await self._store.put_instance(await self._keep_rotated_credentials(declared))
         removed = 0
         declared_instances = {i.id for i in inventory.instances}
         instances, _ = await self._store.list_instances(None)

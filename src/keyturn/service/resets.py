@@ -15,6 +15,7 @@ from keyturn.core.errors import (
     DomainError,
     EngineUnavailable,
     InstanceNotFound,
+    OperationInProgress,
     PasswordFreeDenied,
 )
 from keyturn.core.model import Instance, Product
@@ -60,6 +61,11 @@ class Resets:
                 raise PasswordFreeDenied()
         else:
             policy.check(password.reveal())
+        # Checked before the probe: while a task changes keyturn's own admin password, a
+        # probe may fail to log in, and the caller must hear "busy", not "unhealthy". The
+        # store's unique index still decides the race below.
+        if await self._store.active_task(instance.id, account) is not None:
+            raise OperationInProgress()
         await self._check_health(instance, account)
         kind = TaskKind.RESET_PASSWORD if password is not None else TaskKind.SET_PASSWORD_FREE
         steps = tuple(

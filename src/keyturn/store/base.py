@@ -26,9 +26,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from keyturn.core.errors import DomainError, InternalError, NotFound
 from keyturn.core.ports import Clock, SecretBox
+from keyturn.store.inline import InlineConnection, InlineEngine
 from keyturn.store.schema import tenants
 
 log = logging.getLogger(__name__)
+#: SQLite runs inline on the loop (``keyturn.store.inline``); PostgreSQL through asyncio.
+Engine = AsyncEngine | InlineEngine
+Connection = AsyncConnection | InlineConnection
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -77,14 +81,14 @@ def _on_sqlite_begin(connection: sa.Connection) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE" if mode == "IMMEDIATE" else "BEGIN")
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
+def _configure_sqlite(engine: Engine) -> None:
     target = engine.sync_engine
     if not event.contains(target, "connect", _on_sqlite_connect):
         event.listen(target, "connect", _on_sqlite_connect)
         event.listen(target, "begin", _on_sqlite_begin)
 
 
-def upsert_insert(conn: AsyncConnection, table: sa.Table) -> Any:
+def upsert_insert(conn: Connection, table: sa.Table) -> Any:
     """An INSERT that supports ``on_conflict_do_update`` on this connection's dialect."""
     if conn.dialect.name == "postgresql":
         return postgresql.insert(table)
@@ -107,7 +111,7 @@ def count_of(table: sa.Table, where: Sequence[sa.ColumnElement[bool]]) -> Any:
 class SqlBase:
     """The engine, the secret box and the clock, with read and write transactions."""
 
-    def __init__(self, engine: AsyncEngine, box: SecretBox, clock: Clock) -> None:
+    def __init__(self, engine: Engine, box: SecretBox, clock: Clock) -> None:
         self._engine = engine
         self._box = box
         self._clock = clock
@@ -124,7 +128,7 @@ class SqlBase:
         return f"{type(self).__name__}({url!r})"
 
     @property
-    def engine(self) -> AsyncEngine:
+    def engine(self) -> Engine:
         """The underlying engine (for tools and tests; the service never uses it)."""
         return self._engine
 
@@ -134,12 +138,12 @@ class SqlBase:
     # ----------------------------------------------------------------------- plumbing
 
     @asynccontextmanager
-    async def _read(self) -> AsyncIterator[AsyncConnection]:
+    async def _read(self) -> AsyncIterator[Connection]:
         async with self._engine.connect() as conn:
             yield conn
 
     @asynccontextmanager
-    async def _write(self) -> AsyncIterator[AsyncConnection]:
+    async def _write(self) -> AsyncIterator[Connection]:
         if self._sqlite:
             async with self._write_lock, self._writer.begin() as conn:
                 yield conn
@@ -156,7 +160,7 @@ class SqlBase:
     def _now(self) -> datetime:
         return self._clock.now()
 
-    async def _require_tenant(self, conn: AsyncConnection, tenant_id: str) -> None:
+    async def _require_tenant(self, conn: Connection, tenant_id: str) -> None:
         found = await conn.scalar(sa.select(tenants.c.id).where(tenants.c.id == tenant_id))
         if found is None:
             raise NotFound(f"tenant {tenant_id!r} does not exist")

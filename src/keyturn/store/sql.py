@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import sqlalchemy as sa
+from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -26,8 +27,9 @@ from keyturn.core.errors import Conflict, InstanceNotFound, InternalError
 from keyturn.core.model import AccessKey, Instance, KeySource, Tenant
 from keyturn.core.ports import Clock, Page, SecretBox
 from keyturn.store import rows
-from keyturn.store.base import count_of, guarded, upsert_insert
-from keyturn.store.migrate import upgrade
+from keyturn.store.base import Engine, count_of, guarded, upsert_insert
+from keyturn.store.inline import InlineEngine
+from keyturn.store.migrate import sync_url, upgrade
 from keyturn.store.schema import access_keys, instances, nodes, tenants
 from keyturn.store.task_repo import SqlTaskRepo
 
@@ -37,8 +39,8 @@ _BIG_RESULT: Final = 2000
 
 
 def sqlite_url(data_dir: Path) -> str:
-    """The default store URL: ``sqlite+aiosqlite:///<data_dir>/keyturn.db``."""
-    return f"sqlite+aiosqlite:///{data_dir / DB_FILE}"
+    """The default store URL: ``sqlite:///<data_dir>/keyturn.db``."""
+    return f"sqlite:///{data_dir / DB_FILE}"
 
 
 def _create_sqlite_file(url: str) -> None:
@@ -61,11 +63,19 @@ def _prepare(url: str) -> None:
     upgrade(url)
 
 
+def open_engine(url: str) -> Engine:
+    """SQLite runs inline on the event loop (see ``keyturn.store.inline``); other databases
+    through SQLAlchemy's asyncio engine."""
+    if make_url(url).get_backend_name() == "sqlite":
+        return InlineEngine(create_engine(sync_url(url), hide_parameters=True))
+    return create_async_engine(url, hide_parameters=True)
+
+
 async def open_store(url: str, box: SecretBox, clock: Clock) -> SqlStore:
     """Migrate the database at ``url`` to the newest schema and open a store on it."""
     try:
         await asyncio.to_thread(_prepare, url)
-        engine = create_async_engine(url, hide_parameters=True)
+        engine = open_engine(url)
     except ArgumentError:
         raise InternalError("the store database URL is not valid") from None
     except SQLAlchemyError as exc:

@@ -17,14 +17,21 @@ from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from keyturn.core.errors import InternalError, OperationInProgress, TaskNotFound
 from keyturn.core.ports import CredentialSnapshot, Page
 from keyturn.core.secrets import Secret
-from keyturn.core.tasks import ACTIVE_STATES, NewTask, Task, TaskState, TaskStep, check_transition
+from keyturn.core.tasks import (
+    ACTIVE_STATES,
+    NewTask,
+    Task,
+    TaskState,
+    TaskStep,
+    check_transition,
+    lock_key,
+)
 from keyturn.store import rows
-from keyturn.store.base import SqlBase, count_of, guarded
+from keyturn.store.base import Connection, SqlBase, count_of, guarded
 from keyturn.store.schema import instances, nodes, tasks
 
 _ACTIVE: Final = [s.value for s in ACTIVE_STATES]
@@ -79,7 +86,7 @@ class SqlTaskRepo(SqlBase):
             created_at=now,
         )
 
-    async def _task_row(self, conn: AsyncConnection, task_id: int, *, lock: bool = False) -> Any:
+    async def _task_row(self, conn: Connection, task_id: int, *, lock: bool = False) -> Any:
         query = sa.select(tasks).where(tasks.c.id == task_id)
         row = (await conn.execute(query.with_for_update() if lock else query)).first()
         if row is None:
@@ -125,6 +132,15 @@ class SqlTaskRepo(SqlBase):
         async with self._read() as conn:
             result = (await conn.execute(query)).all()
         return [rows.task_from_row(row) for row in result]
+
+    @guarded
+    async def active_task(self, instance_id: str, account: str) -> int | None:
+        query = sa.select(tasks.c.id).where(
+            tasks.c.lock_key == lock_key(instance_id, account), tasks.c.state.in_(_ACTIVE)
+        )
+        async with self._read() as conn:
+            found = await conn.scalar(query)
+        return None if found is None else int(found)
 
     @guarded
     async def pending_password(self, task_id: int) -> Secret | None:
@@ -246,7 +262,7 @@ class SqlTaskRepo(SqlBase):
         )
 
     async def _settle_admin_pending(
-        self, conn: AsyncConnection, iid: str, account: str, promote: bool
+        self, conn: Connection, iid: str, account: str, promote: bool
     ) -> None:
         """Promote (or discard) the pending admin passwords a task on ``account`` wrote: only
         nodes whose admin login is that account, so a concurrent task on another account of the

@@ -1,0 +1,82 @@
+"""Run SQLite on the event loop thread, behind the slice of SQLAlchemy's asyncio API the store
+uses (``connect``, ``begin``, ``execute``, ``scalar``, ``execution_options``, ``dispose``).
+
+Why not aiosqlite: every statement through it hops to a worker thread and back, measured at
+about 820 µs for a primary-key read on this machine against about 35 µs for the same read on
+the calling thread. A local SQLite read is cheaper than any hop, so the store runs it inline; a
+commit blocks the loop for its fsync (WAL, ``synchronous=FULL``: about 0.1-0.5 ms), which is
+the price of acknowledging only what is on disk. PostgreSQL keeps the real asyncio engine.
+Results that return rows are buffered before they are handed back, so they can be consumed
+anywhere. Imports: SQLAlchemy and the standard library.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar, cast
+
+import sqlalchemy as sa
+from sqlalchemy.engine import CursorResult, Dialect
+
+T = TypeVar("T")
+
+
+class InlineConnection:
+    """A synchronous connection that answers the awaitable calls of ``AsyncConnection``."""
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self._conn = conn
+
+    @property
+    def dialect(self) -> Dialect:
+        return self._conn.dialect
+
+    async def execute(self, statement: Any, parameters: Any = None) -> CursorResult[Any]:
+        result = self._conn.execute(statement, parameters)
+        if result.returns_rows:
+            # Fetch everything now: the cursor belongs to this thread and this connection.
+            # The buffered copy has every row API; rowcount and inserted_primary_key, which
+            # only row-less statements use, stay on the unbuffered path.
+            return cast("CursorResult[Any]", result.freeze()())
+        return result
+
+    async def scalar(self, statement: Any, parameters: Any = None) -> Any:
+        return self._conn.scalar(statement, parameters)
+
+    async def exec_driver_sql(self, statement: str) -> CursorResult[Any]:
+        return self._conn.exec_driver_sql(statement)
+
+    async def run_sync(self, fn: Callable[..., T], *args: Any) -> T:
+        return fn(self._conn, *args)
+
+
+class InlineEngine:
+    """A synchronous ``Engine`` with the asyncio engine's context managers."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.sync_engine = engine
+
+    @property
+    def dialect(self) -> Dialect:
+        return self.sync_engine.dialect
+
+    @property
+    def url(self) -> sa.URL:
+        return self.sync_engine.url
+
+    def execution_options(self, **options: Any) -> InlineEngine:
+        return InlineEngine(self.sync_engine.execution_options(**options))
+
+    @asynccontextmanager
+    async def connect(self) -> AsyncIterator[InlineConnection]:
+        with self.sync_engine.connect() as conn:
+            yield InlineConnection(conn)
+
+    @asynccontextmanager
+    async def begin(self) -> AsyncIterator[InlineConnection]:
+        with self.sync_engine.begin() as conn:
+            yield InlineConnection(conn)
+
+    async def dispose(self) -> None:
+        self.sync_engine.dispose()

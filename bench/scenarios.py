@@ -63,7 +63,7 @@ async def keyturn_reset(client: SignedClient, instance_id: str) -> tuple[int, fl
             if info["Status"] != "succeed":
                 raise RuntimeError(f"task {task_id} failed: {info.get('TaskMessage')}")
             return task_id, sent, answered
-        await asyncio.sleep(0.0005)
+        await asyncio.sleep(0.002)
 
 
 async def connect(server: KeyturnServer) -> SignedClient:

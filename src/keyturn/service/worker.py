@@ -140,7 +140,8 @@ class TaskWorker:
                     else engine.set_password_free(node, task.account)
                 )
                 steps[i] = steps[i].to(StepPhase.APPLIED, result.note)
-            await self._store.update_steps(task.id, steps)
+            # Steps are recorded when the task ends; the write-ahead record already holds all
+            # that recovery needs, so no extra durable write here.
             await self._pause("after_apply")
             for i, node in enumerate(nodes):
                 await engine.verify(node, task.account, password)

@@ -78,6 +78,8 @@ def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
 
 def _on_sqlite_begin(connection: sa.Connection) -> None:
     mode = connection.get_execution_options().get(_BEGIN_OPTION)
+    if mode == "NONE":
+        return  # the shared read connection (keyturn.store.inline): statement autocommit
     connection.exec_driver_sql("BEGIN IMMEDIATE" if mode == "IMMEDIATE" else "BEGIN")
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar, cast
+from typing import Any, Final, TypeVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import CursorResult, Dialect
@@ -31,6 +31,9 @@ class InlineConnection:
     @property
     def dialect(self) -> Dialect:
         return self._conn.dialect
+
+    def close(self) -> None:
+        self._conn.close()
 
     async def execute(self, statement: Any, parameters: Any = None) -> CursorResult[Any]:
         result = self._conn.execute(statement, parameters)
@@ -51,11 +54,23 @@ class InlineConnection:
         return fn(self._conn, *args)
 
 
+#: Execution option telling the SQLite ``begin`` hook to emit no BEGIN: each statement on the
+#: shared read connection runs on its own (SQLite autocommit), holding no snapshot between calls.
+NO_BEGIN: Final = {"keyturn_begin": "NONE"}
+
+
 class InlineEngine:
-    """A synchronous ``Engine`` with the asyncio engine's context managers."""
+    """A synchronous ``Engine`` with the asyncio engine's context managers.
+
+    Reads share one long-lived connection: no pool check-out, BEGIN or ROLLBACK per call
+    (together most of a small read's cost). Every store read is a single statement, so
+    SQLite's per-statement atomicity is all the isolation it needs. Writes take a pooled
+    connection and a real transaction.
+    """
 
     def __init__(self, engine: sa.Engine) -> None:
         self.sync_engine = engine
+        self._reader: InlineConnection | None = None
 
     @property
     def dialect(self) -> Dialect:
@@ -70,8 +85,11 @@ class InlineEngine:
 
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[InlineConnection]:
-        with self.sync_engine.connect() as conn:
-            yield InlineConnection(conn)
+        if self._reader is None:
+            conn = self.sync_engine.connect()
+            conn.execution_options(**NO_BEGIN)
+            self._reader = InlineConnection(conn)
+        yield self._reader
 
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[InlineConnection]:
@@ -79,4 +97,7 @@ class InlineEngine:
             yield InlineConnection(conn)
 
     async def dispose(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
         self.sync_engine.dispose()

@@ -37,6 +37,40 @@ DB_FILE: Final = "keyturn.db"
 #: Result rows beyond which instances are assembled in a worker thread.
 _BIG_RESULT: Final = 2000
 
+#: A hot read, built once (see ``task_repo``).
+_GET_ACCESS_KEY: Final = sa.select(access_keys).where(access_keys.c.id == sa.bindparam("id"))
+
+
+def instances_query(where: Sequence[sa.ColumnElement[bool]], page: Page | None) -> sa.Select[Any]:
+    """One statement: a page of instances (id order) LEFT JOIN their nodes, plus the
+    total count of matching instances when paging."""
+    listed = sa.select(instances).where(*where).order_by(instances.c.id)
+    if page is not None:
+        listed = listed.limit(page.limit).offset(page.offset)
+    p = listed.subquery("p")
+    columns: list[Any] = [
+        p,
+        nodes.c.ordinal.label("n_ordinal"),
+        nodes.c.public_url.label("n_public_url"),
+        nodes.c.username.label("n_username"),
+        nodes.c.password_sealed.label("n_password_sealed"),
+        nodes.c.pending_password_sealed.label("n_pending_password_sealed"),
+    ]
+    if page is not None:
+        columns.append(count_of(instances, where).label("total"))
+    return (
+        sa.select(*columns)
+        .outerjoin(nodes, nodes.c.instance_id == p.c.id)
+        .order_by(p.c.id, nodes.c.ordinal)
+    )
+
+
+#: ``get_instance``'s statement, built once.
+_GET_INSTANCE: Final = instances_query(
+    [instances.c.id == sa.bindparam("id"), instances.c.tenant_id == sa.bindparam("tenant_id")],
+    None,
+)
+
 
 def sqlite_url(data_dir: Path) -> str:
     """The default store URL: ``sqlite:///<data_dir>/keyturn.db``."""
@@ -130,7 +164,7 @@ class SqlStore(SqlTaskRepo):
     @guarded
     async def get_access_key(self, key_id: str) -> AccessKey | None:
         async with self._read() as conn:
-            result = await conn.execute(sa.select(access_keys).where(access_keys.c.id == key_id))
+            result = await conn.execute(_GET_ACCESS_KEY, {"id": key_id})
             row = result.first()
         return None if row is None else rows.access_key_from_row(row, self._unseal)
 
@@ -180,36 +214,11 @@ class SqlStore(SqlTaskRepo):
 
     # ----------------------------------------------------------------------- instances
 
-    def _instances_query(
-        self, where: Sequence[sa.ColumnElement[bool]], page: Page | None
-    ) -> sa.Select[Any]:
-        """One statement: a page of instances (id order) LEFT JOIN their nodes, plus the
-        total count of matching instances when paging."""
-        listed = sa.select(instances).where(*where).order_by(instances.c.id)
-        if page is not None:
-            listed = listed.limit(page.limit).offset(page.offset)
-        p = listed.subquery("p")
-        columns: list[Any] = [
-            p,
-            nodes.c.ordinal.label("n_ordinal"),
-            nodes.c.public_url.label("n_public_url"),
-            nodes.c.username.label("n_username"),
-            nodes.c.password_sealed.label("n_password_sealed"),
-            nodes.c.pending_password_sealed.label("n_pending_password_sealed"),
-        ]
-        if page is not None:
-            columns.append(count_of(instances, where).label("total"))
-        return (
-            sa.select(*columns)
-            .outerjoin(nodes, nodes.c.instance_id == p.c.id)
-            .order_by(p.c.id, nodes.c.ordinal)
-        )
-
     @guarded
     async def get_instance(self, tenant_id: str, instance_id: str) -> Instance:
-        where = [instances.c.id == instance_id, instances.c.tenant_id == tenant_id]
+        params = {"id": instance_id, "tenant_id": tenant_id}
         async with self._read() as conn:
-            result = (await conn.execute(self._instances_query(where, None))).all()
+            result = (await conn.execute(_GET_INSTANCE, params)).all()
         found = rows.instances_from_rows(result, self._unseal)
         if not found:
             raise InstanceNotFound()
@@ -234,7 +243,7 @@ class SqlStore(SqlTaskRepo):
         if instance_ids is not None:
             where.append(instances.c.id.in_(list(instance_ids)))
         async with self._read() as conn:
-            result = (await conn.execute(self._instances_query(where, page))).all()
+            result = (await conn.execute(instances_query(where, page))).all()
             if page is None:
                 total = None
             elif result:

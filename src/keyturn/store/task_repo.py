@@ -37,6 +37,15 @@ from keyturn.store.schema import instances, nodes, tasks
 _ACTIVE: Final = [s.value for s in ACTIVE_STATES]
 
 
+# Hot reads, built once: SQLAlchemy then skips statement construction and reuses its cache key.
+_GET_TASK: Final = sa.select(tasks).where(
+    tasks.c.id == sa.bindparam("id"), tasks.c.tenant_id == sa.bindparam("tenant_id")
+)
+_ACTIVE_TASK: Final = sa.select(tasks.c.id).where(
+    tasks.c.lock_key == sa.bindparam("lock_key"), tasks.c.state.in_(_ACTIVE)
+)
+
+
 class SqlTaskRepo(SqlBase):
     """Queue, run and finish durable tasks."""
 
@@ -96,9 +105,7 @@ class SqlTaskRepo(SqlBase):
     @guarded
     async def get_task(self, tenant_id: str, task_id: int) -> Task:
         async with self._read() as conn:
-            result = await conn.execute(
-                sa.select(tasks).where(tasks.c.id == task_id, tasks.c.tenant_id == tenant_id)
-            )
+            result = await conn.execute(_GET_TASK, {"id": task_id, "tenant_id": tenant_id})
             row = result.first()
         if row is None:
             raise TaskNotFound()
@@ -135,11 +142,8 @@ class SqlTaskRepo(SqlBase):
 
     @guarded
     async def active_task(self, instance_id: str, account: str) -> int | None:
-        query = sa.select(tasks.c.id).where(
-            tasks.c.lock_key == lock_key(instance_id, account), tasks.c.state.in_(_ACTIVE)
-        )
         async with self._read() as conn:
-            found = await conn.scalar(query)
+            found = await conn.scalar(_ACTIVE_TASK, {"lock_key": lock_key(instance_id, account)})
         return None if found is None else int(found)
 
     @guarded

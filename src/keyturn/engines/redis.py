@@ -67,7 +67,11 @@ async def _cmd(client: Redis, *args: str) -> Any:
 
 async def _server_version(client: Redis, endpoint: str) -> str:
     """``redis_version`` from ``INFO server``: the first command of every admin login."""
-    info = pairs(await _cmd(client, "INFO", "server"))
+    return _version_of(await _cmd(client, "INFO", "server"), endpoint)
+
+
+def _version_of(reply: Any, endpoint: str) -> str:
+    info = pairs(reply)
     version = text(info.get("redis_version", ""))
     if not parse_version(version):
         raise EngineRejected(f"{endpoint} did not report a Redis version")
@@ -82,6 +86,8 @@ class _Admin:
     username: str
     password: Secret | None
     version: str
+    #: ``CONFIG GET aclfile``, read once: the setting cannot change while the server runs.
+    aclfile: str | None = None
 
     @property
     def acl(self) -> bool:
@@ -131,10 +137,18 @@ class RedisEngine:
     async def probe(self, node: Node, account: str | None = None) -> EngineInfo:
         async def op(admin: _Admin) -> EngineInfo:
             # Always a round trip, even on a pooled client: a probe is a health check.
+            if account is not None and admin.acl:
+                # One round trip for both: the probe is on every reset's request path.
+                pipe = admin.client.pipeline(transaction=False)
+                pipe.execute_command("INFO", "server")
+                pipe.execute_command("ACL", "GETUSER", account)
+                info, reply = await pipe.execute()
+                admin.version = _version_of(info, node.address.endpoint)
+                user = None if reply is None else AclUser.parse(reply)
+                free = None if user is None else user.nopass
+                return EngineInfo(version=admin.version, accounts=True, password_free=free)
             admin.version = await _server_version(admin.client, node.address.endpoint)
-            free: bool | None = None
-            if account is not None:
-                free = await self._password_free(admin, account)
+            free = None if account is None else await self._password_free(admin, account)
             return EngineInfo(version=admin.version, accounts=admin.acl, password_free=free)
 
         return await self._run(node, "probe", op)
@@ -387,8 +401,9 @@ class RedisEngine:
         """Save the change: ``ACL SAVE`` with an aclfile, else ``CONFIG REWRITE``."""
         command: tuple[str, ...] = ("CONFIG", "GET", "aclfile")
         try:
-            aclfile = admin.acl and await self._config_get(admin, "aclfile")
-            command = ("ACL", "SAVE") if aclfile else ("CONFIG", "REWRITE")
+            if admin.acl and admin.aclfile is None:
+                admin.aclfile = await self._config_get(admin, "aclfile")
+            command = ("ACL", "SAVE") if admin.acl and admin.aclfile else ("CONFIG", "REWRITE")
             await _cmd(admin.client, *command)
         except ResponseError as exc:
             reason = persist_failure(" ".join(command), exc)

@@ -17,7 +17,10 @@ from bench.stats import Report
 RESULTS = Path(__file__).parent / "results"
 
 
-async def main(quick: bool, out: Path) -> Report:
+ALL = ("1", "2", "3", "4", "5")
+
+
+async def main(quick: bool, out: Path, only: tuple[str, ...] = ALL) -> Report:
     report = Report()
     report.data["machine"] = {
         "cpus": __import__("os").cpu_count(),
@@ -27,18 +30,23 @@ async def main(quick: bool, out: Path) -> Report:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="keyturn-bench-") as tmp:
         root = Path(tmp)
-        if quick:
-            await scenarios.reset_latency(root, report, n=30)
-            await scenarios.reset_throughput(root, report, seconds=1, clients=4)
-            await scenarios.api_overhead(root, report, seconds=1, conns=2)
-            await scenarios.fleet_rotation(root, report, count=8, in_flight=4)
-            await scenarios.inventory_scale(root, report, big=2000, samples=20)
-        else:
-            await scenarios.reset_latency(root, report, n=1000)
-            await scenarios.reset_throughput(root, report, seconds=20, clients=64)
-            await scenarios.api_overhead(root, report, seconds=5)
-            await scenarios.fleet_rotation(root, report, count=500)
-            await scenarios.inventory_scale(root, report, big=100_000)
+        runs = {
+            "1": lambda: scenarios.reset_latency(root, report, n=30 if quick else 1000),
+            "2": lambda: scenarios.reset_throughput(
+                root, report, seconds=1 if quick else 20, clients=4 if quick else 64
+            ),
+            "3": lambda: scenarios.api_overhead(
+                root, report, seconds=1 if quick else 5, conns=2 if quick else 8
+            ),
+            "4": lambda: scenarios.fleet_rotation(
+                root, report, count=8 if quick else 500, in_flight=4 if quick else 50
+            ),
+            "5": lambda: scenarios.inventory_scale(
+                root, report, big=2000 if quick else 100_000, samples=20 if quick else 200
+            ),
+        }
+        for name in only:
+            await runs[name]()
     report.data["wall_seconds"] = time.perf_counter() - started
     report.write(out)
     return report
@@ -48,7 +56,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="seconds-long smoke run")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--only", default=",".join(ALL), help="scenarios to run, e.g. 1,3")
     args = parser.parse_args()
-    result = asyncio.run(main(args.quick, args.out))
+    result = asyncio.run(main(args.quick, args.out, tuple(args.only.split(","))))
     print(result.table())
     print(f"\nwall time {result.data['wall_seconds']:.0f} s; results in {args.out}")

@@ -57,13 +57,16 @@ async def keyturn_reset(client: SignedClient, instance_id: str) -> tuple[int, fl
     if "Error" in answer:
         raise RuntimeError(answer["Error"]["Code"])
     task_id = int(answer["TaskId"])
+    # Poll with backoff, as an SDK user would (more gently still): polls are server load.
+    delay = 0.002
     while True:
         info = await client.call("DescribeTaskInfo", {"TaskId": task_id})
         if info.get("Status") in ("succeed", "failed"):
             if info["Status"] != "succeed":
                 raise RuntimeError(f"task {task_id} failed: {info.get('TaskMessage')}")
             return task_id, sent, answered
-        await asyncio.sleep(0.002)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.05)
 
 
 async def connect(server: KeyturnServer) -> SignedClient:

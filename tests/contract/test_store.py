@@ -45,7 +45,7 @@ from keyturn.core.ports import CredentialSnapshot, Page, Store
 from keyturn.core.secrets import Secret
 from keyturn.core.tasks import NewTask, StepPhase, TaskKind, TaskState, TaskStep
 from keyturn.store.base import Engine
-from keyturn.store.migrate import current_revision, head_revision, sync_url
+from keyturn.store.migrate import SCHEMA_HEAD, current_revision, head_revision, sync_url
 from keyturn.store.schema import instances, metadata, nodes, tasks
 from keyturn.store.sealing import AesGcmSecretBox
 from keyturn.store.sql import SqlStore, open_engine, open_store, sqlite_url
@@ -188,7 +188,7 @@ async def test_migrations_are_idempotent_and_match_the_schema(
         assert len((await again.list_instances(None))[0]) == 1
     finally:
         await again.close()
-    assert current_revision(backend.url) == head_revision() == "0001"
+    assert current_revision(backend.url) == head_revision() == SCHEMA_HEAD
     assert sync_url("sqlite+aiosqlite:///x.db").drivername == "sqlite"
     assert sync_url("postgresql+psycopg://u@h/db").drivername == "postgresql+psycopg"
 

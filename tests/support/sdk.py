@@ -20,9 +20,11 @@ def redis_sdk(
     secret: str = KEY_SECRET,
     method: str = "POST",
     sign_method: str | None = None,
+    unsigned_payload: bool = False,
 ) -> redis_client.RedisClient:
     http = HttpProfile(protocol="http", endpoint=endpoint, reqMethod=method)
     profile = ClientProfile(httpProfile=http, signMethod=sign_method)
+    profile.unsignedPayload = unsigned_payload
     return redis_client.RedisClient(credential.Credential(key_id, secret), "ap-guangzhou", profile)
 
 

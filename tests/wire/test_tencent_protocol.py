@@ -219,3 +219,30 @@ def test_tccli_reset_password(keyturn: KeyturnServer, redis_server, tmp_path: Pa
     )
     assert failed.returncode != 0
     assert "InvalidParameterValue.PasswordRuleError" in failed.stderr
+
+
+def test_revoked_key_stops_working_within_a_second(keyturn: KeyturnServer) -> None:
+    import asyncio
+
+    from keyturn.bootstrap import open_admin_store
+    from keyturn.config import load_settings
+    from keyturn.service.admin import Admin
+    from tests.support.keyturn_server import TENANT
+
+    async def make_and_revoke(revoke: str | None) -> tuple[str, str]:
+        store = await open_admin_store(load_settings(data_dir=keyturn.data_dir, env={}))
+        try:
+            if revoke:
+                await Admin(store).revoke_key(revoke)
+                return revoke, ""
+            key = await Admin(store).create_key(TENANT)
+            return key.id, key.secret.reveal()
+        finally:
+            await store.close()
+
+    key_id, secret = asyncio.run(make_and_revoke(None))
+    client = redis_sdk(keyturn.endpoint, key_id=key_id, secret=secret)
+    describe(client)
+    asyncio.run(make_and_revoke(key_id))
+    time.sleep(1.1)
+    assert code_of(lambda: describe(client)) == "AuthFailure.SecretIdNotFound"

@@ -79,12 +79,22 @@ def test_password_free_and_back(keyturn: KeyturnServer, instance) -> None:  # ty
 
 
 @pytest.mark.parametrize(
-    ("method", "sign_method"),
-    [("GET", None), ("POST", "HmacSHA256"), ("GET", "HmacSHA1"), ("POST", "HmacSHA1")],
+    ("method", "sign_method", "unsigned"),
+    [
+        ("GET", None, False),
+        ("POST", None, True),
+        ("POST", "HmacSHA256", False),
+        ("GET", "HmacSHA1", False),
+        ("POST", "HmacSHA1", False),
+    ],
 )
-def test_every_signing_variant(keyturn: KeyturnServer, instance, method, sign_method) -> None:  # type: ignore[no-untyped-def]
+def test_every_signing_variant(
+    keyturn: KeyturnServer, instance, method, sign_method, unsigned
+) -> None:  # type: ignore[no-untyped-def]
     instance_id, server = instance
-    client = redis_sdk(keyturn.endpoint, method=method, sign_method=sign_method)
+    client = redis_sdk(
+        keyturn.endpoint, method=method, sign_method=sign_method, unsigned_payload=unsigned
+    )
     new = new_password()
     assert wait_task(client, reset(client, instance_id, Password=new)).Status == "succeed"
     assert can_login(server.port, new)

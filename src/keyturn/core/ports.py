@@ -156,6 +156,7 @@ class InstanceRepo(Protocol):
         product: str | None = None,
         instance_ids: Sequence[str] | None = None,
         page: Page | None = None,
+        source: KeySource | None = None,
     ) -> tuple[list[Instance], int]: ...
 
     async def put_instance(self, instance: Instance) -> None:

@@ -140,9 +140,10 @@ class Admin:
             await self._store.put_instance(await self._keep_rotated_credentials(declared))
         removed = 0
         declared_instances = {i.id for i in inventory.instances}
-        instances, _ = await self._store.list_instances(None)
+        # Only the file's own records: the store may hold many more (100,000 is tested).
+        instances, _ = await self._store.list_instances(None, source=src)
         for instance in instances:
-            if instance.source is src and instance.id not in declared_instances:
+            if instance.id not in declared_instances:
                 removed += await self._store.remove_instance(instance.id)
         declared_keys = {k.id for k in inventory.keys}
         for access_key in await self._store.list_access_keys():

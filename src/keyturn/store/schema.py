@@ -106,6 +106,7 @@ instances = sa.Table(
     sa.Column("created_at", UtcDateTime(), nullable=False),
     # Serves both "this tenant's instances" and their listing in id order.
     sa.Index("ix_instances_tenant_id_id", "tenant_id", "id"),
+    sa.Index("ix_instances_tenant_id_product_id", "tenant_id", "product", "id"),
 )
 
 nodes = sa.Table(

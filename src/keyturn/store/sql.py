@@ -44,9 +44,14 @@ _GET_ACCESS_KEY: Final = sa.select(access_keys).where(access_keys.c.id == sa.bin
 def instances_query(where: Sequence[sa.ColumnElement[bool]], page: Page | None) -> sa.Select[Any]:
     """One statement: a page of instances (id order) LEFT JOIN their nodes, plus the
     total count of matching instances when paging."""
-    listed = sa.select(instances).where(*where).order_by(instances.c.id)
-    if page is not None:
-        listed = listed.limit(page.limit).offset(page.offset)
+    listed = sa.select(instances)
+    if page is None:
+        listed = listed.where(*where)
+    else:
+        # A deferred join: the OFFSET walk runs on the (tenant, product, id) index alone and
+        # only the page's rows are read from the table.
+        ids = sa.select(instances.c.id).where(*where).order_by(instances.c.id)
+        listed = listed.where(instances.c.id.in_(ids.limit(page.limit).offset(page.offset)))
     p = listed.subquery("p")
     columns: list[Any] = [
         p,
@@ -232,10 +237,13 @@ class SqlStore(SqlTaskRepo):
         product: str | None = None,
         instance_ids: Sequence[str] | None = None,
         page: Page | None = None,
+        source: KeySource | None = None,
     ) -> tuple[list[Instance], int]:
         if instance_ids is not None and not instance_ids:
             return [], 0
         where: list[sa.ColumnElement[bool]] = []
+        if source is not None:
+            where.append(instances.c.source == source.value)
         if tenant_id is not None:
             where.append(instances.c.tenant_id == tenant_id)
         if product is not None:

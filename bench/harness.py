@@ -24,6 +24,7 @@ from keyturn.core.model import KeySource, Product
 from keyturn.core.secrets import Secret
 from keyturn.service.admin import Admin, build_instance
 from keyturn.store import rows, schema
+from keyturn.store.listing import BUMP_GENERATION
 from keyturn.store.sealing import AesGcmSecretBox, load_or_create_master_key
 
 ADMIN_USER = "kadmin"
@@ -141,4 +142,5 @@ def bulk_instances(data_dir: Path, count: int, batch: int = 5000) -> None:
                 )
             conn.execute(schema.instances.insert(), inst_rows)
             conn.execute(schema.nodes.insert(), node_rows)
+        conn.execute(BUMP_GENERATION)
     engine.dispose()

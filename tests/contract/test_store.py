@@ -322,10 +322,14 @@ async def test_list_instances_pages_filters_and_counts(backend: Backend) -> None
 
     event.listen(store.engine.sync_engine, "before_cursor_execute", count)
     page, total = await store.list_instances(T1.id, page=Page(limit=3, offset=3))
+    cold = len(selects)
+    again, total_again = await store.list_instances(T1.id, page=Page(limit=3, offset=3))
     event.remove(store.engine.sync_engine, "before_cursor_execute", count)
-    assert total == 7 and [i.id for i in page] == [i.id for i in mine[3:6]]
+    assert total == total_again == 7 and [i.id for i in page] == [i.id for i in mine[3:6]]
+    assert [i.id for i in again] == [i.id for i in page]
     assert all(len(i.nodes) == 2 for i in page)
-    assert len(selects) <= 2
+    # Cold: generation, count, page. Warm: the count comes from the generation-keyed cache.
+    assert cold <= 3 and len(selects) - cold <= 2
 
     everything, total = await store.list_instances(None)
     assert total == 10 and [i.id for i in everything] == [i.id for i in mine + theirs]
@@ -635,3 +639,21 @@ async def test_list_instances_stays_fast_with_many_instances(
     finally:
         await store.close()
         await raw.dispose()
+
+
+async def test_deep_pages_and_counts_follow_changes(backend: Backend) -> None:
+    """Deep offsets start from cached anchors; adding or removing an instance (here or from
+    another process) invalidates counts and anchors at once."""
+    from keyturn.store import listing
+
+    store = backend.store
+    count = listing.STEP * 2 + 37
+    await seed(store, *(make_instance(f"crs-d{i:05d}") for i in range(count)))
+    ids = [f"crs-d{i:05d}" for i in range(count)]
+    for offset in (0, listing.STEP - 1, listing.STEP, listing.STEP * 2 + 5, count - 3, count):
+        page, total = await store.list_instances(T1.id, page=Page(limit=4, offset=offset))
+        assert total == count
+        assert [i.id for i in page] == ids[offset : offset + 4]
+    await store.remove_instance(ids[0])
+    page, total = await store.list_instances(T1.id, page=Page(limit=4, offset=listing.STEP))
+    assert total == count - 1 and [i.id for i in page] == ids[listing.STEP + 1 : listing.STEP + 5]

@@ -16,13 +16,12 @@ import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any, Final, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeAlias, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from keyturn.core.errors import DomainError, InternalError, NotFound
 from keyturn.core.ports import Clock, SecretBox
@@ -31,8 +30,14 @@ from keyturn.store.schema import tenants
 
 log = logging.getLogger(__name__)
 #: SQLite runs inline on the loop (``keyturn.store.inline``); PostgreSQL through asyncio.
-Engine = AsyncEngine | InlineEngine
-Connection = AsyncConnection | InlineConnection
+# The asyncio extension costs ~8 MB of memory when imported: only PostgreSQL loads it.
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+    Engine: TypeAlias = AsyncEngine | InlineEngine
+    Connection: TypeAlias = AsyncConnection | InlineConnection
+else:
+    Engine = Connection = Any
 P = ParamSpec("P")
 R = TypeVar("R")
 

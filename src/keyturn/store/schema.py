@@ -155,3 +155,12 @@ tasks = sa.Table(
     # AUTOINCREMENT: a task id handed to a client is never reused, even if rows are deleted.
     sqlite_autoincrement=True,
 )
+
+generations = sa.Table(
+    "generations",
+    metadata,
+    # A counter per kind of record, bumped in the transaction that changes the set; caches
+    # keyed by it (``keyturn.store.listing``) are exact across processes.
+    sa.Column("name", sa.String(32), primary_key=True),
+    sa.Column("value", sa.BigInteger(), nullable=False),
+)

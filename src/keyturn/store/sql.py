@@ -21,7 +21,6 @@ import sqlalchemy as sa
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from keyturn.core.errors import Conflict, InstanceNotFound, InternalError
 from keyturn.core.model import AccessKey, Instance, KeySource, Tenant
@@ -29,6 +28,7 @@ from keyturn.core.ports import Clock, Page, SecretBox
 from keyturn.store import rows
 from keyturn.store.base import Engine, count_of, guarded, upsert_insert
 from keyturn.store.inline import InlineEngine
+from keyturn.store.listing import BUMP_GENERATION, ListingCache
 from keyturn.store.migrate import sync_url, upgrade
 from keyturn.store.schema import access_keys, instances, nodes, tenants
 from keyturn.store.task_repo import SqlTaskRepo
@@ -41,7 +41,9 @@ _BIG_RESULT: Final = 2000
 _GET_ACCESS_KEY: Final = sa.select(access_keys).where(access_keys.c.id == sa.bindparam("id"))
 
 
-def instances_query(where: Sequence[sa.ColumnElement[bool]], page: Page | None) -> sa.Select[Any]:
+def instances_query(
+    where: Sequence[sa.ColumnElement[bool]], page: Page | None, *, count: bool = True
+) -> sa.Select[Any]:
     """One statement: a page of instances (id order) LEFT JOIN their nodes, plus the
     total count of matching instances when paging."""
     listed = sa.select(instances)
@@ -61,7 +63,7 @@ def instances_query(where: Sequence[sa.ColumnElement[bool]], page: Page | None) 
         nodes.c.password_sealed.label("n_password_sealed"),
         nodes.c.pending_password_sealed.label("n_pending_password_sealed"),
     ]
-    if page is not None:
+    if page is not None and count:
         columns.append(count_of(instances, where).label("total"))
     return (
         sa.select(*columns)
@@ -107,6 +109,8 @@ def open_engine(url: str) -> Engine:
     through SQLAlchemy's asyncio engine."""
     if make_url(url).get_backend_name() == "sqlite":
         return InlineEngine(create_engine(sync_url(url), hide_parameters=True))
+    from sqlalchemy.ext.asyncio import create_async_engine
+
     return create_async_engine(url, hide_parameters=True)
 
 
@@ -124,6 +128,10 @@ async def open_store(url: str, box: SecretBox, clock: Clock) -> SqlStore:
 
 class SqlStore(SqlTaskRepo):
     """Tenants, access keys, instances and tasks in a SQL database: the ``Store`` port."""
+
+    def __init__(self, engine: Engine, box: SecretBox, clock: Clock) -> None:
+        super().__init__(engine, box, clock)
+        self._listing = ListingCache()
 
     # ----------------------------------------------------------------------- tenants
 
@@ -251,6 +259,14 @@ class SqlStore(SqlTaskRepo):
         if instance_ids is not None:
             where.append(instances.c.id.in_(list(instance_ids)))
         async with self._read() as conn:
+            if page is not None and instance_ids is None:
+                # Counts and deep offsets come from the generation-keyed cache.
+                key = (tenant_id, product, source)
+                plan = await self._listing.plan(conn, key, where, page.offset)
+                paged = Page(limit=page.limit, offset=plan.offset)
+                query = instances_query(plan.where, paged, count=False)
+                result = (await conn.execute(query)).all()
+                return self._build(result), plan.total
             result = (await conn.execute(instances_query(where, page))).all()
             if page is None:
                 total = None
@@ -264,8 +280,11 @@ class SqlStore(SqlTaskRepo):
             # Unsealing and parsing take ~20 us per node: keep the event loop responsive.
             found = await asyncio.to_thread(rows.instances_from_rows, result, self._unseal)
         else:
-            found = rows.instances_from_rows(result, self._unseal)
+            found = self._build(result)
         return found, len(found) if total is None else total
+
+    def _build(self, result: Sequence[Any]) -> list[Instance]:
+        return rows.instances_from_rows(result, self._unseal)
 
     @guarded
     async def put_instance(self, instance: Instance) -> None:
@@ -275,6 +294,7 @@ class SqlStore(SqlTaskRepo):
         node_rows = [rows.node_values(node, self._seal) for node in instance.nodes]
         async with self._write() as conn:
             await self._require_tenant(conn, instance.tenant_id)
+            await conn.execute(BUMP_GENERATION)
             stmt = upsert_insert(conn, instances).values(
                 id=instance.id,
                 tenant_id=instance.tenant_id,
@@ -323,6 +343,7 @@ class SqlStore(SqlTaskRepo):
     @guarded
     async def remove_instance(self, instance_id: str) -> bool:
         async with self._write() as conn:
+            await conn.execute(BUMP_GENERATION)
             await conn.execute(sa.delete(nodes).where(nodes.c.instance_id == instance_id))
             result = await conn.execute(sa.delete(instances).where(instances.c.id == instance_id))
             return result.rowcount > 0

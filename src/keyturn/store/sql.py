@@ -29,7 +29,7 @@ from keyturn.store import rows
 from keyturn.store.base import Engine, count_of, guarded, upsert_insert
 from keyturn.store.inline import InlineEngine
 from keyturn.store.listing import BUMP_GENERATION, ListingCache
-from keyturn.store.migrate import sync_url, upgrade
+from keyturn.store.migrate import ensure_schema, sync_url
 from keyturn.store.schema import access_keys, instances, nodes, tenants
 from keyturn.store.task_repo import SqlTaskRepo
 
@@ -101,7 +101,7 @@ def _create_sqlite_file(url: str) -> None:
 
 def _prepare(url: str) -> None:
     _create_sqlite_file(url)
-    upgrade(url)
+    ensure_schema(url)
 
 
 def open_engine(url: str) -> Engine:
@@ -121,6 +121,8 @@ async def open_store(url: str, box: SecretBox, clock: Clock) -> SqlStore:
         engine = open_engine(url)
     except ArgumentError:
         raise InternalError("the store database URL is not valid") from None
+    except RuntimeError as exc:  # the migration child failed; its output is in the message
+        raise InternalError(str(exc)) from None
     except SQLAlchemyError as exc:
         raise InternalError("the store database could not be opened or migrated") from exc
     return SqlStore(engine, box, clock)

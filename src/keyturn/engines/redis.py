@@ -261,8 +261,16 @@ class RedisEngine:
                 raise VerificationFailed(f"{endpoint} does not hold exactly the new password")
             return admin.acl
 
-        acl = await self._run(node, "verify", state)
-        await self._fresh_login(node.address, account, password, acl=acl)
+        pooled = self._pool.get(node.key)
+        if pooled is None:
+            acl = await self._run(node, "verify", state)
+            await self._fresh_login(node.address, account, password, acl=acl)
+            return
+        # The admin-side check and the fresh login are independent: run them at once.
+        await asyncio.gather(
+            self._run(node, "verify", state),
+            self._fresh_login(node.address, account, password, acl=pooled.acl),
+        )
 
     async def forget(self, node: Node) -> None:
         await self._drop(node.key)

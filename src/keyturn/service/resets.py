@@ -24,7 +24,7 @@ from keyturn.core.ports import EngineInfo, EngineRegistry, Store
 from keyturn.core.secrets import Secret
 from keyturn.core.tasks import NewTask, Task, TaskKind, TaskStep
 from keyturn.service.context import Caller
-from keyturn.service.worker import TaskWorker
+from keyturn.service.worker import Loaded, TaskWorker
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ class Resets:
             "task queued",
             extra={"task_id": task.id, "request_id": caller.request_id, "kind": str(kind)},
         )
-        self._worker.submit(task)
+        self._worker.submit(task, Loaded(instance=instance, password=password))
         return task
 
     async def _check_health(self, instance: Instance, account: str) -> None:

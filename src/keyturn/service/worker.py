@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from keyturn.core.errors import DomainError, EngineUnavailable, NotFound
@@ -29,6 +29,14 @@ T = TypeVar("T")
 
 #: Pauses between attempts to restore a node during rollback.
 ROLLBACK_BACKOFF = (0.2, 0.5, 1.0, 2.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """A new task's instance and pending password, as its submitter read them."""
+
+    instance: Instance
+    password: Secret | None
 
 
 class TaskWorker:
@@ -51,9 +59,12 @@ class TaskWorker:
         # Fault-injection pauses by step name (tests only; empty in production).
         self._pauses = dict(pauses or {})
 
-    def submit(self, task: Task) -> None:
-        """Start running ``task`` in the background."""
-        job = asyncio.get_running_loop().create_task(self._guarded(task), name=f"task-{task.id}")
+    def submit(self, task: Task, loaded: Loaded | None = None) -> None:
+        """Start running ``task`` in the background. ``loaded`` hands over what the caller
+        already read (the instance and the pending password), saving two store reads."""
+        job = asyncio.get_running_loop().create_task(
+            self._guarded(task, loaded), name=f"task-{task.id}"
+        )
         self._running.add(job)
         job.add_done_callback(self._running.discard)
 
@@ -80,10 +91,10 @@ class TaskWorker:
         while self._running:
             await asyncio.gather(*set(self._running), return_exceptions=True)
 
-    async def _guarded(self, task: Task) -> None:
+    async def _guarded(self, task: Task, loaded: Loaded | None) -> None:
         async with self._slots:
             try:
-                await self._run(task)
+                await self._run(task, loaded)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -96,14 +107,17 @@ class TaskWorker:
             log.warning("fault injection: pausing %.1fs at %s", delay, point)
             await asyncio.sleep(delay)
 
-    async def _run(self, task: Task) -> None:
-        try:
-            instance = await self._store.get_instance(task.tenant_id, task.instance_id)
-        except NotFound:
-            await self._finish(task, TaskState.FAILED, "the instance is no longer registered")
-            return
+    async def _run(self, task: Task, loaded: Loaded | None) -> None:
+        if loaded is not None:
+            instance, password = loaded.instance, loaded.password
+        else:
+            try:
+                instance = await self._store.get_instance(task.tenant_id, task.instance_id)
+            except NotFound:
+                await self._finish(task, TaskState.FAILED, "the instance is no longer registered")
+                return
+            password = await self._store.pending_password(task.id)
         engine = self._engines.engine(instance.engine)
-        password = await self._store.pending_password(task.id)
         if task.state is TaskState.PREPARING:
             await self._execute(task, instance, engine, password)
         else:

@@ -144,3 +144,13 @@ def bulk_instances(data_dir: Path, count: int, batch: int = 5000) -> None:
             conn.execute(schema.nodes.insert(), node_rows)
         conn.execute(BUMP_GENERATION)
     engine.dispose()
+
+
+def stop_all(servers: Sequence[RedisServer]) -> None:
+    """Stop many servers at once: signal them all, then wait (``--hz 1`` servers take up to a
+    second each to act on SIGTERM)."""
+    for server in servers:
+        if server.process is not None and server.process.poll() is None:
+            server.process.terminate()
+    for server in servers:
+        server.close()

@@ -188,6 +188,20 @@ def test_companion_reads(keyturn: KeyturnServer, instance) -> None:  # type: ign
     assert code_of(lambda: task_info(client, 987654321)) == "ResourceNotFound"
 
 
+def test_unpersisted_change_is_reported(keyturn: KeyturnServer, redis_server_factory) -> None:  # type: ignore[no-untyped-def]
+    """A server started without a config file cannot CONFIG REWRITE: the reset still succeeds
+    (the password is in force) and the task message says it was not persisted."""
+    server = redis_server_factory(config_file=False)
+    instance_id = new_instance_id()
+    keyturn.add_instance(instance_id, [server.url()])
+    client = redis_sdk(keyturn.endpoint)
+    new = new_password()
+    info = wait_task(client, reset(client, instance_id, Password=new))
+    assert info.Status == "succeed"
+    assert "not persisted" in info.TaskMessage
+    assert can_login(server.port, new)
+
+
 def test_no_secret_leaks(keyturn: KeyturnServer) -> None:
     """Runs last in this module: no password set above is in the log or the data dir."""
     assert USED_PASSWORDS

@@ -16,6 +16,7 @@ and error reduction live in ``keyturn.engines.redis_acl``. This module imports o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
+from redis.asyncio.connection import Connection, SSLConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, ResponseError
@@ -356,25 +358,42 @@ class RedisEngine:
     async def _fresh_login(
         self, address: NodeAddress, account: str, password: Secret | None, *, acl: bool
     ) -> None:
-        """Log in on a new connection as ``account`` with ``password`` and PING."""
+        """Log in on a new connection as ``account`` with ``password``. A bare connection, not a
+        client: building a ``Redis`` client with its pool costs more CPU than the login itself.
+        With a password, the ``AUTH`` reply is the proof; without one, a ``PING`` must pass."""
         endpoint = address.endpoint
         if acl:
             login = _auth_args(account, password)
         else:
             login = (None, password.reveal() if password is not None else None)
-        client = self._client(address, login, single=True)
+        connection_class = SSLConnection if address.tls else Connection
+        connection = connection_class(
+            host=address.host,
+            port=address.port,
+            username=login[0],
+            password=login[1],
+            protocol=2,
+            driver_info=None,
+            socket_timeout=self._timeout,
+            socket_connect_timeout=self._timeout,
+            retry=Retry(NoBackoff(), 0),
+        )
         try:
             async with engine_call(
                 endpoint, "verify login", timeout=self._timeout, classify=classify
             ):
                 try:
-                    await _cmd(client, "PING")
+                    await connection.connect()  # type: ignore[no-untyped-call]
+                    if login[1] is None:
+                        await connection.send_command("PING")
+                        await connection.read_response()
                 except AuthenticationError:
                     raise VerificationFailed(
                         f"login to {endpoint} with the new credential failed"
                     ) from None
         finally:
-            await _close(client)
+            with contextlib.suppress(Exception):
+                await connection.disconnect()
 
     async def _getuser(self, admin: _Admin, account: str) -> AclUser | None:
         reply = await _cmd(admin.client, "ACL", "GETUSER", account)

@@ -35,6 +35,10 @@ class InlineConnection:
     def close(self) -> None:
         self._conn.close()
 
+    def transaction(self) -> sa.RootTransaction:
+        """A transaction on this connection: committed on success, rolled back on error."""
+        return self._conn.begin()
+
     async def execute(self, statement: Any, parameters: Any = None) -> CursorResult[Any]:
         result = self._conn.execute(statement, parameters)
         if result.returns_rows:
@@ -64,13 +68,14 @@ class InlineEngine:
 
     Reads share one long-lived connection: no pool check-out, BEGIN or ROLLBACK per call
     (together most of a small read's cost). Every store read is a single statement, so
-    SQLite's per-statement atomicity is all the isolation it needs. Writes take a pooled
-    connection and a real transaction.
+    SQLite's per-statement atomicity is all the isolation it needs. Writes share another
+    long-lived connection, one real transaction at a time.
     """
 
     def __init__(self, engine: sa.Engine) -> None:
         self.sync_engine = engine
         self._reader: InlineConnection | None = None
+        self._writer: InlineConnection | None = None
 
     @property
     def dialect(self) -> Dialect:
@@ -93,11 +98,16 @@ class InlineEngine:
 
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[InlineConnection]:
-        with self.sync_engine.begin() as conn:
-            yield InlineConnection(conn)
+        # One long-lived connection for writes too: the store serializes its writers, and a
+        # pool check-out (with its reset-on-return ROLLBACK) per transaction is pure overhead.
+        if self._writer is None:
+            self._writer = InlineConnection(self.sync_engine.connect())
+        with self._writer.transaction():
+            yield self._writer
 
     async def dispose(self) -> None:
-        if self._reader is not None:
-            self._reader.close()
-            self._reader = None
+        for conn in (self._reader, self._writer):
+            if conn is not None:
+                conn.close()
+        self._reader = self._writer = None
         self.sync_engine.dispose()

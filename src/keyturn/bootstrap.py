@@ -13,6 +13,7 @@ from starlette.applications import Starlette
 
 from keyturn.config import Settings
 from keyturn.dialects.tencent import TencentDialect
+from keyturn.dialects.tencent.postgres import PRODUCT as TENCENT_POSTGRES
 from keyturn.dialects.tencent.redis import PRODUCT as TENCENT_REDIS
 from keyturn.engines.registry import EngineRegistry
 from keyturn.http.app import create_app
@@ -40,7 +41,7 @@ class Runtime:
     def app(self) -> Starlette:
         """The ASGI app; when it shuts down, tasks in flight get ``shutdown_grace`` seconds to
         finish and the rest are parked for the next start."""
-        dialects = [TencentDialect(self.services, [TENCENT_REDIS])]
+        dialects = [TencentDialect(self.services, [TENCENT_REDIS, TENCENT_POSTGRES])]
         return create_app(dialects, on_shutdown=[self._shutdown])
 
     async def _shutdown(self) -> None:
@@ -75,7 +76,7 @@ async def build_runtime(settings: Settings) -> Runtime:
     )
     services = Services(
         credentials=Credentials(store),
-        resets=Resets(store, engines, worker),
+        resets=Resets(store, engines, worker, sync_deadline=settings.sync_deadline),
         queries=Queries(store, engines),
         admin=Admin(store),
         clock=clock,

@@ -36,6 +36,9 @@ class Settings:
     master_key: str | None = field(default=None, repr=False)
     #: Seconds any single engine operation may take.
     engine_timeout: float = 5.0
+    #: Seconds a synchronous vendor API (e.g. PostgreSQL ResetAccountPassword) waits for its
+    #: task before answering OperationTimedOut; the task goes on.
+    sync_deadline: float = 30.0
     #: Tasks run at once, across all instances.
     task_concurrency: int = 64
     #: Seconds to let tasks in flight finish on shutdown before parking them.
@@ -76,6 +79,7 @@ def load_settings(
             database_url=pick(None, "KEYTURN_DATABASE_URL", "database_url", None),
             master_key=env.get("KEYTURN_MASTER_KEY") or None,
             engine_timeout=float(pick(None, "KEYTURN_ENGINE_TIMEOUT", "engine_timeout", 5.0)),
+            sync_deadline=float(pick(None, "KEYTURN_SYNC_DEADLINE", "sync_deadline", 30.0)),
             task_concurrency=int(pick(None, "KEYTURN_TASK_CONCURRENCY", "task_concurrency", 64)),
             shutdown_grace=float(pick(None, "KEYTURN_SHUTDOWN_GRACE", "shutdown_grace", 10.0)),
             log_level=str(pick(None, "KEYTURN_LOG_LEVEL", "log_level", "INFO")).upper(),

@@ -2,8 +2,10 @@
 
 ``redis_server`` is a password-protected throwaway redis-server with a config file, one per test.
 ``redis_server_factory`` starts more, with other options (no password, an ``aclfile``, no config
-file), and stops them all after the test. A missing ``redis-server`` binary skips the test
-locally, but in CI (``CI`` set) it fails the test: an engine test must never pass unseen.
+file), and stops them all after the test. ``postgres_server`` (and ``postgres_server_factory``)
+is a throwaway PostgreSQL 15 with a generated superuser password. A missing engine binary skips
+the test locally, but in CI (``CI`` set) it fails the test: an engine test must never pass
+unseen.
 """
 
 from __future__ import annotations
@@ -13,6 +15,11 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from tests.support.postgres_server import (
+    PostgresServer,
+    PostgresServerError,
+    postgres_bindir,
+)
 from tests.support.redis_server import RedisServer, RedisServerError, redis_server_binary
 
 #: ``redis_server_factory(password=..., aclfile=..., config_file=...)`` -> started server.
@@ -70,3 +77,36 @@ def redis_server_factory() -> Iterator[RedisServerFactory]:
 def redis_server(redis_server_factory: RedisServerFactory) -> RedisServer:
     """A started redis-server with a generated ``default`` password and a config file."""
     return redis_server_factory()
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+#: ``postgres_server_factory(password=...)`` -> started throwaway PostgreSQL server.
+PostgresServerFactory = Callable[..., PostgresServer]
+
+
+@pytest.fixture
+def postgres_server_factory() -> Iterator[PostgresServerFactory]:
+    """Starts throwaway PostgreSQL 15 servers (from a per-session initdb template) and stops
+    them all after the test. A missing PostgreSQL skips locally and fails in CI."""
+    bindir = require_binary("PostgreSQL 15 (initdb, pg_ctl)", postgres_bindir())
+    started: list[PostgresServer] = []
+
+    def make(*, password: str | None = None) -> PostgresServer:
+        server = PostgresServer(password=password, bindir=bindir)
+        started.append(server)
+        try:
+            server.start()
+        except PostgresServerError as exc:
+            pytest.fail(f"could not start PostgreSQL: {exc}", pytrace=False)
+        return server
+
+    yield make
+    for server in started:
+        server.close()
+
+
+@pytest.fixture
+def postgres_server(postgres_server_factory: PostgresServerFactory) -> PostgresServer:
+    """A started PostgreSQL 15 with a generated ``postgres`` superuser password."""
+    return postgres_server_factory()

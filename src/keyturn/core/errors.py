@@ -16,6 +16,9 @@ table each; engines and stores translate foreign exceptions into them at their b
     │   ├── InvalidParameterValue    right type, unacceptable value
     │   ├── PasswordEmpty
     │   ├── PasswordPolicyViolation
+    │   │   ├── PasswordLengthViolation
+    │   │   ├── PasswordCharsetViolation      a character outside every allowed class
+    │   │   └── PasswordCompositionViolation  missing classes or a forbidden prefix
     │   ├── PasswordFreeDenied
     │   └── UnsupportedFeature
     ├── AuthError                    authentication failed
@@ -28,11 +31,14 @@ table each; engines and stores translate foreign exceptions into them at their b
     │   ├── AccountNotFound
     │   └── TaskNotFound
     ├── Conflict
-    │   └── OperationInProgress
+    │   ├── OperationInProgress
+    │   └── AccountCannotLogin       NOLOGIN, or its validity has expired
     ├── EngineError                  the database engine refused or could not be reached
     │   ├── EngineUnavailable
     │   ├── EngineRejected
-    │   └── VerificationFailed
+    │   │   └── AccountPermissionDenied  keyturn's admin may not change this account
+    │   ├── VerificationFailed
+    │   └── OperationTimedOut        a synchronous API's deadline passed; the task goes on
     └── InternalError
 """
 
@@ -113,6 +119,24 @@ class PasswordPolicyViolation(InvalidParameterValue):
     code = "PasswordPolicyViolation"
 
 
+class PasswordLengthViolation(PasswordPolicyViolation):
+    """The password is too short or too long."""
+
+    code = "PasswordLengthViolation"
+
+
+class PasswordCharsetViolation(PasswordPolicyViolation):
+    """The password contains a character that is not allowed."""
+
+    code = "PasswordCharsetViolation"
+
+
+class PasswordCompositionViolation(PasswordPolicyViolation):
+    """The password lacks required kinds of characters or starts with a forbidden prefix."""
+
+    code = "PasswordCompositionViolation"
+
+
 class PasswordFreeDenied(InvalidParameterValue):
     """Password-free mode is not allowed for this instance."""
 
@@ -191,6 +215,13 @@ class OperationInProgress(Conflict):
     code = "OperationInProgress"
 
 
+class AccountCannotLogin(Conflict):
+    """The account cannot log in (it has no login right or its validity has expired), so a new
+    password could not be verified."""
+
+    code = "AccountCannotLogin"
+
+
 class EngineError(DomainError):
     """The database engine failed."""
 
@@ -209,10 +240,23 @@ class EngineRejected(EngineError):
     code = "EngineRejected"
 
 
+class AccountPermissionDenied(EngineRejected):
+    """The administrator account keyturn logs in with may not change this account (for example
+    a superuser account while the administrator is not a superuser)."""
+
+    code = "AccountPermissionDenied"
+
+
 class VerificationFailed(EngineError):
     """A login with the new credential did not succeed."""
 
     code = "VerificationFailed"
+
+
+class OperationTimedOut(EngineError):
+    """The operation did not finish before the deadline; it goes on as a task."""
+
+    code = "OperationTimedOut"
 
 
 class InternalError(DomainError):

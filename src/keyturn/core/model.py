@@ -22,12 +22,14 @@ class EngineKind(enum.StrEnum):
     """The database engines keyturn drives."""
 
     REDIS = "redis"
+    POSTGRES = "postgres"
 
 
 class Product(enum.StrEnum):
     """A vendor product: which API family serves an instance and which engine sits behind it."""
 
     TENCENT_REDIS = "tencent-redis"
+    TENCENT_POSTGRES = "tencent-postgres"
 
     @property
     def engine(self) -> EngineKind:
@@ -39,21 +41,29 @@ class Product(enum.StrEnum):
         return _PRODUCT_ID_PATTERNS[self]
 
 
-_PRODUCT_ENGINES: Mapping[Product, EngineKind] = {Product.TENCENT_REDIS: EngineKind.REDIS}
+_PRODUCT_ENGINES: Mapping[Product, EngineKind] = {
+    Product.TENCENT_REDIS: EngineKind.REDIS,
+    Product.TENCENT_POSTGRES: EngineKind.POSTGRES,
+}
 _PRODUCT_ID_PATTERNS: Mapping[Product, re.Pattern[str]] = {
     Product.TENCENT_REDIS: re.compile(r"^crs-[a-z0-9]{4,32}$"),
+    Product.TENCENT_POSTGRES: re.compile(r"^postgres-[a-z0-9]{4,32}$"),
 }
 
 #: URL schemes accepted per engine; the ``s`` variants ask for TLS.
 ENGINE_SCHEMES: Mapping[EngineKind, frozenset[str]] = {
     EngineKind.REDIS: frozenset({"redis", "rediss"}),
+    EngineKind.POSTGRES: frozenset({"postgresql", "postgres"}),
 }
 
 #: Schemes that ask for TLS.
 TLS_SCHEMES = frozenset({"rediss"})
 
 #: The account an engine uses when a URL names none.
-DEFAULT_ADMIN_USER: Mapping[EngineKind, str] = {EngineKind.REDIS: "default"}
+DEFAULT_ADMIN_USER: Mapping[EngineKind, str] = {
+    EngineKind.REDIS: "default",
+    EngineKind.POSTGRES: "postgres",
+}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -10,7 +10,11 @@ from __future__ import annotations
 import string
 from dataclasses import dataclass
 
-from keyturn.core.errors import PasswordPolicyViolation
+from keyturn.core.errors import (
+    PasswordCharsetViolation,
+    PasswordCompositionViolation,
+    PasswordLengthViolation,
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -53,20 +57,20 @@ class PasswordPolicy:
         return rule
 
     def check(self, password: str) -> None:
-        """Raise ``PasswordPolicyViolation`` naming the first rule the password breaks."""
+        """Raise a ``PasswordPolicyViolation`` subclass naming the first rule it breaks."""
         if not self.min_length <= len(password) <= self.max_length:
-            raise PasswordPolicyViolation(
+            raise PasswordLengthViolation(
                 f"password must be {self.min_length}-{self.max_length} characters long"
             )
         for prefix in self.forbidden_prefixes:
             if password.startswith(prefix):
-                raise PasswordPolicyViolation(f"password must not start with {prefix!r}")
+                raise PasswordCompositionViolation(f"password must not start with {prefix!r}")
         allowed = frozenset().union(*(c.chars for c in self.classes))
         if any(ch not in allowed for ch in password):
-            raise PasswordPolicyViolation("password contains a character that is not allowed")
+            raise PasswordCharsetViolation("password contains a character that is not allowed")
         present = sum(1 for c in self.classes if any(ch in c.chars for ch in password))
         if present < self.min_classes:
-            raise PasswordPolicyViolation(
+            raise PasswordCompositionViolation(
                 f"password must contain at least {self.min_classes} of: "
                 + ", ".join(c.name for c in self.classes)
             )
@@ -79,5 +83,15 @@ TENCENT_REDIS = PasswordPolicy(
     max_length=32,
     classes=(LOWER, UPPER, DIGITS, CharClass.of("symbols", "()~!@#$%^&*-+=_|{}[]:;<>,.?/")),
     min_classes=2,
+    forbidden_prefixes=("/",),
+)
+
+#: TencentDB for PostgreSQL ResetAccountPassword: all four kinds of characters are required.
+TENCENT_POSTGRES = PasswordPolicy(
+    name="tencent-postgres",
+    min_length=8,
+    max_length=32,
+    classes=(LOWER, UPPER, DIGITS, CharClass.of("symbols", "()`~!@#$%^&*-+=_|{}[]:;'<>,.?/")),
+    min_classes=4,
     forbidden_prefixes=("/",),
 )

@@ -13,16 +13,19 @@ import logging
 
 from keyturn.core.errors import (
     DomainError,
+    EngineRejected,
     EngineUnavailable,
     InstanceNotFound,
+    InternalError,
     OperationInProgress,
+    OperationTimedOut,
     PasswordFreeDenied,
 )
 from keyturn.core.model import Instance, Product
 from keyturn.core.passwords import PasswordPolicy
 from keyturn.core.ports import EngineInfo, EngineRegistry, Store
 from keyturn.core.secrets import Secret
-from keyturn.core.tasks import NewTask, Task, TaskKind, TaskStep
+from keyturn.core.tasks import NewTask, Task, TaskKind, TaskState, TaskStep
 from keyturn.service.context import Caller
 from keyturn.service.worker import Loaded, TaskWorker
 
@@ -32,10 +35,18 @@ log = logging.getLogger(__name__)
 class Resets:
     """Queue password resets and password-free switches."""
 
-    def __init__(self, store: Store, engines: EngineRegistry, worker: TaskWorker) -> None:
+    def __init__(
+        self,
+        store: Store,
+        engines: EngineRegistry,
+        worker: TaskWorker,
+        *,
+        sync_deadline: float = 30.0,
+    ) -> None:
         self._store = store
         self._engines = engines
         self._worker = worker
+        self._sync_deadline = sync_deadline
 
     async def instance(self, caller: Caller, product: Product, instance_id: str) -> Instance:
         """The caller's instance of ``product``; another tenant's or product's is not found."""
@@ -54,7 +65,55 @@ class Resets:
         password: Secret | None,
         policy: PasswordPolicy,
     ) -> Task:
-        """Queue a reset of ``account`` to ``password`` (None: switch to password-free)."""
+        """Queue a reset of ``account`` to ``password`` (None: switch to password-free) and
+        answer at once with the task (Tencent Redis style)."""
+        task, _ = await self._queue(caller, product, instance_id, account, password, policy)
+        return task
+
+    async def reset_password_and_wait(
+        self,
+        caller: Caller,
+        *,
+        product: Product,
+        instance_id: str,
+        account: str,
+        password: Secret,
+        policy: PasswordPolicy,
+    ) -> Task:
+        """Reset and answer only once the new password is verified on every node (APIs that
+        are synchronous at the vendor). A failure raises the domain error behind it, after
+        the rollback; past the deadline, ``OperationTimedOut`` while the task goes on."""
+        task, job = await self._queue(caller, product, instance_id, account, password, policy)
+        self._worker.expect(task.id)
+        try:
+            await asyncio.wait_for(asyncio.shield(job), self._sync_deadline)
+        except TimeoutError:
+            self._worker.forget_outcome(task.id)
+            raise OperationTimedOut(
+                f"the reset did not finish within {self._sync_deadline:g} s; it goes on as "
+                f"task {task.id}"
+            ) from None
+        outcome = self._worker.outcome(task.id)
+        if outcome is None:
+            raise InternalError(f"task {task.id} stopped before it finished")
+        if outcome.state is TaskState.FAILED:
+            error = outcome.error
+            raise (
+                type(error)(outcome.message)
+                if error is not None
+                else EngineRejected(outcome.message)
+            )
+        return task
+
+    async def _queue(
+        self,
+        caller: Caller,
+        product: Product,
+        instance_id: str,
+        account: str,
+        password: Secret | None,
+        policy: PasswordPolicy,
+    ) -> tuple[Task, asyncio.Task[None]]:
         instance = await self.instance(caller, product, instance_id)
         if password is None:
             if not instance.password_free_allowed:
@@ -87,8 +146,8 @@ class Resets:
             "task queued",
             extra={"task_id": task.id, "request_id": caller.request_id, "kind": str(kind)},
         )
-        self._worker.submit(task, Loaded(instance=instance, password=password))
-        return task
+        job = self._worker.submit(task, Loaded(instance=instance, password=password))
+        return task, job
 
     async def _check_health(self, instance: Instance, account: str) -> None:
         """Every node must answer an admin probe, so a reset is never queued against an

@@ -32,6 +32,15 @@ ROLLBACK_BACKOFF = (0.2, 0.5, 1.0, 2.0)
 
 
 @dataclass(frozen=True, slots=True)
+class Outcome:
+    """How a task ended, with the domain error behind a failure when there was one."""
+
+    state: TaskState
+    message: str
+    error: DomainError | None
+
+
+@dataclass(frozen=True, slots=True)
 class Loaded:
     """A new task's instance and pending password, as its submitter read them."""
 
@@ -56,10 +65,13 @@ class TaskWorker:
         self._clock = clock
         self._slots = asyncio.Semaphore(max_concurrency)
         self._running: set[asyncio.Task[None]] = set()
+        # Outcomes kept for callers that wait for a task (synchronous vendor APIs).
+        self._waiters: set[int] = set()
+        self._outcomes: dict[int, Outcome] = {}
         # Fault-injection pauses by step name (tests only; empty in production).
         self._pauses = dict(pauses or {})
 
-    def submit(self, task: Task, loaded: Loaded | None = None) -> None:
+    def submit(self, task: Task, loaded: Loaded | None = None) -> asyncio.Task[None]:
         """Start running ``task`` in the background. ``loaded`` hands over what the caller
         already read (the instance and the pending password), saving two store reads."""
         job = asyncio.get_running_loop().create_task(
@@ -67,6 +79,7 @@ class TaskWorker:
         )
         self._running.add(job)
         job.add_done_callback(self._running.discard)
+        return job
 
     async def recover(self) -> int:
         """Resume every unfinished task (after a crash or a stop); returns how many."""
@@ -133,7 +146,9 @@ class TaskWorker:
             try:
                 snapshots[node.ordinal] = await engine.snapshot(node, task.account)
             except DomainError as exc:
-                await self._finish(task, TaskState.FAILED, _cause(node, exc), steps=steps)
+                await self._finish(
+                    task, TaskState.FAILED, _cause(node, exc), steps=steps, error=exc
+                )
                 return
         own = _own_admin_nodes(instance, task.account)
         task = await self._store.write_ahead(
@@ -162,7 +177,8 @@ class TaskWorker:
                 steps[i] = steps[i].to(StepPhase.VERIFIED)
         except DomainError as exc:
             failed = touched[-1] if touched else nodes[0]
-            await self._roll_back(task, engine, touched, snapshots, steps, _cause(failed, exc))
+            cause = _cause(failed, exc)
+            await self._roll_back(task, engine, touched, snapshots, steps, cause, error=exc)
             return
         await self._succeed(task, engine, own, password, steps, "")
 
@@ -180,7 +196,7 @@ class TaskWorker:
                 steps[i] = steps[i].to(StepPhase.VERIFIED)
         except DomainError as exc:
             cause = f"interrupted by a keyturn restart before completion ({exc.message})"
-            await self._roll_back(task, engine, list(nodes), snapshots, steps, cause)
+            await self._roll_back(task, engine, list(nodes), snapshots, steps, cause, error=exc)
             return
         await self._succeed(task, engine, own, password, steps, "completed after a keyturn restart")
 
@@ -214,6 +230,8 @@ class TaskWorker:
         snapshots: Mapping[int, CredentialSnapshot],
         steps: list[TaskStep],
         cause: str,
+        *,
+        error: DomainError,
     ) -> None:
         """Restore the previous credential on ``nodes``; the task ends ``failed`` either way,
         and its message says which nodes could not be restored."""
@@ -233,7 +251,7 @@ class TaskWorker:
         message = f"{cause}; rolled back"
         if unrestored:
             message = f"{cause}; could not restore the previous password on {', '.join(unrestored)}"
-        await self._finish(task, TaskState.FAILED, message, steps=steps)
+        await self._finish(task, TaskState.FAILED, message, steps=steps, error=error)
         for node in nodes:
             await engine.forget(node)
 
@@ -247,6 +265,7 @@ class TaskWorker:
         promote_admin: bool = False,
         no_auth: bool | None = None,
         verified: bool = False,
+        error: DomainError | None = None,
     ) -> None:
         if task.state is TaskState.PREPARING and state is TaskState.SUCCEED:
             raise AssertionError("a task cannot succeed without running")
@@ -260,6 +279,23 @@ class TaskWorker:
             verified_at=self._clock.now() if verified else None,
         )
         log.info("task finished", extra={"task_id": task.id, "state": str(state)})
+        if task.id in self._waiters:
+            self._outcomes[task.id] = Outcome(state=state, message=message, error=error)
+
+    def expect(self, task_id: int) -> None:
+        """Keep the outcome of ``task_id`` for ``outcome()`` (synchronous APIs)."""
+        self._waiters.add(task_id)
+
+    def outcome(self, task_id: int) -> Outcome | None:
+        """The recorded outcome of an expected task, once; None if it has not ended."""
+        found = self._outcomes.pop(task_id, None)
+        if found is not None:
+            self._waiters.discard(task_id)
+        return found
+
+    def forget_outcome(self, task_id: int) -> None:
+        self._waiters.discard(task_id)
+        self._outcomes.pop(task_id, None)
 
 
 def _own_admin_nodes(instance: Instance, account: str) -> list[Node]:

@@ -6,8 +6,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from keyturn.core.errors import PasswordPolicyViolation
-from keyturn.core.passwords import TENCENT_REDIS
+from keyturn.core.errors import (
+    PasswordCharsetViolation,
+    PasswordCompositionViolation,
+    PasswordLengthViolation,
+    PasswordPolicyViolation,
+)
+from keyturn.core.passwords import TENCENT_POSTGRES, TENCENT_REDIS
 
 
 @pytest.mark.parametrize(
@@ -45,3 +50,22 @@ def test_check_never_raises_anything_else(password: str) -> None:
 
 def test_describe_names_the_rules() -> None:
     assert "8-32 characters" in TENCENT_REDIS.describe()
+
+
+@pytest.mark.parametrize(
+    ("password", "error"),
+    [
+        ("Sh0rt!", PasswordLengthViolation),
+        ("Passw0rd2024", PasswordCompositionViolation),
+        ("/Passw0rd!24", PasswordCompositionViolation),
+        ("Passw0rd!2024é", PasswordCharsetViolation),
+    ],
+)
+def test_tencent_postgres_names_the_broken_rule(password: str, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        TENCENT_POSTGRES.check(password)
+
+
+def test_tencent_postgres_accepts_all_four_kinds() -> None:
+    TENCENT_POSTGRES.check("1234qwer()A")
+    TENCENT_POSTGRES.check("Passw0rd'2024")

@@ -84,6 +84,10 @@ class Params:
     def __init__(self, values: Mapping[str, Any]) -> None:
         self._values = values
 
+    def raw(self, name: str) -> Any:
+        """The value as received, for structured parameters parsed by the action."""
+        return self._values.get(name)
+
     def __contains__(self, name: str) -> bool:
         return name in self._values and self._values[name] is not None
 

@@ -1,0 +1,400 @@
+"""The PostgreSQL engine adapter: reads, changes, restores and verifies role passwords.
+
+A new password never reaches the server in clear: its SCRAM-SHA-256 verifier (4096 iterations,
+SASLprep applied) is computed here with libpq's ``PQencryptPasswordConn`` and sent as
+``ALTER ROLE <identifier> PASSWORD <verifier literal>``. The plaintext would otherwise land in
+the server log (``log_statement``, and ``log_min_error_statement`` on any error) and in
+``pg_stat_activity``. ``ALTER ROLE`` is a utility statement and takes no bind parameters, so it
+is composed with ``psycopg.sql``: the role name as a quoted ``Identifier``, the verifier as a
+``Literal``. Snapshots keep the stored verifier from ``pg_authid`` (superuser only), so rollback
+restores exactly what was there. A non-superuser administrator cannot read ``pg_authid``: its
+snapshots hold no verifier, and ``restore`` of them is refused.
+
+Before every change the target role is checked: it must exist, be able to log in (``LOGIN``, and
+``VALID UNTIL``, which a password change does not reset, not in the past), and must not be a
+superuser unless the administrator is one. One autocommit admin connection is kept per node,
+used under a per-node lock. A verification uses a fresh connection of its own. No SQL text,
+password, verifier or driver message is logged or copied into an error. This module imports
+only ``keyturn.core``, ``keyturn.engines`` and psycopg.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Final, TypeVar
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg import sql
+
+from keyturn.core.errors import (
+    AccountCannotLogin,
+    AccountNotFound,
+    AccountPermissionDenied,
+    EngineError,
+    EngineRejected,
+    EngineUnavailable,
+    InternalError,
+    UnsupportedFeature,
+    VerificationFailed,
+)
+from keyturn.core.model import EngineKind, Node, NodeAddress
+from keyturn.core.ports import AccountInfo, ApplyResult, CredentialSnapshot, EngineInfo
+from keyturn.core.secrets import Secret
+from keyturn.engines.base import DEFAULT_TIMEOUT, check_timeout, engine_call
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+Connection = psycopg.AsyncConnection[tuple[Any, ...]]
+
+#: Database to log in to when the node URL names none.
+DEFAULT_DATABASE: Final = "postgres"
+#: libpq's lowest useful ``connect_timeout``, in whole seconds.
+_MIN_CONNECT_TIMEOUT: Final = 2
+_APPLICATION_NAME: Final = "keyturn"
+#: Connection parameters a node URL's query may carry, passed on to libpq.
+_PASSED_OPTIONS: Final = frozenset(
+    {"sslmode", "sslrootcert", "sslcert", "sslkey", "sslcrl", "target_session_attrs"}
+)
+
+_LOGIN_INFO: Final = sql.SQL(
+    "SELECT current_setting('server_version'), r.rolsuper"
+    " FROM pg_catalog.pg_roles r WHERE r.rolname = current_user"
+)
+_ROLE: Final = sql.SQL(
+    "SELECT r.rolcanlogin,"
+    " r.rolvaliduntil IS NOT NULL AND r.rolvaliduntil <= now(),"
+    " r.rolsuper"
+    " FROM pg_catalog.pg_roles r WHERE r.rolname = %s"
+)
+_VERIFIER: Final = sql.SQL("SELECT a.rolpassword FROM pg_catalog.pg_authid a WHERE a.rolname = %s")
+_ACCOUNTS: Final = sql.SQL(
+    "SELECT r.rolname, r.rolvaliduntil IS NULL OR r.rolvaliduntil > now()"
+    " FROM pg_catalog.pg_roles r WHERE r.rolcanlogin ORDER BY r.rolname"
+)
+_ALTER_PASSWORD: Final = sql.SQL("ALTER ROLE {} PASSWORD {}")
+_ALTER_PASSWORD_NULL: Final = sql.SQL("ALTER ROLE {} PASSWORD NULL")
+
+
+def _message(exc: psycopg.Error) -> bytes:
+    """The libpq text of a failed connection attempt: inspected here, never copied."""
+    if exc.pgconn is not None and exc.pgconn.error_message:
+        return exc.pgconn.error_message
+    return str(exc).encode(errors="replace")
+
+
+def login_refused(exc: BaseException) -> bool:
+    """Whether a failed connection attempt was a refused login (wrong password, unknown role,
+    no ``pg_hba.conf`` entry) rather than an unreachable or unhealthy server. libpq reports no
+    SQLSTATE for these, so its (English) message is the only signal."""
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    text = _message(exc)
+    return b"authentication failed" in text or b"pg_hba.conf" in text
+
+
+def classify(exc: Exception, endpoint: str, action: str) -> EngineError | None:
+    """psycopg exception -> domain error; never copies the exception's text, only a SQLSTATE."""
+    if not isinstance(exc, psycopg.Error):
+        return None
+    state = exc.sqlstate
+    if isinstance(exc, pg_errors.InsufficientPrivilege):
+        return AccountPermissionDenied(f"{endpoint} refused {action}: permission denied ({state})")
+    if state is None and isinstance(exc, psycopg.OperationalError):
+        if login_refused(exc):
+            return EngineUnavailable(f"admin login to {endpoint} failed")
+        return EngineUnavailable(f"{endpoint} is not reachable")
+    if isinstance(exc, psycopg.InterfaceError) or (state or "")[:2] in ("08", "53", "57"):
+        # Connection exceptions, insufficient resources, operator intervention (shutdown).
+        return EngineUnavailable(f"{endpoint} is not available ({state or type(exc).__name__})")
+    if state is None:
+        return EngineRejected(f"{action} on {endpoint} failed ({type(exc).__name__})")
+    return EngineRejected(f"{endpoint} refused {action} (SQLSTATE {state})")
+
+
+@dataclass(slots=True)
+class _Admin:
+    """A pooled admin connection and what keyturn learnt when it logged in."""
+
+    conn: Connection
+    username: str
+    password: Secret | None
+    version: str
+    superuser: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Role:
+    superuser: bool
+
+
+def _candidates(node: Node) -> list[Secret | None]:
+    """Admin passwords to try in order: the registered one, then the pending one."""
+    found: list[Secret | None] = [node.address.password]
+    if node.pending_password is not None and node.pending_password != node.address.password:
+        found.append(node.pending_password)
+    return found
+
+
+async def _close(conn: Connection) -> None:
+    try:
+        async with asyncio.timeout(1.0):
+            await conn.close()
+    except Exception as exc:  # cleanup must not mask the operation's own outcome
+        log.debug("closing a postgres connection failed (%s)", type(exc).__name__)
+
+
+def _snapshot_verifier(snapshot: CredentialSnapshot) -> tuple[bool, str | None]:
+    """(readable, verifier) from a snapshot this engine took."""
+    data = snapshot.data
+    verifier = data.get("verifier")
+    readable = data.get("verifier_readable", verifier is not None)
+    if not isinstance(readable, bool) or not (verifier is None or isinstance(verifier, str)):
+        raise InternalError("the credential snapshot is not one of PostgreSQL")
+    return readable, verifier
+
+
+class PostgresEngine:
+    """The ``Engine`` for PostgreSQL. One instance serves every PostgreSQL node; ``timeout``
+    bounds each operation (connect included) in seconds."""
+
+    kind: EngineKind = EngineKind.POSTGRES
+
+    def __init__(self, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self._timeout = check_timeout(timeout)
+        self._pool: dict[str, _Admin] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    @property
+    def timeout(self) -> float:
+        return self._timeout
+
+    # ------------------------------------------------------------------ Engine protocol
+
+    async def probe(self, node: Node, account: str | None = None) -> EngineInfo:
+        async def op(admin: _Admin) -> EngineInfo:
+            # Always a round trip, even on a pooled connection: a probe is a health check.
+            row = await self._one(admin, sql.SQL("SHOW server_version"))
+            admin.version = str(row[0]) if row else admin.version
+            return EngineInfo(version=admin.version, accounts=True, password_free=None)
+
+        return await self._run(node, "probe", op)
+
+    async def list_accounts(self, node: Node) -> list[AccountInfo]:
+        async def op(admin: _Admin) -> list[AccountInfo]:
+            async with admin.conn.cursor() as cur:
+                await cur.execute(_ACCOUNTS)
+                rows = await cur.fetchall()
+            return [
+                AccountInfo(name=str(name), enabled=bool(valid), password_free=False)
+                for name, valid in rows
+            ]
+
+        return await self._run(node, "list accounts", op)
+
+    async def snapshot(self, node: Node, account: str) -> CredentialSnapshot:
+        async def op(admin: _Admin) -> CredentialSnapshot:
+            role = await self._target(node, admin, account)
+            verifier: str | None = None
+            readable = admin.superuser
+            if readable:
+                row = await self._one(admin, _VERIFIER, (account,))
+                if row is None:
+                    raise AccountNotFound(f"the role does not exist on {node.address.endpoint}")
+                verifier = None if row[0] is None else str(row[0])
+            else:
+                log.warning(
+                    "snapshot on %s: the admin cannot read pg_authid; rollback is impossible",
+                    node.key,
+                )
+            data = {
+                "verifier": verifier,
+                "verifier_readable": readable,
+                "superuser": role.superuser,
+            }
+            return CredentialSnapshot(account=account, data=data)
+
+        return await self._run(node, "snapshot", op)
+
+    async def set_password(self, node: Node, account: str, password: Secret) -> ApplyResult:
+        async def op(admin: _Admin) -> ApplyResult:
+            await self._target(node, admin, account)
+            verifier = self._verifier(admin, account, password)
+            await self._alter(node, admin, account, verifier)
+            return ApplyResult(persisted=True)
+
+        return await self._run(node, "set password", op)
+
+    async def set_password_free(self, node: Node, account: str) -> ApplyResult:
+        raise UnsupportedFeature("PostgreSQL has no password-free mode")
+
+    async def restore(self, node: Node, snapshot: CredentialSnapshot) -> ApplyResult:
+        account = snapshot.account
+        readable, verifier = _snapshot_verifier(snapshot)
+        if not readable:
+            raise EngineRejected("cannot restore: the previous verifier could not be read")
+
+        async def op(admin: _Admin) -> ApplyResult:
+            await self._alter(node, admin, account, verifier)
+            return ApplyResult(persisted=True)
+
+        return await self._run(node, "restore", op)
+
+    async def verify(self, node: Node, account: str, password: Secret | None) -> None:
+        if password is None:
+            raise UnsupportedFeature("PostgreSQL has no password-free mode")
+        endpoint = node.address.endpoint
+        async with engine_call(endpoint, "verify login", timeout=self._timeout, classify=classify):
+            try:
+                conn = await self._connect(node.address, account, password)
+            except psycopg.OperationalError as exc:
+                if login_refused(exc):
+                    raise VerificationFailed(
+                        f"login to {endpoint} with the new credential failed"
+                    ) from None
+                raise
+            await _close(conn)
+
+    async def forget(self, node: Node) -> None:
+        await self._drop(node.key)
+
+    async def close(self) -> None:
+        for key in list(self._pool):
+            await self._drop(key)
+        self._locks.clear()
+
+    # ------------------------------------------------------------------ internals
+
+    async def _run(self, node: Node, action: str, op: Callable[[_Admin], Awaitable[T]]) -> T:
+        """Run ``op`` on the node's admin connection, under its lock, bounded and with errors
+        translated. A connection found broken is dropped, so the next operation reconnects."""
+        endpoint = node.address.endpoint
+        lock = self._locks.setdefault(node.key, asyncio.Lock())
+        try:
+            async with (
+                engine_call(endpoint, action, timeout=self._timeout, classify=classify),
+                lock,
+            ):
+                admin = await self._admin(node)
+                return await op(admin)
+        except EngineUnavailable:
+            await self._drop(node.key)
+            raise
+
+    async def _admin(self, node: Node) -> _Admin:
+        """The pooled admin connection for ``node``; built on first use or when the node's admin
+        credential changed. The caller holds the node's lock."""
+        current = self._pool.get(node.key)
+        candidates = _candidates(node)
+        if current is not None:
+            if (
+                not current.conn.closed
+                and current.username == node.address.username
+                and current.password in candidates
+            ):
+                return current
+            await self._drop(node.key)
+        for i, password in enumerate(candidates):
+            try:
+                conn = await self._connect(node.address, node.address.username, password)
+            except psycopg.OperationalError as exc:
+                if i + 1 < len(candidates) and login_refused(exc):
+                    log.info("admin login to %s: trying the pending credential", node.key)
+                    continue
+                raise
+            try:
+                row = await self._one_on(conn, _LOGIN_INFO)
+            except BaseException:
+                await _close(conn)
+                raise
+            version, superuser = (str(row[0]), bool(row[1])) if row else ("", False)
+            admin = _Admin(conn, node.address.username, password, version, superuser)
+            self._pool[node.key] = admin
+            log.debug("admin connection for %s ready (PostgreSQL %s)", node.key, version)
+            return admin
+        raise AssertionError("unreachable: there is always one candidate")
+
+    async def _connect(
+        self, address: NodeAddress, user: str, password: Secret | None
+    ) -> Connection:
+        """A new autocommit connection logged in as ``user``."""
+        params: dict[str, Any] = {
+            key: value for key, value in address.options.items() if key in _PASSED_OPTIONS
+        }
+        if password is not None:
+            params["password"] = password.reveal()
+        return await psycopg.AsyncConnection.connect(
+            host=address.host,
+            port=address.port,
+            user=user,
+            dbname=address.database or DEFAULT_DATABASE,
+            connect_timeout=max(_MIN_CONNECT_TIMEOUT, math.ceil(self._timeout)),
+            application_name=_APPLICATION_NAME,
+            autocommit=True,
+            **params,
+        )
+
+    async def _drop(self, key: str) -> None:
+        admin = self._pool.pop(key, None)
+        if admin is not None:
+            await _close(admin.conn)
+
+    async def _one(
+        self, admin: _Admin, query: sql.SQL | sql.Composed, params: tuple[Any, ...] | None = None
+    ) -> tuple[Any, ...] | None:
+        return await self._one_on(admin.conn, query, params)
+
+    @staticmethod
+    async def _one_on(
+        conn: Connection, query: sql.SQL | sql.Composed, params: tuple[Any, ...] | None = None
+    ) -> tuple[Any, ...] | None:
+        async with conn.cursor() as cur:
+            await cur.execute(query, params)
+            return await cur.fetchone()
+
+    async def _target(self, node: Node, admin: _Admin, account: str) -> _Role:
+        """Check that ``account`` exists, can log in and may be changed by this admin."""
+        endpoint = node.address.endpoint
+        row = await self._one(admin, _ROLE, (account,))
+        if row is None:
+            raise AccountNotFound(f"the role does not exist on {endpoint}")
+        can_login, expired, superuser = bool(row[0]), bool(row[1]), bool(row[2])
+        if not can_login:
+            raise AccountCannotLogin(f"the role on {endpoint} has no LOGIN right")
+        if expired:
+            raise AccountCannotLogin(f"the role's VALID UNTIL on {endpoint} is in the past")
+        if superuser and not admin.superuser:
+            raise AccountPermissionDenied(
+                f"the role on {endpoint} is a superuser and keyturn's admin is not"
+            )
+        return _Role(superuser=superuser)
+
+    @staticmethod
+    def _verifier(admin: _Admin, account: str, password: Secret) -> str:
+        """The SCRAM-SHA-256 verifier of ``password``, computed by libpq without a round trip
+        (the algorithm is given) and with SASLprep applied."""
+        raw = admin.conn.pgconn.encrypt_password(
+            password.reveal().encode(), account.encode(), b"scram-sha-256"
+        )
+        return raw.decode("ascii")
+
+    async def _alter(self, node: Node, admin: _Admin, account: str, verifier: str | None) -> None:
+        """``ALTER ROLE account PASSWORD verifier`` (``PASSWORD NULL`` for None)."""
+        if verifier is None:
+            statement = _ALTER_PASSWORD_NULL.format(sql.Identifier(account))
+        else:
+            statement = _ALTER_PASSWORD.format(sql.Identifier(account), sql.Literal(verifier))
+        try:
+            await admin.conn.execute(statement)
+        except pg_errors.UndefinedObject:
+            raise AccountNotFound(f"the role does not exist on {node.address.endpoint}") from None
+        except pg_errors.InsufficientPrivilege:
+            raise AccountPermissionDenied(
+                f"keyturn's admin may not change the role on {node.address.endpoint}"
+            ) from None

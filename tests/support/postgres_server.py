@@ -1,0 +1,278 @@
+"""Throwaway PostgreSQL 15 servers for tests.
+
+PostgreSQL refuses to run as root, so ``initdb`` and the server run as the ``postgres`` OS user
+(through ``runuser`` when the test runs as root). ``initdb`` runs once per test session into a
+template directory (``--auth-local=scram-sha-256 --auth-host=scram-sha-256 -U postgres
+--pwfile --no-sync``); every ``PostgresServer`` copies it with ``cp -a`` into a temporary
+directory of its own, writes its settings (127.0.0.1 only, a free port, its own unix socket
+directory, ``password_encryption=scram-sha-256``, ``fsync=off``, ``log_statement='all'``) and
+starts it with ``pg_ctl -w``. The server log is a file in that directory, so tests can grep it.
+The superuser is ``postgres``; when it gets a password other than the template's, that password
+is set as a client-computed SCRAM verifier, so it never reaches the log in clear. Only servers
+started here are ever stopped, through ``pg_ctl`` on their own data directory.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import pwd
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+from typing import Final
+from urllib.parse import quote
+
+#: Where Debian puts the PostgreSQL 15 binaries; ``KEYTURN_PG_BINDIR`` overrides it.
+DEFAULT_BINDIR: Final = "/usr/lib/postgresql/15/bin"
+#: Port of the shared PostgreSQL that must never be touched.
+SHARED_PORT: Final = 5432
+#: The template cluster's superuser password, replaced per server unless asked for.
+TEMPLATE_PASSWORD: Final = "template-adminpw"
+OS_USER: Final = "postgres"
+
+_template_lock = threading.Lock()
+_template: Path | None = None
+
+
+class PostgresServerError(RuntimeError):
+    """The server could not be set up, started or stopped."""
+
+
+def postgres_bindir() -> str | None:
+    """The directory holding initdb, pg_ctl and postgres, or None if there is none."""
+    configured = os.environ.get("KEYTURN_PG_BINDIR", DEFAULT_BINDIR)
+    if all(os.access(os.path.join(configured, b), os.X_OK) for b in ("initdb", "pg_ctl")):
+        return configured
+    return None
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now (never 5432)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port != SHARED_PORT:
+            return port
+
+
+def _as_postgres(argv: list[str]) -> list[str]:
+    """``argv`` run as the postgres OS user (directly if the test already runs as it)."""
+    if os.geteuid() != 0:
+        return argv
+    return ["runuser", "-u", OS_USER, "--", *argv]
+
+
+def _owned_tempdir(prefix: str) -> Path:
+    """A new temporary directory (mode 755) that the postgres OS user owns."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o755)
+    if os.geteuid() == 0:
+        entry = pwd.getpwnam(OS_USER)
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+    return path
+
+
+def _run(argv: list[str], what: str, timeout: float = 120.0) -> None:
+    done = subprocess.run(
+        argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, check=False
+    )
+    if done.returncode != 0:
+        output = (done.stdout + done.stderr).decode(errors="replace")[-2000:]
+        raise PostgresServerError(f"{what} failed with {done.returncode}: {output}")
+
+
+def template_cluster(bindir: str) -> Path:
+    """The session's pristine data directory, made by ``initdb`` on first use."""
+    global _template
+    with _template_lock:
+        if _template is not None:
+            return _template
+        root = _owned_tempdir("keyturn-pg-template-")
+        atexit.register(shutil.rmtree, root, True)
+        pwfile = root / "pwfile"
+        pwfile.write_text(TEMPLATE_PASSWORD + "\n")
+        if os.geteuid() == 0:
+            entry = pwd.getpwnam(OS_USER)
+            os.chown(pwfile, entry.pw_uid, entry.pw_gid)
+        data = root / "data"
+        _run(
+            _as_postgres(
+                [
+                    f"{bindir}/initdb",
+                    "-D",
+                    str(data),
+                    "-U",
+                    OS_USER,
+                    f"--pwfile={pwfile}",
+                    "--auth-local=scram-sha-256",
+                    "--auth-host=scram-sha-256",
+                    "--encoding=UTF8",
+                    "--locale=C",
+                    "--no-sync",
+                ]
+            ),
+            "initdb",
+        )
+        pwfile.unlink()
+        _template = data
+        return data
+
+
+def _conf_string(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+class PostgresServer:
+    """One throwaway PostgreSQL server; ``password`` is the ``postgres`` superuser's."""
+
+    def __init__(
+        self,
+        *,
+        password: str | None = None,
+        bindir: str | None = None,
+        start_timeout: float = 30.0,
+    ) -> None:
+        found = bindir or postgres_bindir()
+        if found is None:
+            raise PostgresServerError("PostgreSQL 15 is not installed")
+        self.bindir = found
+        self.password = password if password is not None else self.new_password()
+        self.port = free_port()
+        self.start_timeout = start_timeout
+        self.dir = _owned_tempdir("keyturn-pg-")
+        self.data = self.dir / "data"
+        self.log_path = self.dir / "postgresql.log"
+        self._password_set = False
+        self._copied = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _prepare(self) -> None:
+        if self._copied:
+            return
+        template = template_cluster(self.bindir)
+        _run(["cp", "-a", str(template), str(self.data)], "copying the template cluster")
+        self._copied = True
+        self._write_conf()
+
+    def _write_conf(self) -> None:
+        settings = {
+            "listen_addresses": "127.0.0.1",
+            "port": str(self.port),
+            "unix_socket_directories": str(self.dir),
+            "password_encryption": "scram-sha-256",
+            "fsync": "off",
+            "synchronous_commit": "off",
+            "full_page_writes": "off",
+            "log_statement": "all",
+            "log_min_error_statement": "error",
+            "max_connections": "100",
+        }
+        lines = [f"{k} = {_conf_string(v)}" for k, v in settings.items()]
+        (self.data / "keyturn.conf").write_text("\n".join(lines) + "\n")
+        with (self.data / "postgresql.conf").open("a") as conf:
+            conf.write("\ninclude 'keyturn.conf'\n")
+
+    def start(self) -> PostgresServer:
+        """Start the server (same port, same data) and wait until it accepts connections."""
+        if self.running:
+            return self
+        self._prepare()
+        argv = [
+            f"{self.bindir}/pg_ctl",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.log_path),
+            "-w",
+            "-t",
+            str(int(self.start_timeout)),
+            "start",
+        ]
+        try:
+            _run(_as_postgres(argv), "pg_ctl start", timeout=self.start_timeout + 5)
+        except PostgresServerError as exc:
+            raise PostgresServerError(f"{exc}\n{self.log_tail()}") from None
+        if not self._password_set:
+            self._set_superuser_password()
+        return self
+
+    def _set_superuser_password(self) -> None:
+        import psycopg
+        from psycopg import sql
+
+        if self.password != TEMPLATE_PASSWORD:
+            url = self.url(OS_USER, TEMPLATE_PASSWORD)
+            with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+                verifier = conn.pgconn.encrypt_password(
+                    self.password.encode(), OS_USER.encode(), b"scram-sha-256"
+                ).decode()
+                conn.execute(
+                    sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                        sql.Identifier(OS_USER), sql.Literal(verifier)
+                    )
+                )
+        self._password_set = True
+
+    @property
+    def running(self) -> bool:
+        return (self.data / "postmaster.pid").exists()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop the server (``pg_ctl stop -m fast``); does nothing if it is not running."""
+        if not self.running:
+            return
+        argv = [f"{self.bindir}/pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop"]
+        argv += ["-t", str(int(timeout))]
+        _run(_as_postgres(argv), "pg_ctl stop", timeout=timeout + 5)
+
+    def restart(self) -> PostgresServer:
+        self.stop()
+        return self.start()
+
+    def close(self) -> None:
+        """Stop the server and remove its directory."""
+        with contextlib.suppress(PostgresServerError, subprocess.TimeoutExpired):
+            self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> PostgresServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ helpers
+
+    def url(
+        self, user: str = OS_USER, password: str | None = None, dbname: str = "postgres"
+    ) -> str:
+        """``postgresql://USER:PW@127.0.0.1:PORT/DBNAME``; ``password`` defaults to the
+        superuser's password."""
+        secret = self.password if password is None else password
+        credential = quote(user, safe="") + ":" + quote(secret, safe="")
+        return f"postgresql://{credential}@127.0.0.1:{self.port}/{quote(dbname, safe='')}"
+
+    def log_text(self) -> str:
+        """The whole server log so far."""
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def log_tail(self, lines: int = 20) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+    @staticmethod
+    def new_password() -> str:
+        return secrets.token_urlsafe(18)
+
+    def __repr__(self) -> str:
+        return f"PostgresServer(port={self.port}, dir={str(self.dir)!r})"

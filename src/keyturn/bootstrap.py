@@ -20,6 +20,7 @@ from keyturn.http.app import create_app
 from keyturn.service.admin import Admin
 from keyturn.service.context import SystemClock
 from keyturn.service.credentials import Credentials
+from keyturn.service.encryption import Encryption
 from keyturn.service.facade import Services
 from keyturn.service.queries import Queries
 from keyturn.service.resets import Resets
@@ -79,6 +80,7 @@ async def build_runtime(settings: Settings) -> Runtime:
         resets=Resets(store, engines, worker, sync_deadline=settings.sync_deadline),
         queries=Queries(store, engines),
         admin=Admin(store),
+        encryption=Encryption(store),
         clock=clock,
     )
     return Runtime(

@@ -115,7 +115,7 @@ def test_parameter_and_rule_errors(keyturn: KeyturnServer, instance) -> None:  #
     )
     assert (
         code_of(lambda: reset(client, instance_id, Password="Abcdefgh1", EncryptPassword=True))
-        == "FailedOperation.UnSupportError"
+        == "InvalidParameterValue"
     )
     request = models.ResetPasswordRequest()
     assert code_of(lambda: client.ResetPassword(request)) == "MissingParameter"
@@ -200,6 +200,38 @@ def test_unpersisted_change_is_reported(keyturn: KeyturnServer, redis_server_fac
     assert info.Status == "succeed"
     assert "not persisted" in info.TaskMessage
     assert can_login(server.port, new)
+
+
+def test_encrypted_password(keyturn: KeyturnServer, instance) -> None:  # type: ignore[no-untyped-def]
+    """EncryptPassword=true: Password is RSA ciphertext of the tenant's GetPublicKey key
+    (PKCS#1 v1.5 as the Tencent SDK documents; OAEP accepted too)."""
+    import base64
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding
+    from tencentcloud.common import credential
+    from tencentcloud.common.common_client import CommonClient
+    from tencentcloud.common.profile.client_profile import ClientProfile
+    from tencentcloud.common.profile.http_profile import HttpProfile
+
+    from tests.support.keyturn_server import KEY_ID, KEY_SECRET
+
+    instance_id, server = instance
+    profile = ClientProfile(httpProfile=HttpProfile(protocol="http", endpoint=keyturn.endpoint))
+    common = CommonClient(
+        "redis", "2018-04-12", credential.Credential(KEY_ID, KEY_SECRET), "ap-guangzhou", profile
+    )
+    answer = common.call_json("GetPublicKey", {})["Response"]
+    public = serialization.load_der_public_key(base64.b64decode(answer["PublicKey"]))
+    assert answer["PublicKeyPem"].startswith("-----BEGIN PUBLIC KEY-----")
+    client = redis_sdk(keyturn.endpoint)
+    oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+    for scheme in (padding.PKCS1v15(), oaep):
+        new = new_password()
+        ciphertext = base64.b64encode(public.encrypt(new.encode(), scheme)).decode()  # type: ignore[union-attr]
+        task = reset(client, instance_id, Password=ciphertext, EncryptPassword=True)
+        assert wait_task(client, task).Status == "succeed"
+        assert can_login(server.port, new)
 
 
 def test_no_secret_leaks(keyturn: KeyturnServer) -> None:

@@ -21,6 +21,8 @@ from keyturn.core.errors import DomainError
 from keyturn.core.model import Product, Tenant
 from keyturn.core.secrets import Secret
 from keyturn.service.admin import Admin
+from keyturn.service.context import Caller
+from keyturn.service.encryption import Encryption
 from keyturn.service.inventory import expand_env
 from keyturn.store.sql import SqlStore
 
@@ -80,6 +82,32 @@ def keys_create(
     """Create an access key; its secret is printed once."""
     key = _run(config, data_dir, lambda s: Admin(s).create_key(tenant))
     console.print(f"SecretId  {key.id}\nSecretKey {key.secret.reveal()}", highlight=False)
+
+
+@keys.command("public-key")
+def keys_public_key(
+    tenant: Annotated[str, typer.Option(help="Tenant whose RSA public key to print.")],
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Print the tenant's RSA-2048 public key (PEM) for encrypted passwords; made on first use."""
+    key = _run(config, data_dir, lambda s: Encryption(s).public_key(_caller(tenant)))
+    typer.echo(key.pem, nl=False)
+
+
+@keys.command("rotate-rsa")
+def keys_rotate_rsa(
+    tenant: Annotated[str, typer.Option(help="Tenant whose RSA key pair to replace.")],
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Replace the tenant's RSA key pair; ciphertexts made with the old key stop working."""
+    key = _run(config, data_dir, lambda s: Encryption(s).rotate(tenant))
+    typer.echo(key.pem, nl=False)
+
+
+def _caller(tenant: str) -> Caller:
+    return Caller(tenant_id=tenant, key_id="cli", request_id="cli")
 
 
 @keys.command("list")

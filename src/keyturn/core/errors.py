@@ -32,7 +32,9 @@ table each; engines and stores translate foreign exceptions into them at their b
     │   └── TaskNotFound
     ├── Conflict
     │   ├── OperationInProgress
-    │   └── AccountCannotLogin       NOLOGIN, or its validity has expired
+    │   ├── AccountCannotLogin       NOLOGIN, or its validity has expired
+    │   ├── AccountLocked            locked by the engine (MySQL ACCOUNT LOCK)
+    │   └── AccountShadowed          a more specific account row takes its logins
     ├── EngineError                  the database engine refused or could not be reached
     │   ├── EngineUnavailable
     │   ├── EngineRejected
@@ -220,6 +222,21 @@ class AccountCannotLogin(Conflict):
     password could not be verified."""
 
     code = "AccountCannotLogin"
+
+
+class AccountLocked(Conflict):
+    """The account is locked on the engine; a new password would not let it log in, so the
+    reset is refused (unlock it first) rather than silently applied."""
+
+    code = "AccountLocked"
+
+
+class AccountShadowed(Conflict):
+    """Another account row for the same user with a more specific host matches the same
+    clients (MySQL ``'app'@'127.0.0.1'`` before ``'app'@'%'``), so a new password on this row
+    would not be the one those clients log in with."""
+
+    code = "AccountShadowed"
 
 
 class EngineError(DomainError):

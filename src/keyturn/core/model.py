@@ -23,6 +23,7 @@ class EngineKind(enum.StrEnum):
 
     REDIS = "redis"
     POSTGRES = "postgres"
+    MYSQL = "mysql"
 
 
 class Product(enum.StrEnum):
@@ -54,6 +55,7 @@ _PRODUCT_ID_PATTERNS: Mapping[Product, re.Pattern[str]] = {
 ENGINE_SCHEMES: Mapping[EngineKind, frozenset[str]] = {
     EngineKind.REDIS: frozenset({"redis", "rediss"}),
     EngineKind.POSTGRES: frozenset({"postgresql", "postgres"}),
+    EngineKind.MYSQL: frozenset({"mysql"}),
 }
 
 #: Schemes that ask for TLS.
@@ -63,6 +65,7 @@ TLS_SCHEMES = frozenset({"rediss"})
 DEFAULT_ADMIN_USER: Mapping[EngineKind, str] = {
     EngineKind.REDIS: "default",
     EngineKind.POSTGRES: "postgres",
+    EngineKind.MYSQL: "root",
 }
 
 

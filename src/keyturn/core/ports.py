@@ -109,6 +109,31 @@ class SecretBox(Protocol):
     def unseal(self, token: str, *, context: str) -> str: ...
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PublicKeyInfo:
+    """A tenant's RSA public key: base64 DER (SubjectPublicKeyInfo) and PEM."""
+
+    der_base64: str
+    pem: str
+
+
+class PasswordCipher(Protocol):
+    """Per-tenant RSA-2048 key pairs: clients encrypt passwords with the public key
+    (PKCS#1 v1.5, or OAEP), keyturn decrypts them. Private keys are sealed at rest."""
+
+    async def public_key(self, tenant_id: str) -> PublicKeyInfo:
+        """The tenant's public key, creating the pair on first use."""
+        ...
+
+    async def decrypt(self, tenant_id: str, ciphertext_base64: str) -> Secret:
+        """``InvalidParameterValue`` when the text does not decrypt with the tenant's key."""
+        ...
+
+    async def rotate(self, tenant_id: str) -> PublicKeyInfo:
+        """Replace the tenant's key pair; ciphertexts made for the old key stop working."""
+        ...
+
+
 class Clock(Protocol):
     def now(self) -> datetime: ...
 

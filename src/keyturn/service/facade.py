@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from keyturn.core.ports import Clock
 from keyturn.service.admin import Admin
 from keyturn.service.credentials import Credentials
+from keyturn.service.encryption import Encryption
 from keyturn.service.queries import Queries
 from keyturn.service.resets import Resets
 
@@ -17,4 +18,5 @@ class Services:
     resets: Resets
     queries: Queries
     admin: Admin
+    encryption: Encryption
     clock: Clock

@@ -164,3 +164,18 @@ generations = sa.Table(
     sa.Column("name", sa.String(32), primary_key=True),
     sa.Column("value", sa.BigInteger(), nullable=False),
 )
+
+tenant_rsa_keys = sa.Table(
+    "tenant_rsa_keys",
+    metadata,
+    # The key pair clients encrypt passwords with; the private half sealed like every secret.
+    sa.Column(
+        "tenant_id",
+        sa.String(64),
+        sa.ForeignKey("tenants.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("private_key_sealed", sa.Text(), nullable=False),
+    sa.Column("public_key", sa.Text(), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+)

@@ -30,6 +30,7 @@ from keyturn.store.base import Engine, count_of, guarded, upsert_insert
 from keyturn.store.inline import InlineEngine
 from keyturn.store.listing import BUMP_GENERATION, ListingCache
 from keyturn.store.migrate import ensure_schema, sync_url
+from keyturn.store.rsa_keys import SqlRsaKeys
 from keyturn.store.schema import access_keys, instances, nodes, tenants
 from keyturn.store.task_repo import SqlTaskRepo
 
@@ -128,7 +129,7 @@ async def open_store(url: str, box: SecretBox, clock: Clock) -> SqlStore:
     return SqlStore(engine, box, clock)
 
 
-class SqlStore(SqlTaskRepo):
+class SqlStore(SqlTaskRepo, SqlRsaKeys):
     """Tenants, access keys, instances and tasks in a SQL database: the ``Store`` port."""
 
     def __init__(self, engine: Engine, box: SecretBox, clock: Clock) -> None:

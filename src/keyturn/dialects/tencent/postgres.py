@@ -17,6 +17,7 @@ from keyturn.core.passwords import TENCENT_POSTGRES
 from keyturn.core.ports import Page
 from keyturn.core.secrets import Secret
 from keyturn.core.tasks import Task, TaskState
+from keyturn.dialects.tencent.common import get_public_key
 from keyturn.dialects.tencent.params import Params
 from keyturn.dialects.tencent.product import TencentProduct
 from keyturn.service.context import Caller
@@ -193,6 +194,7 @@ PRODUCT = TencentProduct(
         "DescribeDBInstances": describe_db_instances,
         "DescribeDBInstanceAttribute": describe_db_instance_attribute,
         "DescribeTasks": describe_tasks,
+        "GetPublicKey": get_public_key,
     },
     codes={
         e.InstanceNotFound: "InvalidParameterValue.InstanceNotExist",

@@ -17,6 +17,7 @@ from keyturn.core.passwords import TENCENT_REDIS
 from keyturn.core.ports import Page
 from keyturn.core.secrets import Secret
 from keyturn.core.tasks import Task, TaskState
+from keyturn.dialects.tencent.common import decrypted, get_public_key
 from keyturn.dialects.tencent.params import Params
 from keyturn.dialects.tencent.product import TencentProduct
 from keyturn.service.context import Caller
@@ -66,13 +67,12 @@ async def reset_password(services: Services, caller: Caller, params: Params) -> 
     no_auth = params.boolean("NoAuth", False)
     encrypted = params.boolean("EncryptPassword", False)
     password = params.string("Password")
-    if encrypted:
-        raise e.UnsupportedFeature("EncryptPassword is not supported yet; send the password.")
     secret: Secret | None = None
     if not no_auth:
         if not password:
             raise e.PasswordEmpty("Password is required unless NoAuth is true.")
-        secret = Secret(password)
+        # EncryptPassword=true: Password is base64 RSA ciphertext made with GetPublicKey's key.
+        secret = await decrypted(services, caller, password) if encrypted else Secret(password)
     task = await services.resets.reset_password(
         caller,
         product=Product.TENCENT_REDIS,
@@ -212,6 +212,7 @@ PRODUCT = TencentProduct(
         "DescribeTaskList": describe_task_list,
         "DescribeInstances": describe_instances,
         "DescribeInstanceAccount": describe_instance_account,
+        "GetPublicKey": get_public_key,
     },
     codes={
         e.PasswordEmpty: "InvalidParameterValue.PasswordEmpty",

@@ -1,0 +1,26 @@
+"""Actions every Tencent product serves: ``GetPublicKey``, the tenant's RSA key for encrypted
+passwords (fields as KMS's GetPublicKey: ``PublicKey`` base64 DER, ``PublicKeyPem``), and the
+decryption of a password parameter sent encrypted."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from keyturn.core.secrets import Secret
+from keyturn.dialects.tencent.params import Params
+from keyturn.service.context import Caller
+from keyturn.service.facade import Services
+
+
+async def get_public_key(services: Services, caller: Caller, params: Params) -> dict[str, Any]:
+    key = await services.encryption.public_key(caller)
+    return {
+        "KeyId": f"keyturn-{caller.tenant_id}",
+        "PublicKey": key.der_base64,
+        "PublicKeyPem": key.pem,
+    }
+
+
+async def decrypted(services: Services, caller: Caller, ciphertext: str) -> Secret:
+    """The plaintext of a password the client encrypted with ``GetPublicKey``'s key."""
+    return await services.encryption.decrypt(caller, ciphertext)

@@ -15,6 +15,7 @@ from keyturn.config import Settings
 from keyturn.dialects.tencent import TencentDialect
 from keyturn.dialects.tencent.postgres import PRODUCT as TENCENT_POSTGRES
 from keyturn.dialects.tencent.redis import PRODUCT as TENCENT_REDIS
+from keyturn.dialects.tencent.tdmysql import PRODUCT as TENCENT_TDMYSQL
 from keyturn.engines.registry import EngineRegistry
 from keyturn.http.app import create_app
 from keyturn.service.admin import Admin
@@ -42,7 +43,8 @@ class Runtime:
     def app(self) -> Starlette:
         """The ASGI app; when it shuts down, tasks in flight get ``shutdown_grace`` seconds to
         finish and the rest are parked for the next start."""
-        dialects = [TencentDialect(self.services, [TENCENT_REDIS, TENCENT_POSTGRES])]
+        products = [TENCENT_REDIS, TENCENT_POSTGRES, TENCENT_TDMYSQL]
+        dialects = [TencentDialect(self.services, products)]
         return create_app(dialects, on_shutdown=[self._shutdown])
 
     async def _shutdown(self) -> None:

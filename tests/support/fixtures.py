@@ -3,9 +3,10 @@
 ``redis_server`` is a password-protected throwaway redis-server with a config file, one per test.
 ``redis_server_factory`` starts more, with other options (no password, an ``aclfile``, no config
 file), and stops them all after the test. ``postgres_server`` (and ``postgres_server_factory``)
-is a throwaway PostgreSQL 15 with a generated superuser password. A missing engine binary skips
-the test locally, but in CI (``CI`` set) it fails the test: an engine test must never pass
-unseen.
+is a throwaway PostgreSQL 15 with a generated superuser password. ``mariadb_server`` (and
+``mariadb_server_factory``) is a throwaway MariaDB 10.11 with a generated root password. A
+missing engine binary skips the test locally, but in CI (``CI`` set) it fails the test: an
+engine test must never pass unseen.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from tests.support.mysql_server import MariaDBServer, MariaDBServerError, mariadb_binaries
 from tests.support.postgres_server import (
     PostgresServer,
     PostgresServerError,
@@ -110,3 +112,37 @@ def postgres_server_factory() -> Iterator[PostgresServerFactory]:
 def postgres_server(postgres_server_factory: PostgresServerFactory) -> PostgresServer:
     """A started PostgreSQL 15 with a generated ``postgres`` superuser password."""
     return postgres_server_factory()
+
+
+# --------------------------------------------------------------------------- MariaDB
+
+#: ``mariadb_server_factory(password=...)`` -> started throwaway MariaDB server.
+MariaDBServerFactory = Callable[..., MariaDBServer]
+
+
+@pytest.fixture
+def mariadb_server_factory() -> Iterator[MariaDBServerFactory]:
+    """Starts throwaway MariaDB 10.11 servers (from a per-session install-db template) and
+    stops them all after the test. A missing MariaDB skips locally and fails in CI."""
+    require_binary("MariaDB (mariadb-install-db, mariadbd)", mariadb_binaries())
+    started: list[MariaDBServer] = []
+
+    def make(*, password: str | None = None) -> MariaDBServer:
+        server = MariaDBServer(password=password)
+        started.append(server)
+        try:
+            server.start()
+        except MariaDBServerError as exc:
+            pytest.fail(f"could not start MariaDB: {exc}", pytrace=False)
+        return server
+
+    yield make
+    for server in started:
+        server.close()
+
+
+@pytest.fixture
+def mariadb_server(mariadb_server_factory: MariaDBServerFactory) -> MariaDBServer:
+    """A started MariaDB 10.11 with a generated root password (root@localhost and
+    root@127.0.0.1 only)."""
+    return mariadb_server_factory()

@@ -31,6 +31,7 @@ class Product(enum.StrEnum):
 
     TENCENT_REDIS = "tencent-redis"
     TENCENT_POSTGRES = "tencent-postgres"
+    TENCENT_TDMYSQL = "tencent-tdmysql"
 
     @property
     def engine(self) -> EngineKind:
@@ -45,10 +46,12 @@ class Product(enum.StrEnum):
 _PRODUCT_ENGINES: Mapping[Product, EngineKind] = {
     Product.TENCENT_REDIS: EngineKind.REDIS,
     Product.TENCENT_POSTGRES: EngineKind.POSTGRES,
+    Product.TENCENT_TDMYSQL: EngineKind.MYSQL,
 }
 _PRODUCT_ID_PATTERNS: Mapping[Product, re.Pattern[str]] = {
     Product.TENCENT_REDIS: re.compile(r"^crs-[a-z0-9]{4,32}$"),
     Product.TENCENT_POSTGRES: re.compile(r"^postgres-[a-z0-9]{4,32}$"),
+    Product.TENCENT_TDMYSQL: re.compile(r"^tdsql3?-[a-z0-9]{4,32}$"),
 }
 
 #: URL schemes accepted per engine; the ``s`` variants ask for TLS.

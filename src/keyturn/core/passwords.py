@@ -95,3 +95,17 @@ TENCENT_POSTGRES = PasswordPolicy(
     min_classes=4,
     forbidden_prefixes=("/",),
 )
+
+#: TDSQL MySQL ResetUserPassword / ResetUsersPassword: 8-32 characters, at least two of
+#: letters, digits and symbols.
+TENCENT_TDMYSQL = PasswordPolicy(
+    name="tencent-tdmysql",
+    min_length=8,
+    max_length=32,
+    classes=(
+        CharClass.of("letters", string.ascii_letters),
+        DIGITS,
+        CharClass.of("symbols", string.punctuation),
+    ),
+    min_classes=2,
+)

@@ -17,6 +17,7 @@ from keyturn.core.errors import UnsupportedFeature
 from keyturn.core.model import EngineKind
 from keyturn.core.ports import Engine
 from keyturn.engines.base import DEFAULT_TIMEOUT, check_timeout
+from keyturn.engines.mysql import MySQLEngine
 from keyturn.engines.postgres import PostgresEngine
 from keyturn.engines.redis import RedisEngine
 
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 FACTORIES: Final[Mapping[EngineKind, Callable[[float], Engine]]] = {
     EngineKind.REDIS: lambda timeout: RedisEngine(timeout=timeout),
     EngineKind.POSTGRES: lambda timeout: PostgresEngine(timeout=timeout),
+    EngineKind.MYSQL: lambda timeout: MySQLEngine(timeout=timeout),
 }
 
 

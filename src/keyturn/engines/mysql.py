@@ -1,0 +1,560 @@
+"""The MySQL/MariaDB engine adapter: reads, changes, restores and verifies account passwords.
+
+An account is one row of the grant tables, named ``"user@host"`` (``"app@%"``,
+``"root@127.0.0.1"``); the name is split on its **last** ``@``, since user names may hold one,
+and a name without ``@`` means host ``%``. Snapshots hold ``{"plugin": ..., "authentication_string":
+...}`` as the server stores them (MariaDB: ``mysql.global_priv``'s JSON; MySQL:
+``mysql.user``), which is enough to restore the row's credential exactly.
+
+A new password never reaches the server in clear, so it is in neither the general log nor the
+binary log (which ships to every replica): its ``mysql_native_password`` hash,
+``"*" + HEX(SHA1(SHA1(password)))`` of the password's UTF-8 bytes, is computed here and sent as
+``ALTER USER %s@%s IDENTIFIED VIA mysql_native_password USING %s`` (MariaDB) or ``... IDENTIFIED
+WITH mysql_native_password AS %s`` (MySQL), with user, host and hash escaped by the driver as
+query arguments. A reset switches the row to ``mysql_native_password``; ``restore`` puts back the
+stored plugin and authentication string.
+
+Before a change the target row is checked: it must exist (``AccountNotFound``), must not be
+locked (``ACCOUNT LOCK`` survives a password change: ``AccountLocked``, reported rather than
+silently reset) and must not be shadowed by a more specific row of the same user, or of the
+anonymous user, that takes the same clients' logins (``'app'@'127.0.0.1'`` or
+``'app'@'localhost'`` before ``'app'@'%'``: ``AccountShadowed``, naming the shadowing host).
+MariaDB authentication chains (``IDENTIFIED VIA a OR b``) are refused: a snapshot could not
+restore them. ``verify`` logs in on a fresh TCP connection to the node's host and checks that
+``CURRENT_USER()`` is the row that was changed, so a ``'x'@'localhost'`` row (unix socket only
+with ``skip-name-resolve``) cannot be verified from here.
+
+Limitations: only MariaDB 10.11 is tested. On MySQL 8, ``caching_sha2_password`` verifiers
+cannot be pre-hashed portably, so a reset needs the ``mysql_native_password`` plugin to be
+active (``UnsupportedFeature`` otherwise) and moves the account to it; the restore of a
+``caching_sha2_password`` string is untested. The client library (PyMySQL's scramble) sends a
+password's bytes as Latin-1, so a password is handed to it as its UTF-8 bytes read as Latin-1:
+the bytes on the wire are the UTF-8 ones that the hash was computed from.
+
+TLS is used only when the node URL asks for it (``?ssl-mode=REQUIRED``, ``VERIFY_CA`` or
+``VERIFY_IDENTITY``, with ``ssl-ca=FILE``); one ``SSLContext`` per settings is built once and
+reused, as PyMySQL would otherwise build one (about 30 ms) per connect. One autocommit admin
+connection is kept per node, used under a per-node lock; it is rebuilt when the node's admin
+credential changes, and a refused admin login is retried once with ``node.pending_password``.
+No SQL text, password, hash or driver message is logged or copied into an error. This module
+imports only ``keyturn.core``, ``keyturn.engines`` and aiomysql/PyMySQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import re
+import ssl
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Final, TypeVar
+
+import aiomysql  # type: ignore[import-untyped]
+import pymysql  # type: ignore[import-untyped]
+
+from keyturn.core.errors import (
+    AccountLocked,
+    AccountNotFound,
+    AccountPermissionDenied,
+    AccountShadowed,
+    EngineError,
+    EngineRejected,
+    EngineUnavailable,
+    InternalError,
+    UnsupportedFeature,
+    VerificationFailed,
+)
+from keyturn.core.model import EngineKind, Node, NodeAddress
+from keyturn.core.ports import AccountInfo, ApplyResult, CredentialSnapshot, EngineInfo
+from keyturn.core.secrets import Secret
+from keyturn.engines.base import DEFAULT_TIMEOUT, check_timeout, engine_call
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+NATIVE_PLUGIN: Final = "mysql_native_password"
+_PROGRAM_NAME: Final = "keyturn"
+_CHARSET: Final = "utf8mb4"
+
+# Error numbers (server 1xxx/4xxx, client 2xxx).
+ER_ACCESS_DENIED: Final = 1045
+ER_CANNOT_USER: Final = 1396
+ER_ACCOUNT_LOCKED: Final = 4151
+_LOGIN_REFUSED: Final = frozenset({ER_ACCESS_DENIED, 1698, ER_ACCOUNT_LOCKED})
+_PERMISSION: Final = frozenset({1044, 1142, 1227, 1370})
+#: Server errors that mean the server is unhealthy or going away, not that it refused.
+_UNAVAILABLE: Final = frozenset({1040, 1053, 1077, 1080, 1152, 1153, 1205, 1927, 4031})
+
+_MARIADB_ROWS: Final = "SELECT User, Host, priv FROM mysql.global_priv WHERE User IN (%s, '')"
+_MARIADB_ALL: Final = "SELECT User, Host, priv FROM mysql.global_priv"
+_MYSQL_ROWS: Final = (
+    "SELECT User, Host, plugin, authentication_string, account_locked"
+    " FROM mysql.user WHERE User IN (%s, '')"
+)
+_MYSQL_ALL: Final = (
+    "SELECT User, Host, plugin, authentication_string, account_locked FROM mysql.user"
+)
+_MYSQL_NATIVE_ACTIVE: Final = (
+    "SELECT PLUGIN_STATUS FROM information_schema.PLUGINS WHERE PLUGIN_NAME = %s"
+)
+_MARIADB_ALTER: Final = "ALTER USER %s@%s IDENTIFIED VIA {plugin} USING %s"
+_MYSQL_ALTER: Final = "ALTER USER %s@%s IDENTIFIED WITH {plugin} AS %s"
+#: A plugin name goes into the statement as a keyword, so it must be a plain identifier.
+_PLUGIN_NAME: Final = re.compile(r"[A-Za-z0-9_]{1,64}")
+
+
+def split_account(account: str) -> tuple[str, str]:
+    """``"user@host"`` -> (user, host), split on the last ``@``; no ``@`` means host ``%``."""
+    user, at, host = account.rpartition("@")
+    if not at:
+        return account, "%"
+    return user, host
+
+
+def native_hash(password: Secret) -> str:
+    """The ``mysql_native_password`` hash of the password's UTF-8 bytes (as ``PASSWORD()``)."""
+    inner = hashlib.sha1(password.reveal().encode()).digest()
+    return "*" + hashlib.sha1(inner).hexdigest().upper()
+
+
+def _wire_password(password: Secret | None) -> str:
+    """The password as PyMySQL must get it to send its UTF-8 bytes (it encodes Latin-1)."""
+    if password is None:
+        return ""
+    return password.reveal().encode().decode("latin-1")
+
+
+def _errno(exc: BaseException) -> int | None:
+    args = getattr(exc, "args", ())
+    return args[0] if args and isinstance(args[0], int) else None
+
+
+def login_refused(exc: BaseException) -> bool:
+    """Whether a failed connection attempt was a refused login (bad password, no such row)."""
+    return isinstance(exc, pymysql.err.MySQLError) and _errno(exc) in _LOGIN_REFUSED
+
+
+def classify(exc: Exception, endpoint: str, action: str) -> EngineError | None:
+    """PyMySQL exception -> domain error; copies only the error number, never the text."""
+    if not isinstance(exc, pymysql.err.MySQLError):
+        return None
+    code = _errno(exc)
+    if code in _LOGIN_REFUSED:
+        return EngineUnavailable(f"admin login to {endpoint} failed")
+    if code in _PERMISSION:
+        return AccountPermissionDenied(f"{endpoint} refused {action}: permission denied ({code})")
+    if (
+        isinstance(exc, pymysql.err.InterfaceError)
+        or code is None
+        or 2000 <= code < 3000
+        or code in _UNAVAILABLE
+    ):
+        return EngineUnavailable(f"{endpoint} is not available ({code or type(exc).__name__})")
+    return EngineRejected(f"{endpoint} refused {action} (error {code})")
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    """One account row of the grant tables."""
+
+    user: str
+    host: str
+    plugin: str
+    auth: str
+    locked: bool
+    chained: bool = False
+    role: bool = False
+
+    @property
+    def name(self) -> str:
+        return f"{self.user}@{self.host}"
+
+
+@dataclass(slots=True)
+class _Admin:
+    """A pooled admin connection and what keyturn learnt when it logged in."""
+
+    conn: Any
+    username: str
+    password: Secret | None
+    version: str
+    mariadb: bool
+    native: bool
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes | bytearray):
+        try:
+            return bytes(value).decode()
+        except UnicodeDecodeError:
+            raise UnsupportedFeature("the stored credential is not text") from None
+    return "" if value is None else str(value)
+
+
+def _mariadb_row(user: Any, host: Any, priv: Any) -> _Row:
+    try:
+        data = json.loads(_text(priv) or "{}")
+    except ValueError:
+        raise InternalError("mysql.global_priv holds an unreadable row") from None
+    if not isinstance(data, dict):
+        raise InternalError("mysql.global_priv holds an unreadable row")
+    return _Row(
+        user=_text(user),
+        host=_text(host),
+        plugin=str(data.get("plugin") or NATIVE_PLUGIN),
+        auth=str(data.get("authentication_string") or ""),
+        locked=bool(data.get("account_locked", False)),
+        chained=bool(data.get("auth_or")),
+        role=bool(data.get("is_role", False)),
+    )
+
+
+def _mysql_row(user: Any, host: Any, plugin: Any, auth: Any, locked: Any) -> _Row:
+    return _Row(
+        user=_text(user),
+        host=_text(host),
+        plugin=_text(plugin) or NATIVE_PLUGIN,
+        auth=_text(auth),
+        locked=_text(locked).upper() == "Y",
+    )
+
+
+def _rank(host: str) -> int:
+    """How specific a host pattern is: 0 a literal host, 1 a pattern, 2 any host."""
+    if host in ("%", ""):
+        return 2
+    if "%" in host or "_" in host or "/" in host:
+        return 1
+    return 0
+
+
+def _like(pattern: str, value: str) -> bool:
+    """SQL ``LIKE`` with ``%`` and ``_`` (backslash escapes), case-insensitive."""
+    parts: list[str] = []
+    chars = iter(pattern)
+    for ch in chars:
+        if ch == "\\":
+            parts.append(re.escape(next(chars, "\\")))
+        elif ch == "%":
+            parts.append(".*")
+        elif ch == "_":
+            parts.append(".")
+        else:
+            parts.append(re.escape(ch))
+    return re.fullmatch("".join(parts), value, re.IGNORECASE | re.DOTALL) is not None
+
+
+def shadowing_host(target: _Row, rows: Iterable[_Row]) -> str | None:
+    """The host of a row that takes logins ``target`` would otherwise match: a more specific
+    host of the same user (or of the anonymous user) matching some of the same clients."""
+    mine = _rank(target.host)
+    for row in rows:
+        if row.role or row.user not in (target.user, ""):
+            continue
+        if row.user == target.user and row.host.lower() == target.host.lower():
+            continue
+        theirs = _rank(row.host)
+        if theirs >= mine:
+            continue
+        if theirs == 0 and _like(target.host, row.host):
+            return row.host
+        if theirs == 1 and mine == 2:
+            return row.host
+    return None
+
+
+def _candidates(node: Node) -> list[Secret | None]:
+    """Admin passwords to try in order: the registered one, then the pending one."""
+    found: list[Secret | None] = [node.address.password]
+    if node.pending_password is not None and node.pending_password != node.address.password:
+        found.append(node.pending_password)
+    return found
+
+
+async def _close(conn: Any) -> None:
+    try:
+        async with asyncio.timeout(1.0):
+            await conn.ensure_closed()
+    except Exception as exc:  # cleanup must not mask the operation's own outcome
+        log.debug("closing a mysql connection failed (%s)", type(exc).__name__)
+        conn.close()
+
+
+def _snapshot_data(snapshot: CredentialSnapshot) -> tuple[str, str]:
+    plugin = snapshot.data.get("plugin")
+    auth = snapshot.data.get("authentication_string")
+    if not isinstance(plugin, str) or not isinstance(auth, str):
+        raise InternalError("the credential snapshot is not one of MySQL")
+    if not _PLUGIN_NAME.fullmatch(plugin):
+        raise InternalError("the credential snapshot names an invalid plugin")
+    return plugin, auth
+
+
+class MySQLEngine:
+    """The ``Engine`` for MySQL and MariaDB. One instance serves every such node; ``timeout``
+    bounds each operation (connect included) in seconds."""
+
+    kind: EngineKind = EngineKind.MYSQL
+
+    def __init__(self, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self._timeout = check_timeout(timeout)
+        self._pool: dict[str, _Admin] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._ssl: dict[tuple[str, str], ssl.SSLContext] = {}
+
+    @property
+    def timeout(self) -> float:
+        return self._timeout
+
+    # ------------------------------------------------------------------ Engine protocol
+
+    async def probe(self, node: Node, account: str | None = None) -> EngineInfo:
+        async def op(admin: _Admin) -> EngineInfo:
+            row = await self._one(admin.conn, "SELECT VERSION()")
+            if row:
+                admin.version = _text(row[0])
+                admin.mariadb = "mariadb" in admin.version.lower()
+            return EngineInfo(version=admin.version, accounts=True, password_free=None)
+
+        return await self._run(node, "probe", op)
+
+    async def list_accounts(self, node: Node) -> list[AccountInfo]:
+        async def op(admin: _Admin) -> list[AccountInfo]:
+            rows = await self._rows(admin, None)
+            return [
+                AccountInfo(
+                    name=row.name,
+                    enabled=not row.locked,
+                    password_free=row.plugin == NATIVE_PLUGIN and not row.auth,
+                )
+                for row in sorted(rows, key=lambda r: (r.user, r.host))
+                if not row.role
+            ]
+
+        return await self._run(node, "list accounts", op)
+
+    async def snapshot(self, node: Node, account: str) -> CredentialSnapshot:
+        async def op(admin: _Admin) -> CredentialSnapshot:
+            row = await self._target(node, admin, account)
+            data = {"plugin": row.plugin, "authentication_string": row.auth}
+            return CredentialSnapshot(account=account, data=data)
+
+        return await self._run(node, "snapshot", op)
+
+    async def set_password(self, node: Node, account: str, password: Secret) -> ApplyResult:
+        async def op(admin: _Admin) -> ApplyResult:
+            await self._target(node, admin, account)
+            if not admin.native:
+                raise UnsupportedFeature(
+                    f"{node.address.endpoint} has no active mysql_native_password plugin"
+                )
+            await self._alter(node, admin, account, NATIVE_PLUGIN, native_hash(password))
+            return ApplyResult(persisted=True)
+
+        return await self._run(node, "set password", op)
+
+    async def set_password_free(self, node: Node, account: str) -> ApplyResult:
+        raise UnsupportedFeature("MySQL accounts have no password-free mode here")
+
+    async def restore(self, node: Node, snapshot: CredentialSnapshot) -> ApplyResult:
+        plugin, auth = _snapshot_data(snapshot)
+
+        async def op(admin: _Admin) -> ApplyResult:
+            await self._alter(node, admin, snapshot.account, plugin, auth)
+            return ApplyResult(persisted=True)
+
+        return await self._run(node, "restore", op)
+
+    async def verify(self, node: Node, account: str, password: Secret | None) -> None:
+        if password is None:
+            raise UnsupportedFeature("MySQL accounts have no password-free mode here")
+        endpoint = node.address.endpoint
+        user, host = split_account(account)
+        async with engine_call(endpoint, "verify login", timeout=self._timeout, classify=classify):
+            try:
+                conn = await self._connect(node.address, user, password)
+            except pymysql.err.MySQLError as exc:
+                if login_refused(exc):
+                    raise VerificationFailed(
+                        f"login to {endpoint} with the new credential failed"
+                    ) from None
+                raise
+            try:
+                row = await self._one(conn, "SELECT CURRENT_USER()")
+            finally:
+                await _close(conn)
+            got_user, got_host = split_account(_text(row[0]) if row else "")
+            if got_user != user or got_host.lower() != host.lower():
+                raise VerificationFailed(
+                    f"the login to {endpoint} was taken by another account row"
+                )
+
+    async def forget(self, node: Node) -> None:
+        await self._drop(node.key)
+
+    async def close(self) -> None:
+        for key in list(self._pool):
+            await self._drop(key)
+        self._locks.clear()
+
+    # ------------------------------------------------------------------ internals
+
+    async def _run(self, node: Node, action: str, op: Callable[[_Admin], Awaitable[T]]) -> T:
+        """Run ``op`` on the node's admin connection, under its lock, bounded and with errors
+        translated. A connection found broken (or cut by the deadline mid-reply) is dropped."""
+        endpoint = node.address.endpoint
+        lock = self._locks.setdefault(node.key, asyncio.Lock())
+        try:
+            async with (
+                engine_call(endpoint, action, timeout=self._timeout, classify=classify),
+                lock,
+            ):
+                admin = await self._admin(node)
+                return await op(admin)
+        except EngineUnavailable:
+            await self._drop(node.key)
+            raise
+
+    async def _admin(self, node: Node) -> _Admin:
+        """The pooled admin connection for ``node``; built on first use or when the node's admin
+        credential changed. The caller holds the node's lock."""
+        current = self._pool.get(node.key)
+        candidates = _candidates(node)
+        if current is not None:
+            if (
+                not current.conn.closed
+                and current.username == node.address.username
+                and current.password in candidates
+            ):
+                return current
+            await self._drop(node.key)
+        for i, password in enumerate(candidates):
+            try:
+                conn = await self._connect(node.address, node.address.username, password)
+            except pymysql.err.MySQLError as exc:
+                if i + 1 < len(candidates) and login_refused(exc):
+                    log.info("admin login to %s: trying the pending credential", node.key)
+                    continue
+                raise
+            try:
+                row = await self._one(conn, "SELECT VERSION()")
+                version = _text(row[0]) if row else ""
+                mariadb = "mariadb" in version.lower()
+                native = mariadb or await self._native_active(conn)
+            except BaseException:
+                await _close(conn)
+                raise
+            admin = _Admin(conn, node.address.username, password, version, mariadb, native)
+            self._pool[node.key] = admin
+            log.debug("admin connection for %s ready (%s)", node.key, version)
+            return admin
+        raise AssertionError("unreachable: there is always one candidate")
+
+    async def _native_active(self, conn: Any) -> bool:
+        row = await self._one(conn, _MYSQL_NATIVE_ACTIVE, (NATIVE_PLUGIN,))
+        return row is not None and _text(row[0]).upper() == "ACTIVE"
+
+    def _ssl_context(self, address: NodeAddress) -> ssl.SSLContext | None:
+        """The TLS context the node URL asks for (None: plain TCP), built once per settings."""
+        options = {k.replace("_", "-").lower(): v for k, v in address.options.items()}
+        mode = options.get("ssl-mode", "").upper().replace("-", "_")
+        if mode in ("", "DISABLED", "PREFERRED"):
+            return None
+        if mode not in ("REQUIRED", "VERIFY_CA", "VERIFY_IDENTITY"):
+            raise EngineRejected(f"the node URL for {address.endpoint} has an unknown ssl-mode")
+        ca = options.get("ssl-ca", "")
+        key = (mode, ca)
+        context = self._ssl.get(key)
+        if context is None:
+            context = ssl.create_default_context(cafile=ca or None)
+            if mode != "VERIFY_IDENTITY":
+                context.check_hostname = False
+            if mode == "REQUIRED":
+                context.verify_mode = ssl.CERT_NONE
+            self._ssl[key] = context
+        return context
+
+    async def _connect(self, address: NodeAddress, user: str, password: Secret | None) -> Any:
+        """A new autocommit connection logged in as ``user`` over TCP."""
+        return await aiomysql.connect(
+            host=address.host,
+            port=address.port,
+            user=user,
+            password=_wire_password(password),
+            db=address.database or None,
+            charset=_CHARSET,
+            autocommit=True,
+            connect_timeout=self._timeout,
+            ssl=self._ssl_context(address),
+            program_name=_PROGRAM_NAME,
+        )
+
+    async def _drop(self, key: str) -> None:
+        admin = self._pool.pop(key, None)
+        if admin is not None:
+            await _close(admin.conn)
+
+    @staticmethod
+    async def _one(
+        conn: Any, query: str, params: tuple[Any, ...] | None = None
+    ) -> tuple[Any, ...] | None:
+        async with conn.cursor() as cur:
+            await cur.execute(query, params)
+            row = await cur.fetchone()
+        return None if row is None else tuple(row)
+
+    @staticmethod
+    async def _all(conn: Any, query: str, params: tuple[Any, ...] | None = None) -> list[Any]:
+        async with conn.cursor() as cur:
+            await cur.execute(query, params)
+            return list(await cur.fetchall())
+
+    async def _rows(self, admin: _Admin, user: str | None) -> list[_Row]:
+        """Account rows of ``user`` and of the anonymous user (None: every row)."""
+        if admin.mariadb:
+            query, params = (_MARIADB_ALL, None) if user is None else (_MARIADB_ROWS, (user,))
+            return [_mariadb_row(*r) for r in await self._all(admin.conn, query, params)]
+        query, params = (_MYSQL_ALL, None) if user is None else (_MYSQL_ROWS, (user,))
+        return [_mysql_row(*r) for r in await self._all(admin.conn, query, params)]
+
+    async def _target(self, node: Node, admin: _Admin, account: str) -> _Row:
+        """The account's row, checked: it exists, is not locked, chained or shadowed."""
+        endpoint = node.address.endpoint
+        user, host = split_account(account)
+        rows = await self._rows(admin, user)
+        target = next(
+            (r for r in rows if r.user == user and r.host.lower() == host.lower() and not r.role),
+            None,
+        )
+        if target is None:
+            raise AccountNotFound(f"the account does not exist on {endpoint}")
+        if target.locked:
+            raise AccountLocked(f"the account on {endpoint} is locked (ACCOUNT LOCK)")
+        if target.chained:
+            raise UnsupportedFeature(
+                f"the account on {endpoint} uses an authentication chain (IDENTIFIED VIA ... OR)"
+            )
+        shadow = shadowing_host(target, rows)
+        if shadow is not None:
+            raise AccountShadowed(
+                f"the account on {endpoint} is shadowed by the more specific host {shadow!r}"
+            )
+        return target
+
+    async def _alter(self, node: Node, admin: _Admin, account: str, plugin: str, auth: str) -> None:
+        """``ALTER USER user@host IDENTIFIED VIA|WITH plugin USING|AS auth``; error 1396 (no
+        such account) is ``AccountNotFound``."""
+        endpoint = node.address.endpoint
+        user, host = split_account(account)
+        template = _MARIADB_ALTER if admin.mariadb else _MYSQL_ALTER
+        try:
+            async with admin.conn.cursor() as cur:
+                await cur.execute(template.format(plugin=plugin), (user, host, auth))
+        except pymysql.err.MySQLError as exc:
+            if _errno(exc) == ER_CANNOT_USER:
+                raise AccountNotFound(f"the account does not exist on {endpoint}") from None
+            raise

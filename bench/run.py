@@ -11,13 +11,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import scenarios
+from bench import scenarios, sql_scenarios
 from bench.stats import Report
 
 RESULTS = Path(__file__).parent / "results"
 
 
-ALL = ("1", "2", "3", "4", "5")
+ALL = ("1", "2", "3", "4", "5", "6")
 
 
 async def main(quick: bool, out: Path, only: tuple[str, ...] = ALL) -> Report:
@@ -41,6 +41,7 @@ async def main(quick: bool, out: Path, only: tuple[str, ...] = ALL) -> Report:
             "4": lambda: scenarios.fleet_rotation(
                 root, report, count=8 if quick else 500, in_flight=4 if quick else 50
             ),
+            "6": lambda: sql_scenarios.sql_latency(root, report, n=20 if quick else 300),
             "5": lambda: scenarios.inventory_scale(
                 root, report, big=2000 if quick else 100_000, samples=20 if quick else 200
             ),

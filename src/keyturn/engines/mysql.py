@@ -48,7 +48,7 @@ import json
 import logging
 import re
 import ssl
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
@@ -70,6 +70,7 @@ from keyturn.core.errors import (
 from keyturn.core.model import EngineKind, Node, NodeAddress
 from keyturn.core.ports import AccountInfo, ApplyResult, CredentialSnapshot, EngineInfo
 from keyturn.core.secrets import Secret
+from keyturn.engines.admin_pool import AdminPool
 from keyturn.engines.base import DEFAULT_TIMEOUT, check_timeout, engine_call
 
 log = logging.getLogger(__name__)
@@ -185,6 +186,12 @@ class _Admin:
     mariadb: bool
     native: bool
 
+    def alive(self) -> bool:
+        return not self.conn.closed
+
+    async def aclose(self) -> None:
+        await _close(self.conn)
+
 
 def _text(value: Any) -> str:
     if isinstance(value, bytes | bytearray):
@@ -267,14 +274,6 @@ def shadowing_host(target: _Row, rows: Iterable[_Row]) -> str | None:
     return None
 
 
-def _candidates(node: Node) -> list[Secret | None]:
-    """Admin passwords to try in order: the registered one, then the pending one."""
-    found: list[Secret | None] = [node.address.password]
-    if node.pending_password is not None and node.pending_password != node.address.password:
-        found.append(node.pending_password)
-    return found
-
-
 async def _close(conn: Any) -> None:
     try:
         async with asyncio.timeout(1.0):
@@ -302,8 +301,9 @@ class MySQLEngine:
 
     def __init__(self, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         self._timeout = check_timeout(timeout)
-        self._pool: dict[str, _Admin] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._admins: AdminPool[_Admin] = AdminPool(
+            timeout=self._timeout, classify=classify, open=self._open, refused=login_refused
+        )
         self._ssl: dict[tuple[str, str], ssl.SSLContext] = {}
 
     @property
@@ -320,7 +320,7 @@ class MySQLEngine:
                 admin.mariadb = "mariadb" in admin.version.lower()
             return EngineInfo(version=admin.version, accounts=True, password_free=None)
 
-        return await self._run(node, "probe", op)
+        return await self._admins.run(node, "probe", op)
 
     async def list_accounts(self, node: Node) -> list[AccountInfo]:
         async def op(admin: _Admin) -> list[AccountInfo]:
@@ -335,7 +335,7 @@ class MySQLEngine:
                 if not row.role
             ]
 
-        return await self._run(node, "list accounts", op)
+        return await self._admins.run(node, "list accounts", op)
 
     async def snapshot(self, node: Node, account: str) -> CredentialSnapshot:
         async def op(admin: _Admin) -> CredentialSnapshot:
@@ -343,7 +343,7 @@ class MySQLEngine:
             data = {"plugin": row.plugin, "authentication_string": row.auth}
             return CredentialSnapshot(account=account, data=data)
 
-        return await self._run(node, "snapshot", op)
+        return await self._admins.run(node, "snapshot", op)
 
     async def set_password(self, node: Node, account: str, password: Secret) -> ApplyResult:
         async def op(admin: _Admin) -> ApplyResult:
@@ -355,7 +355,7 @@ class MySQLEngine:
             await self._alter(node, admin, account, NATIVE_PLUGIN, native_hash(password))
             return ApplyResult(persisted=True)
 
-        return await self._run(node, "set password", op)
+        return await self._admins.run(node, "set password", op)
 
     async def set_password_free(self, node: Node, account: str) -> ApplyResult:
         raise UnsupportedFeature("MySQL accounts have no password-free mode here")
@@ -367,7 +367,7 @@ class MySQLEngine:
             await self._alter(node, admin, snapshot.account, plugin, auth)
             return ApplyResult(persisted=True)
 
-        return await self._run(node, "restore", op)
+        return await self._admins.run(node, "restore", op)
 
     async def verify(self, node: Node, account: str, password: Secret | None) -> None:
         if password is None:
@@ -394,65 +394,26 @@ class MySQLEngine:
                 )
 
     async def forget(self, node: Node) -> None:
-        await self._drop(node.key)
+        await self._admins.forget(node)
 
     async def close(self) -> None:
-        for key in list(self._pool):
-            await self._drop(key)
-        self._locks.clear()
+        await self._admins.close()
 
     # ------------------------------------------------------------------ internals
 
-    async def _run(self, node: Node, action: str, op: Callable[[_Admin], Awaitable[T]]) -> T:
-        """Run ``op`` on the node's admin connection, under its lock, bounded and with errors
-        translated. A connection found broken (or cut by the deadline mid-reply) is dropped."""
-        endpoint = node.address.endpoint
-        lock = self._locks.setdefault(node.key, asyncio.Lock())
+    async def _open(self, node: Node, password: Secret | None) -> _Admin:
+        """Log in as the node's admin and read the server's flavour and auth plugins."""
+        conn = await self._connect(node.address, node.address.username, password)
         try:
-            async with (
-                engine_call(endpoint, action, timeout=self._timeout, classify=classify),
-                lock,
-            ):
-                admin = await self._admin(node)
-                return await op(admin)
-        except EngineUnavailable:
-            await self._drop(node.key)
+            row = await self._one(conn, "SELECT VERSION()")
+            version = _text(row[0]) if row else ""
+            mariadb = "mariadb" in version.lower()
+            native = mariadb or await self._native_active(conn)
+        except BaseException:
+            await _close(conn)
             raise
-
-    async def _admin(self, node: Node) -> _Admin:
-        """The pooled admin connection for ``node``; built on first use or when the node's admin
-        credential changed. The caller holds the node's lock."""
-        current = self._pool.get(node.key)
-        candidates = _candidates(node)
-        if current is not None:
-            if (
-                not current.conn.closed
-                and current.username == node.address.username
-                and current.password in candidates
-            ):
-                return current
-            await self._drop(node.key)
-        for i, password in enumerate(candidates):
-            try:
-                conn = await self._connect(node.address, node.address.username, password)
-            except pymysql.err.MySQLError as exc:
-                if i + 1 < len(candidates) and login_refused(exc):
-                    log.info("admin login to %s: trying the pending credential", node.key)
-                    continue
-                raise
-            try:
-                row = await self._one(conn, "SELECT VERSION()")
-                version = _text(row[0]) if row else ""
-                mariadb = "mariadb" in version.lower()
-                native = mariadb or await self._native_active(conn)
-            except BaseException:
-                await _close(conn)
-                raise
-            admin = _Admin(conn, node.address.username, password, version, mariadb, native)
-            self._pool[node.key] = admin
-            log.debug("admin connection for %s ready (%s)", node.key, version)
-            return admin
-        raise AssertionError("unreachable: there is always one candidate")
+        log.debug("admin connection for %s ready (%s)", node.key, version)
+        return _Admin(conn, node.address.username, password, version, mariadb, native)
 
     async def _native_active(self, conn: Any) -> bool:
         row = await self._one(conn, _MYSQL_NATIVE_ACTIVE, (NATIVE_PLUGIN,))
@@ -492,11 +453,6 @@ class MySQLEngine:
             ssl=self._ssl_context(address),
             program_name=_PROGRAM_NAME,
         )
-
-    async def _drop(self, key: str) -> None:
-        admin = self._pool.pop(key, None)
-        if admin is not None:
-            await _close(admin.conn)
 
     @staticmethod
     async def _one(

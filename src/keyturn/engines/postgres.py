@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
@@ -45,6 +44,7 @@ from keyturn.core.errors import (
 from keyturn.core.model import EngineKind, Node, NodeAddress
 from keyturn.core.ports import AccountInfo, ApplyResult, CredentialSnapshot, EngineInfo
 from keyturn.core.secrets import Secret
+from keyturn.engines.admin_pool import AdminPool
 from keyturn.engines.base import DEFAULT_TIMEOUT, check_timeout, engine_call
 
 log = logging.getLogger(__name__)
@@ -128,18 +128,16 @@ class _Admin:
     version: str
     superuser: bool
 
+    def alive(self) -> bool:
+        return not self.conn.closed
+
+    async def aclose(self) -> None:
+        await _close(self.conn)
+
 
 @dataclass(frozen=True, slots=True)
 class _Role:
     superuser: bool
-
-
-def _candidates(node: Node) -> list[Secret | None]:
-    """Admin passwords to try in order: the registered one, then the pending one."""
-    found: list[Secret | None] = [node.address.password]
-    if node.pending_password is not None and node.pending_password != node.address.password:
-        found.append(node.pending_password)
-    return found
 
 
 async def _close(conn: Connection) -> None:
@@ -168,8 +166,9 @@ class PostgresEngine:
 
     def __init__(self, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         self._timeout = check_timeout(timeout)
-        self._pool: dict[str, _Admin] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._admins: AdminPool[_Admin] = AdminPool(
+            timeout=self._timeout, classify=classify, open=self._open, refused=login_refused
+        )
 
     @property
     def timeout(self) -> float:
@@ -184,7 +183,7 @@ class PostgresEngine:
             admin.version = str(row[0]) if row else admin.version
             return EngineInfo(version=admin.version, accounts=True, password_free=None)
 
-        return await self._run(node, "probe", op)
+        return await self._admins.run(node, "probe", op)
 
     async def list_accounts(self, node: Node) -> list[AccountInfo]:
         async def op(admin: _Admin) -> list[AccountInfo]:
@@ -196,7 +195,7 @@ class PostgresEngine:
                 for name, valid in rows
             ]
 
-        return await self._run(node, "list accounts", op)
+        return await self._admins.run(node, "list accounts", op)
 
     async def snapshot(self, node: Node, account: str) -> CredentialSnapshot:
         async def op(admin: _Admin) -> CredentialSnapshot:
@@ -220,7 +219,7 @@ class PostgresEngine:
             }
             return CredentialSnapshot(account=account, data=data)
 
-        return await self._run(node, "snapshot", op)
+        return await self._admins.run(node, "snapshot", op)
 
     async def set_password(self, node: Node, account: str, password: Secret) -> ApplyResult:
         async def op(admin: _Admin) -> ApplyResult:
@@ -229,7 +228,7 @@ class PostgresEngine:
             await self._alter(node, admin, account, verifier)
             return ApplyResult(persisted=True)
 
-        return await self._run(node, "set password", op)
+        return await self._admins.run(node, "set password", op)
 
     async def set_password_free(self, node: Node, account: str) -> ApplyResult:
         raise UnsupportedFeature("PostgreSQL has no password-free mode")
@@ -244,7 +243,7 @@ class PostgresEngine:
             await self._alter(node, admin, account, verifier)
             return ApplyResult(persisted=True)
 
-        return await self._run(node, "restore", op)
+        return await self._admins.run(node, "restore", op)
 
     async def verify(self, node: Node, account: str, password: Secret | None) -> None:
         if password is None:
@@ -262,63 +261,24 @@ class PostgresEngine:
             await _close(conn)
 
     async def forget(self, node: Node) -> None:
-        await self._drop(node.key)
+        await self._admins.forget(node)
 
     async def close(self) -> None:
-        for key in list(self._pool):
-            await self._drop(key)
-        self._locks.clear()
+        await self._admins.close()
 
     # ------------------------------------------------------------------ internals
 
-    async def _run(self, node: Node, action: str, op: Callable[[_Admin], Awaitable[T]]) -> T:
-        """Run ``op`` on the node's admin connection, under its lock, bounded and with errors
-        translated. A connection found broken is dropped, so the next operation reconnects."""
-        endpoint = node.address.endpoint
-        lock = self._locks.setdefault(node.key, asyncio.Lock())
+    async def _open(self, node: Node, password: Secret | None) -> _Admin:
+        """Log in as the node's admin and read what later checks need."""
+        conn = await self._connect(node.address, node.address.username, password)
         try:
-            async with (
-                engine_call(endpoint, action, timeout=self._timeout, classify=classify),
-                lock,
-            ):
-                admin = await self._admin(node)
-                return await op(admin)
-        except EngineUnavailable:
-            await self._drop(node.key)
+            row = await self._one_on(conn, _LOGIN_INFO)
+        except BaseException:
+            await _close(conn)
             raise
-
-    async def _admin(self, node: Node) -> _Admin:
-        """The pooled admin connection for ``node``; built on first use or when the node's admin
-        credential changed. The caller holds the node's lock."""
-        current = self._pool.get(node.key)
-        candidates = _candidates(node)
-        if current is not None:
-            if (
-                not current.conn.closed
-                and current.username == node.address.username
-                and current.password in candidates
-            ):
-                return current
-            await self._drop(node.key)
-        for i, password in enumerate(candidates):
-            try:
-                conn = await self._connect(node.address, node.address.username, password)
-            except psycopg.OperationalError as exc:
-                if i + 1 < len(candidates) and login_refused(exc):
-                    log.info("admin login to %s: trying the pending credential", node.key)
-                    continue
-                raise
-            try:
-                row = await self._one_on(conn, _LOGIN_INFO)
-            except BaseException:
-                await _close(conn)
-                raise
-            version, superuser = (str(row[0]), bool(row[1])) if row else ("", False)
-            admin = _Admin(conn, node.address.username, password, version, superuser)
-            self._pool[node.key] = admin
-            log.debug("admin connection for %s ready (PostgreSQL %s)", node.key, version)
-            return admin
-        raise AssertionError("unreachable: there is always one candidate")
+        version, superuser = (str(row[0]), bool(row[1])) if row else ("", False)
+        log.debug("admin connection for %s ready (PostgreSQL %s)", node.key, version)
+        return _Admin(conn, node.address.username, password, version, superuser)
 
     async def _connect(
         self, address: NodeAddress, user: str, password: Secret | None
@@ -339,11 +299,6 @@ class PostgresEngine:
             autocommit=True,
             **params,
         )
-
-    async def _drop(self, key: str) -> None:
-        admin = self._pool.pop(key, None)
-        if admin is not None:
-            await _close(admin.conn)
 
     async def _one(
         self, admin: _Admin, query: sql.SQL | sql.Composed, params: tuple[Any, ...] | None = None

@@ -17,17 +17,35 @@ from keyturn.core.errors import UnsupportedFeature
 from keyturn.core.model import EngineKind
 from keyturn.core.ports import Engine
 from keyturn.engines.base import DEFAULT_TIMEOUT, check_timeout
-from keyturn.engines.mysql import MySQLEngine
-from keyturn.engines.postgres import PostgresEngine
-from keyturn.engines.redis import RedisEngine
 
 log = logging.getLogger(__name__)
 
+
+# Each driver module is imported on first use: a server whose inventory has no PostgreSQL or
+# MySQL instance never loads psycopg or aiomysql (several MB of resident memory each).
+def _redis(timeout: float) -> Engine:
+    from keyturn.engines.redis import RedisEngine
+
+    return RedisEngine(timeout=timeout)
+
+
+def _postgres(timeout: float) -> Engine:
+    from keyturn.engines.postgres import PostgresEngine
+
+    return PostgresEngine(timeout=timeout)
+
+
+def _mysql(timeout: float) -> Engine:
+    from keyturn.engines.mysql import MySQLEngine
+
+    return MySQLEngine(timeout=timeout)
+
+
 #: Engine kind -> driver factory taking the per-operation timeout in seconds.
 FACTORIES: Final[Mapping[EngineKind, Callable[[float], Engine]]] = {
-    EngineKind.REDIS: lambda timeout: RedisEngine(timeout=timeout),
-    EngineKind.POSTGRES: lambda timeout: PostgresEngine(timeout=timeout),
-    EngineKind.MYSQL: lambda timeout: MySQLEngine(timeout=timeout),
+    EngineKind.REDIS: _redis,
+    EngineKind.POSTGRES: _postgres,
+    EngineKind.MYSQL: _mysql,
 }
 
 

@@ -212,6 +212,66 @@ def test_companion_reads(keyturn: KeyturnServer, db) -> None:  # type: ignore[no
     assert instance_id in {i.InstanceId for i in listing.Instances}
 
 
+INTL_SCRIPT = """
+import json, sys
+from tencentcloud.common import credential
+from tencentcloud.common.profile.client_profile import ClientProfile
+from tencentcloud.common.profile.http_profile import HttpProfile
+from tencentcloud.tdmysql.v20211122 import models, tdmysql_client
+endpoint, key_id, secret, instance_id, user, password = sys.argv[1:]
+profile = ClientProfile(httpProfile=HttpProfile(protocol="http", endpoint=endpoint))
+cred = credential.Credential(key_id, secret)
+client = tdmysql_client.TdmysqlClient(cred, "ap-singapore", profile)
+request = models.ResetUsersPasswordRequest()
+request.InstanceId = instance_id
+info = models.ResetUserPasswordInfo()
+info.UserName, info.Host, info.Password = user, "%", password
+request.Users = [info]
+response = client.ResetUsersPassword(request)
+import tencentcloud
+print(json.dumps({"flow": response.FlowId, "sdk": tencentcloud.__file__}))
+"""
+
+
+def test_intl_en_sdk(keyturn: KeyturnServer, db) -> None:  # type: ignore[no-untyped-def]
+    """The intl-en SDK (tencentcloud-sdk-python-intl-en) shares the ``tencentcloud`` namespace
+    with the CN SDK, so the test command installs it apart (.venv/intl-sdk) and this test runs
+    it in a child process with that directory first on the path."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    intl = Path(__file__).resolve().parents[2] / ".venv" / "intl-sdk"
+    assert (intl / "tencentcloud").is_dir(), "scripts/test installs the intl-en SDK here"
+    instance_id, server = db
+    create_user(server, "intl_user", "%", new_password())
+    new = new_password()
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            INTL_SCRIPT,
+            keyturn.endpoint,
+            KEY_ID,
+            KEY_SECRET,
+            instance_id,
+            "intl_user",
+            new,
+        ],
+        env={**os.environ, "PYTHONPATH": str(intl)},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout)
+    assert result["flow"] > 0 and str(intl) in result["sdk"]
+    assert can_login(server, "intl_user", new)
+
+
 def test_no_plaintext_in_keyturn(keyturn: KeyturnServer) -> None:
     from tests.wire.conftest import leaked
 

@@ -43,12 +43,8 @@ imports only ``keyturn.core``, ``keyturn.engines`` and aiomysql/PyMySQL.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import logging
-import re
 import ssl
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
@@ -58,12 +54,8 @@ import pymysql  # type: ignore[import-untyped]
 from keyturn.core.errors import (
     AccountLocked,
     AccountNotFound,
-    AccountPermissionDenied,
     AccountShadowed,
-    EngineError,
     EngineRejected,
-    EngineUnavailable,
-    InternalError,
     UnsupportedFeature,
     VerificationFailed,
 )
@@ -72,23 +64,28 @@ from keyturn.core.ports import AccountInfo, ApplyResult, CredentialSnapshot, Eng
 from keyturn.core.secrets import Secret
 from keyturn.engines.admin_pool import AdminPool
 from keyturn.engines.base import DEFAULT_TIMEOUT, check_timeout, engine_call
+from keyturn.engines.mysql_accounts import (
+    ER_CANNOT_USER,
+    NATIVE_PLUGIN,
+    Row,
+    classify,
+    errno_of,
+    login_refused,
+    mariadb_row,
+    mysql_row,
+    native_hash,
+    shadowing_host,
+    snapshot_data,
+    split_account,
+    text,
+    wire_password,
+)
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
-
-NATIVE_PLUGIN: Final = "mysql_native_password"
 _PROGRAM_NAME: Final = "keyturn"
 _CHARSET: Final = "utf8mb4"
 
-# Error numbers (server 1xxx/4xxx, client 2xxx).
-ER_ACCESS_DENIED: Final = 1045
-ER_CANNOT_USER: Final = 1396
-ER_ACCOUNT_LOCKED: Final = 4151
-_LOGIN_REFUSED: Final = frozenset({ER_ACCESS_DENIED, 1698, ER_ACCOUNT_LOCKED})
-_PERMISSION: Final = frozenset({1044, 1142, 1227, 1370})
-#: Server errors that mean the server is unhealthy or going away, not that it refused.
-_UNAVAILABLE: Final = frozenset({1040, 1053, 1077, 1080, 1152, 1153, 1205, 1927, 4031})
+T = TypeVar("T")
 
 _MARIADB_ROWS: Final = "SELECT User, Host, priv FROM mysql.global_priv WHERE User IN (%s, '')"
 _MARIADB_ALL: Final = "SELECT User, Host, priv FROM mysql.global_priv"
@@ -105,74 +102,6 @@ _MYSQL_NATIVE_ACTIVE: Final = (
 _MARIADB_ALTER: Final = "ALTER USER %s@%s IDENTIFIED VIA {plugin} USING %s"
 _MYSQL_ALTER: Final = "ALTER USER %s@%s IDENTIFIED WITH {plugin} AS %s"
 #: A plugin name goes into the statement as a keyword, so it must be a plain identifier.
-_PLUGIN_NAME: Final = re.compile(r"[A-Za-z0-9_]{1,64}")
-
-
-def split_account(account: str) -> tuple[str, str]:
-    """``"user@host"`` -> (user, host), split on the last ``@``; no ``@`` means host ``%``."""
-    user, at, host = account.rpartition("@")
-    if not at:
-        return account, "%"
-    return user, host
-
-
-def native_hash(password: Secret) -> str:
-    """The ``mysql_native_password`` hash of the password's UTF-8 bytes (as ``PASSWORD()``)."""
-    inner = hashlib.sha1(password.reveal().encode()).digest()
-    return "*" + hashlib.sha1(inner).hexdigest().upper()
-
-
-def _wire_password(password: Secret | None) -> str:
-    """The password as PyMySQL must get it to send its UTF-8 bytes (it encodes Latin-1)."""
-    if password is None:
-        return ""
-    return password.reveal().encode().decode("latin-1")
-
-
-def _errno(exc: BaseException) -> int | None:
-    args = getattr(exc, "args", ())
-    return args[0] if args and isinstance(args[0], int) else None
-
-
-def login_refused(exc: BaseException) -> bool:
-    """Whether a failed connection attempt was a refused login (bad password, no such row)."""
-    return isinstance(exc, pymysql.err.MySQLError) and _errno(exc) in _LOGIN_REFUSED
-
-
-def classify(exc: Exception, endpoint: str, action: str) -> EngineError | None:
-    """PyMySQL exception -> domain error; copies only the error number, never the text."""
-    if not isinstance(exc, pymysql.err.MySQLError):
-        return None
-    code = _errno(exc)
-    if code in _LOGIN_REFUSED:
-        return EngineUnavailable(f"admin login to {endpoint} failed")
-    if code in _PERMISSION:
-        return AccountPermissionDenied(f"{endpoint} refused {action}: permission denied ({code})")
-    if (
-        isinstance(exc, pymysql.err.InterfaceError)
-        or code is None
-        or 2000 <= code < 3000
-        or code in _UNAVAILABLE
-    ):
-        return EngineUnavailable(f"{endpoint} is not available ({code or type(exc).__name__})")
-    return EngineRejected(f"{endpoint} refused {action} (error {code})")
-
-
-@dataclass(frozen=True, slots=True)
-class _Row:
-    """One account row of the grant tables."""
-
-    user: str
-    host: str
-    plugin: str
-    auth: str
-    locked: bool
-    chained: bool = False
-    role: bool = False
-
-    @property
-    def name(self) -> str:
-        return f"{self.user}@{self.host}"
 
 
 @dataclass(slots=True)
@@ -193,87 +122,6 @@ class _Admin:
         await _close(self.conn)
 
 
-def _text(value: Any) -> str:
-    if isinstance(value, bytes | bytearray):
-        try:
-            return bytes(value).decode()
-        except UnicodeDecodeError:
-            raise UnsupportedFeature("the stored credential is not text") from None
-    return "" if value is None else str(value)
-
-
-def _mariadb_row(user: Any, host: Any, priv: Any) -> _Row:
-    try:
-        data = json.loads(_text(priv) or "{}")
-    except ValueError:
-        raise InternalError("mysql.global_priv holds an unreadable row") from None
-    if not isinstance(data, dict):
-        raise InternalError("mysql.global_priv holds an unreadable row")
-    return _Row(
-        user=_text(user),
-        host=_text(host),
-        plugin=str(data.get("plugin") or NATIVE_PLUGIN),
-        auth=str(data.get("authentication_string") or ""),
-        locked=bool(data.get("account_locked", False)),
-        chained=bool(data.get("auth_or")),
-        role=bool(data.get("is_role", False)),
-    )
-
-
-def _mysql_row(user: Any, host: Any, plugin: Any, auth: Any, locked: Any) -> _Row:
-    return _Row(
-        user=_text(user),
-        host=_text(host),
-        plugin=_text(plugin) or NATIVE_PLUGIN,
-        auth=_text(auth),
-        locked=_text(locked).upper() == "Y",
-    )
-
-
-def _rank(host: str) -> int:
-    """How specific a host pattern is: 0 a literal host, 1 a pattern, 2 any host."""
-    if host in ("%", ""):
-        return 2
-    if "%" in host or "_" in host or "/" in host:
-        return 1
-    return 0
-
-
-def _like(pattern: str, value: str) -> bool:
-    """SQL ``LIKE`` with ``%`` and ``_`` (backslash escapes), case-insensitive."""
-    parts: list[str] = []
-    chars = iter(pattern)
-    for ch in chars:
-        if ch == "\\":
-            parts.append(re.escape(next(chars, "\\")))
-        elif ch == "%":
-            parts.append(".*")
-        elif ch == "_":
-            parts.append(".")
-        else:
-            parts.append(re.escape(ch))
-    return re.fullmatch("".join(parts), value, re.IGNORECASE | re.DOTALL) is not None
-
-
-def shadowing_host(target: _Row, rows: Iterable[_Row]) -> str | None:
-    """The host of a row that takes logins ``target`` would otherwise match: a more specific
-    host of the same user (or of the anonymous user) matching some of the same clients."""
-    mine = _rank(target.host)
-    for row in rows:
-        if row.role or row.user not in (target.user, ""):
-            continue
-        if row.user == target.user and row.host.lower() == target.host.lower():
-            continue
-        theirs = _rank(row.host)
-        if theirs >= mine:
-            continue
-        if theirs == 0 and _like(target.host, row.host):
-            return row.host
-        if theirs == 1 and mine == 2:
-            return row.host
-    return None
-
-
 async def _close(conn: Any) -> None:
     try:
         async with asyncio.timeout(1.0):
@@ -281,16 +129,6 @@ async def _close(conn: Any) -> None:
     except Exception as exc:  # cleanup must not mask the operation's own outcome
         log.debug("closing a mysql connection failed (%s)", type(exc).__name__)
         conn.close()
-
-
-def _snapshot_data(snapshot: CredentialSnapshot) -> tuple[str, str]:
-    plugin = snapshot.data.get("plugin")
-    auth = snapshot.data.get("authentication_string")
-    if not isinstance(plugin, str) or not isinstance(auth, str):
-        raise InternalError("the credential snapshot is not one of MySQL")
-    if not _PLUGIN_NAME.fullmatch(plugin):
-        raise InternalError("the credential snapshot names an invalid plugin")
-    return plugin, auth
 
 
 class MySQLEngine:
@@ -316,7 +154,7 @@ class MySQLEngine:
         async def op(admin: _Admin) -> EngineInfo:
             row = await self._one(admin.conn, "SELECT VERSION()")
             if row:
-                admin.version = _text(row[0])
+                admin.version = text(row[0])
                 admin.mariadb = "mariadb" in admin.version.lower()
             return EngineInfo(version=admin.version, accounts=True, password_free=None)
 
@@ -361,7 +199,7 @@ class MySQLEngine:
         raise UnsupportedFeature("MySQL accounts have no password-free mode here")
 
     async def restore(self, node: Node, snapshot: CredentialSnapshot) -> ApplyResult:
-        plugin, auth = _snapshot_data(snapshot)
+        plugin, auth = snapshot_data(snapshot)
 
         async def op(admin: _Admin) -> ApplyResult:
             await self._alter(node, admin, snapshot.account, plugin, auth)
@@ -387,7 +225,7 @@ class MySQLEngine:
                 row = await self._one(conn, "SELECT CURRENT_USER()")
             finally:
                 await _close(conn)
-            got_user, got_host = split_account(_text(row[0]) if row else "")
+            got_user, got_host = split_account(text(row[0]) if row else "")
             if got_user != user or got_host.lower() != host.lower():
                 raise VerificationFailed(
                     f"the login to {endpoint} was taken by another account row"
@@ -406,7 +244,7 @@ class MySQLEngine:
         conn = await self._connect(node.address, node.address.username, password)
         try:
             row = await self._one(conn, "SELECT VERSION()")
-            version = _text(row[0]) if row else ""
+            version = text(row[0]) if row else ""
             mariadb = "mariadb" in version.lower()
             native = mariadb or await self._native_active(conn)
         except BaseException:
@@ -417,7 +255,7 @@ class MySQLEngine:
 
     async def _native_active(self, conn: Any) -> bool:
         row = await self._one(conn, _MYSQL_NATIVE_ACTIVE, (NATIVE_PLUGIN,))
-        return row is not None and _text(row[0]).upper() == "ACTIVE"
+        return row is not None and text(row[0]).upper() == "ACTIVE"
 
     def _ssl_context(self, address: NodeAddress) -> ssl.SSLContext | None:
         """The TLS context the node URL asks for (None: plain TCP), built once per settings."""
@@ -445,7 +283,7 @@ class MySQLEngine:
             host=address.host,
             port=address.port,
             user=user,
-            password=_wire_password(password),
+            password=wire_password(password),
             db=address.database or None,
             charset=_CHARSET,
             autocommit=True,
@@ -469,15 +307,15 @@ class MySQLEngine:
             await cur.execute(query, params)
             return list(await cur.fetchall())
 
-    async def _rows(self, admin: _Admin, user: str | None) -> list[_Row]:
+    async def _rows(self, admin: _Admin, user: str | None) -> list[Row]:
         """Account rows of ``user`` and of the anonymous user (None: every row)."""
         if admin.mariadb:
             query, params = (_MARIADB_ALL, None) if user is None else (_MARIADB_ROWS, (user,))
-            return [_mariadb_row(*r) for r in await self._all(admin.conn, query, params)]
+            return [mariadb_row(*r) for r in await self._all(admin.conn, query, params)]
         query, params = (_MYSQL_ALL, None) if user is None else (_MYSQL_ROWS, (user,))
-        return [_mysql_row(*r) for r in await self._all(admin.conn, query, params)]
+        return [mysql_row(*r) for r in await self._all(admin.conn, query, params)]
 
-    async def _target(self, node: Node, admin: _Admin, account: str) -> _Row:
+    async def _target(self, node: Node, admin: _Admin, account: str) -> Row:
         """The account's row, checked: it exists, is not locked, chained or shadowed."""
         endpoint = node.address.endpoint
         user, host = split_account(account)
@@ -511,6 +349,6 @@ class MySQLEngine:
             async with admin.conn.cursor() as cur:
                 await cur.execute(template.format(plugin=plugin), (user, host, auth))
         except pymysql.err.MySQLError as exc:
-            if _errno(exc) == ER_CANNOT_USER:
+            if errno_of(exc) == ER_CANNOT_USER:
                 raise AccountNotFound(f"the account does not exist on {endpoint}") from None
             raise

@@ -13,7 +13,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import redis.asyncio as aioredis
-from tests.support.keyturn_server import KEY_ID, KEY_SECRET, KeyturnServer, free_port
+from tests.support.keyturn_server import KEY_ID, KEY_SECRET, KeyturnServer
+from tests.support.ports import free_port
 
 from bench import harness
 from bench.client import SignedClient, client_cost

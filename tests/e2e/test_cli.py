@@ -13,7 +13,7 @@ import httpx
 import pytest
 from tencentcloud.redis.v20180412 import models
 
-from tests.support.keyturn_server import free_port
+from tests.support.ports import free_port
 from tests.support.sdk import redis_sdk
 
 pytestmark = pytest.mark.engine

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from keyturn.config import load_settings
 from keyturn.core.model import Product
 from keyturn.core.secrets import Secret
 from keyturn.service.admin import Admin
+from tests.support.ports import free_port
 
 TENANT = "1300000001"
 OTHER_TENANT = "1300000002"
@@ -50,13 +50,6 @@ tenant = "{OTHER_TENANT}"
 id = "{OTHER_KEY_ID}"
 secret_env = "KT_OTHER_SECRET"
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class KeyturnServer:

@@ -31,13 +31,13 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import quote
 
+from tests.support.ports import free_port
+
 INSTALL_DB: Final = "/usr/bin/mariadb-install-db"
 MARIADBD: Final = "/usr/sbin/mariadbd"
 CLIENT: Final = "/usr/bin/mariadb"
 BINLOG_TOOLS: Final = ("/usr/bin/mariadb-binlog", "/usr/bin/mysqlbinlog")
 OS_USER: Final = "mysql"
-#: Port of a shared MySQL/MariaDB that must never be touched.
-SHARED_PORT: Final = 3306
 
 _template_lock = threading.Lock()
 _template: Path | None = None
@@ -52,16 +52,6 @@ def mariadb_binaries() -> str | None:
     if all(os.access(b, os.X_OK) for b in (INSTALL_DB, MARIADBD, CLIENT)):
         return MARIADBD
     return None
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now (never 3306)."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        if port != SHARED_PORT:
-            return port
 
 
 def native_hash(password: str) -> str:

@@ -20,7 +20,6 @@ import os
 import pwd
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
@@ -28,10 +27,10 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import quote
 
+from tests.support.ports import free_port
+
 #: Where Debian puts the PostgreSQL 15 binaries; ``KEYTURN_PG_BINDIR`` overrides it.
 DEFAULT_BINDIR: Final = "/usr/lib/postgresql/15/bin"
-#: Port of the shared PostgreSQL that must never be touched.
-SHARED_PORT: Final = 5432
 #: The template cluster's superuser password, replaced per server unless asked for.
 TEMPLATE_PASSWORD: Final = "template-adminpw"
 OS_USER: Final = "postgres"
@@ -50,16 +49,6 @@ def postgres_bindir() -> str | None:
     if all(os.access(os.path.join(configured, b), os.X_OK) for b in ("initdb", "pg_ctl")):
         return configured
     return None
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now (never 5432)."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        if port != SHARED_PORT:
-            return port
 
 
 def _as_postgres(argv: list[str]) -> list[str]:

@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import quote
 
+from tests.support.ports import free_port
+
 #: Where the Debian package puts the server; ``KEYTURN_REDIS_SERVER`` overrides it.
 DEFAULT_BINARY: Final = "/usr/bin/redis-server"
-#: Port that belongs to a shared Redis and must never be touched.
-SHARED_PORT: Final = 6379
 _KEEP: Final = object()
 
 
@@ -42,16 +42,6 @@ def redis_server_binary() -> str | None:
     if os.access(configured, os.X_OK):
         return configured
     return shutil.which("redis-server")
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now (never 6379)."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        if port != SHARED_PORT:
-            return port
 
 
 def _quote(value: str) -> str:

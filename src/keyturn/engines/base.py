@@ -17,7 +17,7 @@ import errno
 import logging
 import math
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Final
 
@@ -40,6 +40,16 @@ def check_timeout(seconds: float) -> float:
     if isinstance(seconds, bool) or not math.isfinite(seconds) or seconds <= 0:
         raise ValueError("an engine timeout must be a positive number of seconds")
     return float(seconds)
+
+
+async def close_quietly(closing: Awaitable[object], what: str, timeout: float = 1.0) -> None:
+    """Await a driver's close, bounded; a failure is logged and swallowed, because cleanup must
+    never mask the outcome of the operation it follows."""
+    try:
+        async with asyncio.timeout(timeout):
+            await closing
+    except Exception as exc:
+        log.debug("closing %s failed (%s)", what, type(exc).__name__)
 
 
 def reply_code(text: str, default: str = "ERR") -> str:

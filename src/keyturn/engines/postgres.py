@@ -20,7 +20,6 @@ only ``keyturn.core``, ``keyturn.engines`` and psycopg.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 from dataclasses import dataclass
@@ -45,7 +44,7 @@ from keyturn.core.model import EngineKind, Node, NodeAddress
 from keyturn.core.ports import AccountInfo, ApplyResult, CredentialSnapshot, EngineInfo
 from keyturn.core.secrets import Secret
 from keyturn.engines.admin_pool import AdminPool
-from keyturn.engines.base import DEFAULT_TIMEOUT, check_timeout, engine_call
+from keyturn.engines.base import DEFAULT_TIMEOUT, check_timeout, close_quietly, engine_call
 
 log = logging.getLogger(__name__)
 
@@ -141,11 +140,7 @@ class _Role:
 
 
 async def _close(conn: Connection) -> None:
-    try:
-        async with asyncio.timeout(1.0):
-            await conn.close()
-    except Exception as exc:  # cleanup must not mask the operation's own outcome
-        log.debug("closing a postgres connection failed (%s)", type(exc).__name__)
+    await close_quietly(conn.close(), "a postgres connection")
 
 
 def _snapshot_verifier(snapshot: CredentialSnapshot) -> tuple[bool, str | None]:

@@ -39,7 +39,7 @@ from keyturn.core.errors import (
 from keyturn.core.model import EngineKind, Node, NodeAddress
 from keyturn.core.ports import AccountInfo, ApplyResult, CredentialSnapshot, EngineInfo
 from keyturn.core.secrets import Secret
-from keyturn.engines.base import DEFAULT_TIMEOUT, check_timeout, engine_call
+from keyturn.engines.base import DEFAULT_TIMEOUT, check_timeout, close_quietly, engine_call
 from keyturn.engines.redis_acl import (
     AclUser,
     classify,
@@ -112,11 +112,7 @@ def _auth_args(username: str, password: Secret | None) -> tuple[str | None, str 
 
 
 async def _close(client: Redis) -> None:
-    try:
-        async with asyncio.timeout(1.0):
-            await client.aclose()
-    except Exception as exc:  # cleanup must not mask the operation's own outcome
-        log.debug("closing a redis client failed (%s)", type(exc).__name__)
+    await close_quietly(client.aclose(), "a redis client")
 
 
 class RedisEngine:

@@ -126,6 +126,9 @@ class Admin:
             await self._store.put_access_key(
                 AccessKey(id=key.id, tenant_id=key.tenant, secret=key.secret, source=src)
             )
+        # One read of what the store already holds for the declared ids, not one per instance.
+        ids = [spec.id for spec in inventory.instances]
+        known = {i.id: i for i in (await self._store.list_instances(None, instance_ids=ids))[0]}
         for spec in inventory.instances:
             declared = build_instance(
                 tenant_id=spec.tenant,
@@ -137,7 +140,7 @@ class Admin:
                 password_free_allowed=spec.password_free_allowed,
                 source=src,
             )
-            await self._store.put_instance(await self._keep_rotated_credentials(declared))
+            await self._store.put_instance(_keep_rotated_credentials(declared, known))
         removed = 0
         declared_instances = {i.id for i in inventory.instances}
         # Only the file's own records: the store may hold many more (100,000 is tested).
@@ -161,22 +164,6 @@ class Admin:
             instances=len(inventory.instances),
             removed=removed,
         )
-
-    async def _keep_rotated_credentials(self, declared: Instance) -> Instance:
-        """Once keyturn has rotated its own admin password on a node, the inventory file still
-        holds the old one; re-applying it would lock keyturn out. For a node whose address and
-        admin user are unchanged, the stored credential therefore wins."""
-        found, _ = await self._store.list_instances(None, instance_ids=[declared.id])
-        if not found:
-            return declared
-        stored = {(n.ordinal, n.address.public_url()): n.address.password for n in found[0].nodes}
-        nodes = tuple(
-            replace(node, address=replace(node.address, password=stored[key]))
-            if (key := (node.ordinal, node.address.public_url())) in stored
-            else node
-            for node in declared.nodes
-        )
-        return replace(declared, nodes=nodes)
 
     async def _require_tenant(self, tenant_id: str) -> None:
         if tenant_id not in await self._store.tenant_sources():
@@ -231,3 +218,20 @@ def _parse(url: Secret, product: Product, instance_id: str, ordinal: int) -> Nod
         raise InvalidParameterValue(
             f"instance {instance_id} node {ordinal}: {exc.message}"
         ) from None
+
+
+def _keep_rotated_credentials(declared: Instance, known: dict[str, Instance]) -> Instance:
+    """Once keyturn has rotated its own admin password on a node, the inventory file still
+    holds the old one; re-applying it would lock keyturn out. For a node whose address and
+    admin user are unchanged, the stored credential therefore wins."""
+    found = known.get(declared.id)
+    if found is None:
+        return declared
+    stored = {(n.ordinal, n.address.public_url()): n.address.password for n in found.nodes}
+    nodes = tuple(
+        replace(node, address=replace(node.address, password=stored[key]))
+        if (key := (node.ordinal, node.address.public_url())) in stored
+        else node
+        for node in declared.nodes
+    )
+    return replace(declared, nodes=nodes)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 
 from keyturn.core.errors import (
     DomainError,
@@ -55,16 +56,17 @@ class Resets:
             raise InstanceNotFound()
         return instance
 
-    async def check_account(
-        self, caller: Caller, *, product: Product, instance_id: str, account: str
+    async def check_accounts(
+        self, caller: Caller, *, product: Product, instance_id: str, accounts: Sequence[str]
     ) -> None:
-        """Raise the domain error a reset of ``account`` would meet at its snapshot (missing,
-        locked, shadowed, ...) without queuing anything: batch APIs check every account first
-        so that one bad entry changes nothing."""
+        """Raise the domain error a reset of any of ``accounts`` would meet at its snapshot
+        (missing, locked, shadowed, ...) without queuing anything: batch APIs check every
+        account first so that one bad entry changes nothing."""
         instance = await self.instance(caller, product, instance_id)
         engine = self._engines.engine(instance.engine)
-        for node in instance.nodes:
-            await engine.snapshot(node, account)
+        for account in accounts:
+            for node in instance.nodes:
+                await engine.snapshot(node, account)
 
     async def reset_password(
         self,

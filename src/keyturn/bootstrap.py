@@ -18,12 +18,14 @@ from keyturn.dialects.tencent.redis import PRODUCT as TENCENT_REDIS
 from keyturn.dialects.tencent.tdmysql import PRODUCT as TENCENT_TDMYSQL
 from keyturn.engines.registry import EngineRegistry
 from keyturn.http.app import create_app
+from keyturn.service.accounts import Accounts, ChangeGuard
 from keyturn.service.admin import Admin
 from keyturn.service.context import SystemClock
 from keyturn.service.credentials import Credentials
 from keyturn.service.encryption import Encryption
 from keyturn.service.facade import Services
 from keyturn.service.queries import Queries
+from keyturn.service.replay import NonceGuard
 from keyturn.service.resets import Resets
 from keyturn.service.worker import TaskWorker
 from keyturn.store.sealing import AesGcmSecretBox, load_or_create_master_key
@@ -77,13 +79,16 @@ async def build_runtime(settings: Settings) -> Runtime:
         max_concurrency=settings.task_concurrency,
         pauses=settings.fault_pauses,
     )
+    resets = Resets(store, engines, worker, sync_deadline=settings.sync_deadline)
     services = Services(
         credentials=Credentials(store),
-        resets=Resets(store, engines, worker, sync_deadline=settings.sync_deadline),
+        resets=resets,
         queries=Queries(store, engines),
         admin=Admin(store),
         encryption=Encryption(store),
         clock=clock,
+        accounts=Accounts(store, engines, resets, ChangeGuard(clock)),
+        nonces=NonceGuard(clock),
     )
     return Runtime(
         settings=settings, store=store, engines=engines, worker=worker, services=services

@@ -30,6 +30,10 @@ KEY_ID = "AKIDkeyturnTEST0001"
 KEY_SECRET = "test-secret-0123456789abcdef"
 OTHER_KEY_ID = "AKIDkeyturnTEST0002"
 OTHER_KEY_SECRET = "other-secret-0123456789abcdef"
+#: A Huawei Cloud project (tenant ids are the vendor's account or project ids) and its AK/SK.
+HW_PROJECT = "0a1b2c3d4e5f60718293a4b5c6d7e8f9"
+HW_AK = "HWAKKEYTURNTEST00001"
+HW_SK = "hw-secret-0123456789abcdef0123"
 
 INVENTORY = f"""
 [[tenants]]
@@ -49,6 +53,15 @@ secret = "{KEY_SECRET}"
 tenant = "{OTHER_TENANT}"
 id = "{OTHER_KEY_ID}"
 secret_env = "KT_OTHER_SECRET"
+
+[[tenants]]
+id = "{HW_PROJECT}"
+name = "huawei project"
+
+[[keys]]
+tenant = "{HW_PROJECT}"
+id = "{HW_AK}"
+secret = "{HW_SK}"
 """
 
 
@@ -130,6 +143,7 @@ class KeyturnServer:
         tenant: str = TENANT,
         password_free_allowed: bool = True,
         name: str = "",
+        region: str = "ap-guangzhou",
     ) -> None:
         """Register an instance in the server's data dir (the server reads it per request)."""
 
@@ -142,7 +156,7 @@ class KeyturnServer:
                     tenant_id=tenant,
                     instance_id=instance_id,
                     product=product,
-                    region="ap-guangzhou",
+                    region=region,
                     node_urls=[Secret(n) for n in nodes],
                     name=name,
                     password_free_allowed=password_free_allowed,

@@ -19,19 +19,27 @@ table each; engines and stores translate foreign exceptions into them at their b
     │   │   ├── PasswordLengthViolation
     │   │   ├── PasswordCharsetViolation      a character outside every allowed class
     │   │   └── PasswordCompositionViolation  missing classes or a forbidden prefix
+    │   ├── PasswordReused           the new password is the current one
+    │   ├── OldPasswordMismatch      a change's old password is not the current one
+    │   ├── InvalidAccountName
     │   ├── PasswordFreeDenied
     │   └── UnsupportedFeature
+    │       └── AccountsUnsupported  the engine has no named accounts (Redis < 6)
     ├── AuthError                    authentication failed
     │   ├── MissingAuthorization
     │   ├── UnknownAccessKey
     │   ├── SignatureInvalid
-    │   └── SignatureExpired
+    │   ├── SignatureExpired
+    │   ├── NonceReused              a replayed request
+    │   └── TenantMismatch           the request names another tenant than its key's
     ├── NotFound
     │   ├── InstanceNotFound
     │   ├── AccountNotFound
     │   └── TaskNotFound
     ├── Conflict
     │   ├── OperationInProgress
+    │   ├── AccountExists
+    │   ├── PasswordChangeLocked     too many wrong old passwords; changes wait
     │   ├── AccountCannotLogin       NOLOGIN, or its validity has expired
     │   ├── AccountLocked            locked by the engine (MySQL ACCOUNT LOCK)
     │   └── AccountShadowed          a more specific account row takes its logins
@@ -139,6 +147,24 @@ class PasswordCompositionViolation(PasswordPolicyViolation):
     code = "PasswordCompositionViolation"
 
 
+class PasswordReused(InvalidParameterValue):
+    """The new password must differ from the current one."""
+
+    code = "PasswordReused"
+
+
+class OldPasswordMismatch(InvalidParameterValue):
+    """The old password is not the account's current password."""
+
+    code = "OldPasswordMismatch"
+
+
+class InvalidAccountName(InvalidParameterValue):
+    """The account name is not valid."""
+
+    code = "InvalidAccountName"
+
+
 class PasswordFreeDenied(InvalidParameterValue):
     """Password-free mode is not allowed for this instance."""
 
@@ -149,6 +175,12 @@ class UnsupportedFeature(RequestError):
     """The instance or server does not support this operation."""
 
     code = "UnsupportedFeature"
+
+
+class AccountsUnsupported(UnsupportedFeature):
+    """The engine has no named accounts (Redis before 6 has no ACL users)."""
+
+    code = "AccountsUnsupported"
 
 
 class AuthError(DomainError):
@@ -179,6 +211,18 @@ class SignatureExpired(AuthError):
     """The request timestamp is outside the accepted clock window."""
 
     code = "SignatureExpired"
+
+
+class NonceReused(AuthError):
+    """The request's nonce was already used: the request is a replay."""
+
+    code = "NonceReused"
+
+
+class TenantMismatch(AuthError):
+    """The request names a tenant (project or account) other than its access key's."""
+
+    code = "TenantMismatch"
 
 
 class NotFound(DomainError):
@@ -215,6 +259,18 @@ class OperationInProgress(Conflict):
     """Another task on the same instance account is still running."""
 
     code = "OperationInProgress"
+
+
+class AccountExists(Conflict):
+    """The account already exists on the instance."""
+
+    code = "AccountExists"
+
+
+class PasswordChangeLocked(Conflict):
+    """Password changes on this account are locked after too many wrong old passwords."""
+
+    code = "PasswordChangeLocked"
 
 
 class AccountCannotLogin(Conflict):

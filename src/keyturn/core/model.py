@@ -32,10 +32,18 @@ class Product(enum.StrEnum):
     TENCENT_REDIS = "tencent-redis"
     TENCENT_POSTGRES = "tencent-postgres"
     TENCENT_TDMYSQL = "tencent-tdmysql"
+    ALIBABA_KVSTORE = "alibaba-kvstore"
+    HUAWEI_DCS = "huawei-dcs"
 
     @property
     def engine(self) -> EngineKind:
         return _PRODUCT_ENGINES[self]
+
+    @property
+    def named_accounts(self) -> bool:
+        """Whether the product manages named accounts (Redis ACL users), so an engine without
+        them cannot serve it."""
+        return self is Product.ALIBABA_KVSTORE
 
     @property
     def id_pattern(self) -> re.Pattern[str]:
@@ -47,11 +55,15 @@ _PRODUCT_ENGINES: Mapping[Product, EngineKind] = {
     Product.TENCENT_REDIS: EngineKind.REDIS,
     Product.TENCENT_POSTGRES: EngineKind.POSTGRES,
     Product.TENCENT_TDMYSQL: EngineKind.MYSQL,
+    Product.ALIBABA_KVSTORE: EngineKind.REDIS,
+    Product.HUAWEI_DCS: EngineKind.REDIS,
 }
 _PRODUCT_ID_PATTERNS: Mapping[Product, re.Pattern[str]] = {
     Product.TENCENT_REDIS: re.compile(r"^crs-[a-z0-9]{4,32}$"),
     Product.TENCENT_POSTGRES: re.compile(r"^postgres-[a-z0-9]{4,32}$"),
     Product.TENCENT_TDMYSQL: re.compile(r"^tdsql3?-[a-z0-9]{4,32}$"),
+    Product.ALIBABA_KVSTORE: re.compile(r"^r-[a-z0-9]{8,32}$"),
+    Product.HUAWEI_DCS: re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"),
 }
 
 #: URL schemes accepted per engine; the ``s`` variants ask for TLS.

@@ -109,3 +109,23 @@ TENCENT_TDMYSQL = PasswordPolicy(
     ),
     min_classes=2,
 )
+
+#: Alibaba Cloud Tair / Redis accounts (R-kvstore 2015-01-01): 8-32 characters, at least three
+#: of upper-case, lower-case, digits and ``!@#$%^&*()_+-=``.
+ALIBABA_KVSTORE = PasswordPolicy(
+    name="alibaba-kvstore",
+    min_length=8,
+    max_length=32,
+    classes=(UPPER, LOWER, DIGITS, CharClass.of("special characters", "!@#$%^&*()_+-=")),
+    min_classes=3,
+)
+
+#: Huawei Cloud DCS for Redis (v2): 8-64 characters, at least three of lower-case, upper-case,
+#: digits and the specials `` `~!@#$^&*()-_=+\|{},<.>/? ``.
+HUAWEI_DCS = PasswordPolicy(
+    name="huawei-dcs",
+    min_length=8,
+    max_length=64,
+    classes=(LOWER, UPPER, DIGITS, CharClass.of("special characters", "`~!@#$^&*()-_=+\\|{},<.>/?")),
+    min_classes=3,
+)

@@ -28,6 +28,8 @@ class EngineInfo:
     accounts: bool
     #: Whether the account keyturn was asked about needs no password (Redis ``nopass``).
     password_free: bool | None = None
+    #: Whether the account keyturn was asked about exists; None when the probe cannot tell.
+    account_exists: bool | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -82,6 +84,22 @@ class Engine(Protocol):
     async def verify(self, node: Node, account: str, password: Secret | None) -> None:
         """Prove on a fresh connection that ``password`` (None: no password) logs in and that
         no other credential does; raise ``VerificationFailed`` otherwise."""
+        ...
+
+    async def password_matches(self, node: Node, account: str, password: Secret) -> bool:
+        """Whether ``password`` is one of the account's current passwords (a password-free
+        account matches none); ``AccountNotFound`` if the account does not exist."""
+        ...
+
+    async def create_account(
+        self, node: Node, account: str, password: Secret, *, read_only: bool
+    ) -> ApplyResult:
+        """Create a login account with ``password``, read-only or read-write;
+        ``AccountExists`` if it exists, ``AccountsUnsupported`` where the engine has none."""
+        ...
+
+    async def drop_account(self, node: Node, account: str) -> ApplyResult:
+        """Delete an account (the rollback of ``create_account``); absent is not an error."""
         ...
 
     async def forget(self, node: Node) -> None:

@@ -255,6 +255,22 @@ class PostgresEngine:
                 raise
             await _close(conn)
 
+    async def password_matches(self, node: Node, account: str, password: Secret) -> bool:
+        # The engine keeps only verifiers: a login attempt is the one honest check.
+        try:
+            await self.verify(node, account, password)
+        except VerificationFailed:
+            return False
+        return True
+
+    async def create_account(
+        self, node: Node, account: str, password: Secret, *, read_only: bool
+    ) -> ApplyResult:
+        raise UnsupportedFeature("keyturn creates PostgreSQL accounts through no product yet")
+
+    async def drop_account(self, node: Node, account: str) -> ApplyResult:
+        raise UnsupportedFeature("keyturn drops PostgreSQL accounts through no product yet")
+
     async def forget(self, node: Node) -> None:
         await self._admins.forget(node)
 

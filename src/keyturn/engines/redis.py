@@ -30,7 +30,9 @@ from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, ResponseError
 
 from keyturn.core.errors import (
+    AccountExists,
     AccountNotFound,
+    AccountsUnsupported,
     EngineRejected,
     EngineUnavailable,
     InternalError,
@@ -42,6 +44,7 @@ from keyturn.core.secrets import Secret
 from keyturn.engines.base import DEFAULT_TIMEOUT, check_timeout, close_quietly, engine_call
 from keyturn.engines.redis_acl import (
     AclUser,
+    account_rules,
     classify,
     pairs,
     parse_version,
@@ -144,10 +147,18 @@ class RedisEngine:
                 admin.version = _version_of(info, node.address.endpoint)
                 user = None if reply is None else AclUser.parse(reply)
                 free = None if user is None else user.nopass
-                return EngineInfo(version=admin.version, accounts=True, password_free=free)
+                return EngineInfo(
+                    version=admin.version,
+                    accounts=True,
+                    password_free=free,
+                    account_exists=user is not None,
+                )
             admin.version = await _server_version(admin.client, node.address.endpoint)
             free = None if account is None else await self._password_free(admin, account)
-            return EngineInfo(version=admin.version, accounts=admin.acl, password_free=free)
+            exists = None if account is None else free is not None
+            return EngineInfo(
+                version=admin.version, accounts=admin.acl, password_free=free, account_exists=exists
+            )
 
         return await self._run(node, "probe", op)
 
@@ -269,6 +280,45 @@ class RedisEngine:
             self._run(node, "verify", state),
             self._fresh_login(node.address, account, password, acl=pooled.acl),
         )
+
+    async def password_matches(self, node: Node, account: str, password: Secret) -> bool:
+        async def op(admin: _Admin) -> bool:
+            if not admin.acl:
+                self._check_legacy_account(node, account)
+                current = (await self._config_get(admin, "requirepass")).encode()
+                return bool(current) and hmac.compare_digest(current, password.reveal().encode())
+            user = await self._existing_user(node, admin, account)
+            digest = sha256_hex(password)
+            return not user.nopass and any(hmac.compare_digest(h, digest) for h in user.passwords)
+
+        return await self._run(node, "check password", op)
+
+    async def create_account(
+        self, node: Node, account: str, password: Secret, *, read_only: bool
+    ) -> ApplyResult:
+        endpoint = node.address.endpoint
+
+        async def op(admin: _Admin) -> ApplyResult:
+            if not admin.acl:
+                raise AccountsUnsupported(f"Redis {admin.version} on {endpoint} has no ACL users")
+            # ACL SETUSER creates or amends: check first so an existing user is never changed.
+            if await self._getuser(admin, account) is not None:
+                raise AccountExists(f"the account already exists on {endpoint}")
+            channels = parse_version(admin.version) >= (6, 2)
+            rules = account_rules(password, read_only=read_only, channels=channels)
+            await _cmd(admin.client, "ACL", "SETUSER", account, *rules)
+            return await self._persist(node, admin)
+
+        return await self._run(node, "create account", op)
+
+    async def drop_account(self, node: Node, account: str) -> ApplyResult:
+        async def op(admin: _Admin) -> ApplyResult:
+            if not admin.acl or await self._getuser(admin, account) is None:
+                return ApplyResult(persisted=True, note="nothing to drop")
+            await _cmd(admin.client, "ACL", "DELUSER", account)
+            return await self._persist(node, admin)
+
+        return await self._run(node, "drop account", op)
 
     async def forget(self, node: Node) -> None:
         await self._drop(node.key)

@@ -149,3 +149,14 @@ def restore_rules(data: Mapping[str, Any]) -> list[str]:
         rules.append("nopass")
     rules.append("on" if enabled else "off")
     return rules
+
+
+def account_rules(password: Secret, *, read_only: bool, channels: bool) -> list[str]:
+    """``ACL SETUSER`` rules of a new account: enabled, one password, every key (and channel
+    where the server knows channel rules, Redis 6.2+). Read-only accounts get the read and
+    connection commands; read-write accounts everything but administration."""
+    rules = ["on", f">{password.reveal()}", "~*"]
+    if channels:
+        rules.append("&*")
+    rules += ["-@all", "+@read", "+@connection"] if read_only else ["+@all", "-@admin"]
+    return rules

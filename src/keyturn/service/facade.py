@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from keyturn.core.ports import Clock
+from keyturn.service.accounts import Accounts
 from keyturn.service.admin import Admin
 from keyturn.service.credentials import Credentials
 from keyturn.service.encryption import Encryption
 from keyturn.service.queries import Queries
+from keyturn.service.replay import NonceGuard
 from keyturn.service.resets import Resets
 
 
@@ -20,3 +22,5 @@ class Services:
     admin: Admin
     encryption: Encryption
     clock: Clock
+    accounts: Accounts
+    nonces: NonceGuard

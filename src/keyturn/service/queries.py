@@ -8,10 +8,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from keyturn.core.errors import InstanceNotFound
 from keyturn.core.model import Instance, Product
 from keyturn.core.ports import AccountInfo, EngineRegistry, Page, Store
 from keyturn.core.tasks import Task
 from keyturn.service.context import Caller
+
+
+async def owned_instance(
+    store: Store, caller: Caller, product: Product, instance_id: str
+) -> Instance:
+    """The caller's instance of ``product``; another tenant's or product's is not found, so
+    an id never reveals whether someone else has it."""
+    instance = await store.get_instance(caller.tenant_id, instance_id)
+    if instance.product is not product:
+        raise InstanceNotFound()
+    return instance
 
 
 class Queries:
@@ -20,6 +32,9 @@ class Queries:
     def __init__(self, store: Store, engines: EngineRegistry) -> None:
         self._store = store
         self._engines = engines
+
+    async def instance(self, caller: Caller, product: Product, instance_id: str) -> Instance:
+        return await owned_instance(self._store, caller, product, instance_id)
 
     async def instances(
         self,

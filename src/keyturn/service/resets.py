@@ -13,14 +13,16 @@ import logging
 from collections.abc import Sequence
 
 from keyturn.core.errors import (
+    AccountNotFound,
+    AccountsUnsupported,
     DomainError,
     EngineRejected,
     EngineUnavailable,
-    InstanceNotFound,
     InternalError,
     OperationInProgress,
     OperationTimedOut,
     PasswordFreeDenied,
+    PasswordReused,
 )
 from keyturn.core.model import Instance, Product
 from keyturn.core.passwords import PasswordPolicy
@@ -28,6 +30,7 @@ from keyturn.core.ports import EngineInfo, EngineRegistry, Store
 from keyturn.core.secrets import Secret
 from keyturn.core.tasks import NewTask, Task, TaskKind, TaskState, TaskStep
 from keyturn.service.context import Caller
+from keyturn.service.queries import owned_instance
 from keyturn.service.worker import Loaded, TaskWorker
 
 log = logging.getLogger(__name__)
@@ -51,10 +54,7 @@ class Resets:
 
     async def instance(self, caller: Caller, product: Product, instance_id: str) -> Instance:
         """The caller's instance of ``product``; another tenant's or product's is not found."""
-        instance = await self._store.get_instance(caller.tenant_id, instance_id)
-        if instance.product is not product:
-            raise InstanceNotFound()
-        return instance
+        return await owned_instance(self._store, caller, product, instance_id)
 
     async def check_accounts(
         self, caller: Caller, *, product: Product, instance_id: str, accounts: Sequence[str]
@@ -90,13 +90,18 @@ class Resets:
         product: Product,
         instance_id: str,
         account: str,
-        password: Secret,
+        password: Secret | None,
         policy: PasswordPolicy,
+        differ_from_current: bool = False,
     ) -> Task:
-        """Reset and answer only once the new password is verified on every node (APIs that
-        are synchronous at the vendor). A failure raises the domain error behind it, after
-        the rollback; past the deadline, ``OperationTimedOut`` while the task goes on."""
-        task, job = await self._queue(caller, product, instance_id, account, password, policy)
+        """Reset (None: switch to password-free) and answer only once the new credential is
+        verified on every node (APIs that are synchronous at the vendor). A failure raises the
+        domain error behind it, after the rollback; past the deadline, ``OperationTimedOut``
+        while the task goes on. ``differ_from_current`` refuses the current password
+        (``PasswordReused``)."""
+        task, job = await self._queue(
+            caller, product, instance_id, account, password, policy, differ_from_current
+        )
         self._worker.expect(task.id)
         try:
             await asyncio.wait_for(asyncio.shield(job), self._sync_deadline)
@@ -126,6 +131,7 @@ class Resets:
         account: str,
         password: Secret | None,
         policy: PasswordPolicy,
+        differ_from_current: bool = False,
     ) -> tuple[Task, asyncio.Task[None]]:
         instance = await self.instance(caller, product, instance_id)
         if password is None:
@@ -139,6 +145,10 @@ class Resets:
         if await self._store.active_task(instance.id, account) is not None:
             raise OperationInProgress()
         await self._check_health(instance, account)
+        if differ_from_current and password is not None:
+            engine = self._engines.engine(instance.engine)
+            if await engine.password_matches(instance.primary, account, password):
+                raise PasswordReused()
         kind = TaskKind.RESET_PASSWORD if password is not None else TaskKind.SET_PASSWORD_FREE
         steps = tuple(
             TaskStep(ordinal=node.ordinal, endpoint=node.address.endpoint)
@@ -178,6 +188,13 @@ class Resets:
                 raise result
         primary = results[0]
         assert isinstance(primary, EngineInfo)
+        if instance.product.named_accounts and not primary.accounts:
+            raise AccountsUnsupported(
+                f"Redis {primary.version} has no named accounts (ACL users need Redis 6 or later)"
+            )
+        for node, info in zip(instance.nodes, results, strict=True):
+            if isinstance(info, EngineInfo) and info.account_exists is False:
+                raise AccountNotFound(f"the account does not exist on {node.address.endpoint}")
         # Keep the listing fields fresh without a write per request.
         if (primary.version, primary.password_free) != (instance.engine_version, instance.no_auth):
             await self._store.record_observation(

@@ -63,7 +63,7 @@ _PRODUCT_ID_PATTERNS: Mapping[Product, re.Pattern[str]] = {
     Product.TENCENT_POSTGRES: re.compile(r"^postgres-[a-z0-9]{4,32}$"),
     Product.TENCENT_TDMYSQL: re.compile(r"^tdsql3?-[a-z0-9]{4,32}$"),
     Product.ALIBABA_KVSTORE: re.compile(r"^r-[a-z0-9]{8,32}$"),
-    Product.HUAWEI_DCS: re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"),
+    Product.HUAWEI_DCS: re.compile(r"^[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}$"),
 }
 
 #: URL schemes accepted per engine; the ``s`` variants ask for TLS.

@@ -126,6 +126,11 @@ HUAWEI_DCS = PasswordPolicy(
     name="huawei-dcs",
     min_length=8,
     max_length=64,
-    classes=(LOWER, UPPER, DIGITS, CharClass.of("special characters", "`~!@#$^&*()-_=+\\|{},<.>/?")),
+    classes=(
+        LOWER,
+        UPPER,
+        DIGITS,
+        CharClass.of("special characters", r"`~!@#$^&*()-_=+\|{},<.>/?"),
+    ),
     min_classes=3,
 )

@@ -12,7 +12,7 @@ from keyturn.core.errors import (
     PasswordLengthViolation,
     PasswordPolicyViolation,
 )
-from keyturn.core.passwords import TENCENT_POSTGRES, TENCENT_REDIS
+from keyturn.core.passwords import ALIBABA_KVSTORE, HUAWEI_DCS, TENCENT_POSTGRES, TENCENT_REDIS
 
 
 @pytest.mark.parametrize(
@@ -69,3 +69,44 @@ def test_tencent_postgres_names_the_broken_rule(password: str, error: type[Excep
 def test_tencent_postgres_accepts_all_four_kinds() -> None:
     TENCENT_POSTGRES.check("1234qwer()A")
     TENCENT_POSTGRES.check("Passw0rd'2024")
+
+
+@pytest.mark.parametrize("password", ["uWonno_2212", "Abcdefg1", "abc123!@#", "ABC_-=+()1"])
+def test_alibaba_kvstore_accepts(password: str) -> None:
+    ALIBABA_KVSTORE.check(password)
+
+
+@pytest.mark.parametrize(
+    ("password", "error"),
+    [
+        ("Ab1_", PasswordLengthViolation),
+        ("Ab1_" * 9, PasswordLengthViolation),
+        ("abcdefgh1", PasswordCompositionViolation),
+        ("Abcdefg1?", PasswordCharsetViolation),
+    ],
+)
+def test_alibaba_kvstore_refuses(password: str, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        ALIBABA_KVSTORE.check(password)
+
+
+@pytest.mark.parametrize(
+    "password", ["Passw0rd|2024", "abc123?<>", "A" * 60 + "b1c", "a`~\\{}.,/?B"]
+)
+def test_huawei_dcs_accepts(password: str) -> None:
+    HUAWEI_DCS.check(password)
+
+
+@pytest.mark.parametrize(
+    ("password", "error"),
+    [
+        ("Ab1?", PasswordLengthViolation),
+        ("Ab1?" * 17, PasswordLengthViolation),
+        ("abcdefgh12", PasswordCompositionViolation),
+        ("Abcdefg1%", PasswordCharsetViolation),
+        ("Abcdefg1:", PasswordCharsetViolation),
+    ],
+)
+def test_huawei_dcs_refuses(password: str, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        HUAWEI_DCS.check(password)

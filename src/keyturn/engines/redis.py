@@ -16,7 +16,6 @@ and error reduction live in ``keyturn.engines.redis_acl``. This module imports o
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
@@ -24,7 +23,6 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
-from redis.asyncio.connection import Connection, SSLConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, ResponseError
@@ -53,15 +51,11 @@ from keyturn.engines.redis_acl import (
     sha256_hex,
     text,
 )
+from keyturn.engines.redis_login import DEFAULT_USER, auth_args, fresh_login
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-#: The account that needs no AUTH; the only account of Redis before 6.
-DEFAULT_USER = "default"
-#: AUTH password sent to check a non-default ``nopass`` user, which accepts any password.
-_NOPASS_PROBE = "keyturn-nopass-probe"
 
 
 async def _cmd(client: Redis, *args: str) -> Any:
@@ -105,13 +99,6 @@ def _candidates(node: Node) -> list[Secret | None]:
     if node.pending_password is not None and node.pending_password != node.address.password:
         found.append(node.pending_password)
     return found
-
-
-def _auth_args(username: str, password: Secret | None) -> tuple[str | None, str | None]:
-    """(username, password) for redis-py; (None, None) means no AUTH at all."""
-    if password is None:
-        return (None, None) if username == DEFAULT_USER else (username, _NOPASS_PROBE)
-    return username, password.reveal()
 
 
 async def _close(client: Redis) -> None:
@@ -273,12 +260,12 @@ class RedisEngine:
         pooled = self._pool.get(node.key)
         if pooled is None:
             acl = await self._run(node, "verify", state)
-            await self._fresh_login(node.address, account, password, acl=acl)
+            await fresh_login(node.address, account, password, acl=acl, timeout=self._timeout)
             return
         # The admin-side check and the fresh login are independent: run them at once.
         await asyncio.gather(
             self._run(node, "verify", state),
-            self._fresh_login(node.address, account, password, acl=pooled.acl),
+            fresh_login(node.address, account, password, acl=pooled.acl, timeout=self._timeout),
         )
 
     async def password_matches(self, node: Node, account: str, password: Secret) -> bool:
@@ -360,7 +347,7 @@ class RedisEngine:
                     return current
                 await self._drop(node.key)
             for i, password in enumerate(candidates):
-                client = self._client(node.address, _auth_args(node.address.username, password))
+                client = self._client(node.address, auth_args(node.address.username, password))
                 try:
                     version = await _server_version(client, node.address.endpoint)
                 except AuthenticationError:
@@ -381,7 +368,7 @@ class RedisEngine:
     def _client(
         self, address: NodeAddress, login: tuple[str | None, str | None], *, single: bool = False
     ) -> Redis:
-        """A client that logs in with ``login`` (see ``_auth_args``) on each new connection."""
+        """A client that logs in with ``login`` (see ``auth_args``) on each new connection."""
         return Redis(
             host=address.host,
             port=address.port,
@@ -400,46 +387,6 @@ class RedisEngine:
         admin = self._pool.pop(key, None)
         if admin is not None:
             await _close(admin.client)
-
-    async def _fresh_login(
-        self, address: NodeAddress, account: str, password: Secret | None, *, acl: bool
-    ) -> None:
-        """Log in on a new connection as ``account`` with ``password``. A bare connection, not a
-        client: building a ``Redis`` client with its pool costs more CPU than the login itself.
-        With a password, the ``AUTH`` reply is the proof; without one, a ``PING`` must pass."""
-        endpoint = address.endpoint
-        if acl:
-            login = _auth_args(account, password)
-        else:
-            login = (None, password.reveal() if password is not None else None)
-        connection_class = SSLConnection if address.tls else Connection
-        connection = connection_class(
-            host=address.host,
-            port=address.port,
-            username=login[0],
-            password=login[1],
-            protocol=2,
-            driver_info=None,
-            socket_timeout=self._timeout,
-            socket_connect_timeout=self._timeout,
-            retry=Retry(NoBackoff(), 0),
-        )
-        try:
-            async with engine_call(
-                endpoint, "verify login", timeout=self._timeout, classify=classify
-            ):
-                try:
-                    await connection.connect()  # type: ignore[no-untyped-call]
-                    if login[1] is None:
-                        await connection.send_command("PING")
-                        await connection.read_response()
-                except AuthenticationError:
-                    raise VerificationFailed(
-                        f"login to {endpoint} with the new credential failed"
-                    ) from None
-        finally:
-            with contextlib.suppress(Exception):
-                await connection.disconnect()
 
     async def _getuser(self, admin: _Admin, account: str) -> AclUser | None:
         reply = await _cmd(admin.client, "ACL", "GETUSER", account)

@@ -52,6 +52,7 @@ def redis_server_factory() -> Iterator[RedisServerFactory]:
         password: str | bool | None = True,
         aclfile: bool = False,
         config_file: bool = True,
+        replica_of: RedisServer | None = None,
     ) -> RedisServer:
         """``password=True`` generates one; ``None`` or ``False`` leaves ``default`` nopass."""
         secret = RedisServer.new_password() if password is True else None
@@ -62,6 +63,7 @@ def redis_server_factory() -> Iterator[RedisServerFactory]:
             aclfile=aclfile,
             config_file=config_file,
             binary=binary,
+            replica_of=replica_of,
         )
         started.append(server)
         try:

@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import quote
 
+import redis
+
 from tests.support.ports import free_port
 
 #: Where the Debian package puts the server; ``KEYTURN_REDIS_SERVER`` overrides it.
@@ -62,6 +64,7 @@ class RedisServer:
         binary: str | None = None,
         start_timeout: float = 10.0,
         hz: int | None = None,
+        replica_of: RedisServer | None = None,
     ) -> None:
         found = binary or redis_server_binary()
         if found is None:
@@ -73,6 +76,8 @@ class RedisServer:
         self.port = free_port()
         self.start_timeout = start_timeout
         self.hz = hz
+        #: The primary this server replicates from, logging in as ``default`` with its password.
+        self.replica_of = replica_of
         self.dir = Path(tempfile.mkdtemp(prefix="keyturn-redis-"))
         self.conf_path: Path | None = self.dir / "redis.conf" if config_file else None
         self.aclfile_path: Path | None = self.dir / "users.acl" if aclfile else None
@@ -93,7 +98,17 @@ class RedisServer:
             ("daemonize", "no"),
             ("repl-diskless-sync-delay", "0"),
             *([("hz", str(self.hz))] if self.hz else []),
+            *self._replication_settings(),
         ]
+
+    def _replication_settings(self) -> list[tuple[str, str]]:
+        primary = self.replica_of
+        if primary is None:
+            return []
+        found = [("replicaof", f"127.0.0.1 {primary.port}")]
+        if primary.password is not None:
+            found.append(("masterauth", primary.password))
+        return found
 
     def _write_files(self) -> None:
         if self.conf_path is None:
@@ -117,7 +132,7 @@ class RedisServer:
             return [self.binary, str(self.conf_path)]
         argv = [self.binary]
         for key, value in self._settings():
-            argv += [f"--{key}", value]
+            argv += [f"--{key}", *value.split(" ")] if key == "replicaof" else [f"--{key}", value]
         if self.password is not None:
             argv += ["--requirepass", self.password]
         return argv
@@ -237,6 +252,25 @@ class RedisServer:
         if secret is not None:
             credential += ":" + quote(str(secret), safe="")
         return f"redis://{credential}@127.0.0.1:{self.port}"
+
+    def replication(self) -> dict[str, str]:
+        """``INFO replication`` as a dict (logging in as ``default`` with ``self.password``)."""
+        client = redis.Redis(
+            port=self.port, password=self.password, protocol=2, driver_info=None, socket_timeout=3
+        )
+        try:
+            info = client.info("replication")
+        finally:
+            client.close()
+        return {str(key): str(value) for key, value in info.items()}
+
+    def wait_link_up(self, timeout: float = 10.0) -> None:
+        """Wait until this replica's link to its primary is up."""
+        deadline = time.monotonic() + timeout
+        while self.replication().get("master_link_status") != "up":
+            if time.monotonic() > deadline:
+                raise RedisServerError(f"replica {self.port} link still down: {self.log_tail()}")
+            time.sleep(0.05)
 
     def log_tail(self, lines: int = 20) -> str:
         try:

@@ -57,6 +57,9 @@ class ApplyResult:
 
     persisted: bool
     note: str = ""
+    #: The change is staged (Redis: the new password sits beside the old ones because replicas
+    #: log in with the account) and needs ``Engine.settle`` once every node is applied.
+    settle: bool = False
 
 
 class Engine(Protocol):
@@ -84,6 +87,12 @@ class Engine(Protocol):
     async def verify(self, node: Node, account: str, password: Secret | None) -> None:
         """Prove on a fresh connection that ``password`` (None: no password) logs in and that
         no other credential does; raise ``VerificationFailed`` otherwise."""
+        ...
+
+    async def settle(self, nodes: Sequence[Node], account: str, password: Secret | None) -> None:
+        """Finish a change some ``ApplyResult`` reported as staged, after every node of the
+        instance (primary first) was applied; raise an ``EngineError`` if replication does not
+        recover, so the task rolls back."""
         ...
 
     async def password_matches(self, node: Node, account: str, password: Secret) -> bool:

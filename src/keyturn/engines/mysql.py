@@ -45,6 +45,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
@@ -230,6 +231,9 @@ class MySQLEngine:
                 raise VerificationFailed(
                     f"the login to {endpoint} was taken by another account row"
                 )
+
+    async def settle(self, nodes: Sequence[Node], account: str, password: Secret | None) -> None:
+        """Changes are never staged here: nothing to finish."""
 
     async def password_matches(self, node: Node, account: str, password: Secret) -> bool:
         # The engine keeps only verifiers: a login attempt is the one honest check.

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
@@ -254,6 +255,9 @@ class PostgresEngine:
                     ) from None
                 raise
             await _close(conn)
+
+    async def settle(self, nodes: Sequence[Node], account: str, password: Secret | None) -> None:
+        """Changes are never staged here: nothing to finish."""
 
     async def password_matches(self, node: Node, account: str, password: Secret) -> bool:
         # The engine keeps only verifiers: a login attempt is the one honest check.

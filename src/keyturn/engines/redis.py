@@ -18,8 +18,8 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
@@ -52,10 +52,14 @@ from keyturn.engines.redis_acl import (
     text,
 )
 from keyturn.engines.redis_login import DEFAULT_USER, auth_args, fresh_login
+from keyturn.engines.redis_replication import node_state, wait_link_up
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+#: How long a replica may take to log in to its primary again after a staged change.
+REPLICA_RELINK_SECONDS = 10.0
 
 
 async def _cmd(client: Redis, *args: str) -> Any:
@@ -177,12 +181,17 @@ class RedisEngine:
                 self._check_legacy_account(node, account)
                 current = await self._config_get(admin, "requirepass")
                 return CredentialSnapshot(account=account, data={"requirepass": current})
-            user = await self._existing_user(node, admin, account)
-            data = {
+            state = await node_state(admin.client, account)
+            user = self._required(node, state.user)
+            data: dict[str, Any] = {
                 "passwords": list(user.passwords),
                 "nopass": user.nopass,
                 "enabled": user.enabled,
             }
+            if state.authenticates_as(account):
+                # The replica's login to its primary is plaintext config: keep it (sealed at
+                # rest, like every snapshot) so a rollback can put it back.
+                data["masterauth"] = await self._config_get(admin, "masterauth")
             return CredentialSnapshot(account=account, data=data)
 
         return await self._run(node, "snapshot", op)
@@ -192,11 +201,19 @@ class RedisEngine:
             if not admin.acl:
                 self._check_legacy_account(node, account)
                 await _cmd(admin.client, "CONFIG", "SET", "requirepass", password.reveal())
-            else:
-                await self._existing_user(node, admin, account)
-                plain = password.reveal()
-                await _cmd(admin.client, "ACL", "SETUSER", account, "resetpass", f">{plain}", "on")
-            return await self._persist(node, admin)
+                return await self._persist(node, admin)
+            state = await node_state(admin.client, account)
+            self._required(node, state.user)
+            plain = password.reveal()
+            staged = state.staged_for(account)
+            # Replicas log in to this node as the account: add the new password beside the
+            # old ones; ``settle`` drops the old ones once every replica has switched.
+            rules = [f">{plain}", "on"] if staged else ["resetpass", f">{plain}", "on"]
+            await _cmd(admin.client, "ACL", "SETUSER", account, *rules)
+            if state.authenticates_as(account):
+                await _cmd(admin.client, "CONFIG", "SET", "masterauth", plain)
+            result = await self._persist(node, admin, config=state.authenticates_as(account))
+            return replace(result, settle=staged)
 
         return await self._run(node, "set password", op)
 
@@ -222,13 +239,36 @@ class RedisEngine:
                 if not isinstance(value, str):
                     raise InternalError("the credential snapshot is not one of Redis < 6")
                 await _cmd(admin.client, "CONFIG", "SET", "requirepass", value)
-            else:
-                rules = restore_rules(snapshot.data)
-                await self._existing_user(node, admin, account)
-                await _cmd(admin.client, "ACL", "SETUSER", account, *rules)
-            return await self._persist(node, admin)
+                return await self._persist(node, admin)
+            rules = restore_rules(snapshot.data)
+            await self._existing_user(node, admin, account)
+            await _cmd(admin.client, "ACL", "SETUSER", account, *rules)
+            masterauth = snapshot.data.get("masterauth")
+            if isinstance(masterauth, str):
+                await _cmd(admin.client, "CONFIG", "SET", "masterauth", masterauth)
+            return await self._persist(node, admin, config=isinstance(masterauth, str))
 
         return await self._run(node, "restore", op)
+
+    async def settle(self, nodes: Sequence[Node], account: str, password: Secret | None) -> None:
+        """Finish a staged change: the primary keeps only the new password, its replication
+        links are cut, and every replica must log in to it again with its new ``masterauth``."""
+        primary, replicas = nodes[0], nodes[1:]
+
+        async def finish(admin: _Admin) -> None:
+            plain = password.reveal() if password is not None else None
+            rules = ["resetpass", f">{plain}", "on"] if plain is not None else ["nopass", "on"]
+            await _cmd(admin.client, "ACL", "SETUSER", account, *rules)
+            await self._persist(primary, admin)
+            await _cmd(admin.client, "CLIENT", "KILL", "TYPE", "replica")
+
+        await self._run(primary, "settle", finish)
+        for replica in replicas:
+
+            async def relinked(admin: _Admin, endpoint: str = replica.address.endpoint) -> None:
+                await wait_link_up(admin.client, endpoint, REPLICA_RELINK_SECONDS)
+
+            await self._run(replica, "replication check", relinked, budget=REPLICA_RELINK_SECONDS)
 
     async def verify(self, node: Node, account: str, password: Secret | None) -> None:
         endpoint = node.address.endpoint
@@ -317,11 +357,20 @@ class RedisEngine:
 
     # ------------------------------------------------------------------ internals
 
-    async def _run(self, node: Node, action: str, op: Callable[[_Admin], Awaitable[T]]) -> T:
-        """Run ``op`` on the node's admin client, bounded and with errors translated."""
+    async def _run(
+        self,
+        node: Node,
+        action: str,
+        op: Callable[[_Admin], Awaitable[T]],
+        *,
+        budget: float | None = None,
+    ) -> T:
+        """Run ``op`` on the node's admin client, bounded (by the engine timeout plus
+        ``budget`` seconds for operations that wait) and with errors translated."""
         endpoint = node.address.endpoint
+        timeout = self._timeout + (budget or 0.0)
         try:
-            async with engine_call(endpoint, action, timeout=self._timeout, classify=classify):
+            async with engine_call(endpoint, action, timeout=timeout, classify=classify):
                 admin = await self._admin(node)
                 try:
                     return await op(admin)
@@ -393,7 +442,10 @@ class RedisEngine:
         return None if reply is None else AclUser.parse(reply)
 
     async def _existing_user(self, node: Node, admin: _Admin, account: str) -> AclUser:
-        user = await self._getuser(admin, account)
+        return self._required(node, await self._getuser(admin, account))
+
+    @staticmethod
+    def _required(node: Node, user: AclUser | None) -> AclUser:
         if user is None:
             raise AccountNotFound(f"the account does not exist on {node.address.endpoint}")
         return user
@@ -417,14 +469,19 @@ class RedisEngine:
                 f"Redis before 6 on {node.address.endpoint} has no account but {DEFAULT_USER}"
             )
 
-    async def _persist(self, node: Node, admin: _Admin) -> ApplyResult:
-        """Save the change: ``ACL SAVE`` with an aclfile, else ``CONFIG REWRITE``."""
+    async def _persist(self, node: Node, admin: _Admin, *, config: bool = False) -> ApplyResult:
+        """Save the change: ``ACL SAVE`` with an aclfile, else ``CONFIG REWRITE``; both when
+        ``config`` says a setting (``masterauth``) changed too."""
         command: tuple[str, ...] = ("CONFIG", "GET", "aclfile")
         try:
             if admin.acl and admin.aclfile is None:
                 admin.aclfile = await self._config_get(admin, "aclfile")
-            command = ("ACL", "SAVE") if admin.acl and admin.aclfile else ("CONFIG", "REWRITE")
-            await _cmd(admin.client, *command)
+            if admin.acl and admin.aclfile:
+                command = ("ACL", "SAVE")
+                await _cmd(admin.client, *command)
+            if config or not (admin.acl and admin.aclfile):
+                command = ("CONFIG", "REWRITE")
+                await _cmd(admin.client, *command)
         except ResponseError as exc:
             reason = persist_failure(" ".join(command), exc)
             log.warning("credential change on %s not persisted: %s", node.key, reason)

@@ -160,6 +160,7 @@ class TaskWorker:
         nodes = _with_pending(instance.nodes, own, password)
         await self._pause("after_write_ahead")
         touched: list[Node] = []
+        staged = False
         try:
             for i, node in enumerate(nodes):
                 touched.append(node)
@@ -168,7 +169,12 @@ class TaskWorker:
                     if password is not None
                     else engine.set_password_free(node, task.account)
                 )
+                staged = staged or result.settle
                 steps[i] = steps[i].to(StepPhase.APPLIED, result.note)
+            if staged:
+                # Replicas log in with this account: the primary held both passwords until
+                # every replica switched; now it drops the old ones and replication re-logs in.
+                await engine.settle(nodes, task.account, password)
             # Steps are recorded when the task ends; the write-ahead record already holds all
             # that recovery needs, so no extra durable write here.
             await self._pause("after_apply")

@@ -1,0 +1,124 @@
+"""Redis replication, as far as a password change is concerned.
+
+ACL and CONFIG changes are not replicated: every node is changed on its own. When the account
+being changed is the one replicas log in to the primary with (their ``masteruser``, or
+``default``), a careless order breaks replication at the next reconnect. The order that never
+does: the primary *adds* the new password and keeps the old ones (a staged change), each replica
+switches ``masterauth`` to the new password, then the primary drops the old passwords, the
+replication links are cut so they log in again, and every replica must report its link up.
+
+This module reads a node's place in that picture in one pipelined round trip (``NodeState``)
+and waits for a replica's link; ``RedisEngine`` applies the steps. It imports only
+``keyturn.core``, ``keyturn.engines`` and redis-py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+
+from keyturn.core.errors import EngineRejected
+from keyturn.engines.redis_acl import AclUser, pairs, text
+
+#: The user a replica logs in to its primary with when ``masteruser`` is not set.
+DEFAULT_MASTER_USER = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeState:
+    """An account and the node's replication role, read together."""
+
+    user: AclUser | None
+    #: This node replicates from a primary.
+    replica: bool
+    #: The user this node logs in to its primary with (meaningful when ``replica``).
+    master_user: str
+    #: Users that this node's connected replicas logged in with (when it is a primary).
+    replica_users: frozenset[str]
+
+    def staged_for(self, account: str) -> bool:
+        """Whether a new password for ``account`` must first be added beside the old ones,
+        because replicas are logged in to this node as ``account``."""
+        return account in self.replica_users
+
+    def authenticates_as(self, account: str) -> bool:
+        """Whether this node logs in to its primary as ``account`` (its ``masterauth``)."""
+        return self.replica and self.master_user == account
+
+
+def replica_users(reply: Any) -> frozenset[str]:
+    """The ``user=`` fields of a ``CLIENT LIST TYPE replica`` reply."""
+    found = set()
+    for line in text(reply).splitlines():
+        for field in line.split(" "):
+            if field.startswith("user="):
+                found.add(field[len("user=") :])
+    return frozenset(found)
+
+
+def is_replica(role_reply: Any) -> bool:
+    """Whether a ``ROLE`` reply is a replica's (``slave``)."""
+    if isinstance(role_reply, (list, tuple)) and role_reply:
+        return text(role_reply[0]) == "slave"
+    return False
+
+
+async def node_state(client: Redis, account: str) -> NodeState:
+    """``ACL GETUSER``, ``ROLE``, ``CONFIG GET masteruser`` and ``CLIENT LIST TYPE replica`` in
+    one round trip. An admin without the right to read replication state is treated as a
+    standalone node, which is the behaviour of keyturn before it knew about replication."""
+    pipe = client.pipeline(transaction=False)
+    pipe.execute_command("ACL", "GETUSER", account)
+    pipe.execute_command("ROLE")
+    pipe.execute_command("CONFIG", "GET", "masteruser")
+    pipe.execute_command("CLIENT", "LIST", "TYPE", "replica")
+    user_reply, role, masteruser, clients = await pipe.execute(raise_on_error=False)
+    if isinstance(user_reply, Exception):
+        raise user_reply
+    user = None if user_reply is None else AclUser.parse(user_reply)
+    master_user = ""
+    if not isinstance(masteruser, Exception):
+        master_user = text(pairs(masteruser).get("masteruser", ""))
+    return NodeState(
+        user=user,
+        replica=not isinstance(role, Exception) and is_replica(role),
+        master_user=master_user or DEFAULT_MASTER_USER,
+        replica_users=frozenset() if isinstance(clients, Exception) else replica_users(clients),
+    )
+
+
+async def wait_link_up(client: Redis, endpoint: str, timeout: float) -> None:
+    """Wait until the replica behind ``client`` reports ``master_link_status:up``; a replica
+    retries its primary once a second, so a re-authentication takes up to about a second."""
+    deadline = time.monotonic() + timeout
+    while True:
+        info = _info_pairs(await _info(client))
+        if text(info.get("master_link_status", "")) == "up":
+            return
+        if time.monotonic() > deadline:
+            raise EngineRejected(
+                f"the replica {endpoint} did not log in to its primary again within {timeout:g} s"
+            )
+        await asyncio.sleep(0.05)
+
+
+async def _info(client: Redis) -> Any:
+    execute: Callable[..., Awaitable[Any]] = client.execute_command
+    return await execute("INFO", "replication")
+
+
+def _info_pairs(reply: Any) -> dict[str, Any]:
+    """An ``INFO`` reply (parsed dict, or raw text) as a dict."""
+    if isinstance(reply, dict):
+        return reply
+    found: dict[str, Any] = {}
+    for line in text(reply).splitlines():
+        if ":" in line and not line.startswith("#"):
+            key, value = line.split(":", 1)
+            found[key] = value.strip()
+    return found

@@ -77,6 +77,8 @@ async def build_runtime(settings: Settings) -> Runtime:
         engines,
         clock,
         max_concurrency=settings.task_concurrency,
+        instance_concurrency=settings.instance_concurrency,
+        deadline=settings.task_deadline,
         pauses=settings.fault_pauses,
     )
     resets = Resets(store, engines, worker, sync_deadline=settings.sync_deadline)

@@ -41,6 +41,10 @@ class Settings:
     sync_deadline: float = 30.0
     #: Tasks run at once, across all instances.
     task_concurrency: int = 64
+    #: Tasks run at once on one instance (different accounts).
+    instance_concurrency: int = 4
+    #: Seconds a task keeps retrying a node that is unavailable before it fails and rolls back.
+    task_deadline: float = 20.0
     #: Seconds to let tasks in flight finish on shutdown before parking them.
     shutdown_grace: float = 10.0
     log_level: str = "INFO"
@@ -81,6 +85,10 @@ def load_settings(
             engine_timeout=float(pick(None, "KEYTURN_ENGINE_TIMEOUT", "engine_timeout", 5.0)),
             sync_deadline=float(pick(None, "KEYTURN_SYNC_DEADLINE", "sync_deadline", 30.0)),
             task_concurrency=int(pick(None, "KEYTURN_TASK_CONCURRENCY", "task_concurrency", 64)),
+            instance_concurrency=int(
+                pick(None, "KEYTURN_INSTANCE_CONCURRENCY", "instance_concurrency", 4)
+            ),
+            task_deadline=float(pick(None, "KEYTURN_TASK_DEADLINE", "task_deadline", 20.0)),
             shutdown_grace=float(pick(None, "KEYTURN_SHUTDOWN_GRACE", "shutdown_grace", 10.0)),
             log_level=str(pick(None, "KEYTURN_LOG_LEVEL", "log_level", "INFO")).upper(),
             fault_pauses=_pauses(env.get("KEYTURN_FAULT_PAUSE", "")),

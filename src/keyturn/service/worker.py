@@ -13,8 +13,10 @@ were and the next start reconciles them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
@@ -58,12 +60,17 @@ class TaskWorker:
         clock: Clock,
         *,
         max_concurrency: int = 64,
+        instance_concurrency: int = 4,
+        deadline: float = 20.0,
         pauses: Mapping[str, float] | None = None,
     ) -> None:
         self._store = store
         self._engines = engines
         self._clock = clock
         self._slots = asyncio.Semaphore(max_concurrency)
+        self._instance_concurrency = instance_concurrency
+        self._instance_slots: dict[str, _Slots] = {}
+        self._deadline = deadline
         self._running: set[asyncio.Task[None]] = set()
         # Outcomes kept for callers that wait for a task (synchronous vendor APIs).
         self._waiters: set[int] = set()
@@ -105,7 +112,7 @@ class TaskWorker:
             await asyncio.gather(*set(self._running), return_exceptions=True)
 
     async def _guarded(self, task: Task, loaded: Loaded | None) -> None:
-        async with self._slots:
+        async with self._slots, self._instance_slot(task.instance_id):
             try:
                 await self._run(task, loaded)
             except asyncio.CancelledError:
@@ -113,6 +120,24 @@ class TaskWorker:
             except Exception:
                 # The row stays unfinished and is reconciled at the next start.
                 log.exception("task run crashed", extra={"task_id": task.id})
+
+    @contextlib.asynccontextmanager
+    async def _instance_slot(self, instance_id: str) -> AsyncIterator[None]:
+        """At most ``instance_concurrency`` tasks per instance; the entry goes with its last
+        user, so the table holds only instances with tasks in flight."""
+        slots = self._instance_slots.get(instance_id)
+        if slots is None:
+            slots = self._instance_slots[instance_id] = _Slots(
+                asyncio.Semaphore(self._instance_concurrency)
+            )
+        slots.users += 1
+        try:
+            async with slots.semaphore:
+                yield
+        finally:
+            slots.users -= 1
+            if slots.users == 0:
+                del self._instance_slots[instance_id]
 
     async def _pause(self, point: str) -> None:
         delay = self._pauses.get(point)
@@ -140,11 +165,14 @@ class TaskWorker:
         self, task: Task, instance: Instance, engine: Engine, password: Secret | None
     ) -> None:
         await self._pause("before_write_ahead")
+        patient = _Patience(self._deadline)
         steps = list(task.steps)
         snapshots: dict[int, CredentialSnapshot] = {}
         for node in instance.nodes:
             try:
-                snapshots[node.ordinal] = await engine.snapshot(node, task.account)
+                snapshots[node.ordinal] = await patient(
+                    lambda n=node: engine.snapshot(n, task.account)  # type: ignore[misc]
+                )
             except DomainError as exc:
                 await self._finish(
                     task, TaskState.FAILED, _cause(node, exc), steps=steps, error=exc
@@ -164,22 +192,26 @@ class TaskWorker:
         try:
             for i, node in enumerate(nodes):
                 touched.append(node)
-                result = await (
-                    engine.set_password(node, task.account, password)
-                    if password is not None
-                    else engine.set_password_free(node, task.account)
+                result = await patient(
+                    lambda n=node: (  # type: ignore[misc]
+                        engine.set_password(n, task.account, password)
+                        if password is not None
+                        else engine.set_password_free(n, task.account)
+                    )
                 )
                 staged = staged or result.settle
                 steps[i] = steps[i].to(StepPhase.APPLIED, result.note)
             if staged:
                 # Replicas log in with this account: the primary held both passwords until
                 # every replica switched; now it drops the old ones and replication re-logs in.
-                await engine.settle(nodes, task.account, password)
+                await patient(lambda: engine.settle(nodes, task.account, password))
             # Steps are recorded when the task ends; the write-ahead record already holds all
             # that recovery needs, so no extra durable write here.
             await self._pause("after_apply")
             for i, node in enumerate(nodes):
-                await engine.verify(node, task.account, password)
+                await patient(
+                    lambda n=node: engine.verify(n, task.account, password)  # type: ignore[misc]
+                )
                 steps[i] = steps[i].to(StepPhase.VERIFIED)
         except DomainError as exc:
             failed = touched[-1] if touched else nodes[0]
@@ -302,6 +334,36 @@ class TaskWorker:
     def forget_outcome(self, task_id: int) -> None:
         self._waiters.discard(task_id)
         self._outcomes.pop(task_id, None)
+
+
+@dataclass(slots=True)
+class _Slots:
+    semaphore: asyncio.Semaphore
+    users: int = 0
+
+
+class _Patience:
+    """Retry engine operations while a node is unavailable (down, restarting, unreachable),
+    with growing pauses, until the task's deadline; then the last error stands and the task
+    rolls back. Other errors (a refusal, a failed verification) are never retried."""
+
+    PAUSES = (0.1, 0.2, 0.5, 1.0, 2.0)
+
+    def __init__(self, seconds: float) -> None:
+        self._deadline = time.monotonic() + seconds
+
+    async def __call__(self, op: Callable[[], Awaitable[T]]) -> T:
+        attempt = 0
+        while True:
+            try:
+                return await op()
+            except EngineUnavailable as exc:
+                pause = self.PAUSES[min(attempt, len(self.PAUSES) - 1)]
+                if time.monotonic() + pause > self._deadline:
+                    raise
+                log.warning("node unavailable, retrying in %.1fs: %s", pause, exc.message)
+                attempt += 1
+                await asyncio.sleep(pause)
 
 
 def _own_admin_nodes(instance: Instance, account: str) -> list[Node]:

@@ -1,0 +1,82 @@
+"""Node outages in the middle of a reset on a replicated Redis instance (primary + 2 replicas).
+
+A replica that goes down after the task started and comes back before the task's deadline is
+waited for: the task retries with backoff and succeeds. A replica that stays down past the
+deadline makes the task fail and roll back: the old password works on every node, including the
+replica once it is back. A fault-injection pause holds the worker after its write-ahead record,
+so the outage lands inside the task.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from tests.contract.test_engine_redis_replication import force_reconnect, logs_in, replicated
+from tests.support.fixtures import RedisServerFactory
+from tests.support.redis_server import RedisServer
+from tests.support.sdk import redis_sdk, reset, wait_task
+from tests.wire.conftest import new_instance_id, new_password
+
+pytestmark = pytest.mark.engine
+
+FAST = {"KEYTURN_ENGINE_TIMEOUT": "1", "KEYTURN_FAULT_PAUSE": "after_write_ahead=0.5"}
+
+
+@pytest.fixture
+def cluster(redis_server_factory: RedisServerFactory) -> list[RedisServer]:
+    primary = redis_server_factory()
+    replicas = [
+        redis_server_factory(password=primary.password, replica_of=primary) for _ in range(2)
+    ]
+    for replica in replicas:
+        replica.wait_link_up()
+    return [primary, *replicas]
+
+
+def test_a_replica_back_before_the_deadline_is_waited_for(make_server, cluster) -> None:  # type: ignore[no-untyped-def]
+    server = make_server(extra_env={**FAST, "KEYTURN_TASK_DEADLINE": "15"})
+    server.start()
+    instance_id = new_instance_id()
+    server.add_instance(instance_id, [s.url() for s in cluster])
+    client = redis_sdk(server.endpoint)
+    new = new_password()
+    task_id = reset(client, instance_id, Password=new)
+    cluster[2].stop()
+    restarter = threading.Timer(2.0, cluster[2].start)
+    restarter.start()
+    try:
+        info = wait_task(client, task_id, timeout=30)
+    finally:
+        restarter.join()
+    assert info.Status == "succeed", info.TaskMessage
+    cluster[2].password = new
+    force_reconnect(cluster, new)
+    for node in cluster:
+        assert logs_in(node, new)
+    assert replicated(cluster, new, "after-outage")
+    assert "retrying" in server.log()
+
+
+def test_a_replica_down_past_the_deadline_rolls_back(make_server, cluster) -> None:  # type: ignore[no-untyped-def]
+    server = make_server(extra_env={**FAST, "KEYTURN_TASK_DEADLINE": "2"})
+    server.start()
+    instance_id = new_instance_id()
+    server.add_instance(instance_id, [s.url() for s in cluster])
+    client = redis_sdk(server.endpoint)
+    old, new = cluster[0].password or "", new_password()
+    task_id = reset(client, instance_id, Password=new)
+    cluster[2].stop()
+    started = time.monotonic()
+    info = wait_task(client, task_id, timeout=30)
+    assert info.Status == "failed"
+    assert time.monotonic() - started < 20
+    assert cluster[2].port and str(cluster[2].port) in info.TaskMessage
+    cluster[2].start()
+    cluster[2].wait_link_up()
+    for node in cluster:
+        assert logs_in(node, old)
+        assert not logs_in(node, new)
+    assert replicated(cluster, old, "after-rollback")

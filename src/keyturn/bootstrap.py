@@ -79,6 +79,7 @@ async def build_runtime(settings: Settings) -> Runtime:
         max_concurrency=settings.task_concurrency,
         instance_concurrency=settings.instance_concurrency,
         deadline=settings.task_deadline,
+        rollback_deadline=settings.rollback_deadline,
         pauses=settings.fault_pauses,
     )
     resets = Resets(store, engines, worker, sync_deadline=settings.sync_deadline)

@@ -45,6 +45,10 @@ class Settings:
     instance_concurrency: int = 4
     #: Seconds a task keeps retrying a node that is unavailable before it fails and rolls back.
     task_deadline: float = 20.0
+    #: Seconds a failed task keeps trying to restore the previous password on a node that is
+    #: unavailable; it stays ``running`` meanwhile, so nobody is told "failed" while a node
+    #: may still hold the new password.
+    rollback_deadline: float = 300.0
     #: Seconds to let tasks in flight finish on shutdown before parking them.
     shutdown_grace: float = 10.0
     log_level: str = "INFO"
@@ -89,6 +93,9 @@ def load_settings(
                 pick(None, "KEYTURN_INSTANCE_CONCURRENCY", "instance_concurrency", 4)
             ),
             task_deadline=float(pick(None, "KEYTURN_TASK_DEADLINE", "task_deadline", 20.0)),
+            rollback_deadline=float(
+                pick(None, "KEYTURN_ROLLBACK_DEADLINE", "rollback_deadline", 300.0)
+            ),
             shutdown_grace=float(pick(None, "KEYTURN_SHUTDOWN_GRACE", "shutdown_grace", 10.0)),
             log_level=str(pick(None, "KEYTURN_LOG_LEVEL", "log_level", "INFO")).upper(),
             fault_pauses=_pauses(env.get("KEYTURN_FAULT_PAUSE", "")),

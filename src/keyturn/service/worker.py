@@ -29,9 +29,6 @@ from keyturn.core.tasks import StepPhase, Task, TaskState, TaskStep
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-#: Pauses between attempts to restore a node during rollback.
-ROLLBACK_BACKOFF = (0.2, 0.5, 1.0, 2.0)
-
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
@@ -62,6 +59,7 @@ class TaskWorker:
         max_concurrency: int = 64,
         instance_concurrency: int = 4,
         deadline: float = 20.0,
+        rollback_deadline: float = 300.0,
         pauses: Mapping[str, float] | None = None,
     ) -> None:
         self._store = store
@@ -71,6 +69,7 @@ class TaskWorker:
         self._instance_concurrency = instance_concurrency
         self._instance_slots: dict[str, _Slots] = {}
         self._deadline = deadline
+        self._rollback_deadline = rollback_deadline
         self._running: set[asyncio.Task[None]] = set()
         # Outcomes kept for callers that wait for a task (synchronous vendor APIs).
         self._waiters: set[int] = set()
@@ -274,6 +273,7 @@ class TaskWorker:
         """Restore the previous credential on ``nodes``; the task ends ``failed`` either way,
         and its message says which nodes could not be restored."""
         unrestored: list[str] = []
+        patient = _Patience(self._rollback_deadline)
         for node in nodes:
             snapshot = snapshots.get(node.ordinal)
             step = steps[node.ordinal]
@@ -281,7 +281,7 @@ class TaskWorker:
                 unrestored.append(node.address.endpoint)
                 continue
             try:
-                await _retry(lambda n=node, s=snapshot: engine.restore(n, s))  # type: ignore[misc]
+                await patient(lambda n=node, s=snapshot: engine.restore(n, s))  # type: ignore[misc]
                 steps[node.ordinal] = step.to(StepPhase.ROLLED_BACK)
             except DomainError as exc:
                 steps[node.ordinal] = step.to(StepPhase.FAILED, exc.message)
@@ -383,13 +383,3 @@ def _with_pending(
 
 def _cause(node: Node, exc: DomainError) -> str:
     return f"node {node.address.endpoint}: {exc.message}"
-
-
-async def _retry(op: Callable[[], Awaitable[T]]) -> T:
-    """Retry an engine operation while the node is unavailable, with bounded backoff."""
-    for delay in ROLLBACK_BACKOFF:
-        try:
-            return await op()
-        except EngineUnavailable:
-            await asyncio.sleep(delay)
-    return await op()

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from starlette.applications import Starlette
 
 from keyturn.config import Settings
+from keyturn.dialects._wire import Dialect
+from keyturn.dialects.huawei import HuaweiDialect
+from keyturn.dialects.huawei.dcs import PRODUCT as HUAWEI_DCS
 from keyturn.dialects.tencent import TencentDialect
 from keyturn.dialects.tencent.postgres import PRODUCT as TENCENT_POSTGRES
 from keyturn.dialects.tencent.redis import PRODUCT as TENCENT_REDIS
@@ -46,7 +49,10 @@ class Runtime:
         """The ASGI app; when it shuts down, tasks in flight get ``shutdown_grace`` seconds to
         finish and the rest are parked for the next start."""
         products = [TENCENT_REDIS, TENCENT_POSTGRES, TENCENT_TDMYSQL]
-        dialects = [TencentDialect(self.services, products)]
+        dialects: list[Dialect] = [
+            HuaweiDialect(self.services, [HUAWEI_DCS]),
+            TencentDialect(self.services, products),
+        ]
         return create_app(dialects, on_shutdown=[self._shutdown])
 
     async def _shutdown(self) -> None:

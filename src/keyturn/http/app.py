@@ -13,11 +13,28 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 from starlette.applications import Starlette
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from keyturn.dialects._wire import MAX_BODY_BYTES, Dialect, WireRequest, WireResponse
+
+
+class _AnyPath(Convertor[str]):
+    """Like Starlette's ``path`` convertor, but also across newlines (``%0A`` in a path), so
+    every request reaches a dialect and gets the vendor's error format."""
+
+    regex = r"[\s\S]*"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("anypath", _AnyPath())
 
 _NOT_CLAIMED = json.dumps(
     {"error": "no vendor API matches this request (missing signature headers?)"}
@@ -55,7 +72,7 @@ def create_app(
     return Starlette(
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
-            Route("/{path:path}", dispatch, methods=methods),
+            Route("/{path:anypath}", dispatch, methods=methods),
         ],
         lifespan=lifespan,
     )

@@ -1,0 +1,465 @@
+"""The Huawei dialect without I/O: routing, authentication order and messages, project checks,
+the DCS handlers' parameter handling and the error table, against fake services."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from keyturn.core import errors as e
+from keyturn.core.model import AccessKey, EngineKind, Instance, Node, NodeAddress, Product
+from keyturn.core.passwords import HUAWEI_DCS
+from keyturn.core.secrets import Secret
+from keyturn.core.tasks import Task, TaskKind, TaskState
+from keyturn.dialects._wire import WireRequest, WireResponse
+from keyturn.dialects.huawei import HuaweiDialect
+from keyturn.dialects.huawei.dcs import PRODUCT
+from keyturn.dialects.huawei.errors import COMMON_CODES, huawei_code
+from keyturn.dialects.huawei.signing import (
+    canonical_request,
+    parse_authorization,
+    signature,
+    string_to_sign,
+)
+from keyturn.service.accounts import ChangeOutcome, ChangeResult
+from keyturn.service.replay import NonceGuard
+
+AK, SK, PROJECT = "HWAKUNIT0001", "unit-secret", "0123456789abcdef0123456789abcdef"
+INSTANCE_ID = "6d1d7a5c-1111-2222-3333-444455556666"
+NOW = datetime(2026, 11, 22, 11, 14, 45, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now_value = NOW
+
+    def now(self) -> datetime:
+        return self.now_value
+
+
+class FakeServices:
+    """The parts of ``Services`` the dialect uses, recording calls."""
+
+    def __init__(self) -> None:
+        self.clock = Clock()
+        self.nonces = NonceGuard(self.clock)
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.error: Exception | None = None
+        self.outcome = ChangeOutcome(result=ChangeResult.SUCCESS, retries_left=5)
+        self.credentials = SimpleNamespace(access_key=self._access_key)
+        self.resets = SimpleNamespace(reset_password_and_wait=self._record("reset"))
+        self.accounts = SimpleNamespace(change_password=self._record("change"))
+        self.queries = SimpleNamespace(
+            instance=self._instance, instances=self._instances, task=self._task
+        )
+
+    async def _access_key(self, key_id: str) -> AccessKey:
+        if key_id != AK:
+            raise e.UnknownAccessKey(f"the access key {key_id!r} does not exist or is disabled")
+        return AccessKey(id=AK, tenant_id=PROJECT, secret=Secret(SK))
+
+    def _record(self, name: str) -> Any:
+        async def call(caller: Any, **kwargs: Any) -> Any:
+            self.calls.append((name, kwargs))
+            if self.error is not None:
+                raise self.error
+            return self.outcome
+
+        return call
+
+    async def _instance(self, caller: Any, product: Product, instance_id: str) -> Instance:
+        if instance_id != INSTANCE_ID or caller.tenant_id != PROJECT:
+            raise e.InstanceNotFound()
+        return make_instance()
+
+    async def _instances(self, caller: Any, **kwargs: Any) -> tuple[list[Instance], int]:
+        self.calls.append(("instances", kwargs))
+        return [make_instance()], 1
+
+    async def _task(self, caller: Any, task_id: int) -> Task:
+        if task_id != 7:
+            raise e.TaskNotFound()
+        return Task(
+            id=7,
+            tenant_id=PROJECT,
+            instance_id=INSTANCE_ID,
+            account="default",
+            kind=TaskKind.RESET_PASSWORD,
+            state=TaskState.FAILED,
+            message="node 127.0.0.1:6379 refused the login",
+            request_id="r",
+            steps=(),
+            created_at=NOW,
+            started_at=NOW,
+            finished_at=NOW + timedelta(seconds=1, microseconds=250_000),
+        )
+
+
+def make_instance() -> Instance:
+    address = NodeAddress(
+        engine=EngineKind.REDIS,
+        scheme="redis",
+        host="127.0.0.1",
+        port=6379,
+        username="default",
+        password=Secret("admin-password"),
+    )
+    return Instance(
+        id=INSTANCE_ID,
+        tenant_id=PROJECT,
+        product=Product.HUAWEI_DCS,
+        region="cn-north-4",
+        name="orders",
+        nodes=(Node(instance_id=INSTANCE_ID, ordinal=0, address=address),),
+        no_auth=False,
+        engine_version="7.0.15",
+        created_at=NOW,
+    )
+
+
+@pytest.fixture
+def services() -> FakeServices:
+    return FakeServices()
+
+
+@pytest.fixture
+def dialect(services: FakeServices) -> HuaweiDialect:
+    return HuaweiDialect(services, [PRODUCT])  # type: ignore[arg-type]
+
+
+def request(
+    method: str,
+    path: str,
+    body: bytes = b"",
+    *,
+    query: str = "",
+    date: datetime = NOW,
+    secret: str = SK,
+    ak: str = AK,
+    project: str | None = PROJECT,
+    authorization: str | None = None,
+) -> WireRequest:
+    headers = {
+        "content-type": "application/json;charset=utf-8",
+        "host": "keyturn.test",
+        "x-sdk-date": date.strftime("%Y%m%dT%H%M%SZ"),
+    }
+    if project is not None:
+        headers["x-project-id"] = project
+    names = ";".join(sorted(headers))
+    template = f"SDK-HMAC-SHA256 Access={ak}, SignedHeaders={names}, Signature={'0' * 64}"
+    canonical = canonical_request(
+        method=method,
+        path=path,
+        query=query,
+        headers=headers,
+        signed_headers=parse_authorization(template).signed_headers,
+        body=body,
+    )
+    sig = signature(secret, string_to_sign(canonical, date))
+    headers["authorization"] = (
+        authorization if authorization is not None else template.replace("0" * 64, sig)
+    )
+    return WireRequest(method=method, path=path, query=query, headers=headers, body=body)
+
+
+async def answer(dialect: HuaweiDialect, wire: WireRequest) -> tuple[int, dict[str, Any]]:
+    response: WireResponse = await dialect.handle(wire)
+    assert len(response.headers["x-request-id"]) == 32
+    assert response.headers["content-type"] == "application/json"
+    return response.status, json.loads(response.body)
+
+
+def reset_path(project: str = PROJECT, instance_id: str = INSTANCE_ID) -> str:
+    return f"/v2/{project}/instances/{instance_id}/password/reset"
+
+
+def test_claims(dialect: HuaweiDialect) -> None:
+    assert dialect.claims(WireRequest(method="GET", path="/v2/x", query="", headers={}))
+    signed = {"authorization": "SDK-HMAC-SHA256 Access=x"}
+    assert dialect.claims(WireRequest(method="POST", path="/", query="", headers=signed))
+    tencent = {"authorization": "TC3-HMAC-SHA256 Credential=x"}
+    assert not dialect.claims(WireRequest(method="POST", path="/", query="", headers=tencent))
+
+
+async def test_reset_calls_the_synchronous_reset(
+    dialect: HuaweiDialect, services: FakeServices
+) -> None:
+    body = b'{"new_password": "Passw0rd!2024", "no_password_access": false}'
+    status, payload = await answer(dialect, request("POST", reset_path(), body))
+    assert status == 200
+    assert payload == {
+        "lock_time": "0",
+        "lock_time_left": "0",
+        "retry_times_left": "5",
+        "code": "1",
+        "message": "success",
+        "ext_message": None,
+    }
+    [(name, kwargs)] = services.calls
+    assert name == "reset" and kwargs["password"] == Secret("Passw0rd!2024")
+    assert kwargs["account"] == "default" and kwargs["differ_from_current"] is True
+    assert kwargs["policy"] is HUAWEI_DCS and kwargs["product"] is Product.HUAWEI_DCS
+
+
+async def test_password_free_reset(dialect: HuaweiDialect, services: FakeServices) -> None:
+    body = b'{"no_password_access": true, "new_password": "ignored"}'
+    status, _ = await answer(dialect, request("POST", reset_path(), body))
+    assert status == 200 and services.calls[0][1]["password"] is None
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (b"", "111400004"),
+        (b"  ", "111400004"),
+        (b"{", "111400005"),
+        (b"null", "111400005"),
+        (b"\xff", "111400005"),
+        (b"{}", "111400063"),
+        (b'{"new_password": ""}', "111400063"),
+        (b'{"new_password": null, "no_password_access": false}', "111400063"),
+        (b'{"new_password": 1}', "111400063"),
+        (b'{"no_password_access": 1}', "111400063"),
+    ],
+)
+async def test_reset_body_errors(
+    dialect: HuaweiDialect, services: FakeServices, body: bytes, code: str
+) -> None:
+    status, payload = await answer(dialect, request("POST", reset_path(), body))
+    assert (status, payload["error_code"]) == (400, code)
+    assert payload["error_ext_msg"] is None and payload["error_msg"]
+    assert services.calls == []
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "status"),
+    [
+        (e.PasswordLengthViolation("password must be 8-64 characters long"), "111400019", 400),
+        (e.PasswordReused(), "111400019", 400),
+        (e.PasswordFreeDenied(), "DCS.4839", 400),
+        (e.InstanceNotFound(), "111404022", 404),
+        (e.OperationInProgress(), "111400115", 400),
+        (e.OperationTimedOut("goes on as task 3"), "111400115", 400),
+        (e.EngineUnavailable("node down"), "111400026", 400),
+        (e.VerificationFailed("rolled back"), "111400842", 500),
+        (e.AccountsUnsupported(), "111400026", 400),
+        (e.InternalError(), "111500000", 500),
+    ],
+)
+async def test_service_errors(
+    dialect: HuaweiDialect, services: FakeServices, error: e.DomainError, code: str, status: int
+) -> None:
+    services.error = error
+    body = b'{"new_password": "Passw0rd!2024"}'
+    got_status, payload = await answer(dialect, request("POST", reset_path(), body))
+    assert (got_status, payload["error_code"], payload["error_msg"]) == (
+        status,
+        code,
+        error.message,
+    )
+
+
+async def test_unexpected_exceptions_are_logged_500s(
+    dialect: HuaweiDialect, services: FakeServices, caplog: pytest.LogCaptureFixture
+) -> None:
+    services.error = RuntimeError("boom")
+    with caplog.at_level(logging.ERROR):
+        status, payload = await answer(
+            dialect, request("POST", reset_path(), b'{"new_password": "Passw0rd!2024"}')
+        )
+    assert (status, payload["error_code"]) == (500, "111500000")
+    assert "boom" not in payload["error_msg"]
+    assert "unhandled error" in caplog.text
+
+
+async def test_routing_comes_first(dialect: HuaweiDialect) -> None:
+    unsigned = WireRequest(method="GET", path="/v2/p/nothing", query="", headers={})
+    status, payload = await answer(dialect, unsigned)
+    assert (status, payload["error_code"]) == (404, "APIGW.0101")
+    assert "published" in payload["error_msg"]
+    wrong_method = WireRequest(method="DELETE", path=reset_path(), query="", headers={})
+    status, payload = await answer(dialect, wrong_method)
+    assert (status, payload["error_code"], payload["error_msg"]) == (
+        404,
+        "APIGW.0101",
+        "The API does not exist.",
+    )
+
+
+async def test_authentication_failures_say_why(
+    dialect: HuaweiDialect, services: FakeServices
+) -> None:
+    path = f"/v2/{PROJECT}/instances/{INSTANCE_ID}"
+    cases = {
+        "missing": request("GET", path, authorization=""),
+        "algorithm": request("GET", path, authorization="SDK-HMAC-SM3 Access=x"),
+        "signature": request("GET", path, secret="wrong"),
+        "key": request("GET", path, ak="HWAKNOBODY"),
+        "expired": request("GET", path, date=NOW - timedelta(minutes=16)),
+        "future": request("GET", path, date=NOW + timedelta(minutes=16)),
+    }
+    messages = set()
+    for name, wire in cases.items():
+        status, payload = await answer(dialect, wire)
+        assert (status, payload["error_code"]) == (401, "APIGW.0301"), name
+        assert payload["error_msg"].startswith("Incorrect IAM authentication information: ")
+        messages.add(payload["error_msg"])
+    assert len(messages) == len(cases) - 1  # expired and future share their message
+    within = request("GET", path, date=NOW - timedelta(minutes=14))
+    assert (await answer(dialect, within))[0] == 200
+
+
+async def test_projects(dialect: HuaweiDialect) -> None:
+    other = "f" * 32
+    body = b'{"no_password_access": true}'
+    for wire in (
+        request("POST", reset_path(project=other), body),
+        request("POST", reset_path(), body, project=other),
+    ):
+        status, payload = await answer(dialect, wire)
+        assert (status, payload["error_code"]) == (401, "111401004")
+    status, payload = await answer(dialect, request("POST", reset_path(project="p*q"), body))
+    assert (status, payload["error_code"]) == (400, "111400002")
+    # X-Project-Id is optional: the path's project is what counts.
+    status, _ = await answer(dialect, request("POST", reset_path(), body, project=None))
+    assert status == 200
+
+
+async def test_instance_ids(dialect: HuaweiDialect) -> None:
+    body = b'{"no_password_access": true}'
+    for bad in ("not-a-uuid", INSTANCE_ID.upper(), INSTANCE_ID + "0"):
+        status, payload = await answer(dialect, request("POST", reset_path(instance_id=bad), body))
+        assert (status, payload["error_code"]) == (400, "111400061")
+    unknown = "00000000-0000-0000-0000-000000000000"
+    status, payload = await answer(dialect, request("GET", f"/v2/{PROJECT}/instances/{unknown}"))
+    assert (status, payload["error_code"]) == (404, "111404022")
+
+
+async def test_replays_of_mutating_requests_are_refused(dialect: HuaweiDialect) -> None:
+    wire = request("POST", reset_path(), b'{"no_password_access": true}')
+    assert (await answer(dialect, wire))[0] == 200
+    status, payload = await answer(dialect, wire)
+    assert (status, payload["error_code"]) == (401, "APIGW.0301")
+    assert "replay" in payload["error_msg"]
+    read = request("GET", f"/v2/{PROJECT}/instances/{INSTANCE_ID}")
+    assert (await answer(dialect, read))[0] == 200
+    assert (await answer(dialect, read))[0] == 200
+
+
+@pytest.mark.parametrize(
+    ("outcome", "expected"),
+    [
+        (
+            ChangeOutcome(result=ChangeResult.SUCCESS, retries_left=5),
+            ("success", "5", "0", "0"),
+        ),
+        (
+            ChangeOutcome(result=ChangeResult.PASSWORD_FAILED, retries_left=3),
+            ("passwordFailed", "3", "0", "0"),
+        ),
+        (
+            ChangeOutcome(
+                result=ChangeResult.LOCKED, retries_left=0, lock_minutes=5, lock_minutes_left=4
+            ),
+            ("locked", "0", "5", "4"),
+        ),
+    ],
+)
+async def test_update_password(
+    dialect: HuaweiDialect,
+    services: FakeServices,
+    outcome: ChangeOutcome,
+    expected: tuple[str, ...],
+) -> None:
+    services.outcome = outcome
+    body = b'{"old_password": "Old-Passw0rd", "new_password": "New-Passw0rd"}'
+    path = f"/v2/{PROJECT}/instances/{INSTANCE_ID}/password"
+    status, payload = await answer(dialect, request("PUT", path, body))
+    assert status == 200
+    got = (
+        payload["result"],
+        payload["retry_times_left"],
+        payload["lock_time"],
+        payload["lock_time_left"],
+    )
+    assert got == expected and payload["message"]
+    kwargs = services.calls[0][1]
+    assert (kwargs["old"], kwargs["new"]) == (Secret("Old-Passw0rd"), Secret("New-Passw0rd"))
+    assert kwargs["differ_from_current"] is True
+
+
+async def test_reads(dialect: HuaweiDialect, services: FakeServices) -> None:
+    status, shown = await answer(dialect, request("GET", f"/v2/{PROJECT}/instances/{INSTANCE_ID}"))
+    assert status == 200
+    assert (shown["instance_id"], shown["port"], shown["no_password_access"]) == (
+        INSTANCE_ID,
+        6379,
+        "false",
+    )
+    assert shown["created_at"] == "2026-11-22T11:14:45.000Z" and shown["enable_ssl"] is False
+    assert "admin-password" not in json.dumps(shown)
+
+    status, listed = await answer(
+        dialect, request("GET", f"/v2/{PROJECT}/instances", query="limit=5&offset=2")
+    )
+    assert status == 200 and listed["instance_num"] == 1
+    assert services.calls[-1][1]["page"].limit == 5 and services.calls[-1][1]["page"].offset == 2
+    status, listed = await answer(
+        dialect, request("GET", f"/v2/{PROJECT}/instances", query="name=rde")
+    )
+    assert listed["instance_num"] == 1
+    status, listed = await answer(
+        dialect, request("GET", f"/v2/{PROJECT}/instances", query="name=orders&name_equal=true")
+    )
+    assert listed["instance_num"] == 1
+    status, listed = await answer(
+        dialect, request("GET", f"/v2/{PROJECT}/instances", query="ip=10.0.0.1")
+    )
+    assert listed == {"instance_num": 0, "instances": []}
+    for query in ("limit=0", "limit=1001", "offset=-1", "limit=x", "limit=1&limit=2"):
+        status, payload = await answer(
+            dialect, request("GET", f"/v2/{PROJECT}/instances", query=query)
+        )
+        assert (status, payload["error_code"]) == (400, "111400063"), query
+
+    status, job = await answer(dialect, request("GET", f"/v2/{PROJECT}/jobs/7"))
+    assert job == {
+        "job_id": "7",
+        "job_type": "resetPassword",
+        "status": "FAILED",
+        "begin_time": "2026-11-22T11:14:45.000Z",
+        "end_time": "2026-11-22T11:14:46.250Z",
+        "fail_reason": "node 127.0.0.1:6379 refused the login",
+    }
+    for job_id in ("8", "abc", "1" * 30, "٣"):
+        status, payload = await answer(dialect, request("GET", f"/v2/{PROJECT}/jobs/{job_id}"))
+        assert (status, payload["error_code"]) == (404, "111404001"), job_id
+
+
+def test_too_large(dialect: HuaweiDialect) -> None:
+    response = dialect.too_large(WireRequest(method="POST", path="/v2/x", query="", headers={}))
+    assert response.status == 413 and response.headers["x-request-id"]
+    assert json.loads(response.body)["error_code"] == "APIGW.0201"
+
+
+def all_domain_errors() -> list[type[e.DomainError]]:
+    found = [e.DomainError]
+    for cls in found:
+        found.extend(cls.__subclasses__())
+    return [cls for cls in found if cls.__module__ == e.__name__]
+
+
+def test_every_domain_error_has_a_code() -> None:
+    client_errors = (e.RequestError, e.AuthError, e.NotFound, e.Conflict, e.EngineUnavailable)
+    for cls in all_domain_errors():
+        code = huawei_code(cls(), PRODUCT.codes)
+        assert code.code and 400 <= code.status < 600, cls
+        if issubclass(cls, client_errors) and not issubclass(cls, e.OperationTimedOut):
+            assert code.status < 500, cls
+    assert COMMON_CODES[e.DomainError].status == 500

@@ -227,9 +227,12 @@ class TaskWorker:
         snapshots = await self._store.snapshots(task.id)
         own = _own_admin_nodes(instance, task.account)
         nodes = _with_pending(instance.nodes, own, password)
+        patient = _Patience(self._deadline)
         try:
             for i, node in enumerate(nodes):
-                await engine.verify(node, task.account, password)
+                await patient(
+                    lambda n=node: engine.verify(n, task.account, password)  # type: ignore[misc]
+                )
                 steps[i] = steps[i].to(StepPhase.VERIFIED)
         except DomainError as exc:
             cause = f"interrupted by a keyturn restart before completion ({exc.message})"

@@ -1,0 +1,138 @@
+"""The fault harness's Redis topology: a primary and two replicas that log in to it as
+``default``, the account keyturn administers them with and the one every trial resets through
+the official Tencent SDK (``ResetPassword``, then ``DescribeTaskInfo`` until it ends)."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
+
+from tests.support.keyturn_server import KeyturnServer
+from tests.support.redis_server import RedisServer, RedisServerError
+from tests.support.sdk import redis_sdk, reset, wait_task
+
+
+def _client(server: RedisServer, password: str) -> redis.Redis:
+    return redis.Redis(
+        port=server.port,
+        password=password,
+        protocol=2,
+        driver_info=None,
+        socket_timeout=3,
+        retry=Retry(NoBackoff(), 0),
+    )
+
+
+def _logs_in(server: RedisServer, password: str) -> bool:
+    client = _client(server, password)
+    try:
+        return bool(client.ping())
+    except redis.AuthenticationError:
+        return False
+    finally:
+        client.close()
+
+
+class RedisCluster:
+    name = "redis primary + 2 replicas"
+
+    def __init__(self, nodes: list[RedisServer], instance_id: str) -> None:
+        self.nodes = nodes
+        self.instance_id = instance_id
+        self.password = nodes[0].password or ""
+        self._pending = self.password
+
+    # ------------------------------------------------------------------ resets
+
+    def reset(self, server: KeyturnServer, new: str) -> str:
+        return self.finish_reset(server, self.start_reset(server, new))
+
+    def start_reset(self, server: KeyturnServer, new: str) -> object:
+        self._pending = new
+        try:
+            return reset(redis_sdk(server.endpoint), self.instance_id, Password=new)
+        except TencentCloudSDKException as exc:
+            return exc.get_code()
+
+    def finish_reset(self, server: KeyturnServer, handle: object) -> str:
+        if not isinstance(handle, int):
+            return f"refused:{handle}"
+        info = wait_task(redis_sdk(server.endpoint), handle, timeout=120)
+        return str(info.Status)
+
+    # ------------------------------------------------------------------ faults
+
+    def node_count(self) -> int:
+        return len(self.nodes)
+
+    def stop_node(self, index: int) -> None:
+        self.nodes[index].stop()
+
+    def start_node(self, index: int) -> None:
+        self.nodes[index].start()
+
+    def drop_links(self) -> None:
+        for password in (self.password, self._pending):
+            client = _client(self.nodes[0], password)
+            try:
+                client.execute_command("CLIENT", "KILL", "TYPE", "replica")
+                return
+            except (redis.AuthenticationError, redis.ConnectionError):
+                continue
+            finally:
+                client.close()
+
+    # ------------------------------------------------------------------ invariants
+
+    def violations(self, expected: str, other: str) -> list[str]:
+        found: list[str] = []
+        for node in self.nodes:
+            if not node.running:
+                node.start()
+            node.password = expected
+        for i, node in enumerate(self.nodes[1:], start=1):
+            try:
+                node.wait_link_up(timeout=10)
+            except (RedisServerError, redis.RedisError):
+                found.append(f"node {i}: replication link down")
+        digest = hashlib.sha256(expected.encode()).hexdigest()
+        for i, node in enumerate(self.nodes):
+            if not _logs_in(node, expected):
+                found.append(f"node {i} refuses the password the task reports")
+                continue
+            if _logs_in(node, other):
+                found.append(f"node {i} still accepts the other password")
+            client = _client(node, expected)
+            try:
+                user = client.acl_getuser("default")
+            finally:
+                client.close()
+            if list(user["passwords"]) != [digest]:
+                found.append(f"node {i} holds {len(user['passwords'])} passwords, not exactly one")
+        if not found and not self._replicates(expected):
+            found.append("a write on the primary did not reach every replica")
+        return found
+
+    def _replicates(self, password: str) -> bool:
+        key = f"fault-{time.monotonic_ns()}"
+        primary = _client(self.nodes[0], password)
+        try:
+            primary.set(key, "v")
+        finally:
+            primary.close()
+        deadline = time.monotonic() + 5
+        for node in self.nodes[1:]:
+            client = _client(node, password)
+            try:
+                while client.get(key) != b"v":
+                    if time.monotonic() > deadline:
+                        return False
+                    time.sleep(0.02)
+            finally:
+                client.close()
+        return True

@@ -1,0 +1,75 @@
+"""The fault-injection suite: randomized resets of replicated instances while keyturn is
+killed with SIGKILL, engine nodes stop and restart, and replication links drop; every trial ends
+with the invariants checked (see tests/fault/harness.py). The seed is printed, and
+``KEYTURN_FAULT_SEED`` replays a run; ``KEYTURN_FAULT_TRIALS`` scales the trial counts."""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fault.conftest import REPORT_LINES
+from tests.fault.harness import Cluster, run_trials
+from tests.fault.redis_cluster import RedisCluster
+from tests.support.fixtures import RedisServerFactory
+from tests.support.keyturn_server import KeyturnServer
+from tests.wire.conftest import USED_PASSWORDS, leaked, new_instance_id
+
+pytestmark = pytest.mark.engine
+
+#: Short engine timeout and task deadline so outages past the deadline happen within seconds,
+#: and pauses at each worker step so a SIGKILL at a random moment lands at every step.
+SERVER_ENV = {
+    "KEYTURN_ENGINE_TIMEOUT": "1",
+    "KEYTURN_TASK_DEADLINE": "3",
+    "KEYTURN_FAULT_PAUSE": "before_write_ahead=0.05,after_write_ahead=0.1,after_apply=0.1",
+}
+
+
+def trials(default: int) -> int:
+    scale = float(os.environ.get("KEYTURN_FAULT_TRIALS", "1"))
+    return max(1, round(default * scale))
+
+
+@pytest.fixture
+def seed() -> int:
+    return int(os.environ.get("KEYTURN_FAULT_SEED", str(time.time_ns() % 1_000_000)))
+
+
+@pytest.fixture
+def keyturn(tmp_path: Path) -> Iterator[KeyturnServer]:
+    server = KeyturnServer(tmp_path / "keyturn", extra_env=SERVER_ENV)
+    server.start()
+    yield server
+    if server.process is not None:
+        server.kill()
+
+
+def run(name: str, server: KeyturnServer, cluster: Cluster, count: int, seed: int) -> None:
+    started = time.monotonic()
+    report = run_trials(server, cluster, count, random.Random(seed))
+    line = f"{report.line(name)} seed={seed} in {time.monotonic() - started:.0f}s"
+    REPORT_LINES.append(line)
+    print(line)
+    assert not report.violations, "\n".join(report.violations)
+    assert not leaked(server, USED_PASSWORDS)
+
+
+def test_redis_primary_and_replicas(
+    keyturn: KeyturnServer, redis_server_factory: RedisServerFactory, seed: int
+) -> None:
+    primary = redis_server_factory()
+    replicas = [
+        redis_server_factory(password=primary.password, replica_of=primary) for _ in range(2)
+    ]
+    for replica in replicas:
+        replica.wait_link_up()
+    nodes = [primary, *replicas]
+    instance_id = new_instance_id()
+    keyturn.add_instance(instance_id, [node.url() for node in nodes])
+    run("redis", keyturn, RedisCluster(nodes, instance_id), trials(60), seed)

@@ -13,6 +13,8 @@ from starlette.applications import Starlette
 
 from keyturn.config import Settings
 from keyturn.dialects._wire import Dialect
+from keyturn.dialects.alibaba import AlibabaDialect
+from keyturn.dialects.alibaba.kvstore import PRODUCT as ALIBABA_KVSTORE
 from keyturn.dialects.huawei import HuaweiDialect
 from keyturn.dialects.huawei.dcs import PRODUCT as HUAWEI_DCS
 from keyturn.dialects.tencent import TencentDialect
@@ -51,6 +53,7 @@ class Runtime:
         products = [TENCENT_REDIS, TENCENT_POSTGRES, TENCENT_TDMYSQL]
         dialects: list[Dialect] = [
             HuaweiDialect(self.services, [HUAWEI_DCS]),
+            AlibabaDialect(self.services, [ALIBABA_KVSTORE]),
             TencentDialect(self.services, products),
         ]
         return create_app(dialects, on_shutdown=[self._shutdown])

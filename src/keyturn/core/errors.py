@@ -30,6 +30,7 @@ table each; engines and stores translate foreign exceptions into them at their b
     │   ├── UnknownAccessKey
     │   ├── SignatureInvalid
     │   ├── SignatureExpired
+    │   ├── TimestampMalformed       the request's time cannot be read
     │   ├── NonceReused              a replayed request
     │   └── TenantMismatch           the request names another tenant than its key's
     ├── NotFound
@@ -211,6 +212,12 @@ class SignatureExpired(AuthError):
     """The request timestamp is outside the accepted clock window."""
 
     code = "SignatureExpired"
+
+
+class TimestampMalformed(AuthError):
+    """The request's timestamp is not in the expected format."""
+
+    code = "TimestampMalformed"
 
 
 class NonceReused(AuthError):

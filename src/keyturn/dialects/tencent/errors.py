@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from keyturn.core import errors as e
 
 COMMON_CODES: Mapping[type[e.DomainError], str] = {
+    e.RequestError: "InvalidParameter",
     e.MalformedRequest: "InvalidParameter",
     e.RequestTooLarge: "RequestSizeLimitExceeded",
     e.UnknownAction: "InvalidAction",

@@ -1,0 +1,28 @@
+"""What an Alibaba Cloud product module declares: its product code, API version, action table
+and error-code overrides. Adding a product means adding one module that builds an
+``AlibabaProduct``; the dialect routes on the version and action of each call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from keyturn.core.errors import DomainError
+from keyturn.dialects.alibaba.errors import AlibabaCode
+from keyturn.dialects.alibaba.params import Params
+from keyturn.service.context import Caller
+from keyturn.service.facade import Services
+
+#: An action: typed parameters in, the answer's fields out (``RequestId`` is added later).
+Handler = Callable[[Services, Caller, Params], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AlibabaProduct:
+    #: Alibaba's product code, e.g. ``R-kvstore`` (the legacy SDK's ``RpcRequest`` product).
+    code: str
+    version: str
+    actions: Mapping[str, Handler]
+    codes: Mapping[type[DomainError], AlibabaCode] = field(default_factory=dict)

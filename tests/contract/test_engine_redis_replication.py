@@ -6,7 +6,7 @@ replica logs in again. A restore brings back the old password and ``masterauth``
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis
@@ -14,10 +14,11 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from keyturn.core.errors import EngineRejected
-from keyturn.core.model import EngineKind, Node, parse_node_url
+from keyturn.core.model import SENTINEL_ORDINAL_BASE, EngineKind, Node, parse_node_url
 from keyturn.core.secrets import Secret
 from keyturn.engines.redis import RedisEngine
 from tests.support.fixtures import RedisServerFactory
+from tests.support.redis_sentinel import RedisSentinel
 from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.engine
@@ -159,3 +160,69 @@ async def test_settle_fails_when_a_replica_cannot_log_in_again(
         await engine.set_password(node, "default", Secret("Repl-new-pass-3"))
     with pytest.raises(EngineRejected, match="did not log in to its primary again"):
         await engine.settle(nodes, "default", Secret("Repl-new-pass-3"))
+
+
+# ---------------------------------------------------------------------- sentinel
+
+
+@pytest.fixture
+def sentinel(cluster: list[RedisServer]) -> Iterator[RedisSentinel]:
+    watcher = RedisSentinel(cluster[0]).start()
+    deadline = time.monotonic() + 10
+    while watcher.master().get("num-slaves") != "2":
+        assert time.monotonic() < deadline, "sentinel did not discover the replicas"
+        time.sleep(0.1)
+    yield watcher
+    watcher.close()
+
+
+def sentinel_node(watcher: RedisSentinel) -> Node:
+    return Node(
+        instance_id="crs-repl0001",
+        ordinal=SENTINEL_ORDINAL_BASE,
+        address=parse_node_url(watcher.url(), EngineKind.REDIS),
+    )
+
+
+async def test_sentinel_gets_the_new_auth_pass_and_logs_in_again(
+    engine: RedisEngine, cluster: list[RedisServer], sentinel: RedisSentinel
+) -> None:
+    nodes, watchers = nodes_of(cluster), [sentinel_node(sentinel)]
+    new = "Sentinel-new-pass-1"
+    snapshots = {n.ordinal: await engine.snapshot(n, "default") for n in nodes}
+    for node in nodes:
+        await engine.set_password(node, "default", Secret(new))
+    await engine.settle(nodes, "default", Secret(new))
+    await engine.update_watchers(watchers, nodes, "default", Secret(new))
+    assert f"auth-pass mymaster {new}" in sentinel.config_text()
+    assert sentinel.master()["flags"] == "master"
+    # Roll back: the nodes and the sentinel get the old password again.
+    old = cluster[0].password or ""
+    pending = [
+        Node(
+            instance_id=n.instance_id,
+            ordinal=n.ordinal,
+            address=n.address,
+            pending_password=Secret(new),
+        )
+        for n in nodes
+    ]
+    for node in pending:
+        await engine.restore(node, snapshots[node.ordinal])
+    await engine.restore_watchers(watchers, nodes, "default", snapshots)
+    assert f"auth-pass mymaster {old}" in sentinel.config_text()
+    assert sentinel.master()["flags"] == "master"
+
+
+async def test_sentinel_with_a_wrong_auth_pass_fails_the_check(
+    engine: RedisEngine,
+    cluster: list[RedisServer],
+    sentinel: RedisSentinel,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("keyturn.engines.redis.REPLICA_RELINK_SECONDS", 2.5)
+    nodes, watchers = nodes_of(cluster), [sentinel_node(sentinel)]
+    # The nodes keep their password but the sentinel is handed another one: once its links
+    # are cut it cannot log in again, and the check must say so.
+    with pytest.raises(EngineRejected, match="did not log in again"):
+        await engine.update_watchers(watchers, nodes, "default", Secret("Not-the-password-1"))

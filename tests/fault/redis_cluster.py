@@ -1,6 +1,7 @@
 """The fault harness's Redis topology: a primary and two replicas that log in to it as
-``default``, the account keyturn administers them with and the one every trial resets through
-the official Tencent SDK (``ResetPassword``, then ``DescribeTaskInfo`` until it ends)."""
+``default`` (the account keyturn administers them with, and the one every trial resets through
+the official Tencent SDK: ``ResetPassword``, then ``DescribeTaskInfo`` until it ends), watched by
+a Redis Sentinel that must always hold the password the task reports."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from redis.retry import Retry
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
 
 from tests.support.keyturn_server import KeyturnServer
+from tests.support.redis_sentinel import RedisSentinel
 from tests.support.redis_server import RedisServer, RedisServerError
 from tests.support.sdk import redis_sdk, reset, wait_task
 
@@ -39,10 +41,11 @@ def _logs_in(server: RedisServer, password: str) -> bool:
 
 
 class RedisCluster:
-    name = "redis primary + 2 replicas"
+    name = "redis primary + 2 replicas + sentinel"
 
-    def __init__(self, nodes: list[RedisServer], instance_id: str) -> None:
+    def __init__(self, nodes: list[RedisServer], instance_id: str, sentinel: RedisSentinel) -> None:
         self.nodes = nodes
+        self.sentinel = sentinel
         self.instance_id = instance_id
         self.password = nodes[0].password or ""
         self._pending = self.password
@@ -116,6 +119,10 @@ class RedisCluster:
                 found.append(f"node {i} holds {len(user['passwords'])} passwords, not exactly one")
         if not found and not self._replicates(expected):
             found.append("a write on the primary did not reach every replica")
+        if f"auth-pass mymaster {expected}" not in self.sentinel.config_text():
+            found.append("the sentinel does not hold the password the task reports")
+        elif self.sentinel.master().get("flags") != "master":
+            found.append("the sentinel does not see the primary as healthy")
         return found
 
     def _replicates(self, password: str) -> bool:

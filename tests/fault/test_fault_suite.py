@@ -18,6 +18,7 @@ from tests.fault.harness import Cluster, run_trials
 from tests.fault.redis_cluster import RedisCluster
 from tests.support.fixtures import RedisServerFactory
 from tests.support.keyturn_server import KeyturnServer
+from tests.support.redis_sentinel import RedisSentinel
 from tests.wire.conftest import USED_PASSWORDS, leaked, new_instance_id
 
 pytestmark = pytest.mark.engine
@@ -70,6 +71,13 @@ def test_redis_primary_and_replicas(
     for replica in replicas:
         replica.wait_link_up()
     nodes = [primary, *replicas]
-    instance_id = new_instance_id()
-    keyturn.add_instance(instance_id, [node.url() for node in nodes])
-    run("redis", keyturn, RedisCluster(nodes, instance_id), trials(60), seed)
+    # A long down-after keeps the sentinel from failing over while the suite stops the primary.
+    sentinel = RedisSentinel(primary, down_after_ms=60_000).start()
+    try:
+        instance_id = new_instance_id()
+        keyturn.add_instance(
+            instance_id, [node.url() for node in nodes], sentinels=[sentinel.url()]
+        )
+        run("redis", keyturn, RedisCluster(nodes, instance_id, sentinel), trials(60), seed)
+    finally:
+        sentinel.close()

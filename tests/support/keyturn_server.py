@@ -144,6 +144,7 @@ class KeyturnServer:
         password_free_allowed: bool = True,
         name: str = "",
         region: str = "ap-guangzhou",
+        sentinels: Sequence[str] = (),
     ) -> None:
         """Register an instance in the server's data dir (the server reads it per request)."""
 
@@ -160,6 +161,7 @@ class KeyturnServer:
                     node_urls=[Secret(n) for n in nodes],
                     name=name,
                     password_free_allowed=password_free_allowed,
+                    sentinel_urls=[Secret(url) for url in sentinels],
                 )
             finally:
                 await store.close()

@@ -1,12 +1,17 @@
 """Replicated Redis through the official Tencent SDK: an instance of a primary and two replicas
-that log in to it as ``default``, the very account keyturn administers them with.
+that log in to it as ``default``, the very account keyturn administers them with, watched by a
+Redis Sentinel.
 
-A reset succeeds on every node, the replicas keep replicating after a forced reconnect, and a
-second reset works with the credentials keyturn rotated for itself. With one replica stopped,
+A reset succeeds on every node, the replicas keep replicating after a forced reconnect, the
+sentinel holds the new auth-pass and logs in again, and a second reset works with the
+credentials keyturn rotated for itself. With one replica stopped,
 the reset is refused with the vendor's code and the old password still works everywhere.
 """
 
 from __future__ import annotations
+
+import time
+from collections.abc import Sequence
 
 import pytest
 
@@ -17,6 +22,7 @@ from tests.contract.test_engine_redis_replication import (
 )
 from tests.support.fixtures import RedisServerFactory
 from tests.support.keyturn_server import KeyturnServer
+from tests.support.redis_sentinel import RedisSentinel
 from tests.support.redis_server import RedisServer
 from tests.support.sdk import redis_sdk, reset, wait_task
 from tests.wire.conftest import new_instance_id, new_password
@@ -36,16 +42,34 @@ def cluster(redis_server_factory: RedisServerFactory) -> list[RedisServer]:
     return [primary, *replicas]
 
 
-def register(keyturn: KeyturnServer, cluster: list[RedisServer]) -> str:
+def register(
+    keyturn: KeyturnServer, cluster: list[RedisServer], sentinels: Sequence[str] = ()
+) -> str:
     instance_id = new_instance_id()
-    keyturn.add_instance(instance_id, [server.url() for server in cluster])
+    keyturn.add_instance(instance_id, [server.url() for server in cluster], sentinels=sentinels)
     return instance_id
 
 
 def test_reset_on_three_nodes_keeps_replication(
     keyturn: KeyturnServer, cluster: list[RedisServer]
 ) -> None:
-    instance_id = register(keyturn, cluster)
+    watcher = RedisSentinel(cluster[0]).start()
+    try:
+        wait_for_replicas(watcher)
+        check_reset(keyturn, cluster, watcher)
+    finally:
+        watcher.close()
+
+
+def wait_for_replicas(watcher: RedisSentinel) -> None:
+    deadline = time.monotonic() + 10
+    while watcher.master().get("num-slaves") != "2":
+        assert time.monotonic() < deadline, "the sentinel did not discover the replicas"
+        time.sleep(0.1)
+
+
+def check_reset(keyturn: KeyturnServer, cluster: list[RedisServer], watcher: RedisSentinel) -> None:
+    instance_id = register(keyturn, cluster, [watcher.url()])
     old = cluster[0].password or ""
     client = redis_sdk(keyturn.endpoint)
     new = new_password()
@@ -56,6 +80,8 @@ def test_reset_on_three_nodes_keeps_replication(
         assert not logs_in(server, old)
     force_reconnect(cluster, new)
     assert replicated(cluster, new, "after-reset")
+    assert f"auth-pass mymaster {new}" in watcher.config_text()
+    assert watcher.master()["flags"] == "master"
     # keyturn administers the nodes as `default`: it must still get in for the next reset.
     newer = new_password()
     assert wait_task(client, reset(client, instance_id, Password=newer)).Status == "succeed"

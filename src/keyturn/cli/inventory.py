@@ -145,6 +145,10 @@ def instances_add(
         list[str], typer.Option(help="Admin URL per node, primary first; ${VAR} is expanded.")
     ],
     name: Annotated[str, typer.Option(help="Display name.")] = "",
+    sentinel: Annotated[
+        list[str] | None,
+        typer.Option(help="Redis Sentinel URL naming the master, redis://:pw@host:26379/mymaster."),
+    ] = None,
     password_free_allowed: Annotated[
         bool, typer.Option(help="Allow switching to password-free mode.")
     ] = True,
@@ -154,6 +158,10 @@ def instances_add(
     """Register (or replace) an instance."""
     try:
         urls = [Secret(expand_env(url, os.environ, f"--node {n}")) for n, url in enumerate(node)]
+        sentinels = [
+            Secret(expand_env(url, os.environ, f"--sentinel {n}"))
+            for n, url in enumerate(sentinel or [])
+        ]
     except DomainError as exc:
         typer.echo(f"keyturn: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -168,6 +176,7 @@ def instances_add(
             node_urls=urls,
             name=name,
             password_free_allowed=password_free_allowed,
+            sentinel_urls=sentinels,
         ),
     )
     console.print(f"instance {instance_id} added")
@@ -183,7 +192,7 @@ def instances_list(
     rows, _ = _run(config, data_dir, lambda s: s.list_instances(tenant))
     table = Table("id", "tenant", "product", "region", "name", "nodes", "source")
     for inst in rows:
-        nodes = "\n".join(node.address.public_url() for node in inst.nodes)
+        nodes = "\n".join(node.address.public_url() for node in (*inst.nodes, *inst.sentinels))
         table.add_row(
             inst.id,
             inst.tenant_id,

@@ -155,9 +155,14 @@ class Node:
         return f"{self.instance_id}/{self.ordinal}"
 
 
+#: Sentinels are stored beside an instance's nodes with ordinals from here on.
+SENTINEL_ORDINAL_BASE = 1000
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Instance:
-    """A database instance served under a vendor product."""
+    """A database instance served under a vendor product. ``sentinels`` (Redis only) watch
+    its primary: their URL's path names the master, e.g. ``redis://:pw@host:26379/mymaster``."""
 
     id: str
     tenant_id: str
@@ -166,6 +171,7 @@ class Instance:
     name: str = ""
     password_free_allowed: bool = True
     nodes: tuple[Node, ...] = ()
+    sentinels: tuple[Node, ...] = ()
     #: Last known state, refreshed by probes and finished tasks; None when never observed.
     no_auth: bool | None = None
     engine_version: str | None = None

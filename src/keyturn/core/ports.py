@@ -95,6 +95,27 @@ class Engine(Protocol):
         recover, so the task rolls back."""
         ...
 
+    async def update_watchers(
+        self,
+        watchers: Sequence[Node],
+        nodes: Sequence[Node],
+        account: str,
+        password: Secret | None,
+    ) -> None:
+        """Give the instance's watchers (Redis Sentinel) the new credential when they log in
+        with ``account``, and prove they log in again; engines without watchers do nothing."""
+        ...
+
+    async def restore_watchers(
+        self,
+        watchers: Sequence[Node],
+        nodes: Sequence[Node],
+        account: str,
+        snapshots: Mapping[int, CredentialSnapshot],
+    ) -> None:
+        """Give the watchers back the credential the snapshots were taken with."""
+        ...
+
     async def password_matches(self, node: Node, account: str, password: Secret) -> bool:
         """Whether ``password`` is one of the account's current passwords (a password-free
         account matches none); ``AccountNotFound`` if the account does not exist."""

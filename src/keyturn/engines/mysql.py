@@ -45,7 +45,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
@@ -234,6 +234,24 @@ class MySQLEngine:
 
     async def settle(self, nodes: Sequence[Node], account: str, password: Secret | None) -> None:
         """Changes are never staged here: nothing to finish."""
+
+    async def update_watchers(
+        self,
+        watchers: Sequence[Node],
+        nodes: Sequence[Node],
+        account: str,
+        password: Secret | None,
+    ) -> None:
+        """No watchers here."""
+
+    async def restore_watchers(
+        self,
+        watchers: Sequence[Node],
+        nodes: Sequence[Node],
+        account: str,
+        snapshots: Mapping[int, CredentialSnapshot],
+    ) -> None:
+        """No watchers here."""
 
     async def password_matches(self, node: Node, account: str, password: Secret) -> bool:
         # The engine keeps only verifiers: a login attempt is the one honest check.

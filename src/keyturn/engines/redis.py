@@ -18,7 +18,8 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
@@ -53,6 +54,7 @@ from keyturn.engines.redis_acl import (
 )
 from keyturn.engines.redis_login import DEFAULT_USER, auth_args, fresh_login
 from keyturn.engines.redis_replication import node_state, wait_link_up
+from keyturn.engines.redis_sentinel import drop_sentinel_links, set_auth_pass, wait_logged_in
 
 log = logging.getLogger(__name__)
 
@@ -270,6 +272,39 @@ class RedisEngine:
 
             await self._run(replica, "replication check", relinked, budget=REPLICA_RELINK_SECONDS)
 
+    async def update_watchers(
+        self,
+        watchers: Sequence[Node],
+        nodes: Sequence[Node],
+        account: str,
+        password: Secret | None,
+    ) -> None:
+        if not watchers or account != await self._watched_account(nodes):
+            return
+        await self._switch_sentinels(watchers, nodes, password.reveal() if password else "")
+
+    async def restore_watchers(
+        self,
+        watchers: Sequence[Node],
+        nodes: Sequence[Node],
+        account: str,
+        snapshots: Mapping[int, CredentialSnapshot],
+    ) -> None:
+        if not watchers or account != await self._watched_account(nodes):
+            return
+        # The previous auth-pass is the replicas' previous masterauth, or keyturn's own
+        # previous admin password when keyturn logs in as the account.
+        known = [s.data.get("masterauth") for s in snapshots.values()]
+        known += [
+            n.address.password.reveal()
+            for n in nodes
+            if n.address.username == account and n.address.password is not None
+        ]
+        previous = next((k for k in known if isinstance(k, str)), None)
+        if previous is None:
+            raise EngineRejected("the sentinels' previous auth-pass is not known to keyturn")
+        await self._switch_sentinels(watchers, nodes, previous)
+
     async def verify(self, node: Node, account: str, password: Secret | None) -> None:
         endpoint = node.address.endpoint
 
@@ -440,6 +475,47 @@ class RedisEngine:
     async def _getuser(self, admin: _Admin, account: str) -> AclUser | None:
         reply = await _cmd(admin.client, "ACL", "GETUSER", account)
         return None if reply is None else AclUser.parse(reply)
+
+    async def _watched_account(self, nodes: Sequence[Node]) -> str:
+        """The account sentinels (like the replicas) log in with: the replicas' masteruser,
+        ``default`` when there is no replica."""
+
+        async def master_user(admin: _Admin) -> str:
+            return (await node_state(admin.client, DEFAULT_USER)).master_user
+
+        if len(nodes) < 2:
+            return DEFAULT_USER
+        return await self._run(nodes[1], "replication state", master_user)
+
+    async def _switch_sentinels(
+        self, watchers: Sequence[Node], nodes: Sequence[Node], password: str
+    ) -> None:
+        """Set every sentinel's auth-pass, cut their links, prove they log in again."""
+        for watcher in watchers:
+
+            async def set_pass(admin: _Admin, master: str = watcher.address.database) -> None:
+                await set_auth_pass(admin.client, master, password)
+
+            await self._run(watcher, "sentinel auth-pass", set_pass)
+        cut = time.monotonic()
+        for node in nodes:
+
+            async def drop(admin: _Admin) -> None:
+                await drop_sentinel_links(admin.client)
+
+            await self._run(node, "drop sentinel links", drop)
+        for watcher in watchers:
+
+            async def check(admin: _Admin, watched: Node = watcher) -> None:
+                await wait_logged_in(
+                    admin.client,
+                    watched.address.database,
+                    cut,
+                    watched.address.endpoint,
+                    REPLICA_RELINK_SECONDS,
+                )
+
+            await self._run(watcher, "sentinel check", check, budget=REPLICA_RELINK_SECONDS)
 
     async def _existing_user(self, node: Node, admin: _Admin, account: str) -> AclUser:
         return self._required(node, await self._getuser(admin, account))

@@ -15,7 +15,9 @@ from dataclasses import dataclass, replace
 
 from keyturn.core.errors import InvalidParameterValue, NotFound
 from keyturn.core.model import (
+    SENTINEL_ORDINAL_BASE,
     AccessKey,
+    EngineKind,
     Instance,
     KeySource,
     Node,
@@ -98,6 +100,7 @@ class Admin:
         name: str = "",
         password_free_allowed: bool = True,
         source: KeySource = KeySource.CLI,
+        sentinel_urls: Sequence[Secret] = (),
     ) -> Instance:
         await self._require_tenant(tenant_id)
         instance = build_instance(
@@ -109,6 +112,7 @@ class Admin:
             name=name,
             password_free_allowed=password_free_allowed,
             source=source,
+            sentinel_urls=sentinel_urls,
         )
         await self._store.put_instance(instance)
         return instance
@@ -139,6 +143,7 @@ class Admin:
                 name=spec.name,
                 password_free_allowed=spec.password_free_allowed,
                 source=src,
+                sentinel_urls=spec.sentinels,
             )
             await self._store.put_instance(_keep_rotated_credentials(declared, known))
         removed = 0
@@ -180,8 +185,9 @@ def build_instance(
     name: str,
     password_free_allowed: bool,
     source: KeySource,
+    sentinel_urls: Sequence[Secret] = (),
 ) -> Instance:
-    """Validate an instance declaration: vendor id format, region, node URLs."""
+    """Validate an instance declaration: vendor id format, region, node and sentinel URLs."""
     if not product.id_pattern.match(instance_id):
         raise InvalidParameterValue(
             f"instance id {instance_id!r} does not match the {product} format "
@@ -199,6 +205,14 @@ def build_instance(
         )
         for ordinal, url in enumerate(node_urls)
     )
+    sentinels = tuple(
+        Node(
+            instance_id=instance_id,
+            ordinal=SENTINEL_ORDINAL_BASE + i,
+            address=_parse_sentinel(url, product, instance_id, i),
+        )
+        for i, url in enumerate(sentinel_urls)
+    )
     return Instance(
         id=instance_id,
         tenant_id=tenant_id,
@@ -207,8 +221,26 @@ def build_instance(
         name=name,
         password_free_allowed=password_free_allowed,
         nodes=nodes,
+        sentinels=sentinels,
         source=source,
     )
+
+
+def _parse_sentinel(url: Secret, product: Product, instance_id: str, index: int) -> NodeAddress:
+    if product.engine is not EngineKind.REDIS:
+        raise InvalidParameterValue(f"instance {instance_id}: only Redis instances have sentinels")
+    try:
+        address = parse_node_url(url.reveal(), EngineKind.REDIS)
+    except InvalidParameterValue as exc:
+        raise InvalidParameterValue(
+            f"instance {instance_id} sentinel {index}: {exc.message}"
+        ) from None
+    if not address.database or "/" in address.database:
+        raise InvalidParameterValue(
+            f"instance {instance_id} sentinel {index}: the URL path must name the master "
+            "(redis://:pw@host:26379/mymaster)"
+        )
+    return address
 
 
 def _parse(url: Secret, product: Product, instance_id: str, ordinal: int) -> NodeAddress:

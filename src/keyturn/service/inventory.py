@@ -47,6 +47,7 @@ class InstanceSpec:
     region: str
     name: str
     nodes: tuple[Secret, ...]  # URLs carry admin passwords
+    sentinels: tuple[Secret, ...] = ()
     password_free_allowed: bool = True
 
 
@@ -115,6 +116,9 @@ def _instance(reader: _Reader, where: str, table: Mapping[str, Any]) -> Instance
     nodes = table.get("nodes")
     if not isinstance(nodes, list) or not nodes:
         raise InventoryError(f"{where}.nodes: a non-empty list of URLs is required")
+    sentinels = table.get("sentinels", [])
+    if not isinstance(sentinels, list):
+        raise InventoryError(f"{where}.sentinels: must be a list of URLs")
     free = table.get("password_free_allowed", True)
     if not isinstance(free, bool):
         raise InventoryError(f"{where}.password_free_allowed: must be true or false")
@@ -126,6 +130,9 @@ def _instance(reader: _Reader, where: str, table: Mapping[str, Any]) -> Instance
         name=reader.text(table, "name", where, default=""),
         nodes=tuple(
             Secret(reader.expand(node, f"{where}.nodes[{n}]")) for n, node in enumerate(nodes)
+        ),
+        sentinels=tuple(
+            Secret(reader.expand(url, f"{where}.sentinels[{n}]")) for n, url in enumerate(sentinels)
         ),
         password_free_allowed=free,
     )

@@ -204,6 +204,12 @@ class TaskWorker:
                 # Replicas log in with this account: the primary held both passwords until
                 # every replica switched; now it drops the old ones and replication re-logs in.
                 await patient(lambda: engine.settle(nodes, task.account, password))
+            if instance.sentinels:
+                await patient(
+                    lambda: engine.update_watchers(
+                        instance.sentinels, nodes, task.account, password
+                    )
+                )
             # Steps are recorded when the task ends; the write-ahead record already holds all
             # that recovery needs, so no extra durable write here.
             await self._pause("after_apply")
@@ -215,7 +221,9 @@ class TaskWorker:
         except DomainError as exc:
             failed = touched[-1] if touched else nodes[0]
             cause = _cause(failed, exc)
-            await self._roll_back(task, engine, touched, snapshots, steps, cause, error=exc)
+            await self._roll_back(
+                task, engine, touched, snapshots, steps, cause, error=exc, instance=instance
+            )
             return
         await self._succeed(task, engine, own, password, steps, "")
 
@@ -234,9 +242,17 @@ class TaskWorker:
                     lambda n=node: engine.verify(n, task.account, password)  # type: ignore[misc]
                 )
                 steps[i] = steps[i].to(StepPhase.VERIFIED)
+            if instance.sentinels:
+                await patient(
+                    lambda: engine.update_watchers(
+                        instance.sentinels, nodes, task.account, password
+                    )
+                )
         except DomainError as exc:
             cause = f"interrupted by a keyturn restart before completion ({exc.message})"
-            await self._roll_back(task, engine, list(nodes), snapshots, steps, cause, error=exc)
+            await self._roll_back(
+                task, engine, list(nodes), snapshots, steps, cause, error=exc, instance=instance
+            )
             return
         await self._succeed(task, engine, own, password, steps, "completed after a keyturn restart")
 
@@ -272,6 +288,7 @@ class TaskWorker:
         cause: str,
         *,
         error: DomainError,
+        instance: Instance,
     ) -> None:
         """Restore the previous credential on ``nodes``; the task ends ``failed`` either way,
         and its message says which nodes could not be restored."""
@@ -289,6 +306,16 @@ class TaskWorker:
             except DomainError as exc:
                 steps[node.ordinal] = step.to(StepPhase.FAILED, exc.message)
                 unrestored.append(node.address.endpoint)
+        if instance.sentinels:
+            try:
+                await patient(
+                    lambda: engine.restore_watchers(
+                        instance.sentinels, instance.nodes, task.account, snapshots
+                    )
+                )
+            except DomainError as exc:
+                log.error("sentinels not restored for task %s: %s", task.id, exc.message)
+                unrestored.append("its sentinels")
         message = f"{cause}; rolled back"
         if unrestored:
             message = f"{cause}; could not restore the previous password on {', '.join(unrestored)}"

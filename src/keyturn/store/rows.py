@@ -16,6 +16,7 @@ from urllib.parse import quote, urlencode
 
 from keyturn.core.errors import DomainError, InternalError
 from keyturn.core.model import (
+    SENTINEL_ORDINAL_BASE,
     AccessKey,
     Instance,
     KeySource,
@@ -205,7 +206,9 @@ def _source(value: str) -> KeySource:
     return source
 
 
-def _instance(row: Any, product: Product, nodes: tuple[Node, ...]) -> Instance:
+def _instance(row: Any, product: Product, stored: tuple[Node, ...]) -> Instance:
+    nodes = tuple(n for n in stored if n.ordinal < SENTINEL_ORDINAL_BASE)
+    sentinels = tuple(n for n in stored if n.ordinal >= SENTINEL_ORDINAL_BASE)
     return Instance(
         id=row.id,
         tenant_id=row.tenant_id,
@@ -214,6 +217,7 @@ def _instance(row: Any, product: Product, nodes: tuple[Node, ...]) -> Instance:
         name=row.name,
         password_free_allowed=bool(row.password_free_allowed),
         nodes=nodes,
+        sentinels=sentinels,
         no_auth=None if row.no_auth is None else bool(row.no_auth),
         engine_version=row.engine_version,
         source=_source(row.source),

@@ -291,10 +291,11 @@ class SqlStore(SqlTaskRepo, SqlRsaKeys):
 
     @guarded
     async def put_instance(self, instance: Instance) -> None:
-        for node in instance.nodes:
+        stored = (*instance.nodes, *instance.sentinels)
+        for node in stored:
             if node.instance_id != instance.id:
                 raise InternalError(f"node {node.key} does not belong to instance {instance.id}")
-        node_rows = [rows.node_values(node, self._seal) for node in instance.nodes]
+        node_rows = [rows.node_values(node, self._seal) for node in stored]
         async with self._write() as conn:
             await self._require_tenant(conn, instance.tenant_id)
             await conn.execute(BUMP_GENERATION)
@@ -318,7 +319,7 @@ class SqlStore(SqlTaskRepo, SqlRsaKeys):
             await conn.execute(
                 stmt.on_conflict_do_update(index_elements=[instances.c.id], set_=updates)
             )
-            ordinals = [node.ordinal for node in instance.nodes]
+            ordinals = [node.ordinal for node in stored]
             await conn.execute(
                 sa.delete(nodes).where(
                     nodes.c.instance_id == instance.id, nodes.c.ordinal.not_in(ordinals)

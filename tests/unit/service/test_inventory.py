@@ -2,7 +2,10 @@ from __future__ import annotations
 
 import pytest
 
-from keyturn.core.model import Product
+from keyturn.core.errors import InvalidParameterValue
+from keyturn.core.model import SENTINEL_ORDINAL_BASE, KeySource, Product
+from keyturn.core.secrets import Secret
+from keyturn.service.admin import build_instance
 from keyturn.service.inventory import InventoryError, parse_inventory
 
 EXAMPLE = """
@@ -66,3 +69,51 @@ def test_errors_name_the_field_never_the_value(
     with pytest.raises(InventoryError) as caught:
         parse_inventory(text, env)
     assert message in caught.value.message
+
+
+def test_sentinels_parse_and_validate() -> None:
+    text = EXAMPLE.replace(
+        "password_free_allowed = true",
+        'sentinels = ["redis://default:${SENTINEL_PW}@127.0.0.1:26379/mymaster"]',
+    )
+    spec = parse_inventory(text, {"ORDERS_REDIS_ADMIN": "a", "SENTINEL_PW": "s-pw"}).instances[0]
+    assert spec.sentinels[0].reveal() == "redis://default:s-pw@127.0.0.1:26379/mymaster"
+    instance = build_instance(
+        tenant_id="1300000001",
+        instance_id=spec.id,
+        product=spec.product,
+        region=spec.region,
+        node_urls=spec.nodes,
+        name="",
+        password_free_allowed=True,
+        source=KeySource.INVENTORY,
+        sentinel_urls=spec.sentinels,
+    )
+    assert [s.ordinal for s in instance.sentinels] == [SENTINEL_ORDINAL_BASE]
+    assert instance.sentinels[0].address.database == "mymaster"
+    assert len(instance.nodes) == 1
+
+
+@pytest.mark.parametrize(
+    ("product", "url", "problem"),
+    [
+        (Product.TENCENT_REDIS, "redis://:pw@127.0.0.1:26379", "must name the master"),
+        (Product.TENCENT_POSTGRES, "redis://:pw@127.0.0.1:26379/m", "only Redis"),
+    ],
+)
+def test_bad_sentinels_are_refused(product: Product, url: str, problem: str) -> None:
+    node = "redis://default:pw@127.0.0.1:6379"
+    if product is Product.TENCENT_POSTGRES:
+        node = "postgresql://postgres:pw@127.0.0.1:5432/postgres"
+    with pytest.raises(InvalidParameterValue, match=problem):
+        build_instance(
+            tenant_id="1",
+            instance_id="crs-abcd1234" if product is Product.TENCENT_REDIS else "postgres-abcd1234",
+            product=product,
+            region="r",
+            node_urls=[Secret(node)],
+            name="",
+            password_free_allowed=True,
+            source=KeySource.CLI,
+            sentinel_urls=[Secret(url)],
+        )

@@ -121,9 +121,21 @@ class RedisCluster:
             found.append("a write on the primary did not reach every replica")
         if f"auth-pass mymaster {expected}" not in self.sentinel.config_text():
             found.append("the sentinel does not hold the password the task reports")
-        elif self.sentinel.master().get("flags") != "master":
+        elif not self._sentinel_healthy():
             found.append("the sentinel does not see the primary as healthy")
         return found
+
+    def _sentinel_healthy(self) -> bool:
+        """The sentinel sees the primary up and answering PINGs (after an outage of the
+        primary its link needs a moment to come back)."""
+        deadline = time.monotonic() + 10
+        while True:
+            master = self.sentinel.master()
+            if master.get("flags") == "master" and int(master["last-ok-ping-reply"]) < 2000:
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
 
     def _replicates(self, password: str) -> bool:
         key = f"fault-{time.monotonic_ns()}"

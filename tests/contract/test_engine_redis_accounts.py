@@ -109,7 +109,8 @@ async def test_accounts_need_acl(
     async def old_version(client: object, endpoint: str) -> str:
         return "5.0.14"
 
-    monkeypatch.setattr("keyturn.engines.redis._server_version", old_version)
+    monkeypatch.setattr("keyturn.engines.redis_admins.server_version", old_version)
+    monkeypatch.setattr("keyturn.engines.redis.server_version", old_version)
     node = replace(node_of(redis_server))
     with pytest.raises(AccountsUnsupported):
         await engine.create_account(node, "app", Secret("Pass-word-1"), read_only=False)

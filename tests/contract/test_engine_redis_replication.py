@@ -152,7 +152,7 @@ async def test_restore_brings_back_password_and_masterauth(
 async def test_settle_fails_when_a_replica_cannot_log_in_again(
     engine: RedisEngine, cluster: list[RedisServer], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("keyturn.engines.redis.REPLICA_RELINK_SECONDS", 1.5)
+    monkeypatch.setattr("keyturn.engines.redis_topology.RELINK_SECONDS", 1.5)
     nodes = nodes_of(cluster)
     # Only the primary and the first replica learn the new password: the second replica
     # keeps the old masterauth and cannot log in again once the old password is dropped.
@@ -220,7 +220,7 @@ async def test_sentinel_with_a_wrong_auth_pass_fails_the_check(
     sentinel: RedisSentinel,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("keyturn.engines.redis.REPLICA_RELINK_SECONDS", 2.5)
+    monkeypatch.setattr("keyturn.engines.redis_topology.RELINK_SECONDS", 2.5)
     nodes, watchers = nodes_of(cluster), [sentinel_node(sentinel)]
     # The nodes keep their password but the sentinel is handed another one: once its links
     # are cut it cannot log in again, and the check must say so.

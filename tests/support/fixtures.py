@@ -3,8 +3,10 @@
 ``redis_server`` is a password-protected throwaway redis-server with a config file, one per test.
 ``redis_server_factory`` starts more, with other options (no password, an ``aclfile``, no config
 file), and stops them all after the test. ``postgres_server`` (and ``postgres_server_factory``)
-is a throwaway PostgreSQL 15 with a generated superuser password. ``mariadb_server`` (and
-``mariadb_server_factory``) is a throwaway MariaDB 10.11 with a generated root password. A
+is a throwaway PostgreSQL 15 with a generated superuser password
+(``postgres_server_factory(standby_of=primary)``: a hot standby streaming from it).
+``mariadb_server`` (and ``mariadb_server_factory``) is a throwaway MariaDB 10.11 with a generated
+root password (``mariadb_server_factory(replica_of=primary)``: a read-only GTID replica). A
 missing engine binary skips the test locally, but in CI (``CI`` set) it fails the test: an
 engine test must never pass unseen.
 """
@@ -85,7 +87,7 @@ def redis_server(redis_server_factory: RedisServerFactory) -> RedisServer:
 
 # --------------------------------------------------------------------------- PostgreSQL
 
-#: ``postgres_server_factory(password=...)`` -> started throwaway PostgreSQL server.
+#: ``postgres_server_factory(password=..., standby_of=...)`` -> started throwaway PostgreSQL.
 PostgresServerFactory = Callable[..., PostgresServer]
 
 
@@ -96,8 +98,11 @@ def postgres_server_factory() -> Iterator[PostgresServerFactory]:
     bindir = require_binary("PostgreSQL 15 (initdb, pg_ctl)", postgres_bindir())
     started: list[PostgresServer] = []
 
-    def make(*, password: str | None = None) -> PostgresServer:
-        server = PostgresServer(password=password, bindir=bindir)
+    def make(
+        *, password: str | None = None, standby_of: PostgresServer | None = None
+    ) -> PostgresServer:
+        """``standby_of``: a started server of this factory to stream from."""
+        server = PostgresServer(password=password, bindir=bindir, standby_of=standby_of)
         started.append(server)
         try:
             server.start()
@@ -106,7 +111,8 @@ def postgres_server_factory() -> Iterator[PostgresServerFactory]:
         return server
 
     yield make
-    for server in started:
+    # Standbys first: a primary's fast shutdown waits for its WAL senders.
+    for server in reversed(started):
         server.close()
 
 
@@ -118,7 +124,7 @@ def postgres_server(postgres_server_factory: PostgresServerFactory) -> PostgresS
 
 # --------------------------------------------------------------------------- MariaDB
 
-#: ``mariadb_server_factory(password=...)`` -> started throwaway MariaDB server.
+#: ``mariadb_server_factory(password=..., replica_of=...)`` -> started throwaway MariaDB.
 MariaDBServerFactory = Callable[..., MariaDBServer]
 
 
@@ -129,8 +135,11 @@ def mariadb_server_factory() -> Iterator[MariaDBServerFactory]:
     require_binary("MariaDB (mariadb-install-db, mariadbd)", mariadb_binaries())
     started: list[MariaDBServer] = []
 
-    def make(*, password: str | None = None) -> MariaDBServer:
-        server = MariaDBServer(password=password)
+    def make(
+        *, password: str | None = None, replica_of: MariaDBServer | None = None
+    ) -> MariaDBServer:
+        """``replica_of``: a started server of this factory to replicate from."""
+        server = MariaDBServer(password=password, replica_of=replica_of)
         started.append(server)
         try:
             server.start()
@@ -139,7 +148,8 @@ def mariadb_server_factory() -> Iterator[MariaDBServerFactory]:
         return server
 
     yield make
-    for server in started:
+    # Replicas first, so none is left retrying a primary that went away.
+    for server in reversed(started):
         server.close()
 
 

@@ -10,6 +10,14 @@ password on ``root@localhost`` and ``root@127.0.0.1`` over the unix socket (as a
 ``mysql_native_password`` hash, so the plaintext never reaches the logs) and the other
 passwordless root rows (``root@::1``, ``root@<hostname>``) are dropped. Only servers started here
 are ever stopped, by the pid they wrote.
+
+Every server writes a binary log with GTIDs (``server-id`` 1 for a primary), so any of them can
+be a primary. A replica (``MariaDBServer(replica_of=primary)``) gets its own ``server-id`` and
+``read_only``, is secured the same way (root's password is the primary's), then ``CHANGE MASTER
+TO ... MASTER_USE_GTID=slave_pos`` and ``START SLAVE``: since every server starts from the same
+template and the root set-up is kept out of the binary log (``sql_log_bin=0``), the replica
+applies the primary's binary log from its start. The primary gets a ``repl@127.0.0.1`` user
+with ``REPLICATION SLAVE`` (also outside the binary log) when its first replica is made.
 """
 
 from __future__ import annotations
@@ -116,11 +124,24 @@ def template_datadir() -> Path:
 
 
 class MariaDBServer:
-    """One throwaway MariaDB server; ``password`` is root's (on localhost and 127.0.0.1)."""
+    """One throwaway MariaDB server; ``password`` is root's (on localhost and 127.0.0.1). With
+    ``replica_of`` (a running server), a read-only replica of it with root's password the
+    primary's."""
 
-    def __init__(self, *, password: str | None = None, start_timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        *,
+        password: str | None = None,
+        start_timeout: float = 30.0,
+        replica_of: MariaDBServer | None = None,
+    ) -> None:
         if mariadb_binaries() is None:
             raise MariaDBServerError("MariaDB is not installed")
+        self.primary = replica_of
+        if replica_of is not None:
+            if password is not None and password != replica_of.password:
+                raise MariaDBServerError("a replica has its primary's root password")
+            password = replica_of.password
         self.password = password if password is not None else self.new_password()
         self.port = free_port()
         self.start_timeout = start_timeout
@@ -134,6 +155,7 @@ class MariaDBServer:
         self._proc: subprocess.Popen[bytes] | None = None
         self._password_set = False
         self._copied = False
+        self._replication_password: str | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -163,6 +185,11 @@ class MariaDBServer:
             "server-id": "1",
             "max_connections": "100",
         }
+        if self.primary is not None:
+            # Any id but the primary's; the port is unique among running servers.
+            settings["server-id"] = str(self.port)
+            settings["read_only"] = "1"
+            settings["relay-log"] = str(self.dir / "relay")
         lines = ["[mariadbd]", *(f"{k}={v}" for k, v in settings.items())]
         conf = self.dir / "my.cnf"
         conf.write_text("\n".join(lines) + "\n")
@@ -188,7 +215,67 @@ class MariaDBServer:
             time.sleep(0.02)
         if not self._password_set:
             self._secure_root()
+            if self.primary is not None:
+                self._follow(self.primary)
         return self
+
+    def _follow(self, primary: MariaDBServer) -> None:
+        """Replicate from ``primary`` (GTID, from the start of its binary log)."""
+        user, password = primary.replication_account()
+        self.socket_sql(
+            "CHANGE MASTER TO MASTER_HOST='127.0.0.1',"
+            f" MASTER_PORT={primary.port}, MASTER_USER={sql_string(user)},"
+            f" MASTER_PASSWORD={sql_string(password)}, MASTER_CONNECT_RETRY=1,"
+            " MASTER_USE_GTID=slave_pos;"
+            "START SLAVE;"
+        )
+        self.wait_replicating()
+
+    def replication_account(self) -> tuple[str, str]:
+        """``repl@127.0.0.1`` with ``REPLICATION SLAVE``, made on first use (not binlogged)."""
+        if self._replication_password is None:
+            password = self.new_password()
+            self.socket_sql(
+                "SET sql_log_bin=0;"
+                "CREATE USER 'repl'@'127.0.0.1' IDENTIFIED BY PASSWORD"
+                f" {sql_string(native_hash(password))};"
+                "GRANT REPLICATION SLAVE ON *.* TO 'repl'@'127.0.0.1';"
+            )
+            self._replication_password = password
+        return "repl", self._replication_password
+
+    def slave_status(self) -> dict[str, str]:
+        """``SHOW SLAVE STATUS`` as a dict ({} when this server replicates from nothing)."""
+        out = self.socket_sql("SHOW SLAVE STATUS\\G", column_names=True).splitlines()
+        found: dict[str, str] = {}
+        for line in out:
+            key, sep, value = line.strip().partition(": ")
+            if sep:
+                found[key] = value
+        return found
+
+    def wait_replicating(self, timeout: float = 15.0) -> None:
+        """Wait until both replication threads run."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.slave_status()
+            if status.get("Slave_IO_Running") == "Yes" and status.get("Slave_SQL_Running") == "Yes":
+                return
+            if time.monotonic() > deadline:
+                errors = {k: v for k, v in status.items() if k.startswith("Last_") and v}
+                raise MariaDBServerError(f"replication did not start: {errors}")
+            time.sleep(0.05)
+
+    def wait_replicated(self, timeout: float = 10.0) -> None:
+        """On a replica: wait until it applied everything its primary has logged so far."""
+        if self.primary is None:
+            raise MariaDBServerError("not a replica")
+        position = self.primary.socket_sql("SELECT @@GLOBAL.gtid_binlog_pos").strip()
+        if not position:
+            return
+        done = self.socket_sql(f"SELECT MASTER_GTID_WAIT({sql_string(position)}, {timeout:g})")
+        if done.strip() != "0":
+            raise MariaDBServerError(f"the replica did not apply {position} in {timeout:g} s")
 
     def _accepts(self) -> bool:
         if not self.socket.exists():
@@ -200,9 +287,11 @@ class MariaDBServer:
         except OSError:
             return False
 
-    def socket_sql(self, statements: str) -> str:
+    def socket_sql(self, statements: str, *, column_names: bool = False) -> str:
         """Run SQL as root over the unix socket with the ``mariadb`` client (setup only)."""
-        argv = [CLIENT, "--no-defaults", f"--socket={self.socket}", "-uroot", "-N", "-B"]
+        argv = [CLIENT, "--no-defaults", f"--socket={self.socket}", "-uroot", "-B"]
+        if not column_names:
+            argv.append("-N")
         env_password = self.password if self._password_set else ""
         if env_password:
             argv.append(f"-p{env_password}")

@@ -10,6 +10,15 @@ starts it with ``pg_ctl -w``. The server log is a file in that directory, so tes
 The superuser is ``postgres``; when it gets a password other than the template's, that password
 is set as a client-computed SCRAM verifier, so it never reaches the log in clear. Only servers
 started here are ever stopped, through ``pg_ctl`` on their own data directory.
+
+A hot standby (``PostgresServer(standby_of=primary)``) is made instead with ``pg_basebackup -R
+-X stream -c fast`` from the running primary (as the ``postgres`` OS user, the superuser's
+password passed in ``PGPASSWORD``), which copies the primary's settings; only its own port and
+socket directory are rewritten. The template's ``pg_hba.conf`` allows ``replication``
+connections from 127.0.0.1 with scram-sha-256 (initdb's default with ``--auth-host``; ensured
+here). ``wal_level = replica`` is the default. The standby shares the primary's roles and
+passwords, since it replays them, and ``primary_conninfo`` (in its ``postgresql.auto.conf``)
+holds the superuser's password.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Final
 from urllib.parse import quote
@@ -110,8 +120,22 @@ def template_cluster(bindir: str) -> Path:
             "initdb",
         )
         pwfile.unlink()
+        _allow_replication(data)
         _template = data
         return data
+
+
+#: The ``pg_hba.conf`` line a standby's ``pg_basebackup`` and WAL receiver need.
+REPLICATION_HBA: Final = "host replication all 127.0.0.1/32 scram-sha-256"
+
+
+def _allow_replication(data: Path) -> None:
+    """Make sure ``pg_hba.conf`` lets replication connections in from 127.0.0.1."""
+    hba = data / "pg_hba.conf"
+    lines = [line.split() for line in hba.read_text().splitlines()]
+    if REPLICATION_HBA.split() not in lines:
+        with hba.open("a") as out:
+            out.write(REPLICATION_HBA + "\n")
 
 
 def _conf_string(value: str) -> str:
@@ -119,7 +143,9 @@ def _conf_string(value: str) -> str:
 
 
 class PostgresServer:
-    """One throwaway PostgreSQL server; ``password`` is the ``postgres`` superuser's."""
+    """One throwaway PostgreSQL server; ``password`` is the ``postgres`` superuser's. With
+    ``standby_of`` (a running server), a hot standby streaming from it, whose superuser
+    password is the primary's."""
 
     def __init__(
         self,
@@ -127,18 +153,25 @@ class PostgresServer:
         password: str | None = None,
         bindir: str | None = None,
         start_timeout: float = 30.0,
+        standby_of: PostgresServer | None = None,
     ) -> None:
         found = bindir or postgres_bindir()
         if found is None:
             raise PostgresServerError("PostgreSQL 15 is not installed")
         self.bindir = found
+        self.primary = standby_of
+        if standby_of is not None:
+            if password is not None and password != standby_of.password:
+                raise PostgresServerError("a standby has its primary's superuser password")
+            password = standby_of.password
         self.password = password if password is not None else self.new_password()
         self.port = free_port()
         self.start_timeout = start_timeout
         self.dir = _owned_tempdir("keyturn-pg-")
         self.data = self.dir / "data"
         self.log_path = self.dir / "postgresql.log"
-        self._password_set = False
+        # A standby replays the primary's roles: its password is already the primary's.
+        self._password_set = standby_of is not None
         self._copied = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -146,12 +179,38 @@ class PostgresServer:
     def _prepare(self) -> None:
         if self._copied:
             return
+        if self.primary is not None:
+            self._base_backup(self.primary)
+            self._copied = True
+            self._write_conf(include=False)  # the copied postgresql.conf already includes it
+            return
         template = template_cluster(self.bindir)
         _run(["cp", "-a", str(template), str(self.data)], "copying the template cluster")
         self._copied = True
         self._write_conf()
 
-    def _write_conf(self) -> None:
+    def _base_backup(self, primary: PostgresServer) -> None:
+        """Copy the running primary into this server's data directory, set up to stream."""
+        if not primary.running:
+            raise PostgresServerError("a standby needs its primary running")
+        argv = [
+            f"{self.bindir}/pg_basebackup",
+            *("-h", "127.0.0.1", "-p", str(primary.port), "-U", OS_USER, "-w"),
+            *("-D", str(self.data), "-R", "-X", "stream", "-c", "fast", "--no-sync"),
+        ]
+        done = subprocess.run(
+            _as_postgres(argv),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=120,
+            check=False,
+            env={**os.environ, "PGPASSWORD": primary.password},
+        )
+        if done.returncode != 0:
+            output = (done.stdout + done.stderr).decode(errors="replace")[-2000:]
+            raise PostgresServerError(f"pg_basebackup failed with {done.returncode}: {output}")
+
+    def _write_conf(self, *, include: bool = True) -> None:
         settings = {
             "listen_addresses": "127.0.0.1",
             "port": str(self.port),
@@ -166,8 +225,9 @@ class PostgresServer:
         }
         lines = [f"{k} = {_conf_string(v)}" for k, v in settings.items()]
         (self.data / "keyturn.conf").write_text("\n".join(lines) + "\n")
-        with (self.data / "postgresql.conf").open("a") as conf:
-            conf.write("\ninclude 'keyturn.conf'\n")
+        if include:
+            with (self.data / "postgresql.conf").open("a") as conf:
+                conf.write("\ninclude 'keyturn.conf'\n")
 
     def start(self) -> PostgresServer:
         """Start the server (same port, same data) and wait until it accepts connections."""
@@ -248,6 +308,32 @@ class PostgresServer:
         secret = self.password if password is None else password
         credential = quote(user, safe="") + ":" + quote(secret, safe="")
         return f"postgresql://{credential}@127.0.0.1:{self.port}/{quote(dbname, safe='')}"
+
+    def sql_value(self, query: str, params: tuple[object, ...] = ()) -> object:
+        """The first column of the first row of ``query`` (None if it returns no rows), run
+        as the superuser (test setup only)."""
+        import psycopg
+
+        with psycopg.connect(self.url(), autocommit=True, connect_timeout=5) as conn:
+            cursor = conn.execute(query, params)
+            row = cursor.fetchone() if cursor.description is not None else None
+        return None if row is None else row[0]
+
+    def wait_replayed(self, timeout: float = 10.0) -> None:
+        """On a standby: wait until it replayed everything its primary has written so far."""
+        if self.primary is None:
+            raise PostgresServerError("not a standby")
+        lsn = self.primary.sql_value("SELECT pg_current_wal_insert_lsn()::text")
+        deadline = time.monotonic() + timeout
+        while not self.sql_value("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (lsn,)):
+            if time.monotonic() > deadline:
+                raise PostgresServerError(f"the standby did not replay up to {lsn}")
+            time.sleep(0.02)
+
+    def set_replay_paused(self, paused: bool) -> None:
+        """On a standby: pause (or resume) WAL replay; WAL still streams in."""
+        function = "pg_wal_replay_pause" if paused else "pg_wal_replay_resume"
+        self.sql_value(f"SELECT {function}()::text")
 
     def log_text(self) -> str:
         """The whole server log so far."""

@@ -38,6 +38,11 @@ connection is kept per node, used under a per-node lock; it is rebuilt when the 
 credential changes, and a refused admin login is retried once with ``node.pending_password``.
 No SQL text, password, hash or driver message is logged or copied into an error. This module
 imports only ``keyturn.core``, ``keyturn.engines`` and aiomysql/PyMySQL.
+
+A replica (a node with a replication source) is never written: ``set_password`` and
+``restore`` leave it to replication, and ``verify`` there first waits until it applied the
+primary's change (``keyturn.engines.mysql_replication``), within the engine timeout plus
+``replica_grace`` seconds, else ``VerificationFailed`` naming the replica.
 """
 
 from __future__ import annotations
@@ -80,6 +85,15 @@ from keyturn.engines.mysql_accounts import (
     split_account,
     text,
     wire_password,
+)
+from keyturn.engines.mysql_replication import (
+    REPLICA_GRACE,
+    REPLICATED,
+    GtidPositions,
+    await_replica,
+    binlog_position,
+    is_replica,
+    wait_for,
 )
 
 log = logging.getLogger(__name__)
@@ -138,12 +152,16 @@ class MySQLEngine:
 
     kind: EngineKind = EngineKind.MYSQL
 
-    def __init__(self, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(
+        self, *, timeout: float = DEFAULT_TIMEOUT, replica_grace: float = REPLICA_GRACE
+    ) -> None:
         self._timeout = check_timeout(timeout)
+        self._replica_budget = self._timeout + max(0.0, replica_grace)
         self._admins: AdminPool[_Admin] = AdminPool(
             timeout=self._timeout, classify=classify, open=self._open, refused=login_refused
         )
         self._ssl: dict[tuple[str, str], ssl.SSLContext] = {}
+        self._positions = GtidPositions()
 
     @property
     def timeout(self) -> float:
@@ -186,6 +204,9 @@ class MySQLEngine:
 
     async def set_password(self, node: Node, account: str, password: Secret) -> ApplyResult:
         async def op(admin: _Admin) -> ApplyResult:
+            if await self._replica(node, admin):
+                # Read-only by role: the primary's ALTER USER reaches it through the binlog.
+                return REPLICATED
             await self._target(node, admin, account)
             if not admin.native:
                 raise UnsupportedFeature(
@@ -203,6 +224,8 @@ class MySQLEngine:
         plugin, auth = snapshot_data(snapshot)
 
         async def op(admin: _Admin) -> ApplyResult:
+            if await self._replica(node, admin):
+                return REPLICATED
             await self._alter(node, admin, snapshot.account, plugin, auth)
             return ApplyResult(persisted=True)
 
@@ -211,26 +234,24 @@ class MySQLEngine:
     async def verify(self, node: Node, account: str, password: Secret | None) -> None:
         if password is None:
             raise UnsupportedFeature("MySQL accounts have no password-free mode here")
-        endpoint = node.address.endpoint
-        user, host = split_account(account)
-        async with engine_call(endpoint, "verify login", timeout=self._timeout, classify=classify):
-            try:
-                conn = await self._connect(node.address, user, password)
-            except pymysql.err.MySQLError as exc:
-                if login_refused(exc):
-                    raise VerificationFailed(
-                        f"login to {endpoint} with the new credential failed"
-                    ) from None
-                raise
-            try:
-                row = await self._one(conn, "SELECT CURRENT_USER()")
-            finally:
-                await _close(conn)
-            got_user, got_host = split_account(text(row[0]) if row else "")
-            if got_user != user or got_host.lower() != host.lower():
-                raise VerificationFailed(
-                    f"the login to {endpoint} was taken by another account row"
-                )
+        if not await self._admins.run(node, "replication check", lambda a: self._replica(node, a)):
+            await self._login(node, account, password)
+            return
+
+        async def wait(admin: _Admin, position: str, seconds: float) -> bool:
+            return await wait_for(admin.conn, position, seconds, mariadb=admin.mariadb)
+
+        await await_replica(
+            node.address.endpoint,
+            budget=self._replica_budget,
+            # A server-side wait shorter than the operation's bound, so it always answers.
+            slice_seconds=max(0.1, self._timeout / 2),
+            position=self._positions.get(node.instance_id),
+            wait=lambda position, seconds: self._admins.run(
+                node, "replication wait", lambda admin: wait(admin, position, seconds)
+            ),
+            login=lambda: self._login(node, account, password),
+        )
 
     async def settle(self, nodes: Sequence[Node], account: str, password: Secret | None) -> None:
         """Changes are never staged here: nothing to finish."""
@@ -254,9 +275,10 @@ class MySQLEngine:
         """No watchers here."""
 
     async def password_matches(self, node: Node, account: str, password: Secret) -> bool:
-        # The engine keeps only verifiers: a login attempt is the one honest check.
+        # The engine keeps only verifiers: a login attempt is the one honest check (one
+        # attempt: not verify's wait for a replica to catch up).
         try:
-            await self.verify(node, account, password)
+            await self._login(node, account, password)
         except VerificationFailed:
             return False
         return True
@@ -290,6 +312,34 @@ class MySQLEngine:
             raise
         log.debug("admin connection for %s ready (%s)", node.key, version)
         return _Admin(conn, node.address.username, password, version, mariadb, native)
+
+    async def _login(self, node: Node, account: str, password: Secret) -> None:
+        """One fresh login as ``account`` that must land on that very row; else
+        ``VerificationFailed``."""
+        endpoint = node.address.endpoint
+        user, host = split_account(account)
+        async with engine_call(endpoint, "verify login", timeout=self._timeout, classify=classify):
+            try:
+                conn = await self._connect(node.address, user, password)
+            except pymysql.err.MySQLError as exc:
+                if login_refused(exc):
+                    raise VerificationFailed(
+                        f"login to {endpoint} with the new credential failed"
+                    ) from None
+                raise
+            try:
+                row = await self._one(conn, "SELECT CURRENT_USER()")
+            finally:
+                await _close(conn)
+            got_user, got_host = split_account(text(row[0]) if row else "")
+            if got_user != user or got_host.lower() != host.lower():
+                raise VerificationFailed(
+                    f"the login to {endpoint} was taken by another account row"
+                )
+
+    @staticmethod
+    async def _replica(node: Node, admin: _Admin) -> bool:
+        return await is_replica(admin.conn, node.key, mariadb=admin.mariadb, version=admin.version)
 
     async def _native_active(self, conn: Any) -> bool:
         row = await self._one(conn, _MYSQL_NATIVE_ACTIVE, (NATIVE_PLUGIN,))
@@ -386,6 +436,9 @@ class MySQLEngine:
         try:
             async with admin.conn.cursor() as cur:
                 await cur.execute(template.format(plugin=plugin), (user, host, auth))
+            # What a replica must have applied before it can prove the change.
+            position = await binlog_position(admin.conn, mariadb=admin.mariadb)
+            self._positions.record(node.instance_id, position)
         except pymysql.err.MySQLError as exc:
             if errno_of(exc) == ER_CANNOT_USER:
                 raise AccountNotFound(f"the account does not exist on {endpoint}") from None

@@ -71,6 +71,11 @@ def login_refused(exc: BaseException) -> bool:
     return isinstance(exc, pymysql.err.MySQLError) and errno_of(exc) in _LOGIN_REFUSED
 
 
+def permission_denied(exc: BaseException) -> bool:
+    """Whether a statement failed because the admin lacks a privilege."""
+    return isinstance(exc, pymysql.err.MySQLError) and errno_of(exc) in _PERMISSION
+
+
 def classify(exc: Exception, endpoint: str, action: str) -> EngineError | None:
     """PyMySQL exception -> domain error; copies only the error number, never the text."""
     if not isinstance(exc, pymysql.err.MySQLError):

@@ -16,6 +16,11 @@ superuser unless the administrator is one. One autocommit admin connection is ke
 used under a per-node lock. A verification uses a fresh connection of its own. No SQL text,
 password, verifier or driver message is logged or copied into an error. This module imports
 only ``keyturn.core``, ``keyturn.engines`` and psycopg.
+
+A node in recovery (a streaming standby) is never written: ``set_password`` and ``restore``
+leave it to replication, and ``verify`` there first waits until the standby has replayed the
+primary's change (``keyturn.engines.postgres_replication``), within the engine timeout plus
+``replay_grace`` seconds, else ``VerificationFailed`` naming the standby.
 """
 
 from __future__ import annotations
@@ -46,6 +51,15 @@ from keyturn.core.ports import AccountInfo, ApplyResult, CredentialSnapshot, Eng
 from keyturn.core.secrets import Secret
 from keyturn.engines.admin_pool import AdminPool
 from keyturn.engines.base import DEFAULT_TIMEOUT, check_timeout, close_quietly, engine_call
+from keyturn.engines.postgres_replication import (
+    IN_RECOVERY,
+    PRIMARY_POSITION,
+    REPLAY_GRACE,
+    REPLAYED,
+    REPLICATED,
+    ReplayPositions,
+    await_replay,
+)
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +81,13 @@ _LOGIN_INFO: Final = sql.SQL(
     "SELECT current_setting('server_version'), r.rolsuper"
     " FROM pg_catalog.pg_roles r WHERE r.rolname = current_user"
 )
+#: The role and whether the node is a standby, in one round trip: always exactly one row.
 _ROLE: Final = sql.SQL(
-    "SELECT r.rolcanlogin,"
+    "SELECT pg_catalog.pg_is_in_recovery(), r.rolname IS NOT NULL, r.rolcanlogin,"
     " r.rolvaliduntil IS NOT NULL AND r.rolvaliduntil <= now(),"
     " r.rolsuper"
-    " FROM pg_catalog.pg_roles r WHERE r.rolname = %s"
+    " FROM (VALUES (1)) AS one (x)"
+    " LEFT JOIN pg_catalog.pg_roles r ON r.rolname = %s"
 )
 _VERIFIER: Final = sql.SQL("SELECT a.rolpassword FROM pg_catalog.pg_authid a WHERE a.rolname = %s")
 _ACCOUNTS: Final = sql.SQL(
@@ -137,6 +153,12 @@ class _Admin:
 
 @dataclass(frozen=True, slots=True)
 class _Role:
+    """A role as ``_ROLE`` reads it, and whether the node it was read on is a standby."""
+
+    standby: bool
+    exists: bool
+    can_login: bool
+    expired: bool
     superuser: bool
 
 
@@ -160,11 +182,15 @@ class PostgresEngine:
 
     kind: EngineKind = EngineKind.POSTGRES
 
-    def __init__(self, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(
+        self, *, timeout: float = DEFAULT_TIMEOUT, replay_grace: float = REPLAY_GRACE
+    ) -> None:
         self._timeout = check_timeout(timeout)
+        self._replay_budget = self._timeout + max(0.0, replay_grace)
         self._admins: AdminPool[_Admin] = AdminPool(
             timeout=self._timeout, classify=classify, open=self._open, refused=login_refused
         )
+        self._positions = ReplayPositions()
 
     @property
     def timeout(self) -> float:
@@ -195,7 +221,8 @@ class PostgresEngine:
 
     async def snapshot(self, node: Node, account: str) -> CredentialSnapshot:
         async def op(admin: _Admin) -> CredentialSnapshot:
-            role = await self._target(node, admin, account)
+            # pg_authid is readable on a standby too, so this works on every node.
+            role = self._checked(node, admin, await self._role(admin, account))
             verifier: str | None = None
             readable = admin.superuser
             if readable:
@@ -219,7 +246,12 @@ class PostgresEngine:
 
     async def set_password(self, node: Node, account: str, password: Secret) -> ApplyResult:
         async def op(admin: _Admin) -> ApplyResult:
-            await self._target(node, admin, account)
+            role = await self._role(admin, account)
+            if role.standby:
+                # Read-only; the primary's change reaches it through the WAL. Its own view of
+                # the role may lag, so the primary's checks are the ones that count.
+                return REPLICATED
+            self._checked(node, admin, role)
             verifier = self._verifier(admin, account, password)
             await self._alter(node, admin, account, verifier)
             return ApplyResult(persisted=True)
@@ -232,10 +264,12 @@ class PostgresEngine:
     async def restore(self, node: Node, snapshot: CredentialSnapshot) -> ApplyResult:
         account = snapshot.account
         readable, verifier = _snapshot_verifier(snapshot)
-        if not readable:
-            raise EngineRejected("cannot restore: the previous verifier could not be read")
 
         async def op(admin: _Admin) -> ApplyResult:
+            if await self._in_recovery(admin):
+                return REPLICATED
+            if not readable:
+                raise EngineRejected("cannot restore: the previous verifier could not be read")
             await self._alter(node, admin, account, verifier)
             return ApplyResult(persisted=True)
 
@@ -244,17 +278,11 @@ class PostgresEngine:
     async def verify(self, node: Node, account: str, password: Secret | None) -> None:
         if password is None:
             raise UnsupportedFeature("PostgreSQL has no password-free mode")
-        endpoint = node.address.endpoint
-        async with engine_call(endpoint, "verify login", timeout=self._timeout, classify=classify):
-            try:
-                conn = await self._connect(node.address, account, password)
-            except psycopg.OperationalError as exc:
-                if login_refused(exc):
-                    raise VerificationFailed(
-                        f"login to {endpoint} with the new credential failed"
-                    ) from None
-                raise
-            await _close(conn)
+        standby = await self._admins.run(node, "recovery check", self._in_recovery)
+        if standby:
+            await self._await_replay(node, account, password)
+        else:
+            await self._login(node, account, password)
 
     async def settle(self, nodes: Sequence[Node], account: str, password: Secret | None) -> None:
         """Changes are never staged here: nothing to finish."""
@@ -278,9 +306,10 @@ class PostgresEngine:
         """No watchers here."""
 
     async def password_matches(self, node: Node, account: str, password: Secret) -> bool:
-        # The engine keeps only verifiers: a login attempt is the one honest check.
+        # The engine keeps only verifiers: a login attempt is the one honest check. One
+        # attempt, not verify's wait for a standby: this asks about the node as it is now.
         try:
-            await self.verify(node, account, password)
+            await self._login(node, account, password)
         except VerificationFailed:
             return False
         return True
@@ -346,22 +375,62 @@ class PostgresEngine:
             await cur.execute(query, params)
             return await cur.fetchone()
 
-    async def _target(self, node: Node, admin: _Admin, account: str) -> _Role:
-        """Check that ``account`` exists, can log in and may be changed by this admin."""
-        endpoint = node.address.endpoint
+    async def _role(self, admin: _Admin, account: str) -> _Role:
         row = await self._one(admin, _ROLE, (account,))
-        if row is None:
+        if row is None:  # the query always yields one row; defensive only
+            raise InternalError("the role query returned no row")
+        return _Role(*(bool(value) for value in row))
+
+    @staticmethod
+    def _checked(node: Node, admin: _Admin, role: _Role) -> _Role:
+        """``role``, if it exists, can log in and may be changed by this admin."""
+        endpoint = node.address.endpoint
+        if not role.exists:
             raise AccountNotFound(f"the role does not exist on {endpoint}")
-        can_login, expired, superuser = bool(row[0]), bool(row[1]), bool(row[2])
-        if not can_login:
+        if not role.can_login:
             raise AccountCannotLogin(f"the role on {endpoint} has no LOGIN right")
-        if expired:
+        if role.expired:
             raise AccountCannotLogin(f"the role's VALID UNTIL on {endpoint} is in the past")
-        if superuser and not admin.superuser:
+        if role.superuser and not admin.superuser:
             raise AccountPermissionDenied(
                 f"the role on {endpoint} is a superuser and keyturn's admin is not"
             )
-        return _Role(superuser=superuser)
+        return role
+
+    async def _in_recovery(self, admin: _Admin) -> bool:
+        row = await self._one(admin, IN_RECOVERY)
+        return bool(row and row[0])
+
+    async def _login(self, node: Node, account: str, password: Secret) -> None:
+        """One fresh login as ``account``; ``VerificationFailed`` if it is refused."""
+        endpoint = node.address.endpoint
+        async with engine_call(endpoint, "verify login", timeout=self._timeout, classify=classify):
+            try:
+                conn = await self._connect(node.address, account, password)
+            except psycopg.OperationalError as exc:
+                if login_refused(exc):
+                    raise VerificationFailed(
+                        f"login to {endpoint} with the new credential failed"
+                    ) from None
+                raise
+            await _close(conn)
+
+    async def _await_replay(self, node: Node, account: str, password: Secret) -> None:
+        """On a standby: wait until it replayed the primary's latest change, then log in."""
+
+        async def replayed(admin: _Admin, lsn: str) -> bool:
+            row = await self._one(admin, REPLAYED, (lsn,))
+            return bool(row and row[0])
+
+        await await_replay(
+            node.address.endpoint,
+            budget=self._replay_budget,
+            lsn=self._positions.get(node.instance_id),
+            replayed=lambda lsn: self._admins.run(
+                node, "replay check", lambda admin: replayed(admin, lsn)
+            ),
+            login=lambda: self._login(node, account, password),
+        )
 
     @staticmethod
     def _verifier(admin: _Admin, account: str, password: Secret) -> str:
@@ -380,6 +449,10 @@ class PostgresEngine:
             statement = _ALTER_PASSWORD.format(sql.Identifier(account), sql.Literal(verifier))
         try:
             await admin.conn.execute(statement)
+            # Where a standby must have replayed up to before it can prove the change.
+            row = await self._one(admin, PRIMARY_POSITION)
+            if row and row[0] is not None:
+                self._positions.record(node.instance_id, str(row[0]))
         except pg_errors.UndefinedObject:
             raise AccountNotFound(f"the role does not exist on {node.address.endpoint}") from None
         except pg_errors.InsufficientPrivilege:

@@ -1,0 +1,245 @@
+"""Replicated SQL instances through the official Tencent SDKs: a TencentDB for PostgreSQL
+instance of a primary and a hot standby (``ResetAccountPassword``) and a TDSQL instance of a
+MariaDB primary and a read-only GTID replica (``ResetUsersPassword``), both registered with the
+primary first. keyturn changes the primary only, waits for the standby or replica to apply the
+change, and proves the login there: when the synchronous call returns, the new password logs
+in on both nodes and the old one on neither. A standby or replica that does not catch up fails
+the call with the vendor's code after a bounded wait, and the old password is back everywhere.
+
+keyturn runs here with ``KEYTURN_ENGINE_TIMEOUT=1`` so that bounded wait (the engine timeout
+plus three seconds) stays short.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Iterator
+
+import psycopg
+import pymysql
+import pytest
+from psycopg import sql
+from tencentcloud.postgres.v20170312 import models as pg_models
+
+from keyturn.core.model import Product
+from tests.support.fixtures import MariaDBServerFactory, PostgresServerFactory
+from tests.support.keyturn_server import KeyturnServer
+from tests.support.mysql_server import MariaDBServer, native_hash, sql_string
+from tests.support.postgres_server import PostgresServer
+from tests.wire.conftest import USED_PASSWORDS, leaked, new_password
+from tests.wire.test_tencent_postgres_sdk import code_of
+from tests.wire.test_tencent_postgres_sdk import sdk as postgres_sdk
+from tests.wire.test_tencent_tdmysql_sdk import sdk as tdmysql_sdk
+from tests.wire.test_tencent_tdmysql_sdk import users_request
+
+pytestmark = pytest.mark.engine
+
+ENGINE_TIMEOUT = 1.0
+#: The engines' default grace on top of the engine timeout, and slack for the machine.
+BOUND = ENGINE_TIMEOUT + 3.0 + 3.0
+
+
+@pytest.fixture(scope="module")
+def keyturn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeyturnServer]:
+    server = KeyturnServer(
+        tmp_path_factory.mktemp("keyturn"),
+        extra_env={"KEYTURN_ENGINE_TIMEOUT": str(ENGINE_TIMEOUT)},
+    )
+    server.start()
+    yield server
+    if server.process is not None:
+        server.stop()
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+@pytest.fixture
+def pg_pair(postgres_server_factory: PostgresServerFactory) -> Iterator[list[PostgresServer]]:
+    primary = postgres_server_factory()
+    standby = postgres_server_factory(standby_of=primary)
+    yield [primary, standby]
+    # The standby was never written (its log_statement=all log shows all keyturn sent it), and
+    # no plaintext password reached either log.
+    assert "ALTER ROLE" in primary.log_text()
+    assert "ALTER ROLE" not in standby.log_text()
+    logs = primary.log_text() + standby.log_text()
+    assert [p for p in USED_PASSWORDS if p in logs] == []
+
+
+def register_pg(keyturn: KeyturnServer, pair: list[PostgresServer]) -> str:
+    instance_id = "postgres-" + secrets.token_hex(4)
+    keyturn.add_instance(
+        instance_id, [server.url() for server in pair], product=Product.TENCENT_POSTGRES
+    )
+    return instance_id
+
+
+def create_role(pair: list[PostgresServer], name: str, password: str) -> None:
+    """A login role made on the primary (with a verifier), replayed by the standby."""
+    with psycopg.connect(pair[0].url(), autocommit=True) as conn:
+        verifier = conn.pgconn.encrypt_password(
+            password.encode(), name.encode(), b"scram-sha-256"
+        ).decode()
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                sql.Identifier(name), sql.Literal(verifier)
+            )
+        )
+    pair[1].wait_replayed()
+
+
+def pg_logs_in(server: PostgresServer, user: str, password: str) -> bool:
+    try:
+        psycopg.connect(
+            host="127.0.0.1",
+            port=server.port,
+            user=user,
+            password=password,
+            dbname="postgres",
+            connect_timeout=5,
+        ).close()
+    except psycopg.OperationalError:
+        return False
+    return True
+
+
+def pg_reset(keyturn: KeyturnServer, instance_id: str, user: str, password: str) -> None:
+    request = pg_models.ResetAccountPasswordRequest()
+    request.DBInstanceId, request.UserName, request.Password = instance_id, user, password
+    postgres_sdk(keyturn.endpoint).ResetAccountPassword(request)
+
+
+def test_postgres_primary_and_standby(
+    keyturn: KeyturnServer, pg_pair: list[PostgresServer]
+) -> None:
+    instance_id = register_pg(keyturn, pg_pair)
+    old = new_password()
+    create_role(pg_pair, "appuser", old)
+    new = new_password()
+    pg_reset(keyturn, instance_id, "appuser", new)
+    # Synchronous: the standby replayed and proved the change before the call returned.
+    for server in pg_pair:
+        assert pg_logs_in(server, "appuser", new)
+        assert not pg_logs_in(server, "appuser", old)
+
+    tasks = pg_models.DescribeTasksRequest()
+    tasks.DBInstanceId = instance_id
+    task = postgres_sdk(keyturn.endpoint).DescribeTasks(tasks).TaskSet[0]
+    assert task.Status == "Success"
+
+    # A second reset right after: the standby follows again.
+    newer = new_password()
+    pg_reset(keyturn, instance_id, "appuser", newer)
+    for server in pg_pair:
+        assert pg_logs_in(server, "appuser", newer)
+        assert not pg_logs_in(server, "appuser", new)
+
+
+def test_postgres_standby_not_replaying_rolls_back(
+    keyturn: KeyturnServer, pg_pair: list[PostgresServer]
+) -> None:
+    standby = pg_pair[1]
+    instance_id = register_pg(keyturn, pg_pair)
+    old = new_password()
+    create_role(pg_pair, "appuser", old)
+    standby.set_replay_paused(True)
+    new = new_password()
+    started = time.monotonic()
+    code = code_of(lambda: pg_reset(keyturn, instance_id, "appuser", new))
+    assert code == "FailedOperation.FailedOperationError"
+    assert time.monotonic() - started < BOUND
+    standby.set_replay_paused(False)
+    standby.wait_replayed()
+    for server in pg_pair:
+        assert pg_logs_in(server, "appuser", old)
+        assert not pg_logs_in(server, "appuser", new)
+
+
+# --------------------------------------------------------------------------- TDSQL (MariaDB)
+
+
+@pytest.fixture
+def my_pair(mariadb_server_factory: MariaDBServerFactory) -> Iterator[list[MariaDBServer]]:
+    primary = mariadb_server_factory()
+    replica = mariadb_server_factory(replica_of=primary)
+    yield [primary, replica]
+    # Nothing written on the replica: its own binary log holds no transaction of its own.
+    assert replica.socket_sql("SELECT @@GLOBAL.gtid_binlog_pos").strip() == ""
+    assert "ALTER USER" in primary.binlog_text()
+    logs = "".join(s.general_log_text() + s.binlog_text() for s in (primary, replica))
+    assert [p for p in USED_PASSWORDS if p in logs] == []
+
+
+def register_tdsql(keyturn: KeyturnServer, pair: list[MariaDBServer]) -> str:
+    instance_id = "tdsql3-" + secrets.token_hex(4)
+    keyturn.add_instance(
+        instance_id, [server.url() for server in pair], product=Product.TENCENT_TDMYSQL
+    )
+    return instance_id
+
+
+def create_user(pair: list[MariaDBServer], user: str, host: str, password: str) -> None:
+    pair[0].socket_sql(
+        f"CREATE USER {sql_string(user)}@{sql_string(host)} IDENTIFIED BY PASSWORD "
+        f"{sql_string(native_hash(password))};"
+    )
+    pair[1].wait_replicated()
+
+
+def my_logs_in(server: MariaDBServer, user: str, password: str) -> bool:
+    try:
+        pymysql.connect(
+            host="127.0.0.1",
+            port=server.port,
+            user=user,
+            password=password,
+            connect_timeout=5,
+            ssl_disabled=True,
+        ).close()
+    except pymysql.err.OperationalError:
+        return False
+    return True
+
+
+def test_tdsql_primary_and_replica(keyturn: KeyturnServer, my_pair: list[MariaDBServer]) -> None:
+    instance_id = register_tdsql(keyturn, my_pair)
+    old_a, old_b = new_password(), new_password()
+    create_user(my_pair, "app_a", "%", old_a)
+    create_user(my_pair, "app_b", "127.0.0.1", old_b)
+    new_a, new_b = new_password(), new_password()
+    response = tdmysql_sdk(keyturn.endpoint).ResetUsersPassword(
+        users_request(instance_id, ("app_a", "%", new_a), ("app_b", "127.0.0.1", new_b))
+    )
+    assert response.FlowId > 0
+    for server in my_pair:
+        assert my_logs_in(server, "app_a", new_a) and not my_logs_in(server, "app_a", old_a)
+        assert my_logs_in(server, "app_b", new_b) and not my_logs_in(server, "app_b", old_b)
+
+
+def test_tdsql_replica_not_applying_rolls_back(
+    keyturn: KeyturnServer, my_pair: list[MariaDBServer]
+) -> None:
+    replica = my_pair[1]
+    instance_id = register_tdsql(keyturn, my_pair)
+    old = new_password()
+    create_user(my_pair, "app", "%", old)
+    replica.socket_sql("STOP SLAVE SQL_THREAD;")
+    new = new_password()
+    client = tdmysql_sdk(keyturn.endpoint)
+    started = time.monotonic()
+    code = code_of(lambda: client.ResetUsersPassword(users_request(instance_id, ("app", "%", new))))
+    assert code == "FailedOperation.DBUpdateUserError"
+    assert time.monotonic() - started < BOUND
+    replica.socket_sql("START SLAVE SQL_THREAD;")
+    replica.wait_replicated()
+    for server in my_pair:
+        assert my_logs_in(server, "app", old)
+        assert not my_logs_in(server, "app", new)
+
+
+def test_no_plaintext_in_keyturn(keyturn: KeyturnServer) -> None:
+    """Runs last: no password set above is in keyturn's log or data dir."""
+    assert USED_PASSWORDS
+    assert leaked(keyturn, USED_PASSWORDS) == []

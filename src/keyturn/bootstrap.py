@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from starlette.applications import Starlette
 
 from keyturn.config import Settings
+from keyturn.core.audit import AuditEvent
 from keyturn.dialects._wire import Dialect
 from keyturn.dialects.alibaba import AlibabaDialect
 from keyturn.dialects.alibaba.kvstore import PRODUCT as ALIBABA_KVSTORE
@@ -29,7 +30,9 @@ from keyturn.service.context import SystemClock
 from keyturn.service.credentials import Credentials
 from keyturn.service.encryption import Encryption
 from keyturn.service.facade import Services
+from keyturn.service.gate import Gate
 from keyturn.service.queries import Queries
+from keyturn.service.ratelimit import RateLimiter
 from keyturn.service.replay import NonceGuard
 from keyturn.service.resets import Resets
 from keyturn.service.worker import TaskWorker
@@ -92,8 +95,9 @@ async def build_runtime(settings: Settings) -> Runtime:
         pauses=settings.fault_pauses,
     )
     resets = Resets(store, engines, worker, sync_deadline=settings.sync_deadline)
+    credentials = Credentials(store)
     services = Services(
-        credentials=Credentials(store),
+        credentials=credentials,
         resets=resets,
         queries=Queries(store, engines),
         admin=Admin(store),
@@ -101,7 +105,26 @@ async def build_runtime(settings: Settings) -> Runtime:
         clock=clock,
         accounts=Accounts(store, engines, resets, ChangeGuard(clock)),
         nonces=NonceGuard(clock),
+        gate=Gate(
+            store,
+            credentials,
+            RateLimiter(
+                clock,
+                limits=settings.rate_limits,
+                default_write=settings.rate_limit_write,
+                default_read=settings.rate_limit_read,
+            ),
+            _UnwrittenAudit(),
+            clock,
+        ),
     )
     return Runtime(
         settings=settings, store=store, engines=engines, worker=worker, services=services
     )
+
+
+class _UnwrittenAudit:
+    """Placeholder until the store-backed audit log lands: records nothing."""
+
+    async def append(self, event: AuditEvent) -> None:
+        return None

@@ -52,6 +52,11 @@ class Settings:
     #: Seconds to let tasks in flight finish on shutdown before parking them.
     shutdown_grace: float = 10.0
     log_level: str = "INFO"
+    #: Requests per second per tenant and action, overriding the vendors' documented limits;
+    #: ``*`` overrides every action (tests use it to lift limits).
+    rate_limits: Mapping[str, int] = field(default_factory=dict)
+    rate_limit_write: int = 20
+    rate_limit_read: int = 100
     #: Fault-injection pauses by worker step (tests only), from KEYTURN_FAULT_PAUSE="step=sec,...".
     fault_pauses: Mapping[str, float] = field(default_factory=dict)
 
@@ -98,6 +103,9 @@ def load_settings(
             ),
             shutdown_grace=float(pick(None, "KEYTURN_SHUTDOWN_GRACE", "shutdown_grace", 10.0)),
             log_level=str(pick(None, "KEYTURN_LOG_LEVEL", "log_level", "INFO")).upper(),
+            rate_limits=_rate_limits(env.get("KEYTURN_RATE_LIMITS"), server.get("rate_limits")),
+            rate_limit_write=int(pick(None, "KEYTURN_RATE_LIMIT_WRITE", "rate_limit_write", 20)),
+            rate_limit_read=int(pick(None, "KEYTURN_RATE_LIMIT_READ", "rate_limit_read", 100)),
             fault_pauses=_pauses(env.get("KEYTURN_FAULT_PAUSE", "")),
         )
     except (TypeError, ValueError) as exc:
@@ -119,6 +127,21 @@ def _server_table(config: Path) -> Mapping[str, Any]:
     if not isinstance(table, dict):
         raise ConfigError("[server] must be a table")
     return table
+
+
+def _rate_limits(spec: str | None, table: Any) -> dict[str, int]:
+    """``action=N,...`` from the environment, else the ``[server.rate_limits]`` table."""
+    if spec:
+        found: dict[str, int] = {}
+        for item in filter(None, (part.strip() for part in spec.split(","))):
+            action, _, limit = item.rpartition("=")
+            found[action.strip()] = int(limit)
+        return found
+    if table is None:
+        return {}
+    if not isinstance(table, dict):
+        raise ConfigError("[server.rate_limits] must be a table of action = requests per second")
+    return {str(k): int(v) for k, v in table.items()}
 
 
 def _pauses(spec: str) -> dict[str, float]:

@@ -80,6 +80,9 @@ class KeyturnServer:
             **os.environ,
             "KT_OTHER_SECRET": OTHER_KEY_SECRET,
             "KEYTURN_LOG_LEVEL": "DEBUG",
+            # Tests call faster than the vendors' documented limits; the rate-limit test
+            # sets its own.
+            "KEYTURN_RATE_LIMITS": "*=100000",
             **(extra_env or {}),
         }
         self.process: subprocess.Popen[bytes] | None = None

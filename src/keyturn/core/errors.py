@@ -32,7 +32,8 @@ table each; engines and stores translate foreign exceptions into them at their b
     │   ├── SignatureExpired
     │   ├── TimestampMalformed       the request's time cannot be read
     │   ├── NonceReused              a replayed request
-    │   └── TenantMismatch           the request names another tenant than its key's
+    │   ├── TenantMismatch           the request names another tenant than its key's
+    │   └── AccessDenied             a policy does not allow the action on the resource
     ├── NotFound
     │   ├── InstanceNotFound
     │   ├── AccountNotFound
@@ -50,6 +51,7 @@ table each; engines and stores translate foreign exceptions into them at their b
     │   │   └── AccountPermissionDenied  keyturn's admin may not change this account
     │   ├── VerificationFailed
     │   └── OperationTimedOut        a synchronous API's deadline passed; the task goes on
+    ├── RequestThrottled             over the rate limit of the tenant and action
     └── InternalError
 """
 
@@ -232,6 +234,12 @@ class TenantMismatch(AuthError):
     code = "TenantMismatch"
 
 
+class AccessDenied(AuthError):
+    """The access key's policies do not allow this action on this resource."""
+
+    code = "AccessDenied"
+
+
 class NotFound(DomainError):
     """The resource does not exist."""
 
@@ -337,6 +345,12 @@ class OperationTimedOut(EngineError):
     """The operation did not finish before the deadline; it goes on as a task."""
 
     code = "OperationTimedOut"
+
+
+class RequestThrottled(DomainError):
+    """Too many requests of this action for the tenant; retry later."""
+
+    code = "RequestThrottled"
 
 
 class InternalError(DomainError):

@@ -110,6 +110,9 @@ class AccessKey:
     enabled: bool = True
     source: KeySource = KeySource.CLI
     created_at: datetime | None = None
+    #: Authorization policy documents (``keyturn.core.access``, kept as JSON text so this
+    #: module stays free of them); None: the key is its tenant's administrator.
+    policies: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from keyturn.core.audit import AuditEvent
 from keyturn.core.model import AccessKey, EngineKind, Instance, KeySource, Node, Tenant
 from keyturn.core.secrets import Secret
 from keyturn.core.tasks import NewTask, Task, TaskState, TaskStep
@@ -180,6 +181,13 @@ class PasswordCipher(Protocol):
     async def rotate(self, tenant_id: str) -> PublicKeyInfo:
         """Replace the tenant's key pair; ciphertexts made for the old key stop working."""
         ...
+
+
+class AuditLog(Protocol):
+    """The append-only audit log. ``append`` must raise if the event could not be stored
+    durably: a change whose record cannot be written is not made (fail-closed)."""
+
+    async def append(self, event: AuditEvent) -> None: ...
 
 
 class Clock(Protocol):

@@ -9,6 +9,7 @@ from keyturn.service.accounts import Accounts
 from keyturn.service.admin import Admin
 from keyturn.service.credentials import Credentials
 from keyturn.service.encryption import Encryption
+from keyturn.service.gate import Gate
 from keyturn.service.queries import Queries
 from keyturn.service.replay import NonceGuard
 from keyturn.service.resets import Resets
@@ -24,3 +25,4 @@ class Services:
     clock: Clock
     accounts: Accounts
     nonces: NonceGuard
+    gate: Gate

@@ -88,6 +88,8 @@ access_keys = sa.Table(
     sa.Column("enabled", sa.Boolean(), nullable=False),
     sa.Column("source", sa.String(16), nullable=False),
     sa.Column("created_at", UtcDateTime(), nullable=False),
+    # JSON list of policy documents; NULL: the key is its tenant's administrator.
+    sa.Column("policies", sa.Text(), nullable=True),
     sa.Index("ix_access_keys_tenant_id", "tenant_id"),
 )
 
@@ -178,4 +180,35 @@ tenant_rsa_keys = sa.Table(
     sa.Column("private_key_sealed", sa.Text(), nullable=False),
     sa.Column("public_key", sa.Text(), nullable=False),
     sa.Column("created_at", UtcDateTime(), nullable=False),
+)
+
+policies = sa.Table(
+    "policies",
+    metadata,
+    # Named policy documents a tenant's keys can refer to (inventory ``[[policies]]``, CLI).
+    sa.Column(
+        "tenant_id",
+        sa.String(64),
+        sa.ForeignKey("tenants.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("document", sa.Text(), nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    # Append-only and hash-chained: ``hash`` = sha256(prev_hash + the canonical event JSON),
+    # so an edited, removed or reordered record breaks the chain from there on.
+    sa.Column("seq", sa.Integer(), primary_key=True, autoincrement=False),
+    sa.Column("at", UtcDateTime(), nullable=False),
+    sa.Column("tenant_id", sa.String(64), nullable=False),
+    sa.Column("key_id", sa.String(128), nullable=False),
+    sa.Column("event", sa.Text(), nullable=False),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.Index("ix_audit_log_tenant_id_seq", "tenant_id", "seq"),
 )

@@ -29,6 +29,7 @@ from keyturn.dialects.alibaba.product import AlibabaProduct, Handler
 from keyturn.dialects.alibaba.signing import check_timestamp, verify_acs3, verify_rpc
 from keyturn.service.context import Caller
 from keyturn.service.facade import Services
+from keyturn.service.gate import CallInfo
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,24 @@ class AlibabaDialect:
             call = parse_call(request)
             caller = await self._authenticate(request, call, request_id)
             product, handler = self._route(call)
-            payload = await handler(self._services, caller, Params(call.params))
+            params = Params(call.params)
+            instance = call.params.get(product.instance_param)
+            info = CallInfo(
+                vendor=self.name,
+                action=f"{product.service}:{call.action}",
+                neutral_action=product.changes.get(call.action, ""),
+                mutating=call.action in product.changes,
+                resource_name=product.resource_name,
+                instance_id=instance if isinstance(instance, str) else None,
+                region=str(call.params.get("RegionId") or "*"),
+            )
+            codes = product.codes
+            payload = await self._services.gate.run(
+                caller,
+                info,
+                lambda: handler(self._services, caller, params),
+                lambda error: alibaba_code(error, codes).code,
+            )
             return render(payload, request_id)
         except DomainError as error:
             return self._error(error, product, request_id, request)

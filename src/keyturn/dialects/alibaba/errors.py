@@ -52,6 +52,12 @@ COMMON_CODES: Mapping[type[e.DomainError], AlibabaCode] = {
     e.InvalidParameterValue: AlibabaCode("InvalidParameter", 400),
     e.UnsupportedFeature: AlibabaCode("OperationDenied", 403),
     e.AuthError: AlibabaCode("Forbidden", 403),
+    e.AccessDenied: AlibabaCode(
+        "Forbidden.RAM", 403, "User not authorized to operate on the specified resource: {detail}"
+    ),
+    e.RequestThrottled: AlibabaCode(
+        "Throttling.User", 400, "Request was denied due to user flow control."
+    ),
     e.MissingAuthorization: AlibabaCode("IncompleteSignature", 400),
     e.UnknownAccessKey: AlibabaCode(
         "InvalidAccessKeyId.NotFound", 404, "Specified access key is not found."

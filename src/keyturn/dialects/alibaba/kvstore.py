@@ -246,6 +246,12 @@ _BAD_PASSWORD = "Specified AccountPassword is not valid: {detail}"
 PRODUCT = AlibabaProduct(
     code="R-kvstore",
     version="2015-01-01",
+    service="kvstore",
+    changes={
+        "ResetAccountPassword": "reset_password",
+        "ModifyAccountPassword": "change_password",
+        "CreateAccount": "create_account",
+    },
     actions={
         "ResetAccountPassword": reset_account_password,
         "ModifyAccountPassword": modify_account_password,

@@ -26,3 +26,13 @@ class AlibabaProduct:
     version: str
     actions: Mapping[str, Handler]
     codes: Mapping[type[DomainError], AlibabaCode] = field(default_factory=dict)
+    #: RAM's service prefix for actions and resources, e.g. ``kvstore``.
+    service: str = ""
+    #: The parameter naming the instance an action targets (for policies and audit).
+    instance_param: str = "InstanceId"
+    #: Actions that change something -> keyturn's neutral name for the change.
+    changes: Mapping[str, str] = field(default_factory=dict)
+
+    def resource_name(self, region: str, tenant: str, instance: str) -> str:
+        """RAM's resource name: ``acs:kvstore:cn-hangzhou:1234567890:instance/r-x``."""
+        return f"acs:{self.service}:{region}:{tenant}:instance/{instance}"

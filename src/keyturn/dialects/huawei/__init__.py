@@ -36,6 +36,7 @@ from keyturn.dialects.huawei.product import Call, HuaweiProduct, Route
 from keyturn.dialects.huawei.signing import parse_authorization, parse_sdk_date, verify
 from keyturn.service.context import Caller
 from keyturn.service.facade import Services
+from keyturn.service.gate import CallInfo
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +74,20 @@ class HuaweiDialect:
             product, route, params = self._route(request)
             caller = await self._authenticate(request, request_id)
             self._check_project(params["project_id"], caller)
-            payload = await route.handler(
-                self._services, caller, Call(params=params, request=request)
+            info = CallInfo(
+                vendor=self.name,
+                action=route.action,
+                neutral_action=route.neutral,
+                mutating=route.method != "GET",
+                resource_name=product.resource_name,
+                instance_id=params.get("instance_id"),
+            )
+            codes = product.codes
+            payload = await self._services.gate.run(
+                caller,
+                info,
+                lambda: route.handler(self._services, caller, Call(params=params, request=request)),
+                lambda error: huawei_code(error, codes).code,
             )
             return render(payload, request_id)
         except DomainError as error:

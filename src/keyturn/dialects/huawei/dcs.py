@@ -28,6 +28,9 @@ from keyturn.service.accounts import ChangeResult
 from keyturn.service.context import Caller
 from keyturn.service.facade import Services
 
+#: IAM's action for changing an instance's password (reset or change).
+MODIFY_AUTH = "dcs:instance:modifyAuthInfo"
+
 #: The Redis user DCS's instance password belongs to.
 DEFAULT_USER = "default"
 
@@ -279,11 +282,23 @@ def _time(moment: datetime | None) -> str:
 PRODUCT = HuaweiProduct(
     name="dcs",
     routes=(
-        Route("POST", "/v2/{project_id}/instances/{instance_id}/password/reset", reset_password),
-        Route("PUT", "/v2/{project_id}/instances/{instance_id}/password", update_password),
-        Route("GET", "/v2/{project_id}/instances/{instance_id}", show_instance),
-        Route("GET", "/v2/{project_id}/instances", list_instances),
-        Route("GET", "/v2/{project_id}/jobs/{job_id}", show_job_info),
+        Route(
+            "POST",
+            "/v2/{project_id}/instances/{instance_id}/password/reset",
+            reset_password,
+            action=MODIFY_AUTH,
+            neutral="reset_password",
+        ),
+        Route(
+            "PUT",
+            "/v2/{project_id}/instances/{instance_id}/password",
+            update_password,
+            action=MODIFY_AUTH,
+            neutral="change_password",
+        ),
+        Route("GET", "/v2/{project_id}/instances/{instance_id}", show_instance, "dcs:instance:get"),
+        Route("GET", "/v2/{project_id}/instances", list_instances, "dcs:instance:list"),
+        Route("GET", "/v2/{project_id}/jobs/{job_id}", show_job_info, "dcs:instance:get"),
     ),
     codes={
         InvalidInstanceId: HuaweiCode("111400061", 400),

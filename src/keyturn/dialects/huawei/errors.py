@@ -36,6 +36,8 @@ INTERNAL = HuaweiCode("111500000", 500)
 COMMON_CODES: Mapping[type[e.DomainError], HuaweiCode] = {
     e.AuthError: IAM_FAILURE,
     e.TenantMismatch: HuaweiCode("111401004", 401),
+    e.AccessDenied: HuaweiCode("APIGW.0302", 403),
+    e.RequestThrottled: HuaweiCode("APIGW.0308", 429),
     e.UnknownAction: NO_SUCH_API,
     e.UnsupportedVersion: NO_SUCH_API,
     e.RequestTooLarge: TOO_LARGE,
@@ -68,6 +70,6 @@ def huawei_code(
 
 def huawei_message(error: e.DomainError) -> str:
     """The ``error_msg``: authentication failures read like the gateway's, with the reason."""
-    if isinstance(error, e.AuthError) and not isinstance(error, e.TenantMismatch):
+    if isinstance(error, e.AuthError) and not isinstance(error, e.TenantMismatch | e.AccessDenied):
         return IAM_PREFIX + error.message
     return error.message

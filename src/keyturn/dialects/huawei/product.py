@@ -40,6 +40,10 @@ class Route:
     method: str
     template: str
     handler: Handler
+    #: IAM's action name, e.g. ``dcs:instance:modifyAuthInfo`` (for policies and audit).
+    action: str = ""
+    #: keyturn's neutral name for the change; empty for reads.
+    neutral: str = ""
     pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -62,3 +66,7 @@ class HuaweiProduct:
     name: str
     routes: Sequence[Route]
     codes: Mapping[type[DomainError], HuaweiCode] = field(default_factory=dict)
+
+    def resource_name(self, region: str, project: str, instance: str) -> str:
+        """IAM's resource name: ``dcs:cn-north-4:<project id>:instance:<instance id>``."""
+        return f"{self.name}:{region}:{project}:instance:{instance}"

@@ -28,6 +28,7 @@ from keyturn.dialects.tencent.product import TencentProduct
 from keyturn.dialects.tencent.signing import verify_legacy, verify_tc3
 from keyturn.service.context import Caller
 from keyturn.service.facade import Services
+from keyturn.service.gate import CallInfo
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,24 @@ class TencentDialect:
             handler = product.actions.get(call.action)
             if handler is None:
                 raise UnknownAction(f"The action `{call.action}` does not exist.")
-            payload = await handler(self._services, caller, Params(call.params))
+            params = Params(call.params)
+            instance = call.params.get(product.instance_param)
+            info = CallInfo(
+                vendor=self.name,
+                action=f"{product.service}:{call.action}",
+                neutral_action=product.changes.get(call.action, ""),
+                mutating=call.action in product.changes,
+                resource_name=product.resource_name,
+                instance_id=instance if isinstance(instance, str) else None,
+                region=call.region or "*",
+            )
+            codes = product.codes
+            payload = await self._services.gate.run(
+                caller,
+                info,
+                lambda: handler(self._services, caller, params),
+                lambda error: tencent_code(error, codes),
+            )
             return render(payload, request_id)
         except DomainError as error:
             return render_error(

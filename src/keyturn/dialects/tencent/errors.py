@@ -22,6 +22,8 @@ COMMON_CODES: Mapping[type[e.DomainError], str] = {
     e.InvalidParameterValue: "InvalidParameterValue",
     e.UnsupportedFeature: "UnsupportedOperation",
     e.AuthError: "AuthFailure",
+    e.AccessDenied: "AuthFailure.UnauthorizedOperation",
+    e.RequestThrottled: "RequestLimitExceeded",
     e.MissingAuthorization: "AuthFailure.InvalidAuthorization",
     e.UnknownAccessKey: "AuthFailure.SecretIdNotFound",
     e.SignatureInvalid: "AuthFailure.SignatureFailure",

@@ -188,6 +188,8 @@ def _time(moment: datetime | None) -> str:
 PRODUCT = TencentProduct(
     service="postgres",
     version="2017-03-12",
+    instance_param="DBInstanceId",
+    changes={"ResetAccountPassword": "reset_password"},
     actions={
         "ResetAccountPassword": reset_account_password,
         "DescribeAccounts": describe_accounts,

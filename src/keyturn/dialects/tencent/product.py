@@ -24,3 +24,11 @@ class TencentProduct:
     version: str
     actions: Mapping[str, Handler]
     codes: Mapping[type[DomainError], str] = field(default_factory=dict)
+    #: The parameter naming the instance an action targets (for policies and audit).
+    instance_param: str = "InstanceId"
+    #: Actions that change something -> keyturn's neutral name for the change.
+    changes: Mapping[str, str] = field(default_factory=dict)
+
+    def resource_name(self, region: str, tenant: str, instance: str) -> str:
+        """CAM's resource name: ``qcs::redis:ap-guangzhou:uin/1300000001:instance/crs-x``."""
+        return f"qcs::{self.service}:{region}:uin/{tenant}:instance/{instance}"

@@ -206,6 +206,8 @@ def _time(moment: datetime | None) -> str:
 PRODUCT = TencentProduct(
     service="redis",
     version="2018-04-12",
+    instance_param="InstanceId",
+    changes={"ResetPassword": "reset_password"},
     actions={
         "ResetPassword": reset_password,
         "DescribeTaskInfo": describe_task_info,

@@ -189,6 +189,8 @@ def _time(moment: datetime | None) -> str:
 PRODUCT = TencentProduct(
     service="tdmysql",
     version="2021-11-22",
+    instance_param="InstanceId",
+    changes={"ResetUserPassword": "reset_password", "ResetUsersPassword": "reset_password"},
     actions={
         "ResetUserPassword": reset_user_password,
         "ResetUsersPassword": reset_users_password,

@@ -1,0 +1,160 @@
+"""The gate every authenticated API call passes: authorization, rate limit and audit.
+
+A dialect authenticates a request and routes it, then hands the gate a ``CallInfo`` (vendor,
+qualified action, the instance it targets, whether it changes anything) and the handler to run.
+The gate builds the vendor resource name (with the instance's real region when the caller owns
+it), evaluates the key's policies (a key without policies is its tenant's administrator;
+explicit deny wins; no matching allow denies), takes a token from the tenant's rate limit for
+the action, and audits: a change is recorded as ``started`` *before* it runs — if that record
+cannot be written the change is not made — and every call is recorded with its outcome and
+vendor error code. Requests refused before authentication are audited by ``rejected``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from typing import Any
+
+from keyturn.core.access import Policy, decide
+from keyturn.core.audit import AuditEvent, AuditOutcome
+from keyturn.core.errors import AccessDenied, DomainError, InternalError, NotFound
+from keyturn.core.ports import AuditLog, Clock, Store
+from keyturn.service.context import Caller
+from keyturn.service.credentials import Credentials
+from keyturn.service.ratelimit import RateLimiter
+
+log = logging.getLogger(__name__)
+
+
+@lru_cache(maxsize=1024)
+def _parsed(document: str) -> Policy:
+    return Policy.parse(document)
+
+
+#: (region, tenant id, instance id or "*") -> the vendor's resource name.
+ResourceName = Callable[[str, str, str], str]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallInfo:
+    vendor: str
+    #: Vendor-qualified, as policies name it: ``redis:ResetPassword``, ``kvstore:...``,
+    #: ``dcs:instance:modifyAuthInfo``.
+    action: str
+    #: keyturn's neutral name for a change (``reset_password``...); empty for reads.
+    neutral_action: str
+    mutating: bool
+    resource_name: ResourceName
+    instance_id: str | None = None
+    #: The region the request names, used when the instance is not the caller's to read.
+    region: str = "*"
+
+
+class Gate:
+    def __init__(
+        self,
+        store: Store,
+        credentials: Credentials,
+        limiter: RateLimiter,
+        audit: AuditLog,
+        clock: Clock,
+    ) -> None:
+        self._store = store
+        self._credentials = credentials
+        self._limiter = limiter
+        self._audit = audit
+        self._clock = clock
+
+    async def run(
+        self,
+        caller: Caller,
+        call: CallInfo,
+        execute: Callable[[], Awaitable[dict[str, Any]]],
+        vendor_code: Callable[[DomainError], str],
+    ) -> dict[str, Any]:
+        """Authorize, limit, audit and run ``execute``; its payload, or its error re-raised."""
+        resource = await self._resource(caller, call)
+        event = self._event(caller, call, resource)
+        try:
+            await self._authorize(caller, call.action, resource)
+            self._limiter.take(caller.tenant_id, call.action, mutating=call.mutating)
+        except DomainError as error:
+            await self._record(replace(event, outcome=AuditOutcome.DENIED), error, vendor_code)
+            raise
+        if call.mutating:
+            # Fail-closed: a change whose record cannot be written is not made.
+            await self._append(replace(event, outcome=AuditOutcome.STARTED), required=True)
+        try:
+            payload = await execute()
+        except DomainError as error:
+            await self._record(replace(event, outcome=AuditOutcome.FAILED), error, vendor_code)
+            raise
+        task = payload.get("TaskId", payload.get("FlowId", payload.get("job_id", "")))
+        await self._append(replace(event, outcome=AuditOutcome.SUCCEEDED, task_id=str(task)))
+        return payload
+
+    async def rejected(self, caller: Caller, call: CallInfo, error: DomainError, code: str) -> None:
+        """Audit a call refused before it reached the gate (authentication, parsing)."""
+        event = self._event(caller, call, call.resource_name(call.region, caller.tenant_id, "*"))
+        try:
+            await self._audit.append(
+                replace(event, outcome=AuditOutcome.DENIED, error_code=code or error.code)
+            )
+        except Exception:
+            # Nothing was changed: a refusal that cannot be recorded is logged, not failed.
+            log.exception("could not record a refused call in the audit log")
+
+    async def _resource(self, caller: Caller, call: CallInfo) -> str:
+        if not call.instance_id:
+            return call.resource_name(call.region, caller.tenant_id, "*")
+        region = call.region
+        try:
+            instance = await self._store.get_instance(caller.tenant_id, call.instance_id)
+            region = instance.region
+        except NotFound:
+            pass
+        return call.resource_name(region, caller.tenant_id, call.instance_id)
+
+    async def _authorize(self, caller: Caller, action: str, resource: str) -> None:
+        key = await self._credentials.access_key(caller.key_id)
+        if key.policies is None:
+            return
+        decision = decide([_parsed(doc) for doc in key.policies], action, resource)
+        if not decision.allowed:
+            raise AccessDenied(f"{action} on {resource}: {decision.reason}")
+
+    def _event(self, caller: Caller, call: CallInfo, resource: str) -> AuditEvent:
+        return AuditEvent(
+            at=self._clock.now(),
+            tenant_id=caller.tenant_id,
+            key_id=caller.key_id,
+            source_ip=caller.source_ip,
+            user_agent=caller.user_agent,
+            vendor=call.vendor,
+            action=call.action,
+            neutral_action=call.neutral_action,
+            resource=resource,
+            outcome=AuditOutcome.STARTED,
+            request_id=caller.request_id,
+        )
+
+    async def _record(
+        self,
+        event: AuditEvent,
+        error: DomainError,
+        vendor_code: Callable[[DomainError], str],
+    ) -> None:
+        await self._append(replace(event, error_code=vendor_code(error)))
+
+    async def _append(self, event: AuditEvent, *, required: bool = False) -> None:
+        """Write ``event``; a failure stops the call only when ``required`` (the record before
+        a change): an outcome that cannot be recorded is logged, the change having happened."""
+        try:
+            await self._audit.append(replace(event, at=self._clock.now()))
+        except Exception as exc:
+            log.exception("the audit log could not be written")
+            if required:
+                raise InternalError("the audit log could not be written") from exc

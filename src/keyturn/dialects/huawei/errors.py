@@ -37,7 +37,8 @@ COMMON_CODES: Mapping[type[e.DomainError], HuaweiCode] = {
     e.AuthError: IAM_FAILURE,
     e.TenantMismatch: HuaweiCode("111401004", 401),
     e.AccessDenied: HuaweiCode("APIGW.0302", 403),
-    e.RequestThrottled: HuaweiCode("APIGW.0308", 429),
+    # The code and status Huawei's gateway sends for "policy user over ratelimit".
+    e.RequestThrottled: HuaweiCode("APIG.0308", 429),
     e.UnknownAction: NO_SUCH_API,
     e.UnsupportedVersion: NO_SUCH_API,
     e.RequestTooLarge: TOO_LARGE,

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from starlette.applications import Starlette
 
 from keyturn.config import Settings
-from keyturn.core.audit import AuditEvent
 from keyturn.dialects._wire import Dialect
 from keyturn.dialects.alibaba import AlibabaDialect
 from keyturn.dialects.alibaba.kvstore import PRODUCT as ALIBABA_KVSTORE
@@ -36,7 +35,8 @@ from keyturn.service.ratelimit import RateLimiter
 from keyturn.service.replay import NonceGuard
 from keyturn.service.resets import Resets
 from keyturn.service.worker import TaskWorker
-from keyturn.store.sealing import AesGcmSecretBox, load_or_create_master_key
+from keyturn.store.audit import SqlAuditLog
+from keyturn.store.sealing import open_secret_box
 from keyturn.store.sql import SqlStore, open_store, sqlite_url
 
 log = logging.getLogger("keyturn")
@@ -74,9 +74,9 @@ class Runtime:
 async def open_admin_store(settings: Settings) -> SqlStore:
     """The store alone, for CLI commands that manage the inventory."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    key = load_or_create_master_key(settings.data_dir, settings.master_key)
+    box = open_secret_box(settings.data_dir, settings.master_key)
     url = settings.database_url or sqlite_url(settings.data_dir)
-    return await open_store(url, AesGcmSecretBox(key), SystemClock())
+    return await open_store(url, box, SystemClock())
 
 
 async def build_runtime(settings: Settings) -> Runtime:
@@ -114,17 +114,10 @@ async def build_runtime(settings: Settings) -> Runtime:
                 default_write=settings.rate_limit_write,
                 default_read=settings.rate_limit_read,
             ),
-            _UnwrittenAudit(),
+            SqlAuditLog(store),
             clock,
         ),
     )
     return Runtime(
         settings=settings, store=store, engines=engines, worker=worker, services=services
     )
-
-
-class _UnwrittenAudit:
-    """Placeholder until the store-backed audit log lands: records nothing."""
-
-    async def append(self, event: AuditEvent) -> None:
-        return None

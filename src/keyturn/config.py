@@ -59,6 +59,14 @@ class Settings:
     rate_limit_read: int = 100
     #: Fault-injection pauses by worker step (tests only), from KEYTURN_FAULT_PAUSE="step=sec,...".
     fault_pauses: Mapping[str, float] = field(default_factory=dict)
+    #: PEM certificate (chain) and private key: when both are set the API is served over
+    #: HTTPS (TLS 1.2 or newer) instead of plain HTTP.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_cert is not None else "http"
 
 
 def load_settings(
@@ -67,6 +75,8 @@ def load_settings(
     data_dir: Path | None = None,
     host: str | None = None,
     port: int | None = None,
+    tls_cert: Path | None = None,
+    tls_key: Path | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Settings:
     """Resolve settings from options, environment and the config file."""
@@ -83,6 +93,10 @@ def load_settings(
             return env[env_name]
         return server.get(key, default)
 
+    cert = _path(pick(tls_cert, "KEYTURN_TLS_CERT", "tls_cert", None))
+    key = _path(pick(tls_key, "KEYTURN_TLS_KEY", "tls_key", None))
+    if (cert is None) != (key is None):
+        raise ConfigError("--tls-cert and --tls-key (KEYTURN_TLS_CERT/KEYTURN_TLS_KEY) go together")
     try:
         return Settings(
             host=str(pick(host, "KEYTURN_HOST", "host", DEFAULT_HOST)),
@@ -107,13 +121,15 @@ def load_settings(
             rate_limit_write=int(pick(None, "KEYTURN_RATE_LIMIT_WRITE", "rate_limit_write", 20)),
             rate_limit_read=int(pick(None, "KEYTURN_RATE_LIMIT_READ", "rate_limit_read", 100)),
             fault_pauses=_pauses(env.get("KEYTURN_FAULT_PAUSE", "")),
+            tls_cert=cert,
+            tls_key=key,
         )
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"invalid setting: {exc}") from None
 
 
-def _path(value: str | None) -> Path | None:
-    return Path(value) if value else None
+def _path(value: object) -> Path | None:
+    return Path(str(value)) if value else None
 
 
 def _server_table(config: Path) -> Mapping[str, Any]:

@@ -13,8 +13,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 
@@ -34,6 +35,7 @@ OTHER_KEY_SECRET = "other-secret-0123456789abcdef"
 HW_PROJECT = "0a1b2c3d4e5f60718293a4b5c6d7e8f9"
 HW_AK = "HWAKKEYTURNTEST00001"
 HW_SK = "hw-secret-0123456789abcdef0123"
+T = TypeVar("T")
 
 INVENTORY = f"""
 [[tenants]]
@@ -64,6 +66,10 @@ id = "{HW_AK}"
 secret = "{HW_SK}"
 """
 
+#: Every server made in this test session; ``tests/conftest.py`` scans their data dirs and logs
+#: for test secrets when the session ends.
+CREATED: list[KeyturnServer] = []
+
 
 class KeyturnServer:
     """One keyturn server process and its data dir."""
@@ -74,6 +80,7 @@ class KeyturnServer:
         self.data_dir = root / "data"
         self.config = root / "keyturn.toml"
         self.log_path = root / "server.log"
+        CREATED.append(self)
         self.port = free_port()
         self.config.write_text(INVENTORY)
         self.env = {
@@ -170,6 +177,21 @@ class KeyturnServer:
                 await store.close()
 
         asyncio.run(go())
+
+    def with_admin(self, action: Callable[[Admin], Awaitable[T]]) -> T:
+        """Run ``action`` with an ``Admin`` on the server's data dir, as the CLI would (keys,
+        policies...); the server sees a key's change within its one-second key cache."""
+
+        async def go() -> T:
+            from keyturn.bootstrap import open_admin_store
+
+            store = await open_admin_store(load_settings(data_dir=self.data_dir, env={}))
+            try:
+                return await action(Admin(store))
+            finally:
+                await store.close()
+
+        return asyncio.run(go())
 
     def data_bytes(self) -> bytes:
         """Everything in the data dir, for secret scans."""

@@ -4,9 +4,10 @@
 stop, restart, SIGSTOP and SIGCONT it) on a free 127.0.0.1 port, in a temporary directory of its
 own. By default it writes a config file there, so ``CONFIG REWRITE`` works, with persistence off
 and a zero diskless-sync delay. It can also use an ``aclfile``, or run from command-line
-arguments only (no config file: ``CONFIG REWRITE`` then fails). ``start()`` returns once the
-server answers PING. The port is kept across restarts. Only processes started here are ever
-signalled.
+arguments only (no config file: ``CONFIG REWRITE`` then fails), and listen for TLS as well on
+``tls_port`` (``RedisTls``: certificate, key, CA; ``tls_url()`` is the ``rediss://`` URL that
+trusts that CA). ``start()`` returns once the server answers PING on its plain port. The port
+is kept across restarts. Only processes started here are ever signalled.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 from urllib.parse import quote
@@ -36,6 +38,17 @@ _KEEP: Final = object()
 
 class RedisServerError(RuntimeError):
     """The server could not be started or stopped."""
+
+
+@dataclass(frozen=True)
+class RedisTls:
+    """PEM files for ``tls-port``: the server's certificate and key, and the CA clients use.
+    ``auth_clients`` is redis.conf's ``tls-auth-clients`` (``no``: no client certificate)."""
+
+    cert: Path
+    key: Path
+    ca: Path
+    auth_clients: str = "no"
 
 
 def redis_server_binary() -> str | None:
@@ -65,6 +78,7 @@ class RedisServer:
         start_timeout: float = 10.0,
         hz: int | None = None,
         replica_of: RedisServer | None = None,
+        tls: RedisTls | None = None,
     ) -> None:
         found = binary or redis_server_binary()
         if found is None:
@@ -78,6 +92,8 @@ class RedisServer:
         self.hz = hz
         #: The primary this server replicates from, logging in as ``default`` with its password.
         self.replica_of = replica_of
+        self.tls = tls
+        self.tls_port: int | None = free_port() if tls is not None else None
         self.dir = Path(tempfile.mkdtemp(prefix="keyturn-redis-"))
         self.conf_path: Path | None = self.dir / "redis.conf" if config_file else None
         self.aclfile_path: Path | None = self.dir / "users.acl" if aclfile else None
@@ -99,6 +115,18 @@ class RedisServer:
             ("repl-diskless-sync-delay", "0"),
             *([("hz", str(self.hz))] if self.hz else []),
             *self._replication_settings(),
+            *self._tls_settings(),
+        ]
+
+    def _tls_settings(self) -> list[tuple[str, str]]:
+        if self.tls is None:
+            return []
+        return [
+            ("tls-port", str(self.tls_port)),
+            ("tls-cert-file", str(self.tls.cert)),
+            ("tls-key-file", str(self.tls.key)),
+            ("tls-ca-cert-file", str(self.tls.ca)),
+            ("tls-auth-clients", self.tls.auth_clients),
         ]
 
     def _replication_settings(self) -> list[tuple[str, str]]:
@@ -252,6 +280,13 @@ class RedisServer:
         if secret is not None:
             credential += ":" + quote(str(secret), safe="")
         return f"redis://{credential}@127.0.0.1:{self.port}"
+
+    def tls_url(self, user: str = "default", password: str | object | None = _KEEP) -> str:
+        """``rediss://USER:PW@127.0.0.1:TLS_PORT?ssl_ca_certs=CA`` (needs ``tls``)."""
+        assert self.tls is not None, "this server has no TLS port"
+        plain = self.url(user, password)
+        query = f"ssl_ca_certs={quote(str(self.tls.ca), safe='/')}"
+        return f"rediss{plain[len('redis') : plain.rindex(':')]}:{self.tls_port}?{query}"
 
     def replication(self) -> dict[str, str]:
         """``INFO replication`` as a dict (logging in as ``default`` with ``self.password``)."""

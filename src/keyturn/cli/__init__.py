@@ -1,11 +1,12 @@
 """The ``keyturn`` command line: ``serve`` and the inventory commands (``instances``, ``keys``,
-``tenants``). Each command resolves settings, runs one coroutine and prints with rich."""
+``tenants``, ``policies``). Each command resolves settings, runs one coroutine and prints with
+rich."""
 
 from __future__ import annotations
 
 import typer
 
-from keyturn.cli import inventory, serve
+from keyturn.cli import audit, inventory, keyrotation, policies, serve, tls
 
 app = typer.Typer(
     name="keyturn",
@@ -17,7 +18,12 @@ app = typer.Typer(
 app.command("serve")(serve.serve)
 app.add_typer(inventory.instances, name="instances")
 app.add_typer(inventory.keys, name="keys")
+inventory.keys.command("rotate")(keyrotation.rotate_key)
+inventory.keys.command("rotate-master")(keyrotation.rotate_master)
+app.add_typer(tls.tls, name="tls")
 app.add_typer(inventory.tenants, name="tenants")
+app.add_typer(policies.policies, name="policies")
+app.add_typer(audit.audit, name="audit")
 
 
 def main() -> None:

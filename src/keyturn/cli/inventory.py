@@ -17,6 +17,7 @@ from rich.table import Table
 from keyturn.bootstrap import open_admin_store
 from keyturn.cli.options import ConfigOption, DataDirOption
 from keyturn.config import ConfigError, load_settings
+from keyturn.core.access import KeyPolicies
 from keyturn.core.errors import DomainError
 from keyturn.core.model import Product, Tenant
 from keyturn.core.secrets import Secret
@@ -76,11 +77,16 @@ def tenants_list(config: ConfigOption = None, data_dir: DataDirOption = None) ->
 @keys.command("create")
 def keys_create(
     tenant: Annotated[str, typer.Option(help="Tenant the key acts for.")],
+    policy: Annotated[
+        list[str] | None,
+        typer.Option(help="Attach this named policy (repeatable); none: an administrator key."),
+    ] = None,
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
     """Create an access key; its secret is printed once."""
-    key = _run(config, data_dir, lambda s: Admin(s).create_key(tenant))
+    attached = KeyPolicies(names=tuple(dict.fromkeys(policy))) if policy else None
+    key = _run(config, data_dir, lambda s: Admin(s).create_key(tenant, policies=attached))
     console.print(f"SecretId  {key.id}\nSecretKey {key.secret.reveal()}", highlight=False)
 
 

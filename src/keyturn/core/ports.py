@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from keyturn.core.access import KeyPolicies, NamedPolicy
 from keyturn.core.audit import AuditEvent
 from keyturn.core.model import AccessKey, EngineKind, Instance, KeySource, Node, Tenant
 from keyturn.core.secrets import Secret
@@ -214,7 +215,11 @@ class TenantRepo(Protocol):
 
 
 class KeyRepo(Protocol):
-    async def get_access_key(self, key_id: str) -> AccessKey | None: ...
+    async def get_access_key(self, key_id: str) -> AccessKey | None:
+        """The key with its policies resolved (``AccessKey.policies``: inline and named
+        documents as JSON text, named ones labelled with their names; None when the key has
+        none attached, i.e. it is its tenant's administrator)."""
+        ...
 
     async def put_access_key(self, key: AccessKey) -> None: ...
 
@@ -303,7 +308,36 @@ class TaskRepo(Protocol):
         ...
 
 
-class Store(TenantRepo, KeyRepo, InstanceRepo, TaskRepo, Protocol):
+class PolicyRepo(Protocol):
+    """Named policies of tenants and what each access key attaches (``keyturn.core.access``)."""
+
+    async def put_policy(self, policy: NamedPolicy) -> None:
+        """Insert or replace; ``NotFound`` if the tenant does not exist."""
+        ...
+
+    async def get_policy(self, tenant_id: str, name: str) -> NamedPolicy:
+        """``NotFound`` if the tenant has no policy of that name."""
+        ...
+
+    async def list_policies(
+        self, tenant_id: str | None = None, *, source: KeySource | None = None
+    ) -> list[NamedPolicy]: ...
+
+    async def remove_policy(self, tenant_id: str, name: str) -> bool:
+        """Whether it existed; ``Conflict`` naming the keys while any key attaches it."""
+        ...
+
+    async def key_policies(self, key_id: str) -> KeyPolicies | None:
+        """What the key attaches, unresolved; None: administrator. ``NotFound`` if no key."""
+        ...
+
+    async def set_key_policies(self, key_id: str, policies: KeyPolicies | None) -> None:
+        """Attach (None: make the key its tenant's administrator); ``NotFound`` if the key or
+        a named policy of the key's tenant does not exist."""
+        ...
+
+
+class Store(TenantRepo, KeyRepo, PolicyRepo, InstanceRepo, TaskRepo, Protocol):
     """Everything the service needs from persistent state."""
 
     async def close(self) -> None: ...

@@ -32,7 +32,8 @@ password's bytes as Latin-1, so a password is handed to it as its UTF-8 bytes re
 the bytes on the wire are the UTF-8 ones that the hash was computed from.
 
 TLS is used only when the node URL asks for it (``?ssl-mode=REQUIRED``, ``VERIFY_CA`` or
-``VERIFY_IDENTITY``, with ``ssl-ca=FILE``); one ``SSLContext`` per settings is built once and
+``VERIFY_IDENTITY``, with ``ssl-ca=FILE`` and, for a client certificate, ``ssl-cert=FILE`` and
+``ssl-key=FILE``); one ``SSLContext`` per settings is built once and
 reused, as PyMySQL would otherwise build one (about 30 ms) per connect. One autocommit admin
 connection is kept per node, used under a per-node lock; it is rebuilt when the node's admin
 credential changes, and a refused admin login is retried once with ``node.pending_password``.
@@ -160,7 +161,7 @@ class MySQLEngine:
         self._admins: AdminPool[_Admin] = AdminPool(
             timeout=self._timeout, classify=classify, open=self._open, refused=login_refused
         )
-        self._ssl: dict[tuple[str, str], ssl.SSLContext] = {}
+        self._ssl: dict[tuple[str, str, str, str], ssl.SSLContext] = {}
         self._positions = GtidPositions()
 
     @property
@@ -354,10 +355,19 @@ class MySQLEngine:
         if mode not in ("REQUIRED", "VERIFY_CA", "VERIFY_IDENTITY"):
             raise EngineRejected(f"the node URL for {address.endpoint} has an unknown ssl-mode")
         ca = options.get("ssl-ca", "")
-        key = (mode, ca)
+        # A client certificate for servers that require one (REQUIRE X509).
+        cert, cert_key = options.get("ssl-cert", ""), options.get("ssl-key", "")
+        key = (mode, ca, cert, cert_key)
         context = self._ssl.get(key)
         if context is None:
-            context = ssl.create_default_context(cafile=ca or None)
+            try:
+                context = ssl.create_default_context(cafile=ca or None)
+                if cert:
+                    context.load_cert_chain(cert, cert_key or None)
+            except (OSError, ValueError, ssl.SSLError):
+                raise EngineRejected(
+                    f"the TLS files named by the node URL for {address.endpoint} do not load"
+                ) from None
             if mode != "VERIFY_IDENTITY":
                 context.check_hostname = False
             if mode == "REQUIRED":

@@ -35,7 +35,7 @@ from keyturn.engines.redis_acl import (
     persist_failure,
     text,
 )
-from keyturn.engines.redis_login import auth_args
+from keyturn.engines.redis_login import auth_args, tls_options
 
 log = logging.getLogger(__name__)
 
@@ -207,6 +207,7 @@ class RedisAdmins:
             socket_connect_timeout=self.timeout,
             retry=Retry(NoBackoff(), 0),
             ssl=address.tls,
+            **tls_options(address),
         )
 
     async def _drop(self, key: str) -> None:

@@ -1,18 +1,31 @@
-"""Inventory management: tenants, access keys and instances, from the CLI or an inventory file.
+"""Inventory management: tenants, access keys, policies and instances, from the CLI or an
+inventory file.
 
 Records carry their source; reconciling an inventory file upserts what it declares and removes
 what an earlier version of the file declared and this one does not, leaving records made with
-the CLI alone. A fresh server with no keys at all gets one administrator key for a default
-tenant, shown once.
+the CLI alone (an inventory key's attached policies are the file's to set). A fresh server with
+no keys at all gets one administrator key for a default tenant, shown once. Policies: named
+documents per tenant, attached to keys with an optional inline one; ``explain`` says what the
+gate would decide for a key, an action and a resource, and why.
 """
 
 from __future__ import annotations
 
 import secrets
 import string
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
+from keyturn.core.access import (
+    Decision,
+    KeyPolicies,
+    NamedPolicy,
+    Policy,
+    check_policy_name,
+    decide,
+    validated_document,
+)
 from keyturn.core.errors import InvalidParameterValue, NotFound
 from keyturn.core.model import (
     SENTINEL_ORDINAL_BASE,
@@ -28,7 +41,7 @@ from keyturn.core.model import (
 )
 from keyturn.core.ports import Store
 from keyturn.core.secrets import Secret
-from keyturn.service.inventory import Inventory
+from keyturn.service.inventory import Inventory, KeySpec
 
 DEFAULT_TENANT = Tenant(id="1300000000", name="default")
 _ALPHABET = string.ascii_letters + string.digits
@@ -43,12 +56,17 @@ def new_key_secret() -> Secret:
     return Secret("".join(secrets.choice(_ALPHABET) for _ in range(40)))
 
 
+#: What ``Admin.explain`` answers for a key without policies.
+ADMINISTRATOR = "administrator: the key has no policy"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReconcileReport:
     tenants: int
     keys: int
     instances: int
     removed: int
+    policies: int = 0
 
 
 class Admin:
@@ -67,15 +85,27 @@ class Admin:
         key_id: str | None = None,
         secret: Secret | None = None,
         source: KeySource = KeySource.CLI,
+        policies: KeyPolicies | None = None,
     ) -> AccessKey:
+        """A new key; with ``policies`` it is created disabled and enabled once they are
+        attached, so it never works as an administrator in between."""
         await self._require_tenant(tenant_id)
+        if policies is not None and policies.inline is not None:
+            policies = replace(policies, inline=validated_document(policies.inline))
+        for name in policies.names if policies else ():
+            await self._store.get_policy(tenant_id, name)  # NotFound before anything is made
         key = AccessKey(
             id=key_id or new_key_id(),
             tenant_id=tenant_id,
             secret=secret or new_key_secret(),
             source=source,
+            enabled=policies is None,
         )
         await self._store.put_access_key(key)
+        if policies is not None:
+            await self._store.set_key_policies(key.id, policies)
+            await self._store.set_access_key_enabled(key.id, True)
+            key = replace(key, enabled=True)
         return key
 
     async def revoke_key(self, key_id: str) -> None:
@@ -126,10 +156,13 @@ class Admin:
         src = KeySource.INVENTORY
         for tenant in inventory.tenants:
             await self._store.put_tenant(Tenant(id=tenant.id, name=tenant.name), src)
-        for key in inventory.keys:
-            await self._store.put_access_key(
-                AccessKey(id=key.id, tenant_id=key.tenant, secret=key.secret, source=src)
+        for named in inventory.policies:
+            await self._store.put_policy(
+                NamedPolicy(
+                    tenant_id=named.tenant, name=named.name, document=named.document, source=src
+                )
             )
+        await self._put_keys(inventory.keys)
         # One read of what the store already holds for the declared ids, not one per instance.
         ids = [spec.id for spec in inventory.instances]
         known = {i.id: i for i in (await self._store.list_instances(None, instance_ids=ids))[0]}
@@ -158,6 +191,10 @@ class Admin:
             if access_key.source is src and access_key.id not in declared_keys:
                 await self._store.remove_access_key(access_key.id)
                 removed += 1
+        declared_policies = {(p.tenant, p.name) for p in inventory.policies}
+        for policy in await self._store.list_policies(source=src):
+            if (policy.tenant_id, policy.name) not in declared_policies:
+                removed += await self._store.remove_policy(policy.tenant_id, policy.name)
         declared_tenants = {t.id for t in inventory.tenants}
         for tenant_id, source in (await self._store.tenant_sources()).items():
             if source is src and tenant_id not in declared_tenants:
@@ -168,7 +205,93 @@ class Admin:
             keys=len(inventory.keys),
             instances=len(inventory.instances),
             removed=removed,
+            policies=len(inventory.policies),
         )
+
+    async def _put_keys(self, keys: Sequence[KeySpec]) -> None:
+        existing = {k.id for k in await self._store.list_access_keys()}
+        for key in keys:
+            # A new key with policies is enabled only once they are attached.
+            held = key.id not in existing and key.policies is not None
+            await self._store.put_access_key(
+                AccessKey(
+                    id=key.id,
+                    tenant_id=key.tenant,
+                    secret=key.secret,
+                    source=KeySource.INVENTORY,
+                    enabled=not held,
+                )
+            )
+            try:
+                await self._store.set_key_policies(key.id, key.policies)
+            except NotFound as exc:
+                raise NotFound(f"key {key.id}: {exc.message}") from None
+            if held:
+                await self._store.set_access_key_enabled(key.id, True)
+
+    # ----------------------------------------------------------------------- policies
+
+    async def put_policy(
+        self,
+        tenant_id: str,
+        name: str,
+        document: Mapping[str, Any] | str,
+        *,
+        source: KeySource = KeySource.CLI,
+    ) -> NamedPolicy:
+        """Create or replace a named policy; keys attaching it follow within a second."""
+        check_policy_name(name)
+        await self._require_tenant(tenant_id)
+        text = validated_document(document, name=name)
+        policy = NamedPolicy(tenant_id=tenant_id, name=name, document=text, source=source)
+        await self._store.put_policy(policy)
+        return policy
+
+    async def remove_policy(self, tenant_id: str, name: str) -> None:
+        """``Conflict`` while a key attaches it."""
+        if not await self._store.remove_policy(tenant_id, name):
+            raise NotFound(f"tenant {tenant_id!r} has no policy named {name!r}")
+
+    async def attach_policy(self, key_id: str, name: str) -> KeyPolicies:
+        """Attach a named policy of the key's tenant. An administrator key is then limited to
+        what its policies allow."""
+        attached = await self._store.key_policies(key_id) or KeyPolicies()
+        if name not in attached.names:
+            attached = replace(attached, names=(*attached.names, name))
+        await self._store.set_key_policies(key_id, attached)
+        return attached
+
+    async def detach_policy(self, key_id: str, name: str) -> KeyPolicies:
+        """Detach a named policy. A key left with nothing attached may do nothing (it does
+        not become an administrator: ``clear_policies`` does that)."""
+        attached = await self._store.key_policies(key_id)
+        if attached is None or name not in attached.names:
+            raise NotFound(f"policy {name!r} is not attached to access key {key_id!r}")
+        attached = replace(attached, names=tuple(n for n in attached.names if n != name))
+        await self._store.set_key_policies(key_id, attached)
+        return attached
+
+    async def set_inline_policy(self, key_id: str, document: Mapping[str, Any] | str) -> None:
+        """Set (replace) the key's inline policy document, keeping its named policies."""
+        text = validated_document(document)
+        attached = await self._store.key_policies(key_id) or KeyPolicies()
+        await self._store.set_key_policies(key_id, replace(attached, inline=text))
+
+    async def clear_policies(self, key_id: str) -> None:
+        """Detach everything: the key becomes its tenant's administrator again."""
+        await self._store.key_policies(key_id)  # NotFound for an unknown key
+        await self._store.set_key_policies(key_id, None)
+
+    async def explain(self, key_id: str, action: str, resource: str) -> Decision:
+        """What the gate decides for ``key_id`` doing ``action`` on ``resource``, and why."""
+        key = await self._store.get_access_key(key_id)
+        if key is None:
+            raise NotFound(f"access key {key_id!r} does not exist")
+        if not key.enabled:
+            return Decision(allowed=False, reason="the key is disabled: it cannot sign requests")
+        if key.policies is None:
+            return Decision(allowed=True, reason=ADMINISTRATOR)
+        return decide([Policy.parse(document) for document in key.policies], action, resource)
 
     async def _require_tenant(self, tenant_id: str) -> None:
         if tenant_id not in await self._store.tenant_sources():

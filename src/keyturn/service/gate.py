@@ -7,7 +7,8 @@ it), evaluates the key's policies (a key without policies is its tenant's admini
 explicit deny wins; no matching allow denies), takes a token from the tenant's rate limit for
 the action, and audits: a change is recorded as ``started`` *before* it runs — if that record
 cannot be written the change is not made — and every call is recorded with its outcome and
-vendor error code. Requests refused before authentication are audited by ``rejected``.
+vendor error code. Requests refused before the gate (authentication, routing, malformed
+requests) are audited by ``rejected``, unauthenticated ones within a per-source budget.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ class Gate:
         self._limiter = limiter
         self._audit = audit
         self._clock = clock
+        self._rejections = RejectionBudget()
 
     async def run(
         self,
@@ -92,17 +94,51 @@ class Gate:
         except DomainError as error:
             await self._record(replace(event, outcome=AuditOutcome.FAILED), error, vendor_code)
             raise
+        except Exception:
+            # keyturn's own fault (the dialect logs and renders it): recorded as the internal
+            # error the caller gets, so a "started" record never stands alone.
+            failed = replace(event, outcome=AuditOutcome.FAILED)
+            await self._record(failed, InternalError(), vendor_code)
+            raise
         task = payload.get("TaskId", payload.get("FlowId", payload.get("job_id", "")))
         await self._append(replace(event, outcome=AuditOutcome.SUCCEEDED, task_id=str(task)))
         return payload
 
-    async def rejected(self, caller: Caller, call: CallInfo, error: DomainError, code: str) -> None:
-        """Audit a call refused before it reached the gate (authentication, parsing)."""
-        event = self._event(caller, call, call.resource_name(call.region, caller.tenant_id, "*"))
+    async def rejected(
+        self,
+        caller: Caller,
+        *,
+        vendor: str,
+        action: str,
+        code: str,
+        neutral_action: str = "",
+        resource: str = "",
+    ) -> None:
+        """Audit a call refused before it reached ``run``: authentication, routing, a malformed
+        request. ``caller.tenant_id`` is empty when the request did not authenticate, and its
+        ``key_id`` is then the key the request claimed. Those records are capped per source
+        address (``RejectionBudget``): anyone can send garbage, and it must not grow the log
+        without bound."""
+        if not caller.tenant_id and not self._rejections.admit(
+            caller.source_ip, self._clock.now().timestamp()
+        ):
+            return
+        event = AuditEvent(
+            at=self._clock.now(),
+            tenant_id=caller.tenant_id,
+            key_id=caller.key_id,
+            source_ip=caller.source_ip,
+            user_agent=caller.user_agent,
+            vendor=vendor,
+            action=action,
+            neutral_action=neutral_action,
+            resource=resource,
+            outcome=AuditOutcome.DENIED,
+            error_code=code,
+            request_id=caller.request_id,
+        )
         try:
-            await self._audit.append(
-                replace(event, outcome=AuditOutcome.DENIED, error_code=code or error.code)
-            )
+            await self._audit.append(event)
         except Exception:
             # Nothing was changed: a refusal that cannot be recorded is logged, not failed.
             log.exception("could not record a refused call in the audit log")
@@ -158,3 +194,41 @@ class Gate:
             log.exception("the audit log could not be written")
             if required:
                 raise InternalError("the audit log could not be written") from exc
+
+
+class RejectionBudget:
+    """How many unauthenticated refusals the audit log records: at most ``per_source`` per
+    source address and ``overall`` in all per ``window`` seconds. The rest are counted and
+    reported in one log line per window, so a flood of garbage costs at most ``overall`` records
+    a window, and memory is bounded by ``overall`` addresses. Authenticated refusals are always
+    recorded: they name a key, and the key's owner answers for them."""
+
+    def __init__(self, *, per_source: int = 30, overall: int = 600, window: float = 60.0) -> None:
+        self._per_source = per_source
+        self._overall = overall
+        self._window = window
+        self._started = float("-inf")
+        self._counts: dict[str, int] = {}
+        self._admitted = 0
+        self._dropped = 0
+
+    def admit(self, source: str, now: float) -> bool:
+        if now - self._started >= self._window:
+            if self._dropped:
+                log.warning(
+                    "audit: %d unauthenticated refusals were not recorded in the last %d s "
+                    "(over %d per source address or %d in all)",
+                    self._dropped,
+                    self._window,
+                    self._per_source,
+                    self._overall,
+                )
+            self._started, self._admitted, self._dropped = now, 0, 0
+            self._counts.clear()
+        seen = self._counts.get(source, 0)
+        if seen >= self._per_source or self._admitted >= self._overall:
+            self._dropped += 1
+            return False
+        self._counts[source] = seen + 1
+        self._admitted += 1
+        return True

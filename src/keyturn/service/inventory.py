@@ -1,8 +1,14 @@
-"""Inventory as code: tenants, access keys and instances declared in a TOML file.
+"""Inventory as code: tenants, access keys, named policies and instances in a TOML file.
 
 Parsing is pure (``tomllib``); ``${NAME}`` in any string is replaced from the environment given,
-and a missing variable is an error naming the field and the variable, never a value. The parsed
-inventory is reconciled into the store by ``keyturn.service.admin``.
+and a missing variable is an error naming the field and the variable, never a value. Policy
+documents are taken literally (no ``${NAME}``): ``[[policies]]`` holds ``tenant``, ``name`` and
+the document, either as ``document = '''{...}'''`` JSON text or as a TOML table mirroring
+the JSON (``document = {...}``, or ``version``/``statement`` on the policy's table itself); a key
+attaches ``policy = {...}`` (inline, same two forms) and/or ``policies = ["name", ...]``, and a
+key with neither is its tenant's administrator. Documents are checked with
+``keyturn.core.access`` here, so errors name the field. The parsed inventory is reconciled into
+the store by ``keyturn.service.admin``.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from keyturn.core.access import KeyPolicies, check_policy_name, validated_document
 from keyturn.core.errors import InvalidParameterValue
 from keyturn.core.model import Product
 from keyturn.core.secrets import Secret
@@ -37,6 +44,16 @@ class KeySpec:
     id: str
     tenant: str
     secret: Secret
+    #: None: the key is its tenant's administrator.
+    policies: KeyPolicies | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PolicySpec:
+    tenant: str
+    name: str
+    #: Checked, compact JSON text.
+    document: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -56,6 +73,7 @@ class Inventory:
     tenants: tuple[TenantSpec, ...] = ()
     keys: tuple[KeySpec, ...] = ()
     instances: tuple[InstanceSpec, ...] = field(default_factory=tuple)
+    policies: tuple[PolicySpec, ...] = ()
 
 
 def parse_inventory(text: str, env: Mapping[str, str]) -> Inventory:
@@ -71,6 +89,7 @@ def parse_inventory(text: str, env: Mapping[str, str]) -> Inventory:
     )
     keys = tuple(_key(reader, where, k) for where, k in reader.tables(doc, "keys"))
     instances = tuple(_instance(reader, where, i) for where, i in reader.tables(doc, "instances"))
+    policies = tuple(_policy(reader, where, p) for where, p in reader.tables(doc, "policies"))
     known = {t.id for t in tenants}
     owned: list[KeySpec | InstanceSpec] = [*keys, *instances]
     for item in owned:
@@ -78,10 +97,16 @@ def parse_inventory(text: str, env: Mapping[str, str]) -> Inventory:
             raise InventoryError(
                 f"{item.id}: tenant {item.tenant!r} is not declared in [[tenants]]"
             )
+    for policy in policies:
+        if policy.tenant not in known:
+            raise InventoryError(
+                f"policy {policy.name}: tenant {policy.tenant!r} is not declared in [[tenants]]"
+            )
     _unique("tenants", [t.id for t in tenants])
     _unique("keys", [k.id for k in keys])
     _unique("instances", [i.id for i in instances])
-    return Inventory(tenants=tenants, keys=keys, instances=instances)
+    _unique("policies", [f"{p.tenant}/{p.name}" for p in policies])
+    return Inventory(tenants=tenants, keys=keys, instances=instances, policies=policies)
 
 
 def expand_env(value: str, env: Mapping[str, str], where: str) -> str:
@@ -103,7 +128,55 @@ def _key(reader: _Reader, where: str, table: Mapping[str, Any]) -> KeySpec:
         id=reader.text(table, "id", where),
         tenant=reader.text(table, "tenant", where),
         secret=Secret(secret),
+        policies=_key_policies(where, table),
     )
+
+
+def _key_policies(where: str, table: Mapping[str, Any]) -> KeyPolicies | None:
+    if "policy" not in table and "policies" not in table:
+        return None
+    inline = None
+    if "policy" in table:
+        inline = _document(table["policy"], f"{where}.policy", "")
+    names = table.get("policies", [])
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise InventoryError(f"{where}.policies: must be a list of policy names")
+    for n, name in enumerate(names):
+        try:
+            check_policy_name(name)
+        except InvalidParameterValue as exc:
+            raise InventoryError(f"{where}.policies[{n}]: {exc.message}") from None
+    _unique(f"{where}.policies", names)
+    return KeyPolicies(inline=inline, names=tuple(names))
+
+
+def _policy(reader: _Reader, where: str, table: Mapping[str, Any]) -> PolicySpec:
+    name = reader.text(table, "name", where)
+    try:
+        check_policy_name(name)
+    except InvalidParameterValue as exc:
+        raise InventoryError(f"{where}.name: {exc.message}") from None
+    if "document" in table:
+        raw, field_name = table["document"], f"{where}.document"
+    else:
+        # The policy's own table mirrors the JSON: version, statement (any case).
+        raw = {k: v for k, v in table.items() if k not in ("tenant", "name")}
+        field_name = where
+    return PolicySpec(
+        tenant=reader.text(table, "tenant", where),
+        name=name,
+        document=_document(raw, field_name, name),
+    )
+
+
+def _document(raw: object, where: str, name: str) -> str:
+    """A document given as JSON text or as a TOML table, checked; errors name ``where``."""
+    if not isinstance(raw, str | dict):
+        raise InventoryError(f"{where}: must be a table or a JSON string")
+    try:
+        return validated_document(raw, name=name)
+    except InvalidParameterValue as exc:
+        raise InventoryError(f"{where}: {exc.message}") from None
 
 
 def _instance(reader: _Reader, where: str, table: Mapping[str, Any]) -> InstanceSpec:

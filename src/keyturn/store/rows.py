@@ -228,7 +228,10 @@ def _instance(row: Any, product: Product, stored: tuple[Node, ...]) -> Instance:
 # --------------------------------------------------------------------------- keys and tasks
 
 
-def access_key_from_row(row: Any, unseal: Unseal) -> AccessKey:
+def access_key_from_row(
+    row: Any, unseal: Unseal, policies: tuple[str, ...] | None = None
+) -> AccessKey:
+    """``policies``: the key's resolved documents (``keyturn.store.policies``)."""
     return AccessKey(
         id=row.id,
         tenant_id=row.tenant_id,
@@ -236,6 +239,7 @@ def access_key_from_row(row: Any, unseal: Unseal) -> AccessKey:
         enabled=bool(row.enabled),
         source=_source(row.source),
         created_at=row.created_at,
+        policies=policies,
     )
 
 

@@ -3,10 +3,12 @@
 ``AesGcmSecretBox`` implements ``keyturn.core.ports.SecretBox``. A token is
 ``v1:<key_id>:<urlsafe base64(nonce + ciphertext)>``: a random 96-bit nonce per value, the
 caller's ``context`` (row and column) as associated data, so a token copied to another place does
-not open, and ``key_id`` (the first 8 hex digits of the key's SHA-256) naming the master key so
-that key rotation can be added without a format change. ``load_or_create_master_key`` reads the
-key from ``KEYTURN_MASTER_KEY`` or from ``<data_dir>/master.key``, created on first use with mode
-0600. Nothing here ever echoes key material or plaintext. Imports: stdlib and cryptography.
+not open, and ``key_id`` (the first 8 hex digits of the key's SHA-256) naming the master key
+that sealed it. ``load_or_create_master_key`` reads the key from ``KEYTURN_MASTER_KEY`` or from
+``<data_dir>/master.key``, created on first use with mode 0600. ``open_secret_box`` adds, as
+keys that open but never seal, ``master.key.new`` and ``master.key.old`` when a master-key
+rotation (``keyturn.store.rekey``) was interrupted, so every crash point leaves a data dir that
+opens. Nothing here ever echoes key material or plaintext. Imports: stdlib and cryptography.
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ KEY_BYTES: Final = 32
 NONCE_BYTES: Final = 12
 VERSION: Final = "v1"
 KEY_FILE: Final = "master.key"
+#: A rotation's new key, written before any secret is re-sealed under it.
+NEW_KEY_FILE: Final = "master.key.new"
+#: The key a rotation replaced, kept until every secret is known to be re-sealed.
+OLD_KEY_FILE: Final = "master.key.old"
 _EMPTY_RETRIES: Final = 10
 _UNSEALABLE: Final = "sealed value does not open (wrong master key?)"
 
@@ -136,6 +142,60 @@ def load_or_create_master_key(data_dir: Path, env_value: str | None) -> bytes:
     return decode_master_key(text, origin=f"master key file {path}")
 
 
+def open_secret_box(data_dir: Path, env_value: str | None) -> AesGcmSecretBox:
+    """The box the store uses: the master key (see ``load_or_create_master_key``) seals, and
+    in the data-dir mode the leftovers of an interrupted rotation also open."""
+    key = load_or_create_master_key(data_dir, env_value)
+    if env_value is not None and env_value.strip():
+        return AesGcmSecretBox(key)
+    retired = [
+        found
+        for name in (NEW_KEY_FILE, OLD_KEY_FILE)
+        if (found := read_key_file(data_dir / name)) is not None and found != key
+    ]
+    if retired:
+        log.warning(
+            "a master key rotation was interrupted (%s present): run `keyturn keys rotate-master`"
+            " again to finish it",
+            " and ".join(n for n in (NEW_KEY_FILE, OLD_KEY_FILE) if (data_dir / n).exists()),
+        )
+    return AesGcmSecretBox(key, retired=retired)
+
+
+def read_key_file(path: Path) -> bytes | None:
+    """The key in ``path``, or None if there is no such file or it does not hold a key (a
+    warning says which, never what it holds)."""
+    try:
+        text = path.read_text(encoding="ascii", errors="replace")
+    except FileNotFoundError:
+        return None
+    try:
+        return decode_master_key(text, origin=f"key file {path}")
+    except ValueError as exc:
+        log.warning("ignoring %s", exc)
+        return None
+
+
+def write_key_file(path: Path, key: bytes) -> None:
+    """Write ``key`` to ``path`` durably (0600, fsync'd, directory entry too), replacing it
+    atomically: a reader sees the whole old file or the whole new one, never a part."""
+    _checked(key)
+    temp = path.with_name(f".{path.name}.tmp")
+    temp.unlink(missing_ok=True)
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, base64.b64encode(key) + b"\n")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(temp, path)
+    fsync_dir(path.parent)
+
+
+def new_master_key() -> bytes:
+    return secrets.token_bytes(KEY_BYTES)
+
+
 def _create_key_file(path: Path) -> bytes:
     """Create ``path`` exclusively with a new key; ``FileExistsError`` if it exists."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -146,12 +206,12 @@ def _create_key_file(path: Path) -> bytes:
         os.fsync(fd)
     finally:
         os.close(fd)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     log.info("created master key %s (key id %s)", path, key_id(key))
     return key
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     """Make the new file's directory entry durable (the key must survive a power loss)."""
     try:
         fd = os.open(directory, os.O_RDONLY)

@@ -25,11 +25,13 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from keyturn.core.errors import Conflict, InstanceNotFound, InternalError
 from keyturn.core.model import AccessKey, Instance, KeySource, Tenant
 from keyturn.core.ports import Clock, Page, SecretBox
+from keyturn.core.secrets import Secret
 from keyturn.store import rows
 from keyturn.store.base import Engine, count_of, guarded, upsert_insert
 from keyturn.store.inline import InlineEngine
 from keyturn.store.listing import BUMP_GENERATION, ListingCache
 from keyturn.store.migrate import ensure_schema, sync_url
+from keyturn.store.policies import SqlPolicies
 from keyturn.store.rsa_keys import SqlRsaKeys
 from keyturn.store.schema import access_keys, instances, nodes, tenants
 from keyturn.store.task_repo import SqlTaskRepo
@@ -129,7 +131,7 @@ async def open_store(url: str, box: SecretBox, clock: Clock) -> SqlStore:
     return SqlStore(engine, box, clock)
 
 
-class SqlStore(SqlTaskRepo, SqlRsaKeys):
+class SqlStore(SqlTaskRepo, SqlRsaKeys, SqlPolicies):
     """Tenants, access keys, instances and tasks in a SQL database: the ``Store`` port."""
 
     def __init__(self, engine: Engine, box: SecretBox, clock: Clock) -> None:
@@ -182,7 +184,10 @@ class SqlStore(SqlTaskRepo, SqlRsaKeys):
         async with self._read() as conn:
             result = await conn.execute(_GET_ACCESS_KEY, {"id": key_id})
             row = result.first()
-        return None if row is None else rows.access_key_from_row(row, self._unseal)
+            if row is None:
+                return None
+            policies = await self._resolved(conn, row)
+        return rows.access_key_from_row(row, self._unseal, policies)
 
     @guarded
     async def put_access_key(self, key: AccessKey) -> None:
@@ -213,13 +218,26 @@ class SqlStore(SqlTaskRepo, SqlRsaKeys):
             query = query.where(access_keys.c.tenant_id == tenant_id)
         async with self._read() as conn:
             result = (await conn.execute(query)).all()
-        return [rows.access_key_from_row(row, self._unseal) for row in result]
+            resolved = await self._resolved_all(conn, result)
+        return [rows.access_key_from_row(row, self._unseal, resolved[row.id]) for row in result]
 
     @guarded
     async def set_access_key_enabled(self, key_id: str, enabled: bool) -> bool:
         async with self._write() as conn:
             result = await conn.execute(
                 sa.update(access_keys).where(access_keys.c.id == key_id).values(enabled=enabled)
+            )
+            return result.rowcount > 0
+
+    @guarded
+    async def set_access_key_secret(self, key_id: str, secret: Secret) -> bool:
+        """Replace only the signing secret (``keyturn keys rotate``); False: no such key."""
+        sealed = self._seal(secret.reveal(), rows.key_secret_context(key_id))
+        async with self._write() as conn:
+            result = await conn.execute(
+                sa.update(access_keys)
+                .where(access_keys.c.id == key_id)
+                .values(secret_sealed=sealed)
             )
             return result.rowcount > 0
 

@@ -68,6 +68,10 @@ async def passthrough(caller: Any, info: Any, execute: Any, vendor_code: Any) ->
     return await execute()
 
 
+async def refused(caller: Any, **fields: Any) -> None:
+    """Refusals before the gate are audited through ``Gate.rejected``; tested on their own."""
+
+
 def make_dialect() -> tuple[AlibabaDialect, SimpleNamespace]:
     clock = Clock()
     services = SimpleNamespace(
@@ -76,7 +80,7 @@ def make_dialect() -> tuple[AlibabaDialect, SimpleNamespace]:
         nonces=NonceGuard(clock),
         resets=Resets(),
         accounts=Accounts(),
-        gate=SimpleNamespace(run=passthrough),
+        gate=SimpleNamespace(run=passthrough, rejected=refused),
     )
     return AlibabaDialect(services, [PRODUCT]), services  # type: ignore[arg-type]
 

@@ -57,11 +57,15 @@ class FakeServices:
         self.queries = SimpleNamespace(
             instance=self._instance, instances=self._instances, task=self._task
         )
-        self.gate = SimpleNamespace(run=self._through_gate)
+        self.refusals: list[dict[str, Any]] = []
+        self.gate = SimpleNamespace(run=self._through_gate, rejected=self._refused)
 
     @staticmethod
     async def _through_gate(caller: Any, info: Any, execute: Any, vendor_code: Any) -> Any:
         return await execute()
+
+    async def _refused(self, caller: Any, **fields: Any) -> None:
+        self.refusals.append({"caller": caller, **fields})
 
     async def _access_key(self, key_id: str) -> AccessKey:
         if key_id != AK:

@@ -73,6 +73,9 @@ class AlibabaDialect:
     async def handle(self, request: WireRequest) -> WireResponse:
         request_id = _request_id()
         product: AlibabaProduct | None = None
+        call: AlibabaCall | None = None
+        caller: Caller | None = None
+        gated = False  # from the gate on, the gate audits the call itself
         try:
             call = parse_call(request)
             caller = await self._authenticate(request, call, request_id)
@@ -89,6 +92,7 @@ class AlibabaDialect:
                 region=str(call.params.get("RegionId") or "*"),
             )
             codes = product.codes
+            gated = True
             payload = await self._services.gate.run(
                 caller,
                 info,
@@ -97,10 +101,41 @@ class AlibabaDialect:
             )
             return render(payload, request_id)
         except DomainError as error:
+            if not gated:
+                await self._audit_refusal(request, request_id, call, caller, product, error)
             return self._error(error, product, request_id, request)
         except Exception:
             log.exception("unhandled error", extra={"request_id": request_id})
+            if not gated:
+                await self._audit_refusal(request, request_id, call, caller, None, InternalError())
             return self._error(InternalError(), None, request_id, request)
+
+    async def _audit_refusal(
+        self,
+        request: WireRequest,
+        request_id: str,
+        call: AlibabaCall | None,
+        caller: Caller | None,
+        product: AlibabaProduct | None,
+        error: DomainError,
+    ) -> None:
+        """Audit a request refused before the gate; unauthenticated, it has no tenant and the
+        key is the AccessKeyId it claimed."""
+        action = call.action if call else ""
+        await self._services.gate.rejected(
+            caller
+            or Caller(
+                tenant_id="",
+                key_id=call.access_key_id if call else "",
+                request_id=request_id,
+                source_ip=request.client,
+                user_agent=request.header("user-agent"),
+            ),
+            vendor=self.name,
+            action=f"{product.service}:{action}" if product else action,
+            code=alibaba_code(error, product.codes if product else None).code,
+            neutral_action=product.changes.get(action, "") if product else "",
+        )
 
     async def _authenticate(
         self, request: WireRequest, call: AlibabaCall, request_id: str

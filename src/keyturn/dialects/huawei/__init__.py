@@ -70,6 +70,9 @@ class HuaweiDialect:
     async def handle(self, request: WireRequest) -> WireResponse:
         request_id = new_request_id()
         product: HuaweiProduct | None = None
+        route: Route | None = None
+        caller: Caller | None = None
+        gated = False  # from the gate on, the gate audits the call itself
         try:
             product, route, params = self._route(request)
             caller = await self._authenticate(request, request_id)
@@ -83,6 +86,7 @@ class HuaweiDialect:
                 instance_id=params.get("instance_id"),
             )
             codes = product.codes
+            gated = True
             payload = await self._services.gate.run(
                 caller,
                 info,
@@ -92,12 +96,46 @@ class HuaweiDialect:
             return render(payload, request_id)
         except DomainError as error:
             code = huawei_code(error, product.codes if product else None)
+            if not gated:
+                await self._audit_refusal(request, request_id, route, caller, code.code)
             return render_error(code.code, code.status, huawei_message(error), request_id)
         except Exception:
             log.exception("unhandled error", extra={"request_id": request_id})
             internal = InternalError("Internal service error.")
             code = huawei_code(internal)
+            if not gated:
+                await self._audit_refusal(request, request_id, route, caller, code.code)
             return render_error(code.code, code.status, internal.message, request_id)
+
+    async def _audit_refusal(
+        self,
+        request: WireRequest,
+        request_id: str,
+        route: Route | None,
+        caller: Caller | None,
+        code: str,
+    ) -> None:
+        """Audit a request refused before the gate; unauthenticated, it has no tenant and the
+        key is the AK its Authorization header claimed (if it parses)."""
+        if caller is None:
+            try:
+                claimed = parse_authorization(request.header("authorization")).access_key
+            except DomainError:
+                claimed = ""
+            caller = Caller(
+                tenant_id="",
+                key_id=claimed,
+                request_id=request_id,
+                source_ip=request.client,
+                user_agent=request.header("user-agent"),
+            )
+        await self._services.gate.rejected(
+            caller,
+            vendor=self.name,
+            action=route.action if route else f"{request.method} {request.path}",
+            code=code,
+            neutral_action=route.neutral if route else "",
+        )
 
     def _route(self, request: WireRequest) -> tuple[HuaweiProduct, Route, dict[str, str]]:
         path_known = False

@@ -65,6 +65,9 @@ class TencentDialect:
     async def handle(self, request: WireRequest) -> WireResponse:
         request_id = str(uuid.uuid4())
         product: TencentProduct | None = None
+        call: TencentCall | None = None
+        caller: Caller | None = None
+        gated = False  # from the gate on, the gate audits the call itself
         try:
             call = parse_call(request)
             caller = await self._authenticate(request, call, request_id)
@@ -84,6 +87,7 @@ class TencentDialect:
                 region=call.region or "*",
             )
             codes = product.codes
+            gated = True
             payload = await self._services.gate.run(
                 caller,
                 info,
@@ -92,13 +96,45 @@ class TencentDialect:
             )
             return render(payload, request_id)
         except DomainError as error:
-            return render_error(
-                tencent_code(error, product.codes if product else None), error.message, request_id
-            )
+            code = tencent_code(error, product.codes if product else None)
+            if not gated:
+                await self._audit_refusal(request, request_id, call, caller, product, code)
+            return render_error(code, error.message, request_id)
         except Exception:
             log.exception("unhandled error", extra={"request_id": request_id})
             internal = InternalError()
+            if not gated:
+                code = tencent_code(internal)
+                await self._audit_refusal(request, request_id, call, caller, product, code)
             return render_error(tencent_code(internal), internal.message, request_id)
+
+    async def _audit_refusal(
+        self,
+        request: WireRequest,
+        request_id: str,
+        call: TencentCall | None,
+        caller: Caller | None,
+        product: TencentProduct | None,
+        code: str,
+    ) -> None:
+        """Audit a request refused before the gate; unauthenticated, it has no tenant and the
+        key is the SecretId it claimed."""
+        service = product.service if product else (call.service if call else None)
+        action = call.action if call else ""
+        await self._services.gate.rejected(
+            caller
+            or Caller(
+                tenant_id="",
+                key_id=call.secret_id if call else "",
+                request_id=request_id,
+                source_ip=request.client,
+                user_agent=request.header("user-agent"),
+            ),
+            vendor=self.name,
+            action=f"{service}:{action}" if service else action,
+            code=code,
+            neutral_action=product.changes.get(action, "") if product else "",
+        )
 
     async def _authenticate(
         self, request: WireRequest, call: TencentCall, request_id: str

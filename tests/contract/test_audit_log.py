@@ -1,0 +1,326 @@
+"""Contract tests of ``SqlAuditLog`` on a real SQLite store file: records are hash-chained as
+documented (checked against an independent computation), reads filter as the CLI needs, and
+``verify`` names the first record that was edited, removed or moved by raw SQL on the file.
+A write that cannot be stored raises (the gate's fail-closed rule depends on it), and two
+processes appending to one file keep one unbroken chain."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import json
+import os
+import sqlite3
+import sys
+import textwrap
+from collections.abc import AsyncIterator, Iterator
+from contextlib import closing, contextmanager
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from keyturn.core.audit import AuditEvent, AuditOutcome
+from keyturn.core.errors import InternalError
+from keyturn.store.audit import GENESIS, MAX_FIELD, SqlAuditLog
+from keyturn.store.sealing import AesGcmSecretBox
+from keyturn.store.sql import DB_FILE, SqlStore, open_store, sqlite_url
+
+T0 = datetime(2025, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.moment = T0
+
+    def now(self) -> datetime:
+        return self.moment
+
+
+def event(n: int, **changes: object) -> AuditEvent:
+    base = AuditEvent(
+        at=T0 + timedelta(seconds=n),
+        tenant_id="1300000001" if n % 2 else "1300000002",
+        key_id="AKIDkeyturnTEST0001",
+        source_ip="127.0.0.1",
+        user_agent="TencentCloudSDK/3.0",
+        vendor="tencent",
+        action="redis:ResetPassword" if n % 3 else "redis:DescribeTaskInfo",
+        neutral_action="reset_password" if n % 3 else "",
+        resource=f"qcs::redis:ap-guangzhou:uin/1300000001:instance/crs-{n:08d}",
+        outcome=AuditOutcome.SUCCEEDED if n % 4 else AuditOutcome.DENIED,
+        error_code="" if n % 4 else "AuthFailure.UnauthorizedOperation",
+        request_id=f"req-{n}",
+        task_id=str(n) if n % 3 else "",
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqlStore]:
+    opened = await open_store(sqlite_url(tmp_path), AesGcmSecretBox(b"k" * 32), FakeClock())
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+@pytest.fixture
+def audit(store: SqlStore) -> SqlAuditLog:
+    return SqlAuditLog(store)
+
+
+@contextmanager
+def raw(tmp_path: Path) -> Iterator[sqlite3.Connection]:
+    """The database file as an attacker with write access sees it."""
+    with closing(sqlite3.connect(tmp_path / DB_FILE, isolation_level=None)) as conn:
+        yield conn
+
+
+async def fill(audit: SqlAuditLog, count: int) -> None:
+    for n in range(1, count + 1):
+        await audit.append(event(n))
+
+
+def expected_json(e: AuditEvent) -> str:
+    """The documented canonical form, written out independently of the implementation."""
+    return json.dumps(
+        {
+            "action": e.action,
+            "at": e.at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "error_code": e.error_code,
+            "key_id": e.key_id,
+            "neutral_action": e.neutral_action,
+            "outcome": e.outcome.value,
+            "request_id": e.request_id,
+            "resource": e.resource,
+            "source_ip": e.source_ip,
+            "task_id": e.task_id,
+            "tenant_id": e.tenant_id,
+            "user_agent": e.user_agent,
+            "vendor": e.vendor,
+        },
+        separators=(",", ":"),
+    )
+
+
+async def test_records_are_chained_as_documented(audit: SqlAuditLog, tmp_path: Path) -> None:
+    await fill(audit, 5)
+    with raw(tmp_path) as conn:
+        rows = conn.execute(
+            "SELECT seq, event, prev_hash, hash FROM audit_log ORDER BY seq"
+        ).fetchall()
+    assert [row[0] for row in rows] == [1, 2, 3, 4, 5]
+    prev = "0" * 64
+    for n, (_seq, text, prev_hash, digest) in enumerate(rows, start=1):
+        assert text == expected_json(event(n))
+        assert prev_hash == prev
+        assert digest == hashlib.sha256((prev + text).encode()).hexdigest()
+        prev = digest
+    check = await audit.verify()
+    assert check.intact and check.records == 5 and check.head_hash == prev
+
+
+async def test_an_empty_log_is_intact(audit: SqlAuditLog) -> None:
+    check = await audit.verify()
+    assert check.intact and check.records == 0 and check.head_hash == GENESIS
+
+
+async def test_tail_returns_the_newest_records_oldest_first(audit: SqlAuditLog) -> None:
+    await fill(audit, 7)
+    assert [r.seq for r in await audit.tail(3)] == [5, 6, 7]
+    assert [r.seq for r in await audit.tail(3, tenant="1300000002")] == [2, 4, 6]
+    assert [r.event for r in await audit.tail(1)] == [event(7)]
+    assert await audit.tail(5, tenant="nobody") == []
+
+
+async def test_search_filters(audit: SqlAuditLog) -> None:
+    await fill(audit, 12)
+
+    async def seqs(**filters: object) -> list[int]:
+        return [r.seq for r in await audit.search(**filters)]  # type: ignore[arg-type]
+
+    assert await seqs() == list(range(1, 13))
+    assert await seqs(tenant="1300000001") == [1, 3, 5, 7, 9, 11]
+    # The vendor action, qualified or not, or the neutral one.
+    resets = [n for n in range(1, 13) if n % 3]
+    assert await seqs(action="redis:ResetPassword") == resets
+    assert await seqs(action="ResetPassword") == resets
+    assert await seqs(action="reset_password") == resets
+    assert await seqs(action="Reset") == []
+    assert await seqs(outcome=AuditOutcome.DENIED) == [4, 8, 12]
+    assert await seqs(outcome="denied", tenant="1300000002") == [4, 8, 12]
+    assert await seqs(request_id="req-5") == [5]
+    assert await seqs(since=T0 + timedelta(seconds=10)) == [10, 11, 12]
+    assert await seqs(until=T0 + timedelta(seconds=3)) == [1, 2]
+    assert await seqs(limit=2) == [11, 12]
+
+
+def tamper_edit_event(conn: sqlite3.Connection) -> None:
+    conn.execute("UPDATE audit_log SET event = replace(event, 'succeeded', 'failed') WHERE seq = 3")
+
+
+def tamper_edit_column(conn: sqlite3.Connection) -> None:
+    # Hides record 3 from a tenant search without touching the hashed event.
+    conn.execute("UPDATE audit_log SET tenant_id = 'someone' WHERE seq = 3")
+
+
+def tamper_rehash_one(conn: sqlite3.Connection) -> None:
+    # Edit record 3 and give it a matching hash: record 4 no longer follows it.
+    text = conn.execute("SELECT event FROM audit_log WHERE seq = 3").fetchone()[0]
+    prev = conn.execute("SELECT prev_hash FROM audit_log WHERE seq = 3").fetchone()[0]
+    edited = text.replace("succeeded", "failed")
+    digest = hashlib.sha256((prev + edited).encode()).hexdigest()
+    conn.execute("UPDATE audit_log SET event = ?, hash = ? WHERE seq = 3", (edited, digest))
+
+
+def tamper_delete_middle(conn: sqlite3.Connection) -> None:
+    conn.execute("DELETE FROM audit_log WHERE seq = 3")
+
+
+def tamper_delete_first(conn: sqlite3.Connection) -> None:
+    conn.execute("DELETE FROM audit_log WHERE seq = 1")
+
+
+def tamper_delete_and_renumber(conn: sqlite3.Connection) -> None:
+    # Remove record 3 and close the gap, so the sequence looks whole.
+    conn.execute("DELETE FROM audit_log WHERE seq = 3")
+    conn.execute("UPDATE audit_log SET seq = seq - 1 WHERE seq > 3")
+
+
+def tamper_swap(conn: sqlite3.Connection) -> None:
+    # Records 2 and 3 trade places: every column but seq is exchanged.
+    columns = "at, tenant_id, key_id, event, prev_hash, hash"
+    two = conn.execute(f"SELECT {columns} FROM audit_log WHERE seq = 2").fetchone()
+    three = conn.execute(f"SELECT {columns} FROM audit_log WHERE seq = 3").fetchone()
+    update = (
+        "UPDATE audit_log SET at = ?, tenant_id = ?, key_id = ?, event = ?, prev_hash = ?, "
+        "hash = ? WHERE seq = ?"
+    )
+    conn.execute(update, (*three, 2))
+    conn.execute(update, (*two, 3))
+
+
+@pytest.mark.parametrize(
+    ("tamper", "bad_seq", "intact_before", "words"),
+    [
+        (tamper_edit_event, 3, 2, "edited"),
+        (tamper_edit_column, 3, 2, "tenant_id"),
+        (tamper_rehash_one, 4, 3, "prev_hash"),
+        (tamper_delete_middle, 4, 2, "record 3 is missing"),
+        (tamper_delete_first, 2, 0, "record 1 is missing"),
+        (tamper_delete_and_renumber, 3, 2, "prev_hash"),
+        (tamper_swap, 2, 1, "prev_hash"),
+    ],
+    ids=lambda value: getattr(value, "__name__", str(value)),
+)
+async def test_verify_names_the_first_bad_record(
+    audit: SqlAuditLog,
+    tmp_path: Path,
+    tamper: object,
+    bad_seq: int,
+    intact_before: int,
+    words: str,
+) -> None:
+    await fill(audit, 6)
+    with raw(tmp_path) as conn:
+        tamper(conn)  # type: ignore[operator]
+    check = await audit.verify()
+    assert not check.intact
+    assert check.bad_seq == bad_seq, check
+    assert words in check.problem, check
+    # Everything before the bad record still checks out.
+    assert check.records == intact_before
+
+
+async def test_an_unwritable_log_raises_and_keeps_the_chain(
+    audit: SqlAuditLog, tmp_path: Path
+) -> None:
+    await fill(audit, 2)
+    with raw(tmp_path) as conn:
+        conn.execute(
+            "CREATE TRIGGER no_audit BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'x'); END"
+        )
+    with pytest.raises(InternalError):
+        await audit.append(event(3))
+    with raw(tmp_path) as conn:
+        conn.execute("DROP TRIGGER no_audit")
+    await audit.append(event(3))
+    check = await audit.verify()
+    assert check.intact and check.records == 3
+
+
+async def test_client_chosen_fields_are_clipped_and_stored_safely(audit: SqlAuditLog) -> None:
+    # A user agent of any size and a claimed key id with a lone surrogate (percent-decoding
+    # can produce one) must neither fail the append nor bloat the record.
+    await audit.append(event(1, user_agent="A" * 100_000, key_id="AKID\udcff" + "k" * 600))
+    [record] = await audit.tail(1)
+    assert record.event.user_agent == "A" * MAX_FIELD
+    assert record.event.key_id.startswith("AKID?") and len(record.event.key_id) == MAX_FIELD
+    assert (await audit.verify()).intact
+
+
+async def test_append_cost(audit: SqlAuditLog) -> None:
+    """Every API call appends at least one fsync'd record: keep it cheap (generous bound)."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await fill(audit, 50)
+    assert (loop.time() - started) / 50 < 0.05
+
+
+APPENDER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from datetime import UTC, datetime
+    from keyturn.core.audit import AuditEvent, AuditOutcome
+    from keyturn.service.context import SystemClock
+    from keyturn.store.audit import SqlAuditLog
+    from keyturn.store.sealing import AesGcmSecretBox
+    from keyturn.store.sql import open_store
+
+    async def main(url, name, count):
+        store = await open_store(url, AesGcmSecretBox(b"k" * 32), SystemClock())
+        log = SqlAuditLog(store)
+        for n in range(count):
+            await log.append(AuditEvent(
+                at=datetime.now(UTC), tenant_id=name, key_id="k", source_ip="", user_agent="",
+                vendor="tencent", action="redis:ResetPassword", neutral_action="reset_password",
+                resource="r", outcome=AuditOutcome.STARTED, request_id=f"{name}-{n}"))
+            await asyncio.sleep(0.001)
+        await store.close()
+
+    asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
+    """
+)
+
+
+async def test_two_processes_keep_one_chain(
+    store: SqlStore, audit: SqlAuditLog, tmp_path: Path
+) -> None:
+    """BEGIN IMMEDIATE serializes seq allocation across processes sharing the file."""
+    url, count = sqlite_url(tmp_path), 80
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-c", APPENDER, url, name, str(count), env=dict(os.environ)
+        )
+        for name in ("p1", "p2")
+    ]
+    # This process appends too, until both children are done.
+    mine = 0
+    while any(proc.returncode is None for proc in procs):
+        await audit.append(event(1, request_id=f"p0-{mine}"))
+        mine += 1
+        await asyncio.sleep(0.002)
+    assert [await proc.wait() for proc in procs] == [0, 0]
+    total = 2 * count + mine
+    check = await audit.verify()
+    assert check.intact and check.records == total
+    records = await audit.tail(total)
+    assert [r.seq for r in records] == list(range(1, total + 1))
+    writers = [r.event.request_id.split("-")[0] for r in records]
+    assert writers.count("p1") == writers.count("p2") == count
+    # The children really wrote at the same time: their records interleave.
+    switches = sum(1 for a, b in itertools.pairwise(writers) if a != b)
+    assert switches > 4, writers

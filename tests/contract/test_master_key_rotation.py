@@ -1,0 +1,350 @@
+"""Master-key rotation on a real SQLite store (``keyturn.store.rekey``).
+
+A data dir is filled with one value of every sealed kind (access-key secret, node admin
+password, pending admin password, task password, credential snapshots, tenant RSA private key).
+After ``rotate_master_key`` every value opens under the new key and reads back the same, the
+RSA public key is unchanged, no token opens with the old key, the key files are in their final
+place and no plaintext is in the data dir. Interrupted rotations (each crash point of the
+documented order) leave a data dir that opens and that a second run finishes; the
+``KEYTURN_MASTER_KEY`` variant writes the new key to the operator's file; a live server's lock,
+or a value that does not open, stops the rotation before it changes anything.
+"""
+
+from __future__ import annotations
+
+import base64
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from keyturn.core.errors import InternalError
+from keyturn.core.model import Product, Tenant
+from keyturn.core.ports import CredentialSnapshot
+from keyturn.core.secrets import Secret
+from keyturn.core.tasks import NewTask, TaskKind
+from keyturn.service.admin import Admin
+from keyturn.service.context import SystemClock
+from keyturn.store.rekey import (
+    SEALED_COLUMNS,
+    DataDirLock,
+    RotationError,
+    SqlRekey,
+    rotate_master_key,
+    token_key_id,
+)
+from keyturn.store.sealing import (
+    KEY_FILE,
+    NEW_KEY_FILE,
+    OLD_KEY_FILE,
+    AesGcmSecretBox,
+    key_id,
+    open_secret_box,
+    read_key_file,
+    write_key_file,
+)
+from keyturn.store.sql import SqlStore, open_store, sqlite_url
+
+TENANT = "1300000009"
+INSTANCE = "crs-rekey001"
+
+
+@dataclass
+class Filled:
+    """The plaintexts put into a data dir, to compare with what comes back."""
+
+    key_id: str
+    key_secret: str
+    node_password: str
+    node_pending: str
+    task_id: int
+    task_password: str
+    snapshot: dict[str, str]
+    public_key: str
+
+    def plaintexts(self) -> list[str]:
+        return [self.key_secret, self.node_password, self.node_pending, self.task_password]
+
+
+async def _open(data_dir: Path, env: str | None = None) -> SqlStore:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return await open_store(sqlite_url(data_dir), open_secret_box(data_dir, env), SystemClock())
+
+
+async def fill(data_dir: Path, env: str | None = None) -> Filled:
+    store = await _open(data_dir, env)
+    try:
+        admin = Admin(store)
+        await admin.ensure_tenant(Tenant(id=TENANT, name="rekey"))
+        key = await admin.create_key(TENANT)
+        node_password, pending = "Node-Adm1n-pw-" + "x" * 8, "Pend-Adm1n-pw-" + "y" * 8
+        await admin.add_instance(
+            tenant_id=TENANT,
+            instance_id=INSTANCE,
+            product=Product.TENCENT_REDIS,
+            region="ap-guangzhou",
+            node_urls=[Secret(f"redis://default:{node_password}@127.0.0.1:6399")],
+        )
+        task_password = "Task-Passw0rd-" + "z" * 8
+        task = await store.create_task(
+            NewTask(
+                tenant_id=TENANT,
+                instance_id=INSTANCE,
+                account="default",
+                kind=TaskKind.RESET_PASSWORD,
+                request_id="req-rekey",
+                steps=(),
+            ),
+            Secret(task_password),
+        )
+        snapshot = {"hash": "a" * 64, "flags": "on"}
+        await store.write_ahead(
+            task.id,
+            snapshots={0: CredentialSnapshot(account="default", data=snapshot)},
+            admin_pending={0: Secret(pending)},
+            steps=(),
+        )
+        public = (await store.public_key(TENANT)).der_base64
+    finally:
+        await store.close()
+    return Filled(
+        key_id=key.id,
+        key_secret=key.secret.reveal(),
+        node_password=node_password,
+        node_pending=pending,
+        task_id=task.id,
+        task_password=task_password,
+        snapshot=snapshot,
+        public_key=public,
+    )
+
+
+async def check_opens(data_dir: Path, filled: Filled, env: str | None = None) -> None:
+    """Every sealed value reads back as it was put in, through the store's own code."""
+    store = await _open(data_dir, env)
+    try:
+        key = await store.get_access_key(filled.key_id)
+        assert key is not None and key.secret.reveal() == filled.key_secret
+        node = (await store.get_instance(TENANT, INSTANCE)).nodes[0]
+        assert node.address.password is not None
+        assert node.address.password.reveal() == filled.node_password
+        assert node.pending_password is not None
+        assert node.pending_password.reveal() == filled.node_pending
+        pending = await store.pending_password(filled.task_id)
+        assert pending is not None and pending.reveal() == filled.task_password
+        assert dict((await store.snapshots(filled.task_id))[0].data) == filled.snapshot
+        assert (await store.public_key(TENANT)).der_base64 == filled.public_key
+        public = serialization.load_der_public_key(base64.b64decode(filled.public_key))
+        assert isinstance(public, rsa.RSAPublicKey)
+        ciphertext = public.encrypt(b"Encrypted-Pw-1", padding.PKCS1v15())
+        secret = await store.decrypt(TENANT, base64.b64encode(ciphertext).decode())
+        assert secret.reveal() == "Encrypted-Pw-1"
+    finally:
+        await store.close()
+
+
+async def tokens(data_dir: Path) -> list[tuple[str, str]]:
+    """(column, token) of every sealed value, read raw."""
+    engine = sa.create_engine(sqlite_url(data_dir))
+    found: list[tuple[str, str]] = []
+    try:
+        with engine.connect() as conn:
+            for spec in SEALED_COLUMNS:
+                column = spec.table.c[spec.column]
+                for (token,) in conn.execute(sa.select(column).where(column.is_not(None))):
+                    found.append((spec.name, token))
+    finally:
+        engine.dispose()
+    return found
+
+
+def data_bytes(data_dir: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in sorted(data_dir.rglob("*")) if p.is_file())
+
+
+async def rotate(data_dir: Path, env: str | None = None, new_key_file: Path | None = None) -> str:
+    rotation = await rotate_master_key(
+        data_dir=data_dir,
+        database_url=sqlite_url(data_dir),
+        env_key=env,
+        new_key_file=new_key_file,
+        clock=SystemClock(),
+    )
+    return rotation.new_key_id
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Iterator[Path]:
+    yield tmp_path / "data"
+
+
+async def test_rotation_reseals_everything(data_dir: Path) -> None:
+    filled = await fill(data_dir)
+    old = read_key_file(data_dir / KEY_FILE)
+    assert old is not None
+    before = await tokens(data_dir)
+    assert {name for name, _ in before} == {spec.name for spec in SEALED_COLUMNS}
+
+    rotation = await rotate_master_key(
+        data_dir=data_dir,
+        database_url=sqlite_url(data_dir),
+        env_key=None,
+        new_key_file=None,
+        clock=SystemClock(),
+    )
+    assert rotation.old_key_id == key_id(old) != rotation.new_key_id
+    assert sum(rotation.resealed.values()) == len(before)
+    assert not rotation.from_env and rotation.key_file == data_dir / KEY_FILE
+
+    new = read_key_file(data_dir / KEY_FILE)
+    assert new is not None and key_id(new) == rotation.new_key_id
+    assert stat.S_IMODE((data_dir / KEY_FILE).stat().st_mode) == 0o600
+    assert not (data_dir / NEW_KEY_FILE).exists() and not (data_dir / OLD_KEY_FILE).exists()
+    await check_opens(data_dir, filled)
+
+    after = await tokens(data_dir)
+    assert len(after) == len(before)
+    old_box = AesGcmSecretBox(old)
+    for name, token in after:
+        assert token_key_id(token) == rotation.new_key_id, name
+        spec = next(s for s in SEALED_COLUMNS if s.name == name)
+        with pytest.raises(InternalError):
+            # Whatever the context: the old key does not even know the token's key id.
+            old_box.unseal(token, context=spec.name)
+    everything = data_bytes(data_dir)
+    for plain in [*filled.plaintexts(), "PRIVATE KEY"]:
+        assert plain.encode() not in everything
+    assert base64.b64encode(old) not in everything
+
+
+async def test_old_key_cannot_open_the_store(data_dir: Path) -> None:
+    await fill(data_dir)
+    old = (data_dir / KEY_FILE).read_text()
+    await rotate(data_dir)
+    store = await _open(data_dir, env=old)  # the old key, as if it were still configured
+    try:
+        with pytest.raises(InternalError):
+            await store.list_access_keys()
+    finally:
+        await store.close()
+
+
+async def test_crash_after_the_transaction_before_the_swap(data_dir: Path) -> None:
+    """The new key is in master.key.new and the store is sealed under it, but master.key is
+    still the old one: the data dir opens, and a second run finishes with that same key."""
+    filled = await fill(data_dir)
+    old = read_key_file(data_dir / KEY_FILE)
+    assert old is not None
+    new = AesGcmSecretBox(bytes(range(32)))
+    write_key_file(data_dir / NEW_KEY_FILE, bytes(range(32)))
+    opener = AesGcmSecretBox(old, retired=[bytes(range(32))])
+    store = await open_store(sqlite_url(data_dir), opener, SystemClock())
+    try:
+        await SqlRekey(store.engine, opener, SystemClock()).reseal(new)
+    finally:
+        await store.close()
+    await check_opens(data_dir, filled)  # master.key.new opens what it sealed
+
+    assert await rotate(data_dir) == new.key_id  # resumed, not a third key
+    assert read_key_file(data_dir / KEY_FILE) == bytes(range(32))
+    assert {token_key_id(t) for _, t in await tokens(data_dir)} == {new.key_id}
+    await check_opens(data_dir, filled)
+
+
+async def test_crash_before_the_transaction(data_dir: Path) -> None:
+    filled = await fill(data_dir)
+    write_key_file(data_dir / NEW_KEY_FILE, bytes(range(32)))
+    await check_opens(data_dir, filled)
+    assert await rotate(data_dir) == key_id(bytes(range(32)))
+    await check_opens(data_dir, filled)
+
+
+async def test_crash_after_the_swap_with_the_old_key_kept(data_dir: Path) -> None:
+    """master.key is new, master.key.old still there (and, worst case, values under it)."""
+    filled = await fill(data_dir)
+    old = read_key_file(data_dir / KEY_FILE)
+    assert old is not None
+    write_key_file(data_dir / OLD_KEY_FILE, old)
+    write_key_file(data_dir / KEY_FILE, bytes(range(32)))
+    await check_opens(data_dir, filled)
+    final = await rotate(data_dir)
+    assert final not in (key_id(old), key_id(bytes(range(32))))
+    assert not (data_dir / OLD_KEY_FILE).exists()
+    assert {token_key_id(t) for _, t in await tokens(data_dir)} == {final}
+    await check_opens(data_dir, filled)
+
+
+async def test_environment_key(data_dir: Path, tmp_path: Path) -> None:
+    env = base64.b64encode(bytes(range(1, 33))).decode()
+    filled = await fill(data_dir, env)
+    assert not (data_dir / KEY_FILE).exists()
+    with pytest.raises(RotationError, match="--new-key-file"):
+        await rotate(data_dir, env)
+    with pytest.raises(RotationError, match="outside the data dir"):
+        await rotate(data_dir, env, data_dir / "new.key")
+    target = tmp_path / "vault" / "new.key"
+    target.parent.mkdir()
+    rotation = await rotate_master_key(
+        data_dir=data_dir,
+        database_url=sqlite_url(data_dir),
+        env_key=env,
+        new_key_file=target,
+        clock=SystemClock(),
+    )
+    assert rotation.from_env and rotation.key_file == target
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert not (data_dir / KEY_FILE).exists()  # nothing written beside the data
+    await check_opens(data_dir, filled, env=target.read_text())
+    store = await _open(data_dir, env)
+    try:
+        with pytest.raises(InternalError):
+            await store.list_access_keys()
+    finally:
+        await store.close()
+
+
+async def test_refused_while_a_server_holds_the_data_dir(data_dir: Path) -> None:
+    filled = await fill(data_dir)
+    before = await tokens(data_dir)
+    server = DataDirLock(data_dir)
+    assert server.acquire(exclusive=False)
+    try:
+        assert DataDirLock(data_dir).acquire(exclusive=False)  # servers share it
+        with pytest.raises(RotationError, match="stop it first"):
+            await rotate(data_dir)
+    finally:
+        server.release()
+    assert await tokens(data_dir) == before
+    assert not (data_dir / NEW_KEY_FILE).exists()
+    await check_opens(data_dir, filled)
+
+
+async def test_a_value_that_does_not_open_changes_nothing(data_dir: Path) -> None:
+    filled = await fill(data_dir)
+    stranger = AesGcmSecretBox(bytes(range(2, 34)))
+    engine = sa.create_engine(sqlite_url(data_dir))
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text("UPDATE nodes SET pending_password_sealed = :t"),
+                {"t": stranger.seal("x", context="elsewhere")},
+            )
+    finally:
+        engine.dispose()
+    before = await tokens(data_dir)
+    with pytest.raises(RotationError) as caught:
+        await rotate(data_dir)
+    assert "nodes.pending_password_sealed" in str(caught.value)
+    assert INSTANCE in str(caught.value)
+    assert await tokens(data_dir) == before
+    store = await _open(data_dir)
+    try:
+        key = await store.get_access_key(filled.key_id)
+        assert key is not None and key.secret.reveal() == filled.key_secret
+    finally:
+        await store.close()

@@ -7,19 +7,26 @@ from __future__ import annotations
 
 import os
 import random
+import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from keyturn.core.model import Product
 from tests.fault.conftest import REPORT_LINES
 from tests.fault.harness import Cluster, run_trials
 from tests.fault.redis_cluster import RedisCluster
-from tests.support.fixtures import RedisServerFactory
+from tests.fault.sql_clusters import MariaDBCluster, PostgresCluster
+from tests.support.fixtures import (
+    MariaDBServerFactory,
+    PostgresServerFactory,
+    RedisServerFactory,
+)
 from tests.support.keyturn_server import KeyturnServer
 from tests.support.redis_sentinel import RedisSentinel
-from tests.wire.conftest import USED_PASSWORDS, leaked, new_instance_id
+from tests.wire.conftest import USED_PASSWORDS, leaked, new_instance_id, new_password
 
 pytestmark = pytest.mark.engine
 
@@ -81,3 +88,35 @@ def test_redis_primary_and_replicas(
         run("redis", keyturn, RedisCluster(nodes, instance_id, sentinel), trials(60), seed)
     finally:
         sentinel.close()
+
+
+def test_postgres_primary_and_standby(
+    keyturn: KeyturnServer, postgres_server_factory: PostgresServerFactory, seed: int
+) -> None:
+    primary = postgres_server_factory()
+    nodes = [primary, postgres_server_factory(standby_of=primary)]
+    instance_id = "postgres-" + secrets.token_hex(4)
+    cluster = PostgresCluster.create(nodes, instance_id, new_password())
+    keyturn.add_instance(
+        instance_id, [node.url() for node in nodes], product=Product.TENCENT_POSTGRES
+    )
+    run("postgres", keyturn, cluster, trials(25), seed)
+    # keyturn sends verifiers only: no plaintext in the engines' statement logs either.
+    logs = "".join(node.log_text() for node in nodes)
+    assert [p for p in USED_PASSWORDS if p in logs] == []
+
+
+def test_mariadb_primary_and_replica(
+    keyturn: KeyturnServer, mariadb_server_factory: MariaDBServerFactory, seed: int
+) -> None:
+    primary = mariadb_server_factory()
+    nodes = [primary, mariadb_server_factory(replica_of=primary)]
+    instance_id = "tdsql3-" + secrets.token_hex(4)
+    cluster = MariaDBCluster.create(nodes, instance_id, new_password())
+    keyturn.add_instance(
+        instance_id, [node.url() for node in nodes], product=Product.TENCENT_TDMYSQL
+    )
+    run("mariadb", keyturn, cluster, trials(25), seed)
+    # keyturn sends hashes only: no plaintext in the general or binary logs either.
+    logs = "".join(node.general_log_text() + node.binlog_text() for node in nodes)
+    assert [p for p in USED_PASSWORDS if p in logs] == []

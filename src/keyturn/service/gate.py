@@ -14,6 +14,7 @@ requests) are audited by ``rejected``, unauthenticated ones within a per-source 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -21,7 +22,13 @@ from typing import Any
 
 from keyturn.core.access import Policy, decide
 from keyturn.core.audit import AuditEvent, AuditOutcome
-from keyturn.core.errors import AccessDenied, DomainError, InternalError, NotFound
+from keyturn.core.errors import (
+    AccessDenied,
+    DomainError,
+    InternalError,
+    NotFound,
+    RequestThrottled,
+)
 from keyturn.core.ports import AuditLog, Clock, Store
 from keyturn.service.context import Caller
 from keyturn.service.credentials import Credentials
@@ -69,6 +76,7 @@ class Gate:
         self._audit = audit
         self._clock = clock
         self._rejections = RejectionBudget()
+        self._throttled = RejectionBudget(per_source=5, overall=200, window=1.0)
 
     async def run(
         self,
@@ -83,6 +91,13 @@ class Gate:
         try:
             await self._authorize(caller, call.action, resource)
             self._limiter.take(caller.tenant_id, call.action, mutating=call.mutating)
+        except RequestThrottled as error:
+            # A flood over the limit must not turn into a flood of durable writes: a few
+            # records per tenant and action each second, the rest counted in the log.
+            key = f"{caller.tenant_id}:{call.action}"
+            if self._throttled.admit(key, time.monotonic()):
+                await self._record(replace(event, outcome=AuditOutcome.DENIED), error, vendor_code)
+            raise
         except DomainError as error:
             await self._record(replace(event, outcome=AuditOutcome.DENIED), error, vendor_code)
             raise

@@ -3,7 +3,16 @@
 Requests are authenticated first (clock window, access key, signature), then routed by the TC3
 scope's service (or, for legacy signatures, by the version and action, falling back to the
 host's service prefix) plus the action and version. Any failure becomes the product's Tencent
-error code inside an HTTP 200 answer; nothing a client sends produces a 5xx.
+error code inside an HTTP 200 answer; nothing a client sends produces a 5xx. Replays are refused
+with ``AuthFailure.SignatureFailure`` once the gate let the call through, so a call refused
+without effect (denied, throttled, unauditable) may be sent again. A legacy signature carries a
+random ``Nonce``: any reuse of its Nonce and Timestamp is a replay. TC3 carries none and its
+``X-TC-Timestamp`` counts whole seconds, so the SDK and tccli sign two identical calls made in
+the same second byte for byte alike. keyturn therefore remembers the TC3 signatures of changes
+only (a replayed reset is the harm; the very same reset sent twice within one second is refused
+as a replay, where it would otherwise meet the running task), and serves identical reads (task
+polling repeats one ``DescribeTaskInfo`` many times a second). The SDKs re-sign every retry,
+and their back-off (1 s and up) gives a new timestamp.
 """
 
 from __future__ import annotations
@@ -11,12 +20,15 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 from keyturn.core.errors import (
     DomainError,
     InternalError,
+    NonceReused,
     RequestTooLarge,
     SignatureExpired,
+    SignatureInvalid,
     UnknownAction,
     UnsupportedVersion,
 )
@@ -24,7 +36,7 @@ from keyturn.dialects._wire import WireRequest, WireResponse
 from keyturn.dialects.tencent.envelope import TencentCall, parse_call, render, render_error
 from keyturn.dialects.tencent.errors import tencent_code
 from keyturn.dialects.tencent.params import Params
-from keyturn.dialects.tencent.product import TencentProduct
+from keyturn.dialects.tencent.product import Handler, TencentProduct
 from keyturn.dialects.tencent.signing import verify_legacy, verify_tc3
 from keyturn.service.context import Caller
 from keyturn.service.facade import Services
@@ -91,7 +103,7 @@ class TencentDialect:
             payload = await self._services.gate.run(
                 caller,
                 info,
-                lambda: handler(self._services, caller, params),
+                lambda: self._execute(handler, params, call, caller, mutating=info.mutating),
                 lambda error: tencent_code(error, codes),
             )
             return render(payload, request_id)
@@ -167,6 +179,40 @@ class TencentDialect:
             source_ip=request.client,
             user_agent=request.header("user-agent"),
         )
+
+    async def _execute(
+        self, handler: Handler, params: Params, call: TencentCall, caller: Caller, *, mutating: bool
+    ) -> dict[str, Any]:
+        # The replay check runs once the gate let the call through, right before the handler:
+        # a refusal that changed nothing (denied, throttled, an unwritable audit log) leaves
+        # the request unused, so a client may send the very same request again.
+        self._refuse_replay(call, caller.key_id, mutating=mutating)
+        return await handler(self._services, caller, params)
+
+    def _refuse_replay(self, call: TencentCall, key_id: str, *, mutating: bool) -> None:
+        """Remember a verified request's Nonce (legacy) or signature (TC3, changes only) for as
+        long as its timestamp stays acceptable; ``SignatureInvalid`` if it was seen already."""
+        if call.tc3 is not None:
+            if not mutating:
+                return
+            nonce = "tc3:" + call.tc3.signature
+        else:
+            legacy = call.legacy_params or {}
+            # The SDKs always send a Nonce; a hand-made request without one is held to its
+            # signature instead.
+            nonce = (
+                f"legacy:{call.timestamp}:{legacy['Nonce']}"
+                if "Nonce" in legacy
+                else "legacy-signature:" + call.signature
+            )
+        try:
+            # A timestamp may be up to the window ahead of the server clock: keep it for both.
+            self._services.nonces.remember(key_id, nonce, 2 * CLOCK_WINDOW_SECONDS)
+        except NonceReused:
+            raise SignatureInvalid(
+                "This signed request was already received (a replay); sign it again, in a "
+                "later second."
+            ) from None
 
     def _check_clock(self, timestamp: str) -> None:
         if not timestamp.isdigit():

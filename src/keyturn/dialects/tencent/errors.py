@@ -28,6 +28,7 @@ COMMON_CODES: Mapping[type[e.DomainError], str] = {
     e.UnknownAccessKey: "AuthFailure.SecretIdNotFound",
     e.SignatureInvalid: "AuthFailure.SignatureFailure",
     e.SignatureExpired: "AuthFailure.SignatureExpire",
+    e.NonceReused: "AuthFailure.SignatureFailure",
     e.NotFound: "ResourceNotFound",
     e.Conflict: "ResourceInUse",
     e.EngineError: "FailedOperation",

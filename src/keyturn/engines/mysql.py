@@ -62,7 +62,6 @@ from keyturn.core.errors import (
     AccountLocked,
     AccountNotFound,
     AccountShadowed,
-    EngineRejected,
     UnsupportedFeature,
     VerificationFailed,
 )
@@ -96,6 +95,7 @@ from keyturn.engines.mysql_replication import (
     is_replica,
     wait_for,
 )
+from keyturn.engines.mysql_tls import TlsContexts
 
 log = logging.getLogger(__name__)
 _PROGRAM_NAME: Final = "keyturn"
@@ -161,7 +161,7 @@ class MySQLEngine:
         self._admins: AdminPool[_Admin] = AdminPool(
             timeout=self._timeout, classify=classify, open=self._open, refused=login_refused
         )
-        self._ssl: dict[tuple[str, str, str, str], ssl.SSLContext] = {}
+        self._tls = TlsContexts()
         self._positions = GtidPositions()
 
     @property
@@ -347,33 +347,7 @@ class MySQLEngine:
         return row is not None and text(row[0]).upper() == "ACTIVE"
 
     def _ssl_context(self, address: NodeAddress) -> ssl.SSLContext | None:
-        """The TLS context the node URL asks for (None: plain TCP), built once per settings."""
-        options = {k.replace("_", "-").lower(): v for k, v in address.options.items()}
-        mode = options.get("ssl-mode", "").upper().replace("-", "_")
-        if mode in ("", "DISABLED", "PREFERRED"):
-            return None
-        if mode not in ("REQUIRED", "VERIFY_CA", "VERIFY_IDENTITY"):
-            raise EngineRejected(f"the node URL for {address.endpoint} has an unknown ssl-mode")
-        ca = options.get("ssl-ca", "")
-        # A client certificate for servers that require one (REQUIRE X509).
-        cert, cert_key = options.get("ssl-cert", ""), options.get("ssl-key", "")
-        key = (mode, ca, cert, cert_key)
-        context = self._ssl.get(key)
-        if context is None:
-            try:
-                context = ssl.create_default_context(cafile=ca or None)
-                if cert:
-                    context.load_cert_chain(cert, cert_key or None)
-            except (OSError, ValueError, ssl.SSLError):
-                raise EngineRejected(
-                    f"the TLS files named by the node URL for {address.endpoint} do not load"
-                ) from None
-            if mode != "VERIFY_IDENTITY":
-                context.check_hostname = False
-            if mode == "REQUIRED":
-                context.verify_mode = ssl.CERT_NONE
-            self._ssl[key] = context
-        return context
+        return self._tls.context(address)
 
     async def _connect(self, address: NodeAddress, user: str, password: Secret | None) -> Any:
         """A new autocommit connection logged in as ``user`` over TCP."""

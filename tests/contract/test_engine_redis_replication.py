@@ -10,8 +10,6 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from keyturn.core.errors import EngineRejected
 from keyturn.core.model import SENTINEL_ORDINAL_BASE, EngineKind, Node, parse_node_url
@@ -19,7 +17,7 @@ from keyturn.core.secrets import Secret
 from keyturn.engines.redis import RedisEngine
 from tests.support.fixtures import RedisServerFactory
 from tests.support.redis_sentinel import RedisSentinel
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RedisServer, can_login
 
 pytestmark = pytest.mark.engine
 
@@ -54,20 +52,7 @@ def nodes_of(servers: list[RedisServer]) -> list[Node]:
 
 
 def logs_in(server: RedisServer, password: str) -> bool:
-    # No retries: redis-py retries AuthenticationError (a ConnectionError) with backoff.
-    client = redis.Redis(
-        port=server.port,
-        password=password,
-        protocol=2,
-        driver_info=None,
-        retry=Retry(NoBackoff(), 0),
-    )
-    try:
-        return bool(client.ping())
-    except redis.AuthenticationError:
-        return False
-    finally:
-        client.close()
+    return can_login(server.port, password)
 
 
 def replicated(servers: list[RedisServer], password: str, key: str) -> bool:

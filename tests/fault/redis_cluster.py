@@ -15,7 +15,7 @@ from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentClo
 
 from tests.support.keyturn_server import KeyturnServer
 from tests.support.redis_sentinel import RedisSentinel
-from tests.support.redis_server import RedisServer, RedisServerError
+from tests.support.redis_server import RedisServer, RedisServerError, can_login
 from tests.support.sdk import redis_sdk, reset, wait_task
 
 
@@ -28,16 +28,6 @@ def _client(server: RedisServer, password: str) -> redis.Redis:
         socket_timeout=3,
         retry=Retry(NoBackoff(), 0),
     )
-
-
-def _logs_in(server: RedisServer, password: str) -> bool:
-    client = _client(server, password)
-    try:
-        return bool(client.ping())
-    except redis.AuthenticationError:
-        return False
-    finally:
-        client.close()
 
 
 class RedisCluster:
@@ -105,10 +95,10 @@ class RedisCluster:
                 found.append(f"node {i}: replication link down")
         digest = hashlib.sha256(expected.encode()).hexdigest()
         for i, node in enumerate(self.nodes):
-            if not _logs_in(node, expected):
+            if not can_login(node.port, expected):
                 found.append(f"node {i} refuses the password the task reports")
                 continue
-            if _logs_in(node, other):
+            if can_login(node.port, other):
                 found.append(f"node {i} still accepts the other password")
             client = _client(node, expected)
             try:

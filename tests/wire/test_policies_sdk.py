@@ -20,8 +20,6 @@ from typing import Any
 
 import pytest
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 from tencentcloud.common import credential
 from tencentcloud.common.common_client import CommonClient
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
@@ -47,7 +45,7 @@ from tests.support.keyturn_server import (
     TENANT,
     KeyturnServer,
 )
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RedisServer, can_login
 from tests.support.sdk import redis_sdk, reset, task_info, wait_task
 from tests.wire.conftest import USED_PASSWORDS, leaked, new_password
 
@@ -75,28 +73,6 @@ def make_key(
 
 def put_policy(keyturn: KeyturnServer, tenant: str, name: str, document: dict[str, Any]) -> None:
     keyturn.with_admin(lambda admin: admin.put_policy(tenant, name, json.dumps(document)))
-
-
-def can_login(port: int, password: str | None, user: str = "default") -> bool:
-    """A fresh connection as ``user``: AUTH with ``password`` and PING."""
-    try:
-        client = redis.Redis(
-            host="127.0.0.1",
-            port=port,
-            username=user if password else None,
-            password=password,
-            protocol=2,
-            driver_info=None,
-            single_connection_client=True,
-            socket_timeout=3,
-            retry=Retry(NoBackoff(), 0),
-        )
-        try:
-            return bool(client.ping())
-        finally:
-            client.close()
-    except (redis.AuthenticationError, redis.ResponseError):
-        return False
 
 
 def tc_code(call: Callable[..., object], *args: Any, **kwargs: Any) -> str:

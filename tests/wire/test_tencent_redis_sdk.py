@@ -4,40 +4,15 @@ client against a real keyturn server resetting real throwaway redis-servers."""
 from __future__ import annotations
 
 import pytest
-import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
 from tencentcloud.redis.v20180412 import models
 
 from tests.support.keyturn_server import OTHER_KEY_ID, OTHER_KEY_SECRET, KeyturnServer
+from tests.support.redis_server import can_login
 from tests.support.sdk import redis_sdk, reset, task_info, wait_task
 from tests.wire.conftest import USED_PASSWORDS, leaked, new_instance_id, new_password
 
 pytestmark = pytest.mark.engine
-
-
-def can_login(port: int, password: str | None, user: str = "default") -> bool:
-    """A fresh connection: AUTH with ``password`` (None: no AUTH) and PING."""
-    try:
-        client = redis.Redis(
-            host="127.0.0.1",
-            port=port,
-            username=user if password else None,
-            password=password,
-            protocol=2,
-            driver_info=None,
-            single_connection_client=True,
-            socket_timeout=3,
-            # redis-py retries a refused AUTH (a ConnectionError) with backoff: no retries.
-            retry=Retry(NoBackoff(), 0),
-        )
-        try:
-            return bool(client.ping())
-        finally:
-            client.close()
-    except (redis.AuthenticationError, redis.ResponseError):
-        return False
 
 
 def code_of(call: object) -> str:

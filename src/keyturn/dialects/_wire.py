@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from keyturn.service.context import Caller
+
 #: The largest request body any dialect accepts; larger ones are refused before reading.
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -53,3 +55,15 @@ class Dialect(Protocol):
         ...
 
     async def handle(self, request: WireRequest) -> WireResponse: ...
+
+
+def caller_of(request: WireRequest, request_id: str, *, key_id: str, tenant_id: str = "") -> Caller:
+    """Who sent ``request``: once authenticated, the key and its tenant; before that (to audit
+    a refusal), tenant ``""`` and the key id the request claims."""
+    return Caller(
+        tenant_id=tenant_id,
+        key_id=key_id,
+        request_id=request_id,
+        source_ip=request.client,
+        user_agent=request.header("user-agent"),
+    )

@@ -51,7 +51,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
@@ -96,6 +95,7 @@ from keyturn.engines.mysql_replication import (
     wait_for,
 )
 from keyturn.engines.mysql_tls import TlsContexts
+from keyturn.engines.sql_engine import SqlEngine
 
 log = logging.getLogger(__name__)
 _PROGRAM_NAME: Final = "keyturn"
@@ -147,11 +147,13 @@ async def _close(conn: Any) -> None:
         conn.close()
 
 
-class MySQLEngine:
+class MySQLEngine(SqlEngine):
     """The ``Engine`` for MySQL and MariaDB. One instance serves every such node; ``timeout``
     bounds each operation (connect included) in seconds."""
 
     kind: EngineKind = EngineKind.MYSQL
+
+    engine_name = "MySQL"
 
     def __init__(
         self, *, timeout: float = DEFAULT_TIMEOUT, replica_grace: float = REPLICA_GRACE
@@ -253,50 +255,6 @@ class MySQLEngine:
             ),
             login=lambda: self._login(node, account, password),
         )
-
-    async def settle(self, nodes: Sequence[Node], account: str, password: Secret | None) -> None:
-        """Changes are never staged here: nothing to finish."""
-
-    async def update_watchers(
-        self,
-        watchers: Sequence[Node],
-        nodes: Sequence[Node],
-        account: str,
-        password: Secret | None,
-    ) -> None:
-        """No watchers here."""
-
-    async def restore_watchers(
-        self,
-        watchers: Sequence[Node],
-        nodes: Sequence[Node],
-        account: str,
-        snapshots: Mapping[int, CredentialSnapshot],
-    ) -> None:
-        """No watchers here."""
-
-    async def password_matches(self, node: Node, account: str, password: Secret) -> bool:
-        # The engine keeps only verifiers: a login attempt is the one honest check (one
-        # attempt: not verify's wait for a replica to catch up).
-        try:
-            await self._login(node, account, password)
-        except VerificationFailed:
-            return False
-        return True
-
-    async def create_account(
-        self, node: Node, account: str, password: Secret, *, read_only: bool
-    ) -> ApplyResult:
-        raise UnsupportedFeature("keyturn creates MySQL accounts through no product yet")
-
-    async def drop_account(self, node: Node, account: str) -> ApplyResult:
-        raise UnsupportedFeature("keyturn drops MySQL accounts through no product yet")
-
-    async def forget(self, node: Node) -> None:
-        await self._admins.forget(node)
-
-    async def close(self) -> None:
-        await self._admins.close()
 
     # ------------------------------------------------------------------ internals
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
@@ -59,6 +58,7 @@ from keyturn.engines.postgres_replication import (
     ReplayPositions,
     await_replay,
 )
+from keyturn.engines.sql_engine import SqlEngine
 
 log = logging.getLogger(__name__)
 
@@ -139,11 +139,13 @@ def _snapshot_verifier(snapshot: CredentialSnapshot) -> tuple[bool, str | None]:
     return readable, verifier
 
 
-class PostgresEngine:
+class PostgresEngine(SqlEngine):
     """The ``Engine`` for PostgreSQL. One instance serves every PostgreSQL node; ``timeout``
     bounds each operation (connect included) in seconds."""
 
     kind: EngineKind = EngineKind.POSTGRES
+
+    engine_name = "PostgreSQL"
 
     def __init__(
         self, *, timeout: float = DEFAULT_TIMEOUT, replay_grace: float = REPLAY_GRACE
@@ -246,50 +248,6 @@ class PostgresEngine:
             await self._await_replay(node, account, password)
         else:
             await self._login(node, account, password)
-
-    async def settle(self, nodes: Sequence[Node], account: str, password: Secret | None) -> None:
-        """Changes are never staged here: nothing to finish."""
-
-    async def update_watchers(
-        self,
-        watchers: Sequence[Node],
-        nodes: Sequence[Node],
-        account: str,
-        password: Secret | None,
-    ) -> None:
-        """No watchers here."""
-
-    async def restore_watchers(
-        self,
-        watchers: Sequence[Node],
-        nodes: Sequence[Node],
-        account: str,
-        snapshots: Mapping[int, CredentialSnapshot],
-    ) -> None:
-        """No watchers here."""
-
-    async def password_matches(self, node: Node, account: str, password: Secret) -> bool:
-        # The engine keeps only verifiers: a login attempt is the one honest check. One
-        # attempt, not verify's wait for a standby: this asks about the node as it is now.
-        try:
-            await self._login(node, account, password)
-        except VerificationFailed:
-            return False
-        return True
-
-    async def create_account(
-        self, node: Node, account: str, password: Secret, *, read_only: bool
-    ) -> ApplyResult:
-        raise UnsupportedFeature("keyturn creates PostgreSQL accounts through no product yet")
-
-    async def drop_account(self, node: Node, account: str) -> ApplyResult:
-        raise UnsupportedFeature("keyturn drops PostgreSQL accounts through no product yet")
-
-    async def forget(self, node: Node) -> None:
-        await self._admins.forget(node)
-
-    async def close(self) -> None:
-        await self._admins.close()
 
     # ------------------------------------------------------------------ internals
 

@@ -52,17 +52,13 @@ class Resets:
         self._worker = worker
         self._sync_deadline = sync_deadline
 
-    async def instance(self, caller: Caller, product: Product, instance_id: str) -> Instance:
-        """The caller's instance of ``product``; another tenant's or product's is not found."""
-        return await owned_instance(self._store, caller, product, instance_id)
-
     async def check_accounts(
         self, caller: Caller, *, product: Product, instance_id: str, accounts: Sequence[str]
     ) -> None:
         """Raise the domain error a reset of any of ``accounts`` would meet at its snapshot
         (missing, locked, shadowed, ...) without queuing anything: batch APIs check every
         account first so that one bad entry changes nothing."""
-        instance = await self.instance(caller, product, instance_id)
+        instance = await owned_instance(self._store, caller, product, instance_id)
         engine = self._engines.engine(instance.engine)
         for account in accounts:
             for node in instance.nodes:
@@ -133,7 +129,7 @@ class Resets:
         policy: PasswordPolicy,
         differ_from_current: bool = False,
     ) -> tuple[Task, asyncio.Task[None]]:
-        instance = await self.instance(caller, product, instance_id)
+        instance = await owned_instance(self._store, caller, product, instance_id)
         if password is None:
             if not instance.password_free_allowed:
                 raise PasswordFreeDenied()

@@ -21,7 +21,7 @@ from keyturn.core.errors import (
     UnknownAction,
     UnsupportedVersion,
 )
-from keyturn.dialects._wire import WireRequest, WireResponse
+from keyturn.dialects._wire import WireRequest, WireResponse, caller_of
 from keyturn.dialects.alibaba.envelope import AlibabaCall, parse_call, render, render_error
 from keyturn.dialects.alibaba.errors import alibaba_code, message_of
 from keyturn.dialects.alibaba.params import Params
@@ -123,14 +123,7 @@ class AlibabaDialect:
         key is the AccessKeyId it claimed."""
         action = call.action if call else ""
         await self._services.gate.rejected(
-            caller
-            or Caller(
-                tenant_id="",
-                key_id=call.access_key_id if call else "",
-                request_id=request_id,
-                source_ip=request.client,
-                user_agent=request.header("user-agent"),
-            ),
+            caller or caller_of(request, request_id, key_id=call.access_key_id if call else ""),
             vendor=self.name,
             action=f"{product.service}:{action}" if product else action,
             code=alibaba_code(error, product.codes if product else None).code,
@@ -159,13 +152,7 @@ class AlibabaDialect:
             )
         # Only a verified request may use up a nonce, so forgeries cannot block real ones.
         self._services.nonces.remember(key.id, call.nonce, ttl_seconds=CLOCK_WINDOW_SECONDS)
-        return Caller(
-            tenant_id=key.tenant_id,
-            key_id=key.id,
-            request_id=request_id,
-            source_ip=request.client,
-            user_agent=request.header("user-agent"),
-        )
+        return caller_of(request, request_id, key_id=key.id, tenant_id=key.tenant_id)
 
     def _route(self, call: AlibabaCall) -> tuple[AlibabaProduct, Handler]:
         products = self._by_version.get(call.version)

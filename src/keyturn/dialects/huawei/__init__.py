@@ -24,7 +24,7 @@ from keyturn.core.errors import (
     TenantMismatch,
     UnknownAction,
 )
-from keyturn.dialects._wire import WireRequest, WireResponse
+from keyturn.dialects._wire import WireRequest, WireResponse, caller_of
 from keyturn.dialects.huawei.envelope import (
     InvalidProjectId,
     new_request_id,
@@ -122,13 +122,7 @@ class HuaweiDialect:
                 claimed = parse_authorization(request.header("authorization")).access_key
             except DomainError:
                 claimed = ""
-            caller = Caller(
-                tenant_id="",
-                key_id=claimed,
-                request_id=request_id,
-                source_ip=request.client,
-                user_agent=request.header("user-agent"),
-            )
+            caller = caller_of(request, request_id, key_id=claimed)
         await self._services.gate.rejected(
             caller,
             vendor=self.name,
@@ -179,13 +173,7 @@ class HuaweiDialect:
         project = request.header("x-project-id")
         if project and project != key.tenant_id:
             raise TenantMismatch("Project ID does not match the token.")
-        return Caller(
-            tenant_id=key.tenant_id,
-            key_id=key.id,
-            request_id=request_id,
-            source_ip=request.client,
-            user_agent=request.header("user-agent"),
-        )
+        return caller_of(request, request_id, key_id=key.id, tenant_id=key.tenant_id)
 
     def _check_clock(self, sdk_date: datetime) -> None:
         skew = abs((self._services.clock.now() - sdk_date).total_seconds())

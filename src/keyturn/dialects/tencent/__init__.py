@@ -32,7 +32,7 @@ from keyturn.core.errors import (
     UnknownAction,
     UnsupportedVersion,
 )
-from keyturn.dialects._wire import WireRequest, WireResponse
+from keyturn.dialects._wire import WireRequest, WireResponse, caller_of
 from keyturn.dialects.tencent.envelope import TencentCall, parse_call, render, render_error
 from keyturn.dialects.tencent.errors import tencent_code
 from keyturn.dialects.tencent.params import Params
@@ -134,14 +134,7 @@ class TencentDialect:
         service = product.service if product else (call.service if call else None)
         action = call.action if call else ""
         await self._services.gate.rejected(
-            caller
-            or Caller(
-                tenant_id="",
-                key_id=call.secret_id if call else "",
-                request_id=request_id,
-                source_ip=request.client,
-                user_agent=request.header("user-agent"),
-            ),
+            caller or caller_of(request, request_id, key_id=call.secret_id if call else ""),
             vendor=self.name,
             action=f"{service}:{action}" if service else action,
             code=code,
@@ -172,13 +165,7 @@ class TencentDialect:
                 params=call.legacy_params or {},
                 signature=call.signature,
             )
-        return Caller(
-            tenant_id=key.tenant_id,
-            key_id=key.id,
-            request_id=request_id,
-            source_ip=request.client,
-            user_agent=request.header("user-agent"),
-        )
+        return caller_of(request, request_id, key_id=key.id, tenant_id=key.tenant_id)
 
     async def _execute(
         self, handler: Handler, params: Params, call: TencentCall, caller: Caller, *, mutating: bool

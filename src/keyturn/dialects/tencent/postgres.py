@@ -49,7 +49,7 @@ async def reset_account_password(
 
 
 async def describe_accounts(services: Services, caller: Caller, params: Params) -> dict[str, Any]:
-    instance = await services.resets.instance(
+    instance = await services.queries.instance(
         caller, Product.TENCENT_POSTGRES, params.required_string("DBInstanceId")
     )
     limit = params.integer("Limit", 20, minimum=1, maximum=100)
@@ -94,7 +94,7 @@ async def describe_db_instances(
 async def describe_db_instance_attribute(
     services: Services, caller: Caller, params: Params
 ) -> dict[str, Any]:
-    instance = await services.resets.instance(
+    instance = await services.queries.instance(
         caller, Product.TENCENT_POSTGRES, params.required_string("DBInstanceId")
     )
     return {"DBInstance": _instance(instance)}

@@ -140,7 +140,7 @@ async def describe_instances(services: Services, caller: Caller, params: Params)
 async def describe_instance_account(
     services: Services, caller: Caller, params: Params
 ) -> dict[str, Any]:
-    instance = await services.resets.instance(
+    instance = await services.queries.instance(
         caller, Product.TENCENT_REDIS, params.required_string("InstanceId")
     )
     limit = params.integer("Limit", 20, minimum=1, maximum=100)

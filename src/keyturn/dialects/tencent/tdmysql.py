@@ -97,7 +97,7 @@ def _named(params: Params, name: str, prefix: str) -> str:
 async def _reset(
     services: Services, caller: Caller, instance_id: str, entries: list[tuple[str, Secret]]
 ) -> int:
-    instance = await services.resets.instance(caller, Product.TENCENT_TDMYSQL, instance_id)
+    instance = await services.queries.instance(caller, Product.TENCENT_TDMYSQL, instance_id)
     admins = {node.address.username for node in instance.nodes}
     for account, _ in entries:
         user = account.rsplit("@", 1)[0]
@@ -125,7 +125,7 @@ async def _reset(
 
 
 async def describe_users(services: Services, caller: Caller, params: Params) -> dict[str, Any]:
-    instance = await services.resets.instance(
+    instance = await services.queries.instance(
         caller, Product.TENCENT_TDMYSQL, params.required_string("InstanceId")
     )
     users = []

@@ -1,0 +1,76 @@
+"""What the PostgreSQL and MySQL adapters share beyond their admin pool.
+
+In both engines a change made on the primary replicates by itself: nothing is ever staged, so
+``settle`` has nothing to finish, and there are no watchers like Redis Sentinel. Both keep only
+password verifiers, so whether a password is an account's current one is answered by one login
+attempt. keyturn creates accounts through no SQL product, so those calls are refused. An adapter
+subclasses ``SqlEngine``, sets ``engine_name`` and implements ``_login``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from keyturn.core.errors import UnsupportedFeature, VerificationFailed
+from keyturn.core.model import Node
+from keyturn.core.ports import ApplyResult, CredentialSnapshot
+from keyturn.core.secrets import Secret
+from keyturn.engines.admin_pool import AdminPool
+
+
+class SqlEngine:
+    engine_name = "SQL"
+    _admins: AdminPool[Any]
+
+    async def _login(self, node: Node, account: str, password: Secret) -> None:
+        """One fresh login as ``account``; ``VerificationFailed`` if it is refused."""
+        raise NotImplementedError
+
+    async def settle(self, nodes: Sequence[Node], account: str, password: Secret | None) -> None:
+        """Changes are never staged here: nothing to finish."""
+
+    async def update_watchers(
+        self,
+        watchers: Sequence[Node],
+        nodes: Sequence[Node],
+        account: str,
+        password: Secret | None,
+    ) -> None:
+        """No watchers here."""
+
+    async def restore_watchers(
+        self,
+        watchers: Sequence[Node],
+        nodes: Sequence[Node],
+        account: str,
+        snapshots: Mapping[int, CredentialSnapshot],
+    ) -> None:
+        """No watchers here."""
+
+    async def password_matches(self, node: Node, account: str, password: Secret) -> bool:
+        # The engine keeps only verifiers: a login attempt is the one honest check. One
+        # attempt, not verify's wait for a replica: this asks about the node as it is now.
+        try:
+            await self._login(node, account, password)
+        except VerificationFailed:
+            return False
+        return True
+
+    async def create_account(
+        self, node: Node, account: str, password: Secret, *, read_only: bool
+    ) -> ApplyResult:
+        raise UnsupportedFeature(
+            f"keyturn creates {self.engine_name} accounts through no product yet"
+        )
+
+    async def drop_account(self, node: Node, account: str) -> ApplyResult:
+        raise UnsupportedFeature(
+            f"keyturn drops {self.engine_name} accounts through no product yet"
+        )
+
+    async def forget(self, node: Node) -> None:
+        await self._admins.forget(node)
+
+    async def close(self) -> None:
+        await self._admins.close()

@@ -32,6 +32,7 @@ table each; engines and stores translate foreign exceptions into them at their b
     │   ├── SignatureExpired
     │   ├── TimestampMalformed       the request's time cannot be read
     │   ├── NonceReused              a replayed request
+    │   ├── HostNotServed            signed for a host name this deployment does not serve
     │   ├── TenantMismatch           the request names another tenant than its key's
     │   └── AccessDenied             a policy does not allow the action on the resource
     ├── NotFound
@@ -44,7 +45,8 @@ table each; engines and stores translate foreign exceptions into them at their b
     │   ├── PasswordChangeLocked     too many wrong old passwords; changes wait
     │   ├── AccountCannotLogin       NOLOGIN, or its validity has expired
     │   ├── AccountLocked            locked by the engine (MySQL ACCOUNT LOCK)
-    │   └── AccountShadowed          a more specific account row takes its logins
+    │   ├── AccountShadowed          a more specific account row takes its logins
+    │   └── ProtectedAccount         keyturn's own admin login or a superuser (opt-in only)
     ├── EngineError                  the database engine refused or could not be reached
     │   ├── EngineUnavailable
     │   ├── EngineRejected
@@ -228,6 +230,12 @@ class NonceReused(AuthError):
     code = "NonceReused"
 
 
+class HostNotServed(AuthError):
+    """The request was signed for a host name this deployment does not serve."""
+
+    code = "HostNotServed"
+
+
 class TenantMismatch(AuthError):
     """The request names a tenant (project or account) other than its access key's."""
 
@@ -308,6 +316,13 @@ class AccountShadowed(Conflict):
     would not be the one those clients log in with."""
 
     code = "AccountShadowed"
+
+
+class ProtectedAccount(Conflict):
+    """The account is one keyturn logs in with, or a superuser: the vendor APIs may reset it
+    only on an instance that opts in (``allow_admin_reset = true``)."""
+
+    code = "ProtectedAccount"
 
 
 class EngineError(DomainError):

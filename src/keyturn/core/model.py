@@ -173,6 +173,9 @@ class Instance:
     region: str
     name: str = ""
     password_free_allowed: bool = True
+    #: Whether the vendor APIs may reset the accounts keyturn logs in with and superusers
+    #: (refused by default: a key allowed to reset passwords must not take over the server).
+    allow_admin_reset: bool = False
     nodes: tuple[Node, ...] = ()
     sentinels: tuple[Node, ...] = ()
     #: Last known state, refreshed by probes and finished tasks; None when never observed.

@@ -308,6 +308,23 @@ class TaskRepo(Protocol):
         ...
 
 
+class ReplayRepo(Protocol):
+    """The replay memory shared by every process on the store: nonces (or signatures) of
+    verified requests, each kept until it expires."""
+
+    async def remember_nonce(
+        self, scope: str, nonce: str, *, expires_at: datetime, now: datetime
+    ) -> bool:
+        """Record ``nonce`` for ``scope`` (an access key id) until ``expires_at``; False (and
+        nothing written) when it is already recorded and not expired at ``now``. Atomic across
+        processes: of two concurrent calls with the same nonce exactly one gets True."""
+        ...
+
+    async def purge_nonces(self, now: datetime) -> int:
+        """Delete expired nonces; how many."""
+        ...
+
+
 class PolicyRepo(Protocol):
     """Named policies of tenants and what each access key attaches (``keyturn.core.access``)."""
 
@@ -337,7 +354,7 @@ class PolicyRepo(Protocol):
         ...
 
 
-class Store(TenantRepo, KeyRepo, PolicyRepo, InstanceRepo, TaskRepo, Protocol):
+class Store(TenantRepo, KeyRepo, PolicyRepo, InstanceRepo, TaskRepo, ReplayRepo, Protocol):
     """Everything the service needs from persistent state."""
 
     async def close(self) -> None: ...

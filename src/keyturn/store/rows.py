@@ -216,6 +216,7 @@ def _instance(row: Any, product: Product, stored: tuple[Node, ...]) -> Instance:
         region=row.region,
         name=row.name,
         password_free_allowed=bool(row.password_free_allowed),
+        allow_admin_reset=bool(row.allow_admin_reset),
         nodes=nodes,
         sentinels=sentinels,
         no_auth=None if row.no_auth is None else bool(row.no_auth),

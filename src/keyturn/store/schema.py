@@ -106,6 +106,8 @@ instances = sa.Table(
     sa.Column("engine_version", sa.String(64), nullable=True),
     sa.Column("source", sa.String(16), nullable=False),
     sa.Column("created_at", UtcDateTime(), nullable=False),
+    # Resets of keyturn's own admin accounts and of superusers through the vendor APIs.
+    sa.Column("allow_admin_reset", sa.Boolean(), nullable=False, server_default=sa.false()),
     # Serves both "this tenant's instances" and their listing in id order.
     sa.Index("ix_instances_tenant_id_id", "tenant_id", "id"),
     sa.Index("ix_instances_tenant_id_product_id", "tenant_id", "product", "id"),
@@ -154,6 +156,8 @@ tasks = sa.Table(
         postgresql_where=sa.text(ACTIVE_TASK_WHERE),
     ),
     sa.Index("ix_tasks_tenant_id_instance_id_id", "tenant_id", "instance_id", "id"),
+    # Task ids are random (they reveal nothing across tenants): listings order by time.
+    sa.Index("ix_tasks_tenant_id_created_at", "tenant_id", "created_at"),
     # AUTOINCREMENT: a task id handed to a client is never reused, even if rows are deleted.
     sqlite_autoincrement=True,
 )
@@ -210,5 +214,19 @@ audit_log = sa.Table(
     sa.Column("event", sa.Text(), nullable=False),
     sa.Column("prev_hash", sa.String(64), nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
+    # ``sha256`` (records from before the chain was keyed) or ``hmac-sha256``.
+    sa.Column("scheme", sa.String(16), nullable=False, server_default="sha256"),
     sa.Index("ix_audit_log_tenant_id_seq", "tenant_id", "seq"),
+)
+
+replay_nonces = sa.Table(
+    "replay_nonces",
+    metadata,
+    # Nonces (or signatures) of verified requests until they expire: a captured request is
+    # refused after a restart and on every node sharing the store. ``digest`` is the nonce's
+    # SHA-256, so a row's size is never the client's to choose.
+    sa.Column("scope", sa.String(128), primary_key=True),
+    sa.Column("digest", sa.String(64), primary_key=True),
+    sa.Column("expires_at", UtcDateTime(), nullable=False),
+    sa.Index("ix_replay_nonces_expires_at", "expires_at"),
 )

@@ -32,6 +32,7 @@ from keyturn.store.inline import InlineEngine
 from keyturn.store.listing import BUMP_GENERATION, ListingCache
 from keyturn.store.migrate import ensure_schema, sync_url
 from keyturn.store.policies import SqlPolicies
+from keyturn.store.replay import SqlReplay
 from keyturn.store.rsa_keys import SqlRsaKeys
 from keyturn.store.schema import access_keys, instances, nodes, tenants
 from keyturn.store.task_repo import SqlTaskRepo
@@ -131,7 +132,7 @@ async def open_store(url: str, box: SecretBox, clock: Clock) -> SqlStore:
     return SqlStore(engine, box, clock)
 
 
-class SqlStore(SqlTaskRepo, SqlRsaKeys, SqlPolicies):
+class SqlStore(SqlTaskRepo, SqlRsaKeys, SqlPolicies, SqlReplay):
     """Tenants, access keys, instances and tasks in a SQL database: the ``Store`` port."""
 
     def __init__(self, engine: Engine, box: SecretBox, clock: Clock) -> None:
@@ -324,12 +325,21 @@ class SqlStore(SqlTaskRepo, SqlRsaKeys, SqlPolicies):
                 region=instance.region,
                 name=instance.name,
                 password_free_allowed=instance.password_free_allowed,
+                allow_admin_reset=instance.allow_admin_reset,
                 no_auth=instance.no_auth,
                 engine_version=instance.engine_version,
                 source=instance.source.value,
                 created_at=instance.created_at or self._now(),
             )
-            kept = ("tenant_id", "product", "region", "name", "password_free_allowed", "source")
+            kept = (
+                "tenant_id",
+                "product",
+                "region",
+                "name",
+                "password_free_allowed",
+                "allow_admin_reset",
+                "source",
+            )
             updates: dict[str, Any] = {name: stmt.excluded[name] for name in kept}
             # Observations are kept unless the new value carries one.
             for name in ("no_auth", "engine_version"):

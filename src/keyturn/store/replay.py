@@ -1,0 +1,52 @@
+"""The replay memory: the ``ReplayRepo`` part of ``SqlStore``.
+
+A verified request's nonce (or signature) is stored as ``(scope, sha256(nonce), expires_at)``
+until it expires, so a captured request stays refused after a restart and on every process
+that shares the store. One statement decides, atomically on SQLite and PostgreSQL alike: an
+insert that, on a conflict, only takes over a row that has already expired. The row count then
+says whether the nonce was new. Expired rows are deleted by ``purge_nonces``. Imports:
+SQLAlchemy, this package and the standard library.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from keyturn.store.base import SqlBase, guarded, upsert_insert
+from keyturn.store.schema import replay_nonces
+
+_PURGE = sa.delete(replay_nonces).where(replay_nonces.c.expires_at <= sa.bindparam("now"))
+
+
+def nonce_digest(nonce: str) -> str:
+    """A fixed-width stand-in for a nonce of any length (clients choose nonces)."""
+    return hashlib.sha256(nonce.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class SqlReplay(SqlBase):
+    """Nonces of verified requests, shared by every process on the store."""
+
+    @guarded
+    async def remember_nonce(
+        self, scope: str, nonce: str, *, expires_at: datetime, now: datetime
+    ) -> bool:
+        async with self._write() as conn:
+            stmt = upsert_insert(conn, replay_nonces).values(
+                scope=scope[:128], digest=nonce_digest(nonce), expires_at=expires_at
+            )
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[replay_nonces.c.scope, replay_nonces.c.digest],
+                set_={"expires_at": stmt.excluded.expires_at},
+                where=replay_nonces.c.expires_at <= now,
+            )
+            result = await conn.execute(stmt)
+            return bool(result.rowcount)
+
+    @guarded
+    async def purge_nonces(self, now: datetime) -> int:
+        async with self._write() as conn:
+            result = await conn.execute(_PURGE, {"now": now})
+            return int(result.rowcount or 0)

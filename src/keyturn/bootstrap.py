@@ -32,7 +32,7 @@ from keyturn.service.facade import Services
 from keyturn.service.gate import Gate
 from keyturn.service.queries import Queries
 from keyturn.service.ratelimit import RateLimiter
-from keyturn.service.replay import NonceGuard
+from keyturn.service.replay import ReplayGuard
 from keyturn.service.resets import Resets
 from keyturn.service.worker import TaskWorker
 from keyturn.store.audit import SqlAuditLog
@@ -104,7 +104,7 @@ async def build_runtime(settings: Settings) -> Runtime:
         encryption=Encryption(store),
         clock=clock,
         accounts=Accounts(store, engines, resets, ChangeGuard(clock)),
-        nonces=NonceGuard(clock),
+        replay=ReplayGuard(store, clock),
         gate=Gate(
             store,
             credentials,

@@ -111,6 +111,8 @@ class Decision:
     allowed: bool
     #: Why, for ``keyturn policies check`` and audit: which statement decided, or that none did.
     reason: str
+    #: Denied by a deny statement (not merely for want of an allow).
+    explicit: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -144,7 +146,9 @@ def decide(policies: Sequence[Policy], action: str, resource: str) -> Decision:
             sid = f" ({statement.sid})" if statement.sid else ""
             where = f"statement {i}{sid} of policy {policy.name or '(inline)'}"
             if statement.effect is Effect.DENY:
-                return Decision(allowed=False, reason=f"explicitly denied by {where}")
+                return Decision(
+                    allowed=False, reason=f"explicitly denied by {where}", explicit=True
+                )
             allow = allow or where
     if allow is not None:
         return Decision(allowed=True, reason=f"allowed by {allow}")
@@ -153,6 +157,31 @@ def decide(policies: Sequence[Policy], action: str, resource: str) -> Decision:
             allowed=False, reason="the key has an empty set of policies (it is no administrator)"
         )
     return Decision(allowed=False, reason="no statement allows this action on this resource")
+
+
+def decide_any(policies: Sequence[Policy], action: str, resources: Sequence[str]) -> Decision:
+    """``decide`` over a resource named several ways (an instance, and an account of it): an
+    explicit deny of any of them wins, else an allow of any of them allows. So a statement on
+    the instance covers all its accounts, and one on ``.../account/app`` covers only ``app``."""
+    allowed: Decision | None = None
+    for resource in resources:
+        decision = decide(policies, action, resource)
+        if decision.explicit:
+            return decision
+        if decision.allowed and allowed is None:
+            allowed = decision
+    return allowed or decide(policies, action, resources[0])
+
+
+def allows_action(policies: Sequence[Policy], action: str) -> bool:
+    """Whether some allow statement names ``action`` on any resource: the first test of a call
+    that names no single resource (a listing), whose items are then authorized one by one."""
+    return any(
+        statement.effect is Effect.ALLOW
+        and any(_pattern(p, True).fullmatch(action) for p in statement.actions)
+        for policy in policies
+        for statement in policy.statements
+    )
 
 
 def check_policy_name(name: str) -> str:

@@ -245,6 +245,13 @@ class InstanceRepo(Protocol):
         source: KeySource | None = None,
     ) -> tuple[list[Instance], int]: ...
 
+    async def instance_regions(
+        self, tenant_id: str, *, product: str | None = None
+    ) -> list[tuple[str, str]]:
+        """``(id, region)`` of every instance of the tenant (of ``product``), in id order:
+        what per-item authorization of a listing needs, without reading nodes or secrets."""
+        ...
+
     async def put_instance(self, instance: Instance) -> None:
         """Insert or replace an instance with its nodes."""
         ...
@@ -264,8 +271,15 @@ class TaskRepo(Protocol):
     async def get_task(self, tenant_id: str, task_id: int) -> Task: ...
 
     async def list_tasks(
-        self, tenant_id: str, *, instance_id: str | None, page: Page
-    ) -> tuple[list[Task], int]: ...
+        self,
+        tenant_id: str,
+        *,
+        instance_id: str | None,
+        page: Page,
+        instance_ids: Sequence[str] | None = None,
+    ) -> tuple[list[Task], int]:
+        """A page of the tenant's tasks, newest first (of one instance, or of those listed)."""
+        ...
 
     async def unfinished_tasks(self) -> list[Task]: ...
 

@@ -1,4 +1,5 @@
-"""The caller of a use case: who is asking (tenant, key), and the request's identity for audit.
+"""The caller of a use case: who is asking (tenant, key), the request's identity for audit, what
+the call may touch, and what an action answers.
 
 Every service call takes a ``Caller`` so that scoping by tenant is explicit at each access,
 never held in global state.
@@ -8,6 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
+
+from keyturn.service.access import UNRESTRICTED, Access
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -19,6 +23,17 @@ class Caller:
     request_id: str
     source_ip: str = ""
     user_agent: str = ""
+    #: What this call may touch, set by the gate once it authorized the call.
+    access: Access = UNRESTRICTED
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What an action answers: the fields of the vendor's response and, for a change that
+    queued a task, the task's id (recorded in the audit log)."""
+
+    payload: dict[str, Any]
+    task_id: int | None = None
 
 
 class SystemClock:

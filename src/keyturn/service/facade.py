@@ -11,7 +11,7 @@ from keyturn.service.credentials import Credentials
 from keyturn.service.encryption import Encryption
 from keyturn.service.gate import Gate
 from keyturn.service.queries import Queries
-from keyturn.service.replay import NonceGuard
+from keyturn.service.replay import ReplayGuard
 from keyturn.service.resets import Resets
 
 
@@ -24,5 +24,5 @@ class Services:
     encryption: Encryption
     clock: Clock
     accounts: Accounts
-    nonces: NonceGuard
+    replay: ReplayGuard
     gate: Gate

@@ -1,13 +1,17 @@
 """The gate every authenticated API call passes: authorization, rate limit and audit.
 
-A dialect authenticates a request and routes it, then hands the gate a ``CallInfo`` (vendor,
-qualified action, the instance it targets, whether it changes anything) and the handler to run.
-The gate builds the vendor resource name (with the instance's real region when the caller owns
-it), evaluates the key's policies (a key without policies is its tenant's administrator;
-explicit deny wins; no matching allow denies), takes a token from the tenant's rate limit for
-the action, and audits: a change is recorded as ``started`` *before* it runs — if that record
-cannot be written the change is not made — and every call is recorded with its outcome and
-vendor error code. Requests refused before the gate (authentication, routing, malformed
+The signed-call pipeline authenticates a request and routes it, then hands the gate a
+``CallInfo`` (vendor, qualified action, the instance and accounts it targets, whether it
+changes anything), an admission check (the replay check) and the action to run. The gate
+builds the vendor resource name (with the instance's real region when the caller owns it),
+evaluates the key's policies (a key without policies is its tenant's administrator; explicit
+deny wins; no matching allow denies; an account-level resource ``.../account/NAME`` is decided
+with its instance's), takes a token from the tenant's rate limit for the action, admits the
+call, and audits: a change is recorded as ``started`` *before* it runs — if that record cannot
+be written the change is not made — and every call is recorded with its outcome, vendor error
+code and task id. A call that names no instance (a listing, a task read by id) passes when some
+statement allows its action; the action then gets the caller's ``Access`` and authorizes each
+item it would return. Requests refused before the gate (authentication, routing, malformed
 requests) are audited by ``rejected``, unauthenticated ones within a per-source budget.
 """
 
@@ -18,9 +22,8 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import Any
 
-from keyturn.core.access import Policy, decide
+from keyturn.core.access import Policy, allows_action, decide_any
 from keyturn.core.audit import AuditEvent, AuditOutcome
 from keyturn.core.errors import (
     AccessDenied,
@@ -30,7 +33,14 @@ from keyturn.core.errors import (
     RequestThrottled,
 )
 from keyturn.core.ports import AuditLog, Clock, Store
-from keyturn.service.context import Caller
+from keyturn.service.access import (
+    UNRESTRICTED,
+    Access,
+    AccountResource,
+    ResourceName,
+    account_resource,
+)
+from keyturn.service.context import Answer, Caller
 from keyturn.service.credentials import Credentials
 from keyturn.service.ratelimit import RateLimiter
 
@@ -40,10 +50,6 @@ log = logging.getLogger(__name__)
 @lru_cache(maxsize=1024)
 def _parsed(document: str) -> Policy:
     return Policy.parse(document)
-
-
-#: (region, tenant id, instance id or "*") -> the vendor's resource name.
-ResourceName = Callable[[str, str, str], str]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -59,6 +65,10 @@ class CallInfo:
     instance_id: str | None = None
     #: The region the request names, used when the instance is not the caller's to read.
     region: str = "*"
+    #: The accounts a change names (named-account APIs): each is authorized as
+    #: ``account_form(instance resource, account)`` too, so policies can name accounts.
+    accounts: tuple[str, ...] = ()
+    account_form: AccountResource = account_resource
 
 
 class Gate:
@@ -82,15 +92,22 @@ class Gate:
         self,
         caller: Caller,
         call: CallInfo,
-        execute: Callable[[], Awaitable[dict[str, Any]]],
+        execute: Callable[[Caller], Awaitable[Answer]],
         vendor_code: Callable[[DomainError], str],
-    ) -> dict[str, Any]:
-        """Authorize, limit, audit and run ``execute``; its payload, or its error re-raised."""
-        resource = await self._resource(caller, call)
+        *,
+        admit: Callable[[], Awaitable[None]] | None = None,
+    ) -> Answer:
+        """Authorize, limit, admit (the pipeline's replay check), audit and run ``execute``
+        with the caller's ``Access``; its answer, or its error re-raised. A call refused here
+        is recorded ``denied`` and changed nothing."""
+        region = await self._region(caller, call)
+        resource = call.resource_name(region, caller.tenant_id, call.instance_id or "*")
         event = self._event(caller, call, resource)
         try:
-            await self._authorize(caller, call.action, resource)
+            access = await self._authorize(caller, call, region)
             self._limiter.take(caller.tenant_id, call.action, mutating=call.mutating)
+            if admit is not None:
+                await admit()
         except RequestThrottled as error:
             # A flood over the limit must not turn into a flood of durable writes: a few
             # records per tenant and action each second, the rest counted in the log.
@@ -105,7 +122,7 @@ class Gate:
             # Fail-closed: a change whose record cannot be written is not made.
             await self._append(replace(event, outcome=AuditOutcome.STARTED), required=True)
         try:
-            payload = await execute()
+            answer = await execute(replace(caller, access=access))
         except DomainError as error:
             await self._record(replace(event, outcome=AuditOutcome.FAILED), error, vendor_code)
             raise
@@ -115,9 +132,9 @@ class Gate:
             failed = replace(event, outcome=AuditOutcome.FAILED)
             await self._record(failed, InternalError(), vendor_code)
             raise
-        task = payload.get("TaskId", payload.get("FlowId", payload.get("job_id", "")))
-        await self._append(replace(event, outcome=AuditOutcome.SUCCEEDED, task_id=str(task)))
-        return payload
+        task = "" if answer.task_id is None else str(answer.task_id)
+        await self._append(replace(event, outcome=AuditOutcome.SUCCEEDED, task_id=task))
+        return answer
 
     async def rejected(
         self,
@@ -158,24 +175,47 @@ class Gate:
             # Nothing was changed: a refusal that cannot be recorded is logged, not failed.
             log.exception("could not record a refused call in the audit log")
 
-    async def _resource(self, caller: Caller, call: CallInfo) -> str:
+    async def _region(self, caller: Caller, call: CallInfo) -> str:
+        """The region of the instance the call names when the caller owns it (never the one
+        the request claims), else the request's."""
         if not call.instance_id:
-            return call.resource_name(call.region, caller.tenant_id, "*")
-        region = call.region
+            return call.region
         try:
             instance = await self._store.get_instance(caller.tenant_id, call.instance_id)
-            region = instance.region
         except NotFound:
-            pass
-        return call.resource_name(region, caller.tenant_id, call.instance_id)
+            return call.region
+        return instance.region
 
-    async def _authorize(self, caller: Caller, action: str, resource: str) -> None:
+    async def _authorize(self, caller: Caller, call: CallInfo, region: str) -> Access:
+        """The call's ``Access``; ``AccessDenied`` unless the key's policies allow the action
+        on the instance it names (and on each account it names), or, for a call that names no
+        instance, allow the action on something: its items are then authorized one by one."""
         key = await self._credentials.access_key(caller.key_id)
         if key.policies is None:
-            return
-        decision = decide([_parsed(doc) for doc in key.policies], action, resource)
-        if not decision.allowed:
-            raise AccessDenied(f"{action} on {resource}: {decision.reason}")
+            return UNRESTRICTED
+        access = Access(
+            tenant_id=caller.tenant_id,
+            action=call.action,
+            policies=tuple(_parsed(doc) for doc in key.policies),
+            resource_name=call.resource_name,
+            account_form=call.account_form,
+        )
+        assert access.policies is not None
+        if not call.instance_id:
+            if not allows_action(access.policies, call.action):
+                raise AccessDenied(f"{call.action}: no statement allows this action")
+            return access
+        instance = call.resource_name(region, caller.tenant_id, call.instance_id)
+        for account in call.accounts or (None,):
+            resources = (
+                [instance]
+                if account is None
+                else access.resources(region, call.instance_id, [account])
+            )
+            decision = decide_any(access.policies, call.action, resources)
+            if not decision.allowed:
+                raise AccessDenied(f"{call.action} on {resources[-1]}: {decision.reason}")
+        return access
 
     def _event(self, caller: Caller, call: CallInfo, resource: str) -> AuditEvent:
         return AuditEvent(

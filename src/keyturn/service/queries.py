@@ -1,14 +1,19 @@
-"""The read side: instances, accounts and tasks, always scoped to the caller's tenant.
+"""The read side: instances, accounts and tasks, always scoped to the caller's tenant and to
+what the caller's key may read.
 
 Instance lists come from the store (fast, no engine round trip); accounts are read live from
-the instance's primary, because the engine is the source of truth for them.
+the instance's primary, because the engine is the source of truth for them. A key with
+policies sees in a listing, and reads by task id, only what its policies allow on each item's
+own resource (the instance's real region and id): a listing never answers with what the region
+or instance a request claims would allow. A key without policies (its tenant's administrator)
+skips all of that.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from keyturn.core.errors import InstanceNotFound
+from keyturn.core.errors import AccessDenied, InstanceNotFound, NotFound
 from keyturn.core.model import Instance, Product
 from keyturn.core.ports import AccountInfo, EngineRegistry, Page, Store
 from keyturn.core.tasks import Task
@@ -44,18 +49,50 @@ class Queries:
         instance_ids: Sequence[str] | None,
         page: Page,
     ) -> tuple[list[Instance], int]:
-        return await self._store.list_instances(
-            caller.tenant_id, product=str(product), instance_ids=instance_ids, page=page
+        if caller.access.unrestricted:
+            return await self._store.list_instances(
+                caller.tenant_id, product=str(product), instance_ids=instance_ids, page=page
+            )
+        allowed = await self._readable(caller, product)
+        if instance_ids is not None:
+            wanted = set(instance_ids)
+            allowed = [i for i in allowed if i in wanted]
+        window = allowed[page.offset : page.offset + page.limit]
+        found, _ = await self._store.list_instances(
+            caller.tenant_id, product=str(product), instance_ids=window
         )
+        return sorted(found, key=lambda i: i.id), len(allowed)
 
     async def accounts(self, caller: Caller, instance: Instance) -> list[AccountInfo]:
         engine = self._engines.engine(instance.engine)
         return await engine.list_accounts(instance.primary)
 
     async def task(self, caller: Caller, task_id: int) -> Task:
-        return await self._store.get_task(caller.tenant_id, task_id)
+        task = await self._store.get_task(caller.tenant_id, task_id)
+        if not caller.access.unrestricted:
+            try:
+                instance = await self._store.get_instance(caller.tenant_id, task.instance_id)
+                region = instance.region
+            except NotFound:
+                region = "*"
+            if not caller.access.allows(region, task.instance_id):
+                raise AccessDenied(f"{caller.access.action} on task {task_id}: not allowed")
+        return task
 
     async def tasks(
         self, caller: Caller, *, instance_id: str | None, page: Page
     ) -> tuple[list[Task], int]:
-        return await self._store.list_tasks(caller.tenant_id, instance_id=instance_id, page=page)
+        scope: list[str] | None = None
+        if not caller.access.unrestricted:
+            scope = await self._readable(caller, None)
+        return await self._store.list_tasks(
+            caller.tenant_id, instance_id=instance_id, page=page, instance_ids=scope
+        )
+
+    async def _readable(self, caller: Caller, product: Product | None) -> list[str]:
+        """Ids of the tenant's instances (of ``product``) the call's action may touch, in id
+        order: one indexed read of ids and regions, then a policy decision per instance."""
+        refs = await self._store.instance_regions(
+            caller.tenant_id, product=None if product is None else str(product)
+        )
+        return [i for i, region in refs if caller.access.allows(region, i)]

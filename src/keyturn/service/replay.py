@@ -1,54 +1,43 @@
-"""Replay protection: remember the nonces of verified requests for as long as their timestamp
-could still be accepted, and refuse a nonce seen again within that time.
+"""Replay protection: remember the nonces (or signatures) of verified requests for as long as
+their timestamp could still be accepted, and refuse one seen again within that time.
 
-Dialects call ``NonceGuard.remember`` only after a request's signature verified, so forged
-requests cannot use up nonces. The memory is this process's own and bounded: when it is full,
-the entries closest to expiry are dropped first (``heapq`` keeps them ordered). A multi-node
-deployment would back it with the shared store; one node is the default deployment.
+The memory is the store's (``ReplayRepo``), not this process's: a captured request stays
+refused after a restart and on every node sharing the store, and one insert decides atomically
+which of two concurrent copies wins. Nothing is evicted early, so one tenant can never push
+another's nonces out; the table's size is bounded instead by when a nonce is remembered: only
+for a call that verified and passed authorization and its tenant's rate limit (the signed-call
+pipeline's rule), so it grows at most by the rate limits times the clock window, and expired
+rows are purged every ``PURGE_EVERY`` remembered nonces.
 """
 
 from __future__ import annotations
 
-import heapq
+from datetime import timedelta
 
 from keyturn.core.errors import NonceReused
-from keyturn.core.ports import Clock
+from keyturn.core.ports import Clock, ReplayRepo
 
-#: The most nonces remembered at once (about 100 bytes each).
-DEFAULT_CAPACITY = 200_000
+#: Remembered nonces between two purges of expired ones.
+PURGE_EVERY = 1000
 
 
-class NonceGuard:
+class ReplayGuard:
     """Refuse a (scope, nonce) pair seen within its time to live."""
 
-    def __init__(self, clock: Clock, *, capacity: int = DEFAULT_CAPACITY) -> None:
+    def __init__(self, repo: ReplayRepo, clock: Clock) -> None:
+        self._repo = repo
         self._clock = clock
-        self._capacity = capacity
-        self._expiry: dict[tuple[str, str], float] = {}
-        self._heap: list[tuple[float, str, str]] = []
+        self._until_purge = 1
 
-    def remember(self, scope: str, nonce: str, ttl_seconds: float) -> None:
+    async def remember(self, scope: str, nonce: str, ttl_seconds: float) -> None:
         """Record ``nonce`` for ``scope`` (an access key id); ``NonceReused`` if it is known."""
-        now = self._clock.now().timestamp()
-        self._expire(now)
-        key = (scope, nonce)
-        expires = self._expiry.get(key)
-        if expires is not None and expires > now:
+        now = self._clock.now()
+        self._until_purge -= 1
+        if self._until_purge <= 0:
+            self._until_purge = PURGE_EVERY
+            await self._repo.purge_nonces(now)
+        fresh = await self._repo.remember_nonce(
+            scope, nonce, expires_at=now + timedelta(seconds=ttl_seconds), now=now
+        )
+        if not fresh:
             raise NonceReused("Specified signature nonce was used already.")
-        while len(self._expiry) >= self._capacity and self._heap:
-            self._pop()
-        self._expiry[key] = now + ttl_seconds
-        heapq.heappush(self._heap, (now + ttl_seconds, scope, nonce))
-
-    def __len__(self) -> int:
-        return len(self._expiry)
-
-    def _expire(self, now: float) -> None:
-        while self._heap and self._heap[0][0] <= now:
-            self._pop()
-
-    def _pop(self) -> None:
-        expires, scope, nonce = heapq.heappop(self._heap)
-        # A key re-remembered later has a newer expiry; only drop the entry this heap item owns.
-        if self._expiry.get((scope, nonce)) == expires:
-            del self._expiry[(scope, nonce)]

@@ -305,6 +305,20 @@ class SqlStore(SqlTaskRepo, SqlRsaKeys, SqlPolicies, SqlReplay):
             found = self._build(result)
         return found, len(found) if total is None else total
 
+    @guarded
+    async def instance_regions(
+        self, tenant_id: str, *, product: str | None = None
+    ) -> list[tuple[str, str]]:
+        query = (
+            sa.select(instances.c.id, instances.c.region)
+            .where(instances.c.tenant_id == tenant_id)
+            .order_by(instances.c.id)
+        )
+        if product is not None:
+            query = query.where(instances.c.product == str(product))
+        async with self._read() as conn:
+            return [(row.id, row.region) for row in (await conn.execute(query)).all()]
+
     def _build(self, result: Sequence[Any]) -> list[Instance]:
         return rows.instances_from_rows(result, self._unseal)
 

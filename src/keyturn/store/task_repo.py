@@ -113,11 +113,18 @@ class SqlTaskRepo(SqlBase):
 
     @guarded
     async def list_tasks(
-        self, tenant_id: str, *, instance_id: str | None, page: Page
+        self,
+        tenant_id: str,
+        *,
+        instance_id: str | None,
+        page: Page,
+        instance_ids: Sequence[str] | None = None,
     ) -> tuple[list[Task], int]:
         where = [tasks.c.tenant_id == tenant_id]
         if instance_id is not None:
             where.append(tasks.c.instance_id == instance_id)
+        if instance_ids is not None:
+            where.append(tasks.c.instance_id.in_(list(instance_ids)))
         query = (
             sa.select(tasks, count_of(tasks, where).label("total"))
             .where(*where)

@@ -9,7 +9,6 @@ import asyncio
 import inspect
 import json
 import logging
-from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
@@ -24,17 +23,12 @@ from keyturn.dialects.alibaba import AlibabaDialect
 from keyturn.dialects.alibaba.errors import COMMON_CODES, alibaba_code
 from keyturn.dialects.alibaba.kvstore import PRODUCT, account_of
 from keyturn.service.accounts import ChangeOutcome, ChangeResult
-from keyturn.service.replay import NonceGuard
 from tests.support.alibaba_sdk import acs3_request, rpc_query
+from tests.support.fakes import PassthroughGate, QueuedTask, WallClock, memory_replay_guard
 
 KEY_ID, SECRET = "LTAIunit0000000001", "unit-secret-0123456789"
 INSTANCE = "r-bp1zxszhcgatnx"
 PASSWORD = "Kt-Unit-Passw0rd"
-
-
-class Clock:
-    def now(self) -> datetime:
-        return datetime.now(UTC)
 
 
 class Credentials:
@@ -49,10 +43,11 @@ class Resets:
         self.calls: list[dict[str, Any]] = []
         self.error: e.DomainError | Exception | None = None
 
-    async def reset_password_and_wait(self, caller: Any, **kwargs: Any) -> None:
+    async def reset_password_and_wait(self, caller: Any, **kwargs: Any) -> QueuedTask:
         self.calls.append({"caller": caller, **kwargs})
         if self.error is not None:
             raise self.error
+        return QueuedTask()
 
 
 class Accounts:
@@ -63,29 +58,20 @@ class Accounts:
         return self.outcome
 
 
-async def passthrough(caller: Any, info: Any, execute: Any, vendor_code: Any) -> Any:
-    """The gate with nothing to refuse: authorization and audit are tested on their own."""
-    return await execute()
-
-
-async def refused(caller: Any, **fields: Any) -> None:
-    """Refusals before the gate are audited through ``Gate.rejected``; tested on their own."""
-
-
-def make_dialect() -> tuple[AlibabaDialect, SimpleNamespace]:
-    clock = Clock()
+def make_dialect() -> tuple[Any, SimpleNamespace]:
+    clock = WallClock()
     services = SimpleNamespace(
         credentials=Credentials(),
         clock=clock,
-        nonces=NonceGuard(clock),
+        replay=memory_replay_guard(clock),
         resets=Resets(),
         accounts=Accounts(),
-        gate=SimpleNamespace(run=passthrough, rejected=refused),
+        gate=PassthroughGate(),
     )
     return AlibabaDialect(services, [PRODUCT]), services  # type: ignore[arg-type]
 
 
-def send(dialect: AlibabaDialect, query: str, headers: dict[str, str]) -> WireResponse:
+def send(dialect: Any, query: str, headers: dict[str, str]) -> WireResponse:
     request = WireRequest(method="POST", path="/", query=query, headers={"host": "h", **headers})
     return asyncio.run(dialect.handle(request))
 

@@ -27,7 +27,7 @@ from keyturn.dialects.huawei.signing import (
     string_to_sign,
 )
 from keyturn.service.accounts import ChangeOutcome, ChangeResult
-from keyturn.service.replay import NonceGuard
+from tests.support.fakes import QueuedTask, memory_replay_guard
 
 AK, SK, PROJECT = "HWAKUNIT0001", "unit-secret", "0123456789abcdef0123456789abcdef"
 INSTANCE_ID = "6d1d7a5c-1111-2222-3333-444455556666"
@@ -47,7 +47,7 @@ class FakeServices:
 
     def __init__(self) -> None:
         self.clock = Clock()
-        self.nonces = NonceGuard(self.clock)
+        self.replay = memory_replay_guard(self.clock)
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.error: Exception | None = None
         self.outcome = ChangeOutcome(result=ChangeResult.SUCCESS, retries_left=5)
@@ -61,8 +61,12 @@ class FakeServices:
         self.gate = SimpleNamespace(run=self._through_gate, rejected=self._refused)
 
     @staticmethod
-    async def _through_gate(caller: Any, info: Any, execute: Any, vendor_code: Any) -> Any:
-        return await execute()
+    async def _through_gate(
+        caller: Any, info: Any, execute: Any, vendor_code: Any, admit: Any = None
+    ) -> Any:
+        if admit is not None:
+            await admit()
+        return await execute(caller)
 
     async def _refused(self, caller: Any, **fields: Any) -> None:
         self.refusals.append({"caller": caller, **fields})
@@ -77,7 +81,7 @@ class FakeServices:
             self.calls.append((name, kwargs))
             if self.error is not None:
                 raise self.error
-            return self.outcome
+            return QueuedTask() if name == "reset" else self.outcome
 
         return call
 

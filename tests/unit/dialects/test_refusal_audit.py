@@ -21,9 +21,9 @@ from keyturn.dialects.huawei.dcs import PRODUCT as DCS
 from keyturn.dialects.tencent import TencentDialect
 from keyturn.dialects.tencent.redis import PRODUCT as REDIS
 from keyturn.dialects.tencent.signing import tc3_signature
-from keyturn.service.replay import NonceGuard
 from tests.support.alibaba_sdk import acs3_request
-from tests.unit.dialects.test_alibaba_dialect import Clock as AlibabaClock
+from tests.support.fakes import WallClock as AlibabaClock
+from tests.support.fakes import memory_replay_guard
 from tests.unit.dialects.test_huawei_dialect import PROJECT, FakeServices, request, reset_path
 
 KEY_ID, SECRET, TENANT = "AKIDunitrefusal0001", "unit-secret-0123456789", "1300000009"
@@ -37,11 +37,13 @@ class Gate:
         self.gated = 0
         self.error: e.DomainError | None = None
 
-    async def run(self, caller: Any, info: Any, execute: Any, vendor_code: Any) -> Any:
+    async def run(
+        self, caller: Any, info: Any, execute: Any, vendor_code: Any, admit: Any = None
+    ) -> Any:
         self.gated += 1
         if self.error is not None:
             raise self.error
-        return await execute()
+        return await execute(caller)
 
     async def rejected(self, caller: Any, **fields: Any) -> None:
         self.refusals.append({"tenant": caller.tenant_id, "key": caller.key_id, **fields})
@@ -58,7 +60,7 @@ def services(gate: Gate) -> Any:
     return SimpleNamespace(
         credentials=SimpleNamespace(access_key=access_key),
         clock=clock,
-        nonces=NonceGuard(clock),
+        replay=memory_replay_guard(clock),
         gate=gate,
     )
 

@@ -14,7 +14,7 @@ from keyturn.core import errors as e
 from keyturn.core.audit import AuditEvent, AuditOutcome
 from keyturn.core.model import AccessKey
 from keyturn.core.secrets import Secret
-from keyturn.service.context import Caller
+from keyturn.service.context import Answer, Caller
 from keyturn.service.gate import CallInfo, Gate, RejectionBudget
 from keyturn.service.ratelimit import RateLimiter
 
@@ -80,12 +80,12 @@ async def test_a_change_is_recorded_before_and_after() -> None:
     gate, audit, _ = make_gate()
     ran: list[int] = []
 
-    async def execute() -> dict[str, Any]:
+    async def execute(caller: Caller) -> Answer:
         # The "started" record is already written when the change runs.
         ran.append(len(audit.events))
-        return {"TaskId": 42}
+        return Answer({"TaskId": 42}, task_id=42)
 
-    assert await gate.run(CALLER, call(), execute, code) == {"TaskId": 42}
+    assert (await gate.run(CALLER, call(), execute, code)).payload == {"TaskId": 42}
     assert ran == [1]
     started, succeeded = audit.events
     assert (started.outcome, succeeded.outcome) == (AuditOutcome.STARTED, AuditOutcome.SUCCEEDED)
@@ -99,9 +99,9 @@ async def test_an_unwritable_log_refuses_the_change() -> None:
     audit.broken = True
     ran: list[bool] = []
 
-    async def execute() -> dict[str, Any]:
+    async def execute(caller: Caller) -> Answer:
         ran.append(True)
-        return {}
+        return Answer({})
 
     with pytest.raises(e.InternalError):
         await gate.run(CALLER, call(), execute, code)
@@ -112,10 +112,11 @@ async def test_reads_survive_an_unwritable_log() -> None:
     gate, audit, _ = make_gate()
     audit.broken = True
 
-    async def execute() -> dict[str, Any]:
-        return {"Status": "succeed"}
+    async def execute(caller: Caller) -> Answer:
+        return Answer({"Status": "succeed"})
 
-    assert await gate.run(CALLER, call(mutating=False), execute, code) == {"Status": "succeed"}
+    answer = await gate.run(CALLER, call(mutating=False), execute, code)
+    assert answer.payload == {"Status": "succeed"}
 
 
 @pytest.mark.parametrize(
@@ -125,7 +126,7 @@ async def test_reads_survive_an_unwritable_log() -> None:
 async def test_failures_are_recorded_with_the_vendor_code(error: Exception, expected: str) -> None:
     gate, audit, _ = make_gate()
 
-    async def execute() -> dict[str, Any]:
+    async def execute(caller: Caller) -> Answer:
         raise error
 
     with pytest.raises(type(error)):
@@ -141,8 +142,8 @@ async def test_denials_are_recorded() -> None:
     limiter = RateLimiter(clock, limits={"*": 1})
     gate = Gate(Store(), Credentials(), limiter, audit, clock)  # type: ignore[arg-type]
 
-    async def execute() -> dict[str, Any]:
-        return {}
+    async def execute(caller: Caller) -> Answer:
+        return Answer({})
 
     await gate.run(CALLER, call(), execute, code)
     with pytest.raises(e.RequestThrottled):

@@ -1,5 +1,5 @@
-"""Unit tests of the in-memory guards: the nonce replay guard (expiry, capacity, scopes) and the
-change guard that locks password changes after repeated wrong old passwords."""
+"""Unit tests of the change guard that locks password changes after repeated wrong old
+passwords."""
 
 from __future__ import annotations
 
@@ -7,9 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from keyturn.core.errors import NonceReused
 from keyturn.service.accounts import ChangeGuard
-from keyturn.service.replay import NonceGuard
 
 
 class FakeClock:
@@ -21,28 +19,6 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.moment += timedelta(seconds=seconds)
-
-
-def test_nonce_is_refused_within_its_ttl_and_accepted_after() -> None:
-    clock = FakeClock()
-    guard = NonceGuard(clock)
-    guard.remember("AK1", "n1", 900)
-    with pytest.raises(NonceReused):
-        guard.remember("AK1", "n1", 900)
-    guard.remember("AK2", "n1", 900)  # another key's nonce space
-    clock.advance(901)
-    guard.remember("AK1", "n1", 900)
-    assert len(guard) == 1  # the expired AK2 entry is gone, AK1's is fresh
-
-
-def test_nonce_memory_is_bounded() -> None:
-    clock = FakeClock()
-    guard = NonceGuard(clock, capacity=100)
-    for i in range(1000):
-        guard.remember("AK", f"n{i}", 900)
-    assert len(guard) == 100
-    with pytest.raises(NonceReused):
-        guard.remember("AK", "n999", 900)
 
 
 def test_change_guard_locks_after_five_failures_then_unlocks() -> None:

@@ -14,7 +14,7 @@ from keyturn.core import errors as e
 from keyturn.core.audit import AuditEvent, AuditOutcome
 from keyturn.core.model import AccessKey
 from keyturn.core.secrets import Secret
-from keyturn.service.context import Caller
+from keyturn.service.context import Answer, Caller
 from keyturn.service.gate import CallInfo, Gate
 from keyturn.service.ratelimit import DOCUMENTED_LIMITS, RateLimiter
 
@@ -220,9 +220,9 @@ async def test_a_throttled_call_runs_nothing_and_records_only_its_refusal() -> N
     gate = Gate(store, Credentials(), RateLimiter(clock), audit, clock)  # type: ignore[arg-type]
     ran: list[str] = []
 
-    async def execute() -> dict[str, Any]:
+    async def execute(caller: Caller) -> Answer:
         ran.append("engine")
-        return {"TaskId": len(ran)}
+        return Answer({"TaskId": len(ran)}, task_id=len(ran))
 
     for _ in range(20):
         await gate.run(caller(), info(), execute, code)

@@ -1,53 +1,57 @@
-"""The Alibaba Cloud RPC dialect: authenticate, route to a product's action, render.
+"""The Alibaba Cloud RPC dialect: the vendor hooks the signed-call pipeline drives.
 
 A request is authenticated first: clock window (15 minutes), access key, signature (ACS3 or
-RPC v1), then its nonce is remembered so the same signed request cannot be replayed. Only then
-is it routed by version and action to a product. Any failure becomes the product's Alibaba
-error code with its HTTP status; nothing a client can send produces a 5xx, which is reserved
-for faults of keyturn itself and for a synchronous reset outliving its deadline (503).
+RPC v1). Only then is it routed by version and action to a product. Its ``SignatureNonce`` is
+its replay key, remembered for twice the clock window (a time may be up to the window ahead of
+the server clock) once the call passed the gate (the pipeline's rule). Any failure becomes the
+product's Alibaba error code with its HTTP status; nothing a client can send produces a 5xx,
+which is reserved for faults of keyturn itself and for a synchronous reset outliving its
+deadline (503). Parameters are flat strings from the query string and a form body, at most
+``MAX_PARAMETERS`` of them, read once (the RPC v1 signature covers all of them).
 """
 
 from __future__ import annotations
 
-import logging
 import re
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 
-from keyturn.core.errors import (
-    DomainError,
-    InternalError,
-    RequestTooLarge,
-    UnknownAction,
-    UnsupportedVersion,
-)
-from keyturn.dialects._wire import WireRequest, WireResponse, caller_of
+from keyturn.core.errors import DomainError, UnknownAction, UnsupportedVersion
+from keyturn.dialects._wire import WireRequest, WireResponse
 from keyturn.dialects.alibaba.envelope import AlibabaCall, parse_call, render, render_error
 from keyturn.dialects.alibaba.errors import alibaba_code, message_of
 from keyturn.dialects.alibaba.params import Params
 from keyturn.dialects.alibaba.product import AlibabaProduct, Handler
 from keyturn.dialects.alibaba.signing import check_timestamp, verify_acs3, verify_rpc
-from keyturn.service.context import Caller
+from keyturn.dialects.pipeline import Bound, ReplayKey, SignedCallPipeline
+from keyturn.service.context import Answer, Caller
 from keyturn.service.facade import Services
 from keyturn.service.gate import CallInfo
 
-log = logging.getLogger(__name__)
-
-#: How far a request's time may be from the server clock; nonces are kept as long.
+#: How far a request's time may be from the server clock.
 CLOCK_WINDOW_SECONDS = 15 * 60
 #: RPC v1 markers in a query string: ``AccessKeyId`` and ``Signature`` parameters.
 _RPC_KEY = re.compile(r"(?:^|&)AccessKeyId=")
 _RPC_SIGNATURE = re.compile(r"(?:^|&)Signature=")
 
 
-class AlibabaDialect:
-    """Serve Alibaba Cloud RPC products over ``/`` (the SDKs POST with parameters in the
-    query string)."""
+@dataclass(frozen=True, slots=True)
+class AlibabaRoute:
+    product: AlibabaProduct
+    action: str
+    handler: Handler
+
+
+class AlibabaHooks:
+    """Alibaba's envelopes, signatures, routing and answers (the SDKs POST to ``/`` with
+    parameters in the query string)."""
 
     name = "alibaba"
+    replay_message = "Specified signature nonce was used already."
 
-    def __init__(self, services: Services, products: Sequence[AlibabaProduct]) -> None:
-        self._services = services
+    def __init__(self, products: Sequence[AlibabaProduct]) -> None:
         self._by_version: dict[str, list[AlibabaProduct]] = {}
         for product in products:
             self._by_version.setdefault(product.version, []).append(product)
@@ -66,112 +70,105 @@ class AlibabaDialect:
             and _RPC_SIGNATURE.search(request.query) is not None
         )
 
-    def too_large(self, request: WireRequest) -> WireResponse:
-        error = RequestTooLarge("The request body exceeds 1 MiB.")
-        return self._error(error, None, _request_id(), request)
+    def new_request_id(self) -> str:
+        return str(uuid.uuid4()).upper()
 
-    async def handle(self, request: WireRequest) -> WireResponse:
-        request_id = _request_id()
-        product: AlibabaProduct | None = None
-        call: AlibabaCall | None = None
-        caller: Caller | None = None
-        gated = False  # from the gate on, the gate audits the call itself
-        try:
-            call = parse_call(request)
-            caller = await self._authenticate(request, call, request_id)
-            product, handler = self._route(call)
-            params = Params(call.params)
-            instance = call.params.get(product.instance_param)
-            info = CallInfo(
-                vendor=self.name,
-                action=f"{product.service}:{call.action}",
-                neutral_action=product.changes.get(call.action, ""),
-                mutating=call.action in product.changes,
-                resource_name=product.resource_name,
-                instance_id=instance if isinstance(instance, str) else None,
-                region=str(call.params.get("RegionId") or "*"),
-            )
-            codes = product.codes
-            gated = True
-            payload = await self._services.gate.run(
-                caller,
-                info,
-                lambda: handler(self._services, caller, params),
-                lambda error: alibaba_code(error, codes).code,
-            )
-            return render(payload, request_id)
-        except DomainError as error:
-            if not gated:
-                await self._audit_refusal(request, request_id, call, caller, product, error)
-            return self._error(error, product, request_id, request)
-        except Exception:
-            log.exception("unhandled error", extra={"request_id": request_id})
-            if not gated:
-                await self._audit_refusal(request, request_id, call, caller, None, InternalError())
-            return self._error(InternalError(), None, request_id, request)
+    def envelope(self, request: WireRequest) -> AlibabaCall:
+        return parse_call(request)
 
-    async def _audit_refusal(
-        self,
-        request: WireRequest,
-        request_id: str,
-        call: AlibabaCall | None,
-        caller: Caller | None,
-        product: AlibabaProduct | None,
-        error: DomainError,
-    ) -> None:
-        """Audit a request refused before the gate; unauthenticated, it has no tenant and the
-        key is the AccessKeyId it claimed."""
-        action = call.action if call else ""
-        await self._services.gate.rejected(
-            caller or caller_of(request, request_id, key_id=call.access_key_id if call else ""),
-            vendor=self.name,
-            action=f"{product.service}:{action}" if product else action,
-            code=alibaba_code(error, product.codes if product else None).code,
-            neutral_action=product.changes.get(action, "") if product else "",
-        )
+    def claimed_key(self, request: WireRequest, envelope: AlibabaCall | None) -> str:
+        return envelope.access_key_id if envelope is not None else ""
 
-    async def _authenticate(
-        self, request: WireRequest, call: AlibabaCall, request_id: str
-    ) -> Caller:
-        check_timestamp(call.timestamp, self._services.clock.now(), CLOCK_WINDOW_SECONDS)
-        key = await self._services.credentials.access_key(call.access_key_id)
-        secret = key.secret.reveal()
-        if call.acs3 is not None:
+    def check_clock(self, envelope: AlibabaCall, now: datetime) -> None:
+        check_timestamp(envelope.timestamp, now, CLOCK_WINDOW_SECONDS)
+
+    def key_id(self, envelope: AlibabaCall) -> str:
+        return envelope.access_key_id
+
+    def verify(self, envelope: AlibabaCall, request: WireRequest, secret: str) -> None:
+        if envelope.acs3 is not None:
             verify_acs3(
-                auth=call.acs3,
+                auth=envelope.acs3,
                 secret=secret,
                 method=request.method,
                 path=request.path,
-                query=call.query,
+                query=envelope.query,
                 headers=request.headers,
                 body=request.body,
             )
         else:
             verify_rpc(
-                secret=secret, method=request.method, params=call.params, signature=call.signature
+                secret=secret,
+                method=request.method,
+                params=envelope.params,
+                signature=envelope.signature,
             )
-        # Only a verified request may use up a nonce, so forgeries cannot block real ones.
-        self._services.nonces.remember(key.id, call.nonce, ttl_seconds=CLOCK_WINDOW_SECONDS)
-        return caller_of(request, request_id, key_id=key.id, tenant_id=key.tenant_id)
 
-    def _route(self, call: AlibabaCall) -> tuple[AlibabaProduct, Handler]:
-        products = self._by_version.get(call.version)
+    def early_route(self, request: WireRequest) -> AlibabaRoute | None:
+        return None
+
+    def route(self, envelope: AlibabaCall, request: WireRequest) -> AlibabaRoute:
+        products = self._by_version.get(envelope.version)
         if not products:
             raise UnsupportedVersion()
         for product in products:
-            handler = product.actions.get(call.action)
+            handler = product.actions.get(envelope.action)
             if handler is not None:
-                return product, handler
+                return AlibabaRoute(product=product, action=envelope.action, handler=handler)
         raise UnknownAction()
 
-    @staticmethod
-    def _error(
+    def bind(
+        self, route: AlibabaRoute, envelope: AlibabaCall, request: WireRequest, caller: Caller
+    ) -> Bound:
+        params = Params(envelope.params)
+        product = route.product
+        account = envelope.params.get("AccountName")
+        info = CallInfo(
+            vendor=self.name,
+            action=f"{product.service}:{route.action}",
+            neutral_action=product.changes.get(route.action, ""),
+            mutating=route.action in product.changes,
+            resource_name=product.resource_name,
+            instance_id=envelope.params.get(product.instance_param),
+            region=envelope.params.get("RegionId") or "*",
+            accounts=(account,) if account and route.action in product.account_actions else (),
+        )
+        handler = route.handler
+
+        async def invoke(services: Services, scoped: Caller) -> Answer:
+            return await handler(services, scoped, params)
+
+        return Bound(info=info, invoke=invoke)
+
+    def replay_key(
+        self, envelope: AlibabaCall, request: WireRequest, mutating: bool
+    ) -> ReplayKey | None:
+        return ReplayKey(envelope.nonce, 2 * CLOCK_WINDOW_SECONDS)
+
+    def audit_action(
+        self, route: AlibabaRoute | None, envelope: AlibabaCall | None, request: WireRequest
+    ) -> str:
+        if route is not None:
+            return f"{route.product.service}:{route.action}"
+        return envelope.action if envelope is not None else ""
+
+    def neutral_action(self, route: AlibabaRoute | None) -> str:
+        return route.product.changes.get(route.action, "") if route is not None else ""
+
+    def code(self, error: DomainError, route: AlibabaRoute | None) -> str:
+        return alibaba_code(error, route.product.codes if route is not None else None).code
+
+    def render(self, answer: Answer, request_id: str, request: WireRequest) -> WireResponse:
+        return render(answer.payload, request_id)
+
+    def render_error(
+        self,
         error: DomainError,
-        product: AlibabaProduct | None,
+        route: AlibabaRoute | None,
         request_id: str,
         request: WireRequest,
     ) -> WireResponse:
-        entry = alibaba_code(error, product.codes if product else None)
+        entry = alibaba_code(error, route.product.codes if route is not None else None)
         return render_error(
             status=entry.status,
             code=entry.code,
@@ -181,5 +178,8 @@ class AlibabaDialect:
         )
 
 
-def _request_id() -> str:
-    return str(uuid.uuid4()).upper()
+def AlibabaDialect(
+    services: Services, products: Sequence[AlibabaProduct], served_hosts: Sequence[str] = ()
+) -> SignedCallPipeline[AlibabaCall, AlibabaRoute]:
+    """The Alibaba dialect: ``AlibabaHooks`` on the signed-call pipeline."""
+    return SignedCallPipeline(AlibabaHooks(products), services, served_hosts)

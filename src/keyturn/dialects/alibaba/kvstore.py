@@ -23,7 +23,7 @@ from keyturn.dialects.alibaba.errors import AlibabaCode
 from keyturn.dialects.alibaba.params import Params
 from keyturn.dialects.alibaba.product import AlibabaProduct
 from keyturn.service.accounts import ChangeResult
-from keyturn.service.context import Caller
+from keyturn.service.context import Answer, Caller
 from keyturn.service.facade import Services
 
 PRODUCT_ID = Product.ALIBABA_KVSTORE
@@ -72,12 +72,10 @@ def password_of(params: Params, name: str) -> Secret:
     return Secret(value)
 
 
-async def reset_account_password(
-    services: Services, caller: Caller, params: Params
-) -> dict[str, Any]:
+async def reset_account_password(services: Services, caller: Caller, params: Params) -> Answer:
     instance_id = instance_id_of(params)
     account = account_of(params.required("AccountName"), instance_id)
-    await services.resets.reset_password_and_wait(
+    task = await services.resets.reset_password_and_wait(
         caller,
         product=PRODUCT_ID,
         instance_id=instance_id,
@@ -85,12 +83,10 @@ async def reset_account_password(
         password=password_of(params, "AccountPassword"),
         policy=ALIBABA_KVSTORE,
     )
-    return {}
+    return Answer({}, task_id=task.id)
 
 
-async def modify_account_password(
-    services: Services, caller: Caller, params: Params
-) -> dict[str, Any]:
+async def modify_account_password(services: Services, caller: Caller, params: Params) -> Answer:
     instance_id = instance_id_of(params)
     account = account_of(params.required("AccountName"), instance_id)
     old = params.string("OldAccountPassword")
@@ -118,10 +114,10 @@ async def modify_account_password(
             "Too many wrong old passwords: password changes of this account are locked for "
             f"{outcome.lock_minutes_left} more minutes. ResetAccountPassword still works."
         )
-    return {}
+    return Answer({})
 
 
-async def create_account(services: Services, caller: Caller, params: Params) -> dict[str, Any]:
+async def create_account(services: Services, caller: Caller, params: Params) -> Answer:
     instance_id = instance_id_of(params)
     name = params.required("AccountName")
     account = account_of(name, instance_id)
@@ -138,10 +134,10 @@ async def create_account(services: Services, caller: Caller, params: Params) -> 
         policy=ALIBABA_KVSTORE,
         read_only=privilege == READ_ONLY,
     )
-    return {"InstanceId": instance_id, "AccountName": name, "AcountName": name}
+    return Answer({"InstanceId": instance_id, "AccountName": name, "AcountName": name})
 
 
-async def describe_accounts(services: Services, caller: Caller, params: Params) -> dict[str, Any]:
+async def describe_accounts(services: Services, caller: Caller, params: Params) -> Answer:
     instance = await services.queries.instance(caller, PRODUCT_ID, instance_id_of(params))
     page_number = params.integer("PageNumber", 1, minimum=1, maximum=MAX_PAGE_NUMBER)
     page_size = params.integer("PageSize", DEFAULT_PAGE_SIZE, minimum=1, maximum=MAX_PAGE_SIZE)
@@ -154,24 +150,26 @@ async def describe_accounts(services: Services, caller: Caller, params: Params) 
         and search in display_name(account.name, instance.id)
     ]
     start = (page_number - 1) * page_size
-    return {
-        "PageNumber": page_number,
-        "PageSize": page_size,
-        "TotalCount": len(accounts),
-        "Accounts": {
-            "Account": [_account(a, instance) for a in accounts[start : start + page_size]]
-        },
-    }
+    return Answer(
+        {
+            "PageNumber": page_number,
+            "PageSize": page_size,
+            "TotalCount": len(accounts),
+            "Accounts": {
+                "Account": [_account(a, instance) for a in accounts[start : start + page_size]]
+            },
+        }
+    )
 
 
-async def describe_instance_attribute(
-    services: Services, caller: Caller, params: Params
-) -> dict[str, Any]:
+async def describe_instance_attribute(services: Services, caller: Caller, params: Params) -> Answer:
     instance = await services.queries.instance(caller, PRODUCT_ID, instance_id_of(params))
-    return {"Instances": {"DBInstanceAttribute": [{**_instance(instance), "Engine": "Redis"}]}}
+    return Answer(
+        {"Instances": {"DBInstanceAttribute": [{**_instance(instance), "Engine": "Redis"}]}}
+    )
 
 
-async def describe_instances(services: Services, caller: Caller, params: Params) -> dict[str, Any]:
+async def describe_instances(services: Services, caller: Caller, params: Params) -> Answer:
     page_number = params.integer("PageNumber", 1, minimum=1, maximum=MAX_PAGE_NUMBER)
     page_size = params.integer("PageSize", DEFAULT_PAGE_SIZE, minimum=1, maximum=MAX_PAGE_SIZE)
     ids = [i.strip() for i in (params.string("InstanceIds") or "").split(",") if i.strip()]
@@ -185,12 +183,14 @@ async def describe_instances(services: Services, caller: Caller, params: Params)
         instance_ids=ids or None,
         page=Page(limit=page_size, offset=(page_number - 1) * page_size),
     )
-    return {
-        "PageNumber": page_number,
-        "PageSize": page_size,
-        "TotalCount": total,
-        "Instances": {"KVStoreInstance": [_instance(i) for i in instances]},
-    }
+    return Answer(
+        {
+            "PageNumber": page_number,
+            "PageSize": page_size,
+            "TotalCount": total,
+            "Instances": {"KVStoreInstance": [_instance(i) for i in instances]},
+        }
+    )
 
 
 def _account(account: AccountInfo, instance: Instance) -> dict[str, Any]:
@@ -252,6 +252,7 @@ PRODUCT = AlibabaProduct(
         "ModifyAccountPassword": "change_password",
         "CreateAccount": "create_account",
     },
+    account_actions=frozenset({"ResetAccountPassword", "ModifyAccountPassword", "CreateAccount"}),
     actions={
         "ResetAccountPassword": reset_account_password,
         "ModifyAccountPassword": modify_account_password,

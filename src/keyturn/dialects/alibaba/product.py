@@ -7,16 +7,15 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from keyturn.core.errors import DomainError
 from keyturn.dialects.alibaba.errors import AlibabaCode
 from keyturn.dialects.alibaba.params import Params
-from keyturn.service.context import Caller
+from keyturn.service.context import Answer, Caller
 from keyturn.service.facade import Services
 
 #: An action: typed parameters in, the answer's fields out (``RequestId`` is added later).
-Handler = Callable[[Services, Caller, Params], Awaitable[dict[str, Any]]]
+Handler = Callable[[Services, Caller, Params], Awaitable[Answer]]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -32,6 +31,9 @@ class AlibabaProduct:
     instance_param: str = "InstanceId"
     #: Actions that change something -> keyturn's neutral name for the change.
     changes: Mapping[str, str] = field(default_factory=dict)
+    #: Actions whose ``AccountName`` names the account they change: policies may name it
+    #: (``acs:kvstore:REGION:ACCOUNT:instance/ID/account/NAME``).
+    account_actions: frozenset[str] = frozenset()
 
     def resource_name(self, region: str, tenant: str, instance: str) -> str:
         """RAM's resource name: ``acs:kvstore:cn-hangzhou:1234567890:instance/r-x``."""

@@ -1,30 +1,23 @@
-"""The Huawei Cloud REST dialect: route by method and path, authenticate, answer.
+"""The Huawei Cloud REST dialect: the vendor hooks the signed-call pipeline drives.
 
 As Huawei's API gateway does, a request is first matched to an API (``APIGW.0101`` when none
 matches), then authenticated with SDK-HMAC-SHA256 (clock window, access key, signature; every
 failure is ``APIGW.0301`` with a reason), then its project is checked: the path's project and any
-``X-Project-Id`` must be the access key's tenant. Mutating requests are remembered by signature
-for as long as their date is acceptable, so a captured request cannot be replayed. Failures are
-the product's error code with a 4xx/5xx status; nothing a client sends produces a 5xx.
+``X-Project-Id`` must be the access key's tenant. A mutating request's replay key is its
+signature, remembered for twice the clock window once the call passed the gate (the pipeline's
+rule). Failures are the product's error code with a 4xx/5xx status; nothing a client sends
+produces a 5xx. JSON bodies are parsed by the handlers, after all of the above.
 """
 
 from __future__ import annotations
 
-import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
-from keyturn.core.errors import (
-    DomainError,
-    InternalError,
-    NonceReused,
-    RequestTooLarge,
-    SignatureExpired,
-    TenantMismatch,
-    UnknownAction,
-)
-from keyturn.dialects._wire import WireRequest, WireResponse, caller_of
+from keyturn.core.errors import DomainError, SignatureExpired, TenantMismatch, UnknownAction
+from keyturn.dialects._wire import WireRequest, WireResponse
 from keyturn.dialects.huawei.envelope import (
     InvalidProjectId,
     new_request_id,
@@ -33,12 +26,16 @@ from keyturn.dialects.huawei.envelope import (
 )
 from keyturn.dialects.huawei.errors import huawei_code, huawei_message
 from keyturn.dialects.huawei.product import Call, HuaweiProduct, Route
-from keyturn.dialects.huawei.signing import parse_authorization, parse_sdk_date, verify
-from keyturn.service.context import Caller
+from keyturn.dialects.huawei.signing import (
+    HuaweiAuthorization,
+    parse_authorization,
+    parse_sdk_date,
+    verify,
+)
+from keyturn.dialects.pipeline import Bound, ReplayKey, SignedCallPipeline
+from keyturn.service.context import Answer, Caller
 from keyturn.service.facade import Services
 from keyturn.service.gate import CallInfo
-
-log = logging.getLogger(__name__)
 
 #: How far ``X-Sdk-Date`` may be from the server clock (Huawei's gateway allows 15 minutes).
 CLOCK_WINDOW_SECONDS = 15 * 60
@@ -48,13 +45,28 @@ MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _PROJECT_ID = re.compile(r"^[0-9A-Za-z_-]{1,64}$")
 
 
-class HuaweiDialect:
-    """Serve Huawei products under ``/v2/{project_id}/...``."""
+@dataclass(frozen=True, slots=True)
+class HuaweiEnvelope:
+    """The request's parsed ``Authorization`` and ``X-Sdk-Date``."""
+
+    auth: HuaweiAuthorization
+    sdk_date: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class HuaweiRoute:
+    product: HuaweiProduct
+    route: Route
+    path_params: Mapping[str, str]
+
+
+class HuaweiHooks:
+    """Huawei's signatures, routes and answers, under ``/v2/{project_id}/...``."""
 
     name = "huawei"
+    replay_message = "this signed request was already received (a replay); sign it again"
 
-    def __init__(self, services: Services, products: Sequence[HuaweiProduct]) -> None:
-        self._services = services
+    def __init__(self, products: Sequence[HuaweiProduct]) -> None:
         self._routes = [(product, route) for product in products for route in product.routes]
 
     def claims(self, request: WireRequest) -> bool:
@@ -62,128 +74,120 @@ class HuaweiDialect:
             "/v2/"
         )
 
-    def too_large(self, request: WireRequest) -> WireResponse:
-        error = RequestTooLarge("Request entity too large.")
-        code = huawei_code(error)
-        return render_error(code.code, code.status, error.message, new_request_id())
+    def new_request_id(self) -> str:
+        return new_request_id()
 
-    async def handle(self, request: WireRequest) -> WireResponse:
-        request_id = new_request_id()
-        product: HuaweiProduct | None = None
-        route: Route | None = None
-        caller: Caller | None = None
-        gated = False  # from the gate on, the gate audits the call itself
-        try:
-            product, route, params = self._route(request)
-            caller = await self._authenticate(request, request_id)
-            self._check_project(params["project_id"], caller)
-            info = CallInfo(
-                vendor=self.name,
-                action=route.action,
-                neutral_action=route.neutral,
-                mutating=route.method != "GET",
-                resource_name=product.resource_name,
-                instance_id=params.get("instance_id"),
-            )
-            codes = product.codes
-            gated = True
-            payload = await self._services.gate.run(
-                caller,
-                info,
-                lambda: route.handler(self._services, caller, Call(params=params, request=request)),
-                lambda error: huawei_code(error, codes).code,
-            )
-            return render(payload, request_id)
-        except DomainError as error:
-            code = huawei_code(error, product.codes if product else None)
-            if not gated:
-                await self._audit_refusal(request, request_id, route, caller, code.code)
-            return render_error(code.code, code.status, huawei_message(error), request_id)
-        except Exception:
-            log.exception("unhandled error", extra={"request_id": request_id})
-            internal = InternalError("Internal service error.")
-            code = huawei_code(internal)
-            if not gated:
-                await self._audit_refusal(request, request_id, route, caller, code.code)
-            return render_error(code.code, code.status, internal.message, request_id)
+    def envelope(self, request: WireRequest) -> HuaweiEnvelope:
+        auth = parse_authorization(request.header("authorization"))
+        return HuaweiEnvelope(auth=auth, sdk_date=parse_sdk_date(request.header("x-sdk-date")))
 
-    async def _audit_refusal(
-        self,
-        request: WireRequest,
-        request_id: str,
-        route: Route | None,
-        caller: Caller | None,
-        code: str,
-    ) -> None:
-        """Audit a request refused before the gate; unauthenticated, it has no tenant and the
-        key is the AK its Authorization header claimed (if it parses)."""
-        if caller is None:
-            try:
-                claimed = parse_authorization(request.header("authorization")).access_key
-            except DomainError:
-                claimed = ""
-            caller = caller_of(request, request_id, key_id=claimed)
-        await self._services.gate.rejected(
-            caller,
-            vendor=self.name,
-            action=route.action if route else f"{request.method} {request.path}",
-            code=code,
-            neutral_action=route.neutral if route else "",
+    def claimed_key(self, request: WireRequest, envelope: HuaweiEnvelope | None) -> str:
+        if envelope is not None:
+            return envelope.auth.access_key
+        return parse_authorization(request.header("authorization")).access_key
+
+    def check_clock(self, envelope: HuaweiEnvelope, now: datetime) -> None:
+        if abs((now - envelope.sdk_date).total_seconds()) > CLOCK_WINDOW_SECONDS:
+            raise SignatureExpired(
+                f"X-Sdk-Date is more than {CLOCK_WINDOW_SECONDS // 60} minutes from the server time"
+            )
+
+    def key_id(self, envelope: HuaweiEnvelope) -> str:
+        return envelope.auth.access_key
+
+    def verify(self, envelope: HuaweiEnvelope, request: WireRequest, secret: str) -> None:
+        verify(
+            auth=envelope.auth,
+            secret_key=secret,
+            method=request.method,
+            path=request.path,
+            query=request.query,
+            headers=request.headers,
+            body=request.body,
+            sdk_date=envelope.sdk_date,
         )
 
-    def _route(self, request: WireRequest) -> tuple[HuaweiProduct, Route, dict[str, str]]:
+    def early_route(self, request: WireRequest) -> HuaweiRoute:
+        return self.route(None, request)
+
+    def route(self, envelope: HuaweiEnvelope | None, request: WireRequest) -> HuaweiRoute:
         path_known = False
         for product, route in self._routes:
             params = route.match(request.path)
             if params is None:
                 continue
             if route.method == request.method:
-                return product, route, params
+                return HuaweiRoute(product=product, route=route, path_params=params)
             path_known = True
         if path_known:
             raise UnknownAction("The API does not exist.")
         raise UnknownAction("The API does not exist or has not been published in the environment.")
 
-    async def _authenticate(self, request: WireRequest, request_id: str) -> Caller:
-        auth = parse_authorization(request.header("authorization"))
-        sdk_date = parse_sdk_date(request.header("x-sdk-date"))
-        self._check_clock(sdk_date)
-        key = await self._services.credentials.access_key(auth.access_key)
-        verify(
-            auth=auth,
-            secret_key=key.secret.reveal(),
-            method=request.method,
-            path=request.path,
-            query=request.query,
-            headers=request.headers,
-            body=request.body,
-            sdk_date=sdk_date,
-        )
-        if request.method in MUTATING:
-            # Only after the signature verified, so forged requests cannot use up signatures.
-            # A request stays acceptable for the window on either side of its date.
-            # X-Sdk-Date has a one-second resolution: an identical request signed again within
-            # the same second is indistinguishable from a replay, and is refused as one.
-            try:
-                self._services.nonces.remember(key.id, auth.signature, 2 * CLOCK_WINDOW_SECONDS)
-            except NonceReused:
-                raise NonceReused(
-                    "this signed request was already received (a replay); sign it again"
-                ) from None
+    def bind(
+        self, route: HuaweiRoute, envelope: HuaweiEnvelope, request: WireRequest, caller: Caller
+    ) -> Bound:
         project = request.header("x-project-id")
-        if project and project != key.tenant_id:
+        if project and project != caller.tenant_id:
             raise TenantMismatch("Project ID does not match the token.")
-        return caller_of(request, request_id, key_id=key.id, tenant_id=key.tenant_id)
-
-    def _check_clock(self, sdk_date: datetime) -> None:
-        skew = abs((self._services.clock.now() - sdk_date).total_seconds())
-        if skew > CLOCK_WINDOW_SECONDS:
-            raise SignatureExpired(
-                f"X-Sdk-Date is more than {CLOCK_WINDOW_SECONDS // 60} minutes from the server time"
-            )
-
-    def _check_project(self, project_id: str, caller: Caller) -> None:
+        project_id = route.path_params["project_id"]
         if not _PROJECT_ID.match(project_id):
             raise InvalidProjectId("Invalid project ID format.")
         if project_id != caller.tenant_id:
             raise TenantMismatch("Project ID does not match the token.")
+        info = CallInfo(
+            vendor=self.name,
+            action=route.route.action,
+            neutral_action=route.route.neutral,
+            mutating=route.route.method != "GET",
+            resource_name=route.product.resource_name,
+            instance_id=route.path_params.get("instance_id"),
+        )
+        handler = route.route.handler
+        call = Call(params=route.path_params, request=request)
+
+        async def invoke(services: Services, scoped: Caller) -> Answer:
+            return await handler(services, scoped, call)
+
+        return Bound(info=info, invoke=invoke)
+
+    def replay_key(
+        self, envelope: HuaweiEnvelope, request: WireRequest, mutating: bool
+    ) -> ReplayKey | None:
+        # X-Sdk-Date has a one-second resolution: an identical request signed again within
+        # the same second is indistinguishable from a replay, and is refused as one.
+        if request.method not in MUTATING:
+            return None
+        return ReplayKey(envelope.auth.signature, 2 * CLOCK_WINDOW_SECONDS)
+
+    def audit_action(
+        self, route: HuaweiRoute | None, envelope: HuaweiEnvelope | None, request: WireRequest
+    ) -> str:
+        if route is not None:
+            return route.route.action
+        return f"{request.method} {request.path[:200]}"
+
+    def neutral_action(self, route: HuaweiRoute | None) -> str:
+        return route.route.neutral if route is not None else ""
+
+    def code(self, error: DomainError, route: HuaweiRoute | None) -> str:
+        return huawei_code(error, route.product.codes if route is not None else None).code
+
+    def render(self, answer: Answer, request_id: str, request: WireRequest) -> WireResponse:
+        return render(answer.payload, request_id)
+
+    def render_error(
+        self,
+        error: DomainError,
+        route: HuaweiRoute | None,
+        request_id: str,
+        request: WireRequest,
+    ) -> WireResponse:
+        code = huawei_code(error, route.product.codes if route is not None else None)
+        return render_error(code.code, code.status, huawei_message(error), request_id)
+
+
+def HuaweiDialect(
+    services: Services, products: Sequence[HuaweiProduct], served_hosts: Sequence[str] = ()
+) -> SignedCallPipeline[HuaweiEnvelope, HuaweiRoute]:
+    """The Huawei dialect: ``HuaweiHooks`` on the signed-call pipeline."""
+    return SignedCallPipeline(HuaweiHooks(products), services, served_hosts)

@@ -25,7 +25,7 @@ from keyturn.dialects.huawei.errors import HuaweiCode
 from keyturn.dialects.huawei.product import Call, HuaweiProduct, Route
 from keyturn.dialects.huawei.signing import query_pairs
 from keyturn.service.accounts import ChangeResult
-from keyturn.service.context import Caller
+from keyturn.service.context import Answer, Caller
 from keyturn.service.facade import Services
 
 #: IAM's action for changing an instance's password (reset or change).
@@ -83,7 +83,7 @@ def _instance_id(call: Call) -> str:
     return instance_id
 
 
-async def reset_password(services: Services, caller: Caller, call: Call) -> dict[str, Any]:
+async def reset_password(services: Services, caller: Caller, call: Call) -> Answer:
     instance_id = _instance_id(call)
     body = Body.parse(call.request)
     password_free = body.boolean("no_password_access", False)
@@ -93,7 +93,7 @@ async def reset_password(services: Services, caller: Caller, call: Call) -> dict
         if not new_password:
             raise e.PasswordEmpty(invalid("new_password"))
         secret = Secret(new_password)
-    await services.resets.reset_password_and_wait(
+    task = await services.resets.reset_password_and_wait(
         caller,
         product=Product.HUAWEI_DCS,
         instance_id=instance_id,
@@ -102,10 +102,10 @@ async def reset_password(services: Services, caller: Caller, call: Call) -> dict
         policy=HUAWEI_DCS,
         differ_from_current=True,
     )
-    return dict(RESET_OK)
+    return Answer(dict(RESET_OK), task_id=task.id)
 
 
-async def update_password(services: Services, caller: Caller, call: Call) -> dict[str, Any]:
+async def update_password(services: Services, caller: Caller, call: Call) -> Answer:
     instance_id = _instance_id(call)
     body = Body.parse(call.request)
     old, new = body.string("old_password"), body.string("new_password")
@@ -123,21 +123,23 @@ async def update_password(services: Services, caller: Caller, call: Call) -> dic
         policy=HUAWEI_DCS,
         differ_from_current=True,
     )
-    return {
-        "lock_time": str(outcome.lock_minutes),
-        "result": str(outcome.result),
-        "lock_time_left": str(outcome.lock_minutes_left),
-        "retry_times_left": str(outcome.retries_left),
-        "message": _CHANGE_MESSAGES[outcome.result],
-    }
+    return Answer(
+        {
+            "lock_time": str(outcome.lock_minutes),
+            "result": str(outcome.result),
+            "lock_time_left": str(outcome.lock_minutes_left),
+            "retry_times_left": str(outcome.retries_left),
+            "message": _CHANGE_MESSAGES[outcome.result],
+        }
+    )
 
 
-async def show_instance(services: Services, caller: Caller, call: Call) -> dict[str, Any]:
+async def show_instance(services: Services, caller: Caller, call: Call) -> Answer:
     instance = await services.queries.instance(caller, Product.HUAWEI_DCS, _instance_id(call))
-    return _instance(instance)
+    return Answer(_instance(instance))
 
 
-async def list_instances(services: Services, caller: Caller, call: Call) -> dict[str, Any]:
+async def list_instances(services: Services, caller: Caller, call: Call) -> Answer:
     query = Query(query_pairs(call.request.query))
     offset = query.integer("offset", 0, minimum=0, maximum=2**31)
     limit = query.integer("limit", DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT)
@@ -146,7 +148,7 @@ async def list_instances(services: Services, caller: Caller, call: Call) -> dict
     name, exact = query.string("name"), query.string("name_equal") == "true"
     ip, status = query.string("ip"), query.string("status")
     if status is not None and status != RUNNING:
-        return {"instance_num": 0, "instances": []}
+        return Answer({"instance_num": 0, "instances": []})
     if name is None and ip is None:
         found, total = await services.queries.instances(
             caller,
@@ -154,7 +156,7 @@ async def list_instances(services: Services, caller: Caller, call: Call) -> dict
             instance_ids=ids,
             page=Page(limit=limit, offset=offset),
         )
-        return {"instance_num": total, "instances": [_listed(i) for i in found]}
+        return Answer({"instance_num": total, "instances": [_listed(i) for i in found]})
     # Name and address filters are not store queries: scan the caller's inventory.
     matches = [
         instance
@@ -162,16 +164,16 @@ async def list_instances(services: Services, caller: Caller, call: Call) -> dict
         if _name_matches(instance, name, exact) and (ip is None or _ip(instance) == ip)
     ]
     window = matches[offset : offset + limit]
-    return {"instance_num": len(matches), "instances": [_listed(i) for i in window]}
+    return Answer({"instance_num": len(matches), "instances": [_listed(i) for i in window]})
 
 
-async def show_job_info(services: Services, caller: Caller, call: Call) -> dict[str, Any]:
+async def show_job_info(services: Services, caller: Caller, call: Call) -> Answer:
     job_id = call.params["job_id"]
     # Job ids are keyturn task ids; anything else names no job (and is never parsed further).
     if not job_id.isascii() or not job_id.isdigit() or len(job_id) > 18:
         raise e.TaskNotFound(f"The job {job_id[:64]} does not exist.")
     task = await services.queries.task(caller, int(job_id))
-    return _job(task)
+    return Answer(_job(task))
 
 
 async def _every_instance(

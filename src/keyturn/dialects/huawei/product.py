@@ -12,12 +12,11 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from keyturn.core.errors import DomainError
 from keyturn.dialects._wire import WireRequest
 from keyturn.dialects.huawei.errors import HuaweiCode
-from keyturn.service.context import Caller
+from keyturn.service.context import Answer, Caller
 from keyturn.service.facade import Services
 
 _PARAM = re.compile(r"\{([a-z_]+)\}")
@@ -32,7 +31,7 @@ class Call:
 
 
 #: A handler: the call in, the JSON object to answer with (HTTP 200) out.
-Handler = Callable[[Services, Caller, Call], Awaitable[dict[str, Any]]]
+Handler = Callable[[Services, Caller, Call], Awaitable[Answer]]
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,21 +4,21 @@ decryption of a password parameter sent encrypted."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from keyturn.core.secrets import Secret
 from keyturn.dialects.tencent.params import Params
-from keyturn.service.context import Caller
+from keyturn.service.context import Answer, Caller
 from keyturn.service.facade import Services
 
 
-async def get_public_key(services: Services, caller: Caller, params: Params) -> dict[str, Any]:
+async def get_public_key(services: Services, caller: Caller, params: Params) -> Answer:
     key = await services.encryption.public_key(caller)
-    return {
-        "KeyId": f"keyturn-{caller.tenant_id}",
-        "PublicKey": key.der_base64,
-        "PublicKeyPem": key.pem,
-    }
+    return Answer(
+        {
+            "KeyId": f"keyturn-{caller.tenant_id}",
+            "PublicKey": key.der_base64,
+            "PublicKeyPem": key.pem,
+        }
+    )
 
 
 async def decrypted(services: Services, caller: Caller, ciphertext: str) -> Secret:

@@ -1,5 +1,6 @@
-"""Tencent Cloud API 3.0 envelopes: read a signed call out of a ``WireRequest`` (TC3 headers or
-legacy parameters; JSON, query or form parameters) and render ``{"Response": ...}`` answers.
+"""Tencent Cloud API 3.0 envelopes: read a signed call's identity out of a ``WireRequest`` (TC3
+headers or legacy parameters), its parameters once it is authenticated (JSON, query or form),
+and render ``{"Response": ...}`` answers.
 
 Every answer is HTTP 200 with ``Content-Type: application/json`` exactly: the SDK parses errors
 only for that content type (``application/json; charset=utf-8`` would make it swallow them).
@@ -37,9 +38,15 @@ LEGACY_COMMON = frozenset(
 )
 
 
+#: The most parameters a request may carry: far more than any action takes (a batch of 100
+#: TDSQL users is 300), and a bound on the work of reading junk before it is authenticated.
+MAX_PARAMETERS = 1000
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
-class TencentCall:
-    """A parsed, not yet authenticated, API call."""
+class TencentEnvelope:
+    """A request's identity and signature material, not yet authenticated. The action's own
+    parameters are not read here: ``call_params`` reads them once the signature verified."""
 
     action: str
     version: str
@@ -48,21 +55,32 @@ class TencentCall:
     timestamp: str
     #: The TC3 credential scope's service; None for legacy signatures.
     service: str | None
-    params: dict[str, Any]
     tc3: Tc3Authorization | None = None
-    #: Legacy signatures: every signed parameter, flat and decoded, and the Signature.
+    #: Legacy signatures: every signed parameter, flat and decoded (``Signature`` excluded),
+    #: and the ``Signature``.
     legacy_params: dict[str, str] | None = None
+    legacy_pairs: tuple[tuple[str, str], ...] = ()
     signature: str = ""
 
 
-def parse_call(request: WireRequest) -> TencentCall:
+def read_envelope(request: WireRequest) -> TencentEnvelope:
     authorization = request.header("authorization")
     if authorization.startswith("TC3-"):
-        return _parse_tc3(request, authorization)
-    return _parse_legacy(request)
+        return _tc3_envelope(request, authorization)
+    return _legacy_envelope(request)
 
 
-def _parse_tc3(request: WireRequest, authorization: str) -> TencentCall:
+def call_params(envelope: TencentEnvelope, request: WireRequest) -> dict[str, Any]:
+    """The action's parameters, typed as JSON types or strings (see ``Params``). Call it only
+    once the request is authenticated."""
+    if envelope.tc3 is None:
+        return unflatten((k, v) for k, v in envelope.legacy_pairs if k not in LEGACY_COMMON)
+    if request.method == "GET":
+        return unflatten(_query_pairs(request.query))
+    return _body_params(request)
+
+
+def _tc3_envelope(request: WireRequest, authorization: str) -> TencentEnvelope:
     auth = parse_tc3_authorization(authorization)
     action = request.header("x-tc-action")
     if not action:
@@ -70,23 +88,18 @@ def _parse_tc3(request: WireRequest, authorization: str) -> TencentCall:
     timestamp = request.header("x-tc-timestamp")
     if not timestamp:
         raise MissingAuthorization("the X-TC-Timestamp header is missing")
-    if request.method == "GET":
-        params = unflatten(_query_pairs(request.query))
-    else:
-        params = _body_params(request)
-    return TencentCall(
+    return TencentEnvelope(
         action=action,
         version=request.header("x-tc-version"),
         region=request.header("x-tc-region"),
         secret_id=auth.secret_id,
         timestamp=timestamp,
         service=auth.service,
-        params=params,
         tc3=auth,
     )
 
 
-def _parse_legacy(request: WireRequest) -> TencentCall:
+def _legacy_envelope(request: WireRequest) -> TencentEnvelope:
     if request.method == "GET":
         pairs = _query_pairs(request.query)
     elif _content_type(request) == "application/x-www-form-urlencoded":
@@ -98,15 +111,15 @@ def _parse_legacy(request: WireRequest) -> TencentCall:
         raise InvalidParameter("A parameter is given twice.")
     if "Signature" not in flat or "SecretId" not in flat:
         raise MissingAuthorization("the request carries no Authorization header or signature")
-    return TencentCall(
+    return TencentEnvelope(
         action=flat.get("Action", ""),
         version=flat.get("Version", ""),
         region=flat.get("Region", ""),
         secret_id=flat["SecretId"],
         timestamp=flat.get("Timestamp", ""),
         service=None,
-        params=unflatten((k, v) for k, v in pairs if k not in LEGACY_COMMON),
         legacy_params={k: v for k, v in flat.items() if k != "Signature"},
+        legacy_pairs=tuple(pairs),
         signature=flat["Signature"],
     )
 
@@ -134,9 +147,19 @@ def _body_params(request: WireRequest) -> dict[str, Any]:
 
 def _query_pairs(query: str) -> list[tuple[str, str]]:
     try:
-        return parse_qsl(query, keep_blank_values=True, strict_parsing=False, errors="strict")
-    except (ValueError, UnicodeDecodeError):
+        return parse_qsl(
+            query,
+            keep_blank_values=True,
+            strict_parsing=False,
+            errors="strict",
+            max_num_fields=MAX_PARAMETERS,
+        )
+    except UnicodeDecodeError:
         raise MalformedRequest("The query string cannot be decoded.") from None
+    except ValueError:
+        raise MalformedRequest(
+            f"The request carries more than {MAX_PARAMETERS} parameters."
+        ) from None
 
 
 def _form_pairs(body: bytes) -> list[tuple[str, str]]:

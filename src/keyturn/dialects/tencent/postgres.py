@@ -18,9 +18,9 @@ from keyturn.core.ports import Page
 from keyturn.core.secrets import Secret
 from keyturn.core.tasks import Task, TaskState
 from keyturn.dialects.tencent.common import get_public_key
-from keyturn.dialects.tencent.params import Params
+from keyturn.dialects.tencent.params import Params, named_accounts
 from keyturn.dialects.tencent.product import TencentProduct
-from keyturn.service.context import Caller
+from keyturn.service.context import Answer, Caller
 from keyturn.service.facade import Services
 
 _TASK_STATUS = {
@@ -31,13 +31,11 @@ _TASK_STATUS = {
 }
 
 
-async def reset_account_password(
-    services: Services, caller: Caller, params: Params
-) -> dict[str, Any]:
+async def reset_account_password(services: Services, caller: Caller, params: Params) -> Answer:
     instance_id = params.required_string("DBInstanceId")
     user = params.required_string("UserName")
     password = params.string("Password", required=True) or ""
-    await services.resets.reset_password_and_wait(
+    task = await services.resets.reset_password_and_wait(
         caller,
         product=Product.TENCENT_POSTGRES,
         instance_id=instance_id,
@@ -45,10 +43,10 @@ async def reset_account_password(
         password=Secret(password),
         policy=TENCENT_POSTGRES,
     )
-    return {}
+    return Answer({}, task_id=task.id)
 
 
-async def describe_accounts(services: Services, caller: Caller, params: Params) -> dict[str, Any]:
+async def describe_accounts(services: Services, caller: Caller, params: Params) -> Answer:
     instance = await services.queries.instance(
         caller, Product.TENCENT_POSTGRES, params.required_string("DBInstanceId")
     )
@@ -60,26 +58,26 @@ async def describe_accounts(services: Services, caller: Caller, params: Params) 
         key=lambda a: a.name,
         reverse=descending,
     )
-    return {
-        "TotalCount": len(accounts),
-        "Details": [
-            {
-                "DBInstanceId": instance.id,
-                "UserName": account.name,
-                "Remark": "",
-                "Status": 2 if account.enabled else 5,
-                "CreateTime": "",
-                "UpdateTime": "",
-                "UserType": "normal",
-            }
-            for account in accounts[offset : offset + limit]
-        ],
-    }
+    return Answer(
+        {
+            "TotalCount": len(accounts),
+            "Details": [
+                {
+                    "DBInstanceId": instance.id,
+                    "UserName": account.name,
+                    "Remark": "",
+                    "Status": 2 if account.enabled else 5,
+                    "CreateTime": "",
+                    "UpdateTime": "",
+                    "UserType": "normal",
+                }
+                for account in accounts[offset : offset + limit]
+            ],
+        }
+    )
 
 
-async def describe_db_instances(
-    services: Services, caller: Caller, params: Params
-) -> dict[str, Any]:
+async def describe_db_instances(services: Services, caller: Caller, params: Params) -> Answer:
     page = Page(
         limit=params.integer("Limit", 10, minimum=1, maximum=100),
         offset=params.integer("Offset", 0),
@@ -88,19 +86,19 @@ async def describe_db_instances(
     instances, total = await services.queries.instances(
         caller, product=Product.TENCENT_POSTGRES, instance_ids=ids, page=page
     )
-    return {"TotalCount": total, "DBInstanceSet": [_instance(i) for i in instances]}
+    return Answer({"TotalCount": total, "DBInstanceSet": [_instance(i) for i in instances]})
 
 
 async def describe_db_instance_attribute(
     services: Services, caller: Caller, params: Params
-) -> dict[str, Any]:
+) -> Answer:
     instance = await services.queries.instance(
         caller, Product.TENCENT_POSTGRES, params.required_string("DBInstanceId")
     )
-    return {"DBInstance": _instance(instance)}
+    return Answer({"DBInstance": _instance(instance)})
 
 
-async def describe_tasks(services: Services, caller: Caller, params: Params) -> dict[str, Any]:
+async def describe_tasks(services: Services, caller: Caller, params: Params) -> Answer:
     limit = params.integer("Limit", 20, minimum=1, maximum=100)
     offset = params.integer("Offset", 0)
     if "TaskId" in params:
@@ -115,7 +113,7 @@ async def describe_tasks(services: Services, caller: Caller, params: Params) -> 
             instance_id=params.string("DBInstanceId") or None,
             page=Page(limit=limit, offset=offset),
         )
-    return {"TotalCount": total, "TaskSet": [_task(t) for t in tasks]}
+    return Answer({"TotalCount": total, "TaskSet": [_task(t) for t in tasks]})
 
 
 def _instance_id_filter(params: Params) -> list[str] | None:
@@ -190,6 +188,7 @@ PRODUCT = TencentProduct(
     version="2017-03-12",
     instance_param="DBInstanceId",
     changes={"ResetAccountPassword": "reset_password"},
+    accounts={"ResetAccountPassword": lambda params: named_accounts(params, "UserName")},
     actions={
         "ResetAccountPassword": reset_account_password,
         "DescribeAccounts": describe_accounts,

@@ -6,15 +6,17 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from keyturn.core.errors import DomainError
 from keyturn.dialects.tencent.params import Params
-from keyturn.service.context import Caller
+from keyturn.service.context import Answer, Caller
 from keyturn.service.facade import Services
 
 #: An action: typed parameters in, the ``Response`` fields out (``RequestId`` is added later).
-Handler = Callable[[Services, Caller, Params], Awaitable[dict[str, Any]]]
+Handler = Callable[[Services, Caller, Params], Awaitable[Answer]]
+#: The accounts an action changes, read leniently from its parameters (the handler validates
+#: them): policies may name them (``.../instance/ID/account/NAME``).
+AccountsOf = Callable[[Params], tuple[str, ...]]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -28,6 +30,8 @@ class TencentProduct:
     instance_param: str = "InstanceId"
     #: Actions that change something -> keyturn's neutral name for the change.
     changes: Mapping[str, str] = field(default_factory=dict)
+    #: Actions that change named accounts -> how to read the accounts from their parameters.
+    accounts: Mapping[str, AccountsOf] = field(default_factory=dict)
 
     def resource_name(self, region: str, tenant: str, instance: str) -> str:
         """CAM's resource name: ``qcs::redis:ap-guangzhou:uin/1300000001:instance/crs-x``."""

@@ -20,7 +20,7 @@ from keyturn.core.tasks import Task, TaskState
 from keyturn.dialects.tencent.common import decrypted, get_public_key
 from keyturn.dialects.tencent.params import Params
 from keyturn.dialects.tencent.product import TencentProduct
-from keyturn.service.context import Caller
+from keyturn.service.context import Answer, Caller
 from keyturn.service.facade import Services
 
 #: The Redis user that Tencent's ResetPassword changes; Tencent calls it the "root" account.
@@ -62,7 +62,7 @@ _RESULT_CODES = {
 TASK_TYPE = "FLOW_SETPWD"
 
 
-async def reset_password(services: Services, caller: Caller, params: Params) -> dict[str, Any]:
+async def reset_password(services: Services, caller: Caller, params: Params) -> Answer:
     instance_id = params.required_string("InstanceId")
     no_auth = params.boolean("NoAuth", False)
     encrypted = params.boolean("EncryptPassword", False)
@@ -81,21 +81,23 @@ async def reset_password(services: Services, caller: Caller, params: Params) -> 
         password=secret,
         policy=TENCENT_REDIS,
     )
-    return {"TaskId": task.id}
+    return Answer({"TaskId": task.id}, task_id=task.id)
 
 
-async def describe_task_info(services: Services, caller: Caller, params: Params) -> dict[str, Any]:
+async def describe_task_info(services: Services, caller: Caller, params: Params) -> Answer:
     task = await services.queries.task(caller, params.integer("TaskId", -1, minimum=-1))
-    return {
-        "Status": str(task.state),
-        "StartTime": _time(task.started_at or task.created_at),
-        "TaskType": TASK_TYPE,
-        "InstanceId": task.instance_id,
-        "TaskMessage": task.message,
-    }
+    return Answer(
+        {
+            "Status": str(task.state),
+            "StartTime": _time(task.started_at or task.created_at),
+            "TaskType": TASK_TYPE,
+            "InstanceId": task.instance_id,
+            "TaskMessage": task.message,
+        }
+    )
 
 
-async def describe_task_list(services: Services, caller: Caller, params: Params) -> dict[str, Any]:
+async def describe_task_list(services: Services, caller: Caller, params: Params) -> Answer:
     page = Page(
         limit=params.integer("Limit", 20, minimum=1, maximum=100),
         offset=params.integer("Offset", 0),
@@ -103,26 +105,28 @@ async def describe_task_list(services: Services, caller: Caller, params: Params)
     instance_id = params.string("InstanceId") or None
     tasks, total = await services.queries.tasks(caller, instance_id=instance_id, page=page)
     names = await _instance_names(services, caller, tasks)
-    return {
-        "TotalCount": total,
-        "Tasks": [
-            {
-                "TaskId": task.id,
-                "StartTime": _time(task.started_at or task.created_at),
-                "TaskType": TASK_TYPE,
-                "InstanceName": names.get(task.instance_id, ""),
-                "InstanceId": task.instance_id,
-                "ProjectId": 0,
-                "Progress": 100.0 if task.state.final else 0.0,
-                "EndTime": _time(task.finished_at),
-                "Result": _RESULT_CODES[task.state],
-            }
-            for task in tasks
-        ],
-    }
+    return Answer(
+        {
+            "TotalCount": total,
+            "Tasks": [
+                {
+                    "TaskId": task.id,
+                    "StartTime": _time(task.started_at or task.created_at),
+                    "TaskType": TASK_TYPE,
+                    "InstanceName": names.get(task.instance_id, ""),
+                    "InstanceId": task.instance_id,
+                    "ProjectId": 0,
+                    "Progress": 100.0 if task.state.final else 0.0,
+                    "EndTime": _time(task.finished_at),
+                    "Result": _RESULT_CODES[task.state],
+                }
+                for task in tasks
+            ],
+        }
+    )
 
 
-async def describe_instances(services: Services, caller: Caller, params: Params) -> dict[str, Any]:
+async def describe_instances(services: Services, caller: Caller, params: Params) -> Answer:
     page = Page(
         limit=params.integer("Limit", 20, minimum=1, maximum=1000),
         offset=params.integer("Offset", 0),
@@ -134,12 +138,10 @@ async def describe_instances(services: Services, caller: Caller, params: Params)
     instances, total = await services.queries.instances(
         caller, product=Product.TENCENT_REDIS, instance_ids=ids or None, page=page
     )
-    return {"TotalCount": total, "InstanceSet": [_instance(i) for i in instances]}
+    return Answer({"TotalCount": total, "InstanceSet": [_instance(i) for i in instances]})
 
 
-async def describe_instance_account(
-    services: Services, caller: Caller, params: Params
-) -> dict[str, Any]:
+async def describe_instance_account(services: Services, caller: Caller, params: Params) -> Answer:
     instance = await services.queries.instance(
         caller, Product.TENCENT_REDIS, params.required_string("InstanceId")
     )
@@ -147,22 +149,24 @@ async def describe_instance_account(
     offset = params.integer("Offset", 0)
     accounts = await services.queries.accounts(caller, instance)
     window = accounts[offset : offset + limit]
-    return {
-        "TotalCount": len(accounts),
-        "Accounts": [
-            {
-                "InstanceId": instance.id,
-                "AccountName": ROOT_ACCOUNT if account.name == DEFAULT_USER else account.name,
-                "Remark": "",
-                "Privilege": account.privilege,
-                "ReadonlyPolicy": ["master"],
-                "Status": 2 if account.enabled else 4,
-                "CreateTime": "",
-                "PasswordLastModifiedTime": "",
-            }
-            for account in window
-        ],
-    }
+    return Answer(
+        {
+            "TotalCount": len(accounts),
+            "Accounts": [
+                {
+                    "InstanceId": instance.id,
+                    "AccountName": ROOT_ACCOUNT if account.name == DEFAULT_USER else account.name,
+                    "Remark": "",
+                    "Privilege": account.privilege,
+                    "ReadonlyPolicy": ["master"],
+                    "Status": 2 if account.enabled else 4,
+                    "CreateTime": "",
+                    "PasswordLastModifiedTime": "",
+                }
+                for account in window
+            ],
+        }
+    )
 
 
 async def _instance_names(services: Services, caller: Caller, tasks: list[Task]) -> dict[str, str]:

@@ -22,7 +22,7 @@ from keyturn.core.tasks import TaskState
 from keyturn.dialects.tencent.common import decrypted, get_public_key
 from keyturn.dialects.tencent.params import Params
 from keyturn.dialects.tencent.product import TencentProduct
-from keyturn.service.context import Caller
+from keyturn.service.context import Answer, Caller
 from keyturn.service.facade import Services
 
 #: Accounts this API never resets (TDSQL's "super users"); keyturn's admin is added per node.
@@ -41,16 +41,14 @@ class SuperUserDenied(e.RequestError):
     code = "SuperUserDenied"
 
 
-async def reset_user_password(services: Services, caller: Caller, params: Params) -> dict[str, Any]:
+async def reset_user_password(services: Services, caller: Caller, params: Params) -> Answer:
     instance_id = params.required_string("InstanceId")
     entry = await _entry(services, caller, params)
-    await _reset(services, caller, instance_id, [entry])
-    return {}
+    task_id = await _reset(services, caller, instance_id, [entry])
+    return Answer({}, task_id=task_id)
 
 
-async def reset_users_password(
-    services: Services, caller: Caller, params: Params
-) -> dict[str, Any]:
+async def reset_users_password(services: Services, caller: Caller, params: Params) -> Answer:
     instance_id = params.required_string("InstanceId")
     users = params.raw("Users")
     if not isinstance(users, list) or not users:
@@ -66,7 +64,7 @@ async def reset_users_password(
     if len(set(accounts)) != len(accounts):
         raise e.InvalidParameterValue("The same user@host appears twice in `Users`.")
     flow_id = await _reset(services, caller, instance_id, entries)
-    return {"FlowId": flow_id}
+    return Answer({"FlowId": flow_id}, task_id=flow_id)
 
 
 async def _entry(
@@ -85,6 +83,20 @@ async def _entry(
         )
     TENCENT_TDMYSQL.check(password.reveal())
     return f"{user}@{host}", password
+
+
+def _user_at_host(params: Params) -> tuple[str, ...]:
+    """The account a ResetUserPassword names (``user@host``), for policies; () if unreadable."""
+    user, host = params.raw("UserName"), params.raw("Host")
+    return (f"{user}@{host}",) if isinstance(user, str) and isinstance(host, str) else ()
+
+
+def _users_at_hosts(params: Params) -> tuple[str, ...]:
+    """Every account a ResetUsersPassword batch names, for policies."""
+    users = params.raw("Users")
+    if not isinstance(users, list):
+        return ()
+    return tuple(a for u in users if isinstance(u, dict) for a in _user_at_host(Params(u)))
 
 
 def _named(params: Params, name: str, prefix: str) -> str:
@@ -124,7 +136,7 @@ async def _reset(
     return first
 
 
-async def describe_users(services: Services, caller: Caller, params: Params) -> dict[str, Any]:
+async def describe_users(services: Services, caller: Caller, params: Params) -> Answer:
     instance = await services.queries.instance(
         caller, Product.TENCENT_TDMYSQL, params.required_string("InstanceId")
     )
@@ -134,20 +146,18 @@ async def describe_users(services: Services, caller: Caller, params: Params) -> 
         users.append(
             {"UserName": user, "Host": host, "Description": "", "CreateTime": "", "UpdateTime": ""}
         )
-    return {"Users": users}
+    return Answer({"Users": users})
 
 
-async def describe_flow(services: Services, caller: Caller, params: Params) -> dict[str, Any]:
+async def describe_flow(services: Services, caller: Caller, params: Params) -> Answer:
     try:
         task = await services.queries.task(caller, params.integer("FlowId", 0))
     except e.TaskNotFound:
         raise e.InvalidParameterValue("The flow does not exist.") from None
-    return {"Status": _FLOW_STATUS[task.state]}
+    return Answer({"Status": _FLOW_STATUS[task.state]})
 
 
-async def describe_db_instances(
-    services: Services, caller: Caller, params: Params
-) -> dict[str, Any]:
+async def describe_db_instances(services: Services, caller: Caller, params: Params) -> Answer:
     page = Page(
         limit=params.integer("Limit", 20, minimum=1, maximum=100),
         offset=params.integer("Offset", 0),
@@ -165,7 +175,7 @@ async def describe_db_instances(
     instances, total = await services.queries.instances(
         caller, product=Product.TENCENT_TDMYSQL, instance_ids=ids, page=page
     )
-    return {"TotalCount": total, "Instances": [_instance(i) for i in instances]}
+    return Answer({"TotalCount": total, "Instances": [_instance(i) for i in instances]})
 
 
 def _instance(instance: Instance) -> dict[str, Any]:
@@ -191,6 +201,7 @@ PRODUCT = TencentProduct(
     version="2021-11-22",
     instance_param="InstanceId",
     changes={"ResetUserPassword": "reset_password", "ResetUsersPassword": "reset_password"},
+    accounts={"ResetUserPassword": _user_at_host, "ResetUsersPassword": _users_at_hosts},
     actions={
         "ResetUserPassword": reset_user_password,
         "ResetUsersPassword": reset_users_password,

@@ -70,6 +70,13 @@ COMMON_CODES: Mapping[type[e.DomainError], AlibabaCode] = {
         "Specified signature is not matched with our calculation: check your AccessKeySecret "
         "and the signing method.",
     ),
+    # Signed for another deployment's host name: the signature cannot be ours.
+    e.HostNotServed: AlibabaCode(
+        "SignatureDoesNotMatch",
+        400,
+        "Specified signature is not matched with our calculation: the request was signed for "
+        "a host this server does not serve.",
+    ),
     e.SignatureExpired: AlibabaCode(
         "InvalidTimeStamp.Expired",
         400,

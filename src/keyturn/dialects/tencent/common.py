@@ -4,10 +4,20 @@ decryption of a password parameter sent encrypted."""
 
 from __future__ import annotations
 
+import re
+
 from keyturn.core.secrets import Secret
 from keyturn.dialects.tencent.params import Params
 from keyturn.service.context import Answer, Caller
 from keyturn.service.facade import Services
+
+#: A tenant id that is a Tencent AppId (a number that fits an int64 field).
+APPID = re.compile(r"[0-9]{1,18}")
+
+
+def app_id(tenant_id: str) -> int:
+    """The tenant's ``AppId``; 0 when the tenant id is not one."""
+    return int(tenant_id) if APPID.fullmatch(tenant_id) else 0
 
 
 async def get_public_key(services: Services, caller: Caller, params: Params) -> Answer:

@@ -29,6 +29,7 @@ COMMON_CODES: Mapping[type[e.DomainError], str] = {
     e.SignatureInvalid: "AuthFailure.SignatureFailure",
     e.SignatureExpired: "AuthFailure.SignatureExpire",
     e.NonceReused: "AuthFailure.SignatureFailure",
+    e.HostNotServed: "AuthFailure.SignatureFailure",
     e.NotFound: "ResourceNotFound",
     e.Conflict: "ResourceInUse",
     e.EngineError: "FailedOperation",

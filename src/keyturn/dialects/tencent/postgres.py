@@ -17,7 +17,7 @@ from keyturn.core.passwords import TENCENT_POSTGRES
 from keyturn.core.ports import Page
 from keyturn.core.secrets import Secret
 from keyturn.core.tasks import Task, TaskState
-from keyturn.dialects.tencent.common import get_public_key
+from keyturn.dialects.tencent.common import app_id, get_public_key
 from keyturn.dialects.tencent.params import Params, named_accounts
 from keyturn.dialects.tencent.product import TencentProduct
 from keyturn.service.context import Answer, Caller
@@ -161,7 +161,7 @@ def _instance(instance: Instance) -> dict[str, Any]:
                 "ProtocolType": "postgresql",
             }
         ],
-        "AppId": int(instance.tenant_id) if instance.tenant_id.isdigit() else 0,
+        "AppId": app_id(instance.tenant_id),
         "ProjectId": 0,
         "DBEngine": "postgresql",
     }

@@ -17,7 +17,7 @@ from keyturn.core.passwords import TENCENT_REDIS
 from keyturn.core.ports import Page
 from keyturn.core.secrets import Secret
 from keyturn.core.tasks import Task, TaskState
-from keyturn.dialects.tencent.common import decrypted, get_public_key
+from keyturn.dialects.tencent.common import app_id, decrypted, get_public_key
 from keyturn.dialects.tencent.params import Params
 from keyturn.dialects.tencent.product import TencentProduct
 from keyturn.service.context import Answer, Caller
@@ -184,7 +184,7 @@ def _instance(instance: Instance) -> dict[str, Any]:
     return {
         "InstanceName": instance.name or instance.id,
         "InstanceId": instance.id,
-        "Appid": int(instance.tenant_id) if instance.tenant_id.isdigit() else 0,
+        "Appid": app_id(instance.tenant_id),
         "ProjectId": 0,
         "RegionId": REGION_IDS.get(instance.region, 0),
         "ZoneId": 0,

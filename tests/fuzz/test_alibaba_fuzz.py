@@ -5,9 +5,7 @@ Alibaba's JSON envelope — never a 5xx and never InternalError."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,12 +13,10 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from keyturn.bootstrap import Runtime, build_runtime
-from keyturn.config import load_settings
-from keyturn.core.model import KeySource, Product, Tenant
-from keyturn.core.secrets import Secret
+from keyturn.core.model import Product
 from keyturn.dialects.alibaba.kvstore import PRODUCT
 from tests.support.alibaba_sdk import acs3_request, rpc_query
+from tests.support.fuzz_harness import AppHarness, FuzzInstance
 
 KEY_ID, SECRET = "LTAIfuzz0000000001", "fuzz-secret-0123456789"
 #: Registered on a port nothing listens on: actions reach the engine layer and fail there.
@@ -69,42 +65,20 @@ payloads = st.builds(
 )
 
 
-class Harness:
-    def __init__(self, tmp: Path) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.runtime: Runtime = self.loop.run_until_complete(
-            build_runtime(load_settings(data_dir=tmp, env={"KEYTURN_ENGINE_TIMEOUT": "0.5"}))
-        )
-        services = self.runtime.services
-        self.run(self.runtime.store.put_tenant(Tenant(id="1", name="f"), KeySource.CLI))
-        self.run(services.admin.create_key("1", key_id=KEY_ID, secret=Secret(SECRET)))
-        self.run(
-            services.admin.add_instance(
-                tenant_id="1",
-                instance_id=INSTANCE,
-                product=Product.ALIBABA_KVSTORE,
-                region="cn-hangzhou",
-                node_urls=[Secret("redis://default:pw@127.0.0.1:1")],
-            )
-        )
-        transport = httpx.ASGITransport(app=self.runtime.app())
-        self.client = httpx.AsyncClient(transport=transport, base_url="http://fuzz")
-
-    def run(self, coroutine: Any) -> Any:
-        return self.loop.run_until_complete(coroutine)
-
-    def post(self, query: str, headers: dict[str, str], body: bytes = b"") -> httpx.Response:
-        return self.run(self.client.post(f"/?{query}", content=body, headers=headers))
-
-    def close(self) -> None:
-        self.run(self.client.aclose())
-        self.run(self.runtime.close())
-        self.loop.close()
-
-
 @pytest.fixture(scope="module")
-def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
-    h = Harness(tmp_path_factory.mktemp("fuzz"))
+def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppHarness]:
+    h = AppHarness(
+        tmp_path_factory.mktemp("fuzz"),
+        tenant="1",
+        key_id=KEY_ID,
+        secret=SECRET,
+        instances=[
+            FuzzInstance(
+                INSTANCE, Product.ALIBABA_KVSTORE, "cn-hangzhou", "redis://default:pw@127.0.0.1:1"
+            )
+        ],
+        env={"KEYTURN_ENGINE_TIMEOUT": "0.5"},
+    )
     yield h
     h.close()
 
@@ -131,14 +105,14 @@ def error_code(response: httpx.Response) -> str | None:
     acs3=st.booleans(),
 )
 def test_signed_requests_with_arbitrary_parameters(
-    harness: Harness, action: str, payload: dict[str, str], acs3: bool
+    harness: AppHarness, action: str, payload: dict[str, str], acs3: bool
 ) -> None:
     payload = {k: v for k, v in payload.items() if k not in RPC_COMMON}
     if acs3:
         query, headers = acs3_request("fuzz", action, payload, key_id=KEY_ID, secret=SECRET)
     else:
         query, headers = rpc_query(action, payload, key_id=KEY_ID, secret=SECRET), {}
-    code = error_code(harness.post(query, headers))
+    code = error_code(harness.send("POST", "/", query=query, headers=headers))
     event(f"code={code}")
     assert code != "InternalError"
     # A correctly signed request is never refused for its signature.
@@ -174,7 +148,7 @@ header_values = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=1
     body=st.binary(max_size=200),
 )
 def test_unsigned_junk(
-    harness: Harness,
+    harness: AppHarness,
     marker: str,
     authorization: str,
     headers: dict[str, str],
@@ -187,5 +161,5 @@ def test_unsigned_junk(
         headers = {**headers, "x-acs-action": headers.get("x-acs-action", "") or "A"}
     else:
         query = "AccessKeyId=" + query + "&Signature=x"
-    code = error_code(harness.post(query, headers, body))
+    code = error_code(harness.send("POST", "/", query=query, body=body, headers=headers))
     assert code is not None and code != "InternalError", code

@@ -5,11 +5,9 @@ never a 5xx."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -18,16 +16,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from keyturn.bootstrap import Runtime, build_runtime
-from keyturn.config import load_settings
-from keyturn.core.model import KeySource, Product, Tenant
-from keyturn.core.secrets import Secret
+from keyturn.core.model import Product
 from keyturn.dialects.huawei.signing import (
     canonical_request,
     parse_authorization,
     signature,
     string_to_sign,
 )
+from tests.support.fuzz_harness import AppHarness, FuzzInstance
 from tests.support.ports import free_port
 
 AK, SK = "HWAKFUZZ000000000001", "fuzz-secret-0123456789"
@@ -88,45 +84,17 @@ query_names = st.sampled_from(
 queries = st.lists(st.tuples(query_names | text, text), max_size=4)
 
 
-class Harness:
-    def __init__(self, tmp: Path) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.runtime: Runtime = self.loop.run_until_complete(
-            build_runtime(load_settings(data_dir=tmp, env={"KEYTURN_ENGINE_TIMEOUT": "1"}))
-        )
-        services = self.runtime.services
-        run = self.loop.run_until_complete
-        run(self.runtime.store.put_tenant(Tenant(id=PROJECT, name="f"), KeySource.CLI))
-        run(services.admin.create_key(PROJECT, key_id=AK, secret=Secret(SK)))
-        run(
-            services.admin.add_instance(
-                tenant_id=PROJECT,
-                instance_id=INSTANCE,
-                product=Product.HUAWEI_DCS,
-                region="cn-north-4",
-                node_urls=[Secret(f"redis://default:pw@127.0.0.1:{free_port()}")],
-            )
-        )
-        transport = httpx.ASGITransport(app=self.runtime.app())
-        self.client = httpx.AsyncClient(transport=transport, base_url="http://fuzz")
-
-    def send(
-        self, method: str, path: str, query: str, body: bytes, headers: dict[str, str]
-    ) -> httpx.Response:
-        url = path + ("?" + query if query else "")
-        return self.loop.run_until_complete(
-            self.client.request(method, url, content=body, headers=headers)
-        )
-
-    def close(self) -> None:
-        self.loop.run_until_complete(self.client.aclose())
-        self.loop.run_until_complete(self.runtime.close())
-        self.loop.close()
-
-
 @pytest.fixture(scope="module")
-def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
-    h = Harness(tmp_path_factory.mktemp("fuzz"))
+def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppHarness]:
+    node = f"redis://default:pw@127.0.0.1:{free_port()}"
+    h = AppHarness(
+        tmp_path_factory.mktemp("fuzz"),
+        tenant=PROJECT,
+        key_id=AK,
+        secret=SK,
+        instances=[FuzzInstance(INSTANCE, Product.HUAWEI_DCS, "cn-north-4", node)],
+        env={"KEYTURN_ENGINE_TIMEOUT": "1"},
+    )
     yield h
     h.close()
 
@@ -178,7 +146,7 @@ def check(response: httpx.Response) -> None:
     body=bodies,
 )
 def test_signed_requests_with_arbitrary_input(
-    harness: Harness,
+    harness: AppHarness,
     route: tuple[str, str],
     project: str,
     segment: str,
@@ -191,7 +159,7 @@ def test_signed_requests_with_arbitrary_input(
     raw_query = urlencode(query, quote_via=quote)
     body = body if method in ("POST", "PUT") else b""
     headers = signed_headers(method, decoded, raw_query, body)
-    check(harness.send(method, raw, raw_query, body, headers))
+    check(harness.send(method, raw, query=raw_query, body=body, headers=headers))
 
 
 @settings(
@@ -226,7 +194,7 @@ def test_signed_requests_with_arbitrary_input(
     ),
 )
 def test_unsigned_junk(
-    harness: Harness, request: tuple[str, str], body: bytes, headers: dict[str, str]
+    harness: AppHarness, request: tuple[str, str], body: bytes, headers: dict[str, str]
 ) -> None:
     method, path = request
-    check(harness.send(method, path, "", body, headers))
+    check(harness.send(method, path, body=body, headers=headers))

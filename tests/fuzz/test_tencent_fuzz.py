@@ -4,11 +4,9 @@ documented error code inside an HTTP 200 envelope — never a 5xx and never Inte
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,12 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from keyturn.bootstrap import Runtime, build_runtime
-from keyturn.config import load_settings
-from keyturn.core.model import KeySource, Tenant
-from keyturn.core.secrets import Secret
 from keyturn.dialects.tencent.redis import PRODUCT
 from keyturn.dialects.tencent.signing import tc3_signature
+from tests.support.fuzz_harness import AppHarness
 
 KEY_ID, SECRET = "AKIDfuzz0000000001", "fuzz-secret-0123456789"
 ACTIONS = [*PRODUCT.actions, "NoSuchAction"]
@@ -49,32 +44,9 @@ known_names = st.sampled_from(
 params = st.dictionaries(known_names | st.text(max_size=12), json_values, max_size=6)
 
 
-class Harness:
-    def __init__(self, tmp: Path) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.runtime: Runtime = self.loop.run_until_complete(
-            build_runtime(load_settings(data_dir=tmp, env={}))
-        )
-        store = self.runtime.store
-        self.loop.run_until_complete(store.put_tenant(Tenant(id="1", name="f"), KeySource.CLI))
-        self.loop.run_until_complete(
-            self.runtime.services.admin.create_key("1", key_id=KEY_ID, secret=Secret(SECRET))
-        )
-        transport = httpx.ASGITransport(app=self.runtime.app())
-        self.client = httpx.AsyncClient(transport=transport, base_url="http://fuzz")
-
-    def post(self, body: bytes, headers: dict[str, str]) -> httpx.Response:
-        return self.loop.run_until_complete(self.client.post("/", content=body, headers=headers))
-
-    def close(self) -> None:
-        self.loop.run_until_complete(self.client.aclose())
-        self.loop.run_until_complete(self.runtime.close())
-        self.loop.close()
-
-
 @pytest.fixture(scope="module")
-def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
-    h = Harness(tmp_path_factory.mktemp("fuzz"))
+def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppHarness]:
+    h = AppHarness(tmp_path_factory.mktemp("fuzz"), tenant="1", key_id=KEY_ID, secret=SECRET)
     yield h
     h.close()
 
@@ -118,10 +90,10 @@ def error_code(response: httpx.Response) -> str | None:
 )
 @given(action=st.sampled_from(ACTIONS), payload=params)
 def test_signed_requests_with_arbitrary_parameters(
-    harness: Harness, action: str, payload: dict[str, Any]
+    harness: AppHarness, action: str, payload: dict[str, Any]
 ) -> None:
     body = json.dumps(payload).encode()
-    code = error_code(harness.post(body, signed_headers(action, body)))
+    code = error_code(harness.send("POST", "/", body=body, headers=signed_headers(action, body)))
     assert code is None or not code.startswith("InternalError"), code
 
 
@@ -138,8 +110,8 @@ def test_signed_requests_with_arbitrary_parameters(
         max_size=5,
     ),
 )
-def test_unsigned_junk(harness: Harness, body: bytes, headers: dict[str, str]) -> None:
-    response = harness.post(body, headers)
+def test_unsigned_junk(harness: AppHarness, body: bytes, headers: dict[str, str]) -> None:
+    response = harness.send("POST", "/", body=body, headers=headers)
     assert response.status_code < 500
     if response.status_code == 200:
         code = error_code(response)

@@ -19,10 +19,10 @@ from tencentcloud.common.sign import Sign
 from tests.support.keyturn_server import KEY_ID, KEY_SECRET
 
 
-def tc3_post(
-    endpoint: str,
+def tc3_headers(
+    host: str,
     action: str,
-    body: bytes | Mapping[str, Any] = b"{}",
+    payload: bytes,
     *,
     service: str = "redis",
     version: str = "2018-04-12",
@@ -30,15 +30,13 @@ def tc3_post(
     key_id: str = KEY_ID,
     secret: str = KEY_SECRET,
     timestamp: str | None = None,
-    host: str | None = None,
     content_type: str = "application/json",
-    timeout: float = 10.0,
-) -> httpx.Response:
-    """POST a TC3-signed call; ``timestamp`` may be any text (it is sent and signed as is)."""
-    payload = body if isinstance(body, bytes) else json.dumps(body).encode()
+) -> dict[str, str]:
+    """The headers of a TC3-signed POST of ``payload`` to ``host`` (``timestamp`` may be any
+    text: it is sent and signed as is)."""
     ts = timestamp if timestamp is not None else str(int(time.time()))
     date = time.strftime("%Y-%m-%d", time.gmtime(int(time.time())))
-    signed = {"content-type": content_type, "host": host or endpoint}
+    signed = {"content-type": content_type, "host": host}
     canonical = "\n".join(
         [
             "POST",
@@ -56,7 +54,7 @@ def tc3_post(
     signature = Sign.sign_tc3(secret, date, service, to_sign)
     headers = {
         "Content-Type": content_type,
-        "Host": host or endpoint,
+        "Host": host,
         "X-TC-Action": action,
         "X-TC-Version": version,
         "X-TC-Timestamp": ts,
@@ -65,11 +63,26 @@ def tc3_post(
     }
     if region:
         headers["X-TC-Region"] = region
+    return headers
+
+
+def tc3_post(
+    endpoint: str,
+    action: str,
+    body: bytes | Mapping[str, Any] = b"{}",
+    *,
+    host: str | None = None,
+    timeout: float = 10.0,
+    **signing: Any,
+) -> httpx.Response:
+    """POST a TC3-signed call to ``endpoint`` (signed for ``host``, the endpoint by default)."""
+    payload = body if isinstance(body, bytes) else json.dumps(body).encode()
+    headers = tc3_headers(host or endpoint, action, payload, **signing)
     return httpx.post(f"http://{endpoint}/", content=payload, headers=headers, timeout=timeout)
 
 
-def legacy_call(
-    endpoint: str,
+def legacy_signed(
+    host: str,
     action: str,
     params: Mapping[str, str],
     *,
@@ -78,10 +91,8 @@ def legacy_call(
     key_id: str = KEY_ID,
     secret: str = KEY_SECRET,
     timestamp: str | None = None,
-    host: str | None = None,
-    timeout: float = 10.0,
-) -> httpx.Response:
-    """A call signed with the legacy HmacSHA256 parameter signature, as the SDK builds it."""
+) -> str:
+    """The url-encoded parameters (form body or query) of a legacy HmacSHA256 call."""
     signed = {
         "Action": action,
         "Version": version,
@@ -94,8 +105,22 @@ def legacy_call(
     }
     pairs = sorted((k.replace("_", "."), v) for k, v in signed.items())
     text = "&".join(f"{k}={v}" for k, v in pairs)
-    signature = Sign.sign(secret, f"{method}{host or endpoint}/?{text}", "HmacSHA256")
-    encoded = urlencode({**signed, "Signature": signature})
+    signature = Sign.sign(secret, f"{method}{host}/?{text}", "HmacSHA256")
+    return urlencode({**signed, "Signature": signature})
+
+
+def legacy_call(
+    endpoint: str,
+    action: str,
+    params: Mapping[str, str],
+    *,
+    method: str = "POST",
+    host: str | None = None,
+    timeout: float = 10.0,
+    **signing: Any,
+) -> httpx.Response:
+    """A call signed with the legacy HmacSHA256 parameter signature, as the SDK builds it."""
+    encoded = legacy_signed(host or endpoint, action, params, method=method, **signing)
     headers = {"Host": host or endpoint}
     if method == "GET":
         return httpx.get(f"http://{endpoint}/?{encoded}", headers=headers, timeout=timeout)

@@ -59,7 +59,9 @@ class Runtime:
             AlibabaDialect(self.services, [ALIBABA_KVSTORE]),
             TencentDialect(self.services, products),
         ]
-        return create_app(dialects, on_shutdown=[self._shutdown])
+        return create_app(
+            dialects, on_shutdown=[self._shutdown], read_timeout=self.settings.read_timeout
+        )
 
     async def _shutdown(self) -> None:
         await self.worker.drain(self.settings.shutdown_grace)

@@ -54,12 +54,15 @@ class Runtime:
         """The ASGI app; when it shuts down, tasks in flight get ``shutdown_grace`` seconds to
         finish and the rest are parked for the next start."""
         products = [TENCENT_REDIS, TENCENT_POSTGRES, TENCENT_TDMYSQL]
+        hosts = self.settings.served_hosts
         dialects: list[Dialect] = [
-            HuaweiDialect(self.services, [HUAWEI_DCS]),
-            AlibabaDialect(self.services, [ALIBABA_KVSTORE]),
-            TencentDialect(self.services, products),
+            HuaweiDialect(self.services, [HUAWEI_DCS], hosts),
+            AlibabaDialect(self.services, [ALIBABA_KVSTORE], hosts),
+            TencentDialect(self.services, products, hosts),
         ]
-        return create_app(dialects, on_shutdown=[self._shutdown])
+        return create_app(
+            dialects, on_shutdown=[self._shutdown], read_timeout=self.settings.read_timeout
+        )
 
     async def _shutdown(self) -> None:
         await self.worker.drain(self.settings.shutdown_grace)

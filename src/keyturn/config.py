@@ -7,7 +7,10 @@ defaults. Nothing else in the package reads the environment for settings.
 
 from __future__ import annotations
 
+import ipaddress
+import math
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,6 +20,8 @@ from typing import Any
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9000
 DEFAULT_DATA_DIR = ".keyturn"
+DEFAULT_MAX_CONNECTIONS = 1000
+DEFAULT_READ_TIMEOUT = 10.0
 
 
 class ConfigError(ValueError):
@@ -63,6 +68,19 @@ class Settings:
     #: HTTPS (TLS 1.2 or newer) instead of plain HTTP.
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    #: Open client connections at most; connections over it are closed as soon as they are
+    #: accepted, without an answer (see ``keyturn.http.edge``).
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    #: Seconds a client has to deliver a request's headers and body; a connection that has not
+    #: within it is closed.
+    read_timeout: float = DEFAULT_READ_TIMEOUT
+    #: Proxies (normalized IP networks, e.g. ``10.0.0.0/8``, ``127.0.0.1/32``) whose
+    #: ``X-Forwarded-For`` / ``X-Forwarded-Proto`` are believed; none by default, so the
+    #: audited source address is the connection's peer.
+    trusted_proxies: tuple[str, ...] = ()
+    #: ``host[:port]`` names (lower-case) a signed request may name in its ``Host``; empty:
+    #: any.
+    served_hosts: tuple[str, ...] = ()
 
     @property
     def scheme(self) -> str:
@@ -97,6 +115,20 @@ def load_settings(
     key = _path(pick(tls_key, "KEYTURN_TLS_KEY", "tls_key", None))
     if (cert is None) != (key is None):
         raise ConfigError("--tls-cert and --tls-key (KEYTURN_TLS_CERT/KEYTURN_TLS_KEY) go together")
+    max_connections = _whole(
+        "KEYTURN_MAX_CONNECTIONS",
+        pick(None, "KEYTURN_MAX_CONNECTIONS", "max_connections", DEFAULT_MAX_CONNECTIONS),
+    )
+    read_timeout = _seconds(
+        "KEYTURN_READ_TIMEOUT",
+        pick(None, "KEYTURN_READ_TIMEOUT", "read_timeout", DEFAULT_READ_TIMEOUT),
+    )
+    trusted_proxies = _networks(
+        "KEYTURN_TRUSTED_PROXIES", pick(None, "KEYTURN_TRUSTED_PROXIES", "trusted_proxies", ())
+    )
+    served_hosts = _hosts(
+        "KEYTURN_SERVED_HOSTS", pick(None, "KEYTURN_SERVED_HOSTS", "served_hosts", ())
+    )
     try:
         return Settings(
             host=str(pick(host, "KEYTURN_HOST", "host", DEFAULT_HOST)),
@@ -123,6 +155,10 @@ def load_settings(
             fault_pauses=_pauses(env.get("KEYTURN_FAULT_PAUSE", "")),
             tls_cert=cert,
             tls_key=key,
+            max_connections=max_connections,
+            read_timeout=read_timeout,
+            trusted_proxies=trusted_proxies,
+            served_hosts=served_hosts,
         )
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"invalid setting: {exc}") from None
@@ -166,3 +202,70 @@ def _pauses(spec: str) -> dict[str, float]:
         name, _, seconds = item.partition("=")
         pauses[name] = float(seconds or "0")
     return pauses
+
+
+def _items(name: str, value: object) -> list[str]:
+    """A comma-separated string (environment) or a list of strings (config file)."""
+    if isinstance(value, str):
+        parts = value.split(",")
+    elif isinstance(value, list | tuple) and all(isinstance(part, str) for part in value):
+        parts = list(value)
+    else:
+        raise ConfigError(f"{name} must be a comma-separated string or a list of strings")
+    return [part.strip() for part in parts if part.strip()]
+
+
+def _whole(name: str, value: object) -> int:
+    """A whole number of at least 1 (``str`` first, so ``2.5`` and ``true`` are refused)."""
+    try:
+        number = int(str(value))
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise ConfigError(f"{name} must be a whole number, at least 1 (not {value!r})")
+    return number
+
+
+def _seconds(name: str, value: object) -> float:
+    """A finite number of seconds above 0."""
+    try:
+        seconds = float(str(value))
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds < math.inf:
+        raise ConfigError(f"{name} must be a number of seconds above 0 (not {value!r})")
+    return seconds
+
+
+def _networks(name: str, value: object) -> tuple[str, ...]:
+    """Addresses and CIDR networks, normalized (``127.0.0.1`` -> ``127.0.0.1/32``). Anything
+    else, host names and ``*`` included, is refused: trust must name addresses."""
+    networks: list[str] = []
+    for item in _items(name, value):
+        try:
+            network = ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"{name}: {item!r} is not an IP address or network (e.g. 10.0.0.0/8)"
+            ) from None
+        if str(network) not in networks:
+            networks.append(str(network))
+    return tuple(networks)
+
+
+#: ``host`` or ``host:port``; the host a DNS name or IPv4 address, or a bracketed IPv6 address.
+_HOST = re.compile(
+    r"(?:[a-z0-9_](?:[a-z0-9_.-]*[a-z0-9_])?|\[[0-9a-f:.]+\])(?::(?P<port>[0-9]{1,5}))?"
+)
+
+
+def _hosts(name: str, value: object) -> tuple[str, ...]:
+    hosts: list[str] = []
+    for item in _items(name, value):
+        host = item.lower()
+        match = _HOST.fullmatch(host)
+        if match is None or (match["port"] is not None and not 0 < int(match["port"]) < 65536):
+            raise ConfigError(f"{name}: {item!r} is not a host or host:port")
+        if host not in hosts:
+            hosts.append(host)
+    return tuple(hosts)

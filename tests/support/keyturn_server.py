@@ -141,6 +141,13 @@ class KeyturnServer:
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
 
+    def rss(self) -> int:
+        """The server process's resident memory in bytes (``VmRSS``)."""
+        assert self.process is not None
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        [line] = [line for line in status.splitlines() if line.startswith("VmRSS:")]
+        return int(line.split()[1]) * 1024
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 

@@ -20,11 +20,13 @@ from typing import Annotated
 
 import typer
 import uvicorn
+from starlette.types import ASGIApp
 
 from keyturn.bootstrap import Runtime, build_runtime
 from keyturn.cli.options import ConfigOption, DataDirOption
 from keyturn.config import ConfigError, Settings, load_settings
 from keyturn.core.errors import DomainError
+from keyturn.http.edge import EdgeLimits, edge_protocol
 from keyturn.logredact import install as install_redaction
 from keyturn.service.inventory import parse_inventory
 from keyturn.store.rekey import DataDirLock
@@ -101,29 +103,44 @@ async def _serve(settings: Settings, tls: ssl.SSLContext | None) -> None:
     runtime = await build_runtime(settings)
     try:
         await _prepare(runtime, settings.config)
-        config = uvicorn.Config(
-            runtime.app(),
-            host=settings.host,
-            port=settings.port,
-            log_config=None,
-            access_log=False,
-            lifespan="on",
-            timeout_graceful_shutdown=int(settings.shutdown_grace),
-            ssl_certfile=settings.tls_cert,
-            ssl_keyfile=settings.tls_key,
-        )
-        config.load()
-        if tls is not None:
-            # Serve with the context checked above (TLS 1.2 floor stated here, not left to
-            # defaults); the files are still passed so that uvicorn reports https.
-            config.ssl = tls
-        server = uvicorn.Server(config)
+        server = uvicorn.Server(uvicorn_config(runtime.app(), settings, tls))
         log.info("serving on %s://%s:%d", settings.scheme, settings.host, settings.port)
         # uvicorn handles SIGTERM/SIGINT: it stops accepting requests, runs the app's
         # shutdown (which drains the worker), then re-raises the signal for the exit status.
         await server.serve()
     finally:
         await runtime.close()  # idempotent: the app's shutdown normally closed it already
+
+
+def uvicorn_config(app: ASGIApp, settings: Settings, tls: ssl.SSLContext | None) -> uvicorn.Config:
+    """uvicorn's configuration, loaded: keyturn's edge protocol (connection limit, read
+    deadline), no WebSocket upgrades (they would leave the edge protocol), and proxy headers
+    believed only from ``settings.trusted_proxies``."""
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=int(settings.shutdown_grace),
+        ssl_certfile=settings.tls_cert,
+        ssl_keyfile=settings.tls_key,
+        http=edge_protocol(
+            EdgeLimits(max_connections=settings.max_connections, read_timeout=settings.read_timeout)
+        ),
+        ws="none",
+        # No trusted proxy: no proxy-header middleware at all. The list is always passed, since
+        # None would make uvicorn read FORWARDED_ALLOW_IPS (default: trust 127.0.0.1).
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=list(settings.trusted_proxies),
+    )
+    config.load()
+    if tls is not None:
+        # Serve with the context checked above (TLS 1.2 floor stated here, not left to
+        # defaults); the files are still passed so that uvicorn reports https.
+        config.ssl = tls
+    return config
 
 
 async def _prepare(runtime: Runtime, config: Path | None) -> None:

@@ -3,7 +3,8 @@ them, enforce the body limit before reading, and send the ``WireResponse`` back.
 
 Dialects are tried in order; the first whose ``claims`` accepts the request (judged from the
 method, path and headers alone) answers it. Bodies larger than ``MAX_BODY_BYTES`` are refused
-in the dialect's own format without being read.
+in the dialect's own format without being read; bodies are read through ``BodyReader``, which
+bounds the memory large ones hold at once.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 from starlette.applications import Starlette
 from starlette.convertors import Convertor, register_url_convertor
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from keyturn.dialects._wire import MAX_BODY_BYTES, Dialect, WireRequest, WireResponse
+from keyturn.dialects._wire import Dialect, WireRequest, WireResponse
+from keyturn.http.bodies import BodyReader, Unread
 
 
 class _AnyPath(Convertor[str]):
@@ -39,13 +41,21 @@ register_url_convertor("anypath", _AnyPath())
 _NOT_CLAIMED = json.dumps(
     {"error": "no vendor API matches this request (missing signature headers?)"}
 ).encode()
+#: For a body that never arrived: the client is usually gone (the edge closed the connection at
+#: the same deadline), so this is rarely seen.
+_NOT_RECEIVED = json.dumps({"error": "the request body was not received in time"}).encode()
 
 
 def create_app(
-    dialects: Sequence[Dialect], on_shutdown: Sequence[Callable[[], Awaitable[None]]] = ()
+    dialects: Sequence[Dialect],
+    on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
+    *,
+    read_timeout: float,
 ) -> Starlette:
     """Build the ASGI app serving ``dialects``, plus ``GET /healthz``. ``on_shutdown`` runs
-    after the server stopped accepting requests (SIGTERM/SIGINT included)."""
+    after the server stopped accepting requests (SIGTERM/SIGINT included); ``read_timeout``
+    is how long a large body may wait for its turn to be read (``KEYTURN_READ_TIMEOUT``)."""
+    bodies = BodyReader(timeout=read_timeout)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -58,11 +68,12 @@ def create_app(
         dialect = next((d for d in dialects if d.claims(wire)), None)
         if dialect is None:
             return Response(_NOT_CLAIMED, status_code=404, media_type="application/json")
-        if _declared_length(request) > MAX_BODY_BYTES:
+        body = await bodies.read(request)
+        if body is Unread.TOO_LARGE:
             return _send(dialect.too_large(wire))
-        body = await _read_body(request)
-        if body is None:
-            return _send(dialect.too_large(wire))
+        if body is Unread.GONE:
+            headers = {"connection": "close"}
+            return Response(_NOT_RECEIVED, 408, headers, media_type="application/json")
         return _send(await dialect.handle(_wire_request(request, body)))
 
     async def healthz(request: Request) -> Response:
@@ -93,26 +104,6 @@ def _wire_request(request: Request, body: bytes) -> WireRequest:
         body=body,
         client=client,
     )
-
-
-def _declared_length(request: Request) -> int:
-    value = request.headers.get("content-length", "0")
-    return int(value) if value.isdigit() else 0
-
-
-async def _read_body(request: Request) -> bytes | None:
-    """The body, or None once it grows past the limit (chunked uploads have no length)."""
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > MAX_BODY_BYTES:
-                return None
-            chunks.append(chunk)
-    except ClientDisconnect:
-        return b""
-    return b"".join(chunks)
 
 
 def _send(response: WireResponse) -> Response:

@@ -21,7 +21,7 @@ import pytest
 from tests.support.keyturn_server import CREATED, HW_SK, KEY_SECRET, OTHER_KEY_SECRET
 from tests.support.mysql_server import MariaDBServer
 from tests.support.postgres_server import TEMPLATE_PASSWORD, PostgresServer
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import ADMIN_PASSWORDS, RedisServer
 
 pytest_plugins = ["tests.support.fixtures"]
 
@@ -65,6 +65,7 @@ def _test_secrets() -> dict[str, str]:
     """Secret -> what it is, for the report."""
     found = {TEMPLATE_PASSWORD: "an engine admin password"}
     found |= dict.fromkeys(ENGINE_PASSWORDS, "an engine admin password")
+    found |= dict.fromkeys(ADMIN_PASSWORDS, "an engine admin password")
     wire = sys.modules.get("tests.wire.conftest")
     found |= dict.fromkeys(getattr(wire, "USED_PASSWORDS", ()), "a password set by a test")
     found |= dict.fromkeys((KEY_SECRET, OTHER_KEY_SECRET, HW_SK), "an access-key secret")

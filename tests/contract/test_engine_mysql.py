@@ -142,6 +142,32 @@ async def test_probe(engine: MySQLEngine, mariadb_server: MariaDBServer) -> None
     assert "MariaDB" in info.version
     assert info.accounts is True
     assert info.password_free is None
+    assert info.superuser is True
+
+
+async def test_probe_tells_superusers(engine: MySQLEngine, mariadb_server: MariaDBServer) -> None:
+    """Global SUPER (or ALL PRIVILEGES ON *.*) or CREATE USER controls the server."""
+    for user in ("app", "dba", "all", "creator"):
+        await create_user(mariadb_server, user, "%", f"{user}-pw-1")
+    await admin_sql(mariadb_server, "GRANT SELECT, INSERT ON *.* TO 'app'@'%%'")
+    await admin_sql(mariadb_server, "GRANT SUPER ON *.* TO 'dba'@'%%'")
+    await admin_sql(mariadb_server, "GRANT ALL PRIVILEGES ON *.* TO 'all'@'%%'")
+    await admin_sql(mariadb_server, "GRANT CREATE USER ON *.* TO 'creator'@'%%'")
+    node = node_of(mariadb_server)
+    found = {
+        name: (await engine.probe(node, name)).superuser
+        for name in ("app@%", "dba@%", "all@%", "creator@%", "ROOT@127.0.0.1", "nobody@%")
+    }
+    assert found == {
+        "app@%": False,
+        "dba@%": True,
+        "all@%": True,
+        "creator@%": True,
+        "ROOT@127.0.0.1": None,  # user names are case-sensitive: no such row
+        "nobody@%": None,
+    }
+    assert (await engine.probe(node, "root@LOCALHOST")).superuser is True  # hosts are not
+    assert (await engine.probe(node)).superuser is None
 
 
 async def test_list_accounts(engine: MySQLEngine, mariadb_server: MariaDBServer) -> None:

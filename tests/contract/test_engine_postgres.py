@@ -125,6 +125,19 @@ async def test_probe(engine: PostgresEngine, postgres_server: PostgresServer) ->
     assert info.version.startswith("15.")
     assert info.accounts is True
     assert info.password_free is None
+    assert info.superuser is True
+
+
+async def test_probe_tells_superusers(
+    engine: PostgresEngine, postgres_server: PostgresServer
+) -> None:
+    await create_role(postgres_server, "app", "app-pw-1")
+    await create_role(postgres_server, "root2", "root-pw-1", "LOGIN SUPERUSER")
+    node = node_of(postgres_server)
+    assert (await engine.probe(node, "app")).superuser is False
+    assert (await engine.probe(node, "root2")).superuser is True
+    assert (await engine.probe(node, "nobody")).superuser is None
+    assert (await engine.probe(node)).superuser is None
 
 
 async def test_list_accounts(engine: PostgresEngine, postgres_server: PostgresServer) -> None:

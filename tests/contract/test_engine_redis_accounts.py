@@ -1,6 +1,8 @@
 """Contract tests of ``RedisEngine`` account management against real redis-servers: creating an
-ACL user (read-only or read-write, proven by what it may run), refusing to touch an existing
-one, dropping it again, and checking a password against the engine's hashes."""
+ACL user (read-only or read-write, proven command by command: what a client needs works, no
+administration and nothing that disturbs other clients), refusing to touch an existing one,
+dropping it again, checking a password against the engine's hashes, and telling superusers
+(every command, or the commands that change users and configuration) from the rest."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import pytest
+from redis.asyncio import Redis
 from redis.exceptions import NoPermissionError
 
 from keyturn.core.errors import AccountExists, AccountNotFound, AccountsUnsupported
@@ -43,6 +46,73 @@ async def test_probe_tells_whether_the_account_exists(
     assert (await engine.probe(node)).account_exists is None
 
 
+#: What every account may run: a client's connection commands.
+CLIENT_NEEDS: list[tuple[str, ...]] = [
+    ("PING",),
+    ("ECHO", "hi"),
+    ("AUTH", "{user}", "{password}"),
+    ("HELLO", "2", "AUTH", "{user}", "{password}"),
+    ("SELECT", "0"),
+    ("CLIENT", "SETNAME", "app"),
+    ("CLIENT", "GETNAME"),
+    ("CLIENT", "ID"),
+    ("CLIENT", "INFO"),
+    ("MULTI",),
+    ("DISCARD",),
+]
+#: Refused to every account, run for real (were one allowed, it would answer, not NOPERM).
+REFUSED: list[tuple[str, ...]] = [
+    ("CLIENT", "KILL", "ID", "999999"),
+    ("CLIENT", "PAUSE", "1"),
+    ("CLIENT", "LIST"),
+    ("CLIENT", "NO-EVICT", "on"),
+    ("CONFIG", "GET", "port"),
+    ("FLUSHALL",),
+    ("KEYS", "*"),
+]
+#: Refused to every account too, asked with ACL DRYRUN (the server's own decision, without
+#: running them): administration, and whatever disturbs other clients or the server.
+NEVER: list[tuple[str, ...]] = [
+    *REFUSED,
+    ("CLIENT", "UNPAUSE"),
+    ("CLIENT", "UNBLOCK", "1"),
+    ("CONFIG", "SET", "maxmemory", "1"),
+    ("ACL", "SETUSER", "intruder"),
+    ("ACL", "LIST"),
+    ("DEBUG", "SLEEP", "0"),
+    ("MONITOR",),
+    ("INFO",),
+    ("SHUTDOWN",),
+    ("FLUSHDB",),
+    ("SWAPDB", "0", "1"),
+    ("MODULE", "LOAD", "x"),
+    ("SLOWLOG", "GET"),
+    ("REPLICAOF", "NO", "ONE"),
+    ("SAVE",),
+    ("BGSAVE",),
+]
+
+
+async def refusals(
+    client: Redis, commands: list[tuple[str, ...]], user: str, password: str
+) -> list[str]:
+    """The commands of ``commands`` the server refused with NOPERM (arguments filled in)."""
+    refused = []
+    for command in commands:
+        try:
+            await client.execute_command(*(a.format(user=user, password=password) for a in command))
+        except NoPermissionError:
+            refused.append(" ".join(command))
+    return refused
+
+
+async def allowed_by_dryrun(server: RedisServer, user: str) -> list[str]:
+    """The commands of ``NEVER`` that ``ACL DRYRUN`` says ``user`` may run."""
+    async with raw(server, "default", server.password) as admin:
+        replies = [await admin.execute_command("ACL", "DRYRUN", user, *c) for c in NEVER]
+    return [" ".join(c) for c, reply in zip(NEVER, replies, strict=True) if reply == b"OK"]
+
+
 async def test_create_read_write_account(engine: RedisEngine, redis_server: RedisServer) -> None:
     node = node_of(redis_server)
     result = await engine.create_account(node, "app_rw", Secret("Rw-pass-001"), read_only=False)
@@ -51,9 +121,13 @@ async def test_create_read_write_account(engine: RedisEngine, redis_server: Redi
     async with raw(redis_server, "app_rw", "Rw-pass-001") as client:
         await client.set("k", "v")
         assert await client.get("k") == b"v"
-        with pytest.raises(NoPermissionError):
-            await client.execute_command("CONFIG", "GET", "port")
+        assert await client.delete("k") == 1
+        assert await refusals(client, CLIENT_NEEDS, "app_rw", "Rw-pass-001") == []
+        refused = await refusals(client, REFUSED, "app_rw", "Rw-pass-001")
+        assert refused == [" ".join(c) for c in REFUSED]
+    assert await allowed_by_dryrun(redis_server, "app_rw") == []
     assert [a.privilege for a in await engine.list_accounts(node) if a.name == "app_rw"] == ["rw"]
+    assert (await engine.probe(node, "app_rw")).superuser is False
 
 
 async def test_create_read_only_account(engine: RedisEngine, redis_server: RedisServer) -> None:
@@ -61,9 +135,39 @@ async def test_create_read_only_account(engine: RedisEngine, redis_server: Redis
     await engine.create_account(node, "app_ro", Secret("Ro-pass-001"), read_only=True)
     async with raw(redis_server, "app_ro", "Ro-pass-001") as client:
         assert await client.get("missing") is None
-        with pytest.raises(NoPermissionError):
-            await client.set("k", "v")
+        assert (await client.scan(0))[0] == 0
+        assert await refusals(client, CLIENT_NEEDS, "app_ro", "Ro-pass-001") == []
+        writes = [("SET", "k", "v"), ("DEL", "k"), ("EXPIRE", "k", "1"), ("SORT", "k")]
+        refused = await refusals(client, [*writes, *REFUSED], "app_ro", "Ro-pass-001")
+        assert refused == [" ".join(c) for c in [*writes, *REFUSED]]
+    assert await allowed_by_dryrun(redis_server, "app_ro") == []
     assert [a.privilege for a in await engine.list_accounts(node) if a.name == "app_ro"] == ["r"]
+    assert (await engine.probe(node, "app_ro")).superuser is False
+
+
+async def test_probe_tells_superusers(engine: RedisEngine, redis_server: RedisServer) -> None:
+    """Every command, or any of the commands that change users, configuration or load code
+    (through a selector too), makes a superuser; a data account with all else is none."""
+    await add_user(redis_server, "everything", "on", ">Pass-word-1", "~*", "+@all")
+    await add_user(redis_server, "acl_only", "on", ">Pass-word-1", "-@all", "+acl|setuser")
+    await add_user(redis_server, "config_only", "on", ">Pass-word-1", "-@all", "+config")
+    await add_user(redis_server, "selector", "on", ">Pass-word-1", "-@all", "(+@admin)")
+    await add_user(redis_server, "data", "on", ">Pass-word-1", "~*", "+@all", "-@dangerous")
+    node = node_of(redis_server)
+    found = {
+        name: (await engine.probe(node, name)).superuser
+        for name in ("default", "everything", "acl_only", "config_only", "selector", "data")
+    }
+    assert found == {
+        "default": True,
+        "everything": True,
+        "acl_only": True,
+        "config_only": True,
+        "selector": True,
+        "data": False,
+    }
+    assert (await engine.probe(node, "nobody")).superuser is None
+    assert (await engine.probe(node)).superuser is None
 
 
 async def test_existing_account_is_never_changed(

@@ -94,11 +94,11 @@ def test_tail_search_and_verify(
     server.start()
     tencent_redis, huawei_redis = redis_server_factory(), redis_server_factory()
     instance_id = new_instance_id()
-    server.add_instance(instance_id, [tencent_redis.url()])
+    server.add_instance(instance_id, [tencent_redis.admin_url()])
     hw_instance = str(uuid.uuid4())
     server.add_instance(
         hw_instance,
-        [huawei_redis.url()],
+        [huawei_redis.admin_url()],
         product=Product.HUAWEI_DCS,
         tenant=HW_PROJECT,
         region="cn-north-4",
@@ -207,7 +207,7 @@ def test_an_unwritable_audit_log_refuses_resets(
     server = make_server()
     server.start()
     instance_id = new_instance_id()
-    server.add_instance(instance_id, [redis_server.url()])
+    server.add_instance(instance_id, [redis_server.admin_url()])
     client = redis_sdk(server.endpoint)
     database = server.data_dir / DB_FILE
     with closing(sqlite3.connect(database, isolation_level=None)) as conn:

@@ -101,6 +101,26 @@ def test_inventory_commands(tmp_path: Path, redis_server) -> None:  # type: igno
     assert added.returncode == 0, added.stderr
     listed = keyturn(data, "instances", "list")
     assert "crs-cli00001" in listed.stdout and redis_server.password not in listed.stdout
+    assert "refused" in listed.stdout and "allowed" not in listed.stdout
+    opted = keyturn(
+        data,
+        "instances",
+        "add",
+        "--id",
+        "crs-cli00002",
+        "--tenant",
+        "1300000009",
+        "--product",
+        "tencent-redis",
+        "--region",
+        "ap-guangzhou",
+        "--node",
+        url,
+        "--allow-admin-reset",
+        env={"KT_NODE_PW": redis_server.password},
+    )
+    assert opted.returncode == 0, opted.stderr
+    assert "allowed" in keyturn(data, "instances", "list").stdout
     bad = keyturn(
         data,
         "instances",

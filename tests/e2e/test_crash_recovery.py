@@ -1,6 +1,8 @@
 """kill -9 and SIGTERM in the middle of a reset, then restart: the task ends succeed or failed,
 and the engine's password is exactly what the task says. Fault-injection pauses
-(KEYTURN_FAULT_PAUSE) hold the worker at a chosen step so the signal lands there."""
+(KEYTURN_FAULT_PAUSE) hold the worker at a chosen step so the signal lands there. keyturn logs
+in as ``default`` and resets it, so its own pending admin credential is part of every crash:
+the instances opt in (``allow_admin_reset``)."""
 
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ def test_kill_9_mid_reset(make_server, redis_server, point: str, expected: str) 
     server = make_server(extra_env={"KEYTURN_FAULT_PAUSE": f"{point}=60"})
     server.start()
     instance_id = new_instance_id()
-    server.add_instance(instance_id, [redis_server.url()])
+    server.add_instance(instance_id, [redis_server.url()], allow_admin_reset=True)
     client = redis_sdk(server.endpoint)
     old, new = redis_server.password, new_password()
     task_id = reset(client, instance_id, Password=new)
@@ -70,7 +72,7 @@ def test_sigterm_parks_and_resumes(make_server, redis_server) -> None:  # type: 
     )
     server.start()
     instance_id = new_instance_id()
-    server.add_instance(instance_id, [redis_server.url()])
+    server.add_instance(instance_id, [redis_server.url()], allow_admin_reset=True)
     client = redis_sdk(server.endpoint)
     new = new_password()
     task_id = reset(client, instance_id, Password=new)
@@ -86,7 +88,7 @@ def test_conflicting_reset_is_refused(make_server, redis_server) -> None:  # typ
     server = make_server(extra_env={"KEYTURN_FAULT_PAUSE": "after_apply=2"})
     server.start()
     instance_id = new_instance_id()
-    server.add_instance(instance_id, [redis_server.url()])
+    server.add_instance(instance_id, [redis_server.admin_url()])
     client = redis_sdk(server.endpoint)
     first = reset(client, instance_id, Password=new_password())
     from tencentcloud.common.exception.tencent_cloud_sdk_exception import (
@@ -107,6 +109,7 @@ def test_inventory_reload_keeps_a_rotated_admin_password(make_server, redis_serv
     server.config.write_text(
         server.config.read_text() + '\n[[instances]]\nid = "crs-inv00001"\ntenant = "1300000001"\n'
         'product = "tencent-redis"\nregion = "ap-guangzhou"\nnodes = ["${KT_ADMIN_URL}"]\n'
+        "allow_admin_reset = true\n"
     )
     server.start()
     client = redis_sdk(server.endpoint)

@@ -92,7 +92,7 @@ def test_rotate_master_key_and_access_key(
     server = make_server()
     server.start()
     instance_id = "crs-" + os.urandom(4).hex()
-    server.add_instance(instance_id, [redis_server.url()])
+    server.add_instance(instance_id, [redis_server.admin_url()])
     client = redis_sdk(server.endpoint)
     first = new_password()
     assert wait_task(client, reset(client, instance_id, Password=first)).Status == "succeed"

@@ -194,10 +194,10 @@ def test_ten_times_the_documented_rate_for_five_seconds(
     redises = [redis_server_factory() for _ in range(INSTANCES)]
     ids = [new_instance_id() for _ in redises]
     for instance_id, redis in zip(ids, redises, strict=True):
-        server.add_instance(instance_id, [redis.url()])
+        server.add_instance(instance_id, [redis.admin_url()])
     other_redis = redis_server_factory()
     other_id = new_instance_id()
-    server.add_instance(other_id, [other_redis.url()], tenant=OTHER_TENANT)
+    server.add_instance(other_id, [other_redis.admin_url()], tenant=OTHER_TENANT)
     # RATE passwords x INSTANCES instances: every flood request is unique.
     passwords = [new_password() for _ in range(RATE)]
     others = [new_password() for _ in range(OTHER_RATE * SECONDS)]
@@ -291,7 +291,10 @@ def test_alibaba_sdk_meets_throttling_user_with_http_400(
 ) -> None:
     instance_id = "r-" + new_instance_id()[4:]
     server.add_instance(
-        instance_id, [redis_server.url()], product=Product.ALIBABA_KVSTORE, region="cn-hangzhou"
+        instance_id,
+        [redis_server.admin_url()],
+        product=Product.ALIBABA_KVSTORE,
+        region="cn-hangzhou",
     )
     sdk = KvstoreSdk("tea", server.endpoint)
     passwords = [new_password() for _ in range(20)]
@@ -327,7 +330,7 @@ def test_huawei_sdk_meets_apig_0308_with_http_429(server: KeyturnServer, redis_s
     instance_id = str(uuid.uuid4())
     server.add_instance(
         instance_id,
-        [redis_server.url()],
+        [redis_server.admin_url()],
         product=Product.HUAWEI_DCS,
         region="cn-north-4",
         tenant=HW_PROJECT,

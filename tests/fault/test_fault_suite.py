@@ -82,8 +82,13 @@ def test_redis_primary_and_replicas(
     sentinel = RedisSentinel(primary, down_after_ms=60_000).start()
     try:
         instance_id = new_instance_id()
+        # keyturn logs in as default and resets it (its own admin, the replicas' and the
+        # sentinel's login): the trials prove it never locks itself out, so the instance opts in.
         keyturn.add_instance(
-            instance_id, [node.url() for node in nodes], sentinels=[sentinel.url()]
+            instance_id,
+            [node.url() for node in nodes],
+            sentinels=[sentinel.url()],
+            allow_admin_reset=True,
         )
         run("redis", keyturn, RedisCluster(nodes, instance_id, sentinel), trials(60), seed)
     finally:

@@ -1,19 +1,27 @@
-"""In-memory stand-ins shared by unit tests: a settable clock, the store's replay memory, a
-gate that lets everything through, and a task-shaped value for stubbed resets.
+"""In-memory stand-ins for unit tests without I/O.
 
-They implement the same ports as the real adapters (``Clock``, ``ReplayRepo``) or the slice of
-a service a dialect calls (``Gate.run`` / ``Gate.rejected``), so a unit test exercises the real
-code on either side of them.
+Ports and services: a settable clock, the store's replay memory, a gate that lets everything
+through, a task-shaped value for stubbed resets. Engines and stores: ``FakeEngine`` keeps one
+current password per account and answers ``probe`` and ``password_matches`` after a short
+``asyncio.sleep`` (so concurrent callers really overlap), counting the old passwords it
+evaluated; ``FakeStore`` holds instances and answers the reads a use case makes before it
+queues anything. Anything else they are asked raises, so a test notices when a use case goes
+further than it should. They implement the same ports as the real adapters, so a unit test
+exercises the real code on either side of them.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from keyturn.core.errors import DomainError
+from keyturn.core.errors import AccountNotFound, DomainError, InstanceNotFound
+from keyturn.core.model import EngineKind, Instance, Node, NodeAddress, Product
+from keyturn.core.ports import EngineInfo
+from keyturn.core.secrets import Secret
 from keyturn.service.context import Answer, Caller
 from keyturn.service.replay import ReplayGuard
 
@@ -99,3 +107,90 @@ class QueuedTask:
     """What a stubbed reset answers with: a task id."""
 
     id: int = 7
+
+
+def fake_instance(
+    instance_id: str = "crs-fake0001",
+    *,
+    tenant_id: str = "1300000001",
+    product: Product = Product.ALIBABA_KVSTORE,
+    admin: str = "kt_admin",
+    allow_admin_reset: bool = False,
+    engine: EngineKind = EngineKind.REDIS,
+) -> Instance:
+    """A one-node instance (Redis unless ``engine`` says otherwise) whose admin login is
+    ``admin``."""
+    address = NodeAddress(
+        engine=engine,
+        scheme="redis" if engine is EngineKind.REDIS else engine.value,
+        host="127.0.0.1",
+        port=6379,
+        username=admin,
+        password=Secret("admin-password"),
+    )
+    return Instance(
+        id=instance_id,
+        tenant_id=tenant_id,
+        product=product,
+        region="cn-hangzhou",
+        nodes=(Node(instance_id=instance_id, ordinal=0, address=address),),
+        allow_admin_reset=allow_admin_reset,
+    )
+
+
+@dataclass
+class FakeEngine:
+    """Accounts: name -> current password; ``superusers`` are reported so by ``probe``."""
+
+    kind: EngineKind = EngineKind.REDIS
+    passwords: dict[str, str] = field(default_factory=dict)
+    superusers: set[str] = field(default_factory=set)
+    delay: float = 0.001
+    #: Old passwords ``password_matches`` was asked about, in order.
+    evaluated: list[str] = field(default_factory=list)
+
+    async def probe(self, node: Node, account: str | None = None) -> EngineInfo:
+        await asyncio.sleep(self.delay)
+        exists = None if account is None else account in self.passwords
+        return EngineInfo(
+            version="7.0.15",
+            accounts=True,
+            password_free=False if exists else None,
+            account_exists=exists,
+            superuser=None if not exists else account in self.superusers,
+        )
+
+    async def password_matches(self, node: Node, account: str, password: Secret) -> bool:
+        self.evaluated.append(password.reveal())
+        await asyncio.sleep(self.delay)
+        if account not in self.passwords:
+            raise AccountNotFound()
+        return self.passwords[account] == password.reveal()
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"the fake engine was not expected to {name}")
+
+
+@dataclass
+class FakeRegistry:
+    driver: FakeEngine
+
+    def engine(self, kind: EngineKind) -> FakeEngine:
+        return self.driver
+
+
+@dataclass
+class FakeStore:
+    instances: dict[str, Instance] = field(default_factory=dict)
+
+    async def get_instance(self, tenant_id: str, instance_id: str) -> Instance:
+        found = self.instances.get(instance_id)
+        if found is None or found.tenant_id != tenant_id:
+            raise InstanceNotFound()
+        return found
+
+    async def active_task(self, instance_id: str, account: str) -> int | None:
+        return None
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"the fake store was not expected to {name}")

@@ -8,6 +8,10 @@ arguments only (no config file: ``CONFIG REWRITE`` then fails), and listen for T
 ``tls_port`` (``RedisTls``: certificate, key, CA; ``tls_url()`` is the ``rediss://`` URL that
 trusts that CA). ``start()`` returns once the server answers PING on its plain port. The port
 is kept across restarts. Only processes started here are ever signalled.
+
+``admin_url()`` gives keyturn a dedicated admin ACL user (``kt_admin``, every command), made
+and saved on first use, so a test can reset ``default`` (the instance password) without
+resetting the account keyturn logs in with, which keyturn refuses unless the instance opts in.
 """
 
 from __future__ import annotations
@@ -36,6 +40,10 @@ from tests.support.ports import free_port
 #: Where the Debian package puts the server; ``KEYTURN_REDIS_SERVER`` overrides it.
 DEFAULT_BINARY: Final = "/usr/bin/redis-server"
 _KEEP: Final = object()
+#: The dedicated admin user ``admin_url()`` makes.
+ADMIN_USER: Final = "kt_admin"
+#: Passwords of every admin user made here (the session's secret scan looks for them).
+ADMIN_PASSWORDS: list[str] = []
 
 
 class RedisServerError(RuntimeError):
@@ -102,6 +110,7 @@ class RedisServer:
         self.log_path = self.dir / "redis.log"
         self.process: subprocess.Popen[bytes] | None = None
         self._started = False
+        self.admin_password: str | None = None
         self._write_files()
 
     # ------------------------------------------------------------------ files
@@ -282,6 +291,38 @@ class RedisServer:
         if secret is not None:
             credential += ":" + quote(str(secret), safe="")
         return f"redis://{credential}@127.0.0.1:{self.port}"
+
+    def admin_url(self) -> str:
+        """The URL of a dedicated admin user with every command, made (logging in as
+        ``default`` with ``self.password``) and saved on the first call."""
+        if self.admin_password is None:
+            password = self.new_password()
+            client = redis.Redis(
+                port=self.port,
+                password=self.password,
+                protocol=2,
+                driver_info=None,
+                socket_timeout=3,
+            )
+            try:
+                client.execute_command(
+                    "ACL", "SETUSER", ADMIN_USER, "on", f">{password}", "~*", "&*", "+@all"
+                )
+                self._save(client)
+            finally:
+                client.close()
+            self.admin_password = password
+            ADMIN_PASSWORDS.append(password)
+        return self.url(ADMIN_USER, self.admin_password)
+
+    def _save(self, client: redis.Redis) -> None:
+        """Keep the ACL across restarts where the server can (no config file: it cannot)."""
+        if self.conf_path is None:
+            return
+        if self.aclfile_path is not None:
+            client.execute_command("ACL", "SAVE")
+        else:
+            client.execute_command("CONFIG", "REWRITE")
 
     def tls_url(self, user: str = "default", password: str | object | None = _KEEP) -> str:
         """``rediss://USER:PW@127.0.0.1:TLS_PORT?ssl_ca_certs=CA`` (needs ``tls``)."""

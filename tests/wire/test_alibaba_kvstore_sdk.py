@@ -5,7 +5,9 @@ server managing ACL accounts on real throwaway redis-servers.
 It proves that each SDK resets, creates, changes and lists accounts (checked by logging in to
 Redis), that every seed error code that can happen here reaches each SDK with its code and
 HTTP status, and that no password leaks into the server's log or data dir. Protocol edges
-(replays, stale times, junk) are in ``test_alibaba_protocol.py``.
+(replays, stale times, junk) are in ``test_alibaba_protocol.py``. keyturn logs in with a
+dedicated admin user; the accounts it may not touch (that admin, superusers, ``default`` when
+keyturn logs in with it) answer ``OperationDenied`` and stay as they were.
 """
 
 from __future__ import annotations
@@ -47,10 +49,13 @@ def admin(server: RedisServer) -> redis.Redis:
     )
 
 
-def add_user(server: RedisServer, name: str, password: str) -> None:
+def add_user(server: RedisServer, name: str, password: str, *commands: str) -> None:
+    """An ACL user; by default a data account (every command but the dangerous ones), since
+    a user with every command is a superuser that keyturn refuses to reset."""
     client = admin(server)
     try:
-        client.execute_command("ACL", "SETUSER", name, "on", f">{password}", "~*", "&*", "+@all")
+        rules = commands or ("+@all", "-@dangerous")
+        client.execute_command("ACL", "SETUSER", name, "on", f">{password}", "~*", "&*", *rules)
     finally:
         client.close()
 
@@ -88,9 +93,18 @@ def can_login(port: int, user: str, password: str) -> bool:
 
 
 class Instance:
-    """A registered alibaba-kvstore instance on a redis-server, with an ACL user ``appuser``."""
+    """A registered alibaba-kvstore instance on a redis-server, with an ACL user ``appuser``.
+    keyturn logs in with a dedicated admin user, or (``own_admin``) as ``default`` with
+    ``allow_admin_reset``, for the tests of keyturn resetting its own account."""
 
-    def __init__(self, keyturn: KeyturnServer, server: RedisServer, tenant: str | None = None):
+    def __init__(
+        self,
+        keyturn: KeyturnServer,
+        server: RedisServer,
+        tenant: str | None = None,
+        *,
+        own_admin: bool = False,
+    ):
         self.id = new_instance_id()
         self.server = server
         self.user_password = new_password()
@@ -98,10 +112,11 @@ class Instance:
         extra = {"tenant": tenant} if tenant else {}
         keyturn.add_instance(
             self.id,
-            [server.url()],
+            [server.url() if own_admin else server.admin_url()],
             product=KVSTORE,
             region="cn-hangzhou",
             name="orders-cache",
+            allow_admin_reset=own_admin,
             **extra,
         )
 
@@ -124,10 +139,12 @@ def test_reset_account_password(keyturn: KeyturnServer, instance: Instance, kind
 
 
 def test_default_account_is_named_after_the_instance(
-    keyturn: KeyturnServer, instance: Instance
+    keyturn: KeyturnServer, redis_server: RedisServer
 ) -> None:
-    """AccountName = InstanceId is Redis' ``default`` user, which keyturn itself logs in with:
-    the reset hands keyturn the new credential, and it keeps working afterwards."""
+    """AccountName = InstanceId is Redis' ``default`` user, which keyturn itself logs in with
+    here (the instance opts in): the reset hands keyturn the new credential, and it keeps
+    working afterwards."""
+    instance = Instance(keyturn, redis_server, own_admin=True)
     sdk = KvstoreSdk("tea", keyturn.endpoint)
     new = new_password()
     sdk.call(
@@ -350,7 +367,7 @@ def test_read_only_account(keyturn: KeyturnServer, instance: Instance, kind: str
     )
     listed = sdk.call("DescribeAccounts", InstanceId=instance.id)
     accounts = {a["AccountName"]: a for a in listed["Accounts"]["Account"]}
-    assert set(accounts) == {instance.id, "appuser", "reader"}
+    assert set(accounts) == {instance.id, "appuser", "reader", "kt_admin"}
     reader = accounts["reader"]
     assert reader["AccountStatus"] == "Available" and reader["AccountType"] == "Normal"
     privileges = reader["DatabasePrivileges"]["DatabasePrivilege"]
@@ -359,7 +376,7 @@ def test_read_only_account(keyturn: KeyturnServer, instance: Instance, kind: str
         {"AccountPrivilege": "RoleReadWrite"}
     ]
     assert accounts[instance.id]["AccountType"] == "Super"
-    assert listed["TotalCount"] == 3 and listed["PageNumber"] == 1
+    assert listed["TotalCount"] == 4 and listed["PageNumber"] == 1
 
     only = sdk.call("DescribeAccounts", InstanceId=instance.id, AccountName="reader")
     assert [a["AccountName"] for a in only["Accounts"]["Account"]] == ["reader"]
@@ -452,6 +469,109 @@ def test_instance_reads(
         "InvalidInstanceId.NotFound",
         404,
     )
+
+
+@pytest.mark.parametrize("kind", SDKS)
+def test_protected_accounts(keyturn: KeyturnServer, instance: Instance, kind: str) -> None:
+    """keyturn's own admin user and a user with every command (a superuser): no reset, no
+    change (not even an old-password check), no creation over keyturn's name; OperationDenied
+    and both still log in as before. ``default`` is the instance password: allowed here."""
+    server = instance.server
+    ops_password = new_password()
+    add_user(server, "ops", ops_password, "+@all")
+    sdk = KvstoreSdk(kind, keyturn.endpoint)
+    denied = ("OperationDenied", 403)
+    for account, current in (("kt_admin", server.admin_password), ("ops", ops_password)):
+        assert current is not None
+        fields = {"InstanceId": instance.id, "AccountName": account}
+        assert (
+            sdk_error(
+                lambda f=fields: sdk.call(
+                    "ResetAccountPassword", **f, AccountPassword=new_password()
+                )
+            )
+            == denied
+        )
+        assert (
+            sdk_error(
+                lambda f=fields, old=current: sdk.call(
+                    "ModifyAccountPassword",
+                    **f,
+                    OldAccountPassword=old,
+                    NewAccountPassword=new_password(),
+                )
+            )
+            == denied
+        )
+        assert can_login(server.port, account, current)
+    create = {"InstanceId": instance.id, "AccountName": "kt_admin"}
+    created = new_password()
+    assert sdk_error(lambda: sdk.call("CreateAccount", **create, AccountPassword=created)) == denied
+    assert not can_login(server.port, "kt_admin", created)
+    new = new_password()
+    sdk.call(
+        "ResetAccountPassword", InstanceId=instance.id, AccountName=instance.id, AccountPassword=new
+    )
+    assert can_login(server.port, "default", new)
+
+
+def test_default_keyturn_logs_in_with_is_denied(
+    keyturn: KeyturnServer, redis_server: RedisServer
+) -> None:
+    """Without the opt-in, an instance keyturn logs in to as ``default`` refuses to reset it
+    (AccountName = InstanceId, or ``default``)."""
+    instance_id = new_instance_id()
+    keyturn.add_instance(instance_id, [redis_server.url()], product=KVSTORE)
+    sdk = KvstoreSdk("tea", keyturn.endpoint)
+    for name in (instance_id, "default"):
+        fields = {"InstanceId": instance_id, "AccountName": name}
+        assert sdk_error(
+            lambda f=fields: sdk.call("ResetAccountPassword", **f, AccountPassword=new_password())
+        ) == ("OperationDenied", 403)
+    assert can_login(redis_server.port, "default", redis_server.password or "")
+
+
+def test_concurrent_wrong_old_passwords(keyturn: KeyturnServer, instance: Instance) -> None:
+    """Nineteen ModifyAccountPassword calls with wrong old passwords at once, from as many
+    threads: they are checked one at a time, so exactly four answer Mismatch and the fifth
+    locks; the rest, and the right old password after them, answer Account.Locked."""
+    barrier = threading.Barrier(19)
+    answers: list[tuple[str, int]] = []
+
+    def guess(n: int) -> None:
+        sdk = KvstoreSdk("tea", keyturn.endpoint)
+        barrier.wait(10)
+        answers.append(
+            sdk_error(
+                lambda: sdk.call(
+                    "ModifyAccountPassword",
+                    InstanceId=instance.id,
+                    AccountName="appuser",
+                    OldAccountPassword=f"Wrong_Passw0rd{n}",
+                    NewAccountPassword=new_password(),
+                )
+            )
+        )
+
+    threads = [threading.Thread(target=guess, args=(n,)) for n in range(19)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(answers) == sorted(
+        [("InvalidAccountPassword.Mismatch", 400)] * 4 + [("Account.Locked", 403)] * 15
+    )
+    sdk = KvstoreSdk("tea", keyturn.endpoint)
+    fields = {"InstanceId": instance.id, "AccountName": "appuser"}
+    assert sdk_error(
+        lambda: sdk.call(
+            "ModifyAccountPassword",
+            **fields,
+            OldAccountPassword=instance.user_password,
+            NewAccountPassword=new_password(),
+        )
+    ) == ("Account.Locked", 403)
+    assert can_login(instance.server.port, "appuser", instance.user_password)
 
 
 def test_no_secret_leaks(keyturn: KeyturnServer) -> None:

@@ -160,9 +160,11 @@ def can_login(port: int, user: str, password: str) -> bool:
 
 
 def add_user(server: RedisServer, name: str, password: str) -> None:
+    """A data account (every command but the dangerous ones: not a superuser)."""
     client = redis.Redis(port=server.port, password=server.password, protocol=2, driver_info=None)
     try:
-        client.execute_command("ACL", "SETUSER", name, "on", f">{password}", "~*", "&*", "+@all")
+        rules = ("~*", "&*", "+@all", "-@dangerous")
+        client.execute_command("ACL", "SETUSER", name, "on", f">{password}", *rules)
     finally:
         client.close()
 
@@ -212,7 +214,7 @@ def tencent_profile(keyturn: HttpsKeyturnServer, ca: bool = True) -> ClientProfi
 
 def test_tencent_redis_sdk(keyturn: HttpsKeyturnServer, redis_server: RedisServer) -> None:
     instance_id = new_instance_id()
-    keyturn.add_instance(instance_id, [redis_server.url()])
+    keyturn.add_instance(instance_id, [redis_server.admin_url()])
     cred = credential.Credential(KEY_ID, KEY_SECRET)
     client = redis_client.RedisClient(cred, "ap-guangzhou", tencent_profile(keyturn))
     password = new_password()
@@ -291,7 +293,7 @@ def test_alibaba_tea_sdk(
     keyturn: HttpsKeyturnServer, redis_server: RedisServer, signature: str | None
 ) -> None:
     instance_id = "r-" + uuid.uuid4().hex[:12]
-    keyturn.add_instance(instance_id, [redis_server.url()], product=Product.ALIBABA_KVSTORE)
+    keyturn.add_instance(instance_id, [redis_server.admin_url()], product=Product.ALIBABA_KVSTORE)
     add_user(redis_server, "appuser", new_password())
     config = open_api_models.Config(
         access_key_id=KEY_ID,
@@ -317,7 +319,7 @@ def test_alibaba_tea_sdk(
 @pytest.mark.filterwarnings(r"ignore:ssl\.match_hostname\(\) is deprecated:DeprecationWarning")
 def test_alibaba_legacy_sdk(keyturn: HttpsKeyturnServer, redis_server: RedisServer) -> None:
     instance_id = "r-" + uuid.uuid4().hex[:12]
-    keyturn.add_instance(instance_id, [redis_server.url()], product=Product.ALIBABA_KVSTORE)
+    keyturn.add_instance(instance_id, [redis_server.admin_url()], product=Product.ALIBABA_KVSTORE)
     add_user(redis_server, "appuser", new_password())
     client = AcsClient(KEY_ID, KEY_SECRET, "cn-hangzhou", verify=str(keyturn.ca))
     request = ResetAccountPasswordRequest()
@@ -341,7 +343,7 @@ def test_huawei_dcs_sdk(keyturn: HttpsKeyturnServer, redis_server: RedisServer) 
 
     instance_id = str(uuid.uuid4())
     keyturn.add_instance(
-        instance_id, [redis_server.url()], product=Product.HUAWEI_DCS, tenant=HW_PROJECT
+        instance_id, [redis_server.admin_url()], product=Product.HUAWEI_DCS, tenant=HW_PROJECT
     )
     config = HttpConfig.get_default_config()
     config.ssl_ca_cert = str(keyturn.ca)

@@ -1,5 +1,9 @@
 """Huawei Cloud DCS (API v2) end to end: the official huaweicloudsdkdcs client against a real
-keyturn server resetting and changing passwords on real throwaway redis-servers."""
+keyturn server resetting and changing passwords on real throwaway redis-servers.
+
+keyturn logs in with a dedicated admin user, so the instance password (``default``) is the
+caller's to reset; an instance keyturn logs in to as ``default`` refuses both APIs unless it
+opts in (``allow_admin_reset``)."""
 
 from __future__ import annotations
 
@@ -85,12 +89,17 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
-def register(keyturn: KeyturnServer, servers: list[Any], **options: Any) -> str:
+def register(
+    keyturn: KeyturnServer, servers: list[Any], *, own_admin: bool = False, **options: Any
+) -> str:
+    """Register ``servers``; keyturn logs in with a dedicated admin user, or (``own_admin``)
+    as ``default`` on an instance that allows resetting it."""
     instance_id = new_id()
     options.setdefault("tenant", HW_PROJECT)
     keyturn.add_instance(
         instance_id,
-        [s.url() for s in servers],
+        [s.url() if own_admin else s.admin_url() for s in servers],
+        allow_admin_reset=own_admin,
         product=Product.HUAWEI_DCS,
         region="cn-north-4",
         **options,
@@ -407,6 +416,35 @@ def test_garbage_is_always_a_4xx_with_a_code(keyturn: KeyturnServer, instance) -
     assert can_login(server.port, server.password)
     ok = signed(keyturn, "GET", base)
     assert ok.status_code == 200 and ok.headers["x-request-id"]
+
+
+def test_instance_password_keyturn_logs_in_with(
+    keyturn: KeyturnServer, redis_server_factory
+) -> None:  # type: ignore[no-untyped-def]
+    """keyturn logs in as ``default``: reset and change are refused (111400026) and nothing
+    changes; with ``allow_admin_reset`` both work and keyturn keeps administering the
+    instance with the new password."""
+    client = dcs_client(keyturn.endpoint)
+    server = redis_server_factory()
+    instance_id = new_id()
+    keyturn.add_instance(instance_id, [server.url()], product=Product.HUAWEI_DCS, tenant=HW_PROJECT)
+    for call in (
+        lambda: reset_password(client, instance_id, new_password=new_password()),
+        lambda: reset_password(client, instance_id, no_password_access=True),
+        lambda: update_password(client, instance_id, old=server.password, new=new_password()),
+    ):
+        error = refused(call)
+        assert (error.error_code, error.status_code) == ("111400026", 400)
+    assert can_login(server.port, server.password) and not can_login(server.port, None)
+
+    opted = redis_server_factory()
+    allowed = register(keyturn, [opted], own_admin=True)
+    new = new_password()
+    assert reset_password(client, allowed, new_password=new).code == "1"
+    assert can_login(opted.port, new) and not can_login(opted.port, opted.password)
+    newer = new_password()
+    assert update_password(client, allowed, old=new, new=newer).result == "success"
+    assert can_login(opted.port, newer)
 
 
 def test_no_secret_leaks(keyturn: KeyturnServer) -> None:

@@ -109,7 +109,7 @@ def cam_resource(instance: str, tenant: str = TENANT) -> str:
 
 def tencent_instance(keyturn: KeyturnServer, server: RedisServer, prefix: str = "crs-") -> str:
     instance_id = prefix + secrets.token_hex(4)
-    keyturn.add_instance(instance_id, [server.url()])
+    keyturn.add_instance(instance_id, [server.admin_url()])
     return instance_id
 
 
@@ -271,12 +271,13 @@ def kvstore_instance(
         host="127.0.0.1", port=server.port, password=server.password, protocol=2, driver_info=None
     )
     try:
-        admin.execute_command("ACL", "SETUSER", "app", "on", f">{password}", "~*", "+@all")
+        rules = ("~*", "+@all", "-@dangerous")  # a data account: a superuser is not resettable
+        admin.execute_command("ACL", "SETUSER", "app", "on", f">{password}", *rules)
     finally:
         admin.close()
     keyturn.add_instance(
         instance_id,
-        [server.url()],
+        [server.admin_url()],
         product=Product.ALIBABA_KVSTORE,
         region="cn-hangzhou",
         tenant=tenant,
@@ -362,7 +363,7 @@ def dcs_instance(keyturn: KeyturnServer, server: RedisServer) -> str:
     instance_id = str(uuid.uuid4())
     keyturn.add_instance(
         instance_id,
-        [server.url()],
+        [server.admin_url()],
         product=Product.HUAWEI_DCS,
         region="cn-north-4",
         tenant=HW_PROJECT,

@@ -6,6 +6,8 @@ A reset succeeds on every node, the replicas keep replicating after a forced rec
 sentinel holds the new auth-pass and logs in again, and a second reset works with the
 credentials keyturn rotated for itself. With one replica stopped,
 the reset is refused with the vendor's code and the old password still works everywhere.
+Resetting the account keyturn logs in with is the point here, so the instance opts in
+(``allow_admin_reset``).
 """
 
 from __future__ import annotations
@@ -46,7 +48,12 @@ def register(
     keyturn: KeyturnServer, cluster: list[RedisServer], sentinels: Sequence[str] = ()
 ) -> str:
     instance_id = new_instance_id()
-    keyturn.add_instance(instance_id, [server.url() for server in cluster], sentinels=sentinels)
+    keyturn.add_instance(
+        instance_id,
+        [server.url() for server in cluster],
+        sentinels=sentinels,
+        allow_admin_reset=True,
+    )
     return instance_id
 
 

@@ -143,6 +143,39 @@ def test_error_codes(keyturn: KeyturnServer, pg) -> None:  # type: ignore[no-unt
     assert can_login(server, "appuser", old)  # nothing was applied
 
 
+def test_admin_role_and_superusers_are_protected(keyturn: KeyturnServer, pg) -> None:  # type: ignore[no-untyped-def]
+    """keyturn's own admin role (``postgres``) and any other superuser: refused with
+    OperationDenied.AccountOperationDenied, nothing changed (the old passwords still log in)."""
+    instance_id, server = pg
+    client = sdk(keyturn.endpoint)
+    other = new_password()
+    create_role(server, "root2", other, "LOGIN", "SUPERUSER")
+    for user in ("postgres", "root2"):
+        code = code_of(lambda u=user: reset(client, instance_id, u, new_password()))
+        assert code == "OperationDenied.AccountOperationDenied", user
+    assert can_login(server, "postgres", server.password)
+    assert can_login(server, "root2", other)
+
+
+def test_admin_role_when_allowed(keyturn: KeyturnServer, postgres_server) -> None:  # type: ignore[no-untyped-def]
+    """With ``allow_admin_reset`` keyturn resets its own admin role and keeps working."""
+    instance_id = "postgres-" + secrets.token_hex(4)
+    keyturn.add_instance(
+        instance_id,
+        [postgres_server.url()],
+        product=Product.TENCENT_POSTGRES,
+        allow_admin_reset=True,
+    )
+    client = sdk(keyturn.endpoint)
+    new = new_password()
+    reset(client, instance_id, "postgres", new)
+    assert can_login(postgres_server, "postgres", new)
+    assert not can_login(postgres_server, "postgres", postgres_server.password)
+    newer = new_password()
+    reset(client, instance_id, "postgres", newer)  # keyturn logs in with the new one
+    assert can_login(postgres_server, "postgres", newer)
+
+
 def test_unreachable_instance(keyturn: KeyturnServer, pg) -> None:  # type: ignore[no-untyped-def]
     instance_id, server = pg
     server.stop()

@@ -152,7 +152,7 @@ def test_garbage_requests_get_codes_not_5xx(
 def test_tccli_reset_password(keyturn: KeyturnServer, redis_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     tccli = shutil.which("tccli") or str(Path(sys.executable).parent / "tccli")
     instance_id = new_instance_id()
-    keyturn.add_instance(instance_id, [redis_server.url()])
+    keyturn.add_instance(instance_id, [redis_server.admin_url()])
     env = {"HOME": str(tmp_path), "PATH": str(Path(sys.executable).parent)}
     subprocess.run(
         [

@@ -1,5 +1,9 @@
 """Tencent Cloud Redis ResetPassword end to end: the official tencentcloud-sdk-python-redis
-client against a real keyturn server resetting real throwaway redis-servers."""
+client against a real keyturn server resetting real throwaway redis-servers.
+
+keyturn logs in with a dedicated admin user (``RedisServer.admin_url``) so ResetPassword may
+change ``default``, the instance password; an instance whose node keyturn logs in to as
+``default`` refuses it unless it opts in (``allow_admin_reset``)."""
 
 from __future__ import annotations
 
@@ -24,7 +28,7 @@ def code_of(call: object) -> str:
 @pytest.fixture
 def instance(keyturn: KeyturnServer, redis_server) -> tuple[str, object]:  # type: ignore[no-untyped-def]
     instance_id = new_instance_id()
-    keyturn.add_instance(instance_id, [redis_server.url()], name="orders-cache")
+    keyturn.add_instance(instance_id, [redis_server.admin_url()], name="orders-cache")
     return instance_id, redis_server
 
 
@@ -103,7 +107,7 @@ def test_parameter_and_rule_errors(keyturn: KeyturnServer, instance) -> None:  #
 
 def test_password_free_denied(keyturn: KeyturnServer, redis_server) -> None:  # type: ignore[no-untyped-def]
     instance_id = new_instance_id()
-    keyturn.add_instance(instance_id, [redis_server.url()], password_free_allowed=False)
+    keyturn.add_instance(instance_id, [redis_server.admin_url()], password_free_allowed=False)
     client = redis_sdk(keyturn.endpoint)
     assert code_of(lambda: reset(client, instance_id, NoAuth=True)) == (
         "InvalidParameterValue.PasswordFreeDenied"
@@ -172,7 +176,7 @@ def test_unpersisted_change_is_reported(keyturn: KeyturnServer, redis_server_fac
     (the password is in force) and the task message says it was not persisted."""
     server = redis_server_factory(config_file=False)
     instance_id = new_instance_id()
-    keyturn.add_instance(instance_id, [server.url()])
+    keyturn.add_instance(instance_id, [server.admin_url()])
     client = redis_sdk(keyturn.endpoint)
     new = new_password()
     info = wait_task(client, reset(client, instance_id, Password=new))
@@ -211,6 +215,43 @@ def test_encrypted_password(keyturn: KeyturnServer, instance) -> None:  # type: 
         task = reset(client, instance_id, Password=ciphertext, EncryptPassword=True)
         assert wait_task(client, task).Status == "succeed"
         assert can_login(server.port, new)
+
+
+def test_instance_password_keyturn_logs_in_with_is_refused(
+    keyturn: KeyturnServer, redis_server
+) -> None:  # type: ignore[no-untyped-def]
+    """keyturn logs in as ``default``: resetting the instance password (or making it
+    password-free) would hand the caller keyturn's own admin account, so it is refused and
+    nothing changes; no task is made."""
+    instance_id = new_instance_id()
+    keyturn.add_instance(instance_id, [redis_server.url()])
+    client = redis_sdk(keyturn.endpoint)
+    for fields in ({"Password": new_password()}, {"NoAuth": True}):
+        assert code_of(lambda f=fields: reset(client, instance_id, **f)) == (
+            "InvalidParameter.PermissionDenied"
+        )
+    assert can_login(redis_server.port, redis_server.password)
+    assert not can_login(redis_server.port, None)
+    tasks = models.DescribeTaskListRequest()
+    tasks.InstanceId = instance_id
+    assert client.DescribeTaskList(tasks).TotalCount == 0
+
+
+def test_instance_password_keyturn_logs_in_with_when_allowed(
+    keyturn: KeyturnServer, redis_server
+) -> None:  # type: ignore[no-untyped-def]
+    """With ``allow_admin_reset`` keyturn resets its own admin account (the instance password)
+    through its lockout guard, and keeps administering the instance with the new password."""
+    instance_id = new_instance_id()
+    keyturn.add_instance(instance_id, [redis_server.url()], allow_admin_reset=True)
+    client = redis_sdk(keyturn.endpoint)
+    old, new = redis_server.password, new_password()
+    assert wait_task(client, reset(client, instance_id, Password=new)).Status == "succeed"
+    assert can_login(redis_server.port, new)
+    assert not can_login(redis_server.port, old)
+    newer = new_password()
+    assert wait_task(client, reset(client, instance_id, Password=newer)).Status == "succeed"
+    assert can_login(redis_server.port, newer)
 
 
 def test_no_secret_leaks(keyturn: KeyturnServer) -> None:

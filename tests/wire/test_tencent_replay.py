@@ -34,7 +34,7 @@ def proxy(keyturn: KeyturnServer) -> Iterator[RecordingProxy]:
 @pytest.fixture
 def instance(keyturn: KeyturnServer, redis_server: Any) -> tuple[str, Any]:
     instance_id = new_instance_id()
-    keyturn.add_instance(instance_id, [redis_server.url()])
+    keyturn.add_instance(instance_id, [redis_server.admin_url()])
     return instance_id, redis_server
 
 

@@ -158,10 +158,17 @@ def test_error_codes_and_all_or_nothing(keyturn: KeyturnServer, db) -> None:  # 
     client = sdk(keyturn.endpoint)
     old = new_password()
     create_user(server, "keep", "%", old)
+    create_user(server, "dba", "%", new_password())
+    server.socket_sql("GRANT SUPER ON *.* TO 'dba'@'%';")
     good = new_password()
     cases = [
         (
             users_request(instance_id, ("root", "127.0.0.1", good)),
+            "OperationDenied.ResetUserPasswordError",
+        ),
+        # A superuser by its grants (SUPER on *.*), not by its name; the batch changes nothing.
+        (
+            users_request(instance_id, ("keep", "%", good), ("dba", "%", good)),
             "OperationDenied.ResetUserPasswordError",
         ),
         (users_request(instance_id, ("nobody", "%", good)), "FailedOperation.QueryUserError"),

@@ -158,6 +158,13 @@ def instances_add(
     password_free_allowed: Annotated[
         bool, typer.Option(help="Allow switching to password-free mode.")
     ] = True,
+    allow_admin_reset: Annotated[
+        bool,
+        typer.Option(
+            help="Let the vendor APIs reset the accounts keyturn logs in with, and superusers "
+            "(refused by default: a key allowed to reset passwords must not take over the server)."
+        ),
+    ] = False,
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
@@ -183,6 +190,7 @@ def instances_add(
             name=name,
             password_free_allowed=password_free_allowed,
             sentinel_urls=sentinels,
+            allow_admin_reset=allow_admin_reset,
         ),
     )
     console.print(f"instance {instance_id} added")
@@ -196,7 +204,7 @@ def instances_list(
 ) -> None:
     """List instances with their nodes (passwords hidden)."""
     rows, _ = _run(config, data_dir, lambda s: s.list_instances(tenant))
-    table = Table("id", "tenant", "product", "region", "name", "nodes", "source")
+    table = Table("id", "tenant", "product", "region", "name", "nodes", "admin reset", "source")
     for inst in rows:
         nodes = "\n".join(node.address.public_url() for node in (*inst.nodes, *inst.sentinels))
         table.add_row(
@@ -206,6 +214,7 @@ def instances_list(
             inst.region,
             inst.name,
             nodes,
+            "allowed" if inst.allow_admin_reset else "refused",
             str(inst.source),
         )
     console.print(table)

@@ -83,6 +83,21 @@ DEFAULT_ADMIN_USER: Mapping[EngineKind, str] = {
     EngineKind.MYSQL: "root",
 }
 
+#: The account whose password is "the instance password" (Redis: the ``default`` user). The
+#: vendors' instance-password APIs change it by definition, so its own rights do not make it a
+#: protected superuser; it is protected only when keyturn logs in with it.
+INSTANCE_PASSWORD_ACCOUNT: Mapping[EngineKind, str] = {EngineKind.REDIS: "default"}
+
+
+def login_name(engine: EngineKind, account: str) -> str:
+    """The user name ``account`` logs in with: a MySQL account is one ``user@host`` row of a
+    user (split on the last ``@``; no ``@`` is the name itself), other engines' accounts are
+    plain user names."""
+    if engine is EngineKind.MYSQL:
+        user, at, _ = account.rpartition("@")
+        return user if at else account
+    return account
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Tenant:
@@ -191,6 +206,11 @@ class Instance:
     @property
     def primary(self) -> Node:
         return self.nodes[0]
+
+    @property
+    def admin_logins(self) -> frozenset[str]:
+        """The user names keyturn logs in with, on the nodes and on the sentinels."""
+        return frozenset(node.address.username for node in (*self.nodes, *self.sentinels))
 
 
 def parse_node_url(url: str, engine: EngineKind) -> NodeAddress:

@@ -32,6 +32,10 @@ class EngineInfo:
     password_free: bool | None = None
     #: Whether the account keyturn was asked about exists; None when the probe cannot tell.
     account_exists: bool | None = None
+    #: Whether that account has full control of the server (PostgreSQL ``rolsuper``, MySQL
+    #: global ``SUPER`` or ``CREATE USER``, a Redis user allowed every command or the commands
+    #: that change users and configuration); None when the probe cannot tell.
+    superuser: bool | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

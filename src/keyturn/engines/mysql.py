@@ -22,7 +22,9 @@ anonymous user, that takes the same clients' logins (``'app'@'127.0.0.1'`` or
 MariaDB authentication chains (``IDENTIFIED VIA a OR b``) are refused: a snapshot could not
 restore them. ``verify`` logs in on a fresh TCP connection to the node's host and checks that
 ``CURRENT_USER()`` is the row that was changed, so a ``'x'@'localhost'`` row (unix socket only
-with ``skip-name-resolve``) cannot be verified from here.
+with ``skip-name-resolve``) cannot be verified from here. A probe for an account reports whether
+its row holds a global privilege that controls the server (SUPER, CREATE USER), so the service
+can protect it.
 
 Limitations: only MariaDB 10.11 is tested. On MySQL 8, ``caching_sha2_password`` verifiers
 cannot be pre-hashed portably, so a reset needs the ``mysql_native_password`` plugin to be
@@ -112,6 +114,13 @@ _MYSQL_ROWS: Final = (
 _MYSQL_ALL: Final = (
     "SELECT User, Host, plugin, authentication_string, account_locked FROM mysql.user"
 )
+#: Whether an account row holds a global privilege that controls the server: SUPER (granted by
+#: ALL PRIVILEGES ON *.* too), or CREATE USER, which may ALTER USER any account, root's
+#: included. ``mysql.user`` is a view over ``global_priv`` on MariaDB: one query for both.
+_SUPERUSER: Final = (
+    "SELECT MAX(Super_priv = 'Y' OR Create_user_priv = 'Y') FROM mysql.user"
+    " WHERE User = %s AND LOWER(Host) = LOWER(%s)"
+)
 _MYSQL_NATIVE_ACTIVE: Final = (
     "SELECT PLUGIN_STATUS FROM information_schema.PLUGINS WHERE PLUGIN_NAME = %s"
 )
@@ -178,7 +187,13 @@ class MySQLEngine(SqlEngine):
             if row:
                 admin.version = text(row[0])
                 admin.mariadb = "mariadb" in admin.version.lower()
-            return EngineInfo(version=admin.version, accounts=True, password_free=None)
+            superuser = None
+            if account is not None:
+                found = await self._one(admin.conn, _SUPERUSER, split_account(account))
+                superuser = None if found is None or found[0] is None else bool(found[0])
+            return EngineInfo(
+                version=admin.version, accounts=True, password_free=None, superuser=superuser
+            )
 
         return await self._admins.run(node, "probe", op)
 

@@ -12,7 +12,8 @@ snapshots hold no verifier, and ``restore`` of them is refused.
 
 Before every change the target role is checked: it must exist, be able to log in (``LOGIN``, and
 ``VALID UNTIL``, which a password change does not reset, not in the past), and must not be a
-superuser unless the administrator is one. One autocommit admin connection is kept per node,
+superuser unless the administrator is one. A probe for a role reports whether it is a superuser
+(``rolsuper``), which the service protects. One autocommit admin connection is kept per node,
 used under a per-node lock. A verification uses a fresh connection of its own. No SQL text,
 password, verifier or driver message is logged or copied into an error. This module imports
 only ``keyturn.core``, ``keyturn.engines`` and psycopg.
@@ -87,6 +88,11 @@ _ROLE: Final = sql.SQL(
     " r.rolsuper"
     " FROM (VALUES (1)) AS one (x)"
     " LEFT JOIN pg_catalog.pg_roles r ON r.rolname = %s"
+)
+#: The version and whether a role is a superuser (NULL: no such role), in one round trip.
+_PROBE: Final = sql.SQL(
+    "SELECT current_setting('server_version'),"
+    " (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = %s)"
 )
 _VERIFIER: Final = sql.SQL("SELECT a.rolpassword FROM pg_catalog.pg_authid a WHERE a.rolname = %s")
 _ACCOUNTS: Final = sql.SQL(
@@ -166,9 +172,12 @@ class PostgresEngine(SqlEngine):
     async def probe(self, node: Node, account: str | None = None) -> EngineInfo:
         async def op(admin: _Admin) -> EngineInfo:
             # Always a round trip, even on a pooled connection: a probe is a health check.
-            row = await self._one(admin, sql.SQL("SHOW server_version"))
+            row = await self._one(admin, _PROBE, (account,))
             admin.version = str(row[0]) if row else admin.version
-            return EngineInfo(version=admin.version, accounts=True, password_free=None)
+            superuser = None if row is None or row[1] is None else bool(row[1])
+            return EngineInfo(
+                version=admin.version, accounts=True, password_free=None, superuser=superuser
+            )
 
         return await self._admins.run(node, "probe", op)
 

@@ -34,8 +34,10 @@ from keyturn.core.secrets import Secret
 from keyturn.engines import redis_topology
 from keyturn.engines.base import DEFAULT_TIMEOUT, check_timeout
 from keyturn.engines.redis_acl import (
+    TAKEOVER_COMMANDS,
     AclUser,
     account_rules,
+    dryrun_allowed,
     parse_version,
     restore_rules,
     sha256_hex,
@@ -78,19 +80,27 @@ class RedisEngine:
         async def op(admin: RedisAdmin) -> EngineInfo:
             # Always a round trip, even on a pooled client: a probe is a health check.
             if account is not None and admin.acl:
-                # One round trip for both: the probe is on every reset's request path.
+                # One round trip for all: the probe is on every reset's request path.
+                dryrun = parse_version(admin.version) >= (7,)
                 pipe = admin.client.pipeline(transaction=False)
                 pipe.execute_command("INFO", "server")
                 pipe.execute_command("ACL", "GETUSER", account)
-                info, reply = await pipe.execute()
+                for command in TAKEOVER_COMMANDS if dryrun else ():
+                    pipe.execute_command("ACL", "DRYRUN", account, *command)
+                info, reply, *dryruns = await pipe.execute(raise_on_error=False)
+                for answer in (info, reply):
+                    if isinstance(answer, Exception):
+                        raise answer
                 admin.version = version_of(info, node.address.endpoint)
                 user = None if reply is None else AclUser.parse(reply)
-                free = None if user is None else user.nopass
                 return EngineInfo(
                     version=admin.version,
                     accounts=True,
-                    password_free=free,
+                    password_free=None if user is None else user.nopass,
                     account_exists=user is not None,
+                    superuser=None
+                    if user is None
+                    else user.all_commands or any(dryrun_allowed(d) for d in dryruns),
                 )
             admin.version = await server_version(admin.client, node.address.endpoint)
             free = None if account is None else await self._password_free(admin, account)

@@ -93,6 +93,17 @@ class AclUser:
     def enabled(self) -> bool:
         return "on" in self.flags
 
+    @property
+    def all_commands(self) -> bool:
+        """Whether the rules allow every command (``+@all`` / ``allcommands``, nothing taken
+        away after it); Redis lists such a user's commands as ``+@all`` first."""
+        rules = self.commands.split()
+        return (
+            bool(rules)
+            and rules[0] in ("+@all", "allcommands")
+            and not any(rule.startswith("-") for rule in rules[1:])
+        )
+
     @classmethod
     def parse(cls, reply: object) -> AclUser:
         fields = pairs(reply)
@@ -151,12 +162,41 @@ def restore_rules(data: Mapping[str, Any]) -> list[str]:
     return rules
 
 
+#: Commands whose use hands over the server: change users (``ACL SETUSER``), the configuration
+#: (``CONFIG SET``: ``requirepass``, ``dir`` + ``dbfilename``...) or load code (``MODULE LOAD``).
+#: A user allowed any of them is a superuser (asked with ``ACL DRYRUN``, Redis 7+).
+TAKEOVER_COMMANDS: tuple[tuple[str, ...], ...] = (
+    ("ACL", "SETUSER", "x"),
+    ("CONFIG", "SET", "x", "y"),
+    ("MODULE", "LOAD", "x"),
+)
+
+
+def dryrun_allowed(reply: object) -> bool:
+    """Whether an ``ACL DRYRUN`` reply allows the command: ``OK``; a denial is a sentence, an
+    unknown user an error reply."""
+    return not isinstance(reply, Exception) and text(reply) == "OK"
+
+
+#: What a client needs beside its data commands: the harmless connection commands. AUTH and
+#: HELLO are never subject to ACL rules. ``-@admin -@dangerous`` takes away CLIENT KILL, PAUSE,
+#: LIST, NO-EVICT, UNBLOCK, UNPAUSE (Redis 7 categorizes subcommands); Redis 6 categorizes only
+#: the whole CLIENT command, so the harmless CLIENT subcommands are added back by name.
+_CONNECTION = ["+@connection", "+@transaction"]
+_NOT_ADMINISTRATION = ["-@admin", "-@dangerous", "+client|setname", "+client|getname", "+client|id"]
+#: Read-only: read commands (``-@dangerous`` drops KEYS and SORT_RO: SCAN is the way) and the
+#: connection commands. Read-write (Alibaba's RoleReadWrite, a data account): every command but
+#: administration and the dangerous ones (CONFIG, ACL, DEBUG, MONITOR, CLIENT KILL/PAUSE/LIST,
+#: INFO, FLUSHALL, FLUSHDB, KEYS, SORT, SWAPDB, RESTORE, MIGRATE, SHUTDOWN...).
+READ_ONLY_RULES = ["-@all", "+@read", *_CONNECTION, *_NOT_ADMINISTRATION]
+READ_WRITE_RULES = ["+@all", *_NOT_ADMINISTRATION]
+
+
 def account_rules(password: Secret, *, read_only: bool, channels: bool) -> list[str]:
     """``ACL SETUSER`` rules of a new account: enabled, one password, every key (and channel
-    where the server knows channel rules, Redis 6.2+). Read-only accounts get the read and
-    connection commands; read-write accounts everything but administration."""
+    where the server knows channel rules, Redis 6.2+), and the commands of its role."""
     rules = ["on", f">{password.reveal()}", "~*"]
     if channels:
         rules.append("&*")
-    rules += ["-@all", "+@read", "+@connection"] if read_only else ["+@all", "-@admin"]
+    rules += READ_ONLY_RULES if read_only else READ_WRITE_RULES
     return rules

@@ -5,21 +5,32 @@ A creation is applied node by node and verified by a login on every node; a fail
 account again from the nodes it reached, so nothing is half-created. A change checks the old
 password against the engine (never against anything keyturn stored), counts wrong ones per
 account in a ``ChangeGuard`` and, once the old password is right, runs as an ordinary
-synchronous reset (durable task, verify on every node, rollback).
+synchronous reset (durable task, verify on every node, rollback). Protected accounts
+(``keyturn.service.protection``) are refused before an old password is even looked at, and an
+account keyturn logs in with is never created over.
+
+The guard is race-free: the old passwords of one account are checked one at a time, in arrival
+order (a concurrent attempt waits for the one before it, as a vendor serializes operations on
+one account), and each attempt is counted before the engine is asked. So a burst of guesses
+gets at most five evaluated; the rest find the account locked.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import enum
 import logging
 import math
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from keyturn.core.errors import DomainError, UnsupportedFeature
-from keyturn.core.model import Product
+from keyturn.core.model import Instance, Product
 from keyturn.core.passwords import PasswordPolicy
 from keyturn.core.ports import Clock, EngineRegistry, Store
 from keyturn.core.secrets import Secret
+from keyturn.service import protection
 from keyturn.service.context import Caller
 from keyturn.service.queries import owned_instance
 from keyturn.service.resets import Resets
@@ -48,10 +59,18 @@ class ChangeOutcome:
     lock_minutes_left: int = 0
 
 
+@dataclass(slots=True)
+class _Turn:
+    lock: asyncio.Lock
+    users: int = 0
+
+
 class ChangeGuard:
     """Count consecutive wrong old passwords per account; lock changes after too many.
 
-    Kept in this process's memory: a restart lifts locks, which errs towards availability.
+    ``turn`` serializes the attempts on one account and ``attempt`` counts one before it is
+    evaluated, so concurrent guesses cannot all pass the check before any is counted. Kept in
+    this process's memory: a restart lifts locks, which errs towards availability.
     """
 
     def __init__(
@@ -62,6 +81,47 @@ class ChangeGuard:
         self.lock_seconds = lock_seconds
         self._failures: dict[tuple[str, ...], int] = {}
         self._locked_until: dict[tuple[str, ...], float] = {}
+        self._turns: dict[tuple[str, ...], _Turn] = {}
+
+    @contextlib.asynccontextmanager
+    async def turn(self, key: tuple[str, ...]) -> AsyncIterator[None]:
+        """Hold the account's one evaluation slot; waiters get it in arrival order. The entry
+        goes with its last user, so the table holds only accounts being changed."""
+        entry = self._turns.get(key)
+        if entry is None:
+            entry = self._turns[key] = _Turn(asyncio.Lock())
+        entry.users += 1
+        try:
+            async with entry.lock:
+                yield
+        finally:
+            entry.users -= 1
+            if entry.users == 0:
+                del self._turns[key]
+
+    def attempt(self, key: tuple[str, ...]) -> None:
+        """Count an attempt before its old password is evaluated (call it inside ``turn``);
+        ``missed``, ``refund`` or ``succeeded`` settles it."""
+        self._failures[key] = self._failures.get(key, 0) + 1
+
+    def missed(self, key: tuple[str, ...]) -> int:
+        """The counted attempt was a wrong old password: lock once it was the last one
+        allowed; the attempts left (0: changes are now locked)."""
+        count = self._failures.get(key, 0)
+        if count >= self.max_failures:
+            self._failures.pop(key, None)
+            self._locked_until[key] = self._clock.now().timestamp() + self.lock_seconds
+            return 0
+        return self.max_failures - count
+
+    def refund(self, key: tuple[str, ...]) -> None:
+        """The counted attempt was not a wrong password (the engine failed, or the account
+        has no password): it does not count."""
+        count = self._failures.get(key, 0) - 1
+        if count > 0:
+            self._failures[key] = count
+        else:
+            self._failures.pop(key, None)
 
     def seconds_locked(self, key: tuple[str, ...]) -> float:
         """Seconds until changes unlock; 0 when not locked."""
@@ -75,14 +135,10 @@ class ChangeGuard:
         return left
 
     def failed(self, key: tuple[str, ...]) -> int:
-        """Record a wrong old password; the attempts left (0 means changes are now locked)."""
-        count = self._failures.get(key, 0) + 1
-        if count >= self.max_failures:
-            self._failures.pop(key, None)
-            self._locked_until[key] = self._clock.now().timestamp() + self.lock_seconds
-            return 0
-        self._failures[key] = count
-        return self.max_failures - count
+        """Record a wrong old password at once (``attempt`` and ``missed`` together); the
+        attempts left (0 means changes are now locked)."""
+        self.attempt(key)
+        return self.missed(key)
 
     def succeeded(self, key: tuple[str, ...]) -> None:
         self._failures.pop(key, None)
@@ -112,6 +168,9 @@ class Accounts:
     ) -> None:
         """Create ``account`` on every node and prove its login there; all or nothing."""
         instance = await owned_instance(self._store, caller, product, instance_id)
+        # An existing account is never changed (AccountExists), but keyturn's own login name
+        # is refused outright, even on a node where it does not exist yet.
+        protection.check(instance, account)
         policy.check(password.reveal())
         engine = self._engines.engine(instance.engine)
         created = []
@@ -154,22 +213,12 @@ class Accounts:
         if locked:
             return self._locked(locked)
         policy.check(new.reveal())
-        engine = self._engines.engine(instance.engine)
-        if not await engine.password_matches(instance.primary, account, old):
-            info = await engine.probe(instance.primary, account)
-            if info.password_free:
-                raise UnsupportedFeature(
-                    "the account is password-free: it has no old password to change; reset it"
-                )
-            left = self._guard.failed(key)
-            log.warning(
-                "wrong old password",
-                extra={"request_id": caller.request_id, "instance_id": instance.id},
-            )
-            if left == 0:
-                return self._locked(self._guard.seconds_locked(key))
-            return ChangeOutcome(result=ChangeResult.PASSWORD_FAILED, retries_left=left)
-        self._guard.succeeded(key)
+        # Before any old password is evaluated: a protected account is no guessing target.
+        await self._resets.check_protected(instance, account)
+        async with self._guard.turn(key):
+            outcome = await self._evaluate(caller, instance, key, account, old)
+        if outcome is not None:
+            return outcome
         await self._resets.reset_password_and_wait(
             caller,
             product=product,
@@ -180,6 +229,44 @@ class Accounts:
             differ_from_current=differ_from_current,
         )
         return ChangeOutcome(result=ChangeResult.SUCCESS, retries_left=self._guard.max_failures)
+
+    async def _evaluate(
+        self,
+        caller: Caller,
+        instance: Instance,
+        key: tuple[str, ...],
+        account: str,
+        old: Secret,
+    ) -> ChangeOutcome | None:
+        """Check ``old`` (inside the account's turn): None when it is right, else the outcome
+        of a wrong one. The attempt is counted before the engine is asked."""
+        locked = self._guard.seconds_locked(key)
+        if locked:  # the attempts before this one, while it waited, locked the account
+            return self._locked(locked)
+        engine = self._engines.engine(instance.engine)
+        self._guard.attempt(key)
+        try:
+            matches = await engine.password_matches(instance.primary, account, old)
+            if not matches and (await engine.probe(instance.primary, account)).password_free:
+                raise UnsupportedFeature(
+                    "the account is password-free: it has no old password to change; reset it"
+                )
+        except DomainError:
+            # Not a wrong password (engine failure, password-free). A cancelled attempt stays
+            # counted: its caller may have seen nothing, but it must not be free to retry.
+            self._guard.refund(key)
+            raise
+        if matches:
+            self._guard.succeeded(key)
+            return None
+        left = self._guard.missed(key)
+        log.warning(
+            "wrong old password",
+            extra={"request_id": caller.request_id, "instance_id": instance.id},
+        )
+        if left == 0:
+            return self._locked(self._guard.seconds_locked(key))
+        return ChangeOutcome(result=ChangeResult.PASSWORD_FAILED, retries_left=left)
 
     def _locked(self, seconds_left: float) -> ChangeOutcome:
         return ChangeOutcome(

@@ -131,7 +131,10 @@ class Admin:
         password_free_allowed: bool = True,
         source: KeySource = KeySource.CLI,
         sentinel_urls: Sequence[Secret] = (),
+        allow_admin_reset: bool = False,
     ) -> Instance:
+        """Register (or replace) an instance. ``allow_admin_reset`` lets the vendor APIs reset
+        the accounts keyturn logs in with and superusers (``keyturn.service.protection``)."""
         await self._require_tenant(tenant_id)
         instance = build_instance(
             tenant_id=tenant_id,
@@ -143,6 +146,7 @@ class Admin:
             password_free_allowed=password_free_allowed,
             source=source,
             sentinel_urls=sentinel_urls,
+            allow_admin_reset=allow_admin_reset,
         )
         await self._store.put_instance(instance)
         return instance
@@ -177,6 +181,7 @@ class Admin:
                 password_free_allowed=spec.password_free_allowed,
                 source=src,
                 sentinel_urls=spec.sentinels,
+                allow_admin_reset=spec.allow_admin_reset,
             )
             await self._store.put_instance(_keep_rotated_credentials(declared, known))
         removed = 0
@@ -309,6 +314,7 @@ def build_instance(
     password_free_allowed: bool,
     source: KeySource,
     sentinel_urls: Sequence[Secret] = (),
+    allow_admin_reset: bool = False,
 ) -> Instance:
     """Validate an instance declaration: vendor id format, region, node and sentinel URLs."""
     if not product.id_pattern.match(instance_id):
@@ -343,6 +349,7 @@ def build_instance(
         region=region,
         name=name,
         password_free_allowed=password_free_allowed,
+        allow_admin_reset=allow_admin_reset,
         nodes=nodes,
         sentinels=sentinels,
         source=source,

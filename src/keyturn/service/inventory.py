@@ -66,6 +66,7 @@ class InstanceSpec:
     nodes: tuple[Secret, ...]  # URLs carry admin passwords
     sentinels: tuple[Secret, ...] = ()
     password_free_allowed: bool = True
+    allow_admin_reset: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -192,9 +193,8 @@ def _instance(reader: _Reader, where: str, table: Mapping[str, Any]) -> Instance
     sentinels = table.get("sentinels", [])
     if not isinstance(sentinels, list):
         raise InventoryError(f"{where}.sentinels: must be a list of URLs")
-    free = table.get("password_free_allowed", True)
-    if not isinstance(free, bool):
-        raise InventoryError(f"{where}.password_free_allowed: must be true or false")
+    free = _flag(table, "password_free_allowed", where, default=True)
+    admin_reset = _flag(table, "allow_admin_reset", where, default=False)
     return InstanceSpec(
         id=reader.text(table, "id", where),
         tenant=reader.text(table, "tenant", where),
@@ -208,7 +208,15 @@ def _instance(reader: _Reader, where: str, table: Mapping[str, Any]) -> Instance
             Secret(reader.expand(url, f"{where}.sentinels[{n}]")) for n, url in enumerate(sentinels)
         ),
         password_free_allowed=free,
+        allow_admin_reset=admin_reset,
     )
+
+
+def _flag(table: Mapping[str, Any], key: str, where: str, *, default: bool) -> bool:
+    value = table.get(key, default)
+    if not isinstance(value, bool):
+        raise InventoryError(f"{where}.{key}: must be true or false")
+    return value
 
 
 def _unique(kind: str, ids: list[str]) -> None:

@@ -2,8 +2,10 @@
 a durable task and hand it to the worker.
 
 Everything a client can get wrong is refused here, before the task row exists, so a refused
-request changes nothing. The pending password is sealed by the store in the same insert that
-creates the task; the one-active-task-per-account rule is the store's unique index.
+request changes nothing; so are changes of protected accounts (keyturn's own admin logins and
+superusers, ``keyturn.service.protection``) unless the instance opts in. The pending password
+is sealed by the store in the same insert that creates the task; the one-active-task-per-account
+rule is the store's unique index.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from keyturn.core.passwords import PasswordPolicy
 from keyturn.core.ports import EngineInfo, EngineRegistry, Store
 from keyturn.core.secrets import Secret
 from keyturn.core.tasks import NewTask, Task, TaskKind, TaskState, TaskStep
+from keyturn.service import protection
 from keyturn.service.context import Caller
 from keyturn.service.queries import owned_instance
 from keyturn.service.worker import Loaded, TaskWorker
@@ -56,13 +59,22 @@ class Resets:
         self, caller: Caller, *, product: Product, instance_id: str, accounts: Sequence[str]
     ) -> None:
         """Raise the domain error a reset of any of ``accounts`` would meet at its snapshot
-        (missing, locked, shadowed, ...) without queuing anything: batch APIs check every
-        account first so that one bad entry changes nothing."""
+        (missing, locked, shadowed, ...) or for a protected account, without queuing anything:
+        batch APIs check every account first so that one bad entry changes nothing."""
         instance = await owned_instance(self._store, caller, product, instance_id)
         engine = self._engines.engine(instance.engine)
         for account in accounts:
+            await self.check_protected(instance, account)
             for node in instance.nodes:
                 await engine.snapshot(node, account)
+
+    async def check_protected(self, instance: Instance, account: str) -> None:
+        """``ProtectedAccount`` if the vendor APIs may not change ``account`` (the primary is
+        probed when its being a superuser matters), before anything else is attempted."""
+        protection.check(instance, account)
+        if protection.superuser_matters(instance, account) and instance.nodes:
+            engine = self._engines.engine(instance.engine)
+            protection.check(instance, account, [await engine.probe(instance.primary, account)])
 
     async def reset_password(
         self,
@@ -135,12 +147,14 @@ class Resets:
                 raise PasswordFreeDenied()
         else:
             policy.check(password.reveal())
+        protection.check(instance, account)
         # Checked before the probe: while a task changes keyturn's own admin password, a
         # probe may fail to log in, and the caller must hear "busy", not "unhealthy". The
         # store's unique index still decides the race below.
         if await self._store.active_task(instance.id, account) is not None:
             raise OperationInProgress()
-        await self._check_health(instance, account)
+        infos = await self._check_health(instance, account)
+        protection.check(instance, account, infos)
         if differ_from_current and password is not None:
             engine = self._engines.engine(instance.engine)
             if await engine.password_matches(instance.primary, account, password):
@@ -168,31 +182,33 @@ class Resets:
         job = self._worker.submit(task, Loaded(instance=instance, password=password))
         return task, job
 
-    async def _check_health(self, instance: Instance, account: str) -> None:
+    async def _check_health(self, instance: Instance, account: str) -> list[EngineInfo]:
         """Every node must answer an admin probe, so a reset is never queued against an
-        instance that cannot take it."""
+        instance that cannot take it; what each probe found, in node order."""
         if not instance.nodes:
             raise EngineUnavailable(f"instance {instance.id} has no nodes")
         engine = self._engines.engine(instance.engine)
         results = await asyncio.gather(
             *(engine.probe(node, account) for node in instance.nodes), return_exceptions=True
         )
+        infos: list[EngineInfo] = []
         for node, result in zip(instance.nodes, results, strict=True):
             if isinstance(result, DomainError):
                 raise EngineUnavailable(f"node {node.address.endpoint}: {result.message}")
             if isinstance(result, BaseException):
                 raise result
-        primary = results[0]
-        assert isinstance(primary, EngineInfo)
+            infos.append(result)
+        primary = infos[0]
         if instance.product.named_accounts and not primary.accounts:
             raise AccountsUnsupported(
                 f"Redis {primary.version} has no named accounts (ACL users need Redis 6 or later)"
             )
-        for node, info in zip(instance.nodes, results, strict=True):
-            if isinstance(info, EngineInfo) and info.account_exists is False:
+        for node, info in zip(instance.nodes, infos, strict=True):
+            if info.account_exists is False:
                 raise AccountNotFound(f"the account does not exist on {node.address.endpoint}")
         # Keep the listing fields fresh without a write per request.
         if (primary.version, primary.password_free) != (instance.engine_version, instance.no_auth):
             await self._store.record_observation(
                 instance.id, no_auth=primary.password_free, engine_version=primary.version
             )
+        return infos

@@ -36,7 +36,29 @@ def test_the_documented_shape_parses() -> None:
     instance = inventory.instances[0]
     assert instance.product is Product.TENCENT_REDIS
     assert instance.nodes[0].reveal() == "redis://default:s3cret-Admin@127.0.0.1:6379"
+    assert instance.allow_admin_reset is False
     assert "s3cret" not in repr(inventory)
+
+
+def test_allow_admin_reset_is_read_and_built() -> None:
+    env = {"ORDERS_REDIS_ADMIN": "x"}
+    text = EXAMPLE + "allow_admin_reset = true\n"
+    spec = parse_inventory(text, env).instances[0]
+    assert spec.allow_admin_reset is True
+    instance = build_instance(
+        tenant_id=spec.tenant,
+        instance_id=spec.id,
+        product=spec.product,
+        region=spec.region,
+        node_urls=spec.nodes,
+        name=spec.name,
+        password_free_allowed=spec.password_free_allowed,
+        source=KeySource.INVENTORY,
+        allow_admin_reset=spec.allow_admin_reset,
+    )
+    assert instance.allow_admin_reset is True
+    with pytest.raises(InventoryError, match="allow_admin_reset: must be true or false"):
+        parse_inventory(EXAMPLE + 'allow_admin_reset = "yes"\n', env)
 
 
 def test_secret_env() -> None:

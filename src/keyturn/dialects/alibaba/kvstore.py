@@ -287,5 +287,8 @@ PRODUCT = AlibabaProduct(
             "or later).",
         ),
         e.OperationInProgress: AlibabaCode("TaskExists", 400, "Specified task have existed."),
+        e.ProtectedAccount: AlibabaCode(
+            "OperationDenied", 403, "The operation is denied for this account: {detail}"
+        ),
     },
 )

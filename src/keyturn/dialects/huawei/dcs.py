@@ -311,6 +311,9 @@ PRODUCT = HuaweiProduct(
         e.PasswordFreeDenied: HuaweiCode("DCS.4839", 400),
         e.InstanceNotFound: HuaweiCode("111404022", 404),
         e.OperationInProgress: HuaweiCode("111400115", 400),
+        # The instance password is the one keyturn logs in with: the code DCS answers when the
+        # instance does not allow the operation (as every Conflict), named here on purpose.
+        e.ProtectedAccount: HuaweiCode("111400026", 400),
         e.OperationTimedOut: HuaweiCode("111400115", 400),
     },
 )

@@ -202,6 +202,7 @@ PRODUCT = TencentProduct(
         e.AccountNotFound: "InvalidParameterValue.AccountNotExistError",
         e.AccountCannotLogin: "FailedOperation.InvalidAccountStatus",
         e.AccountPermissionDenied: "OperationDenied.AccountOperationDenied",
+        e.ProtectedAccount: "OperationDenied.AccountOperationDenied",
         e.PasswordLengthViolation: "InvalidParameterValue.InvalidPasswordLengthError",
         e.PasswordCompositionViolation: "InvalidParameterValue.InvalidPasswordValueError",
         e.PasswordPolicyViolation: "InvalidParameterValue.InvalidPasswordFormat",

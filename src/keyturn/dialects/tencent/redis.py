@@ -224,6 +224,11 @@ PRODUCT = TencentProduct(
         e.PasswordEmpty: "InvalidParameterValue.PasswordEmpty",
         e.PasswordPolicyViolation: "InvalidParameterValue.PasswordRuleError",
         e.PasswordFreeDenied: "InvalidParameterValue.PasswordFreeDenied",
+        # ResetPassword documents one denial that is not about the key's CAM policy (keyturn
+        # answers those with AuthFailure.UnauthorizedOperation): "The API has no CAM
+        # permissions". An instance whose password keyturn logs in with is not the key's to
+        # reset: the same, final, non-retryable refusal.
+        e.ProtectedAccount: "InvalidParameter.PermissionDenied",
         e.UnsupportedFeature: "FailedOperation.UnSupportError",
         e.InstanceNotFound: "ResourceNotFound.InstanceNotExists",
         e.TaskNotFound: "ResourceNotFound",

@@ -217,6 +217,7 @@ PRODUCT = TencentProduct(
         e.AccountShadowed: "InvalidParameterValue.InvalidParameterValueError",
         e.PasswordPolicyViolation: "InvalidParameterValue.CheckPasswdError",
         SuperUserDenied: "OperationDenied.ResetUserPasswordError",
+        e.ProtectedAccount: "OperationDenied.ResetUserPasswordError",
         e.OperationInProgress: "OperationDenied.InstanceStatusError",
         e.EngineUnavailable: "OperationDenied.InstanceStatusError",
         e.InvalidParameterValue: "InvalidParameterValue.InvalidParameterValueError",

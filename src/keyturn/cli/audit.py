@@ -55,7 +55,7 @@ def _run(
 ) -> T:
     async def go() -> T:
         settings = load_settings(config=config, data_dir=data_dir)
-        if not settings.master_key and not (settings.data_dir / KEY_FILE).exists():
+        if not (settings.master_key or "").strip() and not (settings.data_dir / KEY_FILE).exists():
             # A new master key made here would verify nothing.
             raise ConfigError(
                 f"no master key: the audit chain is keyed by the server's master key; set"

@@ -106,9 +106,8 @@ class ChainState:
     it opens with an unkeyed record (written before the chain was keyed); ``unkeyed_tail``:
     its newest record is unkeyed although its first is keyed (a downgrade); ``foreign_tail``:
     its newest record verifies under another master key than the sealing one (a rotation was
-    interrupted); ``empty``: no record yet."""
+    interrupted). All False for an empty chain."""
 
-    empty: bool
     unkeyed_start: bool = False
     unkeyed_tail: bool = False
     foreign_tail: bool = False
@@ -243,14 +242,13 @@ class SqlAuditLog(SqlBase):
             first = (await conn.execute(_FIRST_ROW)).first()
             last = (await conn.execute(_LAST_ROW)).first()
         if first is None or last is None:
-            return ChainState(empty=True)
+            return ChainState()
         foreign = (
             last.scheme == KEYED
             and not _keyed_under(self._keys.signing, last)
             and any(_keyed_under(key, last) for key in self._keys.verifying[1:])
         )
         return ChainState(
-            empty=False,
             unkeyed_start=first.scheme == LEGACY,
             unkeyed_tail=first.scheme != LEGACY and last.scheme == LEGACY,
             foreign_tail=foreign,

@@ -35,7 +35,8 @@ from keyturn.service.ratelimit import RateLimiter
 from keyturn.service.replay import ReplayGuard
 from keyturn.service.resets import Resets
 from keyturn.service.worker import TaskWorker
-from keyturn.store.audit import SqlAuditLog
+from keyturn.store.audit_keying import start_audit_log
+from keyturn.store.datadir import prepare_data_dir
 from keyturn.store.sealing import open_secret_box
 from keyturn.store.sql import SqlStore, open_store, sqlite_url
 
@@ -75,17 +76,22 @@ class Runtime:
 
 
 async def open_admin_store(settings: Settings) -> SqlStore:
-    """The store alone, for CLI commands that manage the inventory."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    """The store alone, for CLI commands that manage the inventory (the data dir made 0700)."""
+    prepare_data_dir(settings.data_dir)
     box = open_secret_box(settings.data_dir, settings.master_key)
     url = settings.database_url or sqlite_url(settings.data_dir)
     return await open_store(url, box, SystemClock())
 
 
 async def build_runtime(settings: Settings) -> Runtime:
-    """Open everything the server needs."""
+    """Open everything the server needs; the audit chain is keyed first if it must be."""
     clock = SystemClock()
     store = await open_admin_store(settings)
+    try:
+        audit = await start_audit_log(store, settings.data_dir)
+    except BaseException:
+        await store.close()
+        raise
     engines = EngineRegistry(timeout=settings.engine_timeout)
     worker = TaskWorker(
         store,
@@ -117,7 +123,7 @@ async def build_runtime(settings: Settings) -> Runtime:
                 default_write=settings.rate_limit_write,
                 default_read=settings.rate_limit_read,
             ),
-            SqlAuditLog(store),
+            audit,
             clock,
         ),
     )

@@ -1,15 +1,20 @@
-"""Contract tests of ``SqlAuditLog`` on a real SQLite store file: records are hash-chained as
-documented (checked against an independent computation), reads filter as the CLI needs, and
-``verify`` names the first record that was edited, removed or moved by raw SQL on the file.
-A write that cannot be stored raises (the gate's fail-closed rule depends on it), and two
-processes appending to one file keep one unbroken chain."""
+"""Contract tests of ``SqlAuditLog`` on a real SQLite store file: records are chained and keyed
+as documented (HMAC-SHA256 under a key derived from the master key, checked against an
+independent computation), reads filter as the CLI needs, and ``verify`` names the first record
+that was edited, removed, moved, re-hashed without the key or downgraded to the unkeyed scheme
+by raw SQL on the file. A legacy (unkeyed) chain is re-keyed at start-up only if it verifies,
+and only until the chain has been keyed once. A write that cannot be stored raises (the gate's
+fail-closed rule depends on it), and two processes appending to one file keep one unbroken
+chain."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import itertools
 import json
+import logging
 import os
 import sqlite3
 import sys
@@ -21,14 +26,23 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from keyturn.core.audit import AuditEvent, AuditOutcome
 from keyturn.core.errors import InternalError
-from keyturn.store.audit import GENESIS, MAX_FIELD, SqlAuditLog
+from keyturn.store.audit import SqlAuditLog
+from keyturn.store.audit_chain import GENESIS, MAX_FIELD, ChainKeys
+from keyturn.store.audit_keying import KEYED_MARKER, open_audit_log, start_audit_log
 from keyturn.store.sealing import AesGcmSecretBox
 from keyturn.store.sql import DB_FILE, SqlStore, open_store, sqlite_url
 
 T0 = datetime(2025, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+MASTER = b"k" * 32
+#: The chain key, derived here independently of keyturn's code, as documented.
+CHAIN_KEY = HKDF(
+    algorithm=hashes.SHA256(), length=32, salt=None, info=b"keyturn audit chain v1"
+).derive(MASTER)
 
 
 class FakeClock:
@@ -60,7 +74,7 @@ def event(n: int, **changes: object) -> AuditEvent:
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[SqlStore]:
-    opened = await open_store(sqlite_url(tmp_path), AesGcmSecretBox(b"k" * 32), FakeClock())
+    opened = await open_store(sqlite_url(tmp_path), AesGcmSecretBox(MASTER), FakeClock())
     try:
         yield opened
     finally:
@@ -106,21 +120,30 @@ def expected_json(e: AuditEvent) -> str:
     )
 
 
+def mac(prev: str, text: str, key: bytes = CHAIN_KEY) -> str:
+    return hmac.new(key, (prev + text).encode(), hashlib.sha256).hexdigest()
+
+
+def sha256(prev: str, text: str) -> str:
+    return hashlib.sha256((prev + text).encode()).hexdigest()
+
+
 async def test_records_are_chained_as_documented(audit: SqlAuditLog, tmp_path: Path) -> None:
     await fill(audit, 5)
     with raw(tmp_path) as conn:
         rows = conn.execute(
-            "SELECT seq, event, prev_hash, hash FROM audit_log ORDER BY seq"
+            "SELECT seq, event, prev_hash, hash, scheme FROM audit_log ORDER BY seq"
         ).fetchall()
     assert [row[0] for row in rows] == [1, 2, 3, 4, 5]
     prev = "0" * 64
-    for n, (_seq, text, prev_hash, digest) in enumerate(rows, start=1):
+    for n, (_seq, text, prev_hash, digest, scheme) in enumerate(rows, start=1):
         assert text == expected_json(event(n))
         assert prev_hash == prev
-        assert digest == hashlib.sha256((prev + text).encode()).hexdigest()
+        assert digest == mac(prev, text) and scheme == "hmac-sha256"
         prev = digest
     check = await audit.verify()
     assert check.intact and check.records == 5 and check.head_hash == prev
+    assert check.legacy == 0
 
 
 async def test_an_empty_log_is_intact(audit: SqlAuditLog) -> None:
@@ -167,13 +190,45 @@ def tamper_edit_column(conn: sqlite3.Connection) -> None:
     conn.execute("UPDATE audit_log SET tenant_id = 'someone' WHERE seq = 3")
 
 
+def rehash_from(conn: sqlite3.Connection, first: int, link: object, scheme: str) -> None:
+    """Rewrite records ``first`` on, ``succeeded`` edited to ``failed``, with hashes made by
+    ``link(prev, text)`` and chained as an attacker without the key would."""
+    prev = conn.execute("SELECT prev_hash FROM audit_log WHERE seq = ?", (first,)).fetchone()[0]
+    rows = conn.execute(
+        "SELECT seq, event FROM audit_log WHERE seq >= ? ORDER BY seq", (first,)
+    ).fetchall()
+    for seq, text in rows:
+        edited = text.replace("succeeded", "failed")
+        digest = link(prev, edited)  # type: ignore[operator]
+        conn.execute(
+            "UPDATE audit_log SET event = ?, hash = ?, prev_hash = ?, scheme = ? WHERE seq = ?",
+            (edited, digest, prev, scheme, seq),
+        )
+        prev = digest
+
+
 def tamper_rehash_one(conn: sqlite3.Connection) -> None:
-    # Edit record 3 and give it a matching hash: record 4 no longer follows it.
-    text = conn.execute("SELECT event FROM audit_log WHERE seq = 3").fetchone()[0]
-    prev = conn.execute("SELECT prev_hash FROM audit_log WHERE seq = 3").fetchone()[0]
-    edited = text.replace("succeeded", "failed")
-    digest = hashlib.sha256((prev + edited).encode()).hexdigest()
-    conn.execute("UPDATE audit_log SET event = ?, hash = ? WHERE seq = 3", (edited, digest))
+    # Edit record 3 and re-hash the chain from there with plain SHA-256, scheme unchanged.
+    rehash_from(conn, 3, sha256, "hmac-sha256")
+
+
+def tamper_rehash_wrong_key(conn: sqlite3.Connection) -> None:
+    # The same with HMAC under a key of the attacker's own.
+    rehash_from(conn, 3, lambda p, t: mac(p, t, b"attacker" * 4), "hmac-sha256")
+
+
+def tamper_downgrade_tail(conn: sqlite3.Connection) -> None:
+    # Records 4 on rewritten as if written before the chain was keyed.
+    rehash_from(conn, 4, sha256, "sha256")
+
+
+def tamper_downgrade_whole(conn: sqlite3.Connection) -> None:
+    # The whole chain rewritten unkeyed: only the data dir's marker tells it from a legacy one.
+    rehash_from(conn, 1, sha256, "sha256")
+
+
+def tamper_scheme(conn: sqlite3.Connection) -> None:
+    conn.execute("UPDATE audit_log SET scheme = 'plain' WHERE seq = 2")
 
 
 def tamper_delete_middle(conn: sqlite3.Connection) -> None:
@@ -208,7 +263,11 @@ def tamper_swap(conn: sqlite3.Connection) -> None:
     [
         (tamper_edit_event, 3, 2, "edited"),
         (tamper_edit_column, 3, 2, "tenant_id"),
-        (tamper_rehash_one, 4, 3, "prev_hash"),
+        (tamper_rehash_one, 3, 2, "MAC does not match"),
+        (tamper_rehash_wrong_key, 3, 2, "MAC does not match"),
+        (tamper_downgrade_tail, 4, 3, "downgraded"),
+        (tamper_downgrade_whole, 1, 0, "has been keyed"),
+        (tamper_scheme, 2, 1, "unknown"),
         (tamper_delete_middle, 4, 2, "record 3 is missing"),
         (tamper_delete_first, 2, 0, "record 1 is missing"),
         (tamper_delete_and_renumber, 3, 2, "prev_hash"),
@@ -217,6 +276,7 @@ def tamper_swap(conn: sqlite3.Connection) -> None:
     ids=lambda value: getattr(value, "__name__", str(value)),
 )
 async def test_verify_names_the_first_bad_record(
+    store: SqlStore,
     audit: SqlAuditLog,
     tmp_path: Path,
     tamper: object,
@@ -227,12 +287,144 @@ async def test_verify_names_the_first_bad_record(
     await fill(audit, 6)
     with raw(tmp_path) as conn:
         tamper(conn)  # type: ignore[operator]
-    check = await audit.verify()
+    # The data dir's rule, as the server and the CLI read it: this chain was keyed.
+    (tmp_path / KEYED_MARKER).touch()
+    check = await open_audit_log(store, tmp_path).verify()
     assert not check.intact
     assert check.bad_seq == bad_seq, check
     assert words in check.problem, check
     # Everything before the bad record still checks out.
     assert check.records == intact_before
+
+
+def make_legacy(conn: sqlite3.Connection) -> None:
+    """Turn the chain into what keyturn wrote before it was keyed: same events, plain SHA-256
+    links, scheme ``sha256`` (migration 0006's default for existing rows)."""
+    prev = GENESIS
+    for seq, text in conn.execute("SELECT seq, event FROM audit_log ORDER BY seq").fetchall():
+        digest = sha256(prev, text)
+        conn.execute(
+            "UPDATE audit_log SET prev_hash = ?, hash = ?, scheme = 'sha256' WHERE seq = ?",
+            (prev, digest, seq),
+        )
+        prev = digest
+
+
+def links(tmp_path: Path) -> list[tuple[str, str, str]]:
+    with raw(tmp_path) as conn:
+        return conn.execute("SELECT prev_hash, hash, scheme FROM audit_log ORDER BY seq").fetchall()
+
+
+def keyed_links(tmp_path: Path, key: bytes = CHAIN_KEY) -> list[tuple[str, str, str]]:
+    """The links every record must have once the chain is keyed under ``key``."""
+    with raw(tmp_path) as conn:
+        texts = [row[0] for row in conn.execute("SELECT event FROM audit_log ORDER BY seq")]
+    expected, prev = [], GENESIS
+    for text in texts:
+        expected.append((prev, mac(prev, text, key), "hmac-sha256"))
+        prev = expected[-1][1]
+    return expected
+
+
+async def test_a_legacy_chain_is_rekeyed_once_at_start(
+    store: SqlStore, audit: SqlAuditLog, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    await fill(audit, 6)
+    with raw(tmp_path) as conn:
+        make_legacy(conn)
+    legacy_head = links(tmp_path)[-1][1]
+    before = await open_audit_log(store, tmp_path).verify()
+    assert before.intact and before.records == before.legacy == 6
+    assert before.head_hash == legacy_head
+
+    with caplog.at_level(logging.WARNING):
+        started = await start_audit_log(store, tmp_path)
+    assert links(tmp_path) == keyed_links(tmp_path)
+    assert (tmp_path / KEYED_MARKER).exists()
+    [message] = [r.getMessage() for r in caplog.records if "re-keyed" in r.getMessage()]
+    assert "6 of 6 record(s) rewritten (6 were unkeyed)" in message
+    assert f"{legacy_head[:16]}... is now {links(tmp_path)[-1][1][:16]}..." in message
+    check = await started.verify()
+    assert check.intact and check.records == 6 and check.legacy == 0
+    await started.append(event(7))
+    assert (await started.verify()).records == 7
+
+    # Once keyed, a second start changes nothing...
+    caplog.clear()
+    await start_audit_log(store, tmp_path)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    # ...and a chain rewritten unkeyed from record 1 on is not a legacy chain any more: it is
+    # neither re-keyed nor reported intact.
+    with raw(tmp_path) as conn:
+        make_legacy(conn)
+    forged = links(tmp_path)
+    with caplog.at_level(logging.WARNING):
+        await start_audit_log(store, tmp_path)
+    assert links(tmp_path) == forged
+    assert any("TAMPERED" in r.getMessage() for r in caplog.records)
+    check = await open_audit_log(store, tmp_path).verify()
+    assert check.bad_seq == 1 and "has been keyed" in check.problem
+
+
+async def test_a_broken_legacy_chain_is_not_rekeyed(
+    store: SqlStore, audit: SqlAuditLog, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    await fill(audit, 6)
+    with raw(tmp_path) as conn:
+        make_legacy(conn)
+        tamper_edit_event(conn)
+    before = links(tmp_path)
+    for _ in range(2):  # every start says so
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            started = await start_audit_log(store, tmp_path)
+        [error] = [r for r in caplog.records if r.levelno == logging.ERROR]
+        assert "AUDIT LOG BROKEN" in error.getMessage() and " 3 " in error.getMessage()
+        assert links(tmp_path)[:6] == before
+        assert not (tmp_path / KEYED_MARKER).exists()
+        # The server goes on, and keyed records follow; verify keeps naming the break.
+        await started.append(event(9))
+        check = await open_audit_log(store, tmp_path).verify()
+        assert (check.bad_seq, check.records) == (3, 2) and "edited" in check.problem
+
+
+async def test_a_chain_under_a_retired_master_key_is_rekeyed_at_start(
+    store: SqlStore, audit: SqlAuditLog, tmp_path: Path
+) -> None:
+    """An interrupted rotation: the chain is under the key the store is being moved away
+    from (or to); the server's sealing key takes it over, after the chain verified."""
+    await fill(audit, 4)
+    other = bytes(range(32))
+    moved = await open_store(
+        sqlite_url(tmp_path), AesGcmSecretBox(other, retired=[MASTER]), FakeClock()
+    )
+    try:
+        assert (await SqlAuditLog(moved).verify()).intact  # the retired key verifies
+        assert (await SqlAuditLog(moved).state()).foreign_tail
+        await start_audit_log(moved, tmp_path)
+        other_key = ChainKeys.of(AesGcmSecretBox(other)).signing
+        assert links(tmp_path) == keyed_links(tmp_path, other_key)
+        assert (await SqlAuditLog(moved, ChainKeys(other_key, (other_key,))).verify()).intact
+    finally:
+        await moved.close()
+    # The old key alone verifies nothing any more.
+    check = await audit.verify()
+    assert check.bad_seq == 1 and "MAC" in check.problem
+
+
+async def test_start_up_shouts_about_a_downgraded_tail(
+    store: SqlStore, audit: SqlAuditLog, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    started = await start_audit_log(store, tmp_path)  # empty: keyed from the start
+    assert (tmp_path / KEYED_MARKER).exists()
+    await fill(started, 5)
+    with raw(tmp_path) as conn:
+        tamper_downgrade_tail(conn)
+    with caplog.at_level(logging.WARNING):
+        await start_audit_log(store, tmp_path)
+    assert any("newest record is unkeyed" in r.getMessage() for r in caplog.records)
+    check = await open_audit_log(store, tmp_path).verify()
+    assert check.bad_seq == 4 and "downgraded" in check.problem
 
 
 async def test_an_unwritable_log_raises_and_keeps_the_chain(

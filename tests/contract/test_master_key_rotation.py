@@ -1,11 +1,14 @@
 """Master-key rotation on a real SQLite store (``keyturn.store.rekey``).
 
 A data dir is filled with one value of every sealed kind (access-key secret, node admin
-password, pending admin password, task password, credential snapshots, tenant RSA private key).
-After ``rotate_master_key`` every value opens under the new key and reads back the same, the
-RSA public key is unchanged, no token opens with the old key, the key files are in their final
-place and no plaintext is in the data dir. Interrupted rotations (each crash point of the
-documented order) leave a data dir that opens and that a second run finishes; the
+password, pending admin password, task password, credential snapshots, tenant RSA private key)
+and a few audit records. After ``rotate_master_key`` every value opens under the new key and
+reads back the same, the RSA public key is unchanged, no token opens with the old key, the key
+files are in their final place and no plaintext is in the data dir; the audit chain, keyed by
+a key derived from the master key, is re-keyed in the same transaction and verifies under the
+new key only (a chain broken before the rotation keeps its break where it was; an unkeyed one
+from before the upgrade is keyed). Interrupted rotations (each crash point of the documented
+order) leave a data dir that opens and that a second run finishes; the
 ``KEYTURN_MASTER_KEY`` variant writes the new key to the operator's file; a live server's lock,
 or a value that does not open, stops the rotation before it changes anything.
 """
@@ -13,9 +16,11 @@ or a value that does not open, stops the rotation before it changes anything.
 from __future__ import annotations
 
 import base64
+import hashlib
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -23,6 +28,7 @@ import sqlalchemy as sa
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from keyturn.core.audit import AuditEvent, AuditOutcome
 from keyturn.core.errors import InternalError
 from keyturn.core.model import Product, Tenant
 from keyturn.core.ports import CredentialSnapshot
@@ -30,6 +36,9 @@ from keyturn.core.secrets import Secret
 from keyturn.core.tasks import NewTask, TaskKind
 from keyturn.service.admin import Admin
 from keyturn.service.context import SystemClock
+from keyturn.store.audit import SqlAuditLog
+from keyturn.store.audit_chain import ChainKeys
+from keyturn.store.audit_keying import KEYED_MARKER, open_audit_log
 from keyturn.store.rekey import (
     SEALED_COLUMNS,
     DataDirLock,
@@ -66,9 +75,29 @@ class Filled:
     task_password: str
     snapshot: dict[str, str]
     public_key: str
+    audit_records: int
 
     def plaintexts(self) -> list[str]:
         return [self.key_secret, self.node_password, self.node_pending, self.task_password]
+
+
+AUDIT_RECORDS = 5
+
+
+def audit_event(n: int) -> AuditEvent:
+    return AuditEvent(
+        at=datetime(2025, 1, 2, tzinfo=UTC) + timedelta(seconds=n),
+        tenant_id=TENANT,
+        key_id="AKIDrekey",
+        source_ip="127.0.0.1",
+        user_agent="test",
+        vendor="tencent",
+        action="redis:ResetPassword",
+        neutral_action="reset_password",
+        resource=INSTANCE,
+        outcome=AuditOutcome.SUCCEEDED,
+        request_id=f"req-{n}",
+    )
 
 
 async def _open(data_dir: Path, env: str | None = None) -> SqlStore:
@@ -110,6 +139,9 @@ async def fill(data_dir: Path, env: str | None = None) -> Filled:
             steps=(),
         )
         public = (await store.public_key(TENANT)).der_base64
+        audit = open_audit_log(store, data_dir)
+        for n in range(AUDIT_RECORDS):
+            await audit.append(audit_event(n))
     finally:
         await store.close()
     return Filled(
@@ -121,6 +153,7 @@ async def fill(data_dir: Path, env: str | None = None) -> Filled:
         task_password=task_password,
         snapshot=snapshot,
         public_key=public,
+        audit_records=AUDIT_RECORDS,
     )
 
 
@@ -144,6 +177,8 @@ async def check_opens(data_dir: Path, filled: Filled, env: str | None = None) ->
         ciphertext = public.encrypt(b"Encrypted-Pw-1", padding.PKCS1v15())
         secret = await store.decrypt(TENANT, base64.b64encode(ciphertext).decode())
         assert secret.reveal() == "Encrypted-Pw-1"
+        check = await open_audit_log(store, data_dir).verify()
+        assert check.intact and check.records == filled.audit_records, check
     finally:
         await store.close()
 
@@ -199,6 +234,7 @@ async def test_rotation_reseals_everything(data_dir: Path) -> None:
     )
     assert rotation.old_key_id == key_id(old) != rotation.new_key_id
     assert sum(rotation.resealed.values()) == len(before)
+    assert rotation.audit.check.intact and rotation.audit.rekeyed == AUDIT_RECORDS
     assert not rotation.from_env and rotation.key_file == data_dir / KEY_FILE
 
     new = read_key_file(data_dir / KEY_FILE)
@@ -216,6 +252,17 @@ async def test_rotation_reseals_everything(data_dir: Path) -> None:
         with pytest.raises(InternalError):
             # Whatever the context: the old key does not even know the token's key id.
             old_box.unseal(token, context=spec.name)
+    # The chain verifies under the new key (check_opens) and no longer under the old one.
+    store = await _open(data_dir)
+    try:
+        old_keys = ChainKeys.of(old_box, legacy=False)
+        check = await SqlAuditLog(store, old_keys).verify()
+        assert check.bad_seq == 1 and "MAC" in check.problem
+        assert (
+            rotation.audit.head_hash == (await open_audit_log(store, data_dir).verify()).head_hash
+        )
+    finally:
+        await store.close()
     everything = data_bytes(data_dir)
     for plain in [*filled.plaintexts(), "PRIVATE KEY"]:
         assert plain.encode() not in everything
@@ -348,3 +395,61 @@ async def test_a_value_that_does_not_open_changes_nothing(data_dir: Path) -> Non
         assert key is not None and key.secret.reveal() == filled.key_secret
     finally:
         await store.close()
+
+
+async def test_a_broken_chain_keeps_its_break_across_a_rotation(data_dir: Path) -> None:
+    """Record 3 was edited: records 1-2 are re-keyed, 3 on are kept, verify still names 3."""
+    await fill(data_dir)
+    engine = sa.create_engine(sqlite_url(data_dir))
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE audit_log SET event = replace(event, 'req-2', 'x')"))
+            kept = conn.execute(sa.text("SELECT hash FROM audit_log WHERE seq >= 3")).all()
+    finally:
+        engine.dispose()
+    rotation = await rotate_master_key(
+        data_dir=data_dir,
+        database_url=sqlite_url(data_dir),
+        env_key=None,
+        new_key_file=None,
+        clock=SystemClock(),
+    )
+    assert (rotation.audit.check.bad_seq, rotation.audit.rekeyed) == (3, 2)
+    store = await _open(data_dir)
+    try:
+        check = await open_audit_log(store, data_dir).verify()
+        assert (check.bad_seq, check.records) == (3, 2)
+    finally:
+        await store.close()
+    engine = sa.create_engine(sqlite_url(data_dir))
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT hash FROM audit_log WHERE seq >= 3")).all() == kept
+    finally:
+        engine.dispose()
+
+
+async def test_a_legacy_chain_is_keyed_by_a_rotation(data_dir: Path) -> None:
+    """A data dir never started since the upgrade: its unkeyed chain is verified and keyed
+    under the new master key by the rotation itself."""
+    filled = await fill(data_dir)
+    engine = sa.create_engine(sqlite_url(data_dir))
+    try:
+        with engine.begin() as conn:
+            prev = "0" * 64
+            for seq, text in conn.execute(sa.text("SELECT seq, event FROM audit_log")).all():
+                digest = hashlib.sha256((prev + text).encode()).hexdigest()
+                conn.execute(
+                    sa.text(
+                        "UPDATE audit_log SET prev_hash = :p, hash = :h, scheme = 'sha256'"
+                        " WHERE seq = :s"
+                    ),
+                    {"p": prev, "h": digest, "s": seq},
+                )
+                prev = digest
+    finally:
+        engine.dispose()
+    assert not (data_dir / KEYED_MARKER).exists()
+    await rotate(data_dir)
+    assert (data_dir / KEYED_MARKER).exists()
+    await check_opens(data_dir, filled)  # the whole chain verifies, keyed, under the new key

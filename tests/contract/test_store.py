@@ -9,6 +9,7 @@ database, the store on it and a separate raw engine for reading rows as they are
 from __future__ import annotations
 
 import asyncio
+import itertools
 import stat
 import time
 from collections.abc import AsyncIterator, Callable
@@ -431,6 +432,69 @@ async def test_list_tasks_newest_first(store: SqlStore) -> None:
     assert [t.id for t in await store.unfinished_tasks()] == ids
 
 
+async def test_task_ids_are_random_and_say_nothing_across_tenants(store: SqlStore) -> None:
+    """Two tenants resetting in turns: neither can tell from its own ids that the other
+    exists (no sequence to count), and every id is exact in a JSON number."""
+    mine, theirs = make_instance("crs-aaaa0001"), make_instance("crs-bbbb0001", tenant=T2)
+    await seed(store, mine, theirs)
+    ids: list[int] = []
+    for n in range(20):
+        for instance, tenant in ((mine, T1), (theirs, T2)):
+            task = await store.create_task(new_task(instance, f"u{n}", tenant), None)
+            ids.append(task.id)
+    assert len(set(ids)) == len(ids)
+    assert all(1 <= task_id < 2**53 for task_id in ids)
+    assert all(abs(b - a) > 1 for a, b in itertools.pairwise(ids)), ids
+    # Spread over the whole range, not a sequence from some random start: 40 draws all
+    # below 2**48 would happen once in 2**200 runs.
+    assert max(ids) >= 2**48 and sorted(ids) != ids
+    for tenant, instance in ((T1, mine), (T2, theirs)):
+        listed, total = await store.list_tasks(tenant.id, instance_id=None, page=Page(limit=50))
+        assert total == 20 and {t.instance_id for t in listed} == {instance.id}
+
+
+async def test_a_task_id_collision_draws_again(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    instance = make_instance()
+    await seed(store, instance)
+    taken = await run_task(store, instance, "first")
+    draws = iter([taken, taken, 2**53 - 1])
+    monkeypatch.setattr(store, "new_task_id", lambda: next(draws))
+    task = await store.create_task(new_task(instance, "second"), Secret(NEW_PW))
+    assert task.id == 2**53 - 1
+    assert (await store.get_task(T1.id, taken)).account == "first"  # untouched
+    assert await store.pending_password(task.id) == Secret(NEW_PW)
+    # A store that never finds a free id fails cleanly, and creates nothing.
+    monkeypatch.setattr(store, "new_task_id", lambda: taken)
+    with pytest.raises(InternalError):
+        await store.create_task(new_task(instance, "third"), None)
+    assert (await store.list_tasks(T1.id, instance_id=None, page=Page(limit=9)))[1] == 2
+
+
+async def test_tasks_are_listed_by_creation_time_not_id(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, instance = backend.store, make_instance()
+    await seed(store, instance)
+    # Ids that fall as time goes on, and two tasks created in the same microsecond.
+    draws = iter([900, 500, 700, 100])
+    monkeypatch.setattr(store, "new_task_id", lambda: next(draws))
+    for account in ("a", "b"):
+        await run_task(store, instance, account)
+    moment = backend.clock.now()
+    monkeypatch.setattr(backend.clock, "now", lambda: moment)
+    for account in ("c", "d"):
+        await run_task(store, instance, account)
+    listed, total = await store.list_tasks(T1.id, instance_id=None, page=Page(limit=10))
+    # Newest first; within one instant the larger id first (any fixed order would do).
+    assert total == 4 and [t.account for t in listed] == ["c", "d", "b", "a"]
+    listed, _ = await store.list_tasks(T1.id, instance_id=instance.id, page=Page(limit=2))
+    assert [t.id for t in listed] == [700, 100]
+    # Recovery takes the oldest first.
+    assert [t.account for t in await store.unfinished_tasks()] == ["a", "b", "d", "c"]
+
+
 async def test_one_active_task_per_account(store: SqlStore) -> None:
     instance = make_instance()
     await seed(store, instance)
@@ -443,7 +507,7 @@ async def test_one_active_task_per_account(store: SqlStore) -> None:
         await store.create_task(new_task(instance), None)
     await finish(store, first, TaskState.FAILED)
     again = await run_task(store, instance)
-    assert again > other > first
+    assert len({first, other, again}) == 3
     await finish(store, again, TaskState.FAILED)
     assert await store.create_task(new_task(instance), None)
 

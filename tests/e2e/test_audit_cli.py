@@ -1,12 +1,16 @@
 """The audit log as an operator meets it: after calls through the official Tencent and Huawei
 SDKs against a real server, ``keyturn audit tail|search`` show each call (vendor and neutral
 action, resource, outcome, error code, request id, task id) and never a password; editing the
-database file makes ``keyturn audit verify`` exit 1 naming the record; and a server whose audit
-log cannot be written refuses resets with the vendor's internal error and leaves the engine's
-password alone, while reads keep working."""
+database file (even re-hashing it without the master key) makes ``keyturn audit verify`` exit
+1 naming the record; records whose client-chosen fields hold rich markup, ANSI escapes or bidi
+controls print as inert text; and a server whose audit log cannot be written refuses resets
+with the vendor's internal error and leaves the engine's password alone, while reads keep
+working."""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import json
 import os
 import sqlite3
@@ -15,6 +19,8 @@ import sys
 import uuid
 from collections.abc import Callable
 from contextlib import closing
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,7 +30,11 @@ from redis.retry import Retry
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
 from tencentcloud.redis.v20180412 import models
 
+from keyturn.bootstrap import open_admin_store
+from keyturn.config import load_settings
+from keyturn.core.audit import AuditEvent, AuditOutcome
 from keyturn.core.model import Product
+from keyturn.store.audit_keying import open_audit_log
 from keyturn.store.sql import DB_FILE
 from tests.support.huawei_sdk import dcs_client, reset_password
 from tests.support.keyturn_server import (
@@ -43,12 +53,15 @@ from tests.wire.conftest import leaked, new_instance_id, new_password
 pytestmark = pytest.mark.engine
 
 
-def keyturn_cli(server: KeyturnServer, *args: str) -> subprocess.CompletedProcess[str]:
+def keyturn_cli(
+    server: KeyturnServer | Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    data_dir = server if isinstance(server, Path) else server.data_dir
     return subprocess.run(
-        [sys.executable, "-m", "keyturn", "audit", *args, "--data-dir", str(server.data_dir)],
+        [sys.executable, "-m", "keyturn", "audit", *args, "--data-dir", str(data_dir)],
         capture_output=True,
         text=True,
-        env=dict(os.environ),
+        env={**os.environ, **(env or {})},
         check=False,
         timeout=60,
     )
@@ -200,6 +213,21 @@ def test_tail_search_and_verify(
     assert f"chain broken at record {target}:" in broken.stdout
     assert "edited" in broken.stdout
 
+    # Re-hashing the edit (and the rest of the chain) without the master key does not help.
+    with closing(sqlite3.connect(server.data_dir / DB_FILE, isolation_level=None)) as conn:
+        prev = conn.execute("SELECT prev_hash FROM audit_log WHERE seq = ?", (target,)).fetchone()
+        for seq, text in conn.execute(
+            "SELECT seq, event FROM audit_log WHERE seq >= ? ORDER BY seq", (target,)
+        ).fetchall():
+            digest = hashlib.sha256((prev[0] + text).encode()).hexdigest()
+            conn.execute(
+                "UPDATE audit_log SET prev_hash = ?, hash = ? WHERE seq = ?", (prev[0], digest, seq)
+            )
+            prev = (digest,)
+    rehashed = keyturn_cli(server, "verify")
+    assert rehashed.returncode == 1
+    assert f"chain broken at record {target}: its MAC does not match" in rehashed.stdout
+
 
 def test_an_unwritable_audit_log_refuses_resets(
     make_server: Callable[..., KeyturnServer], redis_server: Any
@@ -237,3 +265,70 @@ def test_an_unwritable_audit_log_refuses_resets(
     assert "the audit log could not be written" in server.log()
     assert leaked(server, [new, redis_server.password, KEY_SECRET]) == []
     assert keyturn_cli(server, "verify").returncode == 0
+
+
+HOSTILE = {
+    "key_id": "AKID[/x]\x1b[2J",
+    "user_agent": "[bold red]UA[/bold red]\x1b]0;title\x07",
+    "resource": "qcs::redis:ap-guangzhou:uin/1:instance/crs-[/x][bold red]\u202eevil\x1b[31m",
+    "request_id": "req-[link=http://x]:smile:",
+}
+
+
+def test_client_chosen_fields_print_inert(tmp_path: Path) -> None:
+    """A SecretId like ``[/x]`` used to make ``tail`` exit with a markup error; other markup
+    restyled or hid text and ANSI escapes reached the terminal."""
+    data_dir = tmp_path / "data"
+
+    async def write() -> None:
+        store = await open_admin_store(load_settings(data_dir=data_dir, env={}))
+        try:
+            audit = open_audit_log(store, data_dir)
+            for n in range(2):
+                await audit.append(
+                    AuditEvent(
+                        at=datetime.now(UTC),
+                        tenant_id="" if n else "1300000001",
+                        key_id=HOSTILE["key_id"],
+                        source_ip="127.0.0.1",
+                        user_agent=HOSTILE["user_agent"],
+                        vendor="tencent",
+                        action="redis:ResetPassword",
+                        neutral_action="reset_password",
+                        resource=HOSTILE["resource"],
+                        outcome=AuditOutcome.DENIED,
+                        error_code="AuthFailure.SecretIdNotFound",
+                        request_id=HOSTILE["request_id"],
+                    )
+                )
+        finally:
+            await store.close()
+
+    asyncio.run(write())
+    for colour in ({}, {"FORCE_COLOR": "1", "COLUMNS": "400"}):
+        for args in (("tail",), ("search", "--outcome", "denied")):
+            shown = keyturn_cli(data_dir, *args, env=colour)
+            assert shown.returncode == 0, shown.stderr
+            out = shown.stdout
+            # Markup shows as the text it is...
+            assert "AKID[/x]" in out and "crs-[/x][bold red]" in out
+            assert "req-[link=http://x]:smile:" in out and "😄" not in out
+            # ...and control characters as escapes, never raw.
+            assert "\\x1b[2J" in out and "\\u202eevil\\x1b[31m" in out
+            assert "\x1b[2J" not in out and "\u202e" not in out and "\x1b[31m" not in out
+            if not colour:
+                assert "\x1b" not in out
+        as_json = keyturn_cli(data_dir, "tail", "--json", env=colour)
+        assert as_json.returncode == 0 and as_json.stdout.isascii()
+        for line in as_json.stdout.splitlines():
+            record = json.loads(line)
+            assert {k: record[k] for k in HOSTILE} == HOSTILE
+            assert record["scheme"] == "hmac-sha256"
+    assert keyturn_cli(data_dir, "verify").returncode == 0
+
+
+def test_verify_needs_the_master_key(tmp_path: Path) -> None:
+    data_dir = tmp_path / "empty"
+    done = keyturn_cli(data_dir, "verify")
+    assert done.returncode == 2 and "no master key" in done.stderr
+    assert not (data_dir / "master.key").exists()

@@ -1,9 +1,14 @@
-"""The ``keyturn`` command line as a user runs it: first start prints one admin key, the
-inventory commands manage the same data dir, and secrets never show in listings."""
+"""The ``keyturn`` command line as a user runs it: the first start hands over one admin key (on
+a terminal, printed; otherwise in a 0600 file in the data dir, never in the output a service
+manager keeps), the data dir is private (0700), the inventory commands manage the same data
+dir, and secrets never show in listings."""
 
 from __future__ import annotations
 
 import os
+import re
+import select
+import stat
 import subprocess
 import sys
 import time
@@ -32,48 +37,92 @@ def keyturn(
     )
 
 
-def test_first_start_prints_one_admin_key(tmp_path: Path) -> None:
-    data_dir = tmp_path / "data"
-    port = free_port()
+def start_serving(data_dir: Path, port: int, out: int) -> subprocess.Popen[bytes]:
+    """``keyturn serve`` on a fresh data dir, stdout and stderr to ``out``, once healthy."""
+    command = ["serve", "--data-dir", str(data_dir), "--port", str(port)]
     server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "keyturn",
-            "serve",
-            "--data-dir",
-            str(data_dir),
-            "--port",
-            str(port),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+        [sys.executable, "-m", "keyturn", *command],
+        stdout=out,
+        stderr=out,
+        env={**os.environ, "KEYTURN_LOG_LEVEL": "DEBUG"},
     )
-    lines: list[str] = []
-    assert server.stdout is not None
-    for line in server.stdout:
-        lines.append(line)
-        if "serving on" in line:
-            break
-    text = "".join(lines)
-    for _ in range(200):
+    for _ in range(400):
+        assert server.poll() is None, "keyturn exited early"
         try:
             if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=0.5).status_code == 200:
-                break
+                return server
         except httpx.HTTPError:
             time.sleep(0.05)
-    secret_id = text.split("SecretId", 1)[1].split()[0]
-    secret_key = text.split("SecretKey", 1)[1].split()[0]
-    client = redis_sdk(f"127.0.0.1:{port}", key_id=secret_id, secret=secret_key)
-    assert client.DescribeInstances(models.DescribeInstancesRequest()).TotalCount == 0
-    server.terminate()
-    server.wait(20)
-    server.stdout.close()
-    assert (data_dir / "master.key").stat().st_mode & 0o777 == 0o600
+    raise AssertionError("keyturn did not start")
+
+
+def credentials(text: str) -> tuple[str, str]:
+    found = re.search(r"SecretId\s+(\S+)\s+SecretKey\s+(\S+)", text)
+    assert found, "no key in the text"
+    return found.group(1), found.group(2)
+
+
+def test_first_start_without_a_terminal_puts_the_key_in_a_private_file(tmp_path: Path) -> None:
+    """stdout is a pipe (as under systemd or docker, which keep it): the secret goes to a 0600
+    file in a 0700 data dir, and the output only says where it is."""
+    data_dir, port, log_path = tmp_path / "data", free_port(), tmp_path / "server.log"
+    with log_path.open("wb") as log:
+        server = start_serving(data_dir, port, log.fileno())
+    key_file = data_dir / "initial-admin-key.txt"
+    try:
+        secret_id, secret_key = credentials(key_file.read_text())
+        client = redis_sdk(f"127.0.0.1:{port}", key_id=secret_id, secret=secret_key)
+        assert client.DescribeInstances(models.DescribeInstancesRequest()).TotalCount == 0
+    finally:
+        server.terminate()
+        server.wait(20)
+    output = log_path.read_text()
+    assert secret_key not in output and "SecretKey" not in output
+    assert str(key_file) in output and secret_id in output  # where it is, and which key
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
+    assert stat.S_IMODE((data_dir / "master.key").stat().st_mode) == 0o600
     # A second start on the same data dir creates no new key.
     listing = keyturn(data_dir, "keys", "list")
     assert listing.stdout.count("AKID") == 1 and secret_key not in listing.stdout
+
+
+def test_first_start_on_a_terminal_prints_the_key_once(tmp_path: Path) -> None:
+    data_dir, port = tmp_path / "data", free_port()
+    controller, terminal = os.openpty()
+    try:
+        server = start_serving(data_dir, port, terminal)
+        try:
+            seen = b""
+            deadline = time.monotonic() + 20
+            while b"serving on" not in seen and time.monotonic() < deadline:
+                if select.select([controller], [], [], 0.5)[0]:
+                    seen += os.read(controller, 65536)
+            secret_id, secret_key = credentials(seen.decode(errors="replace"))
+            client = redis_sdk(f"127.0.0.1:{port}", key_id=secret_id, secret=secret_key)
+            assert client.DescribeInstances(models.DescribeInstancesRequest()).TotalCount == 0
+        finally:
+            server.terminate()
+            server.wait(20)
+    finally:
+        os.close(controller)
+        os.close(terminal)
+    assert not (data_dir / "initial-admin-key.txt").exists()
+    assert secret_key.encode() not in b"".join(
+        p.read_bytes() for p in data_dir.rglob("*") if p.is_file()
+    )
+
+
+def test_an_open_data_dir_is_made_private(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    data_dir.chmod(0o755)
+    done = keyturn(data_dir, "tenants", "list")
+    assert done.returncode == 0, done.stderr
+    assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
+    assert "tightened to 700" in done.stderr
+    again = keyturn(data_dir, "tenants", "list")
+    assert again.returncode == 0 and "tightened" not in again.stderr
 
 
 def test_inventory_commands(tmp_path: Path, redis_server) -> None:  # type: ignore[no-untyped-def]

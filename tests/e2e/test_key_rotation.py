@@ -5,8 +5,9 @@ After the master key is rotated (refused while the server runs) the restarted se
 opens every secret: inventory and CLI access keys sign, the instance's admin login works, an
 encrypted password decrypts with the tenant's unchanged RSA key. After an access key's secret
 is rotated the old secret stops working within the one-second key cache and the new one works;
-a key declared in the inventory file is not rotated from the CLI. Neither the old master key
-nor any password or secret is left in the data dir or the server log.
+a key declared in the inventory file is not rotated from the CLI. The audit chain is re-keyed
+with the secrets and verifies before and after. Neither the old master key nor any password
+or secret is left in the data dir or the server log.
 """
 
 from __future__ import annotations
@@ -105,10 +106,18 @@ def test_rotate_master_key_and_access_key(
     assert running.returncode == 2 and "stop it first" in running.stderr
 
     server.stop()
+    before = cli(server.data_dir, "audit", "verify")
+    assert before.returncode == 0, before.stdout + before.stderr
     old_master = (server.data_dir / "master.key").read_text().strip()
     rotated = cli(server.data_dir, "keys", "rotate-master")
     assert rotated.returncode == 0, rotated.stderr
     assert "The old key no longer opens anything" in rotated.stdout
+    # The audit chain was re-keyed with the secrets: it verifies under the new key.
+    records = before.stdout.split("chain intact, ", 1)[1].split()[0]
+    assert f"audit chain re-keyed under the new key: {records} record(s)" in rotated.stdout
+    after = cli(server.data_dir, "audit", "verify")
+    assert after.returncode == 0 and after.stdout.startswith(f"chain intact, {records} records")
+    assert after.stdout.split("(head ")[1][:64] in rotated.stdout
     assert (server.data_dir / "master.key").read_text().strip() != old_master
     assert sorted(p.name for p in server.data_dir.glob("master.key*")) == ["master.key"]
 
@@ -146,6 +155,7 @@ def test_rotate_master_key_and_access_key(
     assert task_info(fresh, task).Status == "succeed"
 
     server.stop()
+    assert cli(server.data_dir, "audit", "verify").returncode == 0
     secrets = [*PASSWORDS, old_master, cli_secret, new_secret, redis_server.password or ""]
     everything = server.data_bytes() + server.log().encode()
     assert [s for s in secrets if s.encode() in everything] == []

@@ -153,9 +153,10 @@ class _SyncCluster:
             self._problems.append(f"the SDK call did not return within {CALL_LIMIT:g} s")
         deadline = time.monotonic() + CALL_LIMIT
         while True:
-            # Task ids grow, and only this cluster's trials make tasks for the instance.
+            # Only this cluster's trials make tasks for the instance: a newest task other than
+            # the last one seen is this call's (ids are random; listings are newest first).
             found = self._newest_task(server)
-            if found is None or found[0] <= self._last_task:
+            if found is None or found[0] == self._last_task:
                 if handle.answer == ANSWERED:
                     self._problems.append("the SDK call succeeded but keyturn recorded no task")
                 return f"refused:{handle.answer}"

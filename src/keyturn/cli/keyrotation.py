@@ -3,7 +3,8 @@ secrets at rest, or an access key's signing secret.
 
 ``rotate-master`` needs the server stopped (it refuses while one holds the data dir; servers on
 other machines sharing a PostgreSQL store are not seen, so stop them all first) and re-seals
-everything in one transaction (``keyturn.store.rekey``). With the key in
+everything in one transaction (``keyturn.store.rekey``), re-keying the audit chain with it,
+and reports the chain's new head hash. With the key in
 ``master.key`` the new key replaces it; with ``KEYTURN_MASTER_KEY`` the new key is written to
 the file given by ``--new-key-file`` (0600, outside the data dir) and is never printed, so it
 does not end up in a terminal's scrollback or a CI log: the operator moves it into the
@@ -67,6 +68,7 @@ def _report(rotation: Rotation) -> str:
         f"master key rotated: {rotation.old_key_id} -> {rotation.new_key_id};"
         f" {total} secret(s) re-sealed{f' ({detail})' if detail else ''}.",
         "The old key no longer opens anything.",
+        _audit_report(rotation),
     ]
     if rotation.from_env:
         lines.append(
@@ -76,6 +78,20 @@ def _report(rotation: Rotation) -> str:
     else:
         lines.append(f"The new key is in {rotation.key_file}.")
     return "\n".join(lines)
+
+
+def _audit_report(rotation: Rotation) -> str:
+    done = rotation.audit
+    if done.check.intact:
+        return (
+            f"audit chain re-keyed under the new key: {done.rekeyed} record(s) rewritten;"
+            f" head hash now {done.head_hash}."
+        )
+    return (
+        f"AUDIT CHAIN BROKEN at record {done.check.bad_seq} ({done.check.problem}): the"
+        f" {done.check.records} record(s) before it were re-keyed, record {done.check.bad_seq}"
+        " on were kept as found; `keyturn audit verify` keeps reporting the break."
+    )
 
 
 def rotate_key(

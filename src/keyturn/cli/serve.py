@@ -23,6 +23,7 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from keyturn.bootstrap import Runtime, build_runtime
+from keyturn.cli.firstkey import hand_over_first_key
 from keyturn.cli.options import ConfigOption, DataDirOption
 from keyturn.config import ConfigError, Settings, load_settings
 from keyturn.core.errors import DomainError
@@ -157,14 +158,8 @@ async def _prepare(runtime: Runtime, config: Path | None) -> None:
         )
     key = await services.admin.bootstrap()
     if key is not None:
-        # Shown once on the terminal, never logged: the data dir keeps it sealed.
-        print(
-            "keyturn: created an administrator access key for the default tenant "
-            f"{key.tenant_id}:\n  SecretId  {key.id}\n  SecretKey {key.secret.reveal()}\n"
-            "  (shown once; manage keys with `keyturn keys ...`)",
-            file=sys.stdout,
-            flush=True,
-        )
+        # Shown once on a terminal, else put in a 0600 file; never logged.
+        hand_over_first_key(key, runtime.settings.data_dir)
     recovered = await runtime.worker.recover()
     if recovered:
         log.info("resuming %d unfinished task(s)", recovered)

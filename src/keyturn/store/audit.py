@@ -1,25 +1,28 @@
 """``SqlAuditLog``: the tamper-evident ``AuditLog`` port on the store's ``audit_log`` table.
 
-Records are hash-chained: record ``n`` stores ``prev_hash`` (record ``n-1``'s hash, 64 zeros for
-record 1) and ``hash = sha256_hex(prev_hash + event)``, where ``event`` is the canonical JSON of
-the ``AuditEvent`` (sorted keys, no spaces, ASCII, ``at`` as ISO-8601 UTC with a ``Z``). An
-append reads the tail and inserts ``seq + 1`` in one write transaction, durable when it returns
+Records are chained and keyed as ``keyturn.store.audit_chain`` describes: each stores the
+previous record's hash and ``hash = HMAC-SHA256(K, prev_hash + event)``, ``K`` derived from the
+master key, so rewriting the chain from an edited record on needs the master key. An append
+reads the tail and inserts ``seq + 1`` in one write transaction, durable when it returns
 (``synchronous=FULL``) and raising on any failure, so the gate can refuse a change whose record
 cannot be written. ``verify`` walks the chain from record 1 and names the first record that was
-edited, removed or moved. It detects changes inside the chain, not a cut of its newest records
-or a chain rewritten from the cut on: keep ``head_hash`` somewhere else to catch those. The table
-lives in the store's database and appends share the store's writer; events hold no secret, so
-nothing here is sealed. Imports: ``keyturn.core``, SQLAlchemy and the standard library.
+edited, removed, moved, re-hashed without the key or downgraded to the unkeyed scheme. It
+detects changes inside the chain, not a cut of its newest records: keep ``head_hash``
+somewhere else to catch that. ``rekey_chain`` rewrites a chain's good records under another
+key (records from before the chain was keyed, at start-up; every record, when the master key
+is rotated) after walking it, and never rewrites a record that did not verify, so re-keying
+cannot launder an edit. The table lives in the store's database and appends share the store's
+writer; events hold no secret, so nothing here is sealed. Imports: ``keyturn.core``,
+SQLAlchemy, this package and the standard library.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
-from collections.abc import Sequence
+import hmac
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
 import sqlalchemy as sa
@@ -27,16 +30,26 @@ from sqlalchemy.dialects import postgresql
 
 from keyturn.core.audit import AuditEvent, AuditOutcome
 from keyturn.core.errors import InternalError
+from keyturn.store.audit_chain import (
+    GENESIS,
+    KEYED,
+    LEGACY,
+    ChainCheck,
+    ChainKeys,
+    ChainWalk,
+    canonical_json,
+    clip,
+    event_from_json,
+    keyed_hash,
+)
 from keyturn.store.base import Connection, SqlBase, guarded
 from keyturn.store.schema import audit_log
+from keyturn.store.sealing import AesGcmSecretBox
 
-#: ``prev_hash`` of record 1.
-GENESIS: Final = "0" * 64
-#: Longest text kept of any event field: clients choose user agents and claimed key ids, and a
-#: record's size must not be theirs to choose.
-MAX_FIELD: Final = 512
-#: Rows read per query by ``verify`` (memory stays flat however long the chain is).
-_VERIFY_BATCH: Final = 2000
+#: Rows read per query by a walk (memory stays flat however long the chain is).
+_WALK_BATCH: Final = 2000
+#: Rows rewritten per UPDATE round trip (executemany) by a re-keying.
+_REKEY_BATCH: Final = 500
 #: Key of the PostgreSQL advisory lock that serializes appends (arbitrary, fixed).
 _PG_APPEND_LOCK: Final = 0x6B74_6175_6469_74
 
@@ -45,43 +58,20 @@ _INSERT: Final = sa.insert(audit_log)
 _LAST: Final = (
     sa.select(audit_log.c.seq, audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1)
 )
-
-
-def _text(value: str, limit: int = MAX_FIELD) -> str:
-    # Clip, and replace what UTF-8 cannot encode (lone surrogates from percent-decoding).
-    return value[:limit].encode("utf-8", "replace").decode("utf-8")
-
-
-def _utc(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def canonical_json(event: AuditEvent) -> str:
-    """The exact text that is stored and hashed."""
-    fields: dict[str, Any] = {}
-    for field in dataclasses.fields(event):
-        value = getattr(event, field.name)
-        fields[field.name] = _utc(value) if isinstance(value, datetime) else str(value)
-    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-
-
-def chain_hash(prev_hash: str, event_json: str) -> str:
-    return hashlib.sha256((prev_hash + event_json).encode("ascii")).hexdigest()
-
-
-def event_from_json(text: str) -> AuditEvent:
-    """Parse a stored event; ``ValueError`` (or ``TypeError``) if it is not one."""
-    data = json.loads(text)
-    if not isinstance(data, dict):
-        raise ValueError("not a JSON object")
-    data["at"] = datetime.fromisoformat(data["at"])
-    data["outcome"] = AuditOutcome(data["outcome"])
-    return AuditEvent(**data)
+_FIRST_ROW: Final = sa.select(audit_log).order_by(audit_log.c.seq).limit(1)
+_LAST_ROW: Final = sa.select(audit_log).order_by(audit_log.c.seq.desc()).limit(1)
+_RELINK: Final = (
+    sa.update(audit_log)
+    .where(audit_log.c.seq == sa.bindparam("b_seq"))
+    .values(
+        prev_hash=sa.bindparam("b_prev"), hash=sa.bindparam("b_hash"), scheme=sa.bindparam("b_s")
+    )
+)
 
 
 def _clipped(event: AuditEvent) -> AuditEvent:
     changes: dict[str, Any] = {
-        f.name: _text(getattr(event, f.name))
+        f.name: clip(getattr(event, f.name))
         for f in dataclasses.fields(event)
         if isinstance(getattr(event, f.name), str) and f.name != "outcome"
     }
@@ -96,21 +86,35 @@ class AuditRecord:
     event: AuditEvent
     prev_hash: str
     hash: str
+    scheme: str = KEYED
 
 
 @dataclass(frozen=True, slots=True)
-class ChainCheck:
-    """What ``verify`` found: ``bad_seq`` is the first record that does not fit (None when the
-    chain is intact), ``problem`` says why; ``head_hash`` is the last good record's hash."""
+class ChainRekey:
+    """What a re-keying did: ``check`` is the chain as walked before (its ``head_hash`` the
+    old head), ``rekeyed`` how many records were rewritten, ``head_hash`` the good part's
+    head afterwards."""
 
-    records: int
+    check: ChainCheck
+    rekeyed: int
     head_hash: str
-    bad_seq: int | None = None
-    problem: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ChainState:
+    """What the two ends of the chain say, read in O(1) at every start: ``unkeyed_start``:
+    it opens with an unkeyed record (written before the chain was keyed); ``unkeyed_tail``:
+    its newest record is unkeyed although its first is keyed (a downgrade); ``foreign_tail``:
+    its newest record verifies under another master key than the sealing one (a rotation was
+    interrupted). All False for an empty chain."""
+
+    unkeyed_start: bool = False
+    unkeyed_tail: bool = False
+    foreign_tail: bool = False
 
     @property
-    def intact(self) -> bool:
-        return self.bad_seq is None
+    def needs_rekey(self) -> bool:
+        return self.unkeyed_start or self.foreign_tail
 
 
 class _NoSecrets:
@@ -123,16 +127,31 @@ class _NoSecrets:
         raise InternalError("the audit log stores no secrets")
 
 
-class SqlAuditLog(SqlBase):
-    """The append-only, hash-chained audit log in ``store``'s database."""
+def store_chain_keys(store: SqlBase, *, legacy: bool = True) -> ChainKeys:
+    """The chain keys of the master key ``store`` seals with."""
+    box = store._box
+    if not isinstance(box, AesGcmSecretBox):
+        raise InternalError("the audit chain is keyed by the master key: the store has none")
+    return ChainKeys.of(box, legacy=legacy)
 
-    def __init__(self, store: SqlBase) -> None:
+
+class SqlAuditLog(SqlBase):
+    """The append-only, keyed, hash-chained audit log in ``store``'s database. ``keys``
+    default to those of the master key ``store`` seals with (unkeyed records allowed at the
+    chain's start; see ``keyturn.store.audit_keying`` for the data dir's own rule)."""
+
+    def __init__(self, store: SqlBase, keys: ChainKeys | None = None) -> None:
+        self._keys = keys if keys is not None else store_chain_keys(store)
         super().__init__(store.engine, _NoSecrets(), store._clock)
         # One writer per process and database: appends queue on the store's own lock and
         # connection. A second connection would meet a store transaction in SQLite's busy
         # handler instead, which waits on the event loop thread (the inline engine) and so
         # could never let that transaction finish.
         self._writer, self._write_lock = store._writer, store._write_lock
+
+    @property
+    def keys(self) -> ChainKeys:
+        return self._keys
 
     @guarded
     async def append(self, event: AuditEvent) -> None:
@@ -145,18 +164,18 @@ class SqlAuditLog(SqlBase):
         # READ COMMITTED would let two appends read the same tail (one would then fail on the
         # primary key): a transaction-scoped advisory lock serializes them instead.
         async with self._write() as conn:
-            if not self._sqlite:
-                await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_APPEND_LOCK)))
+            await lock_chain(conn)
             last = (await conn.execute(_LAST)).first()
             seq, prev = (1, GENESIS) if last is None else (int(last.seq) + 1, str(last.hash))
             row = {
                 "seq": seq,
                 "at": event.at,
-                "tenant_id": _text(event.tenant_id, 64),
-                "key_id": _text(event.key_id, 128),
+                "tenant_id": clip(event.tenant_id, 64),
+                "key_id": clip(event.key_id, 128),
                 "event": text,
                 "prev_hash": prev,
-                "hash": chain_hash(prev, text),
+                "hash": keyed_hash(self._keys.signing, prev, text),
+                "scheme": KEYED,
             }
             await conn.execute(_INSERT, row)
 
@@ -213,19 +232,34 @@ class SqlAuditLog(SqlBase):
     @guarded
     async def verify(self) -> ChainCheck:
         """Walk the whole chain from record 1; stop at the first record that does not fit."""
-        expected_seq, prev, count = 1, GENESIS, 0
         async with self._read() as conn:
-            while True:
-                rows = await _batch(conn, expected_seq - 1)
-                if not rows:
-                    return ChainCheck(records=count, head_hash=prev)
-                for row in rows:
-                    problem = _problem(row, expected_seq, prev)
-                    if problem:
-                        return ChainCheck(
-                            records=count, head_hash=prev, bad_seq=int(row.seq), problem=problem
-                        )
-                    expected_seq, prev, count = expected_seq + 1, str(row.hash), count + 1
+            return await walk(conn, self._keys)
+
+    @guarded
+    async def state(self) -> ChainState:
+        """The chain's two ends (two primary-key reads), to decide whether to re-key it."""
+        async with self._read() as conn:
+            first = (await conn.execute(_FIRST_ROW)).first()
+            last = (await conn.execute(_LAST_ROW)).first()
+        if first is None or last is None:
+            return ChainState()
+        foreign = (
+            last.scheme == KEYED
+            and not _keyed_under(self._keys.signing, last)
+            and any(_keyed_under(key, last) for key in self._keys.verifying[1:])
+        )
+        return ChainState(
+            unkeyed_start=first.scheme == LEGACY,
+            unkeyed_tail=first.scheme != LEGACY and last.scheme == LEGACY,
+            foreign_tail=foreign,
+        )
+
+    @guarded
+    async def rekey(self) -> ChainRekey:
+        """Re-key the whole chain under the signing key if it verifies from end to end;
+        change nothing if it does not (the result names the first bad record)."""
+        async with self._write() as conn:
+            return await rekey_chain(conn, self._keys, self._keys.signing, partial=False)
 
     def _field(self, name: str) -> sa.ColumnElement[str]:
         """A text field of the stored event JSON, in SQL."""
@@ -235,41 +269,72 @@ class SqlAuditLog(SqlBase):
         return field
 
 
-async def _batch(conn: Connection, after: int) -> Sequence[Any]:
-    query = (
-        sa.select(audit_log)
-        .where(audit_log.c.seq > after)
-        .order_by(audit_log.c.seq)
-        .limit(_VERIFY_BATCH)
-    )
-    return (await conn.execute(query)).all()
+async def lock_chain(conn: Connection) -> None:
+    """Serialize writers of the chain (PostgreSQL; SQLite's BEGIN IMMEDIATE already does)."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_APPEND_LOCK)))
 
 
-def _problem(row: Any, expected_seq: int, prev: str) -> str:
-    """Why ``row`` does not continue a chain whose last good record is ``expected_seq - 1``
-    with hash ``prev``; empty if it does."""
-    seq = int(row.seq)
-    if seq != expected_seq:
-        missing = (
-            f"record {expected_seq} is missing"
-            if seq == expected_seq + 1
-            else f"records {expected_seq} to {seq - 1} are missing"
-        )
-        return f"{missing} (removed): the sequence jumps from {expected_seq - 1} to {seq}"
-    if row.prev_hash != prev:
-        before = "the chain start" if seq == 1 else f"record {seq - 1}'s hash"
-        return f"its prev_hash is not {before} (a record was removed or moved)"
-    if row.hash != chain_hash(row.prev_hash, row.event):
-        return "its hash does not match its content (the record was edited)"
-    try:
-        event = event_from_json(row.event)
-    except (ValueError, TypeError, KeyError):
-        return "its event is not a valid audit event"
-    if (row.tenant_id, row.key_id) != (_text(event.tenant_id, 64), _text(event.key_id, 128)):
-        return "its tenant_id or key_id column differs from its event (the record was edited)"
-    if row.at != event.at:
-        return "its at column differs from its event (the record was edited)"
-    return ""
+async def _rows(conn: Connection, below: int | None = None) -> AsyncIterator[Any]:
+    """Every record in seq order (those before seq ``below``), read in batches."""
+    after = 0
+    while True:
+        query = sa.select(audit_log).where(audit_log.c.seq > after)
+        if below is not None:
+            query = query.where(audit_log.c.seq < below)
+        rows = (await conn.execute(query.order_by(audit_log.c.seq).limit(_WALK_BATCH))).all()
+        if not rows:
+            return
+        for row in rows:
+            yield row
+        after = int(rows[-1].seq)
+
+
+async def walk(conn: Connection, keys: ChainKeys) -> ChainCheck:
+    """Check the chain from record 1 under ``keys``; stop at the first record that does not
+    fit."""
+    chain = ChainWalk(keys)
+    async for row in _rows(conn):
+        if not chain.step(row):
+            break
+    return chain.result()
+
+
+async def rekey_chain(
+    conn: Connection, keys: ChainKeys, signing: bytes, *, partial: bool
+) -> ChainRekey:
+    """In the caller's write transaction: walk the chain under ``keys``, then rewrite its
+    records under ``signing``: every record when the chain is intact; when it is not, nothing,
+    or with ``partial`` the records before the first bad one (which keeps being reported: it
+    no longer follows its rewritten predecessor). A record that did not verify is never
+    rewritten."""
+    await lock_chain(conn)
+    check = await walk(conn, keys)
+    if not check.intact and not partial:
+        return ChainRekey(check=check, rekeyed=0, head_hash=check.head_hash)
+    prev, rekeyed, changes = GENESIS, 0, []
+    async for row in _rows(conn, below=check.bad_seq):
+        link = keyed_hash(signing, prev, row.event)
+        if (row.prev_hash, row.hash, row.scheme) != (prev, link, KEYED):
+            changes.append({"b_seq": row.seq, "b_prev": prev, "b_hash": link, "b_s": KEYED})
+        if len(changes) >= _REKEY_BATCH:
+            rekeyed += await _relink(conn, changes)
+        prev = link
+    rekeyed += await _relink(conn, changes)
+    return ChainRekey(check=check, rekeyed=rekeyed, head_hash=prev)
+
+
+async def _relink(conn: Connection, changes: list[dict[str, Any]]) -> int:
+    """Write ``changes`` (and empty the list); how many there were."""
+    count = len(changes)
+    if changes:
+        await conn.execute(_RELINK, changes)
+        changes.clear()
+    return count
+
+
+def _keyed_under(key: bytes, row: Any) -> bool:
+    return hmac.compare_digest(keyed_hash(key, row.prev_hash, row.event), str(row.hash))
 
 
 def _record(row: Any) -> AuditRecord:
@@ -280,5 +345,9 @@ def _record(row: Any) -> AuditRecord:
             f"audit record {row.seq} is not a valid audit event (run `keyturn audit verify`)"
         ) from None
     return AuditRecord(
-        seq=int(row.seq), event=event, prev_hash=str(row.prev_hash), hash=str(row.hash)
+        seq=int(row.seq),
+        event=event,
+        prev_hash=str(row.prev_hash),
+        hash=str(row.hash),
+        scheme=str(row.scheme),
     )

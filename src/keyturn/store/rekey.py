@@ -3,10 +3,13 @@
 ``SEALED_COLUMNS`` lists every column holding a ``SecretBox`` token with the context it was
 sealed under (access-key secrets, node admin passwords and pending ones, task passwords and
 snapshots, tenant RSA private keys). ``SqlRekey.reseal`` rewrites, in ONE transaction, each
-token not already under the new key; a token that does not open aborts it, so the store is all
-old or all new. ``rotate_master_key`` is the whole procedure, in an order where a crash at any
-point leaves a data dir that opens (``keyturn.store.sealing.open_secret_box`` also opens with
-``master.key.new`` and ``master.key.old``) and a second run finishes the job:
+token not already under the new key, and re-keys the audit chain (its MAC key is derived from
+the master key) under the new key; a token that does not open aborts it, so the store is all
+old or all new. The chain is re-keyed up to its first bad record, if it has one: the records
+before it stay verifiable, and the bad one keeps being reported (the old key that would verify
+the rest is gone). ``rotate_master_key`` is the whole procedure, in an order where a crash at
+any point leaves a data dir that opens (``keyturn.store.sealing.open_secret_box`` also opens
+with ``master.key.new`` and ``master.key.old``) and a second run finishes the job:
 
 1. write the new key to ``master.key.new`` (or, for ``KEYTURN_MASTER_KEY`` users, to the file
    they name), durably, before anything is sealed under it; an existing one is resumed;
@@ -34,6 +37,9 @@ import sqlalchemy as sa
 from keyturn.core.errors import DomainError, InternalError
 from keyturn.core.ports import Clock
 from keyturn.store import rows
+from keyturn.store.audit import ChainRekey, rekey_chain, store_chain_keys
+from keyturn.store.audit_chain import ChainKeys
+from keyturn.store.audit_keying import chain_was_keyed, mark_chain_keyed
 from keyturn.store.base import SqlBase, guarded
 from keyturn.store.rsa_keys import _context as rsa_private_context
 from keyturn.store.schema import access_keys, nodes, tasks, tenant_rsa_keys
@@ -106,18 +112,29 @@ def token_key_id(token: str) -> str:
     return rest.partition(":")[0] if version == "v1" else ""
 
 
+@dataclass(frozen=True, slots=True)
+class Resealed:
+    """What one ``reseal`` did: tokens re-sealed per column, and the audit chain's re-keying."""
+
+    counts: dict[str, int]
+    audit: ChainRekey
+
+
 class SqlRekey(SqlBase):
     """Re-sealing over the store's tables; this object's box must open every token."""
 
     @guarded
-    async def reseal(self, target: AesGcmSecretBox) -> dict[str, int]:
-        """Re-seal, in one transaction, every token not sealed by ``target``; the count per
-        column. Nothing is changed if any token does not open."""
+    async def reseal(self, target: AesGcmSecretBox, *, audit_legacy: bool = True) -> Resealed:
+        """Re-seal, in one transaction, every token not sealed by ``target`` and re-key the
+        audit chain under ``target`` (``audit_legacy``: unkeyed records may still open it).
+        Nothing is changed if any token does not open."""
         counts: dict[str, int] = {}
+        chain_keys = store_chain_keys(self, legacy=audit_legacy)
         async with self._write() as conn:
             for spec in SEALED_COLUMNS:
                 counts[spec.name] = await self._reseal_column(conn, spec, target)
-        return counts
+            audit = await rekey_chain(conn, chain_keys, ChainKeys.of(target).signing, partial=True)
+        return Resealed(counts=counts, audit=audit)
 
     async def _reseal_column(self, conn: Any, spec: SealedColumn, target: AesGcmSecretBox) -> int:
         column = spec.table.c[spec.column]
@@ -198,13 +215,15 @@ class DataDirLock:
 @dataclass(frozen=True, slots=True)
 class Rotation:
     """What a rotation did. ``key_file`` holds the new key: ``master.key`` in the data dir, or
-    the file named for a ``KEYTURN_MASTER_KEY`` user, who must move it into the environment."""
+    the file named for a ``KEYTURN_MASTER_KEY`` user, who must move it into the environment.
+    ``audit`` is the audit chain's re-keying (the first pass: the chain as found)."""
 
     old_key_id: str
     new_key_id: str
     resealed: Mapping[str, int]
     key_file: Path
     from_env: bool
+    audit: ChainRekey
 
 
 async def rotate_master_key(
@@ -265,7 +284,10 @@ async def _rotate(
     store = await open_store(database_url, opener, clock)
     try:
         rekey = SqlRekey(store.engine, opener, clock)
-        resealed = await rekey.reseal(sealer)
+        legacy = not chain_was_keyed(data_dir)
+        first = await rekey.reseal(sealer, audit_legacy=legacy)
+        mark_chain_keyed(data_dir)  # every good record is keyed now
+        resealed = first.counts
         key_file = target_file
         if not from_env:
             key_file = data_dir / KEY_FILE
@@ -275,7 +297,7 @@ async def _rotate(
             fsync_dir(data_dir)
         # A writer that did not take the lock (another CLI command) may have sealed under
         # the old key meanwhile: re-seal that too, then require every token to be new.
-        for name, count in (await rekey.reseal(sealer)).items():
+        for name, count in (await rekey.reseal(sealer, audit_legacy=False)).counts.items():
             resealed[name] += count
         census = await rekey.census()
         stale = sum(n for kid, n in census.items() if kid != sealer.key_id)
@@ -294,4 +316,5 @@ async def _rotate(
         resealed=resealed,
         key_file=key_file,
         from_env=from_env,
+        audit=first.audit,
     )

@@ -65,7 +65,8 @@ class UtcDateTime(sa.types.TypeDecorator[datetime]):
         return moment.astimezone(UTC)
 
 
-#: Task ids are 64-bit on PostgreSQL; SQLite needs INTEGER for a rowid alias.
+#: Task ids are 64-bit on PostgreSQL; SQLite needs INTEGER for a rowid alias. Their values are
+#: random in [1, 2**53), chosen by ``keyturn.store.task_repo`` (they say nothing across tenants).
 TaskId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
@@ -132,6 +133,7 @@ nodes = sa.Table(
 tasks = sa.Table(
     "tasks",
     metadata,
+    # Random, given at insert (``keyturn.store.task_repo``): never a global sequence.
     sa.Column("id", TaskId, primary_key=True, autoincrement=True),
     sa.Column("tenant_id", sa.String(64), nullable=False),
     sa.Column("instance_id", sa.String(128), nullable=False),
@@ -156,9 +158,11 @@ tasks = sa.Table(
         postgresql_where=sa.text(ACTIVE_TASK_WHERE),
     ),
     sa.Index("ix_tasks_tenant_id_instance_id_id", "tenant_id", "instance_id", "id"),
-    # Task ids are random (they reveal nothing across tenants): listings order by time.
+    # Task ids are random (they reveal nothing across tenants): listings order by time, then
+    # id (on SQLite the rowid ends every index entry, so this index serves both).
     sa.Index("ix_tasks_tenant_id_created_at", "tenant_id", "created_at"),
-    # AUTOINCREMENT: a task id handed to a client is never reused, even if rows are deleted.
+    # AUTOINCREMENT, from the days of sequential ids (0001_initial): ids are always given now,
+    # so it no longer picks them; kept so the schema matches the migrations.
     sqlite_autoincrement=True,
 )
 
@@ -205,8 +209,9 @@ policies = sa.Table(
 audit_log = sa.Table(
     "audit_log",
     metadata,
-    # Append-only and hash-chained: ``hash`` = sha256(prev_hash + the canonical event JSON),
-    # so an edited, removed or reordered record breaks the chain from there on.
+    # Append-only and hash-chained: ``hash`` = HMAC-SHA256(K, prev_hash + the canonical event
+    # JSON), K derived from the master key (``keyturn.store.audit_chain``), so an edited,
+    # removed or reordered record breaks the chain and only the key holder can rewrite it.
     sa.Column("seq", sa.Integer(), primary_key=True, autoincrement=False),
     sa.Column("at", UtcDateTime(), nullable=False),
     sa.Column("tenant_id", sa.String(64), nullable=False),
@@ -214,7 +219,8 @@ audit_log = sa.Table(
     sa.Column("event", sa.Text(), nullable=False),
     sa.Column("prev_hash", sa.String(64), nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
-    # ``sha256`` (records from before the chain was keyed) or ``hmac-sha256``.
+    # ``hmac-sha256``, or ``sha256`` (records from before the chain was keyed, until the
+    # server's next start re-keys them).
     sa.Column("scheme", sa.String(16), nullable=False, server_default="sha256"),
     sa.Index("ix_audit_log_tenant_id_seq", "tenant_id", "seq"),
 )

@@ -8,7 +8,9 @@ that sealed it. ``load_or_create_master_key`` reads the key from ``KEYTURN_MASTE
 ``<data_dir>/master.key``, created on first use with mode 0600. ``open_secret_box`` adds, as
 keys that open but never seal, ``master.key.new`` and ``master.key.old`` when a master-key
 rotation (``keyturn.store.rekey``) was interrupted, so every crash point leaves a data dir that
-opens. Nothing here ever echoes key material or plaintext. Imports: stdlib and cryptography.
+opens. ``derive_key`` makes independent subkeys of a master key for other purposes (HKDF-SHA256
+with a label; the audit chain's MAC key is one), so the master key itself never leaves this
+module. Nothing here ever echoes key material or plaintext. Imports: stdlib and cryptography.
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ from pathlib import Path
 from typing import Final
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from keyturn.core.errors import InternalError
 
@@ -49,20 +53,31 @@ def key_id(key: bytes) -> str:
     return hashlib.sha256(key).hexdigest()[:8]
 
 
+def derive_key(master: bytes, info: bytes) -> bytes:
+    """A 32-byte subkey of ``master`` for the one purpose ``info`` names (HKDF-SHA256, no
+    salt): subkeys for different purposes are independent and none reveals the master key."""
+    return HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None, info=info).derive(
+        _checked(master)
+    )
+
+
 class AesGcmSecretBox:
     """Seal and unseal strings with AES-256-GCM under a master key.
 
     ``retired`` keys still open old tokens (for a future rotation) but never seal new ones.
     """
 
-    __slots__ = ("_ciphers", "_key_id")
+    __slots__ = ("_ciphers", "_key_id", "_keys")
 
     def __init__(self, key: bytes, *, retired: Iterable[bytes] = ()) -> None:
         self._ciphers: dict[str, AESGCM] = {}
-        for old in retired:
-            self._ciphers[key_id(_checked(old))] = AESGCM(old)
+        old_keys = [_checked(old) for old in retired]
+        for old in old_keys:
+            self._ciphers[key_id(old)] = AESGCM(old)
         self._key_id = key_id(_checked(key))
         self._ciphers[self._key_id] = AESGCM(key)
+        # The sealing key first: ``derive_keys`` names it by position.
+        self._keys = (key, *(old for old in old_keys if old != key))
 
     @property
     def key_id(self) -> str:
@@ -70,6 +85,11 @@ class AesGcmSecretBox:
 
     def __repr__(self) -> str:
         return f"AesGcmSecretBox(key_id={self._key_id!r})"
+
+    def derive_keys(self, info: bytes) -> tuple[bytes, ...]:
+        """``derive_key(..., info)`` of the sealing key, then of each retired key: the first
+        is for making new values (MACs), the others only for checking old ones."""
+        return tuple(derive_key(key, info) for key in self._keys)
 
     def seal(self, plaintext: str, *, context: str) -> str:
         nonce = secrets.token_bytes(NONCE_BYTES)

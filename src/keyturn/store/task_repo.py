@@ -1,15 +1,20 @@
 """Durable tasks in SQL: the ``TaskRepo`` half of ``SqlStore``.
 
-A task row is created ``preparing`` with its pending password sealed in the same transaction;
+A task row is created ``preparing`` with its pending password sealed in the same statement;
 the partial unique index on ``lock_key`` turns a second active task on an account into
-``OperationInProgress``. ``write_ahead`` and ``finish_task`` are one transaction each, checking
-the state machine on a locked row; finishing wipes the task's sealed secrets and promotes or
-discards the pending admin passwords the task wrote. Imports: ``keyturn.core``, SQLAlchemy and
-this package.
+``OperationInProgress``. Task ids are random in [1, 2**53) (exact in every SDK's integer type
+and in JSON numbers), drawn at insert and drawn again on a collision, so an id says nothing
+about other tenants' tasks (a global sequence would let a tenant count everyone's resets);
+rows are never deleted, so an id is never handed out twice. Listings therefore order by
+creation time (then id), and recovery takes unfinished tasks oldest first. ``write_ahead`` and
+``finish_task`` are one transaction each, checking the state machine on a locked row;
+finishing wipes the task's sealed secrets and promotes or discards the pending admin passwords
+the task wrote. Imports: ``keyturn.core``, SQLAlchemy and this package.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -35,12 +40,18 @@ from keyturn.store.base import Connection, SqlBase, count_of, guarded
 from keyturn.store.schema import instances, nodes, tasks
 
 _ACTIVE: Final = [s.value for s in ACTIVE_STATES]
+#: Task ids are drawn from [1, ID_LIMIT): integers up to 2**53 are exact in JSON numbers
+#: (JavaScript, and every JSON parser that reads numbers as doubles).
+ID_LIMIT: Final = 2**53
+#: Draws before giving up; with 2**53 ids even the second is astronomically rare.
+_ID_ATTEMPTS: Final = 8
 
 
 # Hot reads, built once: SQLAlchemy then skips statement construction and reuses its cache key.
 _GET_TASK: Final = sa.select(tasks).where(
     tasks.c.id == sa.bindparam("id"), tasks.c.tenant_id == sa.bindparam("tenant_id")
 )
+_INSERT_TASK: Final = sa.insert(tasks)
 _ACTIVE_TASK: Final = sa.select(tasks.c.id).where(
     tasks.c.lock_key == sa.bindparam("lock_key"), tasks.c.state.in_(_ACTIVE)
 )
@@ -52,36 +63,19 @@ class SqlTaskRepo(SqlBase):
     @guarded
     async def create_task(self, new: NewTask, pending: Secret | None) -> Task:
         now = self._now()
-        try:
-            async with self._write() as conn:
-                result = await conn.execute(
-                    sa.insert(tasks).values(
-                        tenant_id=new.tenant_id,
-                        instance_id=new.instance_id,
-                        account=new.account,
-                        kind=new.kind.value,
-                        state=TaskState.PREPARING.value,
-                        message="",
-                        request_id=new.request_id,
-                        steps=rows.steps_to_json(new.steps),
-                        lock_key=new.lock_key,
-                        created_at=now,
-                    )
-                )
-                key = result.inserted_primary_key
-                if key is None:
-                    raise InternalError("the new task has no id")
-                task_id = int(key[0])
-                if pending is not None:
-                    # Same transaction: no committed row ever lacks its sealed password.
-                    sealed = self._seal(pending.reveal(), rows.task_pending_context(task_id))
-                    await conn.execute(
-                        sa.update(tasks).where(tasks.c.id == task_id).values(pending_sealed=sealed)
-                    )
-        except IntegrityError as exc:
-            if "lock_key" in str(exc.orig):
-                raise OperationInProgress() from None
-            raise
+        for _ in range(_ID_ATTEMPTS):
+            task_id = self.new_task_id()
+            try:
+                await self._insert_task(task_id, new, pending, now)
+            except IntegrityError as exc:
+                if "lock_key" in str(exc.orig):
+                    raise OperationInProgress() from None
+                if _id_collision(exc):
+                    continue  # that id is taken: draw another
+                raise
+            break
+        else:
+            raise InternalError("no free task id was found")
         return Task(
             id=task_id,
             tenant_id=new.tenant_id,
@@ -94,6 +88,36 @@ class SqlTaskRepo(SqlBase):
             steps=tuple(new.steps),
             created_at=now,
         )
+
+    def new_task_id(self) -> int:
+        """A random id in [1, ID_LIMIT) (a method, so tests can force a collision)."""
+        return 1 + secrets.randbelow(ID_LIMIT - 1)
+
+    async def _insert_task(
+        self, task_id: int, new: NewTask, pending: Secret | None, now: datetime
+    ) -> None:
+        # The row is inserted with its sealed password: no committed row ever lacks it.
+        sealed = (
+            None
+            if pending is None
+            else self._seal(pending.reveal(), rows.task_pending_context(task_id))
+        )
+        row = {
+            "id": task_id,
+            "tenant_id": new.tenant_id,
+            "instance_id": new.instance_id,
+            "account": new.account,
+            "kind": new.kind.value,
+            "state": TaskState.PREPARING.value,
+            "message": "",
+            "request_id": new.request_id,
+            "steps": rows.steps_to_json(new.steps),
+            "lock_key": new.lock_key,
+            "created_at": now,
+            "pending_sealed": sealed,
+        }
+        async with self._write() as conn:
+            await conn.execute(_INSERT_TASK, row)
 
     async def _task_row(self, conn: Connection, task_id: int, *, lock: bool = False) -> Any:
         query = sa.select(tasks).where(tasks.c.id == task_id)
@@ -128,7 +152,8 @@ class SqlTaskRepo(SqlBase):
         query = (
             sa.select(tasks, count_of(tasks, where).label("total"))
             .where(*where)
-            .order_by(tasks.c.id.desc())
+            # Newest first: ids are random, so time orders them (index tenant_id, created_at).
+            .order_by(tasks.c.created_at.desc(), tasks.c.id.desc())
             .limit(page.limit)
             .offset(page.offset)
         )
@@ -142,7 +167,11 @@ class SqlTaskRepo(SqlBase):
 
     @guarded
     async def unfinished_tasks(self) -> list[Task]:
-        query = sa.select(tasks).where(tasks.c.state.in_(_ACTIVE)).order_by(tasks.c.id)
+        query = (
+            sa.select(tasks)
+            .where(tasks.c.state.in_(_ACTIVE))
+            .order_by(tasks.c.created_at, tasks.c.id)
+        )
         async with self._read() as conn:
             result = (await conn.execute(query)).all()
         return [rows.task_from_row(row) for row in result]
@@ -303,3 +332,10 @@ class SqlTaskRepo(SqlBase):
                 .where(nodes.c.instance_id == iid, nodes.c.ordinal == node.ordinal)
                 .values(**values)
             )
+
+
+def _id_collision(exc: IntegrityError) -> bool:
+    """Whether the insert failed on the primary key (SQLite names the column, PostgreSQL the
+    constraint)."""
+    text = str(exc.orig)
+    return "tasks.id" in text or "pk_tasks" in text

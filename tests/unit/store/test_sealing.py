@@ -131,3 +131,22 @@ def test_a_key_file_readable_by_others_is_warned_about(
     with caplog.at_level(logging.WARNING, logger="keyturn.store.sealing"):
         load_or_create_master_key(tmp_path, None)
     assert "chmod 600" in caplog.text
+
+
+def test_derived_keys_are_hkdf_subkeys_sealing_key_first() -> None:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    from keyturn.store.sealing import derive_key
+
+    def hkdf(master: bytes, info: bytes) -> bytes:
+        return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(master)
+
+    assert derive_key(KEY, b"purpose a") == hkdf(KEY, b"purpose a")
+    assert derive_key(KEY, b"purpose a") != derive_key(KEY, b"purpose b")
+    assert derive_key(KEY, b"purpose a") not in (KEY, derive_key(OTHER_KEY, b"purpose a"))
+    box = AesGcmSecretBox(KEY, retired=[OTHER_KEY, KEY])
+    assert box.derive_keys(b"x") == (hkdf(KEY, b"x"), hkdf(OTHER_KEY, b"x"))
+    assert AesGcmSecretBox(KEY).derive_keys(b"x") == (hkdf(KEY, b"x"),)
+    with pytest.raises(ValueError):
+        derive_key(b"short", b"x")

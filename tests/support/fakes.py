@@ -61,6 +61,9 @@ class MemoryReplay:
         self.expiry[(scope, nonce)] = expires_at
         return True
 
+    async def forget_nonce(self, scope: str, nonce: str) -> None:
+        self.expiry.pop((scope, nonce), None)
+
     async def purge_nonces(self, now: datetime) -> int:
         expired = [key for key, until in self.expiry.items() if until <= now]
         for key in expired:
@@ -89,13 +92,13 @@ class PassthroughGate:
         execute: Callable[[Caller], Awaitable[Answer]],
         vendor_code: Callable[[DomainError], str],
         *,
-        admit: Callable[[], Awaitable[None]] | None = None,
+        admission: Any = None,
     ) -> Answer:
         self.gated += 1
         if self.error is not None:
             raise self.error
-        if admit is not None:
-            await admit()
+        if admission is not None:
+            await admission.admit()
         return await execute(replace(caller))
 
     async def rejected(self, caller: Caller, **fields: Any) -> None:

@@ -23,6 +23,7 @@ from keyturn.config import load_settings
 from keyturn.core.model import Product
 from keyturn.core.secrets import Secret
 from keyturn.service.admin import Admin
+from keyturn.store.sql import SqlStore
 from tests.support.ports import free_port
 
 TENANT = "1300000001"
@@ -193,13 +194,18 @@ class KeyturnServer:
     def with_admin(self, action: Callable[[Admin], Awaitable[T]]) -> T:
         """Run ``action`` with an ``Admin`` on the server's data dir, as the CLI would (keys,
         policies...); the server sees a key's change within its one-second key cache."""
+        return self.with_store(lambda store: action(Admin(store)))
+
+    def with_store(self, action: Callable[[SqlStore], Awaitable[T]]) -> T:
+        """Run ``action`` with the store of the server's data dir (to read what the server
+        recorded: tasks and their times)."""
 
         async def go() -> T:
             from keyturn.bootstrap import open_admin_store
 
             store = await open_admin_store(load_settings(data_dir=self.data_dir, env={}))
             try:
-                return await action(Admin(store))
+                return await action(store)
             finally:
                 await store.close()
 

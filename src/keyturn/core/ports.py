@@ -338,6 +338,10 @@ class ReplayRepo(Protocol):
         processes: of two concurrent calls with the same nonce exactly one gets True."""
         ...
 
+    async def forget_nonce(self, scope: str, nonce: str) -> None:
+        """Delete one remembered nonce (its call did not run after all)."""
+        ...
+
     async def purge_nonces(self, now: datetime) -> int:
         """Delete expired nonces; how many."""
         ...

@@ -69,6 +69,26 @@ class ReplayKey:
     ttl_seconds: float
 
 
+@dataclass(frozen=True, slots=True)
+class ReplayCheck:
+    """The gate's admission of a call with a replay key: remember the key (refusing a replay
+    with the vendor's message), or forget it again when the call did not run after all."""
+
+    services: Services
+    scope: str
+    key: ReplayKey
+    message: str
+
+    async def admit(self) -> None:
+        try:
+            await self.services.replay.remember(self.scope, self.key.nonce, self.key.ttl_seconds)
+        except NonceReused:
+            raise NonceReused(self.message) from None
+
+    async def release(self) -> None:
+        await self.services.replay.forget(self.scope, self.key.nonce)
+
+
 class VendorHooks(Protocol, Generic[E, R]):
     """A vendor protocol as pure functions over one request. ``E`` is the vendor's envelope
     (the call's identity and signature material), ``R`` its route (product and action)."""
@@ -170,7 +190,7 @@ class SignedCallPipeline(Generic[E, R]):
                 bound.info,
                 lambda scoped: bound.invoke(self._services, scoped),
                 lambda error: hooks.code(error, routed),
-                admit=self._replay_check(envelope, request, caller, bound.info.mutating),
+                admission=self._replay_check(envelope, request, caller, bound.info.mutating),
             )
             return hooks.render(answer, request_id, request)
         except DomainError as error:
@@ -204,19 +224,11 @@ class SignedCallPipeline(Generic[E, R]):
 
     def _replay_check(
         self, envelope: E, request: WireRequest, caller: Caller, mutating: bool
-    ) -> Callable[[], Awaitable[None]] | None:
+    ) -> ReplayCheck | None:
         found = self.hooks.replay_key(envelope, request, mutating)
         if found is None:
             return None
-        key = found
-
-        async def check() -> None:
-            try:
-                await self._services.replay.remember(caller.key_id, key.nonce, key.ttl_seconds)
-            except NonceReused:
-                raise NonceReused(self.hooks.replay_message) from None
-
-        return check
+        return ReplayCheck(self._services, caller.key_id, found, self.hooks.replay_message)
 
     async def _audit_refusal(
         self,

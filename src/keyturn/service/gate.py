@@ -22,6 +22,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from functools import lru_cache
+from typing import Protocol
 
 from keyturn.core.access import Policy, allows_action, decide_any
 from keyturn.core.audit import AuditEvent, AuditOutcome
@@ -50,6 +51,18 @@ log = logging.getLogger(__name__)
 @lru_cache(maxsize=1024)
 def _parsed(document: str) -> Policy:
     return Policy.parse(document)
+
+
+class Admission(Protocol):
+    """The signed-call pipeline's last check before a call runs (its replay check)."""
+
+    async def admit(self) -> None:
+        """Refuse the call with a ``DomainError``, or use up what admits it."""
+        ...
+
+    async def release(self) -> None:
+        """The admitted call did not run after all: give back what ``admit`` used up."""
+        ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -95,7 +108,7 @@ class Gate:
         execute: Callable[[Caller], Awaitable[Answer]],
         vendor_code: Callable[[DomainError], str],
         *,
-        admit: Callable[[], Awaitable[None]] | None = None,
+        admission: Admission | None = None,
     ) -> Answer:
         """Authorize, limit, admit (the pipeline's replay check), audit and run ``execute``
         with the caller's ``Access``; its answer, or its error re-raised. A call refused here
@@ -106,8 +119,8 @@ class Gate:
         try:
             access = await self._authorize(caller, call, region)
             self._limiter.take(caller.tenant_id, call.action, mutating=call.mutating)
-            if admit is not None:
-                await admit()
+            if admission is not None:
+                await admission.admit()
         except RequestThrottled as error:
             # A flood over the limit must not turn into a flood of durable writes: a few
             # records per tenant and action each second, the rest counted in the log.
@@ -119,8 +132,14 @@ class Gate:
             await self._record(replace(event, outcome=AuditOutcome.DENIED), error, vendor_code)
             raise
         if call.mutating:
-            # Fail-closed: a change whose record cannot be written is not made.
-            await self._append(replace(event, outcome=AuditOutcome.STARTED), required=True)
+            # Fail-closed: a change whose record cannot be written is not made, and what its
+            # admission used up (a nonce) is given back: the very same request may come again.
+            try:
+                await self._append(replace(event, outcome=AuditOutcome.STARTED), required=True)
+            except InternalError:
+                if admission is not None:
+                    await admission.release()
+                raise
         try:
             answer = await execute(replace(caller, access=access))
         except DomainError as error:

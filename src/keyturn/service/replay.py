@@ -12,10 +12,13 @@ rows are purged every ``PURGE_EVERY`` remembered nonces.
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
-from keyturn.core.errors import NonceReused
+from keyturn.core.errors import DomainError, NonceReused
 from keyturn.core.ports import Clock, ReplayRepo
+
+log = logging.getLogger(__name__)
 
 #: Remembered nonces between two purges of expired ones.
 PURGE_EVERY = 1000
@@ -41,3 +44,12 @@ class ReplayGuard:
         )
         if not fresh:
             raise NonceReused("Specified signature nonce was used already.")
+
+    async def forget(self, scope: str, nonce: str) -> None:
+        """Give a remembered nonce back: its call was admitted but did not run after all (the
+        audit record before a change could not be written). Best effort: a failure leaves the
+        nonce remembered, which refuses a retry but never lets a replay through."""
+        try:
+            await self._repo.forget_nonce(scope, nonce)
+        except DomainError:
+            log.warning("a nonce could not be forgotten; the same request will be refused")

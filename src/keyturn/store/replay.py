@@ -46,6 +46,16 @@ class SqlReplay(SqlBase):
             return bool(result.rowcount)
 
     @guarded
+    async def forget_nonce(self, scope: str, nonce: str) -> None:
+        async with self._write() as conn:
+            await conn.execute(
+                sa.delete(replay_nonces).where(
+                    replay_nonces.c.scope == scope[:128],
+                    replay_nonces.c.digest == nonce_digest(nonce),
+                )
+            )
+
+    @guarded
     async def purge_nonces(self, now: datetime) -> int:
         async with self._write() as conn:
             result = await conn.execute(_PURGE, {"now": now})

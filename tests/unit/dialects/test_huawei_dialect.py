@@ -62,10 +62,10 @@ class FakeServices:
 
     @staticmethod
     async def _through_gate(
-        caller: Any, info: Any, execute: Any, vendor_code: Any, admit: Any = None
+        caller: Any, info: Any, execute: Any, vendor_code: Any, admission: Any = None
     ) -> Any:
-        if admit is not None:
-            await admit()
+        if admission is not None:
+            await admission.admit()
         return await execute(caller)
 
     async def _refused(self, caller: Any, **fields: Any) -> None:

@@ -38,7 +38,7 @@ class Gate:
         self.error: e.DomainError | None = None
 
     async def run(
-        self, caller: Any, info: Any, execute: Any, vendor_code: Any, admit: Any = None
+        self, caller: Any, info: Any, execute: Any, vendor_code: Any, admission: Any = None
     ) -> Any:
         self.gated += 1
         if self.error is not None:

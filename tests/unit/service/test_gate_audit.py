@@ -108,6 +108,27 @@ async def test_an_unwritable_log_refuses_the_change() -> None:
     assert ran == []
 
 
+async def test_an_unwritable_log_gives_the_admission_back() -> None:
+    gate, audit, _ = make_gate()
+    audit.broken = True
+    steps: list[str] = []
+
+    class Admission:
+        async def admit(self) -> None:
+            steps.append("admit")
+
+        async def release(self) -> None:
+            steps.append("release")
+
+    async def execute(caller: Caller) -> Answer:
+        steps.append("run")
+        return Answer({})
+
+    with pytest.raises(e.InternalError):
+        await gate.run(CALLER, call(), execute, code, admission=Admission())
+    assert steps == ["admit", "release"]
+
+
 async def test_reads_survive_an_unwritable_log() -> None:
     gate, audit, _ = make_gate()
     audit.broken = True

@@ -10,6 +10,7 @@ official SDKs and raw signed requests against real keyturn servers:
 
 from __future__ import annotations
 
+import itertools
 import json
 import secrets
 import time
@@ -456,3 +457,81 @@ def test_policies_can_name_accounts(keyturn: KeyturnServer, redis_server: RedisS
 
 def test_no_traceback_in_the_log(keyturn: KeyturnServer) -> None:
     assert "Traceback" not in keyturn.log()
+
+
+# --------------------------------------------------------------------------- roles, task ids
+
+
+def test_read_only_and_read_write_accounts_cannot_disrupt_other_clients(
+    keyturn: KeyturnServer, redis_server: RedisServer
+) -> None:
+    instance_id = "r-" + secrets.token_hex(7)
+    keyturn.add_instance(instance_id, [redis_server.admin_url()], product=Product.ALIBABA_KVSTORE)
+    sdk = KvstoreSdk("tea", keyturn.endpoint)
+    passwords = {}
+    for name, privilege in (("reader", "RoleReadOnly"), ("writer", "RoleReadWrite")):
+        passwords[name] = new_password()
+        sdk.call(
+            "CreateAccount",
+            InstanceId=instance_id,
+            AccountName=name,
+            AccountPassword=passwords[name],
+            AccountPrivilege=privilege,
+        )
+    for name in ("reader", "writer"):
+        with redis.Redis(
+            port=redis_server.port, username=name, password=passwords[name], protocol=2
+        ) as client:
+            client.get("some-key")
+            client.client_setname("app")
+            for command in (
+                ("CLIENT", "KILL", "TYPE", "normal"),
+                ("CLIENT", "PAUSE", "1000"),
+                ("CLIENT", "LIST"),
+                ("CONFIG", "GET", "*"),
+                ("FLUSHALL",),
+                ("ACL", "LIST"),
+                ("SHUTDOWN", "NOSAVE"),
+            ):
+                with pytest.raises(redis.exceptions.NoPermissionError):
+                    client.execute_command(*command)
+            if name == "writer":
+                client.set("some-key", "v")
+            else:
+                with pytest.raises(redis.exceptions.NoPermissionError):
+                    client.set("some-key", "v")
+    # keyturn's own admin connections survived all of that and still work.
+    assert sdk.call("DescribeAccounts", InstanceId=instance_id)["Accounts"]
+
+
+def test_task_ids_say_nothing_across_tenants(
+    keyturn: KeyturnServer, redis_server_factory: Any
+) -> None:
+    from tests.support.keyturn_server import OTHER_KEY_ID, OTHER_KEY_SECRET, OTHER_TENANT
+
+    servers = {TENANT: redis_server_factory(), OTHER_TENANT: redis_server_factory()}
+    ids = {}
+    for tenant, server in servers.items():
+        ids[tenant] = "crs-" + secrets.token_hex(5)
+        keyturn.add_instance(ids[tenant], [server.admin_url()], tenant=tenant)
+    keys = {TENANT: (None, None), OTHER_TENANT: (OTHER_KEY_ID, OTHER_KEY_SECRET)}
+    seen: list[int] = []
+    for _ in range(3):
+        for tenant in (TENANT, OTHER_TENANT):
+            key_id, secret = keys[tenant]
+            signing = {} if key_id is None else {"key_id": key_id, "secret": secret}
+            body = {"InstanceId": ids[tenant], "Password": new_password()}
+            response = tc3_post(keyturn.endpoint, "ResetPassword", body, **signing)
+            assert tencent_error(response) is None, response.text
+            seen.append(int(response.json()["Response"]["TaskId"]))
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                info = tc3_post(
+                    keyturn.endpoint, "DescribeTaskInfo", {"TaskId": seen[-1]}, **signing
+                ).json()["Response"]
+                if info.get("Status") in ("succeed", "failed"):
+                    break
+                time.sleep(0.05)
+    assert all(0 < task_id < 2**53 for task_id in seen)
+    gaps = {abs(b - a) for a, b in itertools.pairwise(seen)}
+    assert not gaps & {1, 2, 3}, seen  # no sequence one tenant could count the other's by

@@ -25,6 +25,7 @@ from keyturn.engines.registry import EngineRegistry
 from keyturn.http.app import create_app
 from keyturn.service.accounts import Accounts, ChangeGuard
 from keyturn.service.admin import Admin
+from keyturn.service.checkpoints import checkpoints_for
 from keyturn.service.context import SystemClock
 from keyturn.service.credentials import Credentials
 from keyturn.service.encryption import Encryption
@@ -101,7 +102,7 @@ async def build_runtime(settings: Settings) -> Runtime:
         instance_concurrency=settings.instance_concurrency,
         deadline=settings.task_deadline,
         rollback_deadline=settings.rollback_deadline,
-        pauses=settings.fault_pauses,
+        checkpoints=checkpoints_for(settings.fault_pauses),
     )
     resets = Resets(store, engines, worker, sync_deadline=settings.sync_deadline)
     credentials = Credentials(store)

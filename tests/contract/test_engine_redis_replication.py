@@ -1,21 +1,23 @@
-"""Contract tests of ``RedisEngine`` on a real primary with two replicas that log in to it as
-``default``: resetting ``default`` is staged on the primary (new password beside the old one),
-each replica switches ``masterauth``, ``settle`` drops the old password and proves that every
-replica logs in again. A restore brings back the old password and ``masterauth`` everywhere."""
+"""Contract tests of ``RedisEngine``'s plans on a real primary with two replicas that log in to
+it as ``default``: the primary is discovered (not assumed from the declared order); resetting
+``default`` is staged on the primary (new password beside the old one), each replica switches
+``masterauth``, the last step drops the old password and proves that every replica logs in
+again. Undoing the plan brings back the old password and ``masterauth`` everywhere; sentinels
+follow (and are restored)."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 
 import pytest
 import redis
 
 from keyturn.core.errors import EngineRejected
-from keyturn.core.model import SENTINEL_ORDINAL_BASE, EngineKind, Node, parse_node_url
-from keyturn.core.secrets import Secret
+from keyturn.core.model import Instance, NodeRole
 from keyturn.engines.redis import RedisEngine
 from tests.support.fixtures import RedisServerFactory
+from tests.support.plans import instance_of, planned
 from tests.support.redis_sentinel import RedisSentinel
 from tests.support.redis_server import RedisServer, can_login
 
@@ -40,15 +42,8 @@ def cluster(redis_server_factory: RedisServerFactory) -> list[RedisServer]:
     return [primary, *replicas]
 
 
-def nodes_of(servers: list[RedisServer]) -> list[Node]:
-    return [
-        Node(
-            instance_id="crs-repl0001",
-            ordinal=i,
-            address=parse_node_url(server.url(), EngineKind.REDIS),
-        )
-        for i, server in enumerate(servers)
-    ]
+def instance(servers: list[RedisServer], sentinels: Sequence[str] = ()) -> Instance:
+    return instance_of([server.url() for server in servers], sentinels=sentinels)
 
 
 def logs_in(server: RedisServer, password: str) -> bool:
@@ -86,17 +81,22 @@ def force_reconnect(servers: list[RedisServer], password: str) -> None:
         replica.wait_link_up()
 
 
-async def test_reset_of_the_replication_account_keeps_replication(
+async def test_the_plan_stages_the_replication_account_and_keeps_replication(
     engine: RedisEngine, cluster: list[RedisServer]
 ) -> None:
     old = cluster[0].password or ""
     new = "Repl-new-pass-1"
-    nodes = nodes_of(cluster)
-    results = [await engine.set_password(node, "default", Secret(new)) for node in nodes]
-    assert [r.settle for r in results] == [True, False, False]
+    run = await planned(engine, instance(cluster), "default", new)
+    steps = [(s.label, s.endpoint) for s in run.plan.steps]
+    primary = f"127.0.0.1:{cluster[0].port}"
+    assert steps[0] == ("set password", primary)
+    assert set(steps[1:3]) == {("set password", f"127.0.0.1:{s.port}") for s in cluster[1:]}
+    assert steps[3:] == [("drop the old passwords, replicas log in again", primary)]
+    await run.apply(upto=3)
     # Staged: the primary still takes the old password, so no replica is locked out yet.
     assert logs_in(cluster[0], old) and logs_in(cluster[0], new)
-    await engine.settle(nodes, "default", Secret(new))
+    await run.apply()
+    await run.check()
     for server in cluster:
         assert logs_in(server, new)
         assert not logs_in(server, old)
@@ -105,28 +105,29 @@ async def test_reset_of_the_replication_account_keeps_replication(
     assert replicated(cluster, new, "after-reconnect")
 
 
-async def test_restore_brings_back_password_and_masterauth(
+async def test_the_primary_is_discovered_not_assumed(
+    engine: RedisEngine, cluster: list[RedisServer]
+) -> None:
+    # Declared replicas first: discovery still puts the primary first.
+    topology = await engine.discover(instance([cluster[2], cluster[1], cluster[0]]))
+    assert [n.role for n in topology.nodes] == [
+        NodeRole.PRIMARY,
+        NodeRole.REPLICA,
+        NodeRole.REPLICA,
+    ]
+    assert topology.nodes[0].endpoint == f"127.0.0.1:{cluster[0].port}"
+
+
+async def test_undo_brings_back_password_and_masterauth(
     engine: RedisEngine, cluster: list[RedisServer]
 ) -> None:
     old = cluster[0].password or ""
-    nodes = nodes_of(cluster)
-    snapshots = [await engine.snapshot(node, "default") for node in nodes]
-    assert "masterauth" not in snapshots[0].data
-    assert all(s.data["masterauth"] == old for s in snapshots[1:])
-    for node in nodes:
-        await engine.set_password(node, "default", Secret("Repl-new-pass-2"))
-    await engine.settle(nodes, "default", Secret("Repl-new-pass-2"))
-    pending = [
-        Node(
-            instance_id=n.instance_id,
-            ordinal=n.ordinal,
-            address=n.address,
-            pending_password=Secret("Repl-new-pass-2"),
-        )
-        for n in nodes
-    ]
-    for node, snapshot in zip(pending, snapshots, strict=True):
-        await engine.restore(node, snapshot)
+    run = await planned(engine, instance(cluster), "default", "Repl-new-pass-2")
+    snapshots = list(run.snapshots.values())
+    assert sum("masterauth" in s.data for s in snapshots) == 2
+    assert {s.data.get("masterauth") for s in snapshots} == {None, old}
+    await run.apply()
+    await run.undo()
     for server in cluster:
         assert logs_in(server, old)
         assert not logs_in(server, "Repl-new-pass-2")
@@ -134,17 +135,18 @@ async def test_restore_brings_back_password_and_masterauth(
     assert replicated(cluster, old, "after-restore")
 
 
-async def test_settle_fails_when_a_replica_cannot_log_in_again(
+async def test_finishing_fails_when_a_replica_cannot_log_in_again(
     engine: RedisEngine, cluster: list[RedisServer], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("keyturn.engines.redis_topology.RELINK_SECONDS", 1.5)
-    nodes = nodes_of(cluster)
+    run = await planned(engine, instance(cluster), "default", "Repl-new-pass-3")
     # Only the primary and the first replica learn the new password: the second replica
     # keeps the old masterauth and cannot log in again once the old password is dropped.
-    for node in nodes[:2]:
-        await engine.set_password(node, "default", Secret("Repl-new-pass-3"))
+    steps = run.plan.steps
+    await steps[0].apply()
+    await steps[1].apply()
     with pytest.raises(EngineRejected, match="did not log in to its primary again"):
-        await engine.settle(nodes, "default", Secret("Repl-new-pass-3"))
+        await steps[-1].apply()
 
 
 # ---------------------------------------------------------------------- sentinel
@@ -161,40 +163,20 @@ def sentinel(cluster: list[RedisServer]) -> Iterator[RedisSentinel]:
     watcher.close()
 
 
-def sentinel_node(watcher: RedisSentinel) -> Node:
-    return Node(
-        instance_id="crs-repl0001",
-        ordinal=SENTINEL_ORDINAL_BASE,
-        address=parse_node_url(watcher.url(), EngineKind.REDIS),
-    )
-
-
 async def test_sentinel_gets_the_new_auth_pass_and_logs_in_again(
     engine: RedisEngine, cluster: list[RedisServer], sentinel: RedisSentinel
 ) -> None:
-    nodes, watchers = nodes_of(cluster), [sentinel_node(sentinel)]
     new = "Sentinel-new-pass-1"
-    snapshots = {n.ordinal: await engine.snapshot(n, "default") for n in nodes}
-    for node in nodes:
-        await engine.set_password(node, "default", Secret(new))
-    await engine.settle(nodes, "default", Secret(new))
-    await engine.update_watchers(watchers, nodes, "default", Secret(new))
+    run = await planned(engine, instance(cluster, [sentinel.url()]), "default", new)
+    assert run.plan.topology.shape == "sentinel master mymaster"
+    assert run.plan.steps[-1].label == "sentinels"
+    await run.apply()
+    await run.check()
     assert f"auth-pass mymaster {new}" in sentinel.config_text()
     assert sentinel.master()["flags"] == "master"
     # Roll back: the nodes and the sentinel get the old password again.
     old = cluster[0].password or ""
-    pending = [
-        Node(
-            instance_id=n.instance_id,
-            ordinal=n.ordinal,
-            address=n.address,
-            pending_password=Secret(new),
-        )
-        for n in nodes
-    ]
-    for node in pending:
-        await engine.restore(node, snapshots[node.ordinal])
-    await engine.restore_watchers(watchers, nodes, "default", snapshots)
+    await run.undo()
     assert f"auth-pass mymaster {old}" in sentinel.config_text()
     assert sentinel.master()["flags"] == "master"
 
@@ -206,8 +188,10 @@ async def test_sentinel_with_a_wrong_auth_pass_fails_the_check(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr("keyturn.engines.redis_topology.RELINK_SECONDS", 2.5)
-    nodes, watchers = nodes_of(cluster), [sentinel_node(sentinel)]
     # The nodes keep their password but the sentinel is handed another one: once its links
-    # are cut it cannot log in again, and the check must say so.
+    # are cut it cannot log in again, and the step must say so.
+    run = await planned(
+        engine, instance(cluster, [sentinel.url()]), "default", "Not-the-password-1"
+    )
     with pytest.raises(EngineRejected, match="did not log in again"):
-        await engine.update_watchers(watchers, nodes, "default", Secret("Not-the-password-1"))
+        await run.plan.steps[-1].apply()

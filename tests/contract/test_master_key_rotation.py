@@ -134,7 +134,7 @@ async def fill(data_dir: Path, env: str | None = None) -> Filled:
         snapshot = {"hash": "a" * 64, "flags": "on"}
         await store.write_ahead(
             task.id,
-            snapshots={0: CredentialSnapshot(account="default", data=snapshot)},
+            snapshots={"127.0.0.1:6379": CredentialSnapshot(account="default", data=snapshot)},
             admin_pending={0: Secret(pending)},
             steps=(),
         )
@@ -170,7 +170,8 @@ async def check_opens(data_dir: Path, filled: Filled, env: str | None = None) ->
         assert node.pending_password.reveal() == filled.node_pending
         pending = await store.pending_password(filled.task_id)
         assert pending is not None and pending.reveal() == filled.task_password
-        assert dict((await store.snapshots(filled.task_id))[0].data) == filled.snapshot
+        stored = await store.snapshots(filled.task_id)
+        assert dict(stored["127.0.0.1:6379"].data) == filled.snapshot
         assert (await store.public_key(TENANT)).der_base64 == filled.public_key
         public = serialization.load_der_public_key(base64.b64decode(filled.public_key))
         assert isinstance(public, rsa.RSAPublicKey)

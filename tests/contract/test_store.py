@@ -360,8 +360,10 @@ async def test_task_lifecycle_wipes_secrets(backend: Backend) -> None:
     assert [t.id for t in await store.unfinished_tasks()] == [task.id]
 
     snapshots = {
-        0: CredentialSnapshot(account="app", data={"hashes": [SNAPSHOT_HASH], "on": True}),
-        1: CredentialSnapshot(account="app", data={}),
+        "127.0.0.1:6379": CredentialSnapshot(
+            account="app", data={"hashes": [SNAPSHOT_HASH], "on": True}
+        ),
+        "127.0.0.1:6380": CredentialSnapshot(account="app", data={}),
     }
     steps = [s.to(StepPhase.PENDING) for s in task.steps]
     running = await store.write_ahead(task.id, snapshots=snapshots, admin_pending={}, steps=steps)
@@ -619,7 +621,9 @@ async def test_no_plaintext_secret_reaches_the_sqlite_files(
         task_id = await run_task(store, instance, account="default")
         await store.write_ahead(
             task_id,
-            snapshots={0: CredentialSnapshot(account="default", data={"h": SNAPSHOT_HASH})},
+            snapshots={
+                "127.0.0.1:6379": CredentialSnapshot(account="default", data={"h": SNAPSHOT_HASH})
+            },
             admin_pending={0: Secret(NEW_PW)},
             steps=[],
         )

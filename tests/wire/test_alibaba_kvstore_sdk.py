@@ -252,6 +252,8 @@ class _Redis5Handler(socketserver.StreamRequestHandler):
                 self.wfile.write(b"+OK\r\n")
             elif name == b"PING":
                 self.wfile.write(b"+PONG\r\n")
+            elif name == b"ROLE":
+                self.wfile.write(b"*3\r\n$6\r\nmaster\r\n:0\r\n*0\r\n")
             elif name == b"INFO":
                 info = b"# Server\r\nredis_version:5.0.14\r\nredis_mode:standalone\r\n"
                 self.wfile.write(b"$%d\r\n%s\r\n" % (len(info), info))

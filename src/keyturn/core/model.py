@@ -158,23 +158,39 @@ class NodeAddress:
         return f"{self.scheme}://{self.username}@{host}:{self.port}{path}"
 
 
+class NodeRole(enum.StrEnum):
+    """A node's place in its instance. The inventory declares data nodes as ``member`` (their
+    role is discovered at every task, never assumed from their order) and watchers as
+    ``sentinel``; discovery names ``primary`` and ``replica`` (in a Redis Cluster, per shard)."""
+
+    MEMBER = "member"
+    PRIMARY = "primary"
+    REPLICA = "replica"
+    SENTINEL = "sentinel"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Node:
-    """One server of an instance (the primary first). ``pending_password`` is the admin
-    credential written ahead of a reset that targets keyturn's own admin account."""
+    """One server of an instance. ``ordinal`` numbers the declared ones (discovered cluster
+    nodes get ordinals above them); ``role`` is declared or discovered; ``shard`` names a Redis
+    Cluster shard. ``pending_password`` is the admin credential written ahead of a reset that
+    targets keyturn's own admin account."""
 
     instance_id: str
     ordinal: int
     address: NodeAddress
     pending_password: Secret | None = None
+    role: NodeRole = NodeRole.MEMBER
+    shard: str = ""
 
     @property
     def key(self) -> str:
         return f"{self.instance_id}/{self.ordinal}"
 
-
-#: Sentinels are stored beside an instance's nodes with ordinals from here on.
-SENTINEL_ORDINAL_BASE = 1000
+    @property
+    def endpoint(self) -> str:
+        """``host:port``: what identifies a node across discoveries."""
+        return self.address.endpoint
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -193,6 +209,8 @@ class Instance:
     allow_admin_reset: bool = False
     nodes: tuple[Node, ...] = ()
     sentinels: tuple[Node, ...] = ()
+    #: A Redis Cluster: ``nodes`` are seeds, the shards are discovered at every task.
+    cluster: bool = False
     #: Last known state, refreshed by probes and finished tasks; None when never observed.
     no_auth: bool | None = None
     engine_version: str | None = None
@@ -205,6 +223,8 @@ class Instance:
 
     @property
     def primary(self) -> Node:
+        """The first declared data node: where reads that any node can answer go (account
+        listings). Changes never assume it is the primary: they discover it."""
         return self.nodes[0]
 
     @property

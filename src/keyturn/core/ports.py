@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from keyturn.core.access import KeyPolicies, NamedPolicy
 from keyturn.core.audit import AuditEvent
 from keyturn.core.model import AccessKey, EngineKind, Instance, KeySource, Node, Tenant
+from keyturn.core.plans import Change, ChangePlan, Topology
 from keyturn.core.secrets import Secret
 from keyturn.core.tasks import NewTask, Task, TaskState, TaskStep
 
@@ -63,14 +64,16 @@ class ApplyResult:
 
     persisted: bool
     note: str = ""
-    #: The change is staged (Redis: the new password sits beside the old ones because replicas
-    #: log in with the account) and needs ``Engine.settle`` once every node is applied.
-    settle: bool = False
 
 
 class Engine(Protocol):
-    """One engine kind's driver. Every method takes the node to act on; implementations pool
-    admin connections per node and translate driver exceptions into ``EngineError``s."""
+    """One engine kind's driver: per-node operations, and the plans that change an instance.
+
+    Every per-node method takes the node to act on; implementations pool admin connections per
+    node and translate driver exceptions into ``EngineError``s. A change of an account is never
+    made node by node by the caller: ``discover`` finds the instance's topology as it is now
+    (which node is primary, replicas, shards, watchers) and ``plan`` builds the ordered,
+    undoable steps and the checks for it (``keyturn.core.plans``)."""
 
     kind: EngineKind
 
@@ -82,44 +85,6 @@ class Engine(Protocol):
 
     async def snapshot(self, node: Node, account: str) -> CredentialSnapshot:
         """Read the account's current credential; ``AccountNotFound`` if it does not exist."""
-        ...
-
-    async def set_password(self, node: Node, account: str, password: Secret) -> ApplyResult: ...
-
-    async def set_password_free(self, node: Node, account: str) -> ApplyResult: ...
-
-    async def restore(self, node: Node, snapshot: CredentialSnapshot) -> ApplyResult: ...
-
-    async def verify(self, node: Node, account: str, password: Secret | None) -> None:
-        """Prove on a fresh connection that ``password`` (None: no password) logs in and that
-        no other credential does; raise ``VerificationFailed`` otherwise."""
-        ...
-
-    async def settle(self, nodes: Sequence[Node], account: str, password: Secret | None) -> None:
-        """Finish a change some ``ApplyResult`` reported as staged, after every node of the
-        instance (primary first) was applied; raise an ``EngineError`` if replication does not
-        recover, so the task rolls back."""
-        ...
-
-    async def update_watchers(
-        self,
-        watchers: Sequence[Node],
-        nodes: Sequence[Node],
-        account: str,
-        password: Secret | None,
-    ) -> None:
-        """Give the instance's watchers (Redis Sentinel) the new credential when they log in
-        with ``account``, and prove they log in again; engines without watchers do nothing."""
-        ...
-
-    async def restore_watchers(
-        self,
-        watchers: Sequence[Node],
-        nodes: Sequence[Node],
-        account: str,
-        snapshots: Mapping[int, CredentialSnapshot],
-    ) -> None:
-        """Give the watchers back the credential the snapshots were taken with."""
         ...
 
     async def password_matches(self, node: Node, account: str, password: Secret) -> bool:
@@ -136,6 +101,27 @@ class Engine(Protocol):
 
     async def drop_account(self, node: Node, account: str) -> ApplyResult:
         """Delete an account (the rollback of ``create_account``); absent is not an error."""
+        ...
+
+    async def verify(self, node: Node, account: str, password: Secret | None) -> None:
+        """Prove on a fresh connection that ``password`` (None: no password) logs in and that
+        no other credential does; raise ``VerificationFailed`` otherwise."""
+        ...
+
+    async def discover(self, instance: Instance) -> Topology:
+        """The instance as it is now: its data nodes with their roles (never assumed from the
+        inventory's order) and its watchers. ``EngineUnavailable`` when a node needed to tell
+        cannot be reached."""
+        ...
+
+    def plan(
+        self,
+        topology: Topology,
+        change: Change,
+        snapshots: Mapping[str, CredentialSnapshot],
+    ) -> ChangePlan:
+        """The steps and checks that make ``change`` on ``topology``; ``snapshots`` (by node
+        endpoint) are what every step's undo restores."""
         ...
 
     async def forget(self, node: Node) -> None:
@@ -297,16 +283,24 @@ class TaskRepo(Protocol):
         self,
         task_id: int,
         *,
-        snapshots: Mapping[int, CredentialSnapshot],
+        snapshots: Mapping[str, CredentialSnapshot],
         admin_pending: Mapping[int, Secret],
         steps: Sequence[TaskStep],
     ) -> Task:
         """Record, in one transaction, what the task is about to do: previous credentials
-        (sealed) per node ordinal, keyturn's own new admin credentials (sealed, pending) and
-        the ``running`` state. Nothing touches an engine before this commits."""
+        (sealed) per node endpoint, keyturn's own new admin credentials (sealed, pending, per
+        declared node ordinal) and the ``running`` state. Nothing touches an engine before
+        this commits."""
         ...
 
-    async def snapshots(self, task_id: int) -> dict[int, CredentialSnapshot]: ...
+    async def record_snapshots(
+        self, task_id: int, snapshots: Mapping[str, CredentialSnapshot]
+    ) -> None:
+        """Replace a running task's snapshots (a failover moved the instance: the plan is
+        rebuilt, with snapshots of the nodes it did not know before)."""
+        ...
+
+    async def snapshots(self, task_id: int) -> dict[str, CredentialSnapshot]: ...
 
     async def update_steps(self, task_id: int, steps: Sequence[TaskStep]) -> None: ...
 

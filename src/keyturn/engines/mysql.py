@@ -311,6 +311,12 @@ class MySQLEngine(SqlEngine):
                     f"the login to {endpoint} was taken by another account row"
                 )
 
+    async def _is_replica(self, node: Node) -> bool:
+        async def op(admin: _Admin) -> bool:
+            return await self._replica(node, admin)
+
+        return await self._admins.run(node, "replication check", op)
+
     @staticmethod
     async def _replica(node: Node, admin: _Admin) -> bool:
         return await is_replica(admin.conn, node.key, mariadb=admin.mariadb, version=admin.version)

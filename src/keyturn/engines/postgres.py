@@ -327,6 +327,9 @@ class PostgresEngine(SqlEngine):
             )
         return role
 
+    async def _is_replica(self, node: Node) -> bool:
+        return await self._admins.run(node, "recovery check", self._in_recovery)
+
     async def _in_recovery(self, admin: _Admin) -> bool:
         row = await self._one(admin, IN_RECOVERY)
         return bool(row and row[0])

@@ -17,8 +17,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from collections.abc import Mapping
 from typing import Any
 
 from keyturn.core.errors import (
@@ -28,10 +27,11 @@ from keyturn.core.errors import (
     InternalError,
     VerificationFailed,
 )
-from keyturn.core.model import EngineKind, Node
+from keyturn.core.model import EngineKind, Instance, Node
+from keyturn.core.plans import Change, ChangePlan, Topology
 from keyturn.core.ports import AccountInfo, ApplyResult, CredentialSnapshot, EngineInfo
 from keyturn.core.secrets import Secret
-from keyturn.engines import redis_topology
+from keyturn.engines import redis_plan
 from keyturn.engines.base import DEFAULT_TIMEOUT, check_timeout
 from keyturn.engines.redis_acl import (
     TAKEOVER_COMMANDS,
@@ -73,6 +73,11 @@ class RedisEngine:
     @property
     def timeout(self) -> float:
         return self._timeout
+
+    @property
+    def admins(self) -> RedisAdmins:
+        """The pooled admin clients (for this engine's plan steps)."""
+        return self._admins
 
     # ------------------------------------------------------------------ Engine protocol
 
@@ -150,6 +155,9 @@ class RedisEngine:
                 # The replica's login to its primary is plaintext config: keep it (sealed at
                 # rest, like every snapshot) so a rollback can put it back.
                 data["masterauth"] = await config_get(admin, "masterauth")
+            if state.staged_for(account):
+                # Replicas log in to this node with the account: a change is staged here.
+                data[redis_plan.STAGED] = True
             return CredentialSnapshot(account=account, data=data)
 
         return await self._run(node, "snapshot", op)
@@ -170,8 +178,7 @@ class RedisEngine:
             await cmd(admin.client, "ACL", "SETUSER", account, *rules)
             if state.authenticates_as(account):
                 await cmd(admin.client, "CONFIG", "SET", "masterauth", plain)
-            result = await persist(node, admin, config=state.authenticates_as(account))
-            return replace(result, settle=staged)
+            return await persist(node, admin, config=state.authenticates_as(account))
 
         return await self._run(node, "set password", op)
 
@@ -208,26 +215,13 @@ class RedisEngine:
 
         return await self._run(node, "restore", op)
 
-    async def settle(self, nodes: Sequence[Node], account: str, password: Secret | None) -> None:
-        await redis_topology.settle(self._admins, nodes, account, password)
+    async def discover(self, instance: Instance) -> Topology:
+        return await redis_plan.discover(self, instance)
 
-    async def update_watchers(
-        self,
-        watchers: Sequence[Node],
-        nodes: Sequence[Node],
-        account: str,
-        password: Secret | None,
-    ) -> None:
-        await redis_topology.update_watchers(self._admins, watchers, nodes, account, password)
-
-    async def restore_watchers(
-        self,
-        watchers: Sequence[Node],
-        nodes: Sequence[Node],
-        account: str,
-        snapshots: Mapping[int, CredentialSnapshot],
-    ) -> None:
-        await redis_topology.restore_watchers(self._admins, watchers, nodes, account, snapshots)
+    def plan(
+        self, topology: Topology, change: Change, snapshots: Mapping[str, CredentialSnapshot]
+    ) -> ChangePlan:
+        return redis_plan.build_plan(self, topology, change, snapshots)
 
     async def verify(self, node: Node, account: str, password: Secret | None) -> None:
         endpoint = node.address.endpoint

@@ -67,7 +67,7 @@ async def restore_watchers(
     watchers: Sequence[Node],
     nodes: Sequence[Node],
     account: str,
-    snapshots: Mapping[int, CredentialSnapshot],
+    snapshots: Mapping[str, CredentialSnapshot],
 ) -> None:
     if not watchers or account != await _watched_account(admins, nodes):
         return

@@ -1,7 +1,7 @@
 """What the PostgreSQL and MySQL adapters share beyond their admin pool.
 
-In both engines a change made on the primary replicates by itself: nothing is ever staged, so
-``settle`` has nothing to finish, and there are no watchers like Redis Sentinel. Both keep only
+In both engines a change made on the primary replicates by itself, so their plans are the same
+(``keyturn.engines.sql_plan``): discover the primary, write there, check everywhere. Both keep only
 password verifiers, so whether a password is an account's current one is answered by one login
 attempt. keyturn creates accounts through no SQL product, so those calls are refused. An adapter
 subclasses ``SqlEngine``, sets ``engine_name`` and implements ``_login``.
@@ -9,13 +9,15 @@ subclasses ``SqlEngine``, sets ``engine_name`` and implements ``_login``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from keyturn.core.errors import UnsupportedFeature, VerificationFailed
-from keyturn.core.model import Node
+from keyturn.core.model import Instance, Node
+from keyturn.core.plans import Change, ChangePlan, Topology
 from keyturn.core.ports import ApplyResult, CredentialSnapshot
 from keyturn.core.secrets import Secret
+from keyturn.engines import sql_plan
 from keyturn.engines.admin_pool import AdminPool
 
 
@@ -27,26 +29,17 @@ class SqlEngine:
         """One fresh login as ``account``; ``VerificationFailed`` if it is refused."""
         raise NotImplementedError
 
-    async def settle(self, nodes: Sequence[Node], account: str, password: Secret | None) -> None:
-        """Changes are never staged here: nothing to finish."""
+    async def _is_replica(self, node: Node) -> bool:
+        """Whether ``node`` is a standby or replica (it is not written, only checked)."""
+        raise NotImplementedError
 
-    async def update_watchers(
-        self,
-        watchers: Sequence[Node],
-        nodes: Sequence[Node],
-        account: str,
-        password: Secret | None,
-    ) -> None:
-        """No watchers here."""
+    async def discover(self, instance: Instance) -> Topology:
+        return await sql_plan.discover_primary(instance, self._is_replica)
 
-    async def restore_watchers(
-        self,
-        watchers: Sequence[Node],
-        nodes: Sequence[Node],
-        account: str,
-        snapshots: Mapping[int, CredentialSnapshot],
-    ) -> None:
-        """No watchers here."""
+    def plan(
+        self, topology: Topology, change: Change, snapshots: Mapping[str, CredentialSnapshot]
+    ) -> ChangePlan:
+        return sql_plan.build_plan(self, topology, change, snapshots)  # type: ignore[arg-type]
 
     async def password_matches(self, node: Node, account: str, password: Secret) -> bool:
         # The engine keeps only verifiers: a login attempt is the one honest check. One

@@ -173,12 +173,14 @@ class Accounts:
         protection.check(instance, account)
         policy.check(password.reveal())
         engine = self._engines.engine(instance.engine)
+        # Every data node as it is now (a cluster's too), not only the declared ones.
+        nodes = (await engine.discover(instance)).nodes
         created = []
         try:
-            for node in instance.nodes:
+            for node in nodes:
                 await engine.create_account(node, account, password, read_only=read_only)
                 created.append(node)
-            for node in instance.nodes:
+            for node in nodes:
                 await engine.verify(node, account, password)
         except DomainError:
             for node in reversed(created):

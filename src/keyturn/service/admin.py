@@ -28,13 +28,13 @@ from keyturn.core.access import (
 )
 from keyturn.core.errors import InvalidParameterValue, NotFound
 from keyturn.core.model import (
-    SENTINEL_ORDINAL_BASE,
     AccessKey,
     EngineKind,
     Instance,
     KeySource,
     Node,
     NodeAddress,
+    NodeRole,
     Product,
     Tenant,
     parse_node_url,
@@ -337,8 +337,9 @@ def build_instance(
     sentinels = tuple(
         Node(
             instance_id=instance_id,
-            ordinal=SENTINEL_ORDINAL_BASE + i,
+            ordinal=SENTINEL_ORDINAL + i,
             address=_parse_sentinel(url, product, instance_id, i),
+            role=NodeRole.SENTINEL,
         )
         for i, url in enumerate(sentinel_urls)
     )
@@ -354,6 +355,11 @@ def build_instance(
         sentinels=sentinels,
         source=source,
     )
+
+
+#: Ordinals of sentinels start here, so they never collide with data nodes' (the role column
+#: tells them apart; the number only keeps rows unique).
+SENTINEL_ORDINAL = 1000
 
 
 def _parse_sentinel(url: Secret, product: Product, instance_id: str, index: int) -> NodeAddress:

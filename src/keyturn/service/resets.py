@@ -34,7 +34,7 @@ from keyturn.core.tasks import NewTask, Task, TaskKind, TaskState, TaskStep
 from keyturn.service import protection
 from keyturn.service.context import Caller
 from keyturn.service.queries import owned_instance
-from keyturn.service.worker import Loaded, TaskWorker
+from keyturn.service.worker import Loaded, Outcome, TaskWorker
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +63,10 @@ class Resets:
         batch APIs check every account first so that one bad entry changes nothing."""
         instance = await owned_instance(self._store, caller, product, instance_id)
         engine = self._engines.engine(instance.engine)
+        topology = await engine.discover(instance)
         for account in accounts:
             await self.check_protected(instance, account)
-            for node in instance.nodes:
+            for node in topology.nodes:
                 await engine.snapshot(node, account)
 
     async def check_protected(self, instance: Instance, account: str) -> None:
@@ -110,17 +111,14 @@ class Resets:
         task, job = await self._queue(
             caller, product, instance_id, account, password, policy, differ_from_current
         )
-        self._worker.expect(task.id)
         try:
-            await asyncio.wait_for(asyncio.shield(job), self._sync_deadline)
+            outcome = await asyncio.wait_for(asyncio.shield(job), self._sync_deadline)
         except TimeoutError:
-            self._worker.forget_outcome(task.id)
             raise OperationTimedOut(
                 f"the reset did not finish within {self._sync_deadline:g} s; it goes on as "
                 f"task {task.id}"
             ) from None
-        outcome = self._worker.outcome(task.id)
-        if outcome is None:
+        if not outcome.state.final:
             raise InternalError(f"task {task.id} stopped before it finished")
         if outcome.state is TaskState.FAILED:
             error = outcome.error
@@ -140,7 +138,7 @@ class Resets:
         password: Secret | None,
         policy: PasswordPolicy,
         differ_from_current: bool = False,
-    ) -> tuple[Task, asyncio.Task[None]]:
+    ) -> tuple[Task, asyncio.Future[Outcome]]:
         instance = await owned_instance(self._store, caller, product, instance_id)
         if password is None:
             if not instance.password_free_allowed:

@@ -16,12 +16,12 @@ from urllib.parse import quote, urlencode
 
 from keyturn.core.errors import DomainError, InternalError
 from keyturn.core.model import (
-    SENTINEL_ORDINAL_BASE,
     AccessKey,
     Instance,
     KeySource,
     Node,
     NodeAddress,
+    NodeRole,
     Product,
     parse_node_url,
 )
@@ -83,12 +83,12 @@ def steps_from_json(text: str) -> tuple[TaskStep, ...]:
         raise InternalError("a stored task has unreadable steps") from None
 
 
-def snapshots_to_json(snapshots: Mapping[int, CredentialSnapshot]) -> str:
+def snapshots_to_json(snapshots: Mapping[str, CredentialSnapshot]) -> str:
     try:
         return json.dumps(
             {
-                str(ordinal): {"account": snap.account, "data": dict(snap.data)}
-                for ordinal, snap in snapshots.items()
+                key: {"account": snap.account, "data": dict(snap.data)}
+                for key, snap in snapshots.items()
             },
             separators=(",", ":"),
             sort_keys=True,
@@ -97,12 +97,14 @@ def snapshots_to_json(snapshots: Mapping[int, CredentialSnapshot]) -> str:
         raise InternalError("a credential snapshot is not JSON-serializable") from None
 
 
-def snapshots_from_json(text: str) -> dict[int, CredentialSnapshot]:
+def snapshots_from_json(text: str) -> dict[str, CredentialSnapshot]:
+    """Snapshots by node endpoint (tasks written before endpoints keyed them use a declared
+    node's ordinal; the worker maps those)."""
     try:
         raw = json.loads(text)
         return {
-            int(ordinal): CredentialSnapshot(account=str(item["account"]), data=item["data"])
-            for ordinal, item in raw.items()
+            str(key): CredentialSnapshot(account=str(item["account"]), data=item["data"])
+            for key, item in raw.items()
         }
     except (ValueError, TypeError, KeyError, AttributeError):
         raise InternalError("a stored task has unreadable credential snapshots") from None
@@ -138,6 +140,7 @@ def node_values(node: Node, seal: Callable[[str, str], str]) -> dict[str, Any]:
         "pending_password_sealed": (
             None if pending is None else seal(pending.reveal(), node_pending_context(iid, ordinal))
         ),
+        "role": str(NodeRole.SENTINEL if node.role is NodeRole.SENTINEL else NodeRole.MEMBER),
     }
 
 
@@ -170,7 +173,10 @@ def _node(product: Product, row: Any, unseal: Unseal) -> Node:
         database=parsed.database,
         options=parsed.options,
     )
-    return Node(instance_id=iid, ordinal=ordinal, address=address, pending_password=pending)
+    role = NodeRole.SENTINEL if row.n_role == NodeRole.SENTINEL.value else NodeRole.MEMBER
+    return Node(
+        instance_id=iid, ordinal=ordinal, address=address, pending_password=pending, role=role
+    )
 
 
 def instances_from_rows(rows: Iterable[Any], unseal: Unseal) -> list[Instance]:
@@ -207,8 +213,8 @@ def _source(value: str) -> KeySource:
 
 
 def _instance(row: Any, product: Product, stored: tuple[Node, ...]) -> Instance:
-    nodes = tuple(n for n in stored if n.ordinal < SENTINEL_ORDINAL_BASE)
-    sentinels = tuple(n for n in stored if n.ordinal >= SENTINEL_ORDINAL_BASE)
+    nodes = tuple(n for n in stored if n.role is not NodeRole.SENTINEL)
+    sentinels = tuple(n for n in stored if n.role is NodeRole.SENTINEL)
     return Instance(
         id=row.id,
         tenant_id=row.tenant_id,
@@ -217,6 +223,7 @@ def _instance(row: Any, product: Product, stored: tuple[Node, ...]) -> Instance:
         name=row.name,
         password_free_allowed=bool(row.password_free_allowed),
         allow_admin_reset=bool(row.allow_admin_reset),
+        cluster=bool(row.cluster),
         nodes=nodes,
         sentinels=sentinels,
         no_auth=None if row.no_auth is None else bool(row.no_auth),

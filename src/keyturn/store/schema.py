@@ -109,6 +109,8 @@ instances = sa.Table(
     sa.Column("created_at", UtcDateTime(), nullable=False),
     # Resets of keyturn's own admin accounts and of superusers through the vendor APIs.
     sa.Column("allow_admin_reset", sa.Boolean(), nullable=False, server_default=sa.false()),
+    # A Redis Cluster: its nodes are seeds; shards are discovered at every task.
+    sa.Column("cluster", sa.Boolean(), nullable=False, server_default=sa.false()),
     # Serves both "this tenant's instances" and their listing in id order.
     sa.Index("ix_instances_tenant_id_id", "tenant_id", "id"),
     sa.Index("ix_instances_tenant_id_product_id", "tenant_id", "product", "id"),
@@ -128,6 +130,8 @@ nodes = sa.Table(
     sa.Column("username", sa.String(200), nullable=False),
     sa.Column("password_sealed", sa.Text(), nullable=True),
     sa.Column("pending_password_sealed", sa.Text(), nullable=True),
+    # ``member`` (a data node; its role is discovered) or ``sentinel``.
+    sa.Column("role", sa.String(16), nullable=False, server_default="member"),
 )
 
 tasks = sa.Table(

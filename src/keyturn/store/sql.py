@@ -66,6 +66,7 @@ def instances_query(
         nodes.c.username.label("n_username"),
         nodes.c.password_sealed.label("n_password_sealed"),
         nodes.c.pending_password_sealed.label("n_pending_password_sealed"),
+        nodes.c.role.label("n_role"),
     ]
     if page is not None and count:
         columns.append(count_of(instances, where).label("total"))
@@ -340,6 +341,7 @@ class SqlStore(SqlTaskRepo, SqlRsaKeys, SqlPolicies, SqlReplay):
                 name=instance.name,
                 password_free_allowed=instance.password_free_allowed,
                 allow_admin_reset=instance.allow_admin_reset,
+                cluster=instance.cluster,
                 no_auth=instance.no_auth,
                 engine_version=instance.engine_version,
                 source=instance.source.value,
@@ -352,6 +354,7 @@ class SqlStore(SqlTaskRepo, SqlRsaKeys, SqlPolicies, SqlReplay):
                 "name",
                 "password_free_allowed",
                 "allow_admin_reset",
+                "cluster",
                 "source",
             )
             updates: dict[str, Any] = {name: stmt.excluded[name] for name in kept}
@@ -377,6 +380,7 @@ class SqlStore(SqlTaskRepo, SqlRsaKeys, SqlPolicies, SqlReplay):
                         set_={
                             "public_url": upsert.excluded.public_url,
                             "username": upsert.excluded.username,
+                            "role": upsert.excluded.role,
                             "password_sealed": upsert.excluded.password_sealed,
                             "pending_password_sealed": sa.func.coalesce(
                                 upsert.excluded.pending_password_sealed,

@@ -191,13 +191,27 @@ class SqlTaskRepo(SqlBase):
         return Secret(self._unseal(row.pending_sealed, rows.task_pending_context(task_id)))
 
     @guarded
-    async def snapshots(self, task_id: int) -> dict[int, CredentialSnapshot]:
+    async def snapshots(self, task_id: int) -> dict[str, CredentialSnapshot]:
         async with self._read() as conn:
             row = await self._task_row(conn, task_id)
         if row.snapshots_sealed is None:
             return {}
         text = self._unseal(row.snapshots_sealed, rows.task_snapshots_context(task_id))
         return rows.snapshots_from_json(text)
+
+    @guarded
+    async def record_snapshots(
+        self, task_id: int, snapshots: Mapping[str, CredentialSnapshot]
+    ) -> None:
+        sealed = self._seal(rows.snapshots_to_json(snapshots), rows.task_snapshots_context(task_id))
+        async with self._write() as conn:
+            result = await conn.execute(
+                sa.update(tasks)
+                .where(tasks.c.id == task_id, tasks.c.state == TaskState.RUNNING.value)
+                .values(snapshots_sealed=sealed)
+            )
+            if result.rowcount == 0:
+                raise TaskNotFound()
 
     @guarded
     async def update_steps(self, task_id: int, steps: Sequence[TaskStep]) -> None:
@@ -215,7 +229,7 @@ class SqlTaskRepo(SqlBase):
         self,
         task_id: int,
         *,
-        snapshots: Mapping[int, CredentialSnapshot],
+        snapshots: Mapping[str, CredentialSnapshot],
         admin_pending: Mapping[int, Secret],
         steps: Sequence[TaskStep],
     ) -> Task:

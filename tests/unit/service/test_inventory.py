@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from keyturn.core.errors import InvalidParameterValue
-from keyturn.core.model import SENTINEL_ORDINAL_BASE, KeySource, Product
+from keyturn.core.model import KeySource, NodeRole, Product
 from keyturn.core.secrets import Secret
 from keyturn.service.admin import build_instance
 from keyturn.service.inventory import InventoryError, parse_inventory
@@ -111,7 +111,7 @@ def test_sentinels_parse_and_validate() -> None:
         source=KeySource.INVENTORY,
         sentinel_urls=spec.sentinels,
     )
-    assert [s.ordinal for s in instance.sentinels] == [SENTINEL_ORDINAL_BASE]
+    assert [s.role for s in instance.sentinels] == [NodeRole.SENTINEL]
     assert instance.sentinels[0].address.database == "mymaster"
     assert len(instance.nodes) == 1
 

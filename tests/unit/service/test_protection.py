@@ -10,9 +10,9 @@ import pytest
 
 from keyturn.core.errors import ProtectedAccount
 from keyturn.core.model import (
-    SENTINEL_ORDINAL_BASE,
     EngineKind,
     Node,
+    NodeRole,
     Product,
     login_name,
     parse_node_url,
@@ -45,7 +45,7 @@ def test_default_is_protected_when_keyturn_logs_in_with_it() -> None:
 def test_sentinel_logins_are_protected() -> None:
     instance = fake_instance(admin="kt_admin")
     address = parse_node_url("redis://watcher:pw@127.0.0.1:26379/mymaster", EngineKind.REDIS)
-    sentinel = Node(instance_id=instance.id, ordinal=SENTINEL_ORDINAL_BASE, address=address)
+    sentinel = Node(instance_id=instance.id, ordinal=1000, address=address, role=NodeRole.SENTINEL)
     with pytest.raises(ProtectedAccount):
         protection.check(replace(instance, sentinels=(sentinel,)), "watcher")
 

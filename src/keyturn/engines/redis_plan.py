@@ -1,0 +1,301 @@
+"""Redis change plans: discover an instance's topology and build the steps of a password change.
+
+Discovery never trusts the inventory's order. With sentinels, the first one that answers says
+which node is the master now and which are its replicas (``SENTINEL GET-MASTER-ADDR-BY-NAME``,
+``SENTINEL REPLICAS``), so a reset after a failover writes the new primary first. Without, every
+declared node is asked its ``ROLE``; a replica names its master, and each master heads a shard.
+A Redis Cluster is read from any seed node that answers (``keyturn.engines.redis_cluster``).
+Nodes discovered but not declared (a replica a sentinel knows, a cluster's other nodes) are
+administered with the login of a declared node.
+
+The plan, per shard, is the order that never breaks replication
+(``keyturn.engines.redis_replication``): when replicas log in with the account (the primary's
+snapshot says so), the primary first adds the new password beside the old, each replica
+switches (password and ``masterauth``), then the primary drops the old passwords and every
+replica must log in again; otherwise each node simply gets the new password. Sentinels that
+log in with the account get the new ``auth-pass`` last. Every step's undo restores its node's
+snapshot; every data node is checked by a fresh login. Imports: ``keyturn.core``,
+``keyturn.engines`` and redis-py (through the engine's modules).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from keyturn.core.errors import EngineRejected, EngineUnavailable, InternalError
+from keyturn.core.model import Instance, Node, NodeAddress, NodeRole
+from keyturn.core.plans import Change, ChangePlan, Check, PlanStep, Topology
+from keyturn.core.ports import CredentialSnapshot
+from keyturn.engines import redis_topology
+from keyturn.engines.redis_acl import text
+from keyturn.engines.redis_admins import RedisAdmin, cmd
+
+if TYPE_CHECKING:
+    from keyturn.engines.redis import RedisEngine
+
+#: The snapshot field that says replicas log in to this node with the account.
+STAGED = "staged"
+
+
+def clone(template: Node, endpoint: str, ordinal: int, role: NodeRole, shard: str) -> Node:
+    """A node keyturn did not have declared, administered with ``template``'s login."""
+    host, _, port = endpoint.rpartition(":")
+    address: NodeAddress = replace(template.address, host=host.strip("[]"), port=int(port))
+    return replace(template, ordinal=ordinal, address=address, role=role, shard=shard)
+
+
+async def discover(engine: RedisEngine, instance: Instance) -> Topology:
+    if instance.cluster:
+        from keyturn.engines.redis_cluster import discover_cluster
+
+        return await discover_cluster(engine, instance)
+    if instance.sentinels:
+        return await _from_sentinels(engine, instance)
+    return await _from_roles(engine, instance)
+
+
+async def _from_roles(engine: RedisEngine, instance: Instance) -> Topology:
+    """Ask every declared node its ``ROLE``; replicas name their master."""
+    masters: dict[str, str] = {}
+    for node in instance.nodes:
+
+        async def role(admin: RedisAdmin) -> str:
+            reply = await cmd(admin.client, "ROLE")
+            if text(reply[0]) in ("slave", "replica"):
+                return f"{text(reply[1])}:{int(reply[2])}"
+            return ""
+
+        masters[node.endpoint] = await engine.admins.run(node, "ROLE", role)
+    nodes: list[Node] = []
+    known = {n.endpoint: n for n in instance.nodes}
+    extra = max((n.ordinal for n in instance.nodes), default=0) + 1
+    for node in instance.nodes:
+        master = masters[node.endpoint]
+        if not master:
+            nodes.append(replace(node, role=NodeRole.PRIMARY, shard=node.endpoint))
+            continue
+        nodes.append(replace(node, role=NodeRole.REPLICA, shard=master))
+        if master not in known and master not in masters:
+            # A primary the inventory does not name: it still must change first.
+            nodes.append(clone(node, master, extra, NodeRole.PRIMARY, master))
+            masters[master] = ""
+            extra += 1
+    if not any(n.role is NodeRole.PRIMARY for n in nodes):
+        raise EngineRejected(f"instance {instance.id}: no node is a primary")
+    shape = "standalone" if len(nodes) == 1 else "replicated"
+    return Topology(nodes=_ordered(nodes), watchers=instance.sentinels, shape=shape)
+
+
+async def _from_sentinels(engine: RedisEngine, instance: Instance) -> Topology:
+    """The master and replicas the first answering sentinel reports."""
+    failures: list[str] = []
+    for sentinel in instance.sentinels:
+        master_name = sentinel.address.database
+
+        async def ask(admin: RedisAdmin, name: str = master_name) -> tuple[str, list[str]]:
+            found = await cmd(admin.client, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", name)
+            if not found:
+                raise EngineRejected(f"the sentinel does not watch a master named {name!r}")
+            replicas = await cmd(admin.client, "SENTINEL", "REPLICAS", name)
+            addresses = [_sentinel_entry(entry) for entry in replicas or []]
+            return f"{text(found[0])}:{int(found[1])}", addresses
+
+        try:
+            master, replicas = await engine.admins.run(sentinel, "SENTINEL MASTER", ask)
+        except (EngineUnavailable, EngineRejected) as exc:
+            failures.append(exc.message)
+            continue
+        known = {n.endpoint: n for n in instance.nodes}
+        template = instance.nodes[0]
+        extra = max((n.ordinal for n in instance.nodes), default=0) + 1
+        nodes: list[Node] = []
+        for endpoint, role in (
+            (master, NodeRole.PRIMARY),
+            *((r, NodeRole.REPLICA) for r in replicas),
+        ):
+            declared = known.pop(endpoint, None)
+            if declared is not None:
+                nodes.append(replace(declared, role=role, shard=master))
+            else:
+                nodes.append(clone(template, endpoint, extra, role, master))
+                extra += 1
+        # A declared node the sentinel does not list still holds the account: keep it.
+        nodes += [replace(n, role=NodeRole.REPLICA, shard=master) for n in known.values()]
+        return Topology(
+            nodes=_ordered(nodes),
+            watchers=instance.sentinels,
+            shape=f"sentinel master {master_name}",
+        )
+    raise EngineUnavailable("no sentinel answered: " + "; ".join(failures))
+
+
+def _sentinel_entry(entry: object) -> str:
+    fields = dict(zip(entry[::2], entry[1::2], strict=False)) if isinstance(entry, list) else {}
+    if isinstance(entry, dict):
+        fields = entry
+    values = {text(k): text(v) for k, v in fields.items()}
+    return f"{values.get('ip', '')}:{values.get('port', '')}"
+
+
+def _ordered(nodes: Sequence[Node]) -> tuple[Node, ...]:
+    """Primaries first (in shard order), then replicas."""
+    return tuple(sorted(nodes, key=lambda n: (n.role is not NodeRole.PRIMARY, n.shard, n.ordinal)))
+
+
+# --------------------------------------------------------------------------- plans
+
+
+@dataclass(frozen=True, slots=True)
+class SetPassword:
+    """The new password (or password-free) on one node; undo restores its snapshot."""
+
+    engine: RedisEngine
+    node: Node
+    change: Change
+    snapshot: CredentialSnapshot
+    label: str = "set password"
+
+    @property
+    def endpoint(self) -> str:
+        return self.node.endpoint
+
+    async def apply(self) -> str:
+        if self.change.password is None:
+            result = await self.engine.set_password_free(self.node, self.change.account)
+        else:
+            result = await self.engine.set_password(
+                self.node, self.change.account, self.change.password
+            )
+        return result.note
+
+    async def undo(self) -> None:
+        await self.engine.restore(self.node, self.snapshot)
+
+
+@dataclass(frozen=True, slots=True)
+class FinishStaged:
+    """A shard whose replicas log in with the account: the primary keeps only the new
+    password, the replication links are cut, every replica must log in again."""
+
+    engine: RedisEngine
+    primary: Node
+    replicas: tuple[Node, ...]
+    change: Change
+    snapshot: CredentialSnapshot
+    label: str = "drop the old passwords, replicas log in again"
+
+    @property
+    def endpoint(self) -> str:
+        return self.primary.endpoint
+
+    async def apply(self) -> str:
+        nodes = [self.primary, *self.replicas]
+        await redis_topology.settle(
+            self.engine.admins, nodes, self.change.account, self.change.password
+        )
+        return ""
+
+    async def undo(self) -> None:
+        await self.engine.restore(self.primary, self.snapshot)
+
+
+@dataclass(frozen=True, slots=True)
+class SwitchSentinels:
+    """The sentinels' new ``auth-pass``, when they log in with the account: the plan's last
+    step. Its undo is ``RestoreSentinels``'s, which runs after the nodes are restored."""
+
+    engine: RedisEngine
+    watchers: tuple[Node, ...]
+    nodes: tuple[Node, ...]
+    change: Change
+    label: str = "sentinels"
+
+    @property
+    def endpoint(self) -> str:
+        return ", ".join(w.endpoint for w in self.watchers)
+
+    async def apply(self) -> str:
+        await redis_topology.update_watchers(
+            self.engine.admins, self.watchers, self.nodes, self.change.account, self.change.password
+        )
+        return ""
+
+    async def undo(self) -> None:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreSentinels:
+    """The plan's first step, so that its undo comes last: a sentinel can only log in with
+    its previous ``auth-pass`` again once the nodes have their previous password back."""
+
+    engine: RedisEngine
+    watchers: tuple[Node, ...]
+    nodes: tuple[Node, ...]
+    change: Change
+    snapshots: Mapping[str, CredentialSnapshot]
+    label: str = "sentinels follow a rollback"
+
+    @property
+    def endpoint(self) -> str:
+        return ", ".join(w.endpoint for w in self.watchers)
+
+    async def apply(self) -> str:
+        return ""
+
+    async def undo(self) -> None:
+        await redis_topology.restore_watchers(
+            self.engine.admins, self.watchers, self.nodes, self.change.account, self.snapshots
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LoginCheck:
+    """A fresh login with the new credential on one node, and nothing else accepted."""
+
+    engine: RedisEngine
+    node: Node
+    change: Change
+
+    @property
+    def endpoint(self) -> str:
+        return self.node.endpoint
+
+    async def verify(self) -> None:
+        await self.engine.verify(self.node, self.change.account, self.change.password)
+
+
+def build_plan(
+    engine: RedisEngine,
+    topology: Topology,
+    change: Change,
+    snapshots: Mapping[str, CredentialSnapshot],
+) -> ChangePlan:
+    steps: list[PlanStep] = []
+    ordered = tuple(topology.nodes)
+    if topology.watchers:
+        steps.append(RestoreSentinels(engine, topology.watchers, ordered, change, dict(snapshots)))
+
+    def snapshot(node: Node) -> CredentialSnapshot:
+        found = snapshots.get(node.endpoint)
+        if found is None:
+            raise InternalError(f"no snapshot of {node.endpoint} to plan a change with")
+        return found
+
+    for members in topology.shards().values():
+        primary, replicas = members[0], tuple(members[1:])
+        staged = bool(snapshot(primary).data.get(STAGED)) and change.password is not None
+        steps += [SetPassword(engine, node, change, snapshot(node)) for node in members]
+        if staged and replicas:
+            steps.append(FinishStaged(engine, primary, replicas, change, snapshot(primary)))
+    if topology.watchers:
+        steps.append(SwitchSentinels(engine, topology.watchers, ordered, change))
+    checks: list[Check] = [LoginCheck(engine, node, change) for node in topology.nodes]
+    return ChangePlan(
+        topology=topology,
+        steps=tuple(steps),
+        checks=tuple(checks),
+        snapshot_keys=tuple(n.endpoint for n in topology.nodes),
+    )

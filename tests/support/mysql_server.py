@@ -18,6 +18,12 @@ TO ... MASTER_USE_GTID=slave_pos`` and ``START SLAVE``: since every server start
 template and the root set-up is kept out of the binary log (``sql_log_bin=0``), the replica
 applies the primary's binary log from its start. The primary gets a ``repl@127.0.0.1`` user
 with ``REPLICATION SLAVE`` (also outside the binary log) when its first replica is made.
+
+A switchover (``switch_over(primary, replica)``) is the planned one: the primary stops taking
+writes (``read_only=1``), the replica applies everything and is promoted (``STOP SLAVE; RESET
+SLAVE ALL; SET GLOBAL read_only=0``), and the old primary replicates from it (``CHANGE MASTER
+TO ... MASTER_USE_GTID=slave_pos; START SLAVE``) or is stopped. ``my.cnf`` follows the role
+(``read_only`` for a replica), so a restart keeps it.
 """
 
 from __future__ import annotations
@@ -144,6 +150,8 @@ class MariaDBServer:
             password = replica_of.password
         self.password = password if password is not None else self.new_password()
         self.port = free_port()
+        # Any id but the first primary's; the port is unique among running servers.
+        self.server_id = "1" if replica_of is None else str(self.port)
         self.start_timeout = start_timeout
         self.dir = _owned_tempdir("keyturn-mariadb-")
         self.data = self.dir / "data"
@@ -164,6 +172,11 @@ class MariaDBServer:
             return
         _run(["cp", "-a", str(template_datadir()), str(self.data)], "copying the template")
         self._copied = True
+        self._write_conf()
+
+    def _write_conf(self) -> None:
+        """``my.cnf`` for the server's current role: a replica is ``read_only`` (also after a
+        restart), a primary is not."""
         settings = {
             "user": OS_USER,
             "datadir": str(self.data),
@@ -182,14 +195,12 @@ class MariaDBServer:
             "general_log_file": str(self.general_log),
             "log-bin": str(self.binlog_base),
             "binlog_format": "MIXED",
-            "server-id": "1",
+            "server-id": self.server_id,
+            "relay-log": str(self.dir / "relay"),
             "max_connections": "100",
         }
         if self.primary is not None:
-            # Any id but the primary's; the port is unique among running servers.
-            settings["server-id"] = str(self.port)
             settings["read_only"] = "1"
-            settings["relay-log"] = str(self.dir / "relay")
         lines = ["[mariadbd]", *(f"{k}={v}" for k, v in settings.items())]
         conf = self.dir / "my.cnf"
         conf.write_text("\n".join(lines) + "\n")
@@ -276,6 +287,33 @@ class MariaDBServer:
         done = self.socket_sql(f"SELECT MASTER_GTID_WAIT({sql_string(position)}, {timeout:g})")
         if done.strip() != "0":
             raise MariaDBServerError(f"the replica did not apply {position} in {timeout:g} s")
+
+    # ------------------------------------------------------------------ switchover
+
+    def promote(self) -> None:
+        """On a replica: stop replicating and forget the source (``STOP SLAVE; RESET SLAVE
+        ALL``), then take writes (``read_only=0``); it is a primary from then on."""
+        if self.primary is None:
+            raise MariaDBServerError("not a replica")
+        self.socket_sql("STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only=0;")
+        self.primary = None
+        self._write_conf()
+
+    def follow(self, primary: MariaDBServer) -> None:
+        """Make this server (running or stopped; a former primary) a read-only replica of
+        ``primary`` (``read_only=1``, ``CHANGE MASTER TO ... MASTER_USE_GTID=slave_pos``,
+        ``START SLAVE``) and wait until it applied everything ``primary`` logged. Its
+        ``gtid_slave_pos`` is empty (it never replicated) and ``primary`` logs only its own
+        writes (no ``log_slave_updates``), so it applies ``primary``'s binary log from its
+        start: exactly what it lacks."""
+        if primary is self or not primary.running:
+            raise MariaDBServerError("a replica follows another, running server")
+        self.primary = primary
+        self._write_conf()  # read_only from the start when it was stopped
+        self.start()
+        self.socket_sql("SET GLOBAL read_only=1;")
+        self._follow(primary)
+        self.wait_replicated()
 
     def _accepts(self) -> bool:
         if not self.socket.exists():
@@ -384,3 +422,18 @@ class MariaDBServer:
 
     def __repr__(self) -> str:
         return f"MariaDBServer(port={self.port}, dir={str(self.dir)!r})"
+
+
+def switch_over(primary: MariaDBServer, replica: MariaDBServer, *, demote: bool = True) -> None:
+    """A planned switchover: ``primary`` stops taking writes (``read_only=1``), ``replica``
+    applies everything it logged and is promoted; then ``primary`` replicates from the new
+    primary (``demote``) or is stopped."""
+    if replica.primary is not primary:
+        raise MariaDBServerError("the replica does not replicate from that primary")
+    primary.socket_sql("SET GLOBAL read_only=1;")
+    replica.wait_replicated()
+    replica.promote()
+    if demote:
+        primary.follow(replica)
+    else:
+        primary.stop()

@@ -19,6 +19,16 @@ connections from 127.0.0.1 with scram-sha-256 (initdb's default with ``--auth-ho
 here). ``wal_level = replica`` is the default. The standby shares the primary's roles and
 passwords, since it replays them, and ``primary_conninfo`` (in its ``postgresql.auto.conf``)
 holds the superuser's password.
+
+A switchover (``switch_over(primary, standby)``) is the planned one: the primary is stopped
+cleanly (its WAL senders ship everything up to its shutdown checkpoint), the standby replays
+that checkpoint and is promoted (``pg_ctl promote -w``, then ``pg_is_in_recovery()`` must turn
+false), and the old primary is re-pointed as a hot standby of the new one (``standby.signal``
+and a new ``primary_conninfo``). Its history is then a prefix of the new timeline, so it simply
+follows the new primary: no ``pg_rewind`` (which would need ``wal_log_hints`` and
+``full_page_writes``) and no new base backup. A server whose history diverged (it was promoted,
+or wrote after the standby was promoted: a split brain) is re-pointed with ``rebuild=True``,
+a fresh base backup from the new primary.
 """
 
 from __future__ import annotations
@@ -33,6 +43,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 from urllib.parse import quote
@@ -44,6 +55,8 @@ DEFAULT_BINDIR: Final = "/usr/lib/postgresql/15/bin"
 #: The template cluster's superuser password, replaced per server unless asked for.
 TEMPLATE_PASSWORD: Final = "template-adminpw"
 OS_USER: Final = "postgres"
+_IN_RECOVERY: Final = "SELECT pg_catalog.pg_is_in_recovery()"
+_RECEIVER_STATUS: Final = "SELECT status FROM pg_catalog.pg_stat_wal_receiver"
 
 _template_lock = threading.Lock()
 _template: Path | None = None
@@ -136,6 +149,11 @@ def _allow_replication(data: Path) -> None:
     if REPLICATION_HBA.split() not in lines:
         with hba.open("a") as out:
             out.write(REPLICATION_HBA + "\n")
+
+
+def _conninfo_value(value: str) -> str:
+    """A libpq connection-string value, quoted."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _conf_string(value: str) -> str:
@@ -335,6 +353,111 @@ class PostgresServer:
         function = "pg_wal_replay_pause" if paused else "pg_wal_replay_resume"
         self.sql_value(f"SELECT {function}()::text")
 
+    # ------------------------------------------------------------------ switchover
+
+    def promote(self, timeout: float = 30.0) -> None:
+        """On a standby: end recovery (``pg_ctl promote -w``, as the postgres OS user) and
+        wait until ``pg_is_in_recovery()`` is false; it is a primary from then on."""
+        if self.primary is None:
+            raise PostgresServerError("not a standby")
+        argv = [f"{self.bindir}/pg_ctl", "-D", str(self.data), "-w", "-t", str(int(timeout))]
+        _run(_as_postgres([*argv, "promote"]), "pg_ctl promote", timeout=timeout + 5)
+        self._wait_for("promoted", timeout, lambda: not self.sql_value(_IN_RECOVERY))
+        self.primary = None
+
+    def follow(
+        self, primary: PostgresServer, *, rebuild: bool = False, timeout: float = 30.0
+    ) -> None:
+        """Make this server (running or stopped) a hot standby of ``primary`` and wait until it
+        streams and has replayed everything ``primary`` wrote. Without ``rebuild`` it keeps
+        its data and follows ``primary``'s newer timeline, which needs its history to be a
+        prefix of it (``switch_over`` ensures that); ``rebuild`` starts again from a fresh base
+        backup (a split brain: both wrote after the fork)."""
+        if primary is self or not primary.running:
+            raise PostgresServerError("a standby follows another, running server")
+        self.stop()
+        self.primary = primary
+        self.password = primary.password
+        if rebuild:
+            shutil.rmtree(self.data)
+            self._base_backup(primary)
+            self._write_conf(include=False)
+        else:
+            self._point_at(primary)
+        self.start()
+        self._wait_for(
+            "streaming from the new primary",
+            timeout,
+            lambda: self.sql_value(_RECEIVER_STATUS) == "streaming",
+        )
+        # A fresh base backup leaves the primary's insert position past the next segment's
+        # header, which replay reaches only with the next record: write one (a commit).
+        primary.sql_value("SELECT pg_catalog.txid_current()")
+        self.wait_replayed(timeout)
+
+    def _point_at(self, primary: PostgresServer) -> None:
+        """``standby.signal`` and a ``primary_conninfo`` naming ``primary``. They go to
+        ``postgresql.auto.conf``, which overrides ``postgresql.conf`` and its includes (and
+        holds what ``pg_basebackup -R`` wrote); a former primary retries the new one every
+        200 ms rather than PostgreSQL's 5 s while it switches to the new timeline."""
+        conninfo = " ".join(
+            f"{key}={_conninfo_value(value)}"
+            for key, value in (
+                ("host", "127.0.0.1"),
+                ("port", str(primary.port)),
+                ("user", OS_USER),
+                ("password", primary.password),
+            )
+        )
+        settings = {"primary_conninfo": conninfo, "wal_retrieve_retry_interval": "200ms"}
+        auto = self.data / "postgresql.auto.conf"
+        kept = [
+            line
+            for line in auto.read_text().splitlines()
+            if line.split("=", 1)[0].strip() not in settings
+        ]
+        kept += [f"{key} = {_conf_string(value)}" for key, value in settings.items()]
+        auto.write_text("\n".join(kept) + "\n")  # in place: the postgres OS user keeps it
+        signal = self.data / "standby.signal"
+        signal.touch()
+        if os.geteuid() == 0:
+            entry = pwd.getpwnam(OS_USER)
+            os.chown(signal, entry.pw_uid, entry.pw_gid)
+
+    def checkpoint_location(self) -> str:
+        """The stopped server's latest checkpoint (``pg_controldata``): after a clean stop,
+        its shutdown checkpoint, the last record it wrote."""
+        if self.running:
+            raise PostgresServerError("pg_controldata needs the server stopped")
+        argv = _as_postgres([f"{self.bindir}/pg_controldata", "-D", str(self.data)])
+        done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
+        for line in done.stdout.decode(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "Latest checkpoint location":
+                return value.strip()
+        raise PostgresServerError("pg_controldata named no checkpoint location")
+
+    def wait_replayed_past(self, lsn: str, timeout: float = 10.0) -> None:
+        """Wait until this standby replayed the WAL record starting at ``lsn``."""
+        self._wait_for(
+            f"replayed past {lsn}",
+            timeout,
+            lambda: self.sql_value("SELECT pg_last_wal_replay_lsn() > %s::pg_lsn", (lsn,)),
+        )
+
+    def _wait_for(self, what: str, timeout: float, done: Callable[[], object]) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if done():
+                    return
+            except Exception as exc:  # psycopg's: the server may refuse a moment
+                if time.monotonic() > deadline:
+                    raise PostgresServerError(f"{what}: {type(exc).__name__}") from None
+            if time.monotonic() > deadline:
+                raise PostgresServerError(f"not {what} within {timeout:g} s\n{self.log_tail()}")
+            time.sleep(0.02)
+
     def log_text(self) -> str:
         """The whole server log so far."""
         try:
@@ -351,3 +474,16 @@ class PostgresServer:
 
     def __repr__(self) -> str:
         return f"PostgresServer(port={self.port}, dir={str(self.dir)!r})"
+
+
+def switch_over(primary: PostgresServer, standby: PostgresServer, *, demote: bool = True) -> None:
+    """A planned switchover: ``primary`` is stopped cleanly, ``standby`` replays everything it
+    wrote (its shutdown checkpoint included) and is promoted; then ``primary`` follows the new
+    primary as a hot standby (``demote``) or stays stopped."""
+    if standby.primary is not primary:
+        raise PostgresServerError("the standby does not stream from that primary")
+    primary.stop()
+    standby.wait_replayed_past(primary.checkpoint_location())
+    standby.promote()
+    if demote:
+        primary.follow(standby)

@@ -6,8 +6,10 @@ step: the new verifier on the primary, undone by restoring the previous one ther
 is discovered, never assumed from the inventory's order: every declared node is asked whether
 it is a standby (``pg_is_in_recovery()``) or a replica (replication status), and exactly one
 must be neither, so a reset after a switchover (a standby promoted, the old primary demoted or
-stopped) writes on the new primary. A node that cannot be reached cannot say what it is: the
-discovery fails and the worker retries it until the task's deadline. Every node is then checked
+stopped) writes on the new primary. A node that cannot be reached cannot say what it is (a
+stopped old primary may come back still a primary): the discovery fails with
+``EngineUnavailable`` and the worker retries it until the task's deadline, writing nothing
+meanwhile; two primaries (a split brain) are refused outright. Every node is then checked
 by a fresh login (a standby or replica first waits, bounded, until it replayed the change).
 Imports: ``keyturn.core`` only; the engines supply the I/O.
 """

@@ -2,8 +2,9 @@
 
 ``redis_server`` is a password-protected throwaway redis-server with a config file, one per test.
 ``redis_server_factory`` starts more, with other options (no password, an ``aclfile``, no config
-file), and stops them all after the test. ``postgres_server`` (and ``postgres_server_factory``)
-is a throwaway PostgreSQL 15 with a generated superuser password
+file), and stops them all after the test. ``redis_cluster`` is a throwaway Redis Cluster of 3
+primaries and 3 replicas (``tests.support.redis_cluster_nodes``). ``postgres_server`` (and
+``postgres_server_factory``) is a throwaway PostgreSQL 15 with a generated superuser password
 (``postgres_server_factory(standby_of=primary)``: a hot standby streaming from it).
 ``mariadb_server`` (and ``mariadb_server_factory``) is a throwaway MariaDB 10.11 with a generated
 root password (``mariadb_server_factory(replica_of=primary)``: a read-only GTID replica). A
@@ -24,6 +25,7 @@ from tests.support.postgres_server import (
     PostgresServerError,
     postgres_bindir,
 )
+from tests.support.redis_cluster_nodes import RedisClusterNodes
 from tests.support.redis_server import RedisServer, RedisServerError, redis_server_binary
 
 #: ``redis_server_factory(password=..., aclfile=..., config_file=...)`` -> started server.
@@ -83,6 +85,19 @@ def redis_server_factory() -> Iterator[RedisServerFactory]:
 def redis_server(redis_server_factory: RedisServerFactory) -> RedisServer:
     """A started redis-server with a generated ``default`` password and a config file."""
     return redis_server_factory()
+
+
+@pytest.fixture
+def redis_cluster() -> Iterator[RedisClusterNodes]:
+    """A started Redis Cluster: 3 primaries, 3 replicas, ``cluster_state:ok`` everywhere."""
+    cluster = RedisClusterNodes(binary=require_binary("redis-server", redis_server_binary()))
+    try:
+        cluster.start()
+    except RedisServerError as exc:
+        cluster.close()
+        pytest.fail(f"could not start a Redis Cluster: {exc}", pytrace=False)
+    yield cluster
+    cluster.close()
 
 
 # --------------------------------------------------------------------------- PostgreSQL

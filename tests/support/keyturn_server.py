@@ -164,11 +164,12 @@ class KeyturnServer:
         region: str = "ap-guangzhou",
         sentinels: Sequence[str] = (),
         allow_admin_reset: bool = False,
+        cluster: bool = False,
     ) -> None:
         """Register an instance in the server's data dir (the server reads it per request).
         ``allow_admin_reset``: the vendor APIs may reset the accounts keyturn logs in with
         (tests whose point is keyturn resetting its own admin, e.g. ``redis://default:...``
-        and the instance password)."""
+        and the instance password). ``cluster``: a Redis Cluster, ``nodes`` are its seeds."""
 
         async def go() -> None:
             from keyturn.bootstrap import open_admin_store
@@ -185,6 +186,7 @@ class KeyturnServer:
                     password_free_allowed=password_free_allowed,
                     sentinel_urls=[Secret(url) for url in sentinels],
                     allow_admin_reset=allow_admin_reset,
+                    cluster=cluster,
                 )
             finally:
                 await store.close()

@@ -19,7 +19,7 @@ from keyturn.cli.options import ConfigOption, DataDirOption
 from keyturn.config import ConfigError, load_settings
 from keyturn.core.access import KeyPolicies
 from keyturn.core.errors import DomainError
-from keyturn.core.model import Product, Tenant
+from keyturn.core.model import Instance, Product, Tenant
 from keyturn.core.secrets import Secret
 from keyturn.service.admin import Admin
 from keyturn.service.context import Caller
@@ -148,7 +148,11 @@ def instances_add(
     product: Annotated[Product, typer.Option(help="Vendor product.")],
     region: Annotated[str, typer.Option(help="Region, e.g. ap-guangzhou.")],
     node: Annotated[
-        list[str], typer.Option(help="Admin URL per node, primary first; ${VAR} is expanded.")
+        list[str],
+        typer.Option(
+            help="Admin URL per node, in any order (the primary is discovered); with --cluster, "
+            "seed nodes of the cluster. ${VAR} is expanded."
+        ),
     ],
     name: Annotated[str, typer.Option(help="Display name.")] = "",
     sentinel: Annotated[
@@ -163,6 +167,14 @@ def instances_add(
         typer.Option(
             help="Let the vendor APIs reset the accounts keyturn logs in with, and superusers "
             "(refused by default: a key allowed to reset passwords must not take over the server)."
+        ),
+    ] = False,
+    cluster: Annotated[
+        bool,
+        typer.Option(
+            "--cluster",
+            help="A Redis Cluster: the nodes are seeds, and every node of every shard is "
+            "discovered with CLUSTER NODES at each task.",
         ),
     ] = False,
     config: ConfigOption = None,
@@ -191,6 +203,7 @@ def instances_add(
             password_free_allowed=password_free_allowed,
             sentinel_urls=sentinels,
             allow_admin_reset=allow_admin_reset,
+            cluster=cluster,
         ),
     )
     console.print(f"instance {instance_id} added")
@@ -204,7 +217,9 @@ def instances_list(
 ) -> None:
     """List instances with their nodes (passwords hidden)."""
     rows, _ = _run(config, data_dir, lambda s: s.list_instances(tenant))
-    table = Table("id", "tenant", "product", "region", "name", "nodes", "admin reset", "source")
+    table = Table(
+        "id", "tenant", "product", "region", "name", "topology", "nodes", "admin reset", "source"
+    )
     for inst in rows:
         nodes = "\n".join(node.address.public_url() for node in (*inst.nodes, *inst.sentinels))
         table.add_row(
@@ -213,11 +228,22 @@ def instances_list(
             str(inst.product),
             inst.region,
             inst.name,
+            _topology(inst),
             nodes,
             "allowed" if inst.allow_admin_reset else "refused",
             str(inst.source),
         )
     console.print(table)
+
+
+def _topology(instance: Instance) -> str:
+    """How the instance's nodes are found: a cluster's from its seeds (``CLUSTER NODES``), from
+    its sentinels, or the declared ones (roles by ``ROLE``)."""
+    if instance.cluster:
+        return "cluster"
+    if instance.sentinels:
+        return "sentinel"
+    return "declared"
 
 
 @instances.command("remove")

@@ -152,8 +152,9 @@ class RedisEngine:
                 "enabled": user.enabled,
             }
             if state.authenticates_as(account):
-                # The replica's login to its primary is plaintext config: keep it (sealed at
-                # rest, like every snapshot) so a rollback can put it back.
+                # A replica's login to its primary (or a primary's, for after a failover) is
+                # plaintext config: keep it (sealed at rest, like every snapshot) so a
+                # rollback can put it back.
                 data["masterauth"] = await config_get(admin, "masterauth")
             if state.staged_for(account):
                 # Replicas log in to this node with the account: a change is staged here.

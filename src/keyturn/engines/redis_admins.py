@@ -118,6 +118,14 @@ async def close_client(client: Redis) -> None:
     await close_quietly(client.aclose(), "a redis client")
 
 
+def _slot(node: Node) -> str:
+    """Where a node's admin client is pooled: its instance and address, not its ordinal. A
+    discovered node (a cluster's, a sentinel's replica) gets an ordinal by its place in that
+    discovery, which a failover or a node added later shifts to another server; an address
+    always names the same one."""
+    return f"{node.instance_id}/{node.address.endpoint}"
+
+
 class RedisAdmins:
     """Admin clients per node; ``timeout`` bounds each operation (connect included)."""
 
@@ -127,7 +135,7 @@ class RedisAdmins:
         self._locks: dict[str, asyncio.Lock] = {}
 
     def pooled(self, node: Node) -> RedisAdmin | None:
-        return self._pool.get(node.key)
+        return self._pool.get(_slot(node))
 
     async def run(
         self,
@@ -151,14 +159,14 @@ class RedisAdmins:
                     # under the pool (keyturn reset its own account). Rebuild once.
                     if node.pending_password is None:
                         raise
-                    await self._drop(node.key)
+                    await self._drop(_slot(node))
                     return await op(await self._admin(node))
         except EngineUnavailable:
-            await self._drop(node.key)
+            await self._drop(_slot(node))
             raise
 
     async def forget(self, node: Node) -> None:
-        await self._drop(node.key)
+        await self._drop(_slot(node))
 
     async def close(self) -> None:
         for key in list(self._pool):
@@ -167,14 +175,14 @@ class RedisAdmins:
 
     async def _admin(self, node: Node) -> RedisAdmin:
         """The pooled admin client for ``node``, built (and its version read) on first use."""
-        lock = self._locks.setdefault(node.key, asyncio.Lock())
+        lock = self._locks.setdefault(_slot(node), asyncio.Lock())
         async with lock:
-            current = self._pool.get(node.key)
+            current = self._pool.get(_slot(node))
             candidates = _candidates(node)
             if current is not None:
                 if current.username == node.address.username and current.password in candidates:
                     return current
-                await self._drop(node.key)
+                await self._drop(_slot(node))
             for i, password in enumerate(candidates):
                 client = self.client(node.address, auth_args(node.address.username, password))
                 try:
@@ -189,7 +197,7 @@ class RedisAdmins:
                     await close_client(client)
                     raise
                 admin = RedisAdmin(client, node.address.username, password, version)
-                self._pool[node.key] = admin
+                self._pool[_slot(node)] = admin
                 log.debug("admin client for %s ready (Redis %s)", node.key, version)
                 return admin
             raise AssertionError("unreachable: there is always one candidate")

@@ -1,13 +1,19 @@
 """Redis Cluster discovery: every node of every shard, from any seed node that answers.
 
-``CLUSTER NODES`` lists each node with its address, flags and, for a replica, the id of its
-master; a shard is a master and its replicas, named by the master's node id. Nodes the seed
-marks ``noaddr`` or ``handshake`` are not (yet) part of the cluster and are left out; a node
-marked ``fail`` is kept, because it still holds the account and must change when it comes
-back (the worker waits for it, bounded, like any node that is down). A node added to the
-cluster later is simply found at the next task. ACL and CONFIG are per node in a cluster too,
-so the plan is the replicated one, shard by shard. Imports: ``keyturn.core``,
-``keyturn.engines`` and redis-py (through the engine's modules).
+``CLUSTER NODES`` (every Redis Cluster version has it) lists each node with its address, flags
+and, for a replica, the id of its master; a shard is a master and its replicas, named by the
+master's node id. Nodes the seed marks ``noaddr`` or ``handshake`` are not (yet) part of the
+cluster and are left out; a node marked ``fail`` is kept, because it still holds the account
+and must change when it comes back (the worker waits for it, bounded, like any node that is
+down). A node that has never met another one reports no address for itself: it is the seed,
+at the address keyturn reached it on. A node added to the cluster later is simply found at the
+next task, and a failover shows as a shard headed by its new master. ACL and CONFIG are per
+node in a cluster too, so the plan is the replicated one, shard by shard; discovered nodes are
+administered with the seed's login, so every node must have keyturn's admin user. Seeds that
+do not answer are skipped; if none answers, the instance is unavailable (retried within the
+task's deadline), and if one answered with a refusal (not a cluster, no right to read it), the
+discovery fails at once. Imports: ``keyturn.core``, ``keyturn.engines`` and redis-py (through
+the engine's modules).
 """
 
 from __future__ import annotations
@@ -38,8 +44,8 @@ class ClusterNode:
     failed: bool
 
 
-def parse_cluster_nodes(reply: str) -> list[ClusterNode]:
-    """The members of a ``CLUSTER NODES`` reply."""
+def parse_cluster_nodes(reply: str, seed_host: str = "") -> list[ClusterNode]:
+    """The members of a ``CLUSTER NODES`` reply read from a seed reached at ``seed_host``."""
     found: list[ClusterNode] = []
     for line in reply.splitlines():
         fields = line.split()
@@ -48,8 +54,12 @@ def parse_cluster_nodes(reply: str) -> list[ClusterNode]:
         node_id, address, flags = fields[0], fields[1], set(fields[2].split(","))
         if flags & _NOT_MEMBERS:
             continue
-        endpoint = address.split("@", 1)[0]
-        if endpoint.startswith(":") or not endpoint:
+        # ``host:port@bus-port[,hostname]``, as ``NodeAddress.endpoint`` spells it (an IPv6
+        # host without brackets).
+        endpoint = address.split("@", 1)[0].split(",", 1)[0]
+        if endpoint.startswith(":") and "myself" in flags and seed_host:
+            endpoint = seed_host + endpoint
+        if endpoint.startswith(":") or not endpoint.rpartition(":")[2].isdigit():
             continue
         primary = "master" in flags
         found.append(
@@ -66,16 +76,22 @@ def parse_cluster_nodes(reply: str) -> list[ClusterNode]:
 
 async def discover_cluster(engine: RedisEngine, instance: Instance) -> Topology:
     failures: list[str] = []
+    refused = False
     for seed in instance.nodes:
 
         async def read(admin: RedisAdmin) -> str:
             return text(await cmd(admin.client, "CLUSTER", "NODES"))
 
         try:
-            members = parse_cluster_nodes(await engine.admins.run(seed, "CLUSTER NODES", read))
-        except (EngineUnavailable, EngineRejected) as exc:
+            reply = await engine.admins.run(seed, "CLUSTER NODES", read)
+        except EngineUnavailable as exc:
             failures.append(exc.message)
             continue
+        except EngineRejected as exc:
+            refused = True
+            failures.append(exc.message)
+            continue
+        members = parse_cluster_nodes(reply, seed.address.host)
         if not members:
             raise EngineRejected(f"{seed.endpoint} reports no cluster members")
         return Topology(
@@ -83,7 +99,10 @@ async def discover_cluster(engine: RedisEngine, instance: Instance) -> Topology:
             watchers=(),
             shape=f"cluster of {sum(1 for m in members if m.primary)} shards",
         )
-    raise EngineUnavailable("no seed node of the cluster answered: " + "; ".join(failures))
+    summary = "; ".join(failures)
+    if refused:
+        raise EngineRejected(f"no seed node of the cluster could be read: {summary}")
+    raise EngineUnavailable(f"no seed node of the cluster answered: {summary}")
 
 
 def _nodes(instance: Instance, seed: Node, members: list[ClusterNode]) -> tuple[Node, ...]:

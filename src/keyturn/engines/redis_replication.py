@@ -6,6 +6,9 @@ being changed is the one replicas log in to the primary with (their ``masteruser
 does: the primary *adds* the new password and keeps the old ones (a staged change), each replica
 switches ``masterauth`` to the new password, then the primary drops the old passwords, the
 replication links are cut so they log in again, and every replica must report its link up.
+A primary that has ``masterauth`` set (every node of a Redis Cluster; a primary prepared for a
+Sentinel failover) switches it too: after a failover it is a replica of the new primary, which
+only takes the new password.
 
 This module reads a node's place in that picture in one pipelined round trip (``NodeState``)
 and waits for a replica's link; ``RedisEngine`` applies the steps. It imports only
@@ -40,6 +43,9 @@ class NodeState:
     master_user: str
     #: Users that this node's connected replicas logged in with (when it is a primary).
     replica_users: frozenset[str]
+    #: ``masterauth`` is set: a primary configured so, e.g. every node of a Redis Cluster,
+    #: logs in to its new primary with it once a failover made it a replica.
+    has_masterauth: bool = False
 
     def staged_for(self, account: str) -> bool:
         """Whether a new password for ``account`` must first be added beside the old ones,
@@ -47,8 +53,10 @@ class NodeState:
         return account in self.replica_users
 
     def authenticates_as(self, account: str) -> bool:
-        """Whether this node logs in to its primary as ``account`` (its ``masterauth``)."""
-        return self.replica and self.master_user == account
+        """Whether this node logs in to a primary as ``account`` with its ``masterauth``: a
+        replica does now; a primary with ``masterauth`` set will once a failover (inside a
+        Redis Cluster, or by Sentinel) made it a replica, so it must follow the change too."""
+        return (self.replica or self.has_masterauth) and self.master_user == account
 
 
 def replica_users(reply: Any) -> frozenset[str]:
@@ -69,15 +77,17 @@ def is_replica(role_reply: Any) -> bool:
 
 
 async def node_state(client: Redis, account: str) -> NodeState:
-    """``ACL GETUSER``, ``ROLE``, ``CONFIG GET masteruser`` and ``CLIENT LIST TYPE replica`` in
-    one round trip. An admin without the right to read replication state is treated as a
-    standalone node, which is the behaviour of keyturn before it knew about replication."""
+    """``ACL GETUSER``, ``ROLE``, ``CONFIG GET masteruser`` and ``masterauth`` and ``CLIENT
+    LIST TYPE replica`` in one round trip. An admin without the right to read replication state
+    is treated as a standalone node, which is the behaviour of keyturn before it knew about
+    replication."""
     pipe = client.pipeline(transaction=False)
     pipe.execute_command("ACL", "GETUSER", account)
     pipe.execute_command("ROLE")
     pipe.execute_command("CONFIG", "GET", "masteruser")
+    pipe.execute_command("CONFIG", "GET", "masterauth")
     pipe.execute_command("CLIENT", "LIST", "TYPE", "replica")
-    user_reply, role, masteruser, clients = await pipe.execute(raise_on_error=False)
+    user_reply, role, masteruser, masterauth, clients = await pipe.execute(raise_on_error=False)
     if isinstance(user_reply, Exception):
         raise user_reply
     user = None if user_reply is None else AclUser.parse(user_reply)
@@ -89,6 +99,8 @@ async def node_state(client: Redis, account: str) -> NodeState:
         replica=not isinstance(role, Exception) and is_replica(role),
         master_user=master_user or DEFAULT_MASTER_USER,
         replica_users=frozenset() if isinstance(clients, Exception) else replica_users(clients),
+        has_masterauth=not isinstance(masterauth, Exception)
+        and bool(pairs(masterauth).get("masterauth")),
     )
 
 

@@ -132,9 +132,11 @@ class Admin:
         source: KeySource = KeySource.CLI,
         sentinel_urls: Sequence[Secret] = (),
         allow_admin_reset: bool = False,
+        cluster: bool = False,
     ) -> Instance:
         """Register (or replace) an instance. ``allow_admin_reset`` lets the vendor APIs reset
-        the accounts keyturn logs in with and superusers (``keyturn.service.protection``)."""
+        the accounts keyturn logs in with and superusers (``keyturn.service.protection``);
+        ``cluster``: a Redis Cluster, whose nodes are seeds its shards are discovered from."""
         await self._require_tenant(tenant_id)
         instance = build_instance(
             tenant_id=tenant_id,
@@ -147,6 +149,7 @@ class Admin:
             source=source,
             sentinel_urls=sentinel_urls,
             allow_admin_reset=allow_admin_reset,
+            cluster=cluster,
         )
         await self._store.put_instance(instance)
         return instance
@@ -182,6 +185,7 @@ class Admin:
                 source=src,
                 sentinel_urls=spec.sentinels,
                 allow_admin_reset=spec.allow_admin_reset,
+                cluster=spec.cluster,
             )
             await self._store.put_instance(_keep_rotated_credentials(declared, known))
         removed = 0
@@ -315,8 +319,10 @@ def build_instance(
     source: KeySource,
     sentinel_urls: Sequence[Secret] = (),
     allow_admin_reset: bool = False,
+    cluster: bool = False,
 ) -> Instance:
-    """Validate an instance declaration: vendor id format, region, node and sentinel URLs."""
+    """Validate an instance declaration: vendor id format, region, node and sentinel URLs, and
+    that only a Redis instance without sentinels is a cluster."""
     if not product.id_pattern.match(instance_id):
         raise InvalidParameterValue(
             f"instance id {instance_id!r} does not match the {product} format "
@@ -326,6 +332,12 @@ def build_instance(
         raise InvalidParameterValue(f"instance {instance_id}: region is required")
     if not node_urls:
         raise InvalidParameterValue(f"instance {instance_id}: at least one node is required")
+    if cluster and product.engine is not EngineKind.REDIS:
+        raise InvalidParameterValue(f"instance {instance_id}: only Redis instances are clusters")
+    if cluster and sentinel_urls:
+        raise InvalidParameterValue(
+            f"instance {instance_id}: a Redis Cluster has no sentinels (its nodes are the seeds)"
+        )
     nodes = tuple(
         Node(
             instance_id=instance_id,
@@ -353,6 +365,7 @@ def build_instance(
         allow_admin_reset=allow_admin_reset,
         nodes=nodes,
         sentinels=sentinels,
+        cluster=cluster,
         source=source,
     )
 

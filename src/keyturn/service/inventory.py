@@ -67,6 +67,8 @@ class InstanceSpec:
     sentinels: tuple[Secret, ...] = ()
     password_free_allowed: bool = True
     allow_admin_reset: bool = False
+    #: A Redis Cluster: ``nodes`` are seeds, its shards are discovered at every task.
+    cluster: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -195,6 +197,7 @@ def _instance(reader: _Reader, where: str, table: Mapping[str, Any]) -> Instance
         raise InventoryError(f"{where}.sentinels: must be a list of URLs")
     free = _flag(table, "password_free_allowed", where, default=True)
     admin_reset = _flag(table, "allow_admin_reset", where, default=False)
+    cluster = _flag(table, "cluster", where, default=False)
     return InstanceSpec(
         id=reader.text(table, "id", where),
         tenant=reader.text(table, "tenant", where),
@@ -209,6 +212,7 @@ def _instance(reader: _Reader, where: str, table: Mapping[str, Any]) -> Instance
         ),
         password_free_allowed=free,
         allow_admin_reset=admin_reset,
+        cluster=cluster,
     )
 
 

@@ -1,8 +1,10 @@
 """The read side: instances, accounts and tasks, always scoped to the caller's tenant and to
 what the caller's key may read.
 
-Instance lists come from the store (fast, no engine round trip); accounts are read live from
-the instance's primary, because the engine is the source of truth for them. A key with
+Instance lists come from the store (fast, no engine round trip), except the shards of a Redis
+Cluster, which only the cluster knows (``keyturn.service.layouts``); accounts are read live from
+the instance's first declared node, because the engine is the source of truth for them (ACL is
+kept alike on every node: keyturn creates and changes accounts on all of them). A key with
 policies sees in a listing, and reads by task id, only what its policies allow on each item's
 own resource (the instance's real region and id): a listing never answers with what the region
 or instance a request claims would allow. A key without policies (its tenant's administrator)
@@ -18,6 +20,7 @@ from keyturn.core.model import Instance, Product
 from keyturn.core.ports import AccountInfo, EngineRegistry, Page, Store
 from keyturn.core.tasks import Task
 from keyturn.service.context import Caller
+from keyturn.service.layouts import Layout, layouts
 
 
 async def owned_instance(
@@ -62,6 +65,11 @@ class Queries:
             caller.tenant_id, product=str(product), instance_ids=window
         )
         return sorted(found, key=lambda i: i.id), len(allowed)
+
+    async def layouts(self, instances: Sequence[Instance]) -> dict[str, Layout | None]:
+        """Shards and replicas of instances the caller already read (by id; None: a cluster
+        that cannot be read now)."""
+        return await layouts(self._engines, instances)
 
     async def accounts(self, caller: Caller, instance: Instance) -> list[AccountInfo]:
         engine = self._engines.engine(instance.engine)

@@ -139,3 +139,59 @@ def test_bad_sentinels_are_refused(product: Product, url: str, problem: str) -> 
             source=KeySource.CLI,
             sentinel_urls=[Secret(url)],
         )
+
+
+def test_cluster_is_read_and_built() -> None:
+    env = {"ORDERS_REDIS_ADMIN": "x"}
+    spec = parse_inventory(EXAMPLE + "cluster = true\n", env).instances[0]
+    assert spec.cluster is True
+    assert parse_inventory(EXAMPLE, env).instances[0].cluster is False
+    instance = build_instance(
+        tenant_id=spec.tenant,
+        instance_id=spec.id,
+        product=spec.product,
+        region=spec.region,
+        node_urls=spec.nodes,
+        name=spec.name,
+        password_free_allowed=spec.password_free_allowed,
+        source=KeySource.INVENTORY,
+        cluster=spec.cluster,
+    )
+    assert instance.cluster is True
+    with pytest.raises(InventoryError, match="cluster: must be true or false"):
+        parse_inventory(EXAMPLE + 'cluster = "yes"\n', env)
+
+
+@pytest.mark.parametrize(
+    ("product", "node", "sentinels", "problem"),
+    [
+        (
+            Product.TENCENT_POSTGRES,
+            "postgresql://postgres:pw@127.0.0.1:5432/postgres",
+            [],
+            "only Redis instances are clusters",
+        ),
+        (
+            Product.TENCENT_REDIS,
+            "redis://default:pw@127.0.0.1:6379",
+            ["redis://:pw@127.0.0.1:26379/mymaster"],
+            "a Redis Cluster has no sentinels",
+        ),
+    ],
+)
+def test_bad_clusters_are_refused(
+    product: Product, node: str, sentinels: list[str], problem: str
+) -> None:
+    with pytest.raises(InvalidParameterValue, match=problem):
+        build_instance(
+            tenant_id="1",
+            instance_id="crs-abcd1234" if product is Product.TENCENT_REDIS else "postgres-abcd1234",
+            product=product,
+            region="r",
+            node_urls=[Secret(node)],
+            name="",
+            password_free_allowed=True,
+            source=KeySource.CLI,
+            sentinel_urls=[Secret(url) for url in sentinels],
+            cluster=True,
+        )

@@ -5,7 +5,9 @@ Alibaba's: they answer once the new credential logged in on every node, or with 
 behind a failure after everything was rolled back. Alibaba names an instance's default account
 after the instance, so an ``AccountName`` equal to the ``InstanceId`` means the Redis user
 ``default``, and listings show ``default`` under the instance id. The read calls report what
-keyturn knows of the user's own servers; fields without meaning here keep neutral values.
+keyturn knows of the user's own servers; fields without meaning here keep neutral values. A
+Redis Cluster is ``ArchitectureType`` ``cluster`` with its ``ShardCount`` as the cluster
+reports it now (left out if it cannot be read).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from keyturn.dialects.alibaba.product import AlibabaProduct
 from keyturn.service.accounts import ChangeResult
 from keyturn.service.context import Answer, Caller
 from keyturn.service.facade import Services
+from keyturn.service.layouts import Layout
 
 PRODUCT_ID = Product.ALIBABA_KVSTORE
 DEFAULT_USER = "default"
@@ -164,8 +167,9 @@ async def describe_accounts(services: Services, caller: Caller, params: Params) 
 
 async def describe_instance_attribute(services: Services, caller: Caller, params: Params) -> Answer:
     instance = await services.queries.instance(caller, PRODUCT_ID, instance_id_of(params))
+    layout = (await services.queries.layouts([instance]))[instance.id]
     return Answer(
-        {"Instances": {"DBInstanceAttribute": [{**_instance(instance), "Engine": "Redis"}]}}
+        {"Instances": {"DBInstanceAttribute": [{**_instance(instance, layout), "Engine": "Redis"}]}}
     )
 
 
@@ -183,12 +187,13 @@ async def describe_instances(services: Services, caller: Caller, params: Params)
         instance_ids=ids or None,
         page=Page(limit=page_size, offset=(page_number - 1) * page_size),
     )
+    layouts = await services.queries.layouts(instances)
     return Answer(
         {
             "PageNumber": page_number,
             "PageSize": page_size,
             "TotalCount": total,
-            "Instances": {"KVStoreInstance": [_instance(i) for i in instances]},
+            "Instances": {"KVStoreInstance": [_instance(i, layouts[i.id]) for i in instances]},
         }
     )
 
@@ -209,16 +214,19 @@ def _account(account: AccountInfo, instance: Instance) -> dict[str, Any]:
     }
 
 
-def _instance(instance: Instance) -> dict[str, Any]:
+def _instance(instance: Instance, layout: Layout | None) -> dict[str, Any]:
     primary = instance.primary.address
+    replicas = layout.replicas if layout is not None else len(instance.nodes) - 1
+    shards = {"ShardCount": layout.shards} if instance.cluster and layout is not None else {}
     return {
         "InstanceId": instance.id,
         "InstanceName": instance.name or instance.id,
         "InstanceStatus": "Normal",
         "InstanceType": "Redis",
         "EngineVersion": _major(instance.engine_version),
-        "ArchitectureType": "standard",
-        "NodeType": "MASTER_SLAVE" if len(instance.nodes) > 1 else "STAND_ALONE",
+        "ArchitectureType": "cluster" if instance.cluster else "standard",
+        **shards,
+        "NodeType": "MASTER_SLAVE" if replicas > 0 else "STAND_ALONE",
         "ConnectionDomain": primary.host,
         "PrivateIp": primary.host,
         "Port": primary.port,

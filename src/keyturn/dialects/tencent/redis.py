@@ -3,7 +3,9 @@
 ``ResetPassword`` resets the ``default`` user (Tencent's "root" account) or switches the
 instance to password-free mode, asynchronously: it answers with a ``TaskId`` that
 ``DescribeTaskInfo`` and ``DescribeTaskList`` follow. The read calls report what keyturn knows
-of the user's own servers; fields with no meaning here keep the SDK's neutral values.
+of the user's own servers; fields with no meaning here keep the SDK's neutral values. A Redis
+Cluster is ``ProductType`` ``cluster`` with its ``Type`` (e.g. 18, Redis 7.0 cluster), and its
+shard and replica counts as the cluster reports them now (left out if it cannot be read).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from keyturn.dialects.tencent.params import Params
 from keyturn.dialects.tencent.product import TencentProduct
 from keyturn.service.context import Answer, Caller
 from keyturn.service.facade import Services
+from keyturn.service.layouts import Layout
 
 #: The Redis user that Tencent's ResetPassword changes; Tencent calls it the "root" account.
 DEFAULT_USER = "default"
@@ -60,6 +63,10 @@ _RESULT_CODES = {
     TaskState.FAILED: 4,
 }
 TASK_TYPE = "FLOW_SETPWD"
+
+#: ``InstanceSet.Type`` by Redis major version: (standard architecture, cluster architecture).
+#: Tencent numbers 2.8, 4.0, 5.0, 6.2 and 7.0; other versions report no ``Type``.
+_TYPES = {2: (2, None), 4: (6, 7), 5: (8, 9), 6: (15, 16), 7: (17, 18)}
 
 
 async def reset_password(services: Services, caller: Caller, params: Params) -> Answer:
@@ -138,7 +145,10 @@ async def describe_instances(services: Services, caller: Caller, params: Params)
     instances, total = await services.queries.instances(
         caller, product=Product.TENCENT_REDIS, instance_ids=ids or None, page=page
     )
-    return Answer({"TotalCount": total, "InstanceSet": [_instance(i) for i in instances]})
+    layouts = await services.queries.layouts(instances)
+    return Answer(
+        {"TotalCount": total, "InstanceSet": [_instance(i, layouts[i.id]) for i in instances]}
+    )
 
 
 async def describe_instance_account(services: Services, caller: Caller, params: Params) -> Answer:
@@ -179,8 +189,12 @@ async def _instance_names(services: Services, caller: Caller, tasks: list[Task])
     return {i.id: i.name for i in instances}
 
 
-def _instance(instance: Instance) -> dict[str, Any]:
+def _instance(instance: Instance, layout: Layout | None) -> dict[str, Any]:
     primary = instance.primary.address
+    shape: dict[str, Any] = {}
+    if layout is not None:
+        shape = {"RedisShardNum": layout.shards, "RedisReplicasNum": layout.replicas}
+    kind = _type(instance)
     return {
         "InstanceName": instance.name or instance.id,
         "InstanceId": instance.id,
@@ -193,14 +207,23 @@ def _instance(instance: Instance) -> dict[str, Any]:
         "Port": primary.port,
         "Createtime": _time(instance.created_at),
         "Engine": "Redis",
-        "ProductType": "standalone",
+        "ProductType": "cluster" if instance.cluster else "standalone",
+        **({"Type": kind} if kind is not None else {}),
         "InstanceTitle": "running",
         "NoAuth": bool(instance.no_auth),
-        "RedisShardNum": 1,
-        "RedisReplicasNum": len(instance.nodes) - 1,
+        **shape,
         "Region": instance.region,
         "CurrentRedisVersion": instance.engine_version or "",
     }
+
+
+def _type(instance: Instance) -> int | None:
+    """Tencent's instance type for the Redis version keyturn last saw, if Tencent has one."""
+    major = (instance.engine_version or "").split(".", 1)[0]
+    types = _TYPES.get(int(major)) if major.isdigit() else None
+    if types is None:
+        return None
+    return types[1] if instance.cluster else types[0]
 
 
 def _time(moment: datetime | None) -> str:

@@ -462,13 +462,13 @@ async def test_a_task_id_collision_draws_again(
     await seed(store, instance)
     taken = await run_task(store, instance, "first")
     draws = iter([taken, taken, 2**53 - 1])
-    monkeypatch.setattr(store, "new_task_id", lambda: next(draws))
+    monkeypatch.setattr(store.tasks, "new_task_id", lambda: next(draws))
     task = await store.create_task(new_task(instance, "second"), Secret(NEW_PW))
     assert task.id == 2**53 - 1
     assert (await store.get_task(T1.id, taken)).account == "first"  # untouched
     assert await store.pending_password(task.id) == Secret(NEW_PW)
     # A store that never finds a free id fails cleanly, and creates nothing.
-    monkeypatch.setattr(store, "new_task_id", lambda: taken)
+    monkeypatch.setattr(store.tasks, "new_task_id", lambda: taken)
     with pytest.raises(InternalError):
         await store.create_task(new_task(instance, "third"), None)
     assert (await store.list_tasks(T1.id, instance_id=None, page=Page(limit=9)))[1] == 2
@@ -481,7 +481,7 @@ async def test_tasks_are_listed_by_creation_time_not_id(
     await seed(store, instance)
     # Ids that fall as time goes on, and two tasks created in the same microsecond.
     draws = iter([900, 500, 700, 100])
-    monkeypatch.setattr(store, "new_task_id", lambda: next(draws))
+    monkeypatch.setattr(store.tasks, "new_task_id", lambda: next(draws))
     for account in ("a", "b"):
         await run_task(store, instance, account)
     moment = backend.clock.now()

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import pytest
 
 from keyturn.core.errors import MissingAuthorization, SignatureInvalid
+from keyturn.dialects._wire import WireRequest
 from keyturn.dialects.huawei.signing import (
     EMPTY_HASH,
     canonical_query,
@@ -112,11 +113,7 @@ def check(
     verify(
         auth=parse_authorization(hdrs["authorization"]),
         secret_key=secret,
-        method=method,
-        path=path,
-        query=query,
-        headers=hdrs,
-        body=body,
+        request=WireRequest(method=method, path=path, query=query, headers=hdrs, body=body),
         sdk_date=parse_sdk_date(hdrs["x-sdk-date"]),
     )
 

@@ -16,13 +16,13 @@ from redis.exceptions import NoPermissionError
 from keyturn.core.errors import AccountExists, AccountNotFound, AccountsUnsupported
 from keyturn.core.secrets import Secret
 from keyturn.engines.redis import RedisEngine
-from tests.contract.test_engine_redis import (
+from tests.support.redis_admin import (
     TIMEOUT,
     acl_users,
     add_user,
     assert_wrongpass,
-    node_of,
     raw,
+    redis_node,
     sha,
 )
 from tests.support.redis_server import RedisServer
@@ -40,7 +40,7 @@ async def engine() -> AsyncIterator[RedisEngine]:
 async def test_probe_tells_whether_the_account_exists(
     engine: RedisEngine, redis_server: RedisServer
 ) -> None:
-    node = node_of(redis_server)
+    node = redis_node(redis_server)
     assert (await engine.probe(node, "default")).account_exists is True
     assert (await engine.probe(node, "nobody")).account_exists is False
     assert (await engine.probe(node)).account_exists is None
@@ -114,7 +114,7 @@ async def allowed_by_dryrun(server: RedisServer, user: str) -> list[str]:
 
 
 async def test_create_read_write_account(engine: RedisEngine, redis_server: RedisServer) -> None:
-    node = node_of(redis_server)
+    node = redis_node(redis_server)
     result = await engine.create_account(node, "app_rw", Secret("Rw-pass-001"), read_only=False)
     assert result.persisted
     await engine.verify(node, "app_rw", Secret("Rw-pass-001"))
@@ -131,7 +131,7 @@ async def test_create_read_write_account(engine: RedisEngine, redis_server: Redi
 
 
 async def test_create_read_only_account(engine: RedisEngine, redis_server: RedisServer) -> None:
-    node = node_of(redis_server)
+    node = redis_node(redis_server)
     await engine.create_account(node, "app_ro", Secret("Ro-pass-001"), read_only=True)
     async with raw(redis_server, "app_ro", "Ro-pass-001") as client:
         assert await client.get("missing") is None
@@ -153,7 +153,7 @@ async def test_probe_tells_superusers(engine: RedisEngine, redis_server: RedisSe
     await add_user(redis_server, "config_only", "on", ">Pass-word-1", "-@all", "+config")
     await add_user(redis_server, "selector", "on", ">Pass-word-1", "-@all", "(+@admin)")
     await add_user(redis_server, "data", "on", ">Pass-word-1", "~*", "+@all", "-@dangerous")
-    node = node_of(redis_server)
+    node = redis_node(redis_server)
     found = {
         name: (await engine.probe(node, name)).superuser
         for name in ("default", "everything", "acl_only", "config_only", "selector", "data")
@@ -174,7 +174,7 @@ async def test_existing_account_is_never_changed(
     engine: RedisEngine, redis_server: RedisServer
 ) -> None:
     await add_user(redis_server, "app", "on", ">Old-pass-1", "~*", "+@all")
-    node = node_of(redis_server)
+    node = redis_node(redis_server)
     with pytest.raises(AccountExists):
         await engine.create_account(node, "app", Secret("New-pass-1"), read_only=True)
     await assert_wrongpass(redis_server, "app", "New-pass-1")
@@ -184,7 +184,7 @@ async def test_existing_account_is_never_changed(
 async def test_drop_account_and_drop_is_idempotent(
     engine: RedisEngine, redis_server: RedisServer
 ) -> None:
-    node = node_of(redis_server)
+    node = redis_node(redis_server)
     await engine.create_account(node, "gone", Secret("Gone-pass-1"), read_only=False)
     await engine.drop_account(node, "gone")
     assert "gone" not in await acl_users(redis_server)
@@ -194,7 +194,7 @@ async def test_drop_account_and_drop_is_idempotent(
 async def test_password_matches(engine: RedisEngine, redis_server: RedisServer) -> None:
     await add_user(redis_server, "two", "on", ">First-pass-1", ">Second-pass-2", "~*", "+@all")
     await add_user(redis_server, "free", "on", "nopass", "~*", "+@all")
-    node = node_of(redis_server)
+    node = redis_node(redis_server)
     assert await engine.password_matches(node, "two", Secret("First-pass-1"))
     assert await engine.password_matches(node, "two", Secret("Second-pass-2"))
     assert not await engine.password_matches(node, "two", Secret("Third-pass-3"))
@@ -215,7 +215,7 @@ async def test_accounts_need_acl(
 
     monkeypatch.setattr("keyturn.engines.redis_admins.server_version", old_version)
     monkeypatch.setattr("keyturn.engines.redis.server_version", old_version)
-    node = replace(node_of(redis_server))
+    node = replace(redis_node(redis_server))
     with pytest.raises(AccountsUnsupported):
         await engine.create_account(node, "app", Secret("Pass-word-1"), read_only=False)
     assert await engine.password_matches(node, "default", Secret(redis_server.password or ""))

@@ -18,23 +18,11 @@ import httpx
 import pytest
 from tencentcloud.redis.v20180412 import models
 
+from tests.support.cli import keyturn_cli as keyturn
 from tests.support.ports import free_port
 from tests.support.sdk import redis_sdk
 
 pytestmark = pytest.mark.engine
-
-
-def keyturn(
-    data_dir: Path, *args: str, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "keyturn", *args, "--data-dir", str(data_dir)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        check=False,
-        timeout=60,
-    )
 
 
 def start_serving(data_dir: Path, port: int, out: int) -> subprocess.Popen[bytes]:

@@ -11,9 +11,9 @@ import time
 
 import pytest
 
+from tests.support.logins import can_login
+from tests.support.passwords import USED_PASSWORDS, leaked, new_instance_id, new_password
 from tests.support.sdk import redis_sdk, reset, wait_task
-from tests.wire.conftest import USED_PASSWORDS, leaked, new_instance_id, new_password
-from tests.wire.test_tencent_redis_sdk import can_login
 
 pytestmark = pytest.mark.engine
 

@@ -44,9 +44,9 @@ from tests.support.keyturn_server import (
     TENANT,
     KeyturnServer,
 )
-from tests.support.redis_server import can_login
+from tests.support.logins import can_login
+from tests.support.passwords import USED_PASSWORDS, leaked, new_instance_id, new_password
 from tests.support.sdk import redis_sdk, wait_task
-from tests.wire.conftest import USED_PASSWORDS, leaked, new_instance_id, new_password
 
 pytestmark = pytest.mark.engine
 

@@ -14,8 +14,9 @@ from redis.retry import Retry
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
 
 from tests.support.keyturn_server import KeyturnServer
+from tests.support.logins import can_login
 from tests.support.redis_sentinel import RedisSentinel
-from tests.support.redis_server import RedisServer, RedisServerError, can_login
+from tests.support.redis_server import RedisServer, RedisServerError
 from tests.support.sdk import redis_sdk, reset, wait_task
 
 

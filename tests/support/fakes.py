@@ -27,12 +27,15 @@ from keyturn.service.replay import ReplayGuard
 
 
 class FakeClock:
-    """A clock that stands still until told to move (UTC)."""
+    """A clock that stands still until told to move (UTC); with ``tick`` it moves that many
+    seconds before each reading instead (so every stored time differs)."""
 
-    def __init__(self, moment: datetime | None = None) -> None:
+    def __init__(self, moment: datetime | None = None, *, tick: float = 0.0) -> None:
         self.moment = moment or datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+        self.tick = timedelta(seconds=tick)
 
     def now(self) -> datetime:
+        self.moment += self.tick
         return self.moment
 
     def advance(self, seconds: float) -> None:

@@ -2,9 +2,10 @@
 
 ``redis_server`` is a password-protected throwaway redis-server with a config file, one per test.
 ``redis_server_factory`` starts more, with other options (no password, an ``aclfile``, no config
-file), and stops them all after the test. ``postgres_server`` (and ``postgres_server_factory``)
-is a throwaway PostgreSQL 15 with a generated superuser password
-(``postgres_server_factory(standby_of=primary)``: a hot standby streaming from it).
+file), and stops them all after the test; ``replicated_redis`` is a primary with two replicas.
+``postgres_server`` (and ``postgres_server_factory``) is a throwaway PostgreSQL 15 with a
+generated superuser password (``postgres_server_factory(standby_of=primary)``: a hot standby
+streaming from it).
 ``mariadb_server`` (and ``mariadb_server_factory``) is a throwaway MariaDB 10.11 with a generated
 root password (``mariadb_server_factory(replica_of=primary)``: a read-only GTID replica). A
 missing engine binary skips the test locally, but in CI (``CI`` set) it fails the test: an
@@ -83,6 +84,18 @@ def redis_server_factory() -> Iterator[RedisServerFactory]:
 def redis_server(redis_server_factory: RedisServerFactory) -> RedisServer:
     """A started redis-server with a generated ``default`` password and a config file."""
     return redis_server_factory()
+
+
+@pytest.fixture
+def replicated_redis(redis_server_factory: RedisServerFactory) -> list[RedisServer]:
+    """A primary and two replicas that log in to it as ``default`` (links up)."""
+    primary = redis_server_factory()
+    replicas = [
+        redis_server_factory(password=primary.password, replica_of=primary) for _ in range(2)
+    ]
+    for replica in replicas:
+        replica.wait_link_up()
+    return [primary, *replicas]
 
 
 # --------------------------------------------------------------------------- PostgreSQL

@@ -27,10 +27,11 @@ from keyturn.core.model import Product
 from tests.support.alibaba_sdk import KvstoreSdk, acs3_request, sdk_error
 from tests.support.huawei_sdk import ListInstancesRequest, dcs_client
 from tests.support.keyturn_server import HW_PROJECT, TENANT, KeyturnServer
-from tests.support.redis_server import RedisServer, can_login
+from tests.support.logins import can_login
+from tests.support.passwords import USED_PASSWORDS, new_password
+from tests.support.redis_server import RedisServer
 from tests.support.tencent_raw import tc3_post, tencent_error
 from tests.support.wire_capture import RecordingProxy, captured, send_raw
-from tests.wire.conftest import USED_PASSWORDS, new_password
 
 pytestmark = pytest.mark.engine
 

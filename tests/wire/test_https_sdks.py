@@ -59,11 +59,12 @@ from tests.support.keyturn_server import (
     KEY_SECRET,
     KeyturnServer,
 )
+from tests.support.logins import can_login
 from tests.support.mysql_server import MariaDBServer, native_hash, sql_string
+from tests.support.passwords import USED_PASSWORDS, leaked, new_instance_id, new_password
 from tests.support.postgres_server import PostgresServer
 from tests.support.redis_server import RedisServer
 from tests.support.sdk import reset, wait_task
-from tests.wire.conftest import USED_PASSWORDS, leaked, new_instance_id, new_password
 
 pytestmark = pytest.mark.engine
 
@@ -147,18 +148,6 @@ def keyturn(
         server.stop()
 
 
-def can_login(port: int, user: str, password: str) -> bool:
-    client = redis.Redis(
-        port=port, username=user, password=password, protocol=2, driver_info=None, socket_timeout=3
-    )
-    try:
-        return bool(client.ping())
-    except redis.AuthenticationError:
-        return False
-    finally:
-        client.close()
-
-
 def add_user(server: RedisServer, name: str, password: str) -> None:
     """A data account (every command but the dangerous ones: not a superuser)."""
     client = redis.Redis(port=server.port, password=server.password, protocol=2, driver_info=None)
@@ -220,14 +209,14 @@ def test_tencent_redis_sdk(keyturn: HttpsKeyturnServer, redis_server: RedisServe
     password = new_password()
     info = wait_task(client, reset(client, instance_id, Password=password, NoAuth=False))
     assert info.Status == "succeed"
-    assert can_login(redis_server.port, "default", password)
+    assert can_login(redis_server.port, password, "default")
     # The same SDK without the CA: certificate verification fails, nothing is sent.
     untrusting = redis_client.RedisClient(cred, "ap-guangzhou", tencent_profile(keyturn, ca=False))
     with pytest.raises(TencentCloudSDKException) as caught:
         reset(untrusting, instance_id, Password=new_password(), NoAuth=False)
     assert caught.value.get_code() == "ClientNetworkError"
     assert "CERTIFICATE_VERIFY_FAILED" in str(caught.value.get_message())
-    assert can_login(redis_server.port, "default", password)
+    assert can_login(redis_server.port, password, "default")
 
 
 def test_tencent_postgres_sdk(keyturn: HttpsKeyturnServer, postgres_server: PostgresServer) -> None:
@@ -310,7 +299,7 @@ def test_alibaba_tea_sdk(
             instance_id=instance_id, account_name="appuser", account_password=password
         )
     )
-    assert can_login(redis_server.port, "appuser", password)
+    assert can_login(redis_server.port, password, "appuser")
 
 
 # The legacy SDK vendors an old urllib3 that calls deprecated ssl APIs (PROTOCOL_TLS,
@@ -331,7 +320,7 @@ def test_alibaba_legacy_sdk(keyturn: HttpsKeyturnServer, redis_server: RedisServ
     request.set_AccountPassword(password)
     answer: dict[str, Any] = json.loads(client.do_action_with_exception(request))
     assert answer["RequestId"]
-    assert can_login(redis_server.port, "appuser", password)
+    assert can_login(redis_server.port, password, "appuser")
 
 
 # --------------------------------------------------------------------------- Huawei
@@ -357,7 +346,7 @@ def test_huawei_dcs_sdk(keyturn: HttpsKeyturnServer, redis_server: RedisServer) 
     password = new_password()
     answer = reset_password(client, instance_id, new_password=password, no_password_access=False)
     assert answer.code == "1" and answer.message == "success"
-    assert can_login(redis_server.port, "default", password)
+    assert can_login(redis_server.port, password, "default")
 
 
 # --------------------------------------------------------------------------- hygiene

@@ -17,9 +17,6 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from keyturn.config import load_settings
 from keyturn.core.model import Product
@@ -35,7 +32,8 @@ from tests.support.huawei_sdk import (
     update_password,
 )
 from tests.support.keyturn_server import HW_PROJECT, OTHER_TENANT, KeyturnServer
-from tests.wire.conftest import USED_PASSWORDS, leaked, new_password
+from tests.support.logins import can_login
+from tests.support.passwords import USED_PASSWORDS, leaked, new_password
 
 pytestmark = pytest.mark.engine
 
@@ -47,29 +45,6 @@ RESET_OK = {
     "message": "success",
     "ext_message": None,
 }
-
-
-def can_login(port: int, password: str | None) -> bool:
-    """A fresh connection as ``default``: AUTH with ``password`` (None: no AUTH) and PING."""
-    try:
-        client = redis.Redis(
-            host="127.0.0.1",
-            port=port,
-            username="default" if password else None,
-            password=password,
-            protocol=2,
-            driver_info=None,
-            single_connection_client=True,
-            socket_timeout=3,
-            # redis-py counts a refused AUTH as a connection error and would retry it.
-            retry=Retry(NoBackoff(), 0),
-        )
-        try:
-            return bool(client.ping())
-        finally:
-            client.close()
-    except (redis.AuthenticationError, redis.ResponseError):
-        return False
 
 
 def refused(call: Callable[[], object]) -> ClientRequestException:

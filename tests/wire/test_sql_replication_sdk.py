@@ -17,7 +17,6 @@ import time
 from collections.abc import Iterator
 
 import psycopg
-import pymysql
 import pytest
 from psycopg import sql
 from tencentcloud.postgres.v20170312 import models as pg_models
@@ -25,13 +24,11 @@ from tencentcloud.postgres.v20170312 import models as pg_models
 from keyturn.core.model import Product
 from tests.support.fixtures import MariaDBServerFactory, PostgresServerFactory
 from tests.support.keyturn_server import KeyturnServer
+from tests.support.logins import can_login_mysql, can_login_postgres
 from tests.support.mysql_server import MariaDBServer, native_hash, sql_string
+from tests.support.passwords import USED_PASSWORDS, leaked, new_password
 from tests.support.postgres_server import PostgresServer
-from tests.wire.conftest import USED_PASSWORDS, leaked, new_password
-from tests.wire.test_tencent_postgres_sdk import code_of
-from tests.wire.test_tencent_postgres_sdk import sdk as postgres_sdk
-from tests.wire.test_tencent_tdmysql_sdk import sdk as tdmysql_sdk
-from tests.wire.test_tencent_tdmysql_sdk import users_request
+from tests.support.sdk import code_of, postgres_sdk, tdmysql_sdk, users_request
 
 pytestmark = pytest.mark.engine
 
@@ -91,18 +88,7 @@ def create_role(pair: list[PostgresServer], name: str, password: str) -> None:
 
 
 def pg_logs_in(server: PostgresServer, user: str, password: str) -> bool:
-    try:
-        psycopg.connect(
-            host="127.0.0.1",
-            port=server.port,
-            user=user,
-            password=password,
-            dbname="postgres",
-            connect_timeout=5,
-        ).close()
-    except psycopg.OperationalError:
-        return False
-    return True
+    return can_login_postgres(server.port, user, password)
 
 
 def pg_reset(keyturn: KeyturnServer, instance_id: str, user: str, password: str) -> None:
@@ -189,18 +175,7 @@ def create_user(pair: list[MariaDBServer], user: str, host: str, password: str) 
 
 
 def my_logs_in(server: MariaDBServer, user: str, password: str) -> bool:
-    try:
-        pymysql.connect(
-            host="127.0.0.1",
-            port=server.port,
-            user=user,
-            password=password,
-            connect_timeout=5,
-            ssl_disabled=True,
-        ).close()
-    except pymysql.err.OperationalError:
-        return False
-    return True
+    return can_login_mysql(server.port, user, password)
 
 
 def test_tdsql_primary_and_replica(keyturn: KeyturnServer, my_pair: list[MariaDBServer]) -> None:

@@ -15,27 +15,20 @@ import httpx
 import pytest
 from tencentcloud.common import credential
 from tencentcloud.common.common_client import CommonClient
-from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
 from tencentcloud.common.profile.client_profile import ClientProfile
 from tencentcloud.common.profile.http_profile import HttpProfile
 from tencentcloud.redis.v20180412 import models
 
 from keyturn.dialects.tencent.signing import tc3_signature
 from tests.support.keyturn_server import KEY_ID, KEY_SECRET, KeyturnServer
-from tests.support.sdk import redis_sdk
-from tests.wire.conftest import new_instance_id, new_password
+from tests.support.passwords import new_instance_id, new_password
+from tests.support.sdk import code_of, redis_sdk
 
 pytestmark = pytest.mark.engine
 
 
 def describe(client) -> object:  # type: ignore[no-untyped-def]
     return client.DescribeInstances(models.DescribeInstancesRequest())
-
-
-def code_of(call) -> str:  # type: ignore[no-untyped-def]
-    with pytest.raises(TencentCloudSDKException) as caught:
-        call()
-    return str(caught.value.get_code())
 
 
 def signed_post(

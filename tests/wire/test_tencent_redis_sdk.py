@@ -8,21 +8,14 @@ change ``default``, the instance password; an instance whose node keyturn logs i
 from __future__ import annotations
 
 import pytest
-from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
 from tencentcloud.redis.v20180412 import models
 
 from tests.support.keyturn_server import OTHER_KEY_ID, OTHER_KEY_SECRET, KeyturnServer
-from tests.support.redis_server import can_login
-from tests.support.sdk import redis_sdk, reset, task_info, wait_task
-from tests.wire.conftest import USED_PASSWORDS, leaked, new_instance_id, new_password
+from tests.support.logins import can_login
+from tests.support.passwords import USED_PASSWORDS, leaked, new_instance_id, new_password
+from tests.support.sdk import code_of, redis_sdk, reset, task_info, wait_task
 
 pytestmark = pytest.mark.engine
-
-
-def code_of(call: object) -> str:
-    with pytest.raises(TencentCloudSDKException) as caught:
-        call()  # type: ignore[operator]
-    return str(caught.value.get_code())
 
 
 @pytest.fixture

@@ -10,43 +10,19 @@ import secrets
 from collections.abc import Iterator
 from typing import Any
 
-import pymysql
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import padding
-from tencentcloud.common import credential
-from tencentcloud.common.common_client import CommonClient
-from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
-from tencentcloud.common.profile.client_profile import ClientProfile
-from tencentcloud.common.profile.http_profile import HttpProfile
-from tencentcloud.tdmysql.v20211122 import models, tdmysql_client
+from tencentcloud.tdmysql.v20211122 import models
 
 from keyturn.core.model import Product
 from tests.support.keyturn_server import KEY_ID, KEY_SECRET, KeyturnServer
+from tests.support.logins import can_login_mysql
 from tests.support.mysql_server import native_hash, sql_string
+from tests.support.passwords import USED_PASSWORDS, leaked, new_password
+from tests.support.sdk import code_of, tdmysql_common, tdmysql_sdk, users_request
 
 pytestmark = pytest.mark.engine
-USED: list[str] = []
-
-
-def new_password() -> str:
-    password = "My-" + secrets.token_urlsafe(10) + "7"
-    USED.append(password)
-    return password
-
-
-def profile(endpoint: str) -> ClientProfile:
-    return ClientProfile(httpProfile=HttpProfile(protocol="http", endpoint=endpoint))
-
-
-def sdk(endpoint: str) -> tdmysql_client.TdmysqlClient:
-    cred = credential.Credential(KEY_ID, KEY_SECRET)
-    return tdmysql_client.TdmysqlClient(cred, "ap-guangzhou", profile(endpoint))
-
-
-def common(endpoint: str) -> CommonClient:
-    cred = credential.Credential(KEY_ID, KEY_SECRET)
-    return CommonClient("tdmysql", "2021-11-22", cred, "ap-guangzhou", profile(endpoint))
 
 
 def create_user(server, user: str, host: str, password: str) -> None:  # type: ignore[no-untyped-def]
@@ -55,27 +31,6 @@ def create_user(server, user: str, host: str, password: str) -> None:  # type: i
         f"CREATE USER {sql_string(user)}@{sql_string(host)} IDENTIFIED BY PASSWORD "
         f"{sql_string(native_hash(password))};"
     )
-
-
-def can_login(server, user: str, password: str) -> bool:  # type: ignore[no-untyped-def]
-    try:
-        pymysql.connect(
-            host="127.0.0.1",
-            port=server.port,
-            user=user,
-            password=password,
-            connect_timeout=5,
-            ssl_disabled=True,
-        ).close()
-        return True
-    except pymysql.err.OperationalError:
-        return False
-
-
-def code_of(call) -> str:  # type: ignore[no-untyped-def]
-    with pytest.raises(TencentCloudSDKException) as caught:
-        call()
-    return str(caught.value.get_code())
 
 
 @pytest.fixture
@@ -87,18 +42,7 @@ def db(keyturn: KeyturnServer, mariadb_server) -> Iterator[tuple[str, Any]]:  # 
     yield instance_id, mariadb_server
     logs = mariadb_server.general_log_text() + mariadb_server.binlog_text()
     assert "ALTER USER" in logs
-    assert [p for p in USED if p in logs] == []
-
-
-def users_request(instance_id: str, *users: tuple[str, str, str]) -> Any:
-    request = models.ResetUsersPasswordRequest()
-    request.InstanceId = instance_id
-    request.Users = []
-    for name, host, password in users:
-        info = models.ResetUserPasswordInfo()
-        info.UserName, info.Host, info.Password = name, host, password
-        request.Users.append(info)
-    return request
+    assert [p for p in USED_PASSWORDS if p in logs] == []
 
 
 def test_batch_reset_users_password(keyturn: KeyturnServer, db) -> None:  # type: ignore[no-untyped-def]
@@ -106,14 +50,18 @@ def test_batch_reset_users_password(keyturn: KeyturnServer, db) -> None:  # type
     old_a, old_b = new_password(), new_password()
     create_user(server, "app_a", "%", old_a)
     create_user(server, "app_b", "127.0.0.1", old_b)
-    client = sdk(keyturn.endpoint)
+    client = tdmysql_sdk(keyturn.endpoint)
     new_a, new_b = new_password(), new_password()
     response = client.ResetUsersPassword(
         users_request(instance_id, ("app_a", "%", new_a), ("app_b", "127.0.0.1", new_b))
     )
     assert isinstance(response.FlowId, int) and response.FlowId > 0
-    assert can_login(server, "app_a", new_a) and not can_login(server, "app_a", old_a)
-    assert can_login(server, "app_b", new_b) and not can_login(server, "app_b", old_b)
+    assert can_login_mysql(server.port, "app_a", new_a) and not can_login_mysql(
+        server.port, "app_a", old_a
+    )
+    assert can_login_mysql(server.port, "app_b", new_b) and not can_login_mysql(
+        server.port, "app_b", old_b
+    )
     flow = models.DescribeFlowRequest()
     flow.FlowId = response.FlowId
     assert client.DescribeFlow(flow).Status == "success"
@@ -122,14 +70,14 @@ def test_batch_reset_users_password(keyturn: KeyturnServer, db) -> None:  # type
 def test_flat_reset_user_password_and_encrypted(keyturn: KeyturnServer, db) -> None:  # type: ignore[no-untyped-def]
     instance_id, server = db
     create_user(server, "flat", "%", new_password())
-    cc = common(keyturn.endpoint)
+    cc = tdmysql_common(keyturn.endpoint)
     new = new_password()
     answer = cc.call_json(
         "ResetUserPassword",
         {"InstanceId": instance_id, "UserName": "flat", "Host": "%", "Password": new},
     )
     assert answer["Response"]["RequestId"] and "Error" not in answer["Response"]
-    assert can_login(server, "flat", new)
+    assert can_login_mysql(server.port, "flat", new)
 
     key = cc.call_json("GetPublicKey", {})["Response"]["PublicKey"]
     public = serialization.load_der_public_key(base64.b64decode(key))
@@ -140,8 +88,8 @@ def test_flat_reset_user_password_and_encrypted(keyturn: KeyturnServer, db) -> N
     info = models.ResetUserPasswordInfo()
     info.UserName, info.Host, info.EncryptedPassword = "flat", "%", ciphertext
     request.Users = [info]
-    sdk(keyturn.endpoint).ResetUsersPassword(request)
-    assert can_login(server, "flat", secret)
+    tdmysql_sdk(keyturn.endpoint).ResetUsersPassword(request)
+    assert can_login_mysql(server.port, "flat", secret)
 
 
 @pytest.mark.parametrize("name", ["o'brien", 'dq"uote', "back\\slash", "sp ace", "pct%_x", "ünï"])
@@ -149,13 +97,13 @@ def test_odd_user_names(keyturn: KeyturnServer, db, name: str) -> None:  # type:
     instance_id, server = db
     create_user(server, name, "%", new_password())
     new = new_password()
-    sdk(keyturn.endpoint).ResetUsersPassword(users_request(instance_id, (name, "%", new)))
-    assert can_login(server, name, new)
+    tdmysql_sdk(keyturn.endpoint).ResetUsersPassword(users_request(instance_id, (name, "%", new)))
+    assert can_login_mysql(server.port, name, new)
 
 
 def test_error_codes_and_all_or_nothing(keyturn: KeyturnServer, db) -> None:  # type: ignore[no-untyped-def]
     instance_id, server = db
-    client = sdk(keyturn.endpoint)
+    client = tdmysql_sdk(keyturn.endpoint)
     old = new_password()
     create_user(server, "keep", "%", old)
     create_user(server, "dba", "%", new_password())
@@ -204,13 +152,13 @@ def test_error_codes_and_all_or_nothing(keyturn: KeyturnServer, db) -> None:  # 
     assert code_of(lambda: client.ResetUsersPassword(bad)) == (
         "InvalidParameterValue.InvalidParameterValueError"
     )
-    assert can_login(server, "keep", old)
+    assert can_login_mysql(server.port, "keep", old)
 
 
 def test_companion_reads(keyturn: KeyturnServer, db) -> None:  # type: ignore[no-untyped-def]
     instance_id, server = db
     create_user(server, "listed", "10.0.0.%", new_password())
-    client = sdk(keyturn.endpoint)
+    client = tdmysql_sdk(keyturn.endpoint)
     users = models.DescribeUsersRequest()
     users.InstanceId = instance_id
     found = {(u.UserName, u.Host) for u in client.DescribeUsers(users).Users}
@@ -276,11 +224,9 @@ def test_intl_en_sdk(keyturn: KeyturnServer, db) -> None:  # type: ignore[no-unt
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout)
     assert result["flow"] > 0 and str(intl) in result["sdk"]
-    assert can_login(server, "intl_user", new)
+    assert can_login_mysql(server.port, "intl_user", new)
 
 
 def test_no_plaintext_in_keyturn(keyturn: KeyturnServer) -> None:
-    from tests.wire.conftest import leaked
-
-    assert USED
-    assert leaked(keyturn, USED) == []
+    assert USED_PASSWORDS
+    assert leaked(keyturn, USED_PASSWORDS) == []

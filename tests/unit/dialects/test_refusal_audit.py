@@ -24,7 +24,7 @@ from keyturn.dialects.tencent.signing import tc3_signature
 from tests.support.alibaba_sdk import acs3_request
 from tests.support.fakes import WallClock as AlibabaClock
 from tests.support.fakes import memory_replay_guard
-from tests.unit.dialects.test_huawei_dialect import PROJECT, FakeServices, request, reset_path
+from tests.support.huawei_calls import PROJECT, FakeServices, request, reset_path
 
 KEY_ID, SECRET, TENANT = "AKIDunitrefusal0001", "unit-secret-0123456789", "1300000009"
 

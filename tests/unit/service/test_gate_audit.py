@@ -17,17 +17,10 @@ from keyturn.core.secrets import Secret
 from keyturn.service.context import Answer, Caller
 from keyturn.service.gate import CallInfo, Gate, RejectionBudget
 from keyturn.service.ratelimit import RateLimiter
+from tests.support.fakes import FakeClock
 
 T0 = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 CALLER = Caller(tenant_id="1300000001", key_id="AKID1", request_id="req-1", source_ip="10.0.0.1")
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.moment = T0
-
-    def now(self) -> datetime:
-        return self.moment
 
 
 class Audit:
@@ -51,8 +44,8 @@ class Credentials:
         return AccessKey(id=key_id, tenant_id="1300000001", secret=Secret("s"))
 
 
-def make_gate() -> tuple[Gate, Audit, Clock]:
-    clock, audit = Clock(), Audit()
+def make_gate() -> tuple[Gate, Audit, FakeClock]:
+    clock, audit = FakeClock(T0), Audit()
     limiter = RateLimiter(clock, limits={"*": 1000})
     gate = Gate(Store(), Credentials(), limiter, audit, clock)  # type: ignore[arg-type]
     return gate, audit, clock
@@ -159,7 +152,7 @@ async def test_failures_are_recorded_with_the_vendor_code(error: Exception, expe
 
 
 async def test_denials_are_recorded() -> None:
-    clock, audit = Clock(), Audit()
+    clock, audit = FakeClock(T0), Audit()
     limiter = RateLimiter(clock, limits={"*": 1})
     gate = Gate(Store(), Credentials(), limiter, audit, clock)  # type: ignore[arg-type]
 

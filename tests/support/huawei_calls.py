@@ -120,21 +120,23 @@ def make_instance() -> Instance:
     )
 
 
-def request(
+def signed_headers(
     method: str,
     path: str,
-    body: bytes = b"",
+    query: str,
+    body: bytes,
     *,
-    query: str = "",
     date: datetime = NOW,
     secret: str = SK,
     ak: str = AK,
     project: str | None = PROJECT,
-    authorization: str | None = None,
-) -> WireRequest:
+    host: str = "keyturn.test",
+) -> dict[str, str]:
+    """The lower-case headers of a request signed as the SDK signs it (``path`` is the decoded
+    path the server sees)."""
     headers = {
         "content-type": "application/json;charset=utf-8",
-        "host": "keyturn.test",
+        "host": host,
         "x-sdk-date": date.strftime("%Y%m%dT%H%M%SZ"),
     }
     if project is not None:
@@ -150,9 +152,24 @@ def request(
         body=body,
     )
     sig = signature(secret, string_to_sign(canonical, date))
-    headers["authorization"] = (
-        authorization if authorization is not None else template.replace("0" * 64, sig)
-    )
+    headers["authorization"] = template.replace("0" * 64, sig)
+    return headers
+
+
+def request(
+    method: str,
+    path: str,
+    body: bytes = b"",
+    *,
+    query: str = "",
+    authorization: str | None = None,
+    **signing: Any,
+) -> WireRequest:
+    """A signed ``WireRequest`` (``signing``: see ``signed_headers``); ``authorization``
+    replaces the signed header."""
+    headers = signed_headers(method, path, query, body, **signing)
+    if authorization is not None:
+        headers["authorization"] = authorization
     return WireRequest(method=method, path=path, query=query, headers=headers, body=body)
 
 

@@ -17,9 +17,6 @@ import json
 import socket
 import ssl
 import stat
-import subprocess
-import sys
-import time
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -50,6 +47,7 @@ from tencentcloud.tdmysql.v20211122 import models as td_models
 from tencentcloud.tdmysql.v20211122 import tdmysql_client
 
 from keyturn.core.model import Product
+from tests.support.cli import keyturn_cli
 from tests.support.huawei_sdk import DcsClient, reset_password
 from tests.support.keyturn_server import (
     HW_AK,
@@ -83,39 +81,11 @@ class HttpsKeyturnServer(KeyturnServer):
         )
         self.ca = tls_dir / "ca.pem"
 
-    def start(self, extra_env: dict[str, str] | None = None, timeout: float = 20.0) -> None:
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "keyturn",
-                "serve",
-                "--config",
-                str(self.config),
-                "--data-dir",
-                str(self.data_dir),
-                "--port",
-                str(self.port),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**self.env, **(extra_env or {})},
+    def healthy(self) -> bool:
+        answer = httpx.get(
+            f"https://{self.endpoint}/healthz", timeout=0.5, verify=self.ca_context()
         )
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"keyturn exited early:\n{self.log()}")
-            try:
-                answer = httpx.get(
-                    f"https://{self.endpoint}/healthz", timeout=0.5, verify=self.ca_context()
-                )
-                if answer.status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.05)
-        raise RuntimeError(f"keyturn did not start:\n{self.log()}")
+        return answer.status_code == 200
 
     def ca_context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.ca))
@@ -124,13 +94,8 @@ class HttpsKeyturnServer(KeyturnServer):
 @pytest.fixture(scope="module")
 def tls_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("tls")
-    done = subprocess.run(
-        [sys.executable, "-m", "keyturn", "tls", "dev-cert", "--dir", str(directory)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
+    done = keyturn_cli(None, "tls", "dev-cert", "--dir", str(directory))
+    assert done.returncode == 0, done.stderr
     assert "--tls-cert" in done.stdout and "ca.pem" in done.stdout
     for name in ("ca-key.pem", "server-key.pem"):
         assert stat.S_IMODE((directory / name).stat().st_mode) == 0o600

@@ -26,9 +26,9 @@ from keyturn.core.errors import (
     VerificationFailed,
 )
 from keyturn.core.model import EngineKind, Node, NodeRole, Product
-from keyturn.core.ports import Engine
 from keyturn.core.secrets import Secret
-from keyturn.engines.mysql import MySQLEngine, split_account
+from keyturn.engines.mysql import MySQLEngine
+from keyturn.engines.mysql_accounts import split_account
 from keyturn.engines.postgres import PostgresEngine
 from keyturn.engines.redis import RedisEngine
 from keyturn.engines.registry import EngineRegistry
@@ -49,97 +49,111 @@ ODD_NAMES = ["q\"uo'te", "back\\slash", "ünïcödé-用户", "semi;colon", "pct
 ODD_PASSWORD = "p w \"q\" 's' ünï >x <y #z %s"
 
 
-@dataclass
-class EngineCase:
-    """One engine on one started server, with a data account ``account`` whose password is
-    ``OLD``; ``admin`` is keyturn's login, itself the account ``admin_account``."""
+#: The adapters under test (beyond the ``Engine`` port: the per-node changes plans make).
+AnyEngine = RedisEngine | PostgresEngine | MySQLEngine
 
-    engine: Engine
-    server: Any
-    #: keyturn's admin login as a node URL (what the inventory declares).
-    url: str
+
+@dataclass(frozen=True)
+class Flavour:
+    """What one engine's cases share: its server's fixture, its adapter and product, the
+    version it reports, keyturn's admin account, names of accounts that do not exist (an
+    injection-shaped one among them), and how a test reaches a server of it from outside."""
+
+    fixture: str
+    adapter: Callable[..., AnyEngine]
     product: Product
     version: str
     admin_account: str
-    account: str
-    #: Names of accounts that do not exist, an injection-shaped one among them.
     missing: tuple[str, ...]
-    #: ``node(password)``: keyturn's admin node with another password.
-    node: Callable[[str | None], Node]
-    #: ``logs_in(account, password)``: a fresh login from outside keyturn.
-    logs_in: Callable[[str, str], bool]
-    #: ``add_account(name, password)``: a data account made behind keyturn's back; the
-    #: account's name as the engine's API spells it.
-    add_account: Callable[[str, str], Awaitable[str]]
+    #: ``node(server, password)``: keyturn's admin node (``None``: the server's password).
+    node: Callable[[Any, str | None], Node]
+    #: ``logs_in(server, account, password)``: a fresh login from outside keyturn.
+    logs_in: Callable[[Any, str, str], bool]
+    #: ``add_account(server, name, password)``: a data account made behind keyturn's back;
+    #: its name as the engine's API spells it.
+    add_account: Callable[[Any, str, str], Awaitable[str]]
+    #: ``logs(server)``: the texts where the server records the statements it ran.
+    logs: Callable[[Any], list[str]] = lambda server: []
+
+
+@dataclass
+class EngineCase:
+    """One engine on one started server, with a data account ``account`` whose password is
+    ``OLD``; ``admin`` is keyturn's login, itself the account ``flavour.admin_account``."""
+
+    flavour: Flavour
+    server: Any
+    engine: AnyEngine
+    account: str = ""
 
     @property
     def admin(self) -> Node:
         return self.node(None)
 
     @property
+    def admin_account(self) -> str:
+        return self.flavour.admin_account
+
+    @property
     def kind(self) -> EngineKind:
-        return self.product.engine
+        return self.flavour.product.engine
+
+    def node(self, password: str | None) -> Node:
+        return self.flavour.node(self.server, password)
+
+    def logs_in(self, account: str, password: str) -> bool:
+        return self.flavour.logs_in(self.server, account, password)
+
+    async def add_account(self, name: str, password: str) -> str:
+        return await self.flavour.add_account(self.server, name, password)
 
 
-async def redis_case(server: RedisServer) -> EngineCase:
-    async def add_account(name: str, password: str) -> str:
-        await add_user(server, name, "on", f">{password}", "~*", "&*", "+@all", "-@dangerous")
-        return name
-
-    await add_account("app", OLD)
-    return EngineCase(
-        engine=RedisEngine(timeout=TIMEOUT),
-        server=server,
-        url=server.url(),
-        product=Product.TENCENT_REDIS,
-        version="7.",
-        admin_account="default",
-        account="app",
-        missing=("nobody", "x on >pw ~* +@all"),
-        node=lambda password: redis_node(server, password=password),
-        logs_in=lambda account, password: can_login(server.port, password, account),
-        add_account=add_account,
-    )
+async def add_redis_user(server: RedisServer, name: str, password: str) -> str:
+    await add_user(server, name, "on", f">{password}", "~*", "&*", "+@all", "-@dangerous")
+    return name
 
 
-async def postgres_case(server: PostgresServer) -> EngineCase:
-    async def add_account(name: str, password: str) -> str:
-        create_role(server, name, password)
-        return name
-
-    await add_account("app", OLD)
-    return EngineCase(
-        engine=PostgresEngine(timeout=TIMEOUT),
-        server=server,
-        url=server.url(),
-        product=Product.TENCENT_POSTGRES,
-        version="15.",
-        admin_account="postgres",
-        account="app",
-        missing=("no_such_role", 'app" PASSWORD NULL; --'),
-        node=lambda password: postgres_node(server, password=password),
-        logs_in=lambda account, password: can_login_postgres(server.port, account, password),
-        add_account=add_account,
-    )
+async def add_role(server: PostgresServer, name: str, password: str) -> str:
+    create_role(server, name, password)
+    return name
 
 
-async def mysql_case(server: MariaDBServer) -> EngineCase:
-    async def add_account(name: str, password: str) -> str:
-        create_user(server, name, "%", password)
-        return f"{name}@%"
+async def add_mysql_user(server: MariaDBServer, name: str, password: str) -> str:
+    create_user(server, name, "%", password)
+    return f"{name}@%"
 
-    def logs_in(account: str, password: str) -> bool:
-        return can_login_mysql(server.port, split_account(account)[0], password)
 
-    return EngineCase(
-        engine=MySQLEngine(timeout=TIMEOUT),
-        server=server,
-        url=server.url(),
-        product=Product.TENCENT_TDMYSQL,
-        version="10.11.",
-        admin_account="root@127.0.0.1",
-        account=await add_account("app", OLD),
-        missing=(
+FLAVOURS = {
+    "redis": Flavour(
+        "redis_server",
+        RedisEngine,
+        Product.TENCENT_REDIS,
+        "7.",
+        "default",
+        ("nobody", "x on >pw ~* +@all"),
+        lambda server, password: redis_node(server, password=password),
+        lambda server, account, password: can_login(server.port, password, account),
+        add_redis_user,
+    ),
+    "postgres": Flavour(
+        "postgres_server",
+        PostgresEngine,
+        Product.TENCENT_POSTGRES,
+        "15.",
+        "postgres",
+        ("no_such_role", 'app" PASSWORD NULL; --'),
+        lambda server, password: postgres_node(server, password=password),
+        lambda server, account, password: can_login_postgres(server.port, account, password),
+        add_role,
+        lambda server: [server.log_text()],
+    ),
+    "mysql": Flavour(
+        "mariadb_server",
+        MySQLEngine,
+        Product.TENCENT_TDMYSQL,
+        "10.11.",
+        "root@127.0.0.1",
+        (
             "nobody@%",
             "app@10.1.1.1",
             "app@localhost",
@@ -147,28 +161,26 @@ async def mysql_case(server: MariaDBServer) -> EngineCase:
             "app@%' IDENTIFIED VIA mysql_native_password USING '' -- ",
             "app\\'@%",
         ),
-        node=lambda password: mysql_node(server, password=password),
-        logs_in=logs_in,
-        add_account=add_account,
-    )
-
-
-#: Engine -> (its server's fixture, how to make the case on a started server).
-CASES: dict[str, tuple[str, Callable[[Any], Awaitable[EngineCase]]]] = {
-    "redis": ("redis_server", redis_case),
-    "postgres": ("postgres_server", postgres_case),
-    "mysql": ("mariadb_server", mysql_case),
+        lambda server, password: mysql_node(server, password=password),
+        lambda server, account, password: can_login_mysql(
+            server.port, split_account(account)[0], password
+        ),
+        add_mysql_user,
+        lambda server: [server.general_log_text(), server.binlog_text()],
+    ),
 }
 
 
 async def started(request: pytest.FixtureRequest) -> AsyncIterator[EngineCase]:
-    fixture, make = CASES[request.param]
-    case = await make(request.getfixturevalue(fixture))
+    flavour = FLAVOURS[request.param]
+    server = request.getfixturevalue(flavour.fixture)
+    case = EngineCase(flavour, server, flavour.adapter(timeout=TIMEOUT))
+    case.account = await case.add_account("app", OLD)
     yield case
     await case.engine.close()
 
 
-@pytest.fixture(params=sorted(CASES))
+@pytest.fixture(params=sorted(FLAVOURS))
 async def engine_case(request: pytest.FixtureRequest) -> AsyncIterator[EngineCase]:
     async for case in started(request):
         yield case
@@ -195,11 +207,11 @@ async def test_the_registry_serves_the_engine(engine_case: EngineCase) -> None:
 async def test_probe_tells_the_version_and_superusers(engine_case: EngineCase) -> None:
     engine, admin = engine_case.engine, engine_case.admin
     info = await engine.probe(admin, engine_case.admin_account)
-    assert info.version.startswith(engine_case.version)
+    assert info.version.startswith(engine_case.flavour.version)
     assert info.accounts is True
     assert info.superuser is True
     assert (await engine.probe(admin, engine_case.account)).superuser is False
-    assert (await engine.probe(admin, engine_case.missing[0])).superuser is None
+    assert (await engine.probe(admin, engine_case.flavour.missing[0])).superuser is None
     assert (await engine.probe(admin)).superuser is None
 
 
@@ -262,7 +274,7 @@ async def test_missing_accounts_are_never_created(engine_case: EngineCase) -> No
     engine, node = engine_case.engine, engine_case.admin
     before = {a.name for a in await engine.list_accounts(node)}
     template = await engine.snapshot(node, engine_case.account)
-    for name in engine_case.missing:
+    for name in engine_case.flavour.missing:
         with pytest.raises(AccountNotFound):
             await engine.snapshot(node, name)
         with pytest.raises(AccountNotFound):
@@ -287,6 +299,27 @@ async def test_odd_names_and_passwords_are_only_values(engine_case: EngineCase, 
     await engine.restore(node, snapshot)
     assert engine_case.logs_in(account, OLD)
     assert account in {a.name for a in await engine.list_accounts(node)}
+
+
+async def test_sql_logs_never_hold_a_plaintext_password(sql_case: EngineCase) -> None:
+    engine, node, account = sql_case.engine, sql_case.admin, sql_case.account
+    used = ["Plain-Leak-Check-1", "Plain-Leak-Check-2"]
+    snapshot = await engine.snapshot(node, account)
+    for password in used:
+        await engine.set_password(node, account, Secret(password))
+        await engine.verify(node, account, Secret(password))
+    with pytest.raises(AccountNotFound):
+        await engine.set_password(node, sql_case.flavour.missing[0], Secret("Plain-Leak-Check-3"))
+    with pytest.raises(VerificationFailed):
+        await engine.verify(node, account, Secret("Plain-Leak-Check-4"))
+    await engine.restore(node, snapshot)
+    logs = sql_case.flavour.logs(sql_case.server)
+    assert logs
+    for text in logs:
+        assert "ALTER " in text  # the log is on and saw the changes
+        for password in [*used, "Plain-Leak-Check-3", "Plain-Leak-Check-4", OLD]:
+            assert password not in text
+        assert sql_case.server.password not in text
 
 
 # --------------------------------------------------------------------------- keyturn's own login
@@ -327,7 +360,7 @@ async def test_keyturn_resets_its_own_account_with_the_pending_password(
     await engine.verify(node, admin, Secret(ADMIN_NEW))
     await engine.probe(node)  # the pooled session survives its own reset
     await engine.forget(node)  # the next admin login must fall back to the pending password
-    assert (await engine.probe(node)).version.startswith(engine_case.version)
+    assert (await engine.probe(node)).version.startswith(engine_case.flavour.version)
     assert not engine_case.logs_in(admin, old)
     engine_case.server.password = ADMIN_NEW  # for the fixtures that stop the server
 
@@ -344,7 +377,7 @@ async def test_keyturn_resets_its_own_account_with_the_pending_password(
 async def test_the_plan_changes_and_undoes_the_password(engine_case: EngineCase) -> None:
     engine, account = engine_case.engine, engine_case.account
     admin = engine_case.admin
-    instance = instance_of([engine_case.url], product=engine_case.product)
+    instance = instance_of([engine_case.server.url()], product=engine_case.flavour.product)
     topology = await engine.discover(instance)
     assert [n.role for n in topology.nodes] == [NodeRole.PRIMARY]
     run = await planned(engine, instance, account, NEW)

@@ -12,7 +12,6 @@ code alone, and names Redis would parse as rules create no user.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import pytest
@@ -49,34 +48,27 @@ from tests.support.redis_server import RedisServer
 pytestmark = pytest.mark.engine
 
 
-@pytest.fixture
-async def engine() -> AsyncIterator[RedisEngine]:
-    driver = RedisEngine(timeout=TIMEOUT)
-    yield driver
-    await driver.close()
-
-
 # ---------------------------------------------------------------------- probe and reads
 
 
 async def test_probe_reports_version_and_password_flag(
-    engine: RedisEngine, redis_server: RedisServer, redis_server_factory: RedisServerFactory
+    redis_engine: RedisEngine, redis_server: RedisServer, redis_server_factory: RedisServerFactory
 ) -> None:
-    info = await engine.probe(redis_node(redis_server), "default")
+    info = await redis_engine.probe(redis_node(redis_server), "default")
     assert info.version.startswith("7.")
     assert info.accounts is True
     assert info.password_free is False
-    assert (await engine.probe(redis_node(redis_server))).password_free is None
-    assert (await engine.probe(redis_node(redis_server), "nobody")).password_free is None
+    assert (await redis_engine.probe(redis_node(redis_server))).password_free is None
+    assert (await redis_engine.probe(redis_node(redis_server), "nobody")).password_free is None
 
     open_server = redis_server_factory(password=None)
-    assert (await engine.probe(redis_node(open_server), "default")).password_free is True
+    assert (await redis_engine.probe(redis_node(open_server), "default")).password_free is True
 
 
-async def test_list_accounts(engine: RedisEngine, redis_server: RedisServer) -> None:
+async def test_list_accounts(redis_engine: RedisEngine, redis_server: RedisServer) -> None:
     await add_user(redis_server, "reader", "on", ">pw1", "~*", "-@all", "+@read")
     await add_user(redis_server, "idle", "off", "nopass")
-    accounts = {a.name: a for a in await engine.list_accounts(redis_node(redis_server))}
+    accounts = {a.name: a for a in await redis_engine.list_accounts(redis_node(redis_server))}
     assert set(accounts) == {"default", "reader", "idle"}
     assert accounts["default"].privilege == "rw"
     assert accounts["default"].password_free is False
@@ -87,10 +79,10 @@ async def test_list_accounts(engine: RedisEngine, redis_server: RedisServer) -> 
 
 
 async def test_password_free_never_creates_an_account(
-    engine: RedisEngine, redis_server: RedisServer
+    redis_engine: RedisEngine, redis_server: RedisServer
 ) -> None:
     with pytest.raises(AccountNotFound):
-        await engine.set_password_free(redis_node(redis_server), "ghost")
+        await redis_engine.set_password_free(redis_node(redis_server), "ghost")
     assert await acl_users(redis_server) == {"default"}
 
 
@@ -98,59 +90,61 @@ async def test_password_free_never_creates_an_account(
 
 
 async def test_verify_wants_the_new_password_alone(
-    engine: RedisEngine, redis_server: RedisServer
+    redis_engine: RedisEngine, redis_server: RedisServer
 ) -> None:
     await add_user(redis_server, "app", "on", ">old-pw", "~*", "+@all")
     node = redis_node(redis_server)
-    await engine.set_password(node, "app", Secret("new-pw"))
+    await redis_engine.set_password(node, "app", Secret("new-pw"))
     assert await whoami(redis_server, "app", "new-pw") == "app"
     await assert_wrongpass(redis_server, "app", "old-pw")
     # a second password added behind keyturn's back fails the verification
     await add_user(redis_server, "app", ">extra-pw")
     with pytest.raises(VerificationFailed, match="exactly the new password"):
-        await engine.verify(node, "app", Secret("new-pw"))
+        await redis_engine.verify(node, "app", Secret("new-pw"))
 
 
 async def test_password_free_then_back_to_a_password(
-    engine: RedisEngine, redis_server: RedisServer
+    redis_engine: RedisEngine, redis_server: RedisServer
 ) -> None:
     node = redis_node(redis_server)
-    await engine.set_password_free(node, "default")
-    await engine.verify(node, "default", None)
+    await redis_engine.set_password_free(node, "default")
+    await redis_engine.verify(node, "default", None)
     async with raw(redis_server) as client:
         assert await client.execute_command("PING") in (True, b"PONG")
     with pytest.raises(VerificationFailed):
-        await engine.verify(node, "default", Secret("whatever"))
+        await redis_engine.verify(node, "default", Secret("whatever"))
 
     node = replace(node, pending_password=Secret("back-again"))
-    await engine.set_password(node, "default", Secret("back-again"))
-    await engine.verify(node, "default", Secret("back-again"))
+    await redis_engine.set_password(node, "default", Secret("back-again"))
+    await redis_engine.verify(node, "default", Secret("back-again"))
     with pytest.raises(AuthenticationError):
         async with raw(redis_server) as client:
             await client.execute_command("PING")
     with pytest.raises(VerificationFailed, match="still requires a password"):
-        await engine.verify(node, "default", None)
+        await redis_engine.verify(node, "default", None)
 
 
 async def test_restore_brings_back_hashes_and_flags(
-    engine: RedisEngine, redis_server: RedisServer
+    redis_engine: RedisEngine, redis_server: RedisServer
 ) -> None:
     await add_user(redis_server, "two", "on", ">first", ">second", "~*", "+@all")
     await add_user(redis_server, "open", "on", "nopass", "~*", "+@all")
     await add_user(redis_server, "locked", "off", ">locked-pw")
     node = redis_node(redis_server)
-    snapshots = {name: await engine.snapshot(node, name) for name in ("two", "open", "locked")}
+    snapshots = {
+        name: await redis_engine.snapshot(node, name) for name in ("two", "open", "locked")
+    }
     assert sorted(snapshots["two"].data["passwords"]) == sorted([sha("first"), sha("second")])
     assert snapshots["open"].data == {"passwords": [], "nopass": True, "enabled": True}
     assert snapshots["locked"].data["enabled"] is False
 
     for name in snapshots:
-        await engine.set_password(node, name, Secret("temporary"))
+        await redis_engine.set_password(node, name, Secret("temporary"))
     await assert_wrongpass(redis_server, "two", "first")
 
     for snapshot in snapshots.values():
-        assert (await engine.restore(node, snapshot)).persisted is True
-        assert await engine.snapshot(node, snapshot.account) == snapshot
+        assert (await redis_engine.restore(node, snapshot)).persisted is True
+        assert await redis_engine.snapshot(node, snapshot.account) == snapshot
     assert await whoami(redis_server, "two", "first") == "two"
     assert await whoami(redis_server, "two", "second") == "two"
     await assert_wrongpass(redis_server, "two", "temporary")
@@ -172,7 +166,7 @@ def test_restore_rules_refuse_malformed_snapshots() -> None:
 
 
 async def test_requirepass_path_for_redis_before_6(
-    engine: RedisEngine, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+    redis_engine: RedisEngine, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Simulated: Redis 7 reporting version 5 still implements ``CONFIG SET requirepass``."""
 
@@ -183,101 +177,101 @@ async def test_requirepass_path_for_redis_before_6(
     monkeypatch.setattr("keyturn.engines.redis.server_version", old_version)
     old = redis_server.password
     node = replace(redis_node(redis_server), pending_password=Secret("legacy-2"))
-    info = await engine.probe(node, "default")
+    info = await redis_engine.probe(node, "default")
     assert (info.version, info.accounts, info.password_free) == ("5.0.14", False, False)
-    assert [a.name for a in await engine.list_accounts(node)] == ["default"]
+    assert [a.name for a in await redis_engine.list_accounts(node)] == ["default"]
     with pytest.raises(AccountNotFound):
-        await engine.snapshot(node, "app")
-    snapshot = await engine.snapshot(node, "default")
+        await redis_engine.snapshot(node, "app")
+    snapshot = await redis_engine.snapshot(node, "default")
     assert snapshot.data == {"requirepass": old}
 
-    assert (await engine.set_password(node, "default", Secret("legacy-2"))).persisted is True
-    await engine.verify(node, "default", Secret("legacy-2"))
+    assert (await redis_engine.set_password(node, "default", Secret("legacy-2"))).persisted is True
+    await redis_engine.verify(node, "default", Secret("legacy-2"))
     await assert_wrongpass(redis_server, "default", old or "")
-    await engine.set_password_free(node, "default")
-    await engine.verify(node, "default", None)
-    await engine.restore(node, snapshot)
-    await engine.verify(node, "default", Secret(old or ""))
+    await redis_engine.set_password_free(node, "default")
+    await redis_engine.verify(node, "default", None)
+    await redis_engine.restore(node, snapshot)
+    await redis_engine.verify(node, "default", Secret(old or ""))
     with pytest.raises(VerificationFailed):
-        await engine.verify(node, "default", Secret("legacy-2"))
+        await redis_engine.verify(node, "default", Secret("legacy-2"))
 
 
 # ---------------------------------------------------------------------- persistence
 
 
 async def test_change_survives_restart_via_config_rewrite(
-    engine: RedisEngine, redis_server: RedisServer
+    redis_engine: RedisEngine, redis_server: RedisServer
 ) -> None:
     await add_user(redis_server, "app", "on", ">old", "~*", "+@all")
     node = replace(redis_node(redis_server), pending_password=Secret("admin-2"))
-    assert (await engine.set_password(node, "app", Secret("app-2"))).persisted is True
-    assert (await engine.set_password(node, "default", Secret("admin-2"))).persisted is True
+    assert (await redis_engine.set_password(node, "app", Secret("app-2"))).persisted is True
+    assert (await redis_engine.set_password(node, "default", Secret("admin-2"))).persisted is True
     assert redis_server.conf_path is not None
     assert sha("admin-2") in redis_server.conf_path.read_text()
     assert "admin-2" not in redis_server.conf_path.read_text()
 
-    await engine.forget(node)
+    await redis_engine.forget(node)
     redis_server.restart()
     old_admin, redis_server.password = redis_server.password, "admin-2"
     assert await whoami(redis_server, "default", "admin-2") == "default"
     await assert_wrongpass(redis_server, "default", old_admin or "")
     assert await whoami(redis_server, "app", "app-2") == "app"
     await assert_wrongpass(redis_server, "app", "old")
-    await engine.verify(redis_node(redis_server), "app", Secret("app-2"))
+    await redis_engine.verify(redis_node(redis_server), "app", Secret("app-2"))
 
 
 async def test_change_survives_restart_via_acl_save(
-    engine: RedisEngine, redis_server_factory: RedisServerFactory
+    redis_engine: RedisEngine, redis_server_factory: RedisServerFactory
 ) -> None:
     server = redis_server_factory(aclfile=True)
     assert server.aclfile_path is not None and server.conf_path is not None
     conf_before = server.conf_path.read_text()
     node = redis_node(server)
-    result = await engine.set_password(
+    result = await redis_engine.set_password(
         replace(node, pending_password=Secret("acl-2")), "default", Secret("acl-2")
     )
     assert result.persisted is True
     assert sha("acl-2") in server.aclfile_path.read_text()
     assert server.conf_path.read_text() == conf_before  # ACL SAVE, not CONFIG REWRITE
 
-    await engine.forget(node)
+    await redis_engine.forget(node)
     server.restart()
     assert await whoami(server, "default", "acl-2") == "default"
     await assert_wrongpass(server, "default", server.password or "")
 
 
 async def test_no_config_file_reports_not_persisted(
-    engine: RedisEngine, redis_server_factory: RedisServerFactory
+    redis_engine: RedisEngine, redis_server_factory: RedisServerFactory
 ) -> None:
     server = redis_server_factory(config_file=False)
     await add_user(server, "app", "on", ">old", "~*", "+@all")
     node = redis_node(server)
-    result = await engine.set_password(node, "app", Secret("Secret-Not-In-Note"))
+    result = await redis_engine.set_password(node, "app", Secret("Secret-Not-In-Note"))
     assert result.persisted is False
     assert result.note.startswith("not persisted:")
     assert "config file" in result.note
     assert "Secret-Not-In-Note" not in result.note
-    await engine.verify(node, "app", Secret("Secret-Not-In-Note"))  # applied all the same
+    await redis_engine.verify(node, "app", Secret("Secret-Not-In-Note"))  # applied all the same
 
 
 # ---------------------------------------------------------------------- failures
 
 
 async def test_down_node_is_unavailable_quickly(
-    engine: RedisEngine, redis_server: RedisServer
+    redis_engine: RedisEngine, redis_server: RedisServer
 ) -> None:
     node = redis_node(redis_server)
-    await engine.probe(node)
+    await redis_engine.probe(node)
     redis_server.stop()
     started = time.monotonic()
     with pytest.raises(EngineUnavailable) as caught:
-        await engine.snapshot(node, "default")
+        await redis_engine.snapshot(node, "default")
     assert time.monotonic() - started < TIMEOUT
     assert node.address.endpoint in caught.value.message
 
 
 async def test_hung_node_is_unavailable_within_the_timeout(
-    engine: RedisEngine, redis_server: RedisServer
+    redis_engine: RedisEngine, redis_server: RedisServer
 ) -> None:
     quick = RedisEngine(timeout=0.5)
     node = redis_node(redis_server)
@@ -292,16 +286,16 @@ async def test_hung_node_is_unavailable_within_the_timeout(
     finally:
         redis_server.resume()
         await quick.close()
-    assert (await engine.probe(node)).accounts is True
+    assert (await redis_engine.probe(node)).accounts is True
 
 
 async def test_missing_permission_is_rejected_with_the_code_only(
-    engine: RedisEngine, redis_server: RedisServer
+    redis_engine: RedisEngine, redis_server: RedisServer
 ) -> None:
     await add_user(redis_server, "ops", "on", ">ops-pw", "-@all", "+info", "+acl|getuser")
     node = redis_node(redis_server, user="ops", password="ops-pw")
     with pytest.raises(EngineRejected) as caught:
-        await engine.set_password(node, "default", Secret("Never-Shown"))
+        await redis_engine.set_password(node, "default", Secret("Never-Shown"))
     assert caught.value.message.endswith(": NOPERM")
     assert "Never-Shown" not in caught.value.message
 
@@ -322,13 +316,13 @@ def test_error_replies_are_reduced_to_their_code() -> None:
     "name", ["x on >pw ~* +@all", "new\nline", "tab\tname", " lead", "nul\x00byte"]
 )
 async def test_names_redis_refuses_never_create_users(
-    engine: RedisEngine, redis_server: RedisServer, name: str
+    redis_engine: RedisEngine, redis_server: RedisServer, name: str
 ) -> None:
     node = redis_node(redis_server)
     with pytest.raises(AccountNotFound):
-        await engine.snapshot(node, name)
+        await redis_engine.snapshot(node, name)
     with pytest.raises(AccountNotFound):
-        await engine.set_password(node, name, Secret("pw"))
+        await redis_engine.set_password(node, name, Secret("pw"))
     assert await acl_users(redis_server) == {"default"}
     with pytest.raises(AuthenticationError):
         await whoami(redis_server, "x", "pw")

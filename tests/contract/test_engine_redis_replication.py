@@ -8,7 +8,7 @@ follow (and are restored)."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import pytest
 
@@ -24,23 +24,16 @@ from tests.support.redis_server import RedisServer
 pytestmark = pytest.mark.engine
 
 
-@pytest.fixture
-async def engine() -> AsyncIterator[RedisEngine]:
-    driver = RedisEngine(timeout=2.0)
-    yield driver
-    await driver.close()
-
-
 def instance(servers: list[RedisServer], sentinels: Sequence[str] = ()) -> Instance:
     return instance_of([server.url() for server in servers], sentinels=sentinels)
 
 
 async def test_the_plan_stages_the_replication_account_and_keeps_replication(
-    engine: RedisEngine, replicated_redis: list[RedisServer]
+    redis_engine: RedisEngine, replicated_redis: list[RedisServer]
 ) -> None:
     old = replicated_redis[0].password or ""
     new = "Repl-new-pass-1"
-    run = await planned(engine, instance(replicated_redis), "default", new)
+    run = await planned(redis_engine, instance(replicated_redis), "default", new)
     steps = [(s.label, s.endpoint) for s in run.plan.steps]
     primary = f"127.0.0.1:{replicated_redis[0].port}"
     assert steps[0] == ("set password", primary)
@@ -62,10 +55,10 @@ async def test_the_plan_stages_the_replication_account_and_keeps_replication(
 
 
 async def test_the_primary_is_discovered_not_assumed(
-    engine: RedisEngine, replicated_redis: list[RedisServer]
+    redis_engine: RedisEngine, replicated_redis: list[RedisServer]
 ) -> None:
     # Declared replicas first: discovery still puts the primary first.
-    topology = await engine.discover(
+    topology = await redis_engine.discover(
         instance([replicated_redis[2], replicated_redis[1], replicated_redis[0]])
     )
     assert [n.role for n in topology.nodes] == [
@@ -77,10 +70,10 @@ async def test_the_primary_is_discovered_not_assumed(
 
 
 async def test_undo_brings_back_password_and_masterauth(
-    engine: RedisEngine, replicated_redis: list[RedisServer]
+    redis_engine: RedisEngine, replicated_redis: list[RedisServer]
 ) -> None:
     old = replicated_redis[0].password or ""
-    run = await planned(engine, instance(replicated_redis), "default", "Repl-new-pass-2")
+    run = await planned(redis_engine, instance(replicated_redis), "default", "Repl-new-pass-2")
     snapshots = list(run.snapshots.values())
     assert sum("masterauth" in s.data for s in snapshots) == 2
     assert {s.data.get("masterauth") for s in snapshots} == {None, old}
@@ -94,10 +87,10 @@ async def test_undo_brings_back_password_and_masterauth(
 
 
 async def test_finishing_fails_when_a_replica_cannot_log_in_again(
-    engine: RedisEngine, replicated_redis: list[RedisServer], monkeypatch: pytest.MonkeyPatch
+    redis_engine: RedisEngine, replicated_redis: list[RedisServer], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("keyturn.engines.redis_topology.RELINK_SECONDS", 1.5)
-    run = await planned(engine, instance(replicated_redis), "default", "Repl-new-pass-3")
+    run = await planned(redis_engine, instance(replicated_redis), "default", "Repl-new-pass-3")
     # Only the primary and the first replica learn the new password: the second replica
     # keeps the old masterauth and cannot log in again once the old password is dropped.
     steps = run.plan.steps
@@ -122,10 +115,10 @@ def sentinel(replicated_redis: list[RedisServer]) -> Iterator[RedisSentinel]:
 
 
 async def test_sentinel_gets_the_new_auth_pass_and_logs_in_again(
-    engine: RedisEngine, replicated_redis: list[RedisServer], sentinel: RedisSentinel
+    redis_engine: RedisEngine, replicated_redis: list[RedisServer], sentinel: RedisSentinel
 ) -> None:
     new = "Sentinel-new-pass-1"
-    run = await planned(engine, instance(replicated_redis, [sentinel.url()]), "default", new)
+    run = await planned(redis_engine, instance(replicated_redis, [sentinel.url()]), "default", new)
     assert run.plan.topology.shape == "sentinel master mymaster"
     assert run.plan.steps[-1].label == "sentinels"
     await run.apply()
@@ -140,7 +133,7 @@ async def test_sentinel_gets_the_new_auth_pass_and_logs_in_again(
 
 
 async def test_sentinel_with_a_wrong_auth_pass_fails_the_check(
-    engine: RedisEngine,
+    redis_engine: RedisEngine,
     replicated_redis: list[RedisServer],
     sentinel: RedisSentinel,
     monkeypatch: pytest.MonkeyPatch,
@@ -149,7 +142,7 @@ async def test_sentinel_with_a_wrong_auth_pass_fails_the_check(
     # The nodes keep their password but the sentinel is handed another one: once its links
     # are cut it cannot log in again, and the step must say so.
     run = await planned(
-        engine, instance(replicated_redis, [sentinel.url()]), "default", "Not-the-password-1"
+        redis_engine, instance(replicated_redis, [sentinel.url()]), "default", "Not-the-password-1"
     )
     with pytest.raises(EngineRejected, match="did not log in again"):
         await run.plan.steps[-1].apply()

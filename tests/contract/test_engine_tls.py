@@ -15,7 +15,7 @@ import asyncio
 import os
 import pwd
 import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -76,13 +76,6 @@ def tls_redis(certs: DevCerts) -> Iterator[RedisServer]:
 @pytest.fixture
 def mtls_redis(certs: DevCerts) -> Iterator[RedisServer]:
     yield from _tls_redis(certs, auth_clients="yes")
-
-
-@pytest.fixture
-async def redis_engine() -> AsyncIterator[RedisEngine]:
-    driver = RedisEngine(timeout=TIMEOUT)
-    yield driver
-    await driver.close()
 
 
 def redis_node(url: str) -> Node:

@@ -15,7 +15,6 @@ import time
 from dataclasses import replace
 
 import pytest
-from redis.asyncio import Redis
 from redis.exceptions import AuthenticationError, ResponseError
 
 from keyturn.core.errors import (
@@ -38,6 +37,7 @@ from tests.support.redis_admin import (
     acl_users,
     add_user,
     assert_wrongpass,
+    pretend_redis_5,
     raw,
     redis_node,
     sha,
@@ -170,11 +170,7 @@ async def test_requirepass_path_for_redis_before_6(
 ) -> None:
     """Simulated: Redis 7 reporting version 5 still implements ``CONFIG SET requirepass``."""
 
-    async def old_version(client: Redis, endpoint: str) -> str:
-        return "5.0.14"
-
-    monkeypatch.setattr("keyturn.engines.redis_admins.server_version", old_version)
-    monkeypatch.setattr("keyturn.engines.redis.server_version", old_version)
+    pretend_redis_5(monkeypatch)
     old = redis_server.password
     node = replace(redis_node(redis_server), pending_password=Secret("legacy-2"))
     info = await redis_engine.probe(node, "default")

@@ -19,6 +19,7 @@ from tests.support.redis_admin import (
     acl_users,
     add_user,
     assert_wrongpass,
+    pretend_redis_5,
     raw,
     redis_node,
     sha,
@@ -211,11 +212,7 @@ async def test_accounts_need_acl(
 ) -> None:
     """Simulated Redis 5 (version reported as 5): no ACL users to create; requirepass checks."""
 
-    async def old_version(client: object, endpoint: str) -> str:
-        return "5.0.14"
-
-    monkeypatch.setattr("keyturn.engines.redis_admins.server_version", old_version)
-    monkeypatch.setattr("keyturn.engines.redis.server_version", old_version)
+    pretend_redis_5(monkeypatch)
     node = replace(redis_node(redis_server))
     with pytest.raises(AccountsUnsupported):
         await redis_engine.create_account(node, "app", Secret("Pass-word-1"), read_only=False)

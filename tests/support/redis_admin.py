@@ -72,3 +72,14 @@ async def add_user(server: RedisServer, name: str, *rules: str) -> None:
 
 def sha(password: str) -> str:
     return hashlib.sha256(password.encode()).hexdigest()
+
+
+def pretend_redis_5(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make keyturn read version 5.0.14 from every server: a Redis 7 still implements
+    ``requirepass``, so the pre-ACL code path runs against it."""
+
+    async def old_version(client: object, endpoint: str) -> str:
+        return "5.0.14"
+
+    monkeypatch.setattr("keyturn.engines.redis_admins.server_version", old_version)
+    monkeypatch.setattr("keyturn.engines.redis.server_version", old_version)

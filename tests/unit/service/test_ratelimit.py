@@ -15,9 +15,9 @@ from keyturn.core.audit import AuditEvent, AuditOutcome
 from keyturn.core.model import AccessKey
 from keyturn.core.secrets import Secret
 from keyturn.service.context import Answer, Caller
-from keyturn.service.gate import CallInfo, Gate
+from keyturn.service.gate import Gate
 from keyturn.service.ratelimit import DOCUMENTED_LIMITS, RateLimiter
-from tests.support.fakes import FakeClock
+from tests.support.fakes import FakeClock, redis_call
 
 TENANT = "1300000001"
 OTHER = "1300000002"
@@ -190,20 +190,6 @@ def caller(key_id: str = "AKID1") -> Caller:
     return Caller(tenant_id=tenant, key_id=key_id, request_id="r", source_ip="10.0.0.1")
 
 
-def info(action: str = "redis:ResetPassword", *, mutating: bool = True) -> CallInfo:
-    return CallInfo(
-        vendor="tencent",
-        action=action,
-        neutral_action="reset_password" if mutating else "",
-        mutating=mutating,
-        resource_name=lambda region, tenant, instance: (
-            f"qcs::redis:{region}:uin/{tenant}:{instance}"
-        ),
-        instance_id="crs-00000001",
-        region="ap-guangzhou",
-    )
-
-
 def code(error: e.DomainError) -> str:
     return "RequestLimitExceeded" if isinstance(error, e.RequestThrottled) else "Other"
 
@@ -218,12 +204,12 @@ async def test_a_throttled_call_runs_nothing_and_records_only_its_refusal() -> N
         return Answer({"TaskId": len(ran)}, task_id=len(ran))
 
     for _ in range(20):
-        await gate.run(caller(), info(), execute, code)
+        await gate.run(caller(), redis_call(), execute, code)
     assert len(ran) == 20
     before = len(audit.events)
     for _ in range(180):
         with pytest.raises(e.RequestThrottled):
-            await gate.run(caller(), info(), execute, code)
+            await gate.run(caller(), redis_call(), execute, code)
     assert len(ran) == 20  # no handler, so no task, no store write, no engine call
     refusals = audit.events[before:]
     # A flood of refusals is recorded a few per tenant and action each second, not one by one.
@@ -232,6 +218,6 @@ async def test_a_throttled_call_runs_nothing_and_records_only_its_refusal() -> N
         (AuditOutcome.DENIED, "RequestLimitExceeded")
     }
     # Meanwhile another tenant's resets and this tenant's reads go through untouched.
-    await gate.run(caller("AKID2"), info(), execute, code)
-    await gate.run(caller(), info("redis:DescribeInstances", mutating=False), execute, code)
+    await gate.run(caller("AKID2"), redis_call(), execute, code)
+    await gate.run(caller(), redis_call("redis:DescribeInstances", mutating=False), execute, code)
     assert len(ran) == 22

@@ -4,10 +4,10 @@ Ports and services: a settable clock, the store's replay memory, a gate that let
 through (and what a dialect tells it of a call), a task-shaped value for stubbed resets.
 Engines and stores: ``FakeEngine`` keeps one current password per account and answers
 ``probe`` and ``password_matches`` after a short ``asyncio.sleep`` (so concurrent callers
-really overlap), counting the old passwords it evaluated; ``FakeStore`` holds instances and answers the reads a use case makes before it
-queues anything. Anything else they are asked raises, so a test notices when a use case goes
-further than it should. They implement the same ports as the real adapters, so a unit test
-exercises the real code on either side of them.
+really overlap), counting the old passwords it evaluated; ``FakeStore`` holds instances and
+answers the reads a use case makes before it queues anything. Anything else they are asked
+raises, so a test notices when a use case goes further than it should. They implement the same
+ports as the real adapters, so a unit test exercises the real code on either side of them.
 """
 
 from __future__ import annotations

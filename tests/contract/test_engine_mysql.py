@@ -21,7 +21,8 @@ from keyturn.core.errors import (
 from keyturn.core.model import EngineKind, parse_node_url
 from keyturn.core.ports import CredentialSnapshot
 from keyturn.core.secrets import Secret
-from keyturn.engines.mysql import MySQLEngine, split_account
+from keyturn.engines.mysql import MySQLEngine
+from keyturn.engines.mysql_accounts import split_account
 from tests.support.logins import mysql_login
 from tests.support.mysql_server import MariaDBServer, native_hash
 from tests.support.sql_admin import create_user, mysql_node, mysql_sql, stored_hash

@@ -9,6 +9,7 @@ import json
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -71,7 +72,7 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         await opened.close()
 
 
-def named(name: str, document: str, tenant: Tenant = T1, **kw: KeySource) -> NamedPolicy:
+def named(name: str, document: str, tenant: Tenant = T1, **kw: Any) -> NamedPolicy:
     return NamedPolicy(tenant_id=tenant.id, name=name, document=document, **kw)
 
 
@@ -141,7 +142,7 @@ async def test_attachments_resolve_in_order_with_names(store: SqlStore) -> None:
         raw = await conn.scalar(
             sa.select(access_keys.c.policies).where(access_keys.c.id == "AKIDone")
         )
-    assert json.loads(raw) == [
+    assert json.loads(str(raw)) == [
         {"document": json.loads(DENY_RESETS)},
         {"policy": "reset"},
         {"policy": "describe"},

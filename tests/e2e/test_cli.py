@@ -113,7 +113,7 @@ def test_an_open_data_dir_is_made_private(tmp_path: Path) -> None:
     assert again.returncode == 0 and "tightened" not in again.stderr
 
 
-def test_inventory_commands(tmp_path: Path, redis_server) -> None:  # type: ignore[no-untyped-def]
+def test_inventory_commands(tmp_path: Path, redis_server) -> None:
     data = tmp_path / "data"
     assert keyturn(data, "tenants", "add", "1300000009", "--name", "ops").returncode == 0
     created = keyturn(data, "keys", "create", "--tenant", "1300000009")

@@ -74,8 +74,9 @@ class StalledUploads:
             selector.register(sock, selectors.EVENT_READ | selectors.EVENT_WRITE, i)
         while not self._stop.is_set() and len(self.closed_at) < len(self._socks):
             for key, events in selector.select(timeout=0.1):
-                i, sock = key.data, key.fileobj
-                assert isinstance(sock, socket.socket)
+                i, ready = key.data, key.fileobj
+                assert isinstance(ready, socket.socket)
+                sock = ready
                 if events & selectors.EVENT_READ:
                     try:
                         data = sock.recv(65536)

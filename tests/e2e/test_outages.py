@@ -24,7 +24,7 @@ pytestmark = pytest.mark.engine
 FAST = {"KEYTURN_ENGINE_TIMEOUT": "1", "KEYTURN_FAULT_PAUSE": "after_write_ahead=0.5"}
 
 
-def test_a_replica_back_before_the_deadline_is_waited_for(make_server, replicated_redis) -> None:  # type: ignore[no-untyped-def]
+def test_a_replica_back_before_the_deadline_is_waited_for(make_server, replicated_redis) -> None:
     server = make_server(extra_env={**FAST, "KEYTURN_TASK_DEADLINE": "15"})
     server.start()
     instance_id = new_instance_id()
@@ -48,7 +48,7 @@ def test_a_replica_back_before_the_deadline_is_waited_for(make_server, replicate
     assert "retrying" in server.log()
 
 
-def test_a_replica_down_past_the_deadline_rolls_back(make_server, replicated_redis) -> None:  # type: ignore[no-untyped-def]
+def test_a_replica_down_past_the_deadline_rolls_back(make_server, replicated_redis) -> None:
     server = make_server(extra_env={**FAST, "KEYTURN_TASK_DEADLINE": "2"})
     server.start()
     instance_id = new_instance_id()

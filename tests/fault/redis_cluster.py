@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
@@ -103,7 +104,7 @@ class RedisCluster:
                 found.append(f"node {i} still accepts the other password")
             client = _client(node, expected)
             try:
-                user = client.acl_getuser("default")
+                user: Any = client.acl_getuser("default")
             finally:
                 client.close()
             if list(user["passwords"]) != [digest]:

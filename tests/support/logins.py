@@ -81,7 +81,7 @@ def postgres_login(
     except psycopg.OperationalError:
         return None
     with conn:
-        return conn.execute(query).fetchone()  # type: ignore[arg-type]
+        return conn.execute(query).fetchone()
 
 
 def can_login_postgres(port: int, user: str, password: str, **options: Any) -> bool:

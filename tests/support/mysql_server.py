@@ -142,7 +142,7 @@ class MariaDBServer:
             if password is not None and password != replica_of.password:
                 raise MariaDBServerError("a replica has its primary's root password")
             password = replica_of.password
-        self.password = password if password is not None else self.new_password()
+        self.password: str = password if password is not None else self.new_password()
         self.port = free_port()
         self.start_timeout = start_timeout
         self.dir = _owned_tempdir("keyturn-mariadb-")

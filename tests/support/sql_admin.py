@@ -29,9 +29,9 @@ def postgres_node(
     return Node(instance_id="postgres-test0001", ordinal=0, address=address)
 
 
-def postgres_sql(server: PostgresServer, statement: sql.Composable | str) -> list[Any]:
+def postgres_sql(server: PostgresServer, statement: sql.Composed | sql.SQL | str) -> list[Any]:
     """Run one statement as the superuser; its rows (none for a command)."""
-    query = statement if not isinstance(statement, str) else sql.SQL(statement)  # type: ignore[arg-type]
+    query = sql.SQL(statement) if isinstance(statement, str) else statement
     with psycopg.connect(server.url(), autocommit=True) as conn:
         cur = conn.execute(query)
         return cur.fetchall() if cur.description else []

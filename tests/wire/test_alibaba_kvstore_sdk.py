@@ -19,6 +19,7 @@ import socketserver
 import threading
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +77,7 @@ class Instance:
         self.server = server
         self.user_password = new_password()
         add_user(server, "appuser", self.user_password)
-        extra = {"tenant": tenant} if tenant else {}
+        extra: dict[str, Any] = {"tenant": tenant} if tenant else {}
         keyturn.add_instance(
             self.id,
             [server.url() if own_admin else server.admin_url()],
@@ -299,9 +300,11 @@ def test_task_exists(tmp_path: Path, redis_server: RedisServer) -> None:
         deadline = time.monotonic() + 10
         client = admin(redis_server)
         try:
-            while applied not in client.acl_getuser("appuser")["passwords"]:
+            user: Any = client.acl_getuser("appuser")
+            while applied not in user["passwords"]:
                 assert time.monotonic() < deadline, "the first reset never reached the engine"
                 time.sleep(0.02)
+                user = client.acl_getuser("appuser")
         finally:
             client.close()
         second = new_password()
@@ -309,9 +312,7 @@ def test_task_exists(tmp_path: Path, redis_server: RedisServer) -> None:
             sdk = KvstoreSdk(kind, server.endpoint)
             fields = {"InstanceId": instance.id, "AccountName": "appuser"}
             assert sdk_error(
-                lambda sdk=sdk, fields=fields: sdk.call(
-                    "ResetAccountPassword", **fields, AccountPassword=second
-                )
+                partial(sdk.call, "ResetAccountPassword", **fields, AccountPassword=second)
             ) == ("TaskExists", 400)
         thread.join(30)
         assert outcome and isinstance(outcome[0], dict), outcome
@@ -455,18 +456,17 @@ def test_protected_accounts(keyturn: KeyturnServer, instance: Instance, kind: st
         fields = {"InstanceId": instance.id, "AccountName": account}
         assert (
             sdk_error(
-                lambda f=fields: sdk.call(
-                    "ResetAccountPassword", **f, AccountPassword=new_password()
-                )
+                partial(sdk.call, "ResetAccountPassword", **fields, AccountPassword=new_password())
             )
             == denied
         )
         assert (
             sdk_error(
-                lambda f=fields, old=current: sdk.call(
+                partial(
+                    sdk.call,
                     "ModifyAccountPassword",
-                    **f,
-                    OldAccountPassword=old,
+                    **fields,
+                    OldAccountPassword=current,
                     NewAccountPassword=new_password(),
                 )
             )
@@ -495,7 +495,7 @@ def test_default_keyturn_logs_in_with_is_denied(
     for name in (instance_id, "default"):
         fields = {"InstanceId": instance_id, "AccountName": name}
         assert sdk_error(
-            lambda f=fields: sdk.call("ResetAccountPassword", **f, AccountPassword=new_password())
+            partial(sdk.call, "ResetAccountPassword", **fields, AccountPassword=new_password())
         ) == ("OperationDenied", 403)
     assert can_login(redis_server.port, redis_server.password or "", "default")
 

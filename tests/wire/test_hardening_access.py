@@ -520,7 +520,9 @@ def test_task_ids_say_nothing_across_tenants(
     for _ in range(3):
         for tenant in (TENANT, OTHER_TENANT):
             key_id, secret = keys[tenant]
-            signing = {} if key_id is None else {"key_id": key_id, "secret": secret}
+            signing: dict[str, Any] = {}
+            if key_id is not None:
+                signing = {"key_id": key_id, "secret": secret}
             body = {"InstanceId": ids[tenant], "Password": new_password()}
             response = tc3_post(keyturn.endpoint, "ResetPassword", body, **signing)
             assert tencent_error(response) is None, response.text

@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 import psycopg
-import pymysql
+import pymysql  # type: ignore[import-untyped]
 import pytest
 import redis
 from alibabacloud_r_kvstore20150101 import models as kvstore_models
@@ -35,6 +35,7 @@ from aliyunsdkcore.client import AcsClient
 from aliyunsdkr_kvstore.request.v20150101.ResetAccountPasswordRequest import (
     ResetAccountPasswordRequest,
 )
+from huaweicloudsdkdcs.v2 import DcsClient
 from psycopg import sql
 from tencentcloud.common import credential
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
@@ -48,7 +49,7 @@ from tencentcloud.tdmysql.v20211122 import tdmysql_client
 
 from keyturn.core.model import Product
 from tests.support.cli import keyturn_cli
-from tests.support.huawei_sdk import DcsClient, reset_password
+from tests.support.huawei_sdk import reset_password
 from tests.support.keyturn_server import (
     HW_AK,
     HW_PROJECT,

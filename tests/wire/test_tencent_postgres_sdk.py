@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import psycopg
@@ -22,7 +23,7 @@ from tests.support.sdk import code_of, postgres_sdk
 pytestmark = pytest.mark.engine
 
 
-def create_role(server, name: str, password: str, *options: str) -> None:  # type: ignore[no-untyped-def]
+def create_role(server, name: str, password: str, *options: str) -> None:
     with psycopg.connect(server.url(), autocommit=True) as conn:
         extra = sql.SQL(" ").join(sql.SQL(o) for o in (options or ("LOGIN",)))
         # A verifier, so the test's own statement keeps the plaintext out of the server log.
@@ -45,7 +46,7 @@ def reset(
 
 
 @pytest.fixture
-def pg(keyturn: KeyturnServer, postgres_server) -> Iterator[tuple[str, Any]]:  # type: ignore[no-untyped-def]
+def pg(keyturn: KeyturnServer, postgres_server) -> Iterator[tuple[str, Any]]:
     instance_id = "postgres-" + secrets.token_hex(4)
     keyturn.add_instance(
         instance_id, [postgres_server.url()], product=Product.TENCENT_POSTGRES, name="orders-db"
@@ -57,7 +58,7 @@ def pg(keyturn: KeyturnServer, postgres_server) -> Iterator[tuple[str, Any]]:  #
     assert [p for p in USED_PASSWORDS if p in log] == []
 
 
-def test_reset_account_password(keyturn: KeyturnServer, pg) -> None:  # type: ignore[no-untyped-def]
+def test_reset_account_password(keyturn: KeyturnServer, pg) -> None:
     instance_id, server = pg
     old = new_password()
     create_role(server, "appuser", old)
@@ -69,7 +70,7 @@ def test_reset_account_password(keyturn: KeyturnServer, pg) -> None:  # type: ig
 
 
 @pytest.mark.parametrize("name", ['we"ird name', "per%cent_x", "back\\slash", "ünïcødé", "O'Brien"])
-def test_role_names_are_quoted_not_injected(keyturn: KeyturnServer, pg, name: str) -> None:  # type: ignore[no-untyped-def]
+def test_role_names_are_quoted_not_injected(keyturn: KeyturnServer, pg, name: str) -> None:
     instance_id, server = pg
     create_role(server, name, new_password())
     new = new_password()
@@ -77,7 +78,7 @@ def test_role_names_are_quoted_not_injected(keyturn: KeyturnServer, pg, name: st
     assert can_login_postgres(server.port, name, new)
 
 
-def test_error_codes(keyturn: KeyturnServer, pg) -> None:  # type: ignore[no-untyped-def]
+def test_error_codes(keyturn: KeyturnServer, pg) -> None:
     instance_id, server = pg
     client = postgres_sdk(keyturn.endpoint)
     old = new_password()
@@ -96,7 +97,7 @@ def test_error_codes(keyturn: KeyturnServer, pg) -> None:  # type: ignore[no-unt
         ("expired_user", good): "FailedOperation.InvalidAccountStatus",
     }
     for (user, password), code in cases.items():
-        assert code_of(lambda u=user, p=password: reset(client, instance_id, u, p)) == code, user
+        assert code_of(partial(reset, client, instance_id, user, password)) == code, user
     assert code_of(lambda: reset(client, "postgres-00000000", "appuser", good)) == (
         "InvalidParameterValue.InstanceNotExist"
     )
@@ -106,7 +107,7 @@ def test_error_codes(keyturn: KeyturnServer, pg) -> None:  # type: ignore[no-unt
     assert can_login_postgres(server.port, "appuser", old)  # nothing was applied
 
 
-def test_admin_role_and_superusers_are_protected(keyturn: KeyturnServer, pg) -> None:  # type: ignore[no-untyped-def]
+def test_admin_role_and_superusers_are_protected(keyturn: KeyturnServer, pg) -> None:
     """keyturn's own admin role (``postgres``) and any other superuser: refused with
     OperationDenied.AccountOperationDenied, nothing changed (the old passwords still log in)."""
     instance_id, server = pg
@@ -114,13 +115,13 @@ def test_admin_role_and_superusers_are_protected(keyturn: KeyturnServer, pg) -> 
     other = new_password()
     create_role(server, "root2", other, "LOGIN", "SUPERUSER")
     for user in ("postgres", "root2"):
-        code = code_of(lambda u=user: reset(client, instance_id, u, new_password()))
+        code = code_of(partial(reset, client, instance_id, user, new_password()))
         assert code == "OperationDenied.AccountOperationDenied", user
     assert can_login_postgres(server.port, "postgres", server.password)
     assert can_login_postgres(server.port, "root2", other)
 
 
-def test_admin_role_when_allowed(keyturn: KeyturnServer, postgres_server) -> None:  # type: ignore[no-untyped-def]
+def test_admin_role_when_allowed(keyturn: KeyturnServer, postgres_server) -> None:
     """With ``allow_admin_reset`` keyturn resets its own admin role and keeps working."""
     instance_id = "postgres-" + secrets.token_hex(4)
     keyturn.add_instance(
@@ -139,7 +140,7 @@ def test_admin_role_when_allowed(keyturn: KeyturnServer, postgres_server) -> Non
     assert can_login_postgres(postgres_server.port, "postgres", newer)
 
 
-def test_unreachable_instance(keyturn: KeyturnServer, pg) -> None:  # type: ignore[no-untyped-def]
+def test_unreachable_instance(keyturn: KeyturnServer, pg) -> None:
     instance_id, server = pg
     server.stop()
     code = code_of(
@@ -148,7 +149,7 @@ def test_unreachable_instance(keyturn: KeyturnServer, pg) -> None:  # type: igno
     assert code == "InvalidInstanceStatus"
 
 
-def test_companion_reads(keyturn: KeyturnServer, pg) -> None:  # type: ignore[no-untyped-def]
+def test_companion_reads(keyturn: KeyturnServer, pg) -> None:
     instance_id, server = pg
     client = postgres_sdk(keyturn.endpoint)
     create_role(server, "appuser", new_password())

@@ -27,7 +27,7 @@ from tests.support.tencent_raw import tc3_post, tencent_error
 pytestmark = pytest.mark.engine
 
 
-def describe(client) -> object:  # type: ignore[no-untyped-def]
+def describe(client) -> object:
     return client.DescribeInstances(models.DescribeInstancesRequest())
 
 
@@ -104,7 +104,7 @@ def test_garbage_requests_get_codes_not_5xx(
         assert str(tencent_error(response)).startswith(("AuthFailure", "InvalidParameter"))
 
 
-def test_tccli_reset_password(keyturn: KeyturnServer, redis_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_tccli_reset_password(keyturn: KeyturnServer, redis_server, tmp_path: Path) -> None:
     tccli = shutil.which("tccli") or str(Path(sys.executable).parent / "tccli")
     instance_id = new_instance_id()
     keyturn.add_instance(instance_id, [redis_server.admin_url()])

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import secrets
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import pytest
@@ -25,7 +26,7 @@ from tests.support.sdk import code_of, tdmysql_common, tdmysql_sdk, users_reques
 pytestmark = pytest.mark.engine
 
 
-def create_user(server, user: str, host: str, password: str) -> None:  # type: ignore[no-untyped-def]
+def create_user(server, user: str, host: str, password: str) -> None:
     # A hash, so the test's own statement keeps the plaintext out of the server's logs.
     server.socket_sql(
         f"CREATE USER {sql_string(user)}@{sql_string(host)} IDENTIFIED BY PASSWORD "
@@ -34,7 +35,7 @@ def create_user(server, user: str, host: str, password: str) -> None:  # type: i
 
 
 @pytest.fixture
-def db(keyturn: KeyturnServer, mariadb_server) -> Iterator[tuple[str, Any]]:  # type: ignore[no-untyped-def]
+def db(keyturn: KeyturnServer, mariadb_server) -> Iterator[tuple[str, Any]]:
     instance_id = "tdsql3-" + secrets.token_hex(4)
     keyturn.add_instance(
         instance_id, [mariadb_server.url()], product=Product.TENCENT_TDMYSQL, name="orders"
@@ -45,7 +46,7 @@ def db(keyturn: KeyturnServer, mariadb_server) -> Iterator[tuple[str, Any]]:  # 
     assert [p for p in USED_PASSWORDS if p in logs] == []
 
 
-def test_batch_reset_users_password(keyturn: KeyturnServer, db) -> None:  # type: ignore[no-untyped-def]
+def test_batch_reset_users_password(keyturn: KeyturnServer, db) -> None:
     instance_id, server = db
     old_a, old_b = new_password(), new_password()
     create_user(server, "app_a", "%", old_a)
@@ -67,7 +68,7 @@ def test_batch_reset_users_password(keyturn: KeyturnServer, db) -> None:  # type
     assert client.DescribeFlow(flow).Status == "success"
 
 
-def test_flat_reset_user_password_and_encrypted(keyturn: KeyturnServer, db) -> None:  # type: ignore[no-untyped-def]
+def test_flat_reset_user_password_and_encrypted(keyturn: KeyturnServer, db) -> None:
     instance_id, server = db
     create_user(server, "flat", "%", new_password())
     cc = tdmysql_common(keyturn.endpoint)
@@ -93,7 +94,7 @@ def test_flat_reset_user_password_and_encrypted(keyturn: KeyturnServer, db) -> N
 
 
 @pytest.mark.parametrize("name", ["o'brien", 'dq"uote', "back\\slash", "sp ace", "pct%_x", "ünï"])
-def test_odd_user_names(keyturn: KeyturnServer, db, name: str) -> None:  # type: ignore[no-untyped-def]
+def test_odd_user_names(keyturn: KeyturnServer, db, name: str) -> None:
     instance_id, server = db
     create_user(server, name, "%", new_password())
     new = new_password()
@@ -101,7 +102,7 @@ def test_odd_user_names(keyturn: KeyturnServer, db, name: str) -> None:  # type:
     assert can_login_mysql(server.port, name, new)
 
 
-def test_error_codes_and_all_or_nothing(keyturn: KeyturnServer, db) -> None:  # type: ignore[no-untyped-def]
+def test_error_codes_and_all_or_nothing(keyturn: KeyturnServer, db) -> None:
     instance_id, server = db
     client = tdmysql_sdk(keyturn.endpoint)
     old = new_password()
@@ -143,7 +144,7 @@ def test_error_codes_and_all_or_nothing(keyturn: KeyturnServer, db) -> None:  # 
         ),
     ]
     for request, code in cases:
-        assert code_of(lambda r=request: client.ResetUsersPassword(r)) == code
+        assert code_of(partial(client.ResetUsersPassword, request)) == code
     bad = models.ResetUsersPasswordRequest()
     bad.InstanceId = instance_id
     info = models.ResetUserPasswordInfo()
@@ -155,7 +156,7 @@ def test_error_codes_and_all_or_nothing(keyturn: KeyturnServer, db) -> None:  # 
     assert can_login_mysql(server.port, "keep", old)
 
 
-def test_companion_reads(keyturn: KeyturnServer, db) -> None:  # type: ignore[no-untyped-def]
+def test_companion_reads(keyturn: KeyturnServer, db) -> None:
     instance_id, server = db
     create_user(server, "listed", "10.0.0.%", new_password())
     client = tdmysql_sdk(keyturn.endpoint)
@@ -188,7 +189,7 @@ print(json.dumps({"flow": response.FlowId, "sdk": tencentcloud.__file__}))
 """
 
 
-def test_intl_en_sdk(keyturn: KeyturnServer, db) -> None:  # type: ignore[no-untyped-def]
+def test_intl_en_sdk(keyturn: KeyturnServer, db) -> None:
     """The intl-en SDK (tencentcloud-sdk-python-intl-en) shares the ``tencentcloud`` namespace
     with the CN SDK, so the test command installs it apart (.venv/intl-sdk) and this test runs
     it in a child process with that directory first on the path."""

@@ -14,7 +14,7 @@ from keyturn.core import errors as e
 from keyturn.core.model import Product
 from keyturn.core.passwords import HUAWEI_DCS
 from keyturn.core.secrets import Secret
-from keyturn.dialects._wire import WireRequest, WireResponse
+from keyturn.dialects._wire import Dialect, WireRequest, WireResponse
 from keyturn.dialects.huawei import HuaweiDialect
 from keyturn.dialects.huawei.dcs import PRODUCT
 from keyturn.dialects.huawei.errors import huawei_code
@@ -35,18 +35,18 @@ def services() -> FakeServices:
 
 
 @pytest.fixture
-def dialect(services: FakeServices) -> HuaweiDialect:
+def dialect(services: FakeServices) -> Dialect:
     return HuaweiDialect(services, [PRODUCT])  # type: ignore[arg-type]
 
 
-async def answer(dialect: HuaweiDialect, wire: WireRequest) -> tuple[int, dict[str, Any]]:
+async def answer(dialect: Dialect, wire: WireRequest) -> tuple[int, dict[str, Any]]:
     response: WireResponse = await dialect.handle(wire)
     assert len(response.headers["x-request-id"]) == 32
     assert response.headers["content-type"] == "application/json"
     return response.status, json.loads(response.body)
 
 
-def test_claims(dialect: HuaweiDialect) -> None:
+def test_claims(dialect: Dialect) -> None:
     assert dialect.claims(WireRequest(method="GET", path="/v2/x", query="", headers={}))
     signed = {"authorization": "SDK-HMAC-SHA256 Access=x"}
     assert dialect.claims(WireRequest(method="POST", path="/", query="", headers=signed))
@@ -54,9 +54,7 @@ def test_claims(dialect: HuaweiDialect) -> None:
     assert not dialect.claims(WireRequest(method="POST", path="/", query="", headers=tencent))
 
 
-async def test_reset_calls_the_synchronous_reset(
-    dialect: HuaweiDialect, services: FakeServices
-) -> None:
+async def test_reset_calls_the_synchronous_reset(dialect: Dialect, services: FakeServices) -> None:
     body = b'{"new_password": "Passw0rd!2024", "no_password_access": false}'
     status, payload = await answer(dialect, request("POST", reset_path(), body))
     assert status == 200
@@ -74,7 +72,7 @@ async def test_reset_calls_the_synchronous_reset(
     assert kwargs["policy"] is HUAWEI_DCS and kwargs["product"] is Product.HUAWEI_DCS
 
 
-async def test_password_free_reset(dialect: HuaweiDialect, services: FakeServices) -> None:
+async def test_password_free_reset(dialect: Dialect, services: FakeServices) -> None:
     body = b'{"no_password_access": true, "new_password": "ignored"}'
     status, _ = await answer(dialect, request("POST", reset_path(), body))
     assert status == 200 and services.calls[0][1]["password"] is None
@@ -96,7 +94,7 @@ async def test_password_free_reset(dialect: HuaweiDialect, services: FakeService
     ],
 )
 async def test_reset_body_errors(
-    dialect: HuaweiDialect, services: FakeServices, body: bytes, code: str
+    dialect: Dialect, services: FakeServices, body: bytes, code: str
 ) -> None:
     status, payload = await answer(dialect, request("POST", reset_path(), body))
     assert (status, payload["error_code"]) == (400, code)
@@ -120,7 +118,7 @@ async def test_reset_body_errors(
     ],
 )
 async def test_service_errors(
-    dialect: HuaweiDialect, services: FakeServices, error: e.DomainError, code: str, status: int
+    dialect: Dialect, services: FakeServices, error: e.DomainError, code: str, status: int
 ) -> None:
     services.error = error
     body = b'{"new_password": "Passw0rd!2024"}'
@@ -133,7 +131,7 @@ async def test_service_errors(
 
 
 async def test_unexpected_exceptions_are_logged_500s(
-    dialect: HuaweiDialect, services: FakeServices, caplog: pytest.LogCaptureFixture
+    dialect: Dialect, services: FakeServices, caplog: pytest.LogCaptureFixture
 ) -> None:
     services.error = RuntimeError("boom")
     with caplog.at_level(logging.ERROR):
@@ -145,7 +143,7 @@ async def test_unexpected_exceptions_are_logged_500s(
     assert "unhandled error" in caplog.text
 
 
-async def test_routing_comes_first(dialect: HuaweiDialect) -> None:
+async def test_routing_comes_first(dialect: Dialect) -> None:
     unsigned = WireRequest(method="GET", path="/v2/p/nothing", query="", headers={})
     status, payload = await answer(dialect, unsigned)
     assert (status, payload["error_code"]) == (404, "APIGW.0101")
@@ -159,9 +157,7 @@ async def test_routing_comes_first(dialect: HuaweiDialect) -> None:
     )
 
 
-async def test_authentication_failures_say_why(
-    dialect: HuaweiDialect, services: FakeServices
-) -> None:
+async def test_authentication_failures_say_why(dialect: Dialect, services: FakeServices) -> None:
     path = f"/v2/{PROJECT}/instances/{INSTANCE_ID}"
     cases = {
         "missing": request("GET", path, authorization=""),
@@ -182,7 +178,7 @@ async def test_authentication_failures_say_why(
     assert (await answer(dialect, within))[0] == 200
 
 
-async def test_projects(dialect: HuaweiDialect) -> None:
+async def test_projects(dialect: Dialect) -> None:
     other = "f" * 32
     body = b'{"no_password_access": true}'
     for wire in (
@@ -198,7 +194,7 @@ async def test_projects(dialect: HuaweiDialect) -> None:
     assert status == 200
 
 
-async def test_instance_ids(dialect: HuaweiDialect) -> None:
+async def test_instance_ids(dialect: Dialect) -> None:
     body = b'{"no_password_access": true}'
     for bad in ("not-a-uuid", INSTANCE_ID.upper(), INSTANCE_ID + "0"):
         status, payload = await answer(dialect, request("POST", reset_path(instance_id=bad), body))
@@ -208,7 +204,7 @@ async def test_instance_ids(dialect: HuaweiDialect) -> None:
     assert (status, payload["error_code"]) == (404, "111404022")
 
 
-async def test_replays_of_mutating_requests_are_refused(dialect: HuaweiDialect) -> None:
+async def test_replays_of_mutating_requests_are_refused(dialect: Dialect) -> None:
     wire = request("POST", reset_path(), b'{"no_password_access": true}')
     assert (await answer(dialect, wire))[0] == 200
     status, payload = await answer(dialect, wire)
@@ -239,7 +235,7 @@ async def test_replays_of_mutating_requests_are_refused(dialect: HuaweiDialect) 
     ],
 )
 async def test_update_password(
-    dialect: HuaweiDialect,
+    dialect: Dialect,
     services: FakeServices,
     outcome: ChangeOutcome,
     expected: tuple[str, ...],
@@ -261,7 +257,7 @@ async def test_update_password(
     assert kwargs["differ_from_current"] is True
 
 
-async def test_reads(dialect: HuaweiDialect, services: FakeServices) -> None:
+async def test_reads(dialect: Dialect, services: FakeServices) -> None:
     status, shown = await answer(dialect, request("GET", f"/v2/{PROJECT}/instances/{INSTANCE_ID}"))
     assert status == 200
     assert (shown["instance_id"], shown["port"], shown["no_password_access"]) == (
@@ -309,7 +305,7 @@ async def test_reads(dialect: HuaweiDialect, services: FakeServices) -> None:
         assert (status, payload["error_code"]) == (404, "111404001"), job_id
 
 
-def test_too_large(dialect: HuaweiDialect) -> None:
+def test_too_large(dialect: Dialect) -> None:
     response = dialect.too_large(WireRequest(method="POST", path="/v2/x", query="", headers={}))
     assert response.status == 413 and response.headers["x-request-id"]
     assert json.loads(response.body)["error_code"] == "APIGW.0201"

@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import redis.asyncio as aioredis
 from tests.support.keyturn_server import KEY_ID, KEY_SECRET, KeyturnServer
@@ -278,7 +279,7 @@ async def fleet_rotation(root: Path, report: Report, count: int, in_flight: int 
         admins = [await harness.admin_client(s) for s in servers]
         queue = list(range(count))
 
-        async def drain(work: Callable[[int, int], Awaitable[None]]) -> float:
+        async def drain(work: Callable[[int, int], Awaitable[object]]) -> float:
             pending = list(queue)
             start = time.perf_counter()
 
@@ -326,7 +327,7 @@ def _rss_mb(pid: int) -> float:
 async def inventory_scale(root: Path, report: Report, big: int, samples: int = 200) -> None:
     """Scenario 5: DescribeInstances first/last page p99 at ``big`` vs 1,000 instances,
     start-up time and RSS."""
-    results = {}
+    results: dict[int, dict[str, Any]] = {}
     for count in (1000, big):
         server = KeyturnServer(root / f"s5-{count}", extra_env=QUIET)
         server.start()  # creates and migrates the store

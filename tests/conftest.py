@@ -4,7 +4,7 @@ scan that ends every session.
 In CI (``CI`` set) a skipped test is reported as a failure, so a missing engine can never
 pass silently. When the session ends, the data dir (store, sealed secrets, audit log) and the
 log of every keyturn server the tests started are searched for every plaintext secret the
-tests used: passwords set through the APIs (``tests.wire.conftest.USED_PASSWORDS``), the
+tests used: passwords set through the APIs (``tests.support.passwords.USED_PASSWORDS``), the
 throwaway engines' admin passwords and the inventory's access-key secrets. Any hit fails the
 session, naming the files (never the secret).
 """
@@ -20,6 +20,7 @@ import pytest
 
 from tests.support.keyturn_server import CREATED, HW_SK, KEY_SECRET, OTHER_KEY_SECRET
 from tests.support.mysql_server import MariaDBServer
+from tests.support.passwords import USED_PASSWORDS
 from tests.support.postgres_server import TEMPLATE_PASSWORD, PostgresServer
 from tests.support.redis_server import ADMIN_PASSWORDS, RedisServer
 
@@ -27,7 +28,7 @@ pytest_plugins = ["tests.support.fixtures"]
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
     outcome = yield
     report = outcome.get_result()
     if os.environ.get("CI") and report.skipped:
@@ -66,8 +67,7 @@ def _test_secrets() -> dict[str, str]:
     found = {TEMPLATE_PASSWORD: "an engine admin password"}
     found |= dict.fromkeys(ENGINE_PASSWORDS, "an engine admin password")
     found |= dict.fromkeys(ADMIN_PASSWORDS, "an engine admin password")
-    wire = sys.modules.get("tests.wire.conftest")
-    found |= dict.fromkeys(getattr(wire, "USED_PASSWORDS", ()), "a password set by a test")
+    found |= dict.fromkeys(USED_PASSWORDS, "a password set by a test")
     found |= dict.fromkeys((KEY_SECRET, OTHER_KEY_SECRET, HW_SK), "an access-key secret")
     return {secret: kind for secret, kind in found.items() if len(secret) >= _MIN_SECRET}
 

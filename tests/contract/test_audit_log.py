@@ -36,6 +36,7 @@ from keyturn.store.audit_chain import GENESIS, MAX_FIELD, ChainKeys
 from keyturn.store.audit_keying import KEYED_MARKER, open_audit_log, start_audit_log
 from keyturn.store.sealing import AesGcmSecretBox
 from keyturn.store.sql import DB_FILE, SqlStore, open_store, sqlite_url
+from tests.support.fakes import FakeClock
 
 T0 = datetime(2025, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 MASTER = b"k" * 32
@@ -43,14 +44,6 @@ MASTER = b"k" * 32
 CHAIN_KEY = HKDF(
     algorithm=hashes.SHA256(), length=32, salt=None, info=b"keyturn audit chain v1"
 ).derive(MASTER)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.moment = T0
-
-    def now(self) -> datetime:
-        return self.moment
 
 
 def event(n: int, **changes: object) -> AuditEvent:
@@ -74,7 +67,7 @@ def event(n: int, **changes: object) -> AuditEvent:
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[SqlStore]:
-    opened = await open_store(sqlite_url(tmp_path), AesGcmSecretBox(MASTER), FakeClock())
+    opened = await open_store(sqlite_url(tmp_path), AesGcmSecretBox(MASTER), FakeClock(T0))
     try:
         yield opened
     finally:
@@ -396,7 +389,7 @@ async def test_a_chain_under_a_retired_master_key_is_rekeyed_at_start(
     await fill(audit, 4)
     other = bytes(range(32))
     moved = await open_store(
-        sqlite_url(tmp_path), AesGcmSecretBox(other, retired=[MASTER]), FakeClock()
+        sqlite_url(tmp_path), AesGcmSecretBox(other, retired=[MASTER]), FakeClock(T0)
     )
     try:
         assert (await SqlAuditLog(moved).verify()).intact  # the retired key verifies

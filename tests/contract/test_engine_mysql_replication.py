@@ -12,7 +12,6 @@ import threading
 import time
 from collections.abc import AsyncIterator
 
-import pymysql
 import pytest
 
 from keyturn.core.errors import DomainError, EngineUnavailable, VerificationFailed
@@ -20,6 +19,7 @@ from keyturn.core.model import EngineKind, Node, parse_node_url
 from keyturn.core.secrets import Secret
 from keyturn.engines.mysql import MySQLEngine
 from tests.support.fixtures import MariaDBServerFactory
+from tests.support.logins import can_login_mysql
 from tests.support.mysql_server import MariaDBServer, native_hash, sql_string
 
 pytestmark = pytest.mark.engine
@@ -77,18 +77,7 @@ def create_user(pair: list[MariaDBServer], password: str) -> None:
 
 
 def logs_in(server: MariaDBServer, password: str) -> bool:
-    try:
-        pymysql.connect(
-            host="127.0.0.1",
-            port=server.port,
-            user="app",
-            password=password,
-            connect_timeout=5,
-            ssl_disabled=True,
-        ).close()
-    except pymysql.err.OperationalError:
-        return False
-    return True
+    return can_login_mysql(server.port, "app", password)
 
 
 def stored_hash(server: MariaDBServer) -> str:

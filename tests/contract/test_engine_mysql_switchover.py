@@ -17,7 +17,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Sequence
 
-import pymysql
+import pymysql  # type: ignore[import-untyped]
 import pytest
 
 from keyturn.core.errors import EngineRejected, EngineUnavailable

@@ -21,6 +21,7 @@ from keyturn.core.model import EngineKind, Node, parse_node_url
 from keyturn.core.secrets import Secret
 from keyturn.engines.postgres import PostgresEngine
 from tests.support.fixtures import PostgresServerFactory
+from tests.support.logins import can_login_postgres
 from tests.support.postgres_server import PostgresServer
 
 pytestmark = pytest.mark.engine
@@ -82,18 +83,7 @@ def create_role(primary: PostgresServer, name: str, password: str) -> None:
 
 
 def logs_in(server: PostgresServer, user: str, password: str) -> bool:
-    try:
-        psycopg.connect(
-            host="127.0.0.1",
-            port=server.port,
-            user=user,
-            password=password,
-            dbname="postgres",
-            connect_timeout=5,
-        ).close()
-    except psycopg.OperationalError:
-        return False
-    return True
+    return can_login_postgres(server.port, user, password)
 
 
 def verifier_on(server: PostgresServer, role: str) -> object:

@@ -6,7 +6,6 @@ dropping it again, checking a password against the engine's hashes, and telling 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import pytest
@@ -16,13 +15,13 @@ from redis.exceptions import NoPermissionError
 from keyturn.core.errors import AccountExists, AccountNotFound, AccountsUnsupported
 from keyturn.core.secrets import Secret
 from keyturn.engines.redis import RedisEngine
-from tests.contract.test_engine_redis import (
-    TIMEOUT,
+from tests.support.redis_admin import (
     acl_users,
     add_user,
     assert_wrongpass,
-    node_of,
+    pretend_redis_5,
     raw,
+    redis_node,
     sha,
 )
 from tests.support.redis_server import RedisServer
@@ -30,20 +29,13 @@ from tests.support.redis_server import RedisServer
 pytestmark = pytest.mark.engine
 
 
-@pytest.fixture
-async def engine() -> AsyncIterator[RedisEngine]:
-    driver = RedisEngine(timeout=TIMEOUT)
-    yield driver
-    await driver.close()
-
-
 async def test_probe_tells_whether_the_account_exists(
-    engine: RedisEngine, redis_server: RedisServer
+    redis_engine: RedisEngine, redis_server: RedisServer
 ) -> None:
-    node = node_of(redis_server)
-    assert (await engine.probe(node, "default")).account_exists is True
-    assert (await engine.probe(node, "nobody")).account_exists is False
-    assert (await engine.probe(node)).account_exists is None
+    node = redis_node(redis_server)
+    assert (await redis_engine.probe(node, "default")).account_exists is True
+    assert (await redis_engine.probe(node, "nobody")).account_exists is False
+    assert (await redis_engine.probe(node)).account_exists is None
 
 
 #: What every account may run: a client's connection commands.
@@ -113,11 +105,15 @@ async def allowed_by_dryrun(server: RedisServer, user: str) -> list[str]:
     return [" ".join(c) for c, reply in zip(NEVER, replies, strict=True) if reply == b"OK"]
 
 
-async def test_create_read_write_account(engine: RedisEngine, redis_server: RedisServer) -> None:
-    node = node_of(redis_server)
-    result = await engine.create_account(node, "app_rw", Secret("Rw-pass-001"), read_only=False)
+async def test_create_read_write_account(
+    redis_engine: RedisEngine, redis_server: RedisServer
+) -> None:
+    node = redis_node(redis_server)
+    result = await redis_engine.create_account(
+        node, "app_rw", Secret("Rw-pass-001"), read_only=False
+    )
     assert result.persisted
-    await engine.verify(node, "app_rw", Secret("Rw-pass-001"))
+    await redis_engine.verify(node, "app_rw", Secret("Rw-pass-001"))
     async with raw(redis_server, "app_rw", "Rw-pass-001") as client:
         await client.set("k", "v")
         assert await client.get("k") == b"v"
@@ -126,13 +122,17 @@ async def test_create_read_write_account(engine: RedisEngine, redis_server: Redi
         refused = await refusals(client, REFUSED, "app_rw", "Rw-pass-001")
         assert refused == [" ".join(c) for c in REFUSED]
     assert await allowed_by_dryrun(redis_server, "app_rw") == []
-    assert [a.privilege for a in await engine.list_accounts(node) if a.name == "app_rw"] == ["rw"]
-    assert (await engine.probe(node, "app_rw")).superuser is False
+    assert [a.privilege for a in await redis_engine.list_accounts(node) if a.name == "app_rw"] == [
+        "rw"
+    ]
+    assert (await redis_engine.probe(node, "app_rw")).superuser is False
 
 
-async def test_create_read_only_account(engine: RedisEngine, redis_server: RedisServer) -> None:
-    node = node_of(redis_server)
-    await engine.create_account(node, "app_ro", Secret("Ro-pass-001"), read_only=True)
+async def test_create_read_only_account(
+    redis_engine: RedisEngine, redis_server: RedisServer
+) -> None:
+    node = redis_node(redis_server)
+    await redis_engine.create_account(node, "app_ro", Secret("Ro-pass-001"), read_only=True)
     async with raw(redis_server, "app_ro", "Ro-pass-001") as client:
         assert await client.get("missing") is None
         assert (await client.scan(0))[0] == 0
@@ -141,11 +141,13 @@ async def test_create_read_only_account(engine: RedisEngine, redis_server: Redis
         refused = await refusals(client, [*writes, *REFUSED], "app_ro", "Ro-pass-001")
         assert refused == [" ".join(c) for c in [*writes, *REFUSED]]
     assert await allowed_by_dryrun(redis_server, "app_ro") == []
-    assert [a.privilege for a in await engine.list_accounts(node) if a.name == "app_ro"] == ["r"]
-    assert (await engine.probe(node, "app_ro")).superuser is False
+    assert [a.privilege for a in await redis_engine.list_accounts(node) if a.name == "app_ro"] == [
+        "r"
+    ]
+    assert (await redis_engine.probe(node, "app_ro")).superuser is False
 
 
-async def test_probe_tells_superusers(engine: RedisEngine, redis_server: RedisServer) -> None:
+async def test_probe_tells_superusers(redis_engine: RedisEngine, redis_server: RedisServer) -> None:
     """Every command, or any of the commands that change users, configuration or load code
     (through a selector too), makes a superuser; a data account with all else is none."""
     await add_user(redis_server, "everything", "on", ">Pass-word-1", "~*", "+@all")
@@ -153,9 +155,9 @@ async def test_probe_tells_superusers(engine: RedisEngine, redis_server: RedisSe
     await add_user(redis_server, "config_only", "on", ">Pass-word-1", "-@all", "+config")
     await add_user(redis_server, "selector", "on", ">Pass-word-1", "-@all", "(+@admin)")
     await add_user(redis_server, "data", "on", ">Pass-word-1", "~*", "+@all", "-@dangerous")
-    node = node_of(redis_server)
+    node = redis_node(redis_server)
     found = {
-        name: (await engine.probe(node, name)).superuser
+        name: (await redis_engine.probe(node, name)).superuser
         for name in ("default", "everything", "acl_only", "config_only", "selector", "data")
     }
     assert found == {
@@ -166,59 +168,55 @@ async def test_probe_tells_superusers(engine: RedisEngine, redis_server: RedisSe
         "selector": True,
         "data": False,
     }
-    assert (await engine.probe(node, "nobody")).superuser is None
-    assert (await engine.probe(node)).superuser is None
+    assert (await redis_engine.probe(node, "nobody")).superuser is None
+    assert (await redis_engine.probe(node)).superuser is None
 
 
 async def test_existing_account_is_never_changed(
-    engine: RedisEngine, redis_server: RedisServer
+    redis_engine: RedisEngine, redis_server: RedisServer
 ) -> None:
     await add_user(redis_server, "app", "on", ">Old-pass-1", "~*", "+@all")
-    node = node_of(redis_server)
+    node = redis_node(redis_server)
     with pytest.raises(AccountExists):
-        await engine.create_account(node, "app", Secret("New-pass-1"), read_only=True)
+        await redis_engine.create_account(node, "app", Secret("New-pass-1"), read_only=True)
     await assert_wrongpass(redis_server, "app", "New-pass-1")
-    assert (await engine.snapshot(node, "app")).data["passwords"] == [sha("Old-pass-1")]
+    assert (await redis_engine.snapshot(node, "app")).data["passwords"] == [sha("Old-pass-1")]
 
 
 async def test_drop_account_and_drop_is_idempotent(
-    engine: RedisEngine, redis_server: RedisServer
+    redis_engine: RedisEngine, redis_server: RedisServer
 ) -> None:
-    node = node_of(redis_server)
-    await engine.create_account(node, "gone", Secret("Gone-pass-1"), read_only=False)
-    await engine.drop_account(node, "gone")
+    node = redis_node(redis_server)
+    await redis_engine.create_account(node, "gone", Secret("Gone-pass-1"), read_only=False)
+    await redis_engine.drop_account(node, "gone")
     assert "gone" not in await acl_users(redis_server)
-    assert (await engine.drop_account(node, "gone")).note == "nothing to drop"
+    assert (await redis_engine.drop_account(node, "gone")).note == "nothing to drop"
 
 
-async def test_password_matches(engine: RedisEngine, redis_server: RedisServer) -> None:
+async def test_password_matches(redis_engine: RedisEngine, redis_server: RedisServer) -> None:
     await add_user(redis_server, "two", "on", ">First-pass-1", ">Second-pass-2", "~*", "+@all")
     await add_user(redis_server, "free", "on", "nopass", "~*", "+@all")
-    node = node_of(redis_server)
-    assert await engine.password_matches(node, "two", Secret("First-pass-1"))
-    assert await engine.password_matches(node, "two", Secret("Second-pass-2"))
-    assert not await engine.password_matches(node, "two", Secret("Third-pass-3"))
+    node = redis_node(redis_server)
+    assert await redis_engine.password_matches(node, "two", Secret("First-pass-1"))
+    assert await redis_engine.password_matches(node, "two", Secret("Second-pass-2"))
+    assert not await redis_engine.password_matches(node, "two", Secret("Third-pass-3"))
     # A password-free account has no password to match, although any AUTH succeeds.
-    assert not await engine.password_matches(node, "free", Secret("anything-1"))
-    assert await engine.password_matches(node, "default", Secret(redis_server.password or ""))
+    assert not await redis_engine.password_matches(node, "free", Secret("anything-1"))
+    assert await redis_engine.password_matches(node, "default", Secret(redis_server.password or ""))
     with pytest.raises(AccountNotFound):
-        await engine.password_matches(node, "nobody", Secret("x"))
+        await redis_engine.password_matches(node, "nobody", Secret("x"))
 
 
 async def test_accounts_need_acl(
-    engine: RedisEngine, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+    redis_engine: RedisEngine, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Simulated Redis 5 (version reported as 5): no ACL users to create; requirepass checks."""
 
-    async def old_version(client: object, endpoint: str) -> str:
-        return "5.0.14"
-
-    monkeypatch.setattr("keyturn.engines.redis_admins.server_version", old_version)
-    monkeypatch.setattr("keyturn.engines.redis.server_version", old_version)
-    node = replace(node_of(redis_server))
+    pretend_redis_5(monkeypatch)
+    node = replace(redis_node(redis_server))
     with pytest.raises(AccountsUnsupported):
-        await engine.create_account(node, "app", Secret("Pass-word-1"), read_only=False)
-    assert await engine.password_matches(node, "default", Secret(redis_server.password or ""))
-    assert not await engine.password_matches(node, "default", Secret("wrong-pass-1"))
-    info = await engine.probe(node, "app")
+        await redis_engine.create_account(node, "app", Secret("Pass-word-1"), read_only=False)
+    assert await redis_engine.password_matches(node, "default", Secret(redis_server.password or ""))
+    assert not await redis_engine.password_matches(node, "default", Secret("wrong-pass-1"))
+    info = await redis_engine.probe(node, "app")
     assert (info.accounts, info.account_exists) == (False, False)

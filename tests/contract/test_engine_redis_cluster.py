@@ -23,10 +23,10 @@ from keyturn.core.plans import Topology
 from keyturn.engines.redis import RedisEngine
 from keyturn.engines.redis_acl import pairs, text
 from keyturn.engines.redis_admins import RedisAdmin, cmd
+from tests.support.logins import can_login
 from tests.support.plans import instance_of, planned
 from tests.support.ports import free_port
 from tests.support.redis_cluster_nodes import ClusterNode, RedisClusterNodes
-from tests.support.redis_server import can_login
 
 pytestmark = pytest.mark.engine
 

@@ -8,138 +8,89 @@ follow (and are restored)."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import pytest
-import redis
 
 from keyturn.core.errors import EngineRejected
 from keyturn.core.model import Instance, NodeRole
 from keyturn.engines.redis import RedisEngine
-from tests.support.fixtures import RedisServerFactory
+from tests.support.logins import can_login
 from tests.support.plans import instance_of, planned
+from tests.support.redis_replication import force_reconnect, replicated
 from tests.support.redis_sentinel import RedisSentinel
-from tests.support.redis_server import RedisServer, can_login
+from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.engine
-
-
-@pytest.fixture
-async def engine() -> AsyncIterator[RedisEngine]:
-    driver = RedisEngine(timeout=2.0)
-    yield driver
-    await driver.close()
-
-
-@pytest.fixture
-def cluster(redis_server_factory: RedisServerFactory) -> list[RedisServer]:
-    primary = redis_server_factory()
-    replicas = [
-        redis_server_factory(password=primary.password, replica_of=primary) for _ in range(2)
-    ]
-    for replica in replicas:
-        replica.wait_link_up()
-    return [primary, *replicas]
 
 
 def instance(servers: list[RedisServer], sentinels: Sequence[str] = ()) -> Instance:
     return instance_of([server.url() for server in servers], sentinels=sentinels)
 
 
-def logs_in(server: RedisServer, password: str) -> bool:
-    return can_login(server.port, password)
-
-
-def replicated(servers: list[RedisServer], password: str, key: str) -> bool:
-    """Write on the primary, then read it on every replica (within 5 s)."""
-    primary = redis.Redis(port=servers[0].port, password=password, protocol=2, driver_info=None)
-    try:
-        primary.set(key, "v")
-    finally:
-        primary.close()
-    deadline = time.monotonic() + 5
-    for server in servers[1:]:
-        client = redis.Redis(port=server.port, password=password, protocol=2, driver_info=None)
-        try:
-            while client.get(key) != b"v":
-                if time.monotonic() > deadline:
-                    return False
-                time.sleep(0.02)
-        finally:
-            client.close()
-    return True
-
-
-def force_reconnect(servers: list[RedisServer], password: str) -> None:
-    client = redis.Redis(port=servers[0].port, password=password, protocol=2, driver_info=None)
-    try:
-        client.execute_command("CLIENT", "KILL", "TYPE", "replica")
-    finally:
-        client.close()
-    for replica in servers[1:]:
-        replica.password = password
-        replica.wait_link_up()
-
-
 async def test_the_plan_stages_the_replication_account_and_keeps_replication(
-    engine: RedisEngine, cluster: list[RedisServer]
+    redis_engine: RedisEngine, replicated_redis: list[RedisServer]
 ) -> None:
-    old = cluster[0].password or ""
+    old = replicated_redis[0].password or ""
     new = "Repl-new-pass-1"
-    run = await planned(engine, instance(cluster), "default", new)
+    run = await planned(redis_engine, instance(replicated_redis), "default", new)
     steps = [(s.label, s.endpoint) for s in run.plan.steps]
-    primary = f"127.0.0.1:{cluster[0].port}"
+    primary = f"127.0.0.1:{replicated_redis[0].port}"
     assert steps[0] == ("set password", primary)
-    assert set(steps[1:3]) == {("set password", f"127.0.0.1:{s.port}") for s in cluster[1:]}
+    assert set(steps[1:3]) == {
+        ("set password", f"127.0.0.1:{s.port}") for s in replicated_redis[1:]
+    }
     assert steps[3:] == [("drop the old passwords, replicas log in again", primary)]
     await run.apply(upto=3)
     # Staged: the primary still takes the old password, so no replica is locked out yet.
-    assert logs_in(cluster[0], old) and logs_in(cluster[0], new)
+    assert can_login(replicated_redis[0].port, old) and can_login(replicated_redis[0].port, new)
     await run.apply()
     await run.check()
-    for server in cluster:
-        assert logs_in(server, new)
-        assert not logs_in(server, old)
-    assert replicated(cluster, new, "after-settle")
-    force_reconnect(cluster, new)
-    assert replicated(cluster, new, "after-reconnect")
+    for server in replicated_redis:
+        assert can_login(server.port, new)
+        assert not can_login(server.port, old)
+    assert replicated(replicated_redis, new, "after-settle")
+    force_reconnect(replicated_redis, new)
+    assert replicated(replicated_redis, new, "after-reconnect")
 
 
 async def test_the_primary_is_discovered_not_assumed(
-    engine: RedisEngine, cluster: list[RedisServer]
+    redis_engine: RedisEngine, replicated_redis: list[RedisServer]
 ) -> None:
     # Declared replicas first: discovery still puts the primary first.
-    topology = await engine.discover(instance([cluster[2], cluster[1], cluster[0]]))
+    topology = await redis_engine.discover(
+        instance([replicated_redis[2], replicated_redis[1], replicated_redis[0]])
+    )
     assert [n.role for n in topology.nodes] == [
         NodeRole.PRIMARY,
         NodeRole.REPLICA,
         NodeRole.REPLICA,
     ]
-    assert topology.nodes[0].endpoint == f"127.0.0.1:{cluster[0].port}"
+    assert topology.nodes[0].endpoint == f"127.0.0.1:{replicated_redis[0].port}"
 
 
 async def test_undo_brings_back_password_and_masterauth(
-    engine: RedisEngine, cluster: list[RedisServer]
+    redis_engine: RedisEngine, replicated_redis: list[RedisServer]
 ) -> None:
-    old = cluster[0].password or ""
-    run = await planned(engine, instance(cluster), "default", "Repl-new-pass-2")
+    old = replicated_redis[0].password or ""
+    run = await planned(redis_engine, instance(replicated_redis), "default", "Repl-new-pass-2")
     snapshots = list(run.snapshots.values())
     assert sum("masterauth" in s.data for s in snapshots) == 2
     assert {s.data.get("masterauth") for s in snapshots} == {None, old}
     await run.apply()
     await run.undo()
-    for server in cluster:
-        assert logs_in(server, old)
-        assert not logs_in(server, "Repl-new-pass-2")
-    force_reconnect(cluster, old)
-    assert replicated(cluster, old, "after-restore")
+    for server in replicated_redis:
+        assert can_login(server.port, old)
+        assert not can_login(server.port, "Repl-new-pass-2")
+    force_reconnect(replicated_redis, old)
+    assert replicated(replicated_redis, old, "after-restore")
 
 
 async def test_finishing_fails_when_a_replica_cannot_log_in_again(
-    engine: RedisEngine, cluster: list[RedisServer], monkeypatch: pytest.MonkeyPatch
+    redis_engine: RedisEngine, replicated_redis: list[RedisServer], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("keyturn.engines.redis_topology.RELINK_SECONDS", 1.5)
-    run = await planned(engine, instance(cluster), "default", "Repl-new-pass-3")
+    run = await planned(redis_engine, instance(replicated_redis), "default", "Repl-new-pass-3")
     # Only the primary and the first replica learn the new password: the second replica
     # keeps the old masterauth and cannot log in again once the old password is dropped.
     steps = run.plan.steps
@@ -153,8 +104,8 @@ async def test_finishing_fails_when_a_replica_cannot_log_in_again(
 
 
 @pytest.fixture
-def sentinel(cluster: list[RedisServer]) -> Iterator[RedisSentinel]:
-    watcher = RedisSentinel(cluster[0]).start()
+def sentinel(replicated_redis: list[RedisServer]) -> Iterator[RedisSentinel]:
+    watcher = RedisSentinel(replicated_redis[0]).start()
     deadline = time.monotonic() + 10
     while watcher.master().get("num-slaves") != "2":
         assert time.monotonic() < deadline, "sentinel did not discover the replicas"
@@ -164,10 +115,10 @@ def sentinel(cluster: list[RedisServer]) -> Iterator[RedisSentinel]:
 
 
 async def test_sentinel_gets_the_new_auth_pass_and_logs_in_again(
-    engine: RedisEngine, cluster: list[RedisServer], sentinel: RedisSentinel
+    redis_engine: RedisEngine, replicated_redis: list[RedisServer], sentinel: RedisSentinel
 ) -> None:
     new = "Sentinel-new-pass-1"
-    run = await planned(engine, instance(cluster, [sentinel.url()]), "default", new)
+    run = await planned(redis_engine, instance(replicated_redis, [sentinel.url()]), "default", new)
     assert run.plan.topology.shape == "sentinel master mymaster"
     assert run.plan.steps[-1].label == "sentinels"
     await run.apply()
@@ -175,15 +126,15 @@ async def test_sentinel_gets_the_new_auth_pass_and_logs_in_again(
     assert f"auth-pass mymaster {new}" in sentinel.config_text()
     assert sentinel.master()["flags"] == "master"
     # Roll back: the nodes and the sentinel get the old password again.
-    old = cluster[0].password or ""
+    old = replicated_redis[0].password or ""
     await run.undo()
     assert f"auth-pass mymaster {old}" in sentinel.config_text()
     assert sentinel.master()["flags"] == "master"
 
 
 async def test_sentinel_with_a_wrong_auth_pass_fails_the_check(
-    engine: RedisEngine,
-    cluster: list[RedisServer],
+    redis_engine: RedisEngine,
+    replicated_redis: list[RedisServer],
     sentinel: RedisSentinel,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -191,7 +142,7 @@ async def test_sentinel_with_a_wrong_auth_pass_fails_the_check(
     # The nodes keep their password but the sentinel is handed another one: once its links
     # are cut it cannot log in again, and the step must say so.
     run = await planned(
-        engine, instance(cluster, [sentinel.url()]), "default", "Not-the-password-1"
+        redis_engine, instance(replicated_redis, [sentinel.url()]), "default", "Not-the-password-1"
     )
     with pytest.raises(EngineRejected, match="did not log in again"):
         await run.plan.steps[-1].apply()

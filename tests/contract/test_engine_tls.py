@@ -15,15 +15,13 @@ import asyncio
 import os
 import pwd
 import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
-import pymysql
 import pytest
 from psycopg import sql
 from redis.asyncio import Redis
-from redis.exceptions import AuthenticationError
 
 from keyturn.cli.devcert import DevCerts, make_dev_certs
 from keyturn.core.errors import DomainError, EngineRejected, EngineUnavailable
@@ -34,11 +32,15 @@ from keyturn.engines.postgres import PostgresEngine
 from keyturn.engines.redis import RedisEngine
 from keyturn.engines.redis_login import fresh_login
 from tests.support.fixtures import require_binary
+from tests.support.logins import can_login, mysql_login, postgres_login
 from tests.support.mysql_server import MariaDBServer, native_hash, sql_string
 from tests.support.postgres_server import PostgresServer
 from tests.support.redis_server import RedisServer, RedisServerError, RedisTls, redis_server_binary
 
 pytestmark = pytest.mark.engine
+
+_PG_SSL = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+_MY_CIPHER = "SHOW STATUS LIKE 'Ssl_cipher'"
 
 TIMEOUT = 3.0
 
@@ -76,39 +78,15 @@ def mtls_redis(certs: DevCerts) -> Iterator[RedisServer]:
     yield from _tls_redis(certs, auth_clients="yes")
 
 
-@pytest.fixture
-async def redis_engine() -> AsyncIterator[RedisEngine]:
-    driver = RedisEngine(timeout=TIMEOUT)
-    yield driver
-    await driver.close()
-
-
 def redis_node(url: str) -> Node:
     return Node(
         instance_id="crs-tls00001", ordinal=0, address=parse_node_url(url, EngineKind.REDIS)
     )
 
 
-async def tls_login(server: RedisServer, ca: Path, user: str, password: str) -> bool:
+def tls_login(server: RedisServer, ca: Path, user: str, password: str) -> bool:
     """A fresh redis-py login over TLS, outside keyturn."""
-    client = Redis(
-        host="127.0.0.1",
-        port=server.tls_port or 0,
-        username=user,
-        password=password,
-        ssl=True,
-        ssl_ca_certs=str(ca),
-        protocol=2,
-        driver_info=None,
-        socket_timeout=TIMEOUT,
-        single_connection_client=True,
-    )
-    try:
-        return bool(await client.ping())
-    except AuthenticationError:
-        return False
-    finally:
-        await client.aclose()
+    return can_login(server.tls_port or 0, password, user, ssl=True, ssl_ca_certs=str(ca))
 
 
 async def test_redis_reset_and_verify_over_rediss_with_the_ca(
@@ -127,11 +105,11 @@ async def test_redis_reset_and_verify_over_rediss_with_the_ca(
     snapshot = await redis_engine.snapshot(node, "app")
     await redis_engine.set_password(node, "app", Secret(new))
     await redis_engine.verify(node, "app", Secret(new))
-    assert await tls_login(tls_redis, certs.ca_cert, "app", new)
-    assert not await tls_login(tls_redis, certs.ca_cert, "app", old)
+    assert tls_login(tls_redis, certs.ca_cert, "app", new)
+    assert not tls_login(tls_redis, certs.ca_cert, "app", old)
     await redis_engine.restore(node, snapshot)
     await redis_engine.verify(node, "app", Secret(old))
-    assert await tls_login(tls_redis, certs.ca_cert, "app", old)
+    assert tls_login(tls_redis, certs.ca_cert, "app", old)
 
 
 async def test_redis_certificate_from_another_ca_is_refused(
@@ -140,9 +118,9 @@ async def test_redis_certificate_from_another_ca_is_refused(
     url = tls_redis.tls_url().split("?")[0] + f"?ssl_ca_certs={other_ca.ca_cert}"
     with pytest.raises(EngineUnavailable) as caught:
         await redis_engine.probe(redis_node(url), "default")
-    assert tls_redis.password not in str(caught.value)
+    assert str(tls_redis.password) not in str(caught.value)
     # The fresh login of a verification checks the certificate too.
-    with pytest.raises(DomainError) as caught:
+    with pytest.raises(DomainError) as failed:
         await fresh_login(
             redis_node(url).address,
             "default",
@@ -150,7 +128,7 @@ async def test_redis_certificate_from_another_ca_is_refused(
             acl=True,
             timeout=TIMEOUT,
         )
-    assert tls_redis.password not in str(caught.value)
+    assert str(tls_redis.password) not in str(failed.value)
     await fresh_login(
         redis_node(tls_redis.tls_url()).address,
         "default",
@@ -179,7 +157,7 @@ async def test_redis_bad_tls_option_is_refused(
         url = tls_redis.tls_url().split("?")[0] + "?" + query
         with pytest.raises(EngineRejected) as caught:
             await redis_engine.probe(redis_node(url), "default")
-        assert tls_redis.password not in str(caught.value)
+        assert str(tls_redis.password) not in str(caught.value)
 
 
 async def test_redis_client_certificate(
@@ -220,21 +198,11 @@ def _enable_ssl(server: PostgresServer, certs: DevCerts) -> None:
 
 
 def _pg_login(server: PostgresServer, ca: Path, user: str, password: str) -> bool:
-    try:
-        with psycopg.connect(
-            host="127.0.0.1",
-            port=server.port,
-            user=user,
-            password=password,
-            dbname="postgres",
-            sslmode="verify-full",
-            sslrootcert=str(ca),
-            connect_timeout=5,
-        ) as conn:
-            row = conn.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
-            return bool(row.fetchone()[0])  # type: ignore[index]
-    except psycopg.OperationalError:
-        return False
+    """Whether a fresh login verified against ``ca`` succeeds, and over TLS."""
+    row = postgres_login(
+        server.port, user, password, _PG_SSL, sslmode="verify-full", sslrootcert=str(ca)
+    )
+    return row is not None and bool(row[0])
 
 
 async def test_postgres_reset_over_verify_full_with_the_ca(
@@ -293,25 +261,10 @@ def _mariadb_tls(server: MariaDBServer, certs: DevCerts) -> None:
 
 def _mysql_login(server: MariaDBServer, ca: Path, user: str, password: str) -> str | None:
     """The TLS cipher of a fresh verified login, None if the password is refused."""
-    try:
-        conn = pymysql.connect(
-            host="127.0.0.1",
-            port=server.port,
-            user=user,
-            password=password,
-            connect_timeout=5,
-            ssl_ca=str(ca),
-            ssl_verify_identity=True,
-        )
-    except pymysql.err.OperationalError:
-        return None
-    try:
-        with conn.cursor() as cursor:
-            cursor.execute("SHOW STATUS LIKE 'Ssl_cipher'")
-            row = cursor.fetchone()
-            return str(row[1]) if row else ""
-    finally:
-        conn.close()
+    row = mysql_login(
+        server.port, user, password, _MY_CIPHER, ssl_ca=str(ca), ssl_verify_identity=True
+    )
+    return None if row is None else str(row[1])
 
 
 async def test_mariadb_reset_over_verify_identity_with_the_ca(

@@ -293,7 +293,7 @@ async def test_crash_after_the_transaction_before_the_swap(data_dir: Path) -> No
     opener = AesGcmSecretBox(old, retired=[bytes(range(32))])
     store = await open_store(sqlite_url(data_dir), opener, SystemClock())
     try:
-        await SqlRekey(store.engine, opener, SystemClock()).reseal(new)
+        await SqlRekey(store.db).reseal(new)
     finally:
         await store.close()
     await check_opens(data_dir, filled)  # master.key.new opens what it sealed

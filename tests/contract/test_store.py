@@ -14,7 +14,7 @@ import stat
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,7 @@ from keyturn.store.migrate import SCHEMA_HEAD, current_revision, head_revision, 
 from keyturn.store.schema import instances, metadata, nodes, tasks
 from keyturn.store.sealing import AesGcmSecretBox
 from keyturn.store.sql import SqlStore, open_engine, open_store, sqlite_url
+from tests.support.fakes import FakeClock
 
 T1 = Tenant(id="1300000001", name="one")
 T2 = Tenant(id="1300000002", name="two")
@@ -59,15 +60,6 @@ NEW_PW = "Reset-Plaintext-Pw-3"
 KEY_SECRET = "AccessKey-Plaintext-Secret-4"
 SNAPSHOT_HASH = "Snapshot-Plaintext-Hash-5"
 T0 = datetime(2025, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.moment = T0
-
-    def now(self) -> datetime:
-        self.moment += timedelta(seconds=1)
-        return self.moment
 
 
 @dataclass
@@ -103,7 +95,7 @@ async def backend(
     request: pytest.FixtureRequest, tmp_path: Path, box: AesGcmSecretBox
 ) -> AsyncIterator[Backend]:
     url = BACKENDS[request.param](tmp_path)
-    clock = FakeClock()
+    clock = FakeClock(T0, tick=1)
     store = await open_store(url, box, clock)
     raw = open_engine(url)
     try:
@@ -184,7 +176,7 @@ async def test_migrations_are_idempotent_and_match_the_schema(
     backend: Backend, box: AesGcmSecretBox
 ) -> None:
     await seed(backend.store, make_instance())
-    again = await open_store(backend.url, box, FakeClock())
+    again = await open_store(backend.url, box, FakeClock(T0, tick=1))
     try:
         assert len((await again.list_instances(None))[0]) == 1
     finally:
@@ -462,13 +454,13 @@ async def test_a_task_id_collision_draws_again(
     await seed(store, instance)
     taken = await run_task(store, instance, "first")
     draws = iter([taken, taken, 2**53 - 1])
-    monkeypatch.setattr(store, "new_task_id", lambda: next(draws))
+    monkeypatch.setattr(store.tasks, "new_task_id", lambda: next(draws))
     task = await store.create_task(new_task(instance, "second"), Secret(NEW_PW))
     assert task.id == 2**53 - 1
     assert (await store.get_task(T1.id, taken)).account == "first"  # untouched
     assert await store.pending_password(task.id) == Secret(NEW_PW)
     # A store that never finds a free id fails cleanly, and creates nothing.
-    monkeypatch.setattr(store, "new_task_id", lambda: taken)
+    monkeypatch.setattr(store.tasks, "new_task_id", lambda: taken)
     with pytest.raises(InternalError):
         await store.create_task(new_task(instance, "third"), None)
     assert (await store.list_tasks(T1.id, instance_id=None, page=Page(limit=9)))[1] == 2
@@ -481,7 +473,7 @@ async def test_tasks_are_listed_by_creation_time_not_id(
     await seed(store, instance)
     # Ids that fall as time goes on, and two tasks created in the same microsecond.
     draws = iter([900, 500, 700, 100])
-    monkeypatch.setattr(store, "new_task_id", lambda: next(draws))
+    monkeypatch.setattr(store.tasks, "new_task_id", lambda: next(draws))
     for account in ("a", "b"):
         await run_task(store, instance, account)
     moment = backend.clock.now()
@@ -611,7 +603,7 @@ async def test_sealed_values_are_bound_to_their_row(backend: Backend) -> None:
 async def test_no_plaintext_secret_reaches_the_sqlite_files(
     tmp_path: Path, box: AesGcmSecretBox
 ) -> None:
-    store = await open_store(sqlite_url(tmp_path), box, FakeClock())
+    store = await open_store(sqlite_url(tmp_path), box, FakeClock(T0, tick=1))
     try:
         instance = make_instance()
         await seed(store, instance)
@@ -668,7 +660,7 @@ async def test_list_instances_stays_fast_with_many_instances(
 ) -> None:
     """100,000 instances: a page and its total come back in well under a second."""
     url = sqlite_url(tmp_path)
-    store = await open_store(url, box, FakeClock())
+    store = await open_store(url, box, FakeClock(T0, tick=1))
     raw = open_engine(url)
     try:
         await seed(store)

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -22,6 +23,7 @@ from keyturn.service.inventory import parse_inventory
 from keyturn.store.schema import access_keys, policies
 from keyturn.store.sealing import AesGcmSecretBox
 from keyturn.store.sql import SqlStore, open_store, sqlite_url
+from tests.support.fakes import FakeClock
 
 T1 = Tenant(id="1300000001", name="one")
 T2 = Tenant(id="1300000002", name="two")
@@ -50,19 +52,13 @@ DENY_RESETS = validated_document(
 BACKENDS: dict[str, Callable[[Path], str]] = {"sqlite": sqlite_url}
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.moment = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
-
-    def now(self) -> datetime:
-        self.moment += timedelta(seconds=1)
-        return self.moment
+START = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SqlStore]:
     opened = await open_store(
-        BACKENDS[request.param](tmp_path), AesGcmSecretBox(b"k" * 32), FakeClock()
+        BACKENDS[request.param](tmp_path), AesGcmSecretBox(b"k" * 32), FakeClock(START, tick=1)
     )
     await opened.put_tenant(T1, KeySource.CLI)
     await opened.put_tenant(T2, KeySource.CLI)
@@ -76,7 +72,7 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         await opened.close()
 
 
-def named(name: str, document: str, tenant: Tenant = T1, **kw: KeySource) -> NamedPolicy:
+def named(name: str, document: str, tenant: Tenant = T1, **kw: Any) -> NamedPolicy:
     return NamedPolicy(tenant_id=tenant.id, name=name, document=document, **kw)
 
 
@@ -146,7 +142,7 @@ async def test_attachments_resolve_in_order_with_names(store: SqlStore) -> None:
         raw = await conn.scalar(
             sa.select(access_keys.c.policies).where(access_keys.c.id == "AKIDone")
         )
-    assert json.loads(raw) == [
+    assert json.loads(str(raw)) == [
         {"document": json.loads(DENY_RESETS)},
         {"policy": "reset"},
         {"policy": "describe"},
@@ -243,13 +239,13 @@ async def test_key_updates_keep_attachments_and_tenant_removal_drops_policies(
 async def test_attachments_survive_a_reopen(tmp_path: Path) -> None:
     url = sqlite_url(tmp_path)
     box = AesGcmSecretBox(b"k" * 32)
-    first = await open_store(url, box, FakeClock())
+    first = await open_store(url, box, FakeClock(START, tick=1))
     await first.put_tenant(T1, KeySource.CLI)
     await first.put_access_key(AccessKey(id="AKIDone", tenant_id=T1.id, secret=Secret("s" * 20)))
     await first.put_policy(named("reset", RESET))
     await first.set_key_policies("AKIDone", KeyPolicies(inline=DESCRIBE, names=("reset",)))
     await first.close()
-    second = await open_store(url, box, FakeClock())
+    second = await open_store(url, box, FakeClock(START, tick=1))
     try:
         assert await second.key_policies("AKIDone") == KeyPolicies(
             inline=DESCRIBE, names=("reset",)

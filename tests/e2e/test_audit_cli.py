@@ -12,10 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import sqlite3
-import subprocess
-import sys
 import uuid
 from collections.abc import Callable
 from contextlib import closing
@@ -24,9 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
 from tencentcloud.redis.v20180412 import models
 
@@ -36,6 +30,7 @@ from keyturn.core.audit import AuditEvent, AuditOutcome
 from keyturn.core.model import Product
 from keyturn.store.audit_keying import open_audit_log
 from keyturn.store.sql import DB_FILE
+from tests.support.cli import audit_cli, audit_records
 from tests.support.huawei_sdk import dcs_client, reset_password
 from tests.support.keyturn_server import (
     HW_AK,
@@ -47,50 +42,11 @@ from tests.support.keyturn_server import (
     TENANT,
     KeyturnServer,
 )
+from tests.support.logins import can_login
+from tests.support.passwords import leaked, new_instance_id, new_password
 from tests.support.sdk import redis_sdk, reset, wait_task
-from tests.wire.conftest import leaked, new_instance_id, new_password
 
 pytestmark = pytest.mark.engine
-
-
-def keyturn_cli(
-    server: KeyturnServer | Path, *args: str, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    data_dir = server if isinstance(server, Path) else server.data_dir
-    return subprocess.run(
-        [sys.executable, "-m", "keyturn", "audit", *args, "--data-dir", str(data_dir)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        check=False,
-        timeout=60,
-    )
-
-
-def records(server: KeyturnServer, *args: str) -> list[dict[str, Any]]:
-    done = keyturn_cli(server, *args, "--json")
-    assert done.returncode == 0, done.stderr
-    return [json.loads(line) for line in done.stdout.splitlines()]
-
-
-def can_login(port: int, password: str) -> bool:
-    """A fresh connection (it logs in when made) with ``default``'s ``password``."""
-    try:
-        client = redis.Redis(
-            port=port,
-            password=password,
-            protocol=2,
-            driver_info=None,
-            single_connection_client=True,
-            socket_timeout=3,
-            retry=Retry(NoBackoff(), 0),
-        )
-    except (redis.AuthenticationError, redis.ResponseError):
-        return False
-    try:
-        return bool(client.ping())
-    finally:
-        client.close()
 
 
 def sdk_error(call: Callable[[], object]) -> TencentCloudSDKException:
@@ -135,7 +91,7 @@ def test_tail_search_and_verify(
     reset_password(dcs_client(server.endpoint), hw_instance, new_password=hw_new)
     assert can_login(huawei_redis.port, hw_new)
 
-    tail = records(server, "tail", "-n", "50")
+    tail = audit_records(server, "tail", "-n", "50")
     outputs = [json.dumps(tail)]
     resource = f"qcs::redis:ap-guangzhou:uin/{TENANT}:instance/{instance_id}"
     mine = [r for r in tail if r["request_id"] == answer.RequestId]
@@ -175,23 +131,23 @@ def test_tail_search_and_verify(
     assert [r["seq"] for r in tail] == list(range(1, len(tail) + 1))
 
     # Searches.
-    by_request = records(server, "search", "--request-id", answer.RequestId)
+    by_request = audit_records(server, "search", "--request-id", answer.RequestId)
     assert [r["seq"] for r in by_request] == [r["seq"] for r in mine]
-    denied = records(server, "search", "--outcome", "denied", "--tenant", "")
+    denied = audit_records(server, "search", "--outcome", "denied", "--tenant", "")
     assert [r["request_id"] for r in denied] == [unsigned.get_request_id()]
-    resets = records(server, "search", "--action", "ResetPassword", "--since", "10m")
+    resets = audit_records(server, "search", "--action", "ResetPassword", "--since", "10m")
     assert {r["request_id"] for r in resets} == {answer.RequestId, refused.get_request_id()}
-    neutral = records(server, "search", "--action", "reset_password", "--tenant", HW_PROJECT)
+    neutral = audit_records(server, "search", "--action", "reset_password", "--tenant", HW_PROJECT)
     assert [r["seq"] for r in neutral] == [r["seq"] for r in huawei]
-    assert records(server, "search", "--until", "2000-01-01T00:00:00") == []
+    assert audit_records(server, "search", "--until", "2000-01-01T00:00:00") == []
     outputs += [json.dumps(found) for found in (by_request, denied, resets, neutral)]
-    table = keyturn_cli(server, "tail", "-n", "50", "--tenant", TENANT)
+    table = audit_cli(server, "tail", "-n", "50", "--tenant", TENANT)
     assert table.returncode == 0, table.stderr
     assert "redis:ResetPassword" in table.stdout and answer.RequestId in table.stdout
     assert "AuthFailure.SignatureFailure" not in table.stdout  # not this tenant's
     outputs.append(table.stdout)
 
-    intact = keyturn_cli(server, "verify")
+    intact = audit_cli(server, "verify")
     assert intact.returncode == 0, intact.stdout + intact.stderr
     assert intact.stdout.startswith(f"chain intact, {len(tail)} records")
     server.stop()
@@ -208,7 +164,7 @@ def test_tail_search_and_verify(
             "UPDATE audit_log SET event = replace(event, 'succeeded', 'failed') WHERE seq = ?",
             (target,),
         )
-    broken = keyturn_cli(server, "verify")
+    broken = audit_cli(server, "verify")
     assert broken.returncode == 1
     assert f"chain broken at record {target}:" in broken.stdout
     assert "edited" in broken.stdout
@@ -224,7 +180,7 @@ def test_tail_search_and_verify(
                 "UPDATE audit_log SET prev_hash = ?, hash = ? WHERE seq = ?", (prev[0], digest, seq)
             )
             prev = (digest,)
-    rehashed = keyturn_cli(server, "verify")
+    rehashed = audit_cli(server, "verify")
     assert rehashed.returncode == 1
     assert f"chain broken at record {target}: its MAC does not match" in rehashed.stdout
 
@@ -264,7 +220,7 @@ def test_an_unwritable_audit_log_refuses_resets(
     server.stop()
     assert "the audit log could not be written" in server.log()
     assert leaked(server, [new, redis_server.password, KEY_SECRET]) == []
-    assert keyturn_cli(server, "verify").returncode == 0
+    assert audit_cli(server, "verify").returncode == 0
 
 
 HOSTILE = {
@@ -307,7 +263,7 @@ def test_client_chosen_fields_print_inert(tmp_path: Path) -> None:
     asyncio.run(write())
     for colour in ({}, {"FORCE_COLOR": "1", "COLUMNS": "400"}):
         for args in (("tail",), ("search", "--outcome", "denied")):
-            shown = keyturn_cli(data_dir, *args, env=colour)
+            shown = audit_cli(data_dir, *args, env=colour)
             assert shown.returncode == 0, shown.stderr
             out = shown.stdout
             # Markup shows as the text it is...
@@ -318,17 +274,17 @@ def test_client_chosen_fields_print_inert(tmp_path: Path) -> None:
             assert "\x1b[2J" not in out and "\u202e" not in out and "\x1b[31m" not in out
             if not colour:
                 assert "\x1b" not in out
-        as_json = keyturn_cli(data_dir, "tail", "--json", env=colour)
+        as_json = audit_cli(data_dir, "tail", "--json", env=colour)
         assert as_json.returncode == 0 and as_json.stdout.isascii()
         for line in as_json.stdout.splitlines():
             record = json.loads(line)
             assert {k: record[k] for k in HOSTILE} == HOSTILE
             assert record["scheme"] == "hmac-sha256"
-    assert keyturn_cli(data_dir, "verify").returncode == 0
+    assert audit_cli(data_dir, "verify").returncode == 0
 
 
 def test_verify_needs_the_master_key(tmp_path: Path) -> None:
     data_dir = tmp_path / "empty"
-    done = keyturn_cli(data_dir, "verify")
+    done = audit_cli(data_dir, "verify")
     assert done.returncode == 2 and "no master key" in done.stderr
     assert not (data_dir / "master.key").exists()

@@ -18,23 +18,11 @@ import httpx
 import pytest
 from tencentcloud.redis.v20180412 import models
 
+from tests.support.cli import keyturn_cli as keyturn
 from tests.support.ports import free_port
 from tests.support.sdk import redis_sdk
 
 pytestmark = pytest.mark.engine
-
-
-def keyturn(
-    data_dir: Path, *args: str, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "keyturn", *args, "--data-dir", str(data_dir)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        check=False,
-        timeout=60,
-    )
 
 
 def start_serving(data_dir: Path, port: int, out: int) -> subprocess.Popen[bytes]:
@@ -125,7 +113,7 @@ def test_an_open_data_dir_is_made_private(tmp_path: Path) -> None:
     assert again.returncode == 0 and "tightened" not in again.stderr
 
 
-def test_inventory_commands(tmp_path: Path, redis_server) -> None:  # type: ignore[no-untyped-def]
+def test_inventory_commands(tmp_path: Path, redis_server) -> None:
     data = tmp_path / "data"
     assert keyturn(data, "tenants", "add", "1300000009", "--name", "ops").returncode == 0
     created = keyturn(data, "keys", "create", "--tenant", "1300000009")

@@ -11,12 +11,12 @@ from collections.abc import Callable
 import pytest
 from tencentcloud.redis.v20180412 import models
 
-from tests.e2e.test_cli import keyturn
+from tests.support.cli import keyturn_cli as keyturn
 from tests.support.keyturn_server import TENANT, KeyturnServer
+from tests.support.logins import can_login
+from tests.support.passwords import new_password
 from tests.support.redis_cluster_nodes import RedisClusterNodes
-from tests.support.redis_server import can_login
 from tests.support.sdk import redis_sdk, reset, wait_task
-from tests.wire.conftest import new_password
 
 pytestmark = pytest.mark.engine
 

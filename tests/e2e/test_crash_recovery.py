@@ -11,14 +11,14 @@ import time
 
 import pytest
 
+from tests.support.logins import can_login
+from tests.support.passwords import USED_PASSWORDS, leaked, new_instance_id, new_password
 from tests.support.sdk import redis_sdk, reset, wait_task
-from tests.wire.conftest import USED_PASSWORDS, leaked, new_instance_id, new_password
-from tests.wire.test_tencent_redis_sdk import can_login
 
 pytestmark = pytest.mark.engine
 
 
-def wait_for(condition, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+def wait_for(condition, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -35,7 +35,7 @@ def wait_for(condition, timeout: float = 20.0) -> None:  # type: ignore[no-untyp
         ("after_apply", "succeed"),
     ],
 )
-def test_kill_9_mid_reset(make_server, redis_server, point: str, expected: str) -> None:  # type: ignore[no-untyped-def]
+def test_kill_9_mid_reset(make_server, redis_server, point: str, expected: str) -> None:
     server = make_server(extra_env={"KEYTURN_FAULT_PAUSE": f"{point}=60"})
     server.start()
     instance_id = new_instance_id()
@@ -67,7 +67,7 @@ def test_kill_9_mid_reset(make_server, redis_server, point: str, expected: str) 
     assert leaked(server, [*USED_PASSWORDS, redis_server.password]) == []
 
 
-def test_sigterm_parks_and_resumes(make_server, redis_server) -> None:  # type: ignore[no-untyped-def]
+def test_sigterm_parks_and_resumes(make_server, redis_server) -> None:
     server = make_server(
         extra_env={"KEYTURN_FAULT_PAUSE": "after_apply=60", "KEYTURN_SHUTDOWN_GRACE": "0.5"},
     )
@@ -85,7 +85,7 @@ def test_sigterm_parks_and_resumes(make_server, redis_server) -> None:  # type: 
     server.stop()
 
 
-def test_conflicting_reset_is_refused(make_server, redis_server) -> None:  # type: ignore[no-untyped-def]
+def test_conflicting_reset_is_refused(make_server, redis_server) -> None:
     server = make_server(extra_env={"KEYTURN_FAULT_PAUSE": "after_apply=2"})
     server.start()
     instance_id = new_instance_id()
@@ -103,7 +103,7 @@ def test_conflicting_reset_is_refused(make_server, redis_server) -> None:  # typ
     server.stop()
 
 
-def test_inventory_reload_keeps_a_rotated_admin_password(make_server, redis_server) -> None:  # type: ignore[no-untyped-def]
+def test_inventory_reload_keeps_a_rotated_admin_password(make_server, redis_server) -> None:
     """keyturn logs in as ``default`` and resets ``default``; a restart that reloads an
     inventory file naming the old password must not lock it out."""
     server = make_server(extra_env={"KT_ADMIN_URL": redis_server.url()})

@@ -21,7 +21,7 @@ import pytest
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
 
 from keyturn.http.edge import MAX_HEAD_BYTES
-from tests.e2e.test_audit_cli import records
+from tests.support.cli import audit_records
 from tests.support.keyturn_server import KeyturnServer
 from tests.support.sdk import redis_sdk, task_info
 
@@ -74,8 +74,9 @@ class StalledUploads:
             selector.register(sock, selectors.EVENT_READ | selectors.EVENT_WRITE, i)
         while not self._stop.is_set() and len(self.closed_at) < len(self._socks):
             for key, events in selector.select(timeout=0.1):
-                i, sock = key.data, key.fileobj
-                assert isinstance(sock, socket.socket)
+                i, ready = key.data, key.fileobj
+                assert isinstance(ready, socket.socket)
+                sock = ready
                 if events & selectors.EVENT_READ:
                     try:
                         data = sock.recv(65536)
@@ -282,7 +283,9 @@ def test_forwarded_for_is_believed_only_from_trusted_proxies(
         "DescribeInstances", {}, headers={"X-Forwarded-For": "203.0.113.7"}
     )
     request_id = answer["Response"]["RequestId"]
-    [record] = [r for r in records(server, "tail", "-n", "20") if r["request_id"] == request_id]
+    [record] = [
+        r for r in audit_records(server, "tail", "-n", "20") if r["request_id"] == request_id
+    ]
     assert record["source_ip"] == source
 
 

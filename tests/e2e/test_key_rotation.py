@@ -15,11 +15,8 @@ from __future__ import annotations
 import base64
 import os
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -30,7 +27,9 @@ from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentClo
 from tencentcloud.common.profile.client_profile import ClientProfile
 from tencentcloud.common.profile.http_profile import HttpProfile
 
+from tests.support.cli import keyturn_cli as cli
 from tests.support.keyturn_server import KEY_ID, KEY_SECRET, TENANT, KeyturnServer
+from tests.support.logins import can_login
 from tests.support.redis_server import RedisServer
 from tests.support.sdk import redis_sdk, reset, task_info, wait_task
 
@@ -43,16 +42,6 @@ def new_password() -> str:
     password = "Rk-" + os.urandom(9).hex() + "Q"
     PASSWORDS.append(password)
     return password
-
-
-def cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "keyturn", *args, "--data-dir", str(data_dir)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
 
 
 def credentials_of(output: str) -> tuple[str, str]:
@@ -73,18 +62,6 @@ def encrypted(public_der: str, password: str) -> str:
     key = serialization.load_der_public_key(base64.b64decode(public_der))
     assert isinstance(key, rsa.RSAPublicKey)
     return base64.b64encode(key.encrypt(password.encode(), padding.PKCS1v15())).decode()
-
-
-def logs_in(server: RedisServer, password: str) -> bool:
-    import redis
-
-    client = redis.Redis(port=server.port, password=password, protocol=2, driver_info=None)
-    try:
-        return bool(client.ping())
-    except redis.AuthenticationError:
-        return False
-    finally:
-        client.close()
 
 
 def test_rotate_master_key_and_access_key(
@@ -133,7 +110,7 @@ def test_rotate_master_key_and_access_key(
         NoAuth=False,
     )
     assert wait_task(as_cli_key, task).Status == "succeed"
-    assert logs_in(redis_server, second) and not logs_in(redis_server, first)
+    assert can_login(redis_server.port, second) and not can_login(redis_server.port, first)
 
     # An access key's secret: printed once, the old one refused within the 1 s cache.
     inventory_key = cli(server.data_dir, "keys", "rotate", KEY_ID)

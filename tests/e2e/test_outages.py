@@ -14,71 +14,59 @@ import threading
 
 import pytest
 
-from tests.contract.test_engine_redis_replication import force_reconnect, logs_in, replicated
-from tests.support.fixtures import RedisServerFactory
-from tests.support.redis_server import RedisServer
+from tests.support.logins import can_login
+from tests.support.passwords import new_instance_id, new_password
+from tests.support.redis_replication import force_reconnect, replicated
 from tests.support.sdk import redis_sdk, reset, wait_task
-from tests.wire.conftest import new_instance_id, new_password
 
 pytestmark = pytest.mark.engine
 
 FAST = {"KEYTURN_ENGINE_TIMEOUT": "1", "KEYTURN_FAULT_PAUSE": "after_write_ahead=0.5"}
 
 
-@pytest.fixture
-def cluster(redis_server_factory: RedisServerFactory) -> list[RedisServer]:
-    primary = redis_server_factory()
-    replicas = [
-        redis_server_factory(password=primary.password, replica_of=primary) for _ in range(2)
-    ]
-    for replica in replicas:
-        replica.wait_link_up()
-    return [primary, *replicas]
-
-
-def test_a_replica_back_before_the_deadline_is_waited_for(make_server, cluster) -> None:  # type: ignore[no-untyped-def]
+def test_a_replica_back_before_the_deadline_is_waited_for(make_server, replicated_redis) -> None:
     server = make_server(extra_env={**FAST, "KEYTURN_TASK_DEADLINE": "15"})
     server.start()
     instance_id = new_instance_id()
-    server.add_instance(instance_id, [s.admin_url() for s in cluster])
+    server.add_instance(instance_id, [s.admin_url() for s in replicated_redis])
     client = redis_sdk(server.endpoint)
     new = new_password()
     task_id = reset(client, instance_id, Password=new)
-    cluster[2].stop()
-    restarter = threading.Timer(2.0, cluster[2].start)
+    replicated_redis[2].stop()
+    restarter = threading.Timer(2.0, replicated_redis[2].start)
     restarter.start()
     try:
         info = wait_task(client, task_id, timeout=30)
     finally:
         restarter.join()
     assert info.Status == "succeed", info.TaskMessage
-    cluster[2].password = new
-    force_reconnect(cluster, new)
-    for node in cluster:
-        assert logs_in(node, new)
-    assert replicated(cluster, new, "after-outage")
+    replicated_redis[2].password = new
+    force_reconnect(replicated_redis, new)
+    for node in replicated_redis:
+        assert can_login(node.port, new)
+    assert replicated(replicated_redis, new, "after-outage")
     assert "retrying" in server.log()
 
 
-def test_a_replica_down_past_the_deadline_rolls_back(make_server, cluster) -> None:  # type: ignore[no-untyped-def]
+def test_a_replica_down_past_the_deadline_rolls_back(make_server, replicated_redis) -> None:
     server = make_server(extra_env={**FAST, "KEYTURN_TASK_DEADLINE": "2"})
     server.start()
     instance_id = new_instance_id()
-    server.add_instance(instance_id, [s.admin_url() for s in cluster])
+    server.add_instance(instance_id, [s.admin_url() for s in replicated_redis])
     client = redis_sdk(server.endpoint)
-    old, new = cluster[0].password or "", new_password()
+    old, new = replicated_redis[0].password or "", new_password()
     task_id = reset(client, instance_id, Password=new)
-    cluster[2].stop()
-    restarter = threading.Timer(4.0, cluster[2].start)
+    replicated_redis[2].stop()
+    restarter = threading.Timer(4.0, replicated_redis[2].start)
     restarter.start()
     try:
         info = wait_task(client, task_id, timeout=30)
     finally:
         restarter.join()
     assert info.Status == "failed"
-    assert "rolled back" in info.TaskMessage and str(cluster[2].port) in info.TaskMessage
-    cluster[2].wait_link_up()
-    for node in cluster:
-        assert logs_in(node, old)
-        assert not logs_in(node, new)
-    assert replicated(cluster, old, "after-rollback")
+    assert "rolled back" in info.TaskMessage and str(replicated_redis[2].port) in info.TaskMessage
+    replicated_redis[2].wait_link_up()
+    for node in replicated_redis:
+        assert can_login(node.port, old)
+        assert not can_login(node.port, new)
+    assert replicated(replicated_redis, old, "after-rollback")

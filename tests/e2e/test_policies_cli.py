@@ -5,10 +5,10 @@ explicit deny and an administrator key (exit 0 when allowed, 1 when denied)."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
+
+from tests.support.cli import keyturn_cli
 
 TENANT = "1300000001"
 ALLOWED = f"qcs::redis:ap-guangzhou:uin/{TENANT}:instance/crs-allowed01"
@@ -16,14 +16,7 @@ OTHER = f"qcs::redis:ap-guangzhou:uin/{TENANT}:instance/crs-other0001"
 
 
 def keyturn(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "keyturn", *args, "--data-dir", str(data_dir)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "COLUMNS": "200"},
-        check=False,
-        timeout=60,
-    )
+    return keyturn_cli(data_dir, *args, env={"COLUMNS": "200"})
 
 
 def key_id_of(output: str) -> str:

@@ -21,18 +21,19 @@ import statistics
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
+from alibabacloud_tea_openapi.exceptions import ClientException
 from tencentcloud.common.http.request import RequestInternal
 from tencentcloud.redis.v20180412 import models
 
 from keyturn.core.model import Product
 from keyturn.store.audit import SqlAuditLog
-from tests.support.alibaba_sdk import ClientException, KvstoreSdk
+from tests.support.alibaba_sdk import KvstoreSdk
 from tests.support.huawei_sdk import ClientRequestException, dcs_client, reset_password
 from tests.support.keyturn_server import (
     HW_PROJECT,
@@ -44,9 +45,9 @@ from tests.support.keyturn_server import (
     TENANT,
     KeyturnServer,
 )
-from tests.support.redis_server import can_login
+from tests.support.logins import can_login
+from tests.support.passwords import USED_PASSWORDS, leaked, new_instance_id, new_password
 from tests.support.sdk import redis_sdk, wait_task
-from tests.wire.conftest import USED_PASSWORDS, leaked, new_instance_id, new_password
 
 pytestmark = pytest.mark.engine
 
@@ -102,7 +103,7 @@ class Signer:
 
 
 async def paced(
-    rate: int, start: float, send: Callable[[int], Awaitable[Outcome]]
+    rate: int, start: float, send: Callable[[int], Coroutine[Any, Any, Outcome]]
 ) -> list[Outcome]:
     """Start ``send(i)`` at ``start + i / rate`` for ``SECONDS``, never waiting for answers."""
     tasks: list[asyncio.Task[Outcome]] = []
@@ -320,7 +321,7 @@ def test_alibaba_sdk_meets_throttling_user_with_http_400(
     sdk = KvstoreSdk("tea", server.endpoint)
     passwords = [new_password() for _ in range(20)]
     accepted: list[int] = []
-    seen: list[tuple[str, int]] = []
+    seen: list[tuple[str, str, int]] = []
 
     def reset(n: int) -> None:
         # AccountName = InstanceId is the instance's default user.

@@ -4,20 +4,15 @@ before anything starts: exit status 2, a message naming the problem, never a key
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.support.cli import keyturn_cli
+
 
 def keyturn(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "keyturn", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    return keyturn_cli(None, *args)
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-#: One line per engine topology, filled by tests/fault/test_fault_suite.py.
-REPORT_LINES: list[str] = []
+from tests.support.fault_report import REPORT_LINES
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

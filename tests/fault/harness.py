@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from tests.support.keyturn_server import KeyturnServer
-from tests.wire.conftest import new_password
+from tests.support.passwords import new_password
 
 
 class Cluster(Protocol):

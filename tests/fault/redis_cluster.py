@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
@@ -14,8 +15,9 @@ from redis.retry import Retry
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
 
 from tests.support.keyturn_server import KeyturnServer
+from tests.support.logins import can_login
 from tests.support.redis_sentinel import RedisSentinel
-from tests.support.redis_server import RedisServer, RedisServerError, can_login
+from tests.support.redis_server import RedisServer, RedisServerError
 from tests.support.sdk import redis_sdk, reset, wait_task
 
 
@@ -102,7 +104,7 @@ class RedisCluster:
                 found.append(f"node {i} still accepts the other password")
             client = _client(node, expected)
             try:
-                user = client.acl_getuser("default")
+                user: Any = client.acl_getuser("default")
             finally:
                 client.close()
             if list(user["passwords"]) != [digest]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 import psycopg
-import pymysql
+import pymysql  # type: ignore[import-untyped]
 from psycopg import sql
 from tencentcloud.common import credential
 from tencentcloud.common.profile.client_profile import ClientProfile

@@ -15,18 +15,18 @@ from pathlib import Path
 import pytest
 
 from keyturn.core.model import Product
-from tests.fault.conftest import REPORT_LINES
 from tests.fault.harness import Cluster, run_trials
 from tests.fault.redis_cluster import RedisCluster
 from tests.fault.sql_clusters import MariaDBCluster, PostgresCluster
+from tests.support.fault_report import REPORT_LINES
 from tests.support.fixtures import (
     MariaDBServerFactory,
     PostgresServerFactory,
     RedisServerFactory,
 )
 from tests.support.keyturn_server import KeyturnServer
+from tests.support.passwords import USED_PASSWORDS, leaked, new_instance_id, new_password
 from tests.support.redis_sentinel import RedisSentinel
-from tests.wire.conftest import USED_PASSWORDS, leaked, new_instance_id, new_password
 
 pytestmark = pytest.mark.engine
 

@@ -37,7 +37,7 @@ RPC_COMMON = frozenset(
     }
 )
 
-text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40)
+text = st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=40)
 values = (
     st.sampled_from([INSTANCE, "r-bp1zxszhcgatnx", "appuser", "default", "-1", "0", "101"])
     | st.integers().map(str)

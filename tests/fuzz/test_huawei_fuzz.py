@@ -17,13 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from keyturn.core.model import Product
-from keyturn.dialects.huawei.signing import (
-    canonical_request,
-    parse_authorization,
-    signature,
-    string_to_sign,
-)
 from tests.support.fuzz_harness import AppHarness, FuzzInstance
+from tests.support.huawei_calls import signed_headers
 from tests.support.ports import free_port
 
 AK, SK = "HWAKFUZZ000000000001", "fuzz-secret-0123456789"
@@ -41,11 +36,11 @@ ROUTES = [
 #: Requests no API serves: a known path with another method, and an unknown path.
 NO_ROUTES = [("DELETE", "/v2/{project}/instances/{id}"), ("GET", "/v2/{project}/{id}")]
 
-text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40)
+text = st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=40)
 #: Path text: no newline, which Starlette's catch-all route does not match (it answers its own
 #: plain-text 404 before any dialect sees the request; reported to the http layer's owner).
 path_text = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\n"), max_size=40
+    alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="\n"), max_size=40
 )
 
 
@@ -99,33 +94,6 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppHarness]:
     h.close()
 
 
-def signed_headers(method: str, path: str, query: str, body: bytes) -> dict[str, str]:
-    """Sign as the SDK does; ``path`` is the decoded path the server will see."""
-    moment = datetime.now(UTC).replace(microsecond=0)
-    headers = {
-        "content-type": "application/json;charset=utf-8",
-        "host": "fuzz",
-        "x-project-id": PROJECT,
-        "x-sdk-date": moment.strftime("%Y%m%dT%H%M%SZ"),
-    }
-    template = (
-        f"SDK-HMAC-SHA256 Access={AK}, SignedHeaders={';'.join(sorted(headers))}, "
-        f"Signature={'0' * 64}"
-    )
-    canonical = canonical_request(
-        method=method,
-        path=path,
-        query=query,
-        headers=headers,
-        signed_headers=parse_authorization(template).signed_headers,
-        body=body,
-    )
-    headers["authorization"] = template.replace(
-        "0" * 64, signature(SK, string_to_sign(canonical, moment))
-    )
-    return headers
-
-
 def check(response: httpx.Response) -> None:
     assert response.status_code < 500, (response.status_code, response.text)
     assert response.headers.get("x-request-id"), response.headers
@@ -158,7 +126,17 @@ def test_signed_requests_with_arbitrary_input(
     raw = template.format(project=quote(project, safe=""), id=quote(segment, safe=""))
     raw_query = urlencode(query, quote_via=quote)
     body = body if method in ("POST", "PUT") else b""
-    headers = signed_headers(method, decoded, raw_query, body)
+    headers = signed_headers(
+        method,
+        decoded,
+        raw_query,
+        body,
+        date=datetime.now(UTC).replace(microsecond=0),
+        secret=SK,
+        ak=AK,
+        project=PROJECT,
+        host="fuzz",
+    )
     check(harness.send(method, raw, query=raw_query, body=body, headers=headers))
 
 

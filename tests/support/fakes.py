@@ -1,13 +1,13 @@
 """In-memory stand-ins for unit tests without I/O.
 
 Ports and services: a settable clock, the store's replay memory, a gate that lets everything
-through, a task-shaped value for stubbed resets. Engines and stores: ``FakeEngine`` keeps one
-current password per account and answers ``probe`` and ``password_matches`` after a short
-``asyncio.sleep`` (so concurrent callers really overlap), counting the old passwords it
-evaluated; ``FakeStore`` holds instances and answers the reads a use case makes before it
-queues anything. Anything else they are asked raises, so a test notices when a use case goes
-further than it should. They implement the same ports as the real adapters, so a unit test
-exercises the real code on either side of them.
+through (and what a dialect tells it of a call), a task-shaped value for stubbed resets.
+Engines and stores: ``FakeEngine`` keeps one current password per account and answers
+``probe`` and ``password_matches`` after a short ``asyncio.sleep`` (so concurrent callers
+really overlap), counting the old passwords it evaluated; ``FakeStore`` holds instances and
+answers the reads a use case makes before it queues anything. Anything else they are asked
+raises, so a test notices when a use case goes further than it should. They implement the same
+ports as the real adapters, so a unit test exercises the real code on either side of them.
 """
 
 from __future__ import annotations
@@ -23,20 +23,39 @@ from keyturn.core.model import EngineKind, Instance, Node, NodeAddress, Product
 from keyturn.core.ports import EngineInfo
 from keyturn.core.secrets import Secret
 from keyturn.service.context import Answer, Caller
+from keyturn.service.gate import CallInfo
 from keyturn.service.replay import ReplayGuard
 
 
 class FakeClock:
-    """A clock that stands still until told to move (UTC)."""
+    """A clock that stands still until told to move (UTC); with ``tick`` it moves that many
+    seconds before each reading instead (so every stored time differs)."""
 
-    def __init__(self, moment: datetime | None = None) -> None:
+    def __init__(self, moment: datetime | None = None, *, tick: float = 0.0) -> None:
         self.moment = moment or datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+        self.tick = timedelta(seconds=tick)
 
     def now(self) -> datetime:
+        self.moment += self.tick
         return self.moment
 
     def advance(self, seconds: float) -> None:
         self.moment += timedelta(seconds=seconds)
+
+
+def redis_call(action: str = "redis:ResetPassword", *, mutating: bool = True) -> CallInfo:
+    """What a dialect tells the gate about a Tencent Redis call (a reset unless told)."""
+    return CallInfo(
+        vendor="tencent",
+        action=action,
+        neutral_action="reset_password" if mutating else "",
+        mutating=mutating,
+        resource_name=lambda region, tenant, instance: (
+            f"qcs::redis:{region}:uin/{tenant}:{instance}"
+        ),
+        instance_id="crs-00000001",
+        region="ap-guangzhou",
+    )
 
 
 class WallClock:

@@ -2,12 +2,14 @@
 
 ``redis_server`` is a password-protected throwaway redis-server with a config file, one per test.
 ``redis_server_factory`` starts more, with other options (no password, an ``aclfile``, no config
-file), and stops them all after the test. ``redis_cluster`` is a throwaway Redis Cluster of 3
-primaries and 3 replicas (``tests.support.redis_cluster_nodes``). ``postgres_server`` (and
-``postgres_server_factory``) is a throwaway PostgreSQL 15 with a generated superuser password
+file), and stops them all after the test; ``replicated_redis`` is a primary with two replicas;
+``redis_cluster`` is a throwaway Redis Cluster of 3 primaries and 3 replicas
+(``tests.support.redis_cluster_nodes``). ``postgres_server`` (and ``postgres_server_factory``)
+is a throwaway PostgreSQL 15 with a generated superuser password
 (``postgres_server_factory(standby_of=primary)``: a hot standby streaming from it).
 ``mariadb_server`` (and ``mariadb_server_factory``) is a throwaway MariaDB 10.11 with a generated
-root password (``mariadb_server_factory(replica_of=primary)``: a read-only GTID replica). A
+root password (``mariadb_server_factory(replica_of=primary)``: a read-only GTID replica).
+``redis_engine``, ``postgres_engine`` and ``mysql_engine`` are keyturn's adapters. A
 missing engine binary skips the test locally, but in CI (``CI`` set) it fails the test: an
 engine test must never pass unseen.
 """
@@ -15,10 +17,14 @@ engine test must never pass unseen.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any, Generic, Protocol, TypeVar
 
 import pytest
 
+from keyturn.engines.mysql import MySQLEngine
+from keyturn.engines.postgres import PostgresEngine
+from keyturn.engines.redis import RedisEngine
 from tests.support.mysql_server import MariaDBServer, MariaDBServerError, mariadb_binaries
 from tests.support.postgres_server import (
     PostgresServer,
@@ -27,6 +33,20 @@ from tests.support.postgres_server import (
 )
 from tests.support.redis_cluster_nodes import RedisClusterNodes
 from tests.support.redis_server import RedisServer, RedisServerError, redis_server_binary
+
+
+class Server(Protocol):
+    """What ``Started`` needs of a throwaway server."""
+
+    def start(self) -> Any: ...
+
+    def close(self) -> None: ...
+
+
+S = TypeVar("S", bound=Server)
+
+#: Seconds each engine operation of the ``*_engine`` fixtures may take (SQL logins hash).
+REDIS_TIMEOUT, SQL_TIMEOUT = 2.0, 3.0
 
 #: ``redis_server_factory(password=..., aclfile=..., config_file=...)`` -> started server.
 RedisServerFactory = Callable[..., RedisServer]
@@ -46,10 +66,32 @@ def require_binary(name: str, found: str | None) -> str:
     return found
 
 
+class Started(Generic[S]):
+    """The servers a factory fixture started; ``close`` stops them newest first (replicas and
+    standbys before the primary they follow)."""
+
+    def __init__(self, what: str, error: type[Exception]) -> None:
+        self.what, self.error = what, error
+        self.servers: list[S] = []
+
+    def start(self, server: S) -> S:
+        """Start ``server`` (failing the test, not erroring it, if it cannot start)."""
+        self.servers.append(server)
+        try:
+            server.start()
+        except self.error as exc:
+            pytest.fail(f"could not start {self.what}: {exc}", pytrace=False)
+        return server
+
+    def close(self) -> None:
+        for server in reversed(self.servers):
+            server.close()
+
+
 @pytest.fixture
 def redis_server_factory() -> Iterator[RedisServerFactory]:
     binary = require_binary("redis-server", redis_server_binary())
-    started: list[RedisServer] = []
+    started: Started[RedisServer] = Started("redis-server", RedisServerError)
 
     def make(
         *,
@@ -69,22 +111,28 @@ def redis_server_factory() -> Iterator[RedisServerFactory]:
             binary=binary,
             replica_of=replica_of,
         )
-        started.append(server)
-        try:
-            server.start()
-        except RedisServerError as exc:
-            pytest.fail(f"could not start redis-server: {exc}", pytrace=False)
-        return server
+        return started.start(server)
 
     yield make
-    for server in started:
-        server.close()
+    started.close()
 
 
 @pytest.fixture
 def redis_server(redis_server_factory: RedisServerFactory) -> RedisServer:
     """A started redis-server with a generated ``default`` password and a config file."""
     return redis_server_factory()
+
+
+@pytest.fixture
+def replicated_redis(redis_server_factory: RedisServerFactory) -> list[RedisServer]:
+    """A primary and two replicas that log in to it as ``default`` (links up)."""
+    primary = redis_server_factory()
+    replicas = [
+        redis_server_factory(password=primary.password, replica_of=primary) for _ in range(2)
+    ]
+    for replica in replicas:
+        replica.wait_link_up()
+    return [primary, *replicas]
 
 
 @pytest.fixture
@@ -111,24 +159,19 @@ def postgres_server_factory() -> Iterator[PostgresServerFactory]:
     """Starts throwaway PostgreSQL 15 servers (from a per-session initdb template) and stops
     them all after the test. A missing PostgreSQL skips locally and fails in CI."""
     bindir = require_binary("PostgreSQL 15 (initdb, pg_ctl)", postgres_bindir())
-    started: list[PostgresServer] = []
+    # Standbys stop first: a primary's fast shutdown waits for its WAL senders.
+    started: Started[PostgresServer] = Started("PostgreSQL", PostgresServerError)
 
     def make(
         *, password: str | None = None, standby_of: PostgresServer | None = None
     ) -> PostgresServer:
         """``standby_of``: a started server of this factory to stream from."""
-        server = PostgresServer(password=password, bindir=bindir, standby_of=standby_of)
-        started.append(server)
-        try:
-            server.start()
-        except PostgresServerError as exc:
-            pytest.fail(f"could not start PostgreSQL: {exc}", pytrace=False)
-        return server
+        return started.start(
+            PostgresServer(password=password, bindir=bindir, standby_of=standby_of)
+        )
 
     yield make
-    # Standbys first: a primary's fast shutdown waits for its WAL senders.
-    for server in reversed(started):
-        server.close()
+    started.close()
 
 
 @pytest.fixture
@@ -148,24 +191,17 @@ def mariadb_server_factory() -> Iterator[MariaDBServerFactory]:
     """Starts throwaway MariaDB 10.11 servers (from a per-session install-db template) and
     stops them all after the test. A missing MariaDB skips locally and fails in CI."""
     require_binary("MariaDB (mariadb-install-db, mariadbd)", mariadb_binaries())
-    started: list[MariaDBServer] = []
+    # Replicas stop first, so none is left retrying a primary that went away.
+    started: Started[MariaDBServer] = Started("MariaDB", MariaDBServerError)
 
     def make(
         *, password: str | None = None, replica_of: MariaDBServer | None = None
     ) -> MariaDBServer:
         """``replica_of``: a started server of this factory to replicate from."""
-        server = MariaDBServer(password=password, replica_of=replica_of)
-        started.append(server)
-        try:
-            server.start()
-        except MariaDBServerError as exc:
-            pytest.fail(f"could not start MariaDB: {exc}", pytrace=False)
-        return server
+        return started.start(MariaDBServer(password=password, replica_of=replica_of))
 
     yield make
-    # Replicas first, so none is left retrying a primary that went away.
-    for server in reversed(started):
-        server.close()
+    started.close()
 
 
 @pytest.fixture
@@ -173,3 +209,30 @@ def mariadb_server(mariadb_server_factory: MariaDBServerFactory) -> MariaDBServe
     """A started MariaDB 10.11 with a generated root password (root@localhost and
     root@127.0.0.1 only)."""
     return mariadb_server_factory()
+
+
+# --------------------------------------------------------------------------- engines
+
+
+@pytest.fixture
+async def redis_engine() -> AsyncIterator[RedisEngine]:
+    """keyturn's Redis adapter (closed after the test)."""
+    engine = RedisEngine(timeout=REDIS_TIMEOUT)
+    yield engine
+    await engine.close()
+
+
+@pytest.fixture
+async def postgres_engine() -> AsyncIterator[PostgresEngine]:
+    """keyturn's PostgreSQL adapter (closed after the test)."""
+    engine = PostgresEngine(timeout=SQL_TIMEOUT)
+    yield engine
+    await engine.close()
+
+
+@pytest.fixture
+async def mysql_engine() -> AsyncIterator[MySQLEngine]:
+    """keyturn's MySQL/MariaDB adapter (closed after the test)."""
+    engine = MySQLEngine(timeout=SQL_TIMEOUT)
+    yield engine
+    await engine.close()

@@ -73,7 +73,7 @@ class AppHarness:
     ) -> httpx.Response:
         url = path + ("?" + query if query else "")
         # Header values go out as UTF-8 bytes: crafted ones need not be ASCII.
-        raw = {name: value.encode() for name, value in (headers or {}).items()}
+        raw = {name.encode(): value.encode() for name, value in (headers or {}).items()}
         response: httpx.Response = self.run(
             self.client.request(method, url, content=body, headers=raw)
         )

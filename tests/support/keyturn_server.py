@@ -125,11 +125,15 @@ class KeyturnServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"keyturn exited early:\n{self.log()}")
             try:
-                if httpx.get(f"http://{self.endpoint}/healthz", timeout=0.5).status_code == 200:
+                if self.healthy():
                     return
             except httpx.HTTPError:
                 time.sleep(0.05)
         raise RuntimeError(f"keyturn did not start:\n{self.log()}")
+
+    def healthy(self) -> bool:
+        """Whether the server answers ``/healthz`` (an ``httpx.HTTPError`` while it cannot)."""
+        return httpx.get(f"http://{self.endpoint}/healthz", timeout=0.5).status_code == 200
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
         assert self.process is not None

@@ -148,7 +148,7 @@ class MariaDBServer:
             if password is not None and password != replica_of.password:
                 raise MariaDBServerError("a replica has its primary's root password")
             password = replica_of.password
-        self.password = password if password is not None else self.new_password()
+        self.password: str = password if password is not None else self.new_password()
         self.port = free_port()
         # Any id but the first primary's; the port is unique among running servers.
         self.server_id = "1" if replica_of is None else str(self.port)

@@ -182,7 +182,7 @@ class PostgresServer:
             if password is not None and password != standby_of.password:
                 raise PostgresServerError("a standby has its primary's superuser password")
             password = standby_of.password
-        self.password = password if password is not None else self.new_password()
+        self.password: str = password if password is not None else self.new_password()
         self.port = free_port()
         self.start_timeout = start_timeout
         self.dir = _owned_tempdir("keyturn-pg-")

@@ -32,8 +32,6 @@ from typing import Final
 from urllib.parse import quote
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from tests.support.ports import free_port
 
@@ -363,27 +361,3 @@ class RedisServer:
 
     def __repr__(self) -> str:
         return f"RedisServer(port={self.port}, pid={self.pid}, dir={str(self.dir)!r})"
-
-
-def can_login(port: int, password: str | None, user: str = "default") -> bool:
-    """A fresh connection as ``user`` on 127.0.0.1:``port``: AUTH with ``password`` (None: no
-    AUTH) and PING. No retries: redis-py retries a refused AUTH (a ConnectionError) with
-    backoff, which would cost seconds per refused login."""
-    try:
-        client = redis.Redis(
-            host="127.0.0.1",
-            port=port,
-            username=user if password else None,
-            password=password,
-            protocol=2,
-            driver_info=None,
-            single_connection_client=True,
-            socket_timeout=3,
-            retry=Retry(NoBackoff(), 0),
-        )
-        try:
-            return bool(client.ping())
-        finally:
-            client.close()
-    except (redis.AuthenticationError, redis.ResponseError):
-        return False

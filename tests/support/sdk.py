@@ -1,14 +1,22 @@
-"""Official Tencent Cloud SDK clients pointed at a keyturn server, and task polling."""
+"""Official Tencent Cloud SDK clients pointed at a keyturn server, task polling, and the error
+code of a refused call."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
+import pytest
 from tencentcloud.common import credential
+from tencentcloud.common.common_client import CommonClient
+from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
 from tencentcloud.common.profile.client_profile import ClientProfile
 from tencentcloud.common.profile.http_profile import HttpProfile
+from tencentcloud.postgres.v20170312 import postgres_client
 from tencentcloud.redis.v20180412 import models, redis_client
+from tencentcloud.tdmysql.v20211122 import models as tdmysql_models
+from tencentcloud.tdmysql.v20211122 import tdmysql_client
 
 from tests.support.keyturn_server import KEY_ID, KEY_SECRET
 
@@ -26,6 +34,38 @@ def redis_sdk(
     profile = ClientProfile(httpProfile=http, signMethod=sign_method)
     profile.unsignedPayload = unsigned_payload
     return redis_client.RedisClient(credential.Credential(key_id, secret), "ap-guangzhou", profile)
+
+
+def profile(endpoint: str) -> ClientProfile:
+    return ClientProfile(httpProfile=HttpProfile(protocol="http", endpoint=endpoint))
+
+
+def postgres_sdk(endpoint: str) -> postgres_client.PostgresClient:
+    cred = credential.Credential(KEY_ID, KEY_SECRET)
+    return postgres_client.PostgresClient(cred, "ap-guangzhou", profile(endpoint))
+
+
+def tdmysql_sdk(endpoint: str) -> tdmysql_client.TdmysqlClient:
+    cred = credential.Credential(KEY_ID, KEY_SECRET)
+    return tdmysql_client.TdmysqlClient(cred, "ap-guangzhou", profile(endpoint))
+
+
+def tdmysql_common(endpoint: str) -> CommonClient:
+    """The seed's flat ``ResetUserPassword`` goes through ``CommonClient``."""
+    cred = credential.Credential(KEY_ID, KEY_SECRET)
+    return CommonClient("tdmysql", "2021-11-22", cred, "ap-guangzhou", profile(endpoint))
+
+
+def users_request(instance_id: str, *users: tuple[str, str, str]) -> Any:
+    """A ``ResetUsersPassword`` of ``(user, host, password)`` entries."""
+    request = tdmysql_models.ResetUsersPasswordRequest()
+    request.InstanceId = instance_id
+    request.Users = []
+    for name, host, password in users:
+        info = tdmysql_models.ResetUserPasswordInfo()
+        info.UserName, info.Host, info.Password = name, host, password
+        request.Users.append(info)
+    return request
 
 
 def reset(client: redis_client.RedisClient, instance_id: str, **fields: Any) -> int:
@@ -58,3 +98,10 @@ def wait_task(
         if time.monotonic() > deadline:
             raise AssertionError(f"task {task_id} still {info.Status} after {timeout}s")
         time.sleep(0.02)
+
+
+def code_of(call: Callable[[], object]) -> str:
+    """The Tencent error code ``call`` fails with (it must fail)."""
+    with pytest.raises(TencentCloudSDKException) as caught:
+        call()
+    return str(caught.value.get_code())

@@ -19,19 +19,19 @@ import socketserver
 import threading
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from keyturn.core.model import Product
 from tests.support.alibaba_sdk import SDKS, KvstoreSdk, sdk_error
 from tests.support.keyturn_server import OTHER_TENANT, KeyturnServer
+from tests.support.logins import can_login, redis_login
+from tests.support.passwords import USED_PASSWORDS, leaked, new_password
 from tests.support.redis_server import RedisServer
-from tests.wire.conftest import USED_PASSWORDS, leaked, new_password
 
 pytestmark = pytest.mark.engine
 
@@ -60,38 +60,6 @@ def add_user(server: RedisServer, name: str, password: str, *commands: str) -> N
         client.close()
 
 
-def login(port: int, user: str, password: str) -> redis.Redis | None:
-    """A fresh connection logged in as ``user``, or None if Redis refuses the password."""
-    try:
-        client = redis.Redis(
-            host="127.0.0.1",
-            port=port,
-            username=user,
-            password=password,
-            protocol=2,
-            driver_info=None,
-            single_connection_client=True,
-            socket_timeout=3,
-            retry=Retry(NoBackoff(), 0),  # a refused AUTH is final: no backoff retries
-        )
-    except (redis.AuthenticationError, redis.ResponseError):
-        return None
-    try:
-        client.ping()
-    except (redis.AuthenticationError, redis.ResponseError):
-        client.close()
-        return None
-    return client
-
-
-def can_login(port: int, user: str, password: str) -> bool:
-    client = login(port, user, password)
-    if client is None:
-        return False
-    client.close()
-    return True
-
-
 class Instance:
     """A registered alibaba-kvstore instance on a redis-server, with an ACL user ``appuser``.
     keyturn logs in with a dedicated admin user, or (``own_admin``) as ``default`` with
@@ -109,7 +77,7 @@ class Instance:
         self.server = server
         self.user_password = new_password()
         add_user(server, "appuser", self.user_password)
-        extra = {"tenant": tenant} if tenant else {}
+        extra: dict[str, Any] = {"tenant": tenant} if tenant else {}
         keyturn.add_instance(
             self.id,
             [server.url() if own_admin else server.admin_url()],
@@ -134,8 +102,8 @@ def test_reset_account_password(keyturn: KeyturnServer, instance: Instance, kind
         "ResetAccountPassword", InstanceId=instance.id, AccountName="appuser", AccountPassword=new
     )
     assert UUID_UPPER.fullmatch(answer["RequestId"])
-    assert can_login(instance.server.port, "appuser", new)
-    assert not can_login(instance.server.port, "appuser", instance.user_password)
+    assert can_login(instance.server.port, new, "appuser")
+    assert not can_login(instance.server.port, instance.user_password, "appuser")
 
 
 def test_default_account_is_named_after_the_instance(
@@ -150,13 +118,13 @@ def test_default_account_is_named_after_the_instance(
     sdk.call(
         "ResetAccountPassword", InstanceId=instance.id, AccountName=instance.id, AccountPassword=new
     )
-    assert can_login(instance.server.port, "default", new)
-    assert not can_login(instance.server.port, "default", instance.server.password or "")
+    assert can_login(instance.server.port, new, "default")
+    assert not can_login(instance.server.port, instance.server.password or "", "default")
     again = new_password()
     sdk.call(
         "ResetAccountPassword", InstanceId=instance.id, AccountName="appuser", AccountPassword=again
     )
-    assert can_login(instance.server.port, "appuser", again)
+    assert can_login(instance.server.port, again, "appuser")
 
 
 @pytest.mark.parametrize("kind", SDKS)
@@ -193,7 +161,7 @@ def test_seed_error_codes(
         "InvalidInstanceId.NotFound",
         404,
     )
-    assert can_login(port, "appuser", instance.user_password)  # nothing was applied
+    assert can_login(port, instance.user_password, "appuser")  # nothing was applied
 
     unknown = KvstoreSdk(kind, keyturn.endpoint, key_id="LTAIkeyturnNOSUCHKEY")
     fields = {"InstanceId": instance.id, "AccountName": "appuser", "AccountPassword": password}
@@ -217,7 +185,7 @@ def test_seed_error_codes(
         "InvalidAccountName.Duplicate",
         400,
     )
-    assert can_login(port, "reporting", created)
+    assert can_login(port, created, "reporting")
 
 
 class FakeRedis5(socketserver.ThreadingTCPServer):
@@ -332,9 +300,11 @@ def test_task_exists(tmp_path: Path, redis_server: RedisServer) -> None:
         deadline = time.monotonic() + 10
         client = admin(redis_server)
         try:
-            while applied not in client.acl_getuser("appuser")["passwords"]:
+            user: Any = client.acl_getuser("appuser")
+            while applied not in user["passwords"]:
                 assert time.monotonic() < deadline, "the first reset never reached the engine"
                 time.sleep(0.02)
+                user = client.acl_getuser("appuser")
         finally:
             client.close()
         second = new_password()
@@ -342,13 +312,11 @@ def test_task_exists(tmp_path: Path, redis_server: RedisServer) -> None:
             sdk = KvstoreSdk(kind, server.endpoint)
             fields = {"InstanceId": instance.id, "AccountName": "appuser"}
             assert sdk_error(
-                lambda sdk=sdk, fields=fields: sdk.call(
-                    "ResetAccountPassword", **fields, AccountPassword=second
-                )
+                partial(sdk.call, "ResetAccountPassword", **fields, AccountPassword=second)
             ) == ("TaskExists", 400)
         thread.join(30)
         assert outcome and isinstance(outcome[0], dict), outcome
-        assert can_login(redis_server.port, "appuser", first)
+        assert can_login(redis_server.port, first, "appuser")
         assert leaked(server, USED_PASSWORDS) == []
     finally:
         server.stop()
@@ -386,7 +354,7 @@ def test_read_only_account(keyturn: KeyturnServer, instance: Instance, kind: str
     seed = admin(instance.server)
     seed.set("greeting", "hello")
     seed.close()
-    client = login(instance.server.port, "reader", password)
+    client = redis_login(instance.server.port, password, "reader")
     assert client is not None
     try:
         assert client.get("greeting") == b"hello"
@@ -408,8 +376,8 @@ def test_modify_account_password(keyturn: KeyturnServer, instance: Instance, kin
         OldAccountPassword=instance.user_password,
         NewAccountPassword=new,
     )
-    assert can_login(port, "appuser", new)
-    assert not can_login(port, "appuser", instance.user_password)
+    assert can_login(port, new, "appuser")
+    assert not can_login(port, instance.user_password, "appuser")
 
     def modify(old: str) -> tuple[str, int]:
         return sdk_error(
@@ -427,7 +395,7 @@ def test_modify_account_password(keyturn: KeyturnServer, instance: Instance, kin
         assert modify(wrong) == ("InvalidAccountPassword.Mismatch", 400)
     assert modify(wrong) == ("Account.Locked", 403)  # the fifth wrong one locks
     assert modify(new) == ("Account.Locked", 403)
-    assert can_login(port, "appuser", new)
+    assert can_login(port, new, "appuser")
 
 
 @pytest.mark.parametrize("kind", SDKS)
@@ -488,33 +456,32 @@ def test_protected_accounts(keyturn: KeyturnServer, instance: Instance, kind: st
         fields = {"InstanceId": instance.id, "AccountName": account}
         assert (
             sdk_error(
-                lambda f=fields: sdk.call(
-                    "ResetAccountPassword", **f, AccountPassword=new_password()
-                )
+                partial(sdk.call, "ResetAccountPassword", **fields, AccountPassword=new_password())
             )
             == denied
         )
         assert (
             sdk_error(
-                lambda f=fields, old=current: sdk.call(
+                partial(
+                    sdk.call,
                     "ModifyAccountPassword",
-                    **f,
-                    OldAccountPassword=old,
+                    **fields,
+                    OldAccountPassword=current,
                     NewAccountPassword=new_password(),
                 )
             )
             == denied
         )
-        assert can_login(server.port, account, current)
+        assert can_login(server.port, current, account)
     create = {"InstanceId": instance.id, "AccountName": "kt_admin"}
     created = new_password()
     assert sdk_error(lambda: sdk.call("CreateAccount", **create, AccountPassword=created)) == denied
-    assert not can_login(server.port, "kt_admin", created)
+    assert not can_login(server.port, created, "kt_admin")
     new = new_password()
     sdk.call(
         "ResetAccountPassword", InstanceId=instance.id, AccountName=instance.id, AccountPassword=new
     )
-    assert can_login(server.port, "default", new)
+    assert can_login(server.port, new, "default")
 
 
 def test_default_keyturn_logs_in_with_is_denied(
@@ -528,9 +495,9 @@ def test_default_keyturn_logs_in_with_is_denied(
     for name in (instance_id, "default"):
         fields = {"InstanceId": instance_id, "AccountName": name}
         assert sdk_error(
-            lambda f=fields: sdk.call("ResetAccountPassword", **f, AccountPassword=new_password())
+            partial(sdk.call, "ResetAccountPassword", **fields, AccountPassword=new_password())
         ) == ("OperationDenied", 403)
-    assert can_login(redis_server.port, "default", redis_server.password or "")
+    assert can_login(redis_server.port, redis_server.password or "", "default")
 
 
 def test_concurrent_wrong_old_passwords(keyturn: KeyturnServer, instance: Instance) -> None:
@@ -573,7 +540,7 @@ def test_concurrent_wrong_old_passwords(keyturn: KeyturnServer, instance: Instan
             NewAccountPassword=new_password(),
         )
     ) == ("Account.Locked", 403)
-    assert can_login(instance.server.port, "appuser", instance.user_password)
+    assert can_login(instance.server.port, instance.user_password, "appuser")
 
 
 def test_no_secret_leaks(keyturn: KeyturnServer) -> None:

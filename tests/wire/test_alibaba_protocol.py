@@ -17,8 +17,8 @@ import pytest
 from keyturn.core.model import Product
 from tests.support.alibaba_sdk import acs3_request, rpc_query
 from tests.support.keyturn_server import KeyturnServer
+from tests.support.passwords import USED_PASSWORDS, leaked
 from tests.support.redis_server import RedisServer
-from tests.wire.conftest import USED_PASSWORDS, leaked
 
 pytestmark = pytest.mark.engine
 

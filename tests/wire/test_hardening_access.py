@@ -27,10 +27,11 @@ from keyturn.core.model import Product
 from tests.support.alibaba_sdk import KvstoreSdk, acs3_request, sdk_error
 from tests.support.huawei_sdk import ListInstancesRequest, dcs_client
 from tests.support.keyturn_server import HW_PROJECT, TENANT, KeyturnServer
-from tests.support.redis_server import RedisServer, can_login
+from tests.support.logins import can_login
+from tests.support.passwords import USED_PASSWORDS, new_password
+from tests.support.redis_server import RedisServer
 from tests.support.tencent_raw import tc3_post, tencent_error
 from tests.support.wire_capture import RecordingProxy, captured, send_raw
-from tests.wire.conftest import USED_PASSWORDS, new_password
 
 pytestmark = pytest.mark.engine
 
@@ -519,7 +520,9 @@ def test_task_ids_say_nothing_across_tenants(
     for _ in range(3):
         for tenant in (TENANT, OTHER_TENANT):
             key_id, secret = keys[tenant]
-            signing = {} if key_id is None else {"key_id": key_id, "secret": secret}
+            signing: dict[str, Any] = {}
+            if key_id is not None:
+                signing = {"key_id": key_id, "secret": secret}
             body = {"InstanceId": ids[tenant], "Password": new_password()}
             response = tc3_post(keyturn.endpoint, "ResetPassword", body, **signing)
             assert tencent_error(response) is None, response.text

@@ -17,9 +17,6 @@ import json
 import socket
 import ssl
 import stat
-import subprocess
-import sys
-import time
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -28,7 +25,7 @@ from typing import Any
 
 import httpx
 import psycopg
-import pymysql
+import pymysql  # type: ignore[import-untyped]
 import pytest
 import redis
 from alibabacloud_r_kvstore20150101 import models as kvstore_models
@@ -38,6 +35,7 @@ from aliyunsdkcore.client import AcsClient
 from aliyunsdkr_kvstore.request.v20150101.ResetAccountPasswordRequest import (
     ResetAccountPasswordRequest,
 )
+from huaweicloudsdkdcs.v2 import DcsClient
 from psycopg import sql
 from tencentcloud.common import credential
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
@@ -50,7 +48,8 @@ from tencentcloud.tdmysql.v20211122 import models as td_models
 from tencentcloud.tdmysql.v20211122 import tdmysql_client
 
 from keyturn.core.model import Product
-from tests.support.huawei_sdk import DcsClient, reset_password
+from tests.support.cli import keyturn_cli
+from tests.support.huawei_sdk import reset_password
 from tests.support.keyturn_server import (
     HW_AK,
     HW_PROJECT,
@@ -59,11 +58,12 @@ from tests.support.keyturn_server import (
     KEY_SECRET,
     KeyturnServer,
 )
+from tests.support.logins import can_login
 from tests.support.mysql_server import MariaDBServer, native_hash, sql_string
+from tests.support.passwords import USED_PASSWORDS, leaked, new_instance_id, new_password
 from tests.support.postgres_server import PostgresServer
 from tests.support.redis_server import RedisServer
 from tests.support.sdk import reset, wait_task
-from tests.wire.conftest import USED_PASSWORDS, leaked, new_instance_id, new_password
 
 pytestmark = pytest.mark.engine
 
@@ -82,39 +82,11 @@ class HttpsKeyturnServer(KeyturnServer):
         )
         self.ca = tls_dir / "ca.pem"
 
-    def start(self, extra_env: dict[str, str] | None = None, timeout: float = 20.0) -> None:
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "keyturn",
-                "serve",
-                "--config",
-                str(self.config),
-                "--data-dir",
-                str(self.data_dir),
-                "--port",
-                str(self.port),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**self.env, **(extra_env or {})},
+    def healthy(self) -> bool:
+        answer = httpx.get(
+            f"https://{self.endpoint}/healthz", timeout=0.5, verify=self.ca_context()
         )
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"keyturn exited early:\n{self.log()}")
-            try:
-                answer = httpx.get(
-                    f"https://{self.endpoint}/healthz", timeout=0.5, verify=self.ca_context()
-                )
-                if answer.status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.05)
-        raise RuntimeError(f"keyturn did not start:\n{self.log()}")
+        return answer.status_code == 200
 
     def ca_context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.ca))
@@ -123,13 +95,8 @@ class HttpsKeyturnServer(KeyturnServer):
 @pytest.fixture(scope="module")
 def tls_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("tls")
-    done = subprocess.run(
-        [sys.executable, "-m", "keyturn", "tls", "dev-cert", "--dir", str(directory)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
+    done = keyturn_cli(None, "tls", "dev-cert", "--dir", str(directory))
+    assert done.returncode == 0, done.stderr
     assert "--tls-cert" in done.stdout and "ca.pem" in done.stdout
     for name in ("ca-key.pem", "server-key.pem"):
         assert stat.S_IMODE((directory / name).stat().st_mode) == 0o600
@@ -145,18 +112,6 @@ def keyturn(
     yield server
     if server.process is not None:
         server.stop()
-
-
-def can_login(port: int, user: str, password: str) -> bool:
-    client = redis.Redis(
-        port=port, username=user, password=password, protocol=2, driver_info=None, socket_timeout=3
-    )
-    try:
-        return bool(client.ping())
-    except redis.AuthenticationError:
-        return False
-    finally:
-        client.close()
 
 
 def add_user(server: RedisServer, name: str, password: str) -> None:
@@ -220,14 +175,14 @@ def test_tencent_redis_sdk(keyturn: HttpsKeyturnServer, redis_server: RedisServe
     password = new_password()
     info = wait_task(client, reset(client, instance_id, Password=password, NoAuth=False))
     assert info.Status == "succeed"
-    assert can_login(redis_server.port, "default", password)
+    assert can_login(redis_server.port, password, "default")
     # The same SDK without the CA: certificate verification fails, nothing is sent.
     untrusting = redis_client.RedisClient(cred, "ap-guangzhou", tencent_profile(keyturn, ca=False))
     with pytest.raises(TencentCloudSDKException) as caught:
         reset(untrusting, instance_id, Password=new_password(), NoAuth=False)
     assert caught.value.get_code() == "ClientNetworkError"
     assert "CERTIFICATE_VERIFY_FAILED" in str(caught.value.get_message())
-    assert can_login(redis_server.port, "default", password)
+    assert can_login(redis_server.port, password, "default")
 
 
 def test_tencent_postgres_sdk(keyturn: HttpsKeyturnServer, postgres_server: PostgresServer) -> None:
@@ -310,7 +265,7 @@ def test_alibaba_tea_sdk(
             instance_id=instance_id, account_name="appuser", account_password=password
         )
     )
-    assert can_login(redis_server.port, "appuser", password)
+    assert can_login(redis_server.port, password, "appuser")
 
 
 # The legacy SDK vendors an old urllib3 that calls deprecated ssl APIs (PROTOCOL_TLS,
@@ -331,7 +286,7 @@ def test_alibaba_legacy_sdk(keyturn: HttpsKeyturnServer, redis_server: RedisServ
     request.set_AccountPassword(password)
     answer: dict[str, Any] = json.loads(client.do_action_with_exception(request))
     assert answer["RequestId"]
-    assert can_login(redis_server.port, "appuser", password)
+    assert can_login(redis_server.port, password, "appuser")
 
 
 # --------------------------------------------------------------------------- Huawei
@@ -357,7 +312,7 @@ def test_huawei_dcs_sdk(keyturn: HttpsKeyturnServer, redis_server: RedisServer) 
     password = new_password()
     answer = reset_password(client, instance_id, new_password=password, no_password_access=False)
     assert answer.code == "1" and answer.message == "success"
-    assert can_login(redis_server.port, "default", password)
+    assert can_login(redis_server.port, password, "default")
 
 
 # --------------------------------------------------------------------------- hygiene

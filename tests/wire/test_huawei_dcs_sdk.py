@@ -13,13 +13,11 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import httpx
 import pytest
-import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from keyturn.config import load_settings
 from keyturn.core.model import Product
@@ -35,7 +33,8 @@ from tests.support.huawei_sdk import (
     update_password,
 )
 from tests.support.keyturn_server import HW_PROJECT, OTHER_TENANT, KeyturnServer
-from tests.wire.conftest import USED_PASSWORDS, leaked, new_password
+from tests.support.logins import can_login
+from tests.support.passwords import USED_PASSWORDS, leaked, new_password
 
 pytestmark = pytest.mark.engine
 
@@ -47,29 +46,6 @@ RESET_OK = {
     "message": "success",
     "ext_message": None,
 }
-
-
-def can_login(port: int, password: str | None) -> bool:
-    """A fresh connection as ``default``: AUTH with ``password`` (None: no AUTH) and PING."""
-    try:
-        client = redis.Redis(
-            host="127.0.0.1",
-            port=port,
-            username="default" if password else None,
-            password=password,
-            protocol=2,
-            driver_info=None,
-            single_connection_client=True,
-            socket_timeout=3,
-            # redis-py counts a refused AUTH as a connection error and would retry it.
-            retry=Retry(NoBackoff(), 0),
-        )
-        try:
-            return bool(client.ping())
-        finally:
-            client.close()
-    except (redis.AuthenticationError, redis.ResponseError):
-        return False
 
 
 def refused(call: Callable[[], object]) -> ClientRequestException:
@@ -108,11 +84,11 @@ def register(
 
 
 @pytest.fixture
-def instance(keyturn: KeyturnServer, redis_server) -> tuple[str, Any]:  # type: ignore[no-untyped-def]
+def instance(keyturn: KeyturnServer, redis_server) -> tuple[str, Any]:
     return register(keyturn, [redis_server], name="orders-cache"), redis_server
 
 
-def test_reset_password_end_to_end(keyturn: KeyturnServer, instance) -> None:  # type: ignore[no-untyped-def]
+def test_reset_password_end_to_end(keyturn: KeyturnServer, instance) -> None:
     instance_id, server = instance
     client = dcs_client(keyturn.endpoint)
     new = new_password()
@@ -124,7 +100,7 @@ def test_reset_password_end_to_end(keyturn: KeyturnServer, instance) -> None:  #
     assert json.loads(response.raw_content) == RESET_OK
 
 
-def test_password_free_and_back(keyturn: KeyturnServer, instance) -> None:  # type: ignore[no-untyped-def]
+def test_password_free_and_back(keyturn: KeyturnServer, instance) -> None:
     instance_id, server = instance
     client = dcs_client(keyturn.endpoint)
     assert reset_password(client, instance_id, no_password_access=True).code == "1"
@@ -139,7 +115,7 @@ def test_password_free_and_back(keyturn: KeyturnServer, instance) -> None:  # ty
     assert shown.no_password_access == "false"
 
 
-def test_every_node_gets_the_password(keyturn: KeyturnServer, redis_server_factory) -> None:  # type: ignore[no-untyped-def]
+def test_every_node_gets_the_password(keyturn: KeyturnServer, redis_server_factory) -> None:
     first, second = redis_server_factory(), redis_server_factory()
     instance_id = register(keyturn, [first, second])
     new = new_password()
@@ -149,7 +125,7 @@ def test_every_node_gets_the_password(keyturn: KeyturnServer, redis_server_facto
         assert not can_login(server.port, server.password)
 
 
-def test_request_errors(keyturn: KeyturnServer, instance) -> None:  # type: ignore[no-untyped-def]
+def test_request_errors(keyturn: KeyturnServer, instance) -> None:
     instance_id, server = instance
     client = dcs_client(keyturn.endpoint)
     cases = [
@@ -187,7 +163,7 @@ def test_request_errors(keyturn: KeyturnServer, instance) -> None:  # type: igno
 
 def test_other_projects_and_password_free_denied(
     keyturn: KeyturnServer, redis_server_factory
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     client = dcs_client(keyturn.endpoint)
     theirs = redis_server_factory()
     foreign = register(keyturn, [theirs], tenant=OTHER_TENANT)
@@ -205,7 +181,7 @@ def test_other_projects_and_password_free_denied(
     assert (error.error_code, error.status_code) == ("DCS.4839", 400)
 
 
-def test_bad_credentials(keyturn: KeyturnServer, instance) -> None:  # type: ignore[no-untyped-def]
+def test_bad_credentials(keyturn: KeyturnServer, instance) -> None:
     instance_id, server = instance
     wrong_sk = dcs_client(keyturn.endpoint, sk="not-the-secret-key-000000")
     unknown_ak = dcs_client(keyturn.endpoint, ak="HWAKUNKNOWN000000001")
@@ -223,7 +199,7 @@ def test_bad_credentials(keyturn: KeyturnServer, instance) -> None:  # type: ign
     assert can_login(server.port, server.password)
 
 
-def test_skewed_date_is_refused(keyturn: KeyturnServer, instance) -> None:  # type: ignore[no-untyped-def]
+def test_skewed_date_is_refused(keyturn: KeyturnServer, instance) -> None:
     instance_id, _ = instance
     path = f"/v2/{HW_PROJECT}/instances/{instance_id}"
     old = (datetime.now(UTC) - timedelta(minutes=20)).strftime("%Y%m%dT%H%M%SZ")
@@ -236,7 +212,7 @@ def test_skewed_date_is_refused(keyturn: KeyturnServer, instance) -> None:  # ty
     assert httpx.get(url, headers=headers).status_code == 200
 
 
-def test_replayed_reset_is_refused(keyturn: KeyturnServer, instance) -> None:  # type: ignore[no-untyped-def]
+def test_replayed_reset_is_refused(keyturn: KeyturnServer, instance) -> None:
     instance_id, server = instance
     body = json.dumps({"no_password_access": True}).encode()
     path = f"/v2/{HW_PROJECT}/instances/{instance_id}/password/reset"
@@ -251,7 +227,7 @@ def test_replayed_reset_is_refused(keyturn: KeyturnServer, instance) -> None:  #
 
 def test_update_password_locks_after_five_wrong_old_passwords(
     keyturn: KeyturnServer, redis_server_factory
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     client = dcs_client(keyturn.endpoint)
     locked_server, other_server = redis_server_factory(), redis_server_factory()
     locked_id, other_id = register(keyturn, [locked_server]), register(keyturn, [other_server])
@@ -302,7 +278,7 @@ def latest_task_id(keyturn: KeyturnServer, instance_id: str) -> int:
     return asyncio.run(go())
 
 
-def test_reads(keyturn: KeyturnServer, redis_server_factory) -> None:  # type: ignore[no-untyped-def]
+def test_reads(keyturn: KeyturnServer, redis_server_factory) -> None:
     client = dcs_client(keyturn.endpoint)
     server = redis_server_factory()
     instance_id = register(keyturn, [server], name="reads-cache")
@@ -336,9 +312,7 @@ def test_reads(keyturn: KeyturnServer, redis_server_factory) -> None:  # type: i
     assert (job.job_id, job.status, job.fail_reason) == (job_id, "SUCCESS", "")
     assert job.begin_time and job.end_time
     for unknown in ("987654321", "not-a-job"):
-        error = refused(
-            lambda unknown=unknown: client.show_job_info(ShowJobInfoRequest(job_id=unknown))
-        )
+        error = refused(partial(client.show_job_info, ShowJobInfoRequest(job_id=unknown)))
         assert (error.error_code, error.status_code) == ("111404001", 404)
 
 
@@ -357,7 +331,7 @@ def signed(
     return httpx.request(method, url, headers=headers, content=body, timeout=10)
 
 
-def test_garbage_is_always_a_4xx_with_a_code(keyturn: KeyturnServer, instance) -> None:  # type: ignore[no-untyped-def]
+def test_garbage_is_always_a_4xx_with_a_code(keyturn: KeyturnServer, instance) -> None:
     instance_id, server = instance
     base = f"/v2/{HW_PROJECT}/instances/{instance_id}"
     reset_path, change_path = base + "/password/reset", base + "/password"
@@ -420,7 +394,7 @@ def test_garbage_is_always_a_4xx_with_a_code(keyturn: KeyturnServer, instance) -
 
 def test_instance_password_keyturn_logs_in_with(
     keyturn: KeyturnServer, redis_server_factory
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     """keyturn logs in as ``default``: reset and change are refused (111400026) and nothing
     changes; with ``allow_admin_reset`` both work and keyturn keeps administering the
     instance with the new password."""

@@ -45,9 +45,10 @@ from tests.support.keyturn_server import (
     TENANT,
     KeyturnServer,
 )
-from tests.support.redis_server import RedisServer, can_login
+from tests.support.logins import can_login
+from tests.support.passwords import USED_PASSWORDS, leaked, new_password
+from tests.support.redis_server import RedisServer
 from tests.support.sdk import redis_sdk, reset, task_info, wait_task
-from tests.wire.conftest import USED_PASSWORDS, leaked, new_password
 
 pytestmark = pytest.mark.engine
 

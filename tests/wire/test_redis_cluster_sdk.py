@@ -27,10 +27,10 @@ from keyturn.core.model import Product
 from keyturn.core.tasks import Task
 from tests.support.alibaba_sdk import KvstoreSdk
 from tests.support.keyturn_server import TENANT, KeyturnServer
+from tests.support.logins import can_login
+from tests.support.passwords import new_instance_id, new_password
 from tests.support.redis_cluster_nodes import RedisClusterNodes
-from tests.support.redis_server import can_login
 from tests.support.sdk import redis_sdk, reset, wait_task
-from tests.wire.conftest import new_instance_id, new_password
 
 pytestmark = pytest.mark.engine
 

@@ -12,26 +12,27 @@ plus three seconds) stays short.
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Iterator
 
-import psycopg
-import pymysql
 import pytest
-from psycopg import sql
 from tencentcloud.postgres.v20170312 import models as pg_models
 
-from keyturn.core.model import Product
 from tests.support.fixtures import MariaDBServerFactory, PostgresServerFactory
 from tests.support.keyturn_server import KeyturnServer
-from tests.support.mysql_server import MariaDBServer, native_hash, sql_string
+from tests.support.mysql_server import MariaDBServer
+from tests.support.passwords import USED_PASSWORDS, leaked, new_password
 from tests.support.postgres_server import PostgresServer
-from tests.wire.conftest import USED_PASSWORDS, leaked, new_password
-from tests.wire.test_tencent_postgres_sdk import code_of
-from tests.wire.test_tencent_postgres_sdk import sdk as postgres_sdk
-from tests.wire.test_tencent_tdmysql_sdk import sdk as tdmysql_sdk
-from tests.wire.test_tencent_tdmysql_sdk import users_request
+from tests.support.sdk import code_of, postgres_sdk, tdmysql_sdk, users_request
+from tests.support.sql_replication import (
+    create_role,
+    create_user,
+    my_logs_in,
+    pg_logs_in,
+    pg_reset,
+    register_pg,
+    register_tdsql,
+)
 
 pytestmark = pytest.mark.engine
 
@@ -66,49 +67,6 @@ def pg_pair(postgres_server_factory: PostgresServerFactory) -> Iterator[list[Pos
     assert "ALTER ROLE" not in standby.log_text()
     logs = primary.log_text() + standby.log_text()
     assert [p for p in USED_PASSWORDS if p in logs] == []
-
-
-def register_pg(keyturn: KeyturnServer, pair: list[PostgresServer]) -> str:
-    instance_id = "postgres-" + secrets.token_hex(4)
-    keyturn.add_instance(
-        instance_id, [server.url() for server in pair], product=Product.TENCENT_POSTGRES
-    )
-    return instance_id
-
-
-def create_role(pair: list[PostgresServer], name: str, password: str) -> None:
-    """A login role made on the primary (with a verifier), replayed by the standby."""
-    with psycopg.connect(pair[0].url(), autocommit=True) as conn:
-        verifier = conn.pgconn.encrypt_password(
-            password.encode(), name.encode(), b"scram-sha-256"
-        ).decode()
-        conn.execute(
-            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
-                sql.Identifier(name), sql.Literal(verifier)
-            )
-        )
-    pair[1].wait_replayed()
-
-
-def pg_logs_in(server: PostgresServer, user: str, password: str) -> bool:
-    try:
-        psycopg.connect(
-            host="127.0.0.1",
-            port=server.port,
-            user=user,
-            password=password,
-            dbname="postgres",
-            connect_timeout=5,
-        ).close()
-    except psycopg.OperationalError:
-        return False
-    return True
-
-
-def pg_reset(keyturn: KeyturnServer, instance_id: str, user: str, password: str) -> None:
-    request = pg_models.ResetAccountPasswordRequest()
-    request.DBInstanceId, request.UserName, request.Password = instance_id, user, password
-    postgres_sdk(keyturn.endpoint).ResetAccountPassword(request)
 
 
 def test_postgres_primary_and_standby(
@@ -170,37 +128,6 @@ def my_pair(mariadb_server_factory: MariaDBServerFactory) -> Iterator[list[Maria
     assert "ALTER USER" in primary.binlog_text()
     logs = "".join(s.general_log_text() + s.binlog_text() for s in (primary, replica))
     assert [p for p in USED_PASSWORDS if p in logs] == []
-
-
-def register_tdsql(keyturn: KeyturnServer, pair: list[MariaDBServer]) -> str:
-    instance_id = "tdsql3-" + secrets.token_hex(4)
-    keyturn.add_instance(
-        instance_id, [server.url() for server in pair], product=Product.TENCENT_TDMYSQL
-    )
-    return instance_id
-
-
-def create_user(pair: list[MariaDBServer], user: str, host: str, password: str) -> None:
-    pair[0].socket_sql(
-        f"CREATE USER {sql_string(user)}@{sql_string(host)} IDENTIFIED BY PASSWORD "
-        f"{sql_string(native_hash(password))};"
-    )
-    pair[1].wait_replicated()
-
-
-def my_logs_in(server: MariaDBServer, user: str, password: str) -> bool:
-    try:
-        pymysql.connect(
-            host="127.0.0.1",
-            port=server.port,
-            user=user,
-            password=password,
-            connect_timeout=5,
-            ssl_disabled=True,
-        ).close()
-    except pymysql.err.OperationalError:
-        return False
-    return True
 
 
 def test_tdsql_primary_and_replica(keyturn: KeyturnServer, my_pair: list[MariaDBServer]) -> None:

@@ -32,10 +32,11 @@ from tests.support.fixtures import MariaDBServerFactory, PostgresServerFactory
 from tests.support.keyturn_server import TENANT, KeyturnServer
 from tests.support.mysql_server import MariaDBServer
 from tests.support.mysql_server import switch_over as switch_mariadb
+from tests.support.passwords import new_password
 from tests.support.postgres_server import PostgresServer
 from tests.support.postgres_server import switch_over as switch_postgres
-from tests.wire.conftest import new_password
-from tests.wire.test_sql_replication_sdk import (
+from tests.support.sdk import code_of, postgres_sdk, tdmysql_common, tdmysql_sdk, users_request
+from tests.support.sql_replication import (
     create_role,
     create_user,
     my_logs_in,
@@ -44,11 +45,6 @@ from tests.wire.test_sql_replication_sdk import (
     register_pg,
     register_tdsql,
 )
-from tests.wire.test_tencent_postgres_sdk import code_of
-from tests.wire.test_tencent_postgres_sdk import sdk as postgres_sdk
-from tests.wire.test_tencent_tdmysql_sdk import common as tdmysql_common
-from tests.wire.test_tencent_tdmysql_sdk import sdk as tdmysql_sdk
-from tests.wire.test_tencent_tdmysql_sdk import users_request
 
 pytestmark = pytest.mark.engine
 

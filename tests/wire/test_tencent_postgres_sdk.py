@@ -6,54 +6,24 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import psycopg
 import pytest
 from psycopg import sql
-from tencentcloud.common import credential
-from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
-from tencentcloud.common.profile.client_profile import ClientProfile
-from tencentcloud.common.profile.http_profile import HttpProfile
 from tencentcloud.postgres.v20170312 import models, postgres_client
 
 from keyturn.core.model import Product
-from tests.support.keyturn_server import KEY_ID, KEY_SECRET, KeyturnServer
+from tests.support.keyturn_server import KeyturnServer
+from tests.support.logins import can_login_postgres
+from tests.support.passwords import USED_PASSWORDS, leaked, new_password
+from tests.support.sdk import code_of, postgres_sdk
 
 pytestmark = pytest.mark.engine
 
-USED: list[str] = []
 
-
-def new_password() -> str:
-    password = "Pg-" + secrets.token_urlsafe(10) + "a9!"
-    USED.append(password)
-    return password
-
-
-def sdk(endpoint: str) -> postgres_client.PostgresClient:
-    profile = ClientProfile(httpProfile=HttpProfile(protocol="http", endpoint=endpoint))
-    return postgres_client.PostgresClient(
-        credential.Credential(KEY_ID, KEY_SECRET), "ap-guangzhou", profile
-    )
-
-
-def can_login(server, user: str, password: str) -> bool:  # type: ignore[no-untyped-def]
-    try:
-        with psycopg.connect(
-            host="127.0.0.1",
-            port=server.port,
-            user=user,
-            password=password,
-            dbname="postgres",
-            connect_timeout=5,
-        ):
-            return True
-    except psycopg.OperationalError:
-        return False
-
-
-def create_role(server, name: str, password: str, *options: str) -> None:  # type: ignore[no-untyped-def]
+def create_role(server, name: str, password: str, *options: str) -> None:
     with psycopg.connect(server.url(), autocommit=True) as conn:
         extra = sql.SQL(" ").join(sql.SQL(o) for o in (options or ("LOGIN",)))
         # A verifier, so the test's own statement keeps the plaintext out of the server log.
@@ -75,14 +45,8 @@ def reset(
     return str(client.ResetAccountPassword(request).RequestId)
 
 
-def code_of(call) -> str:  # type: ignore[no-untyped-def]
-    with pytest.raises(TencentCloudSDKException) as caught:
-        call()
-    return str(caught.value.get_code())
-
-
 @pytest.fixture
-def pg(keyturn: KeyturnServer, postgres_server) -> Iterator[tuple[str, Any]]:  # type: ignore[no-untyped-def]
+def pg(keyturn: KeyturnServer, postgres_server) -> Iterator[tuple[str, Any]]:
     instance_id = "postgres-" + secrets.token_hex(4)
     keyturn.add_instance(
         instance_id, [postgres_server.url()], product=Product.TENCENT_POSTGRES, name="orders-db"
@@ -91,32 +55,32 @@ def pg(keyturn: KeyturnServer, postgres_server) -> Iterator[tuple[str, Any]]:  #
     # log_statement=all: every statement keyturn sent is in the log, none with a plaintext.
     log = postgres_server.log_text()
     assert "ALTER ROLE" in log or "CREATE ROLE" in log
-    assert [p for p in USED if p in log] == []
+    assert [p for p in USED_PASSWORDS if p in log] == []
 
 
-def test_reset_account_password(keyturn: KeyturnServer, pg) -> None:  # type: ignore[no-untyped-def]
+def test_reset_account_password(keyturn: KeyturnServer, pg) -> None:
     instance_id, server = pg
     old = new_password()
     create_role(server, "appuser", old)
     new = new_password()
-    assert reset(sdk(keyturn.endpoint), instance_id, "appuser", new)
+    assert reset(postgres_sdk(keyturn.endpoint), instance_id, "appuser", new)
     # Synchronous: by the time the call returned, the new password works and the old does not.
-    assert can_login(server, "appuser", new)
-    assert not can_login(server, "appuser", old)
+    assert can_login_postgres(server.port, "appuser", new)
+    assert not can_login_postgres(server.port, "appuser", old)
 
 
 @pytest.mark.parametrize("name", ['we"ird name', "per%cent_x", "back\\slash", "ünïcødé", "O'Brien"])
-def test_role_names_are_quoted_not_injected(keyturn: KeyturnServer, pg, name: str) -> None:  # type: ignore[no-untyped-def]
+def test_role_names_are_quoted_not_injected(keyturn: KeyturnServer, pg, name: str) -> None:
     instance_id, server = pg
     create_role(server, name, new_password())
     new = new_password()
-    reset(sdk(keyturn.endpoint), instance_id, name, new)
-    assert can_login(server, name, new)
+    reset(postgres_sdk(keyturn.endpoint), instance_id, name, new)
+    assert can_login_postgres(server.port, name, new)
 
 
-def test_error_codes(keyturn: KeyturnServer, pg) -> None:  # type: ignore[no-untyped-def]
+def test_error_codes(keyturn: KeyturnServer, pg) -> None:
     instance_id, server = pg
-    client = sdk(keyturn.endpoint)
+    client = postgres_sdk(keyturn.endpoint)
     old = new_password()
     create_role(server, "appuser", old)
     create_role(server, "nologin_user", new_password(), "NOLOGIN")
@@ -133,31 +97,31 @@ def test_error_codes(keyturn: KeyturnServer, pg) -> None:  # type: ignore[no-unt
         ("expired_user", good): "FailedOperation.InvalidAccountStatus",
     }
     for (user, password), code in cases.items():
-        assert code_of(lambda u=user, p=password: reset(client, instance_id, u, p)) == code, user
+        assert code_of(partial(reset, client, instance_id, user, password)) == code, user
     assert code_of(lambda: reset(client, "postgres-00000000", "appuser", good)) == (
         "InvalidParameterValue.InstanceNotExist"
     )
     request = models.ResetAccountPasswordRequest()
     request.DBInstanceId, request.UserName = instance_id, "appuser"
     assert code_of(lambda: client.ResetAccountPassword(request)) == "MissingParameter"
-    assert can_login(server, "appuser", old)  # nothing was applied
+    assert can_login_postgres(server.port, "appuser", old)  # nothing was applied
 
 
-def test_admin_role_and_superusers_are_protected(keyturn: KeyturnServer, pg) -> None:  # type: ignore[no-untyped-def]
+def test_admin_role_and_superusers_are_protected(keyturn: KeyturnServer, pg) -> None:
     """keyturn's own admin role (``postgres``) and any other superuser: refused with
     OperationDenied.AccountOperationDenied, nothing changed (the old passwords still log in)."""
     instance_id, server = pg
-    client = sdk(keyturn.endpoint)
+    client = postgres_sdk(keyturn.endpoint)
     other = new_password()
     create_role(server, "root2", other, "LOGIN", "SUPERUSER")
     for user in ("postgres", "root2"):
-        code = code_of(lambda u=user: reset(client, instance_id, u, new_password()))
+        code = code_of(partial(reset, client, instance_id, user, new_password()))
         assert code == "OperationDenied.AccountOperationDenied", user
-    assert can_login(server, "postgres", server.password)
-    assert can_login(server, "root2", other)
+    assert can_login_postgres(server.port, "postgres", server.password)
+    assert can_login_postgres(server.port, "root2", other)
 
 
-def test_admin_role_when_allowed(keyturn: KeyturnServer, postgres_server) -> None:  # type: ignore[no-untyped-def]
+def test_admin_role_when_allowed(keyturn: KeyturnServer, postgres_server) -> None:
     """With ``allow_admin_reset`` keyturn resets its own admin role and keeps working."""
     instance_id = "postgres-" + secrets.token_hex(4)
     keyturn.add_instance(
@@ -166,26 +130,28 @@ def test_admin_role_when_allowed(keyturn: KeyturnServer, postgres_server) -> Non
         product=Product.TENCENT_POSTGRES,
         allow_admin_reset=True,
     )
-    client = sdk(keyturn.endpoint)
+    client = postgres_sdk(keyturn.endpoint)
     new = new_password()
     reset(client, instance_id, "postgres", new)
-    assert can_login(postgres_server, "postgres", new)
-    assert not can_login(postgres_server, "postgres", postgres_server.password)
+    assert can_login_postgres(postgres_server.port, "postgres", new)
+    assert not can_login_postgres(postgres_server.port, "postgres", postgres_server.password)
     newer = new_password()
     reset(client, instance_id, "postgres", newer)  # keyturn logs in with the new one
-    assert can_login(postgres_server, "postgres", newer)
+    assert can_login_postgres(postgres_server.port, "postgres", newer)
 
 
-def test_unreachable_instance(keyturn: KeyturnServer, pg) -> None:  # type: ignore[no-untyped-def]
+def test_unreachable_instance(keyturn: KeyturnServer, pg) -> None:
     instance_id, server = pg
     server.stop()
-    code = code_of(lambda: reset(sdk(keyturn.endpoint), instance_id, "appuser", new_password()))
+    code = code_of(
+        lambda: reset(postgres_sdk(keyturn.endpoint), instance_id, "appuser", new_password())
+    )
     assert code == "InvalidInstanceStatus"
 
 
-def test_companion_reads(keyturn: KeyturnServer, pg) -> None:  # type: ignore[no-untyped-def]
+def test_companion_reads(keyturn: KeyturnServer, pg) -> None:
     instance_id, server = pg
-    client = sdk(keyturn.endpoint)
+    client = postgres_sdk(keyturn.endpoint)
     create_role(server, "appuser", new_password())
     reset(client, instance_id, "appuser", new_password())
 
@@ -216,7 +182,5 @@ def test_companion_reads(keyturn: KeyturnServer, pg) -> None:  # type: ignore[no
 def test_no_plaintext_in_keyturn(keyturn: KeyturnServer) -> None:
     """Runs last: no password set above is in keyturn's log or data dir (the PostgreSQL logs
     are checked after each test, in the ``pg`` fixture)."""
-    from tests.wire.conftest import leaked
-
-    assert USED
-    assert leaked(keyturn, USED) == []
+    assert USED_PASSWORDS
+    assert leaked(keyturn, USED_PASSWORDS) == []

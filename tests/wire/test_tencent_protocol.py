@@ -15,73 +15,20 @@ import httpx
 import pytest
 from tencentcloud.common import credential
 from tencentcloud.common.common_client import CommonClient
-from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
 from tencentcloud.common.profile.client_profile import ClientProfile
 from tencentcloud.common.profile.http_profile import HttpProfile
 from tencentcloud.redis.v20180412 import models
 
-from keyturn.dialects.tencent.signing import tc3_signature
 from tests.support.keyturn_server import KEY_ID, KEY_SECRET, KeyturnServer
-from tests.support.sdk import redis_sdk
-from tests.wire.conftest import new_instance_id, new_password
+from tests.support.passwords import new_instance_id, new_password
+from tests.support.sdk import code_of, redis_sdk
+from tests.support.tencent_raw import tc3_post, tencent_error
 
 pytestmark = pytest.mark.engine
 
 
-def describe(client) -> object:  # type: ignore[no-untyped-def]
+def describe(client) -> object:
     return client.DescribeInstances(models.DescribeInstancesRequest())
-
-
-def code_of(call) -> str:  # type: ignore[no-untyped-def]
-    with pytest.raises(TencentCloudSDKException) as caught:
-        call()
-    return str(caught.value.get_code())
-
-
-def signed_post(
-    server: KeyturnServer,
-    body: bytes,
-    *,
-    action: str = "DescribeInstances",
-    content_type: str = "application/json",
-    timestamp: int | None = None,
-) -> httpx.Response:
-    ts = str(timestamp if timestamp is not None else int(time.time()))
-    date = time.strftime("%Y-%m-%d", time.gmtime(int(ts)))
-    headers = {"content-type": content_type, "host": server.endpoint}
-    signature = tc3_signature(
-        secret_key=KEY_SECRET,
-        method="POST",
-        query="",
-        headers=headers,
-        signed_headers=("content-type", "host"),
-        payload=body,
-        timestamp=ts,
-        date=date,
-        service="redis",
-    )
-    return httpx.post(
-        f"http://{server.endpoint}/",
-        content=body,
-        headers={
-            "Content-Type": content_type,
-            "X-TC-Action": action,
-            "X-TC-Version": "2018-04-12",
-            "X-TC-Timestamp": ts,
-            "Authorization": (
-                f"TC3-HMAC-SHA256 Credential={KEY_ID}/{date}/redis/tc3_request, "
-                f"SignedHeaders=content-type;host, Signature={signature}"
-            ),
-        },
-    )
-
-
-def error_code(response: httpx.Response) -> str:
-    assert response.status_code == 200
-    assert response.headers["content-type"] == "application/json"
-    body = response.json()["Response"]
-    assert body["RequestId"]
-    return str(body["Error"]["Code"])
 
 
 def test_auth_failures(keyturn: KeyturnServer, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -123,12 +70,20 @@ def test_unknown_action_and_version(keyturn: KeyturnServer) -> None:
 def test_malformed_bodies(
     keyturn: KeyturnServer, body: bytes, content_type: str, code: str
 ) -> None:
-    assert error_code(signed_post(keyturn, body, content_type=content_type)) == code
+    assert (
+        tencent_error(
+            tc3_post(keyturn.endpoint, "DescribeInstances", body, content_type=content_type)
+        )
+        == code
+    )
 
 
 def test_oversized_body(keyturn: KeyturnServer) -> None:
     body = json.dumps({"InstanceId": "x" * (2 * 1024 * 1024)}).encode()
-    assert error_code(signed_post(keyturn, body)) == "RequestSizeLimitExceeded"
+    assert (
+        tencent_error(tc3_post(keyturn.endpoint, "DescribeInstances", body))
+        == "RequestSizeLimitExceeded"
+    )
 
 
 @pytest.mark.parametrize(
@@ -146,10 +101,10 @@ def test_garbage_requests_get_codes_not_5xx(
     response = httpx.post(f"http://{keyturn.endpoint}/", content=b"\x00garbage", headers=headers)
     assert response.status_code < 500
     if response.status_code == 200:
-        assert error_code(response).startswith(("AuthFailure", "InvalidParameter"))
+        assert str(tencent_error(response)).startswith(("AuthFailure", "InvalidParameter"))
 
 
-def test_tccli_reset_password(keyturn: KeyturnServer, redis_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_tccli_reset_password(keyturn: KeyturnServer, redis_server, tmp_path: Path) -> None:
     tccli = shutil.which("tccli") or str(Path(sys.executable).parent / "tccli")
     instance_id = new_instance_id()
     keyturn.add_instance(instance_id, [redis_server.admin_url()])

@@ -7,32 +7,27 @@ change ``default``, the instance password; an instance whose node keyturn logs i
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
-from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
 from tencentcloud.redis.v20180412 import models
 
 from tests.support.keyturn_server import OTHER_KEY_ID, OTHER_KEY_SECRET, KeyturnServer
-from tests.support.redis_server import can_login
-from tests.support.sdk import redis_sdk, reset, task_info, wait_task
-from tests.wire.conftest import USED_PASSWORDS, leaked, new_instance_id, new_password
+from tests.support.logins import can_login
+from tests.support.passwords import USED_PASSWORDS, leaked, new_instance_id, new_password
+from tests.support.sdk import code_of, redis_sdk, reset, task_info, wait_task
 
 pytestmark = pytest.mark.engine
 
 
-def code_of(call: object) -> str:
-    with pytest.raises(TencentCloudSDKException) as caught:
-        call()  # type: ignore[operator]
-    return str(caught.value.get_code())
-
-
 @pytest.fixture
-def instance(keyturn: KeyturnServer, redis_server) -> tuple[str, object]:  # type: ignore[no-untyped-def]
+def instance(keyturn: KeyturnServer, redis_server) -> tuple[str, object]:
     instance_id = new_instance_id()
     keyturn.add_instance(instance_id, [redis_server.admin_url()], name="orders-cache")
     return instance_id, redis_server
 
 
-def test_reset_password_end_to_end(keyturn: KeyturnServer, instance) -> None:  # type: ignore[no-untyped-def]
+def test_reset_password_end_to_end(keyturn: KeyturnServer, instance) -> None:
     instance_id, server = instance
     old = server.password
     client = redis_sdk(keyturn.endpoint)
@@ -46,7 +41,7 @@ def test_reset_password_end_to_end(keyturn: KeyturnServer, instance) -> None:  #
     assert not can_login(server.port, old)
 
 
-def test_password_free_and_back(keyturn: KeyturnServer, instance) -> None:  # type: ignore[no-untyped-def]
+def test_password_free_and_back(keyturn: KeyturnServer, instance) -> None:
     instance_id, server = instance
     client = redis_sdk(keyturn.endpoint)
     task_id = reset(client, instance_id, NoAuth=True)
@@ -73,7 +68,7 @@ def test_password_free_and_back(keyturn: KeyturnServer, instance) -> None:  # ty
 )
 def test_every_signing_variant(
     keyturn: KeyturnServer, instance, method, sign_method, unsigned
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     instance_id, server = instance
     client = redis_sdk(
         keyturn.endpoint, method=method, sign_method=sign_method, unsigned_payload=unsigned
@@ -83,7 +78,7 @@ def test_every_signing_variant(
     assert can_login(server.port, new)
 
 
-def test_parameter_and_rule_errors(keyturn: KeyturnServer, instance) -> None:  # type: ignore[no-untyped-def]
+def test_parameter_and_rule_errors(keyturn: KeyturnServer, instance) -> None:
     instance_id, server = instance
     client = redis_sdk(keyturn.endpoint)
     assert code_of(lambda: reset(client, instance_id)) == "InvalidParameterValue.PasswordEmpty"
@@ -105,7 +100,7 @@ def test_parameter_and_rule_errors(keyturn: KeyturnServer, instance) -> None:  #
     assert can_login(server.port, server.password)  # nothing was applied
 
 
-def test_password_free_denied(keyturn: KeyturnServer, redis_server) -> None:  # type: ignore[no-untyped-def]
+def test_password_free_denied(keyturn: KeyturnServer, redis_server) -> None:
     instance_id = new_instance_id()
     keyturn.add_instance(instance_id, [redis_server.admin_url()], password_free_allowed=False)
     client = redis_sdk(keyturn.endpoint)
@@ -115,7 +110,7 @@ def test_password_free_denied(keyturn: KeyturnServer, redis_server) -> None:  # 
     assert not can_login(redis_server.port, None)
 
 
-def test_unknown_and_foreign_instances_look_the_same(keyturn: KeyturnServer, instance) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_and_foreign_instances_look_the_same(keyturn: KeyturnServer, instance) -> None:
     instance_id, _ = instance
     mine = redis_sdk(keyturn.endpoint)
     other = redis_sdk(keyturn.endpoint, key_id=OTHER_KEY_ID, secret=OTHER_KEY_SECRET)
@@ -130,7 +125,7 @@ def test_unknown_and_foreign_instances_look_the_same(keyturn: KeyturnServer, ins
     assert instance_id not in {i.InstanceId for i in listed.InstanceSet}
 
 
-def test_unreachable_instance(keyturn: KeyturnServer, instance) -> None:  # type: ignore[no-untyped-def]
+def test_unreachable_instance(keyturn: KeyturnServer, instance) -> None:
     instance_id, server = instance
     server.stop()
     client = redis_sdk(keyturn.endpoint)
@@ -139,7 +134,7 @@ def test_unreachable_instance(keyturn: KeyturnServer, instance) -> None:  # type
     )
 
 
-def test_companion_reads(keyturn: KeyturnServer, instance) -> None:  # type: ignore[no-untyped-def]
+def test_companion_reads(keyturn: KeyturnServer, instance) -> None:
     instance_id, server = instance
     client = redis_sdk(keyturn.endpoint)
     task_id = reset(client, instance_id, Password=new_password())
@@ -171,7 +166,7 @@ def test_companion_reads(keyturn: KeyturnServer, instance) -> None:  # type: ign
     assert code_of(lambda: task_info(client, 987654321)) == "ResourceNotFound"
 
 
-def test_unpersisted_change_is_reported(keyturn: KeyturnServer, redis_server_factory) -> None:  # type: ignore[no-untyped-def]
+def test_unpersisted_change_is_reported(keyturn: KeyturnServer, redis_server_factory) -> None:
     """A server started without a config file cannot CONFIG REWRITE: the reset still succeeds
     (the password is in force) and the task message says it was not persisted."""
     server = redis_server_factory(config_file=False)
@@ -185,7 +180,7 @@ def test_unpersisted_change_is_reported(keyturn: KeyturnServer, redis_server_fac
     assert can_login(server.port, new)
 
 
-def test_encrypted_password(keyturn: KeyturnServer, instance) -> None:  # type: ignore[no-untyped-def]
+def test_encrypted_password(keyturn: KeyturnServer, instance) -> None:
     """EncryptPassword=true: Password is RSA ciphertext of the tenant's GetPublicKey key
     (PKCS#1 v1.5 as the Tencent SDK documents; OAEP accepted too)."""
     import base64
@@ -219,7 +214,7 @@ def test_encrypted_password(keyturn: KeyturnServer, instance) -> None:  # type: 
 
 def test_instance_password_keyturn_logs_in_with_is_refused(
     keyturn: KeyturnServer, redis_server
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     """keyturn logs in as ``default``: resetting the instance password (or making it
     password-free) would hand the caller keyturn's own admin account, so it is refused and
     nothing changes; no task is made."""
@@ -227,7 +222,7 @@ def test_instance_password_keyturn_logs_in_with_is_refused(
     keyturn.add_instance(instance_id, [redis_server.url()])
     client = redis_sdk(keyturn.endpoint)
     for fields in ({"Password": new_password()}, {"NoAuth": True}):
-        assert code_of(lambda f=fields: reset(client, instance_id, **f)) == (
+        assert code_of(partial(reset, client, instance_id, **fields)) == (
             "InvalidParameter.PermissionDenied"
         )
     assert can_login(redis_server.port, redis_server.password)
@@ -239,7 +234,7 @@ def test_instance_password_keyturn_logs_in_with_is_refused(
 
 def test_instance_password_keyturn_logs_in_with_when_allowed(
     keyturn: KeyturnServer, redis_server
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     """With ``allow_admin_reset`` keyturn resets its own admin account (the instance password)
     through its lockout guard, and keeps administering the instance with the new password."""
     instance_id = new_instance_id()

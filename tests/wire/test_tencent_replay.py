@@ -14,10 +14,10 @@ from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentClo
 from tencentcloud.redis.v20180412 import models
 
 from tests.support.keyturn_server import KeyturnServer
-from tests.support.redis_server import can_login
+from tests.support.logins import can_login
+from tests.support.passwords import USED_PASSWORDS, leaked, new_instance_id, new_password
 from tests.support.sdk import redis_sdk, reset, task_info, wait_task
 from tests.support.wire_capture import RecordingProxy, captured, send_raw
-from tests.wire.conftest import USED_PASSWORDS, leaked, new_instance_id, new_password
 
 pytestmark = pytest.mark.engine
 

@@ -8,48 +8,25 @@ from __future__ import annotations
 import base64
 import secrets
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
-import pymysql
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import padding
-from tencentcloud.common import credential
-from tencentcloud.common.common_client import CommonClient
-from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
-from tencentcloud.common.profile.client_profile import ClientProfile
-from tencentcloud.common.profile.http_profile import HttpProfile
-from tencentcloud.tdmysql.v20211122 import models, tdmysql_client
+from tencentcloud.tdmysql.v20211122 import models
 
 from keyturn.core.model import Product
 from tests.support.keyturn_server import KEY_ID, KEY_SECRET, KeyturnServer
+from tests.support.logins import can_login_mysql
 from tests.support.mysql_server import native_hash, sql_string
+from tests.support.passwords import USED_PASSWORDS, leaked, new_password
+from tests.support.sdk import code_of, tdmysql_common, tdmysql_sdk, users_request
 
 pytestmark = pytest.mark.engine
-USED: list[str] = []
 
 
-def new_password() -> str:
-    password = "My-" + secrets.token_urlsafe(10) + "7"
-    USED.append(password)
-    return password
-
-
-def profile(endpoint: str) -> ClientProfile:
-    return ClientProfile(httpProfile=HttpProfile(protocol="http", endpoint=endpoint))
-
-
-def sdk(endpoint: str) -> tdmysql_client.TdmysqlClient:
-    cred = credential.Credential(KEY_ID, KEY_SECRET)
-    return tdmysql_client.TdmysqlClient(cred, "ap-guangzhou", profile(endpoint))
-
-
-def common(endpoint: str) -> CommonClient:
-    cred = credential.Credential(KEY_ID, KEY_SECRET)
-    return CommonClient("tdmysql", "2021-11-22", cred, "ap-guangzhou", profile(endpoint))
-
-
-def create_user(server, user: str, host: str, password: str) -> None:  # type: ignore[no-untyped-def]
+def create_user(server, user: str, host: str, password: str) -> None:
     # A hash, so the test's own statement keeps the plaintext out of the server's logs.
     server.socket_sql(
         f"CREATE USER {sql_string(user)}@{sql_string(host)} IDENTIFIED BY PASSWORD "
@@ -57,29 +34,8 @@ def create_user(server, user: str, host: str, password: str) -> None:  # type: i
     )
 
 
-def can_login(server, user: str, password: str) -> bool:  # type: ignore[no-untyped-def]
-    try:
-        pymysql.connect(
-            host="127.0.0.1",
-            port=server.port,
-            user=user,
-            password=password,
-            connect_timeout=5,
-            ssl_disabled=True,
-        ).close()
-        return True
-    except pymysql.err.OperationalError:
-        return False
-
-
-def code_of(call) -> str:  # type: ignore[no-untyped-def]
-    with pytest.raises(TencentCloudSDKException) as caught:
-        call()
-    return str(caught.value.get_code())
-
-
 @pytest.fixture
-def db(keyturn: KeyturnServer, mariadb_server) -> Iterator[tuple[str, Any]]:  # type: ignore[no-untyped-def]
+def db(keyturn: KeyturnServer, mariadb_server) -> Iterator[tuple[str, Any]]:
     instance_id = "tdsql3-" + secrets.token_hex(4)
     keyturn.add_instance(
         instance_id, [mariadb_server.url()], product=Product.TENCENT_TDMYSQL, name="orders"
@@ -87,49 +43,42 @@ def db(keyturn: KeyturnServer, mariadb_server) -> Iterator[tuple[str, Any]]:  # 
     yield instance_id, mariadb_server
     logs = mariadb_server.general_log_text() + mariadb_server.binlog_text()
     assert "ALTER USER" in logs
-    assert [p for p in USED if p in logs] == []
+    assert [p for p in USED_PASSWORDS if p in logs] == []
 
 
-def users_request(instance_id: str, *users: tuple[str, str, str]) -> Any:
-    request = models.ResetUsersPasswordRequest()
-    request.InstanceId = instance_id
-    request.Users = []
-    for name, host, password in users:
-        info = models.ResetUserPasswordInfo()
-        info.UserName, info.Host, info.Password = name, host, password
-        request.Users.append(info)
-    return request
-
-
-def test_batch_reset_users_password(keyturn: KeyturnServer, db) -> None:  # type: ignore[no-untyped-def]
+def test_batch_reset_users_password(keyturn: KeyturnServer, db) -> None:
     instance_id, server = db
     old_a, old_b = new_password(), new_password()
     create_user(server, "app_a", "%", old_a)
     create_user(server, "app_b", "127.0.0.1", old_b)
-    client = sdk(keyturn.endpoint)
+    client = tdmysql_sdk(keyturn.endpoint)
     new_a, new_b = new_password(), new_password()
     response = client.ResetUsersPassword(
         users_request(instance_id, ("app_a", "%", new_a), ("app_b", "127.0.0.1", new_b))
     )
     assert isinstance(response.FlowId, int) and response.FlowId > 0
-    assert can_login(server, "app_a", new_a) and not can_login(server, "app_a", old_a)
-    assert can_login(server, "app_b", new_b) and not can_login(server, "app_b", old_b)
+    assert can_login_mysql(server.port, "app_a", new_a) and not can_login_mysql(
+        server.port, "app_a", old_a
+    )
+    assert can_login_mysql(server.port, "app_b", new_b) and not can_login_mysql(
+        server.port, "app_b", old_b
+    )
     flow = models.DescribeFlowRequest()
     flow.FlowId = response.FlowId
     assert client.DescribeFlow(flow).Status == "success"
 
 
-def test_flat_reset_user_password_and_encrypted(keyturn: KeyturnServer, db) -> None:  # type: ignore[no-untyped-def]
+def test_flat_reset_user_password_and_encrypted(keyturn: KeyturnServer, db) -> None:
     instance_id, server = db
     create_user(server, "flat", "%", new_password())
-    cc = common(keyturn.endpoint)
+    cc = tdmysql_common(keyturn.endpoint)
     new = new_password()
     answer = cc.call_json(
         "ResetUserPassword",
         {"InstanceId": instance_id, "UserName": "flat", "Host": "%", "Password": new},
     )
     assert answer["Response"]["RequestId"] and "Error" not in answer["Response"]
-    assert can_login(server, "flat", new)
+    assert can_login_mysql(server.port, "flat", new)
 
     key = cc.call_json("GetPublicKey", {})["Response"]["PublicKey"]
     public = serialization.load_der_public_key(base64.b64decode(key))
@@ -140,22 +89,22 @@ def test_flat_reset_user_password_and_encrypted(keyturn: KeyturnServer, db) -> N
     info = models.ResetUserPasswordInfo()
     info.UserName, info.Host, info.EncryptedPassword = "flat", "%", ciphertext
     request.Users = [info]
-    sdk(keyturn.endpoint).ResetUsersPassword(request)
-    assert can_login(server, "flat", secret)
+    tdmysql_sdk(keyturn.endpoint).ResetUsersPassword(request)
+    assert can_login_mysql(server.port, "flat", secret)
 
 
 @pytest.mark.parametrize("name", ["o'brien", 'dq"uote', "back\\slash", "sp ace", "pct%_x", "ünï"])
-def test_odd_user_names(keyturn: KeyturnServer, db, name: str) -> None:  # type: ignore[no-untyped-def]
+def test_odd_user_names(keyturn: KeyturnServer, db, name: str) -> None:
     instance_id, server = db
     create_user(server, name, "%", new_password())
     new = new_password()
-    sdk(keyturn.endpoint).ResetUsersPassword(users_request(instance_id, (name, "%", new)))
-    assert can_login(server, name, new)
+    tdmysql_sdk(keyturn.endpoint).ResetUsersPassword(users_request(instance_id, (name, "%", new)))
+    assert can_login_mysql(server.port, name, new)
 
 
-def test_error_codes_and_all_or_nothing(keyturn: KeyturnServer, db) -> None:  # type: ignore[no-untyped-def]
+def test_error_codes_and_all_or_nothing(keyturn: KeyturnServer, db) -> None:
     instance_id, server = db
-    client = sdk(keyturn.endpoint)
+    client = tdmysql_sdk(keyturn.endpoint)
     old = new_password()
     create_user(server, "keep", "%", old)
     create_user(server, "dba", "%", new_password())
@@ -195,7 +144,7 @@ def test_error_codes_and_all_or_nothing(keyturn: KeyturnServer, db) -> None:  # 
         ),
     ]
     for request, code in cases:
-        assert code_of(lambda r=request: client.ResetUsersPassword(r)) == code
+        assert code_of(partial(client.ResetUsersPassword, request)) == code
     bad = models.ResetUsersPasswordRequest()
     bad.InstanceId = instance_id
     info = models.ResetUserPasswordInfo()
@@ -204,13 +153,13 @@ def test_error_codes_and_all_or_nothing(keyturn: KeyturnServer, db) -> None:  # 
     assert code_of(lambda: client.ResetUsersPassword(bad)) == (
         "InvalidParameterValue.InvalidParameterValueError"
     )
-    assert can_login(server, "keep", old)
+    assert can_login_mysql(server.port, "keep", old)
 
 
-def test_companion_reads(keyturn: KeyturnServer, db) -> None:  # type: ignore[no-untyped-def]
+def test_companion_reads(keyturn: KeyturnServer, db) -> None:
     instance_id, server = db
     create_user(server, "listed", "10.0.0.%", new_password())
-    client = sdk(keyturn.endpoint)
+    client = tdmysql_sdk(keyturn.endpoint)
     users = models.DescribeUsersRequest()
     users.InstanceId = instance_id
     found = {(u.UserName, u.Host) for u in client.DescribeUsers(users).Users}
@@ -240,7 +189,7 @@ print(json.dumps({"flow": response.FlowId, "sdk": tencentcloud.__file__}))
 """
 
 
-def test_intl_en_sdk(keyturn: KeyturnServer, db) -> None:  # type: ignore[no-untyped-def]
+def test_intl_en_sdk(keyturn: KeyturnServer, db) -> None:
     """The intl-en SDK (tencentcloud-sdk-python-intl-en) shares the ``tencentcloud`` namespace
     with the CN SDK, so the test command installs it apart (.venv/intl-sdk) and this test runs
     it in a child process with that directory first on the path."""
@@ -276,11 +225,9 @@ def test_intl_en_sdk(keyturn: KeyturnServer, db) -> None:  # type: ignore[no-unt
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout)
     assert result["flow"] > 0 and str(intl) in result["sdk"]
-    assert can_login(server, "intl_user", new)
+    assert can_login_mysql(server.port, "intl_user", new)
 
 
 def test_no_plaintext_in_keyturn(keyturn: KeyturnServer) -> None:
-    from tests.wire.conftest import leaked
-
-    assert USED
-    assert leaked(keyturn, USED) == []
+    assert USED_PASSWORDS
+    assert leaked(keyturn, USED_PASSWORDS) == []

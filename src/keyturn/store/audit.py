@@ -42,9 +42,10 @@ from keyturn.store.audit_chain import (
     event_from_json,
     keyed_hash,
 )
-from keyturn.store.base import Connection, SqlBase, guarded
+from keyturn.store.base import Connection, SqlDatabase, guarded
 from keyturn.store.schema import audit_log
 from keyturn.store.sealing import AesGcmSecretBox
+from keyturn.store.sql import SqlStore
 
 #: Rows read per query by a walk (memory stays flat however long the chain is).
 _WALK_BATCH: Final = 2000
@@ -127,27 +128,24 @@ class _NoSecrets:
         raise InternalError("the audit log stores no secrets")
 
 
-def store_chain_keys(store: SqlBase, *, legacy: bool = True) -> ChainKeys:
-    """The chain keys of the master key ``store`` seals with."""
-    box = store._box
+def store_chain_keys(db: SqlDatabase, *, legacy: bool = True) -> ChainKeys:
+    """The chain keys of the master key ``db`` seals with."""
+    box = db.box
     if not isinstance(box, AesGcmSecretBox):
         raise InternalError("the audit chain is keyed by the master key: the store has none")
     return ChainKeys.of(box, legacy=legacy)
 
 
-class SqlAuditLog(SqlBase):
+class SqlAuditLog:
     """The append-only, keyed, hash-chained audit log in ``store``'s database. ``keys``
     default to those of the master key ``store`` seals with (unkeyed records allowed at the
     chain's start; see ``keyturn.store.audit_keying`` for the data dir's own rule)."""
 
-    def __init__(self, store: SqlBase, keys: ChainKeys | None = None) -> None:
-        self._keys = keys if keys is not None else store_chain_keys(store)
-        super().__init__(store.engine, _NoSecrets(), store._clock)
-        # One writer per process and database: appends queue on the store's own lock and
-        # connection. A second connection would meet a store transaction in SQLite's busy
-        # handler instead, which waits on the event loop thread (the inline engine) and so
-        # could never let that transaction finish.
-        self._writer, self._write_lock = store._writer, store._write_lock
+    def __init__(self, store: SqlStore, keys: ChainKeys | None = None) -> None:
+        self._keys = keys if keys is not None else store_chain_keys(store.db)
+        # One writer per process and database: appends queue on the store's own writer and
+        # lock (see ``SqlDatabase``), sealing nothing.
+        self._db = store.db.sealing_with(_NoSecrets())
 
     @property
     def keys(self) -> ChainKeys:
@@ -163,7 +161,7 @@ class SqlAuditLog(SqlBase):
         # transaction, so this log's writer and the store's never interleave. PostgreSQL's
         # READ COMMITTED would let two appends read the same tail (one would then fail on the
         # primary key): a transaction-scoped advisory lock serializes them instead.
-        async with self._write() as conn:
+        async with self._db.write() as conn:
             await lock_chain(conn)
             last = (await conn.execute(_LAST)).first()
             seq, prev = (1, GENESIS) if last is None else (int(last.seq) + 1, str(last.hash))
@@ -185,7 +183,7 @@ class SqlAuditLog(SqlBase):
         query = sa.select(audit_log).order_by(audit_log.c.seq.desc()).limit(max(n, 0))
         if tenant is not None:
             query = query.where(audit_log.c.tenant_id == tenant)
-        async with self._read() as conn:
+        async with self._db.read() as conn:
             found = (await conn.execute(query)).all()
         return [_record(row) for row in reversed(found)]
 
@@ -225,20 +223,20 @@ class SqlAuditLog(SqlBase):
         if request_id:
             where.append(self._field("request_id") == request_id)
         query = sa.select(audit_log).where(*where).order_by(audit_log.c.seq.desc())
-        async with self._read() as conn:
+        async with self._db.read() as conn:
             found = (await conn.execute(query.limit(max(limit, 0)))).all()
         return [_record(row) for row in reversed(found)]
 
     @guarded
     async def verify(self) -> ChainCheck:
         """Walk the whole chain from record 1; stop at the first record that does not fit."""
-        async with self._read() as conn:
+        async with self._db.read() as conn:
             return await walk(conn, self._keys)
 
     @guarded
     async def state(self) -> ChainState:
         """The chain's two ends (two primary-key reads), to decide whether to re-key it."""
-        async with self._read() as conn:
+        async with self._db.read() as conn:
             first = (await conn.execute(_FIRST_ROW)).first()
             last = (await conn.execute(_LAST_ROW)).first()
         if first is None or last is None:
@@ -258,12 +256,12 @@ class SqlAuditLog(SqlBase):
     async def rekey(self) -> ChainRekey:
         """Re-key the whole chain under the signing key if it verifies from end to end;
         change nothing if it does not (the result names the first bad record)."""
-        async with self._write() as conn:
+        async with self._db.write() as conn:
             return await rekey_chain(conn, self._keys, self._keys.signing, partial=False)
 
     def _field(self, name: str) -> sa.ColumnElement[str]:
         """A text field of the stored event JSON, in SQL."""
-        if self._sqlite:
+        if self._db.sqlite:
             return sa.func.json_extract(audit_log.c.event, f"$.{name}", type_=sa.String())
         field: sa.ColumnElement[str] = sa.cast(audit_log.c.event, postgresql.JSONB)[name].astext
         return field

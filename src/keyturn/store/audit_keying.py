@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Final
 
 from keyturn.store.audit import SqlAuditLog, store_chain_keys
-from keyturn.store.base import SqlBase
 from keyturn.store.sealing import fsync_dir
+from keyturn.store.sql import SqlStore
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +55,13 @@ def mark_chain_keyed(data_dir: Path) -> None:
     fsync_dir(data_dir)
 
 
-def open_audit_log(store: SqlBase, data_dir: Path) -> SqlAuditLog:
+def open_audit_log(store: SqlStore, data_dir: Path) -> SqlAuditLog:
     """The audit log of ``store`` under its master key, with this data dir's rule for unkeyed
     records (allowed at the chain's start only until it has been keyed)."""
-    return SqlAuditLog(store, store_chain_keys(store, legacy=not chain_was_keyed(data_dir)))
+    return SqlAuditLog(store, store_chain_keys(store.db, legacy=not chain_was_keyed(data_dir)))
 
 
-async def start_audit_log(store: SqlBase, data_dir: Path) -> SqlAuditLog:
+async def start_audit_log(store: SqlStore, data_dir: Path) -> SqlAuditLog:
     """``open_audit_log``, after keying the chain if it must be (see the module docstring)."""
     audit = open_audit_log(store, data_dir)
     state = await audit.state()

@@ -1,22 +1,35 @@
 """Plumbing shared by the ``SqlStore`` repositories: connections, transactions, sealing.
 
-``SqlBase`` holds the engine, the ``SecretBox`` and the ``Clock``; reads run on a plain
+``SqlDatabase`` holds the engine, the ``SecretBox`` and the ``Clock``; each repository and the
+audit log receive their store's one (composition, no shared base class). Reads run on a plain
 connection, writes in one transaction each (``BEGIN IMMEDIATE`` on SQLite, so a transaction that
 reads then writes never fails on a lock upgrade; the caller adds ``FOR UPDATE`` for PostgreSQL).
 Every SQLite connection gets WAL, ``synchronous=FULL``, foreign keys and a busy timeout.
-``guarded`` translates SQLAlchemy errors into ``keyturn.core.errors.InternalError``. Imports:
-``keyturn.core``, SQLAlchemy and the standard library.
+``guarded`` translates SQLAlchemy errors into ``keyturn.core.errors.InternalError``; ``Forward``
+lets the store answer its ports' methods with its parts'. Imports: ``keyturn.core``, SQLAlchemy
+and the standard library.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import functools
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeAlias, TypeVar
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Concatenate,
+    Final,
+    Generic,
+    ParamSpec,
+    TypeAlias,
+    TypeVar,
+    overload,
+)
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -40,6 +53,8 @@ else:
     Engine = Connection = Any
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
+Part = TypeVar("Part")
 
 _BEGIN_OPTION: Final = "keyturn_begin"
 #: Applied to every SQLite connection. WAL + FULL: a commit is on disk when it returns.
@@ -115,59 +130,86 @@ def count_of(table: sa.Table, where: Sequence[sa.ColumnElement[bool]]) -> Any:
     )
 
 
-class SqlBase:
-    """The engine, the secret box and the clock, with read and write transactions."""
+class SqlDatabase:
+    """The plumbing every part of one store shares, handed to each (composition): the
+    engine, its one writer and write lock, the secret box and the clock, with read and write
+    transactions. ``sealing_with`` gives the same plumbing under another box, so a part that
+    seals otherwise (the audit log seals nothing; a rotation opens old and new keys) still
+    queues on this store's writer."""
 
     def __init__(self, engine: Engine, box: SecretBox, clock: Clock) -> None:
-        self._engine = engine
-        self._box = box
-        self._clock = clock
-        self._sqlite = engine.dialect.name == "sqlite"
-        if self._sqlite:
+        self.engine = engine
+        self.box = box
+        self.clock = clock
+        self.sqlite = engine.dialect.name == "sqlite"
+        if self.sqlite:
             _configure_sqlite(engine)
         self._writer = engine.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
         # SQLite has one writer at a time: queue this process's writers here rather than
-        # in the busy handler (which still covers other processes, e.g. the CLI).
+        # in the busy handler (which still covers other processes, e.g. the CLI). A second
+        # writer connection would meet this one in SQLite's busy handler instead, which waits
+        # on the event loop thread (the inline engine) and so could never let it finish.
         self._write_lock = asyncio.Lock()
 
     def __repr__(self) -> str:
-        url = self._engine.url.render_as_string(hide_password=True)
+        url = self.engine.url.render_as_string(hide_password=True)
         return f"{type(self).__name__}({url!r})"
 
-    @property
-    def engine(self) -> Engine:
-        """The underlying engine (for tools and tests; the service never uses it)."""
-        return self._engine
+    def sealing_with(self, box: SecretBox) -> SqlDatabase:
+        """This database (same engine, writer, write lock and clock) sealing with ``box``."""
+        other = copy.copy(self)
+        other.box = box
+        return other
 
     async def close(self) -> None:
-        await self._engine.dispose()
-
-    # ----------------------------------------------------------------------- plumbing
+        await self.engine.dispose()
 
     @asynccontextmanager
-    async def _read(self) -> AsyncIterator[Connection]:
-        async with self._engine.connect() as conn:
+    async def read(self) -> AsyncIterator[Connection]:
+        async with self.engine.connect() as conn:
             yield conn
 
     @asynccontextmanager
-    async def _write(self) -> AsyncIterator[Connection]:
-        if self._sqlite:
+    async def write(self) -> AsyncIterator[Connection]:
+        if self.sqlite:
             async with self._write_lock, self._writer.begin() as conn:
                 yield conn
         else:
             async with self._writer.begin() as conn:
                 yield conn
 
-    def _seal(self, plaintext: str, context: str) -> str:
-        return self._box.seal(plaintext, context=context)
+    def seal(self, plaintext: str, context: str) -> str:
+        return self.box.seal(plaintext, context=context)
 
-    def _unseal(self, token: str, context: str) -> str:
-        return self._box.unseal(token, context=context)
+    def unseal(self, token: str, context: str) -> str:
+        return self.box.unseal(token, context=context)
 
-    def _now(self) -> datetime:
-        return self._clock.now()
+    def now(self) -> datetime:
+        return self.clock.now()
 
-    async def _require_tenant(self, conn: Connection, tenant_id: str) -> None:
+    async def require_tenant(self, conn: Connection, tenant_id: str) -> None:
         found = await conn.scalar(sa.select(tenants.c.id).where(tenants.c.id == tenant_id))
         if found is None:
             raise NotFound(f"tenant {tenant_id!r} does not exist")
+
+
+class Forward(Generic[Part, P, T]):
+    """A method of a composite that is one of its parts': ``get_task =
+    Forward("tasks", SqlTaskRepo.get_task)`` answers ``store.get_task`` with
+    ``store.tasks.get_task``, typed as the part's method (so the composite still satisfies
+    the port protocols the parts implement)."""
+
+    def __init__(self, part: str, method: Callable[Concatenate[Part, P], T]) -> None:
+        self._part = part
+        self._name = method.__name__
+
+    @overload
+    def __get__(self, owner: None, cls: type) -> Forward[Part, P, T]: ...
+
+    @overload
+    def __get__(self, owner: object, cls: type | None = None) -> Callable[P, T]: ...
+
+    def __get__(self, owner: object, cls: type | None = None) -> Any:
+        if owner is None:
+            return self
+        return getattr(getattr(owner, self._part), self._name)

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from keyturn.core.access import KeyPolicies, NamedPolicy, labelled, missing_policy
 from keyturn.core.errors import Conflict, InternalError, InvalidParameterValue, NotFound
 from keyturn.core.model import KeySource
-from keyturn.store.base import Connection, SqlBase, guarded, upsert_insert
+from keyturn.store.base import Connection, SqlDatabase, guarded, upsert_insert
 from keyturn.store.schema import access_keys, policies
 
 #: Inline entries and references in the ``access_keys.policies`` column.
@@ -81,19 +81,22 @@ def _named_policy(row: Any) -> NamedPolicy:
     )
 
 
-class SqlPolicies(SqlBase):
-    """The ``PolicyRepo`` port, and the resolution ``get_access_key`` uses."""
+class SqlPolicies:
+    """The ``PolicyRepo`` port in ``db``, and the resolution ``get_access_key`` uses."""
+
+    def __init__(self, db: SqlDatabase) -> None:
+        self._db = db
 
     @guarded
     async def put_policy(self, policy: NamedPolicy) -> None:
-        async with self._write() as conn:
-            await self._require_tenant(conn, policy.tenant_id)
+        async with self._db.write() as conn:
+            await self._db.require_tenant(conn, policy.tenant_id)
             stmt = upsert_insert(conn, policies).values(
                 tenant_id=policy.tenant_id,
                 name=policy.name,
                 document=policy.document,
                 source=policy.source.value,
-                created_at=policy.created_at or self._now(),
+                created_at=policy.created_at or self._db.now(),
             )
             stmt = stmt.on_conflict_do_update(
                 index_elements=[policies.c.tenant_id, policies.c.name],
@@ -106,7 +109,7 @@ class SqlPolicies(SqlBase):
         query = sa.select(policies).where(
             policies.c.tenant_id == tenant_id, policies.c.name == name
         )
-        async with self._read() as conn:
+        async with self._db.read() as conn:
             row = (await conn.execute(query)).first()
         if row is None:
             raise NotFound(f"tenant {tenant_id!r} has no policy named {name!r}")
@@ -121,13 +124,13 @@ class SqlPolicies(SqlBase):
             query = query.where(policies.c.tenant_id == tenant_id)
         if source is not None:
             query = query.where(policies.c.source == source.value)
-        async with self._read() as conn:
+        async with self._db.read() as conn:
             result = (await conn.execute(query)).all()
         return [_named_policy(row) for row in result]
 
     @guarded
     async def remove_policy(self, tenant_id: str, name: str) -> bool:
-        async with self._write() as conn:
+        async with self._db.write() as conn:
             users = await self._attaching(conn, tenant_id, name)
             if users:
                 raise Conflict(
@@ -144,7 +147,7 @@ class SqlPolicies(SqlBase):
     @guarded
     async def key_policies(self, key_id: str) -> KeyPolicies | None:
         query = sa.select(access_keys.c.policies).where(access_keys.c.id == key_id)
-        async with self._read() as conn:
+        async with self._db.read() as conn:
             row = (await conn.execute(query)).first()
         if row is None:
             raise NotFound(f"access key {key_id!r} does not exist")
@@ -152,7 +155,7 @@ class SqlPolicies(SqlBase):
 
     @guarded
     async def set_key_policies(self, key_id: str, attached: KeyPolicies | None) -> None:
-        async with self._write() as conn:
+        async with self._db.write() as conn:
             tenant_id = await conn.scalar(
                 sa.select(access_keys.c.tenant_id).where(access_keys.c.id == key_id)
             )
@@ -171,17 +174,17 @@ class SqlPolicies(SqlBase):
 
     # ----------------------------------------------------------------------- resolution
 
-    async def _resolved(self, conn: Connection, row: Any) -> tuple[str, ...] | None:
+    async def resolved(self, conn: Connection, row: Any) -> tuple[str, ...] | None:
         """``AccessKey.policies`` for an ``access_keys`` row, read on ``conn``."""
         attached = attachments_from_json(row.policies)
         if attached is None or not attached.names:
             return resolve(attached, {})
         return resolve(attached, await self._documents(conn, row.tenant_id, attached.names))
 
-    async def _resolved_all(
+    async def resolved_all(
         self, conn: Connection, key_rows: Iterable[Any]
     ) -> dict[str, tuple[str, ...] | None]:
-        """``_resolved`` for many rows with one read of their tenants' policies."""
+        """``resolved`` for many rows with one read of their tenants' policies."""
         listed = list(key_rows)
         tenants = {row.tenant_id for row in listed if row.policies is not None}
         documents: dict[tuple[str, str], str] = {}

@@ -40,7 +40,7 @@ from keyturn.store import rows
 from keyturn.store.audit import ChainRekey, rekey_chain, store_chain_keys
 from keyturn.store.audit_chain import ChainKeys
 from keyturn.store.audit_keying import chain_was_keyed, mark_chain_keyed
-from keyturn.store.base import SqlBase, guarded
+from keyturn.store.base import SqlDatabase, guarded
 from keyturn.store.rsa_keys import _context as rsa_private_context
 from keyturn.store.schema import access_keys, nodes, tasks, tenant_rsa_keys
 from keyturn.store.sealing import (
@@ -120,8 +120,11 @@ class Resealed:
     audit: ChainRekey
 
 
-class SqlRekey(SqlBase):
-    """Re-sealing over the store's tables; this object's box must open every token."""
+class SqlRekey:
+    """Re-sealing over the tables of ``db``, whose box must open every token."""
+
+    def __init__(self, db: SqlDatabase) -> None:
+        self._db = db
 
     @guarded
     async def reseal(self, target: AesGcmSecretBox, *, audit_legacy: bool = True) -> Resealed:
@@ -129,8 +132,8 @@ class SqlRekey(SqlBase):
         audit chain under ``target`` (``audit_legacy``: unkeyed records may still open it).
         Nothing is changed if any token does not open."""
         counts: dict[str, int] = {}
-        chain_keys = store_chain_keys(self, legacy=audit_legacy)
-        async with self._write() as conn:
+        chain_keys = store_chain_keys(self._db, legacy=audit_legacy)
+        async with self._db.write() as conn:
             for spec in SEALED_COLUMNS:
                 counts[spec.name] = await self._reseal_column(conn, spec, target)
             audit = await rekey_chain(conn, chain_keys, ChainKeys.of(target).signing, partial=True)
@@ -150,7 +153,7 @@ class SqlRekey(SqlBase):
                 continue
             context = spec.context(row)
             try:
-                plain = self._unseal(token, context)
+                plain = self._db.unseal(token, context)
             except InternalError:
                 ident = ", ".join(f"{k}={row._mapping[k]!s}" for k in keys)
                 raise RotationError(
@@ -177,7 +180,7 @@ class SqlRekey(SqlBase):
     async def census(self) -> dict[str, int]:
         """How many tokens each key id sealed, over every sealed column."""
         counts: dict[str, int] = {}
-        async with self._read() as conn:
+        async with self._db.read() as conn:
             for spec in SEALED_COLUMNS:
                 column = spec.table.c[spec.column]
                 for (token,) in await conn.execute(sa.select(column).where(column.is_not(None))):
@@ -283,7 +286,7 @@ async def _rotate(
     sealer = AesGcmSecretBox(target)
     store = await open_store(database_url, opener, clock)
     try:
-        rekey = SqlRekey(store.engine, opener, clock)
+        rekey = SqlRekey(store.db)
         legacy = not chain_was_keyed(data_dir)
         first = await rekey.reseal(sealer, audit_legacy=legacy)
         mark_chain_keyed(data_dir)  # every good record is keyed now

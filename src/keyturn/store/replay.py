@@ -15,7 +15,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from keyturn.store.base import SqlBase, guarded, upsert_insert
+from keyturn.store.base import SqlDatabase, guarded, upsert_insert
 from keyturn.store.schema import replay_nonces
 
 _PURGE = sa.delete(replay_nonces).where(replay_nonces.c.expires_at <= sa.bindparam("now"))
@@ -26,14 +26,17 @@ def nonce_digest(nonce: str) -> str:
     return hashlib.sha256(nonce.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-class SqlReplay(SqlBase):
-    """Nonces of verified requests, shared by every process on the store."""
+class SqlReplay:
+    """Nonces of verified requests in ``db``, shared by every process on the store."""
+
+    def __init__(self, db: SqlDatabase) -> None:
+        self._db = db
 
     @guarded
     async def remember_nonce(
         self, scope: str, nonce: str, *, expires_at: datetime, now: datetime
     ) -> bool:
-        async with self._write() as conn:
+        async with self._db.write() as conn:
             stmt = upsert_insert(conn, replay_nonces).values(
                 scope=scope[:128], digest=nonce_digest(nonce), expires_at=expires_at
             )
@@ -47,7 +50,7 @@ class SqlReplay(SqlBase):
 
     @guarded
     async def forget_nonce(self, scope: str, nonce: str) -> None:
-        async with self._write() as conn:
+        async with self._db.write() as conn:
             await conn.execute(
                 sa.delete(replay_nonces).where(
                     replay_nonces.c.scope == scope[:128],
@@ -57,6 +60,6 @@ class SqlReplay(SqlBase):
 
     @guarded
     async def purge_nonces(self, now: datetime) -> int:
-        async with self._write() as conn:
+        async with self._db.write() as conn:
             result = await conn.execute(_PURGE, {"now": now})
             return int(result.rowcount or 0)

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from keyturn.core.errors import InvalidParameterValue
 from keyturn.core.ports import PublicKeyInfo
 from keyturn.core.secrets import Secret
-from keyturn.store.base import SqlBase, guarded, upsert_insert
+from keyturn.store.base import SqlDatabase, guarded, upsert_insert
 from keyturn.store.schema import tenant_rsa_keys
 
 # OAEP first: its check fails loudly. PKCS#1 v1.5 last, because OpenSSL's implicit rejection
@@ -63,11 +63,11 @@ def _info(der_base64: str) -> PublicKeyInfo:
     return PublicKeyInfo(der_base64=der_base64, pem=pem)
 
 
-class SqlRsaKeys(SqlBase):
-    """The ``PasswordCipher`` port over the store's tables."""
+class SqlRsaKeys:
+    """The ``PasswordCipher`` port over the tables of ``db``."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, db: SqlDatabase) -> None:
+        self._db = db
         self._private: dict[str, rsa.RSAPrivateKey] = {}
 
     @guarded
@@ -82,12 +82,12 @@ class SqlRsaKeys(SqlBase):
         private, public = await asyncio.to_thread(_generate)
         values = {
             "tenant_id": tenant_id,
-            "private_key_sealed": self._seal(private, _context(tenant_id)),
+            "private_key_sealed": self._db.seal(private, _context(tenant_id)),
             "public_key": public,
-            "created_at": self._now(),
+            "created_at": self._db.now(),
         }
-        async with self._write() as conn:
-            await self._require_tenant(conn, tenant_id)
+        async with self._db.write() as conn:
+            await self._db.require_tenant(conn, tenant_id)
             insert = upsert_insert(conn, tenant_rsa_keys).values(**values)
             if replace:
                 stmt = insert.on_conflict_do_update(
@@ -132,7 +132,7 @@ class SqlRsaKeys(SqlBase):
         row = await self._row(tenant_id)
         if row is None:
             return None
-        pem = self._unseal(row.private_key_sealed, _context(tenant_id))
+        pem = self._db.unseal(row.private_key_sealed, _context(tenant_id))
         key = serialization.load_pem_private_key(pem.encode(), password=None)
         if not isinstance(key, rsa.RSAPrivateKey):
             return None
@@ -141,5 +141,5 @@ class SqlRsaKeys(SqlBase):
 
     async def _row(self, tenant_id: str) -> Any:
         query = sa.select(tenant_rsa_keys).where(tenant_rsa_keys.c.tenant_id == tenant_id)
-        async with self._read() as conn:
+        async with self._db.read() as conn:
             return (await conn.execute(query)).first()

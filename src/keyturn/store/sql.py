@@ -2,11 +2,12 @@
 
 One code path for SQLite (the embedded default) and PostgreSQL. This module holds the factory
 (``open_store``: migrate, then open), the default URL and the tenant, access-key and instance
-repositories; tasks live in ``keyturn.store.task_repo`` and transactions in
-``keyturn.store.base``. Secrets are sealed under a context naming their row and column before
-they reach SQL, so no plaintext is ever bound to a statement. An instance page and its nodes
-come back in one statement, so listings stay fast with 100,000 instances. Imports:
-``keyturn.core``, SQLAlchemy, this package and the standard library.
+repositories; tasks live in ``keyturn.store.task_repo``, the other parts beside it, and the
+plumbing they all receive (``SqlDatabase``) in ``keyturn.store.base``. Secrets are sealed under
+a context naming their row and column before they reach SQL, so no plaintext is ever bound to
+a statement. An instance page and its nodes come back in one statement, so listings stay fast
+with 100,000 instances. Imports: ``keyturn.core``, SQLAlchemy, this package and the standard
+library.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from keyturn.core.model import AccessKey, Instance, KeySource, Tenant
 from keyturn.core.ports import Clock, Page, SecretBox
 from keyturn.core.secrets import Secret
 from keyturn.store import rows
-from keyturn.store.base import Engine, count_of, guarded, upsert_insert
+from keyturn.store.base import Engine, Forward, SqlDatabase, count_of, guarded, upsert_insert
 from keyturn.store.inline import InlineEngine
 from keyturn.store.listing import BUMP_GENERATION, ListingCache
 from keyturn.store.migrate import ensure_schema, sync_url
@@ -133,20 +134,63 @@ async def open_store(url: str, box: SecretBox, clock: Clock) -> SqlStore:
     return SqlStore(engine, box, clock)
 
 
-class SqlStore(SqlTaskRepo, SqlRsaKeys, SqlPolicies, SqlReplay):
-    """Tenants, access keys, instances and tasks in a SQL database: the ``Store`` port."""
+class SqlStore:
+    """Tenants, access keys and instances in a SQL database, and the parts that keep the rest
+    (``tasks``, ``rsa_keys``, ``policies``, ``replay``), all on one ``SqlDatabase`` (``db``):
+    together the ``Store`` and ``PasswordCipher`` ports."""
 
     def __init__(self, engine: Engine, box: SecretBox, clock: Clock) -> None:
-        super().__init__(engine, box, clock)
+        self.db = SqlDatabase(engine, box, clock)
+        self.tasks = SqlTaskRepo(self.db)
+        self.rsa_keys = SqlRsaKeys(self.db)
+        self.policies = SqlPolicies(self.db)
+        self.replay = SqlReplay(self.db)
         self._listing = ListingCache()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.db!r})"
+
+    @property
+    def engine(self) -> Engine:
+        """The underlying engine (for tools and tests; the service never uses it)."""
+        return self.db.engine
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    # The parts' ports, answered by the parts.
+    create_task = Forward("tasks", SqlTaskRepo.create_task)
+    new_task_id = Forward("tasks", SqlTaskRepo.new_task_id)
+    get_task = Forward("tasks", SqlTaskRepo.get_task)
+    list_tasks = Forward("tasks", SqlTaskRepo.list_tasks)
+    unfinished_tasks = Forward("tasks", SqlTaskRepo.unfinished_tasks)
+    active_task = Forward("tasks", SqlTaskRepo.active_task)
+    pending_password = Forward("tasks", SqlTaskRepo.pending_password)
+    snapshots = Forward("tasks", SqlTaskRepo.snapshots)
+    record_snapshots = Forward("tasks", SqlTaskRepo.record_snapshots)
+    update_steps = Forward("tasks", SqlTaskRepo.update_steps)
+    write_ahead = Forward("tasks", SqlTaskRepo.write_ahead)
+    finish_task = Forward("tasks", SqlTaskRepo.finish_task)
+    public_key = Forward("rsa_keys", SqlRsaKeys.public_key)
+    rotate = Forward("rsa_keys", SqlRsaKeys.rotate)
+    decrypt = Forward("rsa_keys", SqlRsaKeys.decrypt)
+    put_policy = Forward("policies", SqlPolicies.put_policy)
+    get_policy = Forward("policies", SqlPolicies.get_policy)
+    list_policies = Forward("policies", SqlPolicies.list_policies)
+    remove_policy = Forward("policies", SqlPolicies.remove_policy)
+    key_policies = Forward("policies", SqlPolicies.key_policies)
+    set_key_policies = Forward("policies", SqlPolicies.set_key_policies)
+    remember_nonce = Forward("replay", SqlReplay.remember_nonce)
+    forget_nonce = Forward("replay", SqlReplay.forget_nonce)
+    purge_nonces = Forward("replay", SqlReplay.purge_nonces)
 
     # ----------------------------------------------------------------------- tenants
 
     @guarded
     async def put_tenant(self, tenant: Tenant, source: KeySource) -> None:
-        async with self._write() as conn:
+        async with self.db.write() as conn:
             stmt = upsert_insert(conn, tenants).values(
-                id=tenant.id, name=tenant.name, source=source.value, created_at=self._now()
+                id=tenant.id, name=tenant.name, source=source.value, created_at=self.db.now()
             )
             stmt = stmt.on_conflict_do_update(
                 index_elements=[tenants.c.id],
@@ -156,7 +200,7 @@ class SqlStore(SqlTaskRepo, SqlRsaKeys, SqlPolicies, SqlReplay):
 
     @guarded
     async def list_tenants(self) -> list[Tenant]:
-        async with self._read() as conn:
+        async with self.db.read() as conn:
             result = await conn.execute(
                 sa.select(tenants.c.id, tenants.c.name).order_by(tenants.c.id)
             )
@@ -164,13 +208,13 @@ class SqlStore(SqlTaskRepo, SqlRsaKeys, SqlPolicies, SqlReplay):
 
     @guarded
     async def tenant_sources(self) -> dict[str, KeySource]:
-        async with self._read() as conn:
+        async with self.db.read() as conn:
             result = await conn.execute(sa.select(tenants.c.id, tenants.c.source))
             return {row.id: KeySource(row.source) for row in result}
 
     @guarded
     async def remove_tenant(self, tenant_id: str) -> None:
-        async with self._write() as conn:
+        async with self.db.write() as conn:
             for table in (access_keys, instances):
                 used = await conn.scalar(
                     sa.select(table.c.id).where(table.c.tenant_id == tenant_id).limit(1)
@@ -183,26 +227,26 @@ class SqlStore(SqlTaskRepo, SqlRsaKeys, SqlPolicies, SqlReplay):
 
     @guarded
     async def get_access_key(self, key_id: str) -> AccessKey | None:
-        async with self._read() as conn:
+        async with self.db.read() as conn:
             result = await conn.execute(_GET_ACCESS_KEY, {"id": key_id})
             row = result.first()
             if row is None:
                 return None
-            policies = await self._resolved(conn, row)
-        return rows.access_key_from_row(row, self._unseal, policies)
+            policies = await self.policies.resolved(conn, row)
+        return rows.access_key_from_row(row, self.db.unseal, policies)
 
     @guarded
     async def put_access_key(self, key: AccessKey) -> None:
-        sealed = self._seal(key.secret.reveal(), rows.key_secret_context(key.id))
-        async with self._write() as conn:
-            await self._require_tenant(conn, key.tenant_id)
+        sealed = self.db.seal(key.secret.reveal(), rows.key_secret_context(key.id))
+        async with self.db.write() as conn:
+            await self.db.require_tenant(conn, key.tenant_id)
             stmt = upsert_insert(conn, access_keys).values(
                 id=key.id,
                 tenant_id=key.tenant_id,
                 secret_sealed=sealed,
                 enabled=key.enabled,
                 source=key.source.value,
-                created_at=key.created_at or self._now(),
+                created_at=key.created_at or self.db.now(),
             )
             stmt = stmt.on_conflict_do_update(
                 index_elements=[access_keys.c.id],
@@ -218,14 +262,14 @@ class SqlStore(SqlTaskRepo, SqlRsaKeys, SqlPolicies, SqlReplay):
         query = sa.select(access_keys).order_by(access_keys.c.id)
         if tenant_id is not None:
             query = query.where(access_keys.c.tenant_id == tenant_id)
-        async with self._read() as conn:
+        async with self.db.read() as conn:
             result = (await conn.execute(query)).all()
-            resolved = await self._resolved_all(conn, result)
-        return [rows.access_key_from_row(row, self._unseal, resolved[row.id]) for row in result]
+            resolved = await self.policies.resolved_all(conn, result)
+        return [rows.access_key_from_row(row, self.db.unseal, resolved[row.id]) for row in result]
 
     @guarded
     async def set_access_key_enabled(self, key_id: str, enabled: bool) -> bool:
-        async with self._write() as conn:
+        async with self.db.write() as conn:
             result = await conn.execute(
                 sa.update(access_keys).where(access_keys.c.id == key_id).values(enabled=enabled)
             )
@@ -234,8 +278,8 @@ class SqlStore(SqlTaskRepo, SqlRsaKeys, SqlPolicies, SqlReplay):
     @guarded
     async def set_access_key_secret(self, key_id: str, secret: Secret) -> bool:
         """Replace only the signing secret (``keyturn keys rotate``); False: no such key."""
-        sealed = self._seal(secret.reveal(), rows.key_secret_context(key_id))
-        async with self._write() as conn:
+        sealed = self.db.seal(secret.reveal(), rows.key_secret_context(key_id))
+        async with self.db.write() as conn:
             result = await conn.execute(
                 sa.update(access_keys)
                 .where(access_keys.c.id == key_id)
@@ -245,7 +289,7 @@ class SqlStore(SqlTaskRepo, SqlRsaKeys, SqlPolicies, SqlReplay):
 
     @guarded
     async def remove_access_key(self, key_id: str) -> None:
-        async with self._write() as conn:
+        async with self.db.write() as conn:
             await conn.execute(sa.delete(access_keys).where(access_keys.c.id == key_id))
 
     # ----------------------------------------------------------------------- instances
@@ -253,9 +297,9 @@ class SqlStore(SqlTaskRepo, SqlRsaKeys, SqlPolicies, SqlReplay):
     @guarded
     async def get_instance(self, tenant_id: str, instance_id: str) -> Instance:
         params = {"id": instance_id, "tenant_id": tenant_id}
-        async with self._read() as conn:
+        async with self.db.read() as conn:
             result = (await conn.execute(_GET_INSTANCE, params)).all()
-        found = rows.instances_from_rows(result, self._unseal)
+        found = rows.instances_from_rows(result, self.db.unseal)
         if not found:
             raise InstanceNotFound()
         return found[0]
@@ -281,7 +325,7 @@ class SqlStore(SqlTaskRepo, SqlRsaKeys, SqlPolicies, SqlReplay):
             where.append(instances.c.product == str(product))
         if instance_ids is not None:
             where.append(instances.c.id.in_(list(instance_ids)))
-        async with self._read() as conn:
+        async with self.db.read() as conn:
             if page is not None and instance_ids is None:
                 # Counts and deep offsets come from the generation-keyed cache.
                 key = (tenant_id, product, source)
@@ -301,7 +345,7 @@ class SqlStore(SqlTaskRepo, SqlRsaKeys, SqlPolicies, SqlReplay):
                 total = 0
         if len(result) > _BIG_RESULT:
             # Unsealing and parsing take ~20 us per node: keep the event loop responsive.
-            found = await asyncio.to_thread(rows.instances_from_rows, result, self._unseal)
+            found = await asyncio.to_thread(rows.instances_from_rows, result, self.db.unseal)
         else:
             found = self._build(result)
         return found, len(found) if total is None else total
@@ -317,11 +361,11 @@ class SqlStore(SqlTaskRepo, SqlRsaKeys, SqlPolicies, SqlReplay):
         )
         if product is not None:
             query = query.where(instances.c.product == str(product))
-        async with self._read() as conn:
+        async with self.db.read() as conn:
             return [(row.id, row.region) for row in (await conn.execute(query)).all()]
 
     def _build(self, result: Sequence[Any]) -> list[Instance]:
-        return rows.instances_from_rows(result, self._unseal)
+        return rows.instances_from_rows(result, self.db.unseal)
 
     @guarded
     async def put_instance(self, instance: Instance) -> None:
@@ -329,9 +373,9 @@ class SqlStore(SqlTaskRepo, SqlRsaKeys, SqlPolicies, SqlReplay):
         for node in stored:
             if node.instance_id != instance.id:
                 raise InternalError(f"node {node.key} does not belong to instance {instance.id}")
-        node_rows = [rows.node_values(node, self._seal) for node in stored]
-        async with self._write() as conn:
-            await self._require_tenant(conn, instance.tenant_id)
+        node_rows = [rows.node_values(node, self.db.seal) for node in stored]
+        async with self.db.write() as conn:
+            await self.db.require_tenant(conn, instance.tenant_id)
             await conn.execute(BUMP_GENERATION)
             stmt = upsert_insert(conn, instances).values(
                 id=instance.id,
@@ -345,7 +389,7 @@ class SqlStore(SqlTaskRepo, SqlRsaKeys, SqlPolicies, SqlReplay):
                 no_auth=instance.no_auth,
                 engine_version=instance.engine_version,
                 source=instance.source.value,
-                created_at=instance.created_at or self._now(),
+                created_at=instance.created_at or self.db.now(),
             )
             kept = (
                 "tenant_id",
@@ -392,7 +436,7 @@ class SqlStore(SqlTaskRepo, SqlRsaKeys, SqlPolicies, SqlReplay):
 
     @guarded
     async def remove_instance(self, instance_id: str) -> bool:
-        async with self._write() as conn:
+        async with self.db.write() as conn:
             await conn.execute(BUMP_GENERATION)
             await conn.execute(sa.delete(nodes).where(nodes.c.instance_id == instance_id))
             result = await conn.execute(sa.delete(instances).where(instances.c.id == instance_id))
@@ -409,7 +453,7 @@ class SqlStore(SqlTaskRepo, SqlRsaKeys, SqlPolicies, SqlReplay):
             values["engine_version"] = engine_version
         if not values:
             return
-        async with self._write() as conn:
+        async with self.db.write() as conn:
             await conn.execute(
                 sa.update(instances).where(instances.c.id == instance_id).values(**values)
             )

@@ -36,7 +36,7 @@ from keyturn.core.tasks import (
     lock_key,
 )
 from keyturn.store import rows
-from keyturn.store.base import Connection, SqlBase, count_of, guarded
+from keyturn.store.base import Connection, SqlDatabase, count_of, guarded
 from keyturn.store.schema import instances, nodes, tasks
 
 _ACTIVE: Final = [s.value for s in ACTIVE_STATES]
@@ -57,12 +57,15 @@ _ACTIVE_TASK: Final = sa.select(tasks.c.id).where(
 )
 
 
-class SqlTaskRepo(SqlBase):
-    """Queue, run and finish durable tasks."""
+class SqlTaskRepo:
+    """Queue, run and finish durable tasks in ``db``."""
+
+    def __init__(self, db: SqlDatabase) -> None:
+        self._db = db
 
     @guarded
     async def create_task(self, new: NewTask, pending: Secret | None) -> Task:
-        now = self._now()
+        now = self._db.now()
         for _ in range(_ID_ATTEMPTS):
             task_id = self.new_task_id()
             try:
@@ -100,7 +103,7 @@ class SqlTaskRepo(SqlBase):
         sealed = (
             None
             if pending is None
-            else self._seal(pending.reveal(), rows.task_pending_context(task_id))
+            else self._db.seal(pending.reveal(), rows.task_pending_context(task_id))
         )
         row = {
             "id": task_id,
@@ -116,8 +119,12 @@ class SqlTaskRepo(SqlBase):
             "created_at": now,
             "pending_sealed": sealed,
         }
-        async with self._write() as conn:
+        async with self._db.write() as conn:
             await conn.execute(_INSERT_TASK, row)
+
+    def _sealed_snapshots(self, task_id: int, snapshots: Mapping[str, CredentialSnapshot]) -> str:
+        context = rows.task_snapshots_context(task_id)
+        return self._db.seal(rows.snapshots_to_json(snapshots), context)
 
     async def _task_row(self, conn: Connection, task_id: int, *, lock: bool = False) -> Any:
         query = sa.select(tasks).where(tasks.c.id == task_id)
@@ -128,7 +135,7 @@ class SqlTaskRepo(SqlBase):
 
     @guarded
     async def get_task(self, tenant_id: str, task_id: int) -> Task:
-        async with self._read() as conn:
+        async with self._db.read() as conn:
             result = await conn.execute(_GET_TASK, {"id": task_id, "tenant_id": tenant_id})
             row = result.first()
         if row is None:
@@ -157,7 +164,7 @@ class SqlTaskRepo(SqlBase):
             .limit(page.limit)
             .offset(page.offset)
         )
-        async with self._read() as conn:
+        async with self._db.read() as conn:
             result = (await conn.execute(query)).all()
             if result:
                 total = int(result[0].total)
@@ -172,39 +179,39 @@ class SqlTaskRepo(SqlBase):
             .where(tasks.c.state.in_(_ACTIVE))
             .order_by(tasks.c.created_at, tasks.c.id)
         )
-        async with self._read() as conn:
+        async with self._db.read() as conn:
             result = (await conn.execute(query)).all()
         return [rows.task_from_row(row) for row in result]
 
     @guarded
     async def active_task(self, instance_id: str, account: str) -> int | None:
-        async with self._read() as conn:
+        async with self._db.read() as conn:
             found = await conn.scalar(_ACTIVE_TASK, {"lock_key": lock_key(instance_id, account)})
         return None if found is None else int(found)
 
     @guarded
     async def pending_password(self, task_id: int) -> Secret | None:
-        async with self._read() as conn:
+        async with self._db.read() as conn:
             row = await self._task_row(conn, task_id)
         if row.pending_sealed is None:
             return None
-        return Secret(self._unseal(row.pending_sealed, rows.task_pending_context(task_id)))
+        return Secret(self._db.unseal(row.pending_sealed, rows.task_pending_context(task_id)))
 
     @guarded
     async def snapshots(self, task_id: int) -> dict[str, CredentialSnapshot]:
-        async with self._read() as conn:
+        async with self._db.read() as conn:
             row = await self._task_row(conn, task_id)
         if row.snapshots_sealed is None:
             return {}
-        text = self._unseal(row.snapshots_sealed, rows.task_snapshots_context(task_id))
+        text = self._db.unseal(row.snapshots_sealed, rows.task_snapshots_context(task_id))
         return rows.snapshots_from_json(text)
 
     @guarded
     async def record_snapshots(
         self, task_id: int, snapshots: Mapping[str, CredentialSnapshot]
     ) -> None:
-        sealed = self._seal(rows.snapshots_to_json(snapshots), rows.task_snapshots_context(task_id))
-        async with self._write() as conn:
+        sealed = self._sealed_snapshots(task_id, snapshots)
+        async with self._db.write() as conn:
             result = await conn.execute(
                 sa.update(tasks)
                 .where(tasks.c.id == task_id, tasks.c.state == TaskState.RUNNING.value)
@@ -215,7 +222,7 @@ class SqlTaskRepo(SqlBase):
 
     @guarded
     async def update_steps(self, task_id: int, steps: Sequence[TaskStep]) -> None:
-        async with self._write() as conn:
+        async with self._db.write() as conn:
             result = await conn.execute(
                 sa.update(tasks)
                 .where(tasks.c.id == task_id)
@@ -233,9 +240,9 @@ class SqlTaskRepo(SqlBase):
         admin_pending: Mapping[int, Secret],
         steps: Sequence[TaskStep],
     ) -> Task:
-        sealed = self._seal(rows.snapshots_to_json(snapshots), rows.task_snapshots_context(task_id))
-        now = self._now()
-        async with self._write() as conn:
+        sealed = self._sealed_snapshots(task_id, snapshots)
+        now = self._db.now()
+        async with self._db.write() as conn:
             row = await self._task_row(conn, task_id, lock=True)
             check_transition(TaskState(row.state), TaskState.RUNNING)
             await conn.execute(
@@ -250,7 +257,7 @@ class SqlTaskRepo(SqlBase):
             )
             iid = row.instance_id
             for ordinal, password in admin_pending.items():
-                token = self._seal(password.reveal(), rows.node_pending_context(iid, ordinal))
+                token = self._db.seal(password.reveal(), rows.node_pending_context(iid, ordinal))
                 # Only a node whose admin login is the task's account: those are the ones
                 # finish_task settles.
                 result = await conn.execute(
@@ -282,8 +289,8 @@ class SqlTaskRepo(SqlBase):
         no_auth: bool | None,
         verified_at: datetime | None = None,
     ) -> Task:
-        now = self._now()
-        async with self._write() as conn:
+        now = self._db.now()
+        async with self._db.write() as conn:
             row = await self._task_row(conn, task_id, lock=True)
             check_transition(TaskState(row.state), state)
             await conn.execute(
@@ -335,10 +342,10 @@ class SqlTaskRepo(SqlBase):
         for node in pending:
             values: dict[str, Any] = {"pending_password_sealed": None}
             if promote:
-                plain = self._unseal(
+                plain = self._db.unseal(
                     node.pending_password_sealed, rows.node_pending_context(iid, node.ordinal)
                 )
-                values["password_sealed"] = self._seal(
+                values["password_sealed"] = self._db.seal(
                     plain, rows.node_password_context(iid, node.ordinal)
                 )
             await conn.execute(

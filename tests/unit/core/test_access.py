@@ -48,7 +48,7 @@ RAM = {
         }
     ],
 }
-IAM = {
+IAM: dict[str, Any] = {
     "Version": "1.1",
     "Statement": [{"Effect": "Allow", "Action": ["dcs:instance:modifyAuthInfo"]}],
 }

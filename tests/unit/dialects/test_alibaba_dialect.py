@@ -73,7 +73,8 @@ def make_dialect() -> tuple[Any, SimpleNamespace]:
 
 def send(dialect: Any, query: str, headers: dict[str, str]) -> WireResponse:
     request = WireRequest(method="POST", path="/", query=query, headers={"host": "h", **headers})
-    return asyncio.run(dialect.handle(request))
+    response: WireResponse = asyncio.run(dialect.handle(request))
+    return response
 
 
 def answer(response: WireResponse) -> tuple[int, dict[str, Any]]:

@@ -107,15 +107,7 @@ def wire(query: str, headers: dict[str, str], body: bytes = b"") -> WireRequest:
 def check_acs3(request: WireRequest, secret: str = SECRET) -> None:
     call = parse_call(request)
     assert call.acs3 is not None
-    verify_acs3(
-        auth=call.acs3,
-        secret=secret,
-        method=request.method,
-        path=request.path,
-        query=call.query,
-        headers=request.headers,
-        body=request.body,
-    )
+    verify_acs3(auth=call.acs3, secret=secret, request=request, query=call.query)
 
 
 def check_rpc(request: WireRequest, secret: str = SECRET) -> None:

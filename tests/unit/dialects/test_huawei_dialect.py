@@ -5,134 +5,28 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from keyturn.core import errors as e
-from keyturn.core.model import AccessKey, EngineKind, Instance, Node, NodeAddress, Product
+from keyturn.core.model import Product
 from keyturn.core.passwords import HUAWEI_DCS
 from keyturn.core.secrets import Secret
-from keyturn.core.tasks import Task, TaskKind, TaskState
-from keyturn.dialects._wire import WireRequest, WireResponse
+from keyturn.dialects._wire import Dialect, WireRequest, WireResponse
 from keyturn.dialects.huawei import HuaweiDialect
 from keyturn.dialects.huawei.dcs import PRODUCT
-from keyturn.dialects.huawei.errors import COMMON_CODES, huawei_code
-from keyturn.dialects.huawei.signing import (
-    canonical_request,
-    parse_authorization,
-    signature,
-    string_to_sign,
-)
+from keyturn.dialects.huawei.errors import huawei_code
 from keyturn.service.accounts import ChangeOutcome, ChangeResult
-from tests.support.fakes import QueuedTask, memory_replay_guard
-
-AK, SK, PROJECT = "HWAKUNIT0001", "unit-secret", "0123456789abcdef0123456789abcdef"
-INSTANCE_ID = "6d1d7a5c-1111-2222-3333-444455556666"
-NOW = datetime(2026, 11, 22, 11, 14, 45, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now_value = NOW
-
-    def now(self) -> datetime:
-        return self.now_value
-
-
-class FakeServices:
-    """The parts of ``Services`` the dialect uses, recording calls."""
-
-    def __init__(self) -> None:
-        self.clock = Clock()
-        self.replay = memory_replay_guard(self.clock)
-        self.calls: list[tuple[str, dict[str, Any]]] = []
-        self.error: Exception | None = None
-        self.outcome = ChangeOutcome(result=ChangeResult.SUCCESS, retries_left=5)
-        self.credentials = SimpleNamespace(access_key=self._access_key)
-        self.resets = SimpleNamespace(reset_password_and_wait=self._record("reset"))
-        self.accounts = SimpleNamespace(change_password=self._record("change"))
-        self.queries = SimpleNamespace(
-            instance=self._instance, instances=self._instances, task=self._task
-        )
-        self.refusals: list[dict[str, Any]] = []
-        self.gate = SimpleNamespace(run=self._through_gate, rejected=self._refused)
-
-    @staticmethod
-    async def _through_gate(
-        caller: Any, info: Any, execute: Any, vendor_code: Any, admission: Any = None
-    ) -> Any:
-        if admission is not None:
-            await admission.admit()
-        return await execute(caller)
-
-    async def _refused(self, caller: Any, **fields: Any) -> None:
-        self.refusals.append({"caller": caller, **fields})
-
-    async def _access_key(self, key_id: str) -> AccessKey:
-        if key_id != AK:
-            raise e.UnknownAccessKey(f"the access key {key_id!r} does not exist or is disabled")
-        return AccessKey(id=AK, tenant_id=PROJECT, secret=Secret(SK))
-
-    def _record(self, name: str) -> Any:
-        async def call(caller: Any, **kwargs: Any) -> Any:
-            self.calls.append((name, kwargs))
-            if self.error is not None:
-                raise self.error
-            return QueuedTask() if name == "reset" else self.outcome
-
-        return call
-
-    async def _instance(self, caller: Any, product: Product, instance_id: str) -> Instance:
-        if instance_id != INSTANCE_ID or caller.tenant_id != PROJECT:
-            raise e.InstanceNotFound()
-        return make_instance()
-
-    async def _instances(self, caller: Any, **kwargs: Any) -> tuple[list[Instance], int]:
-        self.calls.append(("instances", kwargs))
-        return [make_instance()], 1
-
-    async def _task(self, caller: Any, task_id: int) -> Task:
-        if task_id != 7:
-            raise e.TaskNotFound()
-        return Task(
-            id=7,
-            tenant_id=PROJECT,
-            instance_id=INSTANCE_ID,
-            account="default",
-            kind=TaskKind.RESET_PASSWORD,
-            state=TaskState.FAILED,
-            message="node 127.0.0.1:6379 refused the login",
-            request_id="r",
-            steps=(),
-            created_at=NOW,
-            started_at=NOW,
-            finished_at=NOW + timedelta(seconds=1, microseconds=250_000),
-        )
-
-
-def make_instance() -> Instance:
-    address = NodeAddress(
-        engine=EngineKind.REDIS,
-        scheme="redis",
-        host="127.0.0.1",
-        port=6379,
-        username="default",
-        password=Secret("admin-password"),
-    )
-    return Instance(
-        id=INSTANCE_ID,
-        tenant_id=PROJECT,
-        product=Product.HUAWEI_DCS,
-        region="cn-north-4",
-        name="orders",
-        nodes=(Node(instance_id=INSTANCE_ID, ordinal=0, address=address),),
-        no_auth=False,
-        engine_version="7.0.15",
-        created_at=NOW,
-    )
+from tests.support.huawei_calls import (
+    INSTANCE_ID,
+    NOW,
+    PROJECT,
+    FakeServices,
+    request,
+    reset_path,
+)
 
 
 @pytest.fixture
@@ -141,58 +35,18 @@ def services() -> FakeServices:
 
 
 @pytest.fixture
-def dialect(services: FakeServices) -> HuaweiDialect:
+def dialect(services: FakeServices) -> Dialect:
     return HuaweiDialect(services, [PRODUCT])  # type: ignore[arg-type]
 
 
-def request(
-    method: str,
-    path: str,
-    body: bytes = b"",
-    *,
-    query: str = "",
-    date: datetime = NOW,
-    secret: str = SK,
-    ak: str = AK,
-    project: str | None = PROJECT,
-    authorization: str | None = None,
-) -> WireRequest:
-    headers = {
-        "content-type": "application/json;charset=utf-8",
-        "host": "keyturn.test",
-        "x-sdk-date": date.strftime("%Y%m%dT%H%M%SZ"),
-    }
-    if project is not None:
-        headers["x-project-id"] = project
-    names = ";".join(sorted(headers))
-    template = f"SDK-HMAC-SHA256 Access={ak}, SignedHeaders={names}, Signature={'0' * 64}"
-    canonical = canonical_request(
-        method=method,
-        path=path,
-        query=query,
-        headers=headers,
-        signed_headers=parse_authorization(template).signed_headers,
-        body=body,
-    )
-    sig = signature(secret, string_to_sign(canonical, date))
-    headers["authorization"] = (
-        authorization if authorization is not None else template.replace("0" * 64, sig)
-    )
-    return WireRequest(method=method, path=path, query=query, headers=headers, body=body)
-
-
-async def answer(dialect: HuaweiDialect, wire: WireRequest) -> tuple[int, dict[str, Any]]:
+async def answer(dialect: Dialect, wire: WireRequest) -> tuple[int, dict[str, Any]]:
     response: WireResponse = await dialect.handle(wire)
     assert len(response.headers["x-request-id"]) == 32
     assert response.headers["content-type"] == "application/json"
     return response.status, json.loads(response.body)
 
 
-def reset_path(project: str = PROJECT, instance_id: str = INSTANCE_ID) -> str:
-    return f"/v2/{project}/instances/{instance_id}/password/reset"
-
-
-def test_claims(dialect: HuaweiDialect) -> None:
+def test_claims(dialect: Dialect) -> None:
     assert dialect.claims(WireRequest(method="GET", path="/v2/x", query="", headers={}))
     signed = {"authorization": "SDK-HMAC-SHA256 Access=x"}
     assert dialect.claims(WireRequest(method="POST", path="/", query="", headers=signed))
@@ -200,9 +54,7 @@ def test_claims(dialect: HuaweiDialect) -> None:
     assert not dialect.claims(WireRequest(method="POST", path="/", query="", headers=tencent))
 
 
-async def test_reset_calls_the_synchronous_reset(
-    dialect: HuaweiDialect, services: FakeServices
-) -> None:
+async def test_reset_calls_the_synchronous_reset(dialect: Dialect, services: FakeServices) -> None:
     body = b'{"new_password": "Passw0rd!2024", "no_password_access": false}'
     status, payload = await answer(dialect, request("POST", reset_path(), body))
     assert status == 200
@@ -220,7 +72,7 @@ async def test_reset_calls_the_synchronous_reset(
     assert kwargs["policy"] is HUAWEI_DCS and kwargs["product"] is Product.HUAWEI_DCS
 
 
-async def test_password_free_reset(dialect: HuaweiDialect, services: FakeServices) -> None:
+async def test_password_free_reset(dialect: Dialect, services: FakeServices) -> None:
     body = b'{"no_password_access": true, "new_password": "ignored"}'
     status, _ = await answer(dialect, request("POST", reset_path(), body))
     assert status == 200 and services.calls[0][1]["password"] is None
@@ -242,7 +94,7 @@ async def test_password_free_reset(dialect: HuaweiDialect, services: FakeService
     ],
 )
 async def test_reset_body_errors(
-    dialect: HuaweiDialect, services: FakeServices, body: bytes, code: str
+    dialect: Dialect, services: FakeServices, body: bytes, code: str
 ) -> None:
     status, payload = await answer(dialect, request("POST", reset_path(), body))
     assert (status, payload["error_code"]) == (400, code)
@@ -266,7 +118,7 @@ async def test_reset_body_errors(
     ],
 )
 async def test_service_errors(
-    dialect: HuaweiDialect, services: FakeServices, error: e.DomainError, code: str, status: int
+    dialect: Dialect, services: FakeServices, error: e.DomainError, code: str, status: int
 ) -> None:
     services.error = error
     body = b'{"new_password": "Passw0rd!2024"}'
@@ -279,7 +131,7 @@ async def test_service_errors(
 
 
 async def test_unexpected_exceptions_are_logged_500s(
-    dialect: HuaweiDialect, services: FakeServices, caplog: pytest.LogCaptureFixture
+    dialect: Dialect, services: FakeServices, caplog: pytest.LogCaptureFixture
 ) -> None:
     services.error = RuntimeError("boom")
     with caplog.at_level(logging.ERROR):
@@ -291,7 +143,7 @@ async def test_unexpected_exceptions_are_logged_500s(
     assert "unhandled error" in caplog.text
 
 
-async def test_routing_comes_first(dialect: HuaweiDialect) -> None:
+async def test_routing_comes_first(dialect: Dialect) -> None:
     unsigned = WireRequest(method="GET", path="/v2/p/nothing", query="", headers={})
     status, payload = await answer(dialect, unsigned)
     assert (status, payload["error_code"]) == (404, "APIGW.0101")
@@ -305,9 +157,7 @@ async def test_routing_comes_first(dialect: HuaweiDialect) -> None:
     )
 
 
-async def test_authentication_failures_say_why(
-    dialect: HuaweiDialect, services: FakeServices
-) -> None:
+async def test_authentication_failures_say_why(dialect: Dialect, services: FakeServices) -> None:
     path = f"/v2/{PROJECT}/instances/{INSTANCE_ID}"
     cases = {
         "missing": request("GET", path, authorization=""),
@@ -328,7 +178,7 @@ async def test_authentication_failures_say_why(
     assert (await answer(dialect, within))[0] == 200
 
 
-async def test_projects(dialect: HuaweiDialect) -> None:
+async def test_projects(dialect: Dialect) -> None:
     other = "f" * 32
     body = b'{"no_password_access": true}'
     for wire in (
@@ -344,7 +194,7 @@ async def test_projects(dialect: HuaweiDialect) -> None:
     assert status == 200
 
 
-async def test_instance_ids(dialect: HuaweiDialect) -> None:
+async def test_instance_ids(dialect: Dialect) -> None:
     body = b'{"no_password_access": true}'
     for bad in ("not-a-uuid", INSTANCE_ID.upper(), INSTANCE_ID + "0"):
         status, payload = await answer(dialect, request("POST", reset_path(instance_id=bad), body))
@@ -354,7 +204,7 @@ async def test_instance_ids(dialect: HuaweiDialect) -> None:
     assert (status, payload["error_code"]) == (404, "111404022")
 
 
-async def test_replays_of_mutating_requests_are_refused(dialect: HuaweiDialect) -> None:
+async def test_replays_of_mutating_requests_are_refused(dialect: Dialect) -> None:
     wire = request("POST", reset_path(), b'{"no_password_access": true}')
     assert (await answer(dialect, wire))[0] == 200
     status, payload = await answer(dialect, wire)
@@ -385,7 +235,7 @@ async def test_replays_of_mutating_requests_are_refused(dialect: HuaweiDialect) 
     ],
 )
 async def test_update_password(
-    dialect: HuaweiDialect,
+    dialect: Dialect,
     services: FakeServices,
     outcome: ChangeOutcome,
     expected: tuple[str, ...],
@@ -407,7 +257,7 @@ async def test_update_password(
     assert kwargs["differ_from_current"] is True
 
 
-async def test_reads(dialect: HuaweiDialect, services: FakeServices) -> None:
+async def test_reads(dialect: Dialect, services: FakeServices) -> None:
     status, shown = await answer(dialect, request("GET", f"/v2/{PROJECT}/instances/{INSTANCE_ID}"))
     assert status == 200
     assert (shown["instance_id"], shown["port"], shown["no_password_access"]) == (
@@ -455,7 +305,7 @@ async def test_reads(dialect: HuaweiDialect, services: FakeServices) -> None:
         assert (status, payload["error_code"]) == (404, "111404001"), job_id
 
 
-def test_too_large(dialect: HuaweiDialect) -> None:
+def test_too_large(dialect: Dialect) -> None:
     response = dialect.too_large(WireRequest(method="POST", path="/v2/x", query="", headers={}))
     assert response.status == 413 and response.headers["x-request-id"]
     assert json.loads(response.body)["error_code"] == "APIGW.0201"
@@ -475,4 +325,4 @@ def test_every_domain_error_has_a_code() -> None:
         assert code.code and 400 <= code.status < 600, cls
         if issubclass(cls, client_errors) and not issubclass(cls, e.OperationTimedOut):
             assert code.status < 500, cls
-    assert COMMON_CODES[e.DomainError].status == 500
+    assert huawei_code(e.DomainError()).status == 500

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
 from keyturn.core.errors import MissingAuthorization, SignatureInvalid
+from keyturn.dialects._wire import WireRequest
 from keyturn.dialects.huawei.signing import (
     EMPTY_HASH,
     canonical_query,
@@ -112,11 +114,7 @@ def check(
     verify(
         auth=parse_authorization(hdrs["authorization"]),
         secret_key=secret,
-        method=method,
-        path=path,
-        query=query,
-        headers=hdrs,
-        body=body,
+        request=WireRequest(method=method, path=path, query=query, headers=hdrs, body=body),
         sdk_date=parse_sdk_date(hdrs["x-sdk-date"]),
     )
 
@@ -176,16 +174,22 @@ def test_canonical_request_matches_the_recomputation() -> None:
 )
 def test_any_change_breaks_the_signature(change: str, value: object) -> None:
     method, path, query, hdrs, body = CAPTURED[0]
-    args = {"method": method, "path": path, "query": query, "hdrs": dict(hdrs), "body": body}
+    args: dict[str, Any] = {
+        "method": method,
+        "path": path,
+        "query": query,
+        "hdrs": dict(hdrs),
+        "body": body,
+    }
     secret = SECRET
     if change == "secret":
         secret = str(value)
     elif change in ("host", "x-project-id"):
-        args["hdrs"][change] = value  # type: ignore[index]
+        args["hdrs"][change] = value
     else:
         args[change] = value
     with pytest.raises(SignatureInvalid):
-        check(secret=secret, **args)  # type: ignore[arg-type]
+        check(secret=secret, **args)
 
 
 @pytest.mark.parametrize(

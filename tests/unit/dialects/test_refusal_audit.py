@@ -6,7 +6,6 @@ answered. Calls refused inside the gate are the gate's to audit, never recorded 
 from __future__ import annotations
 
 import json
-import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -20,11 +19,11 @@ from keyturn.dialects.huawei import HuaweiDialect
 from keyturn.dialects.huawei.dcs import PRODUCT as DCS
 from keyturn.dialects.tencent import TencentDialect
 from keyturn.dialects.tencent.redis import PRODUCT as REDIS
-from keyturn.dialects.tencent.signing import tc3_signature
 from tests.support.alibaba_sdk import acs3_request
 from tests.support.fakes import WallClock as AlibabaClock
 from tests.support.fakes import memory_replay_guard
-from tests.unit.dialects.test_huawei_dialect import PROJECT, FakeServices, request, reset_path
+from tests.support.huawei_calls import PROJECT, FakeServices, request, reset_path
+from tests.support.tencent_raw import tc3_headers
 
 KEY_ID, SECRET, TENANT = "AKIDunitrefusal0001", "unit-secret-0123456789", "1300000009"
 
@@ -67,30 +66,15 @@ def services(gate: Gate) -> Any:
 
 def tencent_request(action: str, key_id: str = KEY_ID, secret: str = SECRET) -> WireRequest:
     body = json.dumps({"InstanceId": "crs-12345678", "Password": "Kt-Unit-Passw0rd"}).encode()
-    ts = str(int(time.time()))
-    date = time.strftime("%Y-%m-%d", time.gmtime(int(ts)))
-    headers = {"content-type": "application/json", "host": "keyturn.test"}
-    sig = tc3_signature(
-        secret_key=secret,
-        method="POST",
-        query="",
-        headers=headers,
-        signed_headers=("content-type", "host"),
-        payload=body,
-        timestamp=ts,
-        date=date,
-        service="redis",
-    )
-    headers |= {
-        "x-tc-action": action,
-        "x-tc-version": "2018-04-12",
-        "x-tc-timestamp": ts,
-        "authorization": f"TC3-HMAC-SHA256 Credential={key_id}/{date}/redis/tc3_request, "
-        f"SignedHeaders=content-type;host, Signature={sig}",
-        "user-agent": "unit-test",
-    }
+    signed = tc3_headers("keyturn.test", action, body, key_id=key_id, secret=secret)
+    headers = {name.lower(): value for name, value in signed.items()}
     return WireRequest(
-        method="POST", path="/", query="", headers=headers, body=body, client="10.1.2.3"
+        method="POST",
+        path="/",
+        query="",
+        headers=headers | {"user-agent": "unit-test"},
+        body=body,
+        client="10.1.2.3",
     )
 
 

@@ -3,9 +3,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Any
+
 import pytest
 
 from keyturn.core.errors import MissingAuthorization, SignatureInvalid
+from keyturn.dialects._wire import WireRequest
 from keyturn.dialects.tencent.signing import (
     legacy_signature,
     parse_tc3_authorization,
@@ -21,44 +25,34 @@ CAPTURED_AUTH = (
 )
 CAPTURED_BODY = b'{"InstanceId": "crs-abc12345", "Password": "Passw0rd!2024", "NoAuth": false}'
 HEADERS = {"content-type": "application/json", "host": "127.0.0.1:38297"}
+CAPTURED = WireRequest(method="POST", path="/", query="", headers=HEADERS, body=CAPTURED_BODY)
 
 
 def test_captured_tc3_post_verifies() -> None:
     auth = parse_tc3_authorization(CAPTURED_AUTH)
     assert (auth.secret_id, auth.service, auth.date) == ("AKIDEXAMPLE", "redis", "2026-11-22")
-    verify_tc3(
-        auth=auth,
-        secret_key="secret",
-        method="POST",
-        query="",
-        headers=HEADERS,
-        payload=CAPTURED_BODY,
-        timestamp="1795346081",
-    )
+    verify_tc3(auth=auth, secret_key="secret", request=CAPTURED, timestamp="1795346081")
 
 
 @pytest.mark.parametrize(
-    "change",
+    ("request_change", "secret_key", "timestamp"),
     [
-        {"payload": CAPTURED_BODY.replace(b"false", b"true")},
-        {"secret_key": "Secret"},
-        {"timestamp": "1795346082"},
-        {"headers": {**HEADERS, "host": "127.0.0.1:38298"}},
+        ({"body": CAPTURED_BODY.replace(b"false", b"true")}, "secret", "1795346081"),
+        ({}, "Secret", "1795346081"),
+        ({}, "secret", "1795346082"),
+        ({"headers": {**HEADERS, "host": "127.0.0.1:38298"}}, "secret", "1795346081"),
     ],
 )
-def test_any_change_breaks_the_signature(change: dict[str, object]) -> None:
-    args: dict[str, object] = dict(
-        auth=parse_tc3_authorization(CAPTURED_AUTH),
-        secret_key="secret",
-        method="POST",
-        query="",
-        headers=HEADERS,
-        payload=CAPTURED_BODY,
-        timestamp="1795346081",
-    )
-    args.update(change)
+def test_any_change_breaks_the_signature(
+    request_change: dict[str, Any], secret_key: str, timestamp: str
+) -> None:
     with pytest.raises(SignatureInvalid):
-        verify_tc3(**args)  # type: ignore[arg-type]
+        verify_tc3(
+            auth=parse_tc3_authorization(CAPTURED_AUTH),
+            secret_key=secret_key,
+            request=replace(CAPTURED, **request_change),
+            timestamp=timestamp,
+        )
 
 
 def test_captured_tc3_get_verifies() -> None:
@@ -67,15 +61,13 @@ def test_captured_tc3_get_verifies() -> None:
         "SignedHeaders=content-type;host, "
         "Signature=31c3566b8ec1780854a191d1e1edaf2238af682fad9195ff65df789a3c01aca8"
     )
-    verify_tc3(
-        auth=auth,
-        secret_key="secret",
+    get = WireRequest(
         method="GET",
+        path="/",
         query="InstanceId=crs-abc12345&Password=Passw0rd%212024&NoAuth=False",
         headers={"content-type": "application/x-www-form-urlencoded", "host": "127.0.0.1:38297"},
-        payload=b"",
-        timestamp="1795346081",
     )
+    verify_tc3(auth=auth, secret_key="secret", request=get, timestamp="1795346081")
 
 
 def test_tccli_host_with_scheme_is_signed_verbatim() -> None:
@@ -95,15 +87,8 @@ def test_tccli_host_with_scheme_is_signed_verbatim() -> None:
         "TC3-HMAC-SHA256 Credential=AK/1970-01-01/redis/tc3_request, "
         f"SignedHeaders=content-type;host, Signature={sig}"
     )
-    verify_tc3(
-        auth=auth,
-        secret_key="s",
-        method="POST",
-        query="",
-        headers=headers,
-        payload=b"{}",
-        timestamp="1",
-    )
+    post = WireRequest(method="POST", path="/", query="", headers=headers, body=b"{}")
+    verify_tc3(auth=auth, secret_key="s", request=post, timestamp="1")
 
 
 def test_captured_legacy_hmacsha256_verifies() -> None:

@@ -107,8 +107,9 @@ async def test_a_session_is_never_reused_for_another_address() -> None:
     servers = Servers()
     admins = pool(servers)
     assert await query(admins, node(5432, ordinal=0)) == "127.0.0.1:5432"
-    # The inventory now declares another server first (same instance, same ordinal).
+    # The inventory now declares another server first (same instance, same ordinal): sessions
+    # are kept per address, so each query reaches its own server.
     assert await query(admins, node(5433, ordinal=0)) == "127.0.0.1:5433"
-    assert servers.opened[0].closed
     assert await query(admins, node(5433, ordinal=0)) == "127.0.0.1:5433"
+    assert await query(admins, node(5432, ordinal=1)) == "127.0.0.1:5432"
     assert len(servers.opened) == 2

@@ -5,12 +5,14 @@ read again after it; the error message never repeats a long id."""
 
 from __future__ import annotations
 
+from typing import cast
+
 import pytest
 
 from keyturn.core.errors import UnknownAccessKey
 from keyturn.core.model import AccessKey
+from keyturn.core.ports import KeyRepo
 from keyturn.core.secrets import Secret
-from keyturn.service import credentials as module
 from keyturn.service.credentials import MAX_CACHED_MISSES, MAX_KEY_ID_LENGTH, Credentials
 
 
@@ -26,6 +28,10 @@ class Keys:
         return self.keys.get(key_id)
 
 
+def repo(keys: Keys) -> KeyRepo:
+    return cast(KeyRepo, keys)  # the one method credentials use
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = 1000.0
@@ -37,7 +43,7 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     clock = Clock()
-    monkeypatch.setattr(module.time, "monotonic", clock)
+    monkeypatch.setattr("keyturn.service.credentials.time.monotonic", clock)
     return clock
 
 
@@ -53,7 +59,7 @@ async def unknown(credentials: Credentials, key_id: str) -> str:
 
 async def test_overlong_ids_are_unknown_without_a_store_read(clock: Clock) -> None:
     keys = Keys(key("A" * MAX_KEY_ID_LENGTH), key("A" * (MAX_KEY_ID_LENGTH + 1)))
-    credentials = Credentials(keys)
+    credentials = Credentials(repo(keys))
     assert (await credentials.access_key("A" * MAX_KEY_ID_LENGTH)).id == "A" * MAX_KEY_ID_LENGTH
     for size in (MAX_KEY_ID_LENGTH + 1, 1024 * 1024):
         message = await unknown(credentials, "A" * size)
@@ -64,7 +70,7 @@ async def test_overlong_ids_are_unknown_without_a_store_read(clock: Clock) -> No
 
 async def test_unknown_ids_are_cached_within_a_bound(clock: Clock) -> None:
     keys = Keys()
-    credentials = Credentials(keys)
+    credentials = Credentials(repo(keys))
     await unknown(credentials, "AKIDnobody")
     await unknown(credentials, "AKIDnobody")
     assert keys.reads == ["AKIDnobody"]  # a retrying client costs one read per TTL
@@ -85,7 +91,7 @@ async def test_unknown_ids_are_cached_within_a_bound(clock: Clock) -> None:
 
 async def test_existing_keys_are_cached_for_the_ttl(clock: Clock) -> None:
     keys = Keys(key())
-    credentials = Credentials(keys)
+    credentials = Credentials(repo(keys))
     for _ in range(3):
         assert (await credentials.access_key("AKIDknown")).tenant_id == "1300000001"
     assert keys.reads == ["AKIDknown"]
@@ -97,7 +103,7 @@ async def test_existing_keys_are_cached_for_the_ttl(clock: Clock) -> None:
 
 async def test_a_key_created_after_a_miss_works_after_the_ttl(clock: Clock) -> None:
     keys = Keys()
-    credentials = Credentials(keys)
+    credentials = Credentials(repo(keys))
     await unknown(credentials, "AKIDlater")
     keys.keys["AKIDlater"] = key("AKIDlater")
     await unknown(credentials, "AKIDlater")

@@ -15,19 +15,12 @@ from keyturn.core.audit import AuditEvent, AuditOutcome
 from keyturn.core.model import AccessKey
 from keyturn.core.secrets import Secret
 from keyturn.service.context import Answer, Caller
-from keyturn.service.gate import CallInfo, Gate, RejectionBudget
+from keyturn.service.gate import Gate, RejectionBudget
 from keyturn.service.ratelimit import RateLimiter
+from tests.support.fakes import FakeClock, redis_call
 
 T0 = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 CALLER = Caller(tenant_id="1300000001", key_id="AKID1", request_id="req-1", source_ip="10.0.0.1")
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.moment = T0
-
-    def now(self) -> datetime:
-        return self.moment
 
 
 class Audit:
@@ -51,25 +44,11 @@ class Credentials:
         return AccessKey(id=key_id, tenant_id="1300000001", secret=Secret("s"))
 
 
-def make_gate() -> tuple[Gate, Audit, Clock]:
-    clock, audit = Clock(), Audit()
+def make_gate() -> tuple[Gate, Audit, FakeClock]:
+    clock, audit = FakeClock(T0), Audit()
     limiter = RateLimiter(clock, limits={"*": 1000})
     gate = Gate(Store(), Credentials(), limiter, audit, clock)  # type: ignore[arg-type]
     return gate, audit, clock
-
-
-def call(*, mutating: bool = True) -> CallInfo:
-    return CallInfo(
-        vendor="tencent",
-        action="redis:ResetPassword" if mutating else "redis:DescribeTaskInfo",
-        neutral_action="reset_password" if mutating else "",
-        mutating=mutating,
-        resource_name=lambda region, tenant, instance: (
-            f"qcs::redis:{region}:uin/{tenant}:{instance}"
-        ),
-        instance_id="crs-00000001",
-        region="ap-guangzhou",
-    )
 
 
 def code(error: e.DomainError) -> str:
@@ -85,7 +64,7 @@ async def test_a_change_is_recorded_before_and_after() -> None:
         ran.append(len(audit.events))
         return Answer({"TaskId": 42}, task_id=42)
 
-    assert (await gate.run(CALLER, call(), execute, code)).payload == {"TaskId": 42}
+    assert (await gate.run(CALLER, redis_call(), execute, code)).payload == {"TaskId": 42}
     assert ran == [1]
     started, succeeded = audit.events
     assert (started.outcome, succeeded.outcome) == (AuditOutcome.STARTED, AuditOutcome.SUCCEEDED)
@@ -104,7 +83,7 @@ async def test_an_unwritable_log_refuses_the_change() -> None:
         return Answer({})
 
     with pytest.raises(e.InternalError):
-        await gate.run(CALLER, call(), execute, code)
+        await gate.run(CALLER, redis_call(), execute, code)
     assert ran == []
 
 
@@ -125,7 +104,7 @@ async def test_an_unwritable_log_gives_the_admission_back() -> None:
         return Answer({})
 
     with pytest.raises(e.InternalError):
-        await gate.run(CALLER, call(), execute, code, admission=Admission())
+        await gate.run(CALLER, redis_call(), execute, code, admission=Admission())
     assert steps == ["admit", "release"]
 
 
@@ -136,7 +115,9 @@ async def test_reads_survive_an_unwritable_log() -> None:
     async def execute(caller: Caller) -> Answer:
         return Answer({"Status": "succeed"})
 
-    answer = await gate.run(CALLER, call(mutating=False), execute, code)
+    answer = await gate.run(
+        CALLER, redis_call("redis:DescribeTaskInfo", mutating=False), execute, code
+    )
     assert answer.payload == {"Status": "succeed"}
 
 
@@ -151,7 +132,7 @@ async def test_failures_are_recorded_with_the_vendor_code(error: Exception, expe
         raise error
 
     with pytest.raises(type(error)):
-        await gate.run(CALLER, call(), execute, code)
+        await gate.run(CALLER, redis_call(), execute, code)
     assert [(ev.outcome, ev.error_code) for ev in audit.events] == [
         (AuditOutcome.STARTED, ""),
         (AuditOutcome.FAILED, expected),
@@ -159,16 +140,16 @@ async def test_failures_are_recorded_with_the_vendor_code(error: Exception, expe
 
 
 async def test_denials_are_recorded() -> None:
-    clock, audit = Clock(), Audit()
+    clock, audit = FakeClock(T0), Audit()
     limiter = RateLimiter(clock, limits={"*": 1})
     gate = Gate(Store(), Credentials(), limiter, audit, clock)  # type: ignore[arg-type]
 
     async def execute(caller: Caller) -> Answer:
         return Answer({})
 
-    await gate.run(CALLER, call(), execute, code)
+    await gate.run(CALLER, redis_call(), execute, code)
     with pytest.raises(e.RequestThrottled):
-        await gate.run(CALLER, call(), execute, code)
+        await gate.run(CALLER, redis_call(), execute, code)
     assert audit.events[-1].outcome == AuditOutcome.DENIED
     assert audit.events[-1].error_code == "RequestThrottled"
 

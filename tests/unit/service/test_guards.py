@@ -50,7 +50,7 @@ class RecordingResets(Resets):
 
     def __init__(self, store: FakeStore, engines: FakeRegistry) -> None:
         nothing: Any = None
-        super().__init__(store, engines, nothing)  # type: ignore[arg-type]
+        super().__init__(store, engines, nothing)
         self.reset: list[str] = []
 
     async def reset_password_and_wait(self, caller: Caller, **kwargs: Any) -> Any:
@@ -62,7 +62,7 @@ def accounts_with(engine: FakeEngine, instance: Instance) -> tuple[Accounts, Rec
     registry = FakeRegistry(engine)
     resets = RecordingResets(store, registry)
     guard = ChangeGuard(FakeClock())
-    return Accounts(store, registry, resets, guard), resets  # type: ignore[arg-type]
+    return Accounts(store, registry, resets, guard), resets
 
 
 CALLER = Caller(tenant_id="1300000001", key_id="AK", request_id="r")

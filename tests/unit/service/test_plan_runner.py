@@ -151,7 +151,7 @@ class FakeStore:
     snapshots: dict[str, CredentialSnapshot] = field(default_factory=dict)
     wrote_ahead: bool = False
 
-    async def write_ahead(self, task_id: int, *, snapshots, admin_pending, steps):  # type: ignore[no-untyped-def]
+    async def write_ahead(self, task_id: int, *, snapshots, admin_pending, steps):
         self.snapshots, self.wrote_ahead = dict(snapshots), True
 
     async def record_snapshots(

@@ -5,7 +5,7 @@ audit record, and other tenants and actions are not slowed)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -15,24 +15,17 @@ from keyturn.core.audit import AuditEvent, AuditOutcome
 from keyturn.core.model import AccessKey
 from keyturn.core.secrets import Secret
 from keyturn.service.context import Answer, Caller
-from keyturn.service.gate import CallInfo, Gate
+from keyturn.service.gate import Gate
 from keyturn.service.ratelimit import DOCUMENTED_LIMITS, RateLimiter
+from tests.support.fakes import FakeClock, redis_call
 
 TENANT = "1300000001"
 OTHER = "1300000002"
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        # Half a second into a second: windows are wall-clock seconds, not one second from
-        # the first call.
-        self.moment = datetime(2026, 3, 4, 5, 6, 7, 500_000, tzinfo=UTC)
-
-    def now(self) -> datetime:
-        return self.moment
-
-    def advance(self, seconds: float) -> None:
-        self.moment += timedelta(seconds=seconds)
+#: Half a second into a second: windows are wall-clock seconds, not one second from the first
+#: call.
+START = datetime(2026, 3, 4, 5, 6, 7, 500_000, tzinfo=UTC)
 
 
 def accepted(limiter: RateLimiter, n: int, *, tenant: str = TENANT, action: str = "a:B") -> int:
@@ -57,16 +50,16 @@ def accepted(limiter: RateLimiter, n: int, *, tenant: str = TENANT, action: str 
     ],
 )
 def test_documented_limits(action: str, limit: int) -> None:
-    limiter = RateLimiter(FakeClock())
+    limiter = RateLimiter(FakeClock(START))
     assert limiter.limit(action, mutating=True) == limit
     assert accepted(limiter, 10 * limit, action=action) == limit
 
 
 def test_defaults_for_other_changes_and_reads_are_configurable() -> None:
-    limiter = RateLimiter(FakeClock())
+    limiter = RateLimiter(FakeClock(START))
     assert limiter.limit("kvstore:ResetAccountPassword", mutating=True) == 20
     assert limiter.limit("redis:DescribeInstances", mutating=False) == 100
-    custom = RateLimiter(FakeClock(), default_write=7, default_read=300)
+    custom = RateLimiter(FakeClock(START), default_write=7, default_read=300)
     assert custom.limit("dcs:instance:modifyAuthInfo", mutating=True) == 7
     assert custom.limit("dcs:instance:get", mutating=False) == 300
     assert custom.limit("redis:ResetPassword", mutating=True) == 20  # documented wins
@@ -74,29 +67,29 @@ def test_defaults_for_other_changes_and_reads_are_configurable() -> None:
 
 def test_configured_limits_win_exact_then_service_then_everything() -> None:
     limiter = RateLimiter(
-        FakeClock(),
+        FakeClock(START),
         limits={"Redis:ResetPassword": 5, "redis:*": 9, "postgres:ResetAccountPassword": 3},
     )
     assert limiter.limit("redis:resetpassword", mutating=True) == 5  # any case
     assert limiter.limit("redis:DescribeInstances", mutating=False) == 9
     assert limiter.limit("postgres:ResetAccountPassword", mutating=True) == 3
     assert limiter.limit("tdmysql:ResetUserPassword", mutating=True) == 20
-    everything = RateLimiter(FakeClock(), limits={"*": 100_000})
+    everything = RateLimiter(FakeClock(START), limits={"*": 100_000})
     assert everything.limit("redis:ResetPassword", mutating=True) == 100_000
     assert everything.limit("kvstore:DescribeAccounts", mutating=False) == 100_000
     with pytest.raises(ValueError, match="0 or more"):
-        RateLimiter(FakeClock(), limits={"redis:ResetPassword": -1})
+        RateLimiter(FakeClock(START), limits={"redis:ResetPassword": -1})
     with pytest.raises(ValueError, match="0 or more"):
-        RateLimiter(FakeClock(), default_read=-5)
+        RateLimiter(FakeClock(START), default_read=-5)
 
 
 def test_a_limit_of_zero_refuses_every_call() -> None:
-    limiter = RateLimiter(FakeClock(), limits={"redis:ResetPassword": 0})
+    limiter = RateLimiter(FakeClock(START), limits={"redis:ResetPassword": 0})
     assert accepted(limiter, 5, action="redis:ResetPassword") == 0
 
 
 def test_fixed_wall_clock_windows() -> None:
-    clock = FakeClock()
+    clock = FakeClock(START)
     limiter = RateLimiter(clock, limits={"a:B": 3})
     assert accepted(limiter, 5) == 3
     clock.advance(0.49)  # still the same wall-clock second (…:07.99)
@@ -108,7 +101,7 @@ def test_fixed_wall_clock_windows() -> None:
 
 
 def test_the_refusal_names_the_action_and_limit_and_is_the_throttling_error() -> None:
-    limiter = RateLimiter(FakeClock(), limits={"redis:ResetPassword": 1})
+    limiter = RateLimiter(FakeClock(START), limits={"redis:ResetPassword": 1})
     limiter.take(TENANT, "redis:ResetPassword", mutating=True)
     with pytest.raises(e.RequestThrottled) as caught:
         limiter.take(TENANT, "redis:ResetPassword", mutating=True)
@@ -117,7 +110,7 @@ def test_the_refusal_names_the_action_and_limit_and_is_the_throttling_error() ->
 
 def test_ten_times_the_rate_accepts_exactly_the_limit_every_second() -> None:
     # 200 calls a second, evenly spread, for 5 s against the documented 20/s.
-    clock = FakeClock()
+    clock = FakeClock(START)
     clock.moment = clock.moment.replace(microsecond=0)
     limiter = RateLimiter(clock)
     per_second: dict[int, int] = {}
@@ -131,7 +124,7 @@ def test_ten_times_the_rate_accepts_exactly_the_limit_every_second() -> None:
 
 
 def test_tenants_and_actions_are_counted_apart() -> None:
-    limiter = RateLimiter(FakeClock(), limits={"a:B": 2, "a:C": 2})
+    limiter = RateLimiter(FakeClock(START), limits={"a:B": 2, "a:C": 2})
     assert accepted(limiter, 10) == 2
     # The throttled tenant/action does not use up anyone else's budget.
     assert accepted(limiter, 10, tenant=OTHER) == 2
@@ -140,7 +133,7 @@ def test_tenants_and_actions_are_counted_apart() -> None:
 
 
 def test_refused_calls_are_not_counted() -> None:
-    clock = FakeClock()
+    clock = FakeClock(START)
     limiter = RateLimiter(clock, limits={"a:B": 2})
     assert accepted(limiter, 1000) == 2
     clock.advance(1)
@@ -148,7 +141,7 @@ def test_refused_calls_are_not_counted() -> None:
 
 
 def test_memory_is_bounded_by_one_seconds_traffic() -> None:
-    clock = FakeClock()
+    clock = FakeClock(START)
     limiter = RateLimiter(clock)
     for tenant in range(5000):
         limiter.take(str(tenant), "redis:DescribeInstances", mutating=False)
@@ -197,26 +190,12 @@ def caller(key_id: str = "AKID1") -> Caller:
     return Caller(tenant_id=tenant, key_id=key_id, request_id="r", source_ip="10.0.0.1")
 
 
-def info(action: str = "redis:ResetPassword", *, mutating: bool = True) -> CallInfo:
-    return CallInfo(
-        vendor="tencent",
-        action=action,
-        neutral_action="reset_password" if mutating else "",
-        mutating=mutating,
-        resource_name=lambda region, tenant, instance: (
-            f"qcs::redis:{region}:uin/{tenant}:{instance}"
-        ),
-        instance_id="crs-00000001",
-        region="ap-guangzhou",
-    )
-
-
 def code(error: e.DomainError) -> str:
     return "RequestLimitExceeded" if isinstance(error, e.RequestThrottled) else "Other"
 
 
 async def test_a_throttled_call_runs_nothing_and_records_only_its_refusal() -> None:
-    clock, audit, store = FakeClock(), Audit(), Store()
+    clock, audit, store = FakeClock(START), Audit(), Store()
     gate = Gate(store, Credentials(), RateLimiter(clock), audit, clock)  # type: ignore[arg-type]
     ran: list[str] = []
 
@@ -225,12 +204,12 @@ async def test_a_throttled_call_runs_nothing_and_records_only_its_refusal() -> N
         return Answer({"TaskId": len(ran)}, task_id=len(ran))
 
     for _ in range(20):
-        await gate.run(caller(), info(), execute, code)
+        await gate.run(caller(), redis_call(), execute, code)
     assert len(ran) == 20
     before = len(audit.events)
     for _ in range(180):
         with pytest.raises(e.RequestThrottled):
-            await gate.run(caller(), info(), execute, code)
+            await gate.run(caller(), redis_call(), execute, code)
     assert len(ran) == 20  # no handler, so no task, no store write, no engine call
     refusals = audit.events[before:]
     # A flood of refusals is recorded a few per tenant and action each second, not one by one.
@@ -239,6 +218,6 @@ async def test_a_throttled_call_runs_nothing_and_records_only_its_refusal() -> N
         (AuditOutcome.DENIED, "RequestLimitExceeded")
     }
     # Meanwhile another tenant's resets and this tenant's reads go through untouched.
-    await gate.run(caller("AKID2"), info(), execute, code)
-    await gate.run(caller(), info("redis:DescribeInstances", mutating=False), execute, code)
+    await gate.run(caller("AKID2"), redis_call(), execute, code)
+    await gate.run(caller(), redis_call("redis:DescribeInstances", mutating=False), execute, code)
     assert len(ran) == 22

@@ -4,20 +4,15 @@ at once, other instances are not held up, and the table forgets idle instances."
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 from typing import Any
 
 from keyturn.service.worker import TaskWorker
-
-
-class _Clock:
-    def now(self) -> datetime:
-        return datetime.now(UTC)
+from tests.support.fakes import WallClock
 
 
 async def test_per_instance_limit() -> None:
     nothing: Any = None
-    worker = TaskWorker(nothing, nothing, _Clock(), max_concurrency=10, instance_concurrency=2)
+    worker = TaskWorker(nothing, nothing, WallClock(), max_concurrency=10, instance_concurrency=2)
     running: dict[str, int] = {"a": 0, "b": 0}
     peak: dict[str, int] = {"a": 0, "b": 0}
 

@@ -15,20 +15,20 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeAlias
 
 from keyturn.core.errors import DomainError, UnknownAction, UnsupportedVersion
 from keyturn.dialects._wire import WireRequest, WireResponse
+from keyturn.dialects.actions import ActionRoute, ProductHooks, by_version
 from keyturn.dialects.alibaba.envelope import AlibabaCall, parse_call, render, render_error
-from keyturn.dialects.alibaba.errors import alibaba_code, message_of
+from keyturn.dialects.alibaba.errors import ERRORS, AlibabaCode, message_of
 from keyturn.dialects.alibaba.params import Params
-from keyturn.dialects.alibaba.product import AlibabaProduct, Handler
+from keyturn.dialects.alibaba.product import AlibabaProduct
 from keyturn.dialects.alibaba.signing import check_timestamp, verify_acs3, verify_rpc
 from keyturn.dialects.pipeline import Bound, ReplayKey, SignedCallPipeline
-from keyturn.service.context import Answer, Caller
+from keyturn.service.context import Caller
 from keyturn.service.facade import Services
-from keyturn.service.gate import CallInfo
 
 #: How far a request's time may be from the server clock.
 CLOCK_WINDOW_SECONDS = 15 * 60
@@ -37,24 +37,20 @@ _RPC_KEY = re.compile(r"(?:^|&)AccessKeyId=")
 _RPC_SIGNATURE = re.compile(r"(?:^|&)Signature=")
 
 
-@dataclass(frozen=True, slots=True)
-class AlibabaRoute:
-    product: AlibabaProduct
-    action: str
-    handler: Handler
+AlibabaRoute: TypeAlias = ActionRoute[AlibabaProduct, Params]
 
 
-class AlibabaHooks:
+class AlibabaHooks(ProductHooks[AlibabaRoute, AlibabaCode]):
     """Alibaba's envelopes, signatures, routing and answers (the SDKs POST to ``/`` with
     parameters in the query string)."""
 
     name = "alibaba"
+    errors = ERRORS
+    respond = staticmethod(render)
     replay_message = "Specified signature nonce was used already."
 
     def __init__(self, products: Sequence[AlibabaProduct]) -> None:
-        self._by_version: dict[str, list[AlibabaProduct]] = {}
-        for product in products:
-            self._by_version.setdefault(product.version, []).append(product)
+        self._by_version = by_version(products)
 
     def claims(self, request: WireRequest) -> bool:
         if request.path != "/":
@@ -87,15 +83,7 @@ class AlibabaHooks:
 
     def verify(self, envelope: AlibabaCall, request: WireRequest, secret: str) -> None:
         if envelope.acs3 is not None:
-            verify_acs3(
-                auth=envelope.acs3,
-                secret=secret,
-                method=request.method,
-                path=request.path,
-                query=envelope.query,
-                headers=request.headers,
-                body=request.body,
-            )
+            verify_acs3(auth=envelope.acs3, secret=secret, request=request, query=envelope.query)
         else:
             verify_rpc(
                 secret=secret,
@@ -104,9 +92,6 @@ class AlibabaHooks:
                 signature=envelope.signature,
             )
 
-    def early_route(self, request: WireRequest) -> AlibabaRoute | None:
-        return None
-
     def route(self, envelope: AlibabaCall, request: WireRequest) -> AlibabaRoute:
         products = self._by_version.get(envelope.version)
         if not products:
@@ -114,31 +99,22 @@ class AlibabaHooks:
         for product in products:
             handler = product.actions.get(envelope.action)
             if handler is not None:
-                return AlibabaRoute(product=product, action=envelope.action, handler=handler)
+                return ActionRoute(product, envelope.action, handler)
         raise UnknownAction()
 
     def bind(
         self, route: AlibabaRoute, envelope: AlibabaCall, request: WireRequest, caller: Caller
     ) -> Bound:
-        params = Params(envelope.params)
-        product = route.product
-        account = envelope.params.get("AccountName")
-        info = CallInfo(
-            vendor=self.name,
-            action=f"{product.service}:{route.action}",
-            neutral_action=product.changes.get(route.action, ""),
-            mutating=route.action in product.changes,
-            resource_name=product.resource_name,
-            instance_id=envelope.params.get(product.instance_param),
-            region=envelope.params.get("RegionId") or "*",
-            accounts=(account,) if account and route.action in product.account_actions else (),
+        raw = envelope.params
+        account = raw.get("AccountName")
+        named = bool(account) and route.action in route.product.account_actions
+        return route.bind(
+            self.name,
+            Params(raw),
+            instance_id=raw.get(route.product.instance_param),
+            region=raw.get("RegionId") or "*",
+            accounts=(account,) if account and named else (),
         )
-        handler = route.handler
-
-        async def invoke(services: Services, scoped: Caller) -> Answer:
-            return await handler(services, scoped, params)
-
-        return Bound(info=info, invoke=invoke)
 
     def replay_key(
         self, envelope: AlibabaCall, request: WireRequest, mutating: bool
@@ -149,26 +125,12 @@ class AlibabaHooks:
         self, route: AlibabaRoute | None, envelope: AlibabaCall | None, request: WireRequest
     ) -> str:
         if route is not None:
-            return f"{route.product.service}:{route.action}"
+            return route.qualified
         return envelope.action if envelope is not None else ""
 
-    def neutral_action(self, route: AlibabaRoute | None) -> str:
-        return route.product.changes.get(route.action, "") if route is not None else ""
-
-    def code(self, error: DomainError, route: AlibabaRoute | None) -> str:
-        return alibaba_code(error, route.product.codes if route is not None else None).code
-
-    def render(self, answer: Answer, request_id: str, request: WireRequest) -> WireResponse:
-        return render(answer.payload, request_id)
-
-    def render_error(
-        self,
-        error: DomainError,
-        route: AlibabaRoute | None,
-        request_id: str,
-        request: WireRequest,
+    def respond_error(
+        self, error: DomainError, entry: AlibabaCode, request_id: str, request: WireRequest
     ) -> WireResponse:
-        entry = alibaba_code(error, route.product.codes if route is not None else None)
         return render_error(
             status=entry.status,
             code=entry.code,

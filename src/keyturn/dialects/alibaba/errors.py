@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from keyturn.core import errors as e
+from keyturn.dialects.actions import ErrorTable
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,21 +103,12 @@ COMMON_CODES: Mapping[type[e.DomainError], AlibabaCode] = {
     e.EngineError: AlibabaCode("IncorrectDBInstanceState", 403),
     # The reset goes on as a durable task and will finish: retry-later semantics.
     e.OperationTimedOut: AlibabaCode("ServiceUnavailable", 503),
-    e.InternalError: INTERNAL,
-    e.DomainError: INTERNAL,
 }
 
+ERRORS = ErrorTable(COMMON_CODES, INTERNAL, lambda entry: entry.code)
 
-def alibaba_code(
-    error: e.DomainError, overrides: Mapping[type[e.DomainError], AlibabaCode] | None = None
-) -> AlibabaCode:
-    """The entry for ``error``: the product's table first (it is authoritative for its errors,
-    parents included), then the common table, most specific class first."""
-    for table in (overrides or {}, COMMON_CODES):
-        for cls in type(error).__mro__:
-            if cls in table:
-                return table[cls]
-    return INTERNAL
+#: The entry for an error: the product's table (its ``codes``) over the common one.
+alibaba_code = ERRORS.look_up
 
 
 def message_of(error: e.DomainError, entry: AlibabaCode) -> str:

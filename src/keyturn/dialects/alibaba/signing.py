@@ -27,6 +27,7 @@ from keyturn.core.errors import (
     SignatureInvalid,
     TimestampMalformed,
 )
+from keyturn.dialects._wire import WireRequest
 
 ACS3_ALGORITHM = "ACS3-HMAC-SHA256"
 RPC_SIGNATURE_METHOD = "HMAC-SHA1"
@@ -124,24 +125,21 @@ def verify_acs3(
     *,
     auth: Acs3Authorization,
     secret: str,
-    method: str,
-    path: str,
+    request: WireRequest,
     query: Iterable[tuple[str, str]],
-    headers: Mapping[str, str],
-    body: bytes,
 ) -> None:
     """Raise ``SignatureInvalid`` unless the body matches ``x-acs-content-sha256`` and the ACS3
-    signature matches."""
-    content_sha256 = hashlib.sha256(body).hexdigest()
-    declared = headers.get("x-acs-content-sha256", "").strip().lower()
+    signature matches; ``query`` is the request's, as its envelope parsed it."""
+    content_sha256 = hashlib.sha256(request.body).hexdigest()
+    declared = request.header("x-acs-content-sha256").strip().lower()
     if not hmac.compare_digest(declared.encode(), content_sha256.encode()):
         raise SignatureInvalid("the body does not match x-acs-content-sha256")
     expected = acs3_signature(
         secret=secret,
-        method=method,
-        path=path,
+        method=request.method,
+        path=request.path,
         query=query,
-        headers=headers,
+        headers=request.headers,
         signed_headers=auth.signed_headers,
         content_sha256=content_sha256,
     )

@@ -18,13 +18,14 @@ from datetime import datetime
 
 from keyturn.core.errors import DomainError, SignatureExpired, TenantMismatch, UnknownAction
 from keyturn.dialects._wire import WireRequest, WireResponse
+from keyturn.dialects.actions import ProductHooks, bound
 from keyturn.dialects.huawei.envelope import (
     InvalidProjectId,
     new_request_id,
     render,
     render_error,
 )
-from keyturn.dialects.huawei.errors import huawei_code, huawei_message
+from keyturn.dialects.huawei.errors import ERRORS, HuaweiCode, huawei_message
 from keyturn.dialects.huawei.product import Call, HuaweiProduct, Route
 from keyturn.dialects.huawei.signing import (
     HuaweiAuthorization,
@@ -33,7 +34,7 @@ from keyturn.dialects.huawei.signing import (
     verify,
 )
 from keyturn.dialects.pipeline import Bound, ReplayKey, SignedCallPipeline
-from keyturn.service.context import Answer, Caller
+from keyturn.service.context import Caller
 from keyturn.service.facade import Services
 from keyturn.service.gate import CallInfo
 
@@ -59,11 +60,21 @@ class HuaweiRoute:
     route: Route
     path_params: Mapping[str, str]
 
+    @property
+    def codes(self) -> Mapping[type[DomainError], HuaweiCode]:
+        return self.product.codes
 
-class HuaweiHooks:
+    @property
+    def neutral(self) -> str:
+        return self.route.neutral
+
+
+class HuaweiHooks(ProductHooks[HuaweiRoute, HuaweiCode]):
     """Huawei's signatures, routes and answers, under ``/v2/{project_id}/...``."""
 
     name = "huawei"
+    errors = ERRORS
+    respond = staticmethod(render)
     replay_message = "this signed request was already received (a replay); sign it again"
 
     def __init__(self, products: Sequence[HuaweiProduct]) -> None:
@@ -96,16 +107,7 @@ class HuaweiHooks:
         return envelope.auth.access_key
 
     def verify(self, envelope: HuaweiEnvelope, request: WireRequest, secret: str) -> None:
-        verify(
-            auth=envelope.auth,
-            secret_key=secret,
-            method=request.method,
-            path=request.path,
-            query=request.query,
-            headers=request.headers,
-            body=request.body,
-            sdk_date=envelope.sdk_date,
-        )
+        verify(auth=envelope.auth, secret_key=secret, request=request, sdk_date=envelope.sdk_date)
 
     def early_route(self, request: WireRequest) -> HuaweiRoute:
         return self.route(None, request)
@@ -142,13 +144,7 @@ class HuaweiHooks:
             resource_name=route.product.resource_name,
             instance_id=route.path_params.get("instance_id"),
         )
-        handler = route.route.handler
-        call = Call(params=route.path_params, request=request)
-
-        async def invoke(services: Services, scoped: Caller) -> Answer:
-            return await handler(services, scoped, call)
-
-        return Bound(info=info, invoke=invoke)
+        return bound(info, route.route.handler, Call(params=route.path_params, request=request))
 
     def replay_key(
         self, envelope: HuaweiEnvelope, request: WireRequest, mutating: bool
@@ -166,24 +162,10 @@ class HuaweiHooks:
             return route.route.action
         return f"{request.method} {request.path[:200]}"
 
-    def neutral_action(self, route: HuaweiRoute | None) -> str:
-        return route.route.neutral if route is not None else ""
-
-    def code(self, error: DomainError, route: HuaweiRoute | None) -> str:
-        return huawei_code(error, route.product.codes if route is not None else None).code
-
-    def render(self, answer: Answer, request_id: str, request: WireRequest) -> WireResponse:
-        return render(answer.payload, request_id)
-
-    def render_error(
-        self,
-        error: DomainError,
-        route: HuaweiRoute | None,
-        request_id: str,
-        request: WireRequest,
+    def respond_error(
+        self, error: DomainError, entry: HuaweiCode, request_id: str, request: WireRequest
     ) -> WireResponse:
-        code = huawei_code(error, route.product.codes if route is not None else None)
-        return render_error(code.code, code.status, huawei_message(error), request_id)
+        return render_error(entry.code, entry.status, huawei_message(error), request_id)
 
 
 def HuaweiDialect(

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import NamedTuple
 
 from keyturn.core import errors as e
+from keyturn.dialects.actions import ErrorTable
 from keyturn.dialects.huawei.envelope import EmptyBody, InvalidProjectId
 
 
@@ -52,21 +53,12 @@ COMMON_CODES: Mapping[type[e.DomainError], HuaweiCode] = {
     e.OperationInProgress: HuaweiCode("111400017", 400),
     e.EngineError: HuaweiCode("111400842", 500),
     e.EngineUnavailable: HuaweiCode("111400026", 400),
-    e.InternalError: INTERNAL,
-    e.DomainError: INTERNAL,
 }
 
+ERRORS = ErrorTable(COMMON_CODES, INTERNAL, lambda entry: entry.code)
 
-def huawei_code(
-    error: e.DomainError, overrides: Mapping[type[e.DomainError], HuaweiCode] | None = None
-) -> HuaweiCode:
-    """The code for ``error``: the product's table first (it is authoritative for its errors,
-    parents included), then the common table, most specific class first."""
-    for table in (overrides or {}, COMMON_CODES):
-        for cls in type(error).__mro__:
-            if cls in table:
-                return table[cls]
-    return INTERNAL
+#: The entry for an error: the product's table (its ``codes``) over the common one.
+huawei_code = ERRORS.look_up
 
 
 def huawei_message(error: e.DomainError) -> str:

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from urllib.parse import quote, unquote
 
 from keyturn.core.errors import MissingAuthorization, SignatureInvalid
+from keyturn.dialects._wire import WireRequest
 
 ALGORITHM = "SDK-HMAC-SHA256"
 DATE_FORMAT = "%Y%m%dT%H%M%SZ"
@@ -178,26 +179,18 @@ def signature(secret_key: str, text: str) -> str:
 
 
 def verify(
-    *,
-    auth: HuaweiAuthorization,
-    secret_key: str,
-    method: str,
-    path: str,
-    query: str,
-    headers: Mapping[str, str],
-    body: bytes,
-    sdk_date: datetime,
+    *, auth: HuaweiAuthorization, secret_key: str, request: WireRequest, sdk_date: datetime
 ) -> None:
     """Raise ``SignatureInvalid`` (or ``MissingAuthorization`` for an incomplete header list)
     unless the request's signature matches."""
-    check_signed_headers(auth, headers)
+    check_signed_headers(auth, request.headers)
     canonical = canonical_request(
-        method=method,
-        path=path,
-        query=query,
-        headers=headers,
+        method=request.method,
+        path=request.path,
+        query=request.query,
+        headers=request.headers,
         signed_headers=auth.signed_headers,
-        body=body,
+        body=request.body,
     )
     expected = signature(secret_key, string_to_sign(canonical, sdk_date))
     if not hmac.compare_digest(expected, auth.signature):

@@ -21,8 +21,8 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeAlias
 
 from keyturn.core.errors import (
     DomainError,
@@ -31,6 +31,7 @@ from keyturn.core.errors import (
     UnsupportedVersion,
 )
 from keyturn.dialects._wire import WireRequest, WireResponse
+from keyturn.dialects.actions import ActionRoute, ProductHooks, by_version
 from keyturn.dialects.pipeline import Bound, ReplayKey, SignedCallPipeline
 from keyturn.dialects.tencent.envelope import (
     TencentEnvelope,
@@ -39,13 +40,12 @@ from keyturn.dialects.tencent.envelope import (
     render,
     render_error,
 )
-from keyturn.dialects.tencent.errors import tencent_code
+from keyturn.dialects.tencent.errors import ERRORS
 from keyturn.dialects.tencent.params import Params
-from keyturn.dialects.tencent.product import Handler, TencentProduct
+from keyturn.dialects.tencent.product import TencentProduct
 from keyturn.dialects.tencent.signing import verify_legacy, verify_tc3
-from keyturn.service.context import Answer, Caller
+from keyturn.service.context import Caller
 from keyturn.service.facade import Services
-from keyturn.service.gate import CallInfo
 
 #: How far a request's timestamp may be from the server clock (Tencent documents 5 minutes).
 CLOCK_WINDOW_SECONDS = 300
@@ -53,26 +53,22 @@ CLOCK_WINDOW_SECONDS = 300
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")
 
 
-@dataclass(frozen=True, slots=True)
-class TencentRoute:
-    product: TencentProduct
-    action: str
-    handler: Handler
+TencentRoute: TypeAlias = ActionRoute[TencentProduct, Params]
 
 
-class TencentHooks:
+class TencentHooks(ProductHooks[TencentRoute, str]):
     """Tencent's envelope, signatures, routing and answers (``POST /`` and ``GET /``)."""
 
     name = "tencent"
+    errors = ERRORS
+    respond = staticmethod(render)
     replay_message = (
         "This signed request was already received (a replay); sign it again, in a later second."
     )
 
     def __init__(self, products: Sequence[TencentProduct]) -> None:
         self._by_service = {p.service: p for p in products}
-        self._by_version: dict[str, list[TencentProduct]] = {}
-        for product in products:
-            self._by_version.setdefault(product.version, []).append(product)
+        self._by_version = by_version(products)
 
     def claims(self, request: WireRequest) -> bool:
         if request.path != "/":
@@ -108,13 +104,7 @@ class TencentHooks:
     def verify(self, envelope: TencentEnvelope, request: WireRequest, secret: str) -> None:
         if envelope.tc3 is not None:
             verify_tc3(
-                auth=envelope.tc3,
-                secret_key=secret,
-                method=request.method,
-                query=request.query,
-                headers=request.headers,
-                payload=request.body,
-                timestamp=envelope.timestamp,
+                auth=envelope.tc3, secret_key=secret, request=request, timestamp=envelope.timestamp
             )
         else:
             verify_legacy(
@@ -124,9 +114,6 @@ class TencentHooks:
                 params=envelope.legacy_params or {},
                 signature=envelope.signature,
             )
-
-    def early_route(self, request: WireRequest) -> TencentRoute | None:
-        return None
 
     def route(self, envelope: TencentEnvelope, request: WireRequest) -> TencentRoute:
         if envelope.service is not None:
@@ -142,31 +129,21 @@ class TencentHooks:
         handler = product.actions.get(envelope.action)
         if handler is None:
             raise UnknownAction(f"The action `{envelope.action[:100]}` does not exist.")
-        return TencentRoute(product=product, action=envelope.action, handler=handler)
+        return ActionRoute(product, envelope.action, handler)
 
     def bind(
         self, route: TencentRoute, envelope: TencentEnvelope, request: WireRequest, caller: Caller
     ) -> Bound:
         params = Params(call_params(envelope, request))
-        product = route.product
-        instance = params.raw(product.instance_param)
-        accounts = product.accounts.get(route.action)
-        info = CallInfo(
-            vendor=self.name,
-            action=f"{product.service}:{route.action}",
-            neutral_action=product.changes.get(route.action, ""),
-            mutating=route.action in product.changes,
-            resource_name=product.resource_name,
+        instance = params.raw(route.product.instance_param)
+        accounts = route.product.accounts.get(route.action)
+        return route.bind(
+            self.name,
+            params,
             instance_id=instance if isinstance(instance, str) else None,
             region=envelope.region or "*",
             accounts=accounts(params) if accounts is not None else (),
         )
-        handler = route.handler
-
-        async def invoke(services: Services, scoped: Caller) -> Answer:
-            return await handler(services, scoped, params)
-
-        return Bound(info=info, invoke=invoke)
 
     def replay_key(
         self, envelope: TencentEnvelope, request: WireRequest, mutating: bool
@@ -185,28 +162,15 @@ class TencentHooks:
         self, route: TencentRoute | None, envelope: TencentEnvelope | None, request: WireRequest
     ) -> str:
         if route is not None:
-            return f"{route.product.service}:{route.action}"
+            return route.qualified
         if envelope is None:
             return ""
         return f"{envelope.service}:{envelope.action}" if envelope.service else envelope.action
 
-    def neutral_action(self, route: TencentRoute | None) -> str:
-        return route.product.changes.get(route.action, "") if route is not None else ""
-
-    def code(self, error: DomainError, route: TencentRoute | None) -> str:
-        return tencent_code(error, route.product.codes if route is not None else None)
-
-    def render(self, answer: Answer, request_id: str, request: WireRequest) -> WireResponse:
-        return render(answer.payload, request_id)
-
-    def render_error(
-        self,
-        error: DomainError,
-        route: TencentRoute | None,
-        request_id: str,
-        request: WireRequest,
+    def respond_error(
+        self, error: DomainError, entry: str, request_id: str, request: WireRequest
     ) -> WireResponse:
-        return render_error(self.code(error, route), error.message, request_id)
+        return render_error(entry, error.message, request_id)
 
     def _legacy_product(
         self, envelope: TencentEnvelope, request: WireRequest

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from keyturn.core import errors as e
+from keyturn.dialects.actions import ErrorTable
 
 COMMON_CODES: Mapping[type[e.DomainError], str] = {
     e.RequestError: "InvalidParameter",
@@ -34,18 +35,9 @@ COMMON_CODES: Mapping[type[e.DomainError], str] = {
     e.Conflict: "ResourceInUse",
     e.EngineError: "FailedOperation",
     e.EngineUnavailable: "ResourceUnavailable",
-    e.InternalError: "InternalError",
-    e.DomainError: "InternalError",
 }
 
+ERRORS = ErrorTable(COMMON_CODES, "InternalError", str)
 
-def tencent_code(
-    error: e.DomainError, overrides: Mapping[type[e.DomainError], str] | None = None
-) -> str:
-    """The Tencent code for ``error``: the product's table first (it is authoritative for its
-    errors, parents included), then the common table, most specific class first."""
-    for table in (overrides or {}, COMMON_CODES):
-        for cls in type(error).__mro__:
-            if cls in table:
-                return table[cls]
-    return "InternalError"
+#: The Tencent code for an error: the product's table (its ``codes``) over the common one.
+tencent_code = ERRORS.look_up

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from keyturn.core.errors import MissingAuthorization, SignatureInvalid
+from keyturn.dialects._wire import WireRequest
 
 TC3_ALGORITHM = "TC3-HMAC-SHA256"
 _TC3_AUTH = re.compile(
@@ -96,24 +97,18 @@ def tc3_signature(
 
 
 def verify_tc3(
-    *,
-    auth: Tc3Authorization,
-    secret_key: str,
-    method: str,
-    query: str,
-    headers: Mapping[str, str],
-    payload: bytes,
-    timestamp: str,
+    *, auth: Tc3Authorization, secret_key: str, request: WireRequest, timestamp: str
 ) -> None:
     """Raise ``SignatureInvalid`` unless the request's TC3 signature matches."""
+    method = request.method
     expected = tc3_signature(
         secret_key=secret_key,
         method=method,
         # The SDK signs the query string exactly as sent for GET and an empty one for POST.
-        query=query if method == "GET" else "",
-        headers=headers,
+        query=request.query if method == "GET" else "",
+        headers=request.headers,
         signed_headers=auth.signed_headers,
-        payload=payload,
+        payload=request.body,
         timestamp=timestamp,
         date=auth.date,
         service=auth.service,

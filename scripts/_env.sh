@@ -1,5 +1,6 @@
 # Shared by scripts/serve and scripts/test: make a local venv with keyturn installed.
-# Usage: . scripts/_env.sh [extra]   (extra: "dev" installs the test and lint tools too)
+# Usage: [KEYTURN_INSTALL_EXTRA=dev] . scripts/_env.sh   ("dev" installs the test and lint tools
+# too). Not a positional argument: a sourced script sees its caller's arguments as its own.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -24,7 +25,7 @@ fi
 if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv 2>/dev/null || { apt_install python3-venv; "$python" -m venv .venv; }
 fi
-extra=${1:-}
+extra=${KEYTURN_INSTALL_EXTRA:-}
 spec="."
 [ -n "$extra" ] && spec=".[$extra]"
 stamp=".venv/.keyturn-installed-$extra"

@@ -3,15 +3,14 @@ the lock after wrong old passwords, and access keys revoked or rotated on one no
 
 Each test opens two ``SqlStore`` handles on one database, as two nodes (or two ``serve
 --workers`` processes, or a node before and after a restart) would: what one writes, the other
-must see. ``store_url`` yields a fresh database per backend; PostgreSQL joins its parameters
-once the shared backend fixture of ``tests/support`` provides one.
+must see. ``store_url`` yields a fresh database per backend: SQLite and a throwaway PostgreSQL.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,13 +32,15 @@ from tests.support.fakes import FakeClock, redis_call
 T0 = datetime(2026, 12, 6, 8, 0, 0, 250_000, tzinfo=UTC)
 TENANT = Tenant(id="1300000001", name="one")
 SECOND = int(T0.timestamp())
-#: Backend name -> a fresh database URL under the test's temporary directory.
-BACKENDS: dict[str, Callable[[Path], str]] = {"sqlite": sqlite_url}
 
 
-@pytest.fixture(params=sorted(BACKENDS))
+@pytest.fixture(params=["sqlite", "postgresql"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return BACKENDS[request.param](tmp_path)
+    """A fresh database: a SQLite file, or a throwaway PostgreSQL 15 (psycopg 3)."""
+    if request.param == "sqlite":
+        return sqlite_url(tmp_path)
+    server = request.getfixturevalue("postgres_server")
+    return str(server.url()).replace("postgresql://", "postgresql+psycopg://", 1)
 
 
 @pytest.fixture

@@ -4,14 +4,13 @@ node on the shared state of one SQLite store.
 Both workers answer (``/healthz`` names the answering process), the official Tencent SDK resets
 a real redis-server's password through them, a rate limit holds for both together (counted in
 the store, read back from the server's audit records per wall-clock second), and SIGTERM to the
-supervisor stops every worker.
+supervisor stops every worker; so does its death by SIGKILL (Linux's parent-death signal).
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-import os
 import signal
 import time
 from collections import Counter
@@ -46,11 +45,12 @@ def parent_of(pid: int) -> int:
 
 
 def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting for a reaper that may never come does not)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
         return False
-    return True
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 async def answering_pids(endpoint: str, rounds: int = 20) -> set[str]:
@@ -132,4 +132,18 @@ def test_two_workers_serve_reset_share_limits_and_stop_together(
 
     # SIGTERM to the supervisor stops every worker.
     assert server.stop(signal.SIGTERM) == 0
+    assert not any(alive(pid) for pid in workers)
+
+
+def test_workers_do_not_outlive_a_killed_supervisor(
+    make_server: Callable[..., KeyturnServer],
+) -> None:
+    server = make_server(extra_args=["--workers", str(WORKERS)])
+    server.start()
+    workers = [int(pid) for pid in asyncio.run(answering_pids(server.endpoint))]
+    assert len(workers) == WORKERS
+    server.kill()  # SIGKILL: the supervisor cannot pass anything on
+    deadline = time.monotonic() + 30
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert not any(alive(pid) for pid in workers)

@@ -19,8 +19,10 @@ restarted later leaves them to the next start.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import os
+import signal
 from pathlib import Path
 from typing import Any, Final
 
@@ -36,6 +38,8 @@ log = logging.getLogger("keyturn.serve")
 
 #: Created by the parent at each start; the worker that removes it resumes unfinished tasks.
 RECOVERY_TOKEN: Final = "recovery.token"
+#: ``prctl`` option: the signal a process gets when its parent dies (Linux).
+_PR_SET_PDEATHSIG: Final = 1
 
 
 def serve_workers(settings: Settings) -> None:
@@ -93,8 +97,19 @@ def worker_config(settings: Settings) -> uvicorn.Config:
     ``WorkerApp``."""
     from keyturn.cli.serve import configure_logging, tls_context, uvicorn_config
 
+    _stop_with_supervisor()
     configure_logging(settings.log_level, with_pid=True)
     return uvicorn_config(WorkerApp(settings), settings, tls_context(settings))
+
+
+def _stop_with_supervisor() -> None:
+    """Ask Linux to send this worker SIGTERM when the supervisor dies, even by SIGKILL, so no
+    worker goes on serving unsupervised (elsewhere: best effort, nothing)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
 
 
 class WorkerApp:

@@ -5,6 +5,7 @@ Both workers answer (``/healthz`` names the answering process), the official Ten
 a real redis-server's password through them, a rate limit holds for both together (counted in
 the store, read back from the server's audit records per wall-clock second), and SIGTERM to the
 supervisor stops every worker; so does its death by SIGKILL (Linux's parent-death signal).
+The lock after wrong old passwords, reached through both workers, outlives a restart.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import asyncio
 import math
 import signal
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -25,8 +27,10 @@ from tencentcloud.common.exception.tencent_cloud_sdk_exception import (
 )
 from tencentcloud.redis.v20180412 import models
 
+from keyturn.core.model import Product
 from keyturn.store.audit import SqlAuditLog
-from tests.support.keyturn_server import TENANT, KeyturnServer
+from tests.support.huawei_sdk import dcs_client, reset_password, update_password
+from tests.support.keyturn_server import HW_PROJECT, TENANT, KeyturnServer
 from tests.support.logins import can_login
 from tests.support.passwords import new_instance_id, new_password
 from tests.support.sdk import redis_sdk, wait_task
@@ -147,3 +151,37 @@ def test_workers_do_not_outlive_a_killed_supervisor(
     while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(alive(pid) for pid in workers)
+
+
+def test_the_change_lock_holds_on_every_worker_and_after_a_restart(
+    make_server: Callable[..., KeyturnServer], redis_server: Any
+) -> None:
+    """Huawei DCS: five wrong old passwords through two workers lock changes; the lock holds
+    after the server restarts (as one process now), even for the right old password."""
+    server = make_server(extra_args=["--workers", str(WORKERS)])
+    server.start()
+    instance_id = str(uuid.uuid4())
+    server.add_instance(
+        instance_id,
+        [redis_server.admin_url()],
+        product=Product.HUAWEI_DCS,
+        region="cn-north-4",
+        tenant=HW_PROJECT,
+    )
+    current = new_password()
+    reset_password(dcs_client(server.endpoint), instance_id, new_password=current)
+    for left in (4, 3, 2, 1, 0):
+        # A new client (a new connection) each time, so both workers take some.
+        answer = update_password(
+            dcs_client(server.endpoint), instance_id, old=new_password(), new=new_password()
+        )
+        assert answer.retry_times_left == str(left)
+    assert answer.result == "locked"
+    server.stop()
+
+    server.extra_args = []
+    server.start()
+    blocked = new_password()
+    answer = update_password(dcs_client(server.endpoint), instance_id, old=current, new=blocked)
+    assert answer.result == "locked" and int(answer.lock_time_left) >= 1
+    assert can_login(redis_server.port, current) and not can_login(redis_server.port, blocked)

@@ -113,12 +113,13 @@ async def build_runtime(settings: Settings) -> Runtime:
         admin=Admin(store),
         encryption=Encryption(store),
         clock=clock,
-        accounts=Accounts(store, engines, resets, ChangeGuard(clock)),
+        accounts=Accounts(store, engines, resets, ChangeGuard(store, clock)),
         replay=ReplayGuard(store, clock),
         gate=Gate(
             store,
             credentials,
             RateLimiter(
+                store,
                 clock,
                 limits=settings.rate_limits,
                 default_write=settings.rate_limit_write,

@@ -81,6 +81,9 @@ class Settings:
     #: ``host[:port]`` names (lower-case) a signed request may name in its ``Host``; empty:
     #: any.
     served_hosts: tuple[str, ...] = ()
+    #: Server processes on this machine (``serve --workers``), sharing the listening socket
+    #: and the store; each is a full node.
+    workers: int = 1
 
     @property
     def scheme(self) -> str:
@@ -95,6 +98,7 @@ def load_settings(
     port: int | None = None,
     tls_cert: Path | None = None,
     tls_key: Path | None = None,
+    workers: int | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Settings:
     """Resolve settings from options, environment and the config file."""
@@ -129,6 +133,9 @@ def load_settings(
     served_hosts = _hosts(
         "KEYTURN_SERVED_HOSTS", pick(None, "KEYTURN_SERVED_HOSTS", "served_hosts", ())
     )
+    processes = _whole(
+        "--workers (KEYTURN_WORKERS)", pick(workers, "KEYTURN_WORKERS", "workers", 1)
+    )
     try:
         return Settings(
             host=str(pick(host, "KEYTURN_HOST", "host", DEFAULT_HOST)),
@@ -159,6 +166,7 @@ def load_settings(
             read_timeout=read_timeout,
             trusted_proxies=trusted_proxies,
             served_hosts=served_hosts,
+            workers=processes,
         )
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"invalid setting: {exc}") from None

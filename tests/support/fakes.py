@@ -1,7 +1,9 @@
 """In-memory stand-ins for unit tests without I/O.
 
-Ports and services: a settable clock, the store's replay memory, a gate that lets everything
-through (and what a dialect tells it of a call), a task-shaped value for stubbed resets.
+Ports and services: a settable clock, the store's replay memory, rate windows and
+wrong-old-password locks (``MemoryRates``, ``MemoryChangeLocks``: the SQL parts' rules), a
+gate that lets everything through (and what a dialect tells it of a call), a task-shaped value
+for stubbed resets.
 Engines and stores: ``FakeEngine`` keeps one current password per account and answers
 ``probe`` and ``password_matches`` after a short ``asyncio.sleep`` (so concurrent callers
 really overlap), counting the old passwords it evaluated; ``FakeStore`` holds instances and
@@ -88,6 +90,69 @@ class MemoryReplay:
         for key in expired:
             del self.expiry[key]
         return len(expired)
+
+
+class MemoryRates:
+    """The ``RateRepo`` port in a dict (the store's rule: count while under the limit)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, str, int], int] = {}
+        self.writes = 0
+
+    async def count_call(self, tenant_id: str, action: str, second: int, limit: int) -> bool:
+        self.writes += 1
+        key = (tenant_id, action, second)
+        if self.counts.get(key, 0) >= limit:
+            return False
+        self.counts[key] = self.counts.get(key, 0) + 1
+        return True
+
+    async def purge_rate_windows(self, before: int) -> int:
+        old = [key for key in self.counts if key[2] < before]
+        for key in old:
+            del self.counts[key]
+        return len(old)
+
+
+class MemoryChangeLocks:
+    """The ``ChangeLockRepo`` port in a dict: ``key`` -> [failures, locked_until]."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, list[Any]] = {}
+
+    async def count_attempt(self, key: str, *, max_failures: int, now: datetime) -> bool:
+        row = self.rows.setdefault(key, [0, None])
+        if (row[1] is not None and row[1] > now) or row[0] >= max_failures:
+            return False
+        row[0], row[1] = row[0] + 1, None
+        return True
+
+    async def missed_attempt(
+        self, key: str, *, max_failures: int, now: datetime, lock_until: datetime
+    ) -> int:
+        row = self.rows.get(key)
+        if row is None:
+            return max_failures
+        if row[1] is not None and row[1] > now:
+            return 0
+        if row[0] >= max_failures:
+            row[0], row[1] = 0, lock_until
+            return 0
+        return int(max_failures - row[0])
+
+    async def refund_attempt(self, key: str) -> None:
+        row = self.rows.get(key)
+        if row is not None and row[0] > 0:
+            row[0] -= 1
+
+    async def clear_attempts(self, key: str, *, now: datetime) -> None:
+        row = self.rows.get(key)
+        if row is not None and (row[1] is None or row[1] <= now):
+            del self.rows[key]
+
+    async def locked_until(self, key: str, *, now: datetime) -> datetime | None:
+        row = self.rows.get(key)
+        return None if row is None or row[1] is None or row[1] <= now else row[1]
 
 
 def memory_replay_guard(clock: Any) -> ReplayGuard:

@@ -73,10 +73,18 @@ CREATED: list[KeyturnServer] = []
 
 
 class KeyturnServer:
-    """One keyturn server process and its data dir."""
+    """One keyturn server process and its data dir. ``extra_args`` are added to the ``serve``
+    command line (e.g. ``["--workers", "2"]``)."""
 
-    def __init__(self, root: Path, *, extra_env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        extra_env: Mapping[str, str] | None = None,
+        extra_args: Sequence[str] = (),
+    ) -> None:
         self.root = root
+        self.extra_args = list(extra_args)
         root.mkdir(parents=True, exist_ok=True)
         self.data_dir = root / "data"
         self.config = root / "keyturn.toml"
@@ -114,6 +122,7 @@ class KeyturnServer:
                 str(self.data_dir),
                 "--port",
                 str(self.port),
+                *self.extra_args,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

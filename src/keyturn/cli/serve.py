@@ -3,9 +3,10 @@ serve the vendor APIs until SIGTERM/SIGINT, then let tasks in flight finish (or 
 
 With ``--tls-cert``/``--tls-key`` the API is served over HTTPS only, TLS 1.2 or newer; the
 files are checked before anything else starts, so a bad pair fails fast with exit status 2.
-The server holds the data dir's lock shared (``keyturn.store.rekey.DataDirLock``), so a master
-key rotation cannot run under it. Every log record passes the redaction filter
-(``keyturn.logredact``).
+With ``--workers N`` (``KEYTURN_WORKERS``) N processes serve one port
+(``keyturn.cli.workers``). The server holds the data dir's lock shared
+(``keyturn.store.rekey.DataDirLock``), so a master key rotation cannot run under it. Every log
+record passes the redaction filter (``keyturn.logredact``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from starlette.types import ASGIApp
 from keyturn.bootstrap import Runtime, build_runtime
 from keyturn.cli.firstkey import hand_over_first_key
 from keyturn.cli.options import ConfigOption, DataDirOption
+from keyturn.cli.workers import serve_workers
 from keyturn.config import ConfigError, Settings, load_settings
 from keyturn.core.errors import DomainError
 from keyturn.http.edge import EdgeLimits, edge_protocol
@@ -48,6 +50,13 @@ def serve(
         Path | None,
         typer.Option(envvar="KEYTURN_TLS_KEY", help="PEM private key of --tls-cert."),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            envvar="KEYTURN_WORKERS",
+            help="Server processes on this machine, sharing the port and the store.",
+        ),
+    ] = None,
 ) -> None:
     """Run the API server (default http://127.0.0.1:9000)."""
     try:
@@ -58,12 +67,13 @@ def serve(
             port=port,
             tls_cert=tls_cert,
             tls_key=tls_key,
+            workers=workers,
         )
-        tls = _tls_context(settings)
+        tls = tls_context(settings)
     except ConfigError as exc:
         typer.echo(f"keyturn: {exc}", err=True)
         raise typer.Exit(2) from None
-    _configure_logging(settings.log_level)
+    configure_logging(settings.log_level, with_pid=settings.workers > 1)
     lock = DataDirLock(settings.data_dir)
     try:
         held = lock.acquire(exclusive=False)
@@ -74,7 +84,10 @@ def serve(
         typer.echo(f"keyturn: a master key rotation is running on {settings.data_dir}", err=True)
         raise typer.Exit(2)
     try:
-        asyncio.run(_serve(settings, tls))
+        if settings.workers > 1:
+            serve_workers(settings)
+        else:
+            asyncio.run(_serve(settings, tls))
     except (ConfigError, DomainError) as exc:
         typer.echo(f"keyturn: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -82,7 +95,7 @@ def serve(
         lock.release()
 
 
-def _tls_context(settings: Settings) -> ssl.SSLContext | None:
+def tls_context(settings: Settings) -> ssl.SSLContext | None:
     """The server's TLS context (None: plain HTTP): TLS 1.2 at least, the pair checked now."""
     if settings.tls_cert is None or settings.tls_key is None:
         return None
@@ -103,7 +116,7 @@ def _tls_context(settings: Settings) -> ssl.SSLContext | None:
 async def _serve(settings: Settings, tls: ssl.SSLContext | None) -> None:
     runtime = await build_runtime(settings)
     try:
-        await _prepare(runtime, settings.config)
+        await prepare(runtime, settings.config)
         server = uvicorn.Server(uvicorn_config(runtime.app(), settings, tls))
         log.info("serving on %s://%s:%d", settings.scheme, settings.host, settings.port)
         # uvicorn handles SIGTERM/SIGINT: it stops accepting requests, runs the app's
@@ -144,7 +157,9 @@ def uvicorn_config(app: ASGIApp, settings: Settings, tls: ssl.SSLContext | None)
     return config
 
 
-async def _prepare(runtime: Runtime, config: Path | None) -> None:
+async def prepare(runtime: Runtime, config: Path | None, *, recover: bool = True) -> None:
+    """Reconcile the inventory, hand over the first administrator key and (``recover``)
+    resume unfinished tasks: what a start does once before serving."""
     services = runtime.services
     if config is not None:
         inventory = parse_inventory(config.read_text(), os.environ)
@@ -160,15 +175,20 @@ async def _prepare(runtime: Runtime, config: Path | None) -> None:
     if key is not None:
         # Shown once on a terminal, else put in a 0600 file; never logged.
         hand_over_first_key(key, runtime.settings.data_dir)
+    if not recover:
+        return
     recovered = await runtime.worker.recover()
     if recovered:
         log.info("resuming %d unfinished task(s)", recovered)
 
 
-def _configure_logging(level: str) -> None:
+def configure_logging(level: str, *, with_pid: bool = False) -> None:
+    """Log to stderr through the redaction filter; ``with_pid`` (``--workers``) names the
+    process of each record."""
+    process = " [%(process)d]" if with_pid else ""
     logging.basicConfig(
         level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format="%(asctime)s" + process + " %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
     install_redaction()

@@ -341,6 +341,51 @@ class ReplayRepo(Protocol):
         ...
 
 
+class RateRepo(Protocol):
+    """Rate-limit windows shared by every process on the store: calls accepted per (tenant,
+    action) in one wall-clock second."""
+
+    async def count_call(self, tenant_id: str, action: str, second: int, limit: int) -> bool:
+        """Count one call of ``action`` in the window ``second`` unless the window already
+        holds ``limit`` calls; whether it was counted. Atomic across processes: of concurrent
+        calls, at most ``limit`` in all are counted in one window."""
+        ...
+
+    async def purge_rate_windows(self, before: int) -> int:
+        """Delete the windows of seconds before ``before``; how many."""
+        ...
+
+
+class ChangeLockRepo(Protocol):
+    """Consecutive wrong old passwords per account and the lock they lead to, shared by every
+    process on the store and kept across restarts. ``key`` names the account."""
+
+    async def count_attempt(self, key: str, *, max_failures: int, now: datetime) -> bool:
+        """Count one attempt before it is evaluated, unless changes are locked at ``now`` or
+        ``max_failures`` attempts are already counted (then nothing is written); whether it
+        was counted. An expired lock is lifted, and the count starts over."""
+        ...
+
+    async def missed_attempt(
+        self, key: str, *, max_failures: int, now: datetime, lock_until: datetime
+    ) -> int:
+        """A counted attempt was a wrong old password: lock changes until ``lock_until`` once
+        ``max_failures`` are counted; the attempts left (0: locked, by this call or another)."""
+        ...
+
+    async def refund_attempt(self, key: str) -> None:
+        """A counted attempt was not a wrong password: it no longer counts."""
+        ...
+
+    async def clear_attempts(self, key: str, *, now: datetime) -> None:
+        """The old password was right: the count starts over (a lock in force stays)."""
+        ...
+
+    async def locked_until(self, key: str, *, now: datetime) -> datetime | None:
+        """When the lock on ``key`` ends, or None when changes are not locked at ``now``."""
+        ...
+
+
 class PolicyRepo(Protocol):
     """Named policies of tenants and what each access key attaches (``keyturn.core.access``)."""
 
@@ -370,7 +415,17 @@ class PolicyRepo(Protocol):
         ...
 
 
-class Store(TenantRepo, KeyRepo, PolicyRepo, InstanceRepo, TaskRepo, ReplayRepo, Protocol):
+class Store(
+    TenantRepo,
+    KeyRepo,
+    PolicyRepo,
+    InstanceRepo,
+    TaskRepo,
+    ReplayRepo,
+    RateRepo,
+    ChangeLockRepo,
+    Protocol,
+):
     """Everything the service needs from persistent state."""
 
     async def close(self) -> None: ...

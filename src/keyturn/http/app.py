@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 from starlette.applications import Starlette
@@ -77,7 +78,9 @@ def create_app(
         return _send(await dialect.handle(_wire_request(request, body)))
 
     async def healthz(request: Request) -> Response:
-        return Response(b'{"status":"ok"}', media_type="application/json")
+        # The answering process, so that the workers of ``serve --workers`` can be told apart.
+        headers = {"x-keyturn-pid": str(os.getpid())}
+        return Response(b'{"status":"ok"}', headers=headers, media_type="application/json")
 
     methods = ["GET", "POST", "PUT", "DELETE", "PATCH"]
     return Starlette(

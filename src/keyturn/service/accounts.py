@@ -12,7 +12,8 @@ account keyturn logs in with is never created over.
 The guard is race-free: the old passwords of one account are checked one at a time, in arrival
 order (a concurrent attempt waits for the one before it, as a vendor serializes operations on
 one account), and each attempt is counted before the engine is asked. So a burst of guesses
-gets at most five evaluated; the rest find the account locked.
+gets at most five evaluated; the rest find the account locked. The counts and the lock live in
+the store, so this holds across nodes and restarts too.
 """
 
 from __future__ import annotations
@@ -24,11 +25,12 @@ import logging
 import math
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 
 from keyturn.core.errors import DomainError, UnsupportedFeature
 from keyturn.core.model import Instance, Product
 from keyturn.core.passwords import PasswordPolicy
-from keyturn.core.ports import Clock, EngineRegistry, Store
+from keyturn.core.ports import ChangeLockRepo, Clock, EngineRegistry, Store
 from keyturn.core.secrets import Secret
 from keyturn.service import protection
 from keyturn.service.context import Caller
@@ -68,19 +70,25 @@ class _Turn:
 class ChangeGuard:
     """Count consecutive wrong old passwords per account; lock changes after too many.
 
-    ``turn`` serializes the attempts on one account and ``attempt`` counts one before it is
-    evaluated, so concurrent guesses cannot all pass the check before any is counted. Kept in
-    this process's memory: a restart lifts locks, which errs towards availability.
+    ``turn`` serializes the attempts on one account in this process and ``attempt`` counts one
+    before it is evaluated, so concurrent guesses cannot all pass the check before any is
+    counted. The counts and locks are the store's (``ChangeLockRepo``): shared by every node
+    and kept across restarts, and counted atomically there, so guesses spread over several
+    nodes get no more evaluations than guesses sent to one.
     """
 
     def __init__(
-        self, clock: Clock, *, max_failures: int = MAX_FAILURES, lock_seconds: int = LOCK_SECONDS
+        self,
+        repo: ChangeLockRepo,
+        clock: Clock,
+        *,
+        max_failures: int = MAX_FAILURES,
+        lock_seconds: int = LOCK_SECONDS,
     ) -> None:
+        self._repo = repo
         self._clock = clock
         self.max_failures = max_failures
         self.lock_seconds = lock_seconds
-        self._failures: dict[tuple[str, ...], int] = {}
-        self._locked_until: dict[tuple[str, ...], float] = {}
         self._turns: dict[tuple[str, ...], _Turn] = {}
 
     @contextlib.asynccontextmanager
@@ -99,49 +107,50 @@ class ChangeGuard:
             if entry.users == 0:
                 del self._turns[key]
 
-    def attempt(self, key: tuple[str, ...]) -> None:
+    async def attempt(self, key: tuple[str, ...]) -> bool:
         """Count an attempt before its old password is evaluated (call it inside ``turn``);
-        ``missed``, ``refund`` or ``succeeded`` settles it."""
-        self._failures[key] = self._failures.get(key, 0) + 1
+        ``missed``, ``refund`` or ``succeeded`` settles it. False (nothing counted): changes
+        are locked, or as many attempts as allowed are being evaluated (on other nodes)."""
+        return await self._repo.count_attempt(
+            _name(key), max_failures=self.max_failures, now=self._clock.now()
+        )
 
-    def missed(self, key: tuple[str, ...]) -> int:
+    async def missed(self, key: tuple[str, ...]) -> int:
         """The counted attempt was a wrong old password: lock once it was the last one
         allowed; the attempts left (0: changes are now locked)."""
-        count = self._failures.get(key, 0)
-        if count >= self.max_failures:
-            self._failures.pop(key, None)
-            self._locked_until[key] = self._clock.now().timestamp() + self.lock_seconds
-            return 0
-        return self.max_failures - count
+        now = self._clock.now()
+        return await self._repo.missed_attempt(
+            _name(key),
+            max_failures=self.max_failures,
+            now=now,
+            lock_until=now + timedelta(seconds=self.lock_seconds),
+        )
 
-    def refund(self, key: tuple[str, ...]) -> None:
+    async def refund(self, key: tuple[str, ...]) -> None:
         """The counted attempt was not a wrong password (the engine failed, or the account
         has no password): it does not count."""
-        count = self._failures.get(key, 0) - 1
-        if count > 0:
-            self._failures[key] = count
-        else:
-            self._failures.pop(key, None)
+        await self._repo.refund_attempt(_name(key))
 
-    def seconds_locked(self, key: tuple[str, ...]) -> float:
+    async def seconds_locked(self, key: tuple[str, ...]) -> float:
         """Seconds until changes unlock; 0 when not locked."""
-        until = self._locked_until.get(key)
-        if until is None:
-            return 0.0
-        left = until - self._clock.now().timestamp()
-        if left <= 0:
-            del self._locked_until[key]
-            return 0.0
-        return left
+        now = self._clock.now()
+        until = await self._repo.locked_until(_name(key), now=now)
+        return 0.0 if until is None else max(0.0, (until - now).total_seconds())
 
-    def failed(self, key: tuple[str, ...]) -> int:
+    async def failed(self, key: tuple[str, ...]) -> int:
         """Record a wrong old password at once (``attempt`` and ``missed`` together); the
         attempts left (0 means changes are now locked)."""
-        self.attempt(key)
-        return self.missed(key)
+        if not await self.attempt(key):
+            return 0
+        return await self.missed(key)
 
-    def succeeded(self, key: tuple[str, ...]) -> None:
-        self._failures.pop(key, None)
+    async def succeeded(self, key: tuple[str, ...]) -> None:
+        await self._repo.clear_attempts(_name(key), now=self._clock.now())
+
+
+def _name(key: tuple[str, ...]) -> str:
+    """The store's name of an account's key: its parts, which never hold a NUL, joined."""
+    return "\0".join(key)
 
 
 class Accounts:
@@ -211,7 +220,7 @@ class Accounts:
         """Change ``account``'s password to ``new`` if ``old`` is its current one."""
         instance = await owned_instance(self._store, caller, product, instance_id)
         key = (caller.tenant_id, instance.id, account)
-        locked = self._guard.seconds_locked(key)
+        locked = await self._guard.seconds_locked(key)
         if locked:
             return self._locked(locked)
         policy.check(new.reveal())
@@ -242,11 +251,14 @@ class Accounts:
     ) -> ChangeOutcome | None:
         """Check ``old`` (inside the account's turn): None when it is right, else the outcome
         of a wrong one. The attempt is counted before the engine is asked."""
-        locked = self._guard.seconds_locked(key)
+        locked = await self._guard.seconds_locked(key)
         if locked:  # the attempts before this one, while it waited, locked the account
             return self._locked(locked)
         engine = self._engines.engine(instance.engine)
-        self._guard.attempt(key)
+        if not await self._guard.attempt(key):
+            # Locked since, or the last attempts allowed are being evaluated elsewhere (another
+            # node): answered as locked, which they are about to be unless one was right.
+            return self._locked(await self._guard.seconds_locked(key) or self._guard.lock_seconds)
         try:
             matches = await engine.password_matches(instance.primary, account, old)
             if not matches and (await engine.probe(instance.primary, account)).password_free:
@@ -256,18 +268,18 @@ class Accounts:
         except DomainError:
             # Not a wrong password (engine failure, password-free). A cancelled attempt stays
             # counted: its caller may have seen nothing, but it must not be free to retry.
-            self._guard.refund(key)
+            await self._guard.refund(key)
             raise
         if matches:
-            self._guard.succeeded(key)
+            await self._guard.succeeded(key)
             return None
-        left = self._guard.missed(key)
+        left = await self._guard.missed(key)
         log.warning(
             "wrong old password",
             extra={"request_id": caller.request_id, "instance_id": instance.id},
         )
         if left == 0:
-            return self._locked(self._guard.seconds_locked(key))
+            return self._locked(await self._guard.seconds_locked(key) or self._guard.lock_seconds)
         return ChangeOutcome(result=ChangeResult.PASSWORD_FAILED, retries_left=left)
 
     def _locked(self, seconds_left: float) -> ChangeOutcome:

@@ -1,7 +1,9 @@
 """Access-key look-up for dialects: a key id in, the tenant and signing secret out.
 
-Every signed request needs its key, so answers are cached for ``ttl`` seconds (one second by
-default): a key revoked with the CLI, from another process, stops working within that time.
+Every signed request needs its key, so answers are cached for ``ttl`` seconds
+(``KEY_CACHE_SECONDS``, half a second, counted from before the store read): a key revoked or
+rotated with the CLI, or by another node on the same store, stops working on every node within
+that time, well inside the one second keyturn promises.
 Disabled and unknown keys are indistinguishable to the caller (both ``UnknownAccessKey``).
 
 Key ids come from unauthenticated requests, so nothing a stranger sends may stay in memory
@@ -26,6 +28,8 @@ MAX_CACHED = 10_000
 #: Cached unknown ids at most (oldest dropped first): a flood of made-up ids costs at most
 #: this many short strings, while a misconfigured client retrying one id costs no store reads.
 MAX_CACHED_MISSES = 256
+#: How long a key (or its absence) is believed without asking the store again.
+KEY_CACHE_SECONDS = 0.5
 #: How much of an unknown id an error message repeats.
 _SHOWN = 40
 
@@ -33,7 +37,7 @@ _SHOWN = 40
 class Credentials:
     """Resolve access keys for signature verification."""
 
-    def __init__(self, keys: KeyRepo, *, ttl: float = 1.0) -> None:
+    def __init__(self, keys: KeyRepo, *, ttl: float = KEY_CACHE_SECONDS) -> None:
         self._keys = keys
         self._ttl = ttl
         self._found: dict[str, tuple[float, AccessKey]] = {}

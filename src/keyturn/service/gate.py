@@ -118,7 +118,7 @@ class Gate:
         event = self._event(caller, call, resource)
         try:
             access = await self._authorize(caller, call, region)
-            self._limiter.take(caller.tenant_id, call.action, mutating=call.mutating)
+            await self._limiter.take(caller.tenant_id, call.action, mutating=call.mutating)
             if admission is not None:
                 await admission.admit()
         except RequestThrottled as error:

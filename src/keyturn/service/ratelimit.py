@@ -1,25 +1,34 @@
-"""Per-tenant, per-action rate limits, as the vendors document them for their APIs.
+"""Per-tenant, per-action rate limits, as the vendors document them for their APIs, held
+across every node on the store.
 
 Each (tenant, vendor action) may be called at most ``limit`` times in each wall-clock second
 (Tencent Redis ``ResetPassword`` 20/s, TDSQL 20/s, PostgreSQL ``ResetAccountPassword`` 100/s,
 configurable defaults for other changes and for reads). A fixed one-second window is what the
 vendors' "N requests per second" means: it lets a burst of N through at once and never accepts
 more than N in a second, so under any load the acceptances of one second stay within the limit.
-A refused call raises ``RequestThrottled`` and costs nothing else here: one dictionary look-up,
-no I/O, no lock, and the counters of other tenants and actions are untouched, so throttling one
-of them slows nothing else. Counters live in this process's memory and only for the current
-second: at most one per (tenant, action) called in that second, dropped when the next begins,
-so memory is bounded by one second's traffic however many tenants and actions there are.
-Configured limits (``KEYTURN_RATE_LIMITS``, ``[server.rate_limits]``) win over the documented
-ones: an exact action first, then its service's ``service:*``, then ``*`` for everything.
+
+The counters are the store's (``RateRepo``): one atomic increment-and-check per accepted call,
+so all nodes (and ``serve --workers`` processes) together accept at most the limit per second;
+where the nodes' clocks differ, a window's edge may let one more through. In front of it sits
+a fast path that can only refuse, never admit: once this process has seen the window full (the
+store refused, or this process alone already accepted ``limit`` calls), the rest of that
+second is refused from memory, without I/O. So a flood costs the store about ``limit + 1``
+writes per second, whatever its size, and throttling one tenant or action slows nothing else.
+A refused call is not counted anywhere. Local memory holds at most one entry per (tenant,
+action) called in the current second; the store's windows of past seconds are purged every
+``PURGE_EVERY`` seconds. Configured limits (``KEYTURN_RATE_LIMITS``, ``[server.rate_limits]``)
+win over the documented ones: an exact action first, then its service's ``service:*``, then
+``*`` for everything.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
+from typing import Final
 
-from keyturn.core.errors import RequestThrottled
-from keyturn.core.ports import Clock
+from keyturn.core.errors import DomainError, RequestThrottled
+from keyturn.core.ports import Clock, RateRepo
 
 #: The vendors' documented limits, per tenant and second (lower-case: actions match any case).
 DOCUMENTED_LIMITS: Mapping[str, int] = {
@@ -28,15 +37,22 @@ DOCUMENTED_LIMITS: Mapping[str, int] = {
     "tdmysql:resetuserspassword": 20,
     "postgres:resetaccountpassword": 100,
 }
+log = logging.getLogger(__name__)
+
 DEFAULT_WRITE_LIMIT = 20
 DEFAULT_READ_LIMIT = 100
+#: Seconds between two purges of the store's past windows (by this process).
+PURGE_EVERY: Final = 10
+#: A local count at this value means the store refused: the window is full everywhere.
+_FULL: Final = -1
 
 
 class RateLimiter:
-    """Count calls per (tenant, action) in fixed one-second windows of ``clock``."""
+    """Count calls per (tenant, action) in fixed one-second windows of ``clock``, in ``repo``."""
 
     def __init__(
         self,
+        repo: RateRepo,
         clock: Clock,
         *,
         limits: Mapping[str, int] | None = None,
@@ -47,12 +63,15 @@ class RateLimiter:
         for name, value in (*configured.items(), ("write", default_write), ("read", default_read)):
             if value < 0:
                 raise ValueError(f"rate limit {name}={value}: limits are 0 or more per second")
+        self._repo = repo
         self._clock = clock
         self._configured = configured
         self._default_write = default_write
         self._default_read = default_read
         self._second = -1
+        #: Calls this process had accepted in the current second, or ``_FULL``.
         self._counts: dict[tuple[str, str], int] = {}
+        self._purged = -1
 
     def limit(self, action: str, *, mutating: bool) -> int:
         """Calls of ``action`` a tenant may make per second (0 refuses every call)."""
@@ -66,23 +85,45 @@ class RateLimiter:
             return documented
         return self._default_write if mutating else self._default_read
 
-    def take(self, tenant_id: str, action: str, *, mutating: bool) -> None:
+    async def take(self, tenant_id: str, action: str, *, mutating: bool) -> None:
         """Count one call; ``RequestThrottled`` past the limit for this second (a refused call
-        is not counted: it used nothing)."""
+        is not counted: it used nothing). A store failure is the store's ``InternalError``:
+        a call that cannot be counted is not accepted."""
         second = int(self._clock.now().timestamp())
         if second != self._second:
-            # A new window: every counter of the previous one is dropped at once.
+            # A new window: every local counter of the previous one is dropped at once.
             self._second, self._counts = second, {}
-        key = (tenant_id, action.lower())
-        count = self._counts.get(key, 0)
+            if second - self._purged >= PURGE_EVERY:
+                self._purged = second
+                await self._purge(second - 1)
+        name = action.lower()
+        key = (tenant_id, name)
         limit = self.limit(action, mutating=mutating)
-        if count >= limit:
-            raise RequestThrottled(
-                f"{action} is limited to {limit} requests per second for each account; "
-                "retry in the next second"
-            )
-        self._counts[key] = count + 1
+        count = self._counts.get(key, 0)
+        # The fast path only refuses: the store's count is never below this process's.
+        if count == _FULL or count >= limit:
+            raise _throttled(action, limit)
+        if not await self._repo.count_call(tenant_id, name, second, limit):
+            if self._second == second:
+                self._counts[key] = _FULL
+            raise _throttled(action, limit)
+        if self._second == second and self._counts.get(key, 0) != _FULL:
+            self._counts[key] = self._counts.get(key, 0) + 1
+
+    async def _purge(self, before: int) -> None:
+        try:
+            await self._repo.purge_rate_windows(before)
+        except DomainError:
+            # Past windows only take room; the next purge removes them.
+            log.warning("past rate-limit windows could not be purged")
 
     def __len__(self) -> int:
         """Counters held for the current window (for tests and monitoring)."""
         return len(self._counts)
+
+
+def _throttled(action: str, limit: int) -> RequestThrottled:
+    return RequestThrottled(
+        f"{action} is limited to {limit} requests per second for each account; "
+        "retry in the next second"
+    )

@@ -170,12 +170,18 @@ class SqlDatabase:
             yield conn
 
     @asynccontextmanager
-    async def write(self) -> AsyncIterator[Connection]:
+    async def write(self, *, durable: bool = True) -> AsyncIterator[Connection]:
+        """One write transaction. ``durable=False``: state worth nothing after a crash (rate
+        windows) commits without waiting for the disk (SQLite ``synchronous=NORMAL``,
+        PostgreSQL ``synchronous_commit = off``); it is still atomic and consistent."""
         if self.sqlite:
-            async with self._write_lock, self._writer.begin() as conn:
+            assert isinstance(self._writer, InlineEngine)
+            async with self._write_lock, self._writer.begin(durable=durable) as conn:
                 yield conn
         else:
             async with self._writer.begin() as conn:
+                if not durable:
+                    await conn.execute(sa.text("SET LOCAL synchronous_commit TO OFF"))
                 yield conn
 
     def seal(self, plaintext: str, context: str) -> str:

@@ -35,6 +35,11 @@ class InlineConnection:
     def close(self) -> None:
         self._conn.close()
 
+    def driver_connection(self) -> Any:
+        """The DBAPI (``sqlite3``) connection underneath, for what must run outside
+        SQLAlchemy's transactions."""
+        return self._conn.connection.driver_connection
+
     def transaction(self) -> sa.RootTransaction:
         """A transaction on this connection: committed on success, rolled back on error."""
         return self._conn.begin()
@@ -97,13 +102,27 @@ class InlineEngine:
         yield self._reader
 
     @asynccontextmanager
-    async def begin(self) -> AsyncIterator[InlineConnection]:
+    async def begin(self, *, durable: bool = True) -> AsyncIterator[InlineConnection]:
+        """A write transaction. ``durable=False`` is for state worth nothing after a crash
+        (rate-limit windows): its commit does not wait for the disk (``synchronous=NORMAL``
+        for this one transaction; WAL keeps the file consistent either way)."""
         # One long-lived connection for writes too: the store serializes its writers, and a
         # pool check-out (with its reset-on-return ROLLBACK) per transaction is pure overhead.
         if self._writer is None:
             self._writer = InlineConnection(self.sync_engine.connect())
-        with self._writer.transaction():
-            yield self._writer
+        if durable:
+            with self._writer.transaction():
+                yield self._writer
+            return
+        # SQLite refuses to change the level inside a transaction, and SQLAlchemy would begin
+        # one for any statement: set it on the driver's connection, outside.
+        raw = self._writer.driver_connection()
+        raw.execute("PRAGMA synchronous=NORMAL")
+        try:
+            with self._writer.transaction():
+                yield self._writer
+        finally:
+            raw.execute("PRAGMA synchronous=FULL")
 
     async def dispose(self) -> None:
         for conn in (self._reader, self._writer):

@@ -240,3 +240,25 @@ replay_nonces = sa.Table(
     sa.Column("expires_at", UtcDateTime(), nullable=False),
     sa.Index("ix_replay_nonces_expires_at", "expires_at"),
 )
+
+rate_windows = sa.Table(
+    "rate_windows",
+    metadata,
+    # Calls accepted per (tenant, action) in one wall-clock second, shared by every node on
+    # the store (``keyturn.store.rates``); rows of past seconds are purged.
+    sa.Column("tenant_id", sa.String(64), primary_key=True),
+    sa.Column("action", sa.String(128), primary_key=True),
+    sa.Column("second", sa.BigInteger(), primary_key=True, autoincrement=False),
+    sa.Column("count", sa.Integer(), nullable=False),
+)
+
+change_locks = sa.Table(
+    "change_locks",
+    metadata,
+    # Wrong old passwords per account and the lock they lead to (``keyturn.store.change_locks``),
+    # shared by every node and kept across restarts. ``key`` is the SHA-256 of the account's
+    # (tenant, instance, account), so a row's size is never the caller's to choose.
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("failures", sa.Integer(), nullable=False),
+    sa.Column("locked_until", UtcDateTime(), nullable=True),
+)

@@ -29,10 +29,12 @@ from keyturn.core.ports import Clock, Page, SecretBox
 from keyturn.core.secrets import Secret
 from keyturn.store import rows
 from keyturn.store.base import Engine, Forward, SqlDatabase, count_of, guarded, upsert_insert
+from keyturn.store.change_locks import SqlChangeLocks
 from keyturn.store.inline import InlineEngine
 from keyturn.store.listing import BUMP_GENERATION, ListingCache
 from keyturn.store.migrate import ensure_schema, sync_url
 from keyturn.store.policies import SqlPolicies
+from keyturn.store.rates import SqlRates
 from keyturn.store.replay import SqlReplay
 from keyturn.store.rsa_keys import SqlRsaKeys
 from keyturn.store.schema import access_keys, instances, nodes, tenants
@@ -136,8 +138,8 @@ async def open_store(url: str, box: SecretBox, clock: Clock) -> SqlStore:
 
 class SqlStore:
     """Tenants, access keys and instances in a SQL database, and the parts that keep the rest
-    (``tasks``, ``rsa_keys``, ``policies``, ``replay``), all on one ``SqlDatabase`` (``db``):
-    together the ``Store`` and ``PasswordCipher`` ports."""
+    (``tasks``, ``rsa_keys``, ``policies``, ``replay``, ``rates``, ``change_locks``), all on
+    one ``SqlDatabase`` (``db``): together the ``Store`` and ``PasswordCipher`` ports."""
 
     def __init__(self, engine: Engine, box: SecretBox, clock: Clock) -> None:
         self.db = SqlDatabase(engine, box, clock)
@@ -145,6 +147,8 @@ class SqlStore:
         self.rsa_keys = SqlRsaKeys(self.db)
         self.policies = SqlPolicies(self.db)
         self.replay = SqlReplay(self.db)
+        self.rates = SqlRates(self.db)
+        self.change_locks = SqlChangeLocks(self.db)
         self._listing = ListingCache()
 
     def __repr__(self) -> str:
@@ -183,6 +187,13 @@ class SqlStore:
     remember_nonce = Forward("replay", SqlReplay.remember_nonce)
     forget_nonce = Forward("replay", SqlReplay.forget_nonce)
     purge_nonces = Forward("replay", SqlReplay.purge_nonces)
+    count_call = Forward("rates", SqlRates.count_call)
+    purge_rate_windows = Forward("rates", SqlRates.purge_rate_windows)
+    count_attempt = Forward("change_locks", SqlChangeLocks.count_attempt)
+    missed_attempt = Forward("change_locks", SqlChangeLocks.missed_attempt)
+    refund_attempt = Forward("change_locks", SqlChangeLocks.refund_attempt)
+    clear_attempts = Forward("change_locks", SqlChangeLocks.clear_attempts)
+    locked_until = Forward("change_locks", SqlChangeLocks.locked_until)
 
     # ----------------------------------------------------------------------- tenants
 

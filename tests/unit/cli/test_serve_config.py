@@ -1,16 +1,20 @@
 """Unit tests of the uvicorn configuration ``keyturn serve`` builds (``uvicorn_config``): the
 edge protocol bound to the connection limit and read deadline, no WebSocket upgrades, and proxy
 headers believed only from ``KEYTURN_TRUSTED_PROXIES`` — with none configured there is no
-proxy-header middleware at all, whatever uvicorn's own ``FORWARDED_ALLOW_IPS`` says."""
+proxy-header middleware at all, whatever uvicorn's own ``FORWARDED_ALLOW_IPS`` says; and the
+``--workers`` setting and the configuration the supervisor hands its workers."""
 
 from __future__ import annotations
+
+import pickle
 
 import pytest
 from starlette.types import Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from keyturn.cli.serve import uvicorn_config
-from keyturn.config import load_settings
+from keyturn.cli.workers import WorkerConfig, worker_config
+from keyturn.config import ConfigError, load_settings
 from keyturn.http.edge import EdgeLimits, EdgeProtocol
 
 
@@ -46,3 +50,23 @@ def test_trusted_proxies_only(monkeypatch: pytest.MonkeyPatch) -> None:
         "203.0.113.9",
         0,
     )
+
+
+def test_workers_setting() -> None:
+    assert load_settings(env={}).workers == 1
+    assert load_settings(env={"KEYTURN_WORKERS": "3"}).workers == 3
+    assert load_settings(workers=2, env={"KEYTURN_WORKERS": "3"}).workers == 2
+    for wrong in ("0", "-1", "2.5", "many"):
+        with pytest.raises(ConfigError, match="workers"):
+            load_settings(env={"KEYTURN_WORKERS": wrong})
+
+
+def test_worker_config_crosses_a_process_boundary_as_its_settings() -> None:
+    # Workers are spawned: uvicorn pickles the configuration, whose edge protocol class and
+    # TLS context cannot be pickled; each worker rebuilds them from the settings instead.
+    settings = load_settings(env={"KEYTURN_WORKERS": "2", "KEYTURN_PORT": "9123"})
+    config = WorkerConfig(settings)
+    assert (config.workers, config.port) == (2, 9123)
+    rebuild, args = config.__reduce__()
+    assert rebuild is worker_config and args == (settings,)
+    assert pickle.loads(pickle.dumps(settings)) == settings

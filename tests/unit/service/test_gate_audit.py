@@ -17,7 +17,7 @@ from keyturn.core.secrets import Secret
 from keyturn.service.context import Answer, Caller
 from keyturn.service.gate import Gate, RejectionBudget
 from keyturn.service.ratelimit import RateLimiter
-from tests.support.fakes import FakeClock, redis_call
+from tests.support.fakes import FakeClock, MemoryRates, redis_call
 
 T0 = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 CALLER = Caller(tenant_id="1300000001", key_id="AKID1", request_id="req-1", source_ip="10.0.0.1")
@@ -46,7 +46,7 @@ class Credentials:
 
 def make_gate() -> tuple[Gate, Audit, FakeClock]:
     clock, audit = FakeClock(T0), Audit()
-    limiter = RateLimiter(clock, limits={"*": 1000})
+    limiter = RateLimiter(MemoryRates(), clock, limits={"*": 1000})
     gate = Gate(Store(), Credentials(), limiter, audit, clock)  # type: ignore[arg-type]
     return gate, audit, clock
 
@@ -141,7 +141,7 @@ async def test_failures_are_recorded_with_the_vendor_code(error: Exception, expe
 
 async def test_denials_are_recorded() -> None:
     clock, audit = FakeClock(T0), Audit()
-    limiter = RateLimiter(clock, limits={"*": 1})
+    limiter = RateLimiter(MemoryRates(), clock, limits={"*": 1})
     gate = Gate(Store(), Credentials(), limiter, audit, clock)  # type: ignore[arg-type]
 
     async def execute(caller: Caller) -> Answer:

@@ -16,30 +16,59 @@ from keyturn.core.secrets import Secret
 from keyturn.service.accounts import Accounts, ChangeGuard, ChangeResult
 from keyturn.service.context import Caller
 from keyturn.service.resets import Resets
-from tests.support.fakes import FakeClock, FakeEngine, FakeRegistry, FakeStore, fake_instance
+from tests.support.fakes import (
+    FakeClock,
+    FakeEngine,
+    FakeRegistry,
+    FakeStore,
+    MemoryChangeLocks,
+    fake_instance,
+)
 
 
-def test_change_guard_locks_after_five_failures_then_unlocks() -> None:
+async def test_change_guard_locks_after_five_failures_then_unlocks() -> None:
     clock = FakeClock()
-    guard = ChangeGuard(clock)
+    guard = ChangeGuard(MemoryChangeLocks(), clock)
     key = ("t", "i", "default")
-    assert [guard.failed(key) for _ in range(5)] == [4, 3, 2, 1, 0]
-    assert guard.seconds_locked(key) == pytest.approx(300)
+    assert [await guard.failed(key) for _ in range(5)] == [4, 3, 2, 1, 0]
+    assert await guard.seconds_locked(key) == pytest.approx(300)
+    assert await guard.failed(key) == 0  # locked: not even counted
     clock.advance(299)
-    assert guard.seconds_locked(key) == pytest.approx(1)
+    assert await guard.seconds_locked(key) == pytest.approx(1)
     clock.advance(2)
-    assert guard.seconds_locked(key) == 0
-    assert guard.failed(key) == 4  # a fresh count after the lock
+    assert await guard.seconds_locked(key) == 0
+    assert await guard.failed(key) == 4  # a fresh count after the lock
 
 
-def test_change_guard_success_resets_the_count() -> None:
-    guard = ChangeGuard(FakeClock())
+async def test_change_guard_success_resets_the_count() -> None:
+    guard = ChangeGuard(MemoryChangeLocks(), FakeClock())
     key = ("t", "i", "default")
-    guard.failed(key)
-    guard.failed(key)
-    guard.succeeded(key)
-    assert guard.failed(key) == 4
-    assert guard.seconds_locked(("t", "other", "default")) == 0
+    await guard.failed(key)
+    await guard.failed(key)
+    await guard.succeeded(key)
+    assert await guard.failed(key) == 4
+    assert await guard.seconds_locked(("t", "other", "default")) == 0
+
+
+async def test_guards_sharing_the_store_share_the_count_and_the_lock() -> None:
+    # Two nodes (or a node before and after a restart) on one store.
+    locks, clock = MemoryChangeLocks(), FakeClock()
+    first, second = ChangeGuard(locks, clock), ChangeGuard(locks, clock)
+    key = ("t", "i", "app")
+    assert [await first.failed(key) for _ in range(3)] == [4, 3, 2]
+    assert [await second.failed(key) for _ in range(2)] == [1, 0]
+    assert await first.seconds_locked(key) == pytest.approx(300)
+
+
+async def test_attempts_in_flight_elsewhere_use_up_the_count() -> None:
+    # Five attempts counted on other nodes and not yet settled: a sixth is not evaluated.
+    locks, clock = MemoryChangeLocks(), FakeClock()
+    others, here = ChangeGuard(locks, clock), ChangeGuard(locks, clock)
+    key = ("t", "i", "app")
+    assert all([await others.attempt(key) for _ in range(5)])
+    assert not await here.attempt(key)
+    await others.refund(key)
+    assert await here.attempt(key)
 
 
 # --------------------------------------------------------------------------- concurrent guesses
@@ -61,7 +90,7 @@ def accounts_with(engine: FakeEngine, instance: Instance) -> tuple[Accounts, Rec
     store = FakeStore({instance.id: instance})
     registry = FakeRegistry(engine)
     resets = RecordingResets(store, registry)
-    guard = ChangeGuard(FakeClock())
+    guard = ChangeGuard(MemoryChangeLocks(), FakeClock())
     return Accounts(store, registry, resets, guard), resets
 
 
@@ -120,7 +149,7 @@ async def test_an_engine_failure_is_not_a_wrong_guess() -> None:
     for _ in range(7):
         with pytest.raises(AccountNotFound):
             await change(accounts, instance, "Any_Passw0rd1")
-    assert accounts._guard.seconds_locked((CALLER.tenant_id, instance.id, "app")) == 0
+    assert await accounts._guard.seconds_locked((CALLER.tenant_id, instance.id, "app")) == 0
 
 
 async def test_protected_accounts_are_refused_before_any_guess() -> None:

@@ -160,7 +160,8 @@ async def _prepare(runtime: Runtime, config: Path | None) -> None:
     if key is not None:
         # Shown once on a terminal, else put in a 0600 file; never logged.
         hand_over_first_key(key, runtime.settings.data_dir)
-    recovered = await runtime.worker.recover()
+    # Heartbeat, lease renewal and the claimer; unfinished tasks nobody holds resume now.
+    recovered = await runtime.cluster.start()
     if recovered:
         log.info("resuming %d unfinished task(s)", recovered)
 

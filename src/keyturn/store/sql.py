@@ -30,6 +30,7 @@ from keyturn.core.secrets import Secret
 from keyturn.store import rows
 from keyturn.store.base import Engine, Forward, SqlDatabase, count_of, guarded, upsert_insert
 from keyturn.store.inline import InlineEngine
+from keyturn.store.leases import SqlLeases
 from keyturn.store.listing import BUMP_GENERATION, ListingCache
 from keyturn.store.migrate import ensure_schema, sync_url
 from keyturn.store.policies import SqlPolicies
@@ -136,8 +137,8 @@ async def open_store(url: str, box: SecretBox, clock: Clock) -> SqlStore:
 
 class SqlStore:
     """Tenants, access keys and instances in a SQL database, and the parts that keep the rest
-    (``tasks``, ``rsa_keys``, ``policies``, ``replay``), all on one ``SqlDatabase`` (``db``):
-    together the ``Store`` and ``PasswordCipher`` ports."""
+    (``tasks``, ``rsa_keys``, ``policies``, ``replay``, ``leases``), all on one
+    ``SqlDatabase`` (``db``): together the ``Store`` and ``PasswordCipher`` ports."""
 
     def __init__(self, engine: Engine, box: SecretBox, clock: Clock) -> None:
         self.db = SqlDatabase(engine, box, clock)
@@ -145,6 +146,7 @@ class SqlStore:
         self.rsa_keys = SqlRsaKeys(self.db)
         self.policies = SqlPolicies(self.db)
         self.replay = SqlReplay(self.db)
+        self.leases = SqlLeases(self.db)
         self._listing = ListingCache()
 
     def __repr__(self) -> str:
@@ -183,6 +185,14 @@ class SqlStore:
     remember_nonce = Forward("replay", SqlReplay.remember_nonce)
     forget_nonce = Forward("replay", SqlReplay.forget_nonce)
     purge_nonces = Forward("replay", SqlReplay.purge_nonces)
+    heartbeat = Forward("leases", SqlLeases.heartbeat)
+    remove_node = Forward("leases", SqlLeases.remove_node)
+    list_nodes = Forward("leases", SqlLeases.list_nodes)
+    held_tasks = Forward("leases", SqlLeases.held_tasks)
+    claim_task = Forward("leases", SqlLeases.claim_task)
+    claim_lapsed = Forward("leases", SqlLeases.claim_lapsed)
+    renew_leases = Forward("leases", SqlLeases.renew_leases)
+    release_leases = Forward("leases", SqlLeases.release_leases)
 
     # ----------------------------------------------------------------------- tenants
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import pytest
 
@@ -151,11 +152,11 @@ class FakeStore:
     snapshots: dict[str, CredentialSnapshot] = field(default_factory=dict)
     wrote_ahead: bool = False
 
-    async def write_ahead(self, task_id: int, *, snapshots, admin_pending, steps):
+    async def write_ahead(self, task_id: int, *, snapshots, admin_pending, steps, fence=None):
         self.snapshots, self.wrote_ahead = dict(snapshots), True
 
     async def record_snapshots(
-        self, task_id: int, snapshots: Mapping[str, CredentialSnapshot]
+        self, task_id: int, snapshots: Mapping[str, CredentialSnapshot], fence: Any = None
     ) -> None:
         self.snapshots = dict(snapshots)
 

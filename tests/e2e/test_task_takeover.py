@@ -1,0 +1,107 @@
+"""A node killed mid-task: another node on the same store takes the task over once its lease
+lapses and finishes or rolls it back, under crash recovery's invariants.
+
+Two ``keyturn serve`` processes share one data dir (one SQLite store in WAL mode, the cluster
+of issue 13 on its embedded store). Node A pauses at a worker step (``KEYTURN_FAULT_PAUSE``) and
+is SIGKILLed there; node B, which never saw the request, must claim the task within the lease
+plus 2 s and end it so that the password the task reports logs in on every node of a
+replicated Redis and the other one on none. The instance resets the account keyturn logs in
+with, so keyturn's own pending admin credential is part of every takeover.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+
+from tests.support.keyturn_server import KeyturnServer
+from tests.support.logins import can_login
+from tests.support.passwords import USED_PASSWORDS, leaked, new_instance_id, new_password
+from tests.support.redis_server import RedisServer
+from tests.support.sdk import redis_sdk, reset, task_info, wait_task
+
+pytestmark = pytest.mark.engine
+
+#: A short lease keeps the test quick; the bound is the issue's: lease + 2 s.
+LEASE = 4.0
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached")
+        time.sleep(0.02)
+
+
+def two_nodes(
+    make_server: Callable[..., KeyturnServer], point: str, **env: str
+) -> list[KeyturnServer]:
+    """Node A (pausing at ``point``) and node B on A's data dir."""
+    lease = {"KEYTURN_TASK_LEASE": f"{LEASE:g}"}
+    a = make_server(extra_env={**lease, **env, "KEYTURN_FAULT_PAUSE": f"{point}=60"})
+    a.start()
+    b = make_server(extra_env=lease, data_dir=a.data_dir)
+    b.start()
+    return [a, b]
+
+
+@pytest.mark.parametrize("point", ["before_write_ahead", "after_write_ahead", "after_apply"])
+def test_a_killed_node_s_task_is_taken_over_within_the_lease(
+    make_server: Callable[..., KeyturnServer], replicated_redis: list[RedisServer], point: str
+) -> None:
+    a, b = two_nodes(make_server, point)
+    instance_id = new_instance_id()
+    a.add_instance(instance_id, [r.url() for r in replicated_redis], allow_admin_reset=True)
+    old, new = replicated_redis[0].password, new_password()
+    task_id = reset(redis_sdk(a.endpoint), instance_id, Password=new)
+    on_b = redis_sdk(b.endpoint)
+    if point == "after_apply":
+        wait_for(lambda: all(can_login(r.port, new) for r in replicated_redis))
+    else:
+        wanted = "preparing" if point == "before_write_ahead" else "running"
+        wait_task(on_b, task_id, until=(wanted,))
+        time.sleep(0.2)
+    # B holds nothing yet: A renews its lease while it pauses.
+    assert task_info(on_b, task_id).Status in ("preparing", "running")
+    a.kill()
+    killed = time.monotonic()
+
+    info = wait_task(on_b, task_id, timeout=LEASE + 20)
+    took = time.monotonic() - killed
+    assert info.Status in ("succeed", "failed"), info.TaskMessage
+    assert took < LEASE + 2, f"taken over and ended {took:.1f} s after the kill"
+    reported, other = (new, old) if info.Status == "succeed" else (old, new)
+    assert all(can_login(r.port, reported) for r in replicated_redis)
+    assert not any(can_login(r.port, other) for r in replicated_redis)
+    assert f"claimed task {task_id}" in b.log()
+
+    # B holds a working admin credential: the next reset through B goes through.
+    again = new_password()
+    assert wait_task(on_b, reset(on_b, instance_id, Password=again)).Status == "succeed"
+    assert all(can_login(r.port, again) for r in replicated_redis)
+    b.stop()
+    assert leaked(b, [*USED_PASSWORDS, *(r.password for r in replicated_redis)]) == []
+
+
+def test_a_stopped_node_hands_its_parked_task_over_at_once(
+    make_server: Callable[..., KeyturnServer], redis_server: RedisServer
+) -> None:
+    """SIGTERM parks the task and releases its lease: B resumes it without waiting for the
+    lease to lapse."""
+    a, b = two_nodes(make_server, "after_apply", KEYTURN_SHUTDOWN_GRACE="0.5")
+    instance_id = new_instance_id()
+    a.add_instance(instance_id, [redis_server.url()], allow_admin_reset=True)
+    new = new_password()
+    task_id = reset(redis_sdk(a.endpoint), instance_id, Password=new)
+    wait_for(lambda: can_login(redis_server.port, new))
+    a.stop()
+    stopped = time.monotonic()
+    info = wait_task(redis_sdk(b.endpoint), task_id, timeout=LEASE + 20)
+    assert info.Status == "succeed", info.TaskMessage
+    # Released, not lapsed: B's claimer (every second) takes it at once.
+    assert time.monotonic() - stopped < LEASE
+    assert can_login(redis_server.port, new)
+    b.stop()

@@ -83,7 +83,7 @@ def test_a_killed_node_s_task_is_taken_over_within_the_lease(
     assert wait_task(on_b, reset(on_b, instance_id, Password=again)).Status == "succeed"
     assert all(can_login(r.port, again) for r in replicated_redis)
     b.stop()
-    assert leaked(b, [*USED_PASSWORDS, *(r.password for r in replicated_redis)]) == []
+    assert leaked(b, [*USED_PASSWORDS, *(r.password or "" for r in replicated_redis)]) == []
 
 
 def test_a_stopped_node_hands_its_parked_task_over_at_once(

@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import pytest
 
+from tests.support.cli import keyturn_cli
 from tests.support.keyturn_server import KeyturnServer
 from tests.support.logins import can_login
 from tests.support.passwords import USED_PASSWORDS, leaked, new_instance_id, new_password
@@ -97,6 +98,12 @@ def test_a_stopped_node_hands_its_parked_task_over_at_once(
     new = new_password()
     task_id = reset(redis_sdk(a.endpoint), instance_id, Password=new)
     wait_for(lambda: can_login(redis_server.port, new))
+    listed = keyturn_cli(a.data_dir, "nodes")
+    assert listed.returncode == 0, listed.stderr
+    node_a, node_b = a.env["KEYTURN_NODE_ID"], b.env["KEYTURN_NODE_ID"]
+    assert node_a in listed.stdout and node_b in listed.stdout
+    [held] = [line for line in listed.stdout.splitlines() if str(task_id) in line]
+    assert node_a in held and "s left" in held
     a.stop()
     stopped = time.monotonic()
     info = wait_task(redis_sdk(b.endpoint), task_id, timeout=LEASE + 20)
@@ -104,4 +111,6 @@ def test_a_stopped_node_hands_its_parked_task_over_at_once(
     # Released, not lapsed: B's claimer (every second) takes it at once.
     assert time.monotonic() - stopped < LEASE
     assert can_login(redis_server.port, new)
+    after = keyturn_cli(a.data_dir, "nodes").stdout
+    assert node_a not in after and node_b in after and "no unfinished tasks" in after
     b.stop()

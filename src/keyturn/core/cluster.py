@@ -91,3 +91,24 @@ class LeasePolicy:
     @property
     def heartbeat_every(self) -> float:
         return min(2.0, self.renew_every)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeView:
+    """A node with the unfinished tasks it holds (``keyturn nodes``); ``node`` None groups
+    tasks whose owner has no heartbeat row (stopped, or never claimed)."""
+
+    node: NodeRecord | None
+    tasks: tuple[HeldTask, ...]
+
+
+def nodes_view(nodes: list[NodeRecord], held: list[HeldTask]) -> list[NodeView]:
+    """Every node (id order) with its tasks, then the tasks of no listed node, if any."""
+    known = {node.id for node in nodes}
+    views = [
+        NodeView(node=node, tasks=tuple(t for t in held if t.owner == node.id)) for node in nodes
+    ]
+    orphans = tuple(t for t in held if t.owner not in known)
+    if orphans:
+        views.append(NodeView(node=None, tasks=orphans))
+    return views

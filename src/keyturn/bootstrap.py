@@ -101,7 +101,15 @@ async def build_runtime(settings: Settings) -> Runtime:
         await store.close()
         raise
     engines = EngineRegistry(timeout=settings.engine_timeout)
-    leases = Leases(store, settings.node_id or default_node_id(), LeasePolicy(settings.task_lease))
+    policy = LeasePolicy(settings.task_lease)
+    if settings.engine_timeout > policy.trust_window:
+        # An engine operation begun just inside the trust window could outlast the lease.
+        log.warning(
+            "KEYTURN_ENGINE_TIMEOUT (%gs) exceeds half of KEYTURN_TASK_LEASE (%gs)",
+            settings.engine_timeout,
+            settings.task_lease,
+        )
+    leases = Leases(store, settings.node_id or default_node_id(), policy)
     worker = TaskWorker(
         store,
         engines,

@@ -195,6 +195,7 @@ class TaskWorker:
         except LeaseLost as exc:
             # Another node holds the task (or will, once the lease lapses): it carries on.
             log.warning("task run stopped: %s", exc.message, extra={"task_id": task.id})
+            await self._release_untrusted(lease)
             _settle(outcome, Outcome(task.state, exc.message, exc, elsewhere=True))
         except Exception:
             # The row stays unfinished and is resumed once its lease lapses (or at the next
@@ -204,6 +205,17 @@ class TaskWorker:
             if self.leases is not None and isinstance(lease, TaskLease):
                 self.leases.drop(lease)
             _settle(outcome, Outcome(task.state, "the task stopped before it ended"))
+
+    async def _release_untrusted(self, lease: Held) -> None:
+        """A run that stopped because its lease could not be renewed in time (not because
+        another node took it) releases it, if the store answers, so the task resumes at the
+        next claim instead of after the lease: no engine operation of the run is in flight
+        now, since the check that failed runs between them."""
+        if self.leases is None or not isinstance(lease, TaskLease) or lease.lost:
+            return
+        # The store unreachable: the lease lapses instead.
+        with contextlib.suppress(DomainError):
+            await self._store.release_leases(self.leases.node_id, [lease.task_id])
 
     async def _run(self, task: Task, loaded: Loaded | None, lease: Held) -> Ending | None:
         if loaded is not None:

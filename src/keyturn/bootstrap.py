@@ -74,11 +74,11 @@ class Runtime:
     async def _shutdown(self) -> None:
         # Leases are renewed while tasks drain; the parked ones are released for other nodes.
         await self.worker.drain(self.settings.shutdown_grace)
-        await self.cluster.stop()
         await self.close()
         log.info("stopped")
 
     async def close(self) -> None:
+        await self.cluster.stop()
         await self.engines.close()
         await self.store.close()
 

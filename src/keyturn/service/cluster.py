@@ -76,6 +76,7 @@ class ClusterNode:
         )
         self._loops: list[asyncio.Task[None]] = []
         self._last_heartbeat = -float("inf")
+        self._started = False
 
     @property
     def node_id(self) -> str:
@@ -84,6 +85,7 @@ class ClusterNode:
     async def start(self) -> int:
         """Register the node, resume the tasks it may claim now, start the loops; how many
         tasks were resumed."""
+        self._started = True
         await self._store.heartbeat(self.record)
         self._last_heartbeat = self._monotonic()
         resumed = await self._worker.recover()
@@ -101,7 +103,10 @@ class ClusterNode:
 
     async def stop(self) -> None:
         """End the loops and remove the node's row (best effort: a node that cannot reach
-        the store is forgotten a day after its last heartbeat)."""
+        the store is forgotten a day after its last heartbeat). Idempotent."""
+        if not self._started:
+            return
+        self._started = False
         for loop in self._loops:
             loop.cancel()
         for loop in self._loops:

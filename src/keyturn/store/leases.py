@@ -154,13 +154,17 @@ class SqlLeases:
             sa.select(tasks.c.id, tasks.c.fence)
             .where(*where)
             .order_by(tasks.c.created_at, tasks.c.id)
-            .limit(limit)
-            # PostgreSQL: rows another claimer is taking are skipped, not waited for (SQLite
-            # has one writer at a time and no FOR UPDATE; SQLAlchemy leaves it out there).
-            .with_for_update(skip_locked=True)
         )
+        # Most scans find nothing: look first without taking the (SQLite: database-wide)
+        # write lock, then lock and claim.
+        async with self._db.read() as conn:
+            if (await conn.execute(query.limit(1))).first() is None:
+                return []
+        # PostgreSQL: rows another claimer is taking are skipped, not waited for (SQLite has
+        # one writer at a time and no FOR UPDATE; SQLAlchemy leaves it out there).
+        locking = query.limit(limit).with_for_update(skip_locked=True)
         async with self._db.write() as conn:
-            found = [(int(r.id), int(r.fence)) for r in (await conn.execute(query)).all()]
+            found = [(int(r.id), int(r.fence)) for r in (await conn.execute(locking)).all()]
             if not found:
                 return []
             return await self._claim(conn, found, owner, now, lease, own=own)

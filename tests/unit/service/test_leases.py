@@ -237,6 +237,8 @@ async def test_the_node_renews_every_quarter_lease_and_claims_every_second() -> 
     for _ in range(200):
         await asyncio.sleep(0)
     await node.stop()
+    await node.stop()  # idempotent: the runtime's close stops it again
+    assert store.calls.count("remove_node") == 1
     assert set(beats.pauses) == {POLICY.renew_every, POLICY.claim_every}
     renew_beats = beats.pauses.count(POLICY.renew_every)
     claims = beats.pauses.count(POLICY.claim_every)

@@ -1,7 +1,8 @@
 """Contract tests of the store's lease part and fenced task writes (``keyturn.core.cluster``):
 claim, renew, fenced writes and ``LeaseLost``, takeover after a lease lapsed, release, and no
 task claimed twice by concurrent claimers; node heartbeats. On a real migrated database per
-backend in ``BACKENDS`` (SQLite; PostgreSQL plugs in there like the other store suites).
+backend: SQLite and a throwaway PostgreSQL 15 (``postgres_server``; more backends plug into
+``BACKENDS``).
 Times are the store's fake clock: a lease lapses when the test moves the clock past it."""
 
 from __future__ import annotations
@@ -52,9 +53,17 @@ class Backend:
         return await open_store(self.url, self.box, self.clock)
 
 
-@pytest.fixture(params=sorted(BACKENDS))
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh database: a SQLite file, or a throwaway PostgreSQL 15 (psycopg 3)."""
+    if request.param in BACKENDS:
+        return BACKENDS[request.param](tmp_path)
+    server = request.getfixturevalue("postgres_server")
+    return str(server.url()).replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+@pytest.fixture(params=[*sorted(BACKENDS), "postgresql"])
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
-    url = BACKENDS[request.param](tmp_path)
+    url = store_url(request, tmp_path)
     box, clock = AesGcmSecretBox(b"k" * 32), FakeClock(START, tick=1)
     store = await open_store(url, box, clock)
     await store.put_tenant(T1, KeySource.CLI)

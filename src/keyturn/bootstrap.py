@@ -11,7 +11,9 @@ from dataclasses import dataclass
 
 from starlette.applications import Starlette
 
+from keyturn import __version__
 from keyturn.config import Settings
+from keyturn.core.cluster import LeasePolicy
 from keyturn.dialects._wire import Dialect
 from keyturn.dialects.alibaba import AlibabaDialect
 from keyturn.dialects.alibaba.kvstore import PRODUCT as ALIBABA_KVSTORE
@@ -26,11 +28,13 @@ from keyturn.http.app import create_app
 from keyturn.service.accounts import Accounts, ChangeGuard
 from keyturn.service.admin import Admin
 from keyturn.service.checkpoints import checkpoints_for
+from keyturn.service.cluster import ClusterNode, default_node_id
 from keyturn.service.context import SystemClock
 from keyturn.service.credentials import Credentials
 from keyturn.service.encryption import Encryption
 from keyturn.service.facade import Services
 from keyturn.service.gate import Gate
+from keyturn.service.leases import Leases
 from keyturn.service.queries import Queries
 from keyturn.service.ratelimit import RateLimiter
 from keyturn.service.replay import ReplayGuard
@@ -51,6 +55,7 @@ class Runtime:
     engines: EngineRegistry
     worker: TaskWorker
     services: Services
+    cluster: ClusterNode
 
     def app(self) -> Starlette:
         """The ASGI app; when it shuts down, tasks in flight get ``shutdown_grace`` seconds to
@@ -67,11 +72,13 @@ class Runtime:
         )
 
     async def _shutdown(self) -> None:
+        # Leases are renewed while tasks drain; the parked ones are released for other nodes.
         await self.worker.drain(self.settings.shutdown_grace)
         await self.close()
         log.info("stopped")
 
     async def close(self) -> None:
+        await self.cluster.stop()
         await self.engines.close()
         await self.store.close()
 
@@ -94,6 +101,15 @@ async def build_runtime(settings: Settings) -> Runtime:
         await store.close()
         raise
     engines = EngineRegistry(timeout=settings.engine_timeout)
+    policy = LeasePolicy(settings.task_lease)
+    if settings.engine_timeout > policy.trust_window:
+        # An engine operation begun just inside the trust window could outlast the lease.
+        log.warning(
+            "KEYTURN_ENGINE_TIMEOUT (%gs) exceeds half of KEYTURN_TASK_LEASE (%gs)",
+            settings.engine_timeout,
+            settings.task_lease,
+        )
+    leases = Leases(store, settings.node_id or default_node_id(), policy)
     worker = TaskWorker(
         store,
         engines,
@@ -103,6 +119,15 @@ async def build_runtime(settings: Settings) -> Runtime:
         deadline=settings.task_deadline,
         rollback_deadline=settings.rollback_deadline,
         checkpoints=checkpoints_for(settings.fault_pauses),
+        leases=leases,
+    )
+    cluster = ClusterNode(
+        store,
+        worker,
+        leases,
+        clock,
+        address=f"{settings.scheme}://{settings.host}:{settings.port}",
+        version=__version__,
     )
     resets = Resets(store, engines, worker, sync_deadline=settings.sync_deadline)
     credentials = Credentials(store)
@@ -130,5 +155,10 @@ async def build_runtime(settings: Settings) -> Runtime:
         ),
     )
     return Runtime(
-        settings=settings, store=store, engines=engines, worker=worker, services=services
+        settings=settings,
+        store=store,
+        engines=engines,
+        worker=worker,
+        services=services,
+        cluster=cluster,
     )

@@ -56,6 +56,12 @@ class Settings:
     rollback_deadline: float = 300.0
     #: Seconds to let tasks in flight finish on shutdown before parking them.
     shutdown_grace: float = 10.0
+    #: This node's id in the store (``keyturn nodes``); default: hostname, pid and a random
+    #: suffix, new at every start.
+    node_id: str | None = None
+    #: Seconds a node's lease on a task lasts unrenewed: after it another node takes the task
+    #: over (``keyturn.core.cluster``).
+    task_lease: float = 10.0
     log_level: str = "INFO"
     #: Requests per second per tenant and action, overriding the vendors' documented limits;
     #: ``*`` overrides every action (tests use it to lift limits).
@@ -155,6 +161,10 @@ def load_settings(
                 pick(None, "KEYTURN_ROLLBACK_DEADLINE", "rollback_deadline", 300.0)
             ),
             shutdown_grace=float(pick(None, "KEYTURN_SHUTDOWN_GRACE", "shutdown_grace", 10.0)),
+            node_id=_node_id(pick(None, "KEYTURN_NODE_ID", "node_id", None)),
+            task_lease=_seconds(
+                "KEYTURN_TASK_LEASE", pick(None, "KEYTURN_TASK_LEASE", "task_lease", 10.0)
+            ),
             log_level=str(pick(None, "KEYTURN_LOG_LEVEL", "log_level", "INFO")).upper(),
             rate_limits=_rate_limits(env.get("KEYTURN_RATE_LIMITS"), server.get("rate_limits")),
             rate_limit_write=int(pick(None, "KEYTURN_RATE_LIMIT_WRITE", "rate_limit_write", 20)),
@@ -170,6 +180,16 @@ def load_settings(
         )
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"invalid setting: {exc}") from None
+
+
+def _node_id(value: object) -> str | None:
+    """1-128 printable characters without spaces, or None (the default id)."""
+    if value is None or value == "":
+        return None
+    text = str(value)
+    if not 0 < len(text) <= 128 or not text.isprintable() or any(c.isspace() for c in text):
+        raise ConfigError("KEYTURN_NODE_ID must be 1-128 printable characters, no spaces")
+    return text
 
 
 def _path(value: object) -> Path | None:

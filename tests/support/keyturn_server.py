@@ -3,6 +3,9 @@
 The server runs as a subprocess (so tests can SIGKILL and restart it) on a free port with its
 own data dir and an inventory file; its combined output goes to a log file that tests grep for
 leaked secrets. Instances are registered straight into the same data dir, as the CLI would.
+Several servers may share one data dir (``data_dir=``): nodes of one cluster on one SQLite
+store. Each server has a stable ``KEYTURN_NODE_ID``, so a restarted server reclaims the tasks
+it held at once, as a node with a configured id does.
 """
 
 from __future__ import annotations
@@ -82,11 +85,12 @@ class KeyturnServer:
         *,
         extra_env: Mapping[str, str] | None = None,
         extra_args: Sequence[str] = (),
+        data_dir: Path | None = None,
     ) -> None:
         self.root = root
         self.extra_args = list(extra_args)
         root.mkdir(parents=True, exist_ok=True)
-        self.data_dir = root / "data"
+        self.data_dir = data_dir or root / "data"
         self.config = root / "keyturn.toml"
         self.log_path = root / "server.log"
         CREATED.append(self)
@@ -99,6 +103,7 @@ class KeyturnServer:
             # Tests call faster than the vendors' documented limits; the rate-limit test
             # sets its own.
             "KEYTURN_RATE_LIMITS": "*=100000",
+            "KEYTURN_NODE_ID": f"test-{root.name}-{self.port}",
             **(extra_env or {}),
         }
         self.process: subprocess.Popen[bytes] | None = None

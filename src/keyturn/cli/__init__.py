@@ -1,12 +1,12 @@
-"""The ``keyturn`` command line: ``serve`` and the inventory commands (``instances``, ``keys``,
-``tenants``, ``policies``). Each command resolves settings, runs one coroutine and prints with
-rich."""
+"""The ``keyturn`` command line: ``serve``, the inventory commands (``instances``, ``keys``,
+``tenants``, ``policies``) and ``nodes``. Each command resolves settings, runs one coroutine
+and prints with rich."""
 
 from __future__ import annotations
 
 import typer
 
-from keyturn.cli import audit, inventory, keyrotation, policies, serve, tls
+from keyturn.cli import audit, inventory, keyrotation, nodes, policies, serve, tls
 
 app = typer.Typer(
     name="keyturn",
@@ -24,6 +24,7 @@ app.add_typer(tls.tls, name="tls")
 app.add_typer(inventory.tenants, name="tenants")
 app.add_typer(policies.policies, name="policies")
 app.add_typer(audit.audit, name="audit")
+app.command("nodes")(nodes.nodes)
 
 
 def main() -> None:

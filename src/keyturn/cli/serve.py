@@ -177,7 +177,8 @@ async def prepare(runtime: Runtime, config: Path | None, *, recover: bool = True
         hand_over_first_key(key, runtime.settings.data_dir)
     if not recover:
         return
-    recovered = await runtime.worker.recover()
+    # Heartbeat, lease renewal and the claimer; unfinished tasks nobody holds resume now.
+    recovered = await runtime.cluster.start()
     if recovered:
         log.info("resuming %d unfinished task(s)", recovered)
 

@@ -11,19 +11,19 @@ lifespan starts, served through keyturn's edge protocol, and drained on its own 
 
 Workers are spawned, not forked, so uvicorn pickles their configuration: ``WorkerConfig``
 pickles as the ``Settings`` alone and is rebuilt in the child (the edge protocol class and the
-TLS context cannot cross a process boundary). Unfinished tasks are resumed by exactly one
-worker, the first to claim the start's recovery token (a file in the data dir); a worker
-restarted later leaves them to the next start.
+TLS context cannot cross a process boundary). Every worker is a node of the task-lease design
+(heartbeat, lease renewal, the claimer): unfinished tasks are resumed by whichever worker claims
+them, and a task of a worker that dies is taken over by a sibling when its lease lapses.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ctypes
+import dataclasses
 import logging
 import os
 import signal
-from pathlib import Path
 from typing import Any, Final
 
 import uvicorn
@@ -36,8 +36,6 @@ from keyturn.store.rekey import DataDirLock
 
 log = logging.getLogger("keyturn.serve")
 
-#: Created by the parent at each start; the worker that removes it resumes unfinished tasks.
-RECOVERY_TOKEN: Final = "recovery.token"
 #: ``prctl`` option: the signal a process gets when its parent dies (Linux).
 _PR_SET_PDEATHSIG: Final = 1
 
@@ -45,8 +43,6 @@ _PR_SET_PDEATHSIG: Final = 1
 def serve_workers(settings: Settings) -> None:
     """Prepare the store once, then run ``settings.workers`` workers until SIGTERM/SIGINT."""
     asyncio.run(_prepare_once(settings))
-    token = settings.data_dir / RECOVERY_TOKEN
-    token.write_bytes(b"")
     config = WorkerConfig(settings)
     socket = config.bind_socket()
     log.info(
@@ -61,7 +57,6 @@ def serve_workers(settings: Settings) -> None:
         Multiprocess(config, sockets=[socket]).run()
     finally:
         socket.close()
-        token.unlink(missing_ok=True)
 
 
 async def _prepare_once(settings: Settings) -> None:
@@ -146,23 +141,20 @@ class WorkerApp:
         # Shared, as every server holds it: a master key rotation cannot run under a worker.
         if not self._lock.acquire(exclusive=False):
             raise RuntimeError("a master key rotation is running on the data dir")
-        runtime = await build_runtime(self._settings)
+        settings = self._settings
+        if settings.node_id is not None:
+            # One node id per process: a shared one would let a restarted worker reclaim the
+            # tasks its siblings run.
+            settings = dataclasses.replace(settings, node_id=f"{settings.node_id}-{os.getpid()}")
+        runtime = await build_runtime(settings)
         try:
-            if _claim(self._settings.data_dir / RECOVERY_TOKEN):
-                recovered = await runtime.worker.recover()
-                if recovered:
-                    log.info("worker %d resumes %d unfinished task(s)", os.getpid(), recovered)
+            # Every worker is a node: heartbeat, lease renewal, claimer; claims are atomic, so
+            # each resumes only what it claims.
+            recovered = await runtime.cluster.start()
+            if recovered:
+                log.info("worker %d resumes %d unfinished task(s)", os.getpid(), recovered)
         except BaseException:
             await runtime.close()
             raise
         log.info("worker %d ready", os.getpid())
         return runtime.app()
-
-
-def _claim(token: Path) -> bool:
-    """Whether this process removed the recovery token (exactly one can)."""
-    try:
-        token.unlink()
-    except FileNotFoundError:
-        return False
-    return True

@@ -55,6 +55,7 @@ table each; engines and stores translate foreign exceptions into them at their b
     │   └── OperationTimedOut        a synchronous API's deadline passed; the task goes on
     ├── RequestThrottled             over the rate limit of the tenant and action
     └── InternalError
+        └── LeaseLost                this node no longer holds the task's lease
 """
 
 from __future__ import annotations
@@ -372,3 +373,25 @@ class InternalError(DomainError):
     """An internal error occurred."""
 
     code = "InternalError"
+
+
+class LeaseLost(InternalError):
+    """This node no longer holds the task's lease (another node claimed it, or this node could
+    not renew it in time): it must stop changing the task and its engine, which the lease's
+    holder carries on."""
+
+    code = "LeaseLost"
+
+
+def error_class(code: str | None) -> type[DomainError] | None:
+    """The ``DomainError`` class whose ``code`` is ``code`` (a failure recorded in the store by
+    another node), or None."""
+    if code is None:
+        return None
+    pending: list[type[DomainError]] = [DomainError]
+    while pending:
+        cls = pending.pop()
+        if cls.code == code:
+            return cls
+        pending.extend(cls.__subclasses__())
+    return None

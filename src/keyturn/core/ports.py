@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from keyturn.core.access import KeyPolicies, NamedPolicy
 from keyturn.core.audit import AuditEvent
+from keyturn.core.cluster import Claimed, Fence, HeldTask, NodeRecord
 from keyturn.core.model import AccessKey, EngineKind, Instance, KeySource, Node, Tenant
 from keyturn.core.plans import Change, ChangePlan, Topology
 from keyturn.core.secrets import Secret
@@ -254,8 +255,12 @@ class InstanceRepo(Protocol):
 
 
 class TaskRepo(Protocol):
-    async def create_task(self, new: NewTask, pending: Secret | None) -> Task:
-        """Queue a task; ``OperationInProgress`` if its account already has an active task."""
+    async def create_task(
+        self, new: NewTask, pending: Secret | None, *, owner: str | None = None, lease: float = 0
+    ) -> Task:
+        """Queue a task; ``OperationInProgress`` if its account already has an active task.
+        With ``owner``, the task is created claimed by that node for ``lease`` seconds (fence
+        1), so no other node takes it before its submitter runs it."""
         ...
 
     async def get_task(self, tenant_id: str, task_id: int) -> Task: ...
@@ -286,6 +291,7 @@ class TaskRepo(Protocol):
         snapshots: Mapping[str, CredentialSnapshot],
         admin_pending: Mapping[int, Secret],
         steps: Sequence[TaskStep],
+        fence: Fence | None = None,
     ) -> Task:
         """Record, in one transaction, what the task is about to do: previous credentials
         (sealed) per node endpoint, keyturn's own new admin credentials (sealed, pending, per
@@ -294,7 +300,10 @@ class TaskRepo(Protocol):
         ...
 
     async def record_snapshots(
-        self, task_id: int, snapshots: Mapping[str, CredentialSnapshot]
+        self,
+        task_id: int,
+        snapshots: Mapping[str, CredentialSnapshot],
+        fence: Fence | None = None,
     ) -> None:
         """Replace a running task's snapshots (a failover moved the instance: the plan is
         rebuilt, with snapshots of the nodes it did not know before)."""
@@ -302,7 +311,9 @@ class TaskRepo(Protocol):
 
     async def snapshots(self, task_id: int) -> dict[str, CredentialSnapshot]: ...
 
-    async def update_steps(self, task_id: int, steps: Sequence[TaskStep]) -> None: ...
+    async def update_steps(
+        self, task_id: int, steps: Sequence[TaskStep], fence: Fence | None = None
+    ) -> None: ...
 
     async def finish_task(
         self,
@@ -314,9 +325,62 @@ class TaskRepo(Protocol):
         promote_admin: bool,
         no_auth: bool | None,
         verified_at: datetime | None = None,
+        error_code: str | None = None,
+        fence: Fence | None = None,
     ) -> Task:
         """End a task in one transaction: wipe its pending password and snapshots, promote
-        (or discard) pending admin credentials and record the instance's new auth mode."""
+        (or discard) pending admin credentials and record the instance's new auth mode.
+
+        Every write of a running task takes the ``fence`` its worker claimed it with: when the
+        row no longer carries it (another node claimed the task since), nothing is written
+        and ``LeaseLost`` is raised. Without a fence (tools, tests) the write is unfenced."""
+        ...
+
+
+class ClusterRepo(Protocol):
+    """Node heartbeats and task leases (``keyturn.core.cluster``). Times are the store's
+    clock; every claim is atomic across processes."""
+
+    async def heartbeat(self, node: NodeRecord) -> None:
+        """Insert or refresh the node's row (``heartbeat_at`` = now)."""
+        ...
+
+    async def remove_node(self, node_id: str) -> None: ...
+
+    async def list_nodes(self) -> list[NodeRecord]: ...
+
+    async def held_tasks(self) -> list[HeldTask]:
+        """Every unfinished task with its lease, oldest first."""
+        ...
+
+    async def claim_task(self, task_id: int, owner: str, lease: float) -> Claimed | None:
+        """Claim one unfinished task for ``lease`` seconds if nobody holds it (no owner, a
+        lapsed lease, or ``owner`` itself): the fence is incremented. None: held by another
+        node, finished or absent."""
+        ...
+
+    async def claim_lapsed(
+        self,
+        owner: str,
+        lease: float,
+        *,
+        limit: int,
+        skip: Sequence[int] = (),
+        own: bool = False,
+    ) -> list[Claimed]:
+        """Claim up to ``limit`` unfinished tasks whose lease lapsed (or that nobody holds;
+        with ``own``, also those ``owner`` held before: its start), oldest first, except
+        ``skip``. Two nodes never claim the same task with the same fence."""
+        ...
+
+    async def renew_leases(self, owner: str, fences: Mapping[int, int], lease: float) -> set[int]:
+        """Extend the leases ``owner`` holds on these tasks (task id -> the fence it claimed
+        them with) by ``lease`` seconds from now; the ids renewed. A task missing from the
+        answer was claimed by another node since (or is gone)."""
+        ...
+
+    async def release_leases(self, owner: str, task_ids: Sequence[int]) -> None:
+        """Let other nodes claim these tasks at once (a node parking them on shutdown)."""
         ...
 
 
@@ -424,6 +488,7 @@ class Store(
     ReplayRepo,
     RateRepo,
     ChangeLockRepo,
+    ClusterRepo,
     Protocol,
 ):
     """Everything the service needs from persistent state."""

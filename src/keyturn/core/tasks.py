@@ -113,3 +113,10 @@ class Task:
     finished_at: datetime | None = None
     #: When the last node verified the new credential (keyturn's own clock).
     verified_at: datetime | None = None
+    #: The node holding the task's lease (``keyturn.core.cluster``), if any.
+    owner: str | None = None
+    #: Incremented at every claim: a write naming an older fence is refused.
+    fence: int = 0
+    lease_until: datetime | None = None
+    #: The ``DomainError`` code behind a failure, when there was one.
+    error_code: str | None = None

@@ -6,7 +6,8 @@ what an earlier version of the file declared and this one does not, leaving reco
 the CLI alone (an inventory key's attached policies are the file's to set). A fresh server with
 no keys at all gets one administrator key for a default tenant, shown once. Policies: named
 documents per tenant, attached to keys with an optional inline one; ``explain`` says what the
-gate would decide for a key, an action and a resource, and why.
+gate would decide for a key, an action and a resource, and why. ``nodes`` lists the keyturn
+nodes sharing the store and the tasks each holds.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from keyturn.core.access import (
     decide,
     validated_document,
 )
+from keyturn.core.cluster import NodeView, nodes_view
 from keyturn.core.errors import InvalidParameterValue, NotFound
 from keyturn.core.model import (
     AccessKey,
@@ -301,6 +303,10 @@ class Admin:
         if key.policies is None:
             return Decision(allowed=True, reason=ADMINISTRATOR)
         return decide([Policy.parse(document) for document in key.policies], action, resource)
+
+    async def nodes(self) -> list[NodeView]:
+        """The nodes sharing the store (by heartbeat) and the unfinished tasks each holds."""
+        return nodes_view(await self._store.list_nodes(), await self._store.held_tasks())
 
     async def _require_tenant(self, tenant_id: str) -> None:
         if tenant_id not in await self._store.tenant_sources():

@@ -19,6 +19,10 @@ the start (every step sets the same end state, so a repeat is harmless), then ch
 fails every step is undone, restoring the snapshots on every node. So a task is never left
 running and never ends with a password that does not log in everywhere. Unavailable nodes are
 waited for with backoff (``Patience``) until the task's deadline; a rollback waits longer.
+
+Every engine operation first checks the run's lease (``keyturn.service.leases``) and every
+store write names its fence: ``LeaseLost`` stops the run where it stands, without rolling
+anything back, since the node that now holds the lease resumes the task from its stored state.
 """
 
 from __future__ import annotations
@@ -30,12 +34,13 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
-from keyturn.core.errors import DomainError, EngineUnavailable
+from keyturn.core.errors import DomainError, EngineUnavailable, LeaseLost
 from keyturn.core.model import Instance, Node
 from keyturn.core.plans import Change, ChangePlan, Topology
 from keyturn.core.ports import CredentialSnapshot, Engine, Store
 from keyturn.core.tasks import StepPhase, Task, TaskState, TaskStep
 from keyturn.service.checkpoints import Checkpoints
+from keyturn.service.leases import UNLEASED, Held
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -65,12 +70,16 @@ class Patience:
 
     PAUSES = (0.1, 0.2, 0.5, 1.0, 2.0)
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, lease: Held = UNLEASED) -> None:
         self._deadline = time.monotonic() + seconds
+        self._lease = lease
 
     async def __call__(self, op: Callable[[], Awaitable[T]]) -> T:
         attempt = 0
         while True:
+            # Never act on an engine without a trusted lease (LeaseLost is no EngineUnavailable:
+            # it ends the run).
+            self._lease.check()
             try:
                 return await op()
             except EngineUnavailable as exc:
@@ -123,14 +132,21 @@ class PlanRunner:
         self._rollback_deadline = rollback_deadline
 
     async def execute(
-        self, task: Task, instance: Instance, engine: Engine, change: Change
+        self,
+        task: Task,
+        instance: Instance,
+        engine: Engine,
+        change: Change,
+        lease: Held = UNLEASED,
     ) -> Ending:
         """A fresh task: discover, snapshot, write ahead, run."""
         await self._checkpoints.reached("before_write_ahead", task.id)
-        patient = Patience(self._deadline)
+        patient = Patience(self._deadline, lease)
         try:
             topology = with_pending(await patient(lambda: engine.discover(instance)), change)
             snapshots = await self._snapshots(engine, topology, change, {}, patient)
+        except LeaseLost:
+            raise
         except DomainError as exc:
             # Nothing was touched: the task fails as it stands.
             return Ending(TaskState.FAILED, exc.message, task.steps, error=exc)
@@ -142,9 +158,10 @@ class PlanRunner:
             snapshots=snapshots,
             admin_pending={o: change.password for o in own if change.password is not None},
             steps=steps,
+            fence=lease.fence,
         )
         await self._checkpoints.reached("after_write_ahead", task.id)
-        return await self._run(task, instance, engine, change, plan, snapshots, patient)
+        return await self._run(task, instance, engine, change, plan, snapshots, patient, lease)
 
     async def resume(
         self,
@@ -153,23 +170,28 @@ class PlanRunner:
         engine: Engine,
         change: Change,
         stored: Mapping[str, CredentialSnapshot],
+        lease: Held = UNLEASED,
     ) -> Ending:
         """A task that was running when its node stopped: re-run its plan from the stored
         snapshots on the instance as it is now."""
-        patient = Patience(self._deadline)
+        patient = Patience(self._deadline, lease)
         snapshots = _by_endpoint(instance, stored)
         try:
             topology = with_pending(await patient(lambda: engine.discover(instance)), change)
             missing = [n for n in topology.nodes if n.endpoint not in snapshots]
             if missing:
                 snapshots = await self._snapshots(engine, topology, change, snapshots, patient)
-                await self._store.record_snapshots(task.id, snapshots)
+                await self._store.record_snapshots(task.id, snapshots, lease.fence)
             plan = engine.plan(topology, change, snapshots)
+        except LeaseLost:
+            raise
         except DomainError as exc:
             cause = f"interrupted by a keyturn restart before completion ({exc.message})"
-            return await self._restore_all(task, instance, engine, change, snapshots, cause, exc)
+            return await self._restore_all(
+                task, instance, engine, change, snapshots, cause, exc, lease
+            )
         ending = await self._run(
-            task, instance, engine, change, plan, snapshots, patient, recovering=True
+            task, instance, engine, change, plan, snapshots, patient, lease, recovering=True
         )
         if ending.state is TaskState.SUCCEED:
             note = "completed after a keyturn restart"
@@ -186,6 +208,7 @@ class PlanRunner:
         plan: ChangePlan,
         snapshots: dict[str, CredentialSnapshot],
         patient: Patience,
+        lease: Held,
         *,
         recovering: bool = False,
     ) -> Ending:
@@ -201,8 +224,10 @@ class PlanRunner:
                 await self._checkpoints.reached("after_apply", task.id)
                 for check in plan.checks:
                     await patient(check.verify)
+            except LeaseLost:
+                raise
             except DomainError as exc:
-                moved = await self._moved(engine, instance, plan.topology)
+                moved = await self._moved(engine, instance, plan.topology, lease)
                 if moved is not None and replans < MAX_REPLANS:
                     replans += 1
                     log.warning(
@@ -211,10 +236,10 @@ class PlanRunner:
                         plan.topology.shape,
                         moved.shape,
                     )
-                    await self._undo(plan, applied, steps)
+                    await self._undo(plan, applied, steps, lease)
                     topology = with_pending(moved, change)
                     snapshots = await self._snapshots(engine, topology, change, snapshots, patient)
-                    await self._store.record_snapshots(task.id, snapshots)
+                    await self._store.record_snapshots(task.id, snapshots, lease.fence)
                     plan = engine.plan(topology, change, snapshots)
                     continue
                 failed = plan.steps[applied[-1] if applied else 0].endpoint if plan.steps else ""
@@ -222,7 +247,7 @@ class PlanRunner:
                 if recovering:
                     cause = f"interrupted by a keyturn restart before completion ({exc.message})"
                     applied = list(range(len(plan.steps)))
-                return await self._roll_back(plan, applied, steps, cause, exc)
+                return await self._roll_back(plan, applied, steps, cause, exc, lease)
             steps = [s.to(StepPhase.VERIFIED) for s in steps]
             notes = [s.note for s in steps if s.note and s.note != plan.steps[s.ordinal].label]
             return Ending(
@@ -251,9 +276,10 @@ class PlanRunner:
         return found
 
     async def _moved(
-        self, engine: Engine, instance: Instance, topology: Topology
+        self, engine: Engine, instance: Instance, topology: Topology, lease: Held
     ) -> Topology | None:
         """The instance's topology now, if it differs from ``topology`` (a failover)."""
+        lease.check()
         try:
             now = await engine.discover(instance)
         except DomainError:
@@ -261,16 +287,18 @@ class PlanRunner:
         return now if now.signature() != topology.signature() else None
 
     async def _undo(
-        self, plan: ChangePlan, applied: Sequence[int], steps: list[TaskStep]
+        self, plan: ChangePlan, applied: Sequence[int], steps: list[TaskStep], lease: Held
     ) -> list[str]:
         """Undo ``applied`` steps in reverse; the endpoints that could not be restored."""
-        patient = Patience(self._rollback_deadline)
+        patient = Patience(self._rollback_deadline, lease)
         unrestored: list[str] = []
         for i in reversed(applied):
             step = plan.steps[i]
             try:
                 await patient(step.undo)
                 steps[i] = steps[i].to(StepPhase.ROLLED_BACK)
+            except LeaseLost:
+                raise
             except DomainError as exc:
                 steps[i] = steps[i].to(StepPhase.FAILED, exc.message)
                 unrestored.append(step.endpoint)
@@ -283,8 +311,9 @@ class PlanRunner:
         steps: list[TaskStep],
         cause: str,
         error: DomainError,
+        lease: Held,
     ) -> Ending:
-        unrestored = await self._undo(plan, applied, steps)
+        unrestored = await self._undo(plan, applied, steps, lease)
         message = f"{cause}; rolled back"
         if unrestored:
             where = ", ".join(dict.fromkeys(unrestored))
@@ -302,20 +331,23 @@ class PlanRunner:
         snapshots: Mapping[str, CredentialSnapshot],
         cause: str,
         error: DomainError,
+        lease: Held,
     ) -> Ending:
         """A resumed task whose instance could not be discovered within the task's deadline:
         it will not be finished now, so it is rolled back, and a rollback may wait longer (the
         rollback deadline) for the nodes it needs to know where to restore."""
-        patient = Patience(self._rollback_deadline)
+        patient = Patience(self._rollback_deadline, lease)
         try:
             topology = with_pending(await patient(lambda: engine.discover(instance)), change)
             snapshots = await self._snapshots(engine, topology, change, snapshots, patient)
             plan = engine.plan(topology, change, snapshots)
+        except LeaseLost:
+            raise
         except DomainError as exc:
             message = f"{cause}; could not restore the previous password ({exc.message})"
             return Ending(TaskState.FAILED, message, task.steps, error=error)
         steps = steps_of(plan)
-        return await self._roll_back(plan, range(len(plan.steps)), steps, cause, error)
+        return await self._roll_back(plan, range(len(plan.steps)), steps, cause, error, lease)
 
 
 def _by_endpoint(

@@ -5,7 +5,9 @@ Everything a client can get wrong is refused here, before the task row exists, s
 request changes nothing; so are changes of protected accounts (keyturn's own admin logins and
 superusers, ``keyturn.service.protection``) unless the instance opts in. The pending password
 is sealed by the store in the same insert that creates the task; the one-active-task-per-account
-rule is the store's unique index.
+rule is the store's unique index. The task is created claimed by this node (its lease,
+``keyturn.service.leases``), and a synchronous call whose task ends on another node (this
+node lost the lease and another took it over) learns the end by polling the store.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from keyturn.core.errors import (
     OperationTimedOut,
     PasswordFreeDenied,
     PasswordReused,
+    error_class,
 )
 from keyturn.core.model import Instance, Product
 from keyturn.core.passwords import PasswordPolicy
@@ -37,6 +40,9 @@ from keyturn.service.queries import owned_instance
 from keyturn.service.worker import Loaded, Outcome, TaskWorker
 
 log = logging.getLogger(__name__)
+
+#: Seconds between reads of a task another node runs, while a synchronous call waits for it.
+POLL_EVERY = 0.15
 
 
 class Resets:
@@ -112,7 +118,7 @@ class Resets:
             caller, product, instance_id, account, password, policy, differ_from_current
         )
         try:
-            outcome = await asyncio.wait_for(asyncio.shield(job), self._sync_deadline)
+            outcome = await asyncio.wait_for(self._outcome(task, job), self._sync_deadline)
         except TimeoutError:
             raise OperationTimedOut(
                 f"the reset did not finish within {self._sync_deadline:g} s; it goes on as "
@@ -128,6 +134,20 @@ class Resets:
                 else EngineRejected(outcome.message)
             )
         return task
+
+    async def _outcome(self, task: Task, job: asyncio.Future[Outcome]) -> Outcome:
+        """The task's outcome: from this node's run, or, when another node holds the task now,
+        from the store once that node has finished it."""
+        outcome = await asyncio.shield(job)
+        if not outcome.elsewhere:
+            return outcome
+        while True:
+            stored = await self._store.get_task(task.tenant_id, task.id)
+            if stored.state.final:
+                cls = error_class(stored.error_code)
+                error = None if cls is None else cls(stored.message)
+                return Outcome(stored.state, stored.message, error)
+            await asyncio.sleep(POLL_EVERY)
 
     async def _queue(
         self,
@@ -162,17 +182,20 @@ class Resets:
             TaskStep(ordinal=node.ordinal, endpoint=node.address.endpoint)
             for node in instance.nodes
         )
-        task = await self._store.create_task(
-            NewTask(
-                tenant_id=caller.tenant_id,
-                instance_id=instance.id,
-                account=account,
-                kind=kind,
-                request_id=caller.request_id,
-                steps=steps,
-            ),
-            pending=password,
+        new = NewTask(
+            tenant_id=caller.tenant_id,
+            instance_id=instance.id,
+            account=account,
+            kind=kind,
+            request_id=caller.request_id,
+            steps=steps,
         )
+        terms = self._worker.lease_terms()
+        if terms is None:
+            task = await self._store.create_task(new, pending=password)
+        else:
+            owner, lease = terms
+            task = await self._store.create_task(new, pending=password, owner=owner, lease=lease)
         log.info(
             "task queued",
             extra={"task_id": task.id, "request_id": caller.request_id, "kind": str(kind)},

@@ -266,4 +266,8 @@ def task_from_row(row: Any) -> Task:
         started_at=row.started_at,
         finished_at=row.finished_at,
         verified_at=row.verified_at,
+        owner=row.owner,
+        fence=int(row.fence),
+        lease_until=row.lease_until,
+        error_code=row.error_code,
     )

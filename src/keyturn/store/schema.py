@@ -154,6 +154,14 @@ tasks = sa.Table(
     sa.Column("started_at", UtcDateTime(), nullable=True),
     sa.Column("finished_at", UtcDateTime(), nullable=True),
     sa.Column("verified_at", UtcDateTime(), nullable=True),
+    # The lease (``keyturn.core.cluster``): the node running the task, until when, and the
+    # fence every write of that node names (incremented at every claim).
+    sa.Column("owner", sa.String(128), nullable=True),
+    sa.Column("fence", sa.BigInteger(), nullable=False, server_default="0"),
+    sa.Column("lease_until", UtcDateTime(), nullable=True),
+    # The DomainError code behind a failure, so a node that did not run the task can answer
+    # a synchronous call with the right vendor error.
+    sa.Column("error_code", sa.String(64), nullable=True),
     sa.Index(
         ACTIVE_LOCK_INDEX,
         "lock_key",
@@ -165,9 +173,22 @@ tasks = sa.Table(
     # Task ids are random (they reveal nothing across tenants): listings order by time, then
     # id (on SQLite the rowid ends every index entry, so this index serves both).
     sa.Index("ix_tasks_tenant_id_created_at", "tenant_id", "created_at"),
+    # The claimer's scan of unfinished tasks by lease.
+    sa.Index("ix_tasks_state_lease_until", "state", "lease_until"),
     # AUTOINCREMENT, from the days of sequential ids (0001_initial): ids are always given now,
     # so it no longer picks them; kept so the schema matches the migrations.
     sqlite_autoincrement=True,
+)
+
+cluster_nodes = sa.Table(
+    "cluster_nodes",
+    metadata,
+    # One row per running keyturn node, refreshed by its heartbeat (``keyturn nodes``).
+    sa.Column("id", sa.String(128), primary_key=True),
+    sa.Column("started_at", UtcDateTime(), nullable=False),
+    sa.Column("heartbeat_at", UtcDateTime(), nullable=False),
+    sa.Column("address", sa.String(255), nullable=False, server_default=""),
+    sa.Column("version", sa.String(64), nullable=False, server_default=""),
 )
 
 generations = sa.Table(

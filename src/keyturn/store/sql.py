@@ -31,6 +31,7 @@ from keyturn.store import rows
 from keyturn.store.base import Engine, Forward, SqlDatabase, count_of, guarded, upsert_insert
 from keyturn.store.change_locks import SqlChangeLocks
 from keyturn.store.inline import InlineEngine
+from keyturn.store.leases import SqlLeases
 from keyturn.store.listing import BUMP_GENERATION, ListingCache
 from keyturn.store.migrate import ensure_schema, sync_url
 from keyturn.store.policies import SqlPolicies
@@ -138,8 +139,9 @@ async def open_store(url: str, box: SecretBox, clock: Clock) -> SqlStore:
 
 class SqlStore:
     """Tenants, access keys and instances in a SQL database, and the parts that keep the rest
-    (``tasks``, ``rsa_keys``, ``policies``, ``replay``, ``rates``, ``change_locks``), all on
-    one ``SqlDatabase`` (``db``): together the ``Store`` and ``PasswordCipher`` ports."""
+    (``tasks``, ``rsa_keys``, ``policies``, ``replay``, ``rates``, ``change_locks``,
+    ``leases``), all on one ``SqlDatabase`` (``db``): together the ``Store`` and
+    ``PasswordCipher`` ports."""
 
     def __init__(self, engine: Engine, box: SecretBox, clock: Clock) -> None:
         self.db = SqlDatabase(engine, box, clock)
@@ -149,6 +151,7 @@ class SqlStore:
         self.replay = SqlReplay(self.db)
         self.rates = SqlRates(self.db)
         self.change_locks = SqlChangeLocks(self.db)
+        self.leases = SqlLeases(self.db)
         self._listing = ListingCache()
 
     def __repr__(self) -> str:
@@ -194,6 +197,14 @@ class SqlStore:
     refund_attempt = Forward("change_locks", SqlChangeLocks.refund_attempt)
     clear_attempts = Forward("change_locks", SqlChangeLocks.clear_attempts)
     locked_until = Forward("change_locks", SqlChangeLocks.locked_until)
+    heartbeat = Forward("leases", SqlLeases.heartbeat)
+    remove_node = Forward("leases", SqlLeases.remove_node)
+    list_nodes = Forward("leases", SqlLeases.list_nodes)
+    held_tasks = Forward("leases", SqlLeases.held_tasks)
+    claim_task = Forward("leases", SqlLeases.claim_task)
+    claim_lapsed = Forward("leases", SqlLeases.claim_lapsed)
+    renew_leases = Forward("leases", SqlLeases.renew_leases)
+    release_leases = Forward("leases", SqlLeases.release_leases)
 
     # ----------------------------------------------------------------------- tenants
 

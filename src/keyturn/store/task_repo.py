@@ -9,7 +9,9 @@ rows are never deleted, so an id is never handed out twice. Listings therefore o
 creation time (then id), and recovery takes unfinished tasks oldest first. ``write_ahead`` and
 ``finish_task`` are one transaction each, checking the state machine on a locked row;
 finishing wipes the task's sealed secrets and promotes or discards the pending admin passwords
-the task wrote. Imports: ``keyturn.core``, SQLAlchemy and this package.
+the task wrote. Every write a worker makes names the fence it claimed the task with
+(``keyturn.core.cluster``): a row that no longer carries it is left alone and ``LeaseLost``
+raised. Imports: ``keyturn.core``, SQLAlchemy and this package.
 """
 
 from __future__ import annotations
@@ -17,13 +19,14 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from keyturn.core.errors import InternalError, OperationInProgress, TaskNotFound
+from keyturn.core.cluster import Fence
+from keyturn.core.errors import InternalError, LeaseLost, OperationInProgress, TaskNotFound
 from keyturn.core.ports import CredentialSnapshot, Page
 from keyturn.core.secrets import Secret
 from keyturn.core.tasks import (
@@ -64,12 +67,19 @@ class SqlTaskRepo:
         self._db = db
 
     @guarded
-    async def create_task(self, new: NewTask, pending: Secret | None) -> Task:
+    async def create_task(
+        self, new: NewTask, pending: Secret | None, *, owner: str | None = None, lease: float = 0
+    ) -> Task:
         now = self._db.now()
+        claim: dict[str, Any] = {}
+        if owner is not None:
+            # Claimed in the insert itself: no other node can take a task its submitter is
+            # about to run.
+            claim = {"owner": owner, "fence": 1, "lease_until": now + timedelta(seconds=lease)}
         for _ in range(_ID_ATTEMPTS):
             task_id = self.new_task_id()
             try:
-                await self._insert_task(task_id, new, pending, now)
+                await self._insert_task(task_id, new, pending, now, claim)
             except IntegrityError as exc:
                 if "lock_key" in str(exc.orig):
                     raise OperationInProgress() from None
@@ -90,6 +100,7 @@ class SqlTaskRepo:
             request_id=new.request_id,
             steps=tuple(new.steps),
             created_at=now,
+            **claim,
         )
 
     def new_task_id(self) -> int:
@@ -97,7 +108,12 @@ class SqlTaskRepo:
         return 1 + secrets.randbelow(ID_LIMIT - 1)
 
     async def _insert_task(
-        self, task_id: int, new: NewTask, pending: Secret | None, now: datetime
+        self,
+        task_id: int,
+        new: NewTask,
+        pending: Secret | None,
+        now: datetime,
+        claim: Mapping[str, Any],
     ) -> None:
         # The row is inserted with its sealed password: no committed row ever lacks it.
         sealed = (
@@ -118,6 +134,7 @@ class SqlTaskRepo:
             "lock_key": new.lock_key,
             "created_at": now,
             "pending_sealed": sealed,
+            **claim,
         }
         async with self._db.write() as conn:
             await conn.execute(_INSERT_TASK, row)
@@ -208,28 +225,45 @@ class SqlTaskRepo:
 
     @guarded
     async def record_snapshots(
-        self, task_id: int, snapshots: Mapping[str, CredentialSnapshot]
+        self,
+        task_id: int,
+        snapshots: Mapping[str, CredentialSnapshot],
+        fence: Fence | None = None,
     ) -> None:
         sealed = self._sealed_snapshots(task_id, snapshots)
         async with self._db.write() as conn:
             result = await conn.execute(
                 sa.update(tasks)
-                .where(tasks.c.id == task_id, tasks.c.state == TaskState.RUNNING.value)
+                .where(
+                    tasks.c.id == task_id,
+                    tasks.c.state == TaskState.RUNNING.value,
+                    *_fenced(fence),
+                )
                 .values(snapshots_sealed=sealed)
             )
             if result.rowcount == 0:
-                raise TaskNotFound()
+                await self._why_not_written(conn, task_id, fence)
 
     @guarded
-    async def update_steps(self, task_id: int, steps: Sequence[TaskStep]) -> None:
+    async def update_steps(
+        self, task_id: int, steps: Sequence[TaskStep], fence: Fence | None = None
+    ) -> None:
         async with self._db.write() as conn:
             result = await conn.execute(
                 sa.update(tasks)
-                .where(tasks.c.id == task_id)
+                .where(tasks.c.id == task_id, *_fenced(fence))
                 .values(steps=rows.steps_to_json(steps))
             )
             if result.rowcount == 0:
-                raise TaskNotFound()
+                await self._why_not_written(conn, task_id, fence)
+
+    async def _why_not_written(self, conn: Connection, task_id: int, fence: Fence | None) -> None:
+        """A fenced write changed no row: ``LeaseLost`` if the task is there under another
+        fence, else ``TaskNotFound``."""
+        row = await self._task_row(conn, task_id)
+        if fence is not None and not _holds(row, fence):
+            raise LeaseLost()
+        raise TaskNotFound()
 
     @guarded
     async def write_ahead(
@@ -239,11 +273,14 @@ class SqlTaskRepo:
         snapshots: Mapping[str, CredentialSnapshot],
         admin_pending: Mapping[int, Secret],
         steps: Sequence[TaskStep],
+        fence: Fence | None = None,
     ) -> Task:
         sealed = self._sealed_snapshots(task_id, snapshots)
         now = self._db.now()
         async with self._db.write() as conn:
             row = await self._task_row(conn, task_id, lock=True)
+            if fence is not None and not _holds(row, fence):
+                raise LeaseLost()
             check_transition(TaskState(row.state), TaskState.RUNNING)
             await conn.execute(
                 sa.update(tasks)
@@ -288,10 +325,14 @@ class SqlTaskRepo:
         promote_admin: bool,
         no_auth: bool | None,
         verified_at: datetime | None = None,
+        error_code: str | None = None,
+        fence: Fence | None = None,
     ) -> Task:
         now = self._db.now()
         async with self._db.write() as conn:
             row = await self._task_row(conn, task_id, lock=True)
+            if fence is not None and not _holds(row, fence):
+                raise LeaseLost()
             check_transition(TaskState(row.state), state)
             await conn.execute(
                 sa.update(tasks)
@@ -304,6 +345,8 @@ class SqlTaskRepo:
                     verified_at=verified_at,
                     pending_sealed=None,
                     snapshots_sealed=None,
+                    lease_until=None,
+                    error_code=error_code,
                 )
             )
             await self._settle_admin_pending(conn, row.instance_id, row.account, promote_admin)
@@ -320,6 +363,8 @@ class SqlTaskRepo:
             steps=tuple(steps),
             finished_at=now,
             verified_at=verified_at,
+            lease_until=None,
+            error_code=error_code,
         )
 
     async def _settle_admin_pending(
@@ -353,6 +398,17 @@ class SqlTaskRepo:
                 .where(nodes.c.instance_id == iid, nodes.c.ordinal == node.ordinal)
                 .values(**values)
             )
+
+
+def _fenced(fence: Fence | None) -> list[sa.ColumnElement[bool]]:
+    """The conditions of a write made under ``fence`` (none for an unfenced write)."""
+    if fence is None:
+        return []
+    return [tasks.c.owner == fence.owner, tasks.c.fence == fence.token]
+
+
+def _holds(row: Any, fence: Fence) -> bool:
+    return bool(row.owner == fence.owner and int(row.fence) == fence.token)
 
 
 def _id_collision(exc: IntegrityError) -> bool:

@@ -9,10 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import pytest
 
-from keyturn.core.errors import EngineRejected, EngineUnavailable, VerificationFailed
+from keyturn.core.errors import (
+    EngineRejected,
+    EngineUnavailable,
+    LeaseLost,
+    VerificationFailed,
+)
 from keyturn.core.model import EngineKind, Instance, Node, NodeAddress, NodeRole, Product
 from keyturn.core.plans import Change, ChangePlan, Topology
 from keyturn.core.ports import CredentialSnapshot
@@ -151,11 +157,11 @@ class FakeStore:
     snapshots: dict[str, CredentialSnapshot] = field(default_factory=dict)
     wrote_ahead: bool = False
 
-    async def write_ahead(self, task_id: int, *, snapshots, admin_pending, steps):
+    async def write_ahead(self, task_id: int, *, snapshots, admin_pending, steps, fence=None):
         self.snapshots, self.wrote_ahead = dict(snapshots), True
 
     async def record_snapshots(
-        self, task_id: int, snapshots: Mapping[str, CredentialSnapshot]
+        self, task_id: int, snapshots: Mapping[str, CredentialSnapshot], fence: Any = None
     ) -> None:
         self.snapshots = dict(snapshots)
 
@@ -257,3 +263,48 @@ async def test_a_failover_during_the_task_plans_again() -> None:
     assert ending.state is TaskState.SUCCEED and everywhere(engine, NEW)
     assert engine.calls["undo"] == 1  # the first plan's applied step was undone
     assert ending.steps[0].endpoint == "127.0.0.1:7002"  # the new plan starts at the new primary
+
+
+@dataclass
+class FlakyLease:
+    """A lease that is lost after ``checks`` checks (another node claimed the task, or this
+    node could not renew it in time)."""
+
+    checks: int
+    fence: Any = None
+
+    def check(self) -> None:
+        if self.checks <= 0:
+            raise LeaseLost("lost")
+        self.checks -= 1
+
+
+@pytest.mark.parametrize("checks", range(10))
+async def test_a_lost_lease_stops_the_run_where_it_stands_and_a_resume_finishes(
+    checks: int,
+) -> None:
+    """Losing the lease never rolls back (the new holder carries on from the store): the
+    engine is left as it was at the loss, and a resume elsewhere ends the task everywhere."""
+    engine, store = FakeEngine(), FakeStore()
+    with pytest.raises(LeaseLost):
+        await runner(store).execute(TASK, INSTANCE, engine, CHANGE, FlakyLease(checks))  # type: ignore[arg-type]
+    assert engine.calls.get("undo", 0) == 0
+    # One check each for discover, 3 snapshots, 3 applies and 3 verifies: never an engine
+    # call past the loss.
+    assert engine.calls.get("apply", 0) + engine.calls.get("verify", 0) == max(0, checks - 4)
+    if not store.wrote_ahead:
+        return  # lost before anything was written: the new holder starts from scratch
+    running = replace(TASK, state=TaskState.RUNNING)
+    ending = await runner(store).resume(running, INSTANCE, engine, CHANGE, store.snapshots)  # type: ignore[arg-type]
+    assert ending.state is TaskState.SUCCEED and everywhere(engine, NEW)
+
+
+@pytest.mark.parametrize("checks", [7, 8])
+async def test_a_lease_lost_before_a_rollback_stops_it_too(checks: int) -> None:
+    """The third apply is refused; the lease is lost at the rediscovery (7) or at the first
+    undo (8): nothing is undone here, the new holder's resume decides."""
+    engine, store = FakeEngine(), FakeStore()
+    engine.fail[("apply", 2)] = EngineRejected("refused")
+    with pytest.raises(LeaseLost):
+        await runner(store).execute(TASK, INSTANCE, engine, CHANGE, FlakyLease(checks))  # type: ignore[arg-type]
+    assert engine.calls.get("undo", 0) == 0

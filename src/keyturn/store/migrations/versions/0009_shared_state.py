@@ -7,7 +7,7 @@ wrong old passwords.
   when changes are locked, surviving restarts.
 
 Revision ID: 0009
-Revises: 0007 (re-chained after 0008 when the branches merge)
+Revises: 0008 (re-chained after 0008 when the branches merge)
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from alembic import op
 from keyturn.store.schema import UtcDateTime
 
 revision = "0009"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

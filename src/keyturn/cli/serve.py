@@ -22,7 +22,7 @@ import typer
 import uvicorn
 from starlette.types import ASGIApp
 
-from keyturn.bootstrap import Runtime, build_runtime
+from keyturn.bootstrap import Runtime, build_runtime, store_url_of
 from keyturn.cli.firstkey import hand_over_first_key
 from keyturn.cli.options import ConfigOption, DataDirOption
 from keyturn.config import ConfigError, Settings, load_settings
@@ -31,6 +31,7 @@ from keyturn.http.edge import EdgeLimits, edge_protocol
 from keyturn.logredact import install as install_redaction
 from keyturn.service.inventory import parse_inventory
 from keyturn.store.rekey import DataDirLock
+from keyturn.store.startup import startup_lock
 
 log = logging.getLogger("keyturn.serve")
 
@@ -101,9 +102,16 @@ def _tls_context(settings: Settings) -> ssl.SSLContext | None:
 
 
 async def _serve(settings: Settings, tls: ssl.SSLContext | None) -> None:
-    runtime = await build_runtime(settings)
+    # On a shared PostgreSQL, one starting node at a time migrates and reconciles; the others
+    # wait here for it (``keyturn.store.startup``).
+    async with startup_lock(store_url_of(settings), settings.store_timeout):
+        runtime = await build_runtime(settings)
+        try:
+            await _prepare(runtime, settings.config)
+        except BaseException:
+            await runtime.close()
+            raise
     try:
-        await _prepare(runtime, settings.config)
         server = uvicorn.Server(uvicorn_config(runtime.app(), settings, tls))
         log.info("serving on %s://%s:%d", settings.scheme, settings.host, settings.port)
         # uvicorn handles SIGTERM/SIGINT: it stops accepting requests, runs the app's

@@ -55,6 +55,7 @@ table each; engines and stores translate foreign exceptions into them at their b
     │   └── OperationTimedOut        a synchronous API's deadline passed; the task goes on
     ├── RequestThrottled             over the rate limit of the tenant and action
     └── InternalError
+        └── StoreUnavailable         the store database cannot be reached (within its timeout)
 """
 
 from __future__ import annotations
@@ -372,3 +373,9 @@ class InternalError(DomainError):
     """An internal error occurred."""
 
     code = "InternalError"
+
+
+class StoreUnavailable(InternalError):
+    """The service is temporarily unavailable; retry later."""
+
+    code = "StoreUnavailable"

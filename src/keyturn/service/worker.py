@@ -6,7 +6,9 @@ Each task runs as one asyncio task, at most ``max_concurrency`` at once and at m
 ahead, apply, check, roll back). ``submit`` returns a future of the task's ``Outcome``, which
 the synchronous vendor APIs await (an outcome whose state is not final means the run stopped
 before the task ended: a shutdown parked it). Shutdown cancels runs in flight; their rows stay
-as they were and the next start resumes them.
+as they were and the next start resumes them. A run the store fails under (``StoreUnavailable``:
+the database went away) is not lost either: it waits for the store with a backoff, reads its
+row again and resumes it as a restart would, so tasks go on once the store is back.
 """
 
 from __future__ import annotations
@@ -17,16 +19,18 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from keyturn.core.errors import DomainError, NotFound
+from keyturn.core.errors import DomainError, NotFound, StoreUnavailable
 from keyturn.core.model import Instance
 from keyturn.core.plans import Change
 from keyturn.core.ports import Clock, EngineRegistry, Store
 from keyturn.core.secrets import Secret
-from keyturn.core.tasks import Task, TaskState
+from keyturn.core.tasks import ACTIVE_STATES, Task, TaskState
 from keyturn.service.checkpoints import NO_CHECKPOINTS, Checkpoints
 from keyturn.service.plan_runner import Ending, PlanRunner
 
 log = logging.getLogger(__name__)
+#: Seconds between tries while the store is unavailable, doubling up to the second.
+_STORE_RETRY_FIRST, _STORE_RETRY_MAX = 0.5, 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,11 +114,21 @@ class TaskWorker:
         self, task: Task, loaded: Loaded | None, outcome: asyncio.Future[Outcome]
     ) -> None:
         try:
-            async with self._slots, self._instance_slot(task.instance_id):
-                ending = await self._run(task, loaded)
-            if ending is not None:
-                await self._finish(task, ending)
-                _settle(outcome, Outcome(ending.state, ending.message, ending.error))
+            current: Task | None = task
+            while current is not None:
+                try:
+                    async with self._slots, self._instance_slot(current.instance_id):
+                        ending = await self._run(current, loaded)
+                    if ending is not None:
+                        await self._finish(current, ending)
+                        _settle(outcome, Outcome(ending.state, ending.message, ending.error))
+                    return
+                except StoreUnavailable:
+                    log.warning(
+                        "the store is unavailable: task waits for it to resume",
+                        extra={"task_id": task.id},
+                    )
+                    current, loaded = await self._when_store_is_back(current), None
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -122,6 +136,19 @@ class TaskWorker:
             log.exception("task run crashed", extra={"task_id": task.id})
         finally:
             _settle(outcome, Outcome(task.state, "the task stopped before it ended"))
+
+    async def _when_store_is_back(self, task: Task) -> Task | None:
+        """``task`` as the store has it once the store answers again (backing off up to
+        ``_STORE_RETRY_MAX`` seconds between tries); None if it has ended meanwhile."""
+        delay = _STORE_RETRY_FIRST
+        while True:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _STORE_RETRY_MAX)
+            try:
+                current = await self._store.get_task(task.tenant_id, task.id)
+            except StoreUnavailable:
+                continue
+            return current if current.state in ACTIVE_STATES else None
 
     async def _run(self, task: Task, loaded: Loaded | None) -> Ending | None:
         if loaded is not None:

@@ -1,9 +1,9 @@
 """Contract tests of ``SqlStore``: what any store backend must do for the service layer.
 
-The ``backend`` fixture is parametrized by backend name; each parameter yields a fresh, migrated
-database, the store on it and a separate raw engine for reading rows as they are on disk. SQLite
-(a file in a temporary directory) is always tested; a PostgreSQL parameter plugs in through
-``BACKENDS`` once a server is provided. The raw-file test is SQLite only by nature.
+The ``backend`` fixture runs on every ``store_backend`` (``tests.support.store_backends``:
+SQLite and a throwaway PostgreSQL 15); each yields a fresh, migrated database, the store on it
+and a separate raw engine for reading rows as they are stored. The raw-file tests are SQLite
+only by nature.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import asyncio
 import itertools
 import stat
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,6 +51,7 @@ from keyturn.store.schema import instances, metadata, nodes, tasks
 from keyturn.store.sealing import AesGcmSecretBox
 from keyturn.store.sql import SqlStore, open_engine, open_store, sqlite_url
 from tests.support.fakes import FakeClock
+from tests.support.store_backends import StoreBackend
 
 T1 = Tenant(id="1300000001", name="one")
 T2 = Tenant(id="1300000002", name="two")
@@ -81,20 +82,14 @@ class Backend:
             return (await conn.execute(query)).one()
 
 
-#: Backend name -> a fresh, empty database URL under the test's temporary directory.
-BACKENDS: dict[str, Callable[[Path], str]] = {"sqlite": sqlite_url}
-
-
 @pytest.fixture
 def box() -> AesGcmSecretBox:
     return AesGcmSecretBox(b"k" * 32)
 
 
-@pytest.fixture(params=sorted(BACKENDS))
-async def backend(
-    request: pytest.FixtureRequest, tmp_path: Path, box: AesGcmSecretBox
-) -> AsyncIterator[Backend]:
-    url = BACKENDS[request.param](tmp_path)
+@pytest.fixture
+async def backend(store_backend: StoreBackend, box: AesGcmSecretBox) -> AsyncIterator[Backend]:
+    url = store_backend.url
     clock = FakeClock(T0, tick=1)
     store = await open_store(url, box, clock)
     raw = open_engine(url)

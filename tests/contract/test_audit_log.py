@@ -168,6 +168,9 @@ async def test_search_filters(audit: SqlAuditLog) -> None:
     assert await seqs(action="ResetPassword") == resets
     assert await seqs(action="reset_password") == resets
     assert await seqs(action="Reset") == []
+    # Action names are case-sensitive on every backend (SQLite's LIKE is not).
+    assert await seqs(action="resetpassword") == []
+    assert await seqs(action="redis:resetPassword") == []
     assert await seqs(outcome=AuditOutcome.DENIED) == [4, 8, 12]
     assert await seqs(outcome="denied", tenant="1300000002") == [4, 8, 12]
     assert await seqs(request_id="req-5") == [5]

@@ -3,6 +3,8 @@
 The server runs as a subprocess (so tests can SIGKILL and restart it) on a free port with its
 own data dir and an inventory file; its combined output goes to a log file that tests grep for
 leaked secrets. Instances are registered straight into the same data dir, as the CLI would.
+With ``database_url`` the store is that database (``KEYTURN_DATABASE_URL``, e.g. a
+``store_postgres`` database) instead of SQLite in the data dir; the master key stays there.
 """
 
 from __future__ import annotations
@@ -75,8 +77,17 @@ CREATED: list[KeyturnServer] = []
 class KeyturnServer:
     """One keyturn server process and its data dir."""
 
-    def __init__(self, root: Path, *, extra_env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        extra_env: Mapping[str, str] | None = None,
+        database_url: str | None = None,
+    ) -> None:
         self.root = root
+        self.database_url = database_url
+        #: What the CLI-side helpers (``add_instance``, ``with_store``) resolve settings from.
+        self.store_env = {} if database_url is None else {"KEYTURN_DATABASE_URL": database_url}
         root.mkdir(parents=True, exist_ok=True)
         self.data_dir = root / "data"
         self.config = root / "keyturn.toml"
@@ -91,6 +102,7 @@ class KeyturnServer:
             # Tests call faster than the vendors' documented limits; the rate-limit test
             # sets its own.
             "KEYTURN_RATE_LIMITS": "*=100000",
+            **self.store_env,
             **(extra_env or {}),
         }
         self.process: subprocess.Popen[bytes] | None = None
@@ -135,6 +147,10 @@ class KeyturnServer:
         """Whether the server answers ``/healthz`` (an ``httpx.HTTPError`` while it cannot)."""
         return httpx.get(f"http://{self.endpoint}/healthz", timeout=0.5).status_code == 200
 
+    def readyz(self, timeout: float = 10.0) -> httpx.Response:
+        """``GET /readyz``: 200 when the store answers at the newest schema, else 503."""
+        return httpx.get(f"http://{self.endpoint}/readyz", timeout=timeout)
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
         assert self.process is not None
         if self.process.poll() is None:
@@ -178,7 +194,9 @@ class KeyturnServer:
         async def go() -> None:
             from keyturn.bootstrap import open_admin_store
 
-            store = await open_admin_store(load_settings(data_dir=self.data_dir, env={}))
+            store = await open_admin_store(
+                load_settings(data_dir=self.data_dir, env=self.store_env)
+            )
             try:
                 await Admin(store).add_instance(
                     tenant_id=tenant,
@@ -209,7 +227,9 @@ class KeyturnServer:
         async def go() -> T:
             from keyturn.bootstrap import open_admin_store
 
-            store = await open_admin_store(load_settings(data_dir=self.data_dir, env={}))
+            store = await open_admin_store(
+                load_settings(data_dir=self.data_dir, env=self.store_env)
+            )
             try:
                 return await action(store)
             finally:

@@ -135,7 +135,14 @@ def current_revision(url: str, timeout: float = DEFAULT_TIMEOUT) -> str | None:
     )
     try:
         with engine.connect() as connection:
-            if not sa.inspect(connection).has_table("alembic_version"):
+            # The catalogs, not ``sa.inspect``: the inspector imports SQLAlchemy's ORM lazily,
+            # which is not safe from two threads at once (stores opened concurrently).
+            exists = (
+                "SELECT to_regclass('alembic_version') IS NOT NULL"
+                if connection.dialect.name == "postgresql"
+                else "SELECT count(*) FROM sqlite_master WHERE name = 'alembic_version'"
+            )
+            if not connection.scalar(sa.text(exists)):
                 return None
             found = connection.scalar(sa.text("SELECT version_num FROM alembic_version"))
             return None if found is None else str(found)

@@ -18,6 +18,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 
 import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
@@ -27,8 +28,10 @@ from keyturn.core.errors import StoreUnavailable
 from keyturn.store.migrate import STARTUP_LOCK, connect_args, store_url, sync_url
 
 log = logging.getLogger(__name__)
-#: Store URLs whose lock this process holds (a second session would wait for the first).
-_HELD: set[str] = set()
+#: Store URLs whose lock the current task holds (``keyturn serve``'s ``open_store`` runs inside
+#: it, and a second session would wait for the first forever). A context variable, not a
+#: global: a concurrent task of the same process must still wait its turn.
+_HELD: ContextVar[frozenset[str]] = ContextVar("keyturn_startup_locks", default=frozenset())
 
 
 @asynccontextmanager
@@ -37,7 +40,7 @@ async def startup_lock(url: str, timeout: float) -> AsyncIterator[None]:
     Connecting is bounded by ``timeout``; waiting for another node is not (it is migrating)."""
     url = store_url(url)
     target = sync_url(url)
-    if target.get_backend_name() != "postgresql" or url in _HELD:
+    if target.get_backend_name() != "postgresql" or url in _HELD.get():
         yield  # re-entrant: ``open_store`` takes it too, inside ``keyturn serve``'s
         return
     engine = sa.create_engine(
@@ -57,11 +60,11 @@ async def startup_lock(url: str, timeout: float) -> AsyncIterator[None]:
         if not got:
             log.info("another node is migrating the store: waiting for it")
             await asyncio.to_thread(_lock, conn)
-        _HELD.add(url)
+        held = _HELD.set(_HELD.get() | {url})
         try:
             yield
         finally:
-            _HELD.discard(url)
+            _HELD.reset(held)
             await asyncio.to_thread(_unlock, conn)
     finally:
         await asyncio.to_thread(conn.close)

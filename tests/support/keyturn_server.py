@@ -112,6 +112,11 @@ class KeyturnServer:
         return f"127.0.0.1:{self.port}"
 
     def start(self, extra_env: Mapping[str, str] | None = None, timeout: float = 20.0) -> None:
+        self.launch(extra_env)
+        self.wait_started(timeout)
+
+    def launch(self, extra_env: Mapping[str, str] | None = None) -> None:
+        """Start the process without waiting for it to answer (several servers at once)."""
         env = {**self.env, **(extra_env or {})}
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
@@ -132,6 +137,10 @@ class KeyturnServer:
             env=env,
         )
         log.close()
+
+    def wait_started(self, timeout: float = 20.0) -> None:
+        """Wait until the launched server answers ``/healthz``."""
+        assert self.process is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -89,9 +89,15 @@ async def open_admin_store(settings: Settings) -> SqlStore:
     """The store alone, for CLI commands that manage the inventory (the data dir made 0700)."""
     prepare_data_dir(settings.data_dir)
     box = open_secret_box(settings.data_dir, settings.master_key)
-    return await open_store(
+    store = await open_store(
         store_url_of(settings), box, SystemClock(), timeout=settings.store_timeout
     )
+    try:
+        await store.check_master_key()
+    except BaseException:
+        await store.close()
+        raise
+    return store
 
 
 async def build_runtime(settings: Settings) -> Runtime:

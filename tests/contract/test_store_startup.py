@@ -1,5 +1,6 @@
-"""Starting on a store: ``keyturn migrate``, and several nodes starting at once on one empty
-PostgreSQL (one migrates, the others wait for it; ``keyturn.store.startup``)."""
+"""Starting on a store: ``keyturn migrate``, several nodes starting at once on one empty
+PostgreSQL (one migrates, the others wait for it; ``keyturn.store.startup``), and a node whose
+master key does not open the store's secrets."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from keyturn.core.errors import StoreUnavailable
+from keyturn.core.errors import InternalError, StoreUnavailable
+from keyturn.core.model import AccessKey, KeySource, Tenant
+from keyturn.core.secrets import Secret
 from keyturn.store.migrate import SCHEMA_HEAD, current_revision
 from keyturn.store.sealing import AesGcmSecretBox
 from keyturn.store.sql import open_store
@@ -85,3 +88,29 @@ async def test_an_unreachable_store_is_unavailable_within_the_timeout() -> None:
     url = f"postgresql://keyturn:pw@127.0.0.1:{free_port()}/keyturn"  # nothing listens
     with pytest.raises(StoreUnavailable):
         await asyncio.wait_for(open_store(url, BOX, FakeClock(), timeout=2), timeout=30)
+
+
+async def test_a_node_with_another_master_key_is_refused(store_backend: StoreBackend) -> None:
+    first = await open_store(store_backend.url, BOX, FakeClock())
+    try:
+        await first.check_master_key()  # an empty store opens under any key
+        await first.put_tenant(Tenant(id="1300000001", name="t"), KeySource.CLI)
+        await first.put_access_key(
+            AccessKey(id="AKIDnode1", tenant_id="1300000001", secret=Secret("s" * 24))
+        )
+        await first.check_master_key()
+    finally:
+        await first.close()
+    other = await open_store(store_backend.url, AesGcmSecretBox(b"o" * 32), FakeClock())
+    try:
+        with pytest.raises(InternalError, match="same master key"):
+            await other.check_master_key()
+    finally:
+        await other.close()
+    # The same key as a retired one (an interrupted rotation) still opens it.
+    rotating = AesGcmSecretBox(b"o" * 32, retired=[b"k" * 32])
+    resumed = await open_store(store_backend.url, rotating, FakeClock())
+    try:
+        await resumed.check_master_key()
+    finally:
+        await resumed.close()

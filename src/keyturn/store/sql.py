@@ -197,6 +197,26 @@ class SqlStore:
     async def close(self) -> None:
         await self.db.close()
 
+    @guarded
+    async def check_master_key(self) -> None:
+        """Refuse a master key that does not open the store's secrets (one access key's is
+        tried): a node sharing a PostgreSQL store with a master key of its own (a fresh data
+        dir makes one) would otherwise seal what it writes under a key the others lack."""
+        query = sa.select(access_keys.c.id, access_keys.c.secret_sealed).limit(1)
+        async with self.db.read() as conn:
+            row = (await conn.execute(query)).first()
+        if row is None:
+            return
+        try:
+            self.db.unseal(row.secret_sealed, rows.key_secret_context(row.id))
+        except InternalError:
+            sealed_by = row.secret_sealed.split(":")[1] if row.secret_sealed.count(":") >= 2 else ""
+            raise InternalError(
+                f"this node's master key does not open the store's secrets (sealed under key"
+                f" id {sealed_by or 'unknown'}): every node sharing a store needs the same"
+                " master key (KEYTURN_MASTER_KEY, or the same master.key)"
+            ) from None
+
     async def readiness(self) -> str | None:
         """None when the store answers and its schema is the newest this code knows (what
         ``/readyz`` reports); else why not, without any detail of the database."""

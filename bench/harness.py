@@ -45,7 +45,12 @@ class Stores:
     def use_postgres(self) -> None:
         """From now on each server gets a database of its own on one throwaway PostgreSQL."""
         if self._postgres is None:
-            self._postgres = PostgresServer().start()
+            self._postgres = server = PostgresServer().start()
+            # Production-like, so the comparison with SQLite (fsync'd commits) is fair: the
+            # test server's settings log every statement and skip fsync.
+            for setting in ("log_statement = 'none'", "fsync = on", "synchronous_commit = on"):
+                server.sql_value(f"ALTER SYSTEM SET {setting}")
+            server.sql_value("SELECT pg_reload_conf()::text")
         self.name = "postgres"
 
     def new_database(self) -> str | None:

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from keyturn.core.errors import InternalError, StoreUnavailable
@@ -17,7 +19,7 @@ from keyturn.core.model import AccessKey, KeySource, Tenant
 from keyturn.core.secrets import Secret
 from keyturn.store.migrate import SCHEMA_HEAD, current_revision
 from keyturn.store.sealing import AesGcmSecretBox
-from keyturn.store.sql import open_store
+from keyturn.store.sql import SqlStore, open_store
 from tests.support.fakes import FakeClock
 from tests.support.ports import free_port
 from tests.support.store_backends import StoreBackend, StorePostgres
@@ -114,3 +116,44 @@ async def test_a_node_with_another_master_key_is_refused(store_backend: StoreBac
         await resumed.check_master_key()
     finally:
         await resumed.close()
+
+
+async def test_a_server_that_never_answers_is_unavailable_within_the_timeout() -> None:
+    """A partition, not a refusal: the TCP handshake completes (the kernel does it) but no
+    byte ever comes back, so only libpq's ``connect_timeout`` ends the wait."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        url = f"postgresql://keyturn:pw@127.0.0.1:{silent.getsockname()[1]}/keyturn"
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(StoreUnavailable):
+            await asyncio.wait_for(open_store(url, BOX, FakeClock(), timeout=2), timeout=60)
+        assert loop.time() - started < 20  # connect_timeout 2 s, with a wide margin
+
+
+async def test_a_statement_that_waits_too_long_is_unavailable(
+    store_postgres: StorePostgres,
+) -> None:
+    """A statement blocked past ``KEYTURN_STORE_TIMEOUT`` (here: behind a lock another session
+    holds) is cancelled by ``statement_timeout``; the store answers again once it is free."""
+    url = store_postgres.database()
+    store = await open_store(url, BOX, FakeClock(), timeout=1)
+    try:
+        with psycopg.connect(url, connect_timeout=5) as blocker:
+            blocker.execute("LOCK TABLE tenants IN ACCESS EXCLUSIVE MODE")
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            with pytest.raises(StoreUnavailable):
+                await store.list_tenants()
+            assert loop.time() - started < 15
+            blocker.rollback()
+        assert await store.list_tenants() == []
+    finally:
+        await store.close()
+        store_postgres.drop(url)
+
+
+async def test_backend_store_is_ready_on_every_backend(backend_store: SqlStore) -> None:
+    assert await backend_store.readiness() is None
+    await backend_store.check_master_key()

@@ -1,6 +1,7 @@
 """The store backends every store test runs on: SQLite and a throwaway PostgreSQL 15.
 
-``store_backend`` is the one place a test gets a store database from. It is parametrized
+``store_backend`` is the one place a test gets a store database from (``backend_store``: a
+``SqlStore`` opened on it, with a fixed master key and a ticking fake clock). It is parametrized
 (``[sqlite]``, ``[postgres]``) and yields a ``StoreBackend``: a fresh database's URL (a file in
 the test's temporary directory, or a new database on the session's PostgreSQL server, created
 from a template already migrated to the newest schema: ``CREATE DATABASE ... TEMPLATE`` takes
@@ -19,7 +20,7 @@ import contextlib
 import itertools
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Protocol
@@ -27,7 +28,9 @@ from typing import Any, Final, Protocol
 import pytest
 
 from keyturn.store.migrate import upgrade
-from keyturn.store.sql import DB_FILE, sqlite_url
+from keyturn.store.sealing import AesGcmSecretBox
+from keyturn.store.sql import DB_FILE, SqlStore, open_store, sqlite_url
+from tests.support.fakes import FakeClock
 from tests.support.fixtures import require_binary
 from tests.support.postgres_server import PostgresServer, PostgresServerError, postgres_bindir
 
@@ -145,3 +148,17 @@ def store_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[St
         yield StoreBackend("postgres", url)
     finally:
         postgres.drop(url)
+
+
+#: The master key of ``backend_store`` (tests that reopen its database use it too).
+BACKEND_KEY: Final = b"k" * 32
+
+
+@pytest.fixture
+async def backend_store(store_backend: StoreBackend) -> AsyncIterator[SqlStore]:
+    """A ``SqlStore`` on a fresh database of each backend (closed after the test)."""
+    store = await open_store(store_backend.url, AesGcmSecretBox(BACKEND_KEY), FakeClock(tick=1))
+    try:
+        yield store
+    finally:
+        await store.close()

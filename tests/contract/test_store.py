@@ -712,3 +712,28 @@ async def test_deep_pages_and_counts_follow_changes(backend: Backend) -> None:
     await store.remove_instance(ids[0])
     page, total = await store.list_instances(T1.id, page=Page(limit=4, offset=listing.STEP))
     assert total == count - 1 and [i.id for i in page] == ids[listing.STEP + 1 : listing.STEP + 5]
+
+
+# --------------------------------------------------------------------------- replay memory
+
+
+async def test_a_nonce_is_new_once_until_it_expires(store: SqlStore) -> None:
+    later = T0.replace(minute=9)
+    assert await store.remember_nonce("AKID1", "n-1", expires_at=later, now=T0)
+    assert not await store.remember_nonce("AKID1", "n-1", expires_at=later, now=T0)
+    # Another key's nonce of the same text is another nonce.
+    assert await store.remember_nonce("AKID2", "n-1", expires_at=later, now=T0)
+    # Expired: taken over, and remembered again.
+    assert await store.remember_nonce("AKID1", "n-1", expires_at=later.replace(hour=4), now=later)
+    assert not await store.remember_nonce("AKID1", "n-1", expires_at=later, now=later)
+    await store.forget_nonce("AKID1", "n-1")
+    assert await store.remember_nonce("AKID1", "n-1", expires_at=later, now=T0)
+    assert await store.purge_nonces(later.replace(hour=5)) == 2
+
+
+async def test_concurrent_copies_of_a_nonce_admit_one(store: SqlStore) -> None:
+    later = T0.replace(minute=9)
+    fresh = await asyncio.gather(
+        *(store.remember_nonce("AKID1", "same", expires_at=later, now=T0) for _ in range(8))
+    )
+    assert sorted(fresh) == [False] * 7 + [True]

@@ -5,6 +5,7 @@ attaches (an inline document and named references) and their resolution into
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -198,6 +199,28 @@ async def test_removal_is_refused_while_attached(store: SqlStore) -> None:
     await store.set_key_policies("AKIDtwo", KeyPolicies(inline=RESET))
     assert await store.remove_policy(T1.id, "p") is True
     assert await store.remove_policy(T1.id, "p") is False
+
+
+async def test_a_removal_racing_an_attachment_never_leaves_a_dangling_one(
+    store: SqlStore,
+) -> None:
+    """Concurrent ``remove_policy`` and ``set_key_policies``: one of them loses (Conflict or
+    NotFound), never both win (PostgreSQL runs them at once under READ COMMITTED)."""
+    for round_ in range(15):
+        await store.set_key_policies("AKIDone", None)
+        await store.put_policy(named("p", RESET))
+        removed, attached = await asyncio.gather(
+            store.remove_policy(T1.id, "p"),
+            store.set_key_policies("AKIDone", KeyPolicies(names=("p",))),
+            return_exceptions=True,
+        )
+        exists = [p.name for p in await store.list_policies(T1.id)] == ["p"]
+        keeps = await store.key_policies("AKIDone") == KeyPolicies(names=("p",))
+        assert exists or not keeps, (round_, removed, attached)
+        assert isinstance(removed, bool | Conflict), removed
+        assert attached is None or isinstance(attached, NotFound), attached
+        if not exists:
+            assert removed is True and isinstance(attached, NotFound)
 
 
 async def test_a_vanished_reference_denies_everything(store: SqlStore) -> None:

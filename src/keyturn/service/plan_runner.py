@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
-from keyturn.core.errors import DomainError, EngineUnavailable
+from keyturn.core.errors import DomainError, EngineUnavailable, StoreUnavailable
 from keyturn.core.model import Instance, Node
 from keyturn.core.plans import Change, ChangePlan, Topology
 from keyturn.core.ports import CredentialSnapshot, Engine, Store
@@ -165,6 +165,8 @@ class PlanRunner:
                 snapshots = await self._snapshots(engine, topology, change, snapshots, patient)
                 await self._store.record_snapshots(task.id, snapshots)
             plan = engine.plan(topology, change, snapshots)
+        except StoreUnavailable:
+            raise  # not the instance's fault: the worker resumes the task once the store is back
         except DomainError as exc:
             cause = f"interrupted by a keyturn restart before completion ({exc.message})"
             return await self._restore_all(task, instance, engine, change, snapshots, cause, exc)

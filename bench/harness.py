@@ -2,7 +2,9 @@
 
 Reuses the test suite's process helpers (real redis-server and ``keyturn serve`` processes on
 free loopback ports); adds a dedicated ``kadmin`` Redis user so that resetting ``default`` never
-invalidates keyturn's pooled admin connection, as an operator would configure it.
+invalidates keyturn's pooled admin connection, as an operator would configure it. ``STORES``
+says where the keyturn servers keep their store: SQLite in each data dir (the default), or with
+``--store postgres`` a fresh database each on one throwaway PostgreSQL 15 (``keyturn_server``).
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ import secrets
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import redis.asyncio as aioredis
 import sqlalchemy as sa
 from tests.support.keyturn_server import TENANT, KeyturnServer
+from tests.support.postgres_server import PostgresServer
 from tests.support.redis_server import RedisServer
 
 from keyturn.bootstrap import open_admin_store
@@ -28,6 +32,49 @@ from keyturn.store.listing import BUMP_GENERATION
 from keyturn.store.sealing import AesGcmSecretBox, load_or_create_master_key
 
 ADMIN_USER = "kadmin"
+
+
+class Stores:
+    """The store backend of the benchmark's keyturn servers."""
+
+    def __init__(self) -> None:
+        self.name = "sqlite"
+        self._postgres: PostgresServer | None = None
+        self._databases = 0
+
+    def use_postgres(self) -> None:
+        """From now on each server gets a database of its own on one throwaway PostgreSQL."""
+        if self._postgres is None:
+            self._postgres = server = PostgresServer().start()
+            # Production-like, so the comparison with SQLite (fsync'd commits) is fair: the
+            # test server's settings log every statement and skip fsync.
+            for setting in ("log_statement = 'none'", "fsync = on", "synchronous_commit = on"):
+                server.sql_value(f"ALTER SYSTEM SET {setting}")
+            server.sql_value("SELECT pg_reload_conf()::text")
+        self.name = "postgres"
+
+    def new_database(self) -> str | None:
+        """A fresh database's URL, or None for SQLite in the server's data dir."""
+        if self._postgres is None or self.name != "postgres":
+            return None
+        self._databases += 1
+        name = f"keyturn_bench_{self._databases}"
+        self._postgres.sql_value(f'CREATE DATABASE "{name}"')
+        return self._postgres.url(dbname=name)
+
+    def close(self) -> None:
+        if self._postgres is not None:
+            self._postgres.close()
+            self._postgres = None
+        self.name = "sqlite"
+
+
+STORES = Stores()
+
+
+def keyturn_server(root: Path, **options: Any) -> KeyturnServer:
+    """A keyturn server (not started) on the benchmark's store backend."""
+    return KeyturnServer(root, database_url=STORES.new_database(), **options)
 
 
 async def admin_client(server: RedisServer) -> aioredis.Redis:
@@ -66,7 +113,7 @@ async def register(
     keyturn: KeyturnServer, servers: Sequence[RedisServer], admin_password: str
 ) -> list[str]:
     """Register one tencent-redis instance per server in one store session."""
-    store = await open_admin_store(load_settings(data_dir=keyturn.data_dir, env={}))
+    store = await open_admin_store(load_settings(data_dir=keyturn.data_dir, env=keyturn.store_env))
     ids = []
     try:
         admin = Admin(store)
@@ -88,7 +135,7 @@ async def register(
 
 async def verified_times(keyturn: KeyturnServer, task_ids: Sequence[int]) -> dict[int, datetime]:
     """When keyturn recorded each task's verification (its own clock)."""
-    store = await open_admin_store(load_settings(data_dir=keyturn.data_dir, env={}))
+    store = await open_admin_store(load_settings(data_dir=keyturn.data_dir, env=keyturn.store_env))
     try:
         out = {}
         for task_id in task_ids:

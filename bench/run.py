@@ -1,6 +1,8 @@
 """``python -m bench.run``: start throwaway engines and keyturn servers, run every scenario,
 print the table of ratios with their targets, and write ``bench/results/latest.json`` and
-``latency.png``. ``--quick`` is the seconds-long smoke run the test suite uses."""
+``latency.png``. ``--quick`` is the seconds-long smoke run the test suite uses. ``--store
+postgres`` runs scenarios 1-3 with the keyturn servers' store on a throwaway PostgreSQL 15
+instead of SQLite (the others keep SQLite), to put its per-call cost next to SQLite's."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import scenarios, sql_scenarios
+from bench import harness, scenarios, sql_scenarios
 from bench.stats import Report
 
 RESULTS = Path(__file__).parent / "results"
@@ -20,8 +22,15 @@ RESULTS = Path(__file__).parent / "results"
 ALL = ("1", "2", "3", "4", "5", "6")
 
 
-async def main(quick: bool, out: Path, only: tuple[str, ...] = ALL) -> Report:
+#: The scenarios whose servers ``--store postgres`` moves onto PostgreSQL.
+STORE_SCENARIOS = ("1", "2", "3")
+
+
+async def main(
+    quick: bool, out: Path, only: tuple[str, ...] = ALL, store: str = "sqlite"
+) -> Report:
     report = Report()
+    report.data["store"] = store
     report.data["machine"] = {
         "cpus": __import__("os").cpu_count(),
         "python": platform.python_version(),
@@ -46,8 +55,13 @@ async def main(quick: bool, out: Path, only: tuple[str, ...] = ALL) -> Report:
                 root, report, big=2000 if quick else 100_000, samples=20 if quick else 200
             ),
         }
-        for name in only:
-            await runs[name]()
+        try:
+            if store == "postgres":
+                harness.STORES.use_postgres()
+            for name in only:
+                await runs[name]()
+        finally:
+            harness.STORES.close()
     report.data["wall_seconds"] = time.perf_counter() - started
     report.write(out)
     return report
@@ -57,8 +71,17 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="seconds-long smoke run")
     parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--only", default=",".join(ALL), help="scenarios to run, e.g. 1,3")
+    parser.add_argument("--only", default=None, help="scenarios to run, e.g. 1,3")
+    parser.add_argument(
+        "--store",
+        choices=("sqlite", "postgres"),
+        default="sqlite",
+        help="the keyturn servers' store in scenarios 1-3 (postgres: a throwaway PostgreSQL 15)",
+    )
     args = parser.parse_args()
-    result = asyncio.run(main(args.quick, args.out, tuple(args.only.split(","))))
+    default = STORE_SCENARIOS if args.store == "postgres" else ALL
+    only = tuple(args.only.split(",")) if args.only else default
+    result = asyncio.run(main(args.quick, args.out, only, args.store))
+    print(f"store: {args.store}")
     print(result.table())
     print(f"\nwall time {result.data['wall_seconds']:.0f} s; results in {args.out}")

@@ -82,7 +82,7 @@ async def connect(server: KeyturnServer) -> SignedClient:
 async def reset_latency(root: Path, report: Report, n: int) -> None:
     """Scenario 1: (a) answer latency, (b) send -> verified on the engine, vs raw reset+verify."""
     [redis_server] = harness.start_redis(1)
-    server = KeyturnServer(root / "s1", extra_env=QUIET)
+    server = harness.keyturn_server(root / "s1", extra_env=QUIET)
     server.start()
     try:
         admin_pw = await harness.prepare_redis([redis_server])
@@ -165,7 +165,7 @@ async def reset_throughput(root: Path, report: Report, seconds: float, clients: 
     """Scenario 2: verified resets per second, ``clients`` concurrent clients, one instance
     each (ResetPassword has one account per instance), vs an asyncio redis-py loop."""
     servers = harness.start_redis(clients, hz=1)
-    server = KeyturnServer(root / "s2", extra_env=QUIET)
+    server = harness.keyturn_server(root / "s2", extra_env=QUIET)
     server.start()
     try:
         admin_pw = await harness.prepare_redis(servers)
@@ -225,7 +225,7 @@ async def api_overhead(root: Path, report: Report, seconds: float, conns: int = 
         stderr=subprocess.DEVNULL,
     )
     [redis_server] = harness.start_redis(1)
-    server = KeyturnServer(root / "s3", extra_env=QUIET)
+    server = harness.keyturn_server(root / "s3", extra_env=QUIET)
     server.start()
     try:
         for _ in range(100):

@@ -68,7 +68,11 @@ class Runtime:
             TencentDialect(self.services, products, hosts),
         ]
         return create_app(
-            dialects, on_shutdown=[self._shutdown], read_timeout=self.settings.read_timeout
+            dialects,
+            on_shutdown=[self._shutdown],
+            read_timeout=self.settings.read_timeout,
+            readiness=self.store.readiness,
+            readiness_timeout=self.settings.store_timeout + 1,
         )
 
     async def _shutdown(self) -> None:
@@ -83,12 +87,24 @@ class Runtime:
         await self.store.close()
 
 
+def store_url_of(settings: Settings) -> str:
+    """The store's URL: ``KEYTURN_DATABASE_URL``, else SQLite under the data dir."""
+    return settings.database_url or sqlite_url(settings.data_dir)
+
+
 async def open_admin_store(settings: Settings) -> SqlStore:
     """The store alone, for CLI commands that manage the inventory (the data dir made 0700)."""
     prepare_data_dir(settings.data_dir)
     box = open_secret_box(settings.data_dir, settings.master_key)
-    url = settings.database_url or sqlite_url(settings.data_dir)
-    return await open_store(url, box, SystemClock())
+    store = await open_store(
+        store_url_of(settings), box, SystemClock(), timeout=settings.store_timeout
+    )
+    try:
+        await store.check_master_key()
+    except BaseException:
+        await store.close()
+        raise
+    return store
 
 
 async def build_runtime(settings: Settings) -> Runtime:

@@ -22,6 +22,7 @@ DEFAULT_PORT = 9000
 DEFAULT_DATA_DIR = ".keyturn"
 DEFAULT_MAX_CONNECTIONS = 1000
 DEFAULT_READ_TIMEOUT = 10.0
+DEFAULT_STORE_TIMEOUT = 5.0
 
 
 class ConfigError(ValueError):
@@ -39,6 +40,9 @@ class Settings:
     database_url: str | None = None
     #: Base64 master key for secrets at rest; default: ``data_dir/master.key``.
     master_key: str | None = field(default=None, repr=False)
+    #: Seconds a store call may wait for the database (connecting, each statement, a pooled
+    #: connection); past it the call fails with StoreUnavailable. PostgreSQL only.
+    store_timeout: float = DEFAULT_STORE_TIMEOUT
     #: Seconds any single engine operation may take.
     engine_timeout: float = 5.0
     #: Seconds a synchronous vendor API (e.g. PostgreSQL ResetAccountPassword) waits for its
@@ -133,6 +137,10 @@ def load_settings(
         "KEYTURN_READ_TIMEOUT",
         pick(None, "KEYTURN_READ_TIMEOUT", "read_timeout", DEFAULT_READ_TIMEOUT),
     )
+    store_timeout = _seconds(
+        "KEYTURN_STORE_TIMEOUT",
+        pick(None, "KEYTURN_STORE_TIMEOUT", "store_timeout", DEFAULT_STORE_TIMEOUT),
+    )
     trusted_proxies = _networks(
         "KEYTURN_TRUSTED_PROXIES", pick(None, "KEYTURN_TRUSTED_PROXIES", "trusted_proxies", ())
     )
@@ -150,6 +158,7 @@ def load_settings(
             config=config,
             database_url=pick(None, "KEYTURN_DATABASE_URL", "database_url", None),
             master_key=env.get("KEYTURN_MASTER_KEY") or None,
+            store_timeout=store_timeout,
             engine_timeout=float(pick(None, "KEYTURN_ENGINE_TIMEOUT", "engine_timeout", 5.0)),
             sync_deadline=float(pick(None, "KEYTURN_SYNC_DEADLINE", "sync_deadline", 30.0)),
             task_concurrency=int(pick(None, "KEYTURN_TASK_CONCURRENCY", "task_concurrency", 64)),

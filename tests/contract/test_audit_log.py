@@ -16,11 +16,10 @@ import itertools
 import json
 import logging
 import os
-import sqlite3
 import sys
 import textwrap
 from collections.abc import AsyncIterator, Iterator
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,8 +34,9 @@ from keyturn.store.audit import SqlAuditLog
 from keyturn.store.audit_chain import GENESIS, MAX_FIELD, ChainKeys
 from keyturn.store.audit_keying import KEYED_MARKER, open_audit_log, start_audit_log
 from keyturn.store.sealing import AesGcmSecretBox
-from keyturn.store.sql import DB_FILE, SqlStore, open_store, sqlite_url
+from keyturn.store.sql import SqlStore, open_store
 from tests.support.fakes import FakeClock
+from tests.support.store_backends import RawSql, StoreBackend
 
 T0 = datetime(2025, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 MASTER = b"k" * 32
@@ -66,8 +66,8 @@ def event(n: int, **changes: object) -> AuditEvent:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqlStore]:
-    opened = await open_store(sqlite_url(tmp_path), AesGcmSecretBox(MASTER), FakeClock(T0))
+async def store(store_backend: StoreBackend) -> AsyncIterator[SqlStore]:
+    opened = await open_store(store_backend.url, AesGcmSecretBox(MASTER), FakeClock(T0))
     try:
         yield opened
     finally:
@@ -80,9 +80,9 @@ def audit(store: SqlStore) -> SqlAuditLog:
 
 
 @contextmanager
-def raw(tmp_path: Path) -> Iterator[sqlite3.Connection]:
-    """The database file as an attacker with write access sees it."""
-    with closing(sqlite3.connect(tmp_path / DB_FILE, isolation_level=None)) as conn:
+def raw(db: StoreBackend) -> Iterator[RawSql]:
+    """The database as an attacker with write access sees it."""
+    with db.raw() as conn:
         yield conn
 
 
@@ -121,9 +121,11 @@ def sha256(prev: str, text: str) -> str:
     return hashlib.sha256((prev + text).encode()).hexdigest()
 
 
-async def test_records_are_chained_as_documented(audit: SqlAuditLog, tmp_path: Path) -> None:
+async def test_records_are_chained_as_documented(
+    audit: SqlAuditLog, tmp_path: Path, store_backend: StoreBackend
+) -> None:
     await fill(audit, 5)
-    with raw(tmp_path) as conn:
+    with raw(store_backend) as conn:
         rows = conn.execute(
             "SELECT seq, event, prev_hash, hash, scheme FROM audit_log ORDER BY seq"
         ).fetchall()
@@ -166,6 +168,9 @@ async def test_search_filters(audit: SqlAuditLog) -> None:
     assert await seqs(action="ResetPassword") == resets
     assert await seqs(action="reset_password") == resets
     assert await seqs(action="Reset") == []
+    # Action names are case-sensitive on every backend (SQLite's LIKE is not).
+    assert await seqs(action="resetpassword") == []
+    assert await seqs(action="redis:resetPassword") == []
     assert await seqs(outcome=AuditOutcome.DENIED) == [4, 8, 12]
     assert await seqs(outcome="denied", tenant="1300000002") == [4, 8, 12]
     assert await seqs(request_id="req-5") == [5]
@@ -174,16 +179,16 @@ async def test_search_filters(audit: SqlAuditLog) -> None:
     assert await seqs(limit=2) == [11, 12]
 
 
-def tamper_edit_event(conn: sqlite3.Connection) -> None:
+def tamper_edit_event(conn: RawSql) -> None:
     conn.execute("UPDATE audit_log SET event = replace(event, 'succeeded', 'failed') WHERE seq = 3")
 
 
-def tamper_edit_column(conn: sqlite3.Connection) -> None:
+def tamper_edit_column(conn: RawSql) -> None:
     # Hides record 3 from a tenant search without touching the hashed event.
     conn.execute("UPDATE audit_log SET tenant_id = 'someone' WHERE seq = 3")
 
 
-def rehash_from(conn: sqlite3.Connection, first: int, link: object, scheme: str) -> None:
+def rehash_from(conn: RawSql, first: int, link: object, scheme: str) -> None:
     """Rewrite records ``first`` on, ``succeeded`` edited to ``failed``, with hashes made by
     ``link(prev, text)`` and chained as an attacker without the key would."""
     prev = conn.execute("SELECT prev_hash FROM audit_log WHERE seq = ?", (first,)).fetchone()[0]
@@ -200,45 +205,45 @@ def rehash_from(conn: sqlite3.Connection, first: int, link: object, scheme: str)
         prev = digest
 
 
-def tamper_rehash_one(conn: sqlite3.Connection) -> None:
+def tamper_rehash_one(conn: RawSql) -> None:
     # Edit record 3 and re-hash the chain from there with plain SHA-256, scheme unchanged.
     rehash_from(conn, 3, sha256, "hmac-sha256")
 
 
-def tamper_rehash_wrong_key(conn: sqlite3.Connection) -> None:
+def tamper_rehash_wrong_key(conn: RawSql) -> None:
     # The same with HMAC under a key of the attacker's own.
     rehash_from(conn, 3, lambda p, t: mac(p, t, b"attacker" * 4), "hmac-sha256")
 
 
-def tamper_downgrade_tail(conn: sqlite3.Connection) -> None:
+def tamper_downgrade_tail(conn: RawSql) -> None:
     # Records 4 on rewritten as if written before the chain was keyed.
     rehash_from(conn, 4, sha256, "sha256")
 
 
-def tamper_downgrade_whole(conn: sqlite3.Connection) -> None:
+def tamper_downgrade_whole(conn: RawSql) -> None:
     # The whole chain rewritten unkeyed: only the data dir's marker tells it from a legacy one.
     rehash_from(conn, 1, sha256, "sha256")
 
 
-def tamper_scheme(conn: sqlite3.Connection) -> None:
+def tamper_scheme(conn: RawSql) -> None:
     conn.execute("UPDATE audit_log SET scheme = 'plain' WHERE seq = 2")
 
 
-def tamper_delete_middle(conn: sqlite3.Connection) -> None:
+def tamper_delete_middle(conn: RawSql) -> None:
     conn.execute("DELETE FROM audit_log WHERE seq = 3")
 
 
-def tamper_delete_first(conn: sqlite3.Connection) -> None:
+def tamper_delete_first(conn: RawSql) -> None:
     conn.execute("DELETE FROM audit_log WHERE seq = 1")
 
 
-def tamper_delete_and_renumber(conn: sqlite3.Connection) -> None:
+def tamper_delete_and_renumber(conn: RawSql) -> None:
     # Remove record 3 and close the gap, so the sequence looks whole.
     conn.execute("DELETE FROM audit_log WHERE seq = 3")
     conn.execute("UPDATE audit_log SET seq = seq - 1 WHERE seq > 3")
 
 
-def tamper_swap(conn: sqlite3.Connection) -> None:
+def tamper_swap(conn: RawSql) -> None:
     # Records 2 and 3 trade places: every column but seq is exchanged.
     columns = "at, tenant_id, key_id, event, prev_hash, hash"
     two = conn.execute(f"SELECT {columns} FROM audit_log WHERE seq = 2").fetchone()
@@ -276,9 +281,10 @@ async def test_verify_names_the_first_bad_record(
     bad_seq: int,
     intact_before: int,
     words: str,
+    store_backend: StoreBackend,
 ) -> None:
     await fill(audit, 6)
-    with raw(tmp_path) as conn:
+    with raw(store_backend) as conn:
         tamper(conn)  # type: ignore[operator]
     # The data dir's rule, as the server and the CLI read it: this chain was keyed.
     (tmp_path / KEYED_MARKER).touch()
@@ -290,7 +296,7 @@ async def test_verify_names_the_first_bad_record(
     assert check.records == intact_before
 
 
-def make_legacy(conn: sqlite3.Connection) -> None:
+def make_legacy(conn: RawSql) -> None:
     """Turn the chain into what keyturn wrote before it was keyed: same events, plain SHA-256
     links, scheme ``sha256`` (migration 0006's default for existing rows)."""
     prev = GENESIS
@@ -303,15 +309,18 @@ def make_legacy(conn: sqlite3.Connection) -> None:
         prev = digest
 
 
-def links(tmp_path: Path) -> list[tuple[str, str, str]]:
-    with raw(tmp_path) as conn:
-        return conn.execute("SELECT prev_hash, hash, scheme FROM audit_log ORDER BY seq").fetchall()
+def links(db: StoreBackend) -> list[tuple[str, str, str]]:
+    with raw(db) as conn:
+        rows = conn.execute("SELECT prev_hash, hash, scheme FROM audit_log ORDER BY seq")
+        return [tuple(row) for row in rows.fetchall()]
 
 
-def keyed_links(tmp_path: Path, key: bytes = CHAIN_KEY) -> list[tuple[str, str, str]]:
+def keyed_links(db: StoreBackend, key: bytes = CHAIN_KEY) -> list[tuple[str, str, str]]:
     """The links every record must have once the chain is keyed under ``key``."""
-    with raw(tmp_path) as conn:
-        texts = [row[0] for row in conn.execute("SELECT event FROM audit_log ORDER BY seq")]
+    with raw(db) as conn:
+        texts = [
+            row[0] for row in conn.execute("SELECT event FROM audit_log ORDER BY seq").fetchall()
+        ]
     expected, prev = [], GENESIS
     for text in texts:
         expected.append((prev, mac(prev, text, key), "hmac-sha256"))
@@ -320,23 +329,27 @@ def keyed_links(tmp_path: Path, key: bytes = CHAIN_KEY) -> list[tuple[str, str, 
 
 
 async def test_a_legacy_chain_is_rekeyed_once_at_start(
-    store: SqlStore, audit: SqlAuditLog, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    store: SqlStore,
+    audit: SqlAuditLog,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    store_backend: StoreBackend,
 ) -> None:
     await fill(audit, 6)
-    with raw(tmp_path) as conn:
+    with raw(store_backend) as conn:
         make_legacy(conn)
-    legacy_head = links(tmp_path)[-1][1]
+    legacy_head = links(store_backend)[-1][1]
     before = await open_audit_log(store, tmp_path).verify()
     assert before.intact and before.records == before.legacy == 6
     assert before.head_hash == legacy_head
 
     with caplog.at_level(logging.WARNING):
         started = await start_audit_log(store, tmp_path)
-    assert links(tmp_path) == keyed_links(tmp_path)
+    assert links(store_backend) == keyed_links(store_backend)
     assert (tmp_path / KEYED_MARKER).exists()
     [message] = [r.getMessage() for r in caplog.records if "re-keyed" in r.getMessage()]
     assert "6 of 6 record(s) rewritten (6 were unkeyed)" in message
-    assert f"{legacy_head[:16]}... is now {links(tmp_path)[-1][1][:16]}..." in message
+    assert f"{legacy_head[:16]}... is now {links(store_backend)[-1][1][:16]}..." in message
     check = await started.verify()
     assert check.intact and check.records == 6 and check.legacy == 0
     await started.append(event(7))
@@ -348,32 +361,36 @@ async def test_a_legacy_chain_is_rekeyed_once_at_start(
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     # ...and a chain rewritten unkeyed from record 1 on is not a legacy chain any more: it is
     # neither re-keyed nor reported intact.
-    with raw(tmp_path) as conn:
+    with raw(store_backend) as conn:
         make_legacy(conn)
-    forged = links(tmp_path)
+    forged = links(store_backend)
     with caplog.at_level(logging.WARNING):
         await start_audit_log(store, tmp_path)
-    assert links(tmp_path) == forged
+    assert links(store_backend) == forged
     assert any("TAMPERED" in r.getMessage() for r in caplog.records)
     check = await open_audit_log(store, tmp_path).verify()
     assert check.bad_seq == 1 and "has been keyed" in check.problem
 
 
 async def test_a_broken_legacy_chain_is_not_rekeyed(
-    store: SqlStore, audit: SqlAuditLog, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    store: SqlStore,
+    audit: SqlAuditLog,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    store_backend: StoreBackend,
 ) -> None:
     await fill(audit, 6)
-    with raw(tmp_path) as conn:
+    with raw(store_backend) as conn:
         make_legacy(conn)
         tamper_edit_event(conn)
-    before = links(tmp_path)
+    before = links(store_backend)
     for _ in range(2):  # every start says so
         caplog.clear()
         with caplog.at_level(logging.WARNING):
             started = await start_audit_log(store, tmp_path)
         [error] = [r for r in caplog.records if r.levelno == logging.ERROR]
         assert "AUDIT LOG BROKEN" in error.getMessage() and " 3 " in error.getMessage()
-        assert links(tmp_path)[:6] == before
+        assert links(store_backend)[:6] == before
         assert not (tmp_path / KEYED_MARKER).exists()
         # The server goes on, and keyed records follow; verify keeps naming the break.
         await started.append(event(9))
@@ -382,21 +399,21 @@ async def test_a_broken_legacy_chain_is_not_rekeyed(
 
 
 async def test_a_chain_under_a_retired_master_key_is_rekeyed_at_start(
-    store: SqlStore, audit: SqlAuditLog, tmp_path: Path
+    store: SqlStore, audit: SqlAuditLog, tmp_path: Path, store_backend: StoreBackend
 ) -> None:
     """An interrupted rotation: the chain is under the key the store is being moved away
     from (or to); the server's sealing key takes it over, after the chain verified."""
     await fill(audit, 4)
     other = bytes(range(32))
     moved = await open_store(
-        sqlite_url(tmp_path), AesGcmSecretBox(other, retired=[MASTER]), FakeClock(T0)
+        store_backend.url, AesGcmSecretBox(other, retired=[MASTER]), FakeClock(T0)
     )
     try:
         assert (await SqlAuditLog(moved).verify()).intact  # the retired key verifies
         assert (await SqlAuditLog(moved).state()).foreign_tail
         await start_audit_log(moved, tmp_path)
         other_key = ChainKeys.of(AesGcmSecretBox(other)).signing
-        assert links(tmp_path) == keyed_links(tmp_path, other_key)
+        assert links(store_backend) == keyed_links(store_backend, other_key)
         assert (await SqlAuditLog(moved, ChainKeys(other_key, (other_key,))).verify()).intact
     finally:
         await moved.close()
@@ -406,12 +423,16 @@ async def test_a_chain_under_a_retired_master_key_is_rekeyed_at_start(
 
 
 async def test_start_up_shouts_about_a_downgraded_tail(
-    store: SqlStore, audit: SqlAuditLog, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    store: SqlStore,
+    audit: SqlAuditLog,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    store_backend: StoreBackend,
 ) -> None:
     started = await start_audit_log(store, tmp_path)  # empty: keyed from the start
     assert (tmp_path / KEYED_MARKER).exists()
     await fill(started, 5)
-    with raw(tmp_path) as conn:
+    with raw(store_backend) as conn:
         tamper_downgrade_tail(conn)
     with caplog.at_level(logging.WARNING):
         await start_audit_log(store, tmp_path)
@@ -421,17 +442,28 @@ async def test_start_up_shouts_about_a_downgraded_tail(
 
 
 async def test_an_unwritable_log_raises_and_keeps_the_chain(
-    audit: SqlAuditLog, tmp_path: Path
+    audit: SqlAuditLog, tmp_path: Path, store_backend: StoreBackend
 ) -> None:
     await fill(audit, 2)
-    with raw(tmp_path) as conn:
-        conn.execute(
-            "CREATE TRIGGER no_audit BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'x'); END"
-        )
+    with raw(store_backend) as conn:
+        if store_backend.sqlite:
+            conn.execute(
+                "CREATE TRIGGER no_audit BEFORE INSERT ON audit_log "
+                "BEGIN SELECT RAISE(ABORT, 'x'); END"
+            )
+        else:
+            conn.execute(
+                "CREATE FUNCTION no_audit() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN RAISE EXCEPTION 'x'; END $$"
+            )
+            conn.execute(
+                "CREATE TRIGGER no_audit BEFORE INSERT ON audit_log "
+                "FOR EACH ROW EXECUTE FUNCTION no_audit()"
+            )
     with pytest.raises(InternalError):
         await audit.append(event(3))
-    with raw(tmp_path) as conn:
-        conn.execute("DROP TRIGGER no_audit")
+    with raw(store_backend) as conn:
+        conn.execute("DROP TRIGGER no_audit" + ("" if store_backend.sqlite else " ON audit_log"))
     await audit.append(event(3))
     check = await audit.verify()
     assert check.intact and check.records == 3
@@ -482,10 +514,11 @@ APPENDER = textwrap.dedent(
 
 
 async def test_two_processes_keep_one_chain(
-    store: SqlStore, audit: SqlAuditLog, tmp_path: Path
+    store: SqlStore, audit: SqlAuditLog, tmp_path: Path, store_backend: StoreBackend
 ) -> None:
-    """BEGIN IMMEDIATE serializes seq allocation across processes sharing the file."""
-    url, count = sqlite_url(tmp_path), 80
+    """Several processes, one chain: BEGIN IMMEDIATE serializes seq allocation across
+    processes sharing the SQLite file, a transaction-scoped advisory lock on PostgreSQL."""
+    url, count = store_backend.url, 80
     procs = [
         await asyncio.create_subprocess_exec(
             sys.executable, "-c", APPENDER, url, name, str(count), env=dict(os.environ)

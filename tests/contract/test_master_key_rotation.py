@@ -39,6 +39,7 @@ from keyturn.service.context import SystemClock
 from keyturn.store.audit import SqlAuditLog
 from keyturn.store.audit_chain import ChainKeys
 from keyturn.store.audit_keying import KEYED_MARKER, open_audit_log
+from keyturn.store.migrate import sync_url
 from keyturn.store.rekey import (
     SEALED_COLUMNS,
     DataDirLock,
@@ -58,6 +59,7 @@ from keyturn.store.sealing import (
     write_key_file,
 )
 from keyturn.store.sql import SqlStore, open_store, sqlite_url
+from tests.support.store_backends import StoreBackend
 
 TENANT = "1300000009"
 INSTANCE = "crs-rekey001"
@@ -102,7 +104,7 @@ def audit_event(n: int) -> AuditEvent:
 
 async def _open(data_dir: Path, env: str | None = None) -> SqlStore:
     data_dir.mkdir(parents=True, exist_ok=True)
-    return await open_store(sqlite_url(data_dir), open_secret_box(data_dir, env), SystemClock())
+    return await open_store(url_of(data_dir), open_secret_box(data_dir, env), SystemClock())
 
 
 async def fill(data_dir: Path, env: str | None = None) -> Filled:
@@ -186,7 +188,7 @@ async def check_opens(data_dir: Path, filled: Filled, env: str | None = None) ->
 
 async def tokens(data_dir: Path) -> list[tuple[str, str]]:
     """(column, token) of every sealed value, read raw."""
-    engine = sa.create_engine(sqlite_url(data_dir))
+    engine = sa.create_engine(sync_url(url_of(data_dir)))
     found: list[tuple[str, str]] = []
     try:
         with engine.connect() as conn:
@@ -206,7 +208,7 @@ def data_bytes(data_dir: Path) -> bytes:
 async def rotate(data_dir: Path, env: str | None = None, new_key_file: Path | None = None) -> str:
     rotation = await rotate_master_key(
         data_dir=data_dir,
-        database_url=sqlite_url(data_dir),
+        database_url=url_of(data_dir),
         env_key=env,
         new_key_file=new_key_file,
         clock=SystemClock(),
@@ -214,9 +216,21 @@ async def rotate(data_dir: Path, env: str | None = None, new_key_file: Path | No
     return rotation.new_key_id
 
 
+#: The store URL of each data dir a test made: SQLite inside it, or the test's PostgreSQL
+#: database (``store_backend``).
+_URLS: dict[Path, str] = {}
+
+
+def url_of(data_dir: Path) -> str:
+    return _URLS[data_dir]
+
+
 @pytest.fixture
-def data_dir(tmp_path: Path) -> Iterator[Path]:
-    yield tmp_path / "data"
+def data_dir(tmp_path: Path, store_backend: StoreBackend) -> Iterator[Path]:
+    path = tmp_path / "data"
+    _URLS[path] = sqlite_url(path) if store_backend.sqlite else store_backend.url
+    yield path
+    del _URLS[path]
 
 
 async def test_rotation_reseals_everything(data_dir: Path) -> None:
@@ -228,7 +242,7 @@ async def test_rotation_reseals_everything(data_dir: Path) -> None:
 
     rotation = await rotate_master_key(
         data_dir=data_dir,
-        database_url=sqlite_url(data_dir),
+        database_url=url_of(data_dir),
         env_key=None,
         new_key_file=None,
         clock=SystemClock(),
@@ -291,7 +305,7 @@ async def test_crash_after_the_transaction_before_the_swap(data_dir: Path) -> No
     new = AesGcmSecretBox(bytes(range(32)))
     write_key_file(data_dir / NEW_KEY_FILE, bytes(range(32)))
     opener = AesGcmSecretBox(old, retired=[bytes(range(32))])
-    store = await open_store(sqlite_url(data_dir), opener, SystemClock())
+    store = await open_store(url_of(data_dir), opener, SystemClock())
     try:
         await SqlRekey(store.db).reseal(new)
     finally:
@@ -339,7 +353,7 @@ async def test_environment_key(data_dir: Path, tmp_path: Path) -> None:
     target.parent.mkdir()
     rotation = await rotate_master_key(
         data_dir=data_dir,
-        database_url=sqlite_url(data_dir),
+        database_url=url_of(data_dir),
         env_key=env,
         new_key_file=target,
         clock=SystemClock(),
@@ -375,7 +389,7 @@ async def test_refused_while_a_server_holds_the_data_dir(data_dir: Path) -> None
 async def test_a_value_that_does_not_open_changes_nothing(data_dir: Path) -> None:
     filled = await fill(data_dir)
     stranger = AesGcmSecretBox(bytes(range(2, 34)))
-    engine = sa.create_engine(sqlite_url(data_dir))
+    engine = sa.create_engine(sync_url(url_of(data_dir)))
     try:
         with engine.begin() as conn:
             conn.execute(
@@ -401,7 +415,7 @@ async def test_a_value_that_does_not_open_changes_nothing(data_dir: Path) -> Non
 async def test_a_broken_chain_keeps_its_break_across_a_rotation(data_dir: Path) -> None:
     """Record 3 was edited: records 1-2 are re-keyed, 3 on are kept, verify still names 3."""
     await fill(data_dir)
-    engine = sa.create_engine(sqlite_url(data_dir))
+    engine = sa.create_engine(sync_url(url_of(data_dir)))
     try:
         with engine.begin() as conn:
             conn.execute(sa.text("UPDATE audit_log SET event = replace(event, 'req-2', 'x')"))
@@ -410,7 +424,7 @@ async def test_a_broken_chain_keeps_its_break_across_a_rotation(data_dir: Path) 
         engine.dispose()
     rotation = await rotate_master_key(
         data_dir=data_dir,
-        database_url=sqlite_url(data_dir),
+        database_url=url_of(data_dir),
         env_key=None,
         new_key_file=None,
         clock=SystemClock(),
@@ -422,7 +436,7 @@ async def test_a_broken_chain_keeps_its_break_across_a_rotation(data_dir: Path) 
         assert (check.bad_seq, check.records) == (3, 2)
     finally:
         await store.close()
-    engine = sa.create_engine(sqlite_url(data_dir))
+    engine = sa.create_engine(sync_url(url_of(data_dir)))
     try:
         with engine.connect() as conn:
             assert conn.execute(sa.text("SELECT hash FROM audit_log WHERE seq >= 3")).all() == kept
@@ -434,7 +448,7 @@ async def test_a_legacy_chain_is_keyed_by_a_rotation(data_dir: Path) -> None:
     """A data dir never started since the upgrade: its unkeyed chain is verified and keyed
     under the new master key by the rotation itself."""
     filled = await fill(data_dir)
-    engine = sa.create_engine(sqlite_url(data_dir))
+    engine = sa.create_engine(sync_url(url_of(data_dir)))
     try:
         with engine.begin() as conn:
             prev = "0" * 64

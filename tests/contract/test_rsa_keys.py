@@ -1,4 +1,4 @@
-"""Per-tenant RSA key pairs (the PasswordCipher port) on the SQLite store."""
+"""Per-tenant RSA key pairs (the PasswordCipher port) on every store backend."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from keyturn.bootstrap import open_admin_store
 from keyturn.config import load_settings
 from keyturn.core.errors import InvalidParameterValue
 from keyturn.core.model import KeySource, Tenant
+from tests.support.store_backends import StoreBackend
 
 
 def encrypt(der_base64: str, text: str, scheme: padding.AsymmetricPadding) -> str:
@@ -21,8 +22,11 @@ def encrypt(der_base64: str, text: str, scheme: padding.AsymmetricPadding) -> st
     return base64.b64encode(public.encrypt(text.encode(), scheme)).decode()
 
 
-async def test_keys_are_per_tenant_rotatable_and_sealed(tmp_path: Path) -> None:
-    store = await open_admin_store(load_settings(data_dir=tmp_path, env={}))
+async def test_keys_are_per_tenant_rotatable_and_sealed(
+    tmp_path: Path, store_backend: StoreBackend
+) -> None:
+    env = {} if store_backend.sqlite else {"KEYTURN_DATABASE_URL": store_backend.url}
+    store = await open_admin_store(load_settings(data_dir=tmp_path, env=env))
     try:
         for tenant in ("1", "2"):
             await store.put_tenant(Tenant(id=tenant, name=tenant), KeySource.CLI)
@@ -46,4 +50,7 @@ async def test_keys_are_per_tenant_rotatable_and_sealed(tmp_path: Path) -> None:
     finally:
         await store.close()
     raw = b"".join(p.read_bytes() for p in tmp_path.rglob("keyturn.db*"))
+    with store_backend.raw() as conn:
+        rows = conn.execute("SELECT private_key_sealed, public_key FROM tenant_rsa_keys")
+        raw += repr(rows.fetchall()).encode()
     assert b"PRIVATE KEY" not in raw

@@ -1,9 +1,9 @@
 """Contract tests of ``SqlStore``: what any store backend must do for the service layer.
 
-The ``backend`` fixture is parametrized by backend name; each parameter yields a fresh, migrated
-database, the store on it and a separate raw engine for reading rows as they are on disk. SQLite
-(a file in a temporary directory) is always tested; a PostgreSQL parameter plugs in through
-``BACKENDS`` once a server is provided. The raw-file test is SQLite only by nature.
+The ``backend`` fixture runs on every ``store_backend`` (``tests.support.store_backends``:
+SQLite and a throwaway PostgreSQL 15); each yields a fresh, migrated database, the store on it
+and a separate raw engine for reading rows as they are stored. The raw-file tests are SQLite
+only by nature.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import asyncio
 import itertools
 import stat
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,6 +51,7 @@ from keyturn.store.schema import instances, metadata, nodes, tasks
 from keyturn.store.sealing import AesGcmSecretBox
 from keyturn.store.sql import SqlStore, open_engine, open_store, sqlite_url
 from tests.support.fakes import FakeClock
+from tests.support.store_backends import StoreBackend
 
 T1 = Tenant(id="1300000001", name="one")
 T2 = Tenant(id="1300000002", name="two")
@@ -81,20 +82,14 @@ class Backend:
             return (await conn.execute(query)).one()
 
 
-#: Backend name -> a fresh, empty database URL under the test's temporary directory.
-BACKENDS: dict[str, Callable[[Path], str]] = {"sqlite": sqlite_url}
-
-
 @pytest.fixture
 def box() -> AesGcmSecretBox:
     return AesGcmSecretBox(b"k" * 32)
 
 
-@pytest.fixture(params=sorted(BACKENDS))
-async def backend(
-    request: pytest.FixtureRequest, tmp_path: Path, box: AesGcmSecretBox
-) -> AsyncIterator[Backend]:
-    url = BACKENDS[request.param](tmp_path)
+@pytest.fixture
+async def backend(store_backend: StoreBackend, box: AesGcmSecretBox) -> AsyncIterator[Backend]:
+    url = store_backend.url
     clock = FakeClock(T0, tick=1)
     store = await open_store(url, box, clock)
     raw = open_engine(url)
@@ -717,3 +712,28 @@ async def test_deep_pages_and_counts_follow_changes(backend: Backend) -> None:
     await store.remove_instance(ids[0])
     page, total = await store.list_instances(T1.id, page=Page(limit=4, offset=listing.STEP))
     assert total == count - 1 and [i.id for i in page] == ids[listing.STEP + 1 : listing.STEP + 5]
+
+
+# --------------------------------------------------------------------------- replay memory
+
+
+async def test_a_nonce_is_new_once_until_it_expires(store: SqlStore) -> None:
+    later = T0.replace(minute=9)
+    assert await store.remember_nonce("AKID1", "n-1", expires_at=later, now=T0)
+    assert not await store.remember_nonce("AKID1", "n-1", expires_at=later, now=T0)
+    # Another key's nonce of the same text is another nonce.
+    assert await store.remember_nonce("AKID2", "n-1", expires_at=later, now=T0)
+    # Expired: taken over, and remembered again.
+    assert await store.remember_nonce("AKID1", "n-1", expires_at=later.replace(hour=4), now=later)
+    assert not await store.remember_nonce("AKID1", "n-1", expires_at=later, now=later)
+    await store.forget_nonce("AKID1", "n-1")
+    assert await store.remember_nonce("AKID1", "n-1", expires_at=later, now=T0)
+    assert await store.purge_nonces(later.replace(hour=5)) == 2
+
+
+async def test_concurrent_copies_of_a_nonce_admit_one(store: SqlStore) -> None:
+    later = T0.replace(minute=9)
+    fresh = await asyncio.gather(
+        *(store.remember_nonce("AKID1", "same", expires_at=later, now=T0) for _ in range(8))
+    )
+    assert sorted(fresh) == [False] * 7 + [True]

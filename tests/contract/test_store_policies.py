@@ -5,10 +5,10 @@ attaches (an inline document and named references) and their resolution into
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,8 +22,9 @@ from keyturn.service.admin import ADMINISTRATOR, Admin
 from keyturn.service.inventory import parse_inventory
 from keyturn.store.schema import access_keys, policies
 from keyturn.store.sealing import AesGcmSecretBox
-from keyturn.store.sql import SqlStore, open_store, sqlite_url
+from keyturn.store.sql import SqlStore, open_store
 from tests.support.fakes import FakeClock
+from tests.support.store_backends import StoreBackend
 
 T1 = Tenant(id="1300000001", name="one")
 T2 = Tenant(id="1300000002", name="two")
@@ -49,16 +50,13 @@ DENY_RESETS = validated_document(
     {"statement": [{"effect": "deny", "action": "redis:ResetPassword", "resource": "*"}]}
 )
 
-BACKENDS: dict[str, Callable[[Path], str]] = {"sqlite": sqlite_url}
-
-
 START = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
-@pytest.fixture(params=sorted(BACKENDS))
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SqlStore]:
+@pytest.fixture
+async def store(store_backend: StoreBackend) -> AsyncIterator[SqlStore]:
     opened = await open_store(
-        BACKENDS[request.param](tmp_path), AesGcmSecretBox(b"k" * 32), FakeClock(START, tick=1)
+        store_backend.url, AesGcmSecretBox(b"k" * 32), FakeClock(START, tick=1)
     )
     await opened.put_tenant(T1, KeySource.CLI)
     await opened.put_tenant(T2, KeySource.CLI)
@@ -203,6 +201,28 @@ async def test_removal_is_refused_while_attached(store: SqlStore) -> None:
     assert await store.remove_policy(T1.id, "p") is False
 
 
+async def test_a_removal_racing_an_attachment_never_leaves_a_dangling_one(
+    store: SqlStore,
+) -> None:
+    """Concurrent ``remove_policy`` and ``set_key_policies``: one of them loses (Conflict or
+    NotFound), never both win (PostgreSQL runs them at once under READ COMMITTED)."""
+    for round_ in range(15):
+        await store.set_key_policies("AKIDone", None)
+        await store.put_policy(named("p", RESET))
+        removed, attached = await asyncio.gather(
+            store.remove_policy(T1.id, "p"),
+            store.set_key_policies("AKIDone", KeyPolicies(names=("p",))),
+            return_exceptions=True,
+        )
+        exists = [p.name for p in await store.list_policies(T1.id)] == ["p"]
+        keeps = await store.key_policies("AKIDone") == KeyPolicies(names=("p",))
+        assert exists or not keeps, (round_, removed, attached)
+        assert isinstance(removed, bool | Conflict), removed
+        assert attached is None or isinstance(attached, NotFound), attached
+        if not exists:
+            assert removed is True and isinstance(attached, NotFound)
+
+
 async def test_a_vanished_reference_denies_everything(store: SqlStore) -> None:
     await store.put_policy(
         named(
@@ -236,8 +256,8 @@ async def test_key_updates_keep_attachments_and_tenant_removal_drops_policies(
     assert await store.list_policies(T2.id) == []
 
 
-async def test_attachments_survive_a_reopen(tmp_path: Path) -> None:
-    url = sqlite_url(tmp_path)
+async def test_attachments_survive_a_reopen(store_backend: StoreBackend) -> None:
+    url = store_backend.url
     box = AesGcmSecretBox(b"k" * 32)
     first = await open_store(url, box, FakeClock(START, tick=1))
     await first.put_tenant(T1, KeySource.CLI)

@@ -6,6 +6,8 @@ leaked secrets. Instances are registered straight into the same data dir, as the
 Several servers may share one data dir (``data_dir=``): nodes of one cluster on one SQLite
 store. Each server has a stable ``KEYTURN_NODE_ID``, so a restarted server reclaims the tasks
 it held at once, as a node with a configured id does.
+With ``database_url`` the store is that database (``KEYTURN_DATABASE_URL``, e.g. a
+``store_postgres`` database) instead of SQLite in the data dir; the master key stays there.
 """
 
 from __future__ import annotations
@@ -86,9 +88,13 @@ class KeyturnServer:
         extra_env: Mapping[str, str] | None = None,
         extra_args: Sequence[str] = (),
         data_dir: Path | None = None,
+        database_url: str | None = None,
     ) -> None:
         self.root = root
         self.extra_args = list(extra_args)
+        self.database_url = database_url
+        #: What the CLI-side helpers (``add_instance``, ``with_store``) resolve settings from.
+        self.store_env = {} if database_url is None else {"KEYTURN_DATABASE_URL": database_url}
         root.mkdir(parents=True, exist_ok=True)
         self.data_dir = data_dir or root / "data"
         self.config = root / "keyturn.toml"
@@ -104,6 +110,7 @@ class KeyturnServer:
             # sets its own.
             "KEYTURN_RATE_LIMITS": "*=100000",
             "KEYTURN_NODE_ID": f"test-{root.name}-{self.port}",
+            **self.store_env,
             **(extra_env or {}),
         }
         self.process: subprocess.Popen[bytes] | None = None
@@ -113,6 +120,11 @@ class KeyturnServer:
         return f"127.0.0.1:{self.port}"
 
     def start(self, extra_env: Mapping[str, str] | None = None, timeout: float = 20.0) -> None:
+        self.launch(extra_env)
+        self.wait_started(timeout)
+
+    def launch(self, extra_env: Mapping[str, str] | None = None) -> None:
+        """Start the process without waiting for it to answer (several servers at once)."""
         env = {**self.env, **(extra_env or {})}
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
@@ -134,6 +146,10 @@ class KeyturnServer:
             env=env,
         )
         log.close()
+
+    def wait_started(self, timeout: float = 20.0) -> None:
+        """Wait until the launched server answers ``/healthz``."""
+        assert self.process is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -148,6 +164,10 @@ class KeyturnServer:
     def healthy(self) -> bool:
         """Whether the server answers ``/healthz`` (an ``httpx.HTTPError`` while it cannot)."""
         return httpx.get(f"http://{self.endpoint}/healthz", timeout=0.5).status_code == 200
+
+    def readyz(self, timeout: float = 10.0) -> httpx.Response:
+        """``GET /readyz``: 200 when the store answers at the newest schema, else 503."""
+        return httpx.get(f"http://{self.endpoint}/readyz", timeout=timeout)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
         assert self.process is not None
@@ -192,7 +212,9 @@ class KeyturnServer:
         async def go() -> None:
             from keyturn.bootstrap import open_admin_store
 
-            store = await open_admin_store(load_settings(data_dir=self.data_dir, env={}))
+            store = await open_admin_store(
+                load_settings(data_dir=self.data_dir, env=self.store_env)
+            )
             try:
                 await Admin(store).add_instance(
                     tenant_id=tenant,
@@ -223,7 +245,9 @@ class KeyturnServer:
         async def go() -> T:
             from keyturn.bootstrap import open_admin_store
 
-            store = await open_admin_store(load_settings(data_dir=self.data_dir, env={}))
+            store = await open_admin_store(
+                load_settings(data_dir=self.data_dir, env=self.store_env)
+            )
             try:
                 return await action(store)
             finally:

@@ -266,7 +266,9 @@ def latest_task_id(keyturn: KeyturnServer, instance_id: str) -> int:
     async def go() -> int:
         from keyturn.bootstrap import open_admin_store
 
-        store = await open_admin_store(load_settings(data_dir=keyturn.data_dir, env={}))
+        store = await open_admin_store(
+            load_settings(data_dir=keyturn.data_dir, env=keyturn.store_env)
+        )
         try:
             tasks, _ = await store.list_tasks(
                 HW_PROJECT, instance_id=instance_id, page=Page(limit=1)

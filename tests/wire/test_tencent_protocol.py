@@ -185,7 +185,9 @@ def test_revoked_key_stops_working_within_a_second(keyturn: KeyturnServer) -> No
     from tests.support.keyturn_server import TENANT
 
     async def make_and_revoke(revoke: str | None) -> tuple[str, str]:
-        store = await open_admin_store(load_settings(data_dir=keyturn.data_dir, env={}))
+        store = await open_admin_store(
+            load_settings(data_dir=keyturn.data_dir, env=keyturn.store_env)
+        )
         try:
             if revoke:
                 await Admin(store).revoke_key(revoke)

@@ -1,12 +1,12 @@
-"""The ``keyturn`` command line: ``serve``, the inventory commands (``instances``, ``keys``,
-``tenants``, ``policies``) and ``nodes``. Each command resolves settings, runs one coroutine
-and prints with rich."""
+"""The ``keyturn`` command line: ``serve``, ``migrate``, the inventory commands (``instances``,
+``keys``, ``tenants``, ``policies``) and ``nodes``. Each command resolves settings, runs one
+coroutine and prints with rich."""
 
 from __future__ import annotations
 
 import typer
 
-from keyturn.cli import audit, inventory, keyrotation, nodes, policies, serve, tls
+from keyturn.cli import audit, inventory, keyrotation, migrate, nodes, policies, serve, tls
 
 app = typer.Typer(
     name="keyturn",
@@ -16,6 +16,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("serve")(serve.serve)
+app.command("migrate")(migrate.migrate)
 app.add_typer(inventory.instances, name="instances")
 app.add_typer(inventory.keys, name="keys")
 inventory.keys.command("rotate")(keyrotation.rotate_key)

@@ -23,7 +23,7 @@ import typer
 import uvicorn
 from starlette.types import ASGIApp
 
-from keyturn.bootstrap import Runtime, build_runtime
+from keyturn.bootstrap import Runtime, build_runtime, store_url_of
 from keyturn.cli.firstkey import hand_over_first_key
 from keyturn.cli.options import ConfigOption, DataDirOption
 from keyturn.cli.workers import serve_workers
@@ -33,6 +33,7 @@ from keyturn.http.edge import EdgeLimits, edge_protocol
 from keyturn.logredact import install as install_redaction
 from keyturn.service.inventory import parse_inventory
 from keyturn.store.rekey import DataDirLock
+from keyturn.store.startup import startup_lock
 
 log = logging.getLogger("keyturn.serve")
 
@@ -114,9 +115,16 @@ def tls_context(settings: Settings) -> ssl.SSLContext | None:
 
 
 async def _serve(settings: Settings, tls: ssl.SSLContext | None) -> None:
-    runtime = await build_runtime(settings)
+    # On a shared PostgreSQL, one starting node at a time migrates and reconciles; the others
+    # wait here for it (``keyturn.store.startup``).
+    async with startup_lock(store_url_of(settings), settings.store_timeout):
+        runtime = await build_runtime(settings)
+        try:
+            await prepare(runtime, settings.config)
+        except BaseException:
+            await runtime.close()
+            raise
     try:
-        await prepare(runtime, settings.config)
         server = uvicorn.Server(uvicorn_config(runtime.app(), settings, tls))
         log.info("serving on %s://%s:%d", settings.scheme, settings.host, settings.port)
         # uvicorn handles SIGTERM/SIGINT: it stops accepting requests, runs the app's

@@ -30,9 +30,10 @@ import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.supervisors import Multiprocess
 
-from keyturn.bootstrap import build_runtime
+from keyturn.bootstrap import build_runtime, store_url_of
 from keyturn.config import Settings
 from keyturn.store.rekey import DataDirLock
+from keyturn.store.startup import startup_lock
 
 log = logging.getLogger("keyturn.serve")
 
@@ -62,11 +63,14 @@ def serve_workers(settings: Settings) -> None:
 async def _prepare_once(settings: Settings) -> None:
     from keyturn.cli.serve import prepare
 
-    runtime = await build_runtime(settings)
-    try:
-        await prepare(runtime, settings.config, recover=False)
-    finally:
-        await runtime.close()
+    # Under the same start-up lock as a single-process node: on a shared PostgreSQL, one
+    # starting node (or supervisor) at a time migrates and reconciles.
+    async with startup_lock(store_url_of(settings), settings.store_timeout):
+        runtime = await build_runtime(settings)
+        try:
+            await prepare(runtime, settings.config, recover=False)
+        finally:
+            await runtime.close()
 
 
 class WorkerConfig(uvicorn.Config):

@@ -55,7 +55,8 @@ table each; engines and stores translate foreign exceptions into them at their b
     │   └── OperationTimedOut        a synchronous API's deadline passed; the task goes on
     ├── RequestThrottled             over the rate limit of the tenant and action
     └── InternalError
-        └── LeaseLost                this node no longer holds the task's lease
+        ├── LeaseLost                this node no longer holds the task's lease
+        └── StoreUnavailable         the store database cannot be reached (within its timeout)
 """
 
 from __future__ import annotations
@@ -381,6 +382,12 @@ class LeaseLost(InternalError):
     holder carries on."""
 
     code = "LeaseLost"
+
+
+class StoreUnavailable(InternalError):
+    """The service is temporarily unavailable; retry later."""
+
+    code = "StoreUnavailable"
 
 
 def error_class(code: str | None) -> type[DomainError] | None:

@@ -9,6 +9,7 @@ bounds the memory large ones hold at once.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -39,6 +40,9 @@ class _AnyPath(Convertor[str]):
 
 register_url_convertor("anypath", _AnyPath())
 
+#: Why the node is not ready to serve (None: ready), e.g. ``SqlStore.readiness``.
+Readiness = Callable[[], Awaitable[str | None]]
+
 _NOT_CLAIMED = json.dumps(
     {"error": "no vendor API matches this request (missing signature headers?)"}
 ).encode()
@@ -52,10 +56,15 @@ def create_app(
     on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
     *,
     read_timeout: float,
+    readiness: Readiness | None = None,
+    readiness_timeout: float = 5.0,
 ) -> Starlette:
-    """Build the ASGI app serving ``dialects``, plus ``GET /healthz``. ``on_shutdown`` runs
-    after the server stopped accepting requests (SIGTERM/SIGINT included); ``read_timeout``
-    is how long a large body may wait for its turn to be read (``KEYTURN_READ_TIMEOUT``)."""
+    """Build the ASGI app serving ``dialects``, plus ``GET /healthz`` (the process answers; no
+    store access) and ``GET /readyz`` (``readiness`` says the store is reachable and its schema
+    current, within ``readiness_timeout`` seconds; else 503, JSON) for load balancers.
+    ``on_shutdown`` runs after the server stopped accepting requests (SIGTERM/SIGINT
+    included); ``read_timeout`` is how long a large body may wait for its turn to be read
+    (``KEYTURN_READ_TIMEOUT``)."""
     bodies = BodyReader(timeout=read_timeout)
 
     @contextlib.asynccontextmanager
@@ -82,10 +91,24 @@ def create_app(
         headers = {"x-keyturn-pid": str(os.getpid())}
         return Response(b'{"status":"ok"}', headers=headers, media_type="application/json")
 
+    async def readyz(request: Request) -> Response:
+        reason: str | None = None
+        if readiness is not None:
+            try:
+                async with asyncio.timeout(readiness_timeout):
+                    reason = await readiness()
+            except TimeoutError:
+                reason = "the store did not answer in time"
+        if reason is None:
+            return Response(b'{"status":"ready"}', media_type="application/json")
+        body = json.dumps({"status": "unavailable", "reason": reason}).encode()
+        return Response(body, status_code=503, media_type="application/json")
+
     methods = ["GET", "POST", "PUT", "DELETE", "PATCH"]
     return Starlette(
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
             Route("/{path:anypath}", dispatch, methods=methods),
         ],
         lifespan=lifespan,

@@ -32,6 +32,7 @@ from keyturn.core.errors import (
     InternalError,
     NotFound,
     RequestThrottled,
+    StoreUnavailable,
 )
 from keyturn.core.ports import AuditLog, Clock, Store
 from keyturn.service.access import (
@@ -190,6 +191,8 @@ class Gate:
         )
         try:
             await self._audit.append(event)
+        except StoreUnavailable:
+            log.warning("could not record a refused call in the audit log: the store is down")
         except Exception:
             # Nothing was changed: a refusal that cannot be recorded is logged, not failed.
             log.exception("could not record a refused call in the audit log")
@@ -264,6 +267,12 @@ class Gate:
         a change): an outcome that cannot be recorded is logged, the change having happened."""
         try:
             await self._audit.append(replace(event, at=self._clock.now()))
+        except StoreUnavailable:
+            # The store is down (logged once per call by the store): the caller gets the
+            # vendor's "unavailable", not a generic internal error.
+            log.warning("the audit log could not be written: the store is down")
+            if required:
+                raise
         except Exception as exc:
             log.exception("the audit log could not be written")
             if required:

@@ -34,7 +34,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
-from keyturn.core.errors import DomainError, EngineUnavailable, LeaseLost
+from keyturn.core.errors import DomainError, EngineUnavailable, LeaseLost, StoreUnavailable
 from keyturn.core.model import Instance, Node
 from keyturn.core.plans import Change, ChangePlan, Topology
 from keyturn.core.ports import CredentialSnapshot, Engine, Store
@@ -185,6 +185,8 @@ class PlanRunner:
             plan = engine.plan(topology, change, snapshots)
         except LeaseLost:
             raise
+        except StoreUnavailable:
+            raise  # not the instance's fault: the worker resumes the task once the store is back
         except DomainError as exc:
             cause = f"interrupted by a keyturn restart before completion ({exc.message})"
             return await self._restore_all(

@@ -13,6 +13,10 @@ With ``Leases`` (always, in a server) a task runs only under its lease: a new ta
 claimed by this node, and ``claim`` takes over unfinished tasks whose lease lapsed (their node
 died) and resumes them exactly as a restart does. A run that loses its lease stops where it
 stands (``LeaseLost``), its outcome ``elsewhere``.
+A run the store fails under (``StoreUnavailable``: the database went away) is not lost either:
+it waits for the store with a backoff, reads its row again and resumes it as a restart would,
+under the same lease (its fenced writes fail with ``LeaseLost`` if another node took the task
+meanwhile), so tasks go on once the store is back.
 """
 
 from __future__ import annotations
@@ -24,17 +28,19 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from keyturn.core.cluster import Fence
-from keyturn.core.errors import DomainError, LeaseLost, NotFound
+from keyturn.core.errors import DomainError, LeaseLost, NotFound, StoreUnavailable
 from keyturn.core.model import Instance
 from keyturn.core.plans import Change
 from keyturn.core.ports import Clock, EngineRegistry, Store
 from keyturn.core.secrets import Secret
-from keyturn.core.tasks import Task, TaskState
+from keyturn.core.tasks import ACTIVE_STATES, Task, TaskState
 from keyturn.service.checkpoints import NO_CHECKPOINTS, Checkpoints
 from keyturn.service.leases import UNLEASED, Held, Leases, TaskLease
 from keyturn.service.plan_runner import Ending, PlanRunner
 
 log = logging.getLogger(__name__)
+#: Seconds between tries while the store is unavailable, doubling up to the second.
+_STORE_RETRY_FIRST, _STORE_RETRY_MAX = 0.5, 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,11 +191,21 @@ class TaskWorker:
         self, task: Task, loaded: Loaded | None, outcome: asyncio.Future[Outcome], lease: Held
     ) -> None:
         try:
-            async with self._slots, self._instance_slot(task.instance_id):
-                ending = await self._run(task, loaded, lease)
-            if ending is not None:
-                await self._finish(task, ending, lease)
-                _settle(outcome, Outcome(ending.state, ending.message, ending.error))
+            current: Task | None = task
+            while current is not None:
+                try:
+                    async with self._slots, self._instance_slot(current.instance_id):
+                        ending = await self._run(current, loaded, lease)
+                    if ending is not None:
+                        await self._finish(current, ending, lease)
+                        _settle(outcome, Outcome(ending.state, ending.message, ending.error))
+                    return
+                except StoreUnavailable:
+                    log.warning(
+                        "the store is unavailable: task waits for it to resume",
+                        extra={"task_id": task.id},
+                    )
+                    current, loaded = await self._when_store_is_back(current), None
         except asyncio.CancelledError:
             raise
         except LeaseLost as exc:
@@ -216,6 +232,19 @@ class TaskWorker:
         # The store unreachable: the lease lapses instead.
         with contextlib.suppress(DomainError):
             await self._store.release_leases(self.leases.node_id, [lease.task_id])
+
+    async def _when_store_is_back(self, task: Task) -> Task | None:
+        """``task`` as the store has it once the store answers again (backing off up to
+        ``_STORE_RETRY_MAX`` seconds between tries); None if it has ended meanwhile."""
+        delay = _STORE_RETRY_FIRST
+        while True:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _STORE_RETRY_MAX)
+            try:
+                current = await self._store.get_task(task.tenant_id, task.id)
+            except StoreUnavailable:
+                continue
+            return current if current.state in ACTIVE_STATES else None
 
     async def _run(self, task: Task, loaded: Loaded | None, lease: Held) -> Ending | None:
         if loaded is not None:

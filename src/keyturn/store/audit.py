@@ -214,7 +214,7 @@ class SqlAuditLog:
             where.append(
                 sa.or_(
                     vendor_action == action,
-                    vendor_action.endswith(":" + action, autoescape=True),
+                    _ends_with(vendor_action, ":" + action),
                     self._field("neutral_action") == action,
                 )
             )
@@ -265,6 +265,13 @@ class SqlAuditLog:
             return sa.func.json_extract(audit_log.c.event, f"$.{name}", type_=sa.String())
         field: sa.ColumnElement[str] = sa.cast(audit_log.c.event, postgresql.JSONB)[name].astext
         return field
+
+
+def _ends_with(text: sa.ColumnElement[str], suffix: str) -> sa.ColumnElement[bool]:
+    """``text`` ends with ``suffix``, case-sensitively on every backend (SQLite's LIKE ignores
+    ASCII case, PostgreSQL's does not): compared as a substring, not a pattern."""
+    start = sa.func.length(text) - len(suffix) + 1
+    return sa.and_(start >= 1, sa.func.substr(text, start) == suffix)
 
 
 async def lock_chain(conn: Connection) -> None:

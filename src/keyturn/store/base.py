@@ -5,7 +5,9 @@ audit log receive their store's one (composition, no shared base class). Reads r
 connection, writes in one transaction each (``BEGIN IMMEDIATE`` on SQLite, so a transaction that
 reads then writes never fails on a lock upgrade; the caller adds ``FOR UPDATE`` for PostgreSQL).
 Every SQLite connection gets WAL, ``synchronous=FULL``, foreign keys and a busy timeout.
-``guarded`` translates SQLAlchemy errors into ``keyturn.core.errors.InternalError``; ``Forward``
+``guarded`` translates SQLAlchemy errors at the store boundary: a database that cannot be reached
+or did not answer in time (connection refused or lost, connect, statement or pool timeout)
+becomes ``StoreUnavailable``, anything else ``InternalError``; ``Forward``
 lets the store answer its ports' methods with its parts'. Imports: ``keyturn.core``, SQLAlchemy
 and the standard library.
 """
@@ -16,6 +18,7 @@ import asyncio
 import copy
 import functools
 import logging
+import sqlite3
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -33,10 +36,11 @@ from typing import (
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
-from keyturn.core.errors import DomainError, InternalError, NotFound
+from keyturn.core.errors import DomainError, InternalError, NotFound, StoreUnavailable
 from keyturn.core.ports import Clock, SecretBox
 from keyturn.store.inline import InlineConnection, InlineEngine
 from keyturn.store.schema import tenants
@@ -68,8 +72,34 @@ SQLITE_PRAGMAS: Final = (
 )
 
 
+#: SQLAlchemy's errors for "the database is not there or did not answer in time": psycopg's
+#: ``OperationalError`` (refused, lost, ``connect_timeout``, ``statement_timeout``, server
+#: shutdown), a pool check-out timeout, a connection SQLAlchemy had to invalidate.
+_UNAVAILABLE: Final = (sa_exc.OperationalError, sa_exc.TimeoutError, sa_exc.DisconnectionError)
+#: The message of ``StoreUnavailable``: a client only learns to retry.
+STORE_UNAVAILABLE: Final = "the store database is unavailable; retry later"
+
+
+def store_error(exc: BaseException) -> DomainError:
+    """The domain error for an exception raised by the database layer."""
+    if isinstance(exc, sa_exc.DBAPIError) and isinstance(exc.orig, sqlite3.Error):
+        # SQLite files every fault under OperationalError ("no such table" too): only a
+        # database another process holds locked is "unavailable".
+        if "locked" in str(exc.orig) or "busy" in str(exc.orig):
+            return StoreUnavailable(STORE_UNAVAILABLE)
+        return InternalError("the store could not complete the operation")
+    if isinstance(exc, _UNAVAILABLE) or (
+        isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
+    ):
+        return StoreUnavailable(STORE_UNAVAILABLE)
+    if isinstance(exc, OSError | TimeoutError):
+        return StoreUnavailable(STORE_UNAVAILABLE)
+    return InternalError("the store could not complete the operation")
+
+
 def guarded(op: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
-    """Let domain errors through; turn database errors into a generic ``InternalError``."""
+    """Let domain errors through; turn database errors into ``StoreUnavailable`` (not
+    reachable, not in time) or a generic ``InternalError``."""
 
     @functools.wraps(op)
     async def run(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -77,12 +107,19 @@ def guarded(op: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[An
             return await op(*args, **kwargs)
         except DomainError:
             raise
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, OSError, TimeoutError) as exc:
             # Parameters are hidden (hide_parameters) and only ever hold sealed values.
-            log.error("store operation %s failed: %s", op.__name__, exc)
-            raise InternalError("the store could not complete the operation") from exc
+            error = store_error(exc)
+            log.error("store operation %s failed: %s", op.__name__, _first_line(exc))
+            raise error from exc
 
     return run
+
+
+def _first_line(exc: BaseException) -> str:
+    """The error's first line: SQLAlchemy appends the statement and a link, libpq its hints."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -131,6 +131,14 @@ class SqlPolicies:
     @guarded
     async def remove_policy(self, tenant_id: str, name: str) -> bool:
         async with self._db.write() as conn:
+            # PostgreSQL: lock the policy before looking for keys attaching it, so a concurrent
+            # ``set_key_policies`` (which holds it FOR SHARE) either finishes first and is seen
+            # here, or finds it gone (SQLite's BEGIN IMMEDIATE serializes both already).
+            await conn.execute(
+                sa.select(policies.c.name)
+                .where(policies.c.tenant_id == tenant_id, policies.c.name == name)
+                .with_for_update()
+            )
             users = await self._attaching(conn, tenant_id, name)
             if users:
                 raise Conflict(
@@ -162,7 +170,7 @@ class SqlPolicies:
             if tenant_id is None:
                 raise NotFound(f"access key {key_id!r} does not exist")
             if attached is not None and attached.names:
-                known = await self._documents(conn, tenant_id, attached.names)
+                known = await self._documents(conn, tenant_id, attached.names, lock=True)
                 for name in attached.names:
                     if name not in known:
                         raise NotFound(f"tenant {tenant_id!r} has no policy named {name!r}")
@@ -206,11 +214,15 @@ class SqlPolicies:
         return out
 
     async def _documents(
-        self, conn: Connection, tenant_id: str, names: Iterable[str]
+        self, conn: Connection, tenant_id: str, names: Iterable[str], *, lock: bool = False
     ) -> dict[str, str]:
+        """The named documents; ``lock``: held FOR SHARE to the end of the transaction (a
+        ``remove_policy`` then waits, and sees the attachment)."""
         query = sa.select(policies.c.name, policies.c.document).where(
             policies.c.tenant_id == tenant_id, policies.c.name.in_(sorted(set(names)))
         )
+        if lock:
+            query = query.with_for_update(read=True)
         return {row.name: row.document for row in await conn.execute(query)}
 
     async def _attaching(self, conn: Connection, tenant_id: str, name: str) -> list[str]:

@@ -3,9 +3,9 @@
 A verified request's nonce (or signature) is stored as ``(scope, sha256(nonce), expires_at)``
 until it expires, so a captured request stays refused after a restart and on every process
 that shares the store. One statement decides, atomically on SQLite and PostgreSQL alike: an
-insert that, on a conflict, only takes over a row that has already expired. The row count then
-says whether the nonce was new. Expired rows are deleted by ``purge_nonces``. Imports:
-SQLAlchemy, this package and the standard library.
+insert that, on a conflict, only takes over a row that has already expired. The row it returns
+(none on a live conflict) says whether the nonce was new. Expired rows are deleted by
+``purge_nonces``. Imports: SQLAlchemy, this package and the standard library.
 """
 
 from __future__ import annotations
@@ -44,9 +44,11 @@ class SqlReplay:
                 index_elements=[replay_nonces.c.scope, replay_nonces.c.digest],
                 set_={"expires_at": stmt.excluded.expires_at},
                 where=replay_nonces.c.expires_at <= now,
-            )
+            ).returning(replay_nonces.c.digest)
+            # RETURNING, not the row count: psycopg's asyncio cursor reports -1 for an INSERT
+            # through SQLAlchemy, which would read as "new" and let every replay through.
             result = await conn.execute(stmt)
-            return bool(result.rowcount)
+            return result.first() is not None
 
     @guarded
     async def forget_nonce(self, scope: str, nonce: str) -> None:

@@ -23,28 +23,46 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from keyturn.core.errors import Conflict, InstanceNotFound, InternalError
+from keyturn.core.errors import Conflict, InstanceNotFound, InternalError, StoreUnavailable
 from keyturn.core.model import AccessKey, Instance, KeySource, Tenant
 from keyturn.core.ports import Clock, Page, SecretBox
 from keyturn.core.secrets import Secret
 from keyturn.store import rows
-from keyturn.store.base import Engine, Forward, SqlDatabase, count_of, guarded, upsert_insert
+from keyturn.store.base import (
+    Engine,
+    Forward,
+    SqlDatabase,
+    count_of,
+    guarded,
+    store_error,
+    upsert_insert,
+)
 from keyturn.store.change_locks import SqlChangeLocks
 from keyturn.store.inline import InlineEngine
 from keyturn.store.leases import SqlLeases
 from keyturn.store.listing import BUMP_GENERATION, ListingCache
-from keyturn.store.migrate import ensure_schema, sync_url
+from keyturn.store.migrate import (
+    DEFAULT_TIMEOUT,
+    SCHEMA_HEAD,
+    connect_args,
+    ensure_schema,
+    store_url,
+    sync_url,
+)
 from keyturn.store.policies import SqlPolicies
 from keyturn.store.rates import SqlRates
 from keyturn.store.replay import SqlReplay
 from keyturn.store.rsa_keys import SqlRsaKeys
 from keyturn.store.schema import access_keys, instances, nodes, tenants
+from keyturn.store.startup import startup_lock
 from keyturn.store.task_repo import SqlTaskRepo
 
 DB_FILE: Final = "keyturn.db"
 #: Result rows beyond which instances are assembled in a worker thread.
 _BIG_RESULT: Final = 2000
 
+#: The schema revision Alembic records (``readiness``).
+_SCHEMA_REVISION: Final = sa.text("SELECT version_num FROM alembic_version")
 #: A hot read, built once (see ``task_repo``).
 _GET_ACCESS_KEY: Final = sa.select(access_keys).where(access_keys.c.id == sa.bindparam("id"))
 
@@ -108,31 +126,52 @@ def _create_sqlite_file(url: str) -> None:
         return  # it exists, or SQLite will report why it cannot be opened
 
 
-def _prepare(url: str) -> None:
+def _prepare(url: str, timeout: float) -> None:
     _create_sqlite_file(url)
-    ensure_schema(url)
+    ensure_schema(url, timeout)
 
 
-def open_engine(url: str) -> Engine:
-    """SQLite runs inline on the event loop (see ``keyturn.store.inline``); other databases
-    through SQLAlchemy's asyncio engine."""
+def open_engine(url: str, timeout: float = DEFAULT_TIMEOUT) -> Engine:
+    """SQLite runs inline on the event loop (see ``keyturn.store.inline``); PostgreSQL through
+    SQLAlchemy's asyncio engine on psycopg 3, every wait bounded by ``timeout`` seconds:
+    connecting, each statement, a pool check-out; a pooled connection is pinged before use,
+    so one the server dropped (a restart, a failover) is replaced instead of failing a call."""
+    url = store_url(url)
     if make_url(url).get_backend_name() == "sqlite":
         return InlineEngine(create_engine(sync_url(url), hide_parameters=True))
     from sqlalchemy.ext.asyncio import create_async_engine
 
-    return create_async_engine(url, hide_parameters=True)
+    return create_async_engine(
+        url,
+        hide_parameters=True,
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=10,
+        pool_timeout=timeout,
+        # Connections older than this are replaced: a failover's new primary gets them all.
+        pool_recycle=1800,
+        connect_args=connect_args(url, timeout),
+    )
 
 
-async def open_store(url: str, box: SecretBox, clock: Clock) -> SqlStore:
-    """Migrate the database at ``url`` to the newest schema and open a store on it."""
+async def open_store(
+    url: str, box: SecretBox, clock: Clock, *, timeout: float = DEFAULT_TIMEOUT
+) -> SqlStore:
+    """Migrate the database at ``url`` to the newest schema (one node at a time on PostgreSQL:
+    ``keyturn.store.startup``) and open a store on it."""
+    url = store_url(url)
     try:
-        await asyncio.to_thread(_prepare, url)
-        engine = open_engine(url)
+        async with startup_lock(url, timeout):
+            await asyncio.to_thread(_prepare, url, timeout)
+        engine = open_engine(url, timeout)
     except ArgumentError:
         raise InternalError("the store database URL is not valid") from None
     except RuntimeError as exc:  # the migration child failed; its output is in the message
         raise InternalError(str(exc)) from None
     except SQLAlchemyError as exc:
+        error = store_error(exc)
+        if isinstance(error, StoreUnavailable):
+            raise StoreUnavailable("the store database could not be reached") from exc
         raise InternalError("the store database could not be opened or migrated") from exc
     return SqlStore(engine, box, clock)
 
@@ -164,6 +203,38 @@ class SqlStore:
 
     async def close(self) -> None:
         await self.db.close()
+
+    @guarded
+    async def check_master_key(self) -> None:
+        """Refuse a master key that does not open the store's secrets (one access key's is
+        tried): a node sharing a PostgreSQL store with a master key of its own (a fresh data
+        dir makes one) would otherwise seal what it writes under a key the others lack."""
+        query = sa.select(access_keys.c.id, access_keys.c.secret_sealed).limit(1)
+        async with self.db.read() as conn:
+            row = (await conn.execute(query)).first()
+        if row is None:
+            return
+        try:
+            self.db.unseal(row.secret_sealed, rows.key_secret_context(row.id))
+        except InternalError:
+            sealed_by = row.secret_sealed.split(":")[1] if row.secret_sealed.count(":") >= 2 else ""
+            raise InternalError(
+                f"this node's master key does not open the store's secrets (sealed under key"
+                f" id {sealed_by or 'unknown'}): every node sharing a store needs the same"
+                " master key (KEYTURN_MASTER_KEY, or the same master.key)"
+            ) from None
+
+    async def readiness(self) -> str | None:
+        """None when the store answers and its schema is the newest this code knows (what
+        ``/readyz`` reports); else why not, without any detail of the database."""
+        try:
+            async with self.db.read() as conn:
+                found = await conn.scalar(_SCHEMA_REVISION)
+        except (SQLAlchemyError, OSError, TimeoutError):
+            return "the store database is unavailable"
+        if found != SCHEMA_HEAD:
+            return f"the store schema is at revision {found}, not {SCHEMA_HEAD}"
+        return None
 
     # The parts' ports, answered by the parts.
     create_task = Forward("tasks", SqlTaskRepo.create_task)

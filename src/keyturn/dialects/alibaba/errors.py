@@ -103,6 +103,12 @@ COMMON_CODES: Mapping[type[e.DomainError], AlibabaCode] = {
     e.EngineError: AlibabaCode("IncorrectDBInstanceState", 403),
     # The reset goes on as a durable task and will finish: retry-later semantics.
     e.OperationTimedOut: AlibabaCode("ServiceUnavailable", 503),
+    # The store cannot be reached: Alibaba's temporary-failure answer (the SDKs may retry).
+    e.StoreUnavailable: AlibabaCode(
+        "ServiceUnavailable",
+        503,
+        "The request has failed due to a temporary failure of the server.",
+    ),
 }
 
 ERRORS = ErrorTable(COMMON_CODES, INTERNAL, lambda entry: entry.code)

@@ -53,6 +53,8 @@ COMMON_CODES: Mapping[type[e.DomainError], HuaweiCode] = {
     e.OperationInProgress: HuaweiCode("111400017", 400),
     e.EngineError: HuaweiCode("111400842", 500),
     e.EngineUnavailable: HuaweiCode("111400026", 400),
+    # The store cannot be reached: the service's internal error (as Huawei answers it).
+    e.StoreUnavailable: INTERNAL,
 }
 
 ERRORS = ErrorTable(COMMON_CODES, INTERNAL, lambda entry: entry.code)

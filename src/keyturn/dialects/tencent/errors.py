@@ -35,6 +35,8 @@ COMMON_CODES: Mapping[type[e.DomainError], str] = {
     e.Conflict: "ResourceInUse",
     e.EngineError: "FailedOperation",
     e.EngineUnavailable: "ResourceUnavailable",
+    # Tencent's common code for "the service is temporarily unavailable": the store is down.
+    e.StoreUnavailable: "ServiceUnavailable",
 }
 
 ERRORS = ErrorTable(COMMON_CODES, "InternalError", str)

@@ -11,7 +11,7 @@ from alembic import context
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
-from keyturn.store.migrate import URL_ATTRIBUTE, sync_url
+from keyturn.store.migrate import DEFAULT_TIMEOUT, URL_ATTRIBUTE, connect_args, sync_url
 from keyturn.store.schema import metadata
 
 config = context.config
@@ -37,7 +37,13 @@ def run_migrations_offline() -> None:
 
 
 def run_migrations_online() -> None:
-    engine = create_engine(sync_url(_url()), poolclass=NullPool)
+    url = _url()
+    # No statement timeout: a migration may rightly take longer than a request.
+    engine = create_engine(
+        sync_url(url),
+        poolclass=NullPool,
+        connect_args=connect_args(url, DEFAULT_TIMEOUT, statements=False),
+    )
     try:
         with engine.connect() as connection:
             context.configure(

@@ -24,7 +24,11 @@ from tests.support.passwords import USED_PASSWORDS
 from tests.support.postgres_server import TEMPLATE_PASSWORD, PostgresServer
 from tests.support.redis_server import ADMIN_PASSWORDS, RedisServer
 
-pytest_plugins = ["tests.support.fixtures", "tests.support.store_backends"]
+pytest_plugins = [
+    "tests.support.fixtures",
+    "tests.support.store_backends",
+    "tests.support.keyturn_cluster",
+]
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -1,6 +1,7 @@
 """The one seam where tests inject faults into a running task: named checkpoints.
 
-The worker announces ``before_write_ahead``, ``after_write_ahead`` and ``after_apply`` as it
+The worker announces ``before_write_ahead``, ``after_write_ahead``, ``after_apply`` and
+``during_verify`` (after the first of the plan's checks passed, the others still to run) as it
 passes them. In production nothing listens (``NO_CHECKPOINTS``). The crash and fault suites
 start keyturn with ``KEYTURN_FAULT_PAUSE="after_apply=5,..."`` and get ``PausingCheckpoints``,
 which sleep there so that a test can SIGKILL the process at exactly that point; the worker's
@@ -17,7 +18,7 @@ from typing import Final, Protocol
 log = logging.getLogger(__name__)
 
 #: The points a task passes, in order.
-POINTS: Final = ("before_write_ahead", "after_write_ahead", "after_apply")
+POINTS: Final = ("before_write_ahead", "after_write_ahead", "after_apply", "during_verify")
 
 
 class Checkpoints(Protocol):

@@ -224,8 +224,10 @@ class PlanRunner:
                     applied.append(i)
                     steps[i] = steps[i].to(StepPhase.APPLIED, note or step.label)
                 await self._checkpoints.reached("after_apply", task.id)
-                for check in plan.checks:
+                for i, check in enumerate(plan.checks):
                     await patient(check.verify)
+                    if i == 0:
+                        await self._checkpoints.reached("during_verify", task.id)
             except LeaseLost:
                 raise
             except DomainError as exc:

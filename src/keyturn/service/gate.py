@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from datetime import datetime
 from functools import lru_cache
 from typing import Protocol
 
@@ -119,7 +120,14 @@ class Gate:
         event = self._event(caller, call, resource)
         try:
             access = await self._authorize(caller, call, region)
-            await self._limiter.take(caller.tenant_id, call.action, mutating=call.mutating)
+            # The change is admitted in this instant's window, and its "started" record bears
+            # the same instant: the audit log shows per second what the limiter counted (the
+            # record's write, after the replay check and the store's round trips, may fall
+            # into the next second on a busy node).
+            admitted = self._clock.now()
+            await self._limiter.take(
+                caller.tenant_id, call.action, mutating=call.mutating, at=admitted
+            )
             if admission is not None:
                 await admission.admit()
         except RequestThrottled as error:
@@ -136,7 +144,8 @@ class Gate:
             # Fail-closed: a change whose record cannot be written is not made, and what its
             # admission used up (a nonce) is given back: the very same request may come again.
             try:
-                await self._append(replace(event, outcome=AuditOutcome.STARTED), required=True)
+                started = replace(event, outcome=AuditOutcome.STARTED)
+                await self._append(started, required=True, at=admitted)
             except InternalError:
                 if admission is not None:
                     await admission.release()
@@ -262,11 +271,14 @@ class Gate:
     ) -> None:
         await self._append(replace(event, error_code=vendor_code(error)))
 
-    async def _append(self, event: AuditEvent, *, required: bool = False) -> None:
-        """Write ``event``; a failure stops the call only when ``required`` (the record before
-        a change): an outcome that cannot be recorded is logged, the change having happened."""
+    async def _append(
+        self, event: AuditEvent, *, required: bool = False, at: datetime | None = None
+    ) -> None:
+        """Write ``event`` stamped ``at`` (default: now); a failure stops the call only when
+        ``required`` (the record before a change): an outcome that cannot be recorded is
+        logged, the change having happened."""
         try:
-            await self._audit.append(replace(event, at=self._clock.now()))
+            await self._audit.append(replace(event, at=at or self._clock.now()))
         except StoreUnavailable:
             # The store is down (logged once per call by the store): the caller gets the
             # vendor's "unavailable", not a generic internal error.

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Final
 
 from keyturn.core.errors import DomainError, RequestThrottled
@@ -85,11 +86,14 @@ class RateLimiter:
             return documented
         return self._default_write if mutating else self._default_read
 
-    async def take(self, tenant_id: str, action: str, *, mutating: bool) -> None:
-        """Count one call; ``RequestThrottled`` past the limit for this second (a refused call
-        is not counted: it used nothing). A store failure is the store's ``InternalError``:
-        a call that cannot be counted is not accepted."""
-        second = int(self._clock.now().timestamp())
+    async def take(
+        self, tenant_id: str, action: str, *, mutating: bool, at: datetime | None = None
+    ) -> None:
+        """Count one call in the window of ``at`` (default: now); ``RequestThrottled`` past
+        the limit for that second (a refused call is not counted: it used nothing). A store
+        failure is the store's ``InternalError``: a call that cannot be counted is not
+        accepted."""
+        second = int((at or self._clock.now()).timestamp())
         if second != self._second:
             # A new window: every local counter of the previous one is dropped at once.
             self._second, self._counts = second, {}

@@ -198,3 +198,21 @@ def test_the_budget_bounds_all_sources_together() -> None:
     assert admitted.count(True) == 5
     assert not budget.admit("10.0.0.1", now=9.9)
     assert budget.admit("10.0.0.1", now=10.0)
+
+
+async def test_a_started_record_bears_the_second_the_limiter_counted_it_in() -> None:
+    """A busy node may take most of a second from a call's arrival to its admission: the
+    "started" record is stamped with the admission's instant, so counting "started" records
+    per second counts what the limiter admitted per second (the rate-limit tests do)."""
+    clock, audit, rates = FakeClock(T0, tick=0.4), Audit(), MemoryRates()
+    gate = Gate(Store(), Credentials(), RateLimiter(rates, clock, limits={"*": 1000}), audit, clock)  # type: ignore[arg-type]
+
+    async def execute(caller: Caller) -> Answer:
+        return Answer({"TaskId": 1}, task_id=1)
+
+    await gate.run(CALLER, redis_call(), execute, code)
+    started = next(ev for ev in audit.events if ev.outcome is AuditOutcome.STARTED)
+    [(_, _, second)] = rates.counts
+    assert int(started.at.timestamp()) == second
+    # Not the arrival, and not the write: the instant the limiter counted the call.
+    assert T0 < started.at < next(ev.at for ev in audit.events if ev is not started)

@@ -308,3 +308,31 @@ async def test_a_lease_lost_before_a_rollback_stops_it_too(checks: int) -> None:
     with pytest.raises(LeaseLost):
         await runner(store).execute(TASK, INSTANCE, engine, CHANGE, FlakyLease(checks))  # type: ignore[arg-type]
     assert engine.calls.get("undo", 0) == 0
+
+
+class Recorder:
+    """Checkpoints that note each point with how many checks had run by then."""
+
+    def __init__(self, engine: FakeEngine) -> None:
+        self.engine = engine
+        self.points: list[tuple[str, int]] = []
+
+    async def reached(self, point: str, task_id: int) -> None:
+        self.points.append((point, self.engine.calls.get("verify", 0)))
+
+
+async def test_a_task_passes_every_checkpoint_in_order() -> None:
+    """``during_verify`` comes after the first check and before the others (the crash and
+    cluster tests SIGKILL a node there)."""
+    engine, store = FakeEngine(), FakeStore()
+    recorder = Recorder(engine)
+    run = PlanRunner(store, recorder, deadline=0.5, rollback_deadline=0.5)  # type: ignore[arg-type]
+    ending = await run.execute(TASK, INSTANCE, engine, CHANGE)  # type: ignore[arg-type]
+    assert ending.state is TaskState.SUCCEED
+    assert recorder.points == [
+        ("before_write_ahead", 0),
+        ("after_write_ahead", 0),
+        ("after_apply", 0),
+        ("during_verify", 1),
+    ]
+    assert engine.calls["verify"] == 3

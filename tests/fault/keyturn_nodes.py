@@ -69,13 +69,16 @@ class ClusterReport:
     violations: list[str] = field(default_factory=list)
     #: Tasks taken over by another node (a second fence acted on them).
     takeovers: int = 0
+    #: The shortest time between one fence's last operation and the next fence's first.
+    min_gap: float = float("inf")
 
     def line(self, name: str) -> str:
         faults = " ".join(f"{k}={self.faults.get(k, 0)}" for k in sorted(FAULTS))
         outcomes = ", ".join(f"{k}={v}" for k, v in sorted(self.outcomes.items()))
         return (
             f"{name}: trials={self.trials} {faults} outcomes[{outcomes}] "
-            f"takeovers={self.takeovers} violations={len(self.violations)}"
+            f"takeovers={self.takeovers} min_fence_gap={self.min_gap:.1f}s "
+            f"violations={len(self.violations)}"
         )
 
 
@@ -234,6 +237,7 @@ class NodeTrials:
             last = max(at for at, _ in by_fence[before])
             first = min(at for at, _ in by_fence[after])
             gap = (first - last).total_seconds()
+            self.report.min_gap = min(self.report.min_gap, gap)
             if gap < self.engine_timeout:
                 found.append(
                     f"task {task_id}: fence {after} acted {gap:.3f} s after fence {before}'s "

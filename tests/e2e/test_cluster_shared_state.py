@@ -8,8 +8,9 @@ Through the official SDKs sent to different nodes of a ``KeyturnCluster``:
   (counted by the ``started`` audit records in the store, as ``test_rate_limits`` does);
 - the lock after five wrong old passwords (Huawei DCS), reached through the three nodes in
   turn, holds on every node, also for the right old password;
-- a revoked access key stops working on every node within 1 s (plus a margin for the polls on
-  a loaded machine);
+- a revoked access key stops working on every node within 1 s: no request sent to any node
+  more than 1 s after the revocation is accepted (the bound is on when a request is sent, so a
+  slow answer on a loaded machine cannot blur it);
 - concurrent resets through the three nodes leave one intact audit chain (``keyturn audit
   verify`` on the shared store).
 """
@@ -236,17 +237,16 @@ def test_a_revoked_key_stops_working_on_every_node_within_a_second(
     # Every node has the key in its cache now.
     assert [describe(e, key_id, secret) for e in endpoints] == ["ok"] * 3
 
-    # The nodes keep asking while an operator revokes the key on the shared store.
+    # The nodes keep being asked while an operator revokes the key on the shared store. What
+    # is bounded is when a request is *sent*: one sent more than 1 s after the revocation must
+    # be refused, however long a loaded machine takes to answer it.
     stop = threading.Event()
-    refused_at: dict[str, float] = {}
+    polls: dict[str, list[tuple[float, str]]] = {e: [] for e in endpoints}
 
     def poll(endpoint: str) -> None:
         while not stop.is_set():
-            code = describe(endpoint, key_id, secret)
-            if code != "ok":
-                refused_at[endpoint] = time.monotonic()
-                assert code.startswith("AuthFailure"), code
-                return
+            sent = time.monotonic()
+            polls[endpoint].append((sent, describe(endpoint, key_id, secret)))
             time.sleep(0.02)
 
     pollers = [threading.Thread(target=poll, args=(e,)) for e in endpoints]
@@ -255,14 +255,18 @@ def test_a_revoked_key_stops_working_on_every_node_within_a_second(
     revoked = cluster.cli("keys", "revoke", key_id)
     done = time.monotonic()
     assert revoked.returncode == 0, revoked.stderr
-    time.sleep(3)
+    time.sleep(2.5)
     stop.set()
     for poller in pollers:
         poller.join(10)
-    assert set(refused_at) == set(endpoints), refused_at
-    late = {e: round(t - done, 2) for e, t in refused_at.items()}
-    # 1 s is the bound; 0.5 s more covers a poll in flight on a loaded machine.
-    assert all(t < 1.5 for t in late.values()), late
+    for endpoint, seen in polls.items():
+        accepted = [sent - done for sent, code in seen if code == "ok"]
+        refused = [(sent - done, code) for sent, code in seen if code != "ok"]
+        assert refused, f"{endpoint} never refused the revoked key"
+        assert all(code.startswith("AuthFailure") for _, code in refused), refused
+        assert max(accepted, default=-1.0) < 1.0, (endpoint, max(accepted))
+        # Once refused, refused for good.
+        assert all(code != "ok" for sent, code in seen if sent - done > 1.0)
     assert all(describe(e, key_id, secret).startswith("AuthFailure") for e in endpoints)
 
 

@@ -10,8 +10,10 @@ to ``plan`` the change (``keyturn.core.plans``), then:
 2. applies the steps in order, then runs every check (a fresh login on every node);
 3. on any failure, rediscovers: if the instance moved meanwhile (a failover), the applied steps
    are undone and the change is planned again for the new topology (new nodes snapshotted
-   first), at most ``MAX_REPLANS`` times; otherwise the applied steps are undone in reverse and
-   the task fails.
+   first, the task's patience renewed), at most ``MAX_REPLANS`` times; otherwise the applied
+   steps are undone in reverse and the task fails. A node that stopped answering on an
+   instance with watchers (sentinels) may be a primary being replaced, so discovery is then
+   repeated for a few seconds (``FAILOVER_WAIT``) before the task concludes nothing moved.
 
 A task found ``running`` after a restart (or taken over from a node that died) is resumed from
 its stored snapshots: the plan is rebuilt for the instance as it is now and applied again from
@@ -42,6 +44,11 @@ T = TypeVar("T")
 
 #: How often one task re-plans after the instance moved under it.
 MAX_REPLANS = 3
+
+#: How long a task whose node stopped answering asks the watchers whether they fail over
+#: (Sentinel's ``down-after-milliseconds`` plus its election and promotion), and how often.
+FAILOVER_WAIT = 5.0
+FAILOVER_POLL = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,9 +209,12 @@ class PlanRunner:
                 for check in plan.checks:
                     await patient(check.verify)
             except DomainError as exc:
-                moved = await self._moved(engine, instance, plan.topology)
+                moved = await self._moved(engine, instance, plan.topology, exc)
                 if moved is not None and replans < MAX_REPLANS:
                     replans += 1
+                    # The new topology gets the task's full patience again: the failover
+                    # itself used up part of it (a down primary is waited for first).
+                    patient = Patience(self._deadline)
                     log.warning(
                         "instance moved during task %s (%s -> %s): planning again",
                         task.id,
@@ -251,14 +261,25 @@ class PlanRunner:
         return found
 
     async def _moved(
-        self, engine: Engine, instance: Instance, topology: Topology
+        self, engine: Engine, instance: Instance, topology: Topology, error: DomainError
     ) -> Topology | None:
-        """The instance's topology now, if it differs from ``topology`` (a failover)."""
-        try:
-            now = await engine.discover(instance)
-        except DomainError:
-            return None
-        return now if now.signature() != topology.signature() else None
+        """The instance's topology now, if it differs from ``topology`` (a failover).
+
+        A node that stopped answering on an instance with watchers (sentinels) may be a
+        primary they are about to replace: discovery is repeated for up to ``FAILOVER_WAIT``
+        seconds before concluding that nothing moved."""
+        waiting = bool(topology.watchers) and isinstance(error, EngineUnavailable)
+        until = time.monotonic() + (FAILOVER_WAIT if waiting else 0.0)
+        while True:
+            try:
+                now = await engine.discover(instance)
+            except DomainError:
+                now = None
+            if now is not None and now.signature() != topology.signature():
+                return now
+            if time.monotonic() + FAILOVER_POLL > until:
+                return None
+            await asyncio.sleep(FAILOVER_POLL)
 
     async def _undo(
         self, plan: ChangePlan, applied: Sequence[int], steps: list[TaskStep]

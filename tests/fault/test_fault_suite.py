@@ -26,6 +26,7 @@ from tests.support.fixtures import (
 )
 from tests.support.keyturn_server import KeyturnServer
 from tests.support.passwords import USED_PASSWORDS, leaked, new_instance_id, new_password
+from tests.support.redis_replication import prepare_failover
 from tests.support.redis_sentinel import RedisSentinel
 
 pytestmark = pytest.mark.engine
@@ -78,9 +79,13 @@ def test_redis_primary_and_replicas(
     for replica in replicas:
         replica.wait_link_up()
     nodes = [primary, *replicas]
-    # A long down-after keeps the sentinel from failing over while the suite stops the primary.
-    sentinel = RedisSentinel(primary, down_after_ms=60_000).start()
+    # Every node may be a replica after a failover: the primary logs in with masterauth too,
+    # as a Sentinel deployment sets it up.
+    prepare_failover(primary)
+    # The sentinel fails a stopped primary over within seconds; the trials stop it on purpose.
+    sentinel = RedisSentinel(primary, down_after_ms=1000, failover_timeout_ms=3000).start()
     try:
+        sentinel.wait_replicas(len(replicas))
         instance_id = new_instance_id()
         # keyturn logs in as default and resets it (its own admin, the replicas' and the
         # sentinel's login): the trials prove it never locks itself out, so the instance opts in.

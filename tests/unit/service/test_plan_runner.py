@@ -3,10 +3,12 @@ undoing, and a crash between any two steps followed by a resume. After each, the
 the fake engine's state must agree: a task that succeeded left the new password on every node;
 one that failed left the old one everywhere (or says which node it could not restore); a crash
 and resume ends in one of those two, never in between. A failover during a task (the instance
-moved) is planned again."""
+moved) is planned again; under sentinels, a primary that stopped answering is given the time
+of a failover before the task gives up."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
@@ -65,6 +67,16 @@ class FakeEngine:
     #: (apply call, new primary): a failover that refuses that apply and promotes a node.
     failover: tuple[int, int] | None = None
     kind: EngineKind = EngineKind.REDIS
+    #: Sentinels watch the instance (its topology has watchers).
+    watched: bool = False
+    #: A node that does not answer until ``promote_at`` (``time.monotonic()``), when the next
+    #: node is promoted and the stopped one comes back as a replica.
+    down: str | None = None
+    promote_at: float = 0.0
+
+    def _answering(self, endpoint: str) -> None:
+        if endpoint == self.down and time.monotonic() < self.promote_at:
+            raise EngineUnavailable(f"{endpoint} is not reachable")
 
     def _call(self, what: str) -> None:
         n = self.calls.get(what, 0)
@@ -74,12 +86,15 @@ class FakeEngine:
             raise fault
 
     async def discover(self, instance: Instance) -> Topology:
+        if self.down is not None and time.monotonic() >= self.promote_at:
+            self.down, self.primary = None, self.primary + 1
         nodes = tuple(
             replace(n, role=NodeRole.PRIMARY if n.ordinal == self.primary else NodeRole.REPLICA)
             for n in instance.nodes
         )
         return Topology(
             nodes=tuple(sorted(nodes, key=lambda n: n.role is not NodeRole.PRIMARY)),
+            watchers=(node(1000, NodeRole.SENTINEL),) if self.watched else (),
             shape=f"primary {self.primary}",
         )
 
@@ -123,6 +138,7 @@ class Step:
         if failover is not None and self.engine.calls.get("apply", 0) == failover[0]:
             self.engine.failover, self.engine.primary = None, failover[1]
             raise EngineRejected("READONLY You can't write against a read only replica.")
+        self.engine._answering(self.endpoint)
         self.engine._call("apply")
         self.engine.passwords[self.endpoint] = self.new
         return ""
@@ -257,3 +273,23 @@ async def test_a_failover_during_the_task_plans_again() -> None:
     assert ending.state is TaskState.SUCCEED and everywhere(engine, NEW)
     assert engine.calls["undo"] == 1  # the first plan's applied step was undone
     assert ending.steps[0].endpoint == "127.0.0.1:7002"  # the new plan starts at the new primary
+
+
+async def test_a_primary_that_stops_under_sentinels_is_replaced_not_rolled_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The primary stops answering; the sentinels promote node 1 only after the task's patience
+    # ran out: the runner keeps asking them (FAILOVER_WAIT) and plans again on the new primary.
+    monkeypatch.setattr("keyturn.service.plan_runner.FAILOVER_POLL", 0.05)
+    engine, store = FakeEngine(watched=True), FakeStore()
+    engine.down, engine.promote_at = "127.0.0.1:7000", time.monotonic() + 1.0
+    ending = await runner(store).execute(TASK, INSTANCE, engine, CHANGE)  # type: ignore[arg-type]
+    assert ending.state is TaskState.SUCCEED and everywhere(engine, NEW)
+    assert ending.steps[0].endpoint == "127.0.0.1:7001"
+
+
+async def test_a_stopped_node_without_sentinels_is_not_waited_for_as_a_failover() -> None:
+    engine, store = FakeEngine(), FakeStore()
+    engine.down, engine.promote_at = "127.0.0.1:7000", time.monotonic() + 1.0
+    ending = await runner(store).execute(TASK, INSTANCE, engine, CHANGE)  # type: ignore[arg-type]
+    assert ending.state is TaskState.FAILED and everywhere(engine, OLD)

@@ -4,12 +4,12 @@ the official Tencent SDK: ``ResetPassword``, then ``DescribeTaskInfo`` until it 
 a Redis Sentinel that must always hold the password the task reports.
 
 The sentinel fails over for real (down-after about a second): the primary is whichever node it
-names now, never assumed to be the first. ``fail_over`` stops the current primary and waits
-until the sentinel promoted another node; the old primary, started again, comes back as a
-replica of the new one (the sentinel reconfigures it; the invariant check does the same at once
-rather than wait for the sentinel's next look, as the sentinel would: ``REPLICAOF`` and
-``CONFIG REWRITE``). It must then log in to the new primary with the ``masterauth`` keyturn gave
-it: replication stays authenticated, or the check reports it."""
+names now, never assumed to be the first. ``stop_primary`` stops the current primary and
+``wait_promoted`` waits until the sentinel promoted another node; the old primary, started
+again, comes back as a replica of the new one (the sentinel reconfigures it; the invariant check
+does the same at once rather than wait for the sentinel's next look, as the sentinel would:
+``REPLICAOF`` and ``CONFIG REWRITE``). It must then log in to the new primary with the
+``masterauth`` keyturn gave it: replication stays authenticated, or the check reports it."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from tests.support.redis_sentinel import RedisSentinel
 from tests.support.redis_server import RedisServer, RedisServerError
 from tests.support.sdk import redis_sdk, reset, wait_task
 
-#: How long ``fail_over`` waits for the sentinel to promote another node.
+#: How long ``wait_promoted`` waits for the sentinel to promote another node.
 FAILOVER_WAIT = 15.0
 
 
@@ -90,21 +90,23 @@ class RedisCluster:
             return self.nodes[0]
         return next((n for n in self.nodes if n.port == port), self.nodes[0])
 
-    def fail_over(self) -> int:
-        """Stop the current primary and wait (bounded) until the sentinel promoted another
-        node; the stopped node's index, for ``start_node``."""
+    def stop_primary(self) -> int:
+        """Stop the current primary; its index, for ``wait_promoted`` and ``start_node``."""
         old = self.primary()
-        index = self.nodes.index(old)
         old.stop()
+        return self.nodes.index(old)
+
+    def wait_promoted(self, index: int) -> None:
+        """Wait (bounded) until the sentinel names another node than ``index`` the primary."""
+        port = self.nodes[index].port
         deadline = time.monotonic() + FAILOVER_WAIT
         while time.monotonic() < deadline:
             try:
-                if self.sentinel.primary_port() != old.port:
-                    break
+                if self.sentinel.primary_port() != port:
+                    return
             except redis.RedisError:
                 pass
             time.sleep(0.05)
-        return index
 
     def drop_links(self) -> None:
         for password in (self.password, self._pending):

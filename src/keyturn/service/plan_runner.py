@@ -200,11 +200,14 @@ class PlanRunner:
         while True:
             steps = steps_of(plan)
             applied: list[int] = []
+            trying: int | None = None
             try:
                 for i, step in enumerate(plan.steps):
+                    trying = i
                     note = await patient(step.apply)
                     applied.append(i)
                     steps[i] = steps[i].to(StepPhase.APPLIED, note or step.label)
+                trying = None
                 await self._checkpoints.reached("after_apply", task.id)
                 for check in plan.checks:
                     await patient(check.verify)
@@ -232,6 +235,11 @@ class PlanRunner:
                 if recovering:
                     cause = f"interrupted by a keyturn restart before completion ({exc.message})"
                     applied = list(range(len(plan.steps)))
+                elif trying is not None and isinstance(exc, EngineUnavailable):
+                    # The node went away during the step: whether the change reached it (and
+                    # was persisted) before the connection broke is unknown, so it is undone
+                    # too (a restore of the snapshot is harmless if it did not).
+                    applied.append(trying)
                 return await self._roll_back(plan, applied, steps, cause, exc)
             steps = [s.to(StepPhase.VERIFIED) for s in steps]
             notes = [s.note for s in steps if s.note and s.note != plan.steps[s.ordinal].label]

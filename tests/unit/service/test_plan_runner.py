@@ -73,6 +73,8 @@ class FakeEngine:
     #: node is promoted and the stopped one comes back as a replica.
     down: str | None = None
     promote_at: float = 0.0
+    #: A node whose connection breaks after each change reached it, before the reply.
+    lost: str | None = None
 
     def _answering(self, endpoint: str) -> None:
         if endpoint == self.down and time.monotonic() < self.promote_at:
@@ -141,6 +143,8 @@ class Step:
         self.engine._answering(self.endpoint)
         self.engine._call("apply")
         self.engine.passwords[self.endpoint] = self.new
+        if self.endpoint == self.engine.lost:
+            raise EngineUnavailable(f"{self.endpoint} is not reachable")
         return ""
 
     async def undo(self) -> None:
@@ -291,5 +295,14 @@ async def test_a_primary_that_stops_under_sentinels_is_replaced_not_rolled_back(
 async def test_a_stopped_node_without_sentinels_is_not_waited_for_as_a_failover() -> None:
     engine, store = FakeEngine(), FakeStore()
     engine.down, engine.promote_at = "127.0.0.1:7000", time.monotonic() + 1.0
+    ending = await runner(store).execute(TASK, INSTANCE, engine, CHANGE)  # type: ignore[arg-type]
+    assert ending.state is TaskState.FAILED and everywhere(engine, OLD)
+
+
+async def test_a_step_whose_node_went_away_is_undone_too() -> None:
+    # The change reached node 1, then its connection broke: the outcome is unknown to the
+    # runner, so the rollback restores that node as well.
+    engine, store = FakeEngine(), FakeStore()
+    engine.lost = "127.0.0.1:7001"
     ending = await runner(store).execute(TASK, INSTANCE, engine, CHANGE)  # type: ignore[arg-type]
     assert ending.state is TaskState.FAILED and everywhere(engine, OLD)

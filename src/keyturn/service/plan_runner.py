@@ -11,7 +11,8 @@ to ``plan`` the change (``keyturn.core.plans``), then:
 3. on any failure, rediscovers: if the instance moved meanwhile (a failover), the applied steps
    are undone and the change is planned again for the new topology (new nodes snapshotted
    first, the task's patience renewed), at most ``MAX_REPLANS`` times; otherwise the applied
-   steps are undone in reverse and the task fails. A node that stopped answering on an
+   steps are undone in reverse (with the step whose node went away during it: its outcome is
+   unknown) and the task fails. A node that stopped answering on an
    instance with watchers (sentinels) may be a primary being replaced, so discovery is then
    repeated for a few seconds (``FAILOVER_WAIT``) before the task concludes nothing moved.
 

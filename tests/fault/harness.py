@@ -7,7 +7,7 @@ standby, MariaDB primary + replica): how to reset through the official SDK, how 
 drop a link and check the invariants. ``run_trials`` drives them and counts what happened.
 
 A topology that can fail over (``Failover``: Redis with a Sentinel) gets three trials in five
-a failover: ``failover_during`` stops the primary while a reset runs (a third of the time
+a failover: ``failover_during`` kills the primary (SIGKILL) while a reset runs (a third of the time
 SIGKILLing keyturn too) and lets the sentinel promote another node before the old one starts
 again; ``failover_between`` does that before the reset, and starts the old primary again just
 before it (sometimes before it rejoined as a replica).
@@ -164,7 +164,7 @@ def _failover_trial(
         failover.wait_promoted(index)
         cluster.start_node(index)
         # Sometimes before the old primary rejoined as a replica, sometimes after.
-        time.sleep(rng.choice((0.0, rng.uniform(0.0, 1.0))))
+        time.sleep(rng.choice((0.0, rng.uniform(0.0, 0.5))))
         return cluster.reset(server, new)
     handle = cluster.start_reset(server, new)
     time.sleep(rng.uniform(0.0, 0.3))
@@ -174,7 +174,7 @@ def _failover_trial(
         server.kill()
         server.start()
     failover.wait_promoted(index)
-    time.sleep(rng.uniform(0.0, 1.0))
+    time.sleep(rng.uniform(0.0, 0.5))
     cluster.start_node(index)
     return cluster.finish_reset(server, handle)
 

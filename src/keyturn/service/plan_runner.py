@@ -3,7 +3,9 @@
 The runner knows no engine and no topology; it asks the engine to ``discover`` the instance and
 to ``plan`` the change (``keyturn.core.plans``), then:
 
-1. snapshots every node's current credential (hashes or verifiers, never plaintext), and
+1. snapshots every node's current credential (hashes or verifiers, never plaintext; a node
+   lost meanwhile under sentinels may be a primary being replaced, so a new topology is
+   snapshotted instead, see 3.), and
    **writes ahead**: snapshots (sealed), keyturn's own new admin credential when the task
    resets the account keyturn logs in with (pending), and the ``running`` state. Nothing
    touches an engine before this commits;
@@ -136,12 +138,24 @@ class PlanRunner:
         """A fresh task: discover, snapshot, write ahead, run."""
         await self._checkpoints.reached("before_write_ahead", task.id)
         patient = Patience(self._deadline)
-        try:
-            topology = with_pending(await patient(lambda: engine.discover(instance)), change)
-            snapshots = await self._snapshots(engine, topology, change, {}, patient)
-        except DomainError as exc:
-            # Nothing was touched: the task fails as it stands.
-            return Ending(TaskState.FAILED, exc.message, task.steps, error=exc)
+        found: Topology | None = None
+        for attempt in range(MAX_REPLANS + 1):
+            try:
+                if found is None:
+                    found = await patient(lambda: engine.discover(instance))
+                topology = with_pending(found, change)
+                snapshots = await self._snapshots(engine, topology, change, {}, patient)
+                break
+            except DomainError as exc:
+                # Nothing was touched. A node lost while snapshotting may be a primary the
+                # sentinels are replacing: snapshot the new topology then; else the task fails
+                # as it stands.
+                moved = None
+                if found is not None and attempt < MAX_REPLANS:
+                    moved = await self._moved(engine, instance, found, exc)
+                if moved is None:
+                    return Ending(TaskState.FAILED, exc.message, task.steps, error=exc)
+                found, patient = moved, Patience(self._deadline)
         plan = engine.plan(topology, change, snapshots)
         steps = steps_of(plan)
         own = own_admin_ordinals(instance, change.account)

@@ -89,7 +89,7 @@ class FakeEngine:
 
     async def discover(self, instance: Instance) -> Topology:
         if self.down is not None and time.monotonic() >= self.promote_at:
-            self.down, self.primary = None, self.primary + 1
+            self.down, self.lost, self.primary = None, None, self.primary + 1
         nodes = tuple(
             replace(n, role=NodeRole.PRIMARY if n.ordinal == self.primary else NodeRole.REPLICA)
             for n in instance.nodes
@@ -101,6 +101,7 @@ class FakeEngine:
         )
 
     async def snapshot(self, target: Node, account: str) -> CredentialSnapshot:
+        self._answering(target.endpoint)
         return CredentialSnapshot(
             account=account, data={"password": self.passwords[target.endpoint]}
         )
@@ -282,8 +283,9 @@ async def test_a_failover_during_the_task_plans_again() -> None:
 async def test_a_primary_that_stops_under_sentinels_is_replaced_not_rolled_back(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # The primary stops answering; the sentinels promote node 1 only after the task's patience
-    # ran out: the runner keeps asking them (FAILOVER_WAIT) and plans again on the new primary.
+    # The primary stops answering (before its snapshot); the sentinels promote node 1 only
+    # after the task's patience ran out: the runner keeps asking them (FAILOVER_WAIT) and
+    # snapshots and plans the new topology.
     monkeypatch.setattr("keyturn.service.plan_runner.FAILOVER_POLL", 0.05)
     engine, store = FakeEngine(watched=True), FakeStore()
     engine.down, engine.promote_at = "127.0.0.1:7000", time.monotonic() + 1.0
@@ -306,3 +308,18 @@ async def test_a_step_whose_node_went_away_is_undone_too() -> None:
     engine.lost = "127.0.0.1:7001"
     ending = await runner(store).execute(TASK, INSTANCE, engine, CHANGE)  # type: ignore[arg-type]
     assert ending.state is TaskState.FAILED and everywhere(engine, OLD)
+
+
+async def test_a_primary_that_stops_mid_plan_under_sentinels_is_replaced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("keyturn.service.plan_runner.FAILOVER_POLL", 0.05)
+    engine, store = FakeEngine(watched=True), FakeStore()
+    # The primary's connection breaks during its step; the sentinels promote node 1 a little
+    # later (the old primary back as a replica): the first plan is undone, the change planned
+    # again from node 1 and applied everywhere.
+    engine.lost, engine.down = "127.0.0.1:7000", "127.0.0.1:7999"
+    engine.promote_at = time.monotonic() + 0.8
+    ending = await runner(store).execute(TASK, INSTANCE, engine, CHANGE)  # type: ignore[arg-type]
+    assert ending.state is TaskState.SUCCEED and everywhere(engine, NEW)
+    assert ending.steps[0].endpoint == "127.0.0.1:7001"

@@ -18,6 +18,7 @@ import time
 from collections.abc import Sequence
 
 import pytest
+import redis
 
 from tests.support.keyturn_server import KeyturnServer
 from tests.support.logins import can_login
@@ -121,12 +122,19 @@ def fail_over(watcher: RedisSentinel, servers: list[RedisServer]) -> list[RedisS
     """Force a failover (``SENTINEL FAILOVER``); the servers, the new primary first, once every
     replica replicates from it."""
     before = watcher.primary_port()
+    deadline = time.monotonic() + 30
     admin = watcher.client()
     try:
-        admin.execute_command("SENTINEL", "FAILOVER", MASTER)
+        while True:
+            try:
+                admin.execute_command("SENTINEL", "FAILOVER", MASTER)
+                break
+            except redis.ResponseError:
+                # NOGOODSLAVE until the sentinel has fresh INFO from a replica (or INPROG).
+                assert time.monotonic() < deadline, "the sentinel refused to fail over"
+                time.sleep(0.5)
     finally:
         admin.close()
-    deadline = time.monotonic() + 30
     while watcher.primary_port() == before or not watcher.wait_settled(1):
         assert time.monotonic() < deadline, "the sentinel did not fail over"
         time.sleep(0.1)

@@ -153,7 +153,9 @@ async def drive(
     # Connections idle for 2 s are not reused: uvicorn closes idle keep-alive connections after
     # 5 s, httpx's default expiry is the same 5 s, and a request sent on a connection the server
     # is closing at that moment fails with ReadError (seen once in CI).
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200, keepalive_expiry=2.0)
+    limits = httpx.Limits(
+        max_connections=200, max_keepalive_connections=200, keepalive_expiry=2.0
+    )
     async with httpx.AsyncClient(
         base_url=f"http://{endpoint}", limits=limits, timeout=60.0
     ) as http:

@@ -9,6 +9,7 @@ engines' directories, and every port of the run that still accepts connections.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -133,7 +134,5 @@ class SandboxRun:
             self.process.kill()
             self.process.wait(30)
         for line in processes_under([self.data_dir, *self.engine_dirs]):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(int(line.split(" ", 1)[0]), signal.SIGTERM)
-            except ProcessLookupError:
-                pass

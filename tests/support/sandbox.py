@@ -17,7 +17,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +60,9 @@ class SandboxRun:
         *,
         command: Sequence[str] = (sys.executable, "-m", "keyturn"),
         engines: str | None = None,
-        env: dict[str, str] | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
+        """``env`` replaces the environment (default: this process's)."""
         self.data_dir = data_dir
         self.port = free_port()
         self.log_path = data_dir.parent / f"{data_dir.name}-sandbox-{self.port}.log"
@@ -74,7 +75,7 @@ class SandboxRun:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, **(env or {})},
+                env=dict(os.environ if env is None else env),
             )
         self.document: dict[str, Any] = {}
 

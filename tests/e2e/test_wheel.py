@@ -92,3 +92,37 @@ def test_the_wheel_installs_in_a_clean_venv_and_resets_through_its_sandbox(
     assert can_login(int(entry["address"].rsplit(":", 1)[1]), password)
     assert run.stop() == 0
     assert run.leftovers() == ([], [])
+
+
+def unit_directives(text: str) -> dict[str, list[str]]:
+    """``section.Key`` -> every value it is given (systemd allows repeating a directive)."""
+    found: dict[str, list[str]] = {}
+    section = ""
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("["):
+            section = line.strip("[]")
+            continue
+        key, _, value = line.partition("=")
+        found.setdefault(f"{section}.{key}", []).append(value)
+    return found
+
+
+def test_the_systemd_unit_runs_keyturn_as_its_own_user_confined_to_its_data_dir() -> None:
+    unit = unit_directives((ROOT / "deploy" / "keyturn.service").read_text())
+
+    def one(key: str) -> str:
+        (value,) = unit[f"Service.{key}"]
+        return value
+
+    environment = dict(value.split("=", 1) for value in unit["Service.Environment"])
+    data_dir = environment["KEYTURN_DATA_DIR"]
+    assert one("User") not in ("", "root")
+    assert one("ExecStart").endswith("/keyturn serve")
+    assert one("NoNewPrivileges") == "yes"
+    assert one("ProtectSystem") == "strict"
+    assert one("ReadWritePaths") == data_dir
+    assert data_dir == "/var/lib/" + one("StateDirectory")
+    assert one("StateDirectoryMode") == "0700"

@@ -117,7 +117,8 @@ def _sandbox_lock(data_dir: Path) -> int | None:
 
 
 def _run(settings: Settings, wanted: list[str]) -> None:
-    root = settings.data_dir / "sandbox"
+    # Absolute and resolved: engines' command lines carry it, and ``sweep`` looks for it there.
+    root = settings.data_dir.resolve() / "sandbox"
     json_path = settings.data_dir / JSON_FILE
     json_path.unlink(missing_ok=True)
     left = sweep(root)

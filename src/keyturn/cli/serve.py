@@ -16,6 +16,7 @@ import logging
 import os
 import ssl
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -114,7 +115,11 @@ def tls_context(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
-async def _serve(settings: Settings, tls: ssl.SSLContext | None) -> None:
+async def _serve(
+    settings: Settings,
+    tls: ssl.SSLContext | None,
+    on_started: Callable[[], None] | None = None,
+) -> None:
     # On a shared PostgreSQL, one starting node at a time migrates and reconciles; the others
     # wait here for it (``keyturn.store.startup``).
     async with startup_lock(store_url_of(settings), settings.store_timeout):
@@ -129,9 +134,30 @@ async def _serve(settings: Settings, tls: ssl.SSLContext | None) -> None:
         log.info("serving on %s://%s:%d", settings.scheme, settings.host, settings.port)
         # uvicorn handles SIGTERM/SIGINT: it stops accepting requests, runs the app's
         # shutdown (which drains the worker), then re-raises the signal for the exit status.
-        await server.serve()
+        watch = (
+            None if on_started is None else asyncio.create_task(_once_started(server, on_started))
+        )
+        try:
+            await server.serve()
+        finally:
+            if watch is not None:
+                watch.cancel()
     finally:
         await runtime.close()  # idempotent: the app's shutdown normally closed it already
+
+
+async def serve_until_stopped(settings: Settings, on_started: Callable[[], None]) -> None:
+    """What ``keyturn serve`` runs (plain HTTP, one process), calling ``on_started`` once the
+    port listens (``keyturn sandbox``)."""
+    await _serve(settings, None, on_started)
+
+
+async def _once_started(server: uvicorn.Server, on_started: Callable[[], None]) -> None:
+    while not server.started:
+        if server.should_exit:
+            return
+        await asyncio.sleep(0.05)
+    on_started()
 
 
 def uvicorn_config(app: ASGIApp, settings: Settings, tls: ssl.SSLContext | None) -> uvicorn.Config:

@@ -1,12 +1,22 @@
 """The ``keyturn`` command line: ``serve``, ``migrate``, the inventory commands (``instances``,
-``keys``, ``tenants``, ``policies``) and ``nodes``. Each command resolves settings, runs one
-coroutine and prints with rich."""
+``keys``, ``tenants``, ``policies``), ``nodes`` and ``admin-tokens``. Each command resolves
+settings, runs one coroutine and prints with rich."""
 
 from __future__ import annotations
 
 import typer
 
-from keyturn.cli import audit, inventory, keyrotation, migrate, nodes, policies, serve, tls
+from keyturn.cli import (
+    admin_tokens,
+    audit,
+    inventory,
+    keyrotation,
+    migrate,
+    nodes,
+    policies,
+    serve,
+    tls,
+)
 
 app = typer.Typer(
     name="keyturn",
@@ -26,6 +36,7 @@ app.add_typer(inventory.tenants, name="tenants")
 app.add_typer(policies.policies, name="policies")
 app.add_typer(audit.audit, name="audit")
 app.command("nodes")(nodes.nodes)
+app.add_typer(admin_tokens.admin_tokens, name="admin-tokens")
 
 
 def main() -> None:

@@ -85,7 +85,7 @@ async def create_key(call: Call) -> Answer:
     created = await call.operator.create_key(
         call.scope, call.body["tenant"], None if names is None else list(dict.fromkeys(names))
     )
-    return Answer(views.created_key(created))
+    return Answer(views.created_key(created, administrator=names is None))
 
 
 async def get_key(call: Call) -> Answer:

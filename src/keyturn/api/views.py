@@ -50,10 +50,11 @@ def key(value: AccessKey, policies: KeyPolicies | None = None) -> dict[str, Any]
     return shown
 
 
-def created_key(value: AccessKey) -> dict[str, Any]:
+def created_key(value: AccessKey, *, administrator: bool) -> dict[str, Any]:
+    """A new key with its secret: the one answer that shows a secret, once."""
     shown = key(value)
     shown.pop("policies", None)
-    return {**shown, "secret": value.secret.reveal()}
+    return {**shown, "administrator": administrator, "secret": value.secret.reveal()}
 
 
 def policy(value: NamedPolicy) -> dict[str, Any]:

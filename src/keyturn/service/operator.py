@@ -205,7 +205,8 @@ class Operator:
     async def key(self, scope: Scope, key_id: str) -> AccessKey:
         key = await self._store.get_access_key(key_id) if len(key_id) <= 128 else None
         if key is None or not scope.sees(key.tenant_id):
-            raise NotFound(f"access key {key_id!r} does not exist")
+            # Without the id: the answer is the same for every key the scope cannot see.
+            raise NotFound("the access key does not exist")
         return key
 
     async def create_key(

@@ -2,7 +2,8 @@
 ``create`` prints), and a client that validates every answer against the OpenAPI document the
 server serves (the document itself with ``openapi_spec_validator``, each body with
 ``jsonschema`` against the schema its operation and status declare) and remembers which
-operations it saw answer, so a test can prove it covered every route.
+operations it saw answer, so a test can prove it covered every route. ``MemoryTokens`` is the
+admin-token repository in memory, for unit tests.
 """
 
 from __future__ import annotations
@@ -136,6 +137,41 @@ class AdminClient:
         jsonschema.Draft202012Validator(
             root, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
         ).validate(value)
+
+
+class MemoryTokens:
+    """The ``AdminTokenRepo`` port in memory, counting reads and touches."""
+
+    def __init__(self) -> None:
+        self.by_hash: dict[str, AdminToken] = {}
+        self.reads = 0
+        self.touches = 0
+
+    async def put_admin_token(self, token: AdminToken, digest: str) -> None:
+        self.by_hash[digest] = token
+
+    async def admin_token_by_hash(self, digest: str) -> AdminToken | None:
+        self.reads += 1
+        return self.by_hash.get(digest)
+
+    async def list_admin_tokens(self) -> list[AdminToken]:
+        return list(self.by_hash.values())
+
+    async def revoke_admin_token(self, token_id: str, at: datetime) -> bool:
+        for digest, token in self.by_hash.items():
+            if token.id == token_id and token.active:
+                self.by_hash[digest] = AdminToken(
+                    id=token.id,
+                    name=token.name,
+                    tenant_id=token.tenant_id,
+                    created_at=token.created_at,
+                    revoked_at=at,
+                )
+                return True
+        return False
+
+    async def touch_admin_token(self, token_id: str, at: datetime) -> None:
+        self.touches += 1
 
 
 def _template_regex(template: str) -> re.Pattern[str]:

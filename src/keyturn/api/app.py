@@ -116,7 +116,7 @@ class AdminApi:
             user_agent=request.headers.get("user-agent", ""),
         )
         try:
-            route, path = _route(request.method, request.path)
+            route, path = route_of(request.method, request.path)
             call = Call(
                 scope=scope,
                 operator=self._operator,
@@ -194,7 +194,7 @@ def _match(method: str, path: str) -> tuple[Route | None, dict[str, str]]:
     return None, {}
 
 
-def _route(method: str, path: str) -> tuple[Route, dict[str, str]]:
+def route_of(method: str, path: str) -> tuple[Route, dict[str, str]]:
     """The route and its path parameters (validated), or the 404 / 405 problem."""
     route, params = _match(method, path)
     if route is None:

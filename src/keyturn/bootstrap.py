@@ -46,6 +46,7 @@ from keyturn.service.worker import TaskWorker
 from keyturn.store.admin_tokens import SqlAdminTokens
 from keyturn.store.audit_keying import start_audit_log
 from keyturn.store.datadir import prepare_data_dir
+from keyturn.store.instance_search import SqlInstanceSearch
 from keyturn.store.sealing import open_secret_box
 from keyturn.store.sql import SqlStore, open_store, sqlite_url
 
@@ -177,7 +178,7 @@ async def build_runtime(settings: Settings) -> Runtime:
         ),
     )
     # The admin API (``/admin/v1/``): the same services, scoped by admin tokens.
-    operator = Operator(store, engines, services.queries, resets, audit)
+    operator = Operator(store, engines, services.queries, resets, audit, SqlInstanceSearch(store))
     admin_api = AdminApi(operator, AdminTokens(SqlAdminTokens(store.db), clock), services.gate)
     return Runtime(
         settings=settings,

@@ -162,6 +162,7 @@ async def list_instances(call: Call) -> Answer:
         product=None if product is None else Product(product),
         instance_id=call.query.get("id"),
         page=page,
+        text=call.query.get("q"),
     )
     return Answer(_paged([views.instance(i) for i in found], total, page))
 

@@ -118,6 +118,8 @@ ROUTES: tuple[Route, ...] = (
            **TENANT,
            "product": {"type": "string", "enum": [p.value for p in Product]},
            "id": {**ID, "description": "Only the instance of this id."},
+           "q": {"type": "string", "maxLength": 200,
+                 "description": "Only instances whose id or name holds this text (any case)."},
            **PAGING,
        }),
     _r("GET", "/instances/{instance_id}", "GetInstance",

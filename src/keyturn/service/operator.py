@@ -55,6 +55,14 @@ PASSWORD_POLICIES: dict[Product, PasswordPolicy] = {
 }
 
 
+class InstanceSearch(Protocol):
+    """Instances whose id or name holds a text (``keyturn.store.instance_search``)."""
+
+    async def search_instances(
+        self, tenant_id: str | None, *, text: str, product: str | None, page: Page
+    ) -> tuple[list[Instance], int]: ...
+
+
 class AuditRecordView(Protocol):
     @property
     def seq(self) -> int: ...
@@ -162,6 +170,7 @@ class Operator:
         queries: Queries,
         resets: Resets,
         audit: AuditReader,
+        search: InstanceSearch,
         *,
         probe_timeout: float = 2.0,
     ) -> None:
@@ -171,6 +180,7 @@ class Operator:
         self._resets = resets
         self._admin = Admin(store)
         self._audit = audit
+        self._search = search
         self._probe_timeout = probe_timeout
 
     # ------------------------------------------------------------------ tenants
@@ -272,9 +282,18 @@ class Operator:
         product: Product | None,
         instance_id: str | None,
         page: Page,
+        text: str | None = None,
     ) -> tuple[list[Instance], int]:
+        """A page in id order; ``text``: only those whose id or name holds it (any case)."""
         if scope.tenant_id is not None and tenant_id not in (None, scope.tenant_id):
             return [], 0
+        if text and instance_id is None:
+            return await self._search.search_instances(
+                self._tenant_filter(scope, tenant_id),
+                text=text,
+                product=None if product is None else str(product),
+                page=page,
+            )
         return await self._store.list_instances(
             self._tenant_filter(scope, tenant_id),
             product=None if product is None else str(product),

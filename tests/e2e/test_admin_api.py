@@ -161,10 +161,18 @@ def test_a_tenant_token_sees_nothing_of_another_tenant(
     assert audit and {r["tenant"] for r in audit} == {OTHER_TENANT}
     nodes = other.call("GET", "/nodes").json()
     assert all(t["tenant"] == OTHER_TENANT for n in nodes["items"] for t in n["tasks"])
+    # Each of those calls is audited under the token's id and tenant, with its outcome.
+    records = admin.call(
+        "GET", "/audit", params={"action": "admin:GetInstance", "tenant": OTHER_TENANT}
+    ).json()["items"]
+    mine = [r for r in records if r["key_id"] == token_id(keyturn, other.token or "")]
+    assert {(r["outcome"], r["error_code"]) for r in mine} == {("failed", "InstanceNotFound")}
     # What needs every tenant is refused.
     created = other.call("POST", "/tenants", json={"id": "1300000099"})
     assert created.status_code == 403 and created.json()["code"] == "AccessDenied"
     assert other.call("DELETE", f"/tenants/{TENANT}").status_code == 403
+    denied = admin.call("GET", "/audit", params={"action": "admin:CreateTenant"}).json()["items"]
+    assert [r["outcome"] for r in denied][:1] == ["denied"]
     made = other.call("POST", "/access-keys", json={"tenant": TENANT})
     assert made.status_code == 404
 

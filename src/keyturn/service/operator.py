@@ -424,8 +424,9 @@ class Operator:
         views = await self._admin.nodes()
         if scope.tenant_id is None:
             return views
-        return [
+        # The nodes are everyone's infrastructure; the tasks they hold are their tenants'.
+        mine = [
             NodeView(node=v.node, tasks=tuple(t for t in v.tasks if t.tenant_id == scope.tenant_id))
             for v in views
-            if v.node is not None
         ]
+        return [v for v in mine if v.node is not None or v.tasks]

@@ -136,6 +136,7 @@ class AdminApi:
                 resource=request.path.removeprefix(PREFIX + "/"),
                 mutating=route.mutating,
                 execute=lambda: handler(call),
+                authorize=(lambda: scope.require_all(route.name)) if route.all_tenants else None,
             )
         except DomainError as error:
             return self._problem(error, who.request_id)

@@ -50,6 +50,8 @@ class Route:
     mutating: bool = False
     #: Answered without a token (only the OpenAPI document).
     public: bool = False
+    #: Needs a token of every tenant (a tenant's token is refused, ``denied`` in the audit).
+    all_tenants: bool = False
 
     @property
     def pattern(self) -> re.Pattern[str]:
@@ -75,10 +77,10 @@ ROUTES: tuple[Route, ...] = (
        handler=h.list_tenants, response="TenantList"),
     _r("POST", "/tenants", "CreateTenant", "Create a tenant (a token of every tenant only).",
        "tenants", handler=h.create_tenant, response="Tenant", status=201, body="NewTenant",
-       mutating=True),
+       mutating=True, all_tenants=True),
     _r("DELETE", "/tenants/{tenant_id}", "DeleteTenant",
        "Delete a tenant without keys or instances (a token of every tenant only).", "tenants",
-       handler=h.delete_tenant, response=None, status=204, mutating=True),
+       handler=h.delete_tenant, response=None, status=204, mutating=True, all_tenants=True),
     _r("GET", "/access-keys", "ListAccessKeys", "Access keys (never their secrets).",
        "access-keys", handler=h.list_keys, response="AccessKeyList", query=TENANT),
     _r("POST", "/access-keys", "CreateAccessKey",

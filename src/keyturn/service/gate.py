@@ -164,12 +164,14 @@ class Gate:
         resource: str,
         mutating: bool,
         execute: Callable[[], Awaitable[Answer]],
+        authorize: Callable[[], None] | None = None,
     ) -> Answer:
         """Audit an admin API call (``vendor`` ``admin``, ``action`` like
         ``admin:ListInstances``, ``caller.key_id`` the admin token's id) around ``execute``,
         fail-closed for changes as ``run``: a change whose ``started`` record cannot be written
         is not made. The admin token is its scope's administrator, so no policy applies; an
-        ``AccessDenied`` (a scoped token asking for what needs every tenant) is ``denied``."""
+        ``AccessDenied`` (a scoped token asking for what needs every tenant: ``authorize``
+        raises it before anything is recorded as started) is ``denied``."""
         event = AuditEvent(
             at=self._clock.now(),
             tenant_id=caller.tenant_id,
@@ -183,6 +185,12 @@ class Gate:
             outcome=AuditOutcome.STARTED,
             request_id=caller.request_id,
         )
+        try:
+            if authorize is not None:
+                authorize()
+        except AccessDenied as error:
+            await self._append(replace(event, outcome=AuditOutcome.DENIED, error_code=error.code))
+            raise
         if mutating:
             await self._append(event, required=True)
         try:

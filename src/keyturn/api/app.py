@@ -37,7 +37,8 @@ from keyturn.core.errors import (
 from keyturn.service.admin_tokens import AdminTokens
 from keyturn.service.context import Caller
 from keyturn.service.gate import Gate
-from keyturn.service.operator import Operator, Scope
+from keyturn.service.operator import Operator
+from keyturn.service.operator_scope import Scope
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,8 @@ from keyturn.core.model import Product, Tenant
 from keyturn.core.ports import Page
 from keyturn.core.secrets import Secret
 from keyturn.service.context import Answer
-from keyturn.service.operator import Operator, Scope
+from keyturn.service.operator import Operator
+from keyturn.service.operator_scope import Scope
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -15,7 +15,7 @@ from keyturn.core.cluster import HeldTask, NodeView
 from keyturn.core.model import AccessKey, Instance, Tenant
 from keyturn.core.ports import AccountInfo
 from keyturn.core.tasks import Task
-from keyturn.service.operator import AuditRecordView, ChainView, InstanceHealth
+from keyturn.service.operator_scope import AuditRecordView, ChainView, InstanceHealth
 
 
 def when(moment: datetime | None) -> str | None:

@@ -4,7 +4,8 @@ them, enforce the body limit before reading, and send the ``WireResponse`` back.
 Dialects are tried in order; the first whose ``claims`` accepts the request (judged from the
 method, path and headers alone) answers it. Bodies larger than ``MAX_BODY_BYTES`` are refused
 in the dialect's own format without being read; bodies are read through ``BodyReader``, which
-bounds the memory large ones hold at once.
+bounds the memory large ones hold at once. Paths under ``/admin/v1`` go to the admin API
+(``keyturn.api``), which authenticates the request from its headers before its body is read.
 """
 
 from __future__ import annotations

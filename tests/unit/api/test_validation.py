@@ -13,6 +13,7 @@ import jsonschema
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from openapi_spec_validator import validate as validate_spec
 
 from keyturn.api.app import route_of
 from keyturn.api.problems import MethodNotAllowed
@@ -145,6 +146,7 @@ def test_routes_and_path_parameters() -> None:
 
 
 def test_every_route_is_in_the_document_with_a_handler() -> None:
+    validate_spec(document())  # a valid OpenAPI 3.1 document
     paths = document()["paths"]
     for route in ROUTES:
         operation = paths[route.path][route.method.lower()]

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from starlette.applications import Starlette
 
 from keyturn import __version__
+from keyturn.api import AdminApi
 from keyturn.config import Settings
 from keyturn.core.cluster import LeasePolicy
 from keyturn.dialects._wire import Dialect
@@ -27,6 +28,7 @@ from keyturn.engines.registry import EngineRegistry
 from keyturn.http.app import create_app
 from keyturn.service.accounts import Accounts, ChangeGuard
 from keyturn.service.admin import Admin
+from keyturn.service.admin_tokens import AdminTokens
 from keyturn.service.checkpoints import checkpoints_for
 from keyturn.service.cluster import ClusterNode, default_node_id
 from keyturn.service.context import SystemClock
@@ -35,13 +37,16 @@ from keyturn.service.encryption import Encryption
 from keyturn.service.facade import Services
 from keyturn.service.gate import Gate
 from keyturn.service.leases import Leases
+from keyturn.service.operator import Operator
 from keyturn.service.queries import Queries
 from keyturn.service.ratelimit import RateLimiter
 from keyturn.service.replay import ReplayGuard
 from keyturn.service.resets import Resets
 from keyturn.service.worker import TaskWorker
+from keyturn.store.admin_tokens import SqlAdminTokens
 from keyturn.store.audit_keying import start_audit_log
 from keyturn.store.datadir import prepare_data_dir
+from keyturn.store.instance_search import SqlInstanceSearch
 from keyturn.store.sealing import open_secret_box
 from keyturn.store.sql import SqlStore, open_store, sqlite_url
 
@@ -56,6 +61,7 @@ class Runtime:
     worker: TaskWorker
     services: Services
     cluster: ClusterNode
+    admin_api: AdminApi
 
     def app(self) -> Starlette:
         """The ASGI app; when it shuts down, tasks in flight get ``shutdown_grace`` seconds to
@@ -73,6 +79,7 @@ class Runtime:
             read_timeout=self.settings.read_timeout,
             readiness=self.store.readiness,
             readiness_timeout=self.settings.store_timeout + 1,
+            admin_api=self.admin_api,
         )
 
     async def _shutdown(self) -> None:
@@ -170,6 +177,9 @@ async def build_runtime(settings: Settings) -> Runtime:
             clock,
         ),
     )
+    # The admin API (``/admin/v1/``): the same services, scoped by admin tokens.
+    operator = Operator(store, engines, services.queries, resets, audit, SqlInstanceSearch(store))
+    admin_api = AdminApi(operator, AdminTokens(SqlAdminTokens(store.db), clock), services.gate)
     return Runtime(
         settings=settings,
         store=store,
@@ -177,4 +187,5 @@ async def build_runtime(settings: Settings) -> Runtime:
         worker=worker,
         services=services,
         cluster=cluster,
+        admin_api=admin_api,
     )

@@ -1,6 +1,6 @@
 """The ``keyturn`` command line: ``serve``, ``sandbox``, ``migrate``, the inventory commands
-(``instances``, ``keys``, ``tenants``, ``policies``) and ``nodes``; ``keyturn --version``. Each
-command resolves settings, runs one coroutine and prints with rich."""
+(``instances``, ``keys``, ``tenants``, ``policies``), ``nodes`` and ``admin-tokens``;
+``keyturn --version``. Each command resolves settings, runs one coroutine and prints with rich."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import typer
 
 from keyturn import __version__
 from keyturn.cli import (
+    admin_tokens,
     audit,
     inventory,
     keyrotation,
@@ -60,6 +61,7 @@ app.add_typer(inventory.tenants, name="tenants")
 app.add_typer(policies.policies, name="policies")
 app.add_typer(audit.audit, name="audit")
 app.command("nodes")(nodes.nodes)
+app.add_typer(admin_tokens.admin_tokens, name="admin-tokens")
 
 
 def main() -> None:

@@ -4,7 +4,8 @@ them, enforce the body limit before reading, and send the ``WireResponse`` back.
 Dialects are tried in order; the first whose ``claims`` accepts the request (judged from the
 method, path and headers alone) answers it. Bodies larger than ``MAX_BODY_BYTES`` are refused
 in the dialect's own format without being read; bodies are read through ``BodyReader``, which
-bounds the memory large ones hold at once.
+bounds the memory large ones hold at once. Paths under ``/admin/v1`` go to the admin API
+(``keyturn.api``), which authenticates the request from its headers before its body is read.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from keyturn.api import AdminApi, ApiRequest, ApiResponse
 from keyturn.dialects._wire import Dialect, WireRequest, WireResponse
 from keyturn.http.bodies import BodyReader, Unread
 
@@ -58,13 +60,16 @@ def create_app(
     read_timeout: float,
     readiness: Readiness | None = None,
     readiness_timeout: float = 5.0,
+    admin_api: AdminApi | None = None,
 ) -> Starlette:
     """Build the ASGI app serving ``dialects``, plus ``GET /healthz`` (the process answers; no
     store access) and ``GET /readyz`` (``readiness`` says the store is reachable and its schema
     current, within ``readiness_timeout`` seconds; else 503, JSON) for load balancers.
     ``on_shutdown`` runs after the server stopped accepting requests (SIGTERM/SIGINT
     included); ``read_timeout`` is how long a large body may wait for its turn to be read
-    (``KEYTURN_READ_TIMEOUT``)."""
+    (``KEYTURN_READ_TIMEOUT``). ``admin_api`` answers ``/admin/v1/...``: it authenticates a
+    request from its headers before the body is read (within the same bounds as the
+    dialects')."""
     bodies = BodyReader(timeout=read_timeout)
 
     @contextlib.asynccontextmanager
@@ -73,7 +78,22 @@ def create_app(
         for callback in on_shutdown:
             await callback()
 
+    async def admin(api: AdminApi, request: Request) -> Response:
+        head = _api_request(request, b"")
+        who = await api.authenticate(head)
+        if isinstance(who, ApiResponse):
+            return _send_api(who)
+        body = await bodies.read(request)
+        if body is Unread.TOO_LARGE:
+            return _send_api(api.too_large(who))
+        if body is Unread.GONE:
+            headers = {"connection": "close"}
+            return Response(_NOT_RECEIVED, 408, headers, media_type="application/json")
+        return _send_api(await api.handle(who, _api_request(request, body)))
+
     async def dispatch(request: Request) -> Response:
+        if admin_api is not None and AdminApi.claims(request.scope["path"]):
+            return await admin(admin_api, request)
         wire = _wire_request(request, b"")
         dialect = next((d for d in dialects if d.claims(wire)), None)
         if dialect is None:
@@ -130,6 +150,22 @@ def _wire_request(request: Request, body: bytes) -> WireRequest:
         body=body,
         client=client,
     )
+
+
+def _api_request(request: Request, body: bytes) -> ApiRequest:
+    wire = _wire_request(request, body)
+    return ApiRequest(
+        method=wire.method,
+        path=wire.path,
+        query=wire.query,
+        headers=wire.headers,
+        body=body,
+        client=wire.client,
+    )
+
+
+def _send_api(response: ApiResponse) -> Response:
+    return Response(response.body, status_code=response.status, headers=response.headers)
 
 
 def _send(response: WireResponse) -> Response:

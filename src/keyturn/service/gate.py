@@ -156,6 +156,59 @@ class Gate:
         await self._append(replace(event, outcome=AuditOutcome.SUCCEEDED, task_id=task))
         return answer
 
+    async def run_admin(
+        self,
+        caller: Caller,
+        *,
+        action: str,
+        resource: str,
+        mutating: bool,
+        execute: Callable[[], Awaitable[Answer]],
+        authorize: Callable[[], None] | None = None,
+    ) -> Answer:
+        """Audit an admin API call (``vendor`` ``admin``, ``action`` like
+        ``admin:ListInstances``, ``caller.key_id`` the admin token's id) around ``execute``,
+        fail-closed for changes as ``run``: a change whose ``started`` record cannot be written
+        is not made. The admin token is its scope's administrator, so no policy applies; an
+        ``AccessDenied`` (a scoped token asking for what needs every tenant: ``authorize``
+        raises it before anything is recorded as started) is ``denied``."""
+        event = AuditEvent(
+            at=self._clock.now(),
+            tenant_id=caller.tenant_id,
+            key_id=caller.key_id,
+            source_ip=caller.source_ip,
+            user_agent=caller.user_agent,
+            vendor="admin",
+            action=action,
+            neutral_action="",
+            resource=resource,
+            outcome=AuditOutcome.STARTED,
+            request_id=caller.request_id,
+        )
+        try:
+            if authorize is not None:
+                authorize()
+        except AccessDenied as error:
+            await self._append(replace(event, outcome=AuditOutcome.DENIED, error_code=error.code))
+            raise
+        if mutating:
+            await self._append(event, required=True)
+        try:
+            answer = await execute()
+        except AccessDenied as error:
+            await self._append(replace(event, outcome=AuditOutcome.DENIED, error_code=error.code))
+            raise
+        except DomainError as error:
+            await self._append(replace(event, outcome=AuditOutcome.FAILED, error_code=error.code))
+            raise
+        except Exception:
+            failed = replace(event, outcome=AuditOutcome.FAILED, error_code=InternalError.code)
+            await self._append(failed)
+            raise
+        task = "" if answer.task_id is None else str(answer.task_id)
+        await self._append(replace(event, outcome=AuditOutcome.SUCCEEDED, task_id=task))
+        return answer
+
     async def rejected(
         self,
         caller: Caller,

@@ -21,11 +21,13 @@ from typing import Any, Final
 from keyturn.core.logcontext import CURRENT_REQUEST
 from keyturn.logredact import redact
 
-#: Attributes every ``LogRecord`` has: anything else on a record came with ``extra=``.
+#: Attributes every ``LogRecord`` has: anything else on a record came with ``extra=``
+#: (except uvicorn's ``color_message``, its message with terminal colour codes).
 _STANDARD: Final = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message",
     "asctime",
     "taskName",
+    "color_message",
 }
 
 

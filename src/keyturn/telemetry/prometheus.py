@@ -60,7 +60,10 @@ TaskCounts = Callable[[], Awaitable[Mapping[str, int]]]
 class PrometheusMetrics:
     """The ``keyturn.core.metrics.Metrics`` port, recording into ``self.registry``."""
 
-    def __init__(self, *, process: bool = True) -> None:
+    def __init__(
+        self, *, process: bool = True, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._monotonic = monotonic
         self.registry = registry = CollectorRegistry(auto_describe=True)
         self._calls = Counter(
             "keyturn_api_calls",
@@ -203,7 +206,7 @@ class PrometheusMetrics:
         if self._task_counts is None:
             return
         async with self._counting:
-            if time.monotonic() - self._counted_at < TASK_COUNTS_TTL:
+            if self._monotonic() - self._counted_at < TASK_COUNTS_TTL:
                 return
             try:
                 counts = await self._task_counts()
@@ -212,7 +215,7 @@ class PrometheusMetrics:
                 return
             for state, count in counts.items():
                 self._tasks.labels(state).set(count)
-            self._counted_at = time.monotonic()
+            self._counted_at = self._monotonic()
 
     async def render(self) -> bytes:
         """The text exposition of every family, fresh."""

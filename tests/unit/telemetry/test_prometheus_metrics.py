@@ -40,12 +40,26 @@ async def test_api_calls_by_vendor_action_and_code() -> None:
     assert value(found, "keyturn_api_call_duration_seconds_sum", timed) == pytest.approx(0.03)
 
 
-def test_children_are_bound_once() -> None:
+def test_one_entry_per_label_set() -> None:
     recorder = metrics()
-    recorder.api_call("alibaba", "kvstore:ResetAccountPassword", "OK", 0.0)
-    children = dict(recorder._call_children)
-    recorder.api_call("alibaba", "kvstore:ResetAccountPassword", "OK", 0.0)
-    assert recorder._call_children == children and len(children) == 1
+    for _ in range(3):
+        recorder.api_call("alibaba", "kvstore:ResetAccountPassword", "OK", 0.0)
+    assert recorder.calls.values == {("alibaba", "kvstore:ResetAccountPassword", "OK"): 3.0}
+    assert list(recorder.call_seconds.values) == [("alibaba", "kvstore:ResetAccountPassword")]
+
+
+async def test_histogram_buckets_are_less_or_equal_and_cumulative() -> None:
+    recorder = metrics()
+    for seconds in (0.0, 0.0005, 0.0006, 10.0, 11.0):
+        recorder.audit_append(seconds)
+    found = parse((await recorder.render()).decode())
+    name = "keyturn_audit_append_duration_seconds_bucket"
+    assert value(found, name, {"le": "0.0005"}) == 2  # a bound holds what equals it
+    assert value(found, name, {"le": "0.001"}) == 3
+    assert value(found, name, {"le": "10.0"}) == 4
+    assert value(found, name, {"le": "+Inf"}) == 5
+    assert value(found, "keyturn_audit_append_duration_seconds_count") == 5
+    assert value(found, "keyturn_audit_append_duration_seconds_sum") == pytest.approx(21.0011)
 
 
 async def test_every_other_family() -> None:

@@ -19,6 +19,8 @@ from typing import Final, Protocol
 UNKNOWN_ACTION: Final = "unknown"
 #: The ``code`` label of a call answered without an error.
 OK_CODE: Final = "OK"
+#: The ``code`` label of a call that never got an answer (cancelled: a shutdown).
+INTERRUPTED: Final = "Interrupted"
 #: ``refused(reason=...)``: over the tenant's rate limit, a replayed signed request.
 RATE_LIMITED: Final = "rate_limit"
 REPLAYED: Final = "replay"

@@ -46,7 +46,7 @@ from keyturn.core.errors import (
     RequestTooLarge,
 )
 from keyturn.core.logcontext import CURRENT_REQUEST, RequestContext
-from keyturn.core.metrics import OK_CODE, RATE_LIMITED, REPLAYED, UNKNOWN_ACTION
+from keyturn.core.metrics import INTERRUPTED, OK_CODE, RATE_LIMITED, REPLAYED, UNKNOWN_ACTION
 from keyturn.core.model import AccessKey
 from keyturn.dialects._wire import WireRequest, WireResponse, caller_of
 from keyturn.service.context import Answer, Caller
@@ -182,7 +182,7 @@ class SignedCallPipeline(Generic[E, R]):
         request_id = self.hooks.new_request_id()
         context = RequestContext(request_id, self.name)
         token = CURRENT_REQUEST.set(context)
-        code = OK_CODE
+        code = INTERRUPTED  # unless answered
         try:
             response, code = await self._handle(request, request_id, context)
             return response

@@ -5,6 +5,7 @@ context log records are tagged with while the call runs."""
 
 from __future__ import annotations
 
+import asyncio
 from types import SimpleNamespace
 from typing import Any
 
@@ -87,3 +88,14 @@ async def test_the_call_runs_under_its_request_context(services: FakeServices) -
     assert (context.vendor, context.tenant, context.action) == ("huawei", PROJECT, MODIFY_AUTH)
     assert len(context.request_id) == 32
     assert CURRENT_REQUEST.get() is None  # reset once answered
+
+
+async def test_a_cancelled_call_is_counted_interrupted(services: FakeServices) -> None:
+    async def reset(caller: Any, **kwargs: Any) -> QueuedTask:
+        raise asyncio.CancelledError()
+
+    services.resets = SimpleNamespace(reset_password_and_wait=reset)
+    with pytest.raises(asyncio.CancelledError):
+        await handle(services, request("POST", reset_path(), BODY))
+    assert calls(services) == [("huawei", MODIFY_AUTH, "Interrupted")]
+    assert CURRENT_REQUEST.get() is None

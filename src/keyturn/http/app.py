@@ -6,15 +6,19 @@ method, path and headers alone) answers it. Bodies larger than ``MAX_BODY_BYTES`
 in the dialect's own format without being read; bodies are read through ``BodyReader``, which
 bounds the memory large ones hold at once. Paths under ``/admin/v1`` go to the admin API
 (``keyturn.api``), which authenticates the request from its headers before its body is read.
+``GET /metrics`` serves the Prometheus text format (``MetricsEndpoint``), behind a bearer
+token when one is configured.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import json
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 
 from starlette.applications import Starlette
 from starlette.convertors import Convertor, register_url_convertor
@@ -51,6 +55,29 @@ _NOT_CLAIMED = json.dumps(
 #: For a body that never arrived: the client is usually gone (the edge closed the connection at
 #: the same deadline), so this is rarely seen.
 _NOT_RECEIVED = json.dumps({"error": "the request body was not received in time"}).encode()
+_UNAUTHORIZED = json.dumps(
+    {"error": "the metrics need Authorization: Bearer <KEYTURN_METRICS_TOKEN>"}
+).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsEndpoint:
+    """What ``GET /metrics`` serves: ``render()`` gives the exposition in ``content_type``;
+    with ``token`` set, a request must send ``Authorization: Bearer <token>``."""
+
+    render: Callable[[], Awaitable[bytes]]
+    content_type: str
+    token: str | None = field(default=None, repr=False)
+
+    def allows(self, authorization: str) -> bool:
+        """Whether an ``Authorization`` header value admits the scrape (constant time over
+        the token: a wrong one takes as long as a right one of the same length)."""
+        if not self.token:
+            return True
+        scheme, _, credential = authorization.partition(" ")
+        given = credential.strip().encode("utf-8", "surrogateescape")
+        matches = hmac.compare_digest(given, self.token.encode())
+        return scheme.lower() == "bearer" and matches
 
 
 def create_app(
@@ -61,6 +88,7 @@ def create_app(
     readiness: Readiness | None = None,
     readiness_timeout: float = 5.0,
     admin_api: AdminApi | None = None,
+    metrics: MetricsEndpoint | None = None,
 ) -> Starlette:
     """Build the ASGI app serving ``dialects``, plus ``GET /healthz`` (the process answers; no
     store access) and ``GET /readyz`` (``readiness`` says the store is reachable and its schema
@@ -69,7 +97,7 @@ def create_app(
     included); ``read_timeout`` is how long a large body may wait for its turn to be read
     (``KEYTURN_READ_TIMEOUT``). ``admin_api`` answers ``/admin/v1/...``: it authenticates a
     request from its headers before the body is read (within the same bounds as the
-    dialects')."""
+    dialects'). With ``metrics``, ``GET /metrics`` serves them."""
     bodies = BodyReader(timeout=read_timeout)
 
     @contextlib.asynccontextmanager
@@ -124,15 +152,22 @@ def create_app(
         body = json.dumps({"status": "unavailable", "reason": reason}).encode()
         return Response(body, status_code=503, media_type="application/json")
 
+    async def scrape(request: Request) -> Response:
+        assert metrics is not None
+        if not metrics.allows(request.headers.get("authorization", "")):
+            headers = {"www-authenticate": 'Bearer realm="keyturn metrics"'}
+            return Response(_UNAUTHORIZED, 401, headers, media_type="application/json")
+        return Response(await metrics.render(), headers={"content-type": metrics.content_type})
+
     methods = ["GET", "POST", "PUT", "DELETE", "PATCH"]
-    return Starlette(
-        routes=[
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/readyz", readyz, methods=["GET"]),
-            Route("/{path:anypath}", dispatch, methods=methods),
-        ],
-        lifespan=lifespan,
-    )
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+    ]
+    if metrics is not None:
+        routes.append(Route("/metrics", scrape, methods=["GET"]))
+    routes.append(Route("/{path:anypath}", dispatch, methods=methods))
+    return Starlette(routes=routes, lifespan=lifespan)
 
 
 def _wire_request(request: Request, body: bytes) -> WireRequest:

@@ -13,6 +13,7 @@ code and task id. A call that names no instance (a listing, a task read by id) p
 statement allows its action; the action then gets the caller's ``Access`` and authorizes each
 item it would return. Requests refused before the gate (authentication, routing, malformed
 requests) are audited by ``rejected``, unauthenticated ones within a per-source budget.
+Every audit append is timed (``keyturn.core.metrics``: ``audit_append``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from keyturn.core.errors import (
     RequestThrottled,
     StoreUnavailable,
 )
+from keyturn.core.metrics import NO_METRICS, Metrics
 from keyturn.core.ports import AuditLog, Clock, Store
 from keyturn.service.access import (
     UNRESTRICTED,
@@ -93,8 +95,10 @@ class Gate:
         limiter: RateLimiter,
         audit: AuditLog,
         clock: Clock,
+        metrics: Metrics = NO_METRICS,
     ) -> None:
         self._store = store
+        self._metrics = metrics
         self._credentials = credentials
         self._limiter = limiter
         self._audit = audit
@@ -243,7 +247,7 @@ class Gate:
             request_id=caller.request_id,
         )
         try:
-            await self._audit.append(event)
+            await self._timed_append(event)
         except StoreUnavailable:
             log.warning("could not record a refused call in the audit log: the store is down")
         except Exception:
@@ -319,7 +323,7 @@ class Gate:
         """Write ``event``; a failure stops the call only when ``required`` (the record before
         a change): an outcome that cannot be recorded is logged, the change having happened."""
         try:
-            await self._audit.append(replace(event, at=self._clock.now()))
+            await self._timed_append(replace(event, at=self._clock.now()))
         except StoreUnavailable:
             # The store is down (logged once per call by the store): the caller gets the
             # vendor's "unavailable", not a generic internal error.
@@ -330,6 +334,13 @@ class Gate:
             log.exception("the audit log could not be written")
             if required:
                 raise InternalError("the audit log could not be written") from exc
+
+    async def _timed_append(self, event: AuditEvent) -> None:
+        started = time.perf_counter()
+        try:
+            await self._audit.append(event)
+        finally:
+            self._metrics.audit_append(time.perf_counter() - started)
 
 
 class RejectionBudget:

@@ -1,7 +1,9 @@
 """The composition root: builds the store, engines, worker, services, dialects and ASGI app.
 
 This is the only module that imports every layer. ``Runtime`` owns the resources it opened and
-closes them in reverse order.
+closes them in reverse order. Each runtime has its own metrics registry
+(``keyturn.telemetry.prometheus``), handed to the layers through the ``keyturn.core.metrics``
+port and served at ``/metrics``.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import dataclass
 from starlette.applications import Starlette
 
 from keyturn import __version__
+from keyturn.api import AdminApi
 from keyturn.config import Settings
 from keyturn.core.cluster import LeasePolicy
 from keyturn.dialects._wire import Dialect
@@ -24,9 +27,10 @@ from keyturn.dialects.tencent.postgres import PRODUCT as TENCENT_POSTGRES
 from keyturn.dialects.tencent.redis import PRODUCT as TENCENT_REDIS
 from keyturn.dialects.tencent.tdmysql import PRODUCT as TENCENT_TDMYSQL
 from keyturn.engines.registry import EngineRegistry
-from keyturn.http.app import create_app
+from keyturn.http.app import MetricsEndpoint, create_app
 from keyturn.service.accounts import Accounts, ChangeGuard
 from keyturn.service.admin import Admin
+from keyturn.service.admin_tokens import AdminTokens
 from keyturn.service.checkpoints import checkpoints_for
 from keyturn.service.cluster import ClusterNode, default_node_id
 from keyturn.service.context import SystemClock
@@ -35,15 +39,20 @@ from keyturn.service.encryption import Encryption
 from keyturn.service.facade import Services
 from keyturn.service.gate import Gate
 from keyturn.service.leases import Leases
+from keyturn.service.operator import Operator
 from keyturn.service.queries import Queries
 from keyturn.service.ratelimit import RateLimiter
 from keyturn.service.replay import ReplayGuard
 from keyturn.service.resets import Resets
 from keyturn.service.worker import TaskWorker
+from keyturn.store.admin_tokens import SqlAdminTokens
 from keyturn.store.audit_keying import start_audit_log
 from keyturn.store.datadir import prepare_data_dir
+from keyturn.store.instance_search import SqlInstanceSearch
+from keyturn.store.observe import observe_statements
 from keyturn.store.sealing import open_secret_box
 from keyturn.store.sql import SqlStore, open_store, sqlite_url
+from keyturn.telemetry.prometheus import CONTENT_TYPE, PrometheusMetrics
 
 log = logging.getLogger("keyturn")
 
@@ -56,6 +65,8 @@ class Runtime:
     worker: TaskWorker
     services: Services
     cluster: ClusterNode
+    admin_api: AdminApi
+    metrics: PrometheusMetrics
 
     def app(self) -> Starlette:
         """The ASGI app; when it shuts down, tasks in flight get ``shutdown_grace`` seconds to
@@ -73,6 +84,10 @@ class Runtime:
             read_timeout=self.settings.read_timeout,
             readiness=self.store.readiness,
             readiness_timeout=self.settings.store_timeout + 1,
+            admin_api=self.admin_api,
+            metrics=MetricsEndpoint(
+                self.metrics.render, CONTENT_TYPE, token=self.settings.metrics_token
+            ),
         )
 
     async def _shutdown(self) -> None:
@@ -110,13 +125,16 @@ async def open_admin_store(settings: Settings) -> SqlStore:
 async def build_runtime(settings: Settings) -> Runtime:
     """Open everything the server needs; the audit chain is keyed first if it must be."""
     clock = SystemClock()
+    metrics = PrometheusMetrics()
     store = await open_admin_store(settings)
     try:
         audit = await start_audit_log(store, settings.data_dir)
     except BaseException:
         await store.close()
         raise
-    engines = EngineRegistry(timeout=settings.engine_timeout)
+    observe_statements(store.engine, metrics)
+    metrics.count_tasks(store.task_counts)
+    engines = EngineRegistry(timeout=settings.engine_timeout, metrics=metrics)
     policy = LeasePolicy(settings.task_lease)
     if settings.engine_timeout > policy.trust_window:
         # An engine operation begun just inside the trust window could outlast the lease.
@@ -136,7 +154,9 @@ async def build_runtime(settings: Settings) -> Runtime:
         rollback_deadline=settings.rollback_deadline,
         checkpoints=checkpoints_for(settings.fault_pauses),
         leases=leases,
+        metrics=metrics,
     )
+    metrics.count_leases(lambda: len(leases.held()))
     cluster = ClusterNode(
         store,
         worker,
@@ -168,8 +188,13 @@ async def build_runtime(settings: Settings) -> Runtime:
             ),
             audit,
             clock,
+            metrics,
         ),
+        metrics=metrics,
     )
+    # The admin API (``/admin/v1/``): the same services, scoped by admin tokens.
+    operator = Operator(store, engines, services.queries, resets, audit, SqlInstanceSearch(store))
+    admin_api = AdminApi(operator, AdminTokens(SqlAdminTokens(store.db), clock), services.gate)
     return Runtime(
         settings=settings,
         store=store,
@@ -177,4 +202,6 @@ async def build_runtime(settings: Settings) -> Runtime:
         worker=worker,
         services=services,
         cluster=cluster,
+        admin_api=admin_api,
+        metrics=metrics,
     )

@@ -23,6 +23,8 @@ DEFAULT_DATA_DIR = ".keyturn"
 DEFAULT_MAX_CONNECTIONS = 1000
 DEFAULT_READ_TIMEOUT = 10.0
 DEFAULT_STORE_TIMEOUT = 5.0
+#: ``KEYTURN_LOG_FORMAT``: human lines, or one JSON object a line (``keyturn.logjson``).
+LOG_FORMATS = ("text", "json")
 
 
 class ConfigError(ValueError):
@@ -67,6 +69,10 @@ class Settings:
     #: over (``keyturn.core.cluster``).
     task_lease: float = 10.0
     log_level: str = "INFO"
+    #: ``text`` or ``json`` (one JSON object a line).
+    log_format: str = "text"
+    #: When set, ``GET /metrics`` needs ``Authorization: Bearer <token>``.
+    metrics_token: str | None = field(default=None, repr=False)
     #: Requests per second per tenant and action, overriding the vendors' documented limits;
     #: ``*`` overrides every action (tests use it to lift limits).
     rate_limits: Mapping[str, int] = field(default_factory=dict)
@@ -175,6 +181,8 @@ def load_settings(
                 "KEYTURN_TASK_LEASE", pick(None, "KEYTURN_TASK_LEASE", "task_lease", 10.0)
             ),
             log_level=str(pick(None, "KEYTURN_LOG_LEVEL", "log_level", "INFO")).upper(),
+            log_format=_log_format(pick(None, "KEYTURN_LOG_FORMAT", "log_format", "text")),
+            metrics_token=_token(pick(None, "KEYTURN_METRICS_TOKEN", "metrics_token", None)),
             rate_limits=_rate_limits(env.get("KEYTURN_RATE_LIMITS"), server.get("rate_limits")),
             rate_limit_write=int(pick(None, "KEYTURN_RATE_LIMIT_WRITE", "rate_limit_write", 20)),
             rate_limit_read=int(pick(None, "KEYTURN_RATE_LIMIT_READ", "rate_limit_read", 100)),
@@ -198,6 +206,24 @@ def _node_id(value: object) -> str | None:
     text = str(value)
     if not 0 < len(text) <= 128 or not text.isprintable() or any(c.isspace() for c in text):
         raise ConfigError("KEYTURN_NODE_ID must be 1-128 printable characters, no spaces")
+    return text
+
+
+def _log_format(value: object) -> str:
+    text = str(value).strip().lower()
+    if text not in LOG_FORMATS:
+        raise ConfigError(f"KEYTURN_LOG_FORMAT must be text or json (not {value!r})")
+    return text
+
+
+def _token(value: object) -> str | None:
+    """A bearer token: 16-512 visible ASCII characters, or None (no token)."""
+    if value is None or value == "":
+        return None
+    text = str(value)
+    if not 16 <= len(text) <= 512 or not all("!" <= c <= "~" for c in text):
+        # The value itself is never echoed: it is a secret.
+        raise ConfigError("KEYTURN_METRICS_TOKEN must be 16-512 visible ASCII characters")
     return text
 
 

@@ -177,6 +177,10 @@ async def test_search_filters(audit: SqlAuditLog) -> None:
     assert await seqs(since=T0 + timedelta(seconds=10)) == [10, 11, 12]
     assert await seqs(until=T0 + timedelta(seconds=3)) == [1, 2]
     assert await seqs(limit=2) == [11, 12]
+    # Pages of the admin API: older than a seq, newest of them first in ``limit``.
+    assert await seqs(limit=2, before=11) == [9, 10]
+    assert await seqs(limit=3, before=8, tenant="1300000001") == [3, 5, 7]
+    assert await seqs(before=1) == []
 
 
 def tamper_edit_event(conn: RawSql) -> None:

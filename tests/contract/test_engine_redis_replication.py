@@ -3,7 +3,7 @@ it as ``default``: the primary is discovered (not assumed from the declared orde
 ``default`` is staged on the primary (new password beside the old one), each replica switches
 ``masterauth``, the last step drops the old password and proves that every replica logs in
 again. Undoing the plan brings back the old password and ``masterauth`` everywhere; sentinels
-follow (and are restored)."""
+follow (and are restored); a primary they watch gets ``masterauth`` for a failover."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from keyturn.core.model import Instance, NodeRole
 from keyturn.engines.redis import RedisEngine
 from tests.support.logins import can_login
 from tests.support.plans import instance_of, planned
-from tests.support.redis_replication import force_reconnect, replicated
+from tests.support.redis_replication import client, force_reconnect, replicated
 from tests.support.redis_sentinel import RedisSentinel
 from tests.support.redis_server import RedisServer
 
@@ -146,3 +146,29 @@ async def test_sentinel_with_a_wrong_auth_pass_fails_the_check(
     )
     with pytest.raises(EngineRejected, match="did not log in again"):
         await run.plan.steps[-1].apply()
+
+
+async def test_a_watched_primary_gets_masterauth_for_a_failover(
+    redis_engine: RedisEngine, replicated_redis: list[RedisServer], sentinel: RedisSentinel
+) -> None:
+    # The primary has no masterauth: once Sentinel made it a replica it could not log in to
+    # the promoted node. The plan gives it the new password as masterauth, persisted; undo
+    # clears it again.
+    primary, new = replicated_redis[0], "Sentinel-new-pass-2"
+    run = await planned(redis_engine, instance(replicated_redis, [sentinel.url()]), "default", new)
+    labels = [(s.label, s.endpoint) for s in run.plan.steps]
+    assert ("masterauth for a failover", f"127.0.0.1:{primary.port}") in labels
+    await run.apply()
+    await run.check()
+    admin = client(primary, new)
+    try:
+        assert admin.config_get("masterauth") == {"masterauth": new}
+    finally:
+        admin.close()
+    assert primary.conf_path is not None and f'masterauth "{new}"' in primary.conf_path.read_text()
+    await run.undo()
+    admin = client(primary, primary.password or "")
+    try:
+        assert admin.config_get("masterauth") == {"masterauth": ""}
+    finally:
+        admin.close()

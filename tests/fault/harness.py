@@ -6,11 +6,18 @@ A ``Cluster`` adapts one engine topology (Redis primary + replicas, PostgreSQL p
 standby, MariaDB primary + replica): how to reset through the official SDK, how to stop a node,
 drop a link and check the invariants. ``run_trials`` drives them and counts what happened.
 
+A topology that can fail over (``Failover``: Redis with a Sentinel) gets two trials in three a
+failover: ``failover_during`` kills the primary (SIGKILL) while a reset runs (a third of the time
+SIGKILLing keyturn too) and lets the sentinel promote another node before the old one starts
+again; ``failover_between`` does that before the reset, and starts the old primary again just
+before it (sometimes before it rejoined as a replica).
+
 Invariants after every trial, once every node is up again and the task has ended:
 - no lockout: the password the task reports (the new one if it succeeded, else the old one)
   logs in on every node, and the other one on none;
 - nothing applied twice: each node holds exactly that one password (the engine's own view);
-- replication is healthy: a write on the primary reaches every replica;
+- replication is healthy: a write on the primary (the current one, after a failover) reaches
+  every replica;
 - keyturn still administers the instance (the next trial's reset goes through).
 """
 
@@ -21,7 +28,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from tests.support.keyturn_server import KeyturnServer
 from tests.support.passwords import new_password
@@ -60,6 +67,21 @@ class Cluster(Protocol):
         ...
 
 
+@runtime_checkable
+class Failover(Protocol):
+    """A topology whose watchers fail over a primary that stopped answering."""
+
+    def stop_primary(self) -> int:
+        """Stop the current primary; its index."""
+        ...
+
+    def wait_promoted(self, index: int) -> None:
+        """Wait until the watchers promoted another node than ``index``."""
+        ...
+
+    def start_node(self, index: int) -> None: ...
+
+
 @dataclass
 class Report:
     trials: int = 0
@@ -77,12 +99,14 @@ class Report:
 
 
 FAULTS = ("kill", "outage", "link_drop", "kill_and_outage", "none")
+FAILOVER_FAULTS = ("failover_during", "failover_between")
 
 
 def run_trials(server: KeyturnServer, cluster: Cluster, trials: int, rng: random.Random) -> Report:
     report = Report()
+    failover = isinstance(cluster, Failover)
     for number in range(trials):
-        fault = rng.choice(FAULTS)
+        fault = rng.choice(FAILOVER_FAULTS if failover and number % 3 != 1 else FAULTS)
         report.faults[fault] += 1
         report.trials += 1
         old, new = cluster.password, new_password()
@@ -100,6 +124,9 @@ def _trial(
 ) -> str:
     if fault == "none":
         return cluster.reset(server, new)
+    if fault in FAILOVER_FAULTS:
+        assert isinstance(cluster, Failover)
+        return _failover_trial(server, cluster, cluster, fault == "failover_during", new, rng)
     if fault == "link_drop":
         timer = threading.Timer(rng.uniform(0.0, 0.15), cluster.drop_links)
         timer.start()
@@ -122,6 +149,34 @@ def _trial(
     finally:
         if outage is not None:
             outage.end()
+
+
+def _failover_trial(
+    server: KeyturnServer,
+    cluster: Cluster,
+    failover: Failover,
+    during: bool,
+    new: str,
+    rng: random.Random,
+) -> str:
+    if not during:
+        index = failover.stop_primary()
+        failover.wait_promoted(index)
+        cluster.start_node(index)
+        # Sometimes before the old primary rejoined as a replica, sometimes after.
+        time.sleep(rng.choice((0.0, rng.uniform(0.0, 0.5))))
+        return cluster.reset(server, new)
+    handle = cluster.start_reset(server, new)
+    time.sleep(rng.uniform(0.0, 0.3))
+    index = failover.stop_primary()
+    if rng.random() < 1 / 3:
+        # keyturn dies too: the restarted one resumes the task on the instance as it is then.
+        server.kill()
+        server.start()
+    failover.wait_promoted(index)
+    time.sleep(rng.uniform(0.0, 0.5))
+    cluster.start_node(index)
+    return cluster.finish_reset(server, handle)
 
 
 class _Outage:

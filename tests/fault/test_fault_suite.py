@@ -1,7 +1,9 @@
-"""The fault-injection suite: randomized resets of replicated instances while keyturn is
-killed with SIGKILL, engine nodes stop and restart, and replication links drop; every trial ends
-with the invariants checked (see tests/fault/harness.py). The seed is printed, and
-``KEYTURN_FAULT_SEED`` replays a run; ``KEYTURN_FAULT_TRIALS`` scales the trial counts."""
+"""The fault-injection suite: randomized resets of replicated instances while keyturn is killed
+with SIGKILL, engine nodes stop and restart, replication links drop and, for Redis, a Sentinel
+fails the primary over (two Redis trials in three: the primary killed during or before a
+reset); every trial ends with the invariants checked (see tests/fault/harness.py). The seed is
+printed, and ``KEYTURN_FAULT_SEED`` replays a run; ``KEYTURN_FAULT_TRIALS`` scales the trial
+counts."""
 
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from tests.support.fixtures import (
 )
 from tests.support.keyturn_server import KeyturnServer
 from tests.support.passwords import USED_PASSWORDS, leaked, new_instance_id, new_password
+from tests.support.redis_replication import prepare_failover
 from tests.support.redis_sentinel import RedisSentinel
 
 pytestmark = pytest.mark.engine
@@ -78,9 +81,13 @@ def test_redis_primary_and_replicas(
     for replica in replicas:
         replica.wait_link_up()
     nodes = [primary, *replicas]
-    # A long down-after keeps the sentinel from failing over while the suite stops the primary.
-    sentinel = RedisSentinel(primary, down_after_ms=60_000).start()
+    # Every node may be a replica after a failover: the primary logs in with masterauth too,
+    # as a Sentinel deployment sets it up.
+    prepare_failover(primary)
+    # The sentinel fails a stopped primary over within seconds; the trials stop it on purpose.
+    sentinel = RedisSentinel(primary, down_after_ms=1000, failover_timeout_ms=3000).start()
     try:
+        sentinel.wait_replicas(len(replicas))
         instance_id = new_instance_id()
         # keyturn logs in as default and resets it (its own admin, the replicas' and the
         # sentinel's login): the trials prove it never locks itself out, so the instance opts in.
@@ -90,7 +97,8 @@ def test_redis_primary_and_replicas(
             sentinels=[sentinel.url()],
             allow_admin_reset=True,
         )
-        run("redis", keyturn, RedisCluster(nodes, instance_id, sentinel), trials(60), seed)
+        # 45 trials, 30 of them failovers (each waits for the sentinel's ~3 s failover).
+        run("redis", keyturn, RedisCluster(nodes, instance_id, sentinel), trials(45), seed)
     finally:
         sentinel.close()
 

@@ -281,3 +281,38 @@ class FakeStore:
 
     def __getattr__(self, name: str) -> Any:
         raise AssertionError(f"the fake store was not expected to {name}")
+
+
+@dataclass
+class RecordingMetrics:
+    """The metrics port, remembering every recording as ``(recorder, *labels)`` (durations
+    left out; ``seconds`` keeps them in the same order)."""
+
+    recorded: list[tuple[str, ...]] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+
+    def api_call(self, vendor: str, action: str, code: str, seconds: float) -> None:
+        self.recorded.append(("api_call", vendor, action, code))
+        self.seconds.append(seconds)
+
+    def refused(self, vendor: str, reason: str) -> None:
+        self.recorded.append(("refused", vendor, reason))
+
+    def task_finished(self, product: str, outcome: str, seconds: float) -> None:
+        self.recorded.append(("task_finished", product, outcome))
+        self.seconds.append(seconds)
+
+    def engine_op(self, engine: str, op: str, seconds: float, error: str | None) -> None:
+        self.recorded.append(("engine_op", engine, op, error or ""))
+        self.seconds.append(seconds)
+
+    def audit_append(self, seconds: float) -> None:
+        self.recorded.append(("audit_append",))
+        self.seconds.append(seconds)
+
+    def store_statement(self, statement: str, seconds: float) -> None:
+        self.recorded.append(("store_statement", statement))
+        self.seconds.append(seconds)
+
+    def of(self, recorder: str) -> list[tuple[str, ...]]:
+        return [r[1:] for r in self.recorded if r[0] == recorder]

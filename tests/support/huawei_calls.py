@@ -9,6 +9,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from keyturn.core import errors as e
+from keyturn.core.metrics import NO_METRICS
 from keyturn.core.model import AccessKey, EngineKind, Instance, Node, NodeAddress, Product
 from keyturn.core.secrets import Secret
 from keyturn.core.tasks import Task, TaskKind, TaskState
@@ -44,6 +45,7 @@ class FakeServices:
         )
         self.refusals: list[dict[str, Any]] = []
         self.gate = SimpleNamespace(run=self._through_gate, rejected=self._refused)
+        self.metrics = NO_METRICS
 
     @staticmethod
     async def _through_gate(

@@ -1,6 +1,7 @@
 """A replicated Redis from outside keyturn: a primary and its replicas that log in to it as
 ``default`` (``replicated_redis`` in ``tests.support.fixtures`` starts one), and the checks
-that replication still works after a change of that password.
+that replication still works after a change of that password. ``prepare_failover`` gives a
+primary the ``masterauth`` it needs once a Sentinel failover made it a replica.
 """
 
 from __future__ import annotations
@@ -46,3 +47,14 @@ def force_reconnect(servers: list[RedisServer], password: str) -> None:
     for replica in servers[1:]:
         replica.password = password
         replica.wait_link_up()
+
+
+def prepare_failover(primary: RedisServer) -> None:
+    """``masterauth`` = the primary's own ``default`` password, persisted: after a failover it
+    logs in to the promoted replica as its replicas log in to it now."""
+    admin = client(primary, primary.password or "")
+    try:
+        admin.config_set("masterauth", primary.password or "")
+        admin.execute_command("CONFIG", "REWRITE")
+    finally:
+        admin.close()

@@ -3,7 +3,10 @@
 It runs ``redis-server <conf> --sentinel`` as a child process on a free port in a temporary
 directory, with its own ``requirepass``, monitoring the primary as ``mymaster`` (quorum 1) and
 logging in to it and its replicas with ``auth-pass`` = the primary's password. Sentinel rewrites
-its config file itself (``SENTINEL SET`` persists there).
+its config file itself (``SENTINEL SET`` persists there, and so does a failover).
+``down_after_ms`` and ``failover_timeout_ms`` say how soon it fails over a primary that stopped
+answering; ``primary_port`` is the master it names now, ``wait_settled`` waits until no failover
+is in progress and the master it names answers.
 """
 
 from __future__ import annotations
@@ -27,7 +30,13 @@ MASTER = "mymaster"
 
 
 class RedisSentinel:
-    def __init__(self, primary: RedisServer, *, down_after_ms: int = 5000) -> None:
+    def __init__(
+        self,
+        primary: RedisServer,
+        *,
+        down_after_ms: int = 5000,
+        failover_timeout_ms: int = 180_000,
+    ) -> None:
         binary = redis_server_binary()
         if binary is None:
             raise RedisServerError("redis-server is not installed")
@@ -48,6 +57,7 @@ class RedisSentinel:
                     f"sentinel monitor {MASTER} 127.0.0.1 {primary.port} 1",
                     f'sentinel auth-pass {MASTER} "{primary.password or ""}"',
                     f"sentinel down-after-milliseconds {MASTER} {down_after_ms}",
+                    f"sentinel failover-timeout {MASTER} {failover_timeout_ms}",
                     "",
                 ]
             )
@@ -99,6 +109,39 @@ class RedisSentinel:
             return {str(k): str(v) for k, v in reply.items()}
         items = [x.decode() if isinstance(x, bytes) else str(x) for x in reply]
         return dict(zip(items[::2], items[1::2], strict=True))
+
+    def wait_replicas(self, count: int, timeout: float = 10.0) -> None:
+        """Wait until the sentinel found ``count`` replicas of its master (candidates for a
+        failover)."""
+        deadline = time.monotonic() + timeout
+        while self.master().get("num-slaves") != str(count):
+            if time.monotonic() > deadline:
+                raise RedisServerError("the sentinel did not discover the replicas")
+            time.sleep(0.1)
+
+    def primary_port(self) -> int:
+        """The port of the master the sentinel names now (``GET-MASTER-ADDR-BY-NAME``)."""
+        client = self.client()
+        try:
+            reply = client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER)
+        finally:
+            client.close()
+        return int(reply[1])
+
+    def wait_settled(self, timeout: float = 30.0) -> bool:
+        """Wait until the sentinel's master is flagged only ``master`` (no failover in
+        progress, not down) and answered a PING within the last 2 s; whether it did."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                master = self.master()
+                if master.get("flags") == "master" and int(master["last-ok-ping-reply"]) < 2000:
+                    return True
+            except redis.RedisError:
+                pass
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
 
     def config_text(self) -> str:
         return self.conf.read_text()

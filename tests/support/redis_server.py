@@ -256,6 +256,15 @@ class RedisServer:
             process.kill()
             process.wait(timeout)
 
+    def crash(self) -> None:
+        """Kill the server at once (SIGKILL), as a machine that dies: no graceful shutdown
+        (a primary's SIGTERM waits for its replicas to catch up first)."""
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.kill()
+        process.wait(10)
+
     def restart(self) -> RedisServer:
         self.stop()
         return self.start()

@@ -40,13 +40,17 @@ def profile(endpoint: str) -> ClientProfile:
     return ClientProfile(httpProfile=HttpProfile(protocol="http", endpoint=endpoint))
 
 
-def postgres_sdk(endpoint: str) -> postgres_client.PostgresClient:
-    cred = credential.Credential(KEY_ID, KEY_SECRET)
+def postgres_sdk(
+    endpoint: str, *, key_id: str = KEY_ID, secret: str = KEY_SECRET
+) -> postgres_client.PostgresClient:
+    cred = credential.Credential(key_id, secret)
     return postgres_client.PostgresClient(cred, "ap-guangzhou", profile(endpoint))
 
 
-def tdmysql_sdk(endpoint: str) -> tdmysql_client.TdmysqlClient:
-    cred = credential.Credential(KEY_ID, KEY_SECRET)
+def tdmysql_sdk(
+    endpoint: str, *, key_id: str = KEY_ID, secret: str = KEY_SECRET
+) -> tdmysql_client.TdmysqlClient:
+    cred = credential.Credential(key_id, secret)
     return tdmysql_client.TdmysqlClient(cred, "ap-guangzhou", profile(endpoint))
 
 

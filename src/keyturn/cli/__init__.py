@@ -1,12 +1,26 @@
-"""The ``keyturn`` command line: ``serve``, ``migrate``, the inventory commands (``instances``,
-``keys``, ``tenants``, ``policies``) and ``nodes``. Each command resolves settings, runs one
-coroutine and prints with rich."""
+"""The ``keyturn`` command line: ``serve``, ``sandbox``, ``migrate``, the inventory commands
+(``instances``, ``keys``, ``tenants``, ``policies``), ``nodes`` and ``admin-tokens``;
+``keyturn --version``. Each command resolves settings, runs one coroutine and prints with rich."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
-from keyturn.cli import audit, inventory, keyrotation, migrate, nodes, policies, serve, tls
+from keyturn import __version__
+from keyturn.cli import (
+    admin_tokens,
+    audit,
+    inventory,
+    keyrotation,
+    migrate,
+    nodes,
+    policies,
+    sandbox,
+    serve,
+    tls,
+)
 
 app = typer.Typer(
     name="keyturn",
@@ -15,7 +29,28 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"keyturn {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    pass
+
+
 app.command("serve")(serve.serve)
+app.command("sandbox")(sandbox.sandbox)
 app.command("migrate")(migrate.migrate)
 app.add_typer(inventory.instances, name="instances")
 app.add_typer(inventory.keys, name="keys")
@@ -26,6 +61,7 @@ app.add_typer(inventory.tenants, name="tenants")
 app.add_typer(policies.policies, name="policies")
 app.add_typer(audit.audit, name="audit")
 app.command("nodes")(nodes.nodes)
+app.add_typer(admin_tokens.admin_tokens, name="admin-tokens")
 
 
 def main() -> None:

@@ -6,7 +6,8 @@ files are checked before anything else starts, so a bad pair fails fast with exi
 With ``--workers N`` (``KEYTURN_WORKERS``) N processes serve one port
 (``keyturn.cli.workers``). The server holds the data dir's lock shared
 (``keyturn.store.rekey.DataDirLock``), so a master key rotation cannot run under it. Every log
-record passes the redaction filter (``keyturn.logredact``).
+record passes the redaction filter (``keyturn.logredact``), as text lines or, with
+``KEYTURN_LOG_FORMAT=json``, one JSON object a line (``keyturn.logjson``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import logging
 import os
 import ssl
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -30,6 +32,7 @@ from keyturn.cli.workers import serve_workers
 from keyturn.config import ConfigError, Settings, load_settings
 from keyturn.core.errors import DomainError
 from keyturn.http.edge import EdgeLimits, edge_protocol
+from keyturn.logjson import JsonFormatter
 from keyturn.logredact import install as install_redaction
 from keyturn.service.inventory import parse_inventory
 from keyturn.store.rekey import DataDirLock
@@ -74,7 +77,9 @@ def serve(
     except ConfigError as exc:
         typer.echo(f"keyturn: {exc}", err=True)
         raise typer.Exit(2) from None
-    configure_logging(settings.log_level, with_pid=settings.workers > 1)
+    configure_logging(
+        settings.log_level, with_pid=settings.workers > 1, log_format=settings.log_format
+    )
     lock = DataDirLock(settings.data_dir)
     try:
         held = lock.acquire(exclusive=False)
@@ -114,7 +119,11 @@ def tls_context(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
-async def _serve(settings: Settings, tls: ssl.SSLContext | None) -> None:
+async def _serve(
+    settings: Settings,
+    tls: ssl.SSLContext | None,
+    on_started: Callable[[], None] | None = None,
+) -> None:
     # On a shared PostgreSQL, one starting node at a time migrates and reconciles; the others
     # wait here for it (``keyturn.store.startup``).
     async with startup_lock(store_url_of(settings), settings.store_timeout):
@@ -129,9 +138,30 @@ async def _serve(settings: Settings, tls: ssl.SSLContext | None) -> None:
         log.info("serving on %s://%s:%d", settings.scheme, settings.host, settings.port)
         # uvicorn handles SIGTERM/SIGINT: it stops accepting requests, runs the app's
         # shutdown (which drains the worker), then re-raises the signal for the exit status.
-        await server.serve()
+        watch = (
+            None if on_started is None else asyncio.create_task(_once_started(server, on_started))
+        )
+        try:
+            await server.serve()
+        finally:
+            if watch is not None:
+                watch.cancel()
     finally:
         await runtime.close()  # idempotent: the app's shutdown normally closed it already
+
+
+async def serve_until_stopped(settings: Settings, on_started: Callable[[], None]) -> None:
+    """What ``keyturn serve`` runs (plain HTTP, one process), calling ``on_started`` once the
+    port listens (``keyturn sandbox``)."""
+    await _serve(settings, None, on_started)
+
+
+async def _once_started(server: uvicorn.Server, on_started: Callable[[], None]) -> None:
+    while not server.started:
+        if server.should_exit:
+            return
+        await asyncio.sleep(0.05)
+    on_started()
 
 
 def uvicorn_config(app: ASGIApp, settings: Settings, tls: ssl.SSLContext | None) -> uvicorn.Config:
@@ -191,13 +221,16 @@ async def prepare(runtime: Runtime, config: Path | None, *, recover: bool = True
         log.info("resuming %d unfinished task(s)", recovered)
 
 
-def configure_logging(level: str, *, with_pid: bool = False) -> None:
-    """Log to stderr through the redaction filter; ``with_pid`` (``--workers``) names the
-    process of each record."""
+def configure_logging(level: str, *, with_pid: bool = False, log_format: str = "text") -> None:
+    """Log to stderr through the redaction filter, as text or JSON lines (``log_format``);
+    ``with_pid`` (``--workers``) names the process of each record."""
     process = " [%(process)d]" if with_pid else ""
     logging.basicConfig(
         level=level,
         format="%(asctime)s" + process + " %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if log_format == "json":
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(JsonFormatter(with_pid=with_pid))
     install_redaction()

@@ -97,7 +97,7 @@ def worker_config(settings: Settings) -> uvicorn.Config:
     from keyturn.cli.serve import configure_logging, tls_context, uvicorn_config
 
     _stop_with_supervisor()
-    configure_logging(settings.log_level, with_pid=True)
+    configure_logging(settings.log_level, with_pid=True, log_format=settings.log_format)
     return uvicorn_config(WorkerApp(settings), settings, tls_context(settings))
 
 

@@ -22,11 +22,16 @@ order for all of them, so a rule holds everywhere once written here:
 Refusals before the gate are audited here (unauthenticated ones within a per-source budget);
 from the gate on, the gate audits. Domain errors become the vendor's error; anything else is
 logged and answered as the vendor's internal error, never a traceback.
+
+Every call, answered or refused at any step, is counted once here (``Services.metrics``:
+vendor, action and code, the action label only once routed, so never a client's string), and
+runs under a ``RequestContext`` (``keyturn.core.logcontext``) that log records are tagged with.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,8 +42,11 @@ from keyturn.core.errors import (
     HostNotServed,
     InternalError,
     NonceReused,
+    RequestThrottled,
     RequestTooLarge,
 )
+from keyturn.core.logcontext import CURRENT_REQUEST, RequestContext
+from keyturn.core.metrics import INTERRUPTED, OK_CODE, RATE_LIMITED, REPLAYED, UNKNOWN_ACTION
 from keyturn.core.model import AccessKey
 from keyturn.dialects._wire import WireRequest, WireResponse, caller_of
 from keyturn.service.context import Answer, Caller
@@ -160,6 +168,7 @@ class SignedCallPipeline(Generic[E, R]):
         self.name = hooks.name
         self._services = services
         self._served = frozenset(host.lower() for host in served_hosts)
+        self._metrics = services.metrics
 
     def claims(self, request: WireRequest) -> bool:
         return self.hooks.claims(request)
@@ -169,8 +178,27 @@ class SignedCallPipeline(Generic[E, R]):
         return self.hooks.render_error(error, None, self.hooks.new_request_id(), request)
 
     async def handle(self, request: WireRequest) -> WireResponse:
+        started = time.perf_counter()
+        request_id = self.hooks.new_request_id()
+        context = RequestContext(request_id, self.name)
+        token = CURRENT_REQUEST.set(context)
+        code = INTERRUPTED  # unless answered
+        try:
+            response, code = await self._handle(request, request_id, context)
+            return response
+        finally:
+            seconds = time.perf_counter() - started
+            action = context.action or UNKNOWN_ACTION
+            self._metrics.api_call(self.name, action, code, seconds)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("%s answered %s", action, code, extra={"duration": round(seconds, 6)})
+            CURRENT_REQUEST.reset(token)
+
+    async def _handle(
+        self, request: WireRequest, request_id: str, context: RequestContext
+    ) -> tuple[WireResponse, str]:
+        """The response and the vendor code it carries (``OK_CODE`` for an answer)."""
         hooks = self.hooks
-        request_id = hooks.new_request_id()
         envelope: E | None = None
         route: R | None = None
         caller: Caller | None = None
@@ -178,10 +206,15 @@ class SignedCallPipeline(Generic[E, R]):
         try:
             self._check_host(request)
             route = hooks.early_route(request)
+            if route is not None:
+                # A route's action is one of keyturn's own names: a bounded label.
+                context.action = hooks.audit_action(route, None, request)
             envelope = hooks.envelope(request)
             caller = await self._authenticate(envelope, request, request_id)
+            context.tenant = caller.tenant_id
             if route is None:
                 route = hooks.route(envelope, request)
+                context.action = hooks.audit_action(route, None, request)
             bound = hooks.bind(route, envelope, request, caller)
             routed = route
             gated = True
@@ -192,17 +225,24 @@ class SignedCallPipeline(Generic[E, R]):
                 lambda error: hooks.code(error, routed),
                 admission=self._replay_check(envelope, request, caller, bound.info.mutating),
             )
-            return hooks.render(answer, request_id, request)
+            context.task_id = answer.task_id
+            return hooks.render(answer, request_id, request), OK_CODE
         except DomainError as error:
+            if isinstance(error, RequestThrottled):
+                self._metrics.refused(self.name, RATE_LIMITED)
+            elif isinstance(error, NonceReused):
+                self._metrics.refused(self.name, REPLAYED)
             if not gated:
                 await self._audit_refusal(request, request_id, envelope, route, caller, error)
-            return hooks.render_error(error, route, request_id, request)
+            return hooks.render_error(error, route, request_id, request), hooks.code(error, route)
         except Exception:
             log.exception("unhandled error", extra={"request_id": request_id})
             internal = InternalError()
             if not gated:
                 await self._audit_refusal(request, request_id, envelope, route, caller, internal)
-            return hooks.render_error(internal, None, request_id, request)
+            return hooks.render_error(internal, None, request_id, request), hooks.code(
+                internal, None
+            )
 
     def _check_host(self, request: WireRequest) -> None:
         """The signed ``Host`` must name this deployment, when it says which names it serves:

@@ -1,21 +1,23 @@
 """Redis change plans: discover an instance's topology and build the steps of a password change.
 
-Discovery never trusts the inventory's order. With sentinels, the first one that answers says
-which node is the master now and which are its replicas (``SENTINEL GET-MASTER-ADDR-BY-NAME``,
-``SENTINEL REPLICAS``), so a reset after a failover writes the new primary first. Without, every
-declared node is asked its ``ROLE``; a replica names its master, and each master heads a shard.
-A Redis Cluster is read from any seed node that answers (``keyturn.engines.redis_cluster``).
-Nodes discovered but not declared (a replica a sentinel knows, a cluster's other nodes) are
-administered with the login of a declared node.
+Discovery never trusts the inventory's order. With sentinels, every sentinel is asked which
+node is the master now and which are its replicas, and the answer most of them give is planned
+from (``keyturn.engines.redis_sentinel_discovery``), so a reset after a failover writes the new
+primary first. Without, every declared node is asked its ``ROLE``; a replica names its master,
+and each master heads a shard. A Redis Cluster is read from any seed node that answers
+(``keyturn.engines.redis_cluster``). Nodes discovered but not declared (a replica a sentinel
+knows, a cluster's other nodes) are administered with the login of a declared node.
 
 The plan, per shard, is the order that never breaks replication
 (``keyturn.engines.redis_replication``): when replicas log in with the account (the primary's
-snapshot says so), the primary first adds the new password beside the old, each replica
-switches (password and ``masterauth``), then the primary drops the old passwords and every
-replica must log in again; otherwise each node simply gets the new password. Sentinels that
-log in with the account get the new ``auth-pass`` last. Every step's undo restores its node's
-snapshot; every data node is checked by a fresh login. Imports: ``keyturn.core``,
-``keyturn.engines`` and redis-py (through the engine's modules).
+snapshot says so, or it was snapshotted as a replica logging in with it before a failover
+promoted it), the primary first adds the new password beside the old, each replica switches
+(password and ``masterauth``), then the primary drops the old passwords and every replica must
+log in again; otherwise each node simply gets the new password. Under Sentinel every node may
+become a replica, so a primary without ``masterauth`` gets one too. Sentinels that log in with
+the account get the new ``auth-pass`` last. Every step's undo restores its node's snapshot;
+every data node is checked by a fresh login. Imports: ``keyturn.core``, ``keyturn.engines`` and
+redis-py (through the engine's modules).
 """
 
 from __future__ import annotations
@@ -24,13 +26,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from keyturn.core.errors import EngineRejected, EngineUnavailable, InternalError
+from keyturn.core.errors import EngineRejected, InternalError
 from keyturn.core.model import Instance, Node, NodeAddress, NodeRole
 from keyturn.core.plans import Change, ChangePlan, Check, PlanStep, Topology
 from keyturn.core.ports import CredentialSnapshot
 from keyturn.engines import redis_topology
 from keyturn.engines.redis_acl import text
-from keyturn.engines.redis_admins import RedisAdmin, cmd
+from keyturn.engines.redis_admins import RedisAdmin, cmd, persist
 
 if TYPE_CHECKING:
     from keyturn.engines.redis import RedisEngine
@@ -52,7 +54,9 @@ async def discover(engine: RedisEngine, instance: Instance) -> Topology:
 
         return await discover_cluster(engine, instance)
     if instance.sentinels:
-        return await _from_sentinels(engine, instance)
+        from keyturn.engines.redis_sentinel_discovery import discover_from_sentinels
+
+        return await discover_from_sentinels(engine, instance)
     return await _from_roles(engine, instance)
 
 
@@ -85,61 +89,10 @@ async def _from_roles(engine: RedisEngine, instance: Instance) -> Topology:
     if not any(n.role is NodeRole.PRIMARY for n in nodes):
         raise EngineRejected(f"instance {instance.id}: no node is a primary")
     shape = "standalone" if len(nodes) == 1 else "replicated"
-    return Topology(nodes=_ordered(nodes), watchers=instance.sentinels, shape=shape)
+    return Topology(nodes=ordered(nodes), watchers=instance.sentinels, shape=shape)
 
 
-async def _from_sentinels(engine: RedisEngine, instance: Instance) -> Topology:
-    """The master and replicas the first answering sentinel reports."""
-    failures: list[str] = []
-    for sentinel in instance.sentinels:
-        master_name = sentinel.address.database
-
-        async def ask(admin: RedisAdmin, name: str = master_name) -> tuple[str, list[str]]:
-            found = await cmd(admin.client, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", name)
-            if not found:
-                raise EngineRejected(f"the sentinel does not watch a master named {name!r}")
-            replicas = await cmd(admin.client, "SENTINEL", "REPLICAS", name)
-            addresses = [_sentinel_entry(entry) for entry in replicas or []]
-            return f"{text(found[0])}:{int(found[1])}", addresses
-
-        try:
-            master, replicas = await engine.admins.run(sentinel, "SENTINEL MASTER", ask)
-        except (EngineUnavailable, EngineRejected) as exc:
-            failures.append(exc.message)
-            continue
-        known = {n.endpoint: n for n in instance.nodes}
-        template = instance.nodes[0]
-        extra = max((n.ordinal for n in instance.nodes), default=0) + 1
-        nodes: list[Node] = []
-        for endpoint, role in (
-            (master, NodeRole.PRIMARY),
-            *((r, NodeRole.REPLICA) for r in replicas),
-        ):
-            declared = known.pop(endpoint, None)
-            if declared is not None:
-                nodes.append(replace(declared, role=role, shard=master))
-            else:
-                nodes.append(clone(template, endpoint, extra, role, master))
-                extra += 1
-        # A declared node the sentinel does not list still holds the account: keep it.
-        nodes += [replace(n, role=NodeRole.REPLICA, shard=master) for n in known.values()]
-        return Topology(
-            nodes=_ordered(nodes),
-            watchers=instance.sentinels,
-            shape=f"sentinel master {master_name}",
-        )
-    raise EngineUnavailable("no sentinel answered: " + "; ".join(failures))
-
-
-def _sentinel_entry(entry: object) -> str:
-    fields = dict(zip(entry[::2], entry[1::2], strict=False)) if isinstance(entry, list) else {}
-    if isinstance(entry, dict):
-        fields = entry
-    values = {text(k): text(v) for k, v in fields.items()}
-    return f"{values.get('ip', '')}:{values.get('port', '')}"
-
-
-def _ordered(nodes: Sequence[Node]) -> tuple[Node, ...]:
+def ordered(nodes: Sequence[Node]) -> tuple[Node, ...]:
     """Primaries first (in shard order), then replicas."""
     return tuple(sorted(nodes, key=lambda n: (n.role is not NodeRole.PRIMARY, n.shard, n.ordinal)))
 
@@ -172,6 +125,35 @@ class SetPassword:
 
     async def undo(self) -> None:
         await self.engine.restore(self.node, self.snapshot)
+
+
+@dataclass(frozen=True, slots=True)
+class FailoverLogin:
+    """A Sentinel-watched primary whose replicas log in with the account, but which has no
+    ``masterauth`` yet: it gets the new password as ``masterauth`` (persisted), so that it
+    still replicates once a failover made it a replica. Undo clears it again, as it was."""
+
+    engine: RedisEngine
+    node: Node
+    change: Change
+    label: str = "masterauth for a failover"
+
+    @property
+    def endpoint(self) -> str:
+        return self.node.endpoint
+
+    async def apply(self) -> str:
+        return await self._set(self.change.password.reveal() if self.change.password else "")
+
+    async def undo(self) -> None:
+        await self._set("")
+
+    async def _set(self, value: str) -> str:
+        async def op(admin: RedisAdmin) -> str:
+            await cmd(admin.client, "CONFIG", "SET", "masterauth", value)
+            return (await persist(self.node, admin, config=True)).note
+
+        return await self.engine.admins.run(self.node, "masterauth", op)
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,8 +268,16 @@ def build_plan(
 
     for members in topology.shards().values():
         primary, replicas = members[0], tuple(members[1:])
-        staged = bool(snapshot(primary).data.get(STAGED)) and change.password is not None
+        head = snapshot(primary).data
+        # Replicas log in to the primary with the account (its snapshot saw them), or the
+        # primary was snapshotted as a replica logging in with it, before a failover promoted
+        # it: its replicas (the old primary among them) log in with the same account.
+        staged = change.password is not None and bool(head.get(STAGED) or "masterauth" in head)
         steps += [SetPassword(engine, node, change, snapshot(node)) for node in members]
+        if topology.watchers and staged and head.get(STAGED) and "masterauth" not in head:
+            # Sentinel may make this primary a replica at any time: it must log in to the node
+            # promoted then, whose account holds only the new password.
+            steps.append(FailoverLogin(engine, primary, change))
         if staged and replicas:
             steps.append(FinishStaged(engine, primary, replicas, change, snapshot(primary)))
     if topology.watchers:

@@ -104,19 +104,37 @@ async def node_state(client: Redis, account: str) -> NodeState:
     )
 
 
-async def wait_link_up(client: Redis, endpoint: str, timeout: float) -> None:
+async def wait_link_up(
+    client: Redis, endpoint: str, timeout: float, master: tuple[str, int] | None = None
+) -> bool:
     """Wait until the replica behind ``client`` reports ``master_link_status:up``; a replica
-    retries its primary once a second, so a re-authentication takes up to about a second."""
+    retries its primary once a second, so a re-authentication takes up to about a second.
+
+    With ``master`` (host, port), a node that does not replicate from it is not waited for
+    and False is returned: an old primary that came back after a Sentinel failover is still a
+    primary of its own until the sentinel makes it a replica, and then logs in with the
+    ``masterauth`` its own step gave it."""
     deadline = time.monotonic() + timeout
     while True:
         info = _info_pairs(await _info(client))
+        if master is not None and not _follows(info, master):
+            return False
         if text(info.get("master_link_status", "")) == "up":
-            return
+            return True
         if time.monotonic() > deadline:
             raise EngineRejected(
                 f"the replica {endpoint} did not log in to its primary again within {timeout:g} s"
             )
         await asyncio.sleep(0.05)
+
+
+def _follows(info: dict[str, Any], master: tuple[str, int]) -> bool:
+    """Whether the node replicates from ``master``. Only the port is compared: a replica may
+    name its primary by another spelling (a host name, an IP) than the inventory, and a false
+    match only costs the wait that was the rule before."""
+    return text(info.get("role", "")) == "slave" and text(info.get("master_port", "")) == str(
+        master[1]
+    )
 
 
 async def _info(client: Redis) -> Any:

@@ -2,7 +2,10 @@
 instance and keeping its sentinels in step.
 
 ``settle`` runs once every node was applied: the primary keeps only the new password, its
-replication links are cut, and every replica must log in again with its new ``masterauth``.
+replication links are cut, and every replica must log in again with its new ``masterauth``
+(a node listed as a replica that does not replicate from this primary yet, an old primary back
+after a Sentinel failover, is not waited for: the sentinel will point it here, and it then logs
+in with the ``masterauth`` it already got).
 ``update_watchers`` / ``restore_watchers`` hand the sentinels the new (or, on rollback, the
 previous) ``auth-pass`` when they log in with the account being changed, cut their links and
 prove they log in again. The replicas' ``masteruser`` (``default`` when unset, or when there
@@ -43,10 +46,11 @@ async def settle(
         await cmd(admin.client, "CLIENT", "KILL", "TYPE", "replica")
 
     await admins.run(primary, "settle", finish)
+    master = (primary.address.host, primary.address.port)
     for replica in replicas:
 
         async def relinked(admin: RedisAdmin, endpoint: str = replica.address.endpoint) -> None:
-            await wait_link_up(admin.client, endpoint, RELINK_SECONDS)
+            await wait_link_up(admin.client, endpoint, RELINK_SECONDS, master)
 
         await admins.run(replica, "replication check", relinked, budget=RELINK_SECONDS)
 

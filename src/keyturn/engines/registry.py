@@ -3,7 +3,8 @@
 This is the one place that switches on the engine kind. Each driver is built on first use with
 the registry's per-operation timeout and then shared, so that its pooled admin connections are
 shared too. ``close()`` closes every driver built so far. The registry satisfies the
-``keyturn.core.ports.EngineRegistry`` protocol. This module imports only ``keyturn.core`` and the
+``keyturn.core.ports.EngineRegistry`` protocol. With ``metrics``, each driver is wrapped in a
+``MeasuredEngine`` that times its operations. This module imports only ``keyturn.core`` and the
 adapters in ``keyturn.engines``.
 """
 
@@ -14,9 +15,11 @@ from collections.abc import Callable, Mapping
 from typing import Final
 
 from keyturn.core.errors import UnsupportedFeature
+from keyturn.core.metrics import Metrics
 from keyturn.core.model import EngineKind
 from keyturn.core.ports import Engine
 from keyturn.engines.base import DEFAULT_TIMEOUT, check_timeout
+from keyturn.engines.measured import MeasuredEngine
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +60,10 @@ class EngineRegistry:
         timeout: float = DEFAULT_TIMEOUT,
         *,
         factories: Mapping[EngineKind, Callable[[float], Engine]] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._timeout = check_timeout(timeout)
+        self._metrics = metrics
         self._factories = dict(FACTORIES if factories is None else factories)
         self._engines: dict[EngineKind, Engine] = {}
 
@@ -73,7 +78,10 @@ class EngineRegistry:
             factory = self._factories.get(kind)
             if factory is None:
                 raise UnsupportedFeature(f"keyturn has no driver for the {kind} engine")
-            found = self._engines[kind] = factory(self._timeout)
+            found = factory(self._timeout)
+            if self._metrics is not None:
+                found = MeasuredEngine(found, self._metrics)
+            self._engines[kind] = found
         return found
 
     async def close(self) -> None:

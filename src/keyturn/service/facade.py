@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from keyturn.core.metrics import NO_METRICS, Metrics
 from keyturn.core.ports import Clock
 from keyturn.service.accounts import Accounts
 from keyturn.service.admin import Admin
@@ -26,3 +27,5 @@ class Services:
     accounts: Accounts
     replay: ReplayGuard
     gate: Gate
+    #: Where the signed-call pipeline counts calls (``keyturn.core.metrics``).
+    metrics: Metrics = NO_METRICS

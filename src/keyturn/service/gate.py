@@ -13,6 +13,7 @@ code and task id. A call that names no instance (a listing, a task read by id) p
 statement allows its action; the action then gets the caller's ``Access`` and authorizes each
 item it would return. Requests refused before the gate (authentication, routing, malformed
 requests) are audited by ``rejected``, unauthenticated ones within a per-source budget.
+Every audit append is timed (``keyturn.core.metrics``: ``audit_append``).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from keyturn.core.errors import (
     RequestThrottled,
     StoreUnavailable,
 )
+from keyturn.core.metrics import NO_METRICS, Metrics
 from keyturn.core.ports import AuditLog, Clock, Store
 from keyturn.service.access import (
     UNRESTRICTED,
@@ -94,8 +96,10 @@ class Gate:
         limiter: RateLimiter,
         audit: AuditLog,
         clock: Clock,
+        metrics: Metrics = NO_METRICS,
     ) -> None:
         self._store = store
+        self._metrics = metrics
         self._credentials = credentials
         self._limiter = limiter
         self._audit = audit
@@ -165,6 +169,59 @@ class Gate:
         await self._append(replace(event, outcome=AuditOutcome.SUCCEEDED, task_id=task))
         return answer
 
+    async def run_admin(
+        self,
+        caller: Caller,
+        *,
+        action: str,
+        resource: str,
+        mutating: bool,
+        execute: Callable[[], Awaitable[Answer]],
+        authorize: Callable[[], None] | None = None,
+    ) -> Answer:
+        """Audit an admin API call (``vendor`` ``admin``, ``action`` like
+        ``admin:ListInstances``, ``caller.key_id`` the admin token's id) around ``execute``,
+        fail-closed for changes as ``run``: a change whose ``started`` record cannot be written
+        is not made. The admin token is its scope's administrator, so no policy applies; an
+        ``AccessDenied`` (a scoped token asking for what needs every tenant: ``authorize``
+        raises it before anything is recorded as started) is ``denied``."""
+        event = AuditEvent(
+            at=self._clock.now(),
+            tenant_id=caller.tenant_id,
+            key_id=caller.key_id,
+            source_ip=caller.source_ip,
+            user_agent=caller.user_agent,
+            vendor="admin",
+            action=action,
+            neutral_action="",
+            resource=resource,
+            outcome=AuditOutcome.STARTED,
+            request_id=caller.request_id,
+        )
+        try:
+            if authorize is not None:
+                authorize()
+        except AccessDenied as error:
+            await self._append(replace(event, outcome=AuditOutcome.DENIED, error_code=error.code))
+            raise
+        if mutating:
+            await self._append(event, required=True)
+        try:
+            answer = await execute()
+        except AccessDenied as error:
+            await self._append(replace(event, outcome=AuditOutcome.DENIED, error_code=error.code))
+            raise
+        except DomainError as error:
+            await self._append(replace(event, outcome=AuditOutcome.FAILED, error_code=error.code))
+            raise
+        except Exception:
+            failed = replace(event, outcome=AuditOutcome.FAILED, error_code=InternalError.code)
+            await self._append(failed)
+            raise
+        task = "" if answer.task_id is None else str(answer.task_id)
+        await self._append(replace(event, outcome=AuditOutcome.SUCCEEDED, task_id=task))
+        return answer
+
     async def rejected(
         self,
         caller: Caller,
@@ -199,7 +256,7 @@ class Gate:
             request_id=caller.request_id,
         )
         try:
-            await self._audit.append(event)
+            await self._timed_append(event)
         except StoreUnavailable:
             log.warning("could not record a refused call in the audit log: the store is down")
         except Exception:
@@ -278,7 +335,7 @@ class Gate:
         ``required`` (the record before a change): an outcome that cannot be recorded is
         logged, the change having happened."""
         try:
-            await self._audit.append(replace(event, at=at or self._clock.now()))
+            await self._timed_append(replace(event, at=at or self._clock.now()))
         except StoreUnavailable:
             # The store is down (logged once per call by the store): the caller gets the
             # vendor's "unavailable", not a generic internal error.
@@ -289,6 +346,13 @@ class Gate:
             log.exception("the audit log could not be written")
             if required:
                 raise InternalError("the audit log could not be written") from exc
+
+    async def _timed_append(self, event: AuditEvent) -> None:
+        started = time.perf_counter()
+        try:
+            await self._audit.append(event)
+        finally:
+            self._metrics.audit_append(time.perf_counter() - started)
 
 
 class RejectionBudget:

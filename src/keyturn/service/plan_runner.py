@@ -3,15 +3,20 @@
 The runner knows no engine and no topology; it asks the engine to ``discover`` the instance and
 to ``plan`` the change (``keyturn.core.plans``), then:
 
-1. snapshots every node's current credential (hashes or verifiers, never plaintext), and
+1. snapshots every node's current credential (hashes or verifiers, never plaintext; a node
+   lost meanwhile under sentinels may be a primary being replaced, so a new topology is
+   snapshotted instead, see 3.), and
    **writes ahead**: snapshots (sealed), keyturn's own new admin credential when the task
    resets the account keyturn logs in with (pending), and the ``running`` state. Nothing
    touches an engine before this commits;
 2. applies the steps in order, then runs every check (a fresh login on every node);
 3. on any failure, rediscovers: if the instance moved meanwhile (a failover), the applied steps
    are undone and the change is planned again for the new topology (new nodes snapshotted
-   first), at most ``MAX_REPLANS`` times; otherwise the applied steps are undone in reverse and
-   the task fails.
+   first, the task's patience renewed), at most ``MAX_REPLANS`` times; otherwise the applied
+   steps are undone in reverse (with the step whose node went away during it: its outcome is
+   unknown) and the task fails. A node that stopped answering on an
+   instance with watchers (sentinels) may be a primary being replaced, so discovery is then
+   repeated for a few seconds (``FAILOVER_WAIT``) before the task concludes nothing moved.
 
 A task found ``running`` after a restart (or taken over from a node that died) is resumed from
 its stored snapshots: the plan is rebuilt for the instance as it is now and applied again from
@@ -47,6 +52,11 @@ T = TypeVar("T")
 
 #: How often one task re-plans after the instance moved under it.
 MAX_REPLANS = 3
+
+#: How long a task whose node stopped answering asks the watchers whether they fail over
+#: (Sentinel's ``down-after-milliseconds`` plus its election and promotion), and how often.
+FAILOVER_WAIT = 5.0
+FAILOVER_POLL = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,14 +152,26 @@ class PlanRunner:
         """A fresh task: discover, snapshot, write ahead, run."""
         await self._checkpoints.reached("before_write_ahead", task.id)
         patient = Patience(self._deadline, lease)
-        try:
-            topology = with_pending(await patient(lambda: engine.discover(instance)), change)
-            snapshots = await self._snapshots(engine, topology, change, {}, patient)
-        except LeaseLost:
-            raise
-        except DomainError as exc:
-            # Nothing was touched: the task fails as it stands.
-            return Ending(TaskState.FAILED, exc.message, task.steps, error=exc)
+        found: Topology | None = None
+        for attempt in range(MAX_REPLANS + 1):
+            try:
+                if found is None:
+                    found = await patient(lambda: engine.discover(instance))
+                topology = with_pending(found, change)
+                snapshots = await self._snapshots(engine, topology, change, {}, patient)
+                break
+            except LeaseLost:
+                raise
+            except DomainError as exc:
+                # Nothing was touched. A node lost while snapshotting may be a primary the
+                # sentinels are replacing: snapshot the new topology then; else the task fails
+                # as it stands.
+                moved = None
+                if found is not None and attempt < MAX_REPLANS:
+                    moved = await self._moved(engine, instance, found, exc, lease)
+                if moved is None:
+                    return Ending(TaskState.FAILED, exc.message, task.steps, error=exc)
+                found, patient = moved, Patience(self._deadline, lease)
         plan = engine.plan(topology, change, snapshots)
         steps = steps_of(plan)
         own = own_admin_ordinals(instance, change.account)
@@ -218,11 +240,14 @@ class PlanRunner:
         while True:
             steps = steps_of(plan)
             applied: list[int] = []
+            trying: int | None = None
             try:
                 for i, step in enumerate(plan.steps):
+                    trying = i
                     note = await patient(step.apply)
                     applied.append(i)
                     steps[i] = steps[i].to(StepPhase.APPLIED, note or step.label)
+                trying = None
                 await self._checkpoints.reached("after_apply", task.id)
                 for i, check in enumerate(plan.checks):
                     await patient(check.verify)
@@ -231,9 +256,12 @@ class PlanRunner:
             except LeaseLost:
                 raise
             except DomainError as exc:
-                moved = await self._moved(engine, instance, plan.topology, lease)
+                moved = await self._moved(engine, instance, plan.topology, exc, lease)
                 if moved is not None and replans < MAX_REPLANS:
                     replans += 1
+                    # The new topology gets the task's full patience again: the failover
+                    # itself used up part of it (a down primary is waited for first).
+                    patient = Patience(self._deadline, lease)
                     log.warning(
                         "instance moved during task %s (%s -> %s): planning again",
                         task.id,
@@ -251,6 +279,11 @@ class PlanRunner:
                 if recovering:
                     cause = f"interrupted by a keyturn restart before completion ({exc.message})"
                     applied = list(range(len(plan.steps)))
+                elif trying is not None and isinstance(exc, EngineUnavailable):
+                    # The node went away during the step: whether the change reached it (and
+                    # was persisted) before the connection broke is unknown, so it is undone
+                    # too (a restore of the snapshot is harmless if it did not).
+                    applied.append(trying)
                 return await self._roll_back(plan, applied, steps, cause, exc, lease)
             steps = [s.to(StepPhase.VERIFIED) for s in steps]
             notes = [s.note for s in steps if s.note and s.note != plan.steps[s.ordinal].label]
@@ -280,15 +313,31 @@ class PlanRunner:
         return found
 
     async def _moved(
-        self, engine: Engine, instance: Instance, topology: Topology, lease: Held
+        self,
+        engine: Engine,
+        instance: Instance,
+        topology: Topology,
+        error: DomainError,
+        lease: Held,
     ) -> Topology | None:
-        """The instance's topology now, if it differs from ``topology`` (a failover)."""
-        lease.check()
-        try:
-            now = await engine.discover(instance)
-        except DomainError:
-            return None
-        return now if now.signature() != topology.signature() else None
+        """The instance's topology now, if it differs from ``topology`` (a failover).
+
+        A node that stopped answering on an instance with watchers (sentinels) may be a
+        primary they are about to replace: discovery is repeated for up to ``FAILOVER_WAIT``
+        seconds before concluding that nothing moved."""
+        waiting = bool(topology.watchers) and isinstance(error, EngineUnavailable)
+        until = time.monotonic() + (FAILOVER_WAIT if waiting else 0.0)
+        while True:
+            lease.check()
+            try:
+                now = await engine.discover(instance)
+            except DomainError:
+                now = None
+            if now is not None and now.signature() != topology.signature():
+                return now
+            if time.monotonic() + FAILOVER_POLL > until:
+                return None
+            await asyncio.sleep(FAILOVER_POLL)
 
     async def _undo(
         self, plan: ChangePlan, applied: Sequence[int], steps: list[TaskStep], lease: Held

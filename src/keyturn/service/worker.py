@@ -17,6 +17,9 @@ A run the store fails under (``StoreUnavailable``: the database went away) is no
 it waits for the store with a backoff, reads its row again and resumes it as a restart would,
 under the same lease (its fenced writes fail with ``LeaseLost`` if another node took the task
 meanwhile), so tasks go on once the store is back.
+
+A task that ends here is counted with its product, final state and duration from its creation
+(``keyturn.core.metrics``), whichever node created it or ran it before.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from dataclasses import dataclass
 
 from keyturn.core.cluster import Fence
 from keyturn.core.errors import DomainError, LeaseLost, NotFound, StoreUnavailable
+from keyturn.core.metrics import NO_METRICS, Metrics
 from keyturn.core.model import Instance
 from keyturn.core.plans import Change
 from keyturn.core.ports import Clock, EngineRegistry, Store
@@ -79,8 +83,10 @@ class TaskWorker:
         checkpoints: Checkpoints = NO_CHECKPOINTS,
         leases: Leases | None = None,
         claim_batch: int = 8,
+        metrics: Metrics = NO_METRICS,
     ) -> None:
         self._store = store
+        self._metrics = metrics
         self._engines = engines
         self._clock = clock
         self._slots = asyncio.Semaphore(max_concurrency)
@@ -195,9 +201,10 @@ class TaskWorker:
             while current is not None:
                 try:
                     async with self._slots, self._instance_slot(current.instance_id):
-                        ending = await self._run(current, loaded, lease)
-                    if ending is not None:
-                        await self._finish(current, ending, lease)
+                        ran = await self._run(current, loaded, lease)
+                    if ran is not None:
+                        ending, product = ran
+                        await self._finish(current, ending, lease, product)
                         _settle(outcome, Outcome(ending.state, ending.message, ending.error))
                     return
                 except StoreUnavailable:
@@ -246,14 +253,18 @@ class TaskWorker:
                 continue
             return current if current.state in ACTIVE_STATES else None
 
-    async def _run(self, task: Task, loaded: Loaded | None, lease: Held) -> Ending | None:
+    async def _run(
+        self, task: Task, loaded: Loaded | None, lease: Held
+    ) -> tuple[Ending, str] | None:
+        """How the run ended and the instance's product (``unknown`` when it is gone)."""
         if loaded is not None:
             instance, password = loaded.instance, loaded.password
         else:
             try:
                 instance = await self._store.get_instance(task.tenant_id, task.instance_id)
             except NotFound:
-                return Ending(TaskState.FAILED, "the instance is no longer registered", task.steps)
+                gone = Ending(TaskState.FAILED, "the instance is no longer registered", task.steps)
+                return gone, "unknown"
             password = await self._store.pending_password(task.id)
         engine = self._engines.engine(instance.engine)
         change = Change(task.account, password)
@@ -264,9 +275,9 @@ class TaskWorker:
             ending = await self._runner.resume(task, instance, engine, change, stored, lease)
         for node in ending.forget:
             await engine.forget(node)
-        return ending
+        return ending, instance.product.value
 
-    async def _finish(self, task: Task, ending: Ending, lease: Held) -> None:
+    async def _finish(self, task: Task, ending: Ending, lease: Held, product: str) -> None:
         succeeded = ending.state is TaskState.SUCCEED
         await self._store.finish_task(
             task.id,
@@ -279,7 +290,12 @@ class TaskWorker:
             error_code=None if ending.error is None else ending.error.code,
             fence=lease.fence,
         )
-        log.info("task finished", extra={"task_id": task.id, "state": str(ending.state)})
+        seconds = max(0.0, (self._clock.now() - task.created_at).total_seconds())
+        self._metrics.task_finished(product, ending.state.value, seconds)
+        log.info(
+            "task finished",
+            extra={"task_id": task.id, "state": str(ending.state), "duration": round(seconds, 3)},
+        )
 
     @contextlib.asynccontextmanager
     async def _instance_slot(self, instance_id: str) -> AsyncIterator[None]:

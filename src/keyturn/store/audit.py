@@ -198,13 +198,17 @@ class SqlAuditLog:
         since: datetime | None = None,
         until: datetime | None = None,
         limit: int = 100,
+        before: int | None = None,
     ) -> list[AuditRecord]:
-        """The newest ``limit`` records matching every filter given, oldest first. ``action``
+        """The newest ``limit`` records matching every filter given (older than seq ``before``:
+        the admin API's pages), oldest first. ``action``
         matches the vendor action (``redis:ResetPassword`` or just ``ResetPassword``) or the
         neutral one (``reset_password``)."""
         where: list[sa.ColumnElement[bool]] = []
         if tenant is not None:
             where.append(audit_log.c.tenant_id == tenant)
+        if before is not None:
+            where.append(audit_log.c.seq < before)
         if since is not None:
             where.append(audit_log.c.at >= since)
         if until is not None:

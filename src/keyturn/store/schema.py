@@ -283,3 +283,18 @@ change_locks = sa.Table(
     sa.Column("failures", sa.Integer(), nullable=False),
     sa.Column("locked_until", UtcDateTime(), nullable=True),
 )
+
+admin_tokens = sa.Table(
+    "admin_tokens",
+    metadata,
+    # Bearer tokens of the admin API (``keyturn.core.admin_tokens``): only the SHA-256 of the
+    # token is kept, unique, so a request finds its token by one indexed equality.
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    # NULL: every tenant.
+    sa.Column("tenant_id", sa.String(64), nullable=True),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("revoked_at", UtcDateTime(), nullable=True),
+    sa.Column("last_used_at", UtcDateTime(), nullable=True),
+)

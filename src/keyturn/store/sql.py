@@ -242,6 +242,7 @@ class SqlStore:
     get_task = Forward("tasks", SqlTaskRepo.get_task)
     list_tasks = Forward("tasks", SqlTaskRepo.list_tasks)
     unfinished_tasks = Forward("tasks", SqlTaskRepo.unfinished_tasks)
+    task_counts = Forward("tasks", SqlTaskRepo.task_counts)
     active_task = Forward("tasks", SqlTaskRepo.active_task)
     pending_password = Forward("tasks", SqlTaskRepo.pending_password)
     snapshots = Forward("tasks", SqlTaskRepo.snapshots)

@@ -201,6 +201,18 @@ class SqlTaskRepo:
         return [rows.task_from_row(row) for row in result]
 
     @guarded
+    async def task_counts(self) -> dict[str, int]:
+        """How many tasks are in each state, every tenant's (metrics; the state index covers
+        the count)."""
+        query = sa.select(tasks.c.state, sa.func.count()).group_by(tasks.c.state)
+        async with self._db.read() as conn:
+            result = (await conn.execute(query)).all()
+        found = dict.fromkeys((state.value for state in TaskState), 0)
+        for state, count in result:
+            found[str(state)] = int(count)
+        return found
+
+    @guarded
     async def active_task(self, instance_id: str, account: str) -> int | None:
         async with self._db.read() as conn:
             found = await conn.scalar(_ACTIVE_TASK, {"lock_key": lock_key(instance_id, account)})

@@ -16,6 +16,7 @@ import pytest
 
 from keyturn.core import errors as e
 from keyturn.core.errors import TimestampMalformed
+from keyturn.core.metrics import NO_METRICS
 from keyturn.core.model import AccessKey
 from keyturn.core.secrets import Secret
 from keyturn.dialects._wire import WireRequest, WireResponse
@@ -67,6 +68,7 @@ def make_dialect() -> tuple[Any, SimpleNamespace]:
         resets=Resets(),
         accounts=Accounts(),
         gate=PassthroughGate(),
+        metrics=NO_METRICS,
     )
     return AlibabaDialect(services, [PRODUCT]), services  # type: ignore[arg-type]
 

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from keyturn.core import errors as e
+from keyturn.core.metrics import NO_METRICS
 from keyturn.core.model import AccessKey
 from keyturn.core.secrets import Secret
 from keyturn.dialects._wire import WireRequest
@@ -61,6 +62,7 @@ def services(gate: Gate) -> Any:
         clock=clock,
         replay=memory_replay_guard(clock),
         gate=gate,
+        metrics=NO_METRICS,
     )
 
 

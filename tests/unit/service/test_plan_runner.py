@@ -3,10 +3,12 @@ undoing, and a crash between any two steps followed by a resume. After each, the
 the fake engine's state must agree: a task that succeeded left the new password on every node;
 one that failed left the old one everywhere (or says which node it could not restore); a crash
 and resume ends in one of those two, never in between. A failover during a task (the instance
-moved) is planned again."""
+moved) is planned again; under sentinels, a primary that stopped answering is given the time
+of a failover before the task gives up."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -71,6 +73,18 @@ class FakeEngine:
     #: (apply call, new primary): a failover that refuses that apply and promotes a node.
     failover: tuple[int, int] | None = None
     kind: EngineKind = EngineKind.REDIS
+    #: Sentinels watch the instance (its topology has watchers).
+    watched: bool = False
+    #: A node that does not answer until ``promote_at`` (``time.monotonic()``), when the next
+    #: node is promoted and the stopped one comes back as a replica.
+    down: str | None = None
+    promote_at: float = 0.0
+    #: A node whose connection breaks after each change reached it, before the reply.
+    lost: str | None = None
+
+    def _answering(self, endpoint: str) -> None:
+        if endpoint == self.down and time.monotonic() < self.promote_at:
+            raise EngineUnavailable(f"{endpoint} is not reachable")
 
     def _call(self, what: str) -> None:
         n = self.calls.get(what, 0)
@@ -80,16 +94,20 @@ class FakeEngine:
             raise fault
 
     async def discover(self, instance: Instance) -> Topology:
+        if self.down is not None and time.monotonic() >= self.promote_at:
+            self.down, self.lost, self.primary = None, None, self.primary + 1
         nodes = tuple(
             replace(n, role=NodeRole.PRIMARY if n.ordinal == self.primary else NodeRole.REPLICA)
             for n in instance.nodes
         )
         return Topology(
             nodes=tuple(sorted(nodes, key=lambda n: n.role is not NodeRole.PRIMARY)),
+            watchers=(node(1000, NodeRole.SENTINEL),) if self.watched else (),
             shape=f"primary {self.primary}",
         )
 
     async def snapshot(self, target: Node, account: str) -> CredentialSnapshot:
+        self._answering(target.endpoint)
         return CredentialSnapshot(
             account=account, data={"password": self.passwords[target.endpoint]}
         )
@@ -129,8 +147,11 @@ class Step:
         if failover is not None and self.engine.calls.get("apply", 0) == failover[0]:
             self.engine.failover, self.engine.primary = None, failover[1]
             raise EngineRejected("READONLY You can't write against a read only replica.")
+        self.engine._answering(self.endpoint)
         self.engine._call("apply")
         self.engine.passwords[self.endpoint] = self.new
+        if self.endpoint == self.engine.lost:
+            raise EngineUnavailable(f"{self.endpoint} is not reachable")
         return ""
 
     async def undo(self) -> None:
@@ -336,3 +357,48 @@ async def test_a_task_passes_every_checkpoint_in_order() -> None:
         ("during_verify", 1),
     ]
     assert engine.calls["verify"] == 3
+
+
+async def test_a_primary_that_stops_under_sentinels_is_replaced_not_rolled_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The primary stops answering (before its snapshot); the sentinels promote node 1 only
+    # after the task's patience ran out: the runner keeps asking them (FAILOVER_WAIT) and
+    # snapshots and plans the new topology.
+    monkeypatch.setattr("keyturn.service.plan_runner.FAILOVER_POLL", 0.05)
+    engine, store = FakeEngine(watched=True), FakeStore()
+    engine.down, engine.promote_at = "127.0.0.1:7000", time.monotonic() + 1.0
+    ending = await runner(store).execute(TASK, INSTANCE, engine, CHANGE)  # type: ignore[arg-type]
+    assert ending.state is TaskState.SUCCEED and everywhere(engine, NEW)
+    assert ending.steps[0].endpoint == "127.0.0.1:7001"
+
+
+async def test_a_stopped_node_without_sentinels_is_not_waited_for_as_a_failover() -> None:
+    engine, store = FakeEngine(), FakeStore()
+    engine.down, engine.promote_at = "127.0.0.1:7000", time.monotonic() + 1.0
+    ending = await runner(store).execute(TASK, INSTANCE, engine, CHANGE)  # type: ignore[arg-type]
+    assert ending.state is TaskState.FAILED and everywhere(engine, OLD)
+
+
+async def test_a_step_whose_node_went_away_is_undone_too() -> None:
+    # The change reached node 1, then its connection broke: the outcome is unknown to the
+    # runner, so the rollback restores that node as well.
+    engine, store = FakeEngine(), FakeStore()
+    engine.lost = "127.0.0.1:7001"
+    ending = await runner(store).execute(TASK, INSTANCE, engine, CHANGE)  # type: ignore[arg-type]
+    assert ending.state is TaskState.FAILED and everywhere(engine, OLD)
+
+
+async def test_a_primary_that_stops_mid_plan_under_sentinels_is_replaced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("keyturn.service.plan_runner.FAILOVER_POLL", 0.05)
+    engine, store = FakeEngine(watched=True), FakeStore()
+    # The primary's connection breaks during its step; the sentinels promote node 1 a little
+    # later (the old primary back as a replica): the first plan is undone, the change planned
+    # again from node 1 and applied everywhere.
+    engine.lost, engine.down = "127.0.0.1:7000", "127.0.0.1:7999"
+    engine.promote_at = time.monotonic() + 0.8
+    ending = await runner(store).execute(TASK, INSTANCE, engine, CHANGE)  # type: ignore[arg-type]
+    assert ending.state is TaskState.SUCCEED and everywhere(engine, NEW)
+    assert ending.steps[0].endpoint == "127.0.0.1:7001"

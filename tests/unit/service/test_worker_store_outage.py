@@ -63,9 +63,9 @@ def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def runner(worker: TaskWorker, runs: list[tuple[TaskState, bool]]) -> None:
-    async def run(task: Task, loaded: Loaded | None, lease: Held) -> Ending | None:
+    async def run(task: Task, loaded: Loaded | None, lease: Held) -> tuple[Ending, str] | None:
         runs.append((task.state, loaded is not None))
-        return Ending(TaskState.SUCCEED, "", ())
+        return Ending(TaskState.SUCCEED, "", ()), "tencent-redis"
 
     worker._run = run  # type: ignore[method-assign]
 

@@ -1,0 +1,302 @@
+"""The JSON Schemas (OpenAPI 3.1 components) of the admin API's bodies and answers, as data.
+
+Requests are validated against these by ``keyturn.api.validation``; the tests validate every
+answer against them. Times are RFC 3339 strings in UTC, absent values ``null``. Secrets appear
+in exactly one answer, ``CreatedAccessKey.secret``, once; a reset's password is ``writeOnly``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from keyturn.core.audit import AuditOutcome
+from keyturn.core.model import KeySource, Product
+from keyturn.core.tasks import StepPhase, TaskKind, TaskState
+
+#: Ids in paths and bodies: what the store's columns hold at most.
+ID = {"type": "string", "minLength": 1, "maxLength": 128}
+NAME = {"type": "string", "maxLength": 200}
+TIME = {"type": "string", "format": "date-time"}
+TIME_OR_NULL = {"type": ["string", "null"], "format": "date-time"}
+STRINGS = {"type": "array", "items": {"type": "string"}}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _object(required: list[str], **properties: Any) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": required,
+        "additionalProperties": False,
+    }
+
+
+def _items(item: str, **extra: Any) -> dict[str, Any]:
+    return _object(["items", *extra], items={"type": "array", "items": _ref(item)}, **extra)
+
+
+PAGE = {"total": {"type": "integer"}, "offset": {"type": "integer"}, "limit": {"type": "integer"}}
+
+COMPONENTS: dict[str, dict[str, Any]] = {
+    "Problem": {
+        "type": "object",
+        "description": "An RFC 9457 problem document.",
+        "properties": {
+            "type": {"type": "string"},
+            "title": {"type": "string"},
+            "status": {"type": "integer", "minimum": 400, "maximum": 599},
+            "detail": {"type": "string"},
+            "code": {"type": "string", "description": "The stable domain error code."},
+            "request_id": {"type": "string"},
+        },
+        "required": ["type", "title", "status", "detail", "code", "request_id"],
+        "additionalProperties": False,
+    },
+    "Tenant": _object(["id", "name"], id=ID, name=NAME),
+    "TenantList": _items("Tenant"),
+    "NewTenant": _object(["id"], id={**ID, "maxLength": 64}, name=NAME),
+    "AttachedPolicies": _object(
+        ["administrator", "names", "inline"],
+        administrator={"type": "boolean", "description": "No policy: the tenant's admin."},
+        names=STRINGS,
+        inline={"type": "boolean"},
+    ),
+    "AccessKey": _object(
+        ["id", "tenant", "enabled", "source", "created_at", "administrator"],
+        id=ID,
+        tenant=ID,
+        enabled={"type": "boolean"},
+        source={"type": "string", "enum": [s.value for s in KeySource]},
+        created_at=TIME_OR_NULL,
+        administrator={"type": "boolean"},
+        policies=_ref("AttachedPolicies"),
+    ),
+    "AccessKeyList": _items("AccessKey"),
+    "CreatedAccessKey": _object(
+        ["id", "tenant", "enabled", "source", "created_at", "administrator", "secret"],
+        id=ID,
+        tenant=ID,
+        enabled={"type": "boolean"},
+        source={"type": "string", "enum": [s.value for s in KeySource]},
+        created_at=TIME_OR_NULL,
+        administrator={"type": "boolean"},
+        secret={"type": "string", "description": "The signing secret, shown only here."},
+    ),
+    "NewAccessKey": _object(
+        ["tenant"],
+        tenant=ID,
+        policies={
+            "type": "array",
+            "items": {"type": "string", "minLength": 1, "maxLength": 128},
+            "maxItems": 50,
+            "description": "Named policies to attach; absent: an administrator key.",
+        },
+    ),
+    "AccessKeyChange": _object(["enabled"], enabled={"type": "boolean"}),
+    "Policy": _object(
+        ["tenant", "name", "document", "source", "created_at"],
+        tenant=ID,
+        name=ID,
+        document={"type": "object"},
+        source={"type": "string", "enum": [s.value for s in KeySource]},
+        created_at=TIME_OR_NULL,
+    ),
+    "PolicyList": _items("Policy"),
+    "PolicyDocument": _object(["document"], document={"type": "object"}),
+    "PolicyCheck": _object(
+        ["key_id", "action", "resource"],
+        key_id=ID,
+        action={"type": "string", "minLength": 1, "maxLength": 256},
+        resource={"type": "string", "minLength": 1, "maxLength": 1024},
+    ),
+    "Decision": _object(
+        ["allowed", "reason", "explicit"],
+        allowed={"type": "boolean"},
+        reason={"type": "string"},
+        explicit={"type": "boolean"},
+    ),
+    "InstanceNode": _object(
+        ["ordinal", "url", "role"],
+        ordinal={"type": "integer"},
+        url={"type": "string", "description": "The admin URL without its password."},
+        role={"type": "string"},
+    ),
+    "Instance": _object(
+        [
+            "id",
+            "tenant",
+            "product",
+            "region",
+            "name",
+            "topology",
+            "cluster",
+            "nodes",
+            "password_free_allowed",
+            "allow_admin_reset",
+            "no_auth",
+            "engine_version",
+            "source",
+            "created_at",
+        ],
+        id=ID,
+        tenant=ID,
+        product={"type": "string", "enum": [p.value for p in Product]},
+        region={"type": "string"},
+        name={"type": "string"},
+        topology={"type": "string", "enum": ["declared", "sentinel", "cluster"]},
+        cluster={"type": "boolean"},
+        nodes={"type": "array", "items": _ref("InstanceNode")},
+        password_free_allowed={"type": "boolean"},
+        allow_admin_reset={"type": "boolean"},
+        no_auth={"type": ["boolean", "null"]},
+        engine_version={"type": ["string", "null"]},
+        source={"type": "string", "enum": [s.value for s in KeySource]},
+        created_at=TIME_OR_NULL,
+    ),
+    "InstanceList": _items("Instance", **PAGE),
+    "NodeHealth": _object(
+        ["endpoint", "role", "shard"],
+        endpoint={"type": "string"},
+        role={"type": "string", "enum": ["member", "primary", "replica", "sentinel"]},
+        shard={"type": "string"},
+    ),
+    "Health": _object(
+        ["status", "shape", "detail", "nodes"],
+        status={"type": "string", "enum": ["ok", "unavailable"]},
+        shape={"type": "string"},
+        detail={"type": "string"},
+        nodes={"type": "array", "items": _ref("NodeHealth")},
+    ),
+    "InstanceDetail": _object(
+        ["instance", "health"], instance=_ref("Instance"), health=_ref("Health")
+    ),
+    "Account": _object(
+        ["name", "enabled", "password_free", "privilege"],
+        name={"type": "string"},
+        enabled={"type": "boolean"},
+        password_free={"type": "boolean"},
+        privilege={"type": "string"},
+    ),
+    "AccountList": _items("Account"),
+    "NewReset": _object(
+        ["account", "password"],
+        account={"type": "string", "minLength": 1, "maxLength": 200},
+        password={
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 128,
+            "writeOnly": True,
+            "description": "The new password (the product's rules apply); never echoed.",
+        },
+    ),
+    "TaskStep": _object(
+        ["ordinal", "endpoint", "phase", "note"],
+        ordinal={"type": "integer"},
+        endpoint={"type": "string"},
+        phase={"type": "string", "enum": [p.value for p in StepPhase]},
+        note={"type": "string"},
+    ),
+    "Task": _object(
+        [
+            "id",
+            "tenant",
+            "instance_id",
+            "account",
+            "kind",
+            "state",
+            "message",
+            "request_id",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "verified_at",
+            "error_code",
+        ],
+        id={"type": "integer"},
+        tenant=ID,
+        instance_id={"type": "string"},
+        account={"type": "string"},
+        kind={"type": "string", "enum": [k.value for k in TaskKind]},
+        state={"type": "string", "enum": [s.value for s in TaskState]},
+        message={"type": "string"},
+        request_id={"type": "string"},
+        created_at=TIME,
+        started_at=TIME_OR_NULL,
+        finished_at=TIME_OR_NULL,
+        verified_at=TIME_OR_NULL,
+        error_code={"type": ["string", "null"]},
+        steps={"type": "array", "items": _ref("TaskStep")},
+    ),
+    "TaskList": _items("Task", **PAGE),
+    "AuditRecord": _object(
+        [
+            "seq",
+            "at",
+            "tenant",
+            "key_id",
+            "source_ip",
+            "user_agent",
+            "vendor",
+            "action",
+            "neutral_action",
+            "resource",
+            "outcome",
+            "error_code",
+            "request_id",
+            "task_id",
+            "hash",
+        ],
+        seq={"type": "integer"},
+        at=TIME,
+        tenant={"type": "string"},
+        key_id={"type": "string"},
+        source_ip={"type": "string"},
+        user_agent={"type": "string"},
+        vendor={"type": "string"},
+        action={"type": "string"},
+        neutral_action={"type": "string"},
+        resource={"type": "string"},
+        outcome={"type": "string", "enum": [o.value for o in AuditOutcome]},
+        error_code={"type": "string"},
+        request_id={"type": "string"},
+        task_id={"type": "string"},
+        hash={"type": "string"},
+    ),
+    "AuditPage": _items(
+        "AuditRecord",
+        next_before={
+            "type": ["integer", "null"],
+            "description": "Pass as `before` for the next (older) page; null: no more.",
+        },
+    ),
+    "ChainStatus": _object(
+        ["intact", "records", "head_hash", "bad_seq", "problem"],
+        intact={"type": "boolean"},
+        records={"type": "integer"},
+        head_hash={"type": "string"},
+        bad_seq={"type": ["integer", "null"]},
+        problem={"type": "string"},
+    ),
+    "HeldTask": _object(
+        ["id", "tenant", "instance_id", "state", "owner", "lease_until"],
+        id={"type": "integer"},
+        tenant=ID,
+        instance_id={"type": "string"},
+        state={"type": "string", "enum": [s.value for s in TaskState]},
+        owner={"type": ["string", "null"]},
+        lease_until=TIME_OR_NULL,
+    ),
+    "Node": _object(
+        ["id", "address", "version", "started_at", "heartbeat_at", "tasks"],
+        id={"type": "string"},
+        address={"type": "string"},
+        version={"type": "string"},
+        started_at=TIME,
+        heartbeat_at=TIME,
+        tasks={"type": "array", "items": _ref("HeldTask")},
+    ),
+    "NodeList": _items("Node", unowned_tasks={"type": "array", "items": _ref("HeldTask")}),
+}

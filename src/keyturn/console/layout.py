@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from keyturn.console.html import Html, esc, hidden, join, link, tag
+from keyturn.console.html import Html, badge, hidden, href, link, table, tag
 from keyturn.core.errors import (
     AccessDenied,
     AuthError,
@@ -23,6 +24,8 @@ from keyturn.core.errors import (
     RequestThrottled,
     StoreUnavailable,
 )
+from keyturn.core.model import Instance
+from keyturn.core.tasks import Task
 
 if TYPE_CHECKING:
     from keyturn.console.app import Visit
@@ -161,8 +164,6 @@ def message_page(title: str, text: str) -> Html:
 
 def pager(path: str, query: dict[str, str], offset: int, limit: int, total: int) -> Html:
     """Previous / next links that keep the page's filters."""
-    from keyturn.console.html import href
-
     shown = f"{offset + 1 if total else 0}-{min(offset + limit, total)} of {total:,}"
     parts: list[object] = [tag("span", shown, class_="count")]
     if offset > 0:
@@ -182,11 +183,37 @@ def pager(path: str, query: dict[str, str], offset: int, limit: int, total: int)
 
 
 def when(moment: object) -> str:
-    from datetime import datetime
-
     if isinstance(moment, datetime):
         return moment.strftime("%Y-%m-%d %H:%M:%S")
     return ""
 
 
-__all__ = ["Outcome", "esc", "join", "layout", "redirect", "status_of"]
+# ---------------------------------------------------------------------- shared widgets
+
+
+def instance_link(value: Instance) -> Html:
+    return link(f"/console/instances/{value.id}", value.id)
+
+
+def topology(value: Instance) -> str:
+    if value.cluster:
+        return "cluster"
+    return "sentinel" if value.sentinels else "declared"
+
+
+def task_table(found: list[Task], **attributes: object) -> Html:
+    rows = [
+        (
+            link(f"/console/tasks/{t.id}", t.id),
+            link(f"/console/instances/{t.instance_id}", t.instance_id),
+            t.account,
+            str(t.kind),
+            badge(str(t.state)),
+            t.error_code,
+            when(t.created_at),
+        )
+        for t in found
+    ]
+    return table(
+        ("task", "instance", "account", "kind", "state", "code", "created"), rows, **attributes
+    )

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from selenium.common.exceptions import NoAlertPresentException
+from selenium.webdriver.support.select import Select
 
 from keyturn.console.app import CSP
 from keyturn.console.sessions import COOKIE
@@ -22,7 +23,7 @@ from keyturn.core.secrets import Secret
 from keyturn.service.admin import Admin
 from tests.support.admin_api import create_token, token_id
 from tests.support.browser import Console, forged_session
-from tests.support.keyturn_server import TENANT, KeyturnServer
+from tests.support.keyturn_server import KEY_ID, TENANT, KeyturnServer
 from tests.support.logins import can_login
 from tests.support.passwords import USED_PASSWORDS, new_password
 from tests.support.redis_server import RedisServer
@@ -103,9 +104,9 @@ def test_sign_in_find_reset_and_audit(
     assert "of 302" in console.find(".pager").text  # many instances, paged
     console.screenshot("instances")
     console.find("#search").send_keys("ORDERS-primary")
-    console.find("#find").click()
+    console.navigate_by("#find")
     console.until(lambda: len(console.all("#instances tbody tr")) == 1)
-    console.find(f"#instances a[href='/console/instances/{TARGET}']").click()
+    console.navigate_by(f"#instances a[href='/console/instances/{TARGET}']")
     assert console.heading() == f"Instance {TARGET}"
     assert [row.text for row in console.all("#nodes tbody tr td:nth-child(2)")] == ["primary"]
     assert "default" in console.find("#accounts").text
@@ -144,7 +145,7 @@ def test_sign_in_find_reset_and_audit(
 
     console.open("/audit")
     console.find("#audit-action").send_keys("console:ResetPassword")
-    console.find("#audit-search").click()
+    console.navigate_by("#audit-search")
     console.until(lambda: "console:ResetPassword" in console.find("#audit").text)
     rows = [r.text for r in console.all("#audit tbody tr")]
     assert any("succeeded" in r and task_id in r for r in rows), rows
@@ -213,6 +214,7 @@ def test_a_form_without_its_csrf_token_is_refused(
     console: Console, keyturn: KeyturnServer, token: str
 ) -> None:
     console.sign_in(token)
+    assert console.heading() == "Overview"
     console.open("/policies")
     console.find("#policy-document").clear()
     form = console.find("form.editor")
@@ -220,12 +222,27 @@ def test_a_form_without_its_csrf_token_is_refused(
     form.find_element("css selector", "input[name=name]").send_keys("from-the-browser")
     console.find("#policy-document").send_keys('{"statements": []}')
     console.driver.execute_script("document.querySelector('form.editor input[name=csrf]').remove()")
-    console.find("#save-policy").click()
+    console.navigate_by("#save-policy")
     console.until(lambda: console.heading() == "Refused")
     assert "CSRF" in console.find("main").text
     console.screenshot("csrf-refused")
     console.open("/policies")
     assert "from-the-browser" not in console.find("#policies").text
+
+    # With its token the same form saves the policy, and the simulator explains a decision.
+    form = console.find("form.editor")
+    form.find_element("css selector", "input[name=tenant]").send_keys(TENANT)
+    form.find_element("css selector", "input[name=name]").send_keys("from-the-browser")
+    console.navigate_by("#save-policy")
+    console.until(lambda: console.heading() == "Policy from-the-browser")
+    console.open("/policies")
+    assert "from-the-browser" in console.find("#policies").text
+    Select(console.find("#check-key")).select_by_value(KEY_ID)
+    console.find("#check-action").send_keys("redis:ResetPassword")
+    console.find("#check-resource").send_keys(f"qcs::redis:ap-guangzhou:uin/{TENANT}:instance/x")
+    console.navigate_by("#check")
+    assert "allowed" in console.find("#decision").text
+    console.screenshot("policy-check")
 
     # The same through HTTP: a signed-in session, no token, 403 and nothing queued.
     session = console.cookie(COOKIE)

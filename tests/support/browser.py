@@ -19,6 +19,8 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.wait import WebDriverWait
 
 from keyturn.console.sessions import SESSION_KEY_INFO, Session, Sessions
 from keyturn.store.sealing import open_secret_box
@@ -79,7 +81,13 @@ class Console:
         self.driver.delete_all_cookies()
         self.open("/signin")
         self.find("#token").send_keys(token)
-        self.find("#signin").click()
+        self.navigate_by("#signin")
+
+    def navigate_by(self, css: str) -> None:
+        """Click what ``css`` finds and wait until the next page replaced this one."""
+        page = self.driver.find_element(By.TAG_NAME, "html")
+        self.find(css).click()
+        WebDriverWait(self.driver, WAIT).until(expected_conditions.staleness_of(page))
 
     def find(self, css: str) -> WebElement:
         found: WebElement = self.until(lambda: self.driver.find_element(By.CSS_SELECTOR, css))

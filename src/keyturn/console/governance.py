@@ -22,6 +22,16 @@ if TYPE_CHECKING:
     from keyturn.console.app import Visit
 
 AUDIT_PAGE = 50
+#: What the new-policy editor starts with (a valid document to change).
+_TEMPLATE = json.dumps(
+    {
+        "version": "2.0",
+        "statement": [
+            {"effect": "allow", "action": ["redis:DescribeInstances"], "resource": ["*"]}
+        ],
+    },
+    indent=2,
+)
 _NAME = r"[A-Za-z0-9_.:@+=,-]{1,128}"
 
 
@@ -174,7 +184,7 @@ async def policies(visit: Visit) -> Outcome:
         for p in found
     ]
     tenant = visit.token.tenant_id or ""
-    editor = _editor(visit, tenant, "", '{"statements": []}')
+    editor = _editor(visit, tenant, "", _TEMPLATE)
     key_options = [tag("option", k.id, " (", k.tenant_id, ")", value=k.id) for k in keys]
     simulator = tag(
         "form",

@@ -2,7 +2,9 @@
 redis-server: sign in with an admin token, find one instance among 300 by searching, reset its
 password from the dialog (a password the dialog generated from the product's rules) and watch
 the task reach ``succeed``, log in to Redis with it, find the reset in the audit page; a wrong
-token, an expired session and a form posted without its CSRF token are refused; an instance
+token (then shown among the overview's refusals), an expired or forged session and a form
+posted without its CSRF token are refused (the same form with it saves a policy, and the
+decision simulator answers); a tenant's token sees nothing of another tenant's; an instance
 named ``<img src=x onerror=alert(1)>`` renders as inert text. Every page is screenshotted
 (``tests/support/browser.py`` says where). One browser for the module."""
 
@@ -23,7 +25,7 @@ from keyturn.core.secrets import Secret
 from keyturn.service.admin import Admin
 from tests.support.admin_api import create_token, token_id
 from tests.support.browser import Console, forged_session
-from tests.support.keyturn_server import KEY_ID, TENANT, KeyturnServer
+from tests.support.keyturn_server import KEY_ID, OTHER_TENANT, TENANT, KeyturnServer
 from tests.support.logins import can_login
 from tests.support.passwords import USED_PASSWORDS, new_password
 from tests.support.redis_server import RedisServer
@@ -176,7 +178,7 @@ def test_a_hostile_instance_name_renders_inert(console: Console, token: str) -> 
     console.screenshot("hostile-name")
 
 
-def test_a_wrong_token_is_refused(console: Console, keyturn: KeyturnServer) -> None:
+def test_a_wrong_token_is_refused(console: Console, keyturn: KeyturnServer, token: str) -> None:
     console.sign_in("kt_" + "x" * 43)
     assert "unknown or revoked" in console.find("#signin-error").text
     assert console.cookie(COOKIE) is None
@@ -185,6 +187,24 @@ def test_a_wrong_token_is_refused(console: Console, keyturn: KeyturnServer) -> N
     console.screenshot("signin-refused")
     answer = httpx.get(f"http://{keyturn.endpoint}/console/tasks/1.json")
     assert answer.status_code == 401
+    console.sign_in(token)  # the refusal is on the overview
+    refusals = console.find("#refusals").text
+    assert "console:SignIn" in refusals and "MissingAuthorization" in refusals
+
+
+def test_a_tenant_token_sees_only_its_tenant(keyturn: KeyturnServer) -> None:
+    scoped = create_token(keyturn, "--tenant", OTHER_TENANT)
+    base = f"http://{keyturn.endpoint}/console"
+    with httpx.Client(base_url=base) as client:
+        form = client.get("/signin")
+        csrf = form.text.split('name="csrf" value="')[1].split('"')[0]
+        assert client.post("/signin", data={"csrf": csrf, "token": scoped}).status_code == 303
+        listed = client.get("/instances")
+        assert listed.status_code == 200 and "0-0 of 0" in listed.text
+        assert TARGET not in listed.text
+        # Another tenant's instance answers as one nobody has.
+        assert client.get(f"/instances/{TARGET}").status_code == 404
+        assert client.get("/instances/crs-n0b0dy00").status_code == 404
 
 
 def test_an_expired_session_is_refused(

@@ -16,6 +16,7 @@ from starlette.applications import Starlette
 from keyturn import __version__
 from keyturn.api import AdminApi
 from keyturn.config import Settings
+from keyturn.console import SESSION_KEY_INFO, Console, Sessions
 from keyturn.core.cluster import LeasePolicy
 from keyturn.dialects._wire import Dialect
 from keyturn.dialects.alibaba import AlibabaDialect
@@ -67,6 +68,7 @@ class Runtime:
     cluster: ClusterNode
     admin_api: AdminApi
     metrics: PrometheusMetrics
+    console: Console
 
     def app(self) -> Starlette:
         """The ASGI app; when it shuts down, tasks in flight get ``shutdown_grace`` seconds to
@@ -88,6 +90,7 @@ class Runtime:
             metrics=MetricsEndpoint(
                 self.metrics.render, CONTENT_TYPE, token=self.settings.metrics_token
             ),
+            console=self.console,
         )
 
     async def _shutdown(self) -> None:
@@ -194,7 +197,12 @@ async def build_runtime(settings: Settings) -> Runtime:
     )
     # The admin API (``/admin/v1/``): the same services, scoped by admin tokens.
     operator = Operator(store, engines, services.queries, resets, audit, SqlInstanceSearch(store))
-    admin_api = AdminApi(operator, AdminTokens(SqlAdminTokens(store.db), clock), services.gate)
+    tokens = AdminTokens(SqlAdminTokens(store.db), clock)
+    admin_api = AdminApi(operator, tokens, services.gate)
+    # The web console (``/console``): the same operator and tokens; its session cookies are
+    # signed with a key derived from the master key, so every node of a cluster accepts them.
+    box = open_secret_box(settings.data_dir, settings.master_key)
+    console = Console(operator, tokens, services.gate, Sessions(box.derive_keys(SESSION_KEY_INFO)))
     return Runtime(
         settings=settings,
         store=store,
@@ -204,4 +212,5 @@ async def build_runtime(settings: Settings) -> Runtime:
         cluster=cluster,
         admin_api=admin_api,
         metrics=metrics,
+        console=console,
     )

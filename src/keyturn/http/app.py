@@ -6,8 +6,9 @@ method, path and headers alone) answers it. Bodies larger than ``MAX_BODY_BYTES`
 in the dialect's own format without being read; bodies are read through ``BodyReader``, which
 bounds the memory large ones hold at once. Paths under ``/admin/v1`` go to the admin API
 (``keyturn.api``), which authenticates the request from its headers before its body is read.
-``GET /metrics`` serves the Prometheus text format (``MetricsEndpoint``), behind a bearer
-token when one is configured.
+Paths under ``/console`` go to the web console (``keyturn.console``), its body read within the
+same bounds. ``GET /metrics`` serves the Prometheus text format (``MetricsEndpoint``), behind
+a bearer token when one is configured.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from keyturn.api import AdminApi, ApiRequest, ApiResponse
+from keyturn.console import Console, ConsoleRequest, ConsoleResponse
 from keyturn.dialects._wire import Dialect, WireRequest, WireResponse
 from keyturn.http.bodies import BodyReader, Unread
 
@@ -89,6 +91,7 @@ def create_app(
     readiness_timeout: float = 5.0,
     admin_api: AdminApi | None = None,
     metrics: MetricsEndpoint | None = None,
+    console: Console | None = None,
 ) -> Starlette:
     """Build the ASGI app serving ``dialects``, plus ``GET /healthz`` (the process answers; no
     store access) and ``GET /readyz`` (``readiness`` says the store is reachable and its schema
@@ -97,7 +100,8 @@ def create_app(
     included); ``read_timeout`` is how long a large body may wait for its turn to be read
     (``KEYTURN_READ_TIMEOUT``). ``admin_api`` answers ``/admin/v1/...``: it authenticates a
     request from its headers before the body is read (within the same bounds as the
-    dialects'). With ``metrics``, ``GET /metrics`` serves them."""
+    dialects'). With ``metrics``, ``GET /metrics`` serves them; with ``console``, ``/console``
+    is the web console."""
     bodies = BodyReader(timeout=read_timeout)
 
     @contextlib.asynccontextmanager
@@ -119,7 +123,27 @@ def create_app(
             return Response(_NOT_RECEIVED, 408, headers, media_type="application/json")
         return _send_api(await api.handle(who, _api_request(request, body)))
 
+    async def web_console(pages: Console, request: Request) -> Response:
+        body = await bodies.read(request) if request.method == "POST" else b""
+        if body is Unread.TOO_LARGE or body is Unread.GONE:
+            return Response(b"request body too large or not received", 413, media_type="text/plain")
+        wire = _wire_request(request, body)
+        answer = await pages.handle(
+            ConsoleRequest(
+                method=wire.method,
+                path=wire.path,
+                query=wire.query,
+                headers=wire.headers,
+                body=body,
+                client=wire.client,
+                secure=request.url.scheme == "https",
+            )
+        )
+        return _send_console(answer)
+
     async def dispatch(request: Request) -> Response:
+        if console is not None and Console.claims(request.scope["path"]):
+            return await web_console(console, request)
         if admin_api is not None and AdminApi.claims(request.scope["path"]):
             return await admin(admin_api, request)
         wire = _wire_request(request, b"")
@@ -201,6 +225,13 @@ def _api_request(request: Request, body: bytes) -> ApiRequest:
 
 def _send_api(response: ApiResponse) -> Response:
     return Response(response.body, status_code=response.status, headers=response.headers)
+
+
+def _send_console(answer: ConsoleResponse) -> Response:
+    response = Response(answer.body, status_code=answer.status, media_type=answer.content_type)
+    for name, value in answer.headers:
+        response.headers.append(name, value)
+    return response
 
 
 def _send(response: WireResponse) -> Response:

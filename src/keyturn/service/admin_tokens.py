@@ -45,6 +45,7 @@ class AdminTokens:
         self._found: dict[str, tuple[float, AdminToken]] = {}
         self._missing: dict[str, float] = {}
         self._touched: dict[str, float] = {}
+        self._by_id: tuple[float, dict[str, AdminToken]] = (float("-inf"), {})
 
     async def create(self, *, tenant_id: str | None, name: str = "") -> tuple[AdminToken, Secret]:
         """A new token for ``tenant_id`` (None: every tenant) and the token itself, which is
@@ -80,6 +81,18 @@ class AdminTokens:
             raise MissingAuthorization("the admin token is unknown or revoked")
         await self._touch(token)
         return token
+
+    async def active_by_id(self, token_id: str) -> AdminToken | None:
+        """The active token of that id (the console's sessions name a token by id), or None.
+        Tokens are few: the whole list is read and kept ``ttl`` seconds, so a revocation ends
+        the token's sessions within the same bound as its bearer calls."""
+        now = time.monotonic()
+        at, known = self._by_id
+        if now - at >= self._ttl:
+            known = {t.id: t for t in await self._repo.list_admin_tokens()}
+            self._by_id = (now, known)
+        token = known.get(token_id)
+        return token if token is not None and token.active else None
 
     async def _lookup(self, presented: str) -> AdminToken | None:
         digest = token_hash(presented)

@@ -46,3 +46,13 @@ async def test_a_revoked_token_is_refused_once_the_cache_lapses() -> None:
 async def test_a_name_must_be_printable() -> None:
     with pytest.raises(InvalidParameterValue):
         await AdminTokens(MemoryTokens(), FakeClock()).create(tenant_id=None, name="a\x1b[2J")
+
+
+async def test_a_token_is_found_by_id_while_active() -> None:
+    repo = MemoryTokens()
+    tokens = AdminTokens(repo, FakeClock(), ttl=0)
+    token, _ = await tokens.create(tenant_id="1")
+    assert (await tokens.active_by_id(token.id)) == token
+    assert await tokens.active_by_id("at-000000000000") is None
+    await tokens.revoke(token.id)
+    assert await tokens.active_by_id(token.id) is None

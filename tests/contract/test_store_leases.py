@@ -1,17 +1,15 @@
 """Contract tests of the store's lease part and fenced task writes (``keyturn.core.cluster``):
 claim, renew, fenced writes and ``LeaseLost``, takeover after a lease lapsed, release, and no
 task claimed twice by concurrent claimers; node heartbeats. On a real migrated database per
-backend: SQLite and a throwaway PostgreSQL 15 (``postgres_server``; more backends plug into
-``BACKENDS``).
+backend (``store_backend``: SQLite and the session's throwaway PostgreSQL 15).
 Times are the store's fake clock: a lease lapses when the test moves the clock past it."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -30,10 +28,10 @@ from keyturn.core.ports import CredentialSnapshot
 from keyturn.core.secrets import Secret
 from keyturn.core.tasks import NewTask, TaskKind, TaskState, TaskStep
 from keyturn.store.sealing import AesGcmSecretBox
-from keyturn.store.sql import SqlStore, open_store, sqlite_url
+from keyturn.store.sql import SqlStore, open_store
 from tests.support.fakes import FakeClock
+from tests.support.store_backends import StoreBackend
 
-BACKENDS: dict[str, Callable[[Path], str]] = {"sqlite": sqlite_url}
 T1 = Tenant(id="1300000001", name="one")
 START = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 #: Long against the fake clock's one-second tick per reading.
@@ -53,17 +51,9 @@ class Backend:
         return await open_store(self.url, self.box, self.clock)
 
 
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh database: a SQLite file, or a throwaway PostgreSQL 15 (psycopg 3)."""
-    if request.param in BACKENDS:
-        return BACKENDS[request.param](tmp_path)
-    server = request.getfixturevalue("postgres_server")
-    return str(server.url()).replace("postgresql://", "postgresql+psycopg://", 1)
-
-
-@pytest.fixture(params=[*sorted(BACKENDS), "postgresql"])
-async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
-    url = store_url(request, tmp_path)
+@pytest.fixture
+async def backend(store_backend: StoreBackend) -> AsyncIterator[Backend]:
+    url = store_backend.url
     box, clock = AesGcmSecretBox(b"k" * 32), FakeClock(START, tick=1)
     store = await open_store(url, box, clock)
     await store.put_tenant(T1, KeySource.CLI)

@@ -3,7 +3,7 @@ the lock after wrong old passwords, and access keys revoked or rotated on one no
 
 Each test opens two ``SqlStore`` handles on one database, as two nodes (or two ``serve
 --workers`` processes, or a node before and after a restart) would: what one writes, the other
-must see. ``store_url`` yields a fresh database per backend: SQLite and a throwaway PostgreSQL.
+must see. ``store_backend`` gives a fresh database per backend: SQLite and a throwaway PostgreSQL.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
@@ -26,26 +25,19 @@ from keyturn.service.credentials import KEY_CACHE_SECONDS, Credentials
 from keyturn.service.gate import Gate
 from keyturn.service.ratelimit import RateLimiter
 from keyturn.store.sealing import AesGcmSecretBox
-from keyturn.store.sql import SqlStore, open_store, sqlite_url
+from keyturn.store.sql import SqlStore, open_store
 from tests.support.fakes import FakeClock, redis_call
+from tests.support.store_backends import StoreBackend
 
 T0 = datetime(2026, 12, 6, 8, 0, 0, 250_000, tzinfo=UTC)
 TENANT = Tenant(id="1300000001", name="one")
 SECOND = int(T0.timestamp())
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh database: a SQLite file, or a throwaway PostgreSQL 15 (psycopg 3)."""
-    if request.param == "sqlite":
-        return sqlite_url(tmp_path)
-    server = request.getfixturevalue("postgres_server")
-    return str(server.url()).replace("postgresql://", "postgresql+psycopg://", 1)
-
-
 @pytest.fixture
-async def nodes(store_url: str) -> AsyncIterator[tuple[SqlStore, SqlStore, FakeClock]]:
+async def nodes(store_backend: StoreBackend) -> AsyncIterator[tuple[SqlStore, SqlStore, FakeClock]]:
     """Two store handles on one database, with one clock."""
+    store_url = store_backend.url
     clock = FakeClock(T0)
     box = AesGcmSecretBox(b"k" * 32)
     first = await open_store(store_url, box, clock)
@@ -118,7 +110,7 @@ async def test_limiters_on_two_handles_accept_the_limit_together(
 
 
 async def test_the_lock_is_shared_and_survives_a_restart(
-    store_url: str, nodes: tuple[SqlStore, SqlStore, FakeClock]
+    store_backend: StoreBackend, nodes: tuple[SqlStore, SqlStore, FakeClock]
 ) -> None:
     a, b, clock = nodes
     key = ("1300000001", "r-bp1zxszhcgatnx", "app")
@@ -129,7 +121,7 @@ async def test_the_lock_is_shared_and_survives_a_restart(
     assert not await on_a.attempt(key)  # locked: nothing is evaluated, on either node
     await a.close()
     # A process started later on the same database finds the lock.
-    restarted = await open_store(store_url, AesGcmSecretBox(b"k" * 32), clock)
+    restarted = await open_store(store_backend.url, AesGcmSecretBox(b"k" * 32), clock)
     try:
         after = ChangeGuard(restarted, clock)
         clock.advance(60)

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
-from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.wait import WebDriverWait
 
 from keyturn.console.sessions import SESSION_KEY_INFO, Session, Sessions
@@ -87,7 +87,17 @@ class Console:
         """Click what ``css`` finds and wait until the next page replaced this one."""
         page = self.driver.find_element(By.TAG_NAME, "html")
         self.find(css).click()
-        WebDriverWait(self.driver, WAIT).until(expected_conditions.staleness_of(page))
+
+        def replaced(_: Any) -> bool:
+            # Stale, or chromedriver's "node ... does not belong to the document" (an unknown
+            # error, not StaleElementReferenceException, when the old page is mid-teardown).
+            try:
+                page.is_enabled()
+            except WebDriverException:
+                return True
+            return False
+
+        WebDriverWait(self.driver, WAIT).until(replaced)
 
     def find(self, css: str) -> WebElement:
         found: WebElement = self.until(lambda: self.driver.find_element(By.CSS_SELECTOR, css))

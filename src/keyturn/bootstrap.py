@@ -20,12 +20,14 @@ from keyturn.console import SESSION_KEY_INFO, Console, Sessions
 from keyturn.core.cluster import LeasePolicy
 from keyturn.dialects._wire import Dialect
 from keyturn.dialects.alibaba import AlibabaDialect
+from keyturn.dialects.alibaba.kms import PRODUCT as ALIBABA_KMS
 from keyturn.dialects.alibaba.kvstore import PRODUCT as ALIBABA_KVSTORE
 from keyturn.dialects.huawei import HuaweiDialect
 from keyturn.dialects.huawei.dcs import PRODUCT as HUAWEI_DCS
 from keyturn.dialects.tencent import TencentDialect
 from keyturn.dialects.tencent.postgres import PRODUCT as TENCENT_POSTGRES
 from keyturn.dialects.tencent.redis import PRODUCT as TENCENT_REDIS
+from keyturn.dialects.tencent.ssm import PRODUCT as TENCENT_SSM
 from keyturn.dialects.tencent.tdmysql import PRODUCT as TENCENT_TDMYSQL
 from keyturn.engines.registry import EngineRegistry
 from keyturn.http.app import MetricsEndpoint, create_app
@@ -73,11 +75,11 @@ class Runtime:
     def app(self) -> Starlette:
         """The ASGI app; when it shuts down, tasks in flight get ``shutdown_grace`` seconds to
         finish and the rest are parked for the next start."""
-        products = [TENCENT_REDIS, TENCENT_POSTGRES, TENCENT_TDMYSQL]
+        products = [TENCENT_REDIS, TENCENT_POSTGRES, TENCENT_TDMYSQL, TENCENT_SSM]
         hosts = self.settings.served_hosts
         dialects: list[Dialect] = [
             HuaweiDialect(self.services, [HUAWEI_DCS], hosts),
-            AlibabaDialect(self.services, [ALIBABA_KVSTORE], hosts),
+            AlibabaDialect(self.services, [ALIBABA_KVSTORE, ALIBABA_KMS], hosts),
             TencentDialect(self.services, products, hosts),
         ]
         return create_app(

@@ -37,6 +37,19 @@ DOCUMENTED_LIMITS: Mapping[str, int] = {
     "tdmysql:resetuserpassword": 20,
     "tdmysql:resetuserspassword": 20,
     "postgres:resetaccountpassword": 100,
+    # Tencent SSM's documented limits (API Category page), per action.
+    "ssm:createproductsecret": 20,
+    "ssm:getsecretvalue": 300,
+    "ssm:rotateproductsecret": 20,
+    "ssm:describeasyncrequestinfo": 20,
+    "ssm:updaterotationstatus": 20,
+    "ssm:describerotationdetail": 20,
+    "ssm:describerotationhistory": 20,
+    "ssm:describesecret": 40,
+    "ssm:listsecrets": 30,
+    "ssm:deletesecret": 50,
+    "ssm:getservicestatus": 50,
+    "ssm:describesupportedproducts": 20,
 }
 log = logging.getLogger(__name__)
 

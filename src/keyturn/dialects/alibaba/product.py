@@ -34,7 +34,10 @@ class AlibabaProduct:
     #: Actions whose ``AccountName`` names the account they change: policies may name it
     #: (``acs:kvstore:REGION:ACCOUNT:instance/ID/account/NAME``).
     account_actions: frozenset[str] = frozenset()
+    #: The kind of resource ``instance_param`` names in RAM resources (``secret`` for KMS).
+    resource_kind: str = "instance"
 
     def resource_name(self, region: str, tenant: str, instance: str) -> str:
-        """RAM's resource name: ``acs:kvstore:cn-hangzhou:1234567890:instance/r-x``."""
-        return f"acs:{self.service}:{region}:{tenant}:instance/{instance}"
+        """RAM's resource name: ``acs:kvstore:cn-hangzhou:1234567890:instance/r-x``
+        (``acs:kms:cn-hangzhou:1234567890:secret/NAME`` for KMS secrets)."""
+        return f"acs:{self.service}:{region}:{tenant}:{self.resource_kind}/{instance}"

@@ -32,7 +32,10 @@ class TencentProduct:
     changes: Mapping[str, str] = field(default_factory=dict)
     #: Actions that change named accounts -> how to read the accounts from their parameters.
     accounts: Mapping[str, AccountsOf] = field(default_factory=dict)
+    #: The kind of resource ``instance_param`` names in CAM resources (``secret`` for SSM).
+    resource_kind: str = "instance"
 
     def resource_name(self, region: str, tenant: str, instance: str) -> str:
-        """CAM's resource name: ``qcs::redis:ap-guangzhou:uin/1300000001:instance/crs-x``."""
-        return f"qcs::{self.service}:{region}:uin/{tenant}:instance/{instance}"
+        """CAM's resource name: ``qcs::redis:ap-guangzhou:uin/1300000001:instance/crs-x``
+        (``qcs::ssm:ap-guangzhou:uin/1300000001:secret/NAME`` for SSM secrets)."""
+        return f"qcs::{self.service}:{region}:uin/{tenant}:{self.resource_kind}/{instance}"

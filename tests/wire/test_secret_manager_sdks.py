@@ -1,0 +1,315 @@
+"""Managed database secrets through the official secret-manager SDKs, unchanged: Tencent SSM
+product secrets (``tencentcloud-sdk-python-ssm``) and Alibaba KMS ``Rds``/``Redis`` secrets
+(``alibabacloud-kms20160120``), against a real keyturn server and real throwaway Redis,
+PostgreSQL and MariaDB servers.
+
+Each engine: a secret is created (its account made on the engine), its value read and logged in
+with; a rotation (``RotateProductSecret`` followed with ``DescribeAsyncRequestInfo``, KMS
+``RotateSecret`` followed with ``GetSecretValue``) gives a new password that logs in, while the
+old one no longer does (replace mode) and KMS still hands it out as ``ACSPrevious``. The
+schedule calls (``UpdateRotationStatus``, ``UpdateSecretRotationPolicy``) are read back. Keys
+with policies get the vendor's denial for a secret their policy does not name, and another
+tenant's key finds nothing. Every password read is recorded for the session's secret scan.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+from alibabacloud_kms20160120 import models as kms_models
+from alibabacloud_tea_openapi.exceptions import ClientException
+
+from keyturn.core.model import Product
+from tests.support.keyturn_server import OTHER_KEY_ID, OTHER_KEY_SECRET, TENANT, KeyturnServer
+from tests.support.logins import can_login, can_login_mysql, can_login_postgres
+from tests.support.passwords import USED_PASSWORDS, leaked
+from tests.support.sdk import code_of
+from tests.support.secret_sdks import (
+    kms_create,
+    kms_rotate,
+    kms_sdk,
+    kms_value,
+    ssm_call,
+    ssm_create,
+    ssm_credential,
+    ssm_rotate,
+    ssm_sdk,
+)
+from tests.wire.test_policies_sdk import make_key
+
+pytestmark = pytest.mark.engine
+
+
+@dataclass(frozen=True)
+class Engine:
+    """A registered instance on a throwaway server, and how to log in to it."""
+
+    kind: str
+    instance_id: str
+    login: Callable[[str, str], bool]
+
+
+def _redis(keyturn: KeyturnServer, request: pytest.FixtureRequest, product: Product) -> Engine:
+    server = request.getfixturevalue("redis_server")
+    prefix = "r-" if product is Product.ALIBABA_KVSTORE else "crs-"
+    instance_id = prefix + secrets.token_hex(5)
+    region = "cn-hangzhou" if product is Product.ALIBABA_KVSTORE else "ap-guangzhou"
+    keyturn.add_instance(instance_id, [server.admin_url()], product=product, region=region)
+    return Engine("redis", instance_id, lambda user, pw: can_login(server.port, pw, user))
+
+
+def _postgres(keyturn: KeyturnServer, request: pytest.FixtureRequest) -> Engine:
+    server = request.getfixturevalue("postgres_server")
+    instance_id = "postgres-" + secrets.token_hex(4)
+    keyturn.add_instance(instance_id, [server.url()], product=Product.TENCENT_POSTGRES)
+    return Engine(
+        "postgres", instance_id, lambda user, pw: can_login_postgres(server.port, user, pw)
+    )
+
+
+def _mariadb(keyturn: KeyturnServer, request: pytest.FixtureRequest) -> Engine:
+    server = request.getfixturevalue("mariadb_server")
+    instance_id = "tdsql3-" + secrets.token_hex(4)
+    keyturn.add_instance(instance_id, [server.url()], product=Product.TENCENT_TDMYSQL)
+    return Engine("mysql", instance_id, lambda user, pw: can_login_mysql(server.port, user, pw))
+
+
+def _engine(keyturn: KeyturnServer, request: pytest.FixtureRequest, kind: str, kms: bool) -> Engine:
+    if kind == "redis":
+        return _redis(keyturn, request, Product.ALIBABA_KVSTORE if kms else Product.TENCENT_REDIS)
+    return _postgres(keyturn, request) if kind == "postgres" else _mariadb(keyturn, request)
+
+
+def _recorded(password: str) -> str:
+    USED_PASSWORDS.append(password)
+    return password
+
+
+SSM_PRODUCTS = {"redis": "Redis", "postgres": "PostgreSQL", "mysql": "Tdsql-mysql"}
+
+
+@pytest.mark.parametrize("kind", ["redis", "postgres", "mysql"])
+def test_ssm_product_secret_create_read_rotate(
+    keyturn: KeyturnServer, request: pytest.FixtureRequest, kind: str
+) -> None:
+    engine = _engine(keyturn, request, kind, kms=False)
+    client = ssm_sdk(keyturn.endpoint)
+    name = f"orders-{kind}-{secrets.token_hex(3)}"
+    ssm_create(
+        client,
+        name,
+        product=SSM_PRODUCTS[kind],
+        instance_id=engine.instance_id,
+        prefix="app",
+        domains=["%"],
+        Description="orders service",
+    )
+    user, first = ssm_credential(client, name)
+    assert user == "app"
+    assert engine.login(user, _recorded(first))
+
+    ssm_rotate(client, name)
+    user2, second = ssm_credential(client, name)
+    assert user2 == "app" and second != first
+    assert engine.login(user, _recorded(second))
+    assert not engine.login(user, first)  # replace mode: the old password is gone
+
+    history = ssm_call(client, "DescribeRotationHistory", SecretName=name)
+    assert history.TotalCount == len(history.VersionIDs) >= 2
+    described = ssm_call(client, "DescribeSecret", SecretName=name)
+    assert (described.SecretName, described.SecretType) == (name, 1)
+    assert described.ProductName == SSM_PRODUCTS[kind]
+    assert described.ResourceID == engine.instance_id
+    assert described.RotationStatus is False
+    listed = ssm_call(client, "ListSecrets", SearchSecretName=name)
+    assert [m.SecretName for m in listed.SecretMetadatas] == [name]
+
+    ssm_call(
+        client,
+        "UpdateRotationStatus",
+        SecretName=name,
+        EnableRotation=True,
+        Frequency=30,
+        RotationBeginTime="2030-01-01 02:00:00",
+    )
+    detail = ssm_call(client, "DescribeRotationDetail", SecretName=name)
+    assert (detail.EnableRotation, detail.Frequency) == (True, 30)
+    assert detail.NextRotateBeginTime.startswith("2030-01-01 02:00")
+    assert leaked(keyturn, [first, second]) == []
+
+
+def test_ssm_error_codes(keyturn: KeyturnServer, request: pytest.FixtureRequest) -> None:
+    engine = _engine(keyturn, request, "redis", kms=False)
+    client = ssm_sdk(keyturn.endpoint)
+    name = "codes-" + secrets.token_hex(3)
+    ssm_create(client, name, product="Redis", instance_id=engine.instance_id, prefix="codes")
+
+    def create(**fields: object) -> None:
+        values = {
+            "SecretName": "n-" + secrets.token_hex(3),
+            "UserNamePrefix": "x",
+            "ProductName": "Redis",
+            "InstanceID": engine.instance_id,
+            "Domains": ["%"],
+            "PrivilegesList": [],
+            **fields,
+        }
+        ssm_call(client, "CreateProductSecret", **values)
+
+    assert code_of(lambda: create(SecretName=name)) == "ResourceInUse.SecretExists"
+    assert code_of(lambda: create(InstanceID="crs-00000000")) == "ResourceNotFound"
+    assert code_of(lambda: create(ProductName="Cvm")) == "InvalidParameterValue"
+    assert code_of(lambda: create(UserNamePrefix="9bad")) == "InvalidParameterValue"
+    assert code_of(lambda: create(EnableRotation=True)) == "MissingParameter"
+    missing = "ResourceNotFound.SecretNotExist"
+    assert code_of(lambda: ssm_credential(client, "nope-" + name)) == missing
+    assert code_of(lambda: ssm_call(client, "RotateProductSecret", SecretName="n0pe")) == missing
+    assert code_of(lambda: ssm_credential(client, name, "v-none")) == "ResourceNotFound"
+    flow = code_of(lambda: ssm_call(client, "DescribeAsyncRequestInfo", FlowID=12345))
+    assert flow == "ResourceNotFound"
+    assert code_of(lambda: ssm_call(client, "GetSecretValue")) == "MissingParameter"
+
+
+@pytest.mark.parametrize("kind", ["redis", "postgres", "mysql"])
+def test_kms_secret_create_read_rotate(
+    keyturn: KeyturnServer, request: pytest.FixtureRequest, kind: str
+) -> None:
+    engine = _engine(keyturn, request, kind, kms=True)
+    client = kms_sdk(keyturn.endpoint)
+    name = f"orders-{kind}-{secrets.token_hex(3)}"
+    secret_type = "Redis" if kind == "redis" else "Rds"
+    created = kms_create(
+        client, name, secret_type=secret_type, instance_id=engine.instance_id, account="appkms"
+    )
+    assert (created.secret_name, created.secret_type) == (name, secret_type)
+    assert created.automatic_rotation == "Disabled"
+    user, first, body = kms_value(client, name)
+    assert user == "appkms"
+    assert body.version_stages.version_stage == ["ACSCurrent"]
+    assert engine.login(user, _recorded(first))
+
+    version = kms_rotate(client, name)
+    user2, second, body2 = kms_value(client, name, stage="ACSCurrent")
+    assert (user2, body2.version_id) == ("appkms", version) and second != first
+    assert engine.login(user, _recorded(second))
+    assert not engine.login(user, first)  # replace mode: the old password is gone
+    _, previous, body3 = kms_value(client, name, stage="ACSPrevious")
+    assert previous == first and body3.version_stages.version_stage == ["ACSPrevious"]
+    assert kms_value(client, name, version_id=version)[1] == second
+
+    ids = client.list_secret_version_ids(
+        kms_models.ListSecretVersionIdsRequest(secret_name=name)
+    ).body
+    stages = {v.version_id: v.version_stages.version_stage for v in ids.version_ids.version_id}
+    assert stages[version] == ["ACSCurrent"] and ["ACSPrevious"] in stages.values()
+
+    client.update_secret_rotation_policy(
+        kms_models.UpdateSecretRotationPolicyRequest(
+            secret_name=name, enable_automatic_rotation=True, rotation_interval="7d"
+        )
+    )
+    described = client.describe_secret(kms_models.DescribeSecretRequest(secret_name=name)).body
+    assert (described.automatic_rotation, described.rotation_interval) == ("Enabled", "604800s")
+    assert described.secret_type == secret_type and described.next_rotation_date
+    assert described.arn.endswith(f":{TENANT}:secret/{name}")
+    listed = client.list_secrets(kms_models.ListSecretsRequest(page_size=100)).body
+    assert name in [s.secret_name for s in listed.secret_list.secret]
+    assert leaked(keyturn, [first, second]) == []
+
+
+def _kms_error(call: Callable[[], object]) -> tuple[str, int]:
+    with pytest.raises(ClientException) as caught:
+        call()
+    return str(caught.value.code), int(caught.value.status_code)
+
+
+def test_kms_error_codes(keyturn: KeyturnServer, request: pytest.FixtureRequest) -> None:
+    engine = _engine(keyturn, request, "redis", kms=True)
+    client = kms_sdk(keyturn.endpoint)
+    name = "codes-" + secrets.token_hex(3)
+    kms_create(client, name, secret_type="Redis", instance_id=engine.instance_id, account="c1")
+    assert _kms_error(
+        lambda: kms_create(
+            client, name, secret_type="Redis", instance_id=engine.instance_id, account="c2"
+        )
+    ) == ("Rejected.ResourceExist", 400)
+    not_found = ("Forbidden.ResourceNotFound", 404)
+    assert _kms_error(lambda: kms_value(client, "nope-" + name)) == not_found
+    assert _kms_error(lambda: kms_value(client, name, version_id="v-none")) == not_found
+    assert _kms_error(
+        lambda: kms_create(
+            client, "x" + name, secret_type="Rds", instance_id=engine.instance_id, account="c3"
+        )
+    ) == not_found  # a kvstore instance is no Rds instance
+    assert _kms_error(lambda: kms_value(client, name, stage="ACSPending"))[1] == 400
+    bad_interval = kms_models.UpdateSecretRotationPolicyRequest(
+        secret_name=name, enable_automatic_rotation=True, rotation_interval="7w"
+    )
+    assert _kms_error(lambda: client.update_secret_rotation_policy(bad_interval))[1] == 400
+
+
+def test_policies_and_tenants(keyturn: KeyturnServer, request: pytest.FixtureRequest) -> None:
+    """A key whose policy names one secret reads that one, gets the vendor's denial for the
+    other and lists only the one; another tenant's key finds neither."""
+    tencent = _engine(keyturn, request, "redis", kms=False)
+    suffix = secrets.token_hex(3)
+    ssm = ssm_sdk(keyturn.endpoint)
+    for name in (f"allowed-{suffix}", f"other-{suffix}"):
+        ssm_create(ssm, name, product="Redis", instance_id=tencent.instance_id, prefix=name[:5])
+    cam = {
+        "version": "2.0",
+        "statement": [
+            {
+                "effect": "allow",
+                "action": ["ssm:GetSecretValue", "ssm:ListSecrets"],
+                "resource": [f"qcs::ssm::uin/{TENANT}:secret/allowed-*"],
+            }
+        ],
+    }
+    key_id, key_secret = make_key(keyturn, TENANT, inline=cam)
+    reader = ssm_sdk(keyturn.endpoint, key_id=key_id, secret=key_secret)
+    _recorded(ssm_credential(reader, f"allowed-{suffix}")[1])
+    denied = code_of(lambda: ssm_credential(reader, f"other-{suffix}"))
+    assert denied == "AuthFailure.UnauthorizedOperation"
+    listed = ssm_call(reader, "ListSecrets", SearchSecretName=suffix)
+    assert [m.SecretName for m in listed.SecretMetadatas] == [f"allowed-{suffix}"]
+    rotate = code_of(lambda: ssm_call(reader, "RotateProductSecret", SecretName=f"allowed-{suffix}"))
+    assert rotate == "AuthFailure.UnauthorizedOperation"
+    stranger = ssm_sdk(keyturn.endpoint, key_id=OTHER_KEY_ID, secret=OTHER_KEY_SECRET)
+    assert code_of(lambda: ssm_credential(stranger, f"allowed-{suffix}")) == (
+        "ResourceNotFound.SecretNotExist"
+    )
+
+    alibaba = _engine(keyturn, request, "redis", kms=True)
+    kms = kms_sdk(keyturn.endpoint)
+    allowed, other = f"allowed-kms-{suffix}", f"other-kms-{suffix}"
+    for name, account in ((allowed, "kallowed"), (other, "kother")):
+        kms_create(kms, name, secret_type="Redis", instance_id=alibaba.instance_id, account=account)
+    ram = {
+        "Version": "1",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": ["kms:GetSecretValue"],
+                "Resource": [f"acs:kms:*:{TENANT}:secret/allowed-*"],
+            }
+        ],
+    }
+    key_id, key_secret = make_key(keyturn, TENANT, inline=ram)
+    reader_kms = kms_sdk(keyturn.endpoint, key_id=key_id, secret=key_secret)
+    _recorded(kms_value(reader_kms, allowed)[1])
+    assert _kms_error(lambda: kms_value(reader_kms, other)) == ("Forbidden.NoPermission", 403)
+    stranger_kms = kms_sdk(keyturn.endpoint, key_id=OTHER_KEY_ID, secret=OTHER_KEY_SECRET)
+    assert _kms_error(lambda: kms_value(stranger_kms, allowed)) == (
+        "Forbidden.ResourceNotFound",
+        404,
+    )
+    # A KMS secret is no SSM secret, even for its own tenant (and the other way round).
+    assert code_of(lambda: ssm_credential(ssm, other)) == "ResourceNotFound.SecretNotExist"
+    assert _kms_error(lambda: kms_value(kms, f"other-{suffix}")) == (
+        "Forbidden.ResourceNotFound",
+        404,
+    )

@@ -132,7 +132,9 @@ async def test_versions_are_sealed_and_promoted_once(
     record = await repo.get_secret(TENANT, "orders-redis")
     assert (record.current_version, record.failures) == ("v-orders-redis-3", 0)
     with store_backend.raw() as raw:
-        stored = [row[0] for row in raw.execute("SELECT password_sealed FROM secret_versions")]
+        stored = [
+            r[0] for r in raw.execute("SELECT password_sealed FROM secret_versions").fetchall()
+        ]
     assert stored and all("Pw-" not in token for token in stored)
     history = await repo.flows(TENANT, "orders-redis", limit=2)
     assert [f.flow_id for f in history] == ["flow-orders-redis-3", "flow-orders-redis-2"]

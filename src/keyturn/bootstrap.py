@@ -47,6 +47,9 @@ from keyturn.service.queries import Queries
 from keyturn.service.ratelimit import RateLimiter
 from keyturn.service.replay import ReplayGuard
 from keyturn.service.resets import Resets
+from keyturn.service.secret_rotation import Rotator
+from keyturn.service.secret_schedule import SecretScheduler
+from keyturn.service.secrets import SecretManager
 from keyturn.service.worker import TaskWorker
 from keyturn.store.admin_tokens import SqlAdminTokens
 from keyturn.store.audit_keying import start_audit_log
@@ -54,6 +57,7 @@ from keyturn.store.datadir import prepare_data_dir
 from keyturn.store.instance_search import SqlInstanceSearch
 from keyturn.store.observe import observe_statements
 from keyturn.store.sealing import open_secret_box
+from keyturn.store.secrets import SqlSecrets
 from keyturn.store.sql import SqlStore, open_store, sqlite_url
 from keyturn.telemetry.prometheus import CONTENT_TYPE, PrometheusMetrics
 
@@ -71,6 +75,8 @@ class Runtime:
     admin_api: AdminApi
     metrics: PrometheusMetrics
     console: Console
+    #: Fires scheduled secret rotations; started with the cluster node (``keyturn serve``).
+    scheduler: SecretScheduler
 
     def app(self) -> Starlette:
         """The ASGI app; when it shuts down, tasks in flight get ``shutdown_grace`` seconds to
@@ -102,6 +108,7 @@ class Runtime:
         log.info("stopped")
 
     async def close(self) -> None:
+        await self.scheduler.stop()
         await self.cluster.stop()
         await self.engines.close()
         await self.store.close()
@@ -172,6 +179,10 @@ async def build_runtime(settings: Settings) -> Runtime:
     )
     resets = Resets(store, engines, worker, sync_deadline=settings.sync_deadline)
     credentials = Credentials(store)
+    accounts = Accounts(store, engines, resets, ChangeGuard(store, clock))
+    secret_repo = SqlSecrets(store.db)
+    rotator = Rotator(secret_repo, store, resets, accounts, clock)
+    scheduler = SecretScheduler(secret_repo, rotator, clock, every=settings.secret_tick)
     services = Services(
         credentials=credentials,
         resets=resets,
@@ -179,7 +190,7 @@ async def build_runtime(settings: Settings) -> Runtime:
         admin=Admin(store),
         encryption=Encryption(store),
         clock=clock,
-        accounts=Accounts(store, engines, resets, ChangeGuard(store, clock)),
+        accounts=accounts,
         replay=ReplayGuard(store, clock),
         gate=Gate(
             store,
@@ -196,6 +207,7 @@ async def build_runtime(settings: Settings) -> Runtime:
             metrics,
         ),
         metrics=metrics,
+        secrets=SecretManager(secret_repo, rotator, clock, sync_deadline=settings.sync_deadline),
     )
     # The admin API (``/admin/v1/``): the same services, scoped by admin tokens.
     operator = Operator(store, engines, services.queries, resets, audit, SqlInstanceSearch(store))
@@ -215,4 +227,5 @@ async def build_runtime(settings: Settings) -> Runtime:
         admin_api=admin_api,
         metrics=metrics,
         console=console,
+        scheduler=scheduler,
     )

@@ -68,6 +68,8 @@ class Settings:
     #: Seconds a node's lease on a task lasts unrenewed: after it another node takes the task
     #: over (``keyturn.core.cluster``).
     task_lease: float = 10.0
+    #: Seconds between the secret scheduler's ticks (its resolution; ``KEYTURN_SECRET_TICK``).
+    secret_tick: float = 1.0
     log_level: str = "INFO"
     #: ``text`` or ``json`` (one JSON object a line).
     log_format: str = "text"
@@ -179,6 +181,9 @@ def load_settings(
             node_id=_node_id(pick(None, "KEYTURN_NODE_ID", "node_id", None)),
             task_lease=_seconds(
                 "KEYTURN_TASK_LEASE", pick(None, "KEYTURN_TASK_LEASE", "task_lease", 10.0)
+            ),
+            secret_tick=_seconds(
+                "KEYTURN_SECRET_TICK", pick(None, "KEYTURN_SECRET_TICK", "secret_tick", 1.0)
             ),
             log_level=str(pick(None, "KEYTURN_LOG_LEVEL", "log_level", "INFO")).upper(),
             log_format=_log_format(pick(None, "KEYTURN_LOG_FORMAT", "log_format", "text")),

@@ -32,6 +32,14 @@ from keyturn.core.audit import AuditEvent, AuditOutcome
 from keyturn.core.errors import InternalError
 from keyturn.core.model import Product, Tenant
 from keyturn.core.ports import CredentialSnapshot
+from keyturn.core.secret_manager import (
+    FlowState,
+    FlowTrigger,
+    RotationFlow,
+    SecretSpec,
+    SecretVendor,
+    SecretVersion,
+)
 from keyturn.core.secrets import Secret
 from keyturn.core.tasks import NewTask, TaskKind
 from keyturn.service.admin import Admin
@@ -58,11 +66,53 @@ from keyturn.store.sealing import (
     read_key_file,
     write_key_file,
 )
+from keyturn.store.secrets import SqlSecrets
 from keyturn.store.sql import SqlStore, open_store, sqlite_url
 from tests.support.store_backends import StoreBackend
 
 TENANT = "1300000009"
 INSTANCE = "crs-rekey001"
+
+
+#: A managed secret's version password (``secret_versions``).
+SECRET_PASSWORD = "Secret-Versi0n-pw-" + "q" * 8
+
+
+async def fill_secret(store: SqlStore) -> None:
+    repo = SqlSecrets(store.db)
+    now = datetime.now(UTC)
+    spec = SecretSpec(
+        tenant_id=TENANT,
+        name="rekey-secret",
+        vendor=SecretVendor.TENCENT_SSM,
+        instance_id=INSTANCE,
+        account="app",
+    )
+    await repo.insert_secret(spec, created_at=now, next_rotation_at=None)
+    flow = RotationFlow(
+        flow_id="flow-rekey",
+        tenant_id=TENANT,
+        name=spec.name,
+        state=FlowState.PENDING,
+        trigger=FlowTrigger.CREATE,
+        created_at=now,
+        version_id="v-rekey",
+        account="app",
+    )
+    version = SecretVersion(
+        version_id="v-rekey",
+        stages=(),
+        created_at=now,
+        password=Secret(SECRET_PASSWORD),
+        account="app",
+    )
+    await repo.start_flow(flow, version, lock_key="rekey")
+    await repo.finish_flow(flow.flow_id, succeeded=True, at=now)
+
+
+async def check_secret(store: SqlStore) -> None:
+    versions = await SqlSecrets(store.db).versions(TENANT, "rekey-secret")
+    assert [v.password.reveal() for v in versions] == [SECRET_PASSWORD]
 
 
 @dataclass
@@ -78,9 +128,16 @@ class Filled:
     snapshot: dict[str, str]
     public_key: str
     audit_records: int
+    secret_password: str = SECRET_PASSWORD
 
     def plaintexts(self) -> list[str]:
-        return [self.key_secret, self.node_password, self.node_pending, self.task_password]
+        return [
+            self.key_secret,
+            self.node_password,
+            self.node_pending,
+            self.task_password,
+            self.secret_password,
+        ]
 
 
 AUDIT_RECORDS = 5
@@ -141,6 +198,7 @@ async def fill(data_dir: Path, env: str | None = None) -> Filled:
             steps=(),
         )
         public = (await store.public_key(TENANT)).der_base64
+        await fill_secret(store)
         audit = open_audit_log(store, data_dir)
         for n in range(AUDIT_RECORDS):
             await audit.append(audit_event(n))
@@ -175,6 +233,7 @@ async def check_opens(data_dir: Path, filled: Filled, env: str | None = None) ->
         stored = await store.snapshots(filled.task_id)
         assert dict(stored["127.0.0.1:6379"].data) == filled.snapshot
         assert (await store.public_key(TENANT)).der_base64 == filled.public_key
+        await check_secret(store)
         public = serialization.load_der_public_key(base64.b64decode(filled.public_key))
         assert isinstance(public, rsa.RSAPublicKey)
         ciphertext = public.encrypt(b"Encrypted-Pw-1", padding.PKCS1v15())

@@ -219,6 +219,8 @@ async def prepare(runtime: Runtime, config: Path | None, *, recover: bool = True
     recovered = await runtime.cluster.start()
     if recovered:
         log.info("resuming %d unfinished task(s)", recovered)
+    # Scheduled secret rotations: every node ticks, the store decides who fires a slot.
+    runtime.scheduler.start()
 
 
 def configure_logging(level: str, *, with_pid: bool = False, log_format: str = "text") -> None:

@@ -38,10 +38,14 @@ table each; engines and stores translate foreign exceptions into them at their b
     ├── NotFound
     │   ├── InstanceNotFound
     │   ├── AccountNotFound
-    │   └── TaskNotFound
+    │   ├── TaskNotFound
+    │   ├── SecretNotFound           no managed secret of that name (in this tenant)
+    │   ├── SecretVersionNotFound    no version with that id or stage
+    │   └── RotationFlowNotFound     no rotation flow with that id
     ├── Conflict
     │   ├── OperationInProgress
     │   ├── AccountExists
+    │   ├── SecretExists             a managed secret of that name already exists
     │   ├── PasswordChangeLocked     too many wrong old passwords; changes wait
     │   ├── AccountCannotLogin       NOLOGIN, or its validity has expired
     │   ├── AccountLocked            locked by the engine (MySQL ACCOUNT LOCK)
@@ -274,6 +278,24 @@ class TaskNotFound(NotFound):
     code = "TaskNotFound"
 
 
+class SecretNotFound(NotFound):
+    """The secret does not exist."""
+
+    code = "SecretNotFound"
+
+
+class SecretVersionNotFound(NotFound):
+    """The secret has no version with that id or stage."""
+
+    code = "SecretVersionNotFound"
+
+
+class RotationFlowNotFound(NotFound):
+    """The rotation request does not exist."""
+
+    code = "RotationFlowNotFound"
+
+
 class Conflict(DomainError):
     """The resource is in a state that does not allow this operation."""
 
@@ -290,6 +312,12 @@ class AccountExists(Conflict):
     """The account already exists on the instance."""
 
     code = "AccountExists"
+
+
+class SecretExists(Conflict):
+    """A secret with that name already exists."""
+
+    code = "SecretExists"
 
 
 class PasswordChangeLocked(Conflict):

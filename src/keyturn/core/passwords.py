@@ -7,14 +7,18 @@ rule, never the password.
 
 from __future__ import annotations
 
+import secrets
 import string
 from dataclasses import dataclass
+from typing import Final
 
 from keyturn.core.errors import (
     PasswordCharsetViolation,
     PasswordCompositionViolation,
     PasswordLengthViolation,
 )
+
+_random = secrets.SystemRandom()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -134,3 +138,33 @@ HUAWEI_DCS = PasswordPolicy(
     ),
     min_classes=3,
 )
+
+
+#: The policy each product's own APIs check (generated passwords meet it too).
+PRODUCT_POLICIES: Final = {
+    "tencent-redis": TENCENT_REDIS,
+    "tencent-postgres": TENCENT_POSTGRES,
+    "tencent-tdmysql": TENCENT_TDMYSQL,
+    "alibaba-kvstore": ALIBABA_KVSTORE,
+    "huawei-dcs": HUAWEI_DCS,
+}
+
+#: Generated length: long enough to need no other strength, within every product's bounds.
+GENERATED_LENGTH: Final = 32
+
+
+def generate(policy: PasswordPolicy, length: int = GENERATED_LENGTH) -> str:
+    """A random password that meets ``policy``: one character of every class (so any
+    ``min_classes`` holds), the rest from all classes, shuffled, never with a forbidden prefix.
+    The caller wraps it in a ``Secret`` at once."""
+    size = max(policy.min_length, min(length, policy.max_length), len(policy.classes))
+    pools = [sorted(c.chars) for c in policy.classes]
+    everything = sorted(frozenset().union(*(c.chars for c in policy.classes)))
+    while True:
+        chars = [_random.choice(pool) for pool in pools]
+        chars += [_random.choice(everything) for _ in range(size - len(chars))]
+        _random.shuffle(chars)
+        password = "".join(chars)
+        if not any(password.startswith(p) for p in policy.forbidden_prefixes):
+            policy.check(password)
+            return password

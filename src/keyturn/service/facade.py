@@ -14,6 +14,7 @@ from keyturn.service.gate import Gate
 from keyturn.service.queries import Queries
 from keyturn.service.replay import ReplayGuard
 from keyturn.service.resets import Resets
+from keyturn.service.secrets import SecretManager
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -29,3 +30,5 @@ class Services:
     gate: Gate
     #: Where the signed-call pipeline counts calls (``keyturn.core.metrics``).
     metrics: Metrics = NO_METRICS
+    #: Managed secrets (issue 16); None where a composition has none (unit tests).
+    secrets: SecretManager | None = None

@@ -42,7 +42,7 @@ from keyturn.store.audit_chain import ChainKeys
 from keyturn.store.audit_keying import chain_was_keyed, mark_chain_keyed
 from keyturn.store.base import SqlDatabase, guarded
 from keyturn.store.rsa_keys import _context as rsa_private_context
-from keyturn.store.schema import access_keys, nodes, tasks, tenant_rsa_keys
+from keyturn.store.schema import access_keys, nodes, secret_versions, tasks, tenant_rsa_keys
 from keyturn.store.sealing import (
     KEY_FILE,
     NEW_KEY_FILE,
@@ -55,6 +55,7 @@ from keyturn.store.sealing import (
     read_key_file,
     write_key_file,
 )
+from keyturn.store.secrets import version_context
 from keyturn.store.sql import open_store
 
 LOCK_FILE: Final = "keyturn.lock"
@@ -102,6 +103,12 @@ SEALED_COLUMNS: Final = (
         "private_key_sealed",
         ("tenant_id",),
         lambda r: rsa_private_context(r.tenant_id),
+    ),
+    SealedColumn(
+        secret_versions,
+        "password_sealed",
+        ("tenant_id", "name", "version_id"),
+        lambda r: version_context(r.tenant_id, r.name, r.version_id),
     ),
 )
 

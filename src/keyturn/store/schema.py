@@ -298,3 +298,69 @@ admin_tokens = sa.Table(
     sa.Column("revoked_at", UtcDateTime(), nullable=True),
     sa.Column("last_used_at", UtcDateTime(), nullable=True),
 )
+
+secrets = sa.Table(
+    "secrets",
+    metadata,
+    # Managed secrets (``keyturn.core.secret_manager``) and their schedule state. Periods are
+    # whole seconds; ``begin_time`` is ``HH:MM:SS`` (UTC). ``next_rotation_at`` is the one
+    # value nodes compare-and-set to fire a slot (or a retry) exactly once.
+    sa.Column("tenant_id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("vendor", sa.String(16), nullable=False),
+    sa.Column("instance_id", sa.String(64), nullable=False),
+    sa.Column("account", sa.String(128), nullable=False),
+    sa.Column("rotation_seconds", sa.BigInteger(), nullable=True),
+    sa.Column("begin_time", sa.String(8), nullable=True),
+    sa.Column("window_seconds", sa.BigInteger(), nullable=True),
+    sa.Column("overlap_seconds", sa.BigInteger(), nullable=True),
+    sa.Column("description", sa.String(2048), nullable=False),
+    sa.Column("sub_type", sa.String(16), nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("rotation_enabled", sa.Boolean(), nullable=False),
+    sa.Column("anchor_at", UtcDateTime(), nullable=True),
+    sa.Column("next_rotation_at", UtcDateTime(), nullable=True, index=True),
+    sa.Column("last_rotation_at", UtcDateTime(), nullable=True),
+    sa.Column("current_version", sa.String(40), nullable=True),
+    sa.Column("failures", sa.Integer(), nullable=False),
+)
+
+secret_versions = sa.Table(
+    "secret_versions",
+    metadata,
+    # One password per row, sealed under a context naming the secret and version. ``stage`` is
+    # ``ACSCurrent``, ``ACSPrevious`` or empty (pending, failed or retired: never handed out).
+    sa.Column("tenant_id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("version_id", sa.String(40), primary_key=True),
+    sa.Column("stage", sa.String(16), nullable=False),
+    sa.Column("account", sa.String(128), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("password_sealed", sa.Text(), nullable=False),
+)
+
+secret_flows = sa.Table(
+    "secret_flows",
+    metadata,
+    # Rotation flows, finished ones being the history. ``lock_key`` (instance, account) is set
+    # while the flow is unfinished and NULL after: its unique constraint allows one unfinished
+    # flow per instance account (NULLs are distinct on both stores).
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("tenant_id", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("trigger", sa.String(16), nullable=False),
+    sa.Column("version_id", sa.String(40), nullable=False),
+    sa.Column("account", sa.String(128), nullable=False),
+    sa.Column("attempt", sa.Integer(), nullable=False),
+    sa.Column("task_id", TaskId, nullable=True),
+    sa.Column("lock_key", sa.String(200), nullable=True, unique=True),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("finished_at", UtcDateTime(), nullable=True),
+    sa.Column("message", sa.String(1024), nullable=False),
+    sa.Column("error_code", sa.String(64), nullable=True),
+    # Overlap mode: when the old password is dropped (NULL: nothing to drop, or dropped).
+    sa.Column("drop_old_at", UtcDateTime(), nullable=True, index=True),
+    sa.Index("ix_secret_flows_tenant_id_name_created_at", "tenant_id", "name", "created_at"),
+)

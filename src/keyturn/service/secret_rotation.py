@@ -1,0 +1,252 @@
+"""Rotation flows: a fresh password, a durable reset task, and promotion once it is verified.
+
+``launch`` generates a password meeting the product's rules (``keyturn.core.passwords``),
+stores the flow with its pending version sealed (one transaction, holding the instance
+account's flow lock, so two secrets of one account never rotate at once) and queues an
+ordinary reset task for it (``keyturn.service.resets``: write-ahead, every node, verified by
+a fresh login, audited). ``settle`` ends a flow from its task's end; any node may do that (the
+store's compare-and-set lets one win), so a flow survives the node that started it: the task
+is taken over by the cluster's lease machinery and the flow follows it. A failure keeps the
+current version (still the password that logs in) and schedules a retry after a backoff; the
+retry is a new flow with a new password, never the failed one.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from datetime import datetime, timedelta
+
+from keyturn.core.errors import (
+    AccountNotFound,
+    DomainError,
+    EngineRejected,
+    InstanceNotFound,
+    UnsupportedFeature,
+    error_class,
+)
+from keyturn.core.model import Instance
+from keyturn.core.passwords import PRODUCT_POLICIES, generate
+from keyturn.core.ports import Clock, Store
+from keyturn.core.secret_manager import (
+    FlowState,
+    FlowTrigger,
+    RotationFlow,
+    SecretRecord,
+    SecretRepo,
+    SecretSpec,
+    SecretVersion,
+    flow_lock_key,
+)
+from keyturn.core.secret_schedule import after_success, backoff
+from keyturn.core.secrets import Secret
+from keyturn.core.tasks import TaskState
+from keyturn.service.accounts import Accounts
+from keyturn.service.context import Caller
+from keyturn.service.resets import Resets
+
+log = logging.getLogger(__name__)
+
+#: The key id flows' tasks are recorded under (no access key made them).
+SYSTEM_KEY = "keyturn-secrets"
+#: A flow without a task this long after it started lost its node before queuing the task.
+STALE_PENDING = timedelta(seconds=60)
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}{secrets.token_hex(16)}"
+
+
+class Rotator:
+    """Start and end rotation flows."""
+
+    def __init__(
+        self, repo: SecretRepo, store: Store, resets: Resets, accounts: Accounts, clock: Clock
+    ) -> None:
+        self._repo = repo
+        self._store = store
+        self._resets = resets
+        self._accounts = accounts
+        self._clock = clock
+
+    async def instance_of(self, spec: SecretSpec) -> Instance:
+        """The secret's instance (``InstanceNotFound`` if the tenant has none of that id, or
+        its product has no password rules keyturn knows)."""
+        instance = await self._store.get_instance(spec.tenant_id, spec.instance_id)
+        if str(instance.product) not in PRODUCT_POLICIES:
+            raise InstanceNotFound()
+        if spec.overlap is not None:
+            # Overlap mode needs the engines' add/keep-only changes (the overlap work of
+            # issue 16); until they are wired here, refusing beats a silent replace.
+            raise UnsupportedFeature("overlap rotation is not available yet")
+        return instance
+
+    async def launch(
+        self,
+        record: SecretRecord,
+        trigger: FlowTrigger,
+        *,
+        password: Secret | None = None,
+        expect_next: datetime | None = None,
+        next_rotation_at: datetime | None = None,
+    ) -> str:
+        """Start a flow and queue its task; its id. With ``expect_next`` (a scheduled fire)
+        the flow starts only if the slot is still unfired (else ``""``). A failure to queue
+        ends the flow failed at once (and schedules the retry)."""
+        spec = record.spec
+        instance = await self.instance_of(spec)
+        policy = PRODUCT_POLICIES[str(instance.product)]
+        if password is None:
+            password = Secret(generate(policy))
+        else:
+            policy.check(password.reveal())
+        now = self._clock.now()
+        flow = RotationFlow(
+            flow_id=new_id("flow-"),
+            tenant_id=spec.tenant_id,
+            name=spec.name,
+            state=FlowState.PENDING,
+            trigger=trigger,
+            created_at=now,
+            version_id=new_id("v-"),
+            account=spec.account,
+            attempt=record.failures + 1,
+        )
+        version = SecretVersion(
+            version_id=flow.version_id,
+            stages=(),
+            created_at=now,
+            password=password,
+            account=flow.account,
+        )
+        started = await self._repo.start_flow(
+            flow,
+            version,
+            lock_key=flow_lock_key(spec.instance_id, spec.account),
+            expect_next=expect_next,
+            next_rotation_at=next_rotation_at,
+        )
+        if not started:
+            return ""
+        caller = Caller(tenant_id=spec.tenant_id, key_id=SYSTEM_KEY, request_id=flow.flow_id)
+        try:
+            try:
+                task = await self._resets.reset_password(
+                    caller,
+                    product=instance.product,
+                    instance_id=instance.id,
+                    account=flow.account,
+                    password=password,
+                    policy=policy,
+                )
+            except AccountNotFound:
+                if trigger is not FlowTrigger.CREATE:
+                    raise
+                # "Created when missing": the account is made with the new password and its
+                # login proven on every node before the call returns.
+                await self._accounts.create(
+                    caller,
+                    product=instance.product,
+                    instance_id=instance.id,
+                    account=flow.account,
+                    password=password,
+                    policy=policy,
+                    read_only=False,
+                )
+                await self._finish(record, flow, succeeded=True)
+                return flow.flow_id
+        except DomainError as exc:
+            await self._finish(record, flow, succeeded=False, error=exc)
+            return flow.flow_id
+        await self._repo.set_flow_task(flow.flow_id, task.id)
+        log.info(
+            "rotation started",
+            extra={"flow_id": flow.flow_id, "task_id": task.id, "trigger": str(trigger)},
+        )
+        return flow.flow_id
+
+    async def settle(self, flow: RotationFlow) -> RotationFlow:
+        """``flow`` as it stands once its task's end (if any) is applied to it."""
+        if flow.state.final:
+            return flow
+        now = self._clock.now()
+        record = await self._repo.get_secret(flow.tenant_id, flow.name)
+        if flow.task_id is None:
+            if now - flow.created_at > STALE_PENDING:
+                lost = EngineRejected("the node starting the rotation stopped before its task")
+                await self._finish(record, flow, succeeded=False, error=lost)
+                return await self._repo.get_flow(flow.tenant_id, flow.flow_id)
+            return flow
+        task = await self._store.get_task(flow.tenant_id, flow.task_id)
+        if not task.state.final:
+            return flow
+        if task.state is TaskState.SUCCEED:
+            await self._finish(record, flow, succeeded=True)
+        else:
+            cls = error_class(task.error_code) or EngineRejected
+            await self._finish(record, flow, succeeded=False, error=cls(task.message))
+        return await self._repo.get_flow(flow.tenant_id, flow.flow_id)
+
+    async def reconcile(self) -> int:
+        """Settle every unfinished flow (any node's); how many ended."""
+        ended = 0
+        for flow in await self._repo.unfinished_flows():
+            try:
+                if (await self.settle(flow)).state.final:
+                    ended += 1
+            except DomainError as exc:
+                log.warning("could not settle flow %s: %s", flow.flow_id, exc.message)
+        return ended
+
+    async def drop_previous(self, flow: RotationFlow) -> None:
+        """Overlap mode's follow-up: only ``flow``'s password stays on the account."""
+        raise UnsupportedFeature("overlap rotation is not available yet")
+
+    def raise_failure(self, flow: RotationFlow) -> None:
+        """Raise a failed flow's domain error (nothing for a success)."""
+        if flow.state is FlowState.FAILED:
+            cls = error_class(flow.error_code) or EngineRejected
+            raise cls(flow.message)
+
+    async def _finish(
+        self,
+        record: SecretRecord,
+        flow: RotationFlow,
+        *,
+        succeeded: bool,
+        error: DomainError | None = None,
+    ) -> None:
+        now = self._clock.now()
+        spec = record.spec
+        if succeeded:
+            next_at: datetime | None = None
+            if record.rotation_enabled and spec.rotation is not None:
+                next_at = after_success(record.anchor_at or now, spec.rotation, now)
+            if flow.trigger is FlowTrigger.MANUAL and record.failures == 0:
+                # A manual rotation leaves the schedule's next slot where it was.
+                next_at = record.next_rotation_at
+            drop_at = now + spec.overlap if spec.overlap is not None else None
+            done = await self._repo.finish_flow(
+                flow.flow_id,
+                succeeded=True,
+                at=now,
+                message="rotated",
+                next_rotation_at=next_at,
+                drop_old_at=drop_at,
+            )
+        else:
+            # Never retry the failed password: the retry is a new flow with a new one.
+            retry_at = now + backoff(flow.attempt, spec.rotation)
+            done = await self._repo.finish_flow(
+                flow.flow_id,
+                succeeded=False,
+                at=now,
+                message=error.message if error is not None else "rotation failed",
+                error_code=error.code if error is not None else None,
+                next_rotation_at=retry_at,
+            )
+        if done:
+            log.info(
+                "rotation ended",
+                extra={"flow_id": flow.flow_id, "state": "succeeded" if succeeded else "failed"},
+            )

@@ -1,0 +1,133 @@
+"""The rotation scheduler every node runs: due slots fire once, missed windows catch up once.
+
+Each tick settles unfinished flows (any node's: a flow follows its task wherever the lease
+machinery moved it), then fires the secrets whose ``next_rotation_at`` has come. Firing is the
+store's compare-and-set of that value together with the flow's insert
+(``SecretRepo.start_flow``), so with N nodes on one store exactly one fires a slot; the others
+see the slot moved and do nothing. The state is all in the store, so a restart resumes where
+the cluster was: a slot that came due while every node was down is still due, and fires once
+(the next slot is computed from *now*, ``keyturn.core.secret_schedule``). A due slot whose
+window has closed is moved to the next window opening instead. While another rotation of the
+same instance account runs, the slot stays due and fires at a later tick. A failed flow has
+set ``next_rotation_at`` to its retry time; the retry is a new flow with a fresh password.
+Overlap mode's follow-up (drop the previous password once the overlap ends) is a durable
+``drop_old_at`` on the flow, claimed the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import datetime, timedelta
+
+from keyturn.core.errors import DomainError, OperationInProgress
+from keyturn.core.ports import Clock
+from keyturn.core.secret_manager import FlowTrigger, SecretRecord, SecretRepo
+from keyturn.core.secret_schedule import after_success, backoff, catch_up_at
+from keyturn.service.secret_rotation import Rotator
+
+log = logging.getLogger(__name__)
+
+#: Seconds between ticks (the schedule's resolution).
+TICK_EVERY = 1.0
+#: How long a node holds an overlap drop it claimed before another may take it over.
+DROP_CLAIM = timedelta(seconds=60)
+
+
+class SecretScheduler:
+    """Fire due rotations; one per node, all sharing the store."""
+
+    def __init__(
+        self, repo: SecretRepo, rotator: Rotator, clock: Clock, *, every: float = TICK_EVERY
+    ) -> None:
+        self._repo = repo
+        self._rotator = rotator
+        self._clock = clock
+        self._every = every
+        self._loop: asyncio.Task[None] | None = None
+
+    async def tick(self) -> list[str]:
+        """One pass: settle flows, fire what is due, run due drops; the flows started."""
+        await self._rotator.reconcile()
+        now = self._clock.now()
+        started: list[str] = []
+        for record in await self._repo.due_secrets(now):
+            flow_id = await self._fire(record, now)
+            if flow_id:
+                started.append(flow_id)
+        await self._drops(now)
+        return started
+
+    async def _fire(self, record: SecretRecord, now: datetime) -> str:
+        slot = record.next_rotation_at
+        if slot is None:
+            return ""
+        spec = record.spec
+        if record.failures == 0:
+            at = catch_up_at(slot, now, begin=spec.begin, window=spec.window)
+            if at > now:
+                # The window closed while no node fired it: catch up once, at its next opening.
+                await self._repo.reschedule(
+                    spec.tenant_id, spec.name, expect_next=slot, next_rotation_at=at
+                )
+                return ""
+            trigger = FlowTrigger.SCHEDULE
+        else:
+            trigger = FlowTrigger.RETRY
+        next_at = None
+        if record.rotation_enabled and spec.rotation is not None:
+            next_at = after_success(record.anchor_at or slot, spec.rotation, now)
+        try:
+            return await self._rotator.launch(
+                record, trigger, expect_next=slot, next_rotation_at=next_at
+            )
+        except OperationInProgress:
+            return ""  # another rotation of the account runs: this slot fires at a later tick
+        except DomainError as exc:
+            # Not even a flow could start (the instance is gone, the store is down): try
+            # again later rather than at every tick.
+            log.warning("could not start rotation of %s: %s", spec.name, exc.message)
+            retry = now + backoff(record.failures + 1, spec.rotation)
+            await self._repo.reschedule(
+                spec.tenant_id, spec.name, expect_next=slot, next_rotation_at=retry
+            )
+            return ""
+
+    async def _drops(self, now: datetime) -> None:
+        for flow in await self._repo.due_drops(now):
+            if flow.drop_old_at is None:
+                continue
+            until = now + DROP_CLAIM
+            if not await self._repo.claim_drop(flow.flow_id, expect=flow.drop_old_at, until=until):
+                continue
+            try:
+                await self._rotator.drop_previous(flow)
+            except DomainError as exc:
+                log.warning("could not drop the previous password: %s", exc.message)
+                await self._repo.claim_drop(flow.flow_id, expect=until, until=now + backoff(1))
+                continue
+            await self._repo.claim_drop(flow.flow_id, expect=until, until=None)
+
+    def start(self) -> None:
+        if self._loop is None:
+            self._loop = asyncio.create_task(self._forever())
+
+    async def stop(self) -> None:
+        if self._loop is None:
+            return
+        self._loop.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._loop
+        self._loop = None
+
+    async def _forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._every)
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # The store may be unreachable for a while: try again at the next tick.
+                log.warning("secret schedule tick failed: %s", exc)

@@ -27,7 +27,6 @@ from tencentcloud.common.profile.client_profile import ClientProfile
 from tencentcloud.common.profile.http_profile import HttpProfile
 from tencentcloud.redis.v20180412 import models
 
-from keyturn.core.access import KeyPolicies
 from keyturn.core.model import Product
 from tests.support.alibaba_sdk import KvstoreSdk, sdk_error
 from tests.support.huawei_sdk import (
@@ -37,6 +36,7 @@ from tests.support.huawei_sdk import (
     dcs_client,
     reset_password,
 )
+from tests.support.keys import make_key
 from tests.support.keyturn_server import (
     HW_PROJECT,
     OTHER_KEY_ID,
@@ -55,21 +55,6 @@ pytestmark = pytest.mark.engine
 DENIED_TC = "AuthFailure.UnauthorizedOperation"
 DENIED_ALI = ("Forbidden.RAM", 403)
 DENIED_HW = ("APIGW.0302", 403)
-
-
-def make_key(
-    keyturn: KeyturnServer,
-    tenant: str,
-    *,
-    inline: dict[str, Any] | None = None,
-    names: tuple[str, ...] = (),
-) -> tuple[str, str]:
-    """A new access key of ``tenant`` with these policies attached: (id, secret)."""
-    attached = KeyPolicies(inline=json.dumps(inline) if inline else None, names=names)
-    key = keyturn.with_admin(lambda admin: admin.create_key(tenant, policies=attached))
-    # Scanned like the passwords: a key's secret must never reach the log or the data dir.
-    USED_PASSWORDS.append(key.secret.reveal())
-    return key.id, key.secret.reveal()
 
 
 def put_policy(keyturn: KeyturnServer, tenant: str, name: str, document: dict[str, Any]) -> None:

@@ -23,9 +23,10 @@ from alibabacloud_kms20160120 import models as kms_models
 from alibabacloud_tea_openapi.exceptions import ClientException
 
 from keyturn.core.model import Product
+from tests.support.keys import make_key
 from tests.support.keyturn_server import OTHER_KEY_ID, OTHER_KEY_SECRET, TENANT, KeyturnServer
 from tests.support.logins import can_login, can_login_mysql, can_login_postgres
-from tests.support.passwords import USED_PASSWORDS, leaked
+from tests.support.passwords import USED_PASSWORDS, leaked, new_password
 from tests.support.sdk import code_of
 from tests.support.secret_sdks import (
     kms_create,
@@ -38,7 +39,7 @@ from tests.support.secret_sdks import (
     ssm_rotate,
     ssm_sdk,
 )
-from tests.wire.test_policies_sdk import make_key
+from tests.support.sql_admin import create_role, create_user
 
 pytestmark = pytest.mark.engine
 
@@ -50,6 +51,9 @@ class Engine:
     kind: str
     instance_id: str
     login: Callable[[str, str], bool]
+    #: Makes the account on a SQL engine beforehand (with a throwaway password): keyturn's
+    #: secret manager creates a missing Redis ACL user itself, not yet a SQL role or user.
+    prepare: Callable[[str], None] = lambda account: None
 
 
 def _redis(keyturn: KeyturnServer, request: pytest.FixtureRequest, product: Product) -> Engine:
@@ -66,7 +70,10 @@ def _postgres(keyturn: KeyturnServer, request: pytest.FixtureRequest) -> Engine:
     instance_id = "postgres-" + secrets.token_hex(4)
     keyturn.add_instance(instance_id, [server.url()], product=Product.TENCENT_POSTGRES)
     return Engine(
-        "postgres", instance_id, lambda user, pw: can_login_postgres(server.port, user, pw)
+        "postgres",
+        instance_id,
+        lambda user, pw: can_login_postgres(server.port, user, pw),
+        lambda account: create_role(server, account, new_password()),
     )
 
 
@@ -74,7 +81,12 @@ def _mariadb(keyturn: KeyturnServer, request: pytest.FixtureRequest) -> Engine:
     server = request.getfixturevalue("mariadb_server")
     instance_id = "tdsql3-" + secrets.token_hex(4)
     keyturn.add_instance(instance_id, [server.url()], product=Product.TENCENT_TDMYSQL)
-    return Engine("mysql", instance_id, lambda user, pw: can_login_mysql(server.port, user, pw))
+    return Engine(
+        "mysql",
+        instance_id,
+        lambda user, pw: can_login_mysql(server.port, user, pw),
+        lambda account: create_user(server, account, "%", new_password()),
+    )
 
 
 def _engine(keyturn: KeyturnServer, request: pytest.FixtureRequest, kind: str, kms: bool) -> Engine:
@@ -98,6 +110,7 @@ def test_ssm_product_secret_create_read_rotate(
     engine = _engine(keyturn, request, kind, kms=False)
     client = ssm_sdk(keyturn.endpoint)
     name = f"orders-{kind}-{secrets.token_hex(3)}"
+    engine.prepare("app")
     ssm_create(
         client,
         name,
@@ -181,6 +194,7 @@ def test_kms_secret_create_read_rotate(
     client = kms_sdk(keyturn.endpoint)
     name = f"orders-{kind}-{secrets.token_hex(3)}"
     secret_type = "Redis" if kind == "redis" else "Rds"
+    engine.prepare("appkms")
     created = kms_create(
         client, name, secret_type=secret_type, instance_id=engine.instance_id, account="appkms"
     )
@@ -239,11 +253,14 @@ def test_kms_error_codes(keyturn: KeyturnServer, request: pytest.FixtureRequest)
     not_found = ("Forbidden.ResourceNotFound", 404)
     assert _kms_error(lambda: kms_value(client, "nope-" + name)) == not_found
     assert _kms_error(lambda: kms_value(client, name, version_id="v-none")) == not_found
-    assert _kms_error(
-        lambda: kms_create(
-            client, "x" + name, secret_type="Rds", instance_id=engine.instance_id, account="c3"
+    assert (
+        _kms_error(
+            lambda: kms_create(
+                client, "x" + name, secret_type="Rds", instance_id=engine.instance_id, account="c3"
+            )
         )
-    ) == not_found  # a kvstore instance is no Rds instance
+        == not_found
+    )  # a kvstore instance is no Rds instance
     assert _kms_error(lambda: kms_value(client, name, stage="ACSPending"))[1] == 400
     bad_interval = kms_models.UpdateSecretRotationPolicyRequest(
         secret_name=name, enable_automatic_rotation=True, rotation_interval="7w"
@@ -276,7 +293,9 @@ def test_policies_and_tenants(keyturn: KeyturnServer, request: pytest.FixtureReq
     assert denied == "AuthFailure.UnauthorizedOperation"
     listed = ssm_call(reader, "ListSecrets", SearchSecretName=suffix)
     assert [m.SecretName for m in listed.SecretMetadatas] == [f"allowed-{suffix}"]
-    rotate = code_of(lambda: ssm_call(reader, "RotateProductSecret", SecretName=f"allowed-{suffix}"))
+    rotate = code_of(
+        lambda: ssm_call(reader, "RotateProductSecret", SecretName=f"allowed-{suffix}")
+    )
     assert rotate == "AuthFailure.UnauthorizedOperation"
     stranger = ssm_sdk(keyturn.endpoint, key_id=OTHER_KEY_ID, secret=OTHER_KEY_SECRET)
     assert code_of(lambda: ssm_credential(stranger, f"allowed-{suffix}")) == (

@@ -27,9 +27,7 @@ def manager(services: Services) -> SecretManager:
     return services.secrets
 
 
-async def own(
-    services: Services, caller: Caller, name: str, vendor: SecretVendor
-) -> SecretRecord:
+async def own(services: Services, caller: Caller, name: str, vendor: SecretVendor) -> SecretRecord:
     """The caller's secret ``name`` made through ``vendor``'s API."""
     record = await manager(services).describe_secret(caller.tenant_id, name)
     if record.spec.vendor is not vendor:

@@ -263,9 +263,7 @@ async def _region(services: Services, caller: Caller, name: str) -> str:
     return instance.region if instance is not None else "*"
 
 
-_NOT_FOUND = AlibabaCode(
-    "Forbidden.ResourceNotFound", 404, "The specified resource is not found."
-)
+_NOT_FOUND = AlibabaCode("Forbidden.ResourceNotFound", 404, "The specified resource is not found.")
 
 PRODUCT = AlibabaProduct(
     code="Kms",

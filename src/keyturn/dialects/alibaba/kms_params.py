@@ -83,8 +83,7 @@ def interval(params: Params) -> timedelta | None:
     match = INTERVAL.fullmatch(value.strip())
     if match is None:
         raise InvalidParameterValue(
-            'The parameter "RotationInterval" must be a number with a unit: d, h, m or s '
-            "(e.g. 7d)."
+            'The parameter "RotationInterval" must be a number with a unit: d, h, m or s (e.g. 7d).'
         )
     seconds = int(match[1]) * _UNITS[match[2]]
     if seconds > 10 * 365 * 86400:
@@ -157,7 +156,7 @@ def database_secret(params: Params) -> DatabaseSecret:
 
 def extended_config(secret_type: str, instance_id: str, sub_type: SecretSubType) -> str:
     key = "DBInstanceId" if secret_type == "Rds" else "InstanceId"
-    config = {"SecretSubType": sub_type.value, key: instance_id, "CustomData": {}}
+    config: dict[str, Any] = {"SecretSubType": sub_type.value, key: instance_id, "CustomData": {}}
     return json.dumps(config, separators=(",", ":"))
 
 

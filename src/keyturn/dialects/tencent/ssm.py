@@ -116,9 +116,7 @@ async def rotate_product_secret(services: Services, caller: Caller, params: Para
     return Answer({"FlowID": flow_number(flow_id)})
 
 
-async def describe_async_request_info(
-    services: Services, caller: Caller, params: Params
-) -> Answer:
+async def describe_async_request_info(services: Services, caller: Caller, params: Params) -> Answer:
     flow_id = flow_of(params)
     flow = await manager(services).describe_flow(caller.tenant_id, flow_id)
     try:
@@ -231,9 +229,7 @@ async def get_service_status(services: Services, caller: Caller, params: Params)
     )
 
 
-async def describe_supported_products(
-    services: Services, caller: Caller, params: Params
-) -> Answer:
+async def describe_supported_products(services: Services, caller: Caller, params: Params) -> Answer:
     return Answer({"Products": list(p.PRODUCT_NAMES), "TotalCount": len(p.PRODUCT_NAMES)})
 
 
@@ -270,9 +266,7 @@ async def _instance_of(services: Services, caller: Caller, record: SecretRecord)
     return await located(services, caller, record, p.NAME_OF_PRODUCT)
 
 
-async def _user_name(
-    services: Services, caller: Caller, record: SecretRecord, account: str
-) -> str:
+async def _user_name(services: Services, caller: Caller, record: SecretRecord, account: str) -> str:
     """The login name of ``account``: a MySQL account's user part (``app`` of ``app@%``)."""
     if "@" not in account:
         return account

@@ -10,18 +10,30 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from keyturn.core.access import Policy, decide
 from keyturn.core.errors import (
+    AccessDenied,
     DomainError,
+    InternalError,
     InvalidParameter,
     InvalidParameterValue,
     MissingParameter,
+    OperationInProgress,
+    RequestThrottled,
+    SecretExists,
+    SecretNotFound,
+    SecretVersionNotFound,
 )
 from keyturn.core.model import Product
 from keyturn.core.secret_manager import SecretSubType
 from keyturn.dialects.alibaba import kms_params as k
+from keyturn.dialects.alibaba.errors import ERRORS as ALIBABA_ERRORS
+from keyturn.dialects.alibaba.kms import PRODUCT as KMS
 from keyturn.dialects.alibaba.params import Params as AliParams
 from keyturn.dialects.tencent import ssm_params as p
+from keyturn.dialects.tencent.errors import ERRORS as TENCENT_ERRORS
 from keyturn.dialects.tencent.params import Params
+from keyturn.dialects.tencent.ssm import PRODUCT as SSM
 from keyturn.dialects.tencent.ssm import flow_number, flow_of
 
 
@@ -169,3 +181,87 @@ def test_kms_database_secrets() -> None:
     assert k.page(_kms(PageNumber="2", PageSize="5")) == (2, 5)
     with pytest.raises(InvalidParameterValue):
         k.page(_kms(PageSize="101"))
+
+
+def test_kms_overlap_in_custom_data() -> None:
+    base = {
+        "SecretType": "Redis",
+        "SecretData": '{"AccountName":"app"}',
+    }
+    config = {"InstanceId": "r-1", "CustomData": {"Overlap": "10m"}}
+    found = k.database_secret(AliParams({**base, "ExtendedConfig": json.dumps(config)}))
+    assert found.overlap == timedelta(minutes=10)
+    written = json.loads(k.extended_config("Redis", "r-1", found.sub_type, found.overlap))
+    assert written["CustomData"] == {"Overlap": "600s"}
+    for custom in ([], {"Overlap": 10}, {"Overlap": "31d"}, {"Overlap": "x"}):
+        bad = json.dumps({"InstanceId": "r-1", "CustomData": custom})
+        with pytest.raises(InvalidParameterValue):
+            k.database_secret(AliParams({**base, "ExtendedConfig": bad}))
+
+
+def test_vendor_codes_and_resource_names() -> None:
+    assert SSM.resource_name("ap-guangzhou", "1300000001", "orders") == (
+        "qcs::ssm:ap-guangzhou:uin/1300000001:secret/orders"
+    )
+    assert KMS.resource_name("cn-hangzhou", "1300000001", "orders") == (
+        "acs:kms:cn-hangzhou:1300000001:secret/orders"
+    )
+    tencent = {
+        SecretNotFound(): "ResourceNotFound.SecretNotExist",
+        SecretExists(): "ResourceInUse.SecretExists",
+        AccessDenied(): "AuthFailure.UnauthorizedOperation",
+        OperationInProgress(): "FailedOperation.RotationForbidden",
+        RequestThrottled(): "RequestLimitExceeded",
+        InternalError(): "InternalError",
+    }
+    for error, code in tencent.items():
+        assert TENCENT_ERRORS.look_up(error, SSM.codes) == code
+    alibaba = {
+        SecretNotFound(): ("Forbidden.ResourceNotFound", 404),
+        SecretVersionNotFound(): ("Forbidden.ResourceNotFound", 404),
+        AccessDenied(): ("Forbidden.NoPermission", 403),
+        SecretExists(): ("Rejected.ResourceExist", 400),
+        RequestThrottled(): ("Rejected.Throttling", 429),
+        InternalError(): ("InternalError", 500),
+    }
+    for error, (code, status) in alibaba.items():
+        entry = ALIBABA_ERRORS.look_up(error, KMS.codes)
+        assert (entry.code, entry.status) == (code, status)
+
+
+def test_policies_name_secrets() -> None:
+    cam = Policy.parse(
+        {
+            "version": "2.0",
+            "statement": [
+                {
+                    "effect": "allow",
+                    "action": "ssm:GetSecretValue",
+                    "resource": "qcs::ssm::uin/1300000001:secret/orders-*",
+                }
+            ],
+        }
+    )
+    allowed = SSM.resource_name("ap-guangzhou", "1300000001", "orders-redis")
+    other = SSM.resource_name("ap-guangzhou", "1300000001", "billing")
+    assert decide([cam], "ssm:GetSecretValue", allowed).allowed
+    assert not decide([cam], "ssm:GetSecretValue", other).allowed
+    assert not decide([cam], "ssm:RotateProductSecret", allowed).allowed
+    ram = Policy.parse(
+        {
+            "Version": "1",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Action": "kms:GetSecretValue",
+                    "Resource": "acs:kms:*:1300000001:secret/orders-*",
+                }
+            ],
+        }
+    )
+    assert decide(
+        [ram], "kms:GetSecretValue", KMS.resource_name("cn-hangzhou", "1300000001", "orders-1")
+    ).allowed
+    assert not decide(
+        [ram], "kms:GetSecretValue", KMS.resource_name("cn-hangzhou", "1300000002", "orders-1")
+    ).allowed

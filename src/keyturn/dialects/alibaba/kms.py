@@ -63,6 +63,7 @@ async def create_secret(services: Services, caller: Caller, params: Params) -> A
         rotation=period if enabled else None,
         description=k.description(params),
         sub_type=database.sub_type,
+        overlap=database.overlap,
         source="api",
     )
     created = await manager(services).create_secret(spec)
@@ -77,7 +78,7 @@ async def create_secret(services: Services, caller: Caller, params: Params) -> A
             "RotationInterval": k.interval_text(record.spec.rotation),
             "NextRotationDate": k.iso(record.next_rotation_at),
             "ExtendedConfig": k.extended_config(
-                database.secret_type, database.instance_id, database.sub_type
+                database.secret_type, database.instance_id, database.sub_type, database.overlap
             ),
             "DKMSInstanceId": "",
         }
@@ -108,7 +109,7 @@ async def get_secret_value(services: Services, caller: Caller, params: Params) -
     }
     if k.flag(params, "FetchExtendedConfig", False):
         answer["ExtendedConfig"] = k.extended_config(
-            secret_type, record.spec.instance_id, record.spec.sub_type
+            secret_type, record.spec.instance_id, record.spec.sub_type, record.spec.overlap
         )
     return Answer(answer)
 
@@ -167,7 +168,9 @@ async def describe_secret(services: Services, caller: Caller, params: Params) ->
             "RotationInterval": k.interval_text(spec.rotation),
             "LastRotationDate": k.iso(record.last_rotation_at),
             "NextRotationDate": k.iso(record.next_rotation_at),
-            "ExtendedConfig": k.extended_config(secret_type, spec.instance_id, spec.sub_type),
+            "ExtendedConfig": k.extended_config(
+                secret_type, spec.instance_id, spec.sub_type, spec.overlap
+            ),
         }
     )
 

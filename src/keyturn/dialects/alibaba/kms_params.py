@@ -46,6 +46,9 @@ class DatabaseSecret:
     instance_id: str
     account: str
     sub_type: SecretSubType
+    #: keyturn's overlap (``CustomData.Overlap``): how long the previous password keeps
+    #: working after a rotation; None rotates in replace mode.
+    overlap: timedelta | None = None
 
 
 def secret_name(params: Params) -> str:
@@ -151,12 +154,44 @@ def database_secret(params: Params) -> DatabaseSecret:
             raise InvalidParameterValue("SecretData.Accounts must be a list of accounts.")
         data = accounts[0]
     account = _text(data.get("AccountName"), "SecretData.AccountName")
-    return DatabaseSecret(secret_type, instance_id, account, sub_type)
+    return DatabaseSecret(secret_type, instance_id, account, sub_type, _overlap(config))
 
 
-def extended_config(secret_type: str, instance_id: str, sub_type: SecretSubType) -> str:
+def _overlap(config: dict[str, Any]) -> timedelta | None:
+    """``CustomData.Overlap`` (``10m``, ``1h``...): KMS leaves CustomData to its user, and
+    keyturn reads its overlap there, so the unchanged SDK can ask for zero-downtime rotation."""
+    custom = config.get("CustomData")
+    if custom is None or custom == {}:
+        return None
+    if not isinstance(custom, dict):
+        raise InvalidParameterValue("ExtendedConfig.CustomData must be a JSON object.")
+    value = custom.get("Overlap")
+    if value is None:
+        return None
+    match = INTERVAL.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        raise InvalidParameterValue(
+            "ExtendedConfig.CustomData.Overlap must be a number with a unit: d, h, m or s."
+        )
+    seconds = int(match[1]) * _UNITS[match[2]]
+    if seconds > 30 * 86400:
+        raise InvalidParameterValue("ExtendedConfig.CustomData.Overlap is at most 30 days.")
+    return timedelta(seconds=seconds)
+
+
+def extended_config(
+    secret_type: str,
+    instance_id: str,
+    sub_type: SecretSubType,
+    overlap: timedelta | None = None,
+) -> str:
     key = "DBInstanceId" if secret_type == "Rds" else "InstanceId"
-    config: dict[str, Any] = {"SecretSubType": sub_type.value, key: instance_id, "CustomData": {}}
+    custom = {"Overlap": f"{int(overlap.total_seconds())}s"} if overlap is not None else {}
+    config: dict[str, Any] = {
+        "SecretSubType": sub_type.value,
+        key: instance_id,
+        "CustomData": custom,
+    }
     return json.dumps(config, separators=(",", ":"))
 
 

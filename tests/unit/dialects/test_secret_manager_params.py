@@ -193,7 +193,8 @@ def test_kms_overlap_in_custom_data() -> None:
     assert found.overlap == timedelta(minutes=10)
     written = json.loads(k.extended_config("Redis", "r-1", found.sub_type, found.overlap))
     assert written["CustomData"] == {"Overlap": "600s"}
-    for custom in ([], {"Overlap": 10}, {"Overlap": "31d"}, {"Overlap": "x"}):
+    customs: list[object] = [[], {"Overlap": 10}, {"Overlap": "31d"}, {"Overlap": "x"}]
+    for custom in customs:
         bad = json.dumps({"InstanceId": "r-1", "CustomData": custom})
         with pytest.raises(InvalidParameterValue):
             k.database_secret(AliParams({**base, "ExtendedConfig": bad}))

@@ -16,18 +16,18 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import pytest
 from alibabacloud_kms20160120 import models as kms_models
 from alibabacloud_tea_openapi.exceptions import ClientException
 
-from keyturn.core.model import Product
+from keyturn.core.audit import AuditOutcome
+from keyturn.store.audit_keying import open_audit_log
 from tests.support.keys import make_key
 from tests.support.keyturn_server import OTHER_KEY_ID, OTHER_KEY_SECRET, TENANT, KeyturnServer
-from tests.support.logins import can_login, can_login_mysql, can_login_postgres
-from tests.support.passwords import USED_PASSWORDS, leaked, new_password
+from tests.support.passwords import leaked
 from tests.support.sdk import code_of
+from tests.support.secret_engines import engine_for, recorded
 from tests.support.secret_sdks import (
     kms_create,
     kms_rotate,
@@ -39,65 +39,8 @@ from tests.support.secret_sdks import (
     ssm_rotate,
     ssm_sdk,
 )
-from tests.support.sql_admin import create_role, create_user
 
 pytestmark = pytest.mark.engine
-
-
-@dataclass(frozen=True)
-class Engine:
-    """A registered instance on a throwaway server, and how to log in to it."""
-
-    kind: str
-    instance_id: str
-    login: Callable[[str, str], bool]
-    #: Makes the account on a SQL engine beforehand (with a throwaway password): keyturn's
-    #: secret manager creates a missing Redis ACL user itself, not yet a SQL role or user.
-    prepare: Callable[[str], None] = lambda account: None
-
-
-def _redis(keyturn: KeyturnServer, request: pytest.FixtureRequest, product: Product) -> Engine:
-    server = request.getfixturevalue("redis_server")
-    prefix = "r-" if product is Product.ALIBABA_KVSTORE else "crs-"
-    instance_id = prefix + secrets.token_hex(5)
-    region = "cn-hangzhou" if product is Product.ALIBABA_KVSTORE else "ap-guangzhou"
-    keyturn.add_instance(instance_id, [server.admin_url()], product=product, region=region)
-    return Engine("redis", instance_id, lambda user, pw: can_login(server.port, pw, user))
-
-
-def _postgres(keyturn: KeyturnServer, request: pytest.FixtureRequest) -> Engine:
-    server = request.getfixturevalue("postgres_server")
-    instance_id = "postgres-" + secrets.token_hex(4)
-    keyturn.add_instance(instance_id, [server.url()], product=Product.TENCENT_POSTGRES)
-    return Engine(
-        "postgres",
-        instance_id,
-        lambda user, pw: can_login_postgres(server.port, user, pw),
-        lambda account: create_role(server, account, new_password()),
-    )
-
-
-def _mariadb(keyturn: KeyturnServer, request: pytest.FixtureRequest) -> Engine:
-    server = request.getfixturevalue("mariadb_server")
-    instance_id = "tdsql3-" + secrets.token_hex(4)
-    keyturn.add_instance(instance_id, [server.url()], product=Product.TENCENT_TDMYSQL)
-    return Engine(
-        "mysql",
-        instance_id,
-        lambda user, pw: can_login_mysql(server.port, user, pw),
-        lambda account: create_user(server, account, "%", new_password()),
-    )
-
-
-def _engine(keyturn: KeyturnServer, request: pytest.FixtureRequest, kind: str, kms: bool) -> Engine:
-    if kind == "redis":
-        return _redis(keyturn, request, Product.ALIBABA_KVSTORE if kms else Product.TENCENT_REDIS)
-    return _postgres(keyturn, request) if kind == "postgres" else _mariadb(keyturn, request)
-
-
-def _recorded(password: str) -> str:
-    USED_PASSWORDS.append(password)
-    return password
 
 
 SSM_PRODUCTS = {"redis": "Redis", "postgres": "PostgreSQL", "mysql": "Tdsql-mysql"}
@@ -107,7 +50,7 @@ SSM_PRODUCTS = {"redis": "Redis", "postgres": "PostgreSQL", "mysql": "Tdsql-mysq
 def test_ssm_product_secret_create_read_rotate(
     keyturn: KeyturnServer, request: pytest.FixtureRequest, kind: str
 ) -> None:
-    engine = _engine(keyturn, request, kind, kms=False)
+    engine = engine_for(keyturn, request, kind, kms=False)
     client = ssm_sdk(keyturn.endpoint)
     name = f"orders-{kind}-{secrets.token_hex(3)}"
     engine.prepare("app")
@@ -122,12 +65,12 @@ def test_ssm_product_secret_create_read_rotate(
     )
     user, first = ssm_credential(client, name)
     assert user == "app"
-    assert engine.login(user, _recorded(first))
+    assert engine.login(user, recorded(first))
 
     ssm_rotate(client, name)
     user2, second = ssm_credential(client, name)
     assert user2 == "app" and second != first
-    assert engine.login(user, _recorded(second))
+    assert engine.login(user, recorded(second))
     assert not engine.login(user, first)  # replace mode: the old password is gone
 
     history = ssm_call(client, "DescribeRotationHistory", SecretName=name)
@@ -155,7 +98,7 @@ def test_ssm_product_secret_create_read_rotate(
 
 
 def test_ssm_error_codes(keyturn: KeyturnServer, request: pytest.FixtureRequest) -> None:
-    engine = _engine(keyturn, request, "redis", kms=False)
+    engine = engine_for(keyturn, request, "redis", kms=False)
     client = ssm_sdk(keyturn.endpoint)
     name = "codes-" + secrets.token_hex(3)
     ssm_create(client, name, product="Redis", instance_id=engine.instance_id, prefix="codes")
@@ -190,7 +133,7 @@ def test_ssm_error_codes(keyturn: KeyturnServer, request: pytest.FixtureRequest)
 def test_kms_secret_create_read_rotate(
     keyturn: KeyturnServer, request: pytest.FixtureRequest, kind: str
 ) -> None:
-    engine = _engine(keyturn, request, kind, kms=True)
+    engine = engine_for(keyturn, request, kind, kms=True)
     client = kms_sdk(keyturn.endpoint)
     name = f"orders-{kind}-{secrets.token_hex(3)}"
     secret_type = "Redis" if kind == "redis" else "Rds"
@@ -203,12 +146,12 @@ def test_kms_secret_create_read_rotate(
     user, first, body = kms_value(client, name)
     assert user == "appkms"
     assert body.version_stages.version_stage == ["ACSCurrent"]
-    assert engine.login(user, _recorded(first))
+    assert engine.login(user, recorded(first))
 
     version = kms_rotate(client, name)
     user2, second, body2 = kms_value(client, name, stage="ACSCurrent")
     assert (user2, body2.version_id) == ("appkms", version) and second != first
-    assert engine.login(user, _recorded(second))
+    assert engine.login(user, recorded(second))
     assert not engine.login(user, first)  # replace mode: the old password is gone
     _, previous, body3 = kms_value(client, name, stage="ACSPrevious")
     assert previous == first and body3.version_stages.version_stage == ["ACSPrevious"]
@@ -241,7 +184,7 @@ def _kms_error(call: Callable[[], object]) -> tuple[str, int]:
 
 
 def test_kms_error_codes(keyturn: KeyturnServer, request: pytest.FixtureRequest) -> None:
-    engine = _engine(keyturn, request, "redis", kms=True)
+    engine = engine_for(keyturn, request, "redis", kms=True)
     client = kms_sdk(keyturn.endpoint)
     name = "codes-" + secrets.token_hex(3)
     kms_create(client, name, secret_type="Redis", instance_id=engine.instance_id, account="c1")
@@ -271,7 +214,7 @@ def test_kms_error_codes(keyturn: KeyturnServer, request: pytest.FixtureRequest)
 def test_policies_and_tenants(keyturn: KeyturnServer, request: pytest.FixtureRequest) -> None:
     """A key whose policy names one secret reads that one, gets the vendor's denial for the
     other and lists only the one; another tenant's key finds neither."""
-    tencent = _engine(keyturn, request, "redis", kms=False)
+    tencent = engine_for(keyturn, request, "redis", kms=False)
     suffix = secrets.token_hex(3)
     ssm = ssm_sdk(keyturn.endpoint)
     for name in (f"allowed-{suffix}", f"other-{suffix}"):
@@ -286,9 +229,9 @@ def test_policies_and_tenants(keyturn: KeyturnServer, request: pytest.FixtureReq
             }
         ],
     }
-    key_id, key_secret = make_key(keyturn, TENANT, inline=cam)
-    reader = ssm_sdk(keyturn.endpoint, key_id=key_id, secret=key_secret)
-    _recorded(ssm_credential(reader, f"allowed-{suffix}")[1])
+    reader_key, key_secret = make_key(keyturn, TENANT, inline=cam)
+    reader = ssm_sdk(keyturn.endpoint, key_id=reader_key, secret=key_secret)
+    recorded(ssm_credential(reader, f"allowed-{suffix}")[1])
     denied = code_of(lambda: ssm_credential(reader, f"other-{suffix}"))
     assert denied == "AuthFailure.UnauthorizedOperation"
     listed = ssm_call(reader, "ListSecrets", SearchSecretName=suffix)
@@ -302,7 +245,7 @@ def test_policies_and_tenants(keyturn: KeyturnServer, request: pytest.FixtureReq
         "ResourceNotFound.SecretNotExist"
     )
 
-    alibaba = _engine(keyturn, request, "redis", kms=True)
+    alibaba = engine_for(keyturn, request, "redis", kms=True)
     kms = kms_sdk(keyturn.endpoint)
     allowed, other = f"allowed-kms-{suffix}", f"other-kms-{suffix}"
     for name, account in ((allowed, "kallowed"), (other, "kother")):
@@ -319,13 +262,30 @@ def test_policies_and_tenants(keyturn: KeyturnServer, request: pytest.FixtureReq
     }
     key_id, key_secret = make_key(keyturn, TENANT, inline=ram)
     reader_kms = kms_sdk(keyturn.endpoint, key_id=key_id, secret=key_secret)
-    _recorded(kms_value(reader_kms, allowed)[1])
+    recorded(kms_value(reader_kms, allowed)[1])
     assert _kms_error(lambda: kms_value(reader_kms, other)) == ("Forbidden.NoPermission", 403)
     stranger_kms = kms_sdk(keyturn.endpoint, key_id=OTHER_KEY_ID, secret=OTHER_KEY_SECRET)
     assert _kms_error(lambda: kms_value(stranger_kms, allowed)) == (
         "Forbidden.ResourceNotFound",
         404,
     )
+    # Every read is audited, allowed or denied, with the secret's resource name.
+    records = keyturn.with_store(
+        lambda store: open_audit_log(store, keyturn.data_dir).search(
+            tenant=TENANT, action="ssm:GetSecretValue", limit=1000
+        )
+    )
+    seen = {(r.event.resource, r.event.outcome, r.event.key_id) for r in records}
+    assert (
+        f"qcs::ssm:ap-guangzhou:uin/{TENANT}:secret/other-{suffix}",
+        AuditOutcome.DENIED,
+        reader_key,
+    ) in seen
+    assert (
+        f"qcs::ssm:ap-guangzhou:uin/{TENANT}:secret/allowed-{suffix}",
+        AuditOutcome.SUCCEEDED,
+        reader_key,
+    ) in seen
     # A KMS secret is no SSM secret, even for its own tenant (and the other way round).
     assert code_of(lambda: ssm_credential(ssm, other)) == "ResourceNotFound.SecretNotExist"
     assert _kms_error(lambda: kms_value(kms, f"other-{suffix}")) == (

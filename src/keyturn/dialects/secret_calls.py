@@ -11,9 +11,9 @@ the SDKs set to the instance's).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection
 
-from keyturn.core.errors import InstanceNotFound, SecretNotFound, UnsupportedFeature
+from keyturn.core.errors import NotFound, SecretNotFound, UnsupportedFeature
 from keyturn.core.model import Instance, Product
 from keyturn.core.secret_manager import SecretRecord, SecretVendor
 from keyturn.service.context import Caller
@@ -36,25 +36,39 @@ async def own(services: Services, caller: Caller, name: str, vendor: SecretVendo
 
 
 async def instance_of(
-    services: Services, caller: Caller, instance_id: str, products: Iterable[Product]
+    services: Services, caller: Caller, instance_id: str, products: Collection[Product]
 ) -> Instance:
     """The caller's instance ``instance_id`` of one of ``products`` (``InstanceNotFound``)."""
-    for product in products:
-        try:
-            return await services.queries.instance(caller, product, instance_id)
-        except InstanceNotFound:
-            continue
-    raise InstanceNotFound("The instance does not exist.")
+    return await services.queries.instance_of_any(caller, instance_id, products)
+
+
+class Instances:
+    """The instances of one call's secrets, each read once (a listing names many secrets of
+    few instances); None for an instance the tenant no longer has."""
+
+    def __init__(self, services: Services, caller: Caller, products: Collection[Product]):
+        self._services = services
+        self._caller = caller
+        self._products = products
+        self._found: dict[str, Instance | None] = {}
+
+    async def of(self, record: SecretRecord) -> Instance | None:
+        instance_id = record.spec.instance_id
+        if instance_id not in self._found:
+            try:
+                self._found[instance_id] = await instance_of(
+                    self._services, self._caller, instance_id, self._products
+                )
+            except NotFound:
+                self._found[instance_id] = None
+        return self._found[instance_id]
 
 
 async def located(
-    services: Services, caller: Caller, record: SecretRecord, products: Iterable[Product]
+    services: Services, caller: Caller, record: SecretRecord, products: Collection[Product]
 ) -> Instance | None:
     """The secret's instance when the tenant still has it."""
-    try:
-        return await instance_of(services, caller, record.spec.instance_id, products)
-    except InstanceNotFound:
-        return None
+    return await Instances(services, caller, products).of(record)
 
 
 def readable(caller: Caller, record: SecretRecord, instance: Instance | None) -> bool:

@@ -13,7 +13,7 @@ skips all of that.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from keyturn.core.errors import AccessDenied, InstanceNotFound, NotFound
 from keyturn.core.model import Instance, Product
@@ -43,6 +43,16 @@ class Queries:
 
     async def instance(self, caller: Caller, product: Product, instance_id: str) -> Instance:
         return await owned_instance(self._store, caller, product, instance_id)
+
+    async def instance_of_any(
+        self, caller: Caller, instance_id: str, products: Collection[Product]
+    ) -> Instance:
+        """The caller's instance ``instance_id`` when it is of one of ``products`` (a managed
+        secret names its instance by id alone), in one read; else ``InstanceNotFound``."""
+        instance = await self._store.get_instance(caller.tenant_id, instance_id)
+        if instance.product not in products:
+            raise InstanceNotFound()
+        return instance
 
     async def instances(
         self,

@@ -26,7 +26,14 @@ from keyturn.dialects.alibaba import kms_params as k
 from keyturn.dialects.alibaba.errors import AlibabaCode
 from keyturn.dialects.alibaba.params import Params
 from keyturn.dialects.alibaba.product import AlibabaProduct
-from keyturn.dialects.secret_calls import instance_of, located, manager, own, readable
+from keyturn.dialects.secret_calls import (
+    Instances,
+    instance_of,
+    located,
+    manager,
+    own,
+    readable,
+)
 from keyturn.service.context import Answer, Caller
 from keyturn.service.facade import Services
 
@@ -180,11 +187,13 @@ async def list_secrets(services: Services, caller: Caller, params: Params) -> An
     records, _ = await manager(services).list_secrets(
         caller.tenant_id, page=Page(limit=MAX_SCAN, offset=0)
     )
+    instances = Instances(services, caller, ALL_PRODUCTS)
     shown = []
     for record in records:
         if record.spec.vendor is not VENDOR:
             continue
-        secret_type, instance = await _typed(services, caller, record)
+        instance = await instances.of(record)
+        secret_type = _type_of(instance)
         if readable(caller, record, instance):
             shown.append((record, secret_type))
     window = shown[(number - 1) * size : number * size]
@@ -256,9 +265,14 @@ async def _typed(
     """The secret's type (``Redis`` on a kvstore instance, else ``Rds``) and its instance,
     when the tenant still has it."""
     instance = await located(services, caller, record, ALL_PRODUCTS)
+    return _type_of(instance), instance
+
+
+def _type_of(instance: Instance | None) -> str:
+    """``Redis`` for a secret on a kvstore instance, else ``Rds``."""
     if instance is not None and instance.product is Product.ALIBABA_KVSTORE:
-        return "Redis", instance
-    return "Rds", instance
+        return "Redis"
+    return "Rds"
 
 
 async def _region(services: Services, caller: Caller, name: str) -> str:

@@ -28,7 +28,7 @@ from keyturn.core.secret_manager import (
     SecretVendor,
     VersionStage,
 )
-from keyturn.dialects.secret_calls import located, manager, own, readable
+from keyturn.dialects.secret_calls import Instances, located, manager, own, readable
 from keyturn.dialects.tencent import ssm_params as p
 from keyturn.dialects.tencent.params import Params
 from keyturn.dialects.tencent.product import TencentProduct
@@ -183,13 +183,14 @@ async def list_secrets(services: Services, caller: Caller, params: Params) -> An
     records, _ = await manager(services).list_secrets(
         caller.tenant_id, page=Page(limit=MAX_SCAN, offset=0)
     )
+    instances = Instances(services, caller, p.NAME_OF_PRODUCT)
     shown = []
     for record in records:
         if record.spec.vendor is not VENDOR or search not in record.name:
             continue
         if secret_type != PRODUCT_SECRET_TYPE:
             continue
-        instance = await _instance_of(services, caller, record)
+        instance = await instances.of(record)
         if not readable(caller, record, instance):
             continue
         if wanted_product is None or (instance is not None and instance.product is wanted_product):

@@ -38,6 +38,8 @@ from keyturn.service.facade import Services
 VENDOR = SecretVendor.TENCENT_SSM
 #: The most secrets a listing reads (it filters by vendor, name and policy in memory).
 MAX_SCAN = 10_000
+#: The most versions DescribeRotationHistory answers.
+MAX_HISTORY = 1000
 _HEX = re.compile(r"[0-9a-f]{32}")
 _DECIMAL = re.compile(r"[0-9]{1,40}")
 #: SSM's SecretType of a cloud product (database) secret.
@@ -162,8 +164,9 @@ async def describe_rotation_detail(services: Services, caller: Caller, params: P
 async def describe_rotation_history(services: Services, caller: Caller, params: Params) -> Answer:
     name = p.secret_name(params)
     await _own(services, caller, name)
-    versions = await manager(services).list_versions(caller.tenant_id, name)
-    ids = [version.version_id for version in versions]
+    # Every version a rotation made, newest first (the staged ones are only the last two).
+    flows = await manager(services).rotation_history(caller.tenant_id, name, limit=MAX_HISTORY)
+    ids = [flow.version_id for flow in flows if flow.state is FlowState.SUCCEEDED]
     return Answer({"VersionIDs": ids, "TotalCount": len(ids)})
 
 

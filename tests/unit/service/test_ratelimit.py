@@ -49,6 +49,9 @@ async def accepted(
         ("tdmysql:ResetUserPassword", 20),
         ("tdmysql:ResetUsersPassword", 20),
         ("postgres:ResetAccountPassword", 100),
+        ("ssm:GetSecretValue", 300),
+        ("ssm:RotateProductSecret", 20),
+        ("ssm:ListSecrets", 30),
     ],
 )
 async def test_documented_limits(action: str, limit: int) -> None:

@@ -1,5 +1,5 @@
 """The ``keyturn`` command line: ``serve``, ``sandbox``, ``migrate``, the inventory commands
-(``instances``, ``keys``, ``tenants``, ``policies``), ``nodes`` and ``admin-tokens``;
+(``instances``, ``keys``, ``tenants``, ``policies``), ``nodes``, ``admin-tokens`` and ``secrets``;
 ``keyturn --version``. Each command resolves settings, runs one coroutine and prints with rich."""
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from keyturn.cli import (
     nodes,
     policies,
     sandbox,
+    secrets,
     serve,
     tls,
 )
@@ -62,6 +63,7 @@ app.add_typer(policies.policies, name="policies")
 app.add_typer(audit.audit, name="audit")
 app.command("nodes")(nodes.nodes)
 app.add_typer(admin_tokens.admin_tokens, name="admin-tokens")
+app.add_typer(secrets.secrets, name="secrets")
 
 
 def main() -> None:

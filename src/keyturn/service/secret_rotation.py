@@ -140,8 +140,8 @@ class Rotator:
                     policy=policy,
                 )
             except AccountNotFound:
-                if trigger is not FlowTrigger.CREATE:
-                    raise
+                if record.current_version is not None:
+                    raise  # the account went away under a live secret: say so, do not recreate
                 # "Created when missing": the account is made with the new password and its
                 # login proven on every node before the call returns.
                 await self._accounts.create(

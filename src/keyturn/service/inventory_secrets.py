@@ -14,7 +14,8 @@ The shape (issue 16)::
 Durations are whole numbers with a unit (``s``, ``m``, ``h``, ``d``), combinable (``1d12h``);
 ``begin`` is a UTC time of day ``HH:MM`` (or ``HH:MM:SS``). Every error names the field. The
 secret's instance must be declared in the same file, for the same tenant, of a product the
-vendor serves (Tencent SSM: Tencent products; Alibaba KMS: Alibaba products). Pure.
+vendor serves (Tencent SSM: Tencent products; Alibaba KMS: Alibaba products); an instance the
+file does not declare is checked when the server reconciles the secret. Pure.
 """
 
 from __future__ import annotations
@@ -26,7 +27,12 @@ from typing import Any, Final
 
 from keyturn.core.errors import InvalidParameterValue
 from keyturn.core.model import Product
-from keyturn.core.secret_manager import SecretSpec, SecretSubType, SecretVendor
+from keyturn.core.secret_manager import (
+    VENDOR_PRODUCTS,
+    SecretSpec,
+    SecretSubType,
+    SecretVendor,
+)
 
 _PART: Final = re.compile(r"(\d{1,6})([smhd])")
 _DURATION: Final = re.compile(r"^(?:\d{1,6}[smhd])+$")
@@ -47,13 +53,6 @@ _KEYS: Final = frozenset(
         "sub_type",
     }
 )
-#: Which products each vendor's secret manager serves.
-VENDOR_PRODUCTS: Final = {
-    SecretVendor.TENCENT_SSM: frozenset(
-        {Product.TENCENT_REDIS, Product.TENCENT_POSTGRES, Product.TENCENT_TDMYSQL}
-    ),
-    SecretVendor.ALIBABA_KMS: frozenset({Product.ALIBABA_KVSTORE}),
-}
 
 
 def parse_duration(text: str, where: str) -> timedelta:
@@ -107,11 +106,13 @@ def secret_spec(
             f"{where}.sub_type: must be SingleUser or DoubleUsers"
         ) from None
     product = instances.get((tenant, instance))
-    if product is None:
+    if product is None and any(iid == instance for _, iid in instances):
         raise InvalidParameterValue(
-            f"{where}.instance: {instance!r} is not declared in [[instances]] for tenant {tenant!r}"
+            f"{where}.instance: {instance!r} is declared for another tenant than {tenant!r}"
         )
-    if product not in VENDOR_PRODUCTS[vendor]:
+    # An instance not in this file (added with ``keyturn instances add``) is checked when
+    # the server reconciles the secret.
+    if product is not None and product not in VENDOR_PRODUCTS[vendor]:
         raise InvalidParameterValue(
             f"{where}.vendor: {vendor.value} does not serve {product.value} instances"
         )

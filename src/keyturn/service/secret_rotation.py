@@ -22,6 +22,7 @@ from keyturn.core.errors import (
     DomainError,
     EngineRejected,
     InstanceNotFound,
+    InvalidParameterValue,
     UnsupportedFeature,
     error_class,
 )
@@ -29,6 +30,7 @@ from keyturn.core.model import Instance
 from keyturn.core.passwords import PRODUCT_POLICIES, generate
 from keyturn.core.ports import Clock, Store
 from keyturn.core.secret_manager import (
+    VENDOR_PRODUCTS,
     FlowState,
     FlowTrigger,
     RotationFlow,
@@ -75,6 +77,10 @@ class Rotator:
         instance = await self._store.get_instance(spec.tenant_id, spec.instance_id)
         if str(instance.product) not in PRODUCT_POLICIES:
             raise InstanceNotFound()
+        if instance.product not in VENDOR_PRODUCTS[spec.vendor]:
+            raise InvalidParameterValue(
+                f"{spec.vendor.value} secrets do not serve {instance.product.value} instances"
+            )
         if spec.overlap is not None:
             # Overlap mode needs the engines' add/keep-only changes (the overlap work of
             # issue 16); until they are wired here, refusing beats a silent replace.

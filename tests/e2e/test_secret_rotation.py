@@ -7,6 +7,7 @@ is back, never pointing the secret at a password that does not log in."""
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -104,7 +105,7 @@ def test_a_secret_rotates_on_its_schedule_and_the_cli_shows_it(
     scheduled = [f for f in done if f.trigger is FlowTrigger.SCHEDULE]
     assert len(scheduled) >= 2
     # Once per period: consecutive scheduled rotations are a period apart, not closer.
-    gaps = [b.created_at - a.created_at for a, b in zip(scheduled, scheduled[1:], strict=False)]
+    gaps = [b.created_at - a.created_at for a, b in itertools.pairwise(scheduled)]
     assert all(gap >= timedelta(seconds=PERIOD * 0.9) for gap in gaps), gaps
     current = staged(server, Stage.CURRENT)
     previous = staged(server, Stage.PREVIOUS)

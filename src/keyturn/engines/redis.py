@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from keyturn.core.errors import (
@@ -25,11 +25,12 @@ from keyturn.core.errors import (
     AccountNotFound,
     AccountsUnsupported,
     InternalError,
+    UnsupportedFeature,
     VerificationFailed,
 )
 from keyturn.core.model import EngineKind, Instance, Node
 from keyturn.core.plans import Change, ChangePlan, Topology
-from keyturn.core.ports import AccountInfo, ApplyResult, CredentialSnapshot, EngineInfo
+from keyturn.core.ports import AccountInfo, ApplyResult, CredentialSnapshot, EngineInfo, Session
 from keyturn.core.secrets import Secret
 from keyturn.engines import redis_plan
 from keyturn.engines.base import DEFAULT_TIMEOUT, check_timeout
@@ -261,6 +262,21 @@ class RedisEngine:
             self._run(node, "verify", state),
             fresh_login(node.address, account, password, acl=pooled.acl, timeout=self._timeout),
         )
+
+    async def verify_logins(self, node: Node, account: str, passwords: Sequence[Secret]) -> None:
+        pooled = self._admins.pooled(node)
+        acl = pooled.acl if pooled is not None else True
+        for password in passwords:
+            await fresh_login(node.address, account, password, acl=acl, timeout=self._timeout)
+
+    def overlap_partner(self, account: str) -> str | None:
+        return None
+
+    async def list_sessions(self, node: Node, account: str) -> list[Session]:
+        raise UnsupportedFeature("Redis sessions are not listed yet")
+
+    async def end_sessions(self, node: Node, account: str, ids: Sequence[str]) -> int:
+        raise UnsupportedFeature("Redis sessions are not ended yet")
 
     async def password_matches(self, node: Node, account: str, password: Secret) -> bool:
         async def op(admin: RedisAdmin) -> bool:

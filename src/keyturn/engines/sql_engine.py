@@ -9,13 +9,13 @@ subclasses ``SqlEngine``, sets ``engine_name`` and implements ``_login``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from keyturn.core.errors import UnsupportedFeature, VerificationFailed
 from keyturn.core.model import Instance, Node
 from keyturn.core.plans import Change, ChangePlan, Topology
-from keyturn.core.ports import ApplyResult, CredentialSnapshot
+from keyturn.core.ports import ApplyResult, CredentialSnapshot, Session
 from keyturn.core.secrets import Secret
 from keyturn.engines import sql_plan
 from keyturn.engines.admin_pool import AdminPool
@@ -49,6 +49,19 @@ class SqlEngine:
         except VerificationFailed:
             return False
         return True
+
+    async def verify_logins(self, node: Node, account: str, passwords: Sequence[Secret]) -> None:
+        for password in passwords:
+            await self._login(node, account, password)
+
+    def overlap_partner(self, account: str) -> str | None:
+        return None
+
+    async def list_sessions(self, node: Node, account: str) -> list[Session]:
+        raise UnsupportedFeature(f"{self.engine_name} sessions are not listed yet")
+
+    async def end_sessions(self, node: Node, account: str, ids: Sequence[str]) -> int:
+        raise UnsupportedFeature(f"{self.engine_name} sessions are not ended yet")
 
     async def create_account(
         self, node: Node, account: str, password: Secret, *, read_only: bool

@@ -15,7 +15,7 @@ from typing import Any
 from keyturn.core.errors import UnsupportedFeature, VerificationFailed
 from keyturn.core.model import Instance, Node
 from keyturn.core.plans import Change, ChangePlan, Topology
-from keyturn.core.ports import ApplyResult, CredentialSnapshot, Session
+from keyturn.core.ports import ApplyResult, CredentialSnapshot
 from keyturn.core.secrets import Secret
 from keyturn.engines import sql_plan
 from keyturn.engines.admin_pool import AdminPool
@@ -56,12 +56,6 @@ class SqlEngine:
 
     def overlap_partner(self, account: str) -> str | None:
         return None
-
-    async def list_sessions(self, node: Node, account: str) -> list[Session]:
-        raise UnsupportedFeature(f"{self.engine_name} sessions are not listed yet")
-
-    async def end_sessions(self, node: Node, account: str, ids: Sequence[str]) -> int:
-        raise UnsupportedFeature(f"{self.engine_name} sessions are not ended yet")
 
     async def create_account(
         self, node: Node, account: str, password: Secret, *, read_only: bool

@@ -10,8 +10,8 @@ The twin is made by the first ``ADD`` that names it: ``CREATE ROLE app_clone LOG
 <verifier> VALID UNTIL 'infinity' IN ROLE app`` and ``ALTER ROLE app_clone SET role = app``,
 so its sessions act as ``app`` itself (same privileges, and objects they create are owned by
 ``app``), while ``session_user`` and ``pg_stat_activity.usename`` still say who logged in. A
-superuser's twin is not made. An ``ADD`` to an existing role sets its verifier and ``VALID UNTIL
-'infinity'`` (an earlier ``KEEP_ONLY`` may have expired it). ``KEEP_ONLY`` ends the overlap:
+superuser's twin is not made. An ``ADD`` to an existing role sets its verifier, and ``VALID UNTIL
+'infinity'`` when an earlier ``KEEP_ONLY`` expired it. ``KEEP_ONLY`` ends the overlap:
 the kept role keeps its password and the other one's password expires at once (``VALID UNTIL
 'now'``: the role and its grants stay for its next turn; sessions open on it are not ended,
 ``end_sessions`` does that). So, as on the other engines, only the new password logs in after
@@ -40,6 +40,7 @@ VALIDITY: Final = sql.SQL(
 _CREATE_TWIN: Final = sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} VALID UNTIL 'infinity' IN ROLE {}")
 _ACT_AS: Final = sql.SQL("ALTER ROLE {} SET role = {}")
 _SET: Final = sql.SQL("ALTER ROLE {} PASSWORD {} VALID UNTIL 'infinity'")
+_PASSWORD: Final = sql.SQL("ALTER ROLE {} PASSWORD {}")
 _EXPIRE: Final = sql.SQL("ALTER ROLE {} VALID UNTIL 'now'")
 _VALID_UNTIL: Final = sql.SQL("ALTER ROLE {} VALID UNTIL {}")
 _NO_EXPIRY: Final = sql.SQL("ALTER ROLE {} VALID UNTIL 'infinity'")
@@ -83,8 +84,11 @@ def absent_snapshot(account: str) -> dict[str, Any]:
 
 async def add(conn: Any, account: str, verifier: str, endpoint: str) -> None:
     """``account`` gets ``verifier`` (its twin made first if it is missing)."""
-    if (await validity(conn, account))[0]:
-        await conn.execute(_SET.format(sql.Identifier(account), sql.Literal(verifier)))
+    exists, _, _, expired = await validity(conn, account)
+    if exists:
+        # An earlier overlap's end expired it: its new turn lifts that (else left as it is).
+        statement = _SET if expired else _PASSWORD
+        await conn.execute(statement.format(sql.Identifier(account), sql.Literal(verifier)))
         return
     base = partner(account)
     base_exists, _, base_super, _ = await validity(conn, base)
@@ -126,6 +130,10 @@ async def restore_extra(conn: Any, account: str, data: dict[str, Any]) -> bool:
 
 
 async def _set_until(conn: Any, role: str, until: object) -> None:
+    """Put back a recorded ``VALID UNTIL`` unless it is what the role has (None, no expiry,
+    cannot be written back: 'infinity' is the same for logins)."""
+    if (await validity(conn, role))[1] == until:
+        return
     if until is None:
         await conn.execute(_NO_EXPIRY.format(sql.Identifier(role)))
     else:

@@ -45,6 +45,7 @@ from keyturn.service.queries import Queries
 from keyturn.service.ratelimit import RateLimiter
 from keyturn.service.replay import ReplayGuard
 from keyturn.service.resets import Resets
+from keyturn.service.sessions import AccountSessions
 from keyturn.service.worker import TaskWorker
 from keyturn.store.admin_tokens import SqlAdminTokens
 from keyturn.store.audit_keying import start_audit_log
@@ -196,7 +197,15 @@ async def build_runtime(settings: Settings) -> Runtime:
         metrics=metrics,
     )
     # The admin API (``/admin/v1/``): the same services, scoped by admin tokens.
-    operator = Operator(store, engines, services.queries, resets, audit, SqlInstanceSearch(store))
+    operator = Operator(
+        store,
+        engines,
+        services.queries,
+        resets,
+        audit,
+        SqlInstanceSearch(store),
+        sessions=AccountSessions(store, engines, clock, audit),
+    )
     tokens = AdminTokens(SqlAdminTokens(store.db), clock)
     admin_api = AdminApi(operator, tokens, services.gate)
     # The web console (``/console``): the same operator and tokens; its session cookies are

@@ -28,7 +28,7 @@ from keyturn.config import ConfigError, load_settings
 from keyturn.core.errors import DomainError, InstanceNotFound
 from keyturn.engines.registry import EngineRegistry
 from keyturn.service.context import SystemClock
-from keyturn.service.sessions import SessionReport, Sessions, SessionView
+from keyturn.service.sessions import AccountSessions, SessionReport, SessionView
 from keyturn.store.audit_keying import open_audit_log
 
 console = Console(width=None if sys.stdout.isatty() else 200)
@@ -70,7 +70,7 @@ def sessions(
             if not found:
                 raise InstanceNotFound(f"instance {instance!r} is not registered")
             audit = open_audit_log(store, settings.data_dir) if kill else None
-            use_case = Sessions(store, engines, SystemClock(), audit)
+            use_case = AccountSessions(store, engines, SystemClock(), audit)
             if kill:
                 return await use_case.end_old(found[0], account, since=moment, actor="cli")
             return await use_case.find(found[0], account, since=moment)

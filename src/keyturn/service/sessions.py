@@ -59,7 +59,7 @@ class SessionReport:
         return tuple(v for v in self.sessions if v.old is not False)
 
 
-class Sessions:
+class AccountSessions:
     """List and end an account's sessions."""
 
     def __init__(

@@ -56,6 +56,10 @@ class TaskKind(enum.StrEnum):
     DROP_OLD_PASSWORDS = "drop_old_passwords"
 
 
+#: The two halves of an overlap rotation.
+OVERLAP_KINDS = frozenset({TaskKind.ADD_PASSWORD, TaskKind.DROP_OLD_PASSWORDS})
+
+
 class StepPhase(enum.StrEnum):
     """Where one node stands within a task."""
 

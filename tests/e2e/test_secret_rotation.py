@@ -16,13 +16,12 @@ import pytest
 
 from keyturn.core.secret_manager import FlowState, FlowTrigger, RotationFlow, SecretVersion
 from keyturn.core.secret_manager import VersionStage as Stage
-from keyturn.store.secrets import SqlSecrets
-from keyturn.store.sql import SqlStore
+from tests.support import secrets as support
 from tests.support.cli import keyturn_cli as keyturn
 from tests.support.keyturn_server import TENANT, KeyturnServer
 from tests.support.logins import can_login
-from tests.support.passwords import USED_PASSWORDS
 from tests.support.redis_server import RedisServer
+from tests.support.secrets import declare_redis_secret, wait_for
 
 pytestmark = pytest.mark.engine
 
@@ -31,67 +30,28 @@ NAME = "orders-redis"
 PERIOD = 3  # seconds
 
 
-def configure(server: KeyturnServer, redis_server: RedisServer, rotation: str) -> None:
-    server.config.write_text(
-        server.config.read_text()
-        + f"""
-[[instances]]
-id = "{INSTANCE}"
-tenant = "{TENANT}"
-product = "tencent-redis"
-region = "ap-guangzhou"
-nodes = ["${{KT_SECRET_ADMIN_URL}}"]
-
-[[secrets]]
-tenant = "{TENANT}"
-name = "{NAME}"
-vendor = "tencent-ssm"
-instance = "{INSTANCE}"
-account = "app"
-rotation = "{rotation}"
-"""
-    )
-
-
 def start(make_server: Callable[..., KeyturnServer], redis_server: RedisServer) -> KeyturnServer:
     env = {"KT_SECRET_ADMIN_URL": redis_server.admin_url(), "KEYTURN_SECRET_TICK": "0.2"}
     server = make_server(extra_env=env)
-    configure(server, redis_server, f"{PERIOD}s")
+    declare_redis_secret(server, instance=INSTANCE, name=NAME, rotation=f"{PERIOD}s")
     server.start()
     return server
 
 
 def flows(server: KeyturnServer) -> list[RotationFlow]:
-    async def read(store: SqlStore) -> list[RotationFlow]:
-        return await SqlSecrets(store.db).flows(TENANT, NAME, limit=1000)
-
-    return server.with_store(read)
-
-
-def versions(server: KeyturnServer) -> list[SecretVersion]:
-    async def read(store: SqlStore) -> list[SecretVersion]:
-        return await SqlSecrets(store.db).versions(TENANT, NAME)
-
-    found = server.with_store(read)
-    USED_PASSWORDS.extend(v.password.reveal() for v in found)  # the session's secret scan
-    return found
-
-
-def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
+    return support.flows(server, NAME)
 
 
 def succeeded(server: KeyturnServer) -> list[RotationFlow]:
-    return [f for f in flows(server) if f.state is FlowState.SUCCEEDED]
+    return support.succeeded(server, NAME)
+
+
+def versions(server: KeyturnServer) -> list[SecretVersion]:
+    return support.versions(server, NAME)
 
 
 def staged(server: KeyturnServer, stage: Stage) -> SecretVersion:
-    [version] = [v for v in versions(server) if stage in v.stages]
-    return version
+    return support.staged(server, NAME, stage)
 
 
 def test_a_secret_rotates_on_its_schedule_and_the_cli_shows_it(

@@ -50,6 +50,7 @@ from keyturn.service.resets import Resets
 from keyturn.service.secret_rotation import Rotator
 from keyturn.service.secret_schedule import SecretScheduler
 from keyturn.service.secrets import SecretManager
+from keyturn.service.sessions import AccountSessions
 from keyturn.service.worker import TaskWorker
 from keyturn.store.admin_tokens import SqlAdminTokens
 from keyturn.store.audit_keying import start_audit_log
@@ -181,7 +182,7 @@ async def build_runtime(settings: Settings) -> Runtime:
     credentials = Credentials(store)
     accounts = Accounts(store, engines, resets, ChangeGuard(store, clock))
     secret_repo = SqlSecrets(store.db)
-    rotator = Rotator(secret_repo, store, resets, accounts, clock)
+    rotator = Rotator(secret_repo, store, engines, resets, accounts, clock)
     scheduler = SecretScheduler(secret_repo, rotator, clock, every=settings.secret_tick)
     services = Services(
         credentials=credentials,
@@ -210,7 +211,15 @@ async def build_runtime(settings: Settings) -> Runtime:
         secrets=SecretManager(secret_repo, rotator, clock, sync_deadline=settings.sync_deadline),
     )
     # The admin API (``/admin/v1/``): the same services, scoped by admin tokens.
-    operator = Operator(store, engines, services.queries, resets, audit, SqlInstanceSearch(store))
+    operator = Operator(
+        store,
+        engines,
+        services.queries,
+        resets,
+        audit,
+        SqlInstanceSearch(store),
+        sessions=AccountSessions(store, engines, clock, audit),
+    )
     tokens = AdminTokens(SqlAdminTokens(store.db), clock)
     admin_api = AdminApi(operator, tokens, services.gate)
     # The web console (``/console``): the same operator and tokens; its session cookies are

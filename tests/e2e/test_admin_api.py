@@ -11,18 +11,22 @@ import json
 import socket
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from keyturn.api.spec import ROUTES
+from keyturn.core.model import EngineKind
 from keyturn.dialects._wire import MAX_BODY_BYTES
 from tests.support.admin_api import AdminClient, create_token, problem_shape, token_id
+from tests.support.app_sessions import open_app_session
 from tests.support.cli import audit_cli, keyturn_cli
 from tests.support.keyturn_server import KEY_ID, OTHER_KEY_ID, OTHER_TENANT, TENANT, KeyturnServer
 from tests.support.logins import can_login
 from tests.support.passwords import leaked, new_instance_id, new_password
+from tests.support.redis_admin import add_user
 from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.engine
@@ -216,6 +220,35 @@ def test_no_token_is_refused_before_the_body_is_read(keyturn: KeyturnServer) -> 
     assert head.startswith("HTTP/1.1 401"), head
 
 
+async def test_sessions_through_the_admin_api(
+    redis: RedisServer, instance: str, admin: AdminClient
+) -> None:
+    """Who still uses the old password: a session opened before the instant is listed as old
+    with its address and name, one opened after as new; ending ends exactly the old one, and
+    the audit log has the kill with its count."""
+    await add_user(redis, "sessapp", "on", ">Sess-app-pw-1", "~*", "+@all")
+    before = open_app_session(EngineKind.REDIS, redis.port, "sessapp", "Sess-app-pw-1", "legacy")
+    time.sleep(1.5)
+    instant = datetime.now(UTC).isoformat()
+    time.sleep(1.5)
+    after = open_app_session(EngineKind.REDIS, redis.port, "sessapp", "Sess-app-pw-1", "fresh")
+    try:
+        path = f"/instances/{instance}/sessions"
+        found = admin.call("GET", path, params={"account": "sessapp", "since": instant}).json()
+        by_name = {s["client_name"]: s for s in found["items"]}
+        assert by_name["legacy"]["old"] is True and by_name["fresh"]["old"] is False
+        assert by_name["legacy"]["client_addr"] == before.addr and found["old"] == 1
+        body = {"account": "sessapp", "since": instant}
+        ended = admin.call("POST", f"{path}/end", json=body).json()
+        assert ended["ended"] == 1
+        assert not before.alive() and after.alive()
+        records = admin.call("GET", "/audit", params={"action": "EndSessions"}).json()["items"]
+        assert any("sessions-ended/1" in json.dumps(r) for r in records)
+    finally:
+        before.close()
+        after.close()
+
+
 def test_every_route_answers_as_documented(
     keyturn: KeyturnServer, instance: str, admin: AdminClient, tmp_path: Path
 ) -> None:
@@ -268,6 +301,10 @@ def test_every_route_answers_as_documented(
     call("GET", "/instances", params={"id": instance, "product": "tencent-redis"})
     call("GET", f"/instances/{instance}")
     call("GET", f"/instances/{instance}/accounts")
+    call("GET", f"/instances/{instance}/sessions", params={"account": "default"})
+    assert call("GET", f"/instances/{instance}/sessions").status_code == 400  # no account
+    nobody = {"account": "nobody-here", "since": "2000-01-01T00:00:00Z"}
+    assert call("POST", f"/instances/{instance}/sessions/end", json=nobody).json()["ended"] == 0
     tasks = call("GET", "/tasks", params={"instance_id": instance}).json()
     for task in tasks["items"]:
         call("GET", f"/tasks/{task['id']}")

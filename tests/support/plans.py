@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from keyturn.core.model import EngineKind, Instance, Node, NodeRole, Product, parse_node_url
-from keyturn.core.plans import Change, ChangePlan
+from keyturn.core.plans import Change, ChangeMode, ChangePlan
 from keyturn.core.ports import CredentialSnapshot, Engine
 from keyturn.core.secrets import Secret
 from keyturn.service.plan_runner import with_pending
@@ -74,10 +74,15 @@ class PlanRun:
 
 
 async def planned(
-    engine: Engine, instance: Instance, account: str, password: str | None
+    engine: Engine,
+    instance: Instance,
+    account: str,
+    password: str | None,
+    mode: ChangeMode = ChangeMode.REPLACE,
 ) -> PlanRun:
-    """Discover, snapshot every node and plan a change of ``account`` to ``password``."""
-    change = Change(account, None if password is None else Secret(password))
+    """Discover, snapshot every node and plan a change of ``account`` to ``password`` (an
+    overlap's ``ADD`` or ``KEEP_ONLY`` with ``mode``)."""
+    change = Change(account, None if password is None else Secret(password), mode)
     # As the worker does: keyturn's own login, when it is the account, gets the new password
     # as its pending credential (so keyturn can log in again before and after).
     topology = with_pending(await engine.discover(instance), change)

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from keyturn.api import views
-from keyturn.core.errors import InvalidParameterValue
+from keyturn.core.errors import InvalidParameterValue, MissingParameter
 from keyturn.core.model import Product, Tenant
 from keyturn.core.ports import Page
 from keyturn.core.secrets import Secret
@@ -187,6 +187,27 @@ async def create_reset(call: Call) -> Answer:
         Secret(call.body["password"]),
     )
     return Answer(views.task(task), task_id=task.id)
+
+
+async def list_sessions(call: Call) -> Answer:
+    account = call.query.get("account")
+    if account is None:
+        raise MissingParameter("query parameter account is required")
+    report = await call.operator.sessions(
+        call.scope, call.path["instance_id"], account, since=_moment(call, "since")
+    )
+    return Answer(views.sessions(report))
+
+
+async def end_sessions(call: Call) -> Answer:
+    since = call.body.get("since")
+    report = await call.operator.end_sessions(
+        call.scope,
+        call.path["instance_id"],
+        call.body["account"],
+        since=_moment(replace(call, query={"since": since}), "since"),
+    )
+    return Answer(views.sessions(report))
 
 
 # ---------------------------------------------------------------------- tasks

@@ -134,6 +134,17 @@ ROUTES: tuple[Route, ...] = (
        "Reset an account's password; answers the queued task (poll it until it ends).",
        "instances", handler=h.create_reset, response="Task", status=202, body="NewReset",
        mutating=True),
+    _r("GET", "/instances/{instance_id}/sessions", "ListSessions",
+       "An account's open sessions on every node; those opened before its last rotation (or"
+       " `since`) may still use the old password.", "instances", handler=h.list_sessions,
+       response="SessionList",
+       query={"account": {"type": "string", "minLength": 1, "maxLength": 200,
+                          "description": "The account (required)."},
+              "since": {"type": "string", "maxLength": 64, "format": "date-time"}}),
+    _r("POST", "/instances/{instance_id}/sessions/end", "EndSessions",
+       "End an account's sessions opened before its last rotation (or `since`); audited with"
+       " the count.", "instances", handler=h.end_sessions, response="SessionList",
+       body="EndSessions", mutating=True),
     _r("GET", "/tasks", "ListTasks", "Tasks, newest first.", "tasks", handler=h.list_tasks,
        response="TaskList",
        query={**TENANT, "instance_id": {**ID, "description": "Only this instance's."},

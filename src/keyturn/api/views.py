@@ -16,6 +16,7 @@ from keyturn.core.model import AccessKey, Instance, Tenant
 from keyturn.core.ports import AccountInfo
 from keyturn.core.tasks import Task
 from keyturn.service.operator_scope import AuditRecordView, ChainView, InstanceHealth
+from keyturn.service.sessions import SessionReport
 
 
 def when(moment: datetime | None) -> str | None:
@@ -115,6 +116,32 @@ def account(value: AccountInfo) -> dict[str, Any]:
         "enabled": value.enabled,
         "password_free": value.password_free,
         "privilege": value.privilege,
+    }
+
+
+def sessions(report: SessionReport) -> dict[str, Any]:
+    return {
+        "instance": report.instance_id,
+        "account": report.account,
+        "since": when(report.since),
+        "items": [
+            {
+                "node": v.session.node,
+                "id": v.session.id,
+                "account": v.session.account,
+                "client_addr": v.session.client_addr,
+                "client_name": v.session.client_name,
+                "connected_at": when(v.session.connected_at),
+                "idle_seconds": v.session.idle_seconds,
+                "state": v.session.state,
+                "old": v.old,
+            }
+            for v in report.sessions
+        ],
+        "old": len(report.old),
+        "ended": report.ended,
+        "unreachable": [{"node": n, "reason": r} for n, r in report.unreachable],
+        "failures": [{"node": n, "reason": r} for n, r in report.failures],
     }
 
 

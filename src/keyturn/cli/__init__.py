@@ -1,6 +1,7 @@
 """The ``keyturn`` command line: ``serve``, ``sandbox``, ``migrate``, the inventory commands
-(``instances``, ``keys``, ``tenants``, ``policies``), ``nodes`` and ``admin-tokens``;
-``keyturn --version``. Each command resolves settings, runs one coroutine and prints with rich."""
+(``instances``, ``keys``, ``tenants``, ``policies``), ``nodes``, ``sessions``,
+``admin-tokens`` and ``secrets``; ``keyturn --version``. Each command resolves settings, runs
+one coroutine and prints with rich."""
 
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ from keyturn.cli import (
     nodes,
     policies,
     sandbox,
+    secrets,
     serve,
+    sessions,
     tls,
 )
 
@@ -61,7 +64,9 @@ app.add_typer(inventory.tenants, name="tenants")
 app.add_typer(policies.policies, name="policies")
 app.add_typer(audit.audit, name="audit")
 app.command("nodes")(nodes.nodes)
+app.command("sessions")(sessions.sessions)
 app.add_typer(admin_tokens.admin_tokens, name="admin-tokens")
+app.add_typer(secrets.secrets, name="secrets")
 
 
 def main() -> None:

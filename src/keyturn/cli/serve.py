@@ -209,6 +209,14 @@ async def prepare(runtime: Runtime, config: Path | None, *, recover: bool = True
             report.instances,
             report.removed,
         )
+        if services.secrets is not None:
+            made = await services.secrets.reconcile(inventory.secrets)
+            log.info(
+                "inventory secrets: %d created, %d updated, %d removed",
+                made.created,
+                made.updated,
+                made.removed,
+            )
     key = await services.admin.bootstrap()
     if key is not None:
         # Shown once on a terminal, else put in a 0600 file; never logged.

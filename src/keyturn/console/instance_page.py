@@ -4,6 +4,8 @@ a form in a ``<dialog>`` whose ``data-`` attributes carry the product's password
 (``core/passwords.py``), from which ``static/console.js`` generates a password in the browser;
 posted, the reset is queued through ``Operator.reset`` (the product's rules checked again),
 audited as ``console:ResetPassword``, and the dialog follows the task's JSON until it is final.
+Below, the sessions panel (``keyturn.console.sessions_panel``) shows who still uses an
+account's old password.
 
 The password a form posts goes straight into a ``Secret``: no page or JSON answer ever holds
 one, and a refused reset answers only why.
@@ -14,6 +16,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+from keyturn.console import sessions_panel
 from keyturn.console.html import Html, badge, field, table, tag
 from keyturn.console.layout import Outcome, layout, redirect, status_of, task_table, topology
 from keyturn.core.errors import DomainError
@@ -78,6 +81,7 @@ async def instance(visit: Visit, instance_id: str) -> Outcome:
             ),
             tag("button", "Reset a password…", type="button", id="open-reset", class_="primary"),
             _reset_dialog(visit, found, [a.name for a in accounts]),
+            await sessions_panel.panel(visit, found, [a.name for a in accounts]),
             tag("h2", "Its tasks"),
             task_table(own, id="instance-tasks"),
         )

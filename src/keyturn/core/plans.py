@@ -9,10 +9,16 @@ shards, watchers), then builds a ``ChangePlan``: ordered ``PlanStep``s that each
 change and know how to undo it, and ``Check``s that prove the result by logging in. The worker
 applies the steps in order, runs every check, and on any failure undoes the applied steps in
 reverse. Pure: the protocols are implemented by the engines.
+
+A change has a ``ChangeMode``: a reset replaces every credential of the account; an overlap
+rotation first ``ADD``s the new password beside the current one (both log in during a grace
+period) and later keeps only the new one (``KEEP_ONLY``). Engines with one password per
+account (PostgreSQL) overlap with a twin login role instead (``Engine.overlap_partner``).
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -21,12 +27,28 @@ from keyturn.core.model import Node, NodeRole
 from keyturn.core.secrets import Secret
 
 
+class ChangeMode(enum.StrEnum):
+    """How a change treats the account's other credentials."""
+
+    #: The password replaces every credential the account had (a reset).
+    REPLACE = "replace"
+    #: The password is added; the current one keeps working (an overlap rotation begins).
+    #: On an engine with one password per account the change names the twin role, whose
+    #: password is replaced while the other role keeps its own.
+    ADD = "add"
+    #: Only this password stays; every other one is dropped (the overlap ends). On an engine
+    #: with twin roles the other role's password is expired (``VALID UNTIL``).
+    KEEP_ONLY = "keep_only"
+
+
 @dataclass(frozen=True, slots=True)
 class Change:
-    """What a task does to one account: a new password, or none (password-free)."""
+    """What a task does to one account: a new password, or none (password-free), and how the
+    account's other credentials are treated."""
 
     account: str
     password: Secret | None
+    mode: ChangeMode = ChangeMode.REPLACE
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

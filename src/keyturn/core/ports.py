@@ -67,6 +67,36 @@ class ApplyResult:
     note: str = ""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Session:
+    """One open client connection of an account on one node, as the engine reports it: who
+    is still logged in (and so may still hold an old password). Never holds a credential."""
+
+    #: The node it is open on (``host:port``).
+    node: str
+    #: The engine's id for it: a Redis client id, a PostgreSQL backend pid, a MySQL
+    #: processlist id. What ``end_sessions`` takes.
+    id: str
+    account: str
+    #: The client's ``host:port`` as the engine sees it ("" when unknown: a unix socket).
+    client_addr: str = ""
+    #: The name the client gave itself (Redis ``CLIENT SETNAME``, PostgreSQL
+    #: ``application_name``, MySQL ``program_name`` connect attribute); "" when none.
+    client_name: str = ""
+    #: When the connection was opened (timezone-aware); None when the engine cannot tell
+    #: (MariaDB/MySQL report only the time in the current command).
+    connected_at: datetime | None = None
+    #: Seconds since the client's last command; None when unknown.
+    idle_seconds: float | None = None
+    #: What it is doing ("idle", "active", the last command...).
+    state: str = ""
+
+    def opened_before(self, instant: datetime) -> bool | None:
+        """Whether it was opened before ``instant`` (so it logged in with the password of
+        then); None when the engine could not tell when it was opened."""
+        return None if self.connected_at is None else self.connected_at < instant
+
+
 class Engine(Protocol):
     """One engine kind's driver: per-node operations, and the plans that change an instance.
 
@@ -107,6 +137,31 @@ class Engine(Protocol):
     async def verify(self, node: Node, account: str, password: Secret | None) -> None:
         """Prove on a fresh connection that ``password`` (None: no password) logs in and that
         no other credential does; raise ``VerificationFailed`` otherwise."""
+        ...
+
+    async def verify_logins(self, node: Node, account: str, passwords: Sequence[Secret]) -> None:
+        """Prove that each of ``passwords`` logs in as ``account`` on a fresh connection (an
+        overlap's grace period: old and new both work); other credentials are not checked.
+        ``VerificationFailed`` naming no password otherwise."""
+        ...
+
+    def overlap_partner(self, account: str) -> str | None:
+        """For an engine with one password per account (PostgreSQL), the twin login role an
+        overlap rotation alternates with (``app`` <-> ``app_clone``, as Alibaba KMS
+        ``DoubleUsers`` do); None where one account holds two passwords during an overlap
+        (Redis ACL users, MariaDB authentication chains, MySQL 8 dual passwords)."""
+        ...
+
+    async def list_sessions(self, node: Node, account: str) -> list[Session]:
+        """The account's open client connections on ``node`` (keyturn's own admin
+        connections excluded), oldest first; bounded by the engine's own client limit."""
+        ...
+
+    async def end_sessions(self, node: Node, account: str, ids: Sequence[str]) -> int:
+        """End those of ``ids`` (from ``list_sessions``) that are still open connections of
+        ``account`` on ``node`` (Redis ``CLIENT KILL ID .. USER ..``, ``pg_terminate_backend``,
+        MySQL ``KILL CONNECTION``); how many were ended. An id that is gone or belongs to
+        another account is skipped, not an error."""
         ...
 
     async def discover(self, instance: Instance) -> Topology:

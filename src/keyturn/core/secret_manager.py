@@ -19,6 +19,7 @@ from datetime import datetime, time, timedelta
 from typing import Final, Protocol
 
 from keyturn.core.errors import InvalidParameterValue
+from keyturn.core.model import Product
 from keyturn.core.ports import Page
 from keyturn.core.secrets import Secret
 
@@ -38,6 +39,15 @@ class SecretVendor(enum.StrEnum):
 
     TENCENT_SSM = "tencent-ssm"
     ALIBABA_KMS = "alibaba-kms"
+
+
+#: Which products each vendor's secret manager serves.
+VENDOR_PRODUCTS: Final = {
+    SecretVendor.TENCENT_SSM: frozenset(
+        {Product.TENCENT_REDIS, Product.TENCENT_POSTGRES, Product.TENCENT_TDMYSQL}
+    ),
+    SecretVendor.ALIBABA_KMS: frozenset({Product.ALIBABA_KVSTORE}),
+}
 
 
 class SecretSubType(enum.StrEnum):

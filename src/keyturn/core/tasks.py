@@ -49,6 +49,15 @@ class TaskKind(enum.StrEnum):
 
     RESET_PASSWORD = "reset_password"
     SET_PASSWORD_FREE = "set_password_free"
+    #: Overlap rotation, first half: the new password joins the current one
+    #: (``keyturn.core.plans.ChangeMode.ADD``).
+    ADD_PASSWORD = "add_password"
+    #: Overlap rotation, second half: only the task's password stays (``KEEP_ONLY``).
+    DROP_OLD_PASSWORDS = "drop_old_passwords"
+
+
+#: The two halves of an overlap rotation.
+OVERLAP_KINDS = frozenset({TaskKind.ADD_PASSWORD, TaskKind.DROP_OLD_PASSWORDS})
 
 
 class StepPhase(enum.StrEnum):

@@ -11,7 +11,7 @@ never an endpoint, an account or an error's text. Imports: ``keyturn.core`` only
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
@@ -19,7 +19,14 @@ from keyturn.core.errors import DomainError
 from keyturn.core.metrics import Metrics
 from keyturn.core.model import Instance, Node
 from keyturn.core.plans import Change, ChangePlan, Check, PlanStep, Topology
-from keyturn.core.ports import AccountInfo, ApplyResult, CredentialSnapshot, Engine, EngineInfo
+from keyturn.core.ports import (
+    AccountInfo,
+    ApplyResult,
+    CredentialSnapshot,
+    Engine,
+    EngineInfo,
+    Session,
+)
 from keyturn.core.secrets import Secret
 
 T = TypeVar("T")
@@ -118,6 +125,18 @@ class MeasuredEngine:
 
     async def verify(self, node: Node, account: str, password: Secret | None) -> None:
         await self._timer("verify", self.inner.verify(node, account, password))
+
+    async def verify_logins(self, node: Node, account: str, passwords: Sequence[Secret]) -> None:
+        await self._timer("verify_logins", self.inner.verify_logins(node, account, passwords))
+
+    def overlap_partner(self, account: str) -> str | None:
+        return self.inner.overlap_partner(account)
+
+    async def list_sessions(self, node: Node, account: str) -> list[Session]:
+        return await self._timer("list_sessions", self.inner.list_sessions(node, account))
+
+    async def end_sessions(self, node: Node, account: str, ids: Sequence[str]) -> int:
+        return await self._timer("end_sessions", self.inner.end_sessions(node, account, ids))
 
     async def discover(self, instance: Instance) -> Topology:
         return await self._timer("discover", self.inner.discover(instance))

@@ -53,6 +53,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
@@ -67,14 +68,17 @@ from keyturn.core.errors import (
     VerificationFailed,
 )
 from keyturn.core.model import EngineKind, Node, NodeAddress
-from keyturn.core.ports import AccountInfo, ApplyResult, CredentialSnapshot, EngineInfo
+from keyturn.core.plans import Change
+from keyturn.core.ports import AccountInfo, ApplyResult, CredentialSnapshot, EngineInfo, Session
 from keyturn.core.secrets import Secret
+from keyturn.engines import mysql_overlap, mysql_sessions
 from keyturn.engines.admin_pool import AdminPool
 from keyturn.engines.base import DEFAULT_TIMEOUT, check_timeout, engine_call
 from keyturn.engines.mysql_accounts import (
     ER_CANNOT_USER,
     NATIVE_PLUGIN,
     Row,
+    alter_statement,
     classify,
     errno_of,
     login_refused,
@@ -83,6 +87,7 @@ from keyturn.engines.mysql_accounts import (
     native_hash,
     shadowing_host,
     snapshot_data,
+    snapshot_of,
     split_account,
     text,
     wire_password,
@@ -124,9 +129,6 @@ _SUPERUSER: Final = (
 _MYSQL_NATIVE_ACTIVE: Final = (
     "SELECT PLUGIN_STATUS FROM information_schema.PLUGINS WHERE PLUGIN_NAME = %s"
 )
-_MARIADB_ALTER: Final = "ALTER USER %s@%s IDENTIFIED VIA {plugin} USING %s"
-_MYSQL_ALTER: Final = "ALTER USER %s@%s IDENTIFIED WITH {plugin} AS %s"
-#: A plugin name goes into the statement as a keyword, so it must be a plain identifier.
 
 
 @dataclass(slots=True)
@@ -214,9 +216,7 @@ class MySQLEngine(SqlEngine):
 
     async def snapshot(self, node: Node, account: str) -> CredentialSnapshot:
         async def op(admin: _Admin) -> CredentialSnapshot:
-            row = await self._target(node, admin, account)
-            data = {"plugin": row.plugin, "authentication_string": row.auth}
-            return CredentialSnapshot(account=account, data=data)
+            return snapshot_of(account, await self._target(node, admin, account))
 
         return await self._admins.run(node, "snapshot", op)
 
@@ -230,21 +230,75 @@ class MySQLEngine(SqlEngine):
                 raise UnsupportedFeature(
                     f"{node.address.endpoint} has no active mysql_native_password plugin"
                 )
-            await self._alter(node, admin, account, NATIVE_PLUGIN, native_hash(password))
+            await self._alter(node, admin, account, ((NATIVE_PLUGIN, native_hash(password)),))
             return ApplyResult(persisted=True)
 
         return await self._admins.run(node, "set password", op)
+
+    async def add_password(self, node: Node, account: str, password: Secret) -> ApplyResult:
+        async def op(admin: _Admin) -> ApplyResult:
+            if await self._replica(node, admin):
+                return REPLICATED
+            row = await self._target(node, admin, account)
+            found = mysql_overlap.addition(
+                node, mariadb=admin.mariadb, version=admin.version, row=row, password=password
+            )
+            if found is not None:
+                await self._alter(node, admin, account, found[0], statement=found[1])
+            return ApplyResult(persisted=True)
+
+        return await self._admins.run(node, "add password", op)
+
+    async def keep_only(self, node: Node, account: str, password: Secret) -> ApplyResult:
+        async def op(admin: _Admin) -> ApplyResult:
+            if await self._replica(node, admin):
+                return REPLICATED
+            await self._target(node, admin, account)
+            await self._alter(node, admin, account, ((NATIVE_PLUGIN, native_hash(password)),))
+            if not admin.mariadb:
+                await self._discard_old(node, admin, account)
+            return ApplyResult(persisted=True)
+
+        return await self._admins.run(node, "keep only one password", op)
+
+    async def verify_overlap(
+        self, node: Node, change: Change, snapshot: CredentialSnapshot | None
+    ) -> None:
+        if change.password is None:
+            raise UnsupportedFeature("MySQL accounts have no password-free mode here")
+        # A replica proves the new password only once it applied the change: verify waits.
+        await self.verify(node, change.account, change.password)
+
+        async def held(admin: _Admin) -> None:
+            row = await self._target(node, admin, change.account)
+            mysql_overlap.check_held(node, admin.mariadb, row, change, snapshot)
+
+        await self._admins.run(node, "check the credentials held", held)
+
+    async def list_sessions(self, node: Node, account: str) -> list[Session]:
+        async def op(admin: _Admin) -> list[Session]:
+            return await mysql_sessions.listed(admin.conn, node, account)
+
+        return await self._admins.run(node, "list sessions", op)
+
+    async def end_sessions(self, node: Node, account: str, ids: Sequence[str]) -> int:
+        async def op(admin: _Admin) -> int:
+            return await mysql_sessions.ended(admin.conn, account, ids)
+
+        return await self._admins.run(node, "end sessions", op)
 
     async def set_password_free(self, node: Node, account: str) -> ApplyResult:
         raise UnsupportedFeature("MySQL accounts have no password-free mode here")
 
     async def restore(self, node: Node, snapshot: CredentialSnapshot) -> ApplyResult:
-        plugin, auth = snapshot_data(snapshot)
+        alternatives = snapshot_data(snapshot)
 
         async def op(admin: _Admin) -> ApplyResult:
             if await self._replica(node, admin):
                 return REPLICATED
-            await self._alter(node, admin, snapshot.account, plugin, auth)
+            await self._alter(node, admin, snapshot.account, alternatives)
+            if snapshot.data.get("secondary") is None and not admin.mariadb:
+                await self._discard_old(node, admin, snapshot.account)
             return ApplyResult(persisted=True)
 
         return await self._admins.run(node, "restore", op)
@@ -379,10 +433,6 @@ class MySQLEngine(SqlEngine):
             raise AccountNotFound(f"the account does not exist on {endpoint}")
         if target.locked:
             raise AccountLocked(f"the account on {endpoint} is locked (ACCOUNT LOCK)")
-        if target.chained:
-            raise UnsupportedFeature(
-                f"the account on {endpoint} uses an authentication chain (IDENTIFIED VIA ... OR)"
-            )
         shadow = shadowing_host(target, rows)
         if shadow is not None:
             raise AccountShadowed(
@@ -390,15 +440,28 @@ class MySQLEngine(SqlEngine):
             )
         return target
 
-    async def _alter(self, node: Node, admin: _Admin, account: str, plugin: str, auth: str) -> None:
-        """``ALTER USER user@host IDENTIFIED VIA|WITH plugin USING|AS auth``; error 1396 (no
-        such account) is ``AccountNotFound``."""
+    async def _alter(
+        self,
+        node: Node,
+        admin: _Admin,
+        account: str,
+        alternatives: Sequence[tuple[str, str]],
+        *,
+        statement: str | None = None,
+    ) -> None:
+        """``ALTER USER user@host IDENTIFIED VIA|WITH plugin USING|AS auth [OR ...]`` (or
+        ``statement`` with user and host as its first arguments); error 1396 (no such account)
+        is ``AccountNotFound``."""
         endpoint = node.address.endpoint
         user, host = split_account(account)
-        template = _MARIADB_ALTER if admin.mariadb else _MYSQL_ALTER
+        if statement is None:
+            statement = alter_statement(admin.mariadb, alternatives)
+            args: tuple[str, ...] = (user, host, *(auth for _, auth in alternatives))
+        else:
+            args = (user, host, *(auth for _, auth in alternatives))
         try:
             async with admin.conn.cursor() as cur:
-                await cur.execute(template.format(plugin=plugin), (user, host, auth))
+                await cur.execute(statement, args)
             # What a replica must have applied before it can prove the change.
             position = await binlog_position(admin.conn, mariadb=admin.mariadb)
             self._positions.record(node.instance_id, position)
@@ -406,3 +469,8 @@ class MySQLEngine(SqlEngine):
             if errno_of(exc) == ER_CANNOT_USER:
                 raise AccountNotFound(f"the account does not exist on {endpoint}") from None
             raise
+
+    async def _discard_old(self, node: Node, admin: _Admin, account: str) -> None:
+        """MySQL 8.0.14+: drop a retained secondary password (a no-op without one)."""
+        if mysql_overlap.dual_passwords(admin.mariadb, admin.version):
+            await self._alter(node, admin, account, (), statement=mysql_overlap.DISCARD_OLD)

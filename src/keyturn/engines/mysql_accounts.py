@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -104,12 +104,23 @@ class Row:
     plugin: str
     auth: str
     locked: bool
-    chained: bool = False
     role: bool = False
+    #: Every (plugin, authentication string) the row accepts, in order: more than one for a
+    #: MariaDB authentication chain (``IDENTIFIED VIA a OR b``); empty means just
+    #: (``plugin``, ``auth``).
+    alternatives: tuple[tuple[str, str], ...] = ()
 
     @property
     def name(self) -> str:
         return f"{self.user}@{self.host}"
+
+    @property
+    def chained(self) -> bool:
+        return len(self.alternatives) > 1
+
+    @property
+    def credentials(self) -> tuple[tuple[str, str], ...]:
+        return self.alternatives or ((self.plugin, self.auth),)
 
 
 def text(value: Any) -> str:
@@ -128,14 +139,25 @@ def mariadb_row(user: Any, host: Any, priv: Any) -> Row:
         raise InternalError("mysql.global_priv holds an unreadable row") from None
     if not isinstance(data, dict):
         raise InternalError("mysql.global_priv holds an unreadable row")
+    first = (str(data.get("plugin") or NATIVE_PLUGIN), str(data.get("authentication_string") or ""))
+    # ``auth_or`` lists a chain's alternatives; ``{}`` stands for the top-level pair (a row
+    # once altered keeps ``[{}]``: one alternative, no chain).
+    chain = data.get("auth_or")
+    alternatives: list[tuple[str, str]] = []
+    for item in chain if isinstance(chain, list) else []:
+        if isinstance(item, dict) and item:
+            plugin = str(item.get("plugin") or NATIVE_PLUGIN)
+            alternatives.append((plugin, str(item.get("authentication_string") or "")))
+        else:
+            alternatives.append(first)
     return Row(
         user=text(user),
         host=text(host),
-        plugin=str(data.get("plugin") or NATIVE_PLUGIN),
-        auth=str(data.get("authentication_string") or ""),
+        plugin=first[0],
+        auth=first[1],
         locked=bool(data.get("account_locked", False)),
-        chained=bool(data.get("auth_or")),
         role=bool(data.get("is_role", False)),
+        alternatives=tuple(alternatives) if len(alternatives) > 1 else (),
     )
 
 
@@ -193,11 +215,60 @@ def shadowing_host(target: Row, rows: Iterable[Row]) -> str | None:
     return None
 
 
-def snapshot_data(snapshot: CredentialSnapshot) -> tuple[str, str]:
+def snapshot_of(account: str, row: Row, secondary: bool = False) -> CredentialSnapshot:
+    """What a rollback needs: the row's credential(s) as stored (``secondary``: MySQL 8 holds
+    a retained password beside it, which no statement can put back)."""
+    data: dict[str, Any] = {"plugin": row.plugin, "authentication_string": row.auth}
+    if row.chained:
+        data["alternatives"] = [list(pair) for pair in row.alternatives]
+    if secondary:
+        data["secondary"] = True
+    return CredentialSnapshot(account=account, data=data)
+
+
+def snapshot_data(snapshot: CredentialSnapshot) -> tuple[tuple[str, str], ...]:
+    """The (plugin, authentication string) alternatives a snapshot holds, checked."""
     plugin = snapshot.data.get("plugin")
     auth = snapshot.data.get("authentication_string")
     if not isinstance(plugin, str) or not isinstance(auth, str):
         raise InternalError("the credential snapshot is not one of MySQL")
-    if not PLUGIN_NAME.fullmatch(plugin):
-        raise InternalError("the credential snapshot names an invalid plugin")
-    return plugin, auth
+    found = [(plugin, auth)]
+    chain = snapshot.data.get("alternatives")
+    if chain is not None:
+        if not isinstance(chain, list) or not all(
+            isinstance(p, list) and len(p) == 2 and all(isinstance(v, str) for v in p)
+            for p in chain
+        ):
+            raise InternalError("the credential snapshot is not one of MySQL")
+        found = [(str(p[0]), str(p[1])) for p in chain]
+    for name, _ in found:
+        if not PLUGIN_NAME.fullmatch(name):
+            raise InternalError("the credential snapshot names an invalid plugin")
+    return tuple(found)
+
+
+def alter_statement(mariadb: bool, alternatives: Sequence[tuple[str, str]]) -> str:
+    """``ALTER USER %s@%s IDENTIFIED ...`` for these alternatives, their strings left as
+    ``%s`` for the driver to escape (plugin names are checked identifiers). MySQL has no
+    chains."""
+    if not alternatives:
+        raise InternalError("an account needs a credential")
+    for plugin, _ in alternatives:
+        if not PLUGIN_NAME.fullmatch(plugin):
+            raise InternalError("an invalid authentication plugin name")
+    if not mariadb:
+        if len(alternatives) != 1:
+            raise UnsupportedFeature("MySQL has no authentication chains")
+        return f"ALTER USER %s@%s IDENTIFIED WITH {alternatives[0][0]} AS %s"
+    chain = " OR ".join(f"{plugin} USING %s" for plugin, _ in alternatives)
+    return f"ALTER USER %s@%s IDENTIFIED VIA {chain}"
+
+
+def version_at_least(version: str, wanted: tuple[int, ...]) -> bool:
+    """Whether a ``VERSION()`` string (``10.11.6-MariaDB-log``, ``8.0.36``) is ``wanted`` or
+    later."""
+    numbers = re.match(r"(\d+)\.(\d+)\.?(\d*)", version)
+    if numbers is None:
+        return False
+    found = tuple(int(n) for n in numbers.groups() if n)
+    return found >= wanted

@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, Final, TypeVar
 
 import psycopg
@@ -45,8 +46,10 @@ from keyturn.core.errors import (
     VerificationFailed,
 )
 from keyturn.core.model import EngineKind, Node, NodeAddress
-from keyturn.core.ports import AccountInfo, ApplyResult, CredentialSnapshot, EngineInfo
+from keyturn.core.plans import Change, ChangeMode
+from keyturn.core.ports import AccountInfo, ApplyResult, CredentialSnapshot, EngineInfo, Session
 from keyturn.core.secrets import Secret
+from keyturn.engines import postgres_overlap, postgres_sessions
 from keyturn.engines.admin_pool import AdminPool
 from keyturn.engines.base import DEFAULT_TIMEOUT, check_timeout, close_quietly, engine_call
 from keyturn.engines.postgres_errors import classify, login_refused
@@ -196,7 +199,14 @@ class PostgresEngine(SqlEngine):
     async def snapshot(self, node: Node, account: str) -> CredentialSnapshot:
         async def op(admin: _Admin) -> CredentialSnapshot:
             # pg_authid is readable on a standby too, so this works on every node.
-            role = self._checked(node, admin, await self._role(admin, account))
+            role = await self._role(admin, account)
+            twin = await postgres_overlap.validity(admin.conn, postgres_overlap.partner(account))
+            if not role.exists and twin[0] and account.endswith(postgres_overlap.SUFFIX):
+                # An overlap's twin not made yet: its ADD makes it, its undo drops it.
+                data = postgres_overlap.absent_snapshot(account)
+                return CredentialSnapshot(account=account, data=data)
+            # A role whose password an overlap's end expired still has its next turn.
+            self._checked(node, admin, replace(role, expired=role.expired and not twin[0]))
             verifier: str | None = None
             readable = admin.superuser
             if readable:
@@ -213,6 +223,7 @@ class PostgresEngine(SqlEngine):
                 "verifier": verifier,
                 "verifier_readable": readable,
                 "superuser": role.superuser,
+                **await postgres_overlap.snapshot_extra(admin.conn, account),
             }
             return CredentialSnapshot(account=account, data=data)
 
@@ -244,10 +255,80 @@ class PostgresEngine(SqlEngine):
                 return REPLICATED
             if not readable:
                 raise EngineRejected("cannot restore: the previous verifier could not be read")
-            await self._alter(node, admin, account, verifier)
+            if not await postgres_overlap.restore_extra(admin.conn, account, dict(snapshot.data)):
+                await self._alter(node, admin, account, verifier)
+            else:
+                await self._record_position(node, admin)
             return ApplyResult(persisted=True)
 
         return await self._admins.run(node, "restore", op)
+
+    def overlap_partner(self, account: str) -> str | None:
+        return postgres_overlap.partner(account)
+
+    async def add_password(self, node: Node, account: str, password: Secret) -> ApplyResult:
+        """The overlap's new password on ``account`` (the twin made first when missing),
+        while its partner role keeps its own."""
+
+        async def op(admin: _Admin) -> ApplyResult:
+            if await self._in_recovery(admin):
+                return REPLICATED
+            role = await self._role(admin, account)
+            if role.exists:
+                self._checked(node, admin, replace(role, expired=False))
+            verifier = self._verifier(admin, account, password)
+            await self._guarded(
+                node, postgres_overlap.add(admin.conn, account, verifier, node.address.endpoint)
+            )
+            await self._record_position(node, admin)
+            return ApplyResult(persisted=True)
+
+        return await self._admins.run(node, "add password", op)
+
+    async def keep_only(self, node: Node, account: str, password: Secret) -> ApplyResult:
+        """The overlap ends: ``account`` keeps ``password``, its partner's password expires."""
+
+        async def op(admin: _Admin) -> ApplyResult:
+            if await self._in_recovery(admin):
+                return REPLICATED
+            self._checked(node, admin, await self._role(admin, account))
+            await self._alter(node, admin, account, self._verifier(admin, account, password))
+            await self._guarded(node, postgres_overlap.expire_partner(admin.conn, account))
+            await self._record_position(node, admin)
+            return ApplyResult(persisted=True)
+
+        return await self._admins.run(node, "keep only one password", op)
+
+    async def verify_overlap(
+        self, node: Node, change: Change, snapshot: CredentialSnapshot | None
+    ) -> None:
+        """``ADD``: the role logs in with the new password and its partner is still valid;
+        ``KEEP_ONLY``: the role logs in and its partner's password has expired."""
+        await self.verify(node, change.account, change.password)
+        other = postgres_overlap.partner(change.account)
+
+        async def partner_state(admin: _Admin) -> tuple[bool, bool]:
+            exists, _, _, expired = await postgres_overlap.validity(admin.conn, other)
+            return exists, expired
+
+        exists, expired = await self._admins.run(node, "check the twin role", partner_state)
+        endpoint = node.address.endpoint
+        if change.mode is ChangeMode.ADD and exists and expired:
+            raise VerificationFailed(f"the current role's password on {endpoint} has expired")
+        if change.mode is ChangeMode.KEEP_ONLY and exists and not expired:
+            raise VerificationFailed(f"the previous role's password on {endpoint} still works")
+
+    async def list_sessions(self, node: Node, account: str) -> list[Session]:
+        async def op(admin: _Admin) -> list[Session]:
+            return await postgres_sessions.listed(admin.conn, node, account)
+
+        return await self._admins.run(node, "list sessions", op)
+
+    async def end_sessions(self, node: Node, account: str, ids: Sequence[str]) -> int:
+        async def op(admin: _Admin) -> int:
+            return await postgres_sessions.ended(admin.conn, account, ids)
+
+        return await self._admins.run(node, "end sessions", op)
 
     async def verify(self, node: Node, account: str, password: Secret | None) -> None:
         if password is None:
@@ -382,13 +463,26 @@ class PostgresEngine(SqlEngine):
             statement = _ALTER_PASSWORD.format(sql.Identifier(account), sql.Literal(verifier))
         try:
             await admin.conn.execute(statement)
-            # Where a standby must have replayed up to before it can prove the change.
-            row = await self._one(admin, PRIMARY_POSITION)
-            if row and row[0] is not None:
-                self._positions.record(node.instance_id, str(row[0]))
+            await self._record_position(node, admin)
         except pg_errors.UndefinedObject:
             raise AccountNotFound(f"the role does not exist on {node.address.endpoint}") from None
         except pg_errors.InsufficientPrivilege:
             raise AccountPermissionDenied(
                 f"keyturn's admin may not change the role on {node.address.endpoint}"
+            ) from None
+
+    async def _record_position(self, node: Node, admin: _Admin) -> None:
+        """Where a standby must have replayed up to before it can prove the change."""
+        row = await self._one(admin, PRIMARY_POSITION)
+        if row and row[0] is not None:
+            self._positions.record(node.instance_id, str(row[0]))
+
+    @staticmethod
+    async def _guarded(node: Node, work: Awaitable[None]) -> None:
+        """``work`` with PostgreSQL's privilege error as the domain's."""
+        try:
+            await work
+        except pg_errors.InsufficientPrivilege:
+            raise AccountPermissionDenied(
+                f"keyturn's admin may not change the roles on {node.address.endpoint}"
             ) from None

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from keyturn.core.errors import (
@@ -25,13 +25,14 @@ from keyturn.core.errors import (
     AccountNotFound,
     AccountsUnsupported,
     InternalError,
+    UnsupportedFeature,
     VerificationFailed,
 )
 from keyturn.core.model import EngineKind, Instance, Node
 from keyturn.core.plans import Change, ChangePlan, Topology
-from keyturn.core.ports import AccountInfo, ApplyResult, CredentialSnapshot, EngineInfo
+from keyturn.core.ports import AccountInfo, ApplyResult, CredentialSnapshot, EngineInfo, Session
 from keyturn.core.secrets import Secret
-from keyturn.engines import redis_plan
+from keyturn.engines import redis_plan, redis_sessions
 from keyturn.engines.base import DEFAULT_TIMEOUT, check_timeout
 from keyturn.engines.redis_acl import (
     TAKEOVER_COMMANDS,
@@ -183,6 +184,51 @@ class RedisEngine:
 
         return await self._run(node, "set password", op)
 
+    async def add_password(self, node: Node, account: str, password: Secret) -> ApplyResult:
+        """``password`` beside the user's current ones (``ACL SETUSER u >new``, no
+        ``resetpass``): an overlap's first half. A replica logging in with the account
+        switches its ``masterauth`` to it, which its primary accepts by then."""
+
+        async def op(admin: RedisAdmin) -> ApplyResult:
+            if not admin.acl:
+                raise UnsupportedFeature(
+                    f"Redis {admin.version} on {node.address.endpoint} holds one password only"
+                )
+            state = await node_state(admin.client, account)
+            user = self._required(node, state.user)
+            if user.nopass:
+                raise UnsupportedFeature(
+                    f"the account on {node.address.endpoint} is password-free: nothing to overlap"
+                )
+            plain = password.reveal()
+            await cmd(admin.client, "ACL", "SETUSER", account, f">{plain}")
+            if state.authenticates_as(account):
+                await cmd(admin.client, "CONFIG", "SET", "masterauth", plain)
+            return await persist(node, admin, config=state.authenticates_as(account))
+
+        return await self._run(node, "add password", op)
+
+    async def verify_added(
+        self, node: Node, account: str, password: Secret, snapshot: CredentialSnapshot
+    ) -> None:
+        """After an ``ADD``: ``password`` logs in on a fresh connection, and the user still
+        holds every password hash ``snapshot`` saw (so the previous ones log in too)."""
+        endpoint = node.address.endpoint
+
+        async def held(admin: RedisAdmin) -> None:
+            user = await getuser(admin, account)
+            if user is None:
+                raise VerificationFailed(f"the account no longer exists on {endpoint}")
+            before = snapshot.data.get("passwords")
+            previous = {str(h) for h in before} if isinstance(before, list) else set()
+            if sha256_hex(password) not in user.passwords or not previous <= set(user.passwords):
+                raise VerificationFailed(
+                    f"{endpoint} does not hold both the new and the previous passwords"
+                )
+
+        await self._run(node, "verify", held)
+        await fresh_login(node.address, account, password, acl=True, timeout=self._timeout)
+
     async def set_password_free(self, node: Node, account: str) -> ApplyResult:
         async def op(admin: RedisAdmin) -> ApplyResult:
             if not admin.acl:
@@ -260,6 +306,25 @@ class RedisEngine:
         await asyncio.gather(
             self._run(node, "verify", state),
             fresh_login(node.address, account, password, acl=pooled.acl, timeout=self._timeout),
+        )
+
+    async def verify_logins(self, node: Node, account: str, passwords: Sequence[Secret]) -> None:
+        pooled = self._admins.pooled(node)
+        acl = pooled.acl if pooled is not None else True
+        for password in passwords:
+            await fresh_login(node.address, account, password, acl=acl, timeout=self._timeout)
+
+    def overlap_partner(self, account: str) -> str | None:
+        return None
+
+    async def list_sessions(self, node: Node, account: str) -> list[Session]:
+        return await self._run(
+            node, "CLIENT LIST", lambda admin: redis_sessions.listed(admin, node, account)
+        )
+
+    async def end_sessions(self, node: Node, account: str, ids: Sequence[str]) -> int:
+        return await self._run(
+            node, "CLIENT KILL", lambda admin: redis_sessions.ended(admin, account, ids)
         )
 
     async def password_matches(self, node: Node, account: str, password: Secret) -> bool:

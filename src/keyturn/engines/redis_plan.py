@@ -16,8 +16,15 @@ promoted it), the primary first adds the new password beside the old, each repli
 log in again; otherwise each node simply gets the new password. Under Sentinel every node may
 become a replica, so a primary without ``masterauth`` gets one too. Sentinels that log in with
 the account get the new ``auth-pass`` last. Every step's undo restores its node's snapshot;
-every data node is checked by a fresh login. Imports: ``keyturn.core``, ``keyturn.engines`` and
-redis-py (through the engine's modules).
+every data node is checked by a fresh login.
+
+An overlap rotation's ``ADD`` gives every node the new password beside the old ones (``ACL
+SETUSER u >new``, no ``resetpass``; replicas' ``masterauth`` and the sentinels' ``auth-pass``
+follow, since the primary accepts both by then) and drops nothing; its checks log in with the
+new password and prove the previous hashes are still held. ``KEEP_ONLY`` is a reset to the
+kept password (``resetpass`` and ``>keep`` in one ``ACL SETUSER``, staged through replicas as
+above) whose checks prove it is the only one left. Imports: ``keyturn.core``,
+``keyturn.engines`` and redis-py (through the engine's modules).
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from typing import TYPE_CHECKING
 
 from keyturn.core.errors import EngineRejected, InternalError
 from keyturn.core.model import Instance, Node, NodeAddress, NodeRole
-from keyturn.core.plans import Change, ChangePlan, Check, PlanStep, Topology
+from keyturn.core.plans import Change, ChangeMode, ChangePlan, Check, PlanStep, Topology
 from keyturn.core.ports import CredentialSnapshot
 from keyturn.engines import redis_topology
 from keyturn.engines.redis_acl import text
@@ -117,6 +124,10 @@ class SetPassword:
     async def apply(self) -> str:
         if self.change.password is None:
             result = await self.engine.set_password_free(self.node, self.change.account)
+        elif self.change.mode is ChangeMode.ADD:
+            result = await self.engine.add_password(
+                self.node, self.change.account, self.change.password
+            )
         else:
             result = await self.engine.set_password(
                 self.node, self.change.account, self.change.password
@@ -249,6 +260,27 @@ class LoginCheck:
         await self.engine.verify(self.node, self.change.account, self.change.password)
 
 
+@dataclass(frozen=True, slots=True)
+class AddedCheck:
+    """After an ``ADD``: a fresh login with the new password, and the old ones still held."""
+
+    engine: RedisEngine
+    node: Node
+    change: Change
+    snapshot: CredentialSnapshot
+
+    @property
+    def endpoint(self) -> str:
+        return self.node.endpoint
+
+    async def verify(self) -> None:
+        if self.change.password is None:
+            raise InternalError("an overlap needs a password")
+        await self.engine.verify_added(
+            self.node, self.change.account, self.change.password, self.snapshot
+        )
+
+
 def build_plan(
     engine: RedisEngine,
     topology: Topology,
@@ -273,16 +305,22 @@ def build_plan(
         # primary was snapshotted as a replica logging in with it, before a failover promoted
         # it: its replicas (the old primary among them) log in with the same account.
         staged = change.password is not None and bool(head.get(STAGED) or "masterauth" in head)
+        adding = change.mode is ChangeMode.ADD
         steps += [SetPassword(engine, node, change, snapshot(node)) for node in members]
         if topology.watchers and staged and head.get(STAGED) and "masterauth" not in head:
             # Sentinel may make this primary a replica at any time: it must log in to the node
             # promoted then, whose account holds only the new password.
             steps.append(FailoverLogin(engine, primary, change))
-        if staged and replicas:
+        if staged and replicas and not adding:
             steps.append(FinishStaged(engine, primary, replicas, change, snapshot(primary)))
     if topology.watchers:
         steps.append(SwitchSentinels(engine, topology.watchers, ordered, change))
-    checks: list[Check] = [LoginCheck(engine, node, change) for node in topology.nodes]
+    checks: list[Check] = [
+        AddedCheck(engine, node, change, snapshot(node))
+        if change.mode is ChangeMode.ADD
+        else LoginCheck(engine, node, change)
+        for node in topology.nodes
+    ]
     return ChangePlan(
         topology=topology,
         steps=tuple(steps),

@@ -9,7 +9,7 @@ subclasses ``SqlEngine``, sets ``engine_name`` and implements ``_login``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from keyturn.core.errors import UnsupportedFeature, VerificationFailed
@@ -49,6 +49,13 @@ class SqlEngine:
         except VerificationFailed:
             return False
         return True
+
+    async def verify_logins(self, node: Node, account: str, passwords: Sequence[Secret]) -> None:
+        for password in passwords:
+            await self._login(node, account, password)
+
+    def overlap_partner(self, account: str) -> str | None:
+        return None
 
     async def create_account(
         self, node: Node, account: str, password: Secret, *, read_only: bool

@@ -11,7 +11,14 @@ stopped old primary may come back still a primary): the discovery fails with
 ``EngineUnavailable`` and the worker retries it until the task's deadline, writing nothing
 meanwhile; two primaries (a split brain) are refused outright. Every node is then checked
 by a fresh login (a standby or replica first waits, bounded, until it replayed the change).
-Imports: ``keyturn.core`` only; the engines supply the I/O.
+
+An overlap rotation (``ChangeMode``) has the same shape: ``ADD`` puts the new password beside
+the current one (a MariaDB authentication chain, MySQL 8 ``RETAIN CURRENT PASSWORD``, or, on
+PostgreSQL, the twin role's password) and its checks log in with the new password and prove
+that the previous credentials are still held; ``KEEP_ONLY`` leaves only the given password (on
+PostgreSQL: the twin's password expires) and its checks prove nothing else is held. Every
+step's undo restores the primary's snapshot. Imports: ``keyturn.core`` only; the engines supply
+the I/O.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from typing import Protocol
 
 from keyturn.core.errors import EngineRejected, InternalError
 from keyturn.core.model import Instance, Node, NodeRole
-from keyturn.core.plans import Change, ChangePlan, Topology
+from keyturn.core.plans import Change, ChangeMode, ChangePlan, Topology
 from keyturn.core.ports import ApplyResult, CredentialSnapshot
 from keyturn.core.secrets import Secret
 
@@ -35,6 +42,21 @@ class SqlChanges(Protocol):
     async def restore(self, node: Node, snapshot: CredentialSnapshot) -> ApplyResult: ...
 
     async def verify(self, node: Node, account: str, password: Secret | None) -> None: ...
+
+    async def add_password(self, node: Node, account: str, password: Secret) -> ApplyResult:
+        """``password`` beside the account's current credential (the overlap begins)."""
+        ...
+
+    async def keep_only(self, node: Node, account: str, password: Secret) -> ApplyResult:
+        """Only ``password`` stays (the overlap ends)."""
+        ...
+
+    async def verify_overlap(
+        self, node: Node, change: Change, snapshot: CredentialSnapshot | None
+    ) -> None:
+        """After ``ADD``: the new password logs in and what ``snapshot`` held still is; after
+        ``KEEP_ONLY``: the password logs in and nothing else is held."""
+        ...
 
 
 async def discover_primary(
@@ -71,11 +93,16 @@ class SetOnPrimary:
         return self.node.endpoint
 
     async def apply(self) -> str:
-        if self.change.password is None:
+        password = self.change.password
+        if password is None:
             raise InternalError("SQL accounts always have a password")
-        result = await self.engine.set_password(
-            self.node, self.change.account, self.change.password
-        )
+        account, mode = self.change.account, self.change.mode
+        if mode is ChangeMode.ADD:
+            result = await self.engine.add_password(self.node, account, password)
+        elif mode is ChangeMode.KEEP_ONLY:
+            result = await self.engine.keep_only(self.node, account, password)
+        else:
+            result = await self.engine.set_password(self.node, account, password)
         return result.note
 
     async def undo(self) -> None:
@@ -87,13 +114,18 @@ class LoginCheck:
     engine: SqlChanges
     node: Node
     change: Change
+    #: The primary's snapshot: what an overlap's checks expect still held.
+    snapshot: CredentialSnapshot | None = None
 
     @property
     def endpoint(self) -> str:
         return self.node.endpoint
 
     async def verify(self) -> None:
-        await self.engine.verify(self.node, self.change.account, self.change.password)
+        if self.change.mode is ChangeMode.REPLACE:
+            await self.engine.verify(self.node, self.change.account, self.change.password)
+        else:
+            await self.engine.verify_overlap(self.node, self.change, self.snapshot)
 
 
 def build_plan(
@@ -111,6 +143,6 @@ def build_plan(
     return ChangePlan(
         topology=topology,
         steps=(SetOnPrimary(engine, primary, change, snapshot),),
-        checks=tuple(LoginCheck(engine, node, change) for node in topology.nodes),
+        checks=tuple(LoginCheck(engine, node, change, snapshot) for node in topology.nodes),
         snapshot_keys=(primary.endpoint,),
     )

@@ -1,4 +1,5 @@
-"""Inventory as code: tenants, access keys, named policies and instances in a TOML file.
+"""Inventory as code: tenants, access keys, named policies, instances and managed secrets
+(``[[secrets]]``, ``keyturn.service.inventory_secrets``) in a TOML file.
 
 Parsing is pure (``tomllib``); ``${NAME}`` in any string is replaced from the environment given,
 and a missing variable is an error naming the field and the variable, never a value. Policy
@@ -22,7 +23,9 @@ from typing import Any
 from keyturn.core.access import KeyPolicies, check_policy_name, validated_document
 from keyturn.core.errors import InvalidParameterValue
 from keyturn.core.model import Product
+from keyturn.core.secret_manager import SecretSpec
 from keyturn.core.secrets import Secret
+from keyturn.service.inventory_secrets import secret_spec
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -77,6 +80,8 @@ class Inventory:
     keys: tuple[KeySpec, ...] = ()
     instances: tuple[InstanceSpec, ...] = field(default_factory=tuple)
     policies: tuple[PolicySpec, ...] = ()
+    #: Managed secrets (``[[secrets]]``, ``keyturn.service.inventory_secrets``).
+    secrets: tuple[SecretSpec, ...] = ()
 
 
 def parse_inventory(text: str, env: Mapping[str, str]) -> Inventory:
@@ -109,7 +114,21 @@ def parse_inventory(text: str, env: Mapping[str, str]) -> Inventory:
     _unique("keys", [k.id for k in keys])
     _unique("instances", [i.id for i in instances])
     _unique("policies", [f"{p.tenant}/{p.name}" for p in policies])
-    return Inventory(tenants=tenants, keys=keys, instances=instances, policies=policies)
+    products = {(i.tenant, i.id): i.product for i in instances}
+    secrets: list[SecretSpec] = []
+    for where, table in reader.tables(doc, "secrets"):
+        try:
+            secrets.append(secret_spec(where, table, products))
+        except InvalidParameterValue as exc:
+            raise InventoryError(exc.message) from None
+    _unique("secrets", [f"{s.tenant_id}/{s.name}" for s in secrets])
+    return Inventory(
+        tenants=tenants,
+        keys=keys,
+        instances=instances,
+        policies=policies,
+        secrets=tuple(secrets),
+    )
 
 
 def expand_env(value: str, env: Mapping[str, str], where: str) -> str:

@@ -40,6 +40,7 @@ from keyturn.core.ports import AccountInfo, EngineRegistry, Page, Store
 from keyturn.core.secrets import Secret
 from keyturn.core.tasks import Task
 from keyturn.service.admin import Admin
+from keyturn.service.context import SystemClock
 from keyturn.service.operator_scope import (
     AuditReader,
     AuditRecordView,
@@ -51,6 +52,7 @@ from keyturn.service.operator_scope import (
 )
 from keyturn.service.queries import Queries
 from keyturn.service.resets import Resets
+from keyturn.service.sessions import AccountSessions, SessionReport
 
 #: The password rules of each product's reset API, which an admin API reset follows too.
 PASSWORD_POLICIES: dict[Product, PasswordPolicy] = {
@@ -72,6 +74,7 @@ class Operator:
         search: InstanceSearch,
         *,
         probe_timeout: float = 2.0,
+        sessions: AccountSessions | None = None,
     ) -> None:
         self._store = store
         self._engines = engines
@@ -81,6 +84,7 @@ class Operator:
         self._audit = audit
         self._search = search
         self._probe_timeout = probe_timeout
+        self._sessions = sessions or AccountSessions(store, engines, SystemClock())
 
     # ------------------------------------------------------------------ tenants
 
@@ -245,6 +249,23 @@ class Operator:
             password=password,
             policy=PASSWORD_POLICIES[instance.product],
         )
+
+    # ------------------------------------------------------------------ sessions
+
+    async def sessions(
+        self, scope: Scope, instance_id: str, account: str, *, since: datetime | None = None
+    ) -> SessionReport:
+        """The account's open sessions, those opened before its last rotation marked."""
+        instance = await self.instance(scope, instance_id)
+        return await self._sessions.find(instance, account, since=since)
+
+    async def end_sessions(
+        self, scope: Scope, instance_id: str, account: str, *, since: datetime | None = None
+    ) -> SessionReport:
+        """End the account's sessions that may still use the old password (audited)."""
+        instance = await self.instance(scope, instance_id)
+        actor = "admin-api" if scope.tenant_id is None else f"admin-api:{scope.tenant_id}"
+        return await self._sessions.end_old(instance, account, since=since, actor=actor)
 
     # ------------------------------------------------------------------ tasks
 

@@ -23,6 +23,7 @@ from keyturn.core.errors import (
     EngineRejected,
     EngineUnavailable,
     InternalError,
+    InvalidParameterValue,
     OperationInProgress,
     OperationTimedOut,
     PasswordFreeDenied,
@@ -33,7 +34,7 @@ from keyturn.core.model import Instance, Product
 from keyturn.core.passwords import PasswordPolicy
 from keyturn.core.ports import EngineInfo, EngineRegistry, Store
 from keyturn.core.secrets import Secret
-from keyturn.core.tasks import NewTask, Task, TaskKind, TaskState, TaskStep
+from keyturn.core.tasks import OVERLAP_KINDS, NewTask, Task, TaskKind, TaskState, TaskStep
 from keyturn.service import protection
 from keyturn.service.context import Caller
 from keyturn.service.queries import owned_instance
@@ -92,10 +93,14 @@ class Resets:
         account: str,
         password: Secret | None,
         policy: PasswordPolicy,
+        kind: TaskKind | None = None,
     ) -> Task:
         """Queue a reset of ``account`` to ``password`` (None: switch to password-free) and
-        answer at once with the task (Tencent Redis style)."""
-        task, _ = await self._queue(caller, product, instance_id, account, password, policy)
+        answer at once with the task (Tencent Redis style). ``kind`` ``ADD_PASSWORD`` or
+        ``DROP_OLD_PASSWORDS`` queues an overlap rotation's half instead (a password needed)."""
+        task, _ = await self._queue(
+            caller, product, instance_id, account, password, policy, kind=kind
+        )
         return task
 
     async def reset_password_and_wait(
@@ -108,14 +113,16 @@ class Resets:
         password: Secret | None,
         policy: PasswordPolicy,
         differ_from_current: bool = False,
+        kind: TaskKind | None = None,
     ) -> Task:
-        """Reset (None: switch to password-free) and answer only once the new credential is
+        """Reset (None: switch to password-free; ``kind``: an overlap's half, as
+        ``reset_password``) and answer only once the new credential is
         verified on every node (APIs that are synchronous at the vendor). A failure raises the
         domain error behind it, after the rollback; past the deadline, ``OperationTimedOut``
         while the task goes on. ``differ_from_current`` refuses the current password
         (``PasswordReused``)."""
         task, job = await self._queue(
-            caller, product, instance_id, account, password, policy, differ_from_current
+            caller, product, instance_id, account, password, policy, differ_from_current, kind
         )
         try:
             outcome = await asyncio.wait_for(self._outcome(task, job), self._sync_deadline)
@@ -158,7 +165,10 @@ class Resets:
         password: Secret | None,
         policy: PasswordPolicy,
         differ_from_current: bool = False,
+        kind: TaskKind | None = None,
     ) -> tuple[Task, asyncio.Future[Outcome]]:
+        if kind in OVERLAP_KINDS and password is None:
+            raise InvalidParameterValue("an overlap rotation needs a password")
         instance = await owned_instance(self._store, caller, product, instance_id)
         if password is None:
             if not instance.password_free_allowed:
@@ -177,7 +187,8 @@ class Resets:
             engine = self._engines.engine(instance.engine)
             if await engine.password_matches(instance.primary, account, password):
                 raise PasswordReused()
-        kind = TaskKind.RESET_PASSWORD if password is not None else TaskKind.SET_PASSWORD_FREE
+        if kind is None:
+            kind = TaskKind.RESET_PASSWORD if password is not None else TaskKind.SET_PASSWORD_FREE
         steps = tuple(
             TaskStep(ordinal=node.ordinal, endpoint=node.address.endpoint)
             for node in instance.nodes

@@ -22,13 +22,14 @@ from keyturn.core.errors import (
     DomainError,
     EngineRejected,
     InstanceNotFound,
-    UnsupportedFeature,
+    InvalidParameterValue,
     error_class,
 )
 from keyturn.core.model import Instance
 from keyturn.core.passwords import PRODUCT_POLICIES, generate
-from keyturn.core.ports import Clock, Store
+from keyturn.core.ports import Clock, EngineRegistry, Store
 from keyturn.core.secret_manager import (
+    VENDOR_PRODUCTS,
     FlowState,
     FlowTrigger,
     RotationFlow,
@@ -40,7 +41,7 @@ from keyturn.core.secret_manager import (
 )
 from keyturn.core.secret_schedule import after_success, backoff
 from keyturn.core.secrets import Secret
-from keyturn.core.tasks import TaskState
+from keyturn.core.tasks import TaskKind, TaskState
 from keyturn.service.accounts import Accounts
 from keyturn.service.context import Caller
 from keyturn.service.resets import Resets
@@ -61,10 +62,17 @@ class Rotator:
     """Start and end rotation flows."""
 
     def __init__(
-        self, repo: SecretRepo, store: Store, resets: Resets, accounts: Accounts, clock: Clock
+        self,
+        repo: SecretRepo,
+        store: Store,
+        engines: EngineRegistry,
+        resets: Resets,
+        accounts: Accounts,
+        clock: Clock,
     ) -> None:
         self._repo = repo
         self._store = store
+        self._engines = engines
         self._resets = resets
         self._accounts = accounts
         self._clock = clock
@@ -75,10 +83,10 @@ class Rotator:
         instance = await self._store.get_instance(spec.tenant_id, spec.instance_id)
         if str(instance.product) not in PRODUCT_POLICIES:
             raise InstanceNotFound()
-        if spec.overlap is not None:
-            # Overlap mode needs the engines' add/keep-only changes (the overlap work of
-            # issue 16); until they are wired here, refusing beats a silent replace.
-            raise UnsupportedFeature("overlap rotation is not available yet")
+        if instance.product not in VENDOR_PRODUCTS[spec.vendor]:
+            raise InvalidParameterValue(
+                f"{spec.vendor.value} secrets do not serve {instance.product.value} instances"
+            )
         return instance
 
     async def launch(
@@ -100,6 +108,7 @@ class Rotator:
             password = Secret(generate(policy))
         else:
             policy.check(password.reveal())
+        account, kind = await self._target(record, instance)
         now = self._clock.now()
         flow = RotationFlow(
             flow_id=new_id("flow-"),
@@ -109,7 +118,7 @@ class Rotator:
             trigger=trigger,
             created_at=now,
             version_id=new_id("v-"),
-            account=spec.account,
+            account=account,
             attempt=record.failures + 1,
         )
         version = SecretVersion(
@@ -138,10 +147,11 @@ class Rotator:
                     account=flow.account,
                     password=password,
                     policy=policy,
+                    kind=kind,
                 )
             except AccountNotFound:
-                if trigger is not FlowTrigger.CREATE:
-                    raise
+                if record.current_version is not None:
+                    raise  # the account went away under a live secret: say so, do not recreate
                 # "Created when missing": the account is made with the new password and its
                 # login proven on every node before the call returns.
                 await self._accounts.create(
@@ -164,6 +174,27 @@ class Rotator:
             extra={"flow_id": flow.flow_id, "task_id": task.id, "trigger": str(trigger)},
         )
         return flow.flow_id
+
+    async def _target(self, record: SecretRecord, instance: Instance) -> tuple[str, TaskKind]:
+        """The login the new password goes on and how. Replace mode, and any secret's first
+        version: the secret's account, replaced. Overlap mode: added beside the current one;
+        on an engine with one password per account (PostgreSQL) on the twin role the current
+        version does not use (``app`` <-> ``app_clone``), so both log in during the overlap."""
+        spec = record.spec
+        if spec.overlap is None or record.current_version is None:
+            return spec.account, TaskKind.RESET_PASSWORD
+        partner = self._engines.engine(instance.engine).overlap_partner(spec.account)
+        if partner is None:
+            return spec.account, TaskKind.ADD_PASSWORD
+        current = await self._version(record, record.current_version)
+        in_use = spec.account if current is None else current.account
+        return (partner if in_use == spec.account else spec.account), TaskKind.ADD_PASSWORD
+
+    async def _version(self, record: SecretRecord, version_id: str) -> SecretVersion | None:
+        for version in await self._repo.versions(record.tenant_id, record.name):
+            if version.version_id == version_id:
+                return version
+        return None
 
     async def settle(self, flow: RotationFlow) -> RotationFlow:
         """``flow`` as it stands once its task's end (if any) is applied to it."""
@@ -199,8 +230,34 @@ class Rotator:
         return ended
 
     async def drop_previous(self, flow: RotationFlow) -> None:
-        """Overlap mode's follow-up: only ``flow``'s password stays on the account."""
-        raise UnsupportedFeature("overlap rotation is not available yet")
+        """Overlap mode's follow-up, once the overlap ended: a durable task after which only
+        ``flow``'s password logs in (Redis/MySQL: the other passwords of the account are
+        dropped; PostgreSQL: the twin role's password expires). Nothing when a later rotation
+        has replaced ``flow``'s version meanwhile (its own follow-up does the dropping, and
+        dropping now would remove the current password)."""
+        record = await self._repo.get_secret(flow.tenant_id, flow.name)
+        if record.current_version != flow.version_id:
+            return
+        version = await self._version(record, flow.version_id)
+        if version is None:
+            return
+        instance = await self.instance_of(record.spec)
+        policy = PRODUCT_POLICIES[str(instance.product)]
+        caller = Caller(
+            tenant_id=flow.tenant_id, key_id=SYSTEM_KEY, request_id=f"{flow.flow_id}-drop"
+        )
+        task = await self._resets.reset_password(
+            caller,
+            product=instance.product,
+            instance_id=instance.id,
+            account=version.account,
+            password=version.password,
+            policy=policy,
+            kind=TaskKind.DROP_OLD_PASSWORDS,
+        )
+        log.info(
+            "previous password drop queued", extra={"flow_id": flow.flow_id, "task_id": task.id}
+        )
 
     def raise_failure(self, flow: RotationFlow) -> None:
         """Raise a failed flow's domain error (nothing for a success)."""

@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 TICK_EVERY = 1.0
 #: How long a node holds an overlap drop it claimed before another may take it over.
 DROP_CLAIM = timedelta(seconds=60)
+#: When a drop that could not be queued (engine down, a rotation running) is tried again.
+DROP_RETRY = timedelta(seconds=5)
 
 
 class SecretScheduler:
@@ -105,7 +107,8 @@ class SecretScheduler:
                 await self._rotator.drop_previous(flow)
             except DomainError as exc:
                 log.warning("could not drop the previous password: %s", exc.message)
-                await self._repo.claim_drop(flow.flow_id, expect=until, until=now + backoff(1))
+                retry = now + DROP_RETRY
+                await self._repo.claim_drop(flow.flow_id, expect=until, until=retry)
                 continue
             await self._repo.claim_drop(flow.flow_id, expect=until, until=None)
 

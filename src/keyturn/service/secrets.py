@@ -13,11 +13,15 @@ Flows are driven by ``keyturn.service.secret_rotation``; the periodic schedule b
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 
 from keyturn.core.errors import (
+    InternalError,
     InvalidParameterValue,
     OperationTimedOut,
+    SecretExists,
     SecretNotFound,
     SecretVersionNotFound,
 )
@@ -38,6 +42,18 @@ from keyturn.core.secret_schedule import anchor, slot_after
 from keyturn.core.secrets import Secret
 from keyturn.service.secret_rotation import Rotator
 
+INVENTORY = "inventory"
+
+
+@dataclass(slots=True)
+class SecretsReport:
+    """What an inventory reconciliation of secrets did."""
+
+    created: int = 0
+    updated: int = 0
+    removed: int = 0
+
+
 #: Seconds between reads of a flow while a synchronous create waits for its first version.
 POLL_EVERY = 0.1
 MAX_HISTORY = 1000
@@ -47,16 +63,25 @@ class SecretManager:
     """Managed secrets of every tenant, on one store shared by every node."""
 
     def __init__(
-        self, repo: SecretRepo, rotator: Rotator, clock: Clock, *, sync_deadline: float = 30.0
+        self,
+        repo: SecretRepo,
+        rotator: Rotator | None,
+        clock: Clock,
+        *,
+        sync_deadline: float = 30.0,
     ) -> None:
+        # Without a rotator (the CLI, which runs no engines) only reads, schedule changes and
+        # ``request_rotation`` work; a running node's scheduler does the rotating.
         self._repo = repo
-        self._rotator = rotator
+        self._rotator_or_none = rotator
         self._clock = clock
         self._sync_deadline = sync_deadline
 
     @property
-    def rotator(self) -> Rotator:
-        return self._rotator
+    def _rotator(self) -> Rotator:
+        if self._rotator_or_none is None:
+            raise InternalError("this process rotates no secrets (no engines)")
+        return self._rotator_or_none
 
     async def create_secret(
         self, spec: SecretSpec, *, password: Secret | None = None, wait: bool = True
@@ -132,9 +157,35 @@ class SecretManager:
         record = await self._repo.get_secret(tenant_id, name)
         return await self._rotator.launch(record, FlowTrigger.MANUAL)
 
+    async def request_rotation(self, tenant_id: str, name: str) -> datetime:
+        """Make the secret due now, so the next scheduler tick of any running node rotates it
+        (``keyturn secrets rotate-now``, which runs no engines itself); when it is due."""
+        record = await self._repo.get_secret(tenant_id, name)
+        now = self._clock.now()
+        if record.next_rotation_at is not None and record.next_rotation_at <= now:
+            return record.next_rotation_at
+        if record.next_rotation_at is None:
+            await self._repo.set_rotation(
+                tenant_id,
+                name,
+                enabled=record.rotation_enabled,
+                period=record.spec.rotation,
+                begin=record.spec.begin,
+                window=record.spec.window,
+                next_rotation_at=now,
+            )
+        elif not await self._repo.reschedule(
+            tenant_id, name, expect_next=record.next_rotation_at, next_rotation_at=now
+        ):
+            return await self.request_rotation(tenant_id, name)
+        return now
+
     async def describe_flow(self, tenant_id: str, flow_id: str) -> RotationFlow:
         """``RotationFlowNotFound`` if absent or another tenant's."""
-        return await self._rotator.settle(await self._repo.get_flow(tenant_id, flow_id))
+        flow = await self._repo.get_flow(tenant_id, flow_id)
+        if self._rotator_or_none is None:
+            return flow
+        return await self._rotator.settle(flow)
 
     async def wait_flow(self, tenant_id: str, flow_id: str) -> RotationFlow:
         """The flow once it ended; its failure raised as its domain error."""
@@ -226,10 +277,7 @@ class SecretManager:
         """The secret's rotation flows, newest first (at most ``limit``, capped at 1000)."""
         await self._repo.get_secret(tenant_id, name)
         limit = max(1, min(limit, MAX_HISTORY))
-        return [
-            await self._rotator.settle(f)
-            for f in await self._repo.flows(tenant_id, name, limit=limit)
-        ]
+        return await self._repo.flows(tenant_id, name, limit=limit)
 
     async def pause(self, tenant_id: str, name: str) -> RotationStatus:
         """Stop scheduled rotations (the period is kept for ``resume``)."""
@@ -243,6 +291,37 @@ class SecretManager:
         """Forget the secret and its versions (the account and its password stay)."""
         if not await self._repo.delete_secret(tenant_id, name):
             raise SecretNotFound()
+
+    async def reconcile(self, specs: Sequence[SecretSpec]) -> SecretsReport:
+        """Make the inventory's secrets (``source`` inventory) what ``specs`` says: new ones
+        are created (their first version set in the background: an engine that is down is
+        retried with backoff), changed ones updated (a changed schedule starts from its next
+        slot), ones no longer listed forgotten. Secrets made otherwise are left alone."""
+        report = SecretsReport()
+        existing, _ = await self._repo.list_secrets(None, source=INVENTORY)
+        by_key = {(r.tenant_id, r.name): r for r in existing}
+        wanted = {(s.tenant_id, s.name) for s in specs}
+        now = self._clock.now()
+        for spec in specs:
+            record = by_key.get((spec.tenant_id, spec.name))
+            if record is None:
+                try:
+                    await self.create_secret(spec, wait=False)
+                except SecretExists:
+                    continue  # declared by another source, or another node made it meanwhile
+                report.created += 1
+            elif record.spec != spec:
+                same_schedule = (record.spec.rotation, record.spec.begin) == (
+                    spec.rotation,
+                    spec.begin,
+                )
+                next_at = record.next_rotation_at if same_schedule else self.first_slot(spec, now)
+                await self._repo.update_spec(spec, next_rotation_at=next_at)
+                report.updated += 1
+        for key in by_key.keys() - wanted:
+            await self._repo.delete_secret(*key)
+            report.removed += 1
+        return report
 
     def first_slot(self, spec: SecretSpec, now: datetime) -> datetime | None:
         """The first scheduled slot after ``now`` (None without a period)."""

@@ -34,10 +34,10 @@ from keyturn.core.cluster import Fence
 from keyturn.core.errors import DomainError, LeaseLost, NotFound, StoreUnavailable
 from keyturn.core.metrics import NO_METRICS, Metrics
 from keyturn.core.model import Instance
-from keyturn.core.plans import Change
+from keyturn.core.plans import Change, ChangeMode
 from keyturn.core.ports import Clock, EngineRegistry, Store
 from keyturn.core.secrets import Secret
-from keyturn.core.tasks import ACTIVE_STATES, Task, TaskState
+from keyturn.core.tasks import ACTIVE_STATES, Task, TaskKind, TaskState
 from keyturn.service.checkpoints import NO_CHECKPOINTS, Checkpoints
 from keyturn.service.leases import UNLEASED, Held, Leases, TaskLease
 from keyturn.service.plan_runner import Ending, PlanRunner
@@ -45,6 +45,12 @@ from keyturn.service.plan_runner import Ending, PlanRunner
 log = logging.getLogger(__name__)
 #: Seconds between tries while the store is unavailable, doubling up to the second.
 _STORE_RETRY_FIRST, _STORE_RETRY_MAX = 0.5, 5.0
+
+#: The overlap rotation's task kinds and the change each makes; every other kind replaces.
+_MODES = {
+    TaskKind.ADD_PASSWORD: ChangeMode.ADD,
+    TaskKind.DROP_OLD_PASSWORDS: ChangeMode.KEEP_ONLY,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,7 +273,7 @@ class TaskWorker:
                 return gone, "unknown"
             password = await self._store.pending_password(task.id)
         engine = self._engines.engine(instance.engine)
-        change = Change(task.account, password)
+        change = Change(task.account, password, _MODES.get(task.kind, ChangeMode.REPLACE))
         if task.state is TaskState.PREPARING:
             ending = await self._runner.execute(task, instance, engine, change, lease)
         else:

@@ -1,0 +1,182 @@
+"""Who still uses the old password: an account's open sessions on every node of an instance,
+those opened before the last rotation marked, and (on request) ended with an audit record.
+
+The instance is discovered as it is now (``Engine.discover``: every data node, replicas and
+cluster shards included; sentinels hold no application sessions) and each node is asked for
+the account's sessions (``Engine.list_sessions``) concurrently; a node that cannot be asked is
+reported, not fatal. A session is *old* when it was opened before the instant given, by default
+the account's last rotation: the ``verified_at`` of its newest succeeded task (a reset or an
+overlap's first half) among the instance's ``TASK_SCAN`` newest tasks. Where the engine cannot
+tell when a session was opened (MariaDB/MySQL), ``old`` is None: possibly old. Ending ends the
+old and the possibly old ones (never one known to be newer) node by node
+(``Engine.end_sessions``, which re-checks each id is still the account's), and appends one
+audit event with the count (``keyturn:EndSessions``; the count is in its resource, as
+``.../sessions-ended/N``, since audit events have no free-text field). Ended sessions' clients
+usually reconnect, with whatever password they hold now.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from keyturn.core.audit import AuditEvent, AuditOutcome
+from keyturn.core.errors import DomainError
+from keyturn.core.model import Instance, Node
+from keyturn.core.ports import AuditLog, Clock, EngineRegistry, Page, Session, Store
+from keyturn.core.tasks import TaskKind, TaskState
+
+#: How many of the instance's newest tasks are searched for the account's last rotation.
+TASK_SCAN = 100
+_ROTATIONS = frozenset({TaskKind.RESET_PASSWORD, TaskKind.ADD_PASSWORD})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionView:
+    session: Session
+    #: Opened before the instant: True, False, or None when the engine cannot tell.
+    old: bool | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionReport:
+    instance_id: str
+    account: str
+    #: The instant sessions are compared with (the last rotation), None when unknown.
+    since: datetime | None
+    sessions: tuple[SessionView, ...] = ()
+    #: Nodes that could not be asked, with the reason (no secret in it).
+    unreachable: tuple[tuple[str, str], ...] = ()
+    #: How many sessions were ended, when ending was asked for.
+    ended: int | None = None
+    failures: tuple[tuple[str, str], ...] = field(default=())
+
+    @property
+    def old(self) -> tuple[SessionView, ...]:
+        """The sessions that may still use the old password (old or possibly old)."""
+        return tuple(v for v in self.sessions if v.old is not False)
+
+
+class AccountSessions:
+    """List and end an account's sessions."""
+
+    def __init__(
+        self, store: Store, engines: EngineRegistry, clock: Clock, audit: AuditLog | None = None
+    ) -> None:
+        self._store = store
+        self._engines = engines
+        self._clock = clock
+        self._audit = audit
+
+    async def last_rotation(self, instance: Instance, account: str) -> datetime | None:
+        """When the account's password last changed through keyturn (its newest succeeded
+        reset or overlap start), or None."""
+        found, _ = await self._store.list_tasks(
+            instance.tenant_id, instance_id=instance.id, page=Page(limit=TASK_SCAN)
+        )
+        for task in found:  # newest first
+            if (
+                task.account == account
+                and task.kind in _ROTATIONS
+                and task.state is TaskState.SUCCEED
+                and task.verified_at is not None
+            ):
+                return task.verified_at
+        return None
+
+    async def find(
+        self, instance: Instance, account: str, *, since: datetime | None = None
+    ) -> SessionReport:
+        if since is None:
+            since = await self.last_rotation(instance, account)
+        engine = self._engines.engine(instance.engine)
+        topology = await engine.discover(instance)
+
+        async def ask(node: Node) -> list[Session] | DomainError:
+            try:
+                return await engine.list_sessions(node, account)
+            except DomainError as exc:
+                return exc
+
+        answers = await asyncio.gather(*(ask(n) for n in topology.nodes))
+        views: list[SessionView] = []
+        unreachable: list[tuple[str, str]] = []
+        for node, answer in zip(topology.nodes, answers, strict=True):
+            if isinstance(answer, DomainError):
+                unreachable.append((node.endpoint, answer.message))
+                continue
+            views += [
+                SessionView(session=s, old=None if since is None else s.opened_before(since))
+                for s in answer
+            ]
+        return SessionReport(
+            instance_id=instance.id,
+            account=account,
+            since=since,
+            sessions=tuple(views),
+            unreachable=tuple(unreachable),
+        )
+
+    async def end_old(
+        self,
+        instance: Instance,
+        account: str,
+        *,
+        since: datetime | None = None,
+        actor: str = "cli",
+        source: str = "",
+    ) -> SessionReport:
+        """End the sessions that may still use the old password; the report of what was
+        listed, with ``ended``."""
+        report = await self.find(instance, account, since=since)
+        engine = self._engines.engine(instance.engine)
+        topology = await engine.discover(instance)
+        nodes = {n.endpoint: n for n in topology.nodes}
+        by_node: dict[str, list[str]] = {}
+        for view in report.old:
+            by_node.setdefault(view.session.node, []).append(view.session.id)
+        ended, failures = 0, []
+        for endpoint, ids in by_node.items():
+            node = nodes.get(endpoint)
+            if node is None:
+                failures.append((endpoint, "the node is no longer part of the instance"))
+                continue
+            try:
+                ended += await engine.end_sessions(node, account, ids)
+            except DomainError as exc:
+                failures.append((endpoint, exc.message))
+        await self._record(
+            instance, account, ended, failed=bool(failures), actor=actor, source=source
+        )
+        return SessionReport(
+            instance_id=report.instance_id,
+            account=account,
+            since=report.since,
+            sessions=report.sessions,
+            unreachable=report.unreachable,
+            ended=ended,
+            failures=tuple(failures),
+        )
+
+    async def _record(
+        self, instance: Instance, account: str, ended: int, *, failed: bool, actor: str, source: str
+    ) -> None:
+        if self._audit is None:
+            return
+        await self._audit.append(
+            AuditEvent(
+                at=self._clock.now(),
+                tenant_id=instance.tenant_id,
+                key_id=actor,
+                source_ip=source,
+                user_agent="keyturn",
+                vendor="keyturn",
+                action="keyturn:EndSessions",
+                neutral_action="end_sessions",
+                resource=f"instance/{instance.id}/account/{account}/sessions-ended/{ended}",
+                outcome=AuditOutcome.FAILED if failed else AuditOutcome.SUCCEEDED,
+                request_id=uuid.uuid4().hex,
+            )
+        )

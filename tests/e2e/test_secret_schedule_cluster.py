@@ -1,0 +1,132 @@
+"""Scheduled rotation on a cluster: two ``keyturn serve`` nodes on one PostgreSQL store, two
+secrets of the same Redis account on one short schedule. Each period's slot of each secret
+fires exactly once (both nodes tick every 0.2 s; each flow falls in its own slot), and the two
+secrets never rotate their shared account at the same time (one waits for the other's flow to
+end)."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import redis
+
+from keyturn.core.secret_manager import (
+    FlowState,
+    FlowTrigger,
+    RotationFlow,
+    SecretSpec,
+    SecretVendor,
+    VersionStage,
+)
+from keyturn.service.context import SystemClock
+from keyturn.service.secrets import SecretManager
+from keyturn.store.secrets import SqlSecrets
+from keyturn.store.sql import SqlStore
+from tests.support.keyturn_cluster import KeyturnCluster
+from tests.support.keyturn_server import TENANT
+from tests.support.logins import can_login
+from tests.support.passwords import USED_PASSWORDS, new_password
+from tests.support.redis_server import RedisServer
+
+pytestmark = pytest.mark.engine
+
+INSTANCE = "crs-secretcluster"
+NAMES = ("orders-a", "orders-b")
+PERIOD = 2.0
+RUN = 11.0
+
+
+def test_each_slot_fires_once_across_two_nodes(
+    make_cluster: Callable[..., KeyturnCluster], redis_server: RedisServer
+) -> None:
+    cluster = make_cluster(size=2, extra_env={"KEYTURN_SECRET_TICK": "0.2"})
+    admin = redis.Redis(port=redis_server.port, password=redis_server.password, protocol=2)
+    try:
+        admin.execute_command(
+            "ACL",
+            "SETUSER",
+            "app",
+            "on",
+            f">{new_password()}",
+            "~*",
+            "+@read",
+            "+@write",
+            "+@connection",
+        )
+    finally:
+        admin.close()
+    cluster.add_instance(INSTANCE, [redis_server.admin_url()])
+    first = datetime.now(UTC) + timedelta(seconds=1)
+
+    async def create(store: SqlStore) -> None:
+        repo = SqlSecrets(store.db)
+        for name in NAMES:
+            spec = SecretSpec(
+                tenant_id=TENANT,
+                name=name,
+                vendor=SecretVendor.TENCENT_SSM,
+                instance_id=INSTANCE,
+                account="app",
+                rotation=timedelta(seconds=PERIOD),
+            )
+            await repo.insert_secret(spec, created_at=first, next_rotation_at=first)
+
+    cluster.admin.with_store(create)
+    time.sleep(RUN)
+
+    async def pause(store: SqlStore) -> int:
+        manager = SecretManager(SqlSecrets(store.db), None, SystemClock())
+        for name in NAMES:
+            await manager.pause(TENANT, name)
+        return len(await SqlSecrets(store.db).unfinished_flows())
+
+    deadline = time.monotonic() + 10
+    while cluster.admin.with_store(pause) and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+    async def read(store: SqlStore) -> dict[str, list[RotationFlow]]:
+        repo = SqlSecrets(store.db)
+        return {name: await repo.flows(TENANT, name, limit=1000) for name in NAMES}
+
+    flows = cluster.admin.with_store(read)
+    everything = sorted(
+        (f for name in NAMES for f in flows[name] if f.finished_at is not None),
+        key=lambda f: f.created_at,
+    )
+    slots = int(RUN // PERIOD)
+    assert all(f.finished_at is not None for name in NAMES for f in flows[name])
+    for name in NAMES:
+        done = sorted(flows[name], key=lambda f: f.created_at)
+        assert all(f.trigger is FlowTrigger.SCHEDULE for f in done), [
+            (f.trigger, f.state, f.message, f.created_at) for f in done
+        ]
+        assert all(f.state is FlowState.SUCCEEDED for f in done if f.finished_at), done
+        # About one per period, never two for one slot: consecutive flows a period apart.
+        assert slots - 2 <= len(done) <= slots + 2, [f.created_at for f in done]
+        # A flow fires its slot at or after it, before the next one (a flow late behind the
+        # other secret's still fires within its period): one flow per slot.
+        slot_of = [int((f.created_at - first).total_seconds() // PERIOD) for f in done]
+        assert len(set(slot_of)) == len(slot_of), slot_of
+        assert all(f.created_at >= first for f in done)
+    # The two secrets hold one account: their rotations never overlapped in time.
+    for a, b in itertools.pairwise(everything):
+        assert a.finished_at is not None and a.finished_at <= b.created_at, (a, b)
+
+    async def current(store: SqlStore) -> list[str]:
+        repo = SqlSecrets(store.db)
+        found = []
+        for name in NAMES:
+            for version in await repo.versions(TENANT, name):
+                USED_PASSWORDS.append(version.password.reveal())
+                if VersionStage.CURRENT in version.stages:
+                    found.append(version.password.reveal())
+        return found
+
+    passwords = cluster.admin.with_store(current)
+    # The account's password is the one of whichever secret rotated last.
+    last = everything[-1]
+    assert any(can_login(redis_server.port, p, user="app") for p in passwords), last

@@ -1,0 +1,156 @@
+"""Unit tests of the sessions use case (``keyturn.service.sessions``) without I/O: the last
+rotation is the newest succeeded reset or overlap start of that account; sessions are marked old
+against it (unknown where the engine cannot tell); a node that cannot be asked is reported,
+not fatal; ending asks each node only for its own old and possibly-old ids, never a newer one,
+and records one audit event with the count."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+from keyturn.core.audit import AuditEvent, AuditOutcome
+from keyturn.core.errors import EngineUnavailable
+from keyturn.core.model import Instance, Node, NodeRole
+from keyturn.core.plans import Topology
+from keyturn.core.ports import Page, Session
+from keyturn.core.tasks import Task, TaskKind, TaskState
+from keyturn.service.sessions import AccountSessions
+from tests.support.fakes import FakeClock, fake_instance
+
+T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+
+def task(kind: TaskKind, state: TaskState, at: datetime, account: str = "app") -> Task:
+    return Task(
+        id=1,
+        tenant_id="1300000001",
+        instance_id="crs-fake0001",
+        account=account,
+        kind=kind,
+        state=state,
+        message="",
+        request_id="r",
+        steps=(),
+        created_at=at,
+        verified_at=at,
+    )
+
+
+@dataclass
+class Tasks:
+    found: list[Task]
+
+    async def list_tasks(
+        self, tenant_id: str, *, instance_id: str | None, page: Page, **_: Any
+    ) -> tuple[list[Task], int]:
+        return self.found[: page.limit], len(self.found)
+
+
+@dataclass
+class Engine:
+    """Two nodes; the second one is down when ``down``."""
+
+    nodes: tuple[Node, ...]
+    sessions: dict[str, list[Session]]
+    down: bool = False
+    ended: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
+
+    async def discover(self, instance: Instance) -> Topology:
+        return Topology(nodes=self.nodes)
+
+    async def list_sessions(self, node: Node, account: str) -> list[Session]:
+        if self.down and node is self.nodes[1]:
+            raise EngineUnavailable(f"{node.endpoint} is not reachable")
+        return self.sessions.get(node.endpoint, [])
+
+    async def end_sessions(self, node: Node, account: str, ids: Sequence[str]) -> int:
+        self.ended.append((node.endpoint, tuple(ids)))
+        return len(ids)
+
+
+@dataclass
+class Registry:
+    driver: Engine
+
+    def engine(self, kind: object) -> Engine:
+        return self.driver
+
+
+@dataclass
+class Audit:
+    events: list[AuditEvent] = field(default_factory=list)
+
+    async def append(self, event: AuditEvent) -> None:
+        self.events.append(event)
+
+
+def setup(tasks: list[Task], *, down: bool = False) -> tuple[AccountSessions, Engine, Audit]:
+    instance = fake_instance()
+    primary = replace(instance.nodes[0], role=NodeRole.PRIMARY)
+    replica = replace(
+        primary, ordinal=1, address=replace(primary.address, port=6380), role=NodeRole.REPLICA
+    )
+
+    def s(node: Node, sid: str, at: datetime | None) -> Session:
+        return Session(node=node.endpoint, id=sid, account="app", connected_at=at)
+
+    engine = Engine(
+        (primary, replica),
+        {
+            primary.endpoint: [
+                s(primary, "1", T0 - timedelta(hours=1)),
+                s(primary, "2", T0 + timedelta(minutes=5)),
+            ],
+            replica.endpoint: [s(replica, "9", None)],
+        },
+        down=down,
+    )
+    audit = Audit()
+    use = AccountSessions(
+        cast(Any, Tasks(tasks)), cast(Any, Registry(engine)), FakeClock(T0), cast(Any, audit)
+    )
+    return use, engine, audit
+
+
+async def test_the_last_rotation_is_the_newest_succeeded_one_of_the_account() -> None:
+    tasks = [
+        task(TaskKind.RESET_PASSWORD, TaskState.FAILED, T0 + timedelta(hours=2)),
+        task(TaskKind.RESET_PASSWORD, TaskState.SUCCEED, T0 + timedelta(hours=1), "other"),
+        task(TaskKind.DROP_OLD_PASSWORDS, TaskState.SUCCEED, T0 + timedelta(minutes=30)),
+        task(TaskKind.ADD_PASSWORD, TaskState.SUCCEED, T0),
+        task(TaskKind.RESET_PASSWORD, TaskState.SUCCEED, T0 - timedelta(days=1)),
+    ]
+    use, _, _ = setup(tasks)
+    assert await use.last_rotation(fake_instance(), "app") == T0
+    assert await use.last_rotation(fake_instance(), "nobody") is None
+
+
+async def test_sessions_are_marked_against_the_rotation() -> None:
+    use, _, _ = setup([task(TaskKind.RESET_PASSWORD, TaskState.SUCCEED, T0)])
+    report = await use.find(fake_instance(), "app")
+    assert report.since == T0
+    assert {v.session.id: v.old for v in report.sessions} == {"1": True, "2": False, "9": None}
+    assert [v.session.id for v in report.old] == ["1", "9"]
+    unknown = await setup([])[0].find(fake_instance(), "app")
+    assert unknown.since is None and all(v.old is None for v in unknown.sessions)
+
+
+async def test_a_node_that_cannot_be_asked_is_reported() -> None:
+    use, _, _ = setup([], down=True)
+    report = await use.find(fake_instance(), "app", since=T0)
+    assert [v.session.id for v in report.sessions] == ["1", "2"]
+    assert len(report.unreachable) == 1 and "not reachable" in report.unreachable[0][1]
+
+
+async def test_ending_ends_only_old_sessions_per_node_and_is_audited() -> None:
+    use, engine, audit = setup([task(TaskKind.RESET_PASSWORD, TaskState.SUCCEED, T0)])
+    report = await use.end_old(fake_instance(), "app", actor="unit")
+    assert report.ended == 2 and not report.failures
+    assert sorted(engine.ended) == sorted([("127.0.0.1:6379", ("1",)), ("127.0.0.1:6380", ("9",))])
+    [event] = audit.events
+    assert event.outcome is AuditOutcome.SUCCEEDED and event.key_id == "unit"
+    assert event.action == "keyturn:EndSessions"
+    assert event.resource.endswith("/account/app/sessions-ended/2")

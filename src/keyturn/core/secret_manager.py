@@ -46,7 +46,11 @@ VENDOR_PRODUCTS: Final = {
     SecretVendor.TENCENT_SSM: frozenset(
         {Product.TENCENT_REDIS, Product.TENCENT_POSTGRES, Product.TENCENT_TDMYSQL}
     ),
-    SecretVendor.ALIBABA_KMS: frozenset({Product.ALIBABA_KVSTORE}),
+    # KMS ``Redis`` secrets on kvstore instances; ``Rds`` ones on the SQL engines (keyturn
+    # has no Alibaba SQL product: the tenant's PostgreSQL and MySQL/MariaDB instances).
+    SecretVendor.ALIBABA_KMS: frozenset(
+        {Product.ALIBABA_KVSTORE, Product.TENCENT_POSTGRES, Product.TENCENT_TDMYSQL}
+    ),
 }
 
 

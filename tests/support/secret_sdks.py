@@ -123,15 +123,18 @@ def kms_create(
     instance_id: str,
     account: str,
     sub_type: str = "SingleUser",
+    custom: dict[str, Any] | None = None,
     **fields: Any,
 ) -> Any:
+    """CreateSecret of a database secret; ``custom`` is its ExtendedConfig's CustomData
+    (keyturn reads ``Overlap`` there)."""
     key = "DBInstanceId" if secret_type == "Rds" else "InstanceId"
     request = kms_models.CreateSecretRequest(
         secret_name=name,
         version_id="v1",
         secret_type=secret_type,
         secret_data=json.dumps({"AccountName": account, "AccountPassword": ""}),
-        extended_config={key: instance_id, "SecretSubType": sub_type},
+        extended_config={key: instance_id, "SecretSubType": sub_type, "CustomData": custom or {}},
         **fields,
     )
     return client.create_secret(request).body

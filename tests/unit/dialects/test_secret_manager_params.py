@@ -193,7 +193,7 @@ def test_kms_overlap_in_custom_data() -> None:
     assert found.overlap == timedelta(minutes=10)
     written = json.loads(k.extended_config("Redis", "r-1", found.sub_type, found.overlap))
     assert written["CustomData"] == {"Overlap": "600s"}
-    customs: list[object] = [[], {"Overlap": 10}, {"Overlap": "31d"}, {"Overlap": "x"}]
+    customs: list[object] = [[], {"Overlap": 10}, {"Overlap": "1x"}, {"Overlap": "x" * 40}]
     for custom in customs:
         bad = json.dumps({"InstanceId": "r-1", "CustomData": custom})
         with pytest.raises(InvalidParameterValue):
@@ -266,3 +266,20 @@ def test_policies_name_secrets() -> None:
     assert not decide(
         [ram], "kms:GetSecretValue", KMS.resource_name("cn-hangzhou", "1300000002", "orders-1")
     ).allowed
+
+
+def test_ssm_overlap_tag() -> None:
+    tag = {"TagKey": "keyturn:overlap", "TagValue": "10m"}
+    assert p.overlap(Params({})) is None
+    assert p.overlap(Params({"Tags": [{"TagKey": "env", "TagValue": "x"}]})) is None
+    assert p.overlap(Params({"Tags": [tag]})) == timedelta(minutes=10)
+    bad: list[object] = [
+        "x",
+        [1],
+        [tag] * 51,
+        [{"TagKey": "keyturn:overlap", "TagValue": 5}],
+        [{"TagKey": "keyturn:overlap", "TagValue": "soon"}],
+    ]
+    for tags in bad:
+        with pytest.raises(DomainError):
+            p.overlap(Params({"Tags": tags}))

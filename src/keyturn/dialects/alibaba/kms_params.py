@@ -22,6 +22,7 @@ from typing import Any, Final
 from keyturn.core.errors import InvalidParameter, InvalidParameterValue, MissingParameter
 from keyturn.core.secret_manager import SecretSubType
 from keyturn.dialects.alibaba.params import Params
+from keyturn.service.inventory_secrets import parse_duration
 
 SECRET_TYPES: Final = ("Rds", "Redis")
 SECRET_NAME: Final = re.compile(r"[A-Za-z0-9_/+=.@-]{1,192}")
@@ -158,8 +159,9 @@ def database_secret(params: Params) -> DatabaseSecret:
 
 
 def _overlap(config: dict[str, Any]) -> timedelta | None:
-    """``CustomData.Overlap`` (``10m``, ``1h``...): KMS leaves CustomData to its user, and
-    keyturn reads its overlap there, so the unchanged SDK can ask for zero-downtime rotation."""
+    """``CustomData.Overlap`` (``10m``, ``1h``..., as the inventory's ``overlap``): KMS leaves
+    CustomData to its user, and keyturn reads its overlap there, so the unchanged SDK can ask
+    for zero-downtime rotation (its bounds are the secret spec's)."""
     custom = config.get("CustomData")
     if custom is None or custom == {}:
         return None
@@ -168,15 +170,9 @@ def _overlap(config: dict[str, Any]) -> timedelta | None:
     value = custom.get("Overlap")
     if value is None:
         return None
-    match = INTERVAL.fullmatch(value) if isinstance(value, str) else None
-    if match is None:
-        raise InvalidParameterValue(
-            "ExtendedConfig.CustomData.Overlap must be a number with a unit: d, h, m or s."
-        )
-    seconds = int(match[1]) * _UNITS[match[2]]
-    if seconds > 30 * 86400:
-        raise InvalidParameterValue("ExtendedConfig.CustomData.Overlap is at most 30 days.")
-    return timedelta(seconds=seconds)
+    if not isinstance(value, str) or len(value) > 32:
+        raise InvalidParameterValue("ExtendedConfig.CustomData.Overlap must be a duration.")
+    return parse_duration(value, "ExtendedConfig.CustomData.Overlap")
 
 
 def extended_config(

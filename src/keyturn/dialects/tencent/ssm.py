@@ -75,6 +75,7 @@ async def create_product_secret(services: Services, caller: Caller, params: Para
         rotation=period if enabled else None,
         begin=begin.time() if begin is not None else None,
         description=p.description(params),
+        overlap=p.overlap(params),
         source="api",
     )
     # SSM creates asynchronously: the answer's FlowID is followed with DescribeAsyncRequestInfo.

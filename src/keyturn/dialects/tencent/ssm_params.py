@@ -19,9 +19,10 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-from keyturn.core.errors import InvalidParameterValue
+from keyturn.core.errors import InvalidParameter, InvalidParameterValue
 from keyturn.core.model import Product
 from keyturn.dialects.tencent.params import Params
+from keyturn.service.inventory_secrets import parse_duration
 
 #: SSM's ProductName values -> the keyturn product whose instances they name.
 PRODUCT_NAMES: Final = {
@@ -137,6 +138,31 @@ def version_stage(params: Params) -> tuple[bool, str | None]:
     if len(value) > 64:
         raise InvalidParameterValue("The parameter `VersionId` must be at most 64 characters.")
     return False, value
+
+
+#: The tag that asks for overlap mode: SSM leaves tags to their user, so the unchanged SDK can
+#: ask for zero-downtime rotation (``{"TagKey": "keyturn:overlap", "TagValue": "10m"}``).
+OVERLAP_TAG: Final = "keyturn:overlap"
+MAX_TAGS: Final = 50
+
+
+def overlap(params: Params) -> timedelta | None:
+    """The ``keyturn:overlap`` tag's duration (the inventory's ``overlap`` format)."""
+    tags = params.raw("Tags")
+    if tags is None:
+        return None
+    if not isinstance(tags, list) or len(tags) > MAX_TAGS:
+        raise InvalidParameter(f"The parameter `Tags` must be an Array of at most {MAX_TAGS} Tag.")
+    for tag in tags:
+        if not isinstance(tag, dict):
+            raise InvalidParameter("The parameter `Tags` must be an Array of Tag.")
+        if tag.get("TagKey") != OVERLAP_TAG:
+            continue
+        value = tag.get("TagValue")
+        if not isinstance(value, str) or len(value) > 32:
+            raise InvalidParameterValue(f"The tag `{OVERLAP_TAG}` must be a duration.")
+        return parse_duration(value, f"the tag {OVERLAP_TAG}")
+    return None
 
 
 def secret_string(user_name: str, password: str) -> str:

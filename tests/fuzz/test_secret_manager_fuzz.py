@@ -50,6 +50,17 @@ ssm_params = st.fixed_dictionaries(
         "Offset": st.integers(-1, 2**40) | json_values,
         "Limit": st.integers(-1, 5000) | json_values,
         "SearchSecretName": text,
+        "Tags": st.lists(
+            st.fixed_dictionaries(
+                {
+                    "TagKey": st.sampled_from(["keyturn:overlap", "env"]) | json_values,
+                    "TagValue": st.sampled_from(["10m", "31d", "0s", "x"]) | json_values,
+                }
+            )
+            | json_values,
+            max_size=3,
+        )
+        | json_values,
         "Description": text,
     },
 )
@@ -59,7 +70,10 @@ configs = st.fixed_dictionaries(
         "InstanceId": st.sampled_from([KVSTORE, REDIS]) | json_values,
         "DBInstanceId": st.sampled_from([PG, "pg-none"]) | json_values,
         "SecretSubType": st.sampled_from(["SingleUser", "DoubleUsers", "x"]) | json_values,
-        "CustomData": json_values,
+        "CustomData": st.fixed_dictionaries(
+            {"Overlap": st.sampled_from(["10m", "31d", "0s", "1x"]) | json_values}
+        )
+        | json_values,
     },
 ).map(json.dumps)
 kms_values = (

@@ -15,7 +15,9 @@ tenant's key finds nothing. Every password read is recorded for the session's se
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from alibabacloud_kms20160120 import models as kms_models
@@ -95,6 +97,36 @@ def test_ssm_product_secret_create_read_rotate(
     assert (detail.EnableRotation, detail.Frequency) == (True, 30)
     assert detail.NextRotateBeginTime.startswith("2030-01-01 02:00")
     assert leaked(keyturn, [first, second]) == []
+
+
+def test_ssm_scheduled_rotation(keyturn: KeyturnServer, request: pytest.FixtureRequest) -> None:
+    """``UpdateRotationStatus`` with a ``RotationBeginTime`` two seconds ahead (UTC): the
+    schedule rotates the secret at that time, once, and the next slot is a Frequency later."""
+    engine = engine_for(keyturn, request, "redis", kms=False)
+    client = ssm_sdk(keyturn.endpoint)
+    name = "scheduled-" + secrets.token_hex(3)
+    ssm_create(client, name, product="Redis", instance_id=engine.instance_id, prefix="sched")
+    user, first = ssm_credential(client, name)
+    begin = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=2)
+    ssm_call(
+        client,
+        "UpdateRotationStatus",
+        SecretName=name,
+        EnableRotation=True,
+        Frequency=1,
+        RotationBeginTime=begin.strftime("%Y-%m-%d %H:%M:%S"),
+    )
+    deadline = time.monotonic() + 30
+    while (second := ssm_credential(client, name)[1]) == first:
+        assert time.monotonic() < deadline, "the scheduled rotation did not happen"
+        time.sleep(0.1)
+    assert engine.login(user, recorded(second)) and not engine.login(user, recorded(first))
+    detail = ssm_call(client, "DescribeRotationDetail", SecretName=name)
+    assert detail.EnableRotation and detail.LatestRotateTime
+    assert detail.NextRotateBeginTime == (begin + timedelta(days=1)).strftime("%Y-%m-%d %H:%M:%S")
+    time.sleep(1.5)  # a tick or more later: still exactly one scheduled rotation
+    history = ssm_call(client, "DescribeRotationHistory", SecretName=name)
+    assert history.TotalCount == 2  # the first version and the scheduled one
 
 
 def test_ssm_error_codes(keyturn: KeyturnServer, request: pytest.FixtureRequest) -> None:

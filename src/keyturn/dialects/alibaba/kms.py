@@ -10,8 +10,9 @@ with ``RotationInterval`` (in ``CreateSecret`` and ``UpdateSecretRotationPolicy`
 rotations. Every action names its secret with ``SecretName``: policies grant
 ``kms:GetSecretValue`` on ``acs:kms:REGION:ACCOUNT:secret/NAME``; another tenant's secret (or
 an SSM one) is ``Forbidden.ResourceNotFound``, and listings answer only what the key may read.
-keyturn names versions itself (a ``VersionId`` sent to CreateSecret or RotateSecret is checked
-for form only).
+``ExtendedConfig.CustomData.Overlap`` (e.g. ``10m``) asks for overlap mode. keyturn sets the
+passwords and names the versions itself: the ``AccountPassword`` of ``SecretData`` and a
+``VersionId`` sent to CreateSecret or RotateSecret are checked for form only.
 """
 
 from __future__ import annotations

@@ -1,14 +1,16 @@
 """Tencent SSM (Secrets Manager, API 2019-09-23) product secrets, served by ``services.secrets``.
 
 ``CreateProductSecret`` puts an account of a Redis, PostgreSQL or TDSQL MySQL instance under
-management (the account is ``UserNamePrefix``, ``user@Domains[0]`` on MySQL, created when
-missing) and answers a ``FlowID``; ``GetSecretValue`` reads its current value (``SSM_Current``,
-or ``SSM_Previous`` while an overlap keeps it working); ``RotateProductSecret`` starts a
-rotation that ``DescribeAsyncRequestInfo`` follows; ``UpdateRotationStatus`` sets the schedule
-(``Frequency`` days from ``RotationBeginTime``) that ``DescribeRotationDetail`` reports. Every
-action names its secret with ``SecretName``: policies grant ``ssm:GetSecretValue`` on
+management (the account is ``UserNamePrefix``, ``user@Domains[0]`` on MySQL) and answers a
+``FlowID`` at once, as SSM does; the tag ``keyturn:overlap`` (e.g. ``10m``) asks for overlap
+mode. ``GetSecretValue`` reads the current value (``SSM_Current``; ``SSM_Previous`` the one
+before) as SSM's ``{"UserName", "Password"}``; ``RotateProductSecret`` starts a rotation that
+``DescribeAsyncRequestInfo`` follows; ``UpdateRotationStatus`` sets the schedule (``Frequency``
+days from ``RotationBeginTime``, UTC) that ``DescribeRotationDetail`` reports. Every action
+names its secret with ``SecretName``: policies grant ``ssm:GetSecretValue`` on
 ``qcs::ssm:REGION:uin/UIN:secret/NAME``, another tenant's secret (or a KMS one) is not found,
-and listings answer only the secrets the key may read. Secret values never reach a log: they
+and listings and flow reads answer only what the key may read. ``DeleteSecret`` forgets the
+secret at once (``RecoveryWindowInDays`` is not kept). Secret values never reach a log: they
 leave the service as ``Secret`` and are revealed only into the answer.
 """
 

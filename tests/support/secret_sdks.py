@@ -12,29 +12,42 @@ from alibabacloud_kms20160120 import models as kms_models
 from alibabacloud_kms20160120.client import Client as KmsClient
 from alibabacloud_tea_openapi import models as open_api_models
 from tencentcloud.common import credential
+from tencentcloud.common.profile.client_profile import ClientProfile
+from tencentcloud.common.profile.http_profile import HttpProfile
 from tencentcloud.ssm.v20190923 import models as ssm_models
 from tencentcloud.ssm.v20190923 import ssm_client
 
 from tests.support.keyturn_server import KEY_ID, KEY_SECRET
-from tests.support.sdk import profile
 
 REGION = "ap-guangzhou"
 KMS_REGION = "cn-hangzhou"
 
 
 def ssm_sdk(
-    endpoint: str, *, key_id: str = KEY_ID, secret: str = KEY_SECRET
+    endpoint: str,
+    *,
+    key_id: str = KEY_ID,
+    secret: str = KEY_SECRET,
+    sign_method: str | None = None,
+    method: str = "POST",
 ) -> ssm_client.SsmClient:
-    return ssm_client.SsmClient(credential.Credential(key_id, secret), REGION, profile(endpoint))
+    """The SSM client; ``sign_method`` ``HmacSHA256``/``HmacSHA1`` signs the legacy way."""
+    http = HttpProfile(protocol="http", endpoint=endpoint, reqMethod=method)
+    settings = ClientProfile(httpProfile=http, signMethod=sign_method)
+    return ssm_client.SsmClient(credential.Credential(key_id, secret), REGION, settings)
 
 
-def kms_sdk(endpoint: str, *, key_id: str = KEY_ID, secret: str = KEY_SECRET) -> KmsClient:
+def kms_sdk(
+    endpoint: str, *, key_id: str = KEY_ID, secret: str = KEY_SECRET, rpc: bool = False
+) -> KmsClient:
+    """The KMS client: ACS3-HMAC-SHA256, or with ``rpc`` the RPC HMAC-SHA1 signature."""
     config = open_api_models.Config(
         access_key_id=key_id,
         access_key_secret=secret,
         region_id=KMS_REGION,
         endpoint=endpoint,
         protocol="http",
+        signature_algorithm="v2" if rpc else None,
     )
     return KmsClient(config)
 

@@ -129,6 +129,39 @@ def test_ssm_scheduled_rotation(keyturn: KeyturnServer, request: pytest.FixtureR
     assert history.TotalCount == 2  # the first version and the scheduled one
 
 
+def test_other_signatures_and_methods(
+    keyturn: KeyturnServer, request: pytest.FixtureRequest
+) -> None:
+    """The same secrets through SSM's legacy HmacSHA256/HmacSHA1 signatures and GET, and KMS's
+    RPC HMAC-SHA1 signature (the Tea SDK's ``signature_algorithm='v2'``)."""
+    tencent = engine_for(keyturn, request, "redis", kms=False)
+    name = "signed-" + secrets.token_hex(3)
+    ssm_create(
+        ssm_sdk(keyturn.endpoint),
+        name,
+        product="Redis",
+        instance_id=tencent.instance_id,
+        prefix="sig",
+    )
+    expected = ssm_credential(ssm_sdk(keyturn.endpoint), name)
+    for sign_method, method in (("HmacSHA256", "POST"), ("HmacSHA1", "GET"), (None, "GET")):
+        client = ssm_sdk(keyturn.endpoint, sign_method=sign_method, method=method)
+        assert ssm_credential(client, name) == expected, (sign_method, method)
+    recorded(expected[1])
+    alibaba = engine_for(keyturn, request, "redis", kms=True)
+    name = "kms-" + name  # names are the tenant's, whichever API made the secret
+    kms_create(
+        kms_sdk(keyturn.endpoint, rpc=True),
+        name,
+        secret_type="Redis",
+        instance_id=alibaba.instance_id,
+        account="sigkms",
+    )
+    user, password, _ = kms_value(kms_sdk(keyturn.endpoint, rpc=True), name)
+    assert (user, password) == kms_value(kms_sdk(keyturn.endpoint), name)[:2]
+    assert alibaba.login(user, recorded(password))
+
+
 def test_ssm_error_codes(keyturn: KeyturnServer, request: pytest.FixtureRequest) -> None:
     engine = engine_for(keyturn, request, "redis", kms=False)
     client = ssm_sdk(keyturn.endpoint)

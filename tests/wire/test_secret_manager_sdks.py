@@ -221,6 +221,8 @@ def test_kms_secret_create_read_rotate(
     _, previous, body3 = kms_value(client, name, stage="ACSPrevious")
     assert previous == first and body3.version_stages.version_stage == ["ACSPrevious"]
     assert kms_value(client, name, version_id=version)[1] == second
+    arn = f"acs:kms:cn-hangzhou:{TENANT}:secret/{name}"
+    assert kms_value(client, arn)[1] == second  # a SecretName may be the secret's ARN
 
     ids = client.list_secret_version_ids(
         kms_models.ListSecretVersionIdsRequest(secret_name=name)
@@ -334,6 +336,9 @@ def test_policies_and_tenants(keyturn: KeyturnServer, request: pytest.FixtureReq
         "Forbidden.ResourceNotFound",
         404,
     )
+    arn = f"acs:kms:cn-hangzhou:{TENANT}:secret/{allowed}"
+    assert _kms_error(lambda: kms_value(stranger_kms, arn)) == ("Forbidden.ResourceNotFound", 404)
+    assert kms_value(reader_kms, arn)[1]  # the policy names the secret, by name or by ARN
     # Every read is audited, allowed or denied, with the secret's resource name.
     records = keyturn.with_store(
         lambda store: open_audit_log(store, keyturn.data_dir).search(

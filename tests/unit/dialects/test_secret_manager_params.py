@@ -118,10 +118,17 @@ def _kms(**values: str) -> AliParams:
 
 
 def test_kms_names_versions_flags_and_intervals() -> None:
-    assert k.secret_name(_kms(SecretName="db/orders@prod")) == "db/orders@prod"
+    assert k.secret_name(_kms(SecretName="db/orders@prod"), "1") == "db/orders@prod"
     for bad in ("acs/x", "a b", "a" * 193):
         with pytest.raises(InvalidParameterValue):
-            k.secret_name(_kms(SecretName=bad))
+            k.secret_name(_kms(SecretName=bad), "1")
+    arn = "acs:kms:cn-hangzhou:1300000001:secret/orders"
+    assert k.secret_name(_kms(SecretName=arn), "1300000001") == "orders"
+    assert k.resource_of({"SecretName": arn}) == "orders"
+    assert k.resource_of({"SecretName": "orders"}) == "orders"
+    assert k.resource_of({}) is None
+    with pytest.raises(SecretNotFound):
+        k.secret_name(_kms(SecretName=arn), "1300000002")
     assert k.version_id(_kms()) is None
     with pytest.raises(MissingParameter):
         k.version_id(_kms(), required=True)

@@ -111,7 +111,7 @@ class AlibabaHooks(ProductHooks[AlibabaRoute, AlibabaCode]):
         return route.bind(
             self.name,
             Params(raw),
-            instance_id=raw.get(route.product.instance_param),
+            instance_id=route.product.resource_id(raw),
             region=raw.get("RegionId") or "*",
             accounts=(account,) if account and named else (),
         )

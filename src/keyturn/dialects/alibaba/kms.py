@@ -50,7 +50,7 @@ MAX_SCAN = 10_000
 
 
 async def create_secret(services: Services, caller: Caller, params: Params) -> Answer:
-    name = k.secret_name(params)
+    name = k.secret_name(params, caller.tenant_id)
     k.version_id(params, required=True)
     database = k.database_secret(params)
     enabled = k.flag(params, "EnableAutomaticRotation", False)
@@ -94,7 +94,7 @@ async def create_secret(services: Services, caller: Caller, params: Params) -> A
 
 
 async def get_secret_value(services: Services, caller: Caller, params: Params) -> Answer:
-    name = k.secret_name(params)
+    name = k.secret_name(params, caller.tenant_id)
     version_id = k.version_id(params)
     stage = params.string("VersionStage") or None
     record = await _own(services, caller, name)
@@ -123,7 +123,7 @@ async def get_secret_value(services: Services, caller: Caller, params: Params) -
 
 
 async def rotate_secret(services: Services, caller: Caller, params: Params) -> Answer:
-    name = k.secret_name(params)
+    name = k.secret_name(params, caller.tenant_id)
     k.version_id(params, required=True)
     await _own(services, caller, name)
     flow_id = await manager(services).rotate_now(caller.tenant_id, name)
@@ -142,7 +142,7 @@ async def rotate_secret(services: Services, caller: Caller, params: Params) -> A
 async def update_secret_rotation_policy(
     services: Services, caller: Caller, params: Params
 ) -> Answer:
-    name = k.secret_name(params)
+    name = k.secret_name(params, caller.tenant_id)
     if "EnableAutomaticRotation" not in params:
         raise e.MissingParameter(
             'The input parameter "EnableAutomaticRotation" that is mandatory for processing '
@@ -156,7 +156,7 @@ async def update_secret_rotation_policy(
 
 
 async def describe_secret(services: Services, caller: Caller, params: Params) -> Answer:
-    name = k.secret_name(params)
+    name = k.secret_name(params, caller.tenant_id)
     record = await _own(services, caller, name)
     secret_type, instance = await _typed(services, caller, record)
     region = instance.region if instance is not None else "*"
@@ -220,7 +220,7 @@ async def list_secrets(services: Services, caller: Caller, params: Params) -> An
 
 
 async def list_secret_version_ids(services: Services, caller: Caller, params: Params) -> Answer:
-    name = k.secret_name(params)
+    name = k.secret_name(params, caller.tenant_id)
     number, size = k.page(params)
     k.flag(params, "IncludeDeprecated", False)
     await _own(services, caller, name)
@@ -238,7 +238,7 @@ async def list_secret_version_ids(services: Services, caller: Caller, params: Pa
 
 
 async def delete_secret(services: Services, caller: Caller, params: Params) -> Answer:
-    name = k.secret_name(params)
+    name = k.secret_name(params, caller.tenant_id)
     await _own(services, caller, name)
     await manager(services).delete_secret(caller.tenant_id, name)
     return Answer({"SecretName": name, "PlannedDeleteTime": ""})
@@ -289,6 +289,7 @@ PRODUCT = AlibabaProduct(
     service="kms",
     instance_param="SecretName",
     resource_kind="secret",
+    resource_of=k.resource_of,
     changes={
         "CreateSecret": "create_secret",
         "RotateSecret": "rotate_secret",

@@ -15,17 +15,26 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from keyturn.core.errors import InvalidParameter, InvalidParameterValue, MissingParameter
+from keyturn.core.errors import (
+    InvalidParameter,
+    InvalidParameterValue,
+    MissingParameter,
+    SecretNotFound,
+)
 from keyturn.core.secret_manager import SecretSubType
 from keyturn.dialects.alibaba.params import Params
 from keyturn.service.inventory_secrets import parse_duration
 
 SECRET_TYPES: Final = ("Rds", "Redis")
 SECRET_NAME: Final = re.compile(r"[A-Za-z0-9_/+=.@-]{1,192}")
+ARN: Final = re.compile(
+    r"acs:kms:[A-Za-z0-9-]*:(?P<account>[0-9A-Za-z_-]{1,64}):secret/(?P<name>.+)"
+)
 VERSION_ID: Final = re.compile(r"[A-Za-z0-9_.+=@-]{1,64}")
 #: ``7d``, ``24h``, ``30m``, ``604800s``: KMS's units.
 INTERVAL: Final = re.compile(r"([1-9][0-9]{0,9})([dhms])")
@@ -52,8 +61,27 @@ class DatabaseSecret:
     overlap: timedelta | None = None
 
 
-def secret_name(params: Params) -> str:
-    value = params.required("SecretName")
+def name_in(value: str) -> tuple[str, str | None]:
+    """(the secret's name, the account an ARN names): ``SecretName`` may be the secret's ARN,
+    ``acs:kms:REGION:ACCOUNT:secret/NAME``."""
+    match = ARN.fullmatch(value)
+    if match is None:
+        return value, None
+    return match["name"], match["account"]
+
+
+def resource_of(params: Mapping[str, str]) -> str | None:
+    """The secret a call names, for policies and the audit (its ARN read as its name)."""
+    value = params.get("SecretName")
+    return name_in(value)[0] if value else None
+
+
+def secret_name(params: Params, tenant: str) -> str:
+    """The ``SecretName`` (or ARN) of a secret of ``tenant``: an ARN of another account names
+    nothing this caller has."""
+    value, account = name_in(params.required("SecretName"))
+    if account is not None and account != tenant:
+        raise SecretNotFound("The secret does not exist.")
     if not SECRET_NAME.fullmatch(value) or value.startswith("acs/"):
         raise InvalidParameterValue(
             'The parameter "SecretName" must be at most 192 letters, digits or _/+=.-@ and '

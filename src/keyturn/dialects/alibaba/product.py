@@ -36,6 +36,15 @@ class AlibabaProduct:
     account_actions: frozenset[str] = frozenset()
     #: The kind of resource ``instance_param`` names in RAM resources (``secret`` for KMS).
     resource_kind: str = "instance"
+    #: How the resource id is read from the parameters when it is not ``instance_param`` as
+    #: is (a KMS ``SecretName`` may be the secret's ARN); None when it cannot be read.
+    resource_of: Callable[[Mapping[str, str]], str | None] | None = None
+
+    def resource_id(self, params: Mapping[str, str]) -> str | None:
+        """The id of the resource a call names, for policies and the audit."""
+        if self.resource_of is not None:
+            return self.resource_of(params)
+        return params.get(self.instance_param)
 
     def resource_name(self, region: str, tenant: str, instance: str) -> str:
         """RAM's resource name: ``acs:kvstore:cn-hangzhou:1234567890:instance/r-x``

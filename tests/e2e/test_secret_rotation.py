@@ -17,6 +17,7 @@ import pytest
 from keyturn.core.secret_manager import FlowState, FlowTrigger, RotationFlow, SecretVersion
 from keyturn.core.secret_manager import VersionStage as Stage
 from tests.support import secrets as support
+from tests.support.cli import audit_records
 from tests.support.cli import keyturn_cli as keyturn
 from tests.support.keyturn_server import TENANT, KeyturnServer
 from tests.support.logins import can_login
@@ -138,6 +139,13 @@ def test_an_engine_down_rotation_backs_off_with_new_passwords_until_it_is_back(
     assert len(passwords) == len(versions(server))
     current = staged(server, Stage.CURRENT)
     assert can_login(redis_server.port, current.password.reveal(), user="app")
+    # Every try is audited (started before its task, then its end), with no password.
+    records = audit_records(server, "search", "--action", "rotate_secret", "--limit", "1000")
+    outcomes = [(r["request_id"], r["outcome"]) for r in records]
+    for flow in history:
+        assert (flow.flow_id, "started") in outcomes
+    assert {o for _, o in outcomes} >= {"started", "failed", "succeeded"}
+    assert all(p not in str(records) for p in passwords)
     # Never pointed at a failed try's password: the failed versions were never staged.
     failed_versions = {f.version_id for f in failed}
     assert all(not v.stages for v in versions(server) if v.version_id in failed_versions)

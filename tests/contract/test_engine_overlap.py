@@ -171,3 +171,13 @@ async def test_an_overlap_task_crashed_midway_is_finished_on_resume(
     )
     assert done.state is TaskState.SUCCEED, done.message
     assert case.logs_in(target, FIRST) and not case.logs_in(account, OLD)
+
+
+async def test_both_passwords_survive_a_restart(engine_case: EngineCase) -> None:
+    """The overlap is persisted like a reset (Redis: ``CONFIG REWRITE``/``ACL SAVE``)."""
+    case, account = engine_case, engine_case.account
+    target = target_of(case, account)
+    await run(case, target, FIRST, ChangeMode.ADD)
+    await case.engine.forget(case.admin)
+    case.server.restart()
+    assert case.logs_in(account, OLD) and case.logs_in(target, FIRST)

@@ -8,7 +8,7 @@ through ``verify_logins``; after ``KEEP_ONLY`` only the new one does; two rotati
 alternate (PostgreSQL) or reuse the account; a repeated ``ADD`` (a task resumed after a crash)
 is harmless, and the worker's runner killed midway finishes the task on resume; each step's
 undo brings back exactly the previous state (a twin made by the change is dropped again). The
-``engine_case`` fixture is the engine contract suite's.
+``engine_case`` fixture is the engine contract suite's (``tests.support.engine_cases``).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from keyturn.core.secrets import Secret
 from keyturn.core.tasks import Task, TaskKind, TaskState
 from keyturn.service.checkpoints import NO_CHECKPOINTS
 from keyturn.service.plan_runner import PlanRunner
-from tests.contract.test_engine_contract import OLD, EngineCase, engine_case
+from tests.support.engine_cases import OLD, EngineCase, engine_case
 from tests.support.plans import PlanRun, instance_of, planned
 
 __all__ = ["engine_case"]

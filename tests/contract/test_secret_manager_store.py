@@ -2,31 +2,39 @@
 id (a pending or failed version is never handed out), schedule changes (pause keeps the
 period, resume starts from the next slot, a datetime begin names the first slot), a CLI
 ``rotate-now`` makes the secret due once, and inventory reconciliation updates and forgets only
-its own secrets."""
+its own secrets; a create that cannot begin leaves no secret behind."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
 
 from keyturn.core.errors import (
+    DomainError,
+    InstanceNotFound,
     InternalError,
     InvalidParameterValue,
+    OperationInProgress,
+    PasswordPolicyViolation,
     SecretNotFound,
     SecretVersionNotFound,
 )
-from keyturn.core.model import KeySource, Tenant
+from keyturn.core.model import Instance, KeySource, Product, Tenant
 from keyturn.core.secret_manager import (
     FlowState,
     FlowTrigger,
     RotationFlow,
+    SecretRecord,
     SecretSpec,
     SecretVendor,
     SecretVersion,
 )
 from keyturn.core.secrets import Secret
+from keyturn.service.secret_rotation import Rotator
 from keyturn.service.secrets import SecretManager
 from keyturn.store.secrets import SqlSecrets
 from keyturn.store.sql import SqlStore
@@ -165,3 +173,50 @@ async def test_reconcile_updates_and_forgets_only_inventory_secrets(
     assert names == ["by-api", "orders-redis"]
     again = await manager.reconcile([changed])
     assert (again.created, again.updated, again.removed) == (0, 0, 0)
+
+
+class StubRotator(Rotator):
+    """An instance of ``product`` that exists; launching raises ``error`` (or starts nothing)."""
+
+    def __init__(self, error: DomainError | None) -> None:  # no engines, no store of its own
+        self.error = error
+        self.launched = 0
+
+    async def instance_of(self, spec: SecretSpec) -> Instance:
+        return cast(Instance, SimpleNamespace(product=Product.TENCENT_REDIS, id=spec.instance_id))
+
+    async def launch(
+        self,
+        record: SecretRecord,
+        trigger: FlowTrigger,
+        *,
+        password: Secret | None = None,
+        expect_next: datetime | None = None,
+        next_rotation_at: datetime | None = None,
+    ) -> str:
+        self.launched += 1
+        if self.error is not None:
+            raise self.error
+        return "flow-x"
+
+
+async def test_a_create_that_cannot_begin_leaves_nothing(backend_store: SqlStore) -> None:
+    repo, _, clock = await setup(backend_store)
+    busy = SecretManager(repo, StubRotator(OperationInProgress()), clock)
+    with pytest.raises(OperationInProgress):
+        await busy.create_secret(spec(), wait=False)
+    with pytest.raises(SecretNotFound):
+        await repo.get_secret(TENANT, "orders-redis")
+    refused = StubRotator(None)
+    manager = SecretManager(repo, refused, clock)
+    with pytest.raises(PasswordPolicyViolation):
+        await manager.create_secret(spec(), password=Secret("short"), wait=False)
+    assert refused.launched == 0
+    with pytest.raises(SecretNotFound):
+        await repo.get_secret(TENANT, "orders-redis")
+    made = await manager.create_secret(spec(), wait=False)
+    assert (made.flow_id, made.secret.name) == ("flow-x", "orders-redis")
+    # The inventory: an unknown instance is a configuration error naming the secret.
+    missing = SecretManager(repo, StubRotator(InstanceNotFound()), clock)
+    with pytest.raises(InvalidParameterValue, match="1300000001/other"):
+        await missing.reconcile([spec(), spec("other")])

@@ -182,7 +182,7 @@ async def build_runtime(settings: Settings) -> Runtime:
     credentials = Credentials(store)
     accounts = Accounts(store, engines, resets, ChangeGuard(store, clock))
     secret_repo = SqlSecrets(store.db)
-    rotator = Rotator(secret_repo, store, engines, resets, accounts, clock)
+    rotator = Rotator(secret_repo, store, engines, resets, accounts, clock, audit)
     scheduler = SecretScheduler(secret_repo, rotator, clock, every=settings.secret_tick)
     services = Services(
         credentials=credentials,

@@ -8,7 +8,7 @@ through ``verify_logins``; after ``KEEP_ONLY`` only the new one does; two rotati
 alternate (PostgreSQL) or reuse the account; a repeated ``ADD`` (a task resumed after a crash)
 is harmless, and the worker's runner killed midway finishes the task on resume; each step's
 undo brings back exactly the previous state (a twin made by the change is dropped again). The
-``engine_case`` fixture is the engine contract suite's.
+``engine_case`` fixture is the engine contract suite's (``tests.support.engine_cases``).
 """
 
 from __future__ import annotations
@@ -19,14 +19,19 @@ from typing import Any, cast
 
 import pytest
 
+from keyturn.core.errors import AccountPermissionDenied
 from keyturn.core.plans import Change, ChangeMode
 from keyturn.core.ports import CredentialSnapshot
 from keyturn.core.secrets import Secret
 from keyturn.core.tasks import Task, TaskKind, TaskState
+from keyturn.engines.postgres import PostgresEngine
 from keyturn.service.checkpoints import NO_CHECKPOINTS
 from keyturn.service.plan_runner import PlanRunner
-from tests.contract.test_engine_contract import OLD, EngineCase, engine_case
+from tests.support.engine_cases import OLD, EngineCase, engine_case
+from tests.support.logins import postgres_login
 from tests.support.plans import PlanRun, instance_of, planned
+from tests.support.postgres_server import PostgresServer
+from tests.support.sql_admin import create_role, postgres_node, postgres_sql
 
 __all__ = ["engine_case"]
 
@@ -171,3 +176,33 @@ async def test_an_overlap_task_crashed_midway_is_finished_on_resume(
     )
     assert done.state is TaskState.SUCCEED, done.message
     assert case.logs_in(target, FIRST) and not case.logs_in(account, OLD)
+
+
+async def test_both_passwords_survive_a_restart(engine_case: EngineCase) -> None:
+    """The overlap is persisted like a reset (Redis: ``CONFIG REWRITE``/``ACL SAVE``)."""
+    case, account = engine_case, engine_case.account
+    target = target_of(case, account)
+    await run(case, target, FIRST, ChangeMode.ADD)
+    await case.engine.forget(case.admin)
+    case.server.restart()
+    assert case.logs_in(account, OLD) and case.logs_in(target, FIRST)
+
+
+async def test_the_postgres_twin_acts_as_the_account(
+    postgres_server: PostgresServer, postgres_engine: PostgresEngine
+) -> None:
+    """The twin a first overlap makes logs in as itself and acts as the account (same
+    privileges, its objects owned by the account); a superuser gets no twin."""
+    create_role(postgres_server, "app", OLD)
+    postgres_sql(postgres_server, "CREATE TABLE orders (id int)")
+    postgres_sql(postgres_server, "GRANT SELECT ON orders TO app")
+    node = postgres_node(postgres_server)
+    await postgres_engine.add_password(node, "app_clone", Secret(FIRST))
+    who = postgres_login(
+        postgres_server.port, "app_clone", FIRST, "SELECT session_user, current_user,"
+        " has_table_privilege('orders', 'SELECT')",
+    )  # fmt: skip
+    assert who == ("app_clone", "app", True)
+    create_role(postgres_server, "boss", OLD, "LOGIN", "SUPERUSER")
+    with pytest.raises(AccountPermissionDenied):
+        await postgres_engine.add_password(node, "boss_clone", Secret(FIRST))

@@ -8,7 +8,8 @@ MariaDB records no connection start (``connected_at`` is None: the caller must t
 session as possibly old). Ending sessions ends exactly those asked for that are still the
 account's: the count is right, the other session keeps working, an id of another account's
 session or one that does not exist ends nothing. keyturn's own admin connection is never
-listed. The ``engine_case`` fixture is the engine contract suite's.
+listed. The ``engine_case`` fixture is the engine contract suite's
+(``tests.support.engine_cases``).
 """
 
 from __future__ import annotations
@@ -19,8 +20,11 @@ from datetime import UTC, datetime
 import pytest
 
 from keyturn.core.model import EngineKind
-from tests.contract.test_engine_contract import OLD, EngineCase, engine_case
+from keyturn.engines.mysql import MySQLEngine
 from tests.support.app_sessions import open_app_session
+from tests.support.engine_cases import OLD, EngineCase, engine_case
+from tests.support.fixtures import MariaDBServerFactory
+from tests.support.sql_admin import create_user, mysql_node
 
 __all__ = ["engine_case"]
 
@@ -68,3 +72,23 @@ async def test_sessions_before_an_instant_are_listed_and_ended(engine_case: Engi
     finally:
         for held in (before, bystander, after):
             held.close()
+
+
+async def test_mariadb_names_a_session_with_the_performance_schema_on(
+    mariadb_server_factory: MariaDBServerFactory, mysql_engine: MySQLEngine
+) -> None:
+    """MariaDB knows a client's name only from its ``program_name`` connect attribute, which
+    the performance schema keeps (off in the other tests' servers)."""
+    server = mariadb_server_factory(performance_schema=True)
+    create_user(server, "app", "%", OLD)
+    held = open_app_session(EngineKind.MYSQL, server.port, "app@%", OLD, "billing-worker")
+    try:
+        [found] = await mysql_engine.list_sessions(mysql_node(server), "app@%")
+        assert (found.id, found.client_name, found.client_addr) == (
+            held.id,
+            "billing-worker",
+            held.addr,
+        )
+        assert found.connected_at is None and found.state == "sleep"
+    finally:
+        held.close()

@@ -130,3 +130,82 @@ def test_each_slot_fires_once_across_two_nodes(
     # The account's password is the one of whichever secret rotated last.
     last = everything[-1]
     assert any(can_login(redis_server.port, p, user="app") for p in passwords), last
+
+
+def test_a_node_killed_mid_rotation_loses_nothing(
+    make_cluster: Callable[..., KeyturnCluster], redis_server: RedisServer
+) -> None:
+    # Node 0 fires the slot (node 1's scheduler does not tick within the test) and is killed
+    # while its task is applied but not yet verified; node 1 takes the task over, and the
+    # flow follows the task once a scheduler settles it (node 0, restarted).
+    cluster = make_cluster(
+        size=2,
+        node_env={
+            0: {"KEYTURN_FAULT_PAUSE": "after_apply=60", "KEYTURN_SECRET_TICK": "0.2"},
+            1: {"KEYTURN_SECRET_TICK": "3600"},
+        },
+    )
+    admin = redis.Redis(port=redis_server.port, password=redis_server.password, protocol=2)
+    try:
+        admin.execute_command(
+            "ACL",
+            "SETUSER",
+            "app",
+            "on",
+            f">{new_password()}",
+            "~*",
+            "+@read",
+            "+@write",
+            "+@connection",
+        )
+    finally:
+        admin.close()
+    cluster.add_instance(INSTANCE, [redis_server.admin_url()])
+    first = datetime.now(UTC) + timedelta(seconds=1)
+
+    async def create(store: SqlStore) -> None:
+        spec = SecretSpec(
+            tenant_id=TENANT,
+            name="orders-killed",
+            vendor=SecretVendor.TENCENT_SSM,
+            instance_id=INSTANCE,
+            account="app",
+            rotation=timedelta(hours=1),
+        )
+        await SqlSecrets(store.db).insert_secret(spec, created_at=first, next_rotation_at=first)
+
+    async def read(store: SqlStore) -> list[RotationFlow]:
+        return await SqlSecrets(store.db).flows(TENANT, "orders-killed", limit=10)
+
+    cluster.admin.with_store(create)
+    deadline = time.monotonic() + 30
+    while "at after_apply" not in cluster.nodes[0].log():
+        assert time.monotonic() < deadline, cluster.nodes[0].log()[-2000:]
+        time.sleep(0.1)
+    cluster.nodes[0].kill()
+    [flow] = cluster.admin.with_store(read)
+    assert flow.state is FlowState.RUNNING and flow.task_id is not None
+    deadline = time.monotonic() + 30
+    while cluster.query("SELECT state FROM tasks WHERE id = %s", (flow.task_id,))[0][0] not in (
+        "succeed",
+        "failed",
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    cluster.nodes[0].start(extra_env={"KEYTURN_FAULT_PAUSE": ""}, timeout=60)
+    deadline = time.monotonic() + 20
+    while (ended := cluster.admin.with_store(read)[0]).state is FlowState.RUNNING:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert ended.state is FlowState.SUCCEEDED, ended
+    assert len(cluster.admin.with_store(read)) == 1
+
+    async def current(store: SqlStore) -> str:
+        for version in await SqlSecrets(store.db).versions(TENANT, "orders-killed"):
+            USED_PASSWORDS.append(version.password.reveal())
+            if VersionStage.CURRENT in version.stages:
+                assert version.version_id == ended.version_id
+                return version.password.reveal()
+        raise AssertionError("no current version")
+
+    assert can_login(redis_server.port, cluster.admin.with_store(current), user="app")

@@ -195,10 +195,17 @@ def mariadb_server_factory() -> Iterator[MariaDBServerFactory]:
     started: Started[MariaDBServer] = Started("MariaDB", MariaDBServerError)
 
     def make(
-        *, password: str | None = None, replica_of: MariaDBServer | None = None
+        *,
+        password: str | None = None,
+        replica_of: MariaDBServer | None = None,
+        performance_schema: bool = False,
     ) -> MariaDBServer:
         """``replica_of``: a started server of this factory to replicate from."""
-        return started.start(MariaDBServer(password=password, replica_of=replica_of))
+        return started.start(
+            MariaDBServer(
+                password=password, replica_of=replica_of, performance_schema=performance_schema
+            )
+        )
 
     yield make
     started.close()

@@ -140,10 +140,13 @@ class MariaDBServer:
         password: str | None = None,
         start_timeout: float = 30.0,
         replica_of: MariaDBServer | None = None,
+        performance_schema: bool = False,
     ) -> None:
         if mariadb_binaries() is None:
             raise MariaDBServerError("MariaDB is not installed")
         self.primary = replica_of
+        #: ``performance_schema=ON`` (connect attributes: a client's ``program_name``).
+        self.performance_schema = performance_schema
         if replica_of is not None:
             if password is not None and password != replica_of.password:
                 raise MariaDBServerError("a replica has its primary's root password")
@@ -190,7 +193,7 @@ class MariaDBServer:
             "innodb_buffer_pool_size": "16M",
             "innodb_log_file_size": "8M",
             "innodb_flush_log_at_trx_commit": "0",
-            "performance_schema": "OFF",
+            "performance_schema": "ON" if self.performance_schema else "OFF",
             "general_log": "1",
             "general_log_file": str(self.general_log),
             "log-bin": str(self.binlog_base),

@@ -17,6 +17,7 @@ import logging
 import secrets
 from datetime import datetime, timedelta
 
+from keyturn.core.audit import AuditEvent, AuditOutcome
 from keyturn.core.errors import (
     AccountNotFound,
     DomainError,
@@ -27,7 +28,7 @@ from keyturn.core.errors import (
 )
 from keyturn.core.model import Instance
 from keyturn.core.passwords import PRODUCT_POLICIES, generate
-from keyturn.core.ports import Clock, EngineRegistry, Store
+from keyturn.core.ports import AuditLog, Clock, EngineRegistry, Store
 from keyturn.core.secret_manager import (
     VENDOR_PRODUCTS,
     FlowState,
@@ -69,7 +70,11 @@ class Rotator:
         resets: Resets,
         accounts: Accounts,
         clock: Clock,
+        audit: AuditLog | None = None,
     ) -> None:
+        # ``audit``: every flow's start (before its task touches the engine; fail-closed) and
+        # end are recorded, so a scheduled rotation no API call made is in the audit log too.
+        self._audit = audit
         self._repo = repo
         self._store = store
         self._engines = engines
@@ -139,6 +144,7 @@ class Rotator:
             return ""
         caller = Caller(tenant_id=spec.tenant_id, key_id=SYSTEM_KEY, request_id=flow.flow_id)
         try:
+            await self._record(record, flow, "RotateSecret", AuditOutcome.STARTED)
             try:
                 task = await self._resets.reset_password(
                     caller,
@@ -246,6 +252,7 @@ class Rotator:
         caller = Caller(
             tenant_id=flow.tenant_id, key_id=SYSTEM_KEY, request_id=f"{flow.flow_id}-drop"
         )
+        await self._record(record, flow, "DropOldPassword", AuditOutcome.STARTED)
         task = await self._resets.reset_password(
             caller,
             product=instance.product,
@@ -257,6 +264,38 @@ class Rotator:
         )
         log.info(
             "previous password drop queued", extra={"flow_id": flow.flow_id, "task_id": task.id}
+        )
+
+    async def _record(
+        self,
+        record: SecretRecord,
+        flow: RotationFlow,
+        action: str,
+        outcome: AuditOutcome,
+        error_code: str = "",
+    ) -> None:
+        if self._audit is None:
+            return
+        spec = record.spec
+        await self._audit.append(
+            AuditEvent(
+                at=self._clock.now(),
+                tenant_id=spec.tenant_id,
+                key_id=SYSTEM_KEY,
+                source_ip="",
+                user_agent="keyturn",
+                vendor=spec.vendor.value,
+                action=f"keyturn:{action}",
+                neutral_action="rotate_secret" if action == "RotateSecret" else "drop_old_password",
+                resource=(
+                    f"secret/{spec.name}/instance/{spec.instance_id}/account/{flow.account}"
+                    f"/version/{flow.version_id}/{flow.trigger.value}"
+                ),
+                outcome=outcome,
+                error_code=error_code,
+                request_id=flow.flow_id,
+                task_id="" if flow.task_id is None else str(flow.task_id),
+            )
         )
 
     def raise_failure(self, flow: RotationFlow) -> None:
@@ -303,6 +342,13 @@ class Rotator:
                 next_rotation_at=retry_at,
             )
         if done:
+            outcome = AuditOutcome.SUCCEEDED if succeeded else AuditOutcome.FAILED
+            code = "" if error is None else error.code
+            try:
+                await self._record(record, flow, "RotateSecret", outcome, code)
+            except DomainError as exc:
+                # The flow has ended either way; its start is on record.
+                log.error("could not audit the end of flow %s: %s", flow.flow_id, exc.message)
             log.info(
                 "rotation ended",
                 extra={"flow_id": flow.flow_id, "state": "succeeded" if succeeded else "failed"},

@@ -13,18 +13,23 @@ Flows are driven by ``keyturn.service.secret_rotation``; the periodic schedule b
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 
 from keyturn.core.errors import (
+    DomainError,
     InternalError,
     InvalidParameterValue,
+    NotFound,
     OperationTimedOut,
+    RequestError,
     SecretExists,
     SecretNotFound,
     SecretVersionNotFound,
 )
+from keyturn.core.passwords import PRODUCT_POLICIES
 from keyturn.core.ports import Clock, Page
 from keyturn.core.secret_manager import (
     FlowTrigger,
@@ -42,6 +47,7 @@ from keyturn.core.secret_schedule import anchor, slot_after
 from keyturn.core.secrets import Secret
 from keyturn.service.secret_rotation import Rotator
 
+log = logging.getLogger(__name__)
 INVENTORY = "inventory"
 
 
@@ -88,18 +94,29 @@ class SecretManager:
     ) -> SecretCreated:
         """Register ``spec`` and set its first version: the account is created when missing,
         else its password is reset (to ``password``, or a generated one). ``SecretExists``,
-        ``InstanceNotFound``, ``InvalidParameterValue``. With ``wait`` the call returns once
-        the first version is verified (``OperationTimedOut`` past the deadline, while the
-        flow goes on); the flow's failure is raised as its domain error."""
+        ``InstanceNotFound``, ``InvalidParameterValue``, a ``PasswordPolicyViolation`` for a
+        ``password`` the product refuses. With ``wait`` the call returns once the first
+        version is verified (``OperationTimedOut`` past the deadline, while the flow goes on);
+        a failed first version is raised as its domain error and the secret is removed (all
+        or nothing: the client may simply try again). Without ``wait`` (the inventory) a
+        failed first version is retried with backoff, each try with a new password."""
         check_spec(spec)
-        await self._rotator.instance_of(spec)
+        instance = await self._rotator.instance_of(spec)
+        if password is not None:
+            PRODUCT_POLICIES[str(instance.product)].check(password.reveal())
         now = self._clock.now()
         record = await self._repo.insert_secret(
             spec, created_at=now, next_rotation_at=self.first_slot(spec, now)
         )
-        flow_id = await self._rotator.launch(record, FlowTrigger.CREATE, password=password)
-        if wait:
-            await self.wait_flow(spec.tenant_id, flow_id)
+        try:
+            flow_id = await self._rotator.launch(record, FlowTrigger.CREATE, password=password)
+            if wait:
+                await self.wait_flow(spec.tenant_id, flow_id)
+        except OperationTimedOut:
+            raise  # the flow goes on; the secret stays
+        except DomainError:
+            await self._repo.delete_secret(spec.tenant_id, spec.name)
+            raise
         return SecretCreated(
             secret=await self._repo.get_secret(spec.tenant_id, spec.name), flow_id=flow_id
         )
@@ -309,6 +326,15 @@ class SecretManager:
                     await self.create_secret(spec, wait=False)
                 except SecretExists:
                     continue  # declared by another source, or another node made it meanwhile
+                except (NotFound, RequestError) as exc:
+                    # The inventory names an instance keyturn does not have, or of another
+                    # vendor: a configuration error, said with the secret's name.
+                    raise InvalidParameterValue(
+                        f"secret {spec.tenant_id}/{spec.name}: {exc.message}"
+                    ) from None
+                except DomainError as exc:
+                    log.warning("secret %s not created yet: %s", spec.name, exc.message)
+                    continue
                 report.created += 1
             elif record.spec != spec:
                 same_schedule = (record.spec.rotation, record.spec.begin) == (

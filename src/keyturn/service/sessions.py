@@ -7,7 +7,9 @@ the account's sessions (``Engine.list_sessions``) concurrently; a node that cann
 reported, not fatal. A session is *old* when it was opened before the instant given, by default
 the account's last rotation: the ``verified_at`` of its newest succeeded task (a reset or an
 overlap's first half) among the instance's ``TASK_SCAN`` newest tasks. Where the engine cannot
-tell when a session was opened (MariaDB/MySQL), ``old`` is None: possibly old. Ending ends the
+tell when a session was opened (MariaDB/MySQL), ``old`` is None: possibly old. With twin roles
+(PostgreSQL overlaps) the role whose twin was rotated last holds the older password: all of its
+sessions are old. Ending ends the
 old and the possibly old ones (never one known to be newer) node by node
 (``Engine.end_sessions``, which re-checks each id is still the account's), and appends one
 audit event with the count (``keyturn:EndSessions``; the count is in its resource, as
@@ -89,9 +91,17 @@ class AccountSessions:
     async def find(
         self, instance: Instance, account: str, *, since: datetime | None = None
     ) -> SessionReport:
+        engine = self._engines.engine(instance.engine)
+        superseded = False
         if since is None:
             since = await self.last_rotation(instance, account)
-        engine = self._engines.engine(instance.engine)
+            partner = engine.overlap_partner(account)
+            if partner is not None:
+                # Twin roles (PostgreSQL): when the twin got the newest password, every session
+                # of this role holds the older one, whenever it was opened.
+                theirs = await self.last_rotation(instance, partner)
+                if theirs is not None and (since is None or theirs > since):
+                    since, superseded = theirs, True
         topology = await engine.discover(instance)
 
         async def ask(node: Node) -> list[Session] | DomainError:
@@ -108,7 +118,10 @@ class AccountSessions:
                 unreachable.append((node.endpoint, answer.message))
                 continue
             views += [
-                SessionView(session=s, old=None if since is None else s.opened_before(since))
+                SessionView(
+                    session=s,
+                    old=True if superseded else None if since is None else s.opened_before(since),
+                )
                 for s in answer
             ]
         return SessionReport(

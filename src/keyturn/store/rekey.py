@@ -55,7 +55,7 @@ from keyturn.store.sealing import (
     read_key_file,
     write_key_file,
 )
-from keyturn.store.secrets import version_context
+from keyturn.store.secret_rows import version_context
 from keyturn.store.sql import open_store
 
 LOCK_FILE: Final = "keyturn.lock"

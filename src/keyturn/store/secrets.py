@@ -27,93 +27,18 @@ from keyturn.core.errors import (
 from keyturn.core.ports import Page
 from keyturn.core.secret_manager import (
     FlowState,
-    FlowTrigger,
     RotationFlow,
     SecretRecord,
     SecretSpec,
-    SecretSubType,
-    SecretVendor,
     SecretVersion,
     VersionStage,
 )
 from keyturn.core.secrets import Secret
 from keyturn.store.base import SqlDatabase, guarded
 from keyturn.store.schema import secret_flows, secret_versions, secrets
+from keyturn.store.secret_rows import flow_of, record_of, seconds, spec_values, version_context
 
 _UNFINISHED = (FlowState.PENDING.value, FlowState.RUNNING.value)
-
-
-def version_context(tenant_id: str, name: str, version_id: str) -> str:
-    return f"secret:{tenant_id}:{name}:{version_id}"
-
-
-def _seconds(value: timedelta | None) -> int | None:
-    return None if value is None else int(value.total_seconds())
-
-
-def _delta(value: int | None) -> timedelta | None:
-    return None if value is None else timedelta(seconds=int(value))
-
-
-def _spec_values(spec: SecretSpec) -> dict[str, Any]:
-    return {
-        "vendor": spec.vendor.value,
-        "instance_id": spec.instance_id,
-        "account": spec.account,
-        "rotation_seconds": _seconds(spec.rotation),
-        "begin_time": None if spec.begin is None else spec.begin.strftime("%H:%M:%S"),
-        "window_seconds": _seconds(spec.window),
-        "overlap_seconds": _seconds(spec.overlap),
-        "description": spec.description,
-        "sub_type": spec.sub_type.value,
-        "source": spec.source,
-    }
-
-
-def _record(row: Any) -> SecretRecord:
-    spec = SecretSpec(
-        tenant_id=row.tenant_id,
-        name=row.name,
-        vendor=SecretVendor(row.vendor),
-        instance_id=row.instance_id,
-        account=row.account,
-        rotation=_delta(row.rotation_seconds),
-        begin=None if row.begin_time is None else time.fromisoformat(row.begin_time),
-        window=_delta(row.window_seconds),
-        overlap=_delta(row.overlap_seconds),
-        description=row.description,
-        sub_type=SecretSubType(row.sub_type),
-        source=row.source,
-    )
-    return SecretRecord(
-        spec=spec,
-        created_at=row.created_at,
-        rotation_enabled=bool(row.rotation_enabled),
-        next_rotation_at=row.next_rotation_at,
-        last_rotation_at=row.last_rotation_at,
-        current_version=row.current_version,
-        failures=int(row.failures),
-        anchor_at=row.anchor_at,
-    )
-
-
-def _flow(row: Any) -> RotationFlow:
-    return RotationFlow(
-        flow_id=row.id,
-        tenant_id=row.tenant_id,
-        name=row.name,
-        state=FlowState(row.state),
-        trigger=FlowTrigger(row.trigger),
-        created_at=row.created_at,
-        version_id=row.version_id,
-        account=row.account,
-        attempt=int(row.attempt),
-        task_id=None if row.task_id is None else int(row.task_id),
-        finished_at=row.finished_at,
-        message=row.message,
-        error_code=row.error_code,
-        drop_old_at=row.drop_old_at,
-    )
 
 
 def _secret_row(tenant_id: str, name: str) -> sa.ColumnElement[bool]:
@@ -146,7 +71,7 @@ class SqlSecrets:
                         anchor_at=next_rotation_at,
                         next_rotation_at=next_rotation_at,
                         failures=0,
-                        **_spec_values(spec),
+                        **spec_values(spec),
                     )
                 )
             except IntegrityError:
@@ -157,7 +82,7 @@ class SqlSecrets:
     async def update_spec(
         self, spec: SecretSpec, *, next_rotation_at: datetime | None
     ) -> SecretRecord:
-        values = _spec_values(spec)
+        values = spec_values(spec)
         values["rotation_enabled"] = spec.rotation is not None
         values["next_rotation_at"] = next_rotation_at
         if next_rotation_at is not None:
@@ -178,7 +103,7 @@ class SqlSecrets:
             ).first()
         if row is None:
             raise SecretNotFound()
-        return _record(row)
+        return record_of(row)
 
     @guarded
     async def list_secrets(
@@ -194,7 +119,7 @@ class SqlSecrets:
             query = query.limit(page.limit).offset(page.offset)
         count = sa.select(sa.func.count()).select_from(secrets).where(*where)
         async with self._db.read() as conn:
-            found = [_record(row) for row in (await conn.execute(query)).all()]
+            found = [record_of(row) for row in (await conn.execute(query)).all()]
             total = int(await conn.scalar(count) or 0)
         return found, total
 
@@ -212,9 +137,9 @@ class SqlSecrets:
     ) -> SecretRecord:
         values: dict[str, Any] = {
             "rotation_enabled": enabled,
-            "rotation_seconds": _seconds(period),
+            "rotation_seconds": seconds(period),
             "begin_time": None if begin is None else begin.strftime("%H:%M:%S"),
-            "window_seconds": _seconds(window),
+            "window_seconds": seconds(window),
             "next_rotation_at": next_rotation_at,
         }
         if next_rotation_at is not None:
@@ -436,7 +361,7 @@ class SqlSecrets:
             row = (await conn.execute(query)).first()
         if row is None:
             raise RotationFlowNotFound()
-        return _flow(row)
+        return flow_of(row)
 
     @guarded
     async def flows(self, tenant_id: str, name: str, *, limit: int) -> list[RotationFlow]:
@@ -447,7 +372,7 @@ class SqlSecrets:
             .limit(limit)
         )
         async with self._db.read() as conn:
-            return [_flow(row) for row in (await conn.execute(query)).all()]
+            return [flow_of(row) for row in (await conn.execute(query)).all()]
 
     @guarded
     async def unfinished_flows(self) -> list[RotationFlow]:
@@ -457,7 +382,7 @@ class SqlSecrets:
             .order_by(secret_flows.c.created_at)
         )
         async with self._db.read() as conn:
-            return [_flow(row) for row in (await conn.execute(query)).all()]
+            return [flow_of(row) for row in (await conn.execute(query)).all()]
 
     @guarded
     async def due_secrets(self, now: datetime) -> list[SecretRecord]:
@@ -468,7 +393,7 @@ class SqlSecrets:
             .limit(100)
         )
         async with self._db.read() as conn:
-            return [_record(row) for row in (await conn.execute(query)).all()]
+            return [record_of(row) for row in (await conn.execute(query)).all()]
 
     @guarded
     async def due_drops(self, now: datetime) -> list[RotationFlow]:
@@ -479,7 +404,7 @@ class SqlSecrets:
             .limit(100)
         )
         async with self._db.read() as conn:
-            return [_flow(row) for row in (await conn.execute(query)).all()]
+            return [flow_of(row) for row in (await conn.execute(query)).all()]
 
     @guarded
     async def claim_drop(self, flow_id: str, *, expect: datetime, until: datetime | None) -> bool:

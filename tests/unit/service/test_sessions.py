@@ -1,8 +1,9 @@
 """Unit tests of the sessions use case (``keyturn.service.sessions``) without I/O: the last
-rotation is the newest succeeded reset or overlap start of that account; sessions are marked old
-against it (unknown where the engine cannot tell); a node that cannot be asked is reported,
-not fatal; ending asks each node only for its own old and possibly-old ids, never a newer one,
-and records one audit event with the count."""
+rotation is the newest succeeded reset or overlap start of that account; sessions are marked
+old against it (unknown where the engine cannot tell); a node that cannot be asked is reported,
+not fatal; with twin roles the role rotated before its twin holds the old password; ending asks
+each node only for its own old and possibly-old ids, never a newer one, and records one audit
+event with the count."""
 
 from __future__ import annotations
 
@@ -57,6 +58,11 @@ class Engine:
     sessions: dict[str, list[Session]]
     down: bool = False
     ended: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
+    #: Twin roles (PostgreSQL): the account's twin.
+    twin: str | None = None
+
+    def overlap_partner(self, account: str) -> str | None:
+        return self.twin
 
     async def discover(self, instance: Instance) -> Topology:
         return Topology(nodes=self.nodes)
@@ -87,7 +93,9 @@ class Audit:
         self.events.append(event)
 
 
-def setup(tasks: list[Task], *, down: bool = False) -> tuple[AccountSessions, Engine, Audit]:
+def setup(
+    tasks: list[Task], *, down: bool = False, twin: str | None = None
+) -> tuple[AccountSessions, Engine, Audit]:
     instance = fake_instance()
     primary = replace(instance.nodes[0], role=NodeRole.PRIMARY)
     replica = replace(
@@ -107,6 +115,7 @@ def setup(tasks: list[Task], *, down: bool = False) -> tuple[AccountSessions, En
             replica.endpoint: [s(replica, "9", None)],
         },
         down=down,
+        twin=twin,
     )
     audit = Audit()
     use = AccountSessions(
@@ -154,3 +163,18 @@ async def test_ending_ends_only_old_sessions_per_node_and_is_audited() -> None:
     assert event.outcome is AuditOutcome.SUCCEEDED and event.key_id == "unit"
     assert event.action == "keyturn:EndSessions"
     assert event.resource.endswith("/account/app/sessions-ended/2")
+
+
+async def test_with_twin_roles_the_role_rotated_before_its_twin_holds_the_old_password() -> None:
+    tasks = [
+        task(TaskKind.ADD_PASSWORD, TaskState.SUCCEED, T0 + timedelta(hours=2), "app_clone"),
+        task(TaskKind.ADD_PASSWORD, TaskState.SUCCEED, T0 - timedelta(days=30)),
+    ]
+    use, _, _ = setup(tasks, twin="app_clone")
+    report = await use.find(fake_instance(), "app")
+    assert report.since == T0 + timedelta(hours=2)
+    assert all(v.old is True for v in report.sessions)  # opened after or not: old password
+    # The twin's own sessions compare with its rotation as usual.
+    clone, _, _ = setup(tasks, twin="app")
+    marks = {v.session.id: v.old for v in (await clone.find(fake_instance(), "app_clone")).sessions}
+    assert marks == {"1": True, "2": True, "9": None}

@@ -1,0 +1,94 @@
+"""Row mapping of managed secrets (``keyturn.store.secrets``): specs to column values and rows
+back to ``SecretRecord``/``RotationFlow``, and the sealing context of a version's password
+(tenant, secret and version, so a token copied to another row does not open; also used by
+master-key rotation, ``keyturn.store.rekey``). Periods are whole seconds, a begin time
+``HH:MM:SS``. Imports: ``keyturn.core`` and the standard library.
+"""
+
+from __future__ import annotations
+
+from datetime import time, timedelta
+from typing import Any
+
+from keyturn.core.secret_manager import (
+    FlowState,
+    FlowTrigger,
+    RotationFlow,
+    SecretRecord,
+    SecretSpec,
+    SecretSubType,
+    SecretVendor,
+)
+
+
+def version_context(tenant_id: str, name: str, version_id: str) -> str:
+    return f"secret:{tenant_id}:{name}:{version_id}"
+
+
+def seconds(value: timedelta | None) -> int | None:
+    return None if value is None else int(value.total_seconds())
+
+
+def delta(value: int | None) -> timedelta | None:
+    return None if value is None else timedelta(seconds=int(value))
+
+
+def spec_values(spec: SecretSpec) -> dict[str, Any]:
+    return {
+        "vendor": spec.vendor.value,
+        "instance_id": spec.instance_id,
+        "account": spec.account,
+        "rotation_seconds": seconds(spec.rotation),
+        "begin_time": None if spec.begin is None else spec.begin.strftime("%H:%M:%S"),
+        "window_seconds": seconds(spec.window),
+        "overlap_seconds": seconds(spec.overlap),
+        "description": spec.description,
+        "sub_type": spec.sub_type.value,
+        "source": spec.source,
+    }
+
+
+def record_of(row: Any) -> SecretRecord:
+    spec = SecretSpec(
+        tenant_id=row.tenant_id,
+        name=row.name,
+        vendor=SecretVendor(row.vendor),
+        instance_id=row.instance_id,
+        account=row.account,
+        rotation=delta(row.rotation_seconds),
+        begin=None if row.begin_time is None else time.fromisoformat(row.begin_time),
+        window=delta(row.window_seconds),
+        overlap=delta(row.overlap_seconds),
+        description=row.description,
+        sub_type=SecretSubType(row.sub_type),
+        source=row.source,
+    )
+    return SecretRecord(
+        spec=spec,
+        created_at=row.created_at,
+        rotation_enabled=bool(row.rotation_enabled),
+        next_rotation_at=row.next_rotation_at,
+        last_rotation_at=row.last_rotation_at,
+        current_version=row.current_version,
+        failures=int(row.failures),
+        anchor_at=row.anchor_at,
+    )
+
+
+def flow_of(row: Any) -> RotationFlow:
+    return RotationFlow(
+        flow_id=row.id,
+        tenant_id=row.tenant_id,
+        name=row.name,
+        state=FlowState(row.state),
+        trigger=FlowTrigger(row.trigger),
+        created_at=row.created_at,
+        version_id=row.version_id,
+        account=row.account,
+        attempt=int(row.attempt),
+        task_id=None if row.task_id is None else int(row.task_id),
+        finished_at=row.finished_at,
+        message=row.message,
+        error_code=row.error_code,
+        drop_old_at=row.drop_old_at,
+    )

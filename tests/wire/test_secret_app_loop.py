@@ -17,6 +17,7 @@ every login succeeds and the credential it held before each rotation stops worki
 
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
 import time
@@ -38,6 +39,7 @@ from tests.support.secret_sdks import (
 )
 
 pytestmark = pytest.mark.engine
+log = logging.getLogger(__name__)
 
 
 @pytest.fixture(scope="module")
@@ -197,6 +199,16 @@ def test_ssm_application_survives_three_rotations(
     app = MODES[mode](
         engine, lambda: ssm_credential(client, name), lambda: ssm_rotate(client, name)
     )
+    log.info(
+        "%s %s: %d credentials, %d logins (%d failed), %d queries (%d failed)",
+        kind,
+        mode,
+        len(app.seen),
+        app.logins,
+        app.failed_logins,
+        app.queries,
+        app.failed_queries,
+    )
     assert (app.failed_logins, app.failed_queries) == (0, 0), (app.logins, app.queries)
 
 
@@ -224,4 +236,14 @@ def test_kms_application_survives_three_rotations(
         return user, password
 
     app = MODES[mode](engine, fetch, lambda: kms_rotate(client, name))
+    log.info(
+        "%s %s: %d credentials, %d logins (%d failed), %d queries (%d failed)",
+        kind,
+        mode,
+        len(app.seen),
+        app.logins,
+        app.failed_logins,
+        app.queries,
+        app.failed_queries,
+    )
     assert (app.failed_logins, app.failed_queries) == (0, 0), (app.logins, app.queries)

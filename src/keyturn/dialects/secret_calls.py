@@ -13,9 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from keyturn.core.errors import NotFound, SecretNotFound, UnsupportedFeature
+from keyturn.core.errors import (
+    EngineRejected,
+    NotFound,
+    SecretNotFound,
+    UnsupportedFeature,
+    error_class,
+)
 from keyturn.core.model import Instance, Product
-from keyturn.core.secret_manager import SecretRecord, SecretVendor
+from keyturn.core.secret_manager import FlowState, RotationFlow, SecretRecord, SecretVendor
 from keyturn.service.context import Caller
 from keyturn.service.facade import Services
 from keyturn.service.secrets import SecretManager
@@ -33,6 +39,18 @@ async def own(services: Services, caller: Caller, name: str, vendor: SecretVendo
     if record.spec.vendor is not vendor:
         raise SecretNotFound("The secret does not exist.")
     return record
+
+
+async def rotate(services: Services, caller: Caller, name: str) -> RotationFlow:
+    """Start a rotation of the caller's secret ``name``; a rotation that could not even begin
+    (another change of the account still runs) is refused with its error, so the client
+    learns it at once and may send it again, rather than from a flow that failed already."""
+    secrets = manager(services)
+    flow_id = await secrets.rotate_now(caller.tenant_id, name)
+    flow = await secrets.describe_flow(caller.tenant_id, flow_id)
+    if flow.state is FlowState.FAILED:
+        raise (error_class(flow.error_code) or EngineRejected)(flow.message)
+    return flow
 
 
 async def instance_of(

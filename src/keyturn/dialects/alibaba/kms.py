@@ -34,6 +34,7 @@ from keyturn.dialects.secret_calls import (
     manager,
     own,
     readable,
+    rotate,
 )
 from keyturn.service.context import Answer, Caller
 from keyturn.service.facade import Services
@@ -126,8 +127,7 @@ async def rotate_secret(services: Services, caller: Caller, params: Params) -> A
     name = k.secret_name(params, caller.tenant_id)
     k.version_id(params, required=True)
     await _own(services, caller, name)
-    flow_id = await manager(services).rotate_now(caller.tenant_id, name)
-    flow = await manager(services).describe_flow(caller.tenant_id, flow_id)
+    flow = await rotate(services, caller, name)
     region = await _region(services, caller, flow.name)
     return Answer(
         {

@@ -30,7 +30,7 @@ from keyturn.core.secret_manager import (
     SecretVendor,
     VersionStage,
 )
-from keyturn.dialects.secret_calls import Instances, located, manager, own, readable
+from keyturn.dialects.secret_calls import Instances, located, manager, own, readable, rotate
 from keyturn.dialects.tencent import ssm_params as p
 from keyturn.dialects.tencent.params import Params
 from keyturn.dialects.tencent.product import TencentProduct
@@ -117,8 +117,8 @@ async def get_secret_value(services: Services, caller: Caller, params: Params) -
 async def rotate_product_secret(services: Services, caller: Caller, params: Params) -> Answer:
     name = p.secret_name(params)
     await _own(services, caller, name)
-    flow_id = await manager(services).rotate_now(caller.tenant_id, name)
-    return Answer({"FlowID": flow_number(flow_id)})
+    flow = await rotate(services, caller, name)
+    return Answer({"FlowID": flow_number(flow.flow_id)}, task_id=flow.task_id)
 
 
 async def describe_async_request_info(services: Services, caller: Caller, params: Params) -> Answer:

@@ -184,6 +184,8 @@ async def list_secrets(services: Services, caller: Caller, params: Params) -> An
     offset = params.integer("Offset", 0, maximum=2**31 - 1)
     limit = params.integer("Limit", 20, minimum=1, maximum=p.MAX_LIMIT)
     search = params.string("SearchSecretName") or ""
+    if len(search) > 128:
+        raise e.InvalidParameterValue("The parameter `SearchSecretName` is at most 128 characters.")
     secret_type = params.integer("SecretType", PRODUCT_SECRET_TYPE, maximum=10)
     wanted_product = p.product_of(params) if "ProductName" in params else None
     records, _ = await manager(services).list_secrets(

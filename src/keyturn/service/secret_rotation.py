@@ -55,8 +55,13 @@ SYSTEM_KEY = "keyturn-secrets"
 STALE_PENDING = timedelta(seconds=60)
 
 
+#: Ids are random numbers below 2**52, written as 13 hex digits: a vendor that answers them as an
+#: Integer (SSM's ``FlowID``) fits them in int64 and in a JavaScript number.
+ID_LIMIT = 2**52
+
+
 def new_id(prefix: str) -> str:
-    return f"{prefix}{secrets.token_hex(16)}"
+    return f"{prefix}{secrets.randbelow(ID_LIMIT - 1) + 1:013x}"
 
 
 class Rotator:

@@ -42,7 +42,7 @@ VENDOR = SecretVendor.TENCENT_SSM
 MAX_SCAN = 10_000
 #: The most versions DescribeRotationHistory answers.
 MAX_HISTORY = 1000
-_HEX = re.compile(r"[0-9a-f]{32}")
+_HEX = re.compile(r"[0-9a-f]{13}")
 _DECIMAL = re.compile(r"[0-9]{1,40}")
 #: SSM's SecretType of a cloud product (database) secret.
 PRODUCT_SECRET_TYPE = 1
@@ -243,8 +243,9 @@ async def describe_supported_products(services: Services, caller: Caller, params
 
 
 def flow_number(flow_id: str) -> int | str:
-    """SSM's ``FlowID`` is an Integer: keyturn's flow ids (``flow-`` and 32 hex digits) go out
-    as the number their hex digits spell, and come back with ``flow_of``."""
+    """SSM's ``FlowID`` is an Integer: keyturn's flow ids (``flow-`` and 13 hex digits, below
+    2**52, so int64 SDKs hold them) go out as the number their hex digits spell, and come
+    back with ``flow_of``."""
     prefix, _, digits = flow_id.partition("-")
     if prefix == "flow" and _HEX.fullmatch(digits):
         return int(digits, 16)
@@ -262,9 +263,9 @@ def flow_of(params: Params) -> str:
         if not raw or len(raw) > 64:
             raise e.InvalidParameterValue("The parameter `FlowID` is not a flow id.")
         return raw
-    if not isinstance(raw, int) or isinstance(raw, bool) or not 0 <= raw < 2**128:
+    if not isinstance(raw, int) or isinstance(raw, bool) or not 0 <= raw < 2**52:
         raise e.InvalidParameter("The parameter `FlowID` must be an Integer.")
-    return f"flow-{raw:032x}"
+    return f"flow-{raw:013x}"
 
 
 async def _own(services: Services, caller: Caller, name: str) -> SecretRecord:

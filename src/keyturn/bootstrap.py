@@ -38,6 +38,8 @@ from keyturn.service.context import SystemClock
 from keyturn.service.credentials import Credentials
 from keyturn.service.encryption import Encryption
 from keyturn.service.facade import Services
+from keyturn.service.fleet import FleetJobs
+from keyturn.service.fleet_runner import FleetDriver
 from keyturn.service.gate import Gate
 from keyturn.service.leases import Leases
 from keyturn.service.operator import Operator
@@ -49,6 +51,7 @@ from keyturn.service.worker import TaskWorker
 from keyturn.store.admin_tokens import SqlAdminTokens
 from keyturn.store.audit_keying import start_audit_log
 from keyturn.store.datadir import prepare_data_dir
+from keyturn.store.fleet import SqlFleetRepo
 from keyturn.store.instance_search import SqlInstanceSearch
 from keyturn.store.observe import observe_statements
 from keyturn.store.sealing import open_secret_box
@@ -69,6 +72,8 @@ class Runtime:
     admin_api: AdminApi
     metrics: PrometheusMetrics
     console: Console
+    fleet: FleetJobs
+    fleet_driver: FleetDriver
 
     def app(self) -> Starlette:
         """The ASGI app; when it shuts down, tasks in flight get ``shutdown_grace`` seconds to
@@ -100,6 +105,7 @@ class Runtime:
         log.info("stopped")
 
     async def close(self) -> None:
+        await self.fleet_driver.stop()
         await self.cluster.stop()
         await self.engines.close()
         await self.store.close()
@@ -170,6 +176,18 @@ async def build_runtime(settings: Settings) -> Runtime:
     )
     resets = Resets(store, engines, worker, sync_deadline=settings.sync_deadline)
     credentials = Credentials(store)
+    rates = RateLimiter(
+        store,
+        clock,
+        limits=settings.rate_limits,
+        default_write=settings.rate_limit_write,
+        default_read=settings.rate_limit_read,
+    )
+    # Fleet jobs: their state is the store's; this node drives the ones it claims, its
+    # changes counted in the tenant's vendor rate like API calls.
+    fleet_repo = SqlFleetRepo(store.db)
+    fleet = FleetJobs(store, fleet_repo)
+    fleet_driver = FleetDriver(fleet_repo, resets, rates, leases.node_id, policy)
     services = Services(
         credentials=credentials,
         resets=resets,
@@ -182,13 +200,7 @@ async def build_runtime(settings: Settings) -> Runtime:
         gate=Gate(
             store,
             credentials,
-            RateLimiter(
-                store,
-                clock,
-                limits=settings.rate_limits,
-                default_write=settings.rate_limit_write,
-                default_read=settings.rate_limit_read,
-            ),
+            rates,
             audit,
             clock,
             metrics,
@@ -213,4 +225,6 @@ async def build_runtime(settings: Settings) -> Runtime:
         admin_api=admin_api,
         metrics=metrics,
         console=console,
+        fleet=fleet,
+        fleet_driver=fleet_driver,
     )

@@ -7,6 +7,7 @@ rule, never the password.
 
 from __future__ import annotations
 
+import secrets
 import string
 from dataclasses import dataclass
 
@@ -134,3 +135,26 @@ HUAWEI_DCS = PasswordPolicy(
     ),
     min_classes=3,
 )
+
+
+#: Length of a generated password, within each policy's bounds.
+GENERATED_LENGTH = 24
+
+
+def generate_password(policy: PasswordPolicy, length: int = GENERATED_LENGTH) -> str:
+    """A random password that ``policy`` accepts: ``length`` characters (clamped to the
+    policy's bounds) with one of every character class, drawn with ``secrets``."""
+    size = max(policy.min_length, min(length, policy.max_length), len(policy.classes))
+    pools = [sorted(c.chars) for c in policy.classes]
+    alphabet = sorted(frozenset().union(*(c.chars for c in policy.classes)))
+    while True:
+        chars = [secrets.choice(pool) for pool in pools]
+        chars += [secrets.choice(alphabet) for _ in range(size - len(chars))]
+        # Fisher-Yates with a CSPRNG, so the required classes are not always first.
+        for i in range(len(chars) - 1, 0, -1):
+            j = secrets.randbelow(i + 1)
+            chars[i], chars[j] = chars[j], chars[i]
+        candidate = "".join(chars)
+        if not any(candidate.startswith(p) for p in policy.forbidden_prefixes):
+            policy.check(candidate)
+            return candidate

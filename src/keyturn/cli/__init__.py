@@ -1,6 +1,7 @@
 """The ``keyturn`` command line: ``serve``, ``sandbox``, ``migrate``, the inventory commands
-(``instances``, ``keys``, ``tenants``, ``policies``), ``nodes`` and ``admin-tokens``;
-``keyturn --version``. Each command resolves settings, runs one coroutine and prints with rich."""
+(``instances``, ``keys``, ``tenants``, ``policies``), ``nodes``, ``admin-tokens`` and
+``rotate`` (fleet jobs); ``keyturn --version``. Each command resolves settings, runs one
+coroutine and prints with rich."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from keyturn.cli import (
     migrate,
     nodes,
     policies,
+    rotate,
     sandbox,
     serve,
     tls,
@@ -62,6 +64,7 @@ app.add_typer(policies.policies, name="policies")
 app.add_typer(audit.audit, name="audit")
 app.command("nodes")(nodes.nodes)
 app.add_typer(admin_tokens.admin_tokens, name="admin-tokens")
+app.add_typer(rotate.rotate, name="rotate")
 
 
 def main() -> None:

@@ -31,7 +31,7 @@ from dataclasses import replace
 from typing import Final, Protocol
 
 from keyturn.core.cluster import Fence, LeasePolicy
-from keyturn.core.errors import DomainError, LeaseLost, RequestThrottled
+from keyturn.core.errors import Conflict, DomainError, LeaseLost, RequestThrottled
 from keyturn.core.fleet import FleetJob, FleetRepo, FleetTarget, JobState, TargetState
 from keyturn.core.model import Product
 from keyturn.core.passwords import generate_password
@@ -138,6 +138,8 @@ class _JobRun:
         self.fence = Fence(driver._node_id, job.fence)
         self.in_flight: dict[int, FleetTarget] = {}
         self.starting: set[asyncio.Task[None]] = set()
+        #: Targets a start is under way for (not yet in flight in the store).
+        self.claimed: set[int] = set()
         self.renewed = driver._monotonic()
         self.state = job.state
         self.lost = False
@@ -248,7 +250,7 @@ class _JobRun:
             self.state = job.state
 
     async def _start_more(self) -> None:
-        room = self.job.options.max_in_flight - len(self.in_flight) - len(self.starting)
+        room = self.job.options.max_in_flight - len(set(self.in_flight) | self.claimed)
         if room <= 0 or not self._trusted():
             return
         wave = await self.d._repo.lowest_open_wave(self.job.id)
@@ -259,19 +261,30 @@ class _JobRun:
                 )
                 self.state = JobState.DONE
             return
-        busy = {t.seq for t in self.in_flight.values()}
         for target in await self.d._repo.next_pending(self.job.id, wave, room):
-            if target.seq in busy:
+            if target.seq in self.in_flight or target.seq in self.claimed:
                 continue
+            # Claimed here before anything awaits, so the next round cannot pick it again.
+            self.claimed.add(target.seq)
             task = asyncio.create_task(self._start(target))
             self.starting.add(task)
             task.add_done_callback(self.starting.discard)
+            task.add_done_callback(self._unclaim(target.seq))
+
+    def _unclaim(self, seq: int) -> Callable[[asyncio.Task[None]], None]:
+        return lambda _: self.claimed.discard(seq)
 
     async def _start(self, target: FleetTarget) -> None:
         repo = self.d._repo
         policy = PASSWORD_POLICIES[target.product]
         password = Secret(generate_password(policy))
-        target = await repo.mark_in_flight(self.fence, target, password)
+        try:
+            target = await repo.mark_in_flight(self.fence, target, password)
+        except LeaseLost:
+            self.lost = True
+            return
+        except Conflict:
+            return  # no longer pending (another round or node took it): nothing to do
         self.in_flight[target.seq] = target
         caller = Caller(
             tenant_id=self.job.tenant_id,

@@ -210,7 +210,7 @@ async def build_runtime(settings: Settings) -> Runtime:
     # The admin API (``/admin/v1/``): the same services, scoped by admin tokens.
     operator = Operator(store, engines, services.queries, resets, audit, SqlInstanceSearch(store))
     tokens = AdminTokens(SqlAdminTokens(store.db), clock)
-    admin_api = AdminApi(operator, tokens, services.gate)
+    admin_api = AdminApi(operator, tokens, services.gate, fleet)
     # The web console (``/console``): the same operator and tokens; its session cookies are
     # signed with a key derived from the master key, so every node of a cluster accepts them.
     box = open_secret_box(settings.data_dir, settings.master_key)

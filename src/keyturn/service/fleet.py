@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Final
 
-from keyturn.core.errors import InvalidParameterValue, NotFound
+from keyturn.core.errors import Conflict, InvalidParameterValue, NotFound
 from keyturn.core.fleet import (
     MAX_GLOB,
     FleetJob,
@@ -96,7 +96,9 @@ class FleetJobs:
 
     async def resume(self, job_id: str, tenant_id: str | None = None) -> FleetJob:
         """Failed and rolled-back targets go back to pending, then the job runs again."""
-        await self.status(job_id, tenant_id)
+        job = await self.status(job_id, tenant_id)
+        if job.state.final:
+            raise Conflict(f"fleet job {job_id} is {job.state}")
         await self._repo.retry_unsuccessful(job_id)
         return await self._repo.set_state(
             job_id, JobState.RUNNING, "", expect=(JobState.PAUSED, JobState.RUNNING)
@@ -111,6 +113,10 @@ class FleetJobs:
             "aborted by an operator",
             expect=(JobState.RUNNING, JobState.PAUSED),
         )
+
+    async def targets(self, job_id: str, *, after_seq: int, limit: int) -> list[FleetTarget]:
+        """A page of targets in selection order (no passwords)."""
+        return await self._repo.targets(job_id, after_seq=after_seq, limit=min(limit, 1000))
 
     async def outcomes(
         self, job_id: str, *, tenant_id: str | None = None, passwords: bool = False

@@ -196,8 +196,8 @@ def _handle(inst: Instance, session: dict[str, str], args: list[bytes]) -> Any:
             return "OK"
     if name == "ACL":
         if sub == "GETUSER":
-            user = inst.users.get(rest[1].decode())
-            return None if user is None else user.getuser()
+            found = inst.users.get(rest[1].decode())
+            return None if found is None else found.getuser()
         if sub == "SETUSER":
             inst.users.setdefault(rest[1].decode(), User(on=False, commands="")).apply(rest[2:])
             inst.changes += 1

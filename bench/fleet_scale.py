@@ -20,6 +20,7 @@ import json
 import secrets
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -167,6 +168,8 @@ def run(root: Path, total: int, real: int, in_flight: int, canary: int) -> dict[
             peak, at = rss_idle, {}
             while True:
                 job = status(server, job_id)
+                if server.process is None or server.process.poll() is not None:
+                    raise RuntimeError("keyturn died:\n" + server.log()[-4000:])
                 rss = server.rss()
                 peak = max(peak, rss)
                 done = job.counts.finished / job.counts.total
@@ -223,11 +226,13 @@ def main() -> None:
     parser.add_argument("--max-in-flight", type=int, default=64)
     parser.add_argument("--canary", type=int, default=10)
     parser.add_argument("--out", type=Path, default=RESULTS / "fleet_scale.json")
+    parser.add_argument("--keep", type=Path, default=None, help="work here and keep it")
     args = parser.parse_args()
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="keyturn-fleet-scale-") as tmp:
-        figures = run(Path(tmp), args.total, args.real, args.max_in_flight, args.canary)
+    if args.keep is not None:
+        figures = run(args.keep, args.total, args.real, args.max_in_flight, args.canary)
+    else:
+        with tempfile.TemporaryDirectory(prefix="keyturn-fleet-scale-") as tmp:
+            figures = run(Path(tmp), args.total, args.real, args.max_in_flight, args.canary)
     args.out.write_text(json.dumps(figures, indent=1) + "\n")
     for name, value in figures.items():
         print(f"{name:32} {value}")

@@ -143,6 +143,8 @@ class _JobRun:
         self.renewed = driver._monotonic()
         self.state = job.state
         self.lost = False
+        #: A target failed since the threshold was last checked (checked at the start too).
+        self.failed_since_check = True
 
     async def drive(self) -> None:
         repo = self.d._repo
@@ -153,7 +155,7 @@ class _JobRun:
                     raise LeaseLost(f"fleet job {self.job.id} is driven by another node now")
                 await self._renew_if_due()
                 await self._settle()
-                if self.state is JobState.RUNNING:
+                if self.state is JobState.RUNNING and self.failed_since_check:
                     await self._check_threshold()
                 if self.state is JobState.RUNNING:
                     await self._start_more()
@@ -189,7 +191,8 @@ class _JobRun:
 
     async def _renew_if_due(self) -> None:
         now = self.d._monotonic()
-        if now - self.renewed < self.d._policy.renew_every:
+        # At least every second: the renewal also reads the state (pause, abort elsewhere).
+        if now - self.renewed < min(self.d._policy.renew_every, 1.0):
             return
         self.state = await self.d._repo.renew_job(self.fence, self.job.id, self.d._policy.lease)
         self.renewed = now
@@ -214,6 +217,7 @@ class _JobRun:
             else:
                 state = TargetState.ROLLED_BACK if end.started else TargetState.FAILED
                 await self.d._repo.finish_target(self.fence, target, state, end.message)
+                self.failed_since_check = True
             del self.in_flight[target.seq]
 
     async def _deliver(self, target: FleetTarget) -> str:
@@ -234,6 +238,7 @@ class _JobRun:
         return where or ""
 
     async def _check_threshold(self) -> None:
+        self.failed_since_check = False
         job = await self.d._repo.get_job(self.job.id)
         counts = job.counts
         if job.options.stop_after.tripped(counts.failures, counts.finished):
@@ -321,6 +326,7 @@ class _JobRun:
                 self.lost = True
                 return
             self.in_flight.pop(target.seq, None)
+            self.failed_since_check = True
 
     async def _take_rate(self, product: Product) -> None:
         while True:

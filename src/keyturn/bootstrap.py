@@ -39,7 +39,7 @@ from keyturn.service.credentials import Credentials
 from keyturn.service.encryption import Encryption
 from keyturn.service.facade import Services
 from keyturn.service.fleet import FleetJobs
-from keyturn.service.fleet_runner import FleetDriver
+from keyturn.service.fleet_runner import FleetDriver, Release
 from keyturn.service.gate import Gate
 from keyturn.service.leases import Leases
 from keyturn.service.operator import Operator
@@ -187,7 +187,9 @@ async def build_runtime(settings: Settings) -> Runtime:
     # changes counted in the tenant's vendor rate like API calls.
     fleet_repo = SqlFleetRepo(store.db)
     fleet = FleetJobs(store, fleet_repo)
-    fleet_driver = FleetDriver(fleet_repo, resets, rates, leases.node_id, policy)
+    fleet_driver = FleetDriver(
+        fleet_repo, resets, rates, leases.node_id, policy, release=Release(store, engines)
+    )
     services = Services(
         credentials=credentials,
         resets=resets,

@@ -17,7 +17,9 @@ task, by id or else by request id, and a target whose task was never created is 
 again. When a job stops running (paused, aborted) its driver waits for the changes in flight,
 then lets the job go. Passwords come from the product's rules (``generate_password``); a
 succeeded target's password goes to a ``PasswordSink`` when there is one (the secrets store of
-issue 16), else stays sealed on the target row for ``rotate status --show-passwords``.
+issue 16), else stays sealed on the target row for ``rotate status --show-passwords``. Once a
+target ended, its instance's pooled admin sessions are closed (``Release``), so what a node
+holds for a job is bounded by the changes in flight, not by the size of the fleet.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from keyturn.core.errors import Conflict, DomainError, LeaseLost, RequestThrottl
 from keyturn.core.fleet import FleetJob, FleetRepo, FleetTarget, JobState, TargetState
 from keyturn.core.model import Product
 from keyturn.core.passwords import generate_password
+from keyturn.core.ports import EngineRegistry, InstanceRepo
 from keyturn.core.secrets import Secret
 from keyturn.core.tasks import Task
 from keyturn.service.context import Caller
@@ -65,6 +68,25 @@ class PasswordSink(Protocol):
     ) -> str | None: ...
 
 
+class Release:
+    """Closes the pooled admin sessions of an instance whose target ended, so a job over
+    10,000 instances does not keep 10,000 admin connections (and their memory) open; the
+    next call to the instance logs in again."""
+
+    def __init__(self, store: InstanceRepo, engines: EngineRegistry) -> None:
+        self._store = store
+        self._engines = engines
+
+    async def __call__(self, tenant_id: str, instance_id: str) -> None:
+        try:
+            instance = await self._store.get_instance(tenant_id, instance_id)
+            engine = self._engines.engine(instance.engine)
+            for node in (*instance.nodes, *instance.sentinels):
+                await engine.forget(node)
+        except DomainError:
+            pass  # best effort: the session stays pooled
+
+
 class FleetDriver:
     """Claim and drive fleet jobs on this node."""
 
@@ -77,9 +99,11 @@ class FleetDriver:
         policy: LeasePolicy,
         *,
         sink: PasswordSink | None = None,
+        release: Release | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._repo = repo
+        self._release = release
         self._resets = resets
         self._rates = rates
         self._node_id = node_id
@@ -219,6 +243,8 @@ class _JobRun:
                 await self.d._repo.finish_target(self.fence, target, state, end.message)
                 self.failed_since_check = True
             del self.in_flight[target.seq]
+            if self.d._release is not None:
+                await self.d._release(self.job.tenant_id, target.instance_id)
 
     async def _deliver(self, target: FleetTarget) -> str:
         sink = self.d._sink

@@ -12,7 +12,6 @@ the password is delivered elsewhere. Imports: ``keyturn.core``, SQLAlchemy and t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any, Final
@@ -399,12 +398,3 @@ class SqlFleetRepo:
             return None
         context = rows.fleet_password_context(target.job_id, target.seq)
         return Secret(self._db.unseal(sealed, context))
-
-    async def passwords(self, targets: Sequence[FleetTarget]) -> dict[int, Secret]:
-        """The kept passwords of ``targets`` (by seq)."""
-        found: dict[int, Secret] = {}
-        for target in targets:
-            secret = await self.target_password(target)
-            if secret is not None:
-                found[target.seq] = secret
-        return found

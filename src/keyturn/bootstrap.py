@@ -188,7 +188,14 @@ async def build_runtime(settings: Settings) -> Runtime:
     fleet_repo = SqlFleetRepo(store.db)
     fleet = FleetJobs(store, fleet_repo)
     fleet_driver = FleetDriver(
-        fleet_repo, resets, rates, leases.node_id, policy, release=Release(store, engines)
+        fleet_repo,
+        resets,
+        rates,
+        leases.node_id,
+        policy,
+        release=Release(store, engines),
+        audit=audit,
+        clock=clock,
     )
     services = Services(
         credentials=credentials,

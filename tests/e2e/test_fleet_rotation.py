@@ -23,7 +23,7 @@ from keyturn.core.model import Product
 from keyturn.service.fleet import FleetJobs
 from keyturn.store.fleet import SqlFleetRepo
 from keyturn.store.sql import SqlStore
-from tests.support.cli import keyturn_cli
+from tests.support.cli import audit_records, keyturn_cli
 from tests.support.fleet import FleetMember, job_tasks, redis_fleet, register
 from tests.support.keyturn_server import TENANT, KeyturnServer
 from tests.support.logins import can_login, can_login_mysql, can_login_postgres
@@ -172,6 +172,17 @@ def test_fleet_job_waves_threshold_resume_and_kill(
         # The vendor rate: never more Redis tasks created in one second than it allows.
         per_second = Counter(t.created_at.replace(microsecond=0) for t in tasks)
         assert max(per_second.values()) <= REDIS_RATE + 2  # +2: PostgreSQL and MariaDB
+        # The audit log: one started and one succeeded record per rotated target.
+        records = audit_records(
+            server, "search", "--action", "fleet:RotatePassword", "--limit", "2000"
+        )
+        outcomes = Counter((r["resource"], r["outcome"]) for r in records)
+        for member in members:
+            assert outcomes[(f"{member.instance_id}/{by_id[member.instance_id]['account']}",
+                             "succeeded")] == 1  # fmt: skip
+        assert sum(1 for r in records if r["outcome"] == "started") == sum(
+            t["attempts"] for t in targets
+        )
         print(
             f"fleet test: {len(members)} targets, {len(tasks)} tasks, "
             f"{paused.counts.failures} failures at the pause, "

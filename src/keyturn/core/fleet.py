@@ -317,6 +317,7 @@ class TaskEnd:
     succeeded: bool
     started: bool
     message: str
+    error_code: str = ""
 
 
 class FleetRepo(Protocol):

@@ -32,12 +32,13 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Final, Protocol
 
+from keyturn.core.audit import AuditEvent, AuditOutcome
 from keyturn.core.cluster import Fence, LeasePolicy
 from keyturn.core.errors import Conflict, DomainError, LeaseLost, RequestThrottled
 from keyturn.core.fleet import FleetJob, FleetRepo, FleetTarget, JobState, TargetState
 from keyturn.core.model import Product
 from keyturn.core.passwords import generate_password
-from keyturn.core.ports import EngineRegistry, InstanceRepo
+from keyturn.core.ports import AuditLog, Clock, EngineRegistry, InstanceRepo
 from keyturn.core.secrets import Secret
 from keyturn.core.tasks import Task
 from keyturn.service.context import Caller
@@ -100,9 +101,13 @@ class FleetDriver:
         *,
         sink: PasswordSink | None = None,
         release: Release | None = None,
+        audit: AuditLog | None = None,
+        clock: Clock | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._repo = repo
+        self._audit = audit
+        self._clock = clock
         self._release = release
         self._resets = resets
         self._rates = rates
@@ -238,10 +243,14 @@ class _JobRun:
                 await self.d._repo.finish_target(
                     self.fence, target, TargetState.SUCCEEDED, "", delivered_to=delivered
                 )
+                await self._audit(target, AuditOutcome.SUCCEEDED, task_id=task_id)
             else:
                 state = TargetState.ROLLED_BACK if end.started else TargetState.FAILED
                 await self.d._repo.finish_target(self.fence, target, state, end.message)
                 self.failed_since_check = True
+                await self._audit(
+                    target, AuditOutcome.FAILED, task_id=task_id, error_code=end.error_code
+                )
             del self.in_flight[target.seq]
             if self.d._release is not None:
                 await self.d._release(self.job.tenant_id, target.instance_id)
@@ -302,6 +311,38 @@ class _JobRun:
             task.add_done_callback(self.starting.discard)
             task.add_done_callback(self._unclaim(target.seq))
 
+    async def _audit(
+        self,
+        target: FleetTarget,
+        outcome: AuditOutcome,
+        *,
+        task_id: int | None = None,
+        error_code: str = "",
+    ) -> None:
+        """One audit record of a target's change (``fleet:RotatePassword``): ``started``
+        before it is made (a change whose record cannot be written is not made), then its
+        outcome."""
+        audit, clock = self.d._audit, self.d._clock
+        if audit is None or clock is None:
+            return
+        await audit.append(
+            AuditEvent(
+                at=clock.now(),
+                tenant_id=self.job.tenant_id,
+                key_id=f"fleet:{self.job.id}",
+                source_ip="",
+                user_agent="keyturn fleet",
+                vendor="fleet",
+                action="fleet:RotatePassword",
+                neutral_action="reset_password",
+                resource=f"{target.instance_id}/{target.account}",
+                outcome=outcome,
+                error_code=error_code,
+                request_id=target.request_id(),
+                task_id="" if task_id is None else str(task_id),
+            )
+        )
+
     def _unclaim(self, seq: int) -> Callable[[asyncio.Task[None]], None]:
         return lambda _: self.claimed.discard(seq)
 
@@ -328,6 +369,7 @@ class _JobRun:
             self.in_flight[target.seq] = _with_task(target, task.id)
 
         try:
+            await self._audit(target, AuditOutcome.STARTED)
             await self._take_rate(target.product)
             await self.d._resets.reset_password(
                 caller,
@@ -344,10 +386,13 @@ class _JobRun:
             if self.in_flight.get(target.seq, target).task_id is not None:
                 return  # the task exists and runs: its end settles the target
             reason = exc.message if isinstance(exc, DomainError) else "internal error"
+            code = exc.code if isinstance(exc, DomainError) else "InternalError"
             if not isinstance(exc, DomainError):
                 log.exception("fleet job %s: target %d", self.job.id, target.seq)
             try:
                 await repo.finish_target(self.fence, target, TargetState.FAILED, reason)
+                with contextlib.suppress(DomainError):
+                    await self._audit(target, AuditOutcome.FAILED, error_code=code)
             except LeaseLost:
                 self.lost = True
                 return

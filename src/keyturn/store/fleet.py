@@ -372,9 +372,9 @@ class SqlFleetRepo:
     async def task_ends(self, task_ids: list[int]) -> dict[int, TaskEnd]:
         if not task_ids:
             return {}
-        query = sa.select(tasks.c.id, tasks.c.state, tasks.c.message, tasks.c.started_at).where(
-            tasks.c.id.in_(task_ids)
-        )
+        query = sa.select(
+            tasks.c.id, tasks.c.state, tasks.c.message, tasks.c.started_at, tasks.c.error_code
+        ).where(tasks.c.id.in_(task_ids))
         async with self._db.read() as conn:
             found = (await conn.execute(query)).all()
         ends: dict[int, TaskEnd] = {}
@@ -386,6 +386,7 @@ class SqlFleetRepo:
                 succeeded=state is TaskState.SUCCEED,
                 started=row.started_at is not None,
                 message=row.message,
+                error_code=row.error_code or "",
             )
         return ends
 

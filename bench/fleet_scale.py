@@ -32,6 +32,7 @@ from tests.support.cli import keyturn_cli
 from tests.support.fleet import redis_fleet
 from tests.support.keyturn_server import TENANT, KeyturnServer
 from tests.support.logins import can_login
+from tests.support.ports import free_port
 
 from keyturn.bootstrap import open_admin_store
 from keyturn.config import load_settings
@@ -152,6 +153,8 @@ def run(root: Path, total: int, real: int, in_flight: int, canary: int) -> dict[
             server.start()
             server.stop()  # the schema and the master key exist now
             ids = bulk_register(server.data_dir, urls)
+            # The fakes bound port 0 while the server was down: its old port may be theirs now.
+            server.port = free_port()
             server.start()
             setup = time.perf_counter() - started
             rss_idle = server.rss()

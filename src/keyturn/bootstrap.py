@@ -39,7 +39,8 @@ from keyturn.service.credentials import Credentials
 from keyturn.service.encryption import Encryption
 from keyturn.service.facade import Services
 from keyturn.service.fleet import FleetJobs
-from keyturn.service.fleet_runner import FleetDriver, Release
+from keyturn.service.fleet_delivery import Release
+from keyturn.service.fleet_runner import FleetDriver
 from keyturn.service.gate import Gate
 from keyturn.service.leases import Leases
 from keyturn.service.operator import Operator

@@ -30,7 +30,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Final, Protocol
+from typing import Final
 
 from keyturn.core.audit import AuditEvent, AuditOutcome
 from keyturn.core.cluster import Fence, LeasePolicy
@@ -38,10 +38,11 @@ from keyturn.core.errors import Conflict, DomainError, LeaseLost, RequestThrottl
 from keyturn.core.fleet import FleetJob, FleetRepo, FleetTarget, JobState, TargetState
 from keyturn.core.model import Product
 from keyturn.core.passwords import generate_password
-from keyturn.core.ports import AuditLog, Clock, EngineRegistry, InstanceRepo
+from keyturn.core.ports import AuditLog, Clock
 from keyturn.core.secrets import Secret
 from keyturn.core.tasks import Task
 from keyturn.service.context import Caller
+from keyturn.service.fleet_delivery import PasswordSink, Release
 from keyturn.service.operator import PASSWORD_POLICIES
 from keyturn.service.ratelimit import RateLimiter
 from keyturn.service.resets import Resets
@@ -58,34 +59,6 @@ RATE_ACTIONS: Final = {
 }
 #: Seconds between two rounds of a job's loop (task ends are read each round).
 ROUND: Final = 0.05
-
-
-class PasswordSink(Protocol):
-    """Where a rotated password is delivered (issue 16's secrets); the reference it is kept
-    under, or None when the target has no secret to deliver to."""
-
-    async def deliver(
-        self, tenant_id: str, instance_id: str, account: str, password: Secret
-    ) -> str | None: ...
-
-
-class Release:
-    """Closes the pooled admin sessions of an instance whose target ended, so a job over
-    10,000 instances does not keep 10,000 admin connections (and their memory) open; the
-    next call to the instance logs in again."""
-
-    def __init__(self, store: InstanceRepo, engines: EngineRegistry) -> None:
-        self._store = store
-        self._engines = engines
-
-    async def __call__(self, tenant_id: str, instance_id: str) -> None:
-        try:
-            instance = await self._store.get_instance(tenant_id, instance_id)
-            engine = self._engines.engine(instance.engine)
-            for node in (*instance.nodes, *instance.sentinels):
-                await engine.forget(node)
-        except DomainError:
-            pass  # best effort: the session stays pooled
 
 
 class FleetDriver:

@@ -40,6 +40,9 @@ from keyturn.service.context import SystemClock
 from keyturn.service.credentials import Credentials
 from keyturn.service.encryption import Encryption
 from keyturn.service.facade import Services
+from keyturn.service.fleet import FleetJobs
+from keyturn.service.fleet_delivery import Release
+from keyturn.service.fleet_runner import FleetDriver
 from keyturn.service.gate import Gate
 from keyturn.service.leases import Leases
 from keyturn.service.operator import Operator
@@ -55,6 +58,7 @@ from keyturn.service.worker import TaskWorker
 from keyturn.store.admin_tokens import SqlAdminTokens
 from keyturn.store.audit_keying import start_audit_log
 from keyturn.store.datadir import prepare_data_dir
+from keyturn.store.fleet import SqlFleetRepo
 from keyturn.store.instance_search import SqlInstanceSearch
 from keyturn.store.observe import observe_statements
 from keyturn.store.sealing import open_secret_box
@@ -78,6 +82,8 @@ class Runtime:
     console: Console
     #: Fires scheduled secret rotations; started with the cluster node (``keyturn serve``).
     scheduler: SecretScheduler
+    fleet: FleetJobs
+    fleet_driver: FleetDriver
 
     def app(self) -> Starlette:
         """The ASGI app; when it shuts down, tasks in flight get ``shutdown_grace`` seconds to
@@ -110,6 +116,7 @@ class Runtime:
 
     async def close(self) -> None:
         await self.scheduler.stop()
+        await self.fleet_driver.stop()
         await self.cluster.stop()
         await self.engines.close()
         await self.store.close()
@@ -184,6 +191,27 @@ async def build_runtime(settings: Settings) -> Runtime:
     secret_repo = SqlSecrets(store.db)
     rotator = Rotator(secret_repo, store, engines, resets, accounts, clock, audit)
     scheduler = SecretScheduler(secret_repo, rotator, clock, every=settings.secret_tick)
+    rates = RateLimiter(
+        store,
+        clock,
+        limits=settings.rate_limits,
+        default_write=settings.rate_limit_write,
+        default_read=settings.rate_limit_read,
+    )
+    # Fleet jobs: their state is the store's; this node drives the ones it claims, its
+    # changes counted in the tenant's vendor rate like API calls.
+    fleet_repo = SqlFleetRepo(store.db)
+    fleet = FleetJobs(store, fleet_repo)
+    fleet_driver = FleetDriver(
+        fleet_repo,
+        resets,
+        rates,
+        leases.node_id,
+        policy,
+        release=Release(store, engines),
+        audit=audit,
+        clock=clock,
+    )
     services = Services(
         credentials=credentials,
         resets=resets,
@@ -196,13 +224,7 @@ async def build_runtime(settings: Settings) -> Runtime:
         gate=Gate(
             store,
             credentials,
-            RateLimiter(
-                store,
-                clock,
-                limits=settings.rate_limits,
-                default_write=settings.rate_limit_write,
-                default_read=settings.rate_limit_read,
-            ),
+            rates,
             audit,
             clock,
             metrics,
@@ -221,7 +243,7 @@ async def build_runtime(settings: Settings) -> Runtime:
         sessions=AccountSessions(store, engines, clock, audit),
     )
     tokens = AdminTokens(SqlAdminTokens(store.db), clock)
-    admin_api = AdminApi(operator, tokens, services.gate)
+    admin_api = AdminApi(operator, tokens, services.gate, fleet)
     # The web console (``/console``): the same operator and tokens; its session cookies are
     # signed with a key derived from the master key, so every node of a cluster accepts them.
     box = open_secret_box(settings.data_dir, settings.master_key)
@@ -237,4 +259,6 @@ async def build_runtime(settings: Settings) -> Runtime:
         metrics=metrics,
         console=console,
         scheduler=scheduler,
+        fleet=fleet,
+        fleet_driver=fleet_driver,
     )

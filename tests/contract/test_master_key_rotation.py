@@ -1,7 +1,8 @@
 """Master-key rotation on a real SQLite store (``keyturn.store.rekey``).
 
 A data dir is filled with one value of every sealed kind (access-key secret, node admin
-password, pending admin password, task password, credential snapshots, tenant RSA private key)
+password, pending admin password, task password, credential snapshots, tenant RSA private key,
+a fleet target's new password)
 and a few audit records. After ``rotate_master_key`` every value opens under the new key and
 reads back the same, the RSA public key is unchanged, no token opens with the old key, the key
 files are in their final place and no plaintext is in the data dir; the audit chain, keyed by
@@ -29,7 +30,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from keyturn.core.audit import AuditEvent, AuditOutcome
+from keyturn.core.cluster import Fence
 from keyturn.core.errors import InternalError
+from keyturn.core.fleet import FleetOptions, NewTarget, Selector
 from keyturn.core.model import Product, Tenant
 from keyturn.core.ports import CredentialSnapshot
 from keyturn.core.secret_manager import (
@@ -47,6 +50,7 @@ from keyturn.service.context import SystemClock
 from keyturn.store.audit import SqlAuditLog
 from keyturn.store.audit_chain import ChainKeys
 from keyturn.store.audit_keying import KEYED_MARKER, open_audit_log
+from keyturn.store.fleet import SqlFleetRepo
 from keyturn.store.migrate import sync_url
 from keyturn.store.rekey import (
     SEALED_COLUMNS,
@@ -128,6 +132,8 @@ class Filled:
     snapshot: dict[str, str]
     public_key: str
     audit_records: int
+    fleet_job: str
+    fleet_password: str
     secret_password: str = SECRET_PASSWORD
 
     def plaintexts(self) -> list[str]:
@@ -137,6 +143,7 @@ class Filled:
             self.node_pending,
             self.task_password,
             self.secret_password,
+            self.fleet_password,
         ]
 
 
@@ -199,6 +206,20 @@ async def fill(data_dir: Path, env: str | None = None) -> Filled:
         )
         public = (await store.public_key(TENANT)).der_base64
         await fill_secret(store)
+        fleet_password = "Fleet-Passw0rd-" + "w" * 8
+        fleet = SqlFleetRepo(store.db)
+        job = await fleet.create_job(
+            "fj-0123456789ab",
+            Selector(tenant_id=TENANT),
+            FleetOptions(),
+            [NewTarget(instance_id=INSTANCE, product=Product.TENCENT_REDIS, account="default")],
+        )
+        claimed = await fleet.claim_job("node-rekey", 60, [])
+        assert claimed is not None
+        [target] = await fleet.next_pending(job.id, 0, 1)
+        await fleet.mark_in_flight(
+            Fence("node-rekey", claimed.fence), target, Secret(fleet_password)
+        )
         audit = open_audit_log(store, data_dir)
         for n in range(AUDIT_RECORDS):
             await audit.append(audit_event(n))
@@ -214,6 +235,8 @@ async def fill(data_dir: Path, env: str | None = None) -> Filled:
         snapshot=snapshot,
         public_key=public,
         audit_records=AUDIT_RECORDS,
+        fleet_job=job.id,
+        fleet_password=fleet_password,
     )
 
 
@@ -234,6 +257,9 @@ async def check_opens(data_dir: Path, filled: Filled, env: str | None = None) ->
         assert dict(stored["127.0.0.1:6379"].data) == filled.snapshot
         assert (await store.public_key(TENANT)).der_base64 == filled.public_key
         await check_secret(store)
+        [target] = await SqlFleetRepo(store.db).targets(filled.fleet_job, after_seq=-1, limit=1)
+        fleet_password = await SqlFleetRepo(store.db).target_password(target)
+        assert fleet_password is not None and fleet_password.reveal() == filled.fleet_password
         public = serialization.load_der_public_key(base64.b64decode(filled.public_key))
         assert isinstance(public, rsa.RSAPublicKey)
         ciphertext = public.encrypt(b"Encrypted-Pw-1", padding.PKCS1v15())

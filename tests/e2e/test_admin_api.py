@@ -314,6 +314,40 @@ def test_every_route_answers_as_documented(
     assert max(r["seq"] for r in older.json()["items"]) < first["next_before"] + 1
     call("GET", "/audit/chain")
     call("GET", "/nodes")
+    _fleet_routes(admin, instance)
     missing = admin.operation_ids() - admin.seen
     assert not missing, f"operations never answered: {sorted(missing)}"
     assert {r.name for r in ROUTES} == admin.operation_ids()
+
+
+def _fleet_routes(admin: AdminClient, instance: str) -> None:
+    """A fleet job whose one target cannot change (its account does not exist): it pauses at
+    its threshold; resume, pause and abort steer it; nothing is rotated."""
+    call = admin.call
+    body = {"tenant": TENANT, "instances": instance, "accounts": ["redis:kt_nobody"]}
+    started = call("POST", "/fleet-jobs", json=body)
+    assert started.status_code == 202, started.text
+    job_id = started.json()["id"]
+    assert started.json()["counts"]["total"] == 1
+    assert call("POST", "/fleet-jobs", json={**body, "canary": 0}).status_code == 400
+    assert call("GET", "/fleet-jobs/fj-000000000000").status_code == 404
+
+    def state() -> str:
+        found: str = call("GET", f"/fleet-jobs/{job_id}").json()["state"]
+        return found
+
+    deadline = time.monotonic() + TASK_DEADLINE
+    while state() != "paused":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    target = call("GET", f"/fleet-jobs/{job_id}/targets").json()["items"][0]
+    assert target["state"] == "failed" and target["task_id"] is None, target
+    assert "password" not in json.dumps(target)
+    assert call("GET", "/fleet-jobs", params={"tenant": TENANT}).json()["items"]
+    # A resumed job runs until a node claims it (within a second): pause it in between.
+    for _ in range(5):
+        assert call("POST", f"/fleet-jobs/{job_id}/resume").json()["state"] == "running"
+        if call("POST", f"/fleet-jobs/{job_id}/pause").status_code == 200:
+            break
+    assert call("POST", f"/fleet-jobs/{job_id}/abort").json()["state"] == "aborted"
+    assert call("POST", f"/fleet-jobs/{job_id}/resume").status_code == 409

@@ -36,6 +36,7 @@ from keyturn.core.errors import (
 )
 from keyturn.service.admin_tokens import AdminTokens
 from keyturn.service.context import Caller
+from keyturn.service.fleet import FleetJobs
 from keyturn.service.gate import Gate
 from keyturn.service.operator import Operator
 from keyturn.service.operator_scope import Scope
@@ -71,8 +72,11 @@ class Authenticated:
 
 
 class AdminApi:
-    def __init__(self, operator: Operator, tokens: AdminTokens, gate: Gate) -> None:
+    def __init__(
+        self, operator: Operator, tokens: AdminTokens, gate: Gate, fleet: FleetJobs | None = None
+    ) -> None:
         self._operator = operator
+        self._fleet = fleet
         self._tokens = tokens
         self._gate = gate
         self._schemas = Schemas(COMPONENTS)
@@ -124,6 +128,7 @@ class AdminApi:
                 path=path,
                 query=parse_query(request.query, route.query, self._schemas),
                 body=self._body(route, request.body),
+                fleet=self._fleet,
             )
         except DomainError as error:
             return self._problem(error, who.request_id)

@@ -18,6 +18,7 @@ from keyturn.core.model import Product, Tenant
 from keyturn.core.ports import Page
 from keyturn.core.secrets import Secret
 from keyturn.service.context import Answer
+from keyturn.service.fleet import FleetJobs
 from keyturn.service.operator import Operator
 from keyturn.service.operator_scope import Scope
 
@@ -31,6 +32,8 @@ class Call:
     path: dict[str, str]
     query: dict[str, Any]
     body: dict[str, Any]
+    #: Fleet rotation jobs (``keyturn.api.fleet_handlers``), where the runtime serves them.
+    fleet: FleetJobs | None = None
 
 
 Handler = Callable[[Call], Awaitable[Answer]]

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from keyturn.core.audit import AuditOutcome
+from keyturn.core.fleet import JobState, TargetState
 from keyturn.core.model import KeySource, Product
 from keyturn.core.tasks import StepPhase, TaskKind, TaskState
 
@@ -346,4 +347,67 @@ COMPONENTS: dict[str, dict[str, Any]] = {
         tasks={"type": "array", "items": _ref("HeldTask")},
     ),
     "NodeList": _items("Node", unowned_tasks={"type": "array", "items": _ref("HeldTask")}),
-}
+    "NewFleetJob": _object(
+        ["tenant"],
+        tenant={**ID, "maxLength": 64},
+        product={"type": "string", "enum": [p.value for p in Product]},
+        instances={"type": "string", "minLength": 1, "maxLength": 200,
+                   "description": "A glob over instance ids (crs-prod-*)."},
+        region={"type": "string", "minLength": 1, "maxLength": 64},
+        accounts={"type": "array", "maxItems": 8, "items": {"type": "string", "minLength": 1,
+                  "maxLength": 210}, "description": "NAME, or ENGINE:NAME (redis, postgres, "
+                  "mysql); Redis defaults to default, the instance password."},
+        canary={"type": "integer", "minimum": 1, "maximum": 10_000, "default": 1},
+        max_in_flight={"type": "integer", "minimum": 1, "maximum": 1_000, "default": 8},
+        stop_after_failures={"type": "string", "maxLength": 16, "pattern": "^[0-9.]+%?$",
+                             "default": "0",
+                             "description": "Pause past N failures, or PCT% of finished."},
+    ),
+    "FleetCounts": _object(
+        ["total", "pending", "in_flight", "succeeded", "failed", "rolled_back"],
+        total={"type": "integer"},
+        pending={"type": "integer"},
+        in_flight={"type": "integer"},
+        succeeded={"type": "integer"},
+        failed={"type": "integer"},
+        rolled_back={"type": "integer"},
+    ),
+    "FleetJob": _object(
+        ["id", "tenant", "state", "reason", "waves", "counts", "selector", "canary",
+         "max_in_flight", "stop_after_failures", "created_at", "updated_at"],
+        id={"type": "string"},
+        tenant=ID,
+        state={"type": "string", "enum": [s.value for s in JobState]},
+        reason={"type": "string"},
+        waves={"type": "integer"},
+        counts=_ref("FleetCounts"),
+        selector=_object(
+            ["product", "instances", "region", "accounts"],
+            product={"type": ["string", "null"]},
+            instances={"type": ["string", "null"]},
+            region={"type": ["string", "null"]},
+            accounts={"type": "object", "additionalProperties": {"type": "string"}},
+        ),
+        canary={"type": "integer"},
+        max_in_flight={"type": "integer"},
+        stop_after_failures={"type": "string"},
+        created_at=TIME,
+        updated_at=TIME,
+    ),
+    "FleetJobList": _items("FleetJob"),
+    "FleetTarget": _object(
+        ["seq", "instance_id", "product", "account", "wave", "state", "reason", "task_id",
+         "attempts", "delivered_to"],
+        seq={"type": "integer"},
+        instance_id={"type": "string"},
+        product={"type": "string"},
+        account={"type": "string"},
+        wave={"type": "integer"},
+        state={"type": "string", "enum": [s.value for s in TargetState]},
+        reason={"type": "string"},
+        task_id={"type": ["integer", "null"]},
+        attempts={"type": "integer"},
+        delivered_to={"type": "string"},
+    ),
+    "FleetTargetPage": _items("FleetTarget", next_after={"type": ["integer", "null"]}),
+}  # fmt: skip

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from keyturn import __version__
+from keyturn.api import fleet_handlers as fh
 from keyturn.api import handlers as h
 from keyturn.api.schemas import COMPONENTS, ID
 from keyturn.core.audit import AuditOutcome
@@ -169,6 +170,31 @@ ROUTES: tuple[Route, ...] = (
        handler=h.chain_status, response="ChainStatus"),
     _r("GET", "/nodes", "ListNodes", "keyturn nodes sharing the store and the tasks each holds.",
        "nodes", handler=h.list_nodes, response="NodeList"),
+    _r("POST", "/fleet-jobs", "StartFleetJob",
+       "Start a fleet rotation in waves (a node of the cluster drives it).", "fleet",
+       handler=fh.start_job, response="FleetJob", status=202, body="NewFleetJob",
+       mutating=True),
+    _r("GET", "/fleet-jobs", "ListFleetJobs", "Fleet jobs, newest first.", "fleet",
+       handler=fh.list_jobs, response="FleetJobList",
+       query={**TENANT, "limit": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE,
+                                  "default": 20}}),
+    _r("GET", "/fleet-jobs/{job_id}", "GetFleetJob", "A fleet job's state and counts.", "fleet",
+       handler=fh.get_job, response="FleetJob"),
+    _r("GET", "/fleet-jobs/{job_id}/targets", "ListFleetTargets",
+       "A fleet job's per-instance outcomes, in selection order (never passwords).", "fleet",
+       handler=fh.list_targets, response="FleetTargetPage",
+       query={"after": {"type": "integer", "minimum": -1, "maximum": 10_000_000, "default": -1,
+                        "description": "Targets after this seq (the last page's next_after)."},
+              "limit": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}),
+    _r("POST", "/fleet-jobs/{job_id}/pause", "PauseFleetJob",
+       "Pause: no new change starts; changes in flight finish.", "fleet",
+       handler=fh.pause_job, response="FleetJob", mutating=True),
+    _r("POST", "/fleet-jobs/{job_id}/resume", "ResumeFleetJob",
+       "Resume a paused job; its failed targets are tried again.", "fleet",
+       handler=fh.resume_job, response="FleetJob", mutating=True),
+    _r("POST", "/fleet-jobs/{job_id}/abort", "AbortFleetJob",
+       "Abort: no new change starts; changes in flight finish.", "fleet",
+       handler=fh.abort_job, response="FleetJob", mutating=True),
 )  # fmt: skip
 
 #: Path parameters' schemas (a task id is a string of digits in the path).
@@ -177,6 +203,7 @@ PATH_PARAMETERS: dict[str, dict[str, Any]] = {
     "key_id": ID,
     "instance_id": ID,
     "task_id": {"type": "string", "pattern": "^[0-9]{1,16}$"},
+    "job_id": {"type": "string", "pattern": "^fj-[0-9a-f]{12}$"},
     "name": ID,
 }
 

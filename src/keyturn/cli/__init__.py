@@ -1,7 +1,7 @@
 """The ``keyturn`` command line: ``serve``, ``sandbox``, ``migrate``, the inventory commands
 (``instances``, ``keys``, ``tenants``, ``policies``), ``nodes``, ``sessions``,
-``admin-tokens`` and ``secrets``; ``keyturn --version``. Each command resolves settings, runs
-one coroutine and prints with rich."""
+``admin-tokens``, ``secrets`` and ``rotate`` (fleet jobs); ``keyturn --version``. Each
+command resolves settings, runs one coroutine and prints with rich."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from keyturn.cli import (
     migrate,
     nodes,
     policies,
+    rotate,
     sandbox,
     secrets,
     serve,
@@ -67,6 +68,7 @@ app.command("nodes")(nodes.nodes)
 app.command("sessions")(sessions.sessions)
 app.add_typer(admin_tokens.admin_tokens, name="admin-tokens")
 app.add_typer(secrets.secrets, name="secrets")
+app.add_typer(rotate.rotate, name="rotate")
 
 
 def main() -> None:

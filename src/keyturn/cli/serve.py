@@ -225,6 +225,8 @@ async def prepare(runtime: Runtime, config: Path | None, *, recover: bool = True
         return
     # Heartbeat, lease renewal and the claimer; unfinished tasks nobody holds resume now.
     recovered = await runtime.cluster.start()
+    # Fleet jobs this node drove before a restart, and running ones nobody drives.
+    runtime.fleet_driver.start()
     if recovered:
         log.info("resuming %d unfinished task(s)", recovered)
     # Scheduled secret rotations: every node ticks, the store decides who fires a slot.

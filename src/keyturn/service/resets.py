@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from keyturn.core.errors import (
     AccountNotFound,
@@ -42,6 +42,8 @@ from keyturn.service.worker import Loaded, Outcome, TaskWorker
 
 log = logging.getLogger(__name__)
 
+#: What runs between a task's creation and its run (``Resets.reset_password``).
+OnQueued = Callable[[Task], Awaitable[None]]
 #: Seconds between reads of a task another node runs, while a synchronous call waits for it.
 POLL_EVERY = 0.15
 
@@ -94,12 +96,15 @@ class Resets:
         password: Secret | None,
         policy: PasswordPolicy,
         kind: TaskKind | None = None,
+        on_queued: OnQueued | None = None,
     ) -> Task:
         """Queue a reset of ``account`` to ``password`` (None: switch to password-free) and
         answer at once with the task (Tencent Redis style). ``kind`` ``ADD_PASSWORD`` or
-        ``DROP_OLD_PASSWORDS`` queues an overlap rotation's half instead (a password needed)."""
+        ``DROP_OLD_PASSWORDS`` queues an overlap rotation's half instead (a password needed).
+        ``on_queued`` runs once the task row exists and before its run starts (a fleet job
+        records the task id there, so a restart finds the task instead of queuing another)."""
         task, _ = await self._queue(
-            caller, product, instance_id, account, password, policy, kind=kind
+            caller, product, instance_id, account, password, policy, kind=kind, on_queued=on_queued
         )
         return task
 
@@ -166,6 +171,8 @@ class Resets:
         policy: PasswordPolicy,
         differ_from_current: bool = False,
         kind: TaskKind | None = None,
+        *,
+        on_queued: OnQueued | None = None,
     ) -> tuple[Task, asyncio.Future[Outcome]]:
         if kind in OVERLAP_KINDS and password is None:
             raise InvalidParameterValue("an overlap rotation needs a password")
@@ -211,6 +218,9 @@ class Resets:
             "task queued",
             extra={"task_id": task.id, "request_id": caller.request_id, "kind": str(kind)},
         )
+        if on_queued is not None:
+            # Should this fail, the task is not lost: its lease lapses and a claimer runs it.
+            await on_queued(task)
         job = self._worker.submit(task, Loaded(instance=instance, password=password))
         return task, job
 

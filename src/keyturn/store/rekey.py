@@ -42,7 +42,14 @@ from keyturn.store.audit_chain import ChainKeys
 from keyturn.store.audit_keying import chain_was_keyed, mark_chain_keyed
 from keyturn.store.base import SqlDatabase, guarded
 from keyturn.store.rsa_keys import _context as rsa_private_context
-from keyturn.store.schema import access_keys, nodes, secret_versions, tasks, tenant_rsa_keys
+from keyturn.store.schema import (
+    access_keys,
+    fleet_targets,
+    nodes,
+    secret_versions,
+    tasks,
+    tenant_rsa_keys,
+)
 from keyturn.store.sealing import (
     KEY_FILE,
     NEW_KEY_FILE,
@@ -97,6 +104,12 @@ SEALED_COLUMNS: Final = (
     SealedColumn(tasks, "pending_sealed", ("id",), lambda r: rows.task_pending_context(int(r.id))),
     SealedColumn(
         tasks, "snapshots_sealed", ("id",), lambda r: rows.task_snapshots_context(int(r.id))
+    ),
+    SealedColumn(
+        fleet_targets,
+        "password_sealed",
+        ("job_id", "seq"),
+        lambda r: rows.fleet_password_context(r.job_id, int(r.seq)),
     ),
     SealedColumn(
         tenant_rsa_keys,

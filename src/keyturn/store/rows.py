@@ -55,6 +55,10 @@ def task_snapshots_context(task_id: int) -> str:
     return f"task:{task_id}:snapshots"
 
 
+def fleet_password_context(job_id: str, seq: int) -> str:
+    return f"fleet:{job_id}:{seq}:password"
+
+
 # --------------------------------------------------------------------------- JSON columns
 
 

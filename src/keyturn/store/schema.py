@@ -364,3 +364,51 @@ secret_flows = sa.Table(
     sa.Column("drop_old_at", UtcDateTime(), nullable=True, index=True),
     sa.Index("ix_secret_flows_tenant_id_name_created_at", "tenant_id", "name", "created_at"),
 )
+
+fleet_jobs = sa.Table(
+    "fleet_jobs",
+    metadata,
+    # A fleet rotation (``keyturn.core.fleet``): what it selects, how it runs, where it stands,
+    # and the lease of the one node driving it (owner, fence incremented at every claim, end).
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("tenant_id", sa.String(64), nullable=False),
+    sa.Column("selector", sa.Text(), nullable=False),
+    sa.Column("options", sa.Text(), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("reason", sa.Text(), nullable=False),
+    sa.Column("waves", sa.Integer(), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+    sa.Column("owner", sa.String(128), nullable=True),
+    sa.Column("fence", sa.BigInteger(), nullable=False, server_default="0"),
+    sa.Column("lease_until", UtcDateTime(), nullable=True),
+    sa.Index("ix_fleet_jobs_state_lease_until", "state", "lease_until"),
+    sa.Index("ix_fleet_jobs_tenant_id_created_at", "tenant_id", "created_at"),
+)
+
+fleet_targets = sa.Table(
+    "fleet_targets",
+    metadata,
+    # One account of one instance in a fleet job, in selection order (``seq``). ``task_id`` is
+    # written before the task's engine is touched; ``password_sealed`` holds the attempt's new
+    # password (a ``SecretBox`` token) until it is delivered or the attempt fails.
+    sa.Column(
+        "job_id",
+        sa.String(32),
+        sa.ForeignKey("fleet_jobs.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("seq", sa.Integer(), primary_key=True, autoincrement=False),
+    sa.Column("instance_id", sa.String(128), nullable=False),
+    sa.Column("product", sa.String(64), nullable=False),
+    sa.Column("account", sa.String(200), nullable=False),
+    sa.Column("wave", sa.Integer(), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("reason", sa.Text(), nullable=False),
+    sa.Column("task_id", TaskId, nullable=True),
+    sa.Column("attempts", sa.Integer(), nullable=False),
+    sa.Column("password_sealed", sa.Text(), nullable=True),
+    sa.Column("delivered_to", sa.String(400), nullable=False),
+    # The driver's scans: the next pending targets of a wave, those in flight, the counts.
+    sa.Index("ix_fleet_targets_job_id_state_wave_seq", "job_id", "state", "wave", "seq"),
+)

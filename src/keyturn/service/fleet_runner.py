@@ -1,0 +1,385 @@
+"""Driving fleet jobs: the node that holds a job's lease runs its waves.
+
+``FleetDriver`` looks for a running job nobody drives (about every second; at start also the
+ones this node drove before a restart) and claims it: the job row's lease, fenced like a
+task's, so exactly one node drives a job and a node that lost it can no longer write about it.
+Driving a job repeats: renew the lease (which also reads the state, so ``pause`` and ``abort``
+from any node are seen within a beat), settle targets whose tasks ended, check the failure
+threshold (tripped: the job pauses itself), and start more targets of the lowest open wave, at
+most ``max_in_flight`` at once and at most the vendor's rate for the tenant
+(``RateLimiter``, shared with the API calls). A wave starts only when the one before it ended.
+
+Each change is an ordinary durable reset task (``Resets``), so the worker, its leases and its
+crash recovery carry it. For no change to happen twice, a target is first marked in flight
+(with its new password sealed and its attempt's request id), and its task's id is written
+before the task's run starts; a driver that takes a job over adopts every in-flight target's
+task, by id or else by request id, and a target whose task was never created is simply started
+again. When a job stops running (paused, aborted) its driver waits for the changes in flight,
+then lets the job go. Passwords come from the product's rules (``generate``); a
+succeeded target's password goes to a ``PasswordSink`` when there is one (the secrets store of
+issue 16), else stays sealed on the target row for ``rotate status --show-passwords``. Once a
+target ended, its instance's pooled admin sessions are closed (``Release``), so what a node
+holds for a job is bounded by the changes in flight, not by the size of the fleet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Final
+
+from keyturn.core.audit import AuditEvent, AuditOutcome
+from keyturn.core.cluster import Fence, LeasePolicy
+from keyturn.core.errors import Conflict, DomainError, LeaseLost, RequestThrottled
+from keyturn.core.fleet import FleetJob, FleetRepo, FleetTarget, JobState, TargetState
+from keyturn.core.model import Product
+from keyturn.core.passwords import generate
+from keyturn.core.ports import AuditLog, Clock
+from keyturn.core.secrets import Secret
+from keyturn.core.tasks import Task
+from keyturn.service.context import Caller
+from keyturn.service.fleet_delivery import PasswordSink, Release
+from keyturn.service.operator import PASSWORD_POLICIES
+from keyturn.service.ratelimit import RateLimiter
+from keyturn.service.resets import Resets
+
+log = logging.getLogger(__name__)
+
+#: The vendor action whose documented rate a fleet change of each product takes from.
+RATE_ACTIONS: Final = {
+    Product.TENCENT_REDIS: "redis:ResetPassword",
+    Product.TENCENT_POSTGRES: "postgres:ResetAccountPassword",
+    Product.TENCENT_TDMYSQL: "tdmysql:ResetUserPassword",
+    Product.ALIBABA_KVSTORE: "kvstore:ResetAccountPassword",
+    Product.HUAWEI_DCS: "dcs:ResetInstancePassword",
+}
+#: Seconds between two rounds of a job's loop (task ends are read each round).
+ROUND: Final = 0.05
+
+
+class FleetDriver:
+    """Claim and drive fleet jobs on this node."""
+
+    def __init__(
+        self,
+        repo: FleetRepo,
+        resets: Resets,
+        rates: RateLimiter,
+        node_id: str,
+        policy: LeasePolicy,
+        *,
+        sink: PasswordSink | None = None,
+        release: Release | None = None,
+        audit: AuditLog | None = None,
+        clock: Clock | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._repo = repo
+        self._audit = audit
+        self._clock = clock
+        self._release = release
+        self._resets = resets
+        self._rates = rates
+        self._node_id = node_id
+        self._policy = policy
+        self._sink = sink
+        self._monotonic = monotonic
+        self._driving: dict[str, asyncio.Task[None]] = {}
+        self._loop: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._loop = asyncio.create_task(self._claim_forever(), name="fleet-claimer")
+
+    async def stop(self) -> None:
+        if self._loop is not None:
+            self._loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop
+            self._loop = None
+        for job in list(self._driving.values()):
+            job.cancel()
+        await asyncio.gather(*self._driving.values(), return_exceptions=True)
+
+    def driving(self) -> list[str]:
+        return list(self._driving)
+
+    async def claim_once(self) -> str | None:
+        """Claim one running job nobody drives and drive it; its id."""
+        job = await self._repo.claim_job(self._node_id, self._policy.lease, self.driving())
+        if job is None:
+            return None
+        log.info("driving fleet job %s (fence %d)", job.id, job.fence)
+        run = _JobRun(self, job)
+        task = asyncio.create_task(run.drive(), name=f"fleet-{job.id}")
+        self._driving[job.id] = task
+        task.add_done_callback(lambda _: self._driving.pop(job.id, None))
+        return job.id
+
+    async def _claim_forever(self) -> None:
+        while True:
+            try:
+                while await self.claim_once() is not None:
+                    pass
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("fleet job claim failed: %s", exc)
+            await asyncio.sleep(self._policy.claim_every)
+
+
+class _JobRun:
+    """One claimed job, driven until it stops running and nothing is in flight."""
+
+    def __init__(self, driver: FleetDriver, job: FleetJob) -> None:
+        self.d = driver
+        self.job = job
+        self.fence = Fence(driver._node_id, job.fence)
+        self.in_flight: dict[int, FleetTarget] = {}
+        self.starting: set[asyncio.Task[None]] = set()
+        #: Targets a start is under way for (not yet in flight in the store).
+        self.claimed: set[int] = set()
+        self.renewed = driver._monotonic()
+        self.state = job.state
+        self.lost = False
+        #: A target failed since the threshold was last checked (checked at the start too).
+        self.failed_since_check = True
+
+    async def drive(self) -> None:
+        repo = self.d._repo
+        try:
+            await self._adopt()
+            while True:
+                if self.lost:
+                    raise LeaseLost(f"fleet job {self.job.id} is driven by another node now")
+                await self._renew_if_due()
+                await self._settle()
+                if self.state is JobState.RUNNING and self.failed_since_check:
+                    await self._check_threshold()
+                if self.state is JobState.RUNNING:
+                    await self._start_more()
+                if self.state is not JobState.RUNNING and not self.in_flight and not self.starting:
+                    break
+                await asyncio.sleep(ROUND)
+            await repo.release_job(self.fence, self.job.id)
+            log.info("fleet job %s: %s", self.job.id, self.state)
+        except LeaseLost as exc:
+            log.warning("fleet job %s: %s", self.job.id, exc.message)
+        except asyncio.CancelledError:
+            for task in self.starting:
+                task.cancel()
+            # Let the job go at once for the next node (or this one's next start).
+            with contextlib.suppress(Exception):
+                await asyncio.shield(repo.release_job(self.fence, self.job.id))
+            raise
+        except Exception:
+            log.exception("fleet job %s: driving stopped; the job resumes later", self.job.id)
+
+    async def _adopt(self) -> None:
+        """Targets left in flight by an earlier driver: their task, by id or request id, or
+        back to pending when none was created (nothing was changed)."""
+        for target in await self.d._repo.in_flight(self.job.id):
+            task_id = target.task_id
+            if task_id is None:
+                task_id = await self.d._repo.find_task(target)
+                if task_id is None:
+                    await self.d._repo.finish_target(self.fence, target, TargetState.PENDING, "")
+                    continue
+                await self.d._repo.record_task(self.fence, target, task_id)
+            self.in_flight[target.seq] = _with_task(target, task_id)
+
+    async def _renew_if_due(self) -> None:
+        now = self.d._monotonic()
+        # At least every second: the renewal also reads the state (pause, abort elsewhere).
+        if now - self.renewed < min(self.d._policy.renew_every, 1.0):
+            return
+        self.state = await self.d._repo.renew_job(self.fence, self.job.id, self.d._policy.lease)
+        self.renewed = now
+
+    def _trusted(self) -> bool:
+        return self.d._monotonic() - self.renewed < self.d._policy.trust_window
+
+    async def _settle(self) -> None:
+        waiting = {t.task_id: t for t in self.in_flight.values() if t.task_id is not None}
+        if not waiting:
+            return
+        ends = await self.d._repo.task_ends(list(waiting))
+        for task_id, end in ends.items():
+            if not end.final:
+                continue
+            target = waiting[task_id]
+            if end.succeeded:
+                delivered = await self._deliver(target)
+                await self.d._repo.finish_target(
+                    self.fence, target, TargetState.SUCCEEDED, "", delivered_to=delivered
+                )
+                await self._audit(target, AuditOutcome.SUCCEEDED, task_id=task_id)
+            else:
+                state = TargetState.ROLLED_BACK if end.started else TargetState.FAILED
+                await self.d._repo.finish_target(self.fence, target, state, end.message)
+                self.failed_since_check = True
+                await self._audit(
+                    target, AuditOutcome.FAILED, task_id=task_id, error_code=end.error_code
+                )
+            del self.in_flight[target.seq]
+            if self.d._release is not None:
+                await self.d._release(self.job.tenant_id, target.instance_id)
+
+    async def _deliver(self, target: FleetTarget) -> str:
+        sink = self.d._sink
+        if sink is None:
+            return ""
+        password = await self.d._repo.target_password(target)
+        if password is None:
+            return ""
+        try:
+            where = await sink.deliver(
+                self.job.tenant_id, target.instance_id, target.account, password
+            )
+        except DomainError as exc:
+            # The rotation stands; the password stays sealed here for the operator.
+            log.warning("fleet job %s: delivery failed: %s", self.job.id, exc.message)
+            return ""
+        return where or ""
+
+    async def _check_threshold(self) -> None:
+        self.failed_since_check = False
+        job = await self.d._repo.get_job(self.job.id)
+        counts = job.counts
+        if job.options.stop_after.tripped(counts.failures, counts.finished):
+            reason = (
+                f"{counts.failures} of {counts.finished} finished targets failed, past "
+                f"--stop-after-failures {job.options.stop_after}: resume or abort"
+            )
+            self.job = await self.d._repo.set_state(
+                self.job.id, JobState.PAUSED, reason, expect=(JobState.RUNNING,)
+            )
+            self.state = JobState.PAUSED
+            log.warning("fleet job %s paused: %s", self.job.id, reason)
+        elif job.state is not JobState.RUNNING:
+            self.state = job.state
+
+    async def _start_more(self) -> None:
+        room = self.job.options.max_in_flight - len(set(self.in_flight) | self.claimed)
+        if room <= 0 or not self._trusted():
+            return
+        wave = await self.d._repo.lowest_open_wave(self.job.id)
+        if wave is None:
+            if not self.in_flight and not self.starting:
+                self.job = await self.d._repo.set_state(
+                    self.job.id, JobState.DONE, "", expect=(JobState.RUNNING,)
+                )
+                self.state = JobState.DONE
+            return
+        for target in await self.d._repo.next_pending(self.job.id, wave, room):
+            if target.seq in self.in_flight or target.seq in self.claimed:
+                continue
+            # Claimed here before anything awaits, so the next round cannot pick it again.
+            self.claimed.add(target.seq)
+            task = asyncio.create_task(self._start(target))
+            self.starting.add(task)
+            task.add_done_callback(self.starting.discard)
+            task.add_done_callback(self._unclaim(target.seq))
+
+    async def _audit(
+        self,
+        target: FleetTarget,
+        outcome: AuditOutcome,
+        *,
+        task_id: int | None = None,
+        error_code: str = "",
+    ) -> None:
+        """One audit record of a target's change (``fleet:RotatePassword``): ``started``
+        before it is made (a change whose record cannot be written is not made), then its
+        outcome."""
+        audit, clock = self.d._audit, self.d._clock
+        if audit is None or clock is None:
+            return
+        await audit.append(
+            AuditEvent(
+                at=clock.now(),
+                tenant_id=self.job.tenant_id,
+                key_id=f"fleet:{self.job.id}",
+                source_ip="",
+                user_agent="keyturn fleet",
+                vendor="fleet",
+                action="fleet:RotatePassword",
+                neutral_action="reset_password",
+                resource=f"{target.instance_id}/{target.account}",
+                outcome=outcome,
+                error_code=error_code,
+                request_id=target.request_id(),
+                task_id="" if task_id is None else str(task_id),
+            )
+        )
+
+    def _unclaim(self, seq: int) -> Callable[[asyncio.Task[None]], None]:
+        return lambda _: self.claimed.discard(seq)
+
+    async def _start(self, target: FleetTarget) -> None:
+        repo = self.d._repo
+        policy = PASSWORD_POLICIES[target.product]
+        password = Secret(generate(policy))
+        try:
+            target = await repo.mark_in_flight(self.fence, target, password)
+        except LeaseLost:
+            self.lost = True
+            return
+        except Conflict:
+            return  # no longer pending (another round or node took it): nothing to do
+        self.in_flight[target.seq] = target
+        caller = Caller(
+            tenant_id=self.job.tenant_id,
+            key_id=f"fleet:{self.job.id}",
+            request_id=target.request_id(),
+        )
+
+        async def record(task: Task) -> None:
+            await repo.record_task(self.fence, target, task.id)
+            self.in_flight[target.seq] = _with_task(target, task.id)
+
+        try:
+            await self._audit(target, AuditOutcome.STARTED)
+            await self._take_rate(target.product)
+            await self.d._resets.reset_password(
+                caller,
+                product=target.product,
+                instance_id=target.instance_id,
+                account=target.account,
+                password=password,
+                policy=policy,
+                on_queued=record,
+            )
+        except LeaseLost:
+            self.lost = True
+        except Exception as exc:
+            if self.in_flight.get(target.seq, target).task_id is not None:
+                return  # the task exists and runs: its end settles the target
+            reason = exc.message if isinstance(exc, DomainError) else "internal error"
+            code = exc.code if isinstance(exc, DomainError) else "InternalError"
+            if not isinstance(exc, DomainError):
+                log.exception("fleet job %s: target %d", self.job.id, target.seq)
+            try:
+                await repo.finish_target(self.fence, target, TargetState.FAILED, reason)
+                with contextlib.suppress(DomainError):
+                    await self._audit(target, AuditOutcome.FAILED, error_code=code)
+            except LeaseLost:
+                self.lost = True
+                return
+            self.in_flight.pop(target.seq, None)
+            self.failed_since_check = True
+
+    async def _take_rate(self, product: Product) -> None:
+        while True:
+            try:
+                await self.d._rates.take(self.job.tenant_id, RATE_ACTIONS[product], mutating=True)
+                return
+            except RequestThrottled:
+                await asyncio.sleep(1.0 - (time.time() % 1.0) + 0.001)
+
+
+def _with_task(target: FleetTarget, task_id: int) -> FleetTarget:
+    return replace(target, task_id=task_id)

@@ -1,0 +1,136 @@
+"""Contract tests of fleet jobs in the store, on SQLite and PostgreSQL: a job is selected (tenant,
+product, id glob, region, account per engine) and written with its targets in waves; one node
+claims it and another cannot until the lease lapses; a node that lost the job cannot write
+about it (``LeaseLost``); a target's password is sealed, never stored in clear, and wiped when
+its attempt fails; a task is found again by its attempt's request id; resume retries the failed
+targets and refuses a finished job."""
+
+from __future__ import annotations
+
+import pytest
+
+from keyturn.core.cluster import Fence
+from keyturn.core.errors import Conflict, InvalidParameterValue, LeaseLost, NotFound
+from keyturn.core.fleet import FleetOptions, JobState, Selector, TargetState, parse_accounts
+from keyturn.core.model import EngineKind, KeySource, Product, Tenant
+from keyturn.core.secrets import Secret
+from keyturn.core.tasks import NewTask, TaskKind
+from keyturn.service.admin import Admin
+from keyturn.service.fleet import FleetJobs
+from keyturn.store.fleet import SqlFleetRepo
+from keyturn.store.sealing import AesGcmSecretBox
+from keyturn.store.sql import SqlStore, open_store
+from tests.support.fakes import FakeClock
+from tests.support.store_backends import BACKEND_KEY, StoreBackend
+
+TENANT = "1300000001"
+
+
+async def _fleet(store: SqlStore) -> tuple[FleetJobs, SqlFleetRepo]:
+    await store.put_tenant(Tenant(id=TENANT, name="t"), KeySource.CLI)
+    admin = Admin(store)
+    for n in range(12):
+        await admin.add_instance(
+            tenant_id=TENANT,
+            instance_id=f"crs-fleet{n:04d}",
+            product=Product.TENCENT_REDIS,
+            region="ap-east" if n % 4 == 0 else "ap-west",
+            node_urls=[Secret(f"redis://kt:pw@127.0.0.1:{20000 + n}")],
+        )
+    await admin.add_instance(
+        tenant_id=TENANT,
+        instance_id="postgres-fleet0001",
+        product=Product.TENCENT_POSTGRES,
+        region="ap-west",
+        node_urls=[Secret("postgresql://postgres:pw@127.0.0.1:1")],
+    )
+    repo = SqlFleetRepo(store.db)
+    return FleetJobs(store, repo), repo
+
+
+async def test_selection_waves_and_accounts(backend_store: SqlStore) -> None:
+    fleet, repo = await _fleet(backend_store)
+    with pytest.raises(InvalidParameterValue, match="postgres"):
+        await fleet.start(Selector(tenant_id=TENANT), FleetOptions())
+    with pytest.raises(InvalidParameterValue, match="no instance"):
+        await fleet.start(Selector(tenant_id=TENANT, instances="crs-none*"), FleetOptions())
+    with pytest.raises(NotFound):
+        await fleet.start(Selector(tenant_id="1399999999"), FleetOptions())
+    accounts = parse_accounts(["postgres:app"])
+    job = await fleet.start(Selector(tenant_id=TENANT, accounts=accounts), FleetOptions(canary=2))
+    assert job.state is JobState.RUNNING and job.counts.total == 13 and job.waves == 3
+    targets = await repo.targets(job.id, after_seq=-1, limit=100)
+    assert [t.wave for t in targets] == [0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2]
+    assert targets[-1].account == "app" and targets[0].account == "default"
+    east = await fleet.start(
+        Selector(tenant_id=TENANT, product=Product.TENCENT_REDIS, region="ap-east",
+                 instances="crs-fleet000*"),
+        FleetOptions(),
+    )  # fmt: skip
+    picked = await repo.targets(east.id, after_seq=-1, limit=100)
+    assert [t.instance_id for t in picked] == ["crs-fleet0000", "crs-fleet0004", "crs-fleet0008"]
+    assert {j.id for j in await fleet.jobs(TENANT)} == {job.id, east.id}
+    assert Selector.from_json(job.selector.to_json()).accounts == {EngineKind.POSTGRES: "app"}
+
+
+async def test_one_node_drives_a_job_and_a_lost_lease_writes_nothing(
+    backend_store: SqlStore, store_backend: StoreBackend
+) -> None:
+    fleet, repo = await _fleet(backend_store)
+    job = await fleet.start(
+        Selector(tenant_id=TENANT, product=Product.TENCENT_REDIS), FleetOptions(canary=1)
+    )
+    claimed = await repo.claim_job("node-a", 30, [])
+    assert claimed is not None and claimed.owner == "node-a"
+    assert await repo.claim_job("node-b", 30, []) is None  # held
+    mine = Fence("node-a", claimed.fence)
+    [first] = await repo.next_pending(job.id, 0, 10)
+    password = Secret("Fleet-Pw-0123456789")
+    taken = await repo.mark_in_flight(mine, first, password)
+    assert taken.state is TargetState.IN_FLIGHT and taken.attempts == 1
+    with pytest.raises(Conflict):
+        await repo.mark_in_flight(mine, first, password)  # no longer pending
+    assert await repo.target_password(taken) == password
+    with store_backend.raw() as raw:
+        sealed = raw.execute("SELECT password_sealed FROM fleet_targets").fetchall()
+    assert all(row[0] is None or password.reveal() not in row[0] for row in sealed)
+    # A task created just before its id was recorded is found by the attempt's request id.
+    assert await repo.find_task(taken) is None
+    task = await backend_store.create_task(
+        NewTask(
+            tenant_id=TENANT,
+            instance_id=taken.instance_id,
+            account=taken.account,
+            kind=TaskKind.RESET_PASSWORD,
+            request_id=taken.request_id(),
+            steps=(),
+        ),
+        pending=password,
+    )
+    assert await repo.find_task(taken) == task.id
+    # Another node takes the job over once node-a let it go: node-a's writes are refused.
+    other = await open_store(store_backend.url, AesGcmSecretBox(BACKEND_KEY), FakeClock(tick=1))
+    try:
+        await repo.release_job(mine, job.id)
+        taken_over = await SqlFleetRepo(other.db).claim_job("node-b", 30, [])
+        assert taken_over is not None and taken_over.fence == claimed.fence + 1
+        with pytest.raises(LeaseLost):
+            await repo.record_task(mine, taken, task.id)
+        with pytest.raises(LeaseLost):
+            await repo.renew_job(mine, job.id, 30)
+    finally:
+        await other.close()
+    theirs = Fence("node-b", claimed.fence + 1)
+    await repo.finish_target(theirs, taken, TargetState.FAILED, "engine down")
+    assert await repo.target_password(taken) is None  # wiped with the failed attempt
+    paused = await repo.set_state(job.id, JobState.PAUSED, "threshold", expect=(JobState.RUNNING,))
+    assert paused.counts.failed == 1 and paused.reason == "threshold"
+    resumed = await fleet.resume(job.id)
+    assert resumed.state is JobState.RUNNING and resumed.counts.failed == 0
+    assert resumed.counts.pending == resumed.counts.total
+    aborted = await fleet.abort(job.id)
+    assert aborted.state is JobState.ABORTED
+    with pytest.raises(Conflict):
+        await fleet.resume(job.id)
+    with pytest.raises(NotFound):
+        await fleet.status(job.id, "1399999999")

@@ -49,7 +49,7 @@ from keyturn.core.model import EngineKind, Node, NodeAddress
 from keyturn.core.plans import Change, ChangeMode
 from keyturn.core.ports import AccountInfo, ApplyResult, CredentialSnapshot, EngineInfo, Session
 from keyturn.core.secrets import Secret
-from keyturn.engines import postgres_overlap, postgres_sessions
+from keyturn.engines import postgres_accounts, postgres_overlap, postgres_sessions
 from keyturn.engines.admin_pool import AdminPool
 from keyturn.engines.base import DEFAULT_TIMEOUT, check_timeout, close_quietly, engine_call
 from keyturn.engines.postgres_errors import classify, login_refused
@@ -262,6 +262,35 @@ class PostgresEngine(SqlEngine):
             return ApplyResult(persisted=True)
 
         return await self._admins.run(node, "restore", op)
+
+    async def create_account(
+        self, node: Node, account: str, password: Secret, *, read_only: bool
+    ) -> ApplyResult:
+        """A login role with no server-controlling attribute (``keyturn.engines.
+        postgres_accounts``), made on the primary; a standby gets it through the WAL."""
+
+        async def op(admin: _Admin) -> ApplyResult:
+            if await self._in_recovery(admin):
+                return REPLICATED
+            verifier = self._verifier(admin, account, password)
+            endpoint = node.address.endpoint
+            await postgres_accounts.create(
+                admin.conn, account, verifier, read_only=read_only, endpoint=endpoint
+            )
+            await self._record_position(node, admin)
+            return ApplyResult(persisted=True)
+
+        return await self._admins.run(node, "create account", op)
+
+    async def drop_account(self, node: Node, account: str) -> ApplyResult:
+        async def op(admin: _Admin) -> ApplyResult:
+            if await self._in_recovery(admin):
+                return REPLICATED
+            await postgres_accounts.drop(admin.conn, account, node.address.endpoint)
+            await self._record_position(node, admin)
+            return ApplyResult(persisted=True)
+
+        return await self._admins.run(node, "drop account", op)
 
     def overlap_partner(self, account: str) -> str | None:
         return postgres_overlap.partner(account)

@@ -198,12 +198,17 @@ class MySQLEngine(SqlEngine):
             if row:
                 admin.version = text(row[0])
                 admin.mariadb = "mariadb" in admin.version.lower()
-            superuser = None
+            superuser = exists = None
             if account is not None:
                 found = await self._one(admin.conn, _SUPERUSER, split_account(account))
                 superuser = None if found is None or found[0] is None else bool(found[0])
+                exists = superuser is not None  # MAX over no row is NULL
             return EngineInfo(
-                version=admin.version, accounts=True, password_free=None, superuser=superuser
+                version=admin.version,
+                accounts=True,
+                password_free=None,
+                superuser=superuser,
+                account_exists=exists,
             )
 
         return await self._admins.run(node, "probe", op)

@@ -178,8 +178,15 @@ class PostgresEngine(SqlEngine):
             row = await self._one(admin, _PROBE, (account,))
             admin.version = str(row[0]) if row else admin.version
             superuser = None if row is None or row[1] is None else bool(row[1])
+            exists = None if account is None else superuser is not None
+            if exists is False and account and account.endswith(postgres_overlap.SUFFIX):
+                exists = None  # a twin role is made by its overlap's first ADD: no answer
             return EngineInfo(
-                version=admin.version, accounts=True, password_free=None, superuser=superuser
+                version=admin.version,
+                accounts=True,
+                password_free=None,
+                superuser=superuser,
+                account_exists=exists,
             )
 
         return await self._admins.run(node, "probe", op)

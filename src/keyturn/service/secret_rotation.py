@@ -55,6 +55,14 @@ SYSTEM_KEY = "keyturn-secrets"
 STALE_PENDING = timedelta(seconds=60)
 
 
+#: The vendor-neutral audit action of each step a flow records.
+_NEUTRAL_ACTIONS = {
+    "RotateSecret": "rotate_secret",
+    "CreateAccount": "create_account",
+    "DropOldPassword": "drop_old_password",
+}
+
+
 def new_id(prefix: str) -> str:
     return f"{prefix}{secrets.token_hex(16)}"
 
@@ -159,7 +167,10 @@ class Rotator:
                 if record.current_version is not None:
                     raise  # the account went away under a live secret: say so, do not recreate
                 # "Created when missing": the account is made with the new password and its
-                # login proven on every node before the call returns.
+                # login proven on every node before the call returns (on a SQL engine: on the
+                # primary, replicas following; with no grant beyond logging in). Audited
+                # before the engine is touched, like the flow; the flow's end says how it went.
+                await self._record(record, flow, "CreateAccount", AuditOutcome.STARTED)
                 await self._accounts.create(
                     caller,
                     product=instance.product,
@@ -286,7 +297,7 @@ class Rotator:
                 user_agent="keyturn",
                 vendor=spec.vendor.value,
                 action=f"keyturn:{action}",
-                neutral_action="rotate_secret" if action == "RotateSecret" else "drop_old_password",
+                neutral_action=_NEUTRAL_ACTIONS[action],
                 resource=(
                     f"secret/{spec.name}/instance/{spec.instance_id}/account/{flow.account}"
                     f"/version/{flow.version_id}/{flow.trigger.value}"

@@ -246,18 +246,18 @@ class Rotator:
                 log.warning("could not settle flow %s: %s", flow.flow_id, exc.message)
         return ended
 
-    async def drop_previous(self, flow: RotationFlow) -> None:
-        """Overlap mode's follow-up, once the overlap ended: a durable task after which only
-        ``flow``'s password logs in (Redis/MySQL: the other passwords of the account are
-        dropped; PostgreSQL: the twin role's password expires). Nothing when a later rotation
-        has replaced ``flow``'s version meanwhile (its own follow-up does the dropping, and
-        dropping now would remove the current password)."""
+    async def drop_previous(self, flow: RotationFlow) -> int | None:
+        """Overlap mode's follow-up, once the overlap ended: queue a durable task after which
+        only ``flow``'s password logs in (Redis/MySQL: the other passwords of the account are
+        dropped; PostgreSQL: the twin role's password expires); its task id. None when there
+        is nothing to drop: a later rotation has replaced ``flow``'s version meanwhile (its own
+        follow-up does the dropping, and dropping now would remove the current password)."""
         record = await self._repo.get_secret(flow.tenant_id, flow.name)
         if record.current_version != flow.version_id:
-            return
+            return None
         version = await self._version(record, flow.version_id)
         if version is None:
-            return
+            return None
         instance = await self.instance_of(record.spec)
         policy = PRODUCT_POLICIES[str(instance.product)]
         caller = Caller(
@@ -276,6 +276,22 @@ class Rotator:
         log.info(
             "previous password drop queued", extra={"flow_id": flow.flow_id, "task_id": task.id}
         )
+        return task.id
+
+    async def drop_ended(self, flow: RotationFlow, task_id: int) -> bool | None:
+        """How the drop task ``task_id`` of ``flow`` ended: True done, False failed (its end
+        audited either way), None while it runs."""
+        task = await self._store.get_task(flow.tenant_id, task_id)
+        if not task.state.final:
+            return None
+        done = task.state is TaskState.SUCCEED
+        outcome = AuditOutcome.SUCCEEDED if done else AuditOutcome.FAILED
+        record = await self._repo.get_secret(flow.tenant_id, flow.name)
+        try:
+            await self._record(record, flow, "DropOldPassword", outcome, task.error_code or "")
+        except DomainError as exc:
+            log.error("could not audit the end of a drop of %s: %s", flow.flow_id, exc.message)
+        return done
 
     async def _record(
         self,

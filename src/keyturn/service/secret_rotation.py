@@ -180,7 +180,9 @@ class Rotator:
                     policy=policy,
                     read_only=False,
                 )
-                await self._finish(record, flow, succeeded=True)
+                # As stored now: the fire moved the schedule's slot (``_finish`` reads it).
+                fresh = await self._repo.get_secret(spec.tenant_id, spec.name)
+                await self._finish(fresh, flow, succeeded=True)
                 return flow.flow_id
         except DomainError as exc:
             await self._finish(record, flow, succeeded=False, error=exc)

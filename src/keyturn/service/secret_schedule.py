@@ -91,7 +91,9 @@ class SecretScheduler:
         if slot is None:
             return ""
         spec = record.spec
-        if record.failures == 0:
+        if record.failures == 0 and record.rotate_requested_at is not None:
+            trigger = FlowTrigger.MANUAL  # ``rotate-now``: now, whatever the window
+        elif record.failures == 0:
             at = catch_up_at(slot, now, begin=spec.begin, window=spec.window)
             if at > now:
                 # The window closed while no node fired it: catch up once, at its next opening.

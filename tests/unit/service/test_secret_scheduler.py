@@ -119,6 +119,15 @@ async def test_a_missed_window_moves_to_the_next_opening_once() -> None:
     assert repo.moves == [(SLOT, datetime(2026, 3, 6, 2, 0, tzinfo=UTC))]
 
 
+async def test_a_requested_rotation_fires_as_manual_whatever_the_window() -> None:
+    late = SLOT + timedelta(hours=7)  # outside the window: a schedule would wait for 02:00
+    tick, repo, rotator = scheduler(record(next_rotation_at=late, rotate_requested_at=late), late)
+    assert await tick.tick() == ["flow-1"]
+    # The schedule keeps its grid: the next slot is the next 02:00.
+    assert rotator.launches == [(FlowTrigger.MANUAL, late, SLOT + timedelta(days=1))]
+    assert repo.moves == []
+
+
 async def test_a_failed_secret_retries_whatever_the_window() -> None:
     late = SLOT + timedelta(hours=7)
     tick, _, rotator = scheduler(record(failures=2), late)

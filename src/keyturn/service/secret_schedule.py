@@ -148,9 +148,11 @@ class SecretScheduler:
             try:
                 ended = await self._rotator.drop_ended(drop.flow, drop.task_id)
             except DomainError as exc:
-                # The store is away: look again next tick (if this lasts, the claim
-                # expires and the drop is taken over, here or elsewhere).
+                # The store is away (or the task is gone): look again next tick; once the
+                # claim has expired the drop is let go, to be taken over here or elsewhere.
                 log.warning("could not follow a drop: %s", exc.message)
+                if drop.until <= now:
+                    del self._running[flow_id]
                 continue
             if ended is None:
                 if drop.until - now < DROP_CLAIM / 2:

@@ -275,3 +275,22 @@ async def test_nothing_to_drop_clears_the_follow_up() -> None:
     tick, repo, _ = drops(Superseded())
     await tick.tick()
     assert repo.flow.drop_old_at is None
+
+
+async def test_a_drop_whose_task_cannot_be_read_is_taken_over_once_its_claim_expired() -> None:
+    class Unreadable(DropRotator):
+        async def drop_ended(self, flow: RotationFlow, task_id: int) -> bool | None:
+            if task_id == 1:
+                raise InstanceNotFound()
+            return True
+
+    rotator = Unreadable()
+    tick, repo, clock = drops(rotator)
+    await tick.tick()
+    await tick.tick()  # cannot be read: the claim is kept, nothing else happens
+    assert rotator.queued == [1] and repo.flow.drop_old_at == DROP_AT + DROP_CLAIM
+    clock.advance(DROP_CLAIM.total_seconds())
+    await tick.tick()  # let go, taken over at once: queued again
+    assert rotator.queued == [1, 2]
+    await tick.tick()
+    assert repo.flow.drop_old_at is None

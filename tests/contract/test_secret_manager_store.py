@@ -148,6 +148,8 @@ async def test_schedule_changes(backend_store: SqlStore) -> None:
     assert due == clock.moment
     assert [r.name for r in await repo.due_secrets(clock.moment)] == ["orders-redis"]
     assert await manager.request_rotation(TENANT, "orders-redis") == due  # already due
+    # The scheduler fires it as manual (``keyturn secrets history``).
+    assert (await repo.get_secret(TENANT, "orders-redis")).rotate_requested_at == due
     await manager.pause(TENANT, "orders-redis")
     with pytest.raises(InvalidParameterValue):
         await manager.update_rotation(TENANT, "orders-redis", enabled=True, period=timedelta(0))

@@ -6,12 +6,10 @@ login across three rotations; an old password stops working only after the overl
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import pytest
 
-from keyturn.core.secret_manager import FlowTrigger
 from keyturn.core.secret_manager import VersionStage as Stage
 from tests.support import secrets as support
 from tests.support.keyturn_server import KeyturnServer
@@ -36,45 +34,25 @@ def test_three_overlap_rotations_without_a_failed_login(
     )
     server.start()
     wait_for(lambda: bool(support.succeeded(server, NAME)), 15, "the first version")
-    # The application: fetch the secret, then reconnect with it over and over; it refetches
-    # only when it sees a new version (as an SDK cache does), never after a failed login.
-    password = support.staged(server, NAME, Stage.CURRENT).password.reveal()
-    logins = failures = 0
-    seen: set[str] = {password}
-    checked_overlap = False
-    deadline = time.monotonic() + 3 * PERIOD + 15
-    while time.monotonic() < deadline:
-        if can_login(redis_server.port, password, user="app"):
-            logins += 1
-        else:
-            failures += 1
-        fetched = support.staged(server, NAME, Stage.CURRENT).password.reveal()
-        if fetched != password:
-            old, password = password, fetched
-            seen.add(password)
-            # Just after a rotation: both the old and the new password log in.
-            if not checked_overlap:
-                assert can_login(redis_server.port, old, user="app")
-                assert can_login(redis_server.port, password, user="app")
-                checked_overlap = True
-        scheduled = [
-            f for f in support.succeeded(server, NAME) if f.trigger is FlowTrigger.SCHEDULE
-        ]
-        if len(scheduled) >= 3 and len(seen) >= 4:
-            break
-        time.sleep(0.1)
-    assert failures == 0, (logins, failures)
+    run = support.application_loop(
+        server,
+        NAME,
+        lambda password: can_login(redis_server.port, password, user="app"),
+        rotations=3,
+        timeout=3 * PERIOD + 15,
+    )
+    seen = run.seen
+    assert run.failures == 0, (run.logins, run.failures)
     assert len(seen) >= 4, "three rotations after the first version"
     # After the overlap the replaced passwords are gone; the current one stays.
-    time.sleep(OVERLAP + 1.5)
-    latest = support.flows(server, NAME)[0]
-    assert latest.drop_old_at is None, "the follow-up ran"
+    # The follow-up ends once its task has succeeded (no longer pending).
+    wait_for(lambda: support.flows(server, NAME)[0].drop_old_at is None, OVERLAP + 10, "the drop")
     now = support.staged(server, NAME, Stage.CURRENT).password.reveal()
     previous = support.staged(server, NAME, Stage.PREVIOUS).password.reveal()
     assert can_login(redis_server.port, now, user="app")
     assert not can_login(redis_server.port, previous, user="app")
     for old in seen - {now}:
         assert not can_login(redis_server.port, old, user="app")
-    assert checked_overlap
+    assert run.overlap_checked
     log = server.log()
     assert all(p not in log for p in seen)

@@ -1,7 +1,8 @@
 """Overlap rotation on PostgreSQL, end to end: one password per role, so a secret in overlap
 mode alternates between the account and its twin login role (``app`` / ``app_clone``, as KMS
 ``DoubleUsers``). After each scheduled rotation the current version names the other role,
-both roles log in during the overlap, and once it ends only the current one does."""
+both roles log in during the overlap, and once it ends only the current one does. The role
+itself is created by the secret's first version (the inventory's "created when missing")."""
 
 from __future__ import annotations
 
@@ -14,10 +15,8 @@ from keyturn.core.secret_manager import VersionStage as Stage
 from tests.support import secrets as support
 from tests.support.keyturn_server import TENANT, KeyturnServer
 from tests.support.logins import can_login_postgres
-from tests.support.passwords import new_password
 from tests.support.postgres_server import PostgresServer
 from tests.support.secrets import wait_for
-from tests.support.sql_admin import create_role
 
 pytestmark = pytest.mark.engine
 
@@ -29,7 +28,8 @@ PERIOD, OVERLAP = 6, 2
 def test_postgres_overlap_alternates_between_twin_roles(
     make_server: Callable[..., KeyturnServer], postgres_server: PostgresServer
 ) -> None:
-    create_role(postgres_server, "app", new_password())
+    # No role "app" yet: the secret's first version creates it (a plain LOGIN role).
+    assert postgres_server.sql_value("SELECT count(*) FROM pg_roles WHERE rolname = 'app'") == 0
     env = {"KT_SECRET_PG_URL": postgres_server.url(), "KEYTURN_SECRET_TICK": "0.2"}
     server = make_server(extra_env=env)
     server.config.write_text(
@@ -56,6 +56,9 @@ overlap = "{OVERLAP}s"
     wait_for(lambda: bool(support.succeeded(server, NAME)), 20, "the first version")
     first = support.staged(server, NAME, Stage.CURRENT)
     assert first.account == "app"
+    assert can_login_postgres(postgres_server.port, "app", first.password.reveal())
+    rights = "SELECT rolsuper OR rolcreatedb OR rolcreaterole FROM pg_roles WHERE rolname = 'app'"
+    assert postgres_server.sql_value(rights) is False
 
     def scheduled() -> int:
         done = support.succeeded(server, NAME)

@@ -84,6 +84,8 @@ def test_a_secret_rotates_on_its_schedule_and_the_cli_shows_it(
     now = keyturn(server.data_dir, "secrets", "rotate-now", TENANT, NAME)
     assert now.returncode == 0, now.stderr
     wait_for(lambda: len(succeeded(server)) > before, 10, "the rotation asked for")
+    # The flow rotate-now asked for is labelled manual (not schedule) in the history.
+    assert succeeded(server)[0].trigger is FlowTrigger.MANUAL
     resumed = keyturn(server.data_dir, "secrets", "resume", TENANT, NAME)
     assert resumed.returncode == 0, resumed.stderr
     shown = keyturn(server.data_dir, "secrets", "show", TENANT, NAME)
@@ -92,6 +94,7 @@ def test_a_secret_rotates_on_its_schedule_and_the_cli_shows_it(
     assert "ACSCurrent" in shown.stdout and "tencent-ssm" in shown.stdout
     assert history.stdout.count("succeeded") >= 4, history.stdout
     assert "create" in history.stdout and "schedule" in history.stdout
+    assert "manual" in history.stdout
     missing = keyturn(server.data_dir, "secrets", "show", TENANT, "no-such-secret")
     assert missing.returncode == 2 and "SecretNotFound" not in missing.stdout
     current = staged(server, Stage.CURRENT)

@@ -322,6 +322,16 @@ class RedisServer:
             ADMIN_PASSWORDS.append(password)
         return self.url(ADMIN_USER, self.admin_password)
 
+    def command(self, *args: str) -> object:
+        """Run one command as ``default`` (test setup only: not through keyturn)."""
+        client = redis.Redis(
+            port=self.port, password=self.password, protocol=2, driver_info=None, socket_timeout=3
+        )
+        try:
+            return client.execute_command(*args)
+        finally:
+            client.close()
+
     def _save(self, client: redis.Redis) -> None:
         """Keep the ACL across restarts where the server can (no config file: it cannot)."""
         if self.conf_path is None:

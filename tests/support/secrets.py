@@ -9,8 +9,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
-from keyturn.core.secret_manager import FlowState, RotationFlow, SecretVersion, VersionStage
+from keyturn.core.secret_manager import (
+    FlowState,
+    FlowTrigger,
+    RotationFlow,
+    SecretVersion,
+    VersionStage,
+)
 from keyturn.store.secrets import SqlSecrets
 from keyturn.store.sql import SqlStore
 from tests.support.keyturn_server import TENANT, KeyturnServer
@@ -28,6 +35,31 @@ def declare_redis_secret(
 ) -> None:
     """Add a Tencent Redis instance (its admin URL from ``KT_SECRET_ADMIN_URL`` in the
     server's environment) and a secret of its ``account`` to the server's inventory."""
+    declare_secret(
+        server,
+        product="tencent-redis",
+        url_env="KT_SECRET_ADMIN_URL",
+        instance=instance,
+        name=name,
+        rotation=rotation,
+        overlap=overlap,
+        account=account,
+    )
+
+
+def declare_secret(
+    server: KeyturnServer,
+    *,
+    product: str,
+    url_env: str,
+    instance: str,
+    name: str,
+    rotation: str,
+    overlap: str | None = None,
+    account: str = "app",
+) -> None:
+    """Add a one-node instance of ``product`` (its admin URL from ``url_env`` in the server's
+    environment) and a Tencent SSM secret of its ``account`` to the server's inventory."""
     extra = "" if overlap is None else f'overlap = "{overlap}"\n'
     server.config.write_text(
         server.config.read_text()
@@ -35,9 +67,9 @@ def declare_redis_secret(
 [[instances]]
 id = "{instance}"
 tenant = "{TENANT}"
-product = "tencent-redis"
+product = "{product}"
 region = "ap-guangzhou"
-nodes = ["${{KT_SECRET_ADMIN_URL}}"]
+nodes = ["${{{url_env}}}"]
 
 [[secrets]]
 tenant = "{TENANT}"
@@ -83,3 +115,49 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.2)
+
+
+@dataclass
+class AppRun:
+    """What an application loop saw: logins made and failed, every password it fetched, and
+    whether the old and the new password both logged in just after a rotation."""
+
+    logins: int = 0
+    failures: int = 0
+    seen: set[str] = field(default_factory=set)
+    overlap_checked: bool = False
+
+
+def application_loop(
+    server: KeyturnServer,
+    name: str,
+    logs_in: Callable[[str], bool],
+    *,
+    rotations: int,
+    timeout: float,
+) -> AppRun:
+    """An application: fetch the secret's current password, then reconnect with it over and
+    over; it refetches only when it sees a new version (as an SDK cache does), never after a
+    failed login. Runs until ``rotations`` scheduled rotations after the first version (or
+    ``timeout`` seconds); just after the first rotation it sees, checks that the old and the
+    new password both log in (an overlap's grace period)."""
+    password = staged(server, name, VersionStage.CURRENT).password.reveal()
+    run = AppRun(seen={password})
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if logs_in(password):
+            run.logins += 1
+        else:
+            run.failures += 1
+        fetched = staged(server, name, VersionStage.CURRENT).password.reveal()
+        if fetched != password:
+            old, password = password, fetched
+            run.seen.add(password)
+            if not run.overlap_checked:
+                assert logs_in(old) and logs_in(password)
+                run.overlap_checked = True
+        scheduled = [f for f in succeeded(server, name) if f.trigger is FlowTrigger.SCHEDULE]
+        if len(scheduled) >= rotations and len(run.seen) > rotations:
+            break
+        time.sleep(0.1)
+    return run

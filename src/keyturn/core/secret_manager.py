@@ -160,6 +160,9 @@ class SecretRecord:
     failures: int = 0
     #: A slot of the schedule: the others are ``anchor_at + k * period``.
     anchor_at: datetime | None = None
+    #: When an operator asked for a rotation now (the due slot fires as ``manual``); None
+    #: once a flow has ended since.
+    rotate_requested_at: datetime | None = None
 
     @property
     def tenant_id(self) -> str:
@@ -306,6 +309,11 @@ class SecretRepo(Protocol):
     ) -> bool:
         """Move a due slot (a catch-up postponed to its window): a compare-and-set like
         ``start_flow``'s."""
+        ...
+
+    async def mark_requested(self, tenant_id: str, name: str, *, at: datetime) -> None:
+        """An operator asked for a rotation now: the next flow the scheduler fires for the
+        secret is ``manual``; the end of a flow started after the request clears it."""
         ...
 
     async def set_flow_task(self, flow_id: str, task_id: int) -> None:

@@ -42,10 +42,15 @@ credential changes, and a refused admin login is retried once with ``node.pendin
 No SQL text, password, hash or driver message is logged or copied into an error. This module
 imports only ``keyturn.core``, ``keyturn.engines`` and aiomysql/PyMySQL.
 
-A replica (a node with a replication source) is never written: ``set_password`` and
-``restore`` leave it to replication, and ``verify`` there first waits until it applied the
-primary's change (``keyturn.engines.mysql_replication``), within the engine timeout plus
-``replica_grace`` seconds, else ``VerificationFailed`` naming the replica.
+``create_account`` makes ``CREATE USER user@host IDENTIFIED VIA|WITH mysql_native_password
+USING|AS <hash>`` on the primary (the host as a reset names it, so ``app`` is ``'app'@'%'``),
+refusing a row that exists or would be shadowed; the account gets no grant beyond ``USAGE``,
+read-only or not (the operator grants it what it may touch). ``drop_account`` is its rollback.
+
+A replica (a node with a replication source) is never written: ``set_password``,
+``create_account`` and ``restore`` leave it to replication, and ``verify`` there first waits
+until it applied the primary's change (``keyturn.engines.mysql_replication``), within the
+engine timeout plus ``replica_grace`` seconds, else ``VerificationFailed`` naming the replica.
 """
 
 from __future__ import annotations
@@ -61,6 +66,7 @@ import aiomysql  # type: ignore[import-untyped]
 import pymysql  # type: ignore[import-untyped]
 
 from keyturn.core.errors import (
+    AccountExists,
     AccountLocked,
     AccountNotFound,
     AccountShadowed,
@@ -75,11 +81,14 @@ from keyturn.engines import mysql_overlap, mysql_sessions
 from keyturn.engines.admin_pool import AdminPool
 from keyturn.engines.base import DEFAULT_TIMEOUT, check_timeout, engine_call
 from keyturn.engines.mysql_accounts import (
+    DROP_USER,
     ER_CANNOT_USER,
     NATIVE_PLUGIN,
     Row,
     alter_statement,
+    check_creatable,
     classify,
+    create_statement,
     errno_of,
     login_refused,
     mariadb_row,
@@ -189,12 +198,17 @@ class MySQLEngine(SqlEngine):
             if row:
                 admin.version = text(row[0])
                 admin.mariadb = "mariadb" in admin.version.lower()
-            superuser = None
+            superuser = exists = None
             if account is not None:
                 found = await self._one(admin.conn, _SUPERUSER, split_account(account))
                 superuser = None if found is None or found[0] is None else bool(found[0])
+                exists = superuser is not None  # MAX over no row is NULL
             return EngineInfo(
-                version=admin.version, accounts=True, password_free=None, superuser=superuser
+                version=admin.version,
+                accounts=True,
+                password_free=None,
+                superuser=superuser,
+                account_exists=exists,
             )
 
         return await self._admins.run(node, "probe", op)
@@ -302,6 +316,38 @@ class MySQLEngine(SqlEngine):
             return ApplyResult(persisted=True)
 
         return await self._admins.run(node, "restore", op)
+
+    async def create_account(
+        self, node: Node, account: str, password: Secret, *, read_only: bool
+    ) -> ApplyResult:
+        """``CREATE USER user@host`` (host as a reset names it: ``%`` when the account has no
+        ``@``) with the native hash and no grant beyond ``USAGE``, on the primary; a replica
+        gets it through the binlog (``keyturn.engines.mysql_accounts.create_statement``)."""
+        user, host = split_account(account)
+        endpoint = node.address.endpoint
+
+        async def op(admin: _Admin) -> ApplyResult:
+            if await self._replica(node, admin):
+                return REPLICATED
+            if not admin.native:
+                raise UnsupportedFeature(f"{endpoint} has no active mysql_native_password plugin")
+            check_creatable(user, host, await self._rows(admin, user), endpoint)
+            args = (user, host, native_hash(password))
+            if not await self._write(node, admin, create_statement(admin.mariadb), args):
+                raise AccountExists(f"the account already exists on {endpoint}")
+            return ApplyResult(persisted=True)
+
+        return await self._admins.run(node, "create account", op)
+
+    async def drop_account(self, node: Node, account: str) -> ApplyResult:
+        async def op(admin: _Admin) -> ApplyResult:
+            if await self._replica(node, admin):
+                return REPLICATED
+            if not await self._write(node, admin, DROP_USER, split_account(account)):
+                return ApplyResult(persisted=True, note="nothing to drop")
+            return ApplyResult(persisted=True)
+
+        return await self._admins.run(node, "drop account", op)
 
     async def verify(self, node: Node, account: str, password: Secret | None) -> None:
         if password is None:
@@ -469,6 +515,22 @@ class MySQLEngine(SqlEngine):
             if errno_of(exc) == ER_CANNOT_USER:
                 raise AccountNotFound(f"the account does not exist on {endpoint}") from None
             raise
+
+    async def _write(
+        self, node: Node, admin: _Admin, statement: str, args: tuple[str, ...]
+    ) -> bool:
+        """Run an account statement and record the binlog position a replica must reach;
+        False on error 1396 (the account statement could not apply to that row)."""
+        try:
+            async with admin.conn.cursor() as cur:
+                await cur.execute(statement, args)
+        except pymysql.err.MySQLError as exc:
+            if errno_of(exc) == ER_CANNOT_USER:
+                return False
+            raise
+        position = await binlog_position(admin.conn, mariadb=admin.mariadb)
+        self._positions.record(node.instance_id, position)
+        return True
 
     async def _discard_old(self, node: Node, admin: _Admin, account: str) -> None:
         """MySQL 8.0.14+: drop a retained secondary password (a no-op without one)."""

@@ -16,7 +16,9 @@ from typing import Any, Final
 import pymysql  # type: ignore[import-untyped]
 
 from keyturn.core.errors import (
+    AccountExists,
     AccountPermissionDenied,
+    AccountShadowed,
     EngineError,
     EngineRejected,
     EngineUnavailable,
@@ -272,3 +274,34 @@ def version_at_least(version: str, wanted: tuple[int, ...]) -> bool:
         return False
     found = tuple(int(n) for n in numbers.groups() if n)
     return found >= wanted
+
+
+#: ``CREATE USER`` with the password as its native hash (MariaDB ``VIA ... USING``, MySQL
+#: ``WITH ... AS``: the forms a reset's ``ALTER USER`` uses; MySQL 8 has no ``BY PASSWORD``).
+_CREATE_MARIADB: Final = f"CREATE USER %s@%s IDENTIFIED VIA {NATIVE_PLUGIN} USING %s"
+_CREATE_MYSQL: Final = f"CREATE USER %s@%s IDENTIFIED WITH {NATIVE_PLUGIN} AS %s"
+#: Without ``IF EXISTS``: its note on a missing row would come back as a driver warning; error
+#: 1396 says the same and is taken as "nothing to drop".
+DROP_USER: Final = "DROP USER %s@%s"
+
+
+def create_statement(mariadb: bool) -> str:
+    """``CREATE USER %s@%s IDENTIFIED ... %s``; user, host and hash are the driver's to escape.
+    No ``GRANT`` follows: the account has ``USAGE`` only (it logs in, and reads nothing until
+    the operator grants it something), read-only or not."""
+    return _CREATE_MARIADB if mariadb else _CREATE_MYSQL
+
+
+def check_creatable(user: str, host: str, rows: Iterable[Row], endpoint: str) -> None:
+    """Refuse to create ``user@host`` when that row (or a role of that name) exists
+    (``AccountExists``), or when a more specific row would take its logins
+    (``AccountShadowed``: its password would then never be the one that logs in)."""
+    rows = list(rows)
+    if any(r.user == user and r.host.lower() == host.lower() for r in rows):
+        raise AccountExists(f"the account already exists on {endpoint}")
+    candidate = Row(user=user, host=host, plugin=NATIVE_PLUGIN, auth="", locked=False)
+    shadow = shadowing_host(candidate, rows)
+    if shadow is not None:
+        raise AccountShadowed(
+            f"a new account on {endpoint} would be shadowed by the more specific host {shadow!r}"
+        )

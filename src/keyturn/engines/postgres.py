@@ -49,7 +49,7 @@ from keyturn.core.model import EngineKind, Node, NodeAddress
 from keyturn.core.plans import Change, ChangeMode
 from keyturn.core.ports import AccountInfo, ApplyResult, CredentialSnapshot, EngineInfo, Session
 from keyturn.core.secrets import Secret
-from keyturn.engines import postgres_overlap, postgres_sessions
+from keyturn.engines import postgres_accounts, postgres_overlap, postgres_sessions
 from keyturn.engines.admin_pool import AdminPool
 from keyturn.engines.base import DEFAULT_TIMEOUT, check_timeout, close_quietly, engine_call
 from keyturn.engines.postgres_errors import classify, login_refused
@@ -178,8 +178,15 @@ class PostgresEngine(SqlEngine):
             row = await self._one(admin, _PROBE, (account,))
             admin.version = str(row[0]) if row else admin.version
             superuser = None if row is None or row[1] is None else bool(row[1])
+            exists = None if account is None else superuser is not None
+            if exists is False and account and account.endswith(postgres_overlap.SUFFIX):
+                exists = None  # a twin role is made by its overlap's first ADD: no answer
             return EngineInfo(
-                version=admin.version, accounts=True, password_free=None, superuser=superuser
+                version=admin.version,
+                accounts=True,
+                password_free=None,
+                superuser=superuser,
+                account_exists=exists,
             )
 
         return await self._admins.run(node, "probe", op)
@@ -262,6 +269,35 @@ class PostgresEngine(SqlEngine):
             return ApplyResult(persisted=True)
 
         return await self._admins.run(node, "restore", op)
+
+    async def create_account(
+        self, node: Node, account: str, password: Secret, *, read_only: bool
+    ) -> ApplyResult:
+        """A login role with no server-controlling attribute (``keyturn.engines.
+        postgres_accounts``), made on the primary; a standby gets it through the WAL."""
+
+        async def op(admin: _Admin) -> ApplyResult:
+            if await self._in_recovery(admin):
+                return REPLICATED
+            verifier = self._verifier(admin, account, password)
+            endpoint = node.address.endpoint
+            await postgres_accounts.create(
+                admin.conn, account, verifier, read_only=read_only, endpoint=endpoint
+            )
+            await self._record_position(node, admin)
+            return ApplyResult(persisted=True)
+
+        return await self._admins.run(node, "create account", op)
+
+    async def drop_account(self, node: Node, account: str) -> ApplyResult:
+        async def op(admin: _Admin) -> ApplyResult:
+            if await self._in_recovery(admin):
+                return REPLICATED
+            await postgres_accounts.drop(admin.conn, account, node.address.endpoint)
+            await self._record_position(node, admin)
+            return ApplyResult(persisted=True)
+
+        return await self._admins.run(node, "drop account", op)
 
     def overlap_partner(self, account: str) -> str | None:
         return postgres_overlap.partner(account)

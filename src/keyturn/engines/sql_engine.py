@@ -3,8 +3,8 @@
 In both engines a change made on the primary replicates by itself, so their plans are the same
 (``keyturn.engines.sql_plan``): discover the primary, write there, check everywhere. Both keep only
 password verifiers, so whether a password is an account's current one is answered by one login
-attempt. keyturn creates accounts through no SQL product, so those calls are refused. An adapter
-subclasses ``SqlEngine``, sets ``engine_name`` and implements ``_login``.
+attempt. Each adapter creates and drops accounts its own way (on the primary; replicas follow).
+An adapter subclasses ``SqlEngine``, sets ``engine_name`` and implements ``_login``.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from keyturn.core.errors import UnsupportedFeature, VerificationFailed
+from keyturn.core.errors import VerificationFailed
 from keyturn.core.model import Instance, Node
 from keyturn.core.plans import Change, ChangePlan, Topology
-from keyturn.core.ports import ApplyResult, CredentialSnapshot
+from keyturn.core.ports import CredentialSnapshot
 from keyturn.core.secrets import Secret
 from keyturn.engines import sql_plan
 from keyturn.engines.admin_pool import AdminPool
@@ -56,18 +56,6 @@ class SqlEngine:
 
     def overlap_partner(self, account: str) -> str | None:
         return None
-
-    async def create_account(
-        self, node: Node, account: str, password: Secret, *, read_only: bool
-    ) -> ApplyResult:
-        raise UnsupportedFeature(
-            f"keyturn creates {self.engine_name} accounts through no product yet"
-        )
-
-    async def drop_account(self, node: Node, account: str) -> ApplyResult:
-        raise UnsupportedFeature(
-            f"keyturn drops {self.engine_name} accounts through no product yet"
-        )
 
     async def forget(self, node: Node) -> None:
         await self._admins.forget(node)

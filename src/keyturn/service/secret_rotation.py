@@ -60,6 +60,14 @@ STALE_PENDING = timedelta(seconds=60)
 ID_LIMIT = 2**52
 
 
+#: The vendor-neutral audit action of each step a flow records.
+_NEUTRAL_ACTIONS = {
+    "RotateSecret": "rotate_secret",
+    "CreateAccount": "create_account",
+    "DropOldPassword": "drop_old_password",
+}
+
+
 def new_id(prefix: str) -> str:
     return f"{prefix}{secrets.randbelow(ID_LIMIT - 1) + 1:013x}"
 
@@ -164,7 +172,10 @@ class Rotator:
                 if record.current_version is not None:
                     raise  # the account went away under a live secret: say so, do not recreate
                 # "Created when missing": the account is made with the new password and its
-                # login proven on every node before the call returns.
+                # login proven on every node before the call returns (on a SQL engine: on the
+                # primary, replicas following; with no grant beyond logging in). Audited
+                # before the engine is touched, like the flow; the flow's end says how it went.
+                await self._record(record, flow, "CreateAccount", AuditOutcome.STARTED)
                 await self._accounts.create(
                     caller,
                     product=instance.product,
@@ -174,7 +185,9 @@ class Rotator:
                     policy=policy,
                     read_only=False,
                 )
-                await self._finish(record, flow, succeeded=True)
+                # As stored now: the fire moved the schedule's slot (``_finish`` reads it).
+                fresh = await self._repo.get_secret(spec.tenant_id, spec.name)
+                await self._finish(fresh, flow, succeeded=True)
                 return flow.flow_id
         except DomainError as exc:
             await self._finish(record, flow, succeeded=False, error=exc)
@@ -240,18 +253,18 @@ class Rotator:
                 log.warning("could not settle flow %s: %s", flow.flow_id, exc.message)
         return ended
 
-    async def drop_previous(self, flow: RotationFlow) -> None:
-        """Overlap mode's follow-up, once the overlap ended: a durable task after which only
-        ``flow``'s password logs in (Redis/MySQL: the other passwords of the account are
-        dropped; PostgreSQL: the twin role's password expires). Nothing when a later rotation
-        has replaced ``flow``'s version meanwhile (its own follow-up does the dropping, and
-        dropping now would remove the current password)."""
+    async def drop_previous(self, flow: RotationFlow) -> int | None:
+        """Overlap mode's follow-up, once the overlap ended: queue a durable task after which
+        only ``flow``'s password logs in (Redis/MySQL: the other passwords of the account are
+        dropped; PostgreSQL: the twin role's password expires); its task id. None when there
+        is nothing to drop: a later rotation has replaced ``flow``'s version meanwhile (its own
+        follow-up does the dropping, and dropping now would remove the current password)."""
         record = await self._repo.get_secret(flow.tenant_id, flow.name)
         if record.current_version != flow.version_id:
-            return
+            return None
         version = await self._version(record, flow.version_id)
         if version is None:
-            return
+            return None
         instance = await self.instance_of(record.spec)
         policy = PRODUCT_POLICIES[str(instance.product)]
         caller = Caller(
@@ -270,6 +283,22 @@ class Rotator:
         log.info(
             "previous password drop queued", extra={"flow_id": flow.flow_id, "task_id": task.id}
         )
+        return task.id
+
+    async def drop_ended(self, flow: RotationFlow, task_id: int) -> bool | None:
+        """How the drop task ``task_id`` of ``flow`` ended: True done, False failed (its end
+        audited either way), None while it runs."""
+        task = await self._store.get_task(flow.tenant_id, task_id)
+        if not task.state.final:
+            return None
+        done = task.state is TaskState.SUCCEED
+        outcome = AuditOutcome.SUCCEEDED if done else AuditOutcome.FAILED
+        record = await self._repo.get_secret(flow.tenant_id, flow.name)
+        try:
+            await self._record(record, flow, "DropOldPassword", outcome, task.error_code or "")
+        except DomainError as exc:
+            log.error("could not audit the end of a drop of %s: %s", flow.flow_id, exc.message)
+        return done
 
     async def _record(
         self,
@@ -291,7 +320,7 @@ class Rotator:
                 user_agent="keyturn",
                 vendor=spec.vendor.value,
                 action=f"keyturn:{action}",
-                neutral_action="rotate_secret" if action == "RotateSecret" else "drop_old_password",
+                neutral_action=_NEUTRAL_ACTIONS[action],
                 resource=(
                     f"secret/{spec.name}/instance/{spec.instance_id}/account/{flow.account}"
                     f"/version/{flow.version_id}/{flow.trigger.value}"

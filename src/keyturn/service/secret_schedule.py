@@ -11,7 +11,12 @@ window has closed is moved to the next window opening instead. While another rot
 same instance account runs, the slot stays due and fires at a later tick. A failed flow has
 set ``next_rotation_at`` to its retry time; the retry is a new flow with a fresh password.
 Overlap mode's follow-up (drop the previous password once the overlap ends) is a durable
-``drop_old_at`` on the flow, claimed the same way.
+``drop_old_at`` on the flow, claimed the same way, and kept pending until the drop's task has
+succeeded: a node that claimed it queues the task and holds the claim (renewing it) while the
+task runs; a drop that could not be queued, or whose task failed, is tried again after a
+backoff (5 s doubling, at most 5 minutes; the count is the node's, so a restart starts it
+again). A node that stops while holding a claim loses nothing: the claim expires and any node
+takes the drop over (a drop queued twice is harmless: it keeps the current password only).
 """
 
 from __future__ import annotations
@@ -19,11 +24,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from keyturn.core.errors import DomainError, OperationInProgress
 from keyturn.core.ports import Clock
-from keyturn.core.secret_manager import FlowTrigger, SecretRecord, SecretRepo
+from keyturn.core.secret_manager import FlowTrigger, RotationFlow, SecretRecord, SecretRepo
 from keyturn.core.secret_schedule import after_success, backoff, catch_up_at
 from keyturn.service.secret_rotation import Rotator
 
@@ -33,8 +39,24 @@ log = logging.getLogger(__name__)
 TICK_EVERY = 1.0
 #: How long a node holds an overlap drop it claimed before another may take it over.
 DROP_CLAIM = timedelta(seconds=60)
-#: When a drop that could not be queued (engine down, a rotation running) is tried again.
+#: When a drop that could not be queued (engine down, a rotation running) or whose task
+#: failed is tried again: this, doubling per failed try, at most ``DROP_RETRY_CAP``.
 DROP_RETRY = timedelta(seconds=5)
+DROP_RETRY_CAP = timedelta(minutes=5)
+
+
+def drop_backoff(attempt: int) -> timedelta:
+    """The wait after the ``attempt``-th failed try of a drop."""
+    return min(DROP_RETRY * (1 << min(max(attempt, 1) - 1, 16)), DROP_RETRY_CAP)
+
+
+@dataclass(slots=True)
+class _Drop:
+    """A drop this node queued and follows: its flow, its task and the claim it holds."""
+
+    flow: RotationFlow
+    task_id: int
+    until: datetime
 
 
 class SecretScheduler:
@@ -48,6 +70,9 @@ class SecretScheduler:
         self._clock = clock
         self._every = every
         self._loop: asyncio.Task[None] | None = None
+        #: The drops whose task this node follows, and failed tries per flow, by flow id.
+        self._running: dict[str, _Drop] = {}
+        self._drop_failures: dict[str, int] = {}
 
     async def tick(self) -> list[str]:
         """One pass: settle flows, fire what is due, run due drops; the flows started."""
@@ -66,7 +91,9 @@ class SecretScheduler:
         if slot is None:
             return ""
         spec = record.spec
-        if record.failures == 0:
+        if record.failures == 0 and record.rotate_requested_at is not None:
+            trigger = FlowTrigger.MANUAL  # ``rotate-now``: now, whatever the window
+        elif record.failures == 0:
             at = catch_up_at(slot, now, begin=spec.begin, window=spec.window)
             if at > now:
                 # The window closed while no node fired it: catch up once, at its next opening.
@@ -97,20 +124,59 @@ class SecretScheduler:
             return ""
 
     async def _drops(self, now: datetime) -> None:
+        await self._follow_drops(now)
         for flow in await self._repo.due_drops(now):
-            if flow.drop_old_at is None:
+            if flow.drop_old_at is None or flow.flow_id in self._running:
                 continue
             until = now + DROP_CLAIM
             if not await self._repo.claim_drop(flow.flow_id, expect=flow.drop_old_at, until=until):
                 continue
             try:
-                await self._rotator.drop_previous(flow)
+                task_id = await self._rotator.drop_previous(flow)
             except DomainError as exc:
                 log.warning("could not drop the previous password: %s", exc.message)
-                retry = now + DROP_RETRY
-                await self._repo.claim_drop(flow.flow_id, expect=until, until=retry)
+                await self._retry_drop(flow.flow_id, until, now)
                 continue
-            await self._repo.claim_drop(flow.flow_id, expect=until, until=None)
+            if task_id is None:  # nothing to drop (a later rotation took over)
+                await self._drop_done(flow.flow_id, until)
+            else:
+                self._running[flow.flow_id] = _Drop(flow, task_id, until)
+
+    async def _follow_drops(self, now: datetime) -> None:
+        """End (or retry) the drops whose task ended; renew the claims of the others."""
+        for flow_id, drop in list(self._running.items()):
+            try:
+                ended = await self._rotator.drop_ended(drop.flow, drop.task_id)
+            except DomainError as exc:
+                # The store is away (or the task is gone): look again next tick; once the
+                # claim has expired the drop is let go, to be taken over here or elsewhere.
+                log.warning("could not follow a drop: %s", exc.message)
+                if drop.until <= now:
+                    del self._running[flow_id]
+                continue
+            if ended is None:
+                if drop.until - now < DROP_CLAIM / 2:
+                    until = now + DROP_CLAIM
+                    if await self._repo.claim_drop(flow_id, expect=drop.until, until=until):
+                        drop.until = until
+                    else:
+                        del self._running[flow_id]  # the claim expired and was taken over
+                continue
+            del self._running[flow_id]
+            if ended:
+                await self._drop_done(flow_id, drop.until)
+            else:
+                log.warning("the previous password's drop failed; it is tried again")
+                await self._retry_drop(flow_id, drop.until, now)
+
+    async def _drop_done(self, flow_id: str, claimed: datetime) -> None:
+        self._drop_failures.pop(flow_id, None)
+        await self._repo.claim_drop(flow_id, expect=claimed, until=None)
+
+    async def _retry_drop(self, flow_id: str, claimed: datetime, now: datetime) -> None:
+        """Keep the drop pending, due again after a backoff."""
+        failures = self._drop_failures[flow_id] = self._drop_failures.get(flow_id, 0) + 1
+        await self._repo.claim_drop(flow_id, expect=claimed, until=now + drop_backoff(failures))
 
     def start(self) -> None:
         if self._loop is None:

@@ -179,6 +179,8 @@ class SecretManager:
         (``keyturn secrets rotate-now``, which runs no engines itself); when it is due."""
         record = await self._repo.get_secret(tenant_id, name)
         now = self._clock.now()
+        # Marked first: the tick that fires the slot labels its flow manual, not schedule.
+        await self._repo.mark_requested(tenant_id, name, at=now)
         if record.next_rotation_at is not None and record.next_rotation_at <= now:
             return record.next_rotation_at
         if record.next_rotation_at is None:

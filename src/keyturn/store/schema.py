@@ -324,6 +324,8 @@ secrets = sa.Table(
     sa.Column("last_rotation_at", UtcDateTime(), nullable=True),
     sa.Column("current_version", sa.String(40), nullable=True),
     sa.Column("failures", sa.Integer(), nullable=False),
+    # An operator asked for a rotation now (``rotate-now``): the fired flow is ``manual``.
+    sa.Column("rotate_requested_at", UtcDateTime(), nullable=True),
 )
 
 secret_versions = sa.Table(

@@ -72,6 +72,7 @@ def record_of(row: Any) -> SecretRecord:
         current_version=row.current_version,
         failures=int(row.failures),
         anchor_at=row.anchor_at,
+        rotate_requested_at=row.rotate_requested_at,
     )
 
 

@@ -274,6 +274,15 @@ class SqlSecrets:
             return moved.rowcount > 0
 
     @guarded
+    async def mark_requested(self, tenant_id: str, name: str, *, at: datetime) -> None:
+        async with self._db.write() as conn:
+            await conn.execute(
+                sa.update(secrets)
+                .where(_secret_row(tenant_id, name))
+                .values(rotate_requested_at=at)
+            )
+
+    @guarded
     async def set_flow_task(self, flow_id: str, task_id: int) -> None:
         async with self._db.write() as conn:
             await conn.execute(
@@ -316,7 +325,15 @@ class SqlSecrets:
             if ended.rowcount == 0:
                 return False
             tenant_id, name = row.tenant_id, row.name
-            schedule: dict[str, Any] = {"next_rotation_at": next_rotation_at}
+            schedule: dict[str, Any] = {
+                "next_rotation_at": next_rotation_at,
+                # A request made before this flow started is answered by its end; one made
+                # while it ran still waits for its own flow.
+                "rotate_requested_at": sa.case(
+                    (secrets.c.rotate_requested_at <= row.created_at, None),
+                    else_=secrets.c.rotate_requested_at,
+                ),
+            }
             if succeeded:
                 await self._promote(conn, tenant_id, name, row.version_id)
                 schedule |= {

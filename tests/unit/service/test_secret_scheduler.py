@@ -1,15 +1,19 @@
 """Unit tests of the scheduler's decisions (no I/O: a fake repo, a stub rotator, a fake clock):
 a slot inside its window fires as a scheduled flow with the next slot after now, a slot found
 after its window closed is moved to the next opening instead (once), a failed secret retries as
-a retry, a busy account keeps the slot due, and a flow that cannot even start backs off."""
+a retry, a busy account keeps the slot due, and a flow that cannot even start backs off. An
+overlap's drop stays pending until its task succeeded: a failed task or a drop that cannot be
+queued is tried again after a doubling backoff, a long task's claim is renewed."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
-from keyturn.core.errors import InstanceNotFound, OperationInProgress
+from keyturn.core.errors import EngineUnavailable, InstanceNotFound, OperationInProgress
 from keyturn.core.secret_manager import (
+    FlowState,
     FlowTrigger,
     RotationFlow,
     SecretRecord,
@@ -18,7 +22,13 @@ from keyturn.core.secret_manager import (
 )
 from keyturn.core.secrets import Secret
 from keyturn.service.secret_rotation import Rotator
-from keyturn.service.secret_schedule import SecretScheduler
+from keyturn.service.secret_schedule import (
+    DROP_CLAIM,
+    DROP_RETRY,
+    DROP_RETRY_CAP,
+    SecretScheduler,
+    drop_backoff,
+)
 from tests.support.fakes import FakeClock
 
 SLOT = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
@@ -109,6 +119,15 @@ async def test_a_missed_window_moves_to_the_next_opening_once() -> None:
     assert repo.moves == [(SLOT, datetime(2026, 3, 6, 2, 0, tzinfo=UTC))]
 
 
+async def test_a_requested_rotation_fires_as_manual_whatever_the_window() -> None:
+    late = SLOT + timedelta(hours=7)  # outside the window: a schedule would wait for 02:00
+    tick, repo, rotator = scheduler(record(next_rotation_at=late, rotate_requested_at=late), late)
+    assert await tick.tick() == ["flow-1"]
+    # The schedule keeps its grid: the next slot is the next 02:00.
+    assert rotator.launches == [(FlowTrigger.MANUAL, late, SLOT + timedelta(days=1))]
+    assert repo.moves == []
+
+
 async def test_a_failed_secret_retries_whatever_the_window() -> None:
     late = SLOT + timedelta(hours=7)
     tick, _, rotator = scheduler(record(failures=2), late)
@@ -132,3 +151,146 @@ async def test_a_paused_secret_is_not_scheduled_after_a_fire() -> None:
     tick, _, rotator = scheduler(record(rotation_enabled=False), SLOT)
     await tick.tick()
     assert rotator.launches == [(FlowTrigger.SCHEDULE, SLOT, None)]
+
+
+# --------------------------------------------------------------------------- overlap drops
+
+DROP_AT = SLOT + timedelta(minutes=10)
+
+
+class DropRepo(FakeRepo):
+    """One flow whose overlap ended at ``DROP_AT``; ``claim_drop`` is the store's CAS."""
+
+    def __init__(self) -> None:
+        super().__init__(record(next_rotation_at=None))
+        self.flow = RotationFlow(
+            flow_id="flow-1",
+            tenant_id="1300000001",
+            name="orders-redis",
+            state=FlowState.SUCCEEDED,
+            trigger=FlowTrigger.SCHEDULE,
+            created_at=SLOT,
+            version_id="v-1",
+            account="app",
+            drop_old_at=DROP_AT,
+        )
+
+    async def due_drops(self, now: datetime) -> list[RotationFlow]:
+        at = self.flow.drop_old_at
+        return [self.flow] if at is not None and at <= now else []
+
+    async def claim_drop(self, flow_id: str, *, expect: datetime, until: datetime | None) -> bool:
+        if self.flow.drop_old_at != expect:
+            return False
+        self.flow = replace(self.flow, drop_old_at=until)
+        return True
+
+
+class DropRotator(StubRotator):
+    """Drops whose queueing fails (``queue_errors``), then tasks that end as ``outcomes`` say
+    (None: still running), one per look."""
+
+    def __init__(self, queue_errors: int = 0, outcomes: list[bool | None] | None = None) -> None:
+        super().__init__()
+        self.queue_errors = queue_errors
+        self.outcomes = list(outcomes or [])
+        self.queued: list[int] = []
+
+    async def drop_previous(self, flow: RotationFlow) -> int | None:
+        if self.queue_errors:
+            self.queue_errors -= 1
+            raise EngineUnavailable("the engine is down")
+        self.queued.append(len(self.queued) + 1)
+        return self.queued[-1]
+
+    async def drop_ended(self, flow: RotationFlow, task_id: int) -> bool | None:
+        assert task_id == self.queued[-1]
+        return self.outcomes.pop(0)
+
+
+def drops(rotator: DropRotator) -> tuple[SecretScheduler, DropRepo, FakeClock]:
+    repo, clock = DropRepo(), FakeClock(DROP_AT)
+    return SecretScheduler(repo, rotator, clock), repo, clock  # type: ignore[arg-type]
+
+
+async def test_a_failed_drop_task_stays_pending_and_is_retried_until_it_succeeds() -> None:
+    rotator = DropRotator(outcomes=[None, False, False, True])
+    tick, repo, clock = drops(rotator)
+    await tick.tick()  # claimed, queued
+    assert rotator.queued == [1] and repo.flow.drop_old_at == DROP_AT + DROP_CLAIM
+    clock.advance(1)
+    await tick.tick()  # still running: the claim is held
+    assert repo.flow.drop_old_at == DROP_AT + DROP_CLAIM
+    clock.advance(1)
+    await tick.tick()  # failed: pending again, after the first backoff
+    now = DROP_AT + timedelta(seconds=2)
+    assert repo.flow.drop_old_at == now + DROP_RETRY
+    await tick.tick()
+    assert rotator.queued == [1], "not before the backoff"
+    clock.advance(DROP_RETRY.total_seconds())
+    await tick.tick()  # queued again
+    assert rotator.queued == [1, 2]
+    await tick.tick()  # failed again: the backoff doubles
+    now += DROP_RETRY
+    assert repo.flow.drop_old_at == now + 2 * DROP_RETRY
+    clock.advance(2 * DROP_RETRY.total_seconds())
+    await tick.tick()
+    await tick.tick()  # the third task succeeded: nothing pending any more
+    assert rotator.queued == [1, 2, 3]
+    assert repo.flow.drop_old_at is None
+
+
+async def test_a_drop_that_cannot_be_queued_backs_off() -> None:
+    rotator = DropRotator(queue_errors=2, outcomes=[True])
+    tick, repo, clock = drops(rotator)
+    await tick.tick()
+    assert repo.flow.drop_old_at == DROP_AT + DROP_RETRY
+    clock.advance(DROP_RETRY.total_seconds())
+    await tick.tick()
+    assert repo.flow.drop_old_at == DROP_AT + 3 * DROP_RETRY
+    clock.advance(2 * DROP_RETRY.total_seconds())
+    await tick.tick()
+    await tick.tick()
+    assert repo.flow.drop_old_at is None and rotator.queued == [1]
+    assert drop_backoff(30) == DROP_RETRY_CAP
+
+
+async def test_a_long_drop_renews_its_claim_and_a_lost_claim_is_let_go() -> None:
+    rotator = DropRotator(outcomes=[None, None, None])
+    tick, repo, clock = drops(rotator)
+    await tick.tick()
+    clock.advance(DROP_CLAIM.total_seconds() * 0.75)
+    await tick.tick()  # renewed before it expires
+    assert repo.flow.drop_old_at == clock.now() + DROP_CLAIM
+    repo.flow = replace(repo.flow, drop_old_at=clock.now())  # another node took it over
+    await tick.tick()
+    assert rotator.queued == [1], "this node let it go"
+
+
+async def test_nothing_to_drop_clears_the_follow_up() -> None:
+    class Superseded(DropRotator):
+        async def drop_previous(self, flow: RotationFlow) -> int | None:
+            return None
+
+    tick, repo, _ = drops(Superseded())
+    await tick.tick()
+    assert repo.flow.drop_old_at is None
+
+
+async def test_a_drop_whose_task_cannot_be_read_is_taken_over_once_its_claim_expired() -> None:
+    class Unreadable(DropRotator):
+        async def drop_ended(self, flow: RotationFlow, task_id: int) -> bool | None:
+            if task_id == 1:
+                raise InstanceNotFound()
+            return True
+
+    rotator = Unreadable()
+    tick, repo, clock = drops(rotator)
+    await tick.tick()
+    await tick.tick()  # cannot be read: the claim is kept, nothing else happens
+    assert rotator.queued == [1] and repo.flow.drop_old_at == DROP_AT + DROP_CLAIM
+    clock.advance(DROP_CLAIM.total_seconds())
+    await tick.tick()  # let go, taken over at once: queued again
+    assert rotator.queued == [1, 2]
+    await tick.tick()
+    assert repo.flow.drop_old_at is None

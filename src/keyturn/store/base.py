@@ -37,7 +37,6 @@ from typing import (
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
 from keyturn.core.errors import DomainError, InternalError, NotFound, StoreUnavailable
@@ -149,9 +148,15 @@ def _configure_sqlite(engine: Engine) -> None:
 
 def upsert_insert(conn: Connection, table: sa.Table) -> Any:
     """An INSERT that supports ``on_conflict_do_update`` on this connection's dialect."""
+    # The dialect modules are imported here: the store's own dialect is loaded already, and a
+    # SQLite server need not carry PostgreSQL's.
     if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
         return postgresql.insert(table)
     if conn.dialect.name == "sqlite":
+        from sqlalchemy.dialects import sqlite
+
         return sqlite.insert(table)
     raise InternalError(f"unsupported store database: {conn.dialect.name}")
 

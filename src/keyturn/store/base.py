@@ -14,7 +14,6 @@ and the standard library.
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import functools
 import logging
@@ -41,6 +40,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from keyturn.core.errors import DomainError, InternalError, NotFound, StoreUnavailable
 from keyturn.core.ports import Clock, SecretBox
+from keyturn.store.group_commit import GroupCommit
 from keyturn.store.inline import InlineConnection, InlineEngine
 from keyturn.store.schema import tenants
 
@@ -191,7 +191,11 @@ class SqlDatabase:
         # in the busy handler (which still covers other processes, e.g. the CLI). A second
         # writer connection would meet this one in SQLite's busy handler instead, which waits
         # on the event loop thread (the inline engine) and so could never let it finish.
-        self._write_lock = asyncio.Lock()
+        # The queue commits its writers in groups (one fsync for the calls in flight).
+        self._group: GroupCommit | None = None
+        if self.sqlite:
+            assert isinstance(self._writer, InlineEngine)
+            self._group = GroupCommit(self._writer)
 
     def __repr__(self) -> str:
         url = self.engine.url.render_as_string(hide_password=True)
@@ -204,6 +208,8 @@ class SqlDatabase:
         return other
 
     async def close(self) -> None:
+        if self._group is not None:
+            await self._group.flush()
         await self.engine.dispose()
 
     @asynccontextmanager
@@ -216,9 +222,8 @@ class SqlDatabase:
         """One write transaction. ``durable=False``: state worth nothing after a crash (rate
         windows) commits without waiting for the disk (SQLite ``synchronous=NORMAL``,
         PostgreSQL ``synchronous_commit = off``); it is still atomic and consistent."""
-        if self.sqlite:
-            assert isinstance(self._writer, InlineEngine)
-            async with self._write_lock, self._writer.begin(durable=durable) as conn:
+        if self._group is not None:
+            async with self._group.write(durable=durable) as conn:
                 yield conn
         else:
             async with self._writer.begin() as conn:

@@ -21,7 +21,10 @@ engine) and the standard library.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Final
@@ -36,7 +39,10 @@ log = logging.getLogger(__name__)
 class _Batch:
     """One open write transaction shared by the writers that joined it."""
 
-    def __init__(self, conn: InlineConnection, transaction: sa.RootTransaction) -> None:
+    def __init__(
+        self, owner: GroupCommit, conn: InlineConnection, transaction: sa.RootTransaction
+    ) -> None:
+        self.owner = owner
         self.conn = conn
         self.transaction = transaction
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -44,6 +50,20 @@ class _Batch:
         #: commit (its other writers' statements may be gone with it).
         self.broken: BaseException | None = None
 
+
+class _FileWriters:
+    """What every store on one SQLite file shares in this process and loop: the writers'
+    queue and the open batch. A second store on the same file (tests, admin helpers) waits for
+    the first one's batch instead of meeting its write lock in SQLite's busy handler, which
+    would block the very loop that has to commit it."""
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.batch: _Batch | None = None
+
+
+#: Shared writer state per (database file, event loop); an entry lives while a store uses it.
+_FILES: weakref.WeakValueDictionary[tuple[str, int], _FileWriters] = weakref.WeakValueDictionary()
 
 #: The savepoint of a joining writer (one at a time: the writers hold the lock in turn).
 _SAVEPOINT: Final = "keyturn_writer"
@@ -54,16 +74,40 @@ class GroupCommit:
 
     def __init__(self, engine: InlineEngine) -> None:
         self._engine = engine
-        self._lock = asyncio.Lock()
-        self._batch: _Batch | None = None
+        self._shared: _FileWriters | None = None
         self._committing: set[asyncio.Task[None]] = set()
+
+    def _writers(self) -> _FileWriters:
+        if self._shared is None:
+            database = self._engine.url.database or ""
+            file = os.path.realpath(database) if database not in ("", ":memory:") else ""
+            # An in-memory database is this engine's own.
+            key = (file or f"memory:{id(self)}", id(asyncio.get_running_loop()))
+            found = _FILES.get(key)
+            if found is None:
+                found = _FILES[key] = _FileWriters()
+            self._shared = found
+        return self._shared
+
+    async def _acquire(self) -> _FileWriters:
+        """The file's writer lock, with no other store's batch open on it."""
+        shared = self._writers()
+        while True:
+            await shared.lock.acquire()
+            other = shared.batch
+            if other is None or other.owner is self:
+                return shared
+            shared.lock.release()
+            with contextlib.suppress(Exception):
+                await asyncio.shield(other.done)
 
     @asynccontextmanager
     async def write(self, *, durable: bool = True) -> AsyncIterator[InlineConnection]:
         """A write transaction of its own (a savepoint of the batch), durable on return."""
         failed: BaseException | None = None
-        async with self._lock:
-            batch = self._batch
+        shared = await self._acquire()
+        try:
+            batch = shared.batch
             if batch is None and not durable:
                 # Nothing to share: commit alone, without waiting for the disk.
                 async with self._engine.begin(durable=False) as conn:
@@ -72,11 +116,11 @@ class GroupCommit:
             if batch is None:
                 # The batch's first writer needs no savepoint: if it fails, nobody else has
                 # joined yet (this lock), and the whole transaction is rolled back.
-                batch = self._open()
+                batch = self._open(shared)
                 try:
                     yield batch.conn
                 except BaseException:
-                    self._abandon(batch)
+                    self._abandon(shared, batch)
                     raise
             else:
                 try:
@@ -86,6 +130,8 @@ class GroupCommit:
                 except BaseException as exc:
                     await self._undo(batch, exc)
                     failed = exc
+        finally:
+            shared.lock.release()
         # Outside the lock: the batch's other writers run meanwhile. Shielded: one caller
         # cancelled must not cancel the commit the others wait for. A failed writer waits
         # too, so that whatever it does next (another connection, another process) never
@@ -98,18 +144,19 @@ class GroupCommit:
         if failed is not None:
             raise failed
 
-    def _open(self) -> _Batch:
+    def _open(self, shared: _FileWriters) -> _Batch:
         conn = self._engine.writer()
-        batch = _Batch(conn, conn.transaction())
-        self._batch = batch
-        task = asyncio.get_running_loop().create_task(self._commit(batch))
+        batch = _Batch(self, conn, conn.transaction())
+        shared.batch = batch
+        task = asyncio.get_running_loop().create_task(self._commit(shared, batch))
         self._committing.add(task)
         task.add_done_callback(self._committing.discard)
         return batch
 
-    def _abandon(self, batch: _Batch) -> None:
+    @staticmethod
+    def _abandon(shared: _FileWriters, batch: _Batch) -> None:
         """The first writer failed: roll the transaction back, the batch is over."""
-        self._batch = None
+        shared.batch = None
         try:
             if batch.transaction.is_active:
                 batch.transaction.rollback()
@@ -128,11 +175,12 @@ class GroupCommit:
         if not batch.transaction.is_active:
             batch.broken = batch.broken or exc
 
-    async def _commit(self, batch: _Batch) -> None:
-        async with self._lock:
+    @staticmethod
+    async def _commit(shared: _FileWriters, batch: _Batch) -> None:
+        async with shared.lock:
             if batch.done.done():
                 return  # abandoned by its first writer
-            self._batch = None
+            shared.batch = None
             try:
                 if batch.broken is not None:
                     raise batch.broken

@@ -14,7 +14,10 @@ answered loses nothing. A batch stays open only until the loop next runs the com
 one caller alone waits no longer than before (one loop iteration).
 
 Writes of state worth nothing after a crash (``durable=False``, the rate windows) join an open
-batch, else run alone without waiting for the disk. Imports: SQLAlchemy (through the inline
+batch, else run alone without waiting for the disk. Stores on the same file in one process
+share the queue (a second store waits for the first one's batch). Another process on the file
+(``--workers``, the CLI) meets an open batch in SQLite's busy handler, as it met a single
+transaction before, for up to one loop iteration of this process rather than one fsync. Imports: SQLAlchemy (through the inline
 engine) and the standard library.
 """
 

@@ -17,8 +17,8 @@ Writes of state worth nothing after a crash (``durable=False``, the rate windows
 batch, else run alone without waiting for the disk. Stores on the same file in one process
 share the queue (a second store waits for the first one's batch). Another process on the file
 (``--workers``, the CLI) meets an open batch in SQLite's busy handler, as it met a single
-transaction before, for up to one loop iteration of this process rather than one fsync. Imports: SQLAlchemy (through the inline
-engine) and the standard library.
+transaction before, for up to one loop iteration of this process rather than one fsync.
+Imports: SQLAlchemy (through the inline engine) and the standard library.
 """
 
 from __future__ import annotations

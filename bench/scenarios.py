@@ -23,6 +23,9 @@ from bench.stats import Check, Report, summary
 
 #: Benchmarks run the server at its production log level.
 QUIET = {"KEYTURN_LOG_LEVEL": "INFO"}
+#: Seconds a keyturn server may take to start: generous, the machine may be shared and busy
+#: (start-up time itself is scenario 5's figure, measured separately).
+START_TIMEOUT = 90.0
 
 
 def new_password() -> str:
@@ -90,7 +93,7 @@ async def reset_latency(root: Path, report: Report, n: int, scenario: str = "1")
     the PostgreSQL store, reported as scenario 7's row (verified p50 <= 3x raw durable)."""
     [redis_server] = harness.start_redis(1)
     server = harness.keyturn_server(root / f"s{scenario}-latency", extra_env=QUIET)
-    server.start()
+    server.start(timeout=START_TIMEOUT)
     try:
         admin_pw = await harness.prepare_redis([redis_server])
         [instance_id] = await harness.register(server, [redis_server], admin_pw)
@@ -213,7 +216,7 @@ async def reset_throughput(root: Path, report: Report, seconds: float, clients: 
     durable resets (ACL SETUSER + CONFIG REWRITE + fresh AUTH) at the same concurrency."""
     servers = harness.start_redis(clients, hz=1)
     server = harness.keyturn_server(root / "s2", extra_env=QUIET)
-    server.start()
+    server.start(timeout=START_TIMEOUT)
     try:
         admin_pw = await harness.prepare_redis(servers)
         ids = await harness.register(server, servers, admin_pw)
@@ -253,7 +256,7 @@ async def workers_throughput(root: Path, report: Report, seconds: float, clients
             server = harness.keyturn_server(
                 root / f"s8-{workers}", extra_env=QUIET, extra_args=["--workers", str(workers)]
             )
-            server.start()
+            server.start(timeout=START_TIMEOUT)
             try:
                 ids = await harness.register(server, servers, admin_pw)
                 await _verified_per_s(server, ids, min(1.0, seconds), clients)  # warm up
@@ -302,7 +305,7 @@ async def api_overhead(
     )
     [redis_server] = harness.start_redis(1)
     server = harness.keyturn_server(root / f"s{scenario}-reads", extra_env=QUIET)
-    server.start()
+    server.start(timeout=START_TIMEOUT)
     try:
         for _ in range(100):
             try:
@@ -350,7 +353,7 @@ async def fleet_rotation(root: Path, report: Report, count: int, in_flight: int 
     hand-written asyncio script of raw durable resets (persisted, then a fresh login)."""
     servers = harness.start_redis(count, hz=1)
     server = KeyturnServer(root / "s4", extra_env=QUIET)
-    server.start()
+    server.start(timeout=START_TIMEOUT)
     try:
         admin_pw = await harness.prepare_redis(servers)
         ids = await harness.register(server, servers, admin_pw)
@@ -408,7 +411,7 @@ async def inventory_scale(root: Path, report: Report, big: int, samples: int = 2
     results: dict[int, dict[str, Any]] = {}
     for count in (1000, big):
         server = KeyturnServer(root / f"s5-{count}", extra_env=QUIET)
-        server.start()  # creates and migrates the store
+        server.start(timeout=START_TIMEOUT)  # creates and migrates the store
         server.stop()
         harness.bulk_instances(server.data_dir, count)
         start = time.perf_counter()
@@ -431,7 +434,7 @@ async def inventory_scale(root: Path, report: Report, big: int, samples: int = 2
         results[count] = {"startup_s": startup, "rss_mb": _rss_mb(server.process.pid), **pages}
         server.stop()
     empty = KeyturnServer(root / "s5-empty", extra_env=QUIET)
-    empty.start()
+    empty.start(timeout=START_TIMEOUT)
     assert empty.process is not None
     await asyncio.sleep(1)
     idle_rss = _rss_mb(empty.process.pid)

@@ -18,7 +18,7 @@ from tests.support.mysql_server import MariaDBServer, native_hash, sql_string
 from tests.support.postgres_server import PostgresServer
 
 from bench.client import SignedClient
-from bench.scenarios import QUIET
+from bench.scenarios import QUIET, START_TIMEOUT
 from bench.stats import Check, Report, summary
 from keyturn.bootstrap import open_admin_store
 from keyturn.config import load_settings
@@ -102,7 +102,7 @@ async def mariadb_raw(db: MariaDBServer, user: str, n: int) -> list[float]:
 async def sql_latency(root: Path, report: Report, n: int) -> None:
     pg, db = PostgresServer().start(), MariaDBServer().start()
     server = KeyturnServer(root / "s6", extra_env=QUIET)
-    server.start()
+    server.start(timeout=START_TIMEOUT)
     try:
         role, user = "bench_role", "bench_user"
         with psycopg.connect(pg.url(), autocommit=True) as conn:

@@ -12,6 +12,7 @@ import asyncio
 import platform
 import tempfile
 import time
+import traceback
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -82,7 +83,13 @@ async def main(
             if store == "postgres":
                 harness.STORES.use_postgres()
             for name in only:
-                await runs[name]()
+                try:
+                    await runs[name]()
+                except Exception as exc:
+                    # One scenario's failure must not lose the others' figures; the run
+                    # still fails (``errors`` in the report, exit status 1).
+                    traceback.print_exc()
+                    report.data.setdefault("errors", {})[name] = repr(exc)
         finally:
             harness.STORES.close()
     report.data["wall_seconds"] = time.perf_counter() - started
@@ -108,3 +115,6 @@ if __name__ == "__main__":
     print(f"store: {args.store}")
     print(result.table())
     print(f"\nwall time {result.data['wall_seconds']:.0f} s; results in {args.out}")
+    if result.data.get("errors"):
+        print(f"scenarios that failed: {', '.join(result.data['errors'])}")
+        raise SystemExit(1)

@@ -53,6 +53,10 @@ class Stores:
             server.sql_value("SELECT pg_reload_conf()::text")
         self.name = "postgres"
 
+    def use_sqlite(self) -> None:
+        """From now on each server keeps SQLite in its data dir (PostgreSQL stays up)."""
+        self.name = "sqlite"
+
     def new_database(self) -> str | None:
         """A fresh database's URL, or None for SQLite in the server's data dir."""
         if self._postgres is None or self.name != "postgres":

@@ -87,7 +87,7 @@ class Report:
         ax.set_xscale("log")
         ax.set_xlabel("latency (ms, log scale)")
         ax.set_ylabel("cumulative fraction")
-        ax.set_title("keyturn reset latency vs raw engine (same run)")
+        ax.set_title("keyturn reset latency vs raw and raw durable engine resets (same run)")
         ax.legend()
         ax.grid(True, which="both", alpha=0.3)
         fig.tight_layout()

@@ -130,6 +130,10 @@ class Leases:
         for task_id, lease in held.items():
             if task_id in renewed:
                 lease.renewed(started)
+            elif self._held.get(task_id) is not lease:
+                # Its task ended (and dropped the lease) while the renewal waited for the
+                # store's writer: not renewed because no longer active, not lost.
+                continue
             elif not lease.lost:
                 lease.lost = True
                 lost.append(task_id)

@@ -26,7 +26,6 @@ from datetime import datetime
 from typing import Any, Final
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 
 from keyturn.core.audit import AuditEvent, AuditOutcome
 from keyturn.core.errors import InternalError
@@ -267,6 +266,8 @@ class SqlAuditLog:
         """A text field of the stored event JSON, in SQL."""
         if self._db.sqlite:
             return sa.func.json_extract(audit_log.c.event, f"$.{name}", type_=sa.String())
+        from sqlalchemy.dialects import postgresql  # loaded with the store's engine already
+
         field: sa.ColumnElement[str] = sa.cast(audit_log.c.event, postgresql.JSONB)[name].astext
         return field
 

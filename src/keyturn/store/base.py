@@ -4,6 +4,8 @@
 audit log receive their store's one (composition, no shared base class). Reads run on a plain
 connection, writes in one transaction each (``BEGIN IMMEDIATE`` on SQLite, so a transaction that
 reads then writes never fails on a lock upgrade; the caller adds ``FOR UPDATE`` for PostgreSQL).
+On SQLite the writes of calls in flight are committed in groups, one fsync for the lot, each
+writer answered once its group is durable (``keyturn.store.group_commit``).
 Every SQLite connection gets WAL, ``synchronous=FULL``, foreign keys and a busy timeout.
 ``guarded`` translates SQLAlchemy errors at the store boundary: a database that cannot be reached
 or did not answer in time (connection refused or lost, connect, statement or pool timeout)
@@ -14,7 +16,6 @@ and the standard library.
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import functools
 import logging
@@ -37,11 +38,11 @@ from typing import (
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
 from keyturn.core.errors import DomainError, InternalError, NotFound, StoreUnavailable
 from keyturn.core.ports import Clock, SecretBox
+from keyturn.store.group_commit import GroupCommit
 from keyturn.store.inline import InlineConnection, InlineEngine
 from keyturn.store.schema import tenants
 
@@ -149,9 +150,15 @@ def _configure_sqlite(engine: Engine) -> None:
 
 def upsert_insert(conn: Connection, table: sa.Table) -> Any:
     """An INSERT that supports ``on_conflict_do_update`` on this connection's dialect."""
+    # The dialect modules are imported here: the store's own dialect is loaded already, and a
+    # SQLite server need not carry PostgreSQL's.
     if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
         return postgresql.insert(table)
     if conn.dialect.name == "sqlite":
+        from sqlalchemy.dialects import sqlite
+
         return sqlite.insert(table)
     raise InternalError(f"unsupported store database: {conn.dialect.name}")
 
@@ -186,7 +193,11 @@ class SqlDatabase:
         # in the busy handler (which still covers other processes, e.g. the CLI). A second
         # writer connection would meet this one in SQLite's busy handler instead, which waits
         # on the event loop thread (the inline engine) and so could never let it finish.
-        self._write_lock = asyncio.Lock()
+        # The queue commits its writers in groups (one fsync for the calls in flight).
+        self._group: GroupCommit | None = None
+        if self.sqlite:
+            assert isinstance(self._writer, InlineEngine)
+            self._group = GroupCommit(self._writer)
 
     def __repr__(self) -> str:
         url = self.engine.url.render_as_string(hide_password=True)
@@ -199,6 +210,8 @@ class SqlDatabase:
         return other
 
     async def close(self) -> None:
+        if self._group is not None:
+            await self._group.flush()
         await self.engine.dispose()
 
     @asynccontextmanager
@@ -211,9 +224,8 @@ class SqlDatabase:
         """One write transaction. ``durable=False``: state worth nothing after a crash (rate
         windows) commits without waiting for the disk (SQLite ``synchronous=NORMAL``,
         PostgreSQL ``synchronous_commit = off``); it is still atomic and consistent."""
-        if self.sqlite:
-            assert isinstance(self._writer, InlineEngine)
-            async with self._write_lock, self._writer.begin(durable=durable) as conn:
+        if self._group is not None:
+            async with self._group.write(durable=durable) as conn:
                 yield conn
         else:
             async with self._writer.begin() as conn:

@@ -106,23 +106,27 @@ class InlineEngine:
         """A write transaction. ``durable=False`` is for state worth nothing after a crash
         (rate-limit windows): its commit does not wait for the disk (``synchronous=NORMAL``
         for this one transaction; WAL keeps the file consistent either way)."""
-        # One long-lived connection for writes too: the store serializes its writers, and a
-        # pool check-out (with its reset-on-return ROLLBACK) per transaction is pure overhead.
-        if self._writer is None:
-            self._writer = InlineConnection(self.sync_engine.connect())
+        writer = self.writer()
         if durable:
-            with self._writer.transaction():
-                yield self._writer
+            with writer.transaction():
+                yield writer
             return
         # SQLite refuses to change the level inside a transaction, and SQLAlchemy would begin
         # one for any statement: set it on the driver's connection, outside.
-        raw = self._writer.driver_connection()
+        raw = writer.driver_connection()
         raw.execute("PRAGMA synchronous=NORMAL")
         try:
-            with self._writer.transaction():
-                yield self._writer
+            with writer.transaction():
+                yield writer
         finally:
             raw.execute("PRAGMA synchronous=FULL")
+
+    def writer(self) -> InlineConnection:
+        """The one long-lived write connection: the store serializes its writers, and a pool
+        check-out (with its reset-on-return ROLLBACK) per transaction is pure overhead."""
+        if self._writer is None:
+            self._writer = InlineConnection(self.sync_engine.connect())
+        return self._writer
 
     async def dispose(self) -> None:
         for conn in (self._reader, self._writer):

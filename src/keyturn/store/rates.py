@@ -14,10 +14,10 @@ Imports: SQLAlchemy, this package and the standard library.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Final
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from keyturn.core.errors import InternalError
 from keyturn.store.base import SqlDatabase, guarded
@@ -43,10 +43,19 @@ def _count_statement(insert: Any) -> Any:
     ).returning(rate_windows.c["count"])
 
 
-_COUNT: Final = {
-    "sqlite": _count_statement(sqlite.insert),
-    "postgresql": _count_statement(postgresql.insert),
-}
+@functools.cache
+def _count_for(dialect: str) -> Any:
+    """The increment-and-check of ``dialect`` (None if the store cannot run it), built on first
+    use: importing a dialect module eagerly costs a SQLite server ~2 MB for PostgreSQL's."""
+    if dialect == "sqlite":
+        from sqlalchemy.dialects import sqlite
+
+        return _count_statement(sqlite.insert)
+    if dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        return _count_statement(postgresql.insert)
+    return None
 
 
 class SqlRates:
@@ -66,7 +75,7 @@ class SqlRates:
             "limit": limit,
         }
         async with self._db.write(durable=False) as conn:
-            stmt = _COUNT.get(conn.dialect.name)
+            stmt = _count_for(conn.dialect.name)
             if stmt is None:
                 raise InternalError(f"unsupported store database: {conn.dialect.name}")
             result = await conn.execute(stmt, params)

@@ -9,6 +9,7 @@ Imports: ``keyturn.core`` and the standard library.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -152,10 +153,16 @@ _PRODUCTS: Mapping[str, Product] = {p.value: p for p in Product}
 _SOURCES: Mapping[str, KeySource] = {s.value: s for s in KeySource}
 
 
+#: Parsed public node URLs (no password in them): parsing costs ~20-50 us a node, and listing
+#: pages and resets read the same few instances over and over. Bounded; entries are immutable
+#: but for ``options``, which each node gets a copy of.
+_parse_public_url = functools.lru_cache(maxsize=2048)(parse_node_url)
+
+
 def _node(product: Product, row: Any, unseal: Unseal) -> Node:
     iid, ordinal = row.id, int(row.n_ordinal)
     try:
-        parsed = parse_node_url(row.n_public_url, product.engine)
+        parsed = _parse_public_url(row.n_public_url, product.engine)
     except DomainError:
         raise InternalError(f"instance {iid} node {ordinal} has an unreadable URL") from None
     sealed, sealed_pending = row.n_password_sealed, row.n_pending_password_sealed
@@ -175,7 +182,7 @@ def _node(product: Product, row: Any, unseal: Unseal) -> Node:
         username=row.n_username,
         password=password,
         database=parsed.database,
-        options=parsed.options,
+        options=dict(parsed.options),
     )
     role = NodeRole.SENTINEL if row.n_role == NodeRole.SENTINEL.value else NodeRole.MEMBER
     return Node(

@@ -17,8 +17,6 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import quote
 
-import pymysql  # type: ignore[import-untyped]
-
 from keyturn.core.secrets import Secret
 from keyturn.engines.local.process import (
     LocalEngine,
@@ -50,6 +48,10 @@ def native_hash(password: str) -> str:
 
 def start_mariadb(link: Path) -> LocalEngine:
     """Install and start a server whose files ``link`` (in the sandbox dir, made here) points at."""
+    # PyMySQL is imported here and in ``_secure``: ``keyturn serve`` loads this module with the
+    # command line, and the driver would cost a server that never runs a sandbox ~8 MB.
+    import pymysql  # type: ignore[import-untyped]
+
     if not mariadb_installed():
         raise LocalEngineError("MariaDB is not installed")
     user = os_user("mysql")
@@ -122,6 +124,8 @@ def start_mariadb(link: Path) -> LocalEngine:
 
 def _secure(sock: Path, password: Secret, account: Secret) -> None:
     """Root's password, no other root or anonymous rows, and the account to reset."""
+    import pymysql
+
     root, app = native_hash(password.reveal()), native_hash(account.reveal())
     statements = [
         "SET sql_log_bin=0",

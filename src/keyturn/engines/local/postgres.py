@@ -14,9 +14,6 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import quote
 
-import psycopg
-from psycopg import sql
-
 from keyturn.core.secrets import Secret
 from keyturn.engines.local.process import (
     LocalEngine,
@@ -53,6 +50,11 @@ def _conf(value: str) -> str:
 
 def start_postgres(link: Path) -> LocalEngine:
     """initdb and start a server whose files ``link`` (in the sandbox dir, made here) points at."""
+    # psycopg is imported here: ``keyturn serve`` loads this module with the command line, and
+    # the driver would cost a server that never runs a sandbox several MB of resident memory.
+    import psycopg
+    from psycopg import sql
+
     bindir = postgres_bindir()
     if bindir is None:
         raise LocalEngineError("PostgreSQL is not installed")

@@ -1,0 +1,129 @@
+"""Group commit of the SQLite store (``keyturn.store.group_commit``): writers in flight share
+one COMMIT, each leaves ``write()`` only once it is on disk, a failing writer undoes only its
+own statements, and a failed COMMIT fails every writer of its batch (none is told its write was
+kept). A real SQLite file; no timing is asserted."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from keyturn.store.base import SqlDatabase
+from keyturn.store.inline import InlineEngine
+from keyturn.store.sealing import AesGcmSecretBox
+from tests.support.fakes import FakeClock
+
+ITEMS = sa.Table("items", sa.MetaData(), sa.Column("n", sa.Integer, primary_key=True))
+
+
+class Boom(Exception):
+    pass
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[SqlDatabase]:
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'g.db'}")
+    ITEMS.create(engine)
+    database = SqlDatabase(InlineEngine(engine), AesGcmSecretBox(os.urandom(32)), FakeClock())
+    yield database
+    await database.close()
+
+
+def commits_of(database: SqlDatabase) -> list[int]:
+    """A list that grows by one at each COMMIT of ``database``'s writer."""
+    seen: list[int] = []
+    assert isinstance(database.engine, InlineEngine)
+    sa.event.listen(database.engine.sync_engine, "commit", lambda _conn: seen.append(1))
+    return seen
+
+
+async def rows(database: SqlDatabase) -> list[int]:
+    async with database.read() as conn:
+        return sorted(n for (n,) in (await conn.execute(sa.select(ITEMS.c.n))).all())
+
+
+async def insert(database: SqlDatabase, n: int, *, fail: bool = False) -> None:
+    async with database.write() as conn:
+        await conn.execute(ITEMS.insert().values(n=n))
+        if fail:
+            raise Boom()
+
+
+async def test_writers_in_flight_share_one_commit_and_are_durable_on_return(
+    db: SqlDatabase,
+) -> None:
+    commits = commits_of(db)
+    done: list[int] = []
+
+    async def writer(n: int) -> None:
+        await insert(db, n)
+        # On return the row is committed: another connection sees it.
+        assert n in await rows(db)
+        done.append(n)
+
+    await asyncio.gather(*(writer(n) for n in range(20)))
+    assert sorted(done) == list(range(20))
+    assert await rows(db) == list(range(20))
+    assert 1 <= len(commits) < 20
+
+
+async def test_a_failing_writer_undoes_only_its_own_statements(db: SqlDatabase) -> None:
+    results = await asyncio.gather(
+        insert(db, 1), insert(db, 2, fail=True), insert(db, 3), return_exceptions=True
+    )
+    assert results[0] is None and isinstance(results[1], Boom) and results[2] is None
+    assert await rows(db) == [1, 3]
+
+
+async def test_a_failing_first_writer_rolls_back_alone(db: SqlDatabase) -> None:
+    with pytest.raises(Boom):
+        await insert(db, 1, fail=True)
+    await insert(db, 2)
+    assert await rows(db) == [2]
+
+
+async def test_a_failed_commit_fails_every_writer_of_the_batch(
+    db: SqlDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = sa.RootTransaction.commit
+
+    def failing(self: sa.RootTransaction, *args: Any) -> None:
+        monkeypatch.setattr(sa.RootTransaction, "commit", real)
+        self.rollback()
+        raise sa.exc.OperationalError("COMMIT", {}, Exception("disk I/O error"))
+
+    monkeypatch.setattr(sa.RootTransaction, "commit", failing)
+    results = await asyncio.gather(*(insert(db, n) for n in range(3)), return_exceptions=True)
+    assert all(isinstance(r, sa.exc.OperationalError) for r in results)
+    assert await rows(db) == []
+    await insert(db, 7)  # the store writes again afterwards
+    assert await rows(db) == [7]
+
+
+async def test_state_worth_nothing_after_a_crash_commits_alone_or_joins(db: SqlDatabase) -> None:
+    async with db.write(durable=False) as conn:
+        await conn.execute(ITEMS.insert().values(n=1))
+
+    async def rate(n: int) -> None:
+        async with db.write(durable=False) as conn:
+            await conn.execute(ITEMS.insert().values(n=n))
+
+    await asyncio.gather(insert(db, 2), rate(3))
+    assert await rows(db) == [1, 2, 3]
+
+
+async def test_close_commits_the_open_batch(db: SqlDatabase) -> None:
+    task = asyncio.ensure_future(insert(db, 5))
+    await asyncio.sleep(0)  # the writer ran; its batch's commit is still to come
+    await db.close()
+    await task
+    engine = sa.create_engine(str(db.engine.url))
+    with engine.connect() as conn:
+        assert [n for (n,) in conn.execute(sa.select(ITEMS.c.n))] == [5]
+    engine.dispose()

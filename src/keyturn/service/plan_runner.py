@@ -36,7 +36,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 from keyturn.core.errors import DomainError, EngineUnavailable, LeaseLost, StoreUnavailable
@@ -71,6 +71,9 @@ class Ending:
     forget: tuple[Node, ...] = ()
     #: The instance's auth mode after a success (password-free or not), else None.
     no_auth: bool | None = None
+    #: Node endpoint -> connection-id watermark right after the change was applied
+    #: (``SessionMark.text()``; engines without start times only).
+    session_marks: Mapping[str, str] = field(default_factory=dict)
 
 
 class Patience:
@@ -248,6 +251,7 @@ class PlanRunner:
                     applied.append(i)
                     steps[i] = steps[i].to(StepPhase.APPLIED, note or step.label)
                 trying = None
+                marks = await _session_marks(engine, plan.topology)
                 await self._checkpoints.reached("after_apply", task.id)
                 for i, check in enumerate(plan.checks):
                     await patient(check.verify)
@@ -293,6 +297,7 @@ class PlanRunner:
                 tuple(steps),
                 forget=tuple(n for n in plan.topology.nodes if n.pending_password is not None),
                 no_auth=change.password is None,
+                session_marks=marks,
             )
 
     async def _snapshots(
@@ -401,6 +406,22 @@ class PlanRunner:
             return Ending(TaskState.FAILED, message, task.steps, error=error)
         steps = steps_of(plan)
         return await self._roll_back(plan, range(len(plan.steps)), steps, cause, error, lease)
+
+
+async def _session_marks(engine: Engine, topology: Topology) -> dict[str, str]:
+    """Each node's connection-id watermark now, right after the apply (any later instant only
+    counts more sessions as old: never an old one as new). A node that cannot say gets none:
+    its sessions stay "possibly old"; the change itself is not at stake."""
+    marks: dict[str, str] = {}
+    for node in topology.nodes:
+        try:
+            mark = await engine.session_mark(node)
+        except DomainError as exc:
+            log.warning("no session mark on %s: %s", node.endpoint, exc.message)
+            continue
+        if mark is not None:
+            marks[node.endpoint] = mark.text()
+    return marks
 
 
 def _by_endpoint(

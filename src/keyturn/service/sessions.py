@@ -7,7 +7,10 @@ the account's sessions (``Engine.list_sessions``) concurrently; a node that cann
 reported, not fatal. A session is *old* when it was opened before the instant given, by default
 the account's last rotation: the ``verified_at`` of its newest succeeded task (a reset or an
 overlap's first half) among the instance's ``TASK_SCAN`` newest tasks. Where the engine cannot
-tell when a session was opened (MariaDB/MySQL), ``old`` is None: possibly old. With twin roles
+tell when a session was opened (MariaDB/MySQL), that task's per-node connection-id watermark
+(``SessionMark``, taken right after its change was applied) tells instead: an id at most the
+mark's is old, a higher one new; without a mark (an explicit instant, a task from before
+marks, a server restarted since) ``old`` is None: possibly old. With twin roles
 (PostgreSQL overlaps) the role whose twin was rotated last holds the older password: all of its
 sessions are old. Ending ends the
 old and the possibly old ones (never one known to be newer) node by node
@@ -27,8 +30,16 @@ from datetime import datetime
 from keyturn.core.audit import AuditEvent, AuditOutcome
 from keyturn.core.errors import DomainError
 from keyturn.core.model import Instance, Node
-from keyturn.core.ports import AuditLog, Clock, EngineRegistry, Page, Session, Store
-from keyturn.core.tasks import TaskKind, TaskState
+from keyturn.core.ports import (
+    AuditLog,
+    Clock,
+    EngineRegistry,
+    Page,
+    Session,
+    SessionMark,
+    Store,
+)
+from keyturn.core.tasks import Task, TaskKind, TaskState
 
 #: How many of the instance's newest tasks are searched for the account's last rotation.
 TASK_SCAN = 100
@@ -48,6 +59,8 @@ class SessionReport:
     account: str
     #: The instant sessions are compared with (the last rotation), None when unknown.
     since: datetime | None
+    #: The rotation's connection-id watermarks by node endpoint (MariaDB/MySQL), if any.
+    marks: tuple[tuple[str, SessionMark], ...] = ()
     sessions: tuple[SessionView, ...] = ()
     #: Nodes that could not be asked, with the reason (no secret in it).
     unreachable: tuple[tuple[str, str], ...] = ()
@@ -59,6 +72,16 @@ class SessionReport:
     def old(self) -> tuple[SessionView, ...]:
         """The sessions that may still use the old password (old or possibly old)."""
         return tuple(v for v in self.sessions if v.old is not False)
+
+
+def _verdict(
+    session: Session, since: datetime | None, mark: SessionMark | None, superseded: bool
+) -> bool | None:
+    if superseded:
+        return True
+    if session.connected_at is None and mark is not None:
+        return session.opened_before_mark(mark)
+    return None if since is None else session.opened_before(since)
 
 
 class AccountSessions:
@@ -75,6 +98,11 @@ class AccountSessions:
     async def last_rotation(self, instance: Instance, account: str) -> datetime | None:
         """When the account's password last changed through keyturn (its newest succeeded
         reset or overlap start), or None."""
+        task = await self.last_rotation_task(instance, account)
+        return None if task is None else task.verified_at
+
+    async def last_rotation_task(self, instance: Instance, account: str) -> Task | None:
+        """The account's newest succeeded reset or overlap start, or None."""
         found, _ = await self._store.list_tasks(
             instance.tenant_id, instance_id=instance.id, page=Page(limit=TASK_SCAN)
         )
@@ -85,7 +113,7 @@ class AccountSessions:
                 and task.state is TaskState.SUCCEED
                 and task.verified_at is not None
             ):
-                return task.verified_at
+                return task
         return None
 
     async def find(
@@ -93,8 +121,15 @@ class AccountSessions:
     ) -> SessionReport:
         engine = self._engines.engine(instance.engine)
         superseded = False
+        marks: dict[str, SessionMark] = {}
         if since is None:
-            since = await self.last_rotation(instance, account)
+            task = await self.last_rotation_task(instance, account)
+            since = None if task is None else task.verified_at
+            if task is not None:
+                for endpoint, raw in task.session_marks:
+                    mark = SessionMark.parse(raw)
+                    if mark is not None:
+                        marks[endpoint] = mark
             partner = engine.overlap_partner(account)
             if partner is not None:
                 # Twin roles (PostgreSQL): when the twin got the newest password, every session
@@ -118,16 +153,14 @@ class AccountSessions:
                 unreachable.append((node.endpoint, answer.message))
                 continue
             views += [
-                SessionView(
-                    session=s,
-                    old=True if superseded else None if since is None else s.opened_before(since),
-                )
+                SessionView(session=s, old=_verdict(s, since, marks.get(s.node), superseded))
                 for s in answer
             ]
         return SessionReport(
             instance_id=instance.id,
             account=account,
             since=since,
+            marks=tuple(sorted(marks.items())),
             sessions=tuple(views),
             unreachable=tuple(unreachable),
         )
@@ -167,6 +200,7 @@ class AccountSessions:
             instance_id=report.instance_id,
             account=account,
             since=report.since,
+            marks=report.marks,
             sessions=report.sessions,
             unreachable=report.unreachable,
             ended=ended,

@@ -162,6 +162,9 @@ tasks = sa.Table(
     # The DomainError code behind a failure, so a node that did not run the task can answer
     # a synchronous call with the right vendor error.
     sa.Column("error_code", sa.String(64), nullable=True),
+    # JSON {endpoint: "started:high"}: each node's connection-id watermark right after the
+    # change was applied (MariaDB/MySQL, which record no connection start; NULL elsewhere).
+    sa.Column("session_marks", sa.Text(), nullable=True),
     sa.Index(
         ACTIVE_LOCK_INDEX,
         "lock_key",
@@ -324,6 +327,10 @@ secrets = sa.Table(
     sa.Column("last_rotation_at", UtcDateTime(), nullable=True),
     sa.Column("current_version", sa.String(40), nullable=True),
     sa.Column("failures", sa.Integer(), nullable=False),
+    # Overlap mode: when the old password goes ("when-unused", "at-grace-end"; NULL: the
+    # latter) and whether its remaining sessions are ended at the grace end.
+    sa.Column("drop_old", sa.String(16), nullable=True),
+    sa.Column("end_old_sessions", sa.Boolean(), nullable=True),
 )
 
 secret_versions = sa.Table(

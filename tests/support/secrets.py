@@ -25,10 +25,12 @@ def declare_redis_secret(
     rotation: str,
     overlap: str | None = None,
     account: str = "app",
+    fields: str = "",
 ) -> None:
     """Add a Tencent Redis instance (its admin URL from ``KT_SECRET_ADMIN_URL`` in the
-    server's environment) and a secret of its ``account`` to the server's inventory."""
-    extra = "" if overlap is None else f'overlap = "{overlap}"\n'
+    server's environment) and a secret of its ``account`` to the server's inventory;
+    ``fields``: more TOML lines of the secret (``drop_old = "when-unused"``...)."""
+    extra = ("" if overlap is None else f'overlap = "{overlap}"\n') + fields
     server.config.write_text(
         server.config.read_text()
         + f"""

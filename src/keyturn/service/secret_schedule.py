@@ -11,7 +11,11 @@ window has closed is moved to the next window opening instead. While another rot
 same instance account runs, the slot stays due and fires at a later tick. A failed flow has
 set ``next_rotation_at`` to its retry time; the retry is a new flow with a fresh password.
 Overlap mode's follow-up (drop the previous password once the overlap ends) is a durable
-``drop_old_at`` on the flow, claimed the same way.
+``drop_old_at`` on the flow, claimed the same way. A secret with ``drop_old = "when-unused"``
+has its old password's sessions looked at every tick while the overlap lasts
+(``keyturn.service.secret_drops``): once none from before the rotation remains, the drop is
+claimed and queued early; at the overlap's end, a secret with ``end_old_sessions`` has the
+remaining ones ended as the drop is queued.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from keyturn.core.errors import DomainError, OperationInProgress
 from keyturn.core.ports import Clock
 from keyturn.core.secret_manager import FlowTrigger, SecretRecord, SecretRepo
 from keyturn.core.secret_schedule import after_success, backoff, catch_up_at
+from keyturn.service.secret_drops import OldPasswordUse
 from keyturn.service.secret_rotation import Rotator
 
 log = logging.getLogger(__name__)
@@ -41,8 +46,17 @@ class SecretScheduler:
     """Fire due rotations; one per node, all sharing the store."""
 
     def __init__(
-        self, repo: SecretRepo, rotator: Rotator, clock: Clock, *, every: float = TICK_EVERY
+        self,
+        repo: SecretRepo,
+        rotator: Rotator,
+        clock: Clock,
+        *,
+        every: float = TICK_EVERY,
+        old_use: OldPasswordUse | None = None,
     ) -> None:
+        # ``old_use``: who still uses an overlap's old password (without it, drops happen at
+        # the overlap's end only and no session is ended).
+        self._old_use = old_use
         self._repo = repo
         self._rotator = rotator
         self._clock = clock
@@ -59,6 +73,7 @@ class SecretScheduler:
             if flow_id:
                 started.append(flow_id)
         await self._drops(now)
+        await self._unused_drops(now)
         return started
 
     async def _fire(self, record: SecretRecord, now: datetime) -> str:
@@ -103,6 +118,12 @@ class SecretScheduler:
             until = now + DROP_CLAIM
             if not await self._repo.claim_drop(flow.flow_id, expect=flow.drop_old_at, until=until):
                 continue
+            if self._old_use is not None:
+                try:
+                    await self._old_use.end_at_grace_end(flow)
+                except DomainError as exc:
+                    # The drop goes ahead: the overlap is over either way.
+                    log.warning("could not end the old password's sessions: %s", exc.message)
             try:
                 await self._rotator.drop_previous(flow)
             except DomainError as exc:
@@ -111,6 +132,27 @@ class SecretScheduler:
                 await self._repo.claim_drop(flow.flow_id, expect=until, until=retry)
                 continue
             await self._repo.claim_drop(flow.flow_id, expect=until, until=None)
+
+    async def _unused_drops(self, now: datetime) -> None:
+        """Drop early the old passwords of ``when-unused`` secrets nobody uses any more."""
+        if self._old_use is None:
+            return
+        for flow in await self._repo.pending_unused_drops(now):
+            due = flow.drop_old_at
+            if due is None or not await self._old_use.unused(flow):
+                continue
+            until = now + DROP_CLAIM
+            if not await self._repo.claim_drop(flow.flow_id, expect=due, until=until):
+                continue  # another node claimed it
+            try:
+                await self._rotator.drop_previous(flow)
+            except DomainError as exc:
+                # Not dropped: back to the overlap's end (a later tick may try again early).
+                log.warning("could not drop the previous password early: %s", exc.message)
+                await self._repo.claim_drop(flow.flow_id, expect=until, until=due)
+                continue
+            await self._repo.claim_drop(flow.flow_id, expect=until, until=None)
+            log.info("old password dropped once unused", extra={"flow_id": flow.flow_id})
 
     def start(self) -> None:
         if self._loop is None:

@@ -11,6 +11,7 @@ from datetime import time, timedelta
 from typing import Any
 
 from keyturn.core.secret_manager import (
+    DropOld,
     FlowState,
     FlowTrigger,
     RotationFlow,
@@ -42,6 +43,8 @@ def spec_values(spec: SecretSpec) -> dict[str, Any]:
         "begin_time": None if spec.begin is None else spec.begin.strftime("%H:%M:%S"),
         "window_seconds": seconds(spec.window),
         "overlap_seconds": seconds(spec.overlap),
+        "drop_old": spec.drop_old.value,
+        "end_old_sessions": spec.end_old_sessions,
         "description": spec.description,
         "sub_type": spec.sub_type.value,
         "source": spec.source,
@@ -59,6 +62,8 @@ def record_of(row: Any) -> SecretRecord:
         begin=None if row.begin_time is None else time.fromisoformat(row.begin_time),
         window=delta(row.window_seconds),
         overlap=delta(row.overlap_seconds),
+        drop_old=DropOld(row.drop_old or DropOld.AT_GRACE_END.value),
+        end_old_sessions=bool(row.end_old_sessions),
         description=row.description,
         sub_type=SecretSubType(row.sub_type),
         source=row.source,

@@ -26,6 +26,7 @@ from keyturn.core.errors import (
 )
 from keyturn.core.ports import Page
 from keyturn.core.secret_manager import (
+    DropOld,
     FlowState,
     RotationFlow,
     SecretRecord,
@@ -400,6 +401,29 @@ class SqlSecrets:
         query = (
             sa.select(secret_flows)
             .where(secret_flows.c.drop_old_at.is_not(None), secret_flows.c.drop_old_at <= now)
+            .order_by(secret_flows.c.drop_old_at)
+            .limit(100)
+        )
+        async with self._db.read() as conn:
+            return [flow_of(row) for row in (await conn.execute(query)).all()]
+
+    @guarded
+    async def pending_unused_drops(self, now: datetime) -> list[RotationFlow]:
+        joined = secret_flows.join(
+            secrets,
+            sa.and_(
+                secrets.c.tenant_id == secret_flows.c.tenant_id,
+                secrets.c.name == secret_flows.c.name,
+            ),
+        )
+        query = (
+            sa.select(secret_flows)
+            .select_from(joined)
+            .where(
+                secret_flows.c.drop_old_at.is_not(None),
+                secret_flows.c.drop_old_at > now,
+                secrets.c.drop_old == DropOld.WHEN_UNUSED.value,
+            )
             .order_by(secret_flows.c.drop_old_at)
             .limit(100)
         )

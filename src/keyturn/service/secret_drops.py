@@ -11,7 +11,8 @@ authentication chains, MySQL dual passwords: one account, two passwords) or, wit
 secret with ``end_old_sessions = true`` has those sessions ended as the old password is
 dropped at the overlap's end, the count recorded in the audit log (``keyturn:EndSessions``).
 A flow whose task replaced the password (a secret's first version) held no old password
-beside it: its follow-up may go at once, and it ends no session. Imports: ``keyturn.core`` and this package.
+beside it: its follow-up may go at once, and it ends no session. Imports: ``keyturn.core``
+and this package.
 """
 
 from __future__ import annotations

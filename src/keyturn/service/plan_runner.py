@@ -46,6 +46,7 @@ from keyturn.core.ports import CredentialSnapshot, Engine, Store
 from keyturn.core.tasks import StepPhase, Task, TaskState, TaskStep
 from keyturn.service.checkpoints import Checkpoints
 from keyturn.service.leases import UNLEASED, Held
+from keyturn.service.sessions import session_marks
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -251,7 +252,7 @@ class PlanRunner:
                     applied.append(i)
                     steps[i] = steps[i].to(StepPhase.APPLIED, note or step.label)
                 trying = None
-                marks = await _session_marks(engine, plan.topology)
+                marks = await session_marks(engine, plan.topology)
                 await self._checkpoints.reached("after_apply", task.id)
                 for i, check in enumerate(plan.checks):
                     await patient(check.verify)
@@ -406,22 +407,6 @@ class PlanRunner:
             return Ending(TaskState.FAILED, message, task.steps, error=error)
         steps = steps_of(plan)
         return await self._roll_back(plan, range(len(plan.steps)), steps, cause, error, lease)
-
-
-async def _session_marks(engine: Engine, topology: Topology) -> dict[str, str]:
-    """Each node's connection-id watermark now, right after the apply (any later instant only
-    counts more sessions as old: never an old one as new). A node that cannot say gets none:
-    its sessions stay "possibly old"; the change itself is not at stake."""
-    marks: dict[str, str] = {}
-    for node in topology.nodes:
-        try:
-            mark = await engine.session_mark(node)
-        except DomainError as exc:
-            log.warning("no session mark on %s: %s", node.endpoint, exc.message)
-            continue
-        if mark is not None:
-            marks[node.endpoint] = mark.text()
-    return marks
 
 
 def _by_endpoint(

@@ -23,6 +23,7 @@ usually reconnect, with whatever password they hold now.
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,9 +31,11 @@ from datetime import datetime
 from keyturn.core.audit import AuditEvent, AuditOutcome
 from keyturn.core.errors import DomainError
 from keyturn.core.model import Instance, Node
+from keyturn.core.plans import Topology
 from keyturn.core.ports import (
     AuditLog,
     Clock,
+    Engine,
     EngineRegistry,
     Page,
     Session,
@@ -40,6 +43,8 @@ from keyturn.core.ports import (
     Store,
 )
 from keyturn.core.tasks import Task, TaskKind, TaskState
+
+log = logging.getLogger(__name__)
 
 #: How many of the instance's newest tasks are searched for the account's last rotation.
 TASK_SCAN = 100
@@ -227,3 +232,20 @@ class AccountSessions:
                 request_id=uuid.uuid4().hex,
             )
         )
+
+
+async def session_marks(engine: Engine, topology: Topology) -> dict[str, str]:
+    """Each node of ``topology``: its connection-id watermark (``Engine.session_mark``) now,
+    as ``SessionMark.text()``. The worker takes them right after a change is applied (any
+    later instant only counts more sessions as old: never an old one as new). A node that
+    cannot say gets none: its sessions stay "possibly old"; the change is not at stake."""
+    marks: dict[str, str] = {}
+    for node in topology.nodes:
+        try:
+            mark = await engine.session_mark(node)
+        except DomainError as exc:
+            log.warning("no session mark on %s: %s", node.endpoint, exc.message)
+            continue
+        if mark is not None:
+            marks[node.endpoint] = mark.text()
+    return marks

@@ -26,7 +26,6 @@ from keyturn.core.errors import (
 )
 from keyturn.core.ports import Page
 from keyturn.core.secret_manager import (
-    DropOld,
     FlowState,
     RotationFlow,
     SecretRecord,
@@ -35,6 +34,7 @@ from keyturn.core.secret_manager import (
     VersionStage,
 )
 from keyturn.core.secrets import Secret
+from keyturn.store import secret_rows
 from keyturn.store.base import SqlDatabase, guarded
 from keyturn.store.schema import secret_flows, secret_versions, secrets
 from keyturn.store.secret_rows import flow_of, record_of, seconds, spec_values, version_context
@@ -409,26 +409,9 @@ class SqlSecrets:
 
     @guarded
     async def pending_unused_drops(self, now: datetime) -> list[RotationFlow]:
-        joined = secret_flows.join(
-            secrets,
-            sa.and_(
-                secrets.c.tenant_id == secret_flows.c.tenant_id,
-                secrets.c.name == secret_flows.c.name,
-            ),
-        )
-        query = (
-            sa.select(secret_flows)
-            .select_from(joined)
-            .where(
-                secret_flows.c.drop_old_at.is_not(None),
-                secret_flows.c.drop_old_at > now,
-                secrets.c.drop_old == DropOld.WHEN_UNUSED.value,
-            )
-            .order_by(secret_flows.c.drop_old_at)
-            .limit(100)
-        )
         async with self._db.read() as conn:
-            return [flow_of(row) for row in (await conn.execute(query)).all()]
+            found = await conn.execute(secret_rows.unused_drops(now))
+            return [flow_of(row) for row in found.all()]
 
     @guarded
     async def claim_drop(self, flow_id: str, *, expect: datetime, until: datetime | None) -> bool:

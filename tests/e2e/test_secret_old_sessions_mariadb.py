@@ -1,12 +1,14 @@
 """``drop_old = "when-unused"`` on MariaDB, end to end (``keyturn serve`` with an inventory
 ``[[secrets]]``): MariaDB records no connection start, so the rotation's connection-id
 watermark tells the application session opened with the old password before the rotation
-(kept: the old password stays) from one opened with the new password after it (no reason to
-keep it); once the old session closes the old password is dropped within a few scheduler
-ticks, long before the overlap's end (1 h), and the new session keeps working."""
+(kept: the old password stays; ``keyturn sessions --json`` lists it by name and address) from
+one opened with the new password after it (no reason to keep it); once the old session closes
+the old password is dropped within a few scheduler ticks, long before the overlap's end (1 h),
+and the new session keeps working."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 
@@ -18,6 +20,7 @@ from keyturn.core.secret_manager import VersionStage as Stage
 from tests.support import secrets as support
 from tests.support.app_sessions import open_app_session
 from tests.support.cli import keyturn_cli as keyturn
+from tests.support.fixtures import MariaDBServerFactory
 from tests.support.keyturn_server import TENANT, KeyturnServer
 from tests.support.logins import can_login_mysql
 from tests.support.mysql_server import MariaDBServer
@@ -30,6 +33,12 @@ pytestmark = pytest.mark.engine
 INSTANCE = "tdsql-oldsess1"
 NAME = "orders-mariadb"
 ACCOUNT = "app@%"
+
+
+@pytest.fixture
+def mariadb_server(mariadb_server_factory: MariaDBServerFactory) -> MariaDBServer:
+    """With the performance schema on: sessions are named (``program_name``)."""
+    return mariadb_server_factory(performance_schema=True)
 
 
 def test_when_unused_on_mariadb_waits_for_the_session_opened_before_the_rotation(
@@ -83,6 +92,15 @@ drop_old = "when-unused"
 
         time.sleep(2.0)  # ten ticks with the old session open
         assert pending()
+        # What the operator sees: the old session by its name and address, the new one not.
+        shown = keyturn(server.data_dir, "sessions", INSTANCE, ACCOUNT, "--json")
+        assert shown.returncode == 0, shown.stderr
+        report = json.loads(shown.stdout)
+        verdicts = {s["id"]: (s["old"], s["old_by"]) for s in report["sessions"]}
+        assert verdicts == {before.id: (True, "connection_id"), after.id: (False, "connection_id")}
+        [old_one] = [s for s in report["sessions"] if s["old"]]
+        assert (old_one["client_name"], old_one["client_addr"]) == ("billing-app", before.addr)
+        assert report["old"] == 1 and len(report["marks"]) == 1
         assert can_login_mysql(port, "app", old) and can_login_mysql(port, "app", new)
         before.close()
         wait_for(lambda: not pending(), 10, "the early drop")

@@ -56,6 +56,10 @@ class SessionView:
     session: Session
     #: Opened before the instant: True, False, or None when the engine cannot tell.
     old: bool | None
+    #: What told: ``"start_time"`` (the session's start against the rotation's instant),
+    #: ``"connection_id"`` (its id against the node's watermark), ``"twin_role"`` (the twin
+    #: holds the newer password), or ``""`` (nothing could).
+    by: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -78,15 +82,30 @@ class SessionReport:
         """The sessions that may still use the old password (old or possibly old)."""
         return tuple(v for v in self.sessions if v.old is not False)
 
+    def explain(self, view: SessionView) -> str:
+        """``old``/``new``/``?`` with what told, for people: ``old (id <= 42)``."""
+        word = {True: "old", False: "new", None: "?"}[view.old]
+        mark = dict(self.marks).get(view.session.node)
+        if view.by == "connection_id" and mark is not None:
+            return f"{word} (id {'<=' if view.old else '>'} {mark.high})"
+        if view.by == "twin_role":
+            return f"{word} (twin role rotated since)"
+        if view.old is None and mark is not None:
+            return "? (server restarted since the rotation)"
+        return word
+
 
 def _verdict(
     session: Session, since: datetime | None, mark: SessionMark | None, superseded: bool
-) -> bool | None:
+) -> SessionView:
     if superseded:
-        return True
+        return SessionView(session=session, old=True, by="twin_role")
     if session.connected_at is None and mark is not None:
-        return session.opened_before_mark(mark)
-    return None if since is None else session.opened_before(since)
+        old = session.opened_before_mark(mark)
+        return SessionView(session=session, old=old, by="" if old is None else "connection_id")
+    if since is None or session.connected_at is None:
+        return SessionView(session=session, old=None)
+    return SessionView(session=session, old=session.opened_before(since), by="start_time")
 
 
 class AccountSessions:
@@ -157,10 +176,7 @@ class AccountSessions:
             if isinstance(answer, DomainError):
                 unreachable.append((node.endpoint, answer.message))
                 continue
-            views += [
-                SessionView(session=s, old=_verdict(s, since, marks.get(s.node), superseded))
-                for s in answer
-            ]
+            views += [_verdict(s, since, marks.get(s.node), superseded) for s in answer]
         return SessionReport(
             instance_id=instance.id,
             account=account,

@@ -209,6 +209,13 @@ async def test_connection_id_watermarks_tell_old_from_new_where_start_times_are_
         (replica.endpoint, "3"): None,
     }
     assert dict(report.marks)[primary.endpoint].high == 42
+    told = {v.session.id: (v.by, report.explain(v)) for v in report.sessions}
+    assert told == {
+        "41": ("connection_id", "old (id <= 42)"),
+        "42": ("connection_id", "old (id <= 42)"),
+        "43": ("connection_id", "new (id > 42)"),
+        "3": ("", "? (server restarted since the rotation)"),
+    }
     ended = await use.end_old(fake_instance(), "app", actor="test")
     assert sorted(engine.ended) == [(primary.endpoint, ("41", "42")), (replica.endpoint, ("3",))]
     assert ended.ended == 3

@@ -114,7 +114,7 @@ class Session:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SessionMark:
     """A node's connection-id watermark (MariaDB/MySQL, which record no connection start):
-    the highest connection id right after a change was applied, and when the server's run
+    the highest connection id once a change was applied and verified, and when the server's run
     began. Connection ids only grow within a run, so a session of that run with an id at most
     ``high`` was opened before the change; a restart starts ids again, which ``started``
     detects. Stored with the task as ``"started:high"``."""
@@ -204,7 +204,7 @@ class Engine(Protocol):
         ...
 
     async def session_mark(self, node: Node) -> SessionMark | None:
-        """The node's connection-id watermark now (taken right after a change is applied, so
+        """The node's connection-id watermark now (taken once a change is applied and verified, so
         later sessions can be told from earlier ones); None for an engine that records when
         each session was opened (Redis, PostgreSQL)."""
         ...

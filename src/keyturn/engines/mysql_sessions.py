@@ -7,7 +7,7 @@ opened, so ``Session.connected_at`` is None here; instead connection ids only gr
 server's run, so ``mark`` reads the highest id now (``MAX(ID)`` of the processlist, keyturn's
 own connection included) with the run's start (now minus ``Uptime``), and each listed session
 carries that start (``Session.run_started``): a session of the same run whose id is at most a
-mark taken right after a rotation predates it (``Session.opened_before_mark``); after a
+mark taken once a rotation was applied predates it (``Session.opened_before_mark``); after a
 restart ids begin again, and the sessions are possibly old. The client's name is its
 ``program_name`` connect attribute, read from ``performance_schema.session_connect_attrs``
 when the performance schema is on (else ""). Rows are matched on the user only (a processlist

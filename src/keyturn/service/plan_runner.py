@@ -72,7 +72,7 @@ class Ending:
     forget: tuple[Node, ...] = ()
     #: The instance's auth mode after a success (password-free or not), else None.
     no_auth: bool | None = None
-    #: Node endpoint -> connection-id watermark right after the change was applied
+    #: Node endpoint -> connection-id watermark once the change was applied and verified
     #: (``SessionMark.text()``; engines without start times only).
     session_marks: Mapping[str, str] = field(default_factory=dict)
 
@@ -252,12 +252,14 @@ class PlanRunner:
                     applied.append(i)
                     steps[i] = steps[i].to(StepPhase.APPLIED, note or step.label)
                 trying = None
-                marks = await session_marks(engine, plan.topology)
                 await self._checkpoints.reached("after_apply", task.id)
                 for i, check in enumerate(plan.checks):
                     await patient(check.verify)
                     if i == 0:
                         await self._checkpoints.reached("during_verify", task.id)
+                # After the checks: a replica has replayed the change by then, so a session
+                # with a higher id can only have logged in once the change was there.
+                marks = await session_marks(engine, plan.topology)
             except LeaseLost:
                 raise
             except DomainError as exc:

@@ -8,7 +8,7 @@ reported, not fatal. A session is *old* when it was opened before the instant gi
 the account's last rotation: the ``verified_at`` of its newest succeeded task (a reset or an
 overlap's first half) among the instance's ``TASK_SCAN`` newest tasks. Where the engine cannot
 tell when a session was opened (MariaDB/MySQL), that task's per-node connection-id watermark
-(``SessionMark``, taken right after its change was applied) tells instead: an id at most the
+(``SessionMark``, taken once its change was applied and verified) tells instead: an id at most the
 mark's is old, a higher one new; without a mark (an explicit instant, a task from before
 marks, a server restarted since) ``old`` is None: possibly old. With twin roles
 (PostgreSQL overlaps) the role whose twin was rotated last holds the older password: all of its
@@ -252,9 +252,10 @@ class AccountSessions:
 
 async def session_marks(engine: Engine, topology: Topology) -> dict[str, str]:
     """Each node of ``topology``: its connection-id watermark (``Engine.session_mark``) now,
-    as ``SessionMark.text()``. The worker takes them right after a change is applied (any
-    later instant only counts more sessions as old: never an old one as new). A node that
-    cannot say gets none: its sessions stay "possibly old"; the change is not at stake."""
+    as ``SessionMark.text()``. The worker takes them once a change is applied and verified on
+    every node (a replica has replayed it by then; any later instant only counts more
+    sessions as old, never an old one as new). A node that cannot say gets none: its
+    sessions stay "possibly old"; the change is not at stake."""
     marks: dict[str, str] = {}
     for node in topology.nodes:
         try:

@@ -162,8 +162,8 @@ tasks = sa.Table(
     # The DomainError code behind a failure, so a node that did not run the task can answer
     # a synchronous call with the right vendor error.
     sa.Column("error_code", sa.String(64), nullable=True),
-    # JSON {endpoint: "started:high"}: each node's connection-id watermark right after the
-    # change was applied (MariaDB/MySQL, which record no connection start; NULL elsewhere).
+    # JSON {endpoint: "started:high"}: each node's connection-id watermark once the change
+    # was applied and verified (MariaDB/MySQL, which record no connection start; else NULL).
     sa.Column("session_marks", sa.Text(), nullable=True),
     sa.Index(
         ACTIVE_LOCK_INDEX,

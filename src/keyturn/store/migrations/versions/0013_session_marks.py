@@ -1,5 +1,5 @@
 """Who still uses the old password (issue 17): ``tasks.session_marks`` keeps each node's
-connection-id watermark taken right after a change was applied (MariaDB/MySQL), and
+connection-id watermark taken once a change was applied and verified (MariaDB/MySQL), and
 ``secrets.drop_old`` / ``secrets.end_old_sessions`` say when an overlap's old password goes
 and whether its remaining sessions are ended then.
 

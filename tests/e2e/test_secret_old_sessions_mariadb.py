@@ -101,6 +101,8 @@ drop_old = "when-unused"
         [old_one] = [s for s in report["sessions"] if s["old"]]
         assert (old_one["client_name"], old_one["client_addr"]) == ("billing-app", before.addr)
         assert report["old"] == 1 and len(report["marks"]) == 1
+        shown = keyturn(server.data_dir, "secrets", "show", TENANT, NAME)
+        assert "when-unused" in shown.stdout, shown.stdout
         assert can_login_mysql(port, "app", old) and can_login_mysql(port, "app", new)
         before.close()
         wait_for(lambda: not pending(), 10, "the early drop")

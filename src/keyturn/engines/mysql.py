@@ -290,7 +290,7 @@ class MySQLEngine(SqlEngine):
 
     async def session_mark(self, node: Node) -> SessionMark | None:
         async def op(admin: _Admin) -> SessionMark:
-            return await mysql_sessions.mark(admin.conn)
+            return await mysql_sessions.mark(admin.conn, node)
 
         return await self._admins.run(node, "mark sessions", op)
 

@@ -8,7 +8,9 @@ server's run, so ``mark`` reads the highest id now (``MAX(ID)`` of the processli
 own connection included) with the run's start (now minus ``Uptime``), and each listed session
 carries that start (``Session.run_started``): a session of the same run whose id is at most a
 mark taken once a rotation was applied predates it (``Session.opened_before_mark``); after a
-restart ids begin again, and the sessions are possibly old. The client's name is its
+restart ids begin again, and the sessions are possibly old. Both need the admin account to
+hold ``PROCESS`` (else the processlist shows only its own connections): without it they are
+refused (``EngineRejected``), never answered from a partial view. The client's name is its
 ``program_name`` connect attribute, read from ``performance_schema.session_connect_attrs``
 when the performance schema is on (else ""). Rows are matched on the user only (a processlist
 row does not name the account's host pattern), keyturn's own admin connection is left out,
@@ -21,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Final
 
+from keyturn.core.errors import EngineRejected
 from keyturn.core.model import Node
 from keyturn.core.ports import Session, SessionMark
 from keyturn.engines.mysql_accounts import split_account, text
@@ -36,6 +39,14 @@ _PERF_ON: Final = "SELECT @@GLOBAL.performance_schema"
 _NAMES: Final = (
     "SELECT PROCESSLIST_ID, ATTR_VALUE FROM performance_schema.session_connect_attrs"
     " WHERE ATTR_NAME = 'program_name'"
+)
+#: Whether the admin account holds PROCESS (granted to it directly): without it the
+#: processlist shows only its own connections, and "nobody is using the old password" would
+#: be a blind guess. GRANTEE reads 'user'@'host'; CURRENT_USER() user@host.
+_SEES_ALL: Final = (
+    "SELECT COUNT(*) FROM information_schema.USER_PRIVILEGES WHERE PRIVILEGE_TYPE = 'PROCESS'"
+    " AND GRANTEE = CONCAT(CHAR(39),"
+    " REPLACE(CURRENT_USER(), '@', CONCAT(CHAR(39), '@', CHAR(39))), CHAR(39))"
 )
 _HIGH: Final = "SELECT UNIX_TIMESTAMP(), (SELECT MAX(ID) FROM information_schema.PROCESSLIST)"
 _UPTIME: Final = "SHOW GLOBAL STATUS LIKE 'Uptime'"
@@ -62,15 +73,26 @@ async def _started(conn: Any, now: int) -> int:
     return now - int(rows[0][1])
 
 
-async def mark(conn: Any) -> SessionMark:
+async def mark(conn: Any, node: Node) -> SessionMark:
     """The highest connection id now, with the run it belongs to."""
+    await _check_sees_all(conn, node)
     rows = await _all(conn, _HIGH)
     now, high = int(rows[0][0]), int(rows[0][1] or 0)
     return SessionMark(started=await _started(conn, now), high=high)
 
 
+async def _check_sees_all(conn: Any, node: Node) -> None:
+    rows = await _all(conn, _SEES_ALL)
+    if not rows or not int(rows[0][0]):
+        raise EngineRejected(
+            f"{node.endpoint}: the admin account lacks the PROCESS privilege, so other "
+            "accounts' sessions cannot be seen"
+        )
+
+
 async def listed(conn: Any, node: Node, account: str) -> list[Session]:
     user, _ = split_account(account)
+    await _check_sees_all(conn, node)
     rows = await _all(conn, _LIST, (user, MAX_SESSIONS))
     names = await _names(conn) if rows else {}
     run = await _started(conn, int((await _all(conn, "SELECT UNIX_TIMESTAMP()"))[0][0]))

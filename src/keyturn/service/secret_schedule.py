@@ -12,7 +12,7 @@ same instance account runs, the slot stays due and fires at a later tick. A fail
 set ``next_rotation_at`` to its retry time; the retry is a new flow with a fresh password.
 Overlap mode's follow-up (drop the previous password once the overlap ends) is a durable
 ``drop_old_at`` on the flow, claimed the same way. A secret with ``drop_old = "when-unused"``
-has its old password's sessions looked at every tick while the overlap lasts
+has its old password's sessions looked at every few ticks while the overlap lasts
 (``keyturn.service.secret_drops``): once none from before the rotation remains, the drop is
 claimed and queued early; at the overlap's end, a secret with ``end_old_sessions`` has the
 remaining ones ended as the drop is queued.
@@ -40,6 +40,9 @@ TICK_EVERY = 1.0
 DROP_CLAIM = timedelta(seconds=60)
 #: When a drop that could not be queued (engine down, a rotation running) is tried again.
 DROP_RETRY = timedelta(seconds=5)
+#: A ``when-unused`` flow's sessions are looked at every this many ticks (each look lists
+#: the account's sessions on every node of the instance).
+UNUSED_TICKS = 5
 
 
 class SecretScheduler:
@@ -57,6 +60,8 @@ class SecretScheduler:
         # ``old_use``: who still uses an overlap's old password (without it, drops happen at
         # the overlap's end only and no session is ended).
         self._old_use = old_use
+        self._unused_every = timedelta(seconds=every * UNUSED_TICKS)
+        self._looked: dict[str, datetime] = {}
         self._repo = repo
         self._rotator = rotator
         self._clock = clock
@@ -137,9 +142,17 @@ class SecretScheduler:
         """Drop early the old passwords of ``when-unused`` secrets nobody uses any more."""
         if self._old_use is None:
             return
-        for flow in await self._repo.pending_unused_drops(now):
+        pending = await self._repo.pending_unused_drops(now)
+        self._looked = {
+            f.flow_id: self._looked[f.flow_id] for f in pending if f.flow_id in self._looked
+        }
+        for flow in pending:
             due = flow.drop_old_at
-            if due is None or not await self._old_use.unused(flow):
+            last = self._looked.get(flow.flow_id)
+            if due is None or (last is not None and now - last < self._unused_every):
+                continue
+            self._looked[flow.flow_id] = now
+            if not await self._old_use.unused(flow):
                 continue
             until = now + DROP_CLAIM
             if not await self._repo.claim_drop(flow.flow_id, expect=due, until=until):

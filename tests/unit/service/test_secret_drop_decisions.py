@@ -1,8 +1,9 @@
 """Unit tests of the scheduler's overlap drops (no I/O: a fake repo, stub rotator and session
 oracle, a fake clock): a ``when-unused`` flow whose old password is still used is left alone;
 once unused it is claimed and dropped early; an early drop that cannot be queued goes back to
-the overlap's end; at the overlap's end the old sessions are ended before the drop, and a
-failure to end them does not hold the drop back."""
+the overlap's end; the sessions are looked at every few ticks, not at each; at the overlap's
+end the old sessions are ended before the drop, and a failure to end them does not hold the
+drop back."""
 
 from __future__ import annotations
 
@@ -12,7 +13,12 @@ from keyturn.core.errors import EngineUnavailable
 from keyturn.core.secret_manager import FlowState, FlowTrigger, RotationFlow, SecretRecord
 from keyturn.service.secret_drops import OldPasswordUse
 from keyturn.service.secret_rotation import Rotator
-from keyturn.service.secret_schedule import DROP_CLAIM, SecretScheduler
+from keyturn.service.secret_schedule import (
+    DROP_CLAIM,
+    TICK_EVERY,
+    UNUSED_TICKS,
+    SecretScheduler,
+)
 from tests.support.fakes import FakeClock
 
 NOW = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
@@ -70,8 +76,10 @@ class Drops(Rotator):
 class Oracle(OldPasswordUse):
     def __init__(self, calls: list[str], *, used: bool, end_error: bool = False) -> None:
         self.calls, self.used, self.end_error = calls, used, end_error
+        self.looks = 0
 
     async def unused(self, flow: RotationFlow) -> bool:
+        self.looks += 1
         return not self.used
 
     async def end_at_grace_end(self, flow: RotationFlow) -> int | None:
@@ -82,11 +90,21 @@ class Oracle(OldPasswordUse):
 
 
 def scheduler(
-    repo: Repo, *, used: bool, drop_error: Exception | None = None, end_error: bool = False
+    repo: Repo,
+    *,
+    used: bool,
+    drop_error: Exception | None = None,
+    end_error: bool = False,
+    clock: FakeClock | None = None,
 ) -> tuple[SecretScheduler, list[str]]:
     rotator = Drops(drop_error)
     oracle = Oracle(rotator.calls, used=used, end_error=end_error)
-    tick = SecretScheduler(repo, rotator, FakeClock(NOW), old_use=oracle)  # type: ignore[arg-type]
+    tick = SecretScheduler(
+        repo,  # type: ignore[arg-type]
+        rotator,
+        clock or FakeClock(NOW),
+        old_use=oracle,
+    )
     return tick, rotator.calls
 
 
@@ -95,6 +113,20 @@ async def test_an_old_password_still_in_use_is_kept_until_the_overlap_ends() -> 
     tick, calls = scheduler(repo, used=True)
     await tick.tick()
     assert calls == [] and repo.claims == []
+
+
+async def test_the_sessions_are_looked_at_every_few_ticks() -> None:
+    repo = Repo(due=[], pending=[flow(END)])
+    clock = FakeClock(NOW)
+    tick, _ = scheduler(repo, used=True, clock=clock)
+    oracle = tick._old_use
+    assert isinstance(oracle, Oracle)
+    for _ in range(UNUSED_TICKS):
+        await tick.tick()
+        clock.advance(TICK_EVERY)
+    assert oracle.looks == 1
+    await tick.tick()
+    assert oracle.looks == 2
 
 
 async def test_an_unused_old_password_is_dropped_early() -> None:

@@ -50,6 +50,7 @@ from keyturn.service.queries import Queries
 from keyturn.service.ratelimit import RateLimiter
 from keyturn.service.replay import ReplayGuard
 from keyturn.service.resets import Resets
+from keyturn.service.secret_drops import OldPasswordUse
 from keyturn.service.secret_rotation import Rotator
 from keyturn.service.secret_schedule import SecretScheduler
 from keyturn.service.secrets import SecretManager
@@ -190,7 +191,14 @@ async def build_runtime(settings: Settings) -> Runtime:
     accounts = Accounts(store, engines, resets, ChangeGuard(store, clock))
     secret_repo = SqlSecrets(store.db)
     rotator = Rotator(secret_repo, store, engines, resets, accounts, clock, audit)
-    scheduler = SecretScheduler(secret_repo, rotator, clock, every=settings.secret_tick)
+    sessions = AccountSessions(store, engines, clock, audit)
+    scheduler = SecretScheduler(
+        secret_repo,
+        rotator,
+        clock,
+        every=settings.secret_tick,
+        old_use=OldPasswordUse(secret_repo, store, rotator, engines, sessions),
+    )
     rates = RateLimiter(
         store,
         clock,
@@ -240,7 +248,7 @@ async def build_runtime(settings: Settings) -> Runtime:
         resets,
         audit,
         SqlInstanceSearch(store),
-        sessions=AccountSessions(store, engines, clock, audit),
+        sessions=sessions,
     )
     tokens = AdminTokens(SqlAdminTokens(store.db), clock)
     admin_api = AdminApi(operator, tokens, services.gate, fleet)

@@ -19,12 +19,14 @@ from datetime import UTC, datetime
 
 import pytest
 
+from keyturn.core.errors import EngineRejected
 from keyturn.core.model import EngineKind
 from keyturn.engines.mysql import MySQLEngine
 from tests.support.app_sessions import open_app_session
 from tests.support.engine_cases import OLD, EngineCase, engine_case
 from tests.support.fixtures import MariaDBServerFactory
-from tests.support.sql_admin import create_user, mysql_node
+from tests.support.mysql_server import MariaDBServer
+from tests.support.sql_admin import create_user, mysql_node, mysql_sql
 
 __all__ = ["engine_case"]
 
@@ -90,5 +92,28 @@ async def test_mariadb_names_a_session_with_the_performance_schema_on(
             held.addr,
         )
         assert found.connected_at is None and found.state == "sleep"
+    finally:
+        held.close()
+
+
+async def test_mariadb_refuses_to_list_sessions_it_cannot_see(
+    mariadb_server: MariaDBServer, mysql_engine: MySQLEngine
+) -> None:
+    """An admin account without PROCESS sees only its own connections in the processlist: the
+    listing (and a rotation's watermark) is refused rather than answered "nobody"."""
+    create_user(mariadb_server, "app", "%", OLD)
+    create_user(mariadb_server, "keeper", "127.0.0.1", OLD)
+    mysql_sql(mariadb_server, "GRANT CREATE USER, SELECT ON *.* TO 'keeper'@'127.0.0.1'")
+    held = open_app_session(EngineKind.MYSQL, mariadb_server.port, "app@%", OLD, "billing")
+    try:
+        node = mysql_node(mariadb_server, "keeper", OLD)
+        with pytest.raises(EngineRejected, match="PROCESS"):
+            await mysql_engine.list_sessions(node, "app@%")
+        with pytest.raises(EngineRejected, match="PROCESS"):
+            await mysql_engine.session_mark(node)
+        mark = await mysql_engine.session_mark(mysql_node(mariadb_server))
+        assert mark is not None and mark.high >= int(held.id)
+        [found] = await mysql_engine.list_sessions(mysql_node(mariadb_server), "app@%")
+        assert found.opened_before_mark(mark) is True
     finally:
         held.close()

@@ -4,7 +4,8 @@ every node), then ``DROP_OLD_PASSWORDS``; and who still used the old password in
 
 An application session opened before the rotation is listed by ``AccountSessions`` as old
 against the rotation's recorded instant (by default: no ``since`` given), one opened after with
-the new password is not (MariaDB cannot tell: both possibly old); during the grace period both
+the new password is not (MariaDB, which records no connection start, by the connection-id
+watermark the worker stored with the task); during the grace period both
 passwords log in; ending the old sessions ends exactly that one; after the second half only the
 new password logs in. The ``engine_case`` fixture is the engine contract suite's
 (``tests.support.engine_cases``).
@@ -31,6 +32,8 @@ from keyturn.store.sealing import AesGcmSecretBox
 from keyturn.store.sql import SqlStore, open_store, sqlite_url
 from tests.support.app_sessions import open_app_session
 from tests.support.engine_cases import OLD, EngineCase, engine_case
+from tests.support.fixtures import MariaDBServerFactory
+from tests.support.mysql_server import MariaDBServer
 from tests.support.plans import instance_of
 
 __all__ = ["engine_case"]
@@ -40,6 +43,12 @@ pytestmark = pytest.mark.engine
 NEW = "Rotated-pw-1x"
 #: Redis reports a client's age in whole seconds: the rotation sits well inside a gap.
 GAP = 1.5
+
+
+@pytest.fixture
+def mariadb_server(mariadb_server_factory: MariaDBServerFactory) -> MariaDBServer:
+    """The engine cases' MariaDB, with the performance schema on: sessions are named."""
+    return mariadb_server_factory(performance_schema=True)
 
 
 @pytest.fixture
@@ -91,22 +100,20 @@ async def test_an_overlap_rotation_through_the_worker(
             report = await sessions.find(instance, account)
             assert report.since is not None  # the rotation the worker recorded
             marks = {v.session.id: v.old for v in report.sessions}
-            mysql = case.kind is EngineKind.MYSQL
             if target != account:  # twin roles: this role holds the older password
                 assert marks == {before.id: True}
             else:
-                assert (
-                    marks == {before.id: None, after.id: None}
-                    if mysql
-                    else {
-                        before.id: True,
-                        after.id: False,
-                    }
-                )
+                assert marks == {before.id: True, after.id: False}
+            names = {v.session.id: v.session.client_name for v in report.sessions}
+            assert names[before.id] == "before-app"
+            assert all(v.session.client_addr for v in report.sessions)
+            stored = await sessions.last_rotation_task(instance, target)
+            assert stored is not None
+            assert bool(stored.session_marks) is (case.kind is EngineKind.MYSQL)
             ended = await sessions.end_old(instance, account, actor="test")
-            assert ended.ended == (2 if mysql else 1)  # MariaDB: possibly old ones too
+            assert ended.ended == 1
             assert not before.alive()
-            assert after.alive() is not mysql
+            assert after.alive()
         finally:
             after.close()
         await rotate(TaskKind.DROP_OLD_PASSWORDS)

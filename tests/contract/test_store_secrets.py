@@ -6,6 +6,7 @@ other tenants see nothing."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 
 import pytest
@@ -19,6 +20,7 @@ from keyturn.core.errors import (
 from keyturn.core.model import KeySource, Tenant
 from keyturn.core.ports import Page
 from keyturn.core.secret_manager import (
+    DropOld,
     FlowState,
     FlowTrigger,
     RotationFlow,
@@ -234,3 +236,31 @@ async def test_an_overlap_drop_is_claimed_once(backend_store: SqlStore) -> None:
     assert not await repo.claim_drop(made.flow_id, expect=drop_at, until=until)
     assert await repo.claim_drop(made.flow_id, expect=until, until=None)
     assert await repo.due_drops(until) == []
+
+
+async def test_old_passwords_dropped_when_unused_are_listed_while_the_overlap_lasts(
+    backend_store: SqlStore,
+) -> None:
+    repo = await repo_on(backend_store)
+    eager = replace(
+        spec("eager"),
+        overlap=timedelta(hours=1),
+        drop_old=DropOld.WHEN_UNUSED,
+        end_old_sessions=True,
+    )
+    await repo.insert_secret(eager, created_at=T0, next_rotation_at=None)
+    await repo.insert_secret(
+        replace(spec("patient", "other"), overlap=timedelta(hours=1)),
+        created_at=T0,
+        next_rotation_at=None,
+    )
+    stored = await repo.get_secret(TENANT, "eager")
+    assert (stored.spec.drop_old, stored.spec.end_old_sessions) == (DropOld.WHEN_UNUSED, True)
+    drop_at = T0 + timedelta(hours=1)
+    for name, lock in (("eager", "k1"), ("patient", "k2")):
+        made, version = flow(name, 1)
+        await repo.start_flow(made, version, lock_key=lock)
+        await repo.finish_flow(made.flow_id, succeeded=True, at=T0, drop_old_at=drop_at)
+    assert [f.flow_id for f in await repo.pending_unused_drops(T0)] == ["flow-eager-1"]
+    # Once due, it is the overlap's end that drops it (``due_drops``), not this list.
+    assert await repo.pending_unused_drops(drop_at) == []

@@ -32,6 +32,7 @@ def declare_redis_secret(
     rotation: str,
     overlap: str | None = None,
     account: str = "app",
+    fields: str = "",
 ) -> None:
     """Add a Tencent Redis instance (its admin URL from ``KT_SECRET_ADMIN_URL`` in the
     server's environment) and a secret of its ``account`` to the server's inventory."""
@@ -44,6 +45,7 @@ def declare_redis_secret(
         rotation=rotation,
         overlap=overlap,
         account=account,
+        fields=fields,
     )
 
 
@@ -57,10 +59,12 @@ def declare_secret(
     rotation: str,
     overlap: str | None = None,
     account: str = "app",
+    fields: str = "",
 ) -> None:
     """Add a one-node instance of ``product`` (its admin URL from ``url_env`` in the server's
-    environment) and a Tencent SSM secret of its ``account`` to the server's inventory."""
-    extra = "" if overlap is None else f'overlap = "{overlap}"\n'
+    environment) and a Tencent SSM secret of its ``account`` to the server's inventory;
+    ``fields``: more TOML lines of the secret (``drop_old = "when-unused"``...)."""
+    extra = ("" if overlap is None else f'overlap = "{overlap}"\n') + fields
     server.config.write_text(
         server.config.read_text()
         + f"""

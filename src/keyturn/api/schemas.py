@@ -204,8 +204,15 @@ COMPONENTS: dict[str, dict[str, Any]] = {
         state={"type": "string"},
         old={
             "type": ["boolean", "null"],
-            "description": "Opened before `since` (so logged in with the old password); null"
-            " when the engine does not record when a session was opened (MariaDB).",
+            "description": "Opened before the last rotation (so logged in with the old"
+            " password); null when that cannot be told.",
+        },
+        old_by={
+            "type": ["string", "null"],
+            "enum": ["start_time", "connection_id", "twin_role", None],
+            "description": "What told: the session's start time, its connection id against"
+            " the node's watermark taken at the rotation (MariaDB/MySQL), or the twin role"
+            " rotated since (PostgreSQL overlaps).",
         },
     ),
     "NodeProblem": _object(["node", "reason"], node={"type": "string"}, reason={"type": "string"}),

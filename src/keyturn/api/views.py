@@ -135,6 +135,7 @@ def sessions(report: SessionReport) -> dict[str, Any]:
                 "idle_seconds": v.session.idle_seconds,
                 "state": v.session.state,
                 "old": v.old,
+                "old_by": v.by or None,
             }
             for v in report.sessions
         ],

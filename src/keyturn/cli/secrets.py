@@ -130,6 +130,8 @@ def secrets_show(
         ("begin", "-" if status.begin is None else status.begin.isoformat()),
         ("window", _period(status.window)),
         ("overlap", _period(status.overlap)),
+        ("drop old", spec.drop_old.value if spec.overlap is not None else "-"),
+        ("end old sessions", "yes" if spec.end_old_sessions else "no"),
         ("next rotation", _when(status.next_rotation_at)),
         ("last rotation", _when(status.last_rotation_at)),
         ("failed tries", str(record.failures)),

@@ -3,7 +3,9 @@ password.
 
 Lists the account's open sessions on every node of the instance (client address, name, when
 opened, idle time, state), marking those opened before the account's last rotation through
-keyturn (or ``--since``): *old*, *new*, or *?* where the engine cannot tell (MariaDB). With
+keyturn (or ``--since``): *old*, *new*, or *?* where nothing can tell. MariaDB/MySQL record no
+connection start: there the rotation's connection-id watermark tells (``old (id <= N)``), the
+JSON naming what told each verdict (``old_by``) and the watermarks (``marks``). With
 ``--kill`` the old and possibly old ones are ended and the count is printed and recorded in the
 audit log (``keyturn:EndSessions``). ``--json`` prints one JSON object instead of the table.
 Exit status: 0, or 2 when the instance or the store cannot be used, or 1 when a node could not
@@ -95,10 +97,6 @@ def _when(moment: datetime | None) -> str:
     return "" if moment is None else moment.astimezone(UTC).isoformat(timespec="seconds")
 
 
-def _old(view: SessionView) -> str:
-    return {True: "old", False: "new", None: "?"}[view.old]
-
-
 def session_json(view: SessionView) -> dict[str, Any]:
     s = view.session
     return {
@@ -111,6 +109,7 @@ def session_json(view: SessionView) -> dict[str, Any]:
         "idle_seconds": s.idle_seconds,
         "state": s.state,
         "old": view.old,
+        "old_by": view.by or None,
     }
 
 
@@ -119,6 +118,10 @@ def report_json(report: SessionReport) -> dict[str, Any]:
         "instance": report.instance_id,
         "account": report.account,
         "since": _when(report.since) or None,
+        "marks": {
+            node: {"server_started": mark.started, "highest_connection_id": mark.high}
+            for node, mark in report.marks
+        },
         "sessions": [session_json(v) for v in report.sessions],
         "old": len(report.old),
         "ended": report.ended,
@@ -136,7 +139,7 @@ def _print(report: SessionReport) -> None:
         idle = "" if s.idle_seconds is None else f"{s.idle_seconds:.0f}"
         table.add_row(
             s.node, s.id, s.client_addr, s.client_name, _when(s.connected_at) or "?", idle,
-            s.state, _old(view),
+            s.state, report.explain(view),
         )  # fmt: skip
     console.print(table)
     console.print(f"{len(report.sessions)} sessions, {len(report.old)} may use the old password")

@@ -20,7 +20,6 @@ if TYPE_CHECKING:
 
 #: The query parameter naming the account whose sessions are shown.
 PARAMETER = "sessions"
-_OLD = {True: "old", False: "new", None: "?"}
 
 
 def _when(moment: datetime | None) -> str:
@@ -69,7 +68,7 @@ async def panel(visit: Visit, found: Instance, accounts: list[str]) -> Html:
             _when(v.session.connected_at),
             "" if v.session.idle_seconds is None else f"{v.session.idle_seconds:.0f}",
             v.session.state,
-            _OLD[v.old],
+            report.explain(v),
         )
         for v in report.sessions
     ]

@@ -90,11 +90,57 @@ class Session:
     idle_seconds: float | None = None
     #: What it is doing ("idle", "active", the last command...).
     state: str = ""
+    #: For an engine whose session ids only grow within one server run (MariaDB/MySQL
+    #: connection ids): when that run started (epoch seconds), so the id can be compared with
+    #: a ``SessionMark`` taken in the same run; None elsewhere.
+    run_started: int | None = None
 
     def opened_before(self, instant: datetime) -> bool | None:
         """Whether it was opened before ``instant`` (so it logged in with the password of
         then); None when the engine could not tell when it was opened."""
         return None if self.connected_at is None else self.connected_at < instant
+
+    def opened_before_mark(self, mark: SessionMark) -> bool | None:
+        """Whether it was opened before ``mark`` was taken on its node: its connection id is
+        at most the mark's; None when that cannot be told (no ids in order, or the server
+        restarted since the mark: ids start again from 1)."""
+        if self.run_started is None or not self.id.isdigit() or len(self.id) > 20:
+            return None
+        if not mark.same_run(self.run_started):
+            return None
+        return int(self.id) <= mark.high
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionMark:
+    """A node's connection-id watermark (MariaDB/MySQL, which record no connection start):
+    the highest connection id once a change was applied and verified, and when the server's run
+    began. Connection ids only grow within a run, so a session of that run with an id at most
+    ``high`` was opened before the change; a restart starts ids again, which ``started``
+    detects. Stored with the task as ``"started:high"``."""
+
+    #: Server start, epoch seconds (now - ``Uptime``: may differ by a second between reads).
+    started: int
+    high: int
+
+    #: Two reads of one run's start differ by at most this many seconds.
+    SLACK = 2
+
+    def same_run(self, started: int) -> bool:
+        return abs(self.started - started) <= self.SLACK
+
+    def text(self) -> str:
+        return f"{self.started}:{self.high}"
+
+    @classmethod
+    def parse(cls, text: str) -> SessionMark | None:
+        """The mark ``text`` holds, or None when it is not one (bounded digits only)."""
+        started, sep, high = text.partition(":")
+        if not sep or not started.isdigit() or not high.isdigit():
+            return None
+        if len(started) > 20 or len(high) > 20:
+            return None
+        return cls(started=int(started), high=int(high))
 
 
 class Engine(Protocol):
@@ -155,6 +201,12 @@ class Engine(Protocol):
     async def list_sessions(self, node: Node, account: str) -> list[Session]:
         """The account's open client connections on ``node`` (keyturn's own admin
         connections excluded), oldest first; bounded by the engine's own client limit."""
+        ...
+
+    async def session_mark(self, node: Node) -> SessionMark | None:
+        """The node's connection-id watermark now (taken once a change is applied and verified, so
+        later sessions can be told from earlier ones); None for an engine that records when
+        each session was opened (Redis, PostgreSQL)."""
         ...
 
     async def end_sessions(self, node: Node, account: str, ids: Sequence[str]) -> int:
@@ -382,13 +434,15 @@ class TaskRepo(Protocol):
         verified_at: datetime | None = None,
         error_code: str | None = None,
         fence: Fence | None = None,
+        session_marks: Mapping[str, str] | None = None,
     ) -> Task:
         """End a task in one transaction: wipe its pending password and snapshots, promote
         (or discard) pending admin credentials and record the instance's new auth mode.
 
         Every write of a running task takes the ``fence`` its worker claimed it with: when the
         row no longer carries it (another node claimed the task since), nothing is written
-        and ``LeaseLost`` is raised. Without a fence (tools, tests) the write is unfenced."""
+        and ``LeaseLost`` is raised. Without a fence (tools, tests) the write is unfenced.
+        ``session_marks`` (node endpoint -> ``SessionMark.text()``) are kept with the task."""
         ...
 
 

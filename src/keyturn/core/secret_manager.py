@@ -92,6 +92,14 @@ class FlowTrigger(enum.StrEnum):
     RETRY = "retry"
 
 
+class DropOld(enum.StrEnum):
+    """When an overlap rotation's old password goes: once no session that logged in before
+    the rotation remains or the overlap ends, whichever comes first, or only at its end."""
+
+    WHEN_UNUSED = "when-unused"
+    AT_GRACE_END = "at-grace-end"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SecretSpec:
     """What a secret is: declared by the inventory, the CLI or a vendor ``CreateSecret``."""
@@ -109,6 +117,11 @@ class SecretSpec:
     window: timedelta | None = None
     #: None: replace mode (the old password stops working at once).
     overlap: timedelta | None = None
+    #: Overlap mode: when the old password is dropped.
+    drop_old: DropOld = DropOld.AT_GRACE_END
+    #: Overlap mode: at the overlap's end, end the sessions still open from before the
+    #: rotation (counted and audited) as the old password is dropped.
+    end_old_sessions: bool = False
     description: str = ""
     sub_type: SecretSubType = SecretSubType.SINGLE_USER
     #: Where it was declared (``keyturn.core.model.KeySource`` value).
@@ -140,6 +153,8 @@ def check_spec(spec: SecretSpec) -> None:
         raise InvalidParameterValue("overlap must be positive and at most 30 days")
     if spec.overlap is not None and spec.rotation is not None and spec.overlap >= spec.rotation:
         raise InvalidParameterValue("overlap must be shorter than the rotation period")
+    if spec.overlap is None and (spec.drop_old is DropOld.WHEN_UNUSED or spec.end_old_sessions):
+        raise InvalidParameterValue("drop_old and end_old_sessions need an overlap")
     if len(spec.description) > MAX_DESCRIPTION:
         raise InvalidParameterValue(f"description must be at most {MAX_DESCRIPTION} characters")
 
@@ -353,6 +368,11 @@ class SecretRepo(Protocol):
 
     async def due_drops(self, now: datetime) -> list[RotationFlow]:
         """Succeeded overlap flows whose old password is due to be dropped."""
+        ...
+
+    async def pending_unused_drops(self, now: datetime) -> list[RotationFlow]:
+        """Succeeded overlap flows whose old password is still held (its drop not yet due)
+        and whose secret drops it once unused (``DropOld.WHEN_UNUSED``); at most 100."""
         ...
 
     async def claim_drop(self, flow_id: str, *, expect: datetime, until: datetime | None) -> bool:

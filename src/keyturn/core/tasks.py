@@ -129,3 +129,6 @@ class Task:
     lease_until: datetime | None = None
     #: The ``DomainError`` code behind a failure, when there was one.
     error_code: str | None = None
+    #: Per node endpoint, the connection-id watermark taken once the change was applied and
+    #: verified (``keyturn.core.ports.SessionMark`` text), on engines that need one.
+    session_marks: tuple[tuple[str, str], ...] = ()

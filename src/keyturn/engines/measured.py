@@ -26,6 +26,7 @@ from keyturn.core.ports import (
     Engine,
     EngineInfo,
     Session,
+    SessionMark,
 )
 from keyturn.core.secrets import Secret
 
@@ -134,6 +135,9 @@ class MeasuredEngine:
 
     async def list_sessions(self, node: Node, account: str) -> list[Session]:
         return await self._timer("list_sessions", self.inner.list_sessions(node, account))
+
+    async def session_mark(self, node: Node) -> SessionMark | None:
+        return await self._timer("session_mark", self.inner.session_mark(node))
 
     async def end_sessions(self, node: Node, account: str, ids: Sequence[str]) -> int:
         return await self._timer("end_sessions", self.inner.end_sessions(node, account, ids))

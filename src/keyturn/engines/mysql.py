@@ -75,7 +75,14 @@ from keyturn.core.errors import (
 )
 from keyturn.core.model import EngineKind, Node, NodeAddress
 from keyturn.core.plans import Change
-from keyturn.core.ports import AccountInfo, ApplyResult, CredentialSnapshot, EngineInfo, Session
+from keyturn.core.ports import (
+    AccountInfo,
+    ApplyResult,
+    CredentialSnapshot,
+    EngineInfo,
+    Session,
+    SessionMark,
+)
 from keyturn.core.secrets import Secret
 from keyturn.engines import mysql_overlap, mysql_sessions
 from keyturn.engines.admin_pool import AdminPool
@@ -294,6 +301,12 @@ class MySQLEngine(SqlEngine):
             return await mysql_sessions.listed(admin.conn, node, account)
 
         return await self._admins.run(node, "list sessions", op)
+
+    async def session_mark(self, node: Node) -> SessionMark | None:
+        async def op(admin: _Admin) -> SessionMark:
+            return await mysql_sessions.mark(admin.conn, node)
+
+        return await self._admins.run(node, "mark sessions", op)
 
     async def end_sessions(self, node: Node, account: str, ids: Sequence[str]) -> int:
         async def op(admin: _Admin) -> int:

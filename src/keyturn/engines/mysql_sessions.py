@@ -3,13 +3,19 @@
 ``information_schema.PROCESSLIST`` gives each connection's id, user, client ``host:port``,
 command and ``TIME``, the seconds in its current command: for an idle (``Sleep``) connection
 that is its idle time, not its age. Neither MariaDB nor MySQL records when a connection was
-opened, so ``Session.connected_at`` is None here, and a caller asking which sessions predate a
-rotation must treat these as possibly old. The client's name is its ``program_name`` connect
-attribute, read from ``performance_schema.session_connect_attrs`` when the performance schema
-is on (else ""). Rows are matched on the user only (a processlist row does not name the
-account's host pattern), keyturn's own admin connection is left out, and at most
-``MAX_SESSIONS`` rows are read. ``KILL CONNECTION`` ends one by id, after the id was checked to
-still be a connection of that user. Imports: ``keyturn.core``, ``keyturn.engines``.
+opened, so ``Session.connected_at`` is None here; instead connection ids only grow within a
+server's run, so ``mark`` reads the highest id now (``MAX(ID)`` of the processlist, keyturn's
+own connection included) with the run's start (now minus ``Uptime``), and each listed session
+carries that start (``Session.run_started``): a session of the same run whose id is at most a
+mark taken once a rotation was applied predates it (``Session.opened_before_mark``); after a
+restart ids begin again, and the sessions are possibly old. Both need the admin account to
+hold ``PROCESS`` (else the processlist shows only its own connections): without it they are
+refused (``EngineRejected``), never answered from a partial view. The client's name is its
+``program_name`` connect attribute, read from ``performance_schema.session_connect_attrs``
+when the performance schema is on (else ""). Rows are matched on the user only (a processlist
+row does not name the account's host pattern), keyturn's own admin connection is left out,
+and at most ``MAX_SESSIONS`` rows are read. ``KILL CONNECTION`` ends one by id, after the id
+was checked to still be a connection of that user. Imports: ``keyturn.core``, ``keyturn.engines``.
 """
 
 from __future__ import annotations
@@ -17,8 +23,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Final
 
+from keyturn.core.errors import EngineRejected
 from keyturn.core.model import Node
-from keyturn.core.ports import Session
+from keyturn.core.ports import Session, SessionMark
 from keyturn.engines.mysql_accounts import split_account, text
 
 #: The most sessions one listing returns (a server's ``max_connections`` is often lower).
@@ -33,6 +40,16 @@ _NAMES: Final = (
     "SELECT PROCESSLIST_ID, ATTR_VALUE FROM performance_schema.session_connect_attrs"
     " WHERE ATTR_NAME = 'program_name'"
 )
+#: Whether the admin account holds PROCESS (granted to it directly): without it the
+#: processlist shows only its own connections, and "nobody is using the old password" would
+#: be a blind guess. GRANTEE reads 'user'@'host'; CURRENT_USER() user@host.
+_SEES_ALL: Final = (
+    "SELECT COUNT(*) FROM information_schema.USER_PRIVILEGES WHERE PRIVILEGE_TYPE = 'PROCESS'"
+    " AND GRANTEE = CONCAT(CHAR(39),"
+    " REPLACE(CURRENT_USER(), '@', CONCAT(CHAR(39), '@', CHAR(39))), CHAR(39))"
+)
+_HIGH: Final = "SELECT UNIX_TIMESTAMP(), (SELECT MAX(ID) FROM information_schema.PROCESSLIST)"
+_UPTIME: Final = "SHOW GLOBAL STATUS LIKE 'Uptime'"
 _OWNER: Final = "SELECT USER FROM information_schema.PROCESSLIST WHERE ID = %s"
 _KILL: Final = "KILL CONNECTION %s"
 
@@ -50,10 +67,35 @@ async def _names(conn: Any) -> dict[int, str]:
     return {int(pid): text(value) for pid, value in await _all(conn, _NAMES)}
 
 
+async def _started(conn: Any, now: int) -> int:
+    """When the server's current run began (epoch seconds, to about a second)."""
+    rows = await _all(conn, _UPTIME)
+    return now - int(rows[0][1])
+
+
+async def mark(conn: Any, node: Node) -> SessionMark:
+    """The highest connection id now, with the run it belongs to."""
+    await _check_sees_all(conn, node)
+    rows = await _all(conn, _HIGH)
+    now, high = int(rows[0][0]), int(rows[0][1] or 0)
+    return SessionMark(started=await _started(conn, now), high=high)
+
+
+async def _check_sees_all(conn: Any, node: Node) -> None:
+    rows = await _all(conn, _SEES_ALL)
+    if not rows or not int(rows[0][0]):
+        raise EngineRejected(
+            f"{node.endpoint}: the admin account lacks the PROCESS privilege, so other "
+            "accounts' sessions cannot be seen"
+        )
+
+
 async def listed(conn: Any, node: Node, account: str) -> list[Session]:
     user, _ = split_account(account)
+    await _check_sees_all(conn, node)
     rows = await _all(conn, _LIST, (user, MAX_SESSIONS))
     names = await _names(conn) if rows else {}
+    run = await _started(conn, int((await _all(conn, "SELECT UNIX_TIMESTAMP()"))[0][0]))
     found: list[Session] = []
     for pid, host, command, seconds, state in rows:
         command = text(command)
@@ -67,6 +109,7 @@ async def listed(conn: Any, node: Node, account: str) -> list[Session]:
                 connected_at=None,
                 idle_seconds=float(seconds) if command == "Sleep" and seconds is not None else None,
                 state=command.lower() if not text(state) else f"{command.lower()}: {text(state)}",
+                run_started=run,
             )
         )
     return found

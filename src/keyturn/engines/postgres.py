@@ -47,7 +47,14 @@ from keyturn.core.errors import (
 )
 from keyturn.core.model import EngineKind, Node, NodeAddress
 from keyturn.core.plans import Change, ChangeMode
-from keyturn.core.ports import AccountInfo, ApplyResult, CredentialSnapshot, EngineInfo, Session
+from keyturn.core.ports import (
+    AccountInfo,
+    ApplyResult,
+    CredentialSnapshot,
+    EngineInfo,
+    Session,
+    SessionMark,
+)
 from keyturn.core.secrets import Secret
 from keyturn.engines import postgres_accounts, postgres_overlap, postgres_sessions
 from keyturn.engines.admin_pool import AdminPool
@@ -359,6 +366,9 @@ class PostgresEngine(SqlEngine):
             return await postgres_sessions.listed(admin.conn, node, account)
 
         return await self._admins.run(node, "list sessions", op)
+
+    async def session_mark(self, node: Node) -> SessionMark | None:
+        return None  # every session's start time is known
 
     async def end_sessions(self, node: Node, account: str, ids: Sequence[str]) -> int:
         async def op(admin: _Admin) -> int:

@@ -30,7 +30,14 @@ from keyturn.core.errors import (
 )
 from keyturn.core.model import EngineKind, Instance, Node
 from keyturn.core.plans import Change, ChangePlan, Topology
-from keyturn.core.ports import AccountInfo, ApplyResult, CredentialSnapshot, EngineInfo, Session
+from keyturn.core.ports import (
+    AccountInfo,
+    ApplyResult,
+    CredentialSnapshot,
+    EngineInfo,
+    Session,
+    SessionMark,
+)
 from keyturn.core.secrets import Secret
 from keyturn.engines import redis_plan, redis_sessions
 from keyturn.engines.base import DEFAULT_TIMEOUT, check_timeout
@@ -321,6 +328,9 @@ class RedisEngine:
         return await self._run(
             node, "CLIENT LIST", lambda admin: redis_sessions.listed(admin, node, account)
         )
+
+    async def session_mark(self, node: Node) -> SessionMark | None:
+        return None  # every session's start time is known
 
     async def end_sessions(self, node: Node, account: str, ids: Sequence[str]) -> int:
         return await self._run(

@@ -10,6 +10,9 @@ The shape (issue 16)::
     account = "app"            # the account the secret holds (created when missing)
     rotation = "30d"           # period; optional begin = "02:00", window = "2h"
     overlap = "10m"            # optional: the old password keeps working this long
+    drop_old = "when-unused"   # optional (overlap): drop it as soon as no session from
+                               # before the rotation remains; default "at-grace-end"
+    end_old_sessions = true    # optional (overlap): end those still open at the grace end
 
 Durations are whole numbers with a unit (``s``, ``m``, ``h``, ``d``), combinable (``1d12h``);
 ``begin`` is a UTC time of day ``HH:MM`` (or ``HH:MM:SS``). Every error names the field. The
@@ -29,6 +32,7 @@ from keyturn.core.errors import InvalidParameterValue
 from keyturn.core.model import Product
 from keyturn.core.secret_manager import (
     VENDOR_PRODUCTS,
+    DropOld,
     SecretSpec,
     SecretSubType,
     SecretVendor,
@@ -49,6 +53,8 @@ _KEYS: Final = frozenset(
         "begin",
         "window",
         "overlap",
+        "drop_old",
+        "end_old_sessions",
         "description",
         "sub_type",
     }
@@ -116,6 +122,15 @@ def secret_spec(
         raise InvalidParameterValue(
             f"{where}.vendor: {vendor.value} does not serve {product.value} instances"
         )
+    try:
+        drop_old = DropOld(text("drop_old", DropOld.AT_GRACE_END.value))
+    except ValueError:
+        raise InvalidParameterValue(
+            f"{where}.drop_old: must be when-unused or at-grace-end"
+        ) from None
+    end_old_sessions = table.get("end_old_sessions", False)
+    if not isinstance(end_old_sessions, bool):
+        raise InvalidParameterValue(f"{where}.end_old_sessions: must be true or false")
     if ("begin" in table or "window" in table) and "rotation" not in table:
         raise InvalidParameterValue(f"{where}: begin and window need a rotation period")
     try:
@@ -129,6 +144,8 @@ def secret_spec(
             begin=parse_begin(text("begin"), f"{where}.begin") if "begin" in table else None,
             window=duration("window"),
             overlap=duration("overlap"),
+            drop_old=drop_old,
+            end_old_sessions=end_old_sessions,
             description=text("description", ""),
             sub_type=sub_type,
             source="inventory",

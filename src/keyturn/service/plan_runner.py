@@ -36,7 +36,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 from keyturn.core.errors import DomainError, EngineUnavailable, LeaseLost, StoreUnavailable
@@ -46,6 +46,7 @@ from keyturn.core.ports import CredentialSnapshot, Engine, Store
 from keyturn.core.tasks import StepPhase, Task, TaskState, TaskStep
 from keyturn.service.checkpoints import Checkpoints
 from keyturn.service.leases import UNLEASED, Held
+from keyturn.service.sessions import session_marks
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -71,6 +72,9 @@ class Ending:
     forget: tuple[Node, ...] = ()
     #: The instance's auth mode after a success (password-free or not), else None.
     no_auth: bool | None = None
+    #: Node endpoint -> connection-id watermark once the change was applied and verified
+    #: (``SessionMark.text()``; engines without start times only).
+    session_marks: Mapping[str, str] = field(default_factory=dict)
 
 
 class Patience:
@@ -253,6 +257,9 @@ class PlanRunner:
                     await patient(check.verify)
                     if i == 0:
                         await self._checkpoints.reached("during_verify", task.id)
+                # After the checks: a replica has replayed the change by then, so a session
+                # with a higher id can only have logged in once the change was there.
+                marks = await session_marks(engine, plan.topology)
             except LeaseLost:
                 raise
             except DomainError as exc:
@@ -293,6 +300,7 @@ class PlanRunner:
                 tuple(steps),
                 forget=tuple(n for n in plan.topology.nodes if n.pending_password is not None),
                 no_auth=change.password is None,
+                session_marks=marks,
             )
 
     async def _snapshots(

@@ -17,6 +17,11 @@ task runs; a drop that could not be queued, or whose task failed, is tried again
 backoff (5 s doubling, at most 5 minutes; the count is the node's, so a restart starts it
 again). A node that stops while holding a claim loses nothing: the claim expires and any node
 takes the drop over (a drop queued twice is harmless: it keeps the current password only).
+A secret with ``drop_old = "when-unused"``
+has its old password's sessions looked at every few ticks while the overlap lasts
+(``keyturn.service.secret_drops``): once none from before the rotation remains, the drop is
+claimed and queued early; at the overlap's end, a secret with ``end_old_sessions`` has the
+remaining ones ended as the drop is queued.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from keyturn.core.errors import DomainError, OperationInProgress
 from keyturn.core.ports import Clock
 from keyturn.core.secret_manager import FlowTrigger, RotationFlow, SecretRecord, SecretRepo
 from keyturn.core.secret_schedule import after_success, backoff, catch_up_at
+from keyturn.service.secret_drops import OldPasswordUse
 from keyturn.service.secret_rotation import Rotator
 
 log = logging.getLogger(__name__)
@@ -59,12 +65,28 @@ class _Drop:
     until: datetime
 
 
+#: A ``when-unused`` flow's sessions are looked at every this many ticks (each look lists
+#: the account's sessions on every node of the instance).
+UNUSED_TICKS = 5
+
+
 class SecretScheduler:
     """Fire due rotations; one per node, all sharing the store."""
 
     def __init__(
-        self, repo: SecretRepo, rotator: Rotator, clock: Clock, *, every: float = TICK_EVERY
+        self,
+        repo: SecretRepo,
+        rotator: Rotator,
+        clock: Clock,
+        *,
+        every: float = TICK_EVERY,
+        old_use: OldPasswordUse | None = None,
     ) -> None:
+        # ``old_use``: who still uses an overlap's old password (without it, drops happen at
+        # the overlap's end only and no session is ended).
+        self._old_use = old_use
+        self._unused_every = timedelta(seconds=every * UNUSED_TICKS)
+        self._looked: dict[str, datetime] = {}
         self._repo = repo
         self._rotator = rotator
         self._clock = clock
@@ -84,6 +106,7 @@ class SecretScheduler:
             if flow_id:
                 started.append(flow_id)
         await self._drops(now)
+        await self._unused_drops(now)
         return started
 
     async def _fire(self, record: SecretRecord, now: datetime) -> str:
@@ -131,6 +154,12 @@ class SecretScheduler:
             until = now + DROP_CLAIM
             if not await self._repo.claim_drop(flow.flow_id, expect=flow.drop_old_at, until=until):
                 continue
+            if self._old_use is not None:
+                try:
+                    await self._old_use.end_at_grace_end(flow)
+                except DomainError as exc:
+                    # The drop goes ahead: the overlap is over either way.
+                    log.warning("could not end the old password's sessions: %s", exc.message)
             try:
                 task_id = await self._rotator.drop_previous(flow)
             except DomainError as exc:
@@ -177,6 +206,42 @@ class SecretScheduler:
         """Keep the drop pending, due again after a backoff."""
         failures = self._drop_failures[flow_id] = self._drop_failures.get(flow_id, 0) + 1
         await self._repo.claim_drop(flow_id, expect=claimed, until=now + drop_backoff(failures))
+
+    async def _unused_drops(self, now: datetime) -> None:
+        """Drop early the old passwords of ``when-unused`` secrets nobody uses any more."""
+        if self._old_use is None:
+            return
+        pending = await self._repo.pending_unused_drops(now)
+        self._looked = {
+            f.flow_id: self._looked[f.flow_id] for f in pending if f.flow_id in self._looked
+        }
+        for flow in pending:
+            due = flow.drop_old_at
+            last = self._looked.get(flow.flow_id)
+            if due is None or (last is not None and now - last < self._unused_every):
+                continue
+            if flow.flow_id in self._running:
+                continue  # its drop is queued and followed here already
+            self._looked[flow.flow_id] = now
+            if not await self._old_use.unused(flow):
+                continue
+            until = now + DROP_CLAIM
+            if not await self._repo.claim_drop(flow.flow_id, expect=due, until=until):
+                continue  # another node claimed it
+            try:
+                task_id = await self._rotator.drop_previous(flow)
+            except DomainError as exc:
+                # Not dropped: back to the overlap's end (a later tick may try again early).
+                log.warning("could not drop the previous password early: %s", exc.message)
+                await self._repo.claim_drop(flow.flow_id, expect=until, until=due)
+                continue
+            # Followed to its end like a drop at the overlap's end (``_follow_drops``): the
+            # drop stays pending, and is retried, until its task has succeeded.
+            if task_id is None:
+                await self._drop_done(flow.flow_id, until)
+            else:
+                self._running[flow.flow_id] = _Drop(flow, task_id, until)
+            log.info("old password's drop queued once unused", extra={"flow_id": flow.flow_id})
 
     def start(self) -> None:
         if self._loop is None:

@@ -7,7 +7,10 @@ the account's sessions (``Engine.list_sessions``) concurrently; a node that cann
 reported, not fatal. A session is *old* when it was opened before the instant given, by default
 the account's last rotation: the ``verified_at`` of its newest succeeded task (a reset or an
 overlap's first half) among the instance's ``TASK_SCAN`` newest tasks. Where the engine cannot
-tell when a session was opened (MariaDB/MySQL), ``old`` is None: possibly old. With twin roles
+tell when a session was opened (MariaDB/MySQL), that task's per-node connection-id watermark
+(``SessionMark``, taken once its change was applied and verified) tells instead: an id at most the
+mark's is old, a higher one new; without a mark (an explicit instant, a task from before
+marks, a server restarted since) ``old`` is None: possibly old. With twin roles
 (PostgreSQL overlaps) the role whose twin was rotated last holds the older password: all of its
 sessions are old. Ending ends the
 old and the possibly old ones (never one known to be newer) node by node
@@ -20,6 +23,7 @@ usually reconnect, with whatever password they hold now.
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,8 +31,20 @@ from datetime import datetime
 from keyturn.core.audit import AuditEvent, AuditOutcome
 from keyturn.core.errors import DomainError
 from keyturn.core.model import Instance, Node
-from keyturn.core.ports import AuditLog, Clock, EngineRegistry, Page, Session, Store
-from keyturn.core.tasks import TaskKind, TaskState
+from keyturn.core.plans import Topology
+from keyturn.core.ports import (
+    AuditLog,
+    Clock,
+    Engine,
+    EngineRegistry,
+    Page,
+    Session,
+    SessionMark,
+    Store,
+)
+from keyturn.core.tasks import Task, TaskKind, TaskState
+
+log = logging.getLogger(__name__)
 
 #: How many of the instance's newest tasks are searched for the account's last rotation.
 TASK_SCAN = 100
@@ -40,6 +56,10 @@ class SessionView:
     session: Session
     #: Opened before the instant: True, False, or None when the engine cannot tell.
     old: bool | None
+    #: What told: ``"start_time"`` (the session's start against the rotation's instant),
+    #: ``"connection_id"`` (its id against the node's watermark), ``"twin_role"`` (the twin
+    #: holds the newer password), or ``""`` (nothing could).
+    by: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -48,6 +68,8 @@ class SessionReport:
     account: str
     #: The instant sessions are compared with (the last rotation), None when unknown.
     since: datetime | None
+    #: The rotation's connection-id watermarks by node endpoint (MariaDB/MySQL), if any.
+    marks: tuple[tuple[str, SessionMark], ...] = ()
     sessions: tuple[SessionView, ...] = ()
     #: Nodes that could not be asked, with the reason (no secret in it).
     unreachable: tuple[tuple[str, str], ...] = ()
@@ -59,6 +81,31 @@ class SessionReport:
     def old(self) -> tuple[SessionView, ...]:
         """The sessions that may still use the old password (old or possibly old)."""
         return tuple(v for v in self.sessions if v.old is not False)
+
+    def explain(self, view: SessionView) -> str:
+        """``old``/``new``/``?`` with what told, for people: ``old (id <= 42)``."""
+        word = {True: "old", False: "new", None: "?"}[view.old]
+        mark = dict(self.marks).get(view.session.node)
+        if view.by == "connection_id" and mark is not None:
+            return f"{word} (id {'<=' if view.old else '>'} {mark.high})"
+        if view.by == "twin_role":
+            return f"{word} (twin role rotated since)"
+        if view.old is None and mark is not None:
+            return "? (server restarted since the rotation)"
+        return word
+
+
+def _verdict(
+    session: Session, since: datetime | None, mark: SessionMark | None, superseded: bool
+) -> SessionView:
+    if superseded:
+        return SessionView(session=session, old=True, by="twin_role")
+    if session.connected_at is None and mark is not None:
+        old = session.opened_before_mark(mark)
+        return SessionView(session=session, old=old, by="" if old is None else "connection_id")
+    if since is None or session.connected_at is None:
+        return SessionView(session=session, old=None)
+    return SessionView(session=session, old=session.opened_before(since), by="start_time")
 
 
 class AccountSessions:
@@ -75,6 +122,11 @@ class AccountSessions:
     async def last_rotation(self, instance: Instance, account: str) -> datetime | None:
         """When the account's password last changed through keyturn (its newest succeeded
         reset or overlap start), or None."""
+        task = await self.last_rotation_task(instance, account)
+        return None if task is None else task.verified_at
+
+    async def last_rotation_task(self, instance: Instance, account: str) -> Task | None:
+        """The account's newest succeeded reset or overlap start, or None."""
         found, _ = await self._store.list_tasks(
             instance.tenant_id, instance_id=instance.id, page=Page(limit=TASK_SCAN)
         )
@@ -85,7 +137,7 @@ class AccountSessions:
                 and task.state is TaskState.SUCCEED
                 and task.verified_at is not None
             ):
-                return task.verified_at
+                return task
         return None
 
     async def find(
@@ -93,8 +145,15 @@ class AccountSessions:
     ) -> SessionReport:
         engine = self._engines.engine(instance.engine)
         superseded = False
+        marks: dict[str, SessionMark] = {}
         if since is None:
-            since = await self.last_rotation(instance, account)
+            task = await self.last_rotation_task(instance, account)
+            since = None if task is None else task.verified_at
+            if task is not None:
+                for endpoint, raw in task.session_marks:
+                    mark = SessionMark.parse(raw)
+                    if mark is not None:
+                        marks[endpoint] = mark
             partner = engine.overlap_partner(account)
             if partner is not None:
                 # Twin roles (PostgreSQL): when the twin got the newest password, every session
@@ -117,17 +176,12 @@ class AccountSessions:
             if isinstance(answer, DomainError):
                 unreachable.append((node.endpoint, answer.message))
                 continue
-            views += [
-                SessionView(
-                    session=s,
-                    old=True if superseded else None if since is None else s.opened_before(since),
-                )
-                for s in answer
-            ]
+            views += [_verdict(s, since, marks.get(s.node), superseded) for s in answer]
         return SessionReport(
             instance_id=instance.id,
             account=account,
             since=since,
+            marks=tuple(sorted(marks.items())),
             sessions=tuple(views),
             unreachable=tuple(unreachable),
         )
@@ -167,6 +221,7 @@ class AccountSessions:
             instance_id=report.instance_id,
             account=account,
             since=report.since,
+            marks=report.marks,
             sessions=report.sessions,
             unreachable=report.unreachable,
             ended=ended,
@@ -193,3 +248,21 @@ class AccountSessions:
                 request_id=uuid.uuid4().hex,
             )
         )
+
+
+async def session_marks(engine: Engine, topology: Topology) -> dict[str, str]:
+    """Each node of ``topology``: its connection-id watermark (``Engine.session_mark``) now,
+    as ``SessionMark.text()``. The worker takes them once a change is applied and verified on
+    every node (a replica has replayed it by then; any later instant only counts more
+    sessions as old, never an old one as new). A node that cannot say gets none: its
+    sessions stay "possibly old"; the change is not at stake."""
+    marks: dict[str, str] = {}
+    for node in topology.nodes:
+        try:
+            mark = await engine.session_mark(node)
+        except DomainError as exc:
+            log.warning("no session mark on %s: %s", node.endpoint, exc.message)
+            continue
+        if mark is not None:
+            marks[node.endpoint] = mark.text()
+    return marks

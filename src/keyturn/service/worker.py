@@ -295,6 +295,7 @@ class TaskWorker:
             verified_at=self._clock.now() if succeeded else None,
             error_code=None if ending.error is None else ending.error.code,
             fence=lease.fence,
+            session_marks=ending.session_marks if succeeded else None,
         )
         seconds = max(0.0, (self._clock.now() - task.created_at).total_seconds())
         self._metrics.task_finished(product, ending.state.value, seconds)

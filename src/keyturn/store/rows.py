@@ -88,6 +88,23 @@ def steps_from_json(text: str) -> tuple[TaskStep, ...]:
         raise InternalError("a stored task has unreadable steps") from None
 
 
+def marks_to_json(marks: Mapping[str, str] | None) -> str | None:
+    return None if not marks else json.dumps(dict(sorted(marks.items())), separators=(",", ":"))
+
+
+def marks_from_json(text: str | None) -> tuple[tuple[str, str], ...]:
+    """A task's session marks; unreadable ones are none (they only sharpen a verdict)."""
+    if not text:
+        return ()
+    try:
+        loaded = json.loads(text)
+    except ValueError:
+        return ()
+    if not isinstance(loaded, dict):
+        return ()
+    return tuple((str(k), str(v)) for k, v in loaded.items())
+
+
 def snapshots_to_json(snapshots: Mapping[str, CredentialSnapshot]) -> str:
     try:
         return json.dumps(
@@ -281,4 +298,5 @@ def task_from_row(row: Any) -> Task:
         fence=int(row.fence),
         lease_until=row.lease_until,
         error_code=row.error_code,
+        session_marks=marks_from_json(getattr(row, "session_marks", None)),
     )

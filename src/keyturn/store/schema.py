@@ -162,6 +162,9 @@ tasks = sa.Table(
     # The DomainError code behind a failure, so a node that did not run the task can answer
     # a synchronous call with the right vendor error.
     sa.Column("error_code", sa.String(64), nullable=True),
+    # JSON {endpoint: "started:high"}: each node's connection-id watermark once the change
+    # was applied and verified (MariaDB/MySQL, which record no connection start; else NULL).
+    sa.Column("session_marks", sa.Text(), nullable=True),
     sa.Index(
         ACTIVE_LOCK_INDEX,
         "lock_key",
@@ -326,6 +329,10 @@ secrets = sa.Table(
     sa.Column("failures", sa.Integer(), nullable=False),
     # An operator asked for a rotation now (``rotate-now``): the fired flow is ``manual``.
     sa.Column("rotate_requested_at", UtcDateTime(), nullable=True),
+    # Overlap mode: when the old password goes ("when-unused", "at-grace-end"; NULL: the
+    # latter) and whether its remaining sessions are ended at the grace end.
+    sa.Column("drop_old", sa.String(16), nullable=True),
+    sa.Column("end_old_sessions", sa.Boolean(), nullable=True),
 )
 
 secret_versions = sa.Table(

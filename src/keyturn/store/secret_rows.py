@@ -2,15 +2,20 @@
 back to ``SecretRecord``/``RotationFlow``, and the sealing context of a version's password
 (tenant, secret and version, so a token copied to another row does not open; also used by
 master-key rotation, ``keyturn.store.rekey``). Periods are whole seconds, a begin time
-``HH:MM:SS``. Imports: ``keyturn.core`` and the standard library.
+``HH:MM:SS``; ``unused_drops`` is the one query that joins a flow to its secret's
+``drop_old``. Imports: ``keyturn.core``, SQLAlchemy, the store schema and the standard
+library.
 """
 
 from __future__ import annotations
 
-from datetime import time, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 
+import sqlalchemy as sa
+
 from keyturn.core.secret_manager import (
+    DropOld,
     FlowState,
     FlowTrigger,
     RotationFlow,
@@ -19,6 +24,7 @@ from keyturn.core.secret_manager import (
     SecretSubType,
     SecretVendor,
 )
+from keyturn.store.schema import secret_flows, secrets
 
 
 def version_context(tenant_id: str, name: str, version_id: str) -> str:
@@ -42,6 +48,8 @@ def spec_values(spec: SecretSpec) -> dict[str, Any]:
         "begin_time": None if spec.begin is None else spec.begin.strftime("%H:%M:%S"),
         "window_seconds": seconds(spec.window),
         "overlap_seconds": seconds(spec.overlap),
+        "drop_old": spec.drop_old.value,
+        "end_old_sessions": spec.end_old_sessions,
         "description": spec.description,
         "sub_type": spec.sub_type.value,
         "source": spec.source,
@@ -59,6 +67,8 @@ def record_of(row: Any) -> SecretRecord:
         begin=None if row.begin_time is None else time.fromisoformat(row.begin_time),
         window=delta(row.window_seconds),
         overlap=delta(row.overlap_seconds),
+        drop_old=DropOld(row.drop_old or DropOld.AT_GRACE_END.value),
+        end_old_sessions=bool(row.end_old_sessions),
         description=row.description,
         sub_type=SecretSubType(row.sub_type),
         source=row.source,
@@ -92,4 +102,27 @@ def flow_of(row: Any) -> RotationFlow:
         message=row.message,
         error_code=row.error_code,
         drop_old_at=row.drop_old_at,
+    )
+
+
+def unused_drops(now: datetime) -> sa.Select[Any]:
+    """Succeeded overlap flows whose drop is not yet due, of secrets that drop the old
+    password once unused (``DropOld.WHEN_UNUSED``); the 100 due soonest."""
+    joined = secret_flows.join(
+        secrets,
+        sa.and_(
+            secrets.c.tenant_id == secret_flows.c.tenant_id,
+            secrets.c.name == secret_flows.c.name,
+        ),
+    )
+    return (
+        sa.select(secret_flows)
+        .select_from(joined)
+        .where(
+            secret_flows.c.drop_old_at.is_not(None),
+            secret_flows.c.drop_old_at > now,
+            secrets.c.drop_old == DropOld.WHEN_UNUSED.value,
+        )
+        .order_by(secret_flows.c.drop_old_at)
+        .limit(100)
     )

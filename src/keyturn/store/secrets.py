@@ -34,6 +34,7 @@ from keyturn.core.secret_manager import (
     VersionStage,
 )
 from keyturn.core.secrets import Secret
+from keyturn.store import secret_rows
 from keyturn.store.base import SqlDatabase, guarded
 from keyturn.store.schema import secret_flows, secret_versions, secrets
 from keyturn.store.secret_rows import flow_of, record_of, seconds, spec_values, version_context
@@ -422,6 +423,12 @@ class SqlSecrets:
         )
         async with self._db.read() as conn:
             return [flow_of(row) for row in (await conn.execute(query)).all()]
+
+    @guarded
+    async def pending_unused_drops(self, now: datetime) -> list[RotationFlow]:
+        async with self._db.read() as conn:
+            found = await conn.execute(secret_rows.unused_drops(now))
+            return [flow_of(row) for row in found.all()]
 
     @guarded
     async def claim_drop(self, flow_id: str, *, expect: datetime, until: datetime | None) -> bool:

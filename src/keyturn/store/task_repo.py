@@ -339,6 +339,7 @@ class SqlTaskRepo:
         verified_at: datetime | None = None,
         error_code: str | None = None,
         fence: Fence | None = None,
+        session_marks: Mapping[str, str] | None = None,
     ) -> Task:
         now = self._db.now()
         async with self._db.write() as conn:
@@ -359,6 +360,7 @@ class SqlTaskRepo:
                     snapshots_sealed=None,
                     lease_until=None,
                     error_code=error_code,
+                    session_marks=rows.marks_to_json(session_marks),
                 )
             )
             await self._settle_admin_pending(conn, row.instance_id, row.account, promote_admin)
@@ -377,6 +379,7 @@ class SqlTaskRepo:
             verified_at=verified_at,
             lease_until=None,
             error_code=error_code,
+            session_marks=rows.marks_from_json(rows.marks_to_json(session_marks)),
         )
 
     async def _settle_admin_pending(

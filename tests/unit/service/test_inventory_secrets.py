@@ -8,7 +8,7 @@ from datetime import time, timedelta
 import pytest
 
 from keyturn.core.errors import InvalidParameterValue
-from keyturn.core.secret_manager import SecretSubType, SecretVendor
+from keyturn.core.secret_manager import DropOld, SecretSubType, SecretVendor
 from keyturn.service.inventory import InventoryError, parse_inventory
 from keyturn.service.inventory_secrets import parse_duration
 
@@ -64,6 +64,14 @@ def test_the_issue_shape_parses() -> None:
     assert (secret.sub_type, secret.source) == (SecretSubType.SINGLE_USER, "inventory")
 
 
+def test_when_the_old_password_goes() -> None:
+    [default] = parse_inventory(HEAD + SHAPE, {}).secrets
+    assert (default.drop_old, default.end_old_sessions) == (DropOld.AT_GRACE_END, False)
+    text = HEAD + SHAPE + 'drop_old = "when-unused"\nend_old_sessions = true\n'
+    [secret] = parse_inventory(text, {}).secrets
+    assert (secret.drop_old, secret.end_old_sessions) == (DropOld.WHEN_UNUSED, True)
+
+
 def test_a_minimal_secret_and_an_instance_added_elsewhere() -> None:
     text = (
         HEAD
@@ -105,6 +113,9 @@ sub_type = "DoubleUsers"
         (('account = "app"', 'acount = "app"'), "unknown field(s): acount"),
         (('instance = "crs-5a4py64p"', 'instance = "r-bp1zxszhcgatnx"'), "does not serve"),
         (('tenant = "1300000001"\nname', 'tenant = "1300000002"\nname'), "another tenant"),
+        (('overlap = "10m"', 'overlap = "10m"\ndrop_old = "never"'), "secrets[0].drop_old"),
+        (('overlap = "10m"', 'overlap = "10m"\nend_old_sessions = 1'), "end_old_sessions"),
+        (('overlap = "10m"', 'drop_old = "when-unused"'), "need an overlap"),
     ],
 )
 def test_mistakes_name_their_field(change: tuple[str, str], message: str) -> None:

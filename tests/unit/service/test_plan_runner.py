@@ -23,7 +23,7 @@ from keyturn.core.errors import (
 )
 from keyturn.core.model import EngineKind, Instance, Node, NodeAddress, NodeRole, Product
 from keyturn.core.plans import Change, ChangePlan, Topology
-from keyturn.core.ports import CredentialSnapshot
+from keyturn.core.ports import CredentialSnapshot, SessionMark
 from keyturn.core.secrets import Secret
 from keyturn.core.tasks import Task, TaskKind, TaskState
 from keyturn.service.checkpoints import NO_CHECKPOINTS
@@ -92,6 +92,9 @@ class FakeEngine:
         fault = self.fail.pop((what, n), None)
         if fault is not None:
             raise fault
+
+    async def session_mark(self, node: Node) -> SessionMark | None:
+        return None
 
     async def discover(self, instance: Instance) -> Topology:
         if self.down is not None and time.monotonic() >= self.promote_at:

@@ -73,6 +73,9 @@ class FakeRepo:
     async def due_drops(self, now: datetime) -> list[RotationFlow]:
         return []
 
+    async def pending_unused_drops(self, now: datetime) -> list[RotationFlow]:
+        return []
+
 
 class StubRotator(Rotator):
     def __init__(self, error: Exception | None = None) -> None:

@@ -16,7 +16,7 @@ from keyturn.core.audit import AuditEvent, AuditOutcome
 from keyturn.core.errors import EngineUnavailable
 from keyturn.core.model import Instance, Node, NodeRole
 from keyturn.core.plans import Topology
-from keyturn.core.ports import Page, Session
+from keyturn.core.ports import Page, Session, SessionMark
 from keyturn.core.tasks import Task, TaskKind, TaskState
 from keyturn.service.sessions import AccountSessions
 from tests.support.fakes import FakeClock, fake_instance
@@ -178,3 +178,54 @@ async def test_with_twin_roles_the_role_rotated_before_its_twin_holds_the_old_pa
     clone, _, _ = setup(tasks, twin="app")
     marks = {v.session.id: v.old for v in (await clone.find(fake_instance(), "app_clone")).sessions}
     assert marks == {"1": True, "2": True, "9": None}
+
+
+async def test_connection_id_watermarks_tell_old_from_new_where_start_times_are_unknown() -> None:
+    # MariaDB/MySQL: no start times; the rotation's task holds each node's watermark.
+    started = 1_700_000_000
+
+    def s(node: Node, sid: str, run: int | None = started) -> Session:
+        return Session(node=node.endpoint, id=sid, account="app", run_started=run)
+
+    primary, replica = setup([])[1].nodes
+    rotation = replace(
+        task(TaskKind.ADD_PASSWORD, TaskState.SUCCEED, T0),
+        session_marks=(
+            (primary.endpoint, SessionMark(started=started + 1, high=42).text()),
+            (replica.endpoint, SessionMark(started=started, high=7).text()),
+        ),
+    )
+    use, engine, _ = setup([rotation])
+    engine.sessions = {
+        primary.endpoint: [s(primary, "41"), s(primary, "42"), s(primary, "43")],
+        # The replica restarted since its mark (ids began again): no verdict there.
+        replica.endpoint: [s(replica, "3", started + 600)],
+    }
+    report = await use.find(fake_instance(), "app")
+    assert {(v.session.node, v.session.id): v.old for v in report.sessions} == {
+        (primary.endpoint, "41"): True,
+        (primary.endpoint, "42"): True,
+        (primary.endpoint, "43"): False,
+        (replica.endpoint, "3"): None,
+    }
+    assert dict(report.marks)[primary.endpoint].high == 42
+    told = {v.session.id: (v.by, report.explain(v)) for v in report.sessions}
+    assert told == {
+        "41": ("connection_id", "old (id <= 42)"),
+        "42": ("connection_id", "old (id <= 42)"),
+        "43": ("connection_id", "new (id > 42)"),
+        "3": ("", "? (server restarted since the rotation)"),
+    }
+    ended = await use.end_old(fake_instance(), "app", actor="test")
+    assert sorted(engine.ended) == [(primary.endpoint, ("41", "42")), (replica.endpoint, ("3",))]
+    assert ended.ended == 3
+
+
+def test_a_session_mark_reads_back_only_from_its_own_bounded_text() -> None:
+    mark = SessionMark(started=1_700_000_000, high=12)
+    assert SessionMark.parse(mark.text()) == mark
+    for bad in ("", "12", "a:1", "1:-2", "1:2:3", "1:" + "9" * 21):
+        assert SessionMark.parse(bad) is None
+    assert mark.same_run(1_700_000_002) and not mark.same_run(1_700_000_003)
+    unordered = Session(node="n", id="12", account="app")
+    assert unordered.opened_before_mark(mark) is None

@@ -79,7 +79,7 @@ drop_old = "when-unused"
         assert done.returncode == 0, done.stderr
 
         def rotations() -> list[RotationFlow]:
-            return [f for f in support.succeeded(server, NAME) if f.trigger is FlowTrigger.SCHEDULE]
+            return [f for f in support.succeeded(server, NAME) if f.trigger is FlowTrigger.MANUAL]
 
         wait_for(lambda: bool(rotations()), 20, "the rotation asked for")
         rotated = rotations()[0]

@@ -218,7 +218,16 @@ def instances_list(
     """List instances with their nodes (passwords hidden)."""
     rows, _ = _run(config, data_dir, lambda s: s.list_instances(tenant))
     table = Table(
-        "id", "tenant", "product", "region", "name", "topology", "nodes", "admin reset", "source"
+        "id",
+        "tenant",
+        "product",
+        "region",
+        "name",
+        "topology",
+        "nodes",
+        "admin reset",
+        "labels",
+        "source",
     )
     for inst in rows:
         nodes = "\n".join(node.address.public_url() for node in (*inst.nodes, *inst.sentinels))
@@ -231,6 +240,7 @@ def instances_list(
             _topology(inst),
             nodes,
             "allowed" if inst.allow_admin_reset else "refused",
+            ",".join(f"{k}={v}" for k, v in inst.labels),
             str(inst.source),
         )
     console.print(table)

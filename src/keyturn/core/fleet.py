@@ -6,8 +6,10 @@ canary (``canary`` targets), then every wave is twice the size of the one before
 within a wave at most ``max_in_flight`` changes run at once. The job pauses by itself once the
 failed targets pass the threshold (a count, or a percentage of the targets finished so far) and
 waits for ``resume`` (which retries the failed ones) or ``abort``. Every change of a target is
-an ordinary durable reset task (``keyturn.core.tasks``) whose id the target row holds. These are
-pure values and arithmetic; ``FleetRepo`` is the store port the service drives jobs through.
+an ordinary durable reset task (``keyturn.core.tasks``) whose id the target row holds, or, when
+the instance account has a managed secret, that secret's rotation flow (its id on the row).
+Instances are selected by tenant, product, id glob, region and labels (all must match). These
+are pure values and arithmetic; ``FleetRepo`` is the store port the service drives jobs through.
 """
 
 from __future__ import annotations

@@ -384,9 +384,14 @@ class _JobRun:
         secrets = self.d._secrets
         secret_name: str | None = None
         if secrets is not None:
-            secret_name = await repo.secret_for(
-                self.job.tenant_id, target.instance_id, target.account
-            )
+            try:
+                secret_name = await repo.secret_for(
+                    self.job.tenant_id, target.instance_id, target.account
+                )
+            except DomainError as exc:
+                # Nothing changed yet: the target stays pending for a later round.
+                log.warning("fleet job %s: target %d: %s", self.job.id, target.seq, exc.message)
+                return
         flow_id = secrets.new_flow_id() if secrets is not None and secret_name else None
         try:
             target = await repo.mark_in_flight(self.fence, target, password, flow_id=flow_id)

@@ -41,7 +41,7 @@ from keyturn.service.credentials import Credentials
 from keyturn.service.encryption import Encryption
 from keyturn.service.facade import Services
 from keyturn.service.fleet import FleetJobs
-from keyturn.service.fleet_delivery import Release
+from keyturn.service.fleet_delivery import Release, SecretDelivery
 from keyturn.service.fleet_runner import FleetDriver
 from keyturn.service.gate import Gate
 from keyturn.service.leases import Leases
@@ -216,6 +216,7 @@ async def build_runtime(settings: Settings) -> Runtime:
         rates,
         leases.node_id,
         policy,
+        secrets=SecretDelivery(secret_repo, rotator),
         release=Release(store, engines),
         audit=audit,
         clock=clock,

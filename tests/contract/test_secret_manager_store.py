@@ -195,6 +195,7 @@ class StubRotator(Rotator):
         password: Secret | None = None,
         expect_next: datetime | None = None,
         next_rotation_at: datetime | None = None,
+        flow_id: str | None = None,
     ) -> str:
         self.launched += 1
         if self.error is not None:

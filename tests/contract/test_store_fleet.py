@@ -11,7 +11,14 @@ import pytest
 
 from keyturn.core.cluster import Fence
 from keyturn.core.errors import Conflict, InvalidParameterValue, LeaseLost, NotFound
-from keyturn.core.fleet import FleetOptions, JobState, Selector, TargetState, parse_accounts
+from keyturn.core.fleet import (
+    FleetOptions,
+    JobState,
+    Selector,
+    TargetState,
+    parse_accounts,
+    parse_labels,
+)
 from keyturn.core.model import EngineKind, KeySource, Product, Tenant
 from keyturn.core.secrets import Secret
 from keyturn.core.tasks import NewTask, TaskKind
@@ -134,3 +141,75 @@ async def test_one_node_drives_a_job_and_a_lost_lease_writes_nothing(
         await fleet.resume(job.id)
     with pytest.raises(NotFound):
         await fleet.status(job.id, "1399999999")
+
+
+async def test_labels_are_stored_and_select_targets(backend_store: SqlStore) -> None:
+    fleet, repo = await _fleet(backend_store)
+    admin = Admin(backend_store)
+    for n, team in ((1, "orders"), (2, "orders"), (3, "billing")):
+        await admin.add_instance(
+            tenant_id=TENANT,
+            instance_id=f"crs-label{n:04d}",
+            product=Product.TENCENT_REDIS,
+            region="ap-west",
+            node_urls=[Secret(f"redis://kt:pw@127.0.0.1:{21000 + n}")],
+            labels={"env": "prod" if n < 3 else "dev", "team": team},
+        )
+    stored = await backend_store.get_instance(TENANT, "crs-label0001")
+    assert stored.labels == (("env", "prod"), ("team", "orders"))
+    unlabelled = await backend_store.get_instance(TENANT, "crs-fleet0001")
+    assert unlabelled.labels == ()
+    # All selectors must match; a re-registration replaces the labels.
+    prod = await fleet.start(
+        Selector(tenant_id=TENANT, labels=parse_labels(["env=prod", "team=orders"])),
+        FleetOptions(),
+    )
+    picked = await repo.targets(prod.id, after_seq=-1, limit=100)
+    assert [t.instance_id for t in picked] == ["crs-label0001", "crs-label0002"]
+    assert Selector.from_json(prod.selector.to_json()).labels == prod.selector.labels
+    await admin.add_instance(
+        tenant_id=TENANT,
+        instance_id="crs-label0002",
+        product=Product.TENCENT_REDIS,
+        region="ap-west",
+        node_urls=[Secret("redis://kt:pw@127.0.0.1:21002")],
+        labels={"env": "dev"},
+    )
+    assert (await backend_store.get_instance(TENANT, "crs-label0002")).labels == (("env", "dev"),)
+    dev = await fleet.start(
+        Selector(tenant_id=TENANT, labels=parse_labels(["env=dev"])), FleetOptions()
+    )
+    picked = await repo.targets(dev.id, after_seq=-1, limit=100)
+    assert [t.instance_id for t in picked] == ["crs-label0002", "crs-label0003"]
+    with pytest.raises(InvalidParameterValue, match="no instance"):
+        await fleet.start(
+            Selector(tenant_id=TENANT, labels=parse_labels(["team=nobody"])), FleetOptions()
+        )
+    with pytest.raises(InvalidParameterValue, match="label"):
+        await admin.add_instance(
+            tenant_id=TENANT,
+            instance_id="crs-label0009",
+            product=Product.TENCENT_REDIS,
+            region="ap-west",
+            node_urls=[Secret("redis://kt:pw@127.0.0.1:21009")],
+            labels={"Env": "x"},
+        )
+
+
+async def test_a_target_records_its_secret_flow(backend_store: SqlStore) -> None:
+    fleet, repo = await _fleet(backend_store)
+    job = await fleet.start(
+        Selector(tenant_id=TENANT, product=Product.TENCENT_REDIS), FleetOptions()
+    )
+    claimed = await repo.claim_job("node-a", 30, [])
+    assert claimed is not None
+    fence = Fence("node-a", claimed.fence)
+    first = (await repo.next_pending(job.id, 0, 1))[0]
+    assert await repo.secret_for(TENANT, first.instance_id, "default") is None
+    taken = await repo.mark_in_flight(fence, first, Secret("Pw-1234567890ab"), flow_id="flow-1")
+    assert taken.flow_id == "flow-1"
+    assert [t.flow_id for t in await repo.in_flight(job.id)] == ["flow-1"]
+    await repo.finish_target(fence, taken, TargetState.FAILED, "down")
+    assert await repo.retry_unsuccessful(job.id) == 1
+    again = (await repo.targets(job.id, after_seq=-1, limit=1))[0]
+    assert again.state is TargetState.PENDING and again.flow_id is None

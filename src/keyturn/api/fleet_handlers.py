@@ -17,6 +17,7 @@ from keyturn.core.fleet import (
     Selector,
     Threshold,
     parse_accounts,
+    parse_labels,
 )
 from keyturn.core.model import Product
 from keyturn.service.context import Answer
@@ -43,6 +44,7 @@ def job_view(job: FleetJob) -> dict[str, Any]:
             "instances": s.instances,
             "region": s.region,
             "accounts": {str(k): v for k, v in s.accounts.items()},
+            "labels": dict(s.labels),
         },
         "canary": job.options.canary,
         "max_in_flight": job.options.max_in_flight,
@@ -64,6 +66,7 @@ def target_view(t: FleetTarget) -> dict[str, Any]:
         "task_id": t.task_id,
         "attempts": t.attempts,
         "delivered_to": t.delivered_to,
+        "flow_id": t.flow_id,
     }
 
 
@@ -79,6 +82,7 @@ async def start_job(call: Call) -> Answer:
         instances=body.get("instances"),
         region=body.get("region"),
         accounts=parse_accounts(list(body.get("accounts", []))),
+        labels=parse_labels(list(body.get("labels", []))),
     )
     options = FleetOptions(
         canary=int(body.get("canary", 1)),

@@ -141,6 +141,7 @@ COMPONENTS: dict[str, dict[str, Any]] = {
             "engine_version",
             "source",
             "created_at",
+            "labels",
         ],
         id=ID,
         tenant=ID,
@@ -156,6 +157,7 @@ COMPONENTS: dict[str, dict[str, Any]] = {
         engine_version={"type": ["string", "null"]},
         source={"type": "string", "enum": [s.value for s in KeySource]},
         created_at=TIME_OR_NULL,
+        labels={"type": "object", "additionalProperties": {"type": "string"}},
     ),
     "InstanceList": _items("Instance", **PAGE),
     "NodeHealth": _object(
@@ -364,6 +366,9 @@ COMPONENTS: dict[str, dict[str, Any]] = {
         accounts={"type": "array", "maxItems": 8, "items": {"type": "string", "minLength": 1,
                   "maxLength": 210}, "description": "NAME, or ENGINE:NAME (redis, postgres, "
                   "mysql); Redis defaults to default, the instance password."},
+        labels={"type": "array", "maxItems": 32, "items": {"type": "string", "minLength": 2,
+                "maxLength": 128, "pattern": "^[a-z0-9][a-z0-9_.-]*=[A-Za-z0-9_.-]*$"},
+                "description": "KEY=VALUE each; an instance is selected if it has them all."},
         canary={"type": "integer", "minimum": 1, "maximum": 10_000, "default": 1},
         max_in_flight={"type": "integer", "minimum": 1, "maximum": 1_000, "default": 8},
         stop_after_failures={"type": "string", "maxLength": 16, "pattern": "^[0-9.]+%?$",
@@ -389,11 +394,12 @@ COMPONENTS: dict[str, dict[str, Any]] = {
         waves={"type": "integer"},
         counts=_ref("FleetCounts"),
         selector=_object(
-            ["product", "instances", "region", "accounts"],
+            ["product", "instances", "region", "accounts", "labels"],
             product={"type": ["string", "null"]},
             instances={"type": ["string", "null"]},
             region={"type": ["string", "null"]},
             accounts={"type": "object", "additionalProperties": {"type": "string"}},
+            labels={"type": "object", "additionalProperties": {"type": "string"}},
         ),
         canary={"type": "integer"},
         max_in_flight={"type": "integer"},
@@ -404,7 +410,7 @@ COMPONENTS: dict[str, dict[str, Any]] = {
     "FleetJobList": _items("FleetJob"),
     "FleetTarget": _object(
         ["seq", "instance_id", "product", "account", "wave", "state", "reason", "task_id",
-         "attempts", "delivered_to"],
+         "attempts", "delivered_to", "flow_id"],
         seq={"type": "integer"},
         instance_id={"type": "string"},
         product={"type": "string"},
@@ -415,6 +421,8 @@ COMPONENTS: dict[str, dict[str, Any]] = {
         task_id={"type": ["integer", "null"]},
         attempts={"type": "integer"},
         delivered_to={"type": "string"},
+        flow_id={"type": ["string", "null"],
+                 "description": "The secret rotation flow the target rotated through."},
     ),
     "FleetTargetPage": _items("FleetTarget", next_after={"type": ["integer", "null"]}),
 }  # fmt: skip

@@ -98,6 +98,7 @@ def instance(value: Instance) -> dict[str, Any]:
         "engine_version": value.engine_version,
         "source": str(value.source),
         "created_at": when(value.created_at),
+        "labels": dict(value.labels),
     }
 
 

@@ -19,6 +19,7 @@ from keyturn.cli.options import ConfigOption, DataDirOption
 from keyturn.config import ConfigError, load_settings
 from keyturn.core.access import KeyPolicies
 from keyturn.core.errors import DomainError
+from keyturn.core.fleet import parse_labels
 from keyturn.core.model import Instance, Product, Tenant
 from keyturn.core.secrets import Secret
 from keyturn.service.admin import Admin
@@ -177,11 +178,16 @@ def instances_add(
             "discovered with CLUSTER NODES at each task.",
         ),
     ] = False,
+    label: Annotated[
+        list[str] | None,
+        typer.Option(help="A label, KEY=VALUE (env=prod); repeatable. Fleet jobs select by them."),
+    ] = None,
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
     """Register (or replace) an instance."""
     try:
+        labels = dict(parse_labels(label or []))
         urls = [Secret(expand_env(url, os.environ, f"--node {n}")) for n, url in enumerate(node)]
         sentinels = [
             Secret(expand_env(url, os.environ, f"--sentinel {n}"))
@@ -204,6 +210,7 @@ def instances_add(
             sentinel_urls=sentinels,
             allow_admin_reset=allow_admin_reset,
             cluster=cluster,
+            labels=labels,
         ),
     )
     console.print(f"instance {instance_id} added")
@@ -218,7 +225,16 @@ def instances_list(
     """List instances with their nodes (passwords hidden)."""
     rows, _ = _run(config, data_dir, lambda s: s.list_instances(tenant))
     table = Table(
-        "id", "tenant", "product", "region", "name", "topology", "nodes", "admin reset", "source"
+        "id",
+        "tenant",
+        "product",
+        "region",
+        "name",
+        "topology",
+        "nodes",
+        "admin reset",
+        "labels",
+        "source",
     )
     for inst in rows:
         nodes = "\n".join(node.address.public_url() for node in (*inst.nodes, *inst.sentinels))
@@ -231,6 +247,7 @@ def instances_list(
             _topology(inst),
             nodes,
             "allowed" if inst.allow_admin_reset else "refused",
+            ",".join(f"{k}={v}" for k, v in inst.labels),
             str(inst.source),
         )
     console.print(table)

@@ -23,10 +23,12 @@ from keyturn.cli.options import ConfigOption, DataDirOption
 from keyturn.cli.rotate_report import report, wait_for
 from keyturn.config import ConfigError, load_settings
 from keyturn.core.errors import DomainError
-from keyturn.core.fleet import FleetJob, FleetOptions, JobState, Selector, Threshold
+from keyturn.core.fleet import FleetJob, FleetOptions, JobState, Selector, Threshold, parse_labels
 from keyturn.core.fleet import parse_accounts as accounts_of
 from keyturn.core.model import Product
-from keyturn.service.fleet import FleetJobs
+from keyturn.service.context import SystemClock
+from keyturn.service.fleet import FleetJobs, steer_audited
+from keyturn.store.audit_keying import start_audit_log
 from keyturn.store.fleet import SqlFleetRepo
 
 rotate = typer.Typer(help="Rotate passwords across a fleet, in waves.", no_args_is_help=True)
@@ -96,6 +98,10 @@ def start(
         str | None, typer.Option(help="Only instance ids matching this glob (crs-prod-*).")
     ] = None,
     region: Annotated[str | None, typer.Option(help="Only this region.")] = None,
+    label: Annotated[
+        list[str] | None,
+        typer.Option(help="Only instances with this label, KEY=VALUE; repeatable (all match)."),
+    ] = None,
     account: Annotated[
         list[str] | None,
         typer.Option(
@@ -124,6 +130,7 @@ def start(
             instances=instances,
             region=region,
             accounts=accounts_of(account or []),
+            labels=parse_labels(label or []),
         )
         options = FleetOptions(
             canary=canary,
@@ -159,15 +166,31 @@ def status(
     _exit(_run(config, data_dir, go))
 
 
+#: The admin API operation each steering command is audited as (the same records).
+_OPERATIONS = {"pause": "PauseFleetJob", "resume": "ResumeFleetJob", "abort": "AbortFleetJob"}
+
+
 def _steer(name: str, doc: str) -> None:
     def command(
         job_id: JobArgument, config: ConfigOption = None, data_dir: DataDirOption = None
     ) -> None:
-        async def go(fleet: FleetJobs) -> FleetJob:
-            job: FleetJob = await getattr(fleet, name)(job_id)
-            return job
+        async def go() -> FleetJob:
+            settings = load_settings(config=config, data_dir=data_dir)
+            store = await open_admin_store(settings)
+            try:
+                audit = await start_audit_log(store, settings.data_dir)
+                fleet = FleetJobs(store, SqlFleetRepo(store.db))
+                return await steer_audited(
+                    fleet, audit, SystemClock(), name, _OPERATIONS[name], job_id
+                )
+            finally:
+                await store.close()
 
-        job = _run(config, data_dir, go)
+        try:
+            job = asyncio.run(go())
+        except (ConfigError, DomainError) as exc:
+            typer.echo(f"keyturn: {exc}", err=True)
+            raise typer.Exit(2) from None
         reason = f" ({job.reason})" if job.reason else ""
         console.print(f"fleet job {job.id}: {job.state}{reason}")
 

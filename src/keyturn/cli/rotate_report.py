@@ -56,6 +56,8 @@ def outcome_json(outcome: Outcome) -> dict[str, Any]:
     }
     if t.delivered_to:
         found["delivered_to"] = t.delivered_to
+    if t.flow_id is not None:
+        found["flow_id"] = t.flow_id
     if outcome.password is not None:
         found["password"] = outcome.password.reveal()
     return found

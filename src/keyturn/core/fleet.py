@@ -6,8 +6,10 @@ canary (``canary`` targets), then every wave is twice the size of the one before
 within a wave at most ``max_in_flight`` changes run at once. The job pauses by itself once the
 failed targets pass the threshold (a count, or a percentage of the targets finished so far) and
 waits for ``resume`` (which retries the failed ones) or ``abort``. Every change of a target is
-an ordinary durable reset task (``keyturn.core.tasks``) whose id the target row holds. These are
-pure values and arithmetic; ``FleetRepo`` is the store port the service drives jobs through.
+an ordinary durable reset task (``keyturn.core.tasks``) whose id the target row holds, or, when
+the instance account has a managed secret, that secret's rotation flow (its id on the row).
+Instances are selected by tenant, product, id glob, region and labels (all must match). These
+are pure values and arithmetic; ``FleetRepo`` is the store port the service drives jobs through.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any, Final, Protocol
 
 from keyturn.core.cluster import Fence
 from keyturn.core.errors import InvalidParameterValue
-from keyturn.core.model import EngineKind, Product
+from keyturn.core.model import EngineKind, Product, check_labels
 from keyturn.core.secrets import Secret
 
 #: Bounds on what a client may ask for (every client integer is bounded).
@@ -142,9 +144,14 @@ class Selector:
     instances: str | None = None
     region: str | None = None
     accounts: Mapping[EngineKind, str] = field(default_factory=dict)
+    #: ``--label key=value``: an instance is selected only if it has every one of them.
+    labels: tuple[tuple[str, str], ...] = ()
 
     def matches_id(self, instance_id: str) -> bool:
         return self.instances is None or fnmatch.fnmatchcase(instance_id, self.instances)
+
+    def matches_labels(self, labels: tuple[tuple[str, str], ...]) -> bool:
+        return set(self.labels) <= set(labels)
 
     def account_for(self, engine: EngineKind) -> str | None:
         if engine in self.accounts:
@@ -159,6 +166,7 @@ class Selector:
                 "instances": self.instances,
                 "region": self.region,
                 "accounts": {str(k): v for k, v in self.accounts.items()},
+                "labels": dict(self.labels),
             },
             sort_keys=True,
         )
@@ -173,7 +181,22 @@ class Selector:
             instances=data.get("instances"),
             region=data.get("region"),
             accounts={EngineKind(k): v for k, v in (data.get("accounts") or {}).items()},
+            labels=tuple(sorted((data.get("labels") or {}).items())),
         )
+
+
+def parse_labels(values: list[str]) -> tuple[tuple[str, str], ...]:
+    """``--label`` values, ``KEY=VALUE`` each (all must match), checked like instance labels;
+    the same key twice is refused (no instance has two values for it)."""
+    pairs: dict[str, str] = {}
+    for value in values:
+        key, equals, wanted = value.partition("=")
+        if not equals:
+            raise InvalidParameterValue("a label selector is KEY=VALUE")
+        if key in pairs:
+            raise InvalidParameterValue(f"label {key[:63]!r} is selected twice")
+        pairs[key] = wanted
+    return check_labels(pairs)
 
 
 def parse_accounts(values: list[str]) -> dict[EngineKind, str]:
@@ -245,6 +268,9 @@ class FleetTarget:
     attempts: int = 0
     #: Where the new password went (a secret's reference), when it was delivered.
     delivered_to: str = ""
+    #: The secret rotation flow this attempt rotates through (its account has a managed
+    #: secret); written before the flow starts, so a restart follows it instead of a second.
+    flow_id: str | None = None
 
     def request_id(self) -> str:
         """The request id of this attempt's task: how a restart finds a task that was created
@@ -358,10 +384,15 @@ class FleetRepo(Protocol):
     async def in_flight(self, job_id: str) -> list[FleetTarget]: ...
 
     async def mark_in_flight(
-        self, fence: Fence, target: FleetTarget, password: Secret
+        self, fence: Fence, target: FleetTarget, password: Secret, *, flow_id: str | None = None
     ) -> FleetTarget:
         """Take ``target`` (pending) for a new attempt: in flight, attempt counted, the new
-        password sealed on the row, no task yet."""
+        password sealed on the row, no task yet; ``flow_id``: the secret rotation flow the
+        attempt is about to start (recorded first, so a restart follows that flow)."""
+        ...
+
+    async def secret_for(self, tenant_id: str, instance_id: str, account: str) -> str | None:
+        """The name of the tenant's managed secret of that instance account, if any."""
         ...
 
     async def record_task(self, fence: Fence, target: FleetTarget, task_id: int) -> None: ...

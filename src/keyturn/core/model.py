@@ -216,6 +216,8 @@ class Instance:
     engine_version: str | None = None
     source: KeySource = KeySource.CLI
     created_at: datetime | None = None
+    #: Operator labels (``env = "prod"``), sorted by key: what fleet jobs select by.
+    labels: tuple[tuple[str, str], ...] = ()
 
     @property
     def engine(self) -> EngineKind:
@@ -231,6 +233,33 @@ class Instance:
     def admin_logins(self) -> frozenset[str]:
         """The user names keyturn logs in with, on the nodes and on the sentinels."""
         return frozenset(node.address.username for node in (*self.nodes, *self.sentinels))
+
+
+#: Label bounds: a few short tags per instance, in a charset that needs no quoting anywhere.
+MAX_LABELS = 32
+_LABEL_KEY = re.compile(r"^[a-z0-9]([a-z0-9_.\-]{0,62})$")
+_LABEL_VALUE = re.compile(r"^[A-Za-z0-9_.\-]{0,63}$")
+
+
+def check_labels(raw: Mapping[str, object]) -> tuple[tuple[str, str], ...]:
+    """An instance's labels, checked and sorted: at most 32; a key is 1-63 lowercase letters,
+    digits, ``_``, ``.`` or ``-`` starting with a letter or digit; a value 0-63 letters,
+    digits, ``_``, ``.`` or ``-``. ``InvalidParameterValue`` naming the first bad one."""
+    if len(raw) > MAX_LABELS:
+        raise InvalidParameterValue(f"an instance has at most {MAX_LABELS} labels")
+    found: list[tuple[str, str]] = []
+    for key, value in raw.items():
+        if not isinstance(key, str) or not _LABEL_KEY.match(key):
+            raise InvalidParameterValue(
+                "a label key is 1-63 lowercase letters, digits, '_', '.' or '-', starting with "
+                "a letter or digit"
+            )
+        if not isinstance(value, str) or not _LABEL_VALUE.match(value):
+            raise InvalidParameterValue(
+                f"label {key}: a value is 0-63 letters, digits, '_', '.' or '-'"
+            )
+        found.append((key, value))
+    return tuple(sorted(found))
 
 
 def parse_node_url(url: str, engine: EngineKind) -> NodeAddress:

@@ -350,6 +350,13 @@ class InstanceRepo(Protocol):
         what per-item authorization of a listing needs, without reading nodes or secrets."""
         ...
 
+    async def instance_labels(
+        self, tenant_id: str, *, product: str | None = None
+    ) -> list[tuple[str, str, tuple[tuple[str, str], ...]]]:
+        """``(id, region, labels)`` of every instance of the tenant (of ``product``), in id
+        order: what a fleet job's selection reads."""
+        ...
+
     async def put_instance(self, instance: Instance) -> None:
         """Insert or replace an instance with its nodes."""
         ...

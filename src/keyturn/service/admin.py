@@ -39,6 +39,7 @@ from keyturn.core.model import (
     NodeRole,
     Product,
     Tenant,
+    check_labels,
     parse_node_url,
 )
 from keyturn.core.ports import Store
@@ -135,6 +136,7 @@ class Admin:
         sentinel_urls: Sequence[Secret] = (),
         allow_admin_reset: bool = False,
         cluster: bool = False,
+        labels: Mapping[str, str] | None = None,
     ) -> Instance:
         """Register (or replace) an instance. ``allow_admin_reset`` lets the vendor APIs reset
         the accounts keyturn logs in with and superusers (``keyturn.service.protection``);
@@ -152,6 +154,7 @@ class Admin:
             sentinel_urls=sentinel_urls,
             allow_admin_reset=allow_admin_reset,
             cluster=cluster,
+            labels=labels,
         )
         await self._store.put_instance(instance)
         return instance
@@ -188,6 +191,7 @@ class Admin:
                 sentinel_urls=spec.sentinels,
                 allow_admin_reset=spec.allow_admin_reset,
                 cluster=spec.cluster,
+                labels=dict(spec.labels),
             )
             await self._store.put_instance(_keep_rotated_credentials(declared, known))
         removed = 0
@@ -326,6 +330,7 @@ def build_instance(
     sentinel_urls: Sequence[Secret] = (),
     allow_admin_reset: bool = False,
     cluster: bool = False,
+    labels: Mapping[str, str] | None = None,
 ) -> Instance:
     """Validate an instance declaration: vendor id format, region, node and sentinel URLs, and
     that only a Redis instance without sentinels is a cluster."""
@@ -373,6 +378,7 @@ def build_instance(
         sentinels=sentinels,
         cluster=cluster,
         source=source,
+        labels=_labels(instance_id, labels or {}),
     )
 
 
@@ -422,3 +428,10 @@ def _keep_rotated_credentials(declared: Instance, known: dict[str, Instance]) ->
         for node in declared.nodes
     )
     return replace(declared, nodes=nodes)
+
+
+def _labels(instance_id: str, labels: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    try:
+        return check_labels(labels)
+    except InvalidParameterValue as exc:
+        raise InvalidParameterValue(f"instance {instance_id}: {exc.message}") from None

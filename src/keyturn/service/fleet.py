@@ -1,23 +1,27 @@
 """Fleet rotation jobs: start one from a selector, and ``status``, ``pause``, ``resume`` and
 ``abort`` it from any node (the job's state is the store's, never a node's memory).
 
-``start`` selects the tenant's instances (product, id glob, region) from the store's id and
-region listing, without reading nodes or secrets, names the account rotated on each (``--account``
-per engine; Redis defaults to ``default``, the instance password), and writes the job with
-every target in one transaction; a node's ``FleetDriver`` (``keyturn.service.fleet_runner``)
-then drives it. ``resume`` puts failed and rolled-back targets back to pending before the job
-runs again, so the threshold counts afresh and nothing is skipped. ``outcomes`` reads the
-targets a page at a time; passwords are unsealed only when asked for.
+``start`` selects the tenant's instances (product, id glob, region, labels) from the store's
+id, region and label listing, without reading nodes or secrets, names the account rotated on
+each (``--account`` per engine; Redis defaults to ``default``, the instance password), and
+writes the job with every target in one transaction; a node's ``FleetDriver``
+(``keyturn.service.fleet_runner``) then drives it. ``resume`` puts failed and rolled-back
+targets back to pending before the job runs again, so the threshold counts afresh and nothing
+is skipped. ``outcomes`` reads the
+targets a page at a time; passwords are unsealed only when asked for. ``steer_audited`` is
+the CLI's steering, audited like the admin API's.
 """
 
 from __future__ import annotations
 
+import getpass
 import secrets
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
-from keyturn.core.errors import Conflict, InvalidParameterValue, NotFound
+from keyturn.core.audit import AuditEvent, AuditOutcome
+from keyturn.core.errors import Conflict, DomainError, InvalidParameterValue, NotFound
 from keyturn.core.fleet import (
     MAX_GLOB,
     FleetJob,
@@ -30,7 +34,7 @@ from keyturn.core.fleet import (
     check_job_id,
 )
 from keyturn.core.model import Product
-from keyturn.core.ports import Store
+from keyturn.core.ports import AuditLog, Clock, Store
 from keyturn.core.secrets import Secret
 
 #: Targets read per page when outcomes are listed.
@@ -64,11 +68,11 @@ class FleetJobs:
         products = [selector.product] if selector.product is not None else list(Product)
         targets: list[NewTarget] = []
         for product in products:
-            found = await self._store.instance_regions(selector.tenant_id, product=product.value)
-            for instance_id, region in found:
+            found = await self._store.instance_labels(selector.tenant_id, product=product.value)
+            for instance_id, region, labels in found:
                 if selector.region is not None and region != selector.region:
                     continue
-                if not selector.matches_id(instance_id):
+                if not selector.matches_id(instance_id) or not selector.matches_labels(labels):
                     continue
                 account = selector.account_for(product.engine)
                 if account is None:
@@ -132,3 +136,48 @@ class FleetJobs:
                 secret = await self._repo.target_password(target) if passwords else None
                 yield Outcome(target, secret)
             after = page[-1].seq
+
+
+async def steer_audited(
+    fleet: FleetJobs,
+    audit: AuditLog,
+    clock: Clock,
+    verb: str,
+    operation: str,
+    job_id: str,
+    *,
+    actor: str = "",
+) -> FleetJob:
+    """``pause``/``resume``/``abort`` from the CLI, audited as the admin API audits the same
+    call (``admin:<operation>`` on ``fleet-jobs/<id>/<verb>``): a ``started`` record before the
+    change (a change whose record cannot be written is not made), then its outcome. The key id
+    names the operating-system user (``cli:<user>``)."""
+    job = await fleet.status(job_id)
+    event = AuditEvent(
+        at=clock.now(),
+        tenant_id=job.tenant_id,
+        key_id=f"cli:{actor or _user()}"[:128],
+        source_ip="",
+        user_agent="keyturn cli",
+        vendor="admin",
+        action=f"admin:{operation}",
+        neutral_action="",
+        resource=f"fleet-jobs/{job.id}/{verb}",
+        outcome=AuditOutcome.STARTED,
+        request_id=f"cli-{secrets.token_hex(8)}",
+    )
+    await audit.append(event)
+    try:
+        steered: FleetJob = await getattr(fleet, verb)(job.id)
+    except DomainError as exc:
+        await audit.append(replace(event, outcome=AuditOutcome.FAILED, error_code=exc.code))
+        raise
+    await audit.append(replace(event, at=clock.now(), outcome=AuditOutcome.SUCCEEDED))
+    return steered
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"

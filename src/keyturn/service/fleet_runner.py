@@ -15,9 +15,13 @@ crash recovery carry it. For no change to happen twice, a target is first marked
 before the task's run starts; a driver that takes a job over adopts every in-flight target's
 task, by id or else by request id, and a target whose task was never created is simply started
 again. When a job stops running (paused, aborted) its driver waits for the changes in flight,
-then lets the job go. Passwords come from the product's rules (``generate``); a
-succeeded target's password goes to a ``PasswordSink`` when there is one (the secrets store of
-issue 16), else stays sealed on the target row for ``rotate status --show-passwords``. Once a
+then lets the job go. Passwords come from the product's rules (``generate``). A target whose
+instance account has a managed secret (issue 16) rotates through the secret's rotation flow
+instead (``SecretDelivery``): the flow's id is written on the target row before the flow
+starts, the flow is followed to its end like a task, and a driver that takes the job over
+follows the same flow (or starts the target again if the flow never came to exist); the new
+password is then the secret's ``ACSCurrent`` and is not kept on the row. Any other succeeded
+target's password stays sealed on its row for ``rotate status --show-passwords``. Once a
 target ended, its instance's pooled admin sessions are closed (``Release``), so what a node
 holds for a job is bounded by the changes in flight, not by the size of the fleet.
 """
@@ -42,7 +46,7 @@ from keyturn.core.ports import AuditLog, Clock
 from keyturn.core.secrets import Secret
 from keyturn.core.tasks import Task
 from keyturn.service.context import Caller
-from keyturn.service.fleet_delivery import PasswordSink, Release
+from keyturn.service.fleet_delivery import Release, SecretDelivery
 from keyturn.service.operator import PASSWORD_POLICIES
 from keyturn.service.ratelimit import RateLimiter
 from keyturn.service.resets import Resets
@@ -72,7 +76,7 @@ class FleetDriver:
         node_id: str,
         policy: LeasePolicy,
         *,
-        sink: PasswordSink | None = None,
+        secrets: SecretDelivery | None = None,
         release: Release | None = None,
         audit: AuditLog | None = None,
         clock: Clock | None = None,
@@ -86,7 +90,7 @@ class FleetDriver:
         self._rates = rates
         self._node_id = node_id
         self._policy = policy
-        self._sink = sink
+        self._secrets = secrets
         self._monotonic = monotonic
         self._driving: dict[str, asyncio.Task[None]] = {}
         self._loop: asyncio.Task[None] | None = None
@@ -147,6 +151,8 @@ class _JobRun:
         self.lost = False
         #: A target failed since the threshold was last checked (checked at the start too).
         self.failed_since_check = True
+        #: Targets in flight whose secret rotation flow exists: followed, not their task.
+        self.following: set[int] = set()
 
     async def drive(self) -> None:
         repo = self.d._repo
@@ -182,6 +188,9 @@ class _JobRun:
         """Targets left in flight by an earlier driver: their task, by id or request id, or
         back to pending when none was created (nothing was changed)."""
         for target in await self.d._repo.in_flight(self.job.id):
+            if target.flow_id is not None:
+                await self._adopt_flow(target, target.flow_id)
+                continue
             task_id = target.task_id
             if task_id is None:
                 task_id = await self.d._repo.find_task(target)
@@ -190,6 +199,18 @@ class _JobRun:
                     continue
                 await self.d._repo.record_task(self.fence, target, task_id)
             self.in_flight[target.seq] = _with_task(target, task_id)
+
+    async def _adopt_flow(self, target: FleetTarget, flow_id: str) -> None:
+        """A target rotating through a secret's flow: follow that flow, or start the target
+        again when the flow never came to exist (nothing was changed)."""
+        secrets = self.d._secrets
+        if secrets is None or await secrets.follow(self.job.tenant_id, flow_id) is None:
+            if secrets is None:
+                log.warning("fleet job %s: no secrets here to follow flow %s", self.job.id, flow_id)
+            await self.d._repo.finish_target(self.fence, target, TargetState.PENDING, "")
+            return
+        self.in_flight[target.seq] = target
+        self.following.add(target.seq)
 
     async def _renew_if_due(self) -> None:
         now = self.d._monotonic()
@@ -203,7 +224,12 @@ class _JobRun:
         return self.d._monotonic() - self.renewed < self.d._policy.trust_window
 
     async def _settle(self) -> None:
-        waiting = {t.task_id: t for t in self.in_flight.values() if t.task_id is not None}
+        await self._settle_flows()
+        waiting = {
+            t.task_id: t
+            for t in self.in_flight.values()
+            if t.task_id is not None and t.seq not in self.following
+        }
         if not waiting:
             return
         ends = await self.d._repo.task_ends(list(waiting))
@@ -212,38 +238,70 @@ class _JobRun:
                 continue
             target = waiting[task_id]
             if end.succeeded:
-                delivered = await self._deliver(target)
-                await self.d._repo.finish_target(
-                    self.fence, target, TargetState.SUCCEEDED, "", delivered_to=delivered
-                )
-                await self._audit(target, AuditOutcome.SUCCEEDED, task_id=task_id)
+                await self._ended(target, task_id, succeeded=True)
             else:
                 state = TargetState.ROLLED_BACK if end.started else TargetState.FAILED
-                await self.d._repo.finish_target(self.fence, target, state, end.message)
-                self.failed_since_check = True
-                await self._audit(
-                    target, AuditOutcome.FAILED, task_id=task_id, error_code=end.error_code
+                await self._ended(
+                    target, task_id, state=state, reason=end.message, code=end.error_code
                 )
-            del self.in_flight[target.seq]
-            if self.d._release is not None:
-                await self.d._release(self.job.tenant_id, target.instance_id)
 
-    async def _deliver(self, target: FleetTarget) -> str:
-        sink = self.d._sink
-        if sink is None:
-            return ""
-        password = await self.d._repo.target_password(target)
-        if password is None:
-            return ""
-        try:
-            where = await sink.deliver(
-                self.job.tenant_id, target.instance_id, target.account, password
+    async def _settle_flows(self) -> None:
+        """Targets rotating through a secret's flow end as their flow does."""
+        secrets = self.d._secrets
+        if secrets is None:
+            return
+        for seq in list(self.following):
+            target = self.in_flight[seq]
+            if target.flow_id is None:
+                continue
+            try:
+                end = await secrets.follow(self.job.tenant_id, target.flow_id)
+            except DomainError as exc:
+                # E.g. the secret was deleted meanwhile: the target waits for an operator.
+                log.warning("fleet job %s: flow %s: %s", self.job.id, target.flow_id, exc.message)
+                continue
+            if end is None or not end.final:
+                continue
+            self.following.discard(seq)
+            if end.succeeded:
+                await self._ended(
+                    target, end.task_id, succeeded=True, delivered_to=end.delivered_to
+                )
+                continue
+            started = False
+            if end.task_id is not None:
+                ends = await self.d._repo.task_ends([end.task_id])
+                started = end.task_id in ends and ends[end.task_id].started
+            state = TargetState.ROLLED_BACK if started else TargetState.FAILED
+            await self._ended(
+                target, end.task_id, state=state, reason=end.message, code=end.error_code
             )
-        except DomainError as exc:
-            # The rotation stands; the password stays sealed here for the operator.
-            log.warning("fleet job %s: delivery failed: %s", self.job.id, exc.message)
-            return ""
-        return where or ""
+
+    async def _ended(
+        self,
+        target: FleetTarget,
+        task_id: int | None,
+        *,
+        succeeded: bool = False,
+        state: TargetState = TargetState.FAILED,
+        reason: str = "",
+        code: str = "",
+        delivered_to: str = "",
+    ) -> None:
+        if task_id is not None and target.task_id is None:
+            await self.d._repo.record_task(self.fence, target, task_id)
+        if succeeded:
+            await self.d._repo.finish_target(
+                self.fence, target, TargetState.SUCCEEDED, "", delivered_to=delivered_to
+            )
+            await self._audit(target, AuditOutcome.SUCCEEDED, task_id=task_id)
+        else:
+            await self.d._repo.finish_target(self.fence, target, state, reason)
+            self.failed_since_check = True
+            await self._audit(target, AuditOutcome.FAILED, task_id=task_id, error_code=code)
+        del self.in_flight[target.seq]
+        if self.d._release is not None:
+            await self.d._release(self.job.tenant_id, target.instance_id)
 
     async def _check_threshold(self) -> None:
         self.failed_since_check = False
@@ -323,8 +381,20 @@ class _JobRun:
         repo = self.d._repo
         policy = PASSWORD_POLICIES[target.product]
         password = Secret(generate(policy))
+        secrets = self.d._secrets
+        secret_name: str | None = None
+        if secrets is not None:
+            try:
+                secret_name = await repo.secret_for(
+                    self.job.tenant_id, target.instance_id, target.account
+                )
+            except DomainError as exc:
+                # Nothing changed yet: the target stays pending for a later round.
+                log.warning("fleet job %s: target %d: %s", self.job.id, target.seq, exc.message)
+                return
+        flow_id = secrets.new_flow_id() if secrets is not None and secret_name else None
         try:
-            target = await repo.mark_in_flight(self.fence, target, password)
+            target = await repo.mark_in_flight(self.fence, target, password, flow_id=flow_id)
         except LeaseLost:
             self.lost = True
             return
@@ -344,6 +414,10 @@ class _JobRun:
         try:
             await self._audit(target, AuditOutcome.STARTED)
             await self._take_rate(target.product)
+            if secrets is not None and secret_name is not None and flow_id is not None:
+                await secrets.launch(self.job.tenant_id, secret_name, password, flow_id)
+                self.following.add(target.seq)
+                return
             await self.d._resets.reset_password(
                 caller,
                 product=target.product,
@@ -358,6 +432,11 @@ class _JobRun:
         except Exception as exc:
             if self.in_flight.get(target.seq, target).task_id is not None:
                 return  # the task exists and runs: its end settles the target
+            if secrets is not None and flow_id is not None:
+                with contextlib.suppress(DomainError):
+                    if await secrets.follow(self.job.tenant_id, flow_id) is not None:
+                        self.following.add(target.seq)
+                        return  # the flow exists: its end settles the target
             reason = exc.message if isinstance(exc, DomainError) else "internal error"
             code = exc.code if isinstance(exc, DomainError) else "InternalError"
             if not isinstance(exc, DomainError):

@@ -22,7 +22,7 @@ from typing import Any
 
 from keyturn.core.access import KeyPolicies, check_policy_name, validated_document
 from keyturn.core.errors import InvalidParameterValue
-from keyturn.core.model import Product
+from keyturn.core.model import Product, check_labels
 from keyturn.core.secret_manager import SecretSpec
 from keyturn.core.secrets import Secret
 from keyturn.service.inventory_secrets import secret_spec
@@ -72,6 +72,8 @@ class InstanceSpec:
     allow_admin_reset: bool = False
     #: A Redis Cluster: ``nodes`` are seeds, its shards are discovered at every task.
     cluster: bool = False
+    #: Operator labels (``labels = { env = "prod" }``), checked: what fleet jobs select by.
+    labels: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -217,6 +219,13 @@ def _instance(reader: _Reader, where: str, table: Mapping[str, Any]) -> Instance
     free = _flag(table, "password_free_allowed", where, default=True)
     admin_reset = _flag(table, "allow_admin_reset", where, default=False)
     cluster = _flag(table, "cluster", where, default=False)
+    labels = table.get("labels", {})
+    if not isinstance(labels, dict):
+        raise InventoryError(f"{where}.labels: must be a table of strings")
+    try:
+        checked = check_labels(labels)
+    except InvalidParameterValue as exc:
+        raise InventoryError(f"{where}.labels: {exc.message}") from None
     return InstanceSpec(
         id=reader.text(table, "id", where),
         tenant=reader.text(table, "tenant", where),
@@ -232,6 +241,7 @@ def _instance(reader: _Reader, where: str, table: Mapping[str, Any]) -> Instance
         password_free_allowed=free,
         allow_admin_reset=admin_reset,
         cluster=cluster,
+        labels=checked,
     )
 
 

@@ -115,10 +115,12 @@ class Rotator:
         password: Secret | None = None,
         expect_next: datetime | None = None,
         next_rotation_at: datetime | None = None,
+        flow_id: str | None = None,
     ) -> str:
         """Start a flow and queue its task; its id. With ``expect_next`` (a scheduled fire)
         the flow starts only if the slot is still unfired (else ``""``). A failure to queue
-        ends the flow failed at once (and schedules the retry)."""
+        ends the flow failed at once (and schedules the retry). ``flow_id``: the id to use
+        (a fleet job records it before the flow exists, so a restart finds that flow)."""
         spec = record.spec
         instance = await self.instance_of(spec)
         policy = PRODUCT_POLICIES[str(instance.product)]
@@ -129,7 +131,7 @@ class Rotator:
         account, kind = await self._target(record, instance)
         now = self._clock.now()
         flow = RotationFlow(
-            flow_id=new_id("flow-"),
+            flow_id=flow_id or new_id("flow-"),
             tenant_id=spec.tenant_id,
             name=spec.name,
             state=FlowState.PENDING,

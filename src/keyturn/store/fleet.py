@@ -7,7 +7,9 @@ makes about a target checks the fence in the same transaction, so a node that lo
 can no longer change it. Targets are read a page at a time through the
 ``(job_id, state, wave, seq)`` index, never all at once. The attempt's new password is sealed
 on the target row (context ``fleet:<job>:<seq>:password``) and wiped when the attempt fails or
-the password is delivered elsewhere. Imports: ``keyturn.core``, SQLAlchemy and this package.
+the password is delivered elsewhere. A target whose account has a managed secret
+(``secret_for``) records the id of the secret's rotation flow it rotates through. Imports:
+``keyturn.core``, SQLAlchemy and this package.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from keyturn.core.secrets import Secret
 from keyturn.core.tasks import TaskState
 from keyturn.store import rows
 from keyturn.store.base import Connection, SqlDatabase, guarded
-from keyturn.store.schema import fleet_jobs, fleet_targets, tasks
+from keyturn.store.schema import fleet_jobs, fleet_targets, secrets, tasks
 
 #: Target rows per INSERT round trip when a job is created.
 _BATCH: Final = 1_000
@@ -59,6 +61,7 @@ def _target(row: Any) -> FleetTarget:
         task_id=None if row.task_id is None else int(row.task_id),
         attempts=int(row.attempts),
         delivered_to=row.delivered_to,
+        flow_id=row.flow_id,
     )
 
 
@@ -180,7 +183,12 @@ class SqlFleetRepo:
             result = await conn.execute(
                 sa.update(fleet_targets)
                 .where(fleet_targets.c.job_id == job_id, fleet_targets.c.state.in_(_UNSUCCESSFUL))
-                .values(state=TargetState.PENDING.value, task_id=None, password_sealed=None)
+                .values(
+                    state=TargetState.PENDING.value,
+                    task_id=None,
+                    flow_id=None,
+                    password_sealed=None,
+                )
             )
         return int(result.rowcount)
 
@@ -302,7 +310,7 @@ class SqlFleetRepo:
 
     @guarded
     async def mark_in_flight(
-        self, fence: Fence, target: FleetTarget, password: Secret
+        self, fence: Fence, target: FleetTarget, password: Secret, *, flow_id: str | None = None
     ) -> FleetTarget:
         sealed = self._db.seal(
             password.reveal(), rows.fleet_password_context(target.job_id, target.seq)
@@ -319,12 +327,18 @@ class SqlFleetRepo:
                     task_id=None,
                     reason="",
                     password_sealed=sealed,
+                    flow_id=flow_id,
                 )
             )
             if result.rowcount != 1:
                 raise Conflict(f"target {target.seq} of {target.job_id} is not pending")
         return replace(
-            target, state=TargetState.IN_FLIGHT, attempts=attempts, task_id=None, reason=""
+            target,
+            state=TargetState.IN_FLIGHT,
+            attempts=attempts,
+            task_id=None,
+            reason="",
+            flow_id=flow_id,
         )
 
     @guarded
@@ -357,6 +371,24 @@ class SqlFleetRepo:
                 .where(self._row(target), fleet_targets.c.state == TargetState.IN_FLIGHT.value)
                 .values(**values)
             )
+
+    @guarded
+    async def secret_for(self, tenant_id: str, instance_id: str, account: str) -> str | None:
+        """The name of the tenant's managed secret of ``account`` on ``instance_id`` (the first
+        by name if several hold it), None when there is none."""
+        query = (
+            sa.select(secrets.c.name)
+            .where(
+                secrets.c.tenant_id == tenant_id,
+                secrets.c.instance_id == instance_id,
+                secrets.c.account == account,
+            )
+            .order_by(secrets.c.name)
+            .limit(1)
+        )
+        async with self._db.read() as conn:
+            found = await conn.scalar(query)
+        return None if found is None else str(found)
 
     @guarded
     async def find_task(self, target: FleetTarget) -> int | None:

@@ -258,7 +258,19 @@ def _instance(row: Any, product: Product, stored: tuple[Node, ...]) -> Instance:
         engine_version=row.engine_version,
         source=_source(row.source),
         created_at=row.created_at,
+        labels=labels_of(getattr(row, "labels", None)),
     )
+
+
+def labels_text(labels: tuple[tuple[str, str], ...]) -> str | None:
+    """An instance's labels as stored: a sorted JSON object, NULL for none."""
+    return json.dumps(dict(labels), sort_keys=True, separators=(",", ":")) if labels else None
+
+
+def labels_of(text: str | None) -> tuple[tuple[str, str], ...]:
+    if not text:
+        return ()
+    return tuple(sorted((str(k), str(v)) for k, v in json.loads(text).items()))
 
 
 # --------------------------------------------------------------------------- keys and tasks

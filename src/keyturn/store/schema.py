@@ -111,6 +111,8 @@ instances = sa.Table(
     sa.Column("allow_admin_reset", sa.Boolean(), nullable=False, server_default=sa.false()),
     # A Redis Cluster: its nodes are seeds; shards are discovered at every task.
     sa.Column("cluster", sa.Boolean(), nullable=False, server_default=sa.false()),
+    # Operator labels as a sorted JSON object ({"env": "prod"}); NULL: none (migration 0014).
+    sa.Column("labels", sa.Text(), nullable=True),
     # Serves both "this tenant's instances" and their listing in id order.
     sa.Index("ix_instances_tenant_id_id", "tenant_id", "id"),
     sa.Index("ix_instances_tenant_id_product_id", "tenant_id", "product", "id"),
@@ -418,6 +420,9 @@ fleet_targets = sa.Table(
     sa.Column("attempts", sa.Integer(), nullable=False),
     sa.Column("password_sealed", sa.Text(), nullable=True),
     sa.Column("delivered_to", sa.String(400), nullable=False),
+    # A target whose account has a managed secret rotates through the secret's rotation flow
+    # (migration 0014): its id, written before the flow starts, so a restart follows that flow.
+    sa.Column("flow_id", sa.String(40), nullable=True),
     # The driver's scans: the next pending targets of a wave, those in flight, the counts.
     sa.Index("ix_fleet_targets_job_id_state_wave_seq", "job_id", "state", "wave", "seq"),
 )

@@ -458,6 +458,22 @@ class SqlStore:
         async with self.db.read() as conn:
             return [(row.id, row.region) for row in (await conn.execute(query)).all()]
 
+    @guarded
+    async def instance_labels(
+        self, tenant_id: str, *, product: str | None = None
+    ) -> list[tuple[str, str, tuple[tuple[str, str], ...]]]:
+        """``instance_regions`` with each instance's labels: what fleet selection reads."""
+        query = (
+            sa.select(instances.c.id, instances.c.region, instances.c.labels)
+            .where(instances.c.tenant_id == tenant_id)
+            .order_by(instances.c.id)
+        )
+        if product is not None:
+            query = query.where(instances.c.product == str(product))
+        async with self.db.read() as conn:
+            found = (await conn.execute(query)).all()
+        return [(row.id, row.region, rows.labels_of(row.labels)) for row in found]
+
     def _build(self, result: Sequence[Any]) -> list[Instance]:
         return rows.instances_from_rows(result, self.db.unseal)
 
@@ -480,6 +496,7 @@ class SqlStore:
                 password_free_allowed=instance.password_free_allowed,
                 allow_admin_reset=instance.allow_admin_reset,
                 cluster=instance.cluster,
+                labels=rows.labels_text(instance.labels),
                 no_auth=instance.no_auth,
                 engine_version=instance.engine_version,
                 source=instance.source.value,
@@ -493,6 +510,7 @@ class SqlStore:
                 "password_free_allowed",
                 "allow_admin_reset",
                 "cluster",
+                "labels",
                 "source",
             )
             updates: dict[str, Any] = {name: stmt.excluded[name] for name in kept}

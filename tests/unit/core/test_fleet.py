@@ -12,10 +12,11 @@ from keyturn.core.fleet import (
     Threshold,
     check_job_id,
     parse_accounts,
+    parse_labels,
     wave_of,
     wave_sizes,
 )
-from keyturn.core.model import EngineKind, Product
+from keyturn.core.model import MAX_LABELS, EngineKind, Product, check_labels
 from keyturn.core.passwords import (
     ALIBABA_KVSTORE,
     GENERATED_LENGTH,
@@ -115,3 +116,33 @@ def test_generated_passwords_follow_the_product_rules(policy: PasswordPolicy) ->
         assert all(any(ch in c.chars for ch in password) for c in policy.classes)
         seen.add(password)
     assert len(seen) == 200
+
+
+def test_label_selectors_all_must_match() -> None:
+    selector = Selector(tenant_id="1", labels=parse_labels(["team=orders", "env=prod"]))
+    assert selector.labels == (("env", "prod"), ("team", "orders"))
+    assert selector.matches_labels((("env", "prod"), ("region", "x"), ("team", "orders")))
+    assert not selector.matches_labels((("env", "prod"),))
+    assert not selector.matches_labels((("env", "dev"), ("team", "orders")))
+    assert Selector(tenant_id="1").matches_labels(())
+    assert Selector.from_json(selector.to_json()).labels == selector.labels
+    # An empty value is a value: it matches only an instance labelled with it.
+    assert parse_labels(["canary="]) == (("canary", ""),)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [["env"], ["Env=prod"], ["env=prod", "env=dev"], ["=x"], ["env=a b"], ["env=" + "v" * 64],
+     ["k" * 64 + "=v"], ["env=pr\nod"], [f"k{n}=v" for n in range(MAX_LABELS + 1)]],
+)  # fmt: skip
+def test_bad_label_selectors_are_refused(values: list[str]) -> None:
+    with pytest.raises(InvalidParameterValue):
+        parse_labels(values)
+
+
+def test_instance_labels_are_bounded_and_sorted() -> None:
+    assert check_labels({"team": "orders", "env": "prod"}) == (("env", "prod"), ("team", "orders"))
+    assert len(check_labels({f"k{n}": "v" for n in range(MAX_LABELS)})) == MAX_LABELS
+    for bad in ({"-x": "v"}, {"x": 1}, {"x": "ü"}, {"": "v"}):
+        with pytest.raises(InvalidParameterValue):
+            check_labels(bad)

@@ -195,3 +195,13 @@ def test_bad_clusters_are_refused(
             sentinel_urls=[Secret(url) for url in sentinels],
             cluster=True,
         )
+
+
+def test_labels_are_read_checked_and_built() -> None:
+    env = {"ORDERS_REDIS_ADMIN": "a"}
+    spec = parse_inventory(EXAMPLE + 'labels = { team = "orders", env = "prod" }\n', env)
+    assert spec.instances[0].labels == (("env", "prod"), ("team", "orders"))
+    assert parse_inventory(EXAMPLE, env).instances[0].labels == ()
+    for bad in ('labels = "env=prod"', 'labels = { Env = "prod" }', "labels = { env = 1 }"):
+        with pytest.raises(InventoryError, match=r"instances\[0\].labels"):
+            parse_inventory(f"{EXAMPLE}{bad}\n", env)

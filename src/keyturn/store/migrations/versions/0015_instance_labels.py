@@ -2,8 +2,8 @@
 object, what fleet jobs select by) and ``fleet_targets.flow_id`` (the secret rotation flow a
 target rotates through, when its account has a managed secret).
 
-Revision ID: 0014
-Revises: 0012
+Revision ID: 0015
+Revises: 0014
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0014"
-down_revision = "0012"
+revision = "0015"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 

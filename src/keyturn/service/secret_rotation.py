@@ -14,7 +14,6 @@ retry is a new flow with a new password, never the failed one.
 from __future__ import annotations
 
 import logging
-import secrets
 from datetime import datetime, timedelta
 
 from keyturn.core.audit import AuditEvent, AuditOutcome
@@ -26,6 +25,7 @@ from keyturn.core.errors import (
     InvalidParameterValue,
     error_class,
 )
+from keyturn.core.ids import random_id
 from keyturn.core.model import Instance
 from keyturn.core.passwords import PRODUCT_POLICIES, generate
 from keyturn.core.ports import AuditLog, Clock, EngineRegistry, Store
@@ -69,7 +69,7 @@ _NEUTRAL_ACTIONS = {
 
 
 def new_id(prefix: str) -> str:
-    return f"{prefix}{secrets.randbelow(ID_LIMIT - 1) + 1:013x}"
+    return f"{prefix}{random_id(ID_LIMIT):013x}"
 
 
 class Rotator:

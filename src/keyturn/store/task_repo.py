@@ -16,7 +16,6 @@ raised. Imports: ``keyturn.core``, SQLAlchemy and this package.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -27,6 +26,7 @@ from sqlalchemy.exc import IntegrityError
 
 from keyturn.core.cluster import Fence
 from keyturn.core.errors import InternalError, LeaseLost, OperationInProgress, TaskNotFound
+from keyturn.core.ids import random_id
 from keyturn.core.ports import CredentialSnapshot, Page
 from keyturn.core.secrets import Secret
 from keyturn.core.tasks import (
@@ -105,7 +105,7 @@ class SqlTaskRepo:
 
     def new_task_id(self) -> int:
         """A random id in [1, ID_LIMIT) (a method, so tests can force a collision)."""
-        return 1 + secrets.randbelow(ID_LIMIT - 1)
+        return random_id(ID_LIMIT)
 
     async def _insert_task(
         self,

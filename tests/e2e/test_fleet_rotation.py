@@ -172,10 +172,10 @@ def test_fleet_job_waves_threshold_resume_and_kill(
         # The engines that were down failed before any task existed (their probe failed) and
         # were tried again at the resume.
         retried = [by_id[m.instance_id]["attempts"] for m in members[100 : 100 + DOWN]]
-        # (At most the failures counted at the pause were tried twice: the exact equality
-        # failed once in six runs on a loaded machine, its cause not yet found.)
-        assert set(retried) <= {1, 2}
-        assert retried.count(2) <= paused.counts.failures
+        # The failures counted at the pause were tried twice; a target being claimed at the
+        # SIGKILL counts one more attempt that changed nothing (see the audit check below).
+        assert all(1 <= a <= 3 for a in retried)
+        assert sum(a - 1 for a in retried) <= paused.counts.failures + IN_FLIGHT
         # The vendor rate. The limiter admits at most REDIS_RATE changes a second; a task row
         # is written after its admission and the engine's probe, so an admission late in one
         # second may be created in the next: one second holds at most two seconds' worth, and
@@ -193,9 +193,13 @@ def test_fleet_job_waves_threshold_resume_and_kill(
         for member in members:
             assert outcomes[(f"{member.instance_id}/{by_id[member.instance_id]['account']}",
                              "succeeded")] == 1  # fmt: skip
-        assert sum(1 for r in records if r["outcome"] == "started") == sum(
-            t["attempts"] for t in targets
-        )
+        # A started record precedes every change, so every task has one. An attempt is
+        # counted when its target is claimed, just before that record: the SIGKILL may land
+        # between the two for the targets being started then (at most IN_FLIGHT), which
+        # changed nothing and went back to pending at the restart.
+        started_records = sum(1 for r in records if r["outcome"] == "started")
+        attempts = sum(t["attempts"] for t in targets)
+        assert len(tasks) <= started_records <= attempts <= started_records + IN_FLIGHT
         print(
             f"fleet test: {len(members)} targets, {len(tasks)} tasks, "
             f"{paused.counts.failures} failures at the pause, "

@@ -245,7 +245,7 @@ def test_ten_times_the_documented_rate_for_five_seconds(
             f"reads {latencies(run.reads)}"
         )
     assert offered >= 0.9 * RATE, offered
-    assert all(offered_per_second[s] >= 0.8 * RATE for s in range(SECONDS)), offered_per_second
+    assert all(offered_per_second[s] >= 0.7 * RATE for s in range(SECONDS)), offered_per_second
     assert len(flood) == RATE * SECONDS
     assert {o.status for o in flood} == {200}  # Tencent answers everything with 200: no 5xx
     assert set(codes) <= {"TaskId", LOCKED, THROTTLED}, codes

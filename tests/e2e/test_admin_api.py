@@ -330,6 +330,10 @@ def _fleet_routes(admin: AdminClient, instance: str) -> None:
     job_id = started.json()["id"]
     assert started.json()["counts"]["total"] == 1
     assert call("POST", "/fleet-jobs", json={**body, "canary": 0}).status_code == 400
+    # Labels select too: the instance has none, so a label leaves nothing to rotate.
+    unlabelled = call("POST", "/fleet-jobs", json={**body, "labels": ["tier=gold"]})
+    assert unlabelled.status_code == 400 and "no instance matches" in unlabelled.text
+    assert call("POST", "/fleet-jobs", json={**body, "labels": ["tier"]}).status_code == 400
     assert call("GET", "/fleet-jobs/fj-000000000000").status_code == 404
 
     def state() -> str:

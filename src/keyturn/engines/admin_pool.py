@@ -98,6 +98,9 @@ class AdminPool(Generic[S]):
         self._concurrent = concurrent
         self._sessions: dict[str, _Pooled[S]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        #: Operations under way per key (waiting for the lock included): ``forget`` leaves
+        #: a session alone while any runs.
+        self._busy: dict[str, int] = {}
 
     def pooled(self, node: Node) -> S | None:
         """The node's session if one is open, without logging in."""
@@ -123,6 +126,7 @@ class AdminPool(Generic[S]):
         lock = self._locks.setdefault(key, asyncio.Lock())
         whole: AbstractAsyncContextManager[object] = nullcontext() if self._concurrent else lock
         timeout = self.timeout + (budget or 0.0)
+        self._busy[key] = self._busy.get(key, 0) + 1
         try:
             async with (
                 engine_call(endpoint, action, timeout=timeout, classify=self._classify),
@@ -145,6 +149,11 @@ class AdminPool(Generic[S]):
         except EngineUnavailable:
             await self.drop(key)
             raise
+        finally:
+            if (left := self._busy[key] - 1) > 0:
+                self._busy[key] = left
+            else:
+                del self._busy[key]
 
     def _lost(self, exc: Exception, endpoint: str, action: str) -> bool:
         """Whether an operation on a pooled session failed because the server dropped it."""
@@ -161,7 +170,12 @@ class AdminPool(Generic[S]):
             await pooled.session.aclose()
 
     async def forget(self, node: Node) -> None:
-        await self.drop(pool_key(node))
+        """Close the node's session unless an operation is using or waiting for it (then it
+        stays pooled: closing it would interrupt that operation, e.g. a reset through the API
+        on the instance a fleet job has just finished with)."""
+        key = pool_key(node)
+        if not self._busy.get(key):
+            await self.drop(key)
 
     async def close(self) -> None:
         for key in list(self._sessions):

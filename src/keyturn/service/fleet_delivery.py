@@ -83,7 +83,8 @@ class SecretDelivery:
 
 
 class Release:
-    """Close the pooled admin sessions of an instance whose target ended."""
+    """Close the pooled admin sessions of an instance whose target ended (a session an
+    operation is using stays: see ``AdminPool.forget``)."""
 
     def __init__(self, store: InstanceRepo, engines: EngineRegistry) -> None:
         self._store = store

@@ -5,6 +5,7 @@ fresh session's failure nor a refusal is retried."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 import pytest
@@ -112,4 +113,29 @@ async def test_a_session_is_never_reused_for_another_address() -> None:
     assert await query(admins, node(5433, ordinal=0)) == "127.0.0.1:5433"
     assert await query(admins, node(5433, ordinal=0)) == "127.0.0.1:5433"
     assert await query(admins, node(5432, ordinal=1)) == "127.0.0.1:5432"
+    assert len(servers.opened) == 2
+
+
+async def test_forget_leaves_a_session_in_use_alone() -> None:
+    servers = Servers()
+    admins = pool(servers)
+    target = node(5432)
+    await query(admins, target)
+    session = servers.opened[0]
+    gate = asyncio.Event()
+
+    async def slow(found: FakeSession) -> str:
+        await gate.wait()
+        return await found.query()
+
+    running = asyncio.create_task(admins.run(target, "query", slow))
+    await asyncio.sleep(0)
+    # A fleet job finished with the instance while a reset through the API runs on it.
+    await admins.forget(target)
+    assert not session.closed
+    gate.set()
+    assert await running == "127.0.0.1:5432"
+    await admins.forget(target)
+    assert session.closed
+    assert await query(admins, target) == "127.0.0.1:5432"
     assert len(servers.opened) == 2

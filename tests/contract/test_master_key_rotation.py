@@ -31,10 +31,10 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from keyturn.core.audit import AuditEvent, AuditOutcome
 from keyturn.core.cluster import Fence
+from keyturn.core.engine_ports import CredentialSnapshot
 from keyturn.core.errors import InternalError
 from keyturn.core.fleet import FleetOptions, NewTarget, Selector
 from keyturn.core.model import Product, Tenant
-from keyturn.core.ports import CredentialSnapshot
 from keyturn.core.secret_manager import (
     FlowState,
     FlowTrigger,

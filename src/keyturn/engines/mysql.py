@@ -65,6 +65,14 @@ from typing import Any, Final, TypeVar
 import aiomysql  # type: ignore[import-untyped]
 import pymysql  # type: ignore[import-untyped]
 
+from keyturn.core.engine_ports import (
+    AccountInfo,
+    ApplyResult,
+    CredentialSnapshot,
+    EngineInfo,
+    Session,
+    SessionMark,
+)
 from keyturn.core.errors import (
     AccountExists,
     AccountLocked,
@@ -75,14 +83,6 @@ from keyturn.core.errors import (
 )
 from keyturn.core.model import EngineKind, Node, NodeAddress
 from keyturn.core.plans import Change
-from keyturn.core.ports import (
-    AccountInfo,
-    ApplyResult,
-    CredentialSnapshot,
-    EngineInfo,
-    Session,
-    SessionMark,
-)
 from keyturn.core.secrets import Secret
 from keyturn.engines import mysql_overlap, mysql_sessions
 from keyturn.engines.admin_pool import AdminPool

@@ -36,6 +36,14 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg import sql
 
+from keyturn.core.engine_ports import (
+    AccountInfo,
+    ApplyResult,
+    CredentialSnapshot,
+    EngineInfo,
+    Session,
+    SessionMark,
+)
 from keyturn.core.errors import (
     AccountCannotLogin,
     AccountNotFound,
@@ -47,14 +55,6 @@ from keyturn.core.errors import (
 )
 from keyturn.core.model import EngineKind, Node, NodeAddress
 from keyturn.core.plans import Change, ChangeMode
-from keyturn.core.ports import (
-    AccountInfo,
-    ApplyResult,
-    CredentialSnapshot,
-    EngineInfo,
-    Session,
-    SessionMark,
-)
 from keyturn.core.secrets import Secret
 from keyturn.engines import postgres_accounts, postgres_overlap, postgres_sessions
 from keyturn.engines.admin_pool import AdminPool

@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from keyturn.core.engine_ports import CredentialSnapshot
 from keyturn.core.errors import VerificationFailed
 from keyturn.core.model import Instance, Node
 from keyturn.core.plans import Change, ChangePlan, Topology
-from keyturn.core.ports import CredentialSnapshot
 from keyturn.core.secrets import Secret
 from keyturn.engines import sql_plan
 from keyturn.engines.admin_pool import AdminPool

@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from keyturn.core.model import Instance
-from keyturn.core.ports import Page
+from keyturn.core.store_ports import Page
 from keyturn.store import rows
 from keyturn.store.base import count_of, guarded
 from keyturn.store.schema import instances

@@ -1,4 +1,4 @@
-"""``SqlStore``: the ``keyturn.core.ports.Store`` over a SQLAlchemy asyncio engine (Core, no ORM).
+"""``SqlStore``: the ``keyturn.core.store_ports.Store`` over a SQLAlchemy asyncio engine (Core, no ORM).
 
 One code path for SQLite (the embedded default) and PostgreSQL. This module holds the factory
 (``open_store``: migrate, then open), the default URL and the tenant, access-key and instance
@@ -25,8 +25,9 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from keyturn.core.errors import Conflict, InstanceNotFound, InternalError, StoreUnavailable
 from keyturn.core.model import AccessKey, Instance, KeySource, Tenant
-from keyturn.core.ports import Clock, Page, SecretBox
+from keyturn.core.ports import Clock, SecretBox
 from keyturn.core.secrets import Secret
+from keyturn.core.store_ports import Page
 from keyturn.store import rows
 from keyturn.store.base import (
     Engine,

@@ -48,9 +48,10 @@ from keyturn.core.store_ports import Page, Store
 from keyturn.core.tasks import NewTask, StepPhase, TaskKind, TaskState, TaskStep
 from keyturn.store.base import Engine
 from keyturn.store.migrate import SCHEMA_HEAD, current_revision, head_revision, sync_url
+from keyturn.store.opening import open_engine, open_store, sqlite_url
 from keyturn.store.schema import instances, metadata, nodes, tasks
 from keyturn.store.sealing import AesGcmSecretBox
-from keyturn.store.sql import SqlStore, open_engine, open_store, sqlite_url
+from keyturn.store.sql import SqlStore
 from tests.support.fakes import FakeClock
 from tests.support.store_backends import StoreBackend
 

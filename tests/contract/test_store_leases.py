@@ -27,8 +27,9 @@ from keyturn.core.model import (
 )
 from keyturn.core.secrets import Secret
 from keyturn.core.tasks import NewTask, TaskKind, TaskState, TaskStep
+from keyturn.store.opening import open_store
 from keyturn.store.sealing import AesGcmSecretBox
-from keyturn.store.sql import SqlStore, open_store
+from keyturn.store.sql import SqlStore
 from tests.support.fakes import FakeClock
 from tests.support.store_backends import StoreBackend
 

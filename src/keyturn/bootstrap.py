@@ -62,9 +62,10 @@ from keyturn.store.datadir import prepare_data_dir
 from keyturn.store.fleet import SqlFleetRepo
 from keyturn.store.instance_search import SqlInstanceSearch
 from keyturn.store.observe import observe_statements
+from keyturn.store.opening import open_store, sqlite_url
 from keyturn.store.sealing import open_secret_box
 from keyturn.store.secrets import SqlSecrets
-from keyturn.store.sql import SqlStore, open_store, sqlite_url
+from keyturn.store.sql import SqlStore
 from keyturn.telemetry.prometheus import CONTENT_TYPE, PrometheusMetrics
 
 log = logging.getLogger("keyturn")

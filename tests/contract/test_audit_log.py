@@ -33,8 +33,9 @@ from keyturn.core.errors import InternalError
 from keyturn.store.audit import SqlAuditLog
 from keyturn.store.audit_chain import GENESIS, MAX_FIELD, ChainKeys
 from keyturn.store.audit_keying import KEYED_MARKER, open_audit_log, start_audit_log
+from keyturn.store.opening import open_store
 from keyturn.store.sealing import AesGcmSecretBox
-from keyturn.store.sql import SqlStore, open_store
+from keyturn.store.sql import SqlStore
 from tests.support.fakes import FakeClock
 from tests.support.store_backends import RawSql, StoreBackend
 
@@ -499,7 +500,7 @@ APPENDER = textwrap.dedent(
     from keyturn.service.context import SystemClock
     from keyturn.store.audit import SqlAuditLog
     from keyturn.store.sealing import AesGcmSecretBox
-    from keyturn.store.sql import open_store
+    from keyturn.store.opening import open_store
 
     async def main(url, name, count):
         store = await open_store(url, AesGcmSecretBox(b"k" * 32), SystemClock())

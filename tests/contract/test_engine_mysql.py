@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pytest
 
+from keyturn.core.engine_ports import CredentialSnapshot
 from keyturn.core.errors import (
     AccountLocked,
     AccountShadowed,
@@ -19,7 +20,6 @@ from keyturn.core.errors import (
     VerificationFailed,
 )
 from keyturn.core.model import EngineKind, parse_node_url
-from keyturn.core.ports import CredentialSnapshot
 from keyturn.core.secrets import Secret
 from keyturn.engines.mysql import MySQLEngine
 from keyturn.engines.mysql_accounts import split_account

@@ -19,9 +19,9 @@ from typing import Any, cast
 
 import pytest
 
+from keyturn.core.engine_ports import CredentialSnapshot
 from keyturn.core.errors import AccountPermissionDenied
 from keyturn.core.plans import Change, ChangeMode
-from keyturn.core.ports import CredentialSnapshot
 from keyturn.core.secrets import Secret
 from keyturn.core.tasks import Task, TaskKind, TaskState
 from keyturn.engines.postgres import PostgresEngine

@@ -17,6 +17,7 @@ from dataclasses import replace
 import pytest
 from redis.exceptions import AuthenticationError, ResponseError
 
+from keyturn.core.engine_ports import Engine
 from keyturn.core.errors import (
     AccountNotFound,
     EngineRejected,
@@ -26,7 +27,6 @@ from keyturn.core.errors import (
     VerificationFailed,
 )
 from keyturn.core.model import EngineKind
-from keyturn.core.ports import Engine
 from keyturn.core.secrets import Secret
 from keyturn.engines.redis import RedisEngine
 from keyturn.engines.redis_acl import classify, restore_rules

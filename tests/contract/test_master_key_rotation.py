@@ -31,10 +31,10 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from keyturn.core.audit import AuditEvent, AuditOutcome
 from keyturn.core.cluster import Fence
+from keyturn.core.engine_ports import CredentialSnapshot
 from keyturn.core.errors import InternalError
 from keyturn.core.fleet import FleetOptions, NewTarget, Selector
 from keyturn.core.model import Product, Tenant
-from keyturn.core.ports import CredentialSnapshot
 from keyturn.core.secret_manager import (
     FlowState,
     FlowTrigger,
@@ -52,6 +52,7 @@ from keyturn.store.audit_chain import ChainKeys
 from keyturn.store.audit_keying import KEYED_MARKER, open_audit_log
 from keyturn.store.fleet import SqlFleetRepo
 from keyturn.store.migrate import sync_url
+from keyturn.store.opening import open_store, sqlite_url
 from keyturn.store.rekey import (
     SEALED_COLUMNS,
     DataDirLock,
@@ -71,7 +72,7 @@ from keyturn.store.sealing import (
     write_key_file,
 )
 from keyturn.store.secrets import SqlSecrets
-from keyturn.store.sql import SqlStore, open_store, sqlite_url
+from keyturn.store.sql import SqlStore
 from tests.support.store_backends import StoreBackend
 
 TENANT = "1300000009"

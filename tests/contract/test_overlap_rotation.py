@@ -28,8 +28,9 @@ from keyturn.service.operator import PASSWORD_POLICIES
 from keyturn.service.resets import Resets
 from keyturn.service.sessions import AccountSessions
 from keyturn.service.worker import TaskWorker
+from keyturn.store.opening import open_store, sqlite_url
 from keyturn.store.sealing import AesGcmSecretBox
-from keyturn.store.sql import SqlStore, open_store, sqlite_url
+from keyturn.store.sql import SqlStore
 from tests.support.app_sessions import open_app_session
 from tests.support.engine_cases import OLD, EngineCase, engine_case
 from tests.support.fixtures import MariaDBServerFactory

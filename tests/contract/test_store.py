@@ -24,6 +24,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import event
 
+from keyturn.core.engine_ports import CredentialSnapshot
 from keyturn.core.errors import (
     Conflict,
     InstanceNotFound,
@@ -42,14 +43,15 @@ from keyturn.core.model import (
     Tenant,
     parse_node_url,
 )
-from keyturn.core.ports import CredentialSnapshot, Page, Store
 from keyturn.core.secrets import Secret
+from keyturn.core.store_ports import Page, Store
 from keyturn.core.tasks import NewTask, StepPhase, TaskKind, TaskState, TaskStep
 from keyturn.store.base import Engine
 from keyturn.store.migrate import SCHEMA_HEAD, current_revision, head_revision, sync_url
+from keyturn.store.opening import open_engine, open_store, sqlite_url
 from keyturn.store.schema import instances, metadata, nodes, tasks
 from keyturn.store.sealing import AesGcmSecretBox
-from keyturn.store.sql import SqlStore, open_engine, open_store, sqlite_url
+from keyturn.store.sql import SqlStore
 from tests.support.fakes import FakeClock
 from tests.support.store_backends import StoreBackend
 

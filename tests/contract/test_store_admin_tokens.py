@@ -15,8 +15,9 @@ from keyturn.core.model import KeySource, Tenant
 from keyturn.service.admin_tokens import AdminTokens
 from keyturn.service.credentials import KEY_CACHE_SECONDS
 from keyturn.store.admin_tokens import SqlAdminTokens
+from keyturn.store.opening import open_store
 from keyturn.store.sealing import AesGcmSecretBox
-from keyturn.store.sql import SqlStore, open_store
+from keyturn.store.sql import SqlStore
 from tests.support.fakes import FakeClock
 from tests.support.store_backends import BACKEND_KEY, StoreBackend
 

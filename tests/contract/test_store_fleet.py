@@ -25,8 +25,9 @@ from keyturn.core.tasks import NewTask, TaskKind
 from keyturn.service.admin import Admin
 from keyturn.service.fleet import FleetJobs
 from keyturn.store.fleet import SqlFleetRepo
+from keyturn.store.opening import open_store
 from keyturn.store.sealing import AesGcmSecretBox
-from keyturn.store.sql import SqlStore, open_store
+from keyturn.store.sql import SqlStore
 from tests.support.fakes import FakeClock
 from tests.support.store_backends import BACKEND_KEY, StoreBackend
 

@@ -5,8 +5,8 @@ order with the total, ``%`` and ``_`` matched literally."""
 from __future__ import annotations
 
 from keyturn.core.model import KeySource, Product, Tenant
-from keyturn.core.ports import Page
 from keyturn.core.secrets import Secret
+from keyturn.core.store_ports import Page
 from keyturn.service.admin import Admin
 from keyturn.store.instance_search import SqlInstanceSearch
 from keyturn.store.sql import SqlStore

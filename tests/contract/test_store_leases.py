@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from keyturn.core.cluster import Fence, NodeRecord
+from keyturn.core.engine_ports import CredentialSnapshot
 from keyturn.core.errors import LeaseLost, TaskNotFound, VerificationFailed
 from keyturn.core.model import (
     EngineKind,
@@ -24,11 +25,11 @@ from keyturn.core.model import (
     Tenant,
     parse_node_url,
 )
-from keyturn.core.ports import CredentialSnapshot
 from keyturn.core.secrets import Secret
 from keyturn.core.tasks import NewTask, TaskKind, TaskState, TaskStep
+from keyturn.store.opening import open_store
 from keyturn.store.sealing import AesGcmSecretBox
-from keyturn.store.sql import SqlStore, open_store
+from keyturn.store.sql import SqlStore
 from tests.support.fakes import FakeClock
 from tests.support.store_backends import StoreBackend
 

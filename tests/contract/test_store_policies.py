@@ -20,9 +20,10 @@ from keyturn.core.model import AccessKey, KeySource, Tenant
 from keyturn.core.secrets import Secret
 from keyturn.service.admin import ADMINISTRATOR, Admin
 from keyturn.service.inventory import parse_inventory
+from keyturn.store.opening import open_store
 from keyturn.store.schema import access_keys, policies
 from keyturn.store.sealing import AesGcmSecretBox
-from keyturn.store.sql import SqlStore, open_store
+from keyturn.store.sql import SqlStore
 from tests.support.fakes import FakeClock
 from tests.support.store_backends import StoreBackend
 

@@ -18,7 +18,6 @@ from keyturn.core.errors import (
     SecretNotFound,
 )
 from keyturn.core.model import KeySource, Tenant
-from keyturn.core.ports import Page
 from keyturn.core.secret_manager import (
     DropOld,
     FlowState,
@@ -31,9 +30,11 @@ from keyturn.core.secret_manager import (
     flow_lock_key,
 )
 from keyturn.core.secrets import Secret
+from keyturn.core.store_ports import Page
+from keyturn.store.opening import open_store
 from keyturn.store.sealing import AesGcmSecretBox
 from keyturn.store.secrets import SqlSecrets
-from keyturn.store.sql import SqlStore, open_store
+from keyturn.store.sql import SqlStore
 from tests.support.fakes import FakeClock
 from tests.support.store_backends import BACKEND_KEY, StoreBackend
 

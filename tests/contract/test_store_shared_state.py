@@ -24,8 +24,9 @@ from keyturn.service.context import Answer, Caller
 from keyturn.service.credentials import KEY_CACHE_SECONDS, Credentials
 from keyturn.service.gate import Gate
 from keyturn.service.ratelimit import RateLimiter
+from keyturn.store.opening import open_store
 from keyturn.store.sealing import AesGcmSecretBox
-from keyturn.store.sql import SqlStore, open_store
+from keyturn.store.sql import SqlStore
 from tests.support.fakes import FakeClock, redis_call
 from tests.support.store_backends import StoreBackend
 

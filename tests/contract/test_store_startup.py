@@ -18,8 +18,9 @@ from keyturn.core.errors import InternalError, StoreUnavailable
 from keyturn.core.model import AccessKey, KeySource, Tenant
 from keyturn.core.secrets import Secret
 from keyturn.store.migrate import SCHEMA_HEAD, current_revision
+from keyturn.store.opening import open_store
 from keyturn.store.sealing import AesGcmSecretBox
-from keyturn.store.sql import SqlStore, open_store
+from keyturn.store.sql import SqlStore
 from tests.support.fakes import FakeClock
 from tests.support.ports import free_port
 from tests.support.store_backends import StoreBackend, StorePostgres

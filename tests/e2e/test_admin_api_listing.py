@@ -18,8 +18,8 @@ from keyturn.core.model import KeySource, Tenant
 from keyturn.service.admin_tokens import AdminTokens
 from keyturn.service.context import SystemClock
 from keyturn.store.admin_tokens import SqlAdminTokens
+from keyturn.store.opening import open_engine, sqlite_url
 from keyturn.store.schema import instances, nodes
-from keyturn.store.sql import open_engine, sqlite_url
 from tests.support.fuzz_harness import AppHarness
 
 TENANT, OTHER = "1300000001", "1300000002"

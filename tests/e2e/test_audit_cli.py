@@ -29,7 +29,7 @@ from keyturn.config import load_settings
 from keyturn.core.audit import AuditEvent, AuditOutcome
 from keyturn.core.model import Product
 from keyturn.store.audit_keying import open_audit_log
-from keyturn.store.sql import DB_FILE
+from keyturn.store.opening import DB_FILE
 from tests.support.cli import audit_cli, audit_records
 from tests.support.huawei_sdk import dcs_client, reset_password
 from tests.support.keyturn_server import (

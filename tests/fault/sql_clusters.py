@@ -31,7 +31,7 @@ from tencentcloud.tdmysql.v20211122 import tdmysql_client
 
 from keyturn.bootstrap import open_admin_store
 from keyturn.config import load_settings
-from keyturn.core.ports import Page
+from keyturn.core.store_ports import Page
 from tests.support.keyturn_server import KEY_ID, KEY_SECRET, TENANT, KeyturnServer
 from tests.support.mysql_server import MariaDBServer, MariaDBServerError, native_hash, sql_string
 from tests.support.postgres_server import PostgresServer, PostgresServerError

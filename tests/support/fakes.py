@@ -20,9 +20,9 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from keyturn.core.engine_ports import EngineInfo
 from keyturn.core.errors import AccountNotFound, DomainError, InstanceNotFound
 from keyturn.core.model import EngineKind, Instance, Node, NodeAddress, Product
-from keyturn.core.ports import EngineInfo
 from keyturn.core.secrets import Secret
 from keyturn.service.context import Answer, Caller
 from keyturn.service.gate import CallInfo

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from keyturn.core.engine_ports import CredentialSnapshot, Engine
 from keyturn.core.model import EngineKind, Instance, Node, NodeRole, Product, parse_node_url
 from keyturn.core.plans import Change, ChangeMode, ChangePlan
-from keyturn.core.ports import CredentialSnapshot, Engine
 from keyturn.core.secrets import Secret
 from keyturn.service.plan_runner import with_pending
 

@@ -28,8 +28,9 @@ from typing import Any, Final, Protocol
 import pytest
 
 from keyturn.store.migrate import upgrade
+from keyturn.store.opening import DB_FILE, open_store, sqlite_url
 from keyturn.store.sealing import AesGcmSecretBox
-from keyturn.store.sql import DB_FILE, SqlStore, open_store, sqlite_url
+from keyturn.store.sql import SqlStore
 from tests.support.fakes import FakeClock
 from tests.support.fixtures import require_binary
 from tests.support.postgres_server import PostgresServer, PostgresServerError, postgres_bindir

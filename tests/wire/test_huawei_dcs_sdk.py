@@ -21,7 +21,7 @@ import pytest
 
 from keyturn.config import load_settings
 from keyturn.core.model import Product
-from keyturn.core.ports import Page
+from keyturn.core.store_ports import Page
 from tests.support.huawei_sdk import (
     ClientRequestException,
     ListInstancesRequest,

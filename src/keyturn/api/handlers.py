@@ -15,8 +15,8 @@ from typing import Any
 from keyturn.api import views
 from keyturn.core.errors import InvalidParameterValue, MissingParameter
 from keyturn.core.model import Product, Tenant
-from keyturn.core.ports import Page
 from keyturn.core.secrets import Secret
+from keyturn.core.store_ports import Page
 from keyturn.service.context import Answer
 from keyturn.service.fleet import FleetJobs
 from keyturn.service.operator import Operator

@@ -12,8 +12,8 @@ from typing import Any
 
 from keyturn.core.access import Decision, KeyPolicies, NamedPolicy
 from keyturn.core.cluster import HeldTask, NodeView
+from keyturn.core.engine_ports import AccountInfo
 from keyturn.core.model import AccessKey, Instance, Tenant
-from keyturn.core.ports import AccountInfo
 from keyturn.core.tasks import Task
 from keyturn.service.operator_scope import AuditRecordView, ChainView, InstanceHealth
 from keyturn.service.sessions import SessionReport

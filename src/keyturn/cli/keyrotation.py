@@ -28,8 +28,8 @@ from keyturn.core.errors import DomainError, NotFound
 from keyturn.core.model import AccessKey, KeySource
 from keyturn.service.admin import new_key_secret
 from keyturn.service.context import SystemClock
+from keyturn.store.opening import sqlite_url
 from keyturn.store.rekey import Rotation, rotate_master_key
-from keyturn.store.sql import sqlite_url
 
 
 def rotate_master(

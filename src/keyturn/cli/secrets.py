@@ -23,8 +23,8 @@ from keyturn.bootstrap import open_admin_store
 from keyturn.cli.options import ConfigOption, DataDirOption
 from keyturn.config import ConfigError, load_settings
 from keyturn.core.errors import DomainError
-from keyturn.core.ports import Page
 from keyturn.core.secret_manager import RotationStatus, SecretRecord
+from keyturn.core.store_ports import Page
 from keyturn.service.context import SystemClock
 from keyturn.service.secrets import SecretManager
 from keyturn.store.secrets import SqlSecrets

@@ -21,8 +21,8 @@ from keyturn.console.html import Html, badge, field, table, tag
 from keyturn.console.layout import Outcome, layout, redirect, status_of, task_table, topology
 from keyturn.core.errors import DomainError
 from keyturn.core.model import Instance
-from keyturn.core.ports import Page
 from keyturn.core.secrets import Secret
+from keyturn.core.store_ports import Page
 from keyturn.service.context import Answer
 from keyturn.service.operator import PASSWORD_POLICIES
 

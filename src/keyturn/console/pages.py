@@ -19,7 +19,7 @@ from keyturn.console.html import Html, badge, field, href, link, table, tag
 from keyturn.console.layout import Outcome, instance_link, layout, pager, task_table, topology, when
 from keyturn.core.errors import InvalidParameterValue
 from keyturn.core.model import Product
-from keyturn.core.ports import Page
+from keyturn.core.store_ports import Page
 from keyturn.core.tasks import Task
 
 if TYPE_CHECKING:

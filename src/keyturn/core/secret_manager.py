@@ -20,8 +20,8 @@ from typing import Final, Protocol
 
 from keyturn.core.errors import InvalidParameterValue
 from keyturn.core.model import Product
-from keyturn.core.ports import Page
 from keyturn.core.secrets import Secret
+from keyturn.core.store_ports import Page
 
 #: SecretName: the vendors allow letters, digits, ``_`` and ``-`` (Tencent up to 128 chars,
 #: Alibaba up to 192 with ``/``); keyturn takes the intersection plus ``.``.

@@ -130,5 +130,5 @@ class Task:
     #: The ``DomainError`` code behind a failure, when there was one.
     error_code: str | None = None
     #: Per node endpoint, the connection-id watermark taken once the change was applied and
-    #: verified (``keyturn.core.ports.SessionMark`` text), on engines that need one.
+    #: verified (``keyturn.core.engine_ports.SessionMark`` text), on engines that need one.
     session_marks: tuple[tuple[str, str], ...] = ()

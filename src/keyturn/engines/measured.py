@@ -15,11 +15,7 @@ from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
-from keyturn.core.errors import DomainError
-from keyturn.core.metrics import Metrics
-from keyturn.core.model import Instance, Node
-from keyturn.core.plans import Change, ChangePlan, Check, PlanStep, Topology
-from keyturn.core.ports import (
+from keyturn.core.engine_ports import (
     AccountInfo,
     ApplyResult,
     CredentialSnapshot,
@@ -28,6 +24,10 @@ from keyturn.core.ports import (
     Session,
     SessionMark,
 )
+from keyturn.core.errors import DomainError
+from keyturn.core.metrics import Metrics
+from keyturn.core.model import Instance, Node
+from keyturn.core.plans import Change, ChangePlan, Check, PlanStep, Topology
 from keyturn.core.secrets import Secret
 
 T = TypeVar("T")

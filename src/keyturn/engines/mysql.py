@@ -14,17 +14,13 @@ WITH mysql_native_password AS %s`` (MySQL), with user, host and hash escaped by 
 query arguments. A reset switches the row to ``mysql_native_password``; ``restore`` puts back the
 stored plugin and authentication string.
 
-Before a change the target row is checked: it must exist (``AccountNotFound``), must not be
-locked (``ACCOUNT LOCK`` survives a password change: ``AccountLocked``, reported rather than
-silently reset) and must not be shadowed by a more specific row of the same user, or of the
-anonymous user, that takes the same clients' logins (``'app'@'127.0.0.1'`` or
-``'app'@'localhost'`` before ``'app'@'%'``: ``AccountShadowed``, naming the shadowing host).
-MariaDB authentication chains (``IDENTIFIED VIA a OR b``) are refused: a snapshot could not
-restore them. ``verify`` logs in on a fresh TCP connection to the node's host and checks that
-``CURRENT_USER()`` is the row that was changed, so a ``'x'@'localhost'`` row (unix socket only
-with ``skip-name-resolve``) cannot be verified from here. A probe for an account reports whether
-its row holds a global privilege that controls the server (SUPER, CREATE USER), so the service
-can protect it.
+Before a change the target row is checked (``keyturn.engines.mysql_admin``: it exists, is not
+locked and is not shadowed by a more specific row). MariaDB authentication chains
+(``IDENTIFIED VIA a OR b``) are refused: a snapshot could not restore them. ``verify`` logs in
+on a fresh TCP connection to the node's host and checks that ``CURRENT_USER()`` is the row that
+was changed, so a ``'x'@'localhost'`` row (unix socket only with ``skip-name-resolve``) cannot be
+verified from here. A probe for an account reports whether its row holds a global privilege that
+controls the server (SUPER, CREATE USER), so the service can protect it.
 
 Limitations: only MariaDB 10.11 is tested. On MySQL 8, ``caching_sha2_password`` verifiers
 cannot be pre-hashed portably, so a reset needs the ``mysql_native_password`` plugin to be
@@ -55,59 +51,47 @@ engine timeout plus ``replica_grace`` seconds, else ``VerificationFailed`` namin
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import ssl
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Final, TypeVar
+from typing import Any
 
-import aiomysql  # type: ignore[import-untyped]
 import pymysql  # type: ignore[import-untyped]
 
+from keyturn.core.engine_ports import (
+    AccountInfo,
+    ApplyResult,
+    CredentialSnapshot,
+    EngineInfo,
+    SessionMark,
+)
 from keyturn.core.errors import (
     AccountExists,
-    AccountLocked,
     AccountNotFound,
-    AccountShadowed,
     UnsupportedFeature,
     VerificationFailed,
 )
 from keyturn.core.model import EngineKind, Node, NodeAddress
 from keyturn.core.plans import Change
-from keyturn.core.ports import (
-    AccountInfo,
-    ApplyResult,
-    CredentialSnapshot,
-    EngineInfo,
-    Session,
-    SessionMark,
-)
 from keyturn.core.secrets import Secret
-from keyturn.engines import mysql_overlap, mysql_sessions
-from keyturn.engines.admin_pool import AdminPool
-from keyturn.engines.base import DEFAULT_TIMEOUT, check_timeout, engine_call
+from keyturn.engines import mysql_admin, mysql_overlap, mysql_sessions
+from keyturn.engines.base import DEFAULT_TIMEOUT
 from keyturn.engines.mysql_accounts import (
     DROP_USER,
     ER_CANNOT_USER,
     NATIVE_PLUGIN,
-    Row,
     alter_statement,
     check_creatable,
     classify,
     create_statement,
     errno_of,
     login_refused,
-    mariadb_row,
-    mysql_row,
     native_hash,
-    shadowing_host,
     snapshot_data,
     snapshot_of,
     split_account,
     text,
-    wire_password,
 )
+from keyturn.engines.mysql_admin import MySQLAdmin, account_rows, target
 from keyturn.engines.mysql_replication import (
     REPLICA_GRACE,
     REPLICATED,
@@ -118,111 +102,50 @@ from keyturn.engines.mysql_replication import (
     wait_for,
 )
 from keyturn.engines.mysql_tls import TlsContexts
-from keyturn.engines.sql_engine import SqlEngine
-
-log = logging.getLogger(__name__)
-_PROGRAM_NAME: Final = "keyturn"
-_CHARSET: Final = "utf8mb4"
-
-T = TypeVar("T")
-
-_MARIADB_ROWS: Final = "SELECT User, Host, priv FROM mysql.global_priv WHERE User IN (%s, '')"
-_MARIADB_ALL: Final = "SELECT User, Host, priv FROM mysql.global_priv"
-_MYSQL_ROWS: Final = (
-    "SELECT User, Host, plugin, authentication_string, account_locked"
-    " FROM mysql.user WHERE User IN (%s, '')"
-)
-_MYSQL_ALL: Final = (
-    "SELECT User, Host, plugin, authentication_string, account_locked FROM mysql.user"
-)
-#: Whether an account row holds a global privilege that controls the server: SUPER (granted by
-#: ALL PRIVILEGES ON *.* too), or CREATE USER, which may ALTER USER any account, root's
-#: included. ``mysql.user`` is a view over ``global_priv`` on MariaDB: one query for both.
-_SUPERUSER: Final = (
-    "SELECT MAX(Super_priv = 'Y' OR Create_user_priv = 'Y') FROM mysql.user"
-    " WHERE User = %s AND LOWER(Host) = LOWER(%s)"
-)
-_MYSQL_NATIVE_ACTIVE: Final = (
-    "SELECT PLUGIN_STATUS FROM information_schema.PLUGINS WHERE PLUGIN_NAME = %s"
-)
+from keyturn.engines.sql_engine import SqlEngine, probed
 
 
-@dataclass(slots=True)
-class _Admin:
-    """A pooled admin connection and what keyturn learnt when it logged in."""
-
-    conn: Any
-    username: str
-    password: Secret | None
-    version: str
-    mariadb: bool
-    native: bool
-
-    def alive(self) -> bool:
-        return not self.conn.closed
-
-    async def aclose(self) -> None:
-        await _close(self.conn)
-
-
-async def _close(conn: Any) -> None:
-    try:
-        async with asyncio.timeout(1.0):
-            await conn.ensure_closed()
-    except Exception as exc:  # cleanup must not mask the operation's own outcome
-        log.debug("closing a mysql connection failed (%s)", type(exc).__name__)
-        conn.close()
-
-
-class MySQLEngine(SqlEngine):
+class MySQLEngine(SqlEngine[MySQLAdmin]):
     """The ``Engine`` for MySQL and MariaDB. One instance serves every such node; ``timeout``
     bounds each operation (connect included) in seconds."""
 
     kind: EngineKind = EngineKind.MYSQL
 
     engine_name = "MySQL"
+    _login_error = pymysql.err.MySQLError
+    _sessions = mysql_sessions
 
     def __init__(
         self, *, timeout: float = DEFAULT_TIMEOUT, replica_grace: float = REPLICA_GRACE
     ) -> None:
-        self._timeout = check_timeout(timeout)
-        self._replica_budget = self._timeout + max(0.0, replica_grace)
-        self._admins: AdminPool[_Admin] = AdminPool(
-            timeout=self._timeout, classify=classify, open=self._open, refused=login_refused
+        super().__init__(
+            timeout=timeout, grace=replica_grace, classify=classify, refused=login_refused
         )
         self._tls = TlsContexts()
         self._positions = GtidPositions()
 
-    @property
-    def timeout(self) -> float:
-        return self._timeout
-
     # ------------------------------------------------------------------ Engine protocol
 
     async def probe(self, node: Node, account: str | None = None) -> EngineInfo:
-        async def op(admin: _Admin) -> EngineInfo:
-            row = await self._one(admin.conn, "SELECT VERSION()")
+        async def op(admin: MySQLAdmin) -> EngineInfo:
+            row = await mysql_admin.one(admin.conn, "SELECT VERSION()")
             if row:
                 admin.version = text(row[0])
                 admin.mariadb = "mariadb" in admin.version.lower()
             superuser = exists = None
             if account is not None:
-                found = await self._one(admin.conn, _SUPERUSER, split_account(account))
+                found = await mysql_admin.one(
+                    admin.conn, mysql_admin.SUPERUSER, split_account(account)
+                )
                 superuser = None if found is None or found[0] is None else bool(found[0])
                 exists = superuser is not None  # MAX over no row is NULL
-            return EngineInfo(
-                version=admin.version,
-                accounts=True,
-                password_free=None,
-                superuser=superuser,
-                account_exists=exists,
-            )
+            return probed(admin.version, superuser=superuser, exists=exists)
 
         return await self._admins.run(node, "probe", op)
 
     async def list_accounts(self, node: Node) -> list[AccountInfo]:
-        async def op(admin: _Admin) -> list[AccountInfo]:
-            rows = await self._rows(admin, None)
+        async def op(admin: MySQLAdmin) -> list[AccountInfo]:
+            rows = await account_rows(admin, None)
             return [
                 AccountInfo(
                     name=row.name,
@@ -236,17 +159,17 @@ class MySQLEngine(SqlEngine):
         return await self._admins.run(node, "list accounts", op)
 
     async def snapshot(self, node: Node, account: str) -> CredentialSnapshot:
-        async def op(admin: _Admin) -> CredentialSnapshot:
-            return snapshot_of(account, await self._target(node, admin, account))
+        async def op(admin: MySQLAdmin) -> CredentialSnapshot:
+            return snapshot_of(account, await target(node, admin, account))
 
         return await self._admins.run(node, "snapshot", op)
 
     async def set_password(self, node: Node, account: str, password: Secret) -> ApplyResult:
-        async def op(admin: _Admin) -> ApplyResult:
+        async def op(admin: MySQLAdmin) -> ApplyResult:
             if await self._replica(node, admin):
                 # Read-only by role: the primary's ALTER USER reaches it through the binlog.
                 return REPLICATED
-            await self._target(node, admin, account)
+            await target(node, admin, account)
             if not admin.native:
                 raise UnsupportedFeature(
                     f"{node.address.endpoint} has no active mysql_native_password plugin"
@@ -257,10 +180,10 @@ class MySQLEngine(SqlEngine):
         return await self._admins.run(node, "set password", op)
 
     async def add_password(self, node: Node, account: str, password: Secret) -> ApplyResult:
-        async def op(admin: _Admin) -> ApplyResult:
+        async def op(admin: MySQLAdmin) -> ApplyResult:
             if await self._replica(node, admin):
                 return REPLICATED
-            row = await self._target(node, admin, account)
+            row = await target(node, admin, account)
             found = mysql_overlap.addition(
                 node, mariadb=admin.mariadb, version=admin.version, row=row, password=password
             )
@@ -271,10 +194,10 @@ class MySQLEngine(SqlEngine):
         return await self._admins.run(node, "add password", op)
 
     async def keep_only(self, node: Node, account: str, password: Secret) -> ApplyResult:
-        async def op(admin: _Admin) -> ApplyResult:
+        async def op(admin: MySQLAdmin) -> ApplyResult:
             if await self._replica(node, admin):
                 return REPLICATED
-            await self._target(node, admin, account)
+            await target(node, admin, account)
             await self._alter(node, admin, account, ((NATIVE_PLUGIN, native_hash(password)),))
             if not admin.mariadb:
                 await self._discard_old(node, admin, account)
@@ -290,29 +213,17 @@ class MySQLEngine(SqlEngine):
         # A replica proves the new password only once it applied the change: verify waits.
         await self.verify(node, change.account, change.password)
 
-        async def held(admin: _Admin) -> None:
-            row = await self._target(node, admin, change.account)
+        async def held(admin: MySQLAdmin) -> None:
+            row = await target(node, admin, change.account)
             mysql_overlap.check_held(node, admin.mariadb, row, change, snapshot)
 
         await self._admins.run(node, "check the credentials held", held)
 
-    async def list_sessions(self, node: Node, account: str) -> list[Session]:
-        async def op(admin: _Admin) -> list[Session]:
-            return await mysql_sessions.listed(admin.conn, node, account)
-
-        return await self._admins.run(node, "list sessions", op)
-
     async def session_mark(self, node: Node) -> SessionMark | None:
-        async def op(admin: _Admin) -> SessionMark:
+        async def op(admin: MySQLAdmin) -> SessionMark:
             return await mysql_sessions.mark(admin.conn, node)
 
         return await self._admins.run(node, "mark sessions", op)
-
-    async def end_sessions(self, node: Node, account: str, ids: Sequence[str]) -> int:
-        async def op(admin: _Admin) -> int:
-            return await mysql_sessions.ended(admin.conn, account, ids)
-
-        return await self._admins.run(node, "end sessions", op)
 
     async def set_password_free(self, node: Node, account: str) -> ApplyResult:
         raise UnsupportedFeature("MySQL accounts have no password-free mode here")
@@ -320,7 +231,7 @@ class MySQLEngine(SqlEngine):
     async def restore(self, node: Node, snapshot: CredentialSnapshot) -> ApplyResult:
         alternatives = snapshot_data(snapshot)
 
-        async def op(admin: _Admin) -> ApplyResult:
+        async def op(admin: MySQLAdmin) -> ApplyResult:
             if await self._replica(node, admin):
                 return REPLICATED
             await self._alter(node, admin, snapshot.account, alternatives)
@@ -339,12 +250,12 @@ class MySQLEngine(SqlEngine):
         user, host = split_account(account)
         endpoint = node.address.endpoint
 
-        async def op(admin: _Admin) -> ApplyResult:
+        async def op(admin: MySQLAdmin) -> ApplyResult:
             if await self._replica(node, admin):
                 return REPLICATED
             if not admin.native:
                 raise UnsupportedFeature(f"{endpoint} has no active mysql_native_password plugin")
-            check_creatable(user, host, await self._rows(admin, user), endpoint)
+            check_creatable(user, host, await account_rows(admin, user), endpoint)
             args = (user, host, native_hash(password))
             if not await self._write(node, admin, create_statement(admin.mariadb), args):
                 raise AccountExists(f"the account already exists on {endpoint}")
@@ -353,7 +264,7 @@ class MySQLEngine(SqlEngine):
         return await self._admins.run(node, "create account", op)
 
     async def drop_account(self, node: Node, account: str) -> ApplyResult:
-        async def op(admin: _Admin) -> ApplyResult:
+        async def op(admin: MySQLAdmin) -> ApplyResult:
             if await self._replica(node, admin):
                 return REPLICATED
             if not await self._write(node, admin, DROP_USER, split_account(account)):
@@ -369,7 +280,7 @@ class MySQLEngine(SqlEngine):
             await self._login(node, account, password)
             return
 
-        async def wait(admin: _Admin, position: str, seconds: float) -> bool:
+        async def wait(admin: MySQLAdmin, position: str, seconds: float) -> bool:
             return await wait_for(admin.conn, position, seconds, mariadb=admin.mariadb)
 
         await await_replica(
@@ -386,123 +297,53 @@ class MySQLEngine(SqlEngine):
 
     # ------------------------------------------------------------------ internals
 
-    async def _open(self, node: Node, password: Secret | None) -> _Admin:
+    async def _open(self, node: Node, password: Secret | None) -> MySQLAdmin:
         """Log in as the node's admin and read the server's flavour and auth plugins."""
         conn = await self._connect(node.address, node.address.username, password)
-        try:
-            row = await self._one(conn, "SELECT VERSION()")
-            version = text(row[0]) if row else ""
-            mariadb = "mariadb" in version.lower()
-            native = mariadb or await self._native_active(conn)
-        except BaseException:
-            await _close(conn)
-            raise
-        log.debug("admin connection for %s ready (%s)", node.key, version)
-        return _Admin(conn, node.address.username, password, version, mariadb, native)
+        return await mysql_admin.login_info(node, conn, password)
 
-    async def _login(self, node: Node, account: str, password: Secret) -> None:
-        """One fresh login as ``account`` that must land on that very row; else
-        ``VerificationFailed``."""
-        endpoint = node.address.endpoint
+    async def _connect(self, address: NodeAddress, user: str, password: Secret | None) -> Any:
+        return await mysql_admin.connect(
+            address,
+            user,
+            password,
+            timeout=self._timeout,
+            ssl_context=self._ssl_context(address),
+        )
+
+    async def _close(self, conn: Any) -> None:
+        await mysql_admin.close(conn)
+
+    def _login_user(self, account: str) -> str:
+        return split_account(account)[0]
+
+    async def _check_login(self, conn: Any, node: Node, account: str) -> None:
+        """The login must land on the very row that was changed."""
         user, host = split_account(account)
-        async with engine_call(endpoint, "verify login", timeout=self._timeout, classify=classify):
-            try:
-                conn = await self._connect(node.address, user, password)
-            except pymysql.err.MySQLError as exc:
-                if login_refused(exc):
-                    raise VerificationFailed(
-                        f"login to {endpoint} with the new credential failed"
-                    ) from None
-                raise
-            try:
-                row = await self._one(conn, "SELECT CURRENT_USER()")
-            finally:
-                await _close(conn)
-            got_user, got_host = split_account(text(row[0]) if row else "")
-            if got_user != user or got_host.lower() != host.lower():
-                raise VerificationFailed(
-                    f"the login to {endpoint} was taken by another account row"
-                )
+        row = await mysql_admin.one(conn, "SELECT CURRENT_USER()")
+        got_user, got_host = split_account(text(row[0]) if row else "")
+        if got_user != user or got_host.lower() != host.lower():
+            raise VerificationFailed(
+                f"the login to {node.address.endpoint} was taken by another account row"
+            )
 
     async def _is_replica(self, node: Node) -> bool:
-        async def op(admin: _Admin) -> bool:
+        async def op(admin: MySQLAdmin) -> bool:
             return await self._replica(node, admin)
 
         return await self._admins.run(node, "replication check", op)
 
     @staticmethod
-    async def _replica(node: Node, admin: _Admin) -> bool:
+    async def _replica(node: Node, admin: MySQLAdmin) -> bool:
         return await is_replica(admin.conn, node.key, mariadb=admin.mariadb, version=admin.version)
-
-    async def _native_active(self, conn: Any) -> bool:
-        row = await self._one(conn, _MYSQL_NATIVE_ACTIVE, (NATIVE_PLUGIN,))
-        return row is not None and text(row[0]).upper() == "ACTIVE"
 
     def _ssl_context(self, address: NodeAddress) -> ssl.SSLContext | None:
         return self._tls.context(address)
 
-    async def _connect(self, address: NodeAddress, user: str, password: Secret | None) -> Any:
-        """A new autocommit connection logged in as ``user`` over TCP."""
-        return await aiomysql.connect(
-            host=address.host,
-            port=address.port,
-            user=user,
-            password=wire_password(password),
-            db=address.database or None,
-            charset=_CHARSET,
-            autocommit=True,
-            connect_timeout=self._timeout,
-            ssl=self._ssl_context(address),
-            program_name=_PROGRAM_NAME,
-        )
-
-    @staticmethod
-    async def _one(
-        conn: Any, query: str, params: tuple[Any, ...] | None = None
-    ) -> tuple[Any, ...] | None:
-        async with conn.cursor() as cur:
-            await cur.execute(query, params)
-            row = await cur.fetchone()
-        return None if row is None else tuple(row)
-
-    @staticmethod
-    async def _all(conn: Any, query: str, params: tuple[Any, ...] | None = None) -> list[Any]:
-        async with conn.cursor() as cur:
-            await cur.execute(query, params)
-            return list(await cur.fetchall())
-
-    async def _rows(self, admin: _Admin, user: str | None) -> list[Row]:
-        """Account rows of ``user`` and of the anonymous user (None: every row)."""
-        if admin.mariadb:
-            query, params = (_MARIADB_ALL, None) if user is None else (_MARIADB_ROWS, (user,))
-            return [mariadb_row(*r) for r in await self._all(admin.conn, query, params)]
-        query, params = (_MYSQL_ALL, None) if user is None else (_MYSQL_ROWS, (user,))
-        return [mysql_row(*r) for r in await self._all(admin.conn, query, params)]
-
-    async def _target(self, node: Node, admin: _Admin, account: str) -> Row:
-        """The account's row, checked: it exists, is not locked, chained or shadowed."""
-        endpoint = node.address.endpoint
-        user, host = split_account(account)
-        rows = await self._rows(admin, user)
-        target = next(
-            (r for r in rows if r.user == user and r.host.lower() == host.lower() and not r.role),
-            None,
-        )
-        if target is None:
-            raise AccountNotFound(f"the account does not exist on {endpoint}")
-        if target.locked:
-            raise AccountLocked(f"the account on {endpoint} is locked (ACCOUNT LOCK)")
-        shadow = shadowing_host(target, rows)
-        if shadow is not None:
-            raise AccountShadowed(
-                f"the account on {endpoint} is shadowed by the more specific host {shadow!r}"
-            )
-        return target
-
     async def _alter(
         self,
         node: Node,
-        admin: _Admin,
+        admin: MySQLAdmin,
         account: str,
         alternatives: Sequence[tuple[str, str]],
         *,
@@ -530,7 +371,7 @@ class MySQLEngine(SqlEngine):
             raise
 
     async def _write(
-        self, node: Node, admin: _Admin, statement: str, args: tuple[str, ...]
+        self, node: Node, admin: MySQLAdmin, statement: str, args: tuple[str, ...]
     ) -> bool:
         """Run an account statement and record the binlog position a replica must reach;
         False on error 1396 (the account statement could not apply to that row)."""
@@ -545,7 +386,7 @@ class MySQLEngine(SqlEngine):
         self._positions.record(node.instance_id, position)
         return True
 
-    async def _discard_old(self, node: Node, admin: _Admin, account: str) -> None:
+    async def _discard_old(self, node: Node, admin: MySQLAdmin, account: str) -> None:
         """MySQL 8.0.14+: drop a retained secondary password (a no-op without one)."""
         if mysql_overlap.dual_passwords(admin.mariadb, admin.version):
             await self._alter(node, admin, account, (), statement=mysql_overlap.DISCARD_OLD)

@@ -15,6 +15,7 @@ from typing import Any, Final
 
 import pymysql  # type: ignore[import-untyped]
 
+from keyturn.core.engine_ports import CredentialSnapshot
 from keyturn.core.errors import (
     AccountExists,
     AccountPermissionDenied,
@@ -25,7 +26,6 @@ from keyturn.core.errors import (
     InternalError,
     UnsupportedFeature,
 )
-from keyturn.core.ports import CredentialSnapshot
 from keyturn.core.secrets import Secret
 
 NATIVE_PLUGIN: Final = "mysql_native_password"

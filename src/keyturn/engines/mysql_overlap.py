@@ -24,10 +24,10 @@ from __future__ import annotations
 
 from typing import Final
 
+from keyturn.core.engine_ports import CredentialSnapshot
 from keyturn.core.errors import EngineRejected, UnsupportedFeature, VerificationFailed
 from keyturn.core.model import Node
 from keyturn.core.plans import Change, ChangeMode
-from keyturn.core.ports import CredentialSnapshot
 from keyturn.core.secrets import Secret
 from keyturn.engines.mysql_accounts import (
     NATIVE_PLUGIN,

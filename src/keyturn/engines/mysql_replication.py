@@ -31,8 +31,8 @@ from typing import Any, Final
 
 import pymysql  # type: ignore[import-untyped]
 
+from keyturn.core.engine_ports import ApplyResult
 from keyturn.core.errors import VerificationFailed
-from keyturn.core.ports import ApplyResult
 from keyturn.engines.mysql_accounts import permission_denied
 
 log = logging.getLogger(__name__)

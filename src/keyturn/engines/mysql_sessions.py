@@ -23,9 +23,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Final
 
+from keyturn.core.engine_ports import Session, SessionMark
 from keyturn.core.errors import EngineRejected
 from keyturn.core.model import Node
-from keyturn.core.ports import Session, SessionMark
 from keyturn.engines.mysql_accounts import split_account, text
 
 #: The most sessions one listing returns (a server's ``max_connections`` is often lower).

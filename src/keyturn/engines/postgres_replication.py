@@ -27,8 +27,8 @@ from typing import Final
 
 from psycopg import sql
 
+from keyturn.core.engine_ports import ApplyResult
 from keyturn.core.errors import VerificationFailed
-from keyturn.core.ports import ApplyResult
 
 #: Seconds a standby may take to replay a change, on top of the engine's timeout.
 REPLAY_GRACE: Final = 3.0

@@ -21,8 +21,8 @@ from typing import Any, Final
 
 from psycopg import sql
 
+from keyturn.core.engine_ports import Session
 from keyturn.core.model import Node
-from keyturn.core.ports import Session
 
 #: The most sessions one listing returns (``max_connections`` is usually far lower).
 MAX_SESSIONS: Final = 10_000

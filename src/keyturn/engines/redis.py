@@ -20,6 +20,14 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from keyturn.core.engine_ports import (
+    AccountInfo,
+    ApplyResult,
+    CredentialSnapshot,
+    EngineInfo,
+    Session,
+    SessionMark,
+)
 from keyturn.core.errors import (
     AccountExists,
     AccountNotFound,
@@ -30,14 +38,6 @@ from keyturn.core.errors import (
 )
 from keyturn.core.model import EngineKind, Instance, Node
 from keyturn.core.plans import Change, ChangePlan, Topology
-from keyturn.core.ports import (
-    AccountInfo,
-    ApplyResult,
-    CredentialSnapshot,
-    EngineInfo,
-    Session,
-    SessionMark,
-)
 from keyturn.core.secrets import Secret
 from keyturn.engines import redis_plan, redis_sessions
 from keyturn.engines.base import DEFAULT_TIMEOUT, check_timeout

@@ -23,9 +23,9 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, ResponseError
 
+from keyturn.core.engine_ports import ApplyResult
 from keyturn.core.errors import EngineRejected
 from keyturn.core.model import Node, NodeAddress
-from keyturn.core.ports import ApplyResult
 from keyturn.core.secrets import Secret
 from keyturn.engines.admin_pool import AdminPool
 from keyturn.engines.base import close_quietly

@@ -33,10 +33,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from keyturn.core.engine_ports import CredentialSnapshot
 from keyturn.core.errors import EngineRejected, InternalError
 from keyturn.core.model import Instance, Node, NodeAddress, NodeRole
 from keyturn.core.plans import Change, ChangeMode, ChangePlan, Check, PlanStep, Topology
-from keyturn.core.ports import CredentialSnapshot
 from keyturn.engines import redis_topology
 from keyturn.engines.redis_acl import text
 from keyturn.engines.redis_admins import RedisAdmin, cmd, persist

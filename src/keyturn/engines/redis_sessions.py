@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
+from keyturn.core.engine_ports import Session
 from keyturn.core.model import Node
-from keyturn.core.ports import Session
 from keyturn.engines.redis_acl import text
 from keyturn.engines.redis_admins import RedisAdmin, cmd
 from keyturn.engines.redis_login import DEFAULT_USER

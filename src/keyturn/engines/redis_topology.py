@@ -18,9 +18,9 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 
+from keyturn.core.engine_ports import CredentialSnapshot
 from keyturn.core.errors import EngineRejected
 from keyturn.core.model import Node
-from keyturn.core.ports import CredentialSnapshot
 from keyturn.core.secrets import Secret
 from keyturn.engines.redis_admins import RedisAdmin, RedisAdmins, cmd, persist
 from keyturn.engines.redis_login import DEFAULT_USER

@@ -3,7 +3,7 @@
 This is the one place that switches on the engine kind. Each driver is built on first use with
 the registry's per-operation timeout and then shared, so that its pooled admin connections are
 shared too. ``close()`` closes every driver built so far. The registry satisfies the
-``keyturn.core.ports.EngineRegistry`` protocol. With ``metrics``, each driver is wrapped in a
+``keyturn.core.engine_ports.EngineRegistry`` protocol. With ``metrics``, each driver is wrapped in a
 ``MeasuredEngine`` that times its operations. This module imports only ``keyturn.core`` and the
 adapters in ``keyturn.engines``.
 """
@@ -14,10 +14,10 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Final
 
+from keyturn.core.engine_ports import Engine
 from keyturn.core.errors import UnsupportedFeature
 from keyturn.core.metrics import Metrics
 from keyturn.core.model import EngineKind
-from keyturn.core.ports import Engine
 from keyturn.engines.base import DEFAULT_TIMEOUT, check_timeout
 from keyturn.engines.measured import MeasuredEngine
 

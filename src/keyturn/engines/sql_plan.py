@@ -27,10 +27,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+from keyturn.core.engine_ports import ApplyResult, CredentialSnapshot
 from keyturn.core.errors import EngineRejected, InternalError
 from keyturn.core.model import Instance, Node, NodeRole
 from keyturn.core.plans import Change, ChangeMode, ChangePlan, Topology
-from keyturn.core.ports import ApplyResult, CredentialSnapshot
 from keyturn.core.secrets import Secret
 
 

@@ -27,11 +27,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 
+from keyturn.core.engine_ports import EngineRegistry
 from keyturn.core.errors import DomainError, UnsupportedFeature
 from keyturn.core.model import Instance, Product
 from keyturn.core.passwords import PasswordPolicy
-from keyturn.core.ports import ChangeLockRepo, Clock, EngineRegistry, Store
+from keyturn.core.ports import Clock
 from keyturn.core.secrets import Secret
+from keyturn.core.store_ports import ChangeLockRepo, Store
 from keyturn.service import protection
 from keyturn.service.context import Caller
 from keyturn.service.queries import owned_instance

@@ -42,8 +42,8 @@ from keyturn.core.model import (
     check_labels,
     parse_node_url,
 )
-from keyturn.core.ports import Store
 from keyturn.core.secrets import Secret
+from keyturn.core.store_ports import Store
 from keyturn.service.inventory import Inventory, KeySpec
 
 DEFAULT_TENANT = Tenant(id="1300000000", name="default")

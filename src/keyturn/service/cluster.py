@@ -29,7 +29,8 @@ from collections.abc import Awaitable, Callable
 
 from keyturn.core.cluster import NodeRecord
 from keyturn.core.errors import DomainError
-from keyturn.core.ports import Clock, ClusterRepo
+from keyturn.core.ports import Clock
+from keyturn.core.store_ports import ClusterRepo
 from keyturn.service.leases import Leases
 from keyturn.service.worker import TaskWorker
 

@@ -18,7 +18,7 @@ import time
 
 from keyturn.core.errors import UnknownAccessKey
 from keyturn.core.model import AccessKey
-from keyturn.core.ports import KeyRepo
+from keyturn.core.store_ports import KeyRepo
 
 #: The longest access key id looked up; every vendor's ids are far shorter (Tencent 36,
 #: Alibaba 24-30, Huawei 20), so a longer one cannot name a key.

@@ -34,8 +34,9 @@ from keyturn.core.fleet import (
     check_job_id,
 )
 from keyturn.core.model import Product
-from keyturn.core.ports import AuditLog, Clock, Store
+from keyturn.core.ports import AuditLog, Clock
 from keyturn.core.secrets import Secret
+from keyturn.core.store_ports import Store
 
 #: Targets read per page when outcomes are listed.
 OUTCOME_PAGE: Final = 500

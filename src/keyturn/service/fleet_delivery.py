@@ -16,10 +16,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from keyturn.core.engine_ports import EngineRegistry
 from keyturn.core.errors import DomainError, RotationFlowNotFound
-from keyturn.core.ports import EngineRegistry, InstanceRepo
 from keyturn.core.secret_manager import FlowState, FlowTrigger, SecretRepo
 from keyturn.core.secrets import Secret
+from keyturn.core.store_ports import InstanceRepo
 from keyturn.service.secret_rotation import Rotator, new_id
 
 

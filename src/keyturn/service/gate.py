@@ -37,7 +37,8 @@ from keyturn.core.errors import (
     StoreUnavailable,
 )
 from keyturn.core.metrics import NO_METRICS, Metrics
-from keyturn.core.ports import AuditLog, Clock, Store
+from keyturn.core.ports import AuditLog, Clock
+from keyturn.core.store_ports import Store
 from keyturn.service.access import (
     UNRESTRICTED,
     Access,

@@ -16,10 +16,10 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from keyturn.core.engine_ports import EngineRegistry
 from keyturn.core.errors import DomainError
 from keyturn.core.model import Instance
 from keyturn.core.plans import Topology
-from keyturn.core.ports import EngineRegistry
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from typing import Final, Protocol
 
 from keyturn.core.cluster import Fence, LeasePolicy
 from keyturn.core.errors import LeaseLost
-from keyturn.core.ports import ClusterRepo
+from keyturn.core.store_ports import ClusterRepo
 
 log = logging.getLogger(__name__)
 

@@ -20,6 +20,7 @@ from datetime import datetime
 
 from keyturn.core.access import Decision, KeyPolicies, NamedPolicy
 from keyturn.core.cluster import NodeView
+from keyturn.core.engine_ports import AccountInfo, EngineRegistry
 from keyturn.core.errors import (
     Conflict,
     DomainError,
@@ -36,8 +37,8 @@ from keyturn.core.passwords import (
     TENCENT_TDMYSQL,
     PasswordPolicy,
 )
-from keyturn.core.ports import AccountInfo, EngineRegistry, Page, Store
 from keyturn.core.secrets import Secret
+from keyturn.core.store_ports import Page, Store
 from keyturn.core.tasks import Task
 from keyturn.service.admin import Admin
 from keyturn.service.context import SystemClock

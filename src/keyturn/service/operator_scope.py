@@ -14,7 +14,7 @@ from typing import Protocol
 from keyturn.core.audit import AuditEvent
 from keyturn.core.errors import AccessDenied
 from keyturn.core.model import Instance
-from keyturn.core.ports import Page
+from keyturn.core.store_ports import Page
 from keyturn.service.context import Caller
 
 

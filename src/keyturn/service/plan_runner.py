@@ -39,10 +39,11 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
+from keyturn.core.engine_ports import CredentialSnapshot, Engine
 from keyturn.core.errors import DomainError, EngineUnavailable, LeaseLost, StoreUnavailable
 from keyturn.core.model import Instance, Node
 from keyturn.core.plans import Change, ChangePlan, Topology
-from keyturn.core.ports import CredentialSnapshot, Engine, Store
+from keyturn.core.store_ports import Store
 from keyturn.core.tasks import StepPhase, Task, TaskState, TaskStep
 from keyturn.service.checkpoints import Checkpoints
 from keyturn.service.leases import UNLEASED, Held

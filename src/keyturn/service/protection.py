@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from keyturn.core.engine_ports import EngineInfo
 from keyturn.core.errors import ProtectedAccount
 from keyturn.core.model import INSTANCE_PASSWORD_ACCOUNT, Instance, login_name
-from keyturn.core.ports import EngineInfo
 
 _OPT_IN = "set allow_admin_reset on the instance to allow it"
 

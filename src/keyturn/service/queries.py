@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
+from keyturn.core.engine_ports import AccountInfo, EngineRegistry
 from keyturn.core.errors import AccessDenied, InstanceNotFound, NotFound
 from keyturn.core.model import Instance, Product
-from keyturn.core.ports import AccountInfo, EngineRegistry, Page, Store
+from keyturn.core.store_ports import Page, Store
 from keyturn.core.tasks import Task
 from keyturn.service.context import Caller
 from keyturn.service.layouts import Layout, layouts

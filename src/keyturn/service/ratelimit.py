@@ -29,7 +29,8 @@ from datetime import datetime
 from typing import Final
 
 from keyturn.core.errors import DomainError, RequestThrottled
-from keyturn.core.ports import Clock, RateRepo
+from keyturn.core.ports import Clock
+from keyturn.core.store_ports import RateRepo
 
 #: The vendors' documented limits, per tenant and second (lower-case: actions match any case).
 DOCUMENTED_LIMITS: Mapping[str, int] = {

@@ -16,7 +16,8 @@ import logging
 from datetime import timedelta
 
 from keyturn.core.errors import DomainError, NonceReused
-from keyturn.core.ports import Clock, ReplayRepo
+from keyturn.core.ports import Clock
+from keyturn.core.store_ports import ReplayRepo
 
 log = logging.getLogger(__name__)
 

@@ -16,6 +16,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
+from keyturn.core.engine_ports import EngineInfo, EngineRegistry
 from keyturn.core.errors import (
     AccountNotFound,
     AccountsUnsupported,
@@ -32,8 +33,8 @@ from keyturn.core.errors import (
 )
 from keyturn.core.model import Instance, Product
 from keyturn.core.passwords import PasswordPolicy
-from keyturn.core.ports import EngineInfo, EngineRegistry, Store
 from keyturn.core.secrets import Secret
+from keyturn.core.store_ports import Store
 from keyturn.core.tasks import OVERLAP_KINDS, NewTask, Task, TaskKind, TaskState, TaskStep
 from keyturn.service import protection
 from keyturn.service.context import Caller

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import logging
 
+from keyturn.core.engine_ports import EngineRegistry
 from keyturn.core.errors import DomainError
-from keyturn.core.ports import EngineRegistry, Store
 from keyturn.core.secret_manager import RotationFlow, SecretRecord, SecretRepo
+from keyturn.core.store_ports import Store
 from keyturn.core.tasks import TaskKind
 from keyturn.service.secret_rotation import SYSTEM_KEY, Rotator
 from keyturn.service.sessions import AccountSessions, SessionReport

@@ -17,6 +17,7 @@ import logging
 from datetime import datetime, timedelta
 
 from keyturn.core.audit import AuditEvent, AuditOutcome
+from keyturn.core.engine_ports import EngineRegistry
 from keyturn.core.errors import (
     AccountNotFound,
     DomainError,
@@ -28,7 +29,7 @@ from keyturn.core.errors import (
 from keyturn.core.ids import random_id
 from keyturn.core.model import Instance
 from keyturn.core.passwords import PRODUCT_POLICIES, generate
-from keyturn.core.ports import AuditLog, Clock, EngineRegistry, Store
+from keyturn.core.ports import AuditLog, Clock
 from keyturn.core.secret_manager import (
     VENDOR_PRODUCTS,
     FlowState,
@@ -42,6 +43,7 @@ from keyturn.core.secret_manager import (
 )
 from keyturn.core.secret_schedule import after_success, backoff
 from keyturn.core.secrets import Secret
+from keyturn.core.store_ports import Store
 from keyturn.core.tasks import TaskKind, TaskState
 from keyturn.service.accounts import Accounts
 from keyturn.service.context import Caller

@@ -30,7 +30,7 @@ from keyturn.core.errors import (
     SecretVersionNotFound,
 )
 from keyturn.core.passwords import PRODUCT_POLICIES
-from keyturn.core.ports import Clock, Page
+from keyturn.core.ports import Clock
 from keyturn.core.secret_manager import (
     FlowTrigger,
     RotationFlow,
@@ -45,6 +45,7 @@ from keyturn.core.secret_manager import (
 )
 from keyturn.core.secret_schedule import anchor, slot_after
 from keyturn.core.secrets import Secret
+from keyturn.core.store_ports import Page
 from keyturn.service.secret_rotation import Rotator
 
 log = logging.getLogger(__name__)

@@ -29,19 +29,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from keyturn.core.audit import AuditEvent, AuditOutcome
+from keyturn.core.engine_ports import Engine, EngineRegistry, Session, SessionMark
 from keyturn.core.errors import DomainError
 from keyturn.core.model import Instance, Node
 from keyturn.core.plans import Topology
-from keyturn.core.ports import (
-    AuditLog,
-    Clock,
-    Engine,
-    EngineRegistry,
-    Page,
-    Session,
-    SessionMark,
-    Store,
-)
+from keyturn.core.ports import AuditLog, Clock
+from keyturn.core.store_ports import Page, Store
 from keyturn.core.tasks import Task, TaskKind, TaskState
 
 log = logging.getLogger(__name__)

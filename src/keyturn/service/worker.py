@@ -31,12 +31,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from keyturn.core.cluster import Fence
+from keyturn.core.engine_ports import EngineRegistry
 from keyturn.core.errors import DomainError, LeaseLost, NotFound, StoreUnavailable
 from keyturn.core.metrics import NO_METRICS, Metrics
 from keyturn.core.model import Instance
 from keyturn.core.plans import Change, ChangeMode
-from keyturn.core.ports import Clock, EngineRegistry, Store
+from keyturn.core.ports import Clock
 from keyturn.core.secrets import Secret
+from keyturn.core.store_ports import Store
 from keyturn.core.tasks import ACTIVE_STATES, Task, TaskKind, TaskState
 from keyturn.service.checkpoints import NO_CHECKPOINTS, Checkpoints
 from keyturn.service.leases import UNLEASED, Held, Leases, TaskLease

@@ -1,10 +1,11 @@
 """Searching instances by text (the admin API's ``GET /instances?q=``): a case-insensitive
 substring of the id or the name, within a tenant and product, a page at a time in id order.
 
-One statement answers the page, its nodes and the total (``keyturn.store.sql.instances_query``,
-the listing's own). A substring cannot use an index, so this scans the tenant's instances: about
-tens of milliseconds at 100,000 (tested through the API); plain listings, which need no scan,
-stay on the store's cached counts and anchors. ``%``, ``_`` and ``\\`` in the text are matched
+One statement answers the page, its nodes and the total
+(``keyturn.store.instance_repo.instances_query``, the listing's own). A substring cannot use an
+index, so this scans the tenant's instances: about tens of milliseconds at 100,000 (tested
+through the API); plain listings, which need no scan, stay on the store's cached counts and
+anchors. ``%``, ``_`` and ``\\`` in the text are matched
 literally. Imports: ``keyturn.core``, SQLAlchemy, this package and the standard library.
 """
 
@@ -13,11 +14,12 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from keyturn.core.model import Instance
-from keyturn.core.ports import Page
+from keyturn.core.store_ports import Page
 from keyturn.store import rows
 from keyturn.store.base import count_of, guarded
+from keyturn.store.instance_repo import instances_query
 from keyturn.store.schema import instances
-from keyturn.store.sql import SqlStore, instances_query
+from keyturn.store.sql import SqlStore
 
 
 def _literal(text: str) -> str:

@@ -1,7 +1,7 @@
 """Schema migrations, applied programmatically with Alembic (no ``alembic.ini``).
 
 ``upgrade(url)`` brings the database at ``url`` to the newest revision; it is idempotent and is
-called at server start (``keyturn.store.sql.open_store``) and by ``keyturn migrate``. The
+called at server start (``keyturn.store.opening.open_store``) and by ``keyturn migrate``. The
 migration environment runs on a synchronous driver derived from the async URL (``sync_url``).
 ``store_url`` accepts ``postgresql://``, ``postgres://`` and ``postgresql+psycopg://`` and names
 SQLAlchemy's psycopg 3 dialect, which serves the asyncio engine and the migrations alike.

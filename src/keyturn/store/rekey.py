@@ -41,6 +41,7 @@ from keyturn.store.audit import ChainRekey, rekey_chain, store_chain_keys
 from keyturn.store.audit_chain import ChainKeys
 from keyturn.store.audit_keying import chain_was_keyed, mark_chain_keyed
 from keyturn.store.base import SqlDatabase, guarded
+from keyturn.store.opening import open_store
 from keyturn.store.rsa_keys import _context as rsa_private_context
 from keyturn.store.schema import (
     access_keys,
@@ -63,7 +64,6 @@ from keyturn.store.sealing import (
     write_key_file,
 )
 from keyturn.store.secret_rows import version_context
-from keyturn.store.sql import open_store
 
 LOCK_FILE: Final = "keyturn.lock"
 #: Rows re-sealed per UPDATE round trip (executemany).

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from keyturn.core.engine_ports import CredentialSnapshot
 from keyturn.core.errors import DomainError, InternalError
 from keyturn.core.model import (
     AccessKey,
@@ -26,7 +27,6 @@ from keyturn.core.model import (
     Product,
     parse_node_url,
 )
-from keyturn.core.ports import CredentialSnapshot
 from keyturn.core.secrets import Secret
 from keyturn.core.tasks import StepPhase, Task, TaskKind, TaskState, TaskStep
 

@@ -24,7 +24,6 @@ from keyturn.core.errors import (
     SecretExists,
     SecretNotFound,
 )
-from keyturn.core.ports import Page
 from keyturn.core.secret_manager import (
     FlowState,
     RotationFlow,
@@ -34,6 +33,7 @@ from keyturn.core.secret_manager import (
     VersionStage,
 )
 from keyturn.core.secrets import Secret
+from keyturn.core.store_ports import Page
 from keyturn.store import secret_rows
 from keyturn.store.base import SqlDatabase, guarded
 from keyturn.store.schema import secret_flows, secret_versions, secrets

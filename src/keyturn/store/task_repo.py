@@ -25,10 +25,11 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from keyturn.core.cluster import Fence
+from keyturn.core.engine_ports import CredentialSnapshot
 from keyturn.core.errors import InternalError, LeaseLost, OperationInProgress, TaskNotFound
 from keyturn.core.ids import random_id
-from keyturn.core.ports import CredentialSnapshot, Page
 from keyturn.core.secrets import Secret
+from keyturn.core.store_ports import Page
 from keyturn.core.tasks import (
     ACTIVE_STATES,
     NewTask,

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from keyturn.console.sessions_panel import panel
+from keyturn.core.engine_ports import Session
 from keyturn.core.errors import EngineUnavailable
-from keyturn.core.ports import Session
 from keyturn.service.sessions import SessionReport, SessionView
 from tests.support.fakes import fake_instance
 

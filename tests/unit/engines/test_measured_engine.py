@@ -10,10 +10,10 @@ from typing import Any, cast
 
 import pytest
 
+from keyturn.core.engine_ports import CredentialSnapshot, Engine
 from keyturn.core.errors import EngineUnavailable, VerificationFailed
 from keyturn.core.model import EngineKind, Node
 from keyturn.core.plans import Change, ChangePlan, Topology
-from keyturn.core.ports import CredentialSnapshot, Engine
 from keyturn.core.secrets import Secret
 from keyturn.engines.measured import MeasuredEngine
 from keyturn.engines.registry import EngineRegistry

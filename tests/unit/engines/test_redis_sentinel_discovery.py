@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import pytest
 
+from keyturn.core.engine_ports import CredentialSnapshot
 from keyturn.core.errors import EngineRejected, EngineUnavailable
 from keyturn.core.model import NodeRole
 from keyturn.core.plans import Change
-from keyturn.core.ports import CredentialSnapshot
 from keyturn.core.secrets import Secret
 from keyturn.engines.redis import RedisEngine
 from keyturn.engines.redis_plan import STAGED, build_plan

@@ -11,8 +11,8 @@ import pytest
 
 from keyturn.core.errors import UnknownAccessKey
 from keyturn.core.model import AccessKey
-from keyturn.core.ports import KeyRepo
 from keyturn.core.secrets import Secret
+from keyturn.core.store_ports import KeyRepo
 from keyturn.service.credentials import MAX_CACHED_MISSES, MAX_KEY_ID_LENGTH, Credentials
 
 

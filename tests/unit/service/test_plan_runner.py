@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from keyturn.core.engine_ports import CredentialSnapshot, SessionMark
 from keyturn.core.errors import (
     EngineRejected,
     EngineUnavailable,
@@ -23,7 +24,6 @@ from keyturn.core.errors import (
 )
 from keyturn.core.model import EngineKind, Instance, Node, NodeAddress, NodeRole, Product
 from keyturn.core.plans import Change, ChangePlan, Topology
-from keyturn.core.ports import CredentialSnapshot, SessionMark
 from keyturn.core.secrets import Secret
 from keyturn.core.tasks import Task, TaskKind, TaskState
 from keyturn.service.checkpoints import NO_CHECKPOINTS

@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import pytest
 
+from keyturn.core.engine_ports import EngineInfo
 from keyturn.core.errors import ProtectedAccount
 from keyturn.core.model import (
     EngineKind,
@@ -17,7 +18,6 @@ from keyturn.core.model import (
     login_name,
     parse_node_url,
 )
-from keyturn.core.ports import EngineInfo
 from keyturn.service import protection
 from tests.support.fakes import fake_instance
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from keyturn.core.ports import Session
+from keyturn.core.engine_ports import Session
 from keyturn.core.secret_manager import (
     FlowState,
     FlowTrigger,

@@ -13,10 +13,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from keyturn.core.audit import AuditEvent, AuditOutcome
+from keyturn.core.engine_ports import Session, SessionMark
 from keyturn.core.errors import EngineUnavailable
 from keyturn.core.model import Instance, Node, NodeRole
 from keyturn.core.plans import Topology
-from keyturn.core.ports import Page, Session, SessionMark
+from keyturn.core.store_ports import Page
 from keyturn.core.tasks import Task, TaskKind, TaskState
 from keyturn.service.sessions import AccountSessions
 from tests.support.fakes import FakeClock, fake_instance

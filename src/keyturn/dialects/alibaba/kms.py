@@ -21,8 +21,8 @@ from typing import Any
 
 from keyturn.core import errors as e
 from keyturn.core.model import Instance, Product
-from keyturn.core.ports import Page
 from keyturn.core.secret_manager import SecretRecord, SecretSpec, SecretVendor, SecretVersion
+from keyturn.core.store_ports import Page
 from keyturn.dialects.alibaba import kms_params as k
 from keyturn.dialects.alibaba.errors import AlibabaCode
 from keyturn.dialects.alibaba.params import Params

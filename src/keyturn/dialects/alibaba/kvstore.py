@@ -17,10 +17,11 @@ from datetime import datetime
 from typing import Any
 
 from keyturn.core import errors as e
+from keyturn.core.engine_ports import AccountInfo
 from keyturn.core.model import Instance, Product
 from keyturn.core.passwords import ALIBABA_KVSTORE
-from keyturn.core.ports import AccountInfo, Page
 from keyturn.core.secrets import Secret
+from keyturn.core.store_ports import Page
 from keyturn.dialects.alibaba.errors import AlibabaCode
 from keyturn.dialects.alibaba.params import Params
 from keyturn.dialects.alibaba.product import AlibabaProduct

@@ -17,8 +17,8 @@ from typing import Any
 from keyturn.core import errors as e
 from keyturn.core.model import Instance, Product
 from keyturn.core.passwords import HUAWEI_DCS
-from keyturn.core.ports import Page
 from keyturn.core.secrets import Secret
+from keyturn.core.store_ports import Page
 from keyturn.core.tasks import Task, TaskKind, TaskState
 from keyturn.dialects.huawei.envelope import Body, Query, invalid
 from keyturn.dialects.huawei.errors import HuaweiCode

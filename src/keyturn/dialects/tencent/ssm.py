@@ -21,7 +21,6 @@ from typing import Any
 
 from keyturn.core import errors as e
 from keyturn.core.model import Instance, Product
-from keyturn.core.ports import Page
 from keyturn.core.secret_manager import (
     FlowState,
     RotationFlow,
@@ -30,6 +29,7 @@ from keyturn.core.secret_manager import (
     SecretVendor,
     VersionStage,
 )
+from keyturn.core.store_ports import Page
 from keyturn.dialects.secret_calls import Instances, located, manager, own, readable, rotate
 from keyturn.dialects.tencent import ssm_params as p
 from keyturn.dialects.tencent.params import Params

@@ -16,8 +16,8 @@ from typing import Any
 from keyturn.core import errors as e
 from keyturn.core.model import Instance, Product
 from keyturn.core.passwords import TENCENT_TDMYSQL
-from keyturn.core.ports import Page
 from keyturn.core.secrets import Secret
+from keyturn.core.store_ports import Page
 from keyturn.core.tasks import TaskState
 from keyturn.dialects.tencent.common import decrypted, get_public_key
 from keyturn.dialects.tencent.params import Params

@@ -1,0 +1,91 @@
+"""PostgreSQL login roles as a change sees them: the checks before it and the verifier it writes.
+
+Before every change the target role is checked: it must exist, be able to log in (``LOGIN``,
+and ``VALID UNTIL``, which a password change does not reset, not in the past), and must not be a
+superuser unless the administrator is one. The role and whether the node is a standby are read
+in one round trip (``read_role``). A new password never reaches the server in clear: its
+SCRAM-SHA-256 verifier (4096 iterations, SASLprep applied) is computed by libpq's
+``PQencryptPasswordConn`` on the admin connection without a round trip (``scram_verifier``).
+Snapshots keep the stored verifier from ``pg_authid`` (superuser only); ``snapshot_verifier``
+reads it back for a restore. Imports: ``keyturn.core``, ``keyturn.engines`` and psycopg.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from psycopg import sql
+
+from keyturn.core.engine_ports import CredentialSnapshot
+from keyturn.core.errors import (
+    AccountCannotLogin,
+    AccountNotFound,
+    AccountPermissionDenied,
+    InternalError,
+)
+from keyturn.core.model import Node
+from keyturn.core.secrets import Secret
+from keyturn.engines.postgres_admin import PostgresAdmin, one
+
+#: The role and whether the node is a standby, in one round trip: always exactly one row.
+_ROLE: Final = sql.SQL(
+    "SELECT pg_catalog.pg_is_in_recovery(), r.rolname IS NOT NULL, r.rolcanlogin,"
+    " r.rolvaliduntil IS NOT NULL AND r.rolvaliduntil <= now(),"
+    " r.rolsuper"
+    " FROM (VALUES (1)) AS one (x)"
+    " LEFT JOIN pg_catalog.pg_roles r ON r.rolname = %s"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Role:
+    """A role as ``_ROLE`` reads it, and whether the node it was read on is a standby."""
+
+    standby: bool
+    exists: bool
+    can_login: bool
+    expired: bool
+    superuser: bool
+
+
+async def read_role(admin: PostgresAdmin, account: str) -> Role:
+    row = await one(admin.conn, _ROLE, (account,))
+    if row is None:  # the query always yields one row; defensive only
+        raise InternalError("the role query returned no row")
+    return Role(*(bool(value) for value in row))
+
+
+def checked(node: Node, admin: PostgresAdmin, role: Role) -> Role:
+    """``role``, if it exists, can log in and may be changed by this admin."""
+    endpoint = node.address.endpoint
+    if not role.exists:
+        raise AccountNotFound(f"the role does not exist on {endpoint}")
+    if not role.can_login:
+        raise AccountCannotLogin(f"the role on {endpoint} has no LOGIN right")
+    if role.expired:
+        raise AccountCannotLogin(f"the role's VALID UNTIL on {endpoint} is in the past")
+    if role.superuser and not admin.superuser:
+        raise AccountPermissionDenied(
+            f"the role on {endpoint} is a superuser and keyturn's admin is not"
+        )
+    return role
+
+
+def scram_verifier(admin: PostgresAdmin, account: str, password: Secret) -> str:
+    """The SCRAM-SHA-256 verifier of ``password``, computed by libpq without a round trip
+    (the algorithm is given) and with SASLprep applied."""
+    raw = admin.conn.pgconn.encrypt_password(
+        password.reveal().encode(), account.encode(), b"scram-sha-256"
+    )
+    return raw.decode("ascii")
+
+
+def snapshot_verifier(snapshot: CredentialSnapshot) -> tuple[bool, str | None]:
+    """(readable, verifier) from a snapshot this engine took."""
+    data = snapshot.data
+    verifier = data.get("verifier")
+    readable = data.get("verifier_readable", verifier is not None)
+    if not isinstance(readable, bool) or not (verifier is None or isinstance(verifier, str)):
+        raise InternalError("the credential snapshot is not one of PostgreSQL")
+    return readable, verifier

@@ -3,7 +3,8 @@
 Ports and services: a settable clock, the store's replay memory, rate windows and
 wrong-old-password locks (``MemoryRates``, ``MemoryChangeLocks``: the SQL parts' rules), a
 gate that lets everything through (and what a dialect tells it of a call), a task-shaped value
-for stubbed resets.
+for stubbed resets, and ``fake_task`` / ``fake_instance``: a task and an instance as the store
+would return them.
 Engines and stores: ``FakeEngine`` keeps one current password per account and answers
 ``probe`` and ``password_matches`` after a short ``asyncio.sleep`` (so concurrent callers
 really overlap), counting the old passwords it evaluated; ``FakeStore`` holds instances and
@@ -24,6 +25,7 @@ from keyturn.core.errors import AccountNotFound, DomainError, InstanceNotFound
 from keyturn.core.model import EngineKind, Instance, Node, NodeAddress, Product
 from keyturn.core.ports import EngineInfo
 from keyturn.core.secrets import Secret
+from keyturn.core.tasks import Task, TaskKind, TaskState
 from keyturn.service.context import Answer, Caller
 from keyturn.service.gate import CallInfo
 from keyturn.service.replay import ReplayGuard
@@ -194,6 +196,34 @@ class QueuedTask:
     """What a stubbed reset answers with: a task id."""
 
     id: int = 7
+
+
+def fake_task(
+    task_id: int = 1,
+    *,
+    tenant_id: str = "1300000001",
+    instance_id: str = "crs-fake0001",
+    account: str = "default",
+    kind: TaskKind = TaskKind.RESET_PASSWORD,
+    state: TaskState = TaskState.PREPARING,
+    created_at: datetime = datetime(2026, 1, 1, tzinfo=UTC),
+    request_id: str = "r",
+    **fields: Any,
+) -> Task:
+    """A task with no steps and no message (``fields``: any other of ``Task``'s)."""
+    return Task(
+        id=task_id,
+        tenant_id=tenant_id,
+        instance_id=instance_id,
+        account=account,
+        kind=kind,
+        state=state,
+        message=fields.pop("message", ""),
+        request_id=request_id,
+        steps=fields.pop("steps", ()),
+        created_at=created_at,
+        **fields,
+    )
 
 
 def fake_instance(

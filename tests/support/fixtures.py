@@ -9,6 +9,7 @@ is a throwaway PostgreSQL 15 with a generated superuser password
 (``postgres_server_factory(standby_of=primary)``: a hot standby streaming from it).
 ``mariadb_server`` (and ``mariadb_server_factory``) is a throwaway MariaDB 10.11 with a generated
 root password (``mariadb_server_factory(replica_of=primary)``: a read-only GTID replica).
+``postgres_pair`` and ``mariadb_pair`` are such a primary and its standby or replica.
 ``redis_engine``, ``postgres_engine`` and ``mysql_engine`` are keyturn's adapters. A
 missing engine binary skips the test locally, but in CI (``CI`` set) it fails the test: an
 engine test must never pass unseen.
@@ -216,6 +217,20 @@ def mariadb_server(mariadb_server_factory: MariaDBServerFactory) -> MariaDBServe
     """A started MariaDB 10.11 with a generated root password (root@localhost and
     root@127.0.0.1 only)."""
     return mariadb_server_factory()
+
+
+@pytest.fixture
+def postgres_pair(postgres_server_factory: PostgresServerFactory) -> list[PostgresServer]:
+    """[primary, hot standby streaming from it] (PostgreSQL 15)."""
+    primary = postgres_server_factory()
+    return [primary, postgres_server_factory(standby_of=primary)]
+
+
+@pytest.fixture
+def mariadb_pair(mariadb_server_factory: MariaDBServerFactory) -> list[MariaDBServer]:
+    """[primary, read-only GTID replica of it] (MariaDB 10.11)."""
+    primary = mariadb_server_factory()
+    return [primary, mariadb_server_factory(replica_of=primary)]
 
 
 # --------------------------------------------------------------------------- engines

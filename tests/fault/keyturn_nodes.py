@@ -32,7 +32,6 @@ inside the old node's trust window has ended before the new node begins).
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import random
 import re
@@ -41,16 +40,13 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
-import redis
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
 
 from tests.support.keyturn_cluster import KeyturnCluster
-from tests.support.logins import can_login
 from tests.support.passwords import new_password
-from tests.support.redis_replication import client, replicated
-from tests.support.redis_server import RedisServer, RedisServerError
+from tests.support.redis_replication import password_violations, replicated
+from tests.support.redis_server import RedisServer
 from tests.support.sdk import redis_sdk, reset, wait_task
 
 FAULTS = ("kill", "partition", "outage", "none")
@@ -196,25 +192,9 @@ class NodeTrials:
             if not engine.running:
                 engine.start()
             engine.password = expected
-        for i, engine in enumerate(self.engines[1:], start=1):
-            try:
-                engine.wait_link_up(timeout=10)
-            except (RedisServerError, redis.RedisError):
-                found.append(f"redis node {i}: replication link down")
-        digest = hashlib.sha256(expected.encode()).hexdigest()
-        for i, engine in enumerate(self.engines):
-            if not can_login(engine.port, expected):
-                found.append(f"redis node {i} refuses the password the task reports")
-                continue
-            if can_login(engine.port, other):
-                found.append(f"redis node {i} still accepts the other password")
-            admin = client(engine, expected)
-            try:
-                user: Any = admin.acl_getuser("default")
-            finally:
-                admin.close()
-            if list(user["passwords"]) != [digest]:
-                found.append(f"redis node {i} holds {len(user['passwords'])} passwords, not one")
+        found += password_violations(
+            self.engines, self.engines[1:], expected, other, name="redis node"
+        )
         if not found and not replicated(self.engines, expected, f"fault-{time.monotonic_ns()}"):
             found.append("a write on the primary did not reach every replica")
         return found

@@ -19,7 +19,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import stat
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -166,14 +167,20 @@ def audit_event(n: int) -> AuditEvent:
     )
 
 
-async def _open(data_dir: Path, env: str | None = None) -> SqlStore:
+@asynccontextmanager
+async def opened(data_dir: Path, env: str | None = None) -> AsyncIterator[SqlStore]:
+    """The data dir's store, under the key file (or ``env``: ``KEYTURN_MASTER_KEY``), closed
+    after the block."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    return await open_store(url_of(data_dir), open_secret_box(data_dir, env), SystemClock())
+    store = await open_store(url_of(data_dir), open_secret_box(data_dir, env), SystemClock())
+    try:
+        yield store
+    finally:
+        await store.close()
 
 
 async def fill(data_dir: Path, env: str | None = None) -> Filled:
-    store = await _open(data_dir, env)
-    try:
+    async with opened(data_dir, env) as store:
         admin = Admin(store)
         await admin.ensure_tenant(Tenant(id=TENANT, name="rekey"))
         key = await admin.create_key(TENANT)
@@ -223,8 +230,6 @@ async def fill(data_dir: Path, env: str | None = None) -> Filled:
         audit = open_audit_log(store, data_dir)
         for n in range(AUDIT_RECORDS):
             await audit.append(audit_event(n))
-    finally:
-        await store.close()
     return Filled(
         key_id=key.id,
         key_secret=key.secret.reveal(),
@@ -242,8 +247,7 @@ async def fill(data_dir: Path, env: str | None = None) -> Filled:
 
 async def check_opens(data_dir: Path, filled: Filled, env: str | None = None) -> None:
     """Every sealed value reads back as it was put in, through the store's own code."""
-    store = await _open(data_dir, env)
-    try:
+    async with opened(data_dir, env) as store:
         key = await store.get_access_key(filled.key_id)
         assert key is not None and key.secret.reveal() == filled.key_secret
         node = (await store.get_instance(TENANT, INSTANCE)).nodes[0]
@@ -267,8 +271,6 @@ async def check_opens(data_dir: Path, filled: Filled, env: str | None = None) ->
         assert secret.reveal() == "Encrypted-Pw-1"
         check = await open_audit_log(store, data_dir).verify()
         assert check.intact and check.records == filled.audit_records, check
-    finally:
-        await store.close()
 
 
 async def tokens(data_dir: Path) -> list[tuple[str, str]]:
@@ -353,16 +355,13 @@ async def test_rotation_reseals_everything(data_dir: Path) -> None:
             # Whatever the context: the old key does not even know the token's key id.
             old_box.unseal(token, context=spec.name)
     # The chain verifies under the new key (check_opens) and no longer under the old one.
-    store = await _open(data_dir)
-    try:
+    async with opened(data_dir) as store:
         old_keys = ChainKeys.of(old_box, legacy=False)
         check = await SqlAuditLog(store, old_keys).verify()
         assert check.bad_seq == 1 and "MAC" in check.problem
         assert (
             rotation.audit.head_hash == (await open_audit_log(store, data_dir).verify()).head_hash
         )
-    finally:
-        await store.close()
     everything = data_bytes(data_dir)
     for plain in [*filled.plaintexts(), "PRIVATE KEY"]:
         assert plain.encode() not in everything
@@ -373,12 +372,10 @@ async def test_old_key_cannot_open_the_store(data_dir: Path) -> None:
     await fill(data_dir)
     old = (data_dir / KEY_FILE).read_text()
     await rotate(data_dir)
-    store = await _open(data_dir, env=old)  # the old key, as if it were still configured
-    try:
+    # The old key, as if it were still configured.
+    async with opened(data_dir, env=old) as store:
         with pytest.raises(InternalError):
             await store.list_access_keys()
-    finally:
-        await store.close()
 
 
 async def test_crash_after_the_transaction_before_the_swap(data_dir: Path) -> None:
@@ -447,12 +444,9 @@ async def test_environment_key(data_dir: Path, tmp_path: Path) -> None:
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
     assert not (data_dir / KEY_FILE).exists()  # nothing written beside the data
     await check_opens(data_dir, filled, env=target.read_text())
-    store = await _open(data_dir, env)
-    try:
+    async with opened(data_dir, env) as store:
         with pytest.raises(InternalError):
             await store.list_access_keys()
-    finally:
-        await store.close()
 
 
 async def test_refused_while_a_server_holds_the_data_dir(data_dir: Path) -> None:
@@ -489,12 +483,9 @@ async def test_a_value_that_does_not_open_changes_nothing(data_dir: Path) -> Non
     assert "nodes.pending_password_sealed" in str(caught.value)
     assert INSTANCE in str(caught.value)
     assert await tokens(data_dir) == before
-    store = await _open(data_dir)
-    try:
+    async with opened(data_dir) as store:
         key = await store.get_access_key(filled.key_id)
         assert key is not None and key.secret.reveal() == filled.key_secret
-    finally:
-        await store.close()
 
 
 async def test_a_broken_chain_keeps_its_break_across_a_rotation(data_dir: Path) -> None:
@@ -515,12 +506,9 @@ async def test_a_broken_chain_keeps_its_break_across_a_rotation(data_dir: Path) 
         clock=SystemClock(),
     )
     assert (rotation.audit.check.bad_seq, rotation.audit.rekeyed) == (3, 2)
-    store = await _open(data_dir)
-    try:
+    async with opened(data_dir) as store:
         check = await open_audit_log(store, data_dir).verify()
         assert (check.bad_seq, check.records) == (3, 2)
-    finally:
-        await store.close()
     engine = sa.create_engine(sync_url(url_of(data_dir)))
     try:
         with engine.connect() as conn:

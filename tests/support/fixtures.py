@@ -2,7 +2,8 @@
 
 ``redis_server`` is a password-protected throwaway redis-server with a config file, one per test.
 ``redis_server_factory`` starts more, with other options (no password, an ``aclfile``, no config
-file), and stops them all after the test; ``replicated_redis`` is a primary with two replicas;
+file), and stops them all after the test; ``replicated_redis`` is a primary with two replicas
+(``sentinel``: a Redis Sentinel watching them);
 ``redis_cluster`` is a throwaway Redis Cluster of 3 primaries and 3 replicas
 (``tests.support.redis_cluster_nodes``). ``postgres_server`` (and ``postgres_server_factory``)
 is a throwaway PostgreSQL 15 with a generated superuser password
@@ -33,6 +34,7 @@ from tests.support.postgres_server import (
     postgres_bindir,
 )
 from tests.support.redis_cluster_nodes import RedisClusterNodes
+from tests.support.redis_sentinel import RedisSentinel
 from tests.support.redis_server import RedisServer, RedisServerError, redis_server_binary
 
 
@@ -134,6 +136,17 @@ def replicated_redis(redis_server_factory: RedisServerFactory) -> list[RedisServ
     for replica in replicas:
         replica.wait_link_up()
     return [primary, *replicas]
+
+
+@pytest.fixture
+def sentinel(replicated_redis: list[RedisServer]) -> Iterator[RedisSentinel]:
+    """A Redis Sentinel watching ``replicated_redis``'s primary, once it found both replicas."""
+    watcher = RedisSentinel(replicated_redis[0]).start()
+    try:
+        watcher.wait_replicas(2)
+        yield watcher
+    finally:
+        watcher.close()
 
 
 @pytest.fixture

@@ -35,7 +35,6 @@ from __future__ import annotations
 import itertools
 import random
 import re
-import threading
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -43,6 +42,7 @@ from datetime import datetime
 
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
 
+from tests.fault.harness import Outage
 from tests.support.keyturn_cluster import KeyturnCluster
 from tests.support.passwords import new_password
 from tests.support.redis_replication import password_violations, replicated
@@ -150,7 +150,12 @@ class NodeTrials:
     def _trial(self, fault: str, new: str) -> tuple[str, int | None]:
         self._settle()
         sender = self.rng.randrange(len(self.cluster.nodes))
-        outage = _Outage(self.engines, self.rng) if fault == "outage" else None
+        outage = None
+        if fault == "outage":
+            engines = self.engines
+            outage = Outage(
+                len(engines), lambda i: engines[i].stop(), lambda i: engines[i].start(), self.rng
+            )
         if outage is not None:
             outage.begin()
         try:
@@ -226,26 +231,3 @@ class NodeTrials:
         if len(fences) > 1:
             self.report.takeovers += 1
         return found
-
-
-class _Outage:
-    """Stop a random Redis node at a random moment and start it again a random while later
-    (sometimes past the task's deadline)."""
-
-    def __init__(self, engines: list[RedisServer], rng: random.Random) -> None:
-        self._engine = engines[rng.randrange(len(engines))]
-        self._delay = rng.uniform(0.0, 0.2)
-        self._down_for = rng.uniform(0.2, 4.0)
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def begin(self) -> None:
-        self._thread.start()
-
-    def _run(self) -> None:
-        time.sleep(self._delay)
-        self._engine.stop()
-        time.sleep(self._down_for)
-        self._engine.start()
-
-    def end(self) -> None:
-        self._thread.join()

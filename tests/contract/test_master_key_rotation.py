@@ -56,6 +56,7 @@ from keyturn.store.migrate import sync_url
 from keyturn.store.rekey import (
     SEALED_COLUMNS,
     DataDirLock,
+    Rotation,
     RotationError,
     SqlRekey,
     rotate_master_key,
@@ -292,15 +293,21 @@ def data_bytes(data_dir: Path) -> bytes:
     return b"".join(p.read_bytes() for p in sorted(data_dir.rglob("*")) if p.is_file())
 
 
-async def rotate(data_dir: Path, env: str | None = None, new_key_file: Path | None = None) -> str:
-    rotation = await rotate_master_key(
+async def rotated(
+    data_dir: Path, env: str | None = None, new_key_file: Path | None = None
+) -> Rotation:
+    """``keyturn master-key rotate`` of the data dir (its store at ``url_of``)."""
+    return await rotate_master_key(
         data_dir=data_dir,
         database_url=url_of(data_dir),
         env_key=env,
         new_key_file=new_key_file,
         clock=SystemClock(),
     )
-    return rotation.new_key_id
+
+
+async def rotate(data_dir: Path, env: str | None = None, new_key_file: Path | None = None) -> str:
+    return (await rotated(data_dir, env, new_key_file)).new_key_id
 
 
 #: The store URL of each data dir a test made: SQLite inside it, or the test's PostgreSQL
@@ -327,13 +334,7 @@ async def test_rotation_reseals_everything(data_dir: Path) -> None:
     before = await tokens(data_dir)
     assert {name for name, _ in before} == {spec.name for spec in SEALED_COLUMNS}
 
-    rotation = await rotate_master_key(
-        data_dir=data_dir,
-        database_url=url_of(data_dir),
-        env_key=None,
-        new_key_file=None,
-        clock=SystemClock(),
-    )
+    rotation = await rotated(data_dir)
     assert rotation.old_key_id == key_id(old) != rotation.new_key_id
     assert sum(rotation.resealed.values()) == len(before)
     assert rotation.audit.check.intact and rotation.audit.rekeyed == AUDIT_RECORDS
@@ -433,13 +434,7 @@ async def test_environment_key(data_dir: Path, tmp_path: Path) -> None:
         await rotate(data_dir, env, data_dir / "new.key")
     target = tmp_path / "vault" / "new.key"
     target.parent.mkdir()
-    rotation = await rotate_master_key(
-        data_dir=data_dir,
-        database_url=url_of(data_dir),
-        env_key=env,
-        new_key_file=target,
-        clock=SystemClock(),
-    )
+    rotation = await rotated(data_dir, env, target)
     assert rotation.from_env and rotation.key_file == target
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
     assert not (data_dir / KEY_FILE).exists()  # nothing written beside the data
@@ -498,13 +493,7 @@ async def test_a_broken_chain_keeps_its_break_across_a_rotation(data_dir: Path) 
             kept = conn.execute(sa.text("SELECT hash FROM audit_log WHERE seq >= 3")).all()
     finally:
         engine.dispose()
-    rotation = await rotate_master_key(
-        data_dir=data_dir,
-        database_url=url_of(data_dir),
-        env_key=None,
-        new_key_file=None,
-        clock=SystemClock(),
-    )
+    rotation = await rotated(data_dir)
     assert (rotation.audit.check.bad_seq, rotation.audit.rekeyed) == (3, 2)
     async with opened(data_dir) as store:
         check = await open_audit_log(store, data_dir).verify()

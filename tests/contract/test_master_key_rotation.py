@@ -37,9 +37,7 @@ from keyturn.core.fleet import FleetOptions, NewTarget, Selector
 from keyturn.core.model import Product, Tenant
 from keyturn.core.ports import CredentialSnapshot
 from keyturn.core.secret_manager import (
-    FlowState,
     FlowTrigger,
-    RotationFlow,
     SecretSpec,
     SecretVendor,
     SecretVersion,
@@ -74,6 +72,7 @@ from keyturn.store.sealing import (
 )
 from keyturn.store.secrets import SqlSecrets
 from keyturn.store.sql import SqlStore, open_store, sqlite_url
+from tests.support.fakes import fake_flow
 from tests.support.store_backends import StoreBackend
 
 TENANT = "1300000009"
@@ -95,15 +94,13 @@ async def fill_secret(store: SqlStore) -> None:
         account="app",
     )
     await repo.insert_secret(spec, created_at=now, next_rotation_at=None)
-    flow = RotationFlow(
-        flow_id="flow-rekey",
+    flow = fake_flow(
+        "flow-rekey",
         tenant_id=TENANT,
         name=spec.name,
-        state=FlowState.PENDING,
         trigger=FlowTrigger.CREATE,
         created_at=now,
         version_id="v-rekey",
-        account="app",
     )
     version = SecretVersion(
         version_id="v-rekey",

@@ -17,18 +17,17 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
-import psycopg
 import pytest
-from psycopg import sql
 
 from keyturn.core.model import Instance, Node, Product
 from keyturn.core.ports import CredentialSnapshot
 from keyturn.engines.mysql import MySQLEngine
 from keyturn.engines.postgres import PostgresEngine
 from tests.support.logins import can_login_mysql, can_login_postgres
-from tests.support.mysql_server import MariaDBServer, native_hash, sql_string
+from tests.support.mysql_server import MariaDBServer, native_hash
 from tests.support.plans import instance_of
 from tests.support.postgres_server import PostgresServer
+from tests.support.sql_replication import create_role, create_user
 
 #: Every password the pairs made: none may reach a server's log.
 USED: list[str] = []
@@ -145,16 +144,7 @@ class PostgresPair(SqlPair[PostgresServer]):
         return PostgresEngine(timeout=timeout, replay_grace=grace)
 
     def create_account(self, password: str) -> None:
-        with psycopg.connect(self.servers[0].url(), autocommit=True) as conn:
-            verifier = conn.pgconn.encrypt_password(
-                password.encode(), self.account.encode(), b"scram-sha-256"
-            ).decode()
-            conn.execute(
-                sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
-                    sql.Identifier(self.account), sql.Literal(verifier)
-                )
-            )
-        self.servers[1].wait_replayed()
+        create_role(self.servers, self.account, password)
 
     def logs_in(self, server: PostgresServer, password: str) -> bool:
         return can_login_postgres(server.port, self.account, password)
@@ -218,11 +208,7 @@ class MariaDBPair(SqlPair[MariaDBServer]):
         return MySQLEngine(timeout=timeout, replica_grace=grace)
 
     def create_account(self, password: str) -> None:
-        """``app@%`` made on the primary (as a hash), then applied by the replica."""
-        self.servers[0].socket_sql(
-            f"CREATE USER 'app'@'%' IDENTIFIED BY PASSWORD {sql_string(native_hash(password))};"
-        )
-        self.servers[1].wait_replicated()
+        create_user(self.servers, "app", "%", password)
 
     def logs_in(self, server: MariaDBServer, password: str) -> bool:
         return can_login_mysql(server.port, "app", password)

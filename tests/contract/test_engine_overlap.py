@@ -28,6 +28,7 @@ from keyturn.engines.postgres import PostgresEngine
 from keyturn.service.checkpoints import NO_CHECKPOINTS
 from keyturn.service.plan_runner import PlanRunner
 from tests.support.engine_cases import OLD, EngineCase, engine_case
+from tests.support.fakes import fake_task
 from tests.support.logins import postgres_login
 from tests.support.plans import PlanRun, instance_of, planned
 from tests.support.postgres_server import PostgresServer
@@ -135,17 +136,8 @@ class WriteAhead:
 
 
 def overlap_task(account: str, kind: TaskKind) -> Task:
-    return Task(
-        id=1,
-        tenant_id="1300000001",
-        instance_id="crs-plan0001",
-        account=account,
-        kind=kind,
-        state=TaskState.PREPARING,
-        message="",
-        request_id="r",
-        steps=(),
-        created_at=datetime.now(UTC),
+    return fake_task(
+        instance_id="crs-plan0001", account=account, kind=kind, created_at=datetime.now(UTC)
     )
 
 

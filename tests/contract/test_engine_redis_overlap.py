@@ -8,9 +8,6 @@ primary lists its replicas' links as sessions of ``default``."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
-
 import pytest
 
 from keyturn.core.plans import ChangeMode
@@ -61,17 +58,6 @@ async def test_overlap_on_a_replicated_instance(
     )
     force_reconnect(replicated_redis, NEW)
     assert replicated(replicated_redis, NEW, "after-overlap")
-
-
-@pytest.fixture
-def sentinel(replicated_redis: list[RedisServer]) -> Iterator[RedisSentinel]:
-    watcher = RedisSentinel(replicated_redis[0]).start()
-    deadline = time.monotonic() + 10
-    while watcher.master().get("num-slaves") != "2":
-        assert time.monotonic() < deadline, "sentinel did not discover the replicas"
-        time.sleep(0.1)
-    yield watcher
-    watcher.close()
 
 
 async def test_overlap_under_a_sentinel(

@@ -7,8 +7,7 @@ follow (and are restored); a primary they watch gets ``masterauth`` for a failov
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import pytest
 
@@ -101,17 +100,6 @@ async def test_finishing_fails_when_a_replica_cannot_log_in_again(
 
 
 # ---------------------------------------------------------------------- sentinel
-
-
-@pytest.fixture
-def sentinel(replicated_redis: list[RedisServer]) -> Iterator[RedisSentinel]:
-    watcher = RedisSentinel(replicated_redis[0]).start()
-    deadline = time.monotonic() + 10
-    while watcher.master().get("num-slaves") != "2":
-        assert time.monotonic() < deadline, "sentinel did not discover the replicas"
-        time.sleep(0.1)
-    yield watcher
-    watcher.close()
 
 
 async def test_sentinel_gets_the_new_auth_pass_and_logs_in_again(

@@ -13,7 +13,6 @@ idempotent), odd names and passwords are only values, and no log holds the plain
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -22,7 +21,6 @@ from keyturn.core.model import Instance, Product
 from keyturn.core.secrets import Secret
 from keyturn.engines.mysql import MySQLEngine
 from keyturn.engines.postgres import PostgresEngine
-from tests.support.fixtures import MariaDBServerFactory, PostgresServerFactory
 from tests.support.logins import mysql_login, postgres_login
 from tests.support.mysql_server import MariaDBServer
 from tests.support.plans import instance_of
@@ -38,32 +36,6 @@ ODD_PASSWORD = "p w \"q\" 's' ünï >x <y #z %s"
 
 def new_password() -> str:
     return "Ac-" + secrets.token_urlsafe(12) + "a9!"
-
-
-@pytest.fixture
-async def pg_engine() -> AsyncIterator[PostgresEngine]:
-    engine = PostgresEngine(timeout=TIMEOUT)
-    yield engine
-    await engine.close()
-
-
-@pytest.fixture
-async def my_engine() -> AsyncIterator[MySQLEngine]:
-    engine = MySQLEngine(timeout=TIMEOUT)
-    yield engine
-    await engine.close()
-
-
-@pytest.fixture
-def pg_pair(postgres_server_factory: PostgresServerFactory) -> list[PostgresServer]:
-    primary = postgres_server_factory()
-    return [primary, postgres_server_factory(standby_of=primary)]
-
-
-@pytest.fixture
-def my_pair(mariadb_server_factory: MariaDBServerFactory) -> list[MariaDBServer]:
-    primary = mariadb_server_factory()
-    return [primary, mariadb_server_factory(replica_of=primary)]
 
 
 def pg_instance(pair: list[PostgresServer]) -> Instance:
@@ -103,102 +75,104 @@ async def create_everywhere(
 
 
 async def test_postgres_role_created_on_the_primary_logs_in_everywhere(
-    pg_engine: PostgresEngine, pg_pair: list[PostgresServer]
+    postgres_engine: PostgresEngine, postgres_pair: list[PostgresServer]
 ) -> None:
     password = new_password()
-    instance = pg_instance(pg_pair)
-    notes = await create_everywhere(pg_engine, instance, "app", password)
+    instance = pg_instance(postgres_pair)
+    notes = await create_everywhere(postgres_engine, instance, "app", password)
     assert notes[1] == "replicated from the primary"  # the standby is never written
-    for server in pg_pair:
+    for server in postgres_pair:
         assert pg_logs_in(server, "app", password)
         assert not pg_logs_in(server, "app", new_password())
-    attributes = pg_pair[0].sql_value(
+    attributes = postgres_pair[0].sql_value(
         "SELECT ARRAY[rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolbypassrls,"
         " NOT rolcanlogin, rolvaliduntil IS NOT NULL] FROM pg_roles WHERE rolname = 'app'"
     )
     assert attributes == [False] * 7
-    assert postgres_login(pg_pair[0].port, "app", password, "SHOW transaction_read_only") == (
+    assert postgres_login(postgres_pair[0].port, "app", password, "SHOW transaction_read_only") == (
         "off",
     )
-    stored = str(pg_pair[0].sql_value("SELECT rolpassword FROM pg_authid WHERE rolname = 'app'"))
+    stored = str(
+        postgres_pair[0].sql_value("SELECT rolpassword FROM pg_authid WHERE rolname = 'app'")
+    )
     assert stored.startswith("SCRAM-SHA-256$4096:")
     # An existing role is never changed: refused, and its password still logs in.
     node = instance.primary
     with pytest.raises(AccountExists):
-        await pg_engine.create_account(node, "app", Secret(new_password()), read_only=False)
-    assert pg_logs_in(pg_pair[0], "app", password)
-    assert "app" in {a.name for a in await pg_engine.list_accounts(node)}
+        await postgres_engine.create_account(node, "app", Secret(new_password()), read_only=False)
+    assert pg_logs_in(postgres_pair[0], "app", password)
+    assert "app" in {a.name for a in await postgres_engine.list_accounts(node)}
     # A drop (the rollback of a half-done creation) removes it; a second drop is no error.
-    for node in (await pg_engine.discover(instance)).nodes:
-        await pg_engine.drop_account(node, "app")
-        await pg_engine.drop_account(node, "app")
-    pg_pair[1].wait_replayed()
-    for server in pg_pair:
+    for node in (await postgres_engine.discover(instance)).nodes:
+        await postgres_engine.drop_account(node, "app")
+        await postgres_engine.drop_account(node, "app")
+    postgres_pair[1].wait_replayed()
+    for server in postgres_pair:
         assert not pg_logs_in(server, "app", password)
-    text = pg_pair[0].log_text()
+    text = postgres_pair[0].log_text()
     assert "CREATE ROLE" in text and password not in text
 
 
 async def test_postgres_read_only_role_and_odd_values(
-    pg_engine: PostgresEngine, pg_pair: list[PostgresServer]
+    postgres_engine: PostgresEngine, postgres_pair: list[PostgresServer]
 ) -> None:
-    instance = pg_instance(pg_pair)
-    await create_everywhere(pg_engine, instance, ODD_NAME, ODD_PASSWORD, read_only=True)
-    for server in pg_pair:
+    instance = pg_instance(postgres_pair)
+    await create_everywhere(postgres_engine, instance, ODD_NAME, ODD_PASSWORD, read_only=True)
+    for server in postgres_pair:
         row = postgres_login(server.port, ODD_NAME, ODD_PASSWORD, "SHOW transaction_read_only")
         assert row == ("on",)
-    assert pg_pair[0].sql_value("SELECT count(*) FROM pg_roles WHERE rolname = 'x'") == 0
-    assert ODD_PASSWORD not in pg_pair[0].log_text()
+    assert postgres_pair[0].sql_value("SELECT count(*) FROM pg_roles WHERE rolname = 'x'") == 0
+    assert ODD_PASSWORD not in postgres_pair[0].log_text()
 
 
 # --------------------------------------------------------------------------- MariaDB
 
 
 async def test_mariadb_user_created_on_the_primary_logs_in_everywhere(
-    my_engine: MySQLEngine, my_pair: list[MariaDBServer]
+    mysql_engine: MySQLEngine, mariadb_pair: list[MariaDBServer]
 ) -> None:
     password = new_password()
-    instance = my_instance(my_pair)
-    notes = await create_everywhere(my_engine, instance, "app", password)
+    instance = my_instance(mariadb_pair)
+    notes = await create_everywhere(mysql_engine, instance, "app", password)
     assert notes[1] == "replicated from the primary"
-    for server in my_pair:
+    for server in mariadb_pair:
         assert my_logs_in(server, "app", password)
         assert not my_logs_in(server, "app", new_password())
         # The host a reset names for "app": the one row 'app'@'%', holding USAGE only.
         row = mysql_login(server.port, "app", password, "SELECT CURRENT_USER()")
         assert row == ("app@%",)
-        grants = my_pair[0].socket_sql("SHOW GRANTS FOR 'app'@'%';")
+        grants = mariadb_pair[0].socket_sql("SHOW GRANTS FOR 'app'@'%';")
         assert "GRANT USAGE ON *.* TO `app`@`%`" in grants
         assert grants.count("GRANT ") == 1
     node = instance.primary
     with pytest.raises(AccountExists):
-        await my_engine.create_account(node, "app", Secret(new_password()), read_only=True)
+        await mysql_engine.create_account(node, "app", Secret(new_password()), read_only=True)
     with pytest.raises(AccountExists):
-        await my_engine.create_account(node, "app@%", Secret(new_password()), read_only=False)
-    assert my_logs_in(my_pair[0], "app", password)
-    for node in (await my_engine.discover(instance)).nodes:
-        await my_engine.drop_account(node, "app")
-        await my_engine.drop_account(node, "app")
-    my_pair[1].wait_replicated()
-    for server in my_pair:
+        await mysql_engine.create_account(node, "app@%", Secret(new_password()), read_only=False)
+    assert my_logs_in(mariadb_pair[0], "app", password)
+    for node in (await mysql_engine.discover(instance)).nodes:
+        await mysql_engine.drop_account(node, "app")
+        await mysql_engine.drop_account(node, "app")
+    mariadb_pair[1].wait_replicated()
+    for server in mariadb_pair:
         assert not my_logs_in(server, "app", password)
-    for text in (my_pair[0].general_log_text(), my_pair[0].binlog_text()):
+    for text in (mariadb_pair[0].general_log_text(), mariadb_pair[0].binlog_text()):
         assert "CREATE USER" in text and password not in text
 
 
 async def test_mariadb_refuses_a_shadowed_row_and_takes_odd_values(
-    my_engine: MySQLEngine, my_pair: list[MariaDBServer]
+    mysql_engine: MySQLEngine, mariadb_pair: list[MariaDBServer]
 ) -> None:
-    instance = my_instance(my_pair)
-    create_user(my_pair, "web", "127.0.0.1", "Web-pw-1")
+    instance = my_instance(mariadb_pair)
+    create_user(mariadb_pair, "web", "127.0.0.1", "Web-pw-1")
     with pytest.raises(AccountShadowed):
-        await my_engine.create_account(
+        await mysql_engine.create_account(
             instance.primary, "web", Secret(new_password()), read_only=False
         )
-    assert "web@%" not in {a.name for a in await my_engine.list_accounts(instance.primary)}
+    assert "web@%" not in {a.name for a in await mysql_engine.list_accounts(instance.primary)}
     # A host of its own is taken as given ("user@host", split on the last @).
-    await create_everywhere(my_engine, instance, ODD_NAME + "@127.0.0.1", ODD_PASSWORD)
-    for server in my_pair:
+    await create_everywhere(mysql_engine, instance, ODD_NAME + "@127.0.0.1", ODD_PASSWORD)
+    for server in mariadb_pair:
         assert my_logs_in(server, ODD_NAME, ODD_PASSWORD)
-    for text in (my_pair[0].general_log_text(), my_pair[0].binlog_text()):
+    for text in (mariadb_pair[0].general_log_text(), mariadb_pair[0].binlog_text()):
         assert ODD_PASSWORD not in text

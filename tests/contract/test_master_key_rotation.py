@@ -19,7 +19,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import stat
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -36,9 +37,7 @@ from keyturn.core.errors import InternalError
 from keyturn.core.fleet import FleetOptions, NewTarget, Selector
 from keyturn.core.model import Product, Tenant
 from keyturn.core.secret_manager import (
-    FlowState,
     FlowTrigger,
-    RotationFlow,
     SecretSpec,
     SecretVendor,
     SecretVersion,
@@ -56,6 +55,7 @@ from keyturn.store.opening import open_store, sqlite_url
 from keyturn.store.rekey import (
     SEALED_COLUMNS,
     DataDirLock,
+    Rotation,
     RotationError,
     SqlRekey,
     rotate_master_key,
@@ -73,6 +73,7 @@ from keyturn.store.sealing import (
 )
 from keyturn.store.secrets import SqlSecrets
 from keyturn.store.sql import SqlStore
+from tests.support.fakes import fake_flow
 from tests.support.store_backends import StoreBackend
 
 TENANT = "1300000009"
@@ -94,15 +95,13 @@ async def fill_secret(store: SqlStore) -> None:
         account="app",
     )
     await repo.insert_secret(spec, created_at=now, next_rotation_at=None)
-    flow = RotationFlow(
-        flow_id="flow-rekey",
+    flow = fake_flow(
+        "flow-rekey",
         tenant_id=TENANT,
         name=spec.name,
-        state=FlowState.PENDING,
         trigger=FlowTrigger.CREATE,
         created_at=now,
         version_id="v-rekey",
-        account="app",
     )
     version = SecretVersion(
         version_id="v-rekey",
@@ -167,14 +166,20 @@ def audit_event(n: int) -> AuditEvent:
     )
 
 
-async def _open(data_dir: Path, env: str | None = None) -> SqlStore:
+@asynccontextmanager
+async def opened(data_dir: Path, env: str | None = None) -> AsyncIterator[SqlStore]:
+    """The data dir's store, under the key file (or ``env``: ``KEYTURN_MASTER_KEY``), closed
+    after the block."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    return await open_store(url_of(data_dir), open_secret_box(data_dir, env), SystemClock())
+    store = await open_store(url_of(data_dir), open_secret_box(data_dir, env), SystemClock())
+    try:
+        yield store
+    finally:
+        await store.close()
 
 
 async def fill(data_dir: Path, env: str | None = None) -> Filled:
-    store = await _open(data_dir, env)
-    try:
+    async with opened(data_dir, env) as store:
         admin = Admin(store)
         await admin.ensure_tenant(Tenant(id=TENANT, name="rekey"))
         key = await admin.create_key(TENANT)
@@ -224,8 +229,6 @@ async def fill(data_dir: Path, env: str | None = None) -> Filled:
         audit = open_audit_log(store, data_dir)
         for n in range(AUDIT_RECORDS):
             await audit.append(audit_event(n))
-    finally:
-        await store.close()
     return Filled(
         key_id=key.id,
         key_secret=key.secret.reveal(),
@@ -243,8 +246,7 @@ async def fill(data_dir: Path, env: str | None = None) -> Filled:
 
 async def check_opens(data_dir: Path, filled: Filled, env: str | None = None) -> None:
     """Every sealed value reads back as it was put in, through the store's own code."""
-    store = await _open(data_dir, env)
-    try:
+    async with opened(data_dir, env) as store:
         key = await store.get_access_key(filled.key_id)
         assert key is not None and key.secret.reveal() == filled.key_secret
         node = (await store.get_instance(TENANT, INSTANCE)).nodes[0]
@@ -268,8 +270,6 @@ async def check_opens(data_dir: Path, filled: Filled, env: str | None = None) ->
         assert secret.reveal() == "Encrypted-Pw-1"
         check = await open_audit_log(store, data_dir).verify()
         assert check.intact and check.records == filled.audit_records, check
-    finally:
-        await store.close()
 
 
 async def tokens(data_dir: Path) -> list[tuple[str, str]]:
@@ -291,15 +291,21 @@ def data_bytes(data_dir: Path) -> bytes:
     return b"".join(p.read_bytes() for p in sorted(data_dir.rglob("*")) if p.is_file())
 
 
-async def rotate(data_dir: Path, env: str | None = None, new_key_file: Path | None = None) -> str:
-    rotation = await rotate_master_key(
+async def rotated(
+    data_dir: Path, env: str | None = None, new_key_file: Path | None = None
+) -> Rotation:
+    """``keyturn master-key rotate`` of the data dir (its store at ``url_of``)."""
+    return await rotate_master_key(
         data_dir=data_dir,
         database_url=url_of(data_dir),
         env_key=env,
         new_key_file=new_key_file,
         clock=SystemClock(),
     )
-    return rotation.new_key_id
+
+
+async def rotate(data_dir: Path, env: str | None = None, new_key_file: Path | None = None) -> str:
+    return (await rotated(data_dir, env, new_key_file)).new_key_id
 
 
 #: The store URL of each data dir a test made: SQLite inside it, or the test's PostgreSQL
@@ -326,13 +332,7 @@ async def test_rotation_reseals_everything(data_dir: Path) -> None:
     before = await tokens(data_dir)
     assert {name for name, _ in before} == {spec.name for spec in SEALED_COLUMNS}
 
-    rotation = await rotate_master_key(
-        data_dir=data_dir,
-        database_url=url_of(data_dir),
-        env_key=None,
-        new_key_file=None,
-        clock=SystemClock(),
-    )
+    rotation = await rotated(data_dir)
     assert rotation.old_key_id == key_id(old) != rotation.new_key_id
     assert sum(rotation.resealed.values()) == len(before)
     assert rotation.audit.check.intact and rotation.audit.rekeyed == AUDIT_RECORDS
@@ -354,16 +354,13 @@ async def test_rotation_reseals_everything(data_dir: Path) -> None:
             # Whatever the context: the old key does not even know the token's key id.
             old_box.unseal(token, context=spec.name)
     # The chain verifies under the new key (check_opens) and no longer under the old one.
-    store = await _open(data_dir)
-    try:
+    async with opened(data_dir) as store:
         old_keys = ChainKeys.of(old_box, legacy=False)
         check = await SqlAuditLog(store, old_keys).verify()
         assert check.bad_seq == 1 and "MAC" in check.problem
         assert (
             rotation.audit.head_hash == (await open_audit_log(store, data_dir).verify()).head_hash
         )
-    finally:
-        await store.close()
     everything = data_bytes(data_dir)
     for plain in [*filled.plaintexts(), "PRIVATE KEY"]:
         assert plain.encode() not in everything
@@ -374,12 +371,10 @@ async def test_old_key_cannot_open_the_store(data_dir: Path) -> None:
     await fill(data_dir)
     old = (data_dir / KEY_FILE).read_text()
     await rotate(data_dir)
-    store = await _open(data_dir, env=old)  # the old key, as if it were still configured
-    try:
+    # The old key, as if it were still configured.
+    async with opened(data_dir, env=old) as store:
         with pytest.raises(InternalError):
             await store.list_access_keys()
-    finally:
-        await store.close()
 
 
 async def test_crash_after_the_transaction_before_the_swap(data_dir: Path) -> None:
@@ -437,23 +432,14 @@ async def test_environment_key(data_dir: Path, tmp_path: Path) -> None:
         await rotate(data_dir, env, data_dir / "new.key")
     target = tmp_path / "vault" / "new.key"
     target.parent.mkdir()
-    rotation = await rotate_master_key(
-        data_dir=data_dir,
-        database_url=url_of(data_dir),
-        env_key=env,
-        new_key_file=target,
-        clock=SystemClock(),
-    )
+    rotation = await rotated(data_dir, env, target)
     assert rotation.from_env and rotation.key_file == target
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
     assert not (data_dir / KEY_FILE).exists()  # nothing written beside the data
     await check_opens(data_dir, filled, env=target.read_text())
-    store = await _open(data_dir, env)
-    try:
+    async with opened(data_dir, env) as store:
         with pytest.raises(InternalError):
             await store.list_access_keys()
-    finally:
-        await store.close()
 
 
 async def test_refused_while_a_server_holds_the_data_dir(data_dir: Path) -> None:
@@ -490,12 +476,9 @@ async def test_a_value_that_does_not_open_changes_nothing(data_dir: Path) -> Non
     assert "nodes.pending_password_sealed" in str(caught.value)
     assert INSTANCE in str(caught.value)
     assert await tokens(data_dir) == before
-    store = await _open(data_dir)
-    try:
+    async with opened(data_dir) as store:
         key = await store.get_access_key(filled.key_id)
         assert key is not None and key.secret.reveal() == filled.key_secret
-    finally:
-        await store.close()
 
 
 async def test_a_broken_chain_keeps_its_break_across_a_rotation(data_dir: Path) -> None:
@@ -508,20 +491,11 @@ async def test_a_broken_chain_keeps_its_break_across_a_rotation(data_dir: Path) 
             kept = conn.execute(sa.text("SELECT hash FROM audit_log WHERE seq >= 3")).all()
     finally:
         engine.dispose()
-    rotation = await rotate_master_key(
-        data_dir=data_dir,
-        database_url=url_of(data_dir),
-        env_key=None,
-        new_key_file=None,
-        clock=SystemClock(),
-    )
+    rotation = await rotated(data_dir)
     assert (rotation.audit.check.bad_seq, rotation.audit.rekeyed) == (3, 2)
-    store = await _open(data_dir)
-    try:
+    async with opened(data_dir) as store:
         check = await open_audit_log(store, data_dir).verify()
         assert (check.bad_seq, check.records) == (3, 2)
-    finally:
-        await store.close()
     engine = sa.create_engine(sync_url(url_of(data_dir)))
     try:
         with engine.connect() as conn:

@@ -25,9 +25,7 @@ from keyturn.core.errors import (
 )
 from keyturn.core.model import Instance, KeySource, Product, Tenant
 from keyturn.core.secret_manager import (
-    FlowState,
     FlowTrigger,
-    RotationFlow,
     SecretRecord,
     SecretSpec,
     SecretVendor,
@@ -38,7 +36,7 @@ from keyturn.service.secret_rotation import Rotator
 from keyturn.service.secrets import SecretManager
 from keyturn.store.secrets import SqlSecrets
 from keyturn.store.sql import SqlStore
-from tests.support.fakes import FakeClock
+from tests.support.fakes import FakeClock, fake_flow
 
 TENANT = "1300000001"
 T0 = datetime(2026, 1, 1, 0, 30, tzinfo=UTC)
@@ -65,15 +63,12 @@ async def setup(store: SqlStore) -> tuple[SqlSecrets, SecretManager, FakeClock]:
 
 
 async def rotate(repo: SqlSecrets, n: int, *, ok: bool = True) -> None:
-    flow = RotationFlow(
-        flow_id=f"flow-{n}",
+    flow = fake_flow(
+        f"flow-{n}",
         tenant_id=TENANT,
         name="orders-redis",
-        state=FlowState.PENDING,
-        trigger=FlowTrigger.SCHEDULE,
         created_at=T0 + timedelta(seconds=n),
         version_id=f"v-{n}",
-        account="app",
     )
     version = SecretVersion(
         version_id=flow.version_id,

@@ -21,7 +21,6 @@ from keyturn.core.model import KeySource, Tenant
 from keyturn.core.secret_manager import (
     DropOld,
     FlowState,
-    FlowTrigger,
     RotationFlow,
     SecretSpec,
     SecretVendor,
@@ -35,7 +34,7 @@ from keyturn.store.opening import open_store
 from keyturn.store.sealing import AesGcmSecretBox
 from keyturn.store.secrets import SqlSecrets
 from keyturn.store.sql import SqlStore
-from tests.support.fakes import FakeClock
+from tests.support.fakes import FakeClock, fake_flow
 from tests.support.store_backends import BACKEND_KEY, StoreBackend
 
 T0 = datetime(2026, 1, 1, 2, 0, tzinfo=UTC)
@@ -57,15 +56,12 @@ def spec(name: str = "orders-redis", account: str = "app") -> SecretSpec:
 
 
 def flow(name: str, n: int, at: datetime = T0) -> tuple[RotationFlow, SecretVersion]:
-    made = RotationFlow(
-        flow_id=f"flow-{name}-{n}",
+    made = fake_flow(
+        f"flow-{name}-{n}",
         tenant_id=TENANT,
         name=name,
-        state=FlowState.PENDING,
-        trigger=FlowTrigger.SCHEDULE,
         created_at=at + timedelta(seconds=n),
         version_id=f"v-{name}-{n}",
-        account="app",
     )
     version = SecretVersion(
         version_id=made.version_id,

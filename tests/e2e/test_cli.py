@@ -113,66 +113,45 @@ def test_an_open_data_dir_is_made_private(tmp_path: Path) -> None:
     assert again.returncode == 0 and "tightened" not in again.stderr
 
 
+def add_redis_instance(
+    data: Path, instance_id: str, node: str, *options: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``keyturn instances add`` of a one-node Tencent Redis instance of tenant 1300000009."""
+    return keyturn(
+        data,
+        "instances",
+        "add",
+        "--id",
+        instance_id,
+        "--tenant",
+        "1300000009",
+        "--product",
+        "tencent-redis",
+        "--region",
+        "ap-guangzhou",
+        "--node",
+        node,
+        *options,
+        env=env,
+    )
+
+
 def test_inventory_commands(tmp_path: Path, redis_server) -> None:
     data = tmp_path / "data"
     assert keyturn(data, "tenants", "add", "1300000009", "--name", "ops").returncode == 0
     created = keyturn(data, "keys", "create", "--tenant", "1300000009")
     assert created.returncode == 0 and "SecretKey" in created.stdout
     url = f"redis://default:${{KT_NODE_PW}}@127.0.0.1:{redis_server.port}"
-    added = keyturn(
-        data,
-        "instances",
-        "add",
-        "--id",
-        "crs-cli00001",
-        "--tenant",
-        "1300000009",
-        "--product",
-        "tencent-redis",
-        "--region",
-        "ap-guangzhou",
-        "--node",
-        url,
-        env={"KT_NODE_PW": redis_server.password},
-    )
+    node_env = {"KT_NODE_PW": redis_server.password}
+    added = add_redis_instance(data, "crs-cli00001", url, env=node_env)
     assert added.returncode == 0, added.stderr
     listed = keyturn(data, "instances", "list")
     assert "crs-cli00001" in listed.stdout and redis_server.password not in listed.stdout
     assert "refused" in listed.stdout and "allowed" not in listed.stdout
-    opted = keyturn(
-        data,
-        "instances",
-        "add",
-        "--id",
-        "crs-cli00002",
-        "--tenant",
-        "1300000009",
-        "--product",
-        "tencent-redis",
-        "--region",
-        "ap-guangzhou",
-        "--node",
-        url,
-        "--allow-admin-reset",
-        env={"KT_NODE_PW": redis_server.password},
-    )
+    opted = add_redis_instance(data, "crs-cli00002", url, "--allow-admin-reset", env=node_env)
     assert opted.returncode == 0, opted.stderr
     assert "allowed" in keyturn(data, "instances", "list").stdout
-    bad = keyturn(
-        data,
-        "instances",
-        "add",
-        "--id",
-        "bogus",
-        "--tenant",
-        "1300000009",
-        "--product",
-        "tencent-redis",
-        "--region",
-        "ap-guangzhou",
-        "--node",
-        "redis://h:1",
-    )
+    bad = add_redis_instance(data, "bogus", "redis://h:1")
     assert bad.returncode == 2 and "does not match" in bad.stderr
     key_id = created.stdout.split("SecretId", 1)[1].split()[0]
     assert keyturn(data, "keys", "revoke", key_id).returncode == 0

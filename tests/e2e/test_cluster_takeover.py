@@ -17,34 +17,30 @@ of a Redis primary and two replicas, through the official SDKs sent to different
 
 from __future__ import annotations
 
-import secrets
-import threading
 import time
 from collections.abc import Callable
 
 import pytest
-import redis
 
-from keyturn.core.model import Product
 from tests.support.alibaba_sdk import KvstoreSdk
 from tests.support.keyturn_cluster import KeyturnCluster
 from tests.support.logins import can_login
 from tests.support.passwords import USED_PASSWORDS, leaked, new_instance_id, new_password
 from tests.support.redis_server import RedisServer
 from tests.support.sdk import redis_sdk, reset, task_info, wait_task
+from tests.support.takeover import (
+    assert_only_reported_logs_in,
+    kvstore_with_app_user,
+    reset_in_background,
+)
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.engine
 
 LEASE = 4.0
+#: How long a step of the cluster (three nodes on one PostgreSQL) may take to show.
+WAIT = 30.0
 POINTS = ("before_write_ahead", "after_write_ahead", "after_apply", "during_verify")
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached")
-        time.sleep(0.02)
 
 
 def pausing(point: str, seconds: float) -> dict[int, dict[str, str]]:
@@ -54,11 +50,6 @@ def pausing(point: str, seconds: float) -> dict[int, dict[str, str]]:
 
 def paused_at(cluster: KeyturnCluster, point: str) -> bool:
     return f"at {point}" in cluster.nodes[0].log()
-
-
-def logins(nodes: list[RedisServer], reported: str, other: str) -> None:
-    assert all(can_login(r.port, reported) for r in nodes)
-    assert not any(can_login(r.port, other) for r in nodes)
 
 
 @pytest.mark.parametrize("point", POINTS)
@@ -75,7 +66,7 @@ def test_the_node_running_a_task_killed_at_each_step(
     cluster.add_instance(instance_id, [r.url() for r in replicated_redis], allow_admin_reset=True)
     old, new = replicated_redis[0].password or "", new_password()
     task_id = reset(redis_sdk(a.endpoint), instance_id, Password=new)
-    wait_for(lambda: paused_at(cluster, point))
+    wait_for(lambda: paused_at(cluster, point), timeout=WAIT)
     time.sleep(0.2)
     on_c = redis_sdk(c.endpoint)
     # Node A renews its lease while it pauses: nobody took the task.
@@ -89,7 +80,7 @@ def test_the_node_running_a_task_killed_at_each_step(
     assert info.Status in ("succeed", "failed"), info.TaskMessage
     assert took < LEASE + 2, f"taken over and ended {took:.1f} s after the kill"
     reported, other = (new, old) if info.Status == "succeed" else (old, new)
-    logins(replicated_redis, reported, other)
+    assert_only_reported_logs_in(replicated_redis, reported, other)
     claimers = [n for n in (b, c) if f"claimed task {task_id}" in n.log()]
     assert len(claimers) == 1, "exactly one surviving node claims the task"
 
@@ -98,7 +89,7 @@ def test_the_node_running_a_task_killed_at_each_step(
     other_node = c if claimers[0] is b else b
     client = redis_sdk(other_node.endpoint)
     assert wait_task(client, reset(client, instance_id, Password=again)).Status == "succeed"
-    logins(replicated_redis, again, reported)
+    assert_only_reported_logs_in(replicated_redis, again, reported)
     for node in (b, c):
         node.stop()
         assert leaked(node, USED_PASSWORDS) == []
@@ -117,10 +108,10 @@ def test_a_node_cut_off_the_store_stops_and_another_takes_over(
     cluster.add_instance(instance_id, [r.url() for r in replicated_redis], allow_admin_reset=True)
     old, new = replicated_redis[0].password or "", new_password()
     task_id = reset(redis_sdk(a.endpoint), instance_id, Password=new)
-    wait_for(lambda: paused_at(cluster, "after_apply"))
+    wait_for(lambda: paused_at(cluster, "after_apply"), timeout=WAIT)
     cluster.partition(0)
     cut = time.monotonic()
-    wait_for(lambda: a.readyz(timeout=10).status_code == 503)
+    wait_for(lambda: a.readyz(timeout=10).status_code == 503, timeout=WAIT)
 
     info = wait_task(redis_sdk(b.endpoint), task_id, timeout=LEASE + 30)
     took = time.monotonic() - cut
@@ -128,18 +119,18 @@ def test_a_node_cut_off_the_store_stops_and_another_takes_over(
     # Not before the lease lapsed (nobody took over a node that may still act), and soon after.
     assert LEASE - 1 < took < LEASE + 2 + 2, took
     reported, other = (new, old) if info.Status == "succeed" else (old, new)
-    logins(replicated_redis, reported, other)
+    assert_only_reported_logs_in(replicated_redis, reported, other)
     assert sum(f"claimed task {task_id}" in n.log() for n in (b, c)) == 1
 
     # A wakes from its pause still cut off: it stops the run, touching nothing.
     wait_for(lambda: "task run stopped" in a.log(), timeout=4 * LEASE)
-    logins(replicated_redis, reported, other)
+    assert_only_reported_logs_in(replicated_redis, reported, other)
     cluster.heal(0)
     cluster.wait_ready(a)
     client = redis_sdk(a.endpoint)
     again = new_password()
     assert wait_task(client, reset(client, instance_id, Password=again)).Status == "succeed"
-    logins(replicated_redis, again, reported)
+    assert_only_reported_logs_in(replicated_redis, again, reported)
     assert task_info(redis_sdk(c.endpoint), task_id).Status == info.Status
 
 
@@ -151,41 +142,12 @@ def test_a_sync_call_answers_when_its_task_is_taken_over(
     waiting call with success, once, from the store."""
     cluster = make_cluster(lease=LEASE, node_env=pausing("after_write_ahead", 2 * LEASE))
     a = cluster.nodes[0]
-    instance_id = "r-" + secrets.token_hex(7)
-    old = new_password()
-    client = redis.Redis(port=redis_server.port, password=redis_server.password, protocol=2)
-    try:
-        rules = ("on", f">{old}", "~*", "&*", "+@all", "-@dangerous")
-        client.execute_command("ACL", "SETUSER", "appuser", *rules)
-    finally:
-        client.close()
-    cluster.add_instance(
-        instance_id,
-        [redis_server.admin_url()],
-        product=Product.ALIBABA_KVSTORE,
-        region="cn-hangzhou",
-    )
+    instance_id, old = kvstore_with_app_user(cluster.add_instance, redis_server, "appuser")
     new = new_password()
-    answers: list[object] = []
     sdk = KvstoreSdk("tea", a.endpoint)
     sdk._tea._read_timeout = 60_000  # the call waits out the takeover (default 10 s)
-
-    def call() -> None:
-        try:
-            answers.append(
-                sdk.call(
-                    "ResetAccountPassword",
-                    InstanceId=instance_id,
-                    AccountName="appuser",
-                    AccountPassword=new,
-                )
-            )
-        except Exception as exc:  # reported by the assertion below
-            answers.append(exc)
-
-    waiting = threading.Thread(target=call)
-    waiting.start()
-    wait_for(lambda: paused_at(cluster, "after_write_ahead"))
+    waiting, answers = reset_in_background(sdk, instance_id, "appuser", new)
+    wait_for(lambda: paused_at(cluster, "after_write_ahead"), timeout=WAIT)
     cluster.partition(0)
     wait_for(
         lambda: cluster.query("SELECT count(*) FROM tasks WHERE state = 'succeed'")[0][0] == 1,

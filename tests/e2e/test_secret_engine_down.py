@@ -9,14 +9,14 @@ from collections.abc import Callable
 
 import pytest
 
-from keyturn.core.secret_manager import FlowState, FlowTrigger, RotationFlow, SecretVersion
+from keyturn.core.secret_manager import FlowState, FlowTrigger
 from keyturn.core.secret_manager import VersionStage as Stage
 from tests.support import secrets as support
 from tests.support.cli import audit_records
 from tests.support.keyturn_server import KeyturnServer
 from tests.support.logins import can_login
 from tests.support.redis_server import RedisServer
-from tests.support.secrets import declare_redis_secret, wait_for
+from tests.support.secrets import wait_for
 
 pytestmark = pytest.mark.engine
 
@@ -25,53 +25,33 @@ NAME = "orders-redis"
 PERIOD = 3  # seconds
 
 
-def start(make_server: Callable[..., KeyturnServer], redis_server: RedisServer) -> KeyturnServer:
-    env = {"KT_SECRET_ADMIN_URL": redis_server.admin_url(), "KEYTURN_SECRET_TICK": "0.2"}
-    server = make_server(extra_env=env)
-    declare_redis_secret(server, instance=INSTANCE, name=NAME, rotation=f"{PERIOD}s")
-    server.start()
-    return server
-
-
-def flows(server: KeyturnServer) -> list[RotationFlow]:
-    return support.flows(server, NAME)
-
-
-def succeeded(server: KeyturnServer) -> list[RotationFlow]:
-    return support.succeeded(server, NAME)
-
-
-def versions(server: KeyturnServer) -> list[SecretVersion]:
-    return support.versions(server, NAME)
-
-
-def staged(server: KeyturnServer, stage: Stage) -> SecretVersion:
-    return support.staged(server, NAME, stage)
-
-
 def test_an_engine_down_rotation_backs_off_with_new_passwords_until_it_is_back(
     make_server: Callable[..., KeyturnServer], redis_server: RedisServer
 ) -> None:
-    server = start(make_server, redis_server)
-    wait_for(lambda: len(succeeded(server)) >= 1, 15, "the first version")
-    good = staged(server, Stage.CURRENT)
+    server = support.start_redis_secret(
+        make_server, redis_server.admin_url(), instance=INSTANCE, name=NAME, rotation=f"{PERIOD}s"
+    )
+    wait_for(lambda: len(support.succeeded(server, NAME)) >= 1, 15, "the first version")
+    good = support.staged(server, NAME, Stage.CURRENT)
     redis_server.pause()  # the port accepts, nothing answers: probes time out
     try:
         wait_for(
-            lambda: len([f for f in flows(server) if f.state is FlowState.FAILED]) >= 2,
+            lambda: (
+                len([f for f in support.flows(server, NAME) if f.state is FlowState.FAILED]) >= 2
+            ),
             6 * PERIOD + 20,
             "two failed tries",
         )
         # The secret still points at the password that logs in.
-        assert staged(server, Stage.CURRENT).version_id == good.version_id
+        assert support.staged(server, NAME, Stage.CURRENT).version_id == good.version_id
     finally:
         redis_server.resume()
     wait_for(
-        lambda: staged(server, Stage.CURRENT).version_id != good.version_id,
+        lambda: support.staged(server, NAME, Stage.CURRENT).version_id != good.version_id,
         6 * PERIOD + 20,
         "a rotation after the engine came back",
     )
-    history = sorted(flows(server), key=lambda f: f.created_at)
+    history = sorted(support.flows(server, NAME), key=lambda f: f.created_at)
     failed = [f for f in history if f.state is FlowState.FAILED]
     assert len(failed) >= 2
     # Every try had its own version (a new password), and the tries count up.
@@ -80,9 +60,9 @@ def test_an_engine_down_rotation_backs_off_with_new_passwords_until_it_is_back(
     assert all(f.error_code for f in failed)
     retry = [f for f in history if f.trigger is FlowTrigger.RETRY]
     assert retry and any(f.state is FlowState.SUCCEEDED for f in retry)
-    passwords = {v.password.reveal() for v in versions(server)}
-    assert len(passwords) == len(versions(server))
-    current = staged(server, Stage.CURRENT)
+    passwords = {v.password.reveal() for v in support.versions(server, NAME)}
+    assert len(passwords) == len(support.versions(server, NAME))
+    current = support.staged(server, NAME, Stage.CURRENT)
     assert can_login(redis_server.port, current.password.reveal(), user="app")
     # Every try is audited (started before its task, then its end), with no password.
     records = audit_records(server, "search", "--action", "rotate_secret", "--limit", "1000")
@@ -93,4 +73,6 @@ def test_an_engine_down_rotation_backs_off_with_new_passwords_until_it_is_back(
     assert all(p not in str(records) for p in passwords)
     # Never pointed at a failed try's password: the failed versions were never staged.
     failed_versions = {f.version_id for f in failed}
-    assert all(not v.stages for v in versions(server) if v.version_id in failed_versions)
+    assert all(
+        not v.stages for v in support.versions(server, NAME) if v.version_id in failed_versions
+    )

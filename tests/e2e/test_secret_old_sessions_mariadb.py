@@ -47,26 +47,16 @@ def test_when_unused_on_mariadb_waits_for_the_session_opened_before_the_rotation
     create_user(mariadb_server, "app", "%", new_password())
     env = {"KT_SECRET_MYSQL_URL": mariadb_server.url(), "KEYTURN_SECRET_TICK": "0.2"}
     server = make_server(extra_env=env)
-    server.config.write_text(
-        server.config.read_text()
-        + f"""
-[[instances]]
-id = "{INSTANCE}"
-tenant = "{TENANT}"
-product = "tencent-tdmysql"
-region = "ap-guangzhou"
-nodes = ["${{KT_SECRET_MYSQL_URL}}"]
-
-[[secrets]]
-tenant = "{TENANT}"
-name = "{NAME}"
-vendor = "tencent-ssm"
-instance = "{INSTANCE}"
-account = "{ACCOUNT}"
-rotation = "2d"
-overlap = "1h"
-drop_old = "when-unused"
-"""
+    support.declare_secret(
+        server,
+        product="tencent-tdmysql",
+        url_env="KT_SECRET_MYSQL_URL",
+        instance=INSTANCE,
+        name=NAME,
+        rotation="2d",
+        overlap="1h",
+        account=ACCOUNT,
+        fields='drop_old = "when-unused"\n',
     )
     server.start()
     wait_for(lambda: bool(support.succeeded(server, NAME)), 20, "the first version")

@@ -13,7 +13,7 @@ import pytest
 from keyturn.core.secret_manager import FlowTrigger
 from keyturn.core.secret_manager import VersionStage as Stage
 from tests.support import secrets as support
-from tests.support.keyturn_server import TENANT, KeyturnServer
+from tests.support.keyturn_server import KeyturnServer
 from tests.support.logins import can_login_postgres
 from tests.support.postgres_server import PostgresServer
 from tests.support.secrets import wait_for
@@ -32,25 +32,14 @@ def test_postgres_overlap_alternates_between_twin_roles(
     assert postgres_server.sql_value("SELECT count(*) FROM pg_roles WHERE rolname = 'app'") == 0
     env = {"KT_SECRET_PG_URL": postgres_server.url(), "KEYTURN_SECRET_TICK": "0.2"}
     server = make_server(extra_env=env)
-    server.config.write_text(
-        server.config.read_text()
-        + f"""
-[[instances]]
-id = "{INSTANCE}"
-tenant = "{TENANT}"
-product = "tencent-postgres"
-region = "ap-guangzhou"
-nodes = ["${{KT_SECRET_PG_URL}}"]
-
-[[secrets]]
-tenant = "{TENANT}"
-name = "{NAME}"
-vendor = "tencent-ssm"
-instance = "{INSTANCE}"
-account = "app"
-rotation = "{PERIOD}s"
-overlap = "{OVERLAP}s"
-"""
+    support.declare_secret(
+        server,
+        product="tencent-postgres",
+        url_env="KT_SECRET_PG_URL",
+        instance=INSTANCE,
+        name=NAME,
+        rotation=f"{PERIOD}s",
+        overlap=f"{OVERLAP}s",
     )
     server.start()
     wait_for(lambda: bool(support.succeeded(server, NAME)), 20, "the first version")

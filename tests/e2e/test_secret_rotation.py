@@ -12,14 +12,14 @@ from datetime import timedelta
 
 import pytest
 
-from keyturn.core.secret_manager import FlowTrigger, RotationFlow, SecretVersion
+from keyturn.core.secret_manager import FlowTrigger
 from keyturn.core.secret_manager import VersionStage as Stage
 from tests.support import secrets as support
 from tests.support.cli import keyturn_cli as keyturn
 from tests.support.keyturn_server import TENANT, KeyturnServer
 from tests.support.logins import can_login
 from tests.support.redis_server import RedisServer
-from tests.support.secrets import declare_redis_secret, wait_for
+from tests.support.secrets import wait_for
 
 pytestmark = pytest.mark.engine
 
@@ -28,45 +28,23 @@ NAME = "orders-redis"
 PERIOD = 3  # seconds
 
 
-def start(make_server: Callable[..., KeyturnServer], redis_server: RedisServer) -> KeyturnServer:
-    env = {"KT_SECRET_ADMIN_URL": redis_server.admin_url(), "KEYTURN_SECRET_TICK": "0.2"}
-    server = make_server(extra_env=env)
-    declare_redis_secret(server, instance=INSTANCE, name=NAME, rotation=f"{PERIOD}s")
-    server.start()
-    return server
-
-
-def flows(server: KeyturnServer) -> list[RotationFlow]:
-    return support.flows(server, NAME)
-
-
-def succeeded(server: KeyturnServer) -> list[RotationFlow]:
-    return support.succeeded(server, NAME)
-
-
-def versions(server: KeyturnServer) -> list[SecretVersion]:
-    return support.versions(server, NAME)
-
-
-def staged(server: KeyturnServer, stage: Stage) -> SecretVersion:
-    return support.staged(server, NAME, stage)
-
-
 def test_a_secret_rotates_on_its_schedule_and_the_cli_shows_it(
     make_server: Callable[..., KeyturnServer], redis_server: RedisServer
 ) -> None:
-    server = start(make_server, redis_server)
+    server = support.start_redis_secret(
+        make_server, redis_server.admin_url(), instance=INSTANCE, name=NAME, rotation=f"{PERIOD}s"
+    )
     # The first version (the account is created), then two scheduled rotations.
-    wait_for(lambda: len(succeeded(server)) >= 3, 6 * PERIOD + 10, "three rotations")
-    done = sorted(succeeded(server), key=lambda f: f.created_at)
+    wait_for(lambda: len(support.succeeded(server, NAME)) >= 3, 6 * PERIOD + 10, "three rotations")
+    done = sorted(support.succeeded(server, NAME), key=lambda f: f.created_at)
     assert done[0].trigger is FlowTrigger.CREATE
     scheduled = [f for f in done if f.trigger is FlowTrigger.SCHEDULE]
     assert len(scheduled) >= 2
     # Once per period: consecutive scheduled rotations are a period apart, not closer.
     gaps = [b.created_at - a.created_at for a, b in itertools.pairwise(scheduled)]
     assert all(gap >= timedelta(seconds=PERIOD * 0.9) for gap in gaps), gaps
-    current = staged(server, Stage.CURRENT)
-    previous = staged(server, Stage.PREVIOUS)
+    current = support.staged(server, NAME, Stage.CURRENT)
+    previous = support.staged(server, NAME, Stage.PREVIOUS)
     assert current.account == previous.account == "app"
     assert can_login(redis_server.port, current.password.reveal(), user="app")
     # Replace mode: the replaced password no longer logs in.
@@ -74,18 +52,18 @@ def test_a_secret_rotates_on_its_schedule_and_the_cli_shows_it(
 
     paused = keyturn(server.data_dir, "secrets", "pause", TENANT, NAME)
     assert paused.returncode == 0, paused.stderr
-    count = len(flows(server))
+    count = len(support.flows(server, NAME))
     time.sleep(PERIOD + 1.5)
-    assert len(flows(server)) <= count + 1  # at most one that had already started
+    assert len(support.flows(server, NAME)) <= count + 1  # at most one that had already started
     listed = keyturn(server.data_dir, "secrets", "list")
     assert listed.returncode == 0, listed.stderr
     assert NAME in listed.stdout and "paused" in listed.stdout
-    before = len(succeeded(server))
+    before = len(support.succeeded(server, NAME))
     now = keyturn(server.data_dir, "secrets", "rotate-now", TENANT, NAME)
     assert now.returncode == 0, now.stderr
-    wait_for(lambda: len(succeeded(server)) > before, 10, "the rotation asked for")
+    wait_for(lambda: len(support.succeeded(server, NAME)) > before, 10, "the rotation asked for")
     # The flow rotate-now asked for is labelled manual (not schedule) in the history.
-    assert succeeded(server)[0].trigger is FlowTrigger.MANUAL
+    assert support.succeeded(server, NAME)[0].trigger is FlowTrigger.MANUAL
     resumed = keyturn(server.data_dir, "secrets", "resume", TENANT, NAME)
     assert resumed.returncode == 0, resumed.stderr
     shown = keyturn(server.data_dir, "secrets", "show", TENANT, NAME)
@@ -97,8 +75,8 @@ def test_a_secret_rotates_on_its_schedule_and_the_cli_shows_it(
     assert "manual" in history.stdout
     missing = keyturn(server.data_dir, "secrets", "show", TENANT, "no-such-secret")
     assert missing.returncode == 2 and "SecretNotFound" not in missing.stdout
-    current = staged(server, Stage.CURRENT)
+    current = support.staged(server, NAME, Stage.CURRENT)
     assert can_login(redis_server.port, current.password.reveal(), user="app")
     everything = shown.stdout + history.stdout + listed.stdout + server.log()
-    for version in versions(server):
+    for version in support.versions(server, NAME):
         assert version.password.reveal() not in everything

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import redis
 
 from keyturn.core.secret_manager import (
     FlowState,
@@ -38,27 +37,15 @@ INSTANCE = "crs-secretcluster"
 NAMES = ("orders-a", "orders-b")
 PERIOD = 2.0
 RUN = 11.0
+#: What the secret's account may do (its password is the one keyturn rotates).
+APP_RULES = ("~*", "+@read", "+@write", "+@connection")
 
 
 def test_each_slot_fires_once_across_two_nodes(
     make_cluster: Callable[..., KeyturnCluster], redis_server: RedisServer
 ) -> None:
     cluster = make_cluster(size=2, extra_env={"KEYTURN_SECRET_TICK": "0.2"})
-    admin = redis.Redis(port=redis_server.port, password=redis_server.password, protocol=2)
-    try:
-        admin.execute_command(
-            "ACL",
-            "SETUSER",
-            "app",
-            "on",
-            f">{new_password()}",
-            "~*",
-            "+@read",
-            "+@write",
-            "+@connection",
-        )
-    finally:
-        admin.close()
+    redis_server.command("ACL", "SETUSER", "app", "on", f">{new_password()}", *APP_RULES)
     cluster.add_instance(INSTANCE, [redis_server.admin_url()])
     first = datetime.now(UTC) + timedelta(seconds=1)
 
@@ -145,21 +132,7 @@ def test_a_node_killed_mid_rotation_loses_nothing(
             1: {"KEYTURN_SECRET_TICK": "3600"},
         },
     )
-    admin = redis.Redis(port=redis_server.port, password=redis_server.password, protocol=2)
-    try:
-        admin.execute_command(
-            "ACL",
-            "SETUSER",
-            "app",
-            "on",
-            f">{new_password()}",
-            "~*",
-            "+@read",
-            "+@write",
-            "+@connection",
-        )
-    finally:
-        admin.close()
+    redis_server.command("ACL", "SETUSER", "app", "on", f">{new_password()}", *APP_RULES)
     cluster.add_instance(INSTANCE, [redis_server.admin_url()])
     first = datetime.now(UTC) + timedelta(seconds=1)
 

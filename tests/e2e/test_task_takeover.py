@@ -14,18 +14,14 @@ another node answers with the outcome the other node stored.
 
 from __future__ import annotations
 
-import secrets
-import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-import redis
 import sqlalchemy as sa
 
-from keyturn.core.model import Product
 from keyturn.store.schema import tasks
 from keyturn.store.sql import SqlStore
 from tests.support.alibaba_sdk import KvstoreSdk
@@ -35,19 +31,17 @@ from tests.support.logins import can_login
 from tests.support.passwords import USED_PASSWORDS, leaked, new_instance_id, new_password
 from tests.support.redis_server import RedisServer
 from tests.support.sdk import redis_sdk, reset, task_info, wait_task
+from tests.support.takeover import (
+    assert_only_reported_logs_in,
+    kvstore_with_app_user,
+    reset_in_background,
+)
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.engine
 
 #: A short lease keeps the test quick; the bound is the issue's: lease + 2 s.
 LEASE = 4.0
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached")
-        time.sleep(0.02)
 
 
 def two_nodes(
@@ -88,8 +82,7 @@ def test_a_killed_node_s_task_is_taken_over_within_the_lease(
     assert info.Status in ("succeed", "failed"), info.TaskMessage
     assert took < LEASE + 2, f"taken over and ended {took:.1f} s after the kill"
     reported, other = (new, old) if info.Status == "succeed" else (old, new)
-    assert all(can_login(r.port, reported) for r in replicated_redis)
-    assert not any(can_login(r.port, other) for r in replicated_redis)
+    assert_only_reported_logs_in(replicated_redis, reported, other)
     assert f"claimed task {task_id}" in b.log()
 
     # B holds a working admin credential: the next reset through B goes through.
@@ -162,38 +155,11 @@ def test_a_sync_call_answers_when_its_task_ends_on_another_node(
     task is taken from it meanwhile and node B finishes it. A's run stops (its lease is lost)
     and the waiting call answers success from the store, once, with the password B set."""
     a, b = two_nodes(make_server, "after_write_ahead", pause=4)
-    instance_id = "r-" + secrets.token_hex(7)
-    old = new_password()
-    client = redis.Redis(port=redis_server.port, password=redis_server.password, protocol=2)
-    try:
-        rules = ("on", f">{old}", "~*", "&*", "+@all", "-@dangerous")
-        client.execute_command("ACL", "SETUSER", "appuser", *rules)
-    finally:
-        client.close()
-    a.add_instance(
-        instance_id,
-        [redis_server.admin_url()],
-        product=Product.ALIBABA_KVSTORE,
-        region="cn-hangzhou",
-    )
+    instance_id, old = kvstore_with_app_user(a.add_instance, redis_server, "appuser")
     new = new_password()
-    answers: list[object] = []
-
-    def call() -> None:
-        try:
-            answers.append(
-                KvstoreSdk("tea", a.endpoint).call(
-                    "ResetAccountPassword",
-                    InstanceId=instance_id,
-                    AccountName="appuser",
-                    AccountPassword=new,
-                )
-            )
-        except Exception as exc:  # reported by the assertion below
-            answers.append(exc)
-
-    waiting = threading.Thread(target=call)
-    waiting.start()
+    waiting, answers = reset_in_background(
+        KvstoreSdk("tea", a.endpoint), instance_id, "appuser", new
+    )
     wait_for(lambda: a.with_store(running_task))
     task_id = a.with_store(steal)
     waiting.join(30)

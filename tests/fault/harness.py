@@ -27,6 +27,7 @@ import random
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -136,7 +137,7 @@ def _trial(
             timer.join()
     outage = None
     if fault in ("outage", "kill_and_outage"):
-        outage = _Outage(cluster, rng)
+        outage = Outage(cluster.node_count(), cluster.stop_node, cluster.start_node, rng)
     handle = cluster.start_reset(server, new)
     if outage is not None:
         outage.begin()
@@ -179,13 +180,19 @@ def _failover_trial(
     return cluster.finish_reset(server, handle)
 
 
-class _Outage:
-    """Stop a random node at a random moment and start it again a random while later
-    (sometimes past the task's deadline)."""
+class Outage:
+    """Stop one of ``count`` nodes, drawn at random, at a random moment and start it again a
+    random while later (sometimes past the task's deadline)."""
 
-    def __init__(self, cluster: Cluster, rng: random.Random) -> None:
-        self._cluster = cluster
-        self._index = rng.randrange(cluster.node_count())
+    def __init__(
+        self,
+        count: int,
+        stop: Callable[[int], object],
+        start: Callable[[int], object],
+        rng: random.Random,
+    ) -> None:
+        self._index = rng.randrange(count)
+        self._stop, self._start = stop, start
         self._delay = rng.uniform(0.0, 0.2)
         self._down_for = rng.uniform(0.2, 4.0)
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -195,9 +202,9 @@ class _Outage:
 
     def _run(self) -> None:
         time.sleep(self._delay)
-        self._cluster.stop_node(self._index)
+        self._stop(self._index)
         time.sleep(self._down_for)
-        self._cluster.start_node(self._index)
+        self._start(self._index)
 
     def end(self) -> None:
         self._thread.join()

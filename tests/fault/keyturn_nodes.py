@@ -32,25 +32,21 @@ inside the old node's trust window has ended before the new node begins).
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import random
 import re
-import threading
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
-import redis
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
 
+from tests.fault.harness import Outage
 from tests.support.keyturn_cluster import KeyturnCluster
-from tests.support.logins import can_login
 from tests.support.passwords import new_password
-from tests.support.redis_replication import client, replicated
-from tests.support.redis_server import RedisServer, RedisServerError
+from tests.support.redis_replication import password_violations, replicated
+from tests.support.redis_server import RedisServer
 from tests.support.sdk import redis_sdk, reset, wait_task
 
 FAULTS = ("kill", "partition", "outage", "none")
@@ -154,7 +150,12 @@ class NodeTrials:
     def _trial(self, fault: str, new: str) -> tuple[str, int | None]:
         self._settle()
         sender = self.rng.randrange(len(self.cluster.nodes))
-        outage = _Outage(self.engines, self.rng) if fault == "outage" else None
+        outage = None
+        if fault == "outage":
+            engines = self.engines
+            outage = Outage(
+                len(engines), lambda i: engines[i].stop(), lambda i: engines[i].start(), self.rng
+            )
         if outage is not None:
             outage.begin()
         try:
@@ -196,25 +197,9 @@ class NodeTrials:
             if not engine.running:
                 engine.start()
             engine.password = expected
-        for i, engine in enumerate(self.engines[1:], start=1):
-            try:
-                engine.wait_link_up(timeout=10)
-            except (RedisServerError, redis.RedisError):
-                found.append(f"redis node {i}: replication link down")
-        digest = hashlib.sha256(expected.encode()).hexdigest()
-        for i, engine in enumerate(self.engines):
-            if not can_login(engine.port, expected):
-                found.append(f"redis node {i} refuses the password the task reports")
-                continue
-            if can_login(engine.port, other):
-                found.append(f"redis node {i} still accepts the other password")
-            admin = client(engine, expected)
-            try:
-                user: Any = admin.acl_getuser("default")
-            finally:
-                admin.close()
-            if list(user["passwords"]) != [digest]:
-                found.append(f"redis node {i} holds {len(user['passwords'])} passwords, not one")
+        found += password_violations(
+            self.engines, self.engines[1:], expected, other, name="redis node"
+        )
         if not found and not replicated(self.engines, expected, f"fault-{time.monotonic_ns()}"):
             found.append("a write on the primary did not reach every replica")
         return found
@@ -246,26 +231,3 @@ class NodeTrials:
         if len(fences) > 1:
             self.report.takeovers += 1
         return found
-
-
-class _Outage:
-    """Stop a random Redis node at a random moment and start it again a random while later
-    (sometimes past the task's deadline)."""
-
-    def __init__(self, engines: list[RedisServer], rng: random.Random) -> None:
-        self._engine = engines[rng.randrange(len(engines))]
-        self._delay = rng.uniform(0.0, 0.2)
-        self._down_for = rng.uniform(0.2, 4.0)
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def begin(self) -> None:
-        self._thread.start()
-
-    def _run(self) -> None:
-        time.sleep(self._delay)
-        self._engine.stop()
-        time.sleep(self._down_for)
-        self._engine.start()
-
-    def end(self) -> None:
-        self._thread.join()

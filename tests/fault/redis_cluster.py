@@ -13,9 +13,7 @@ does the same at once rather than wait for the sentinel's next look, as the sent
 
 from __future__ import annotations
 
-import hashlib
 import time
-from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
@@ -23,9 +21,9 @@ from redis.retry import Retry
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
 
 from tests.support.keyturn_server import KeyturnServer
-from tests.support.logins import can_login
+from tests.support.redis_replication import password_violations, replicated
 from tests.support.redis_sentinel import RedisSentinel
-from tests.support.redis_server import RedisServer, RedisServerError
+from tests.support.redis_server import RedisServer
 from tests.support.sdk import redis_sdk, reset, wait_task
 
 #: How long ``wait_promoted`` waits for the sentinel to promote another node.
@@ -141,26 +139,10 @@ class RedisCluster:
         replicas = [node for node in self.nodes if node is not primary]
         for node in replicas:
             self._follow(node, primary, expected)
-        for node in replicas:
-            try:
-                node.wait_link_up(timeout=10)
-            except (RedisServerError, redis.RedisError):
-                found.append(f"node {self.nodes.index(node)}: replication link down")
-        digest = hashlib.sha256(expected.encode()).hexdigest()
-        for i, node in enumerate(self.nodes):
-            if not can_login(node.port, expected):
-                found.append(f"node {i} refuses the password the task reports")
-                continue
-            if can_login(node.port, other):
-                found.append(f"node {i} still accepts the other password")
-            client = _client(node, expected)
-            try:
-                user: Any = client.acl_getuser("default")
-            finally:
-                client.close()
-            if list(user["passwords"]) != [digest]:
-                found.append(f"node {i} holds {len(user['passwords'])} passwords, not exactly one")
-        if not found and not self._replicates(primary, replicas, expected):
+        found += password_violations(self.nodes, replicas, expected, other, connect=_client)
+        if not found and not replicated(
+            [primary, *replicas], expected, f"fault-{time.monotonic_ns()}", connect=_client
+        ):
             found.append("a write on the primary did not reach every replica")
         if f"auth-pass mymaster {expected}" not in self.sentinel.config_text():
             found.append("the sentinel does not hold the password the task reports")
@@ -184,23 +166,3 @@ class RedisCluster:
             return
         finally:
             client.close()
-
-    @staticmethod
-    def _replicates(primary: RedisServer, replicas: list[RedisServer], password: str) -> bool:
-        key = f"fault-{time.monotonic_ns()}"
-        client = _client(primary, password)
-        try:
-            client.set(key, "v")
-        finally:
-            client.close()
-        deadline = time.monotonic() + 5
-        for node in replicas:
-            client = _client(node, password)
-            try:
-                while client.get(key) != b"v":
-                    if time.monotonic() > deadline:
-                        return False
-                    time.sleep(0.02)
-            finally:
-                client.close()
-        return True

@@ -9,27 +9,24 @@ from __future__ import annotations
 
 import os
 import random
-import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from keyturn.core.model import Product
 from tests.fault.harness import Cluster, run_trials
 from tests.fault.redis_cluster import RedisCluster
 from tests.fault.sql_clusters import MariaDBCluster, PostgresCluster
 from tests.support.fault_report import REPORT_LINES
-from tests.support.fixtures import (
-    MariaDBServerFactory,
-    PostgresServerFactory,
-    RedisServerFactory,
-)
+from tests.support.fixtures import RedisServerFactory
 from tests.support.keyturn_server import KeyturnServer
+from tests.support.mysql_server import MariaDBServer
 from tests.support.passwords import USED_PASSWORDS, leaked, new_instance_id, new_password
+from tests.support.postgres_server import PostgresServer
 from tests.support.redis_replication import prepare_failover
 from tests.support.redis_sentinel import RedisSentinel
+from tests.support.sql_replication import register_pg, register_tdsql
 
 pytestmark = pytest.mark.engine
 
@@ -104,15 +101,11 @@ def test_redis_primary_and_replicas(
 
 
 def test_postgres_primary_and_standby(
-    keyturn: KeyturnServer, postgres_server_factory: PostgresServerFactory, seed: int
+    keyturn: KeyturnServer, postgres_pair: list[PostgresServer], seed: int
 ) -> None:
-    primary = postgres_server_factory()
-    nodes = [primary, postgres_server_factory(standby_of=primary)]
-    instance_id = "postgres-" + secrets.token_hex(4)
+    nodes = postgres_pair
+    instance_id = register_pg(keyturn, nodes)
     cluster = PostgresCluster.create(nodes, instance_id, new_password())
-    keyturn.add_instance(
-        instance_id, [node.url() for node in nodes], product=Product.TENCENT_POSTGRES
-    )
     run("postgres", keyturn, cluster, trials(25), seed)
     # keyturn sends verifiers only: no plaintext in the engines' statement logs either.
     logs = "".join(node.log_text() for node in nodes)
@@ -120,15 +113,11 @@ def test_postgres_primary_and_standby(
 
 
 def test_mariadb_primary_and_replica(
-    keyturn: KeyturnServer, mariadb_server_factory: MariaDBServerFactory, seed: int
+    keyturn: KeyturnServer, mariadb_pair: list[MariaDBServer], seed: int
 ) -> None:
-    primary = mariadb_server_factory()
-    nodes = [primary, mariadb_server_factory(replica_of=primary)]
-    instance_id = "tdsql3-" + secrets.token_hex(4)
+    nodes = mariadb_pair
+    instance_id = register_tdsql(keyturn, nodes)
     cluster = MariaDBCluster.create(nodes, instance_id, new_password())
-    keyturn.add_instance(
-        instance_id, [node.url() for node in nodes], product=Product.TENCENT_TDMYSQL
-    )
     run("mariadb", keyturn, cluster, trials(25), seed)
     # keyturn sends hashes only: no plaintext in the general or binary logs either.
     logs = "".join(node.general_log_text() + node.binlog_text() for node in nodes)

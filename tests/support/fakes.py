@@ -3,7 +3,8 @@
 Ports and services: a settable clock, the store's replay memory, rate windows and
 wrong-old-password locks (``MemoryRates``, ``MemoryChangeLocks``: the SQL parts' rules), a
 gate that lets everything through (and what a dialect tells it of a call), a task-shaped value
-for stubbed resets.
+for stubbed resets, and ``fake_task`` / ``fake_instance`` / ``fake_flow``: a task, an instance
+and a secret's rotation flow as the store would return them.
 Engines and stores: ``FakeEngine`` keeps one current password per account and answers
 ``probe`` and ``password_matches`` after a short ``asyncio.sleep`` (so concurrent callers
 really overlap), counting the old passwords it evaluated; ``FakeStore`` holds instances and
@@ -23,7 +24,9 @@ from typing import Any
 from keyturn.core.engine_ports import EngineInfo
 from keyturn.core.errors import AccountNotFound, DomainError, InstanceNotFound
 from keyturn.core.model import EngineKind, Instance, Node, NodeAddress, Product
+from keyturn.core.secret_manager import FlowState, FlowTrigger, RotationFlow
 from keyturn.core.secrets import Secret
+from keyturn.core.tasks import Task, TaskKind, TaskState
 from keyturn.service.context import Answer, Caller
 from keyturn.service.gate import CallInfo
 from keyturn.service.replay import ReplayGuard
@@ -194,6 +197,60 @@ class QueuedTask:
     """What a stubbed reset answers with: a task id."""
 
     id: int = 7
+
+
+def fake_task(
+    task_id: int = 1,
+    *,
+    tenant_id: str = "1300000001",
+    instance_id: str = "crs-fake0001",
+    account: str = "default",
+    kind: TaskKind = TaskKind.RESET_PASSWORD,
+    state: TaskState = TaskState.PREPARING,
+    created_at: datetime = datetime(2026, 1, 1, tzinfo=UTC),
+    request_id: str = "r",
+    **fields: Any,
+) -> Task:
+    """A task with no steps and no message (``fields``: any other of ``Task``'s)."""
+    return Task(
+        id=task_id,
+        tenant_id=tenant_id,
+        instance_id=instance_id,
+        account=account,
+        kind=kind,
+        state=state,
+        message=fields.pop("message", ""),
+        request_id=request_id,
+        steps=fields.pop("steps", ()),
+        created_at=created_at,
+        **fields,
+    )
+
+
+def fake_flow(
+    flow_id: str,
+    *,
+    name: str,
+    created_at: datetime,
+    version_id: str,
+    tenant_id: str = "1300000001",
+    state: FlowState = FlowState.PENDING,
+    trigger: FlowTrigger = FlowTrigger.SCHEDULE,
+    account: str = "app",
+    **fields: Any,
+) -> RotationFlow:
+    """A rotation flow of secret ``name`` (``fields``: any other of ``RotationFlow``'s)."""
+    return RotationFlow(
+        flow_id=flow_id,
+        tenant_id=tenant_id,
+        name=name,
+        state=state,
+        trigger=trigger,
+        created_at=created_at,
+        version_id=version_id,
+        account=account,
+        **fields,
+    )
 
 
 def fake_instance(

@@ -2,13 +2,15 @@
 
 ``redis_server`` is a password-protected throwaway redis-server with a config file, one per test.
 ``redis_server_factory`` starts more, with other options (no password, an ``aclfile``, no config
-file), and stops them all after the test; ``replicated_redis`` is a primary with two replicas;
+file), and stops them all after the test; ``replicated_redis`` is a primary with two replicas
+(``sentinel``: a Redis Sentinel watching them);
 ``redis_cluster`` is a throwaway Redis Cluster of 3 primaries and 3 replicas
 (``tests.support.redis_cluster_nodes``). ``postgres_server`` (and ``postgres_server_factory``)
 is a throwaway PostgreSQL 15 with a generated superuser password
 (``postgres_server_factory(standby_of=primary)``: a hot standby streaming from it).
 ``mariadb_server`` (and ``mariadb_server_factory``) is a throwaway MariaDB 10.11 with a generated
 root password (``mariadb_server_factory(replica_of=primary)``: a read-only GTID replica).
+``postgres_pair`` and ``mariadb_pair`` are such a primary and its standby or replica.
 ``redis_engine``, ``postgres_engine`` and ``mysql_engine`` are keyturn's adapters. A
 missing engine binary skips the test locally, but in CI (``CI`` set) it fails the test: an
 engine test must never pass unseen.
@@ -32,6 +34,7 @@ from tests.support.postgres_server import (
     postgres_bindir,
 )
 from tests.support.redis_cluster_nodes import RedisClusterNodes
+from tests.support.redis_sentinel import RedisSentinel
 from tests.support.redis_server import RedisServer, RedisServerError, redis_server_binary
 
 
@@ -136,6 +139,17 @@ def replicated_redis(redis_server_factory: RedisServerFactory) -> list[RedisServ
 
 
 @pytest.fixture
+def sentinel(replicated_redis: list[RedisServer]) -> Iterator[RedisSentinel]:
+    """A Redis Sentinel watching ``replicated_redis``'s primary, once it found both replicas."""
+    watcher = RedisSentinel(replicated_redis[0]).start()
+    try:
+        watcher.wait_replicas(2)
+        yield watcher
+    finally:
+        watcher.close()
+
+
+@pytest.fixture
 def redis_cluster() -> Iterator[RedisClusterNodes]:
     """A started Redis Cluster: 3 primaries, 3 replicas, ``cluster_state:ok`` everywhere."""
     cluster = RedisClusterNodes(binary=require_binary("redis-server", redis_server_binary()))
@@ -216,6 +230,20 @@ def mariadb_server(mariadb_server_factory: MariaDBServerFactory) -> MariaDBServe
     """A started MariaDB 10.11 with a generated root password (root@localhost and
     root@127.0.0.1 only)."""
     return mariadb_server_factory()
+
+
+@pytest.fixture
+def postgres_pair(postgres_server_factory: PostgresServerFactory) -> list[PostgresServer]:
+    """[primary, hot standby streaming from it] (PostgreSQL 15)."""
+    primary = postgres_server_factory()
+    return [primary, postgres_server_factory(standby_of=primary)]
+
+
+@pytest.fixture
+def mariadb_pair(mariadb_server_factory: MariaDBServerFactory) -> list[MariaDBServer]:
+    """[primary, read-only GTID replica of it] (MariaDB 10.11)."""
+    primary = mariadb_server_factory()
+    return [primary, mariadb_server_factory(replica_of=primary)]
 
 
 # --------------------------------------------------------------------------- engines

@@ -12,7 +12,7 @@ from keyturn.core import errors as e
 from keyturn.core.metrics import NO_METRICS
 from keyturn.core.model import AccessKey, EngineKind, Instance, Node, NodeAddress, Product
 from keyturn.core.secrets import Secret
-from keyturn.core.tasks import Task, TaskKind, TaskState
+from keyturn.core.tasks import Task, TaskState
 from keyturn.dialects._wire import WireRequest
 from keyturn.dialects.huawei.signing import (
     canonical_request,
@@ -21,7 +21,7 @@ from keyturn.dialects.huawei.signing import (
     string_to_sign,
 )
 from keyturn.service.accounts import ChangeOutcome, ChangeResult
-from tests.support.fakes import FakeClock, QueuedTask, memory_replay_guard
+from tests.support.fakes import FakeClock, QueuedTask, fake_task, memory_replay_guard
 
 AK, SK, PROJECT = "HWAKUNIT0001", "unit-secret", "0123456789abcdef0123456789abcdef"
 INSTANCE_ID = "6d1d7a5c-1111-2222-3333-444455556666"
@@ -84,16 +84,12 @@ class FakeServices:
     async def _task(self, caller: Any, task_id: int) -> Task:
         if task_id != 7:
             raise e.TaskNotFound()
-        return Task(
-            id=7,
+        return fake_task(
+            7,
             tenant_id=PROJECT,
             instance_id=INSTANCE_ID,
-            account="default",
-            kind=TaskKind.RESET_PASSWORD,
             state=TaskState.FAILED,
             message="node 127.0.0.1:6379 refused the login",
-            request_id="r",
-            steps=(),
             created_at=NOW,
             started_at=NOW,
             finished_at=NOW + timedelta(seconds=1, microseconds=250_000),

@@ -86,6 +86,24 @@ rotation = "{rotation}"
     )
 
 
+def start_redis_secret(
+    make_server: Callable[..., KeyturnServer],
+    admin_url: str,
+    *,
+    instance: str,
+    name: str,
+    rotation: str,
+) -> KeyturnServer:
+    """A started ``keyturn serve`` whose inventory holds one Redis instance (at ``admin_url``)
+    and a secret ``name`` rotated every ``rotation``; the secret scheduler ticks every 0.2 s so
+    short schedules are kept to."""
+    env = {"KT_SECRET_ADMIN_URL": admin_url, "KEYTURN_SECRET_TICK": "0.2"}
+    server = make_server(extra_env=env)
+    declare_redis_secret(server, instance=instance, name=name, rotation=rotation)
+    server.start()
+    return server
+
+
 def flows(server: KeyturnServer, name: str) -> list[RotationFlow]:
     """The secret's flows, newest first."""
 

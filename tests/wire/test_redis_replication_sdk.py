@@ -49,17 +49,10 @@ def test_reset_on_three_nodes_keeps_replication(
 ) -> None:
     watcher = RedisSentinel(replicated_redis[0]).start()
     try:
-        wait_for_replicas(watcher)
+        watcher.wait_replicas(2)
         check_reset(keyturn, replicated_redis, watcher)
     finally:
         watcher.close()
-
-
-def wait_for_replicas(watcher: RedisSentinel) -> None:
-    deadline = time.monotonic() + 10
-    while watcher.master().get("num-slaves") != "2":
-        assert time.monotonic() < deadline, "the sentinel did not discover the replicas"
-        time.sleep(0.1)
 
 
 def check_reset(

@@ -16,22 +16,23 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from tencentcloud.postgres.v20170312 import models as pg_models
 
-from tests.support.fixtures import MariaDBServerFactory, PostgresServerFactory
 from tests.support.keyturn_server import KeyturnServer
 from tests.support.mysql_server import MariaDBServer
 from tests.support.passwords import USED_PASSWORDS, leaked, new_password
 from tests.support.postgres_server import PostgresServer
-from tests.support.sdk import code_of, postgres_sdk, tdmysql_sdk, users_request
+from tests.support.sdk import code_of, tdmysql_sdk, users_request
 from tests.support.sql_replication import (
     create_role,
     create_user,
     my_logs_in,
-    pg_logs_in,
+    my_only,
+    pg_only,
     pg_reset,
+    pg_tasks,
     register_pg,
     register_tdsql,
+    start_keyturn,
 )
 
 pytestmark = pytest.mark.engine
@@ -43,24 +44,16 @@ BOUND = ENGINE_TIMEOUT + 3.0 + 3.0
 
 @pytest.fixture(scope="module")
 def keyturn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeyturnServer]:
-    server = KeyturnServer(
-        tmp_path_factory.mktemp("keyturn"),
-        extra_env={"KEYTURN_ENGINE_TIMEOUT": str(ENGINE_TIMEOUT)},
-    )
-    server.start()
-    yield server
-    if server.process is not None:
-        server.stop()
+    yield from start_keyturn(tmp_path_factory.mktemp("keyturn"), ENGINE_TIMEOUT)
 
 
 # --------------------------------------------------------------------------- PostgreSQL
 
 
 @pytest.fixture
-def pg_pair(postgres_server_factory: PostgresServerFactory) -> Iterator[list[PostgresServer]]:
-    primary = postgres_server_factory()
-    standby = postgres_server_factory(standby_of=primary)
-    yield [primary, standby]
+def pg_pair(postgres_pair: list[PostgresServer]) -> Iterator[list[PostgresServer]]:
+    primary, standby = postgres_pair
+    yield postgres_pair
     # The standby was never written (its log_statement=all log shows all keyturn sent it), and
     # no plaintext password reached either log.
     assert "ALTER ROLE" in primary.log_text()
@@ -78,21 +71,15 @@ def test_postgres_primary_and_standby(
     new = new_password()
     pg_reset(keyturn, instance_id, "appuser", new)
     # Synchronous: the standby replayed and proved the change before the call returned.
-    for server in pg_pair:
-        assert pg_logs_in(server, "appuser", new)
-        assert not pg_logs_in(server, "appuser", old)
+    pg_only(pg_pair, "appuser", new, old)
 
-    tasks = pg_models.DescribeTasksRequest()
-    tasks.DBInstanceId = instance_id
-    task = postgres_sdk(keyturn.endpoint).DescribeTasks(tasks).TaskSet[0]
+    task = pg_tasks(keyturn, instance_id)[0]
     assert task.Status == "Success"
 
     # A second reset right after: the standby follows again.
     newer = new_password()
     pg_reset(keyturn, instance_id, "appuser", newer)
-    for server in pg_pair:
-        assert pg_logs_in(server, "appuser", newer)
-        assert not pg_logs_in(server, "appuser", new)
+    pg_only(pg_pair, "appuser", newer, new)
 
 
 def test_postgres_standby_not_replaying_rolls_back(
@@ -110,19 +97,16 @@ def test_postgres_standby_not_replaying_rolls_back(
     assert time.monotonic() - started < BOUND
     standby.set_replay_paused(False)
     standby.wait_replayed()
-    for server in pg_pair:
-        assert pg_logs_in(server, "appuser", old)
-        assert not pg_logs_in(server, "appuser", new)
+    pg_only(pg_pair, "appuser", old, new)
 
 
 # --------------------------------------------------------------------------- TDSQL (MariaDB)
 
 
 @pytest.fixture
-def my_pair(mariadb_server_factory: MariaDBServerFactory) -> Iterator[list[MariaDBServer]]:
-    primary = mariadb_server_factory()
-    replica = mariadb_server_factory(replica_of=primary)
-    yield [primary, replica]
+def my_pair(mariadb_pair: list[MariaDBServer]) -> Iterator[list[MariaDBServer]]:
+    primary, replica = mariadb_pair
+    yield mariadb_pair
     # Nothing written on the replica: its own binary log holds no transaction of its own.
     assert replica.socket_sql("SELECT @@GLOBAL.gtid_binlog_pos").strip() == ""
     assert "ALTER USER" in primary.binlog_text()
@@ -161,9 +145,7 @@ def test_tdsql_replica_not_applying_rolls_back(
     assert time.monotonic() - started < BOUND
     replica.socket_sql("START SLAVE SQL_THREAD;")
     replica.wait_replicated()
-    for server in my_pair:
-        assert my_logs_in(server, "app", old)
-        assert not my_logs_in(server, "app", new)
+    my_only(my_pair, "app", old, new)
 
 
 def test_no_plaintext_in_keyturn(keyturn: KeyturnServer) -> None:

@@ -127,51 +127,38 @@ def test_tccli_reset_password(keyturn: KeyturnServer, redis_server, tmp_path: Pa
         env=env,
         capture_output=True,
     )
+
+    def reset_password(password: str) -> subprocess.CompletedProcess[str]:
+        """``tccli redis ResetPassword`` of the instance, against keyturn."""
+        return subprocess.run(
+            [
+                tccli,
+                "redis",
+                "ResetPassword",
+                "--endpoint",
+                f"http://{keyturn.endpoint}",
+                "--InstanceId",
+                instance_id,
+                "--Password",
+                password,
+                "--NoAuth",
+                "False",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
     password = new_password()
-    result = subprocess.run(
-        [
-            tccli,
-            "redis",
-            "ResetPassword",
-            "--endpoint",
-            f"http://{keyturn.endpoint}",
-            "--InstanceId",
-            instance_id,
-            "--Password",
-            password,
-            "--NoAuth",
-            "False",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = reset_password(password)
     assert result.returncode == 0, result.stderr
     task_id = json.loads(result.stdout)["TaskId"]
     client = redis_sdk(keyturn.endpoint)
     from tests.support.sdk import wait_task
 
     assert wait_task(client, task_id).Status == "succeed"
-    failed = subprocess.run(
-        [
-            tccli,
-            "redis",
-            "ResetPassword",
-            "--endpoint",
-            f"http://{keyturn.endpoint}",
-            "--InstanceId",
-            instance_id,
-            "--Password",
-            "short",
-            "--NoAuth",
-            "False",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    failed = reset_password("short")
     assert failed.returncode != 0
     assert "InvalidParameterValue.PasswordRuleError" in failed.stderr
 

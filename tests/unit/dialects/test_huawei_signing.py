@@ -126,10 +126,10 @@ def test_captured_sdk_requests_verify(
     check(method, path, query, hdrs, body)
 
 
-def test_canonical_request_matches_the_recomputation() -> None:
-    method, path, query, hdrs, body = CAPTURED[0]
+def canonical_of(method: str, path: str, query: str, hdrs: dict[str, str], body: bytes) -> str:
+    """The canonical request of a request signed with ``hdrs``' own signed headers."""
     auth = parse_authorization(hdrs["authorization"])
-    canonical = canonical_request(
+    return canonical_request(
         method=method,
         path=path,
         query=query,
@@ -137,6 +137,12 @@ def test_canonical_request_matches_the_recomputation() -> None:
         signed_headers=auth.signed_headers,
         body=body,
     )
+
+
+def test_canonical_request_matches_the_recomputation() -> None:
+    method, path, query, hdrs, body = CAPTURED[0]
+    auth = parse_authorization(hdrs["authorization"])
+    canonical = canonical_of(method, path, query, hdrs, body)
     assert canonical == "\n".join(
         [
             "POST",
@@ -211,15 +217,7 @@ def test_signed_header_rules(signed: str, extra: dict[str, str]) -> None:
 
 def sign(method: str, path: str, query: str, hdrs: dict[str, str], body: bytes) -> dict[str, str]:
     """Sign with the module's own canonical form (for cases the captures do not cover)."""
-    auth = parse_authorization(hdrs["authorization"])
-    canonical = canonical_request(
-        method=method,
-        path=path,
-        query=query,
-        headers=hdrs,
-        signed_headers=auth.signed_headers,
-        body=body,
-    )
+    canonical = canonical_of(method, path, query, hdrs, body)
     sig = signature(SECRET, string_to_sign(canonical, parse_sdk_date(hdrs["x-sdk-date"])))
     return {**hdrs, "authorization": hdrs["authorization"].replace("0" * 64, sig)}
 

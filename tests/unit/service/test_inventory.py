@@ -3,10 +3,10 @@ from __future__ import annotations
 import pytest
 
 from keyturn.core.errors import InvalidParameterValue
-from keyturn.core.model import KeySource, NodeRole, Product
+from keyturn.core.model import Instance, KeySource, NodeRole, Product
 from keyturn.core.secrets import Secret
 from keyturn.service.admin import build_instance
-from keyturn.service.inventory import InventoryError, parse_inventory
+from keyturn.service.inventory import InstanceSpec, InventoryError, parse_inventory
 
 EXAMPLE = """
 [[tenants]]
@@ -29,6 +29,37 @@ password_free_allowed = true
 """
 
 
+def declared(spec: InstanceSpec, **options: object) -> Instance:
+    """The instance the service builds from an inventory declaration, with ``options`` (the
+    declared fields a test is about) passed on."""
+    return build_instance(
+        tenant_id=spec.tenant,
+        instance_id=spec.id,
+        product=spec.product,
+        region=spec.region,
+        node_urls=spec.nodes,
+        name=spec.name,
+        password_free_allowed=spec.password_free_allowed,
+        source=KeySource.INVENTORY,
+        **options,  # type: ignore[arg-type]
+    )
+
+
+def added_by_cli(product: Product, node: str, **options: object) -> Instance:
+    """A one-node instance of ``product`` as ``keyturn instances add`` builds it."""
+    return build_instance(
+        tenant_id="1",
+        instance_id="crs-abcd1234" if product is Product.TENCENT_REDIS else "postgres-abcd1234",
+        product=product,
+        region="r",
+        node_urls=[Secret(node)],
+        name="",
+        password_free_allowed=True,
+        source=KeySource.CLI,
+        **options,  # type: ignore[arg-type]
+    )
+
+
 def test_the_documented_shape_parses() -> None:
     inventory = parse_inventory(EXAMPLE, {"ORDERS_REDIS_ADMIN": "s3cret-Admin"})
     assert inventory.tenants[0].id == "1300000001"
@@ -45,17 +76,7 @@ def test_allow_admin_reset_is_read_and_built() -> None:
     text = EXAMPLE + "allow_admin_reset = true\n"
     spec = parse_inventory(text, env).instances[0]
     assert spec.allow_admin_reset is True
-    instance = build_instance(
-        tenant_id=spec.tenant,
-        instance_id=spec.id,
-        product=spec.product,
-        region=spec.region,
-        node_urls=spec.nodes,
-        name=spec.name,
-        password_free_allowed=spec.password_free_allowed,
-        source=KeySource.INVENTORY,
-        allow_admin_reset=spec.allow_admin_reset,
-    )
+    instance = declared(spec, allow_admin_reset=spec.allow_admin_reset)
     assert instance.allow_admin_reset is True
     with pytest.raises(InventoryError, match="allow_admin_reset: must be true or false"):
         parse_inventory(EXAMPLE + 'allow_admin_reset = "yes"\n', env)
@@ -128,17 +149,7 @@ def test_bad_sentinels_are_refused(product: Product, url: str, problem: str) -> 
     if product is Product.TENCENT_POSTGRES:
         node = "postgresql://postgres:pw@127.0.0.1:5432/postgres"
     with pytest.raises(InvalidParameterValue, match=problem):
-        build_instance(
-            tenant_id="1",
-            instance_id="crs-abcd1234" if product is Product.TENCENT_REDIS else "postgres-abcd1234",
-            product=product,
-            region="r",
-            node_urls=[Secret(node)],
-            name="",
-            password_free_allowed=True,
-            source=KeySource.CLI,
-            sentinel_urls=[Secret(url)],
-        )
+        added_by_cli(product, node, sentinel_urls=[Secret(url)])
 
 
 def test_cluster_is_read_and_built() -> None:
@@ -146,17 +157,7 @@ def test_cluster_is_read_and_built() -> None:
     spec = parse_inventory(EXAMPLE + "cluster = true\n", env).instances[0]
     assert spec.cluster is True
     assert parse_inventory(EXAMPLE, env).instances[0].cluster is False
-    instance = build_instance(
-        tenant_id=spec.tenant,
-        instance_id=spec.id,
-        product=spec.product,
-        region=spec.region,
-        node_urls=spec.nodes,
-        name=spec.name,
-        password_free_allowed=spec.password_free_allowed,
-        source=KeySource.INVENTORY,
-        cluster=spec.cluster,
-    )
+    instance = declared(spec, cluster=spec.cluster)
     assert instance.cluster is True
     with pytest.raises(InventoryError, match="cluster: must be true or false"):
         parse_inventory(EXAMPLE + 'cluster = "yes"\n', env)
@@ -183,18 +184,7 @@ def test_bad_clusters_are_refused(
     product: Product, node: str, sentinels: list[str], problem: str
 ) -> None:
     with pytest.raises(InvalidParameterValue, match=problem):
-        build_instance(
-            tenant_id="1",
-            instance_id="crs-abcd1234" if product is Product.TENCENT_REDIS else "postgres-abcd1234",
-            product=product,
-            region="r",
-            node_urls=[Secret(node)],
-            name="",
-            password_free_allowed=True,
-            source=KeySource.CLI,
-            sentinel_urls=[Secret(url) for url in sentinels],
-            cluster=True,
-        )
+        added_by_cli(product, node, sentinel_urls=[Secret(url) for url in sentinels], cluster=True)
 
 
 def test_labels_are_read_checked_and_built() -> None:

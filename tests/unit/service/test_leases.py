@@ -16,13 +16,13 @@ import pytest
 
 from keyturn.core.cluster import Claimed, Fence, LeasePolicy, NodeRecord
 from keyturn.core.errors import InternalError, LeaseLost, VerificationFailed
-from keyturn.core.tasks import Task, TaskKind, TaskState
+from keyturn.core.tasks import Task, TaskState
 from keyturn.service import resets
 from keyturn.service.cluster import ClusterNode, default_node_id
 from keyturn.service.leases import Leases
 from keyturn.service.resets import Resets
 from keyturn.service.worker import Loaded, Outcome, TaskWorker
-from tests.support.fakes import FakeClock
+from tests.support.fakes import FakeClock, fake_task
 
 POLICY = LeasePolicy(10.0)
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -44,16 +44,12 @@ class Monotonic:
 
 
 def task(task_id: int = 1, **fields: Any) -> Task:
-    return Task(
-        id=task_id,
+    return fake_task(
+        task_id,
         tenant_id="t",
         instance_id="crs-1",
         account="app",
-        kind=TaskKind.RESET_PASSWORD,
         state=TaskState.RUNNING,
-        message="",
-        request_id="r",
-        steps=(),
         created_at=START,
         **fields,
     )

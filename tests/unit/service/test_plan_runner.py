@@ -25,10 +25,10 @@ from keyturn.core.errors import (
 from keyturn.core.model import EngineKind, Instance, Node, NodeAddress, NodeRole, Product
 from keyturn.core.plans import Change, ChangePlan, Topology
 from keyturn.core.secrets import Secret
-from keyturn.core.tasks import Task, TaskKind, TaskState
+from keyturn.core.tasks import TaskState
 from keyturn.service.checkpoints import NO_CHECKPOINTS
 from keyturn.service.plan_runner import PlanRunner
-from tests.support.fakes import FakeClock
+from tests.support.fakes import FakeClock, fake_task
 
 OLD, NEW = "Old-passw0rd", "New-passw0rd"
 
@@ -190,17 +190,8 @@ class FakeStore:
         self.snapshots = dict(snapshots)
 
 
-TASK = Task(
-    id=7,
-    tenant_id="1",
-    instance_id=INSTANCE.id,
-    account="app",
-    kind=TaskKind.RESET_PASSWORD,
-    state=TaskState.PREPARING,
-    message="",
-    request_id="r",
-    steps=(),
-    created_at=FakeClock().now(),
+TASK = fake_task(
+    7, tenant_id="1", instance_id=INSTANCE.id, account="app", created_at=FakeClock().now()
 )
 CHANGE = Change("app", Secret(NEW))
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from keyturn.core.errors import EngineUnavailable
-from keyturn.core.secret_manager import FlowState, FlowTrigger, RotationFlow, SecretRecord
+from keyturn.core.secret_manager import FlowState, RotationFlow, SecretRecord
 from keyturn.service.secret_drops import OldPasswordUse
 from keyturn.service.secret_rotation import Rotator
 from keyturn.service.secret_schedule import (
@@ -19,22 +19,19 @@ from keyturn.service.secret_schedule import (
     UNUSED_TICKS,
     SecretScheduler,
 )
-from tests.support.fakes import FakeClock
+from tests.support.fakes import FakeClock, fake_flow
 
 NOW = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
 END = NOW + timedelta(minutes=10)
 
 
 def flow(drop_old_at: datetime) -> RotationFlow:
-    return RotationFlow(
-        flow_id="flow-1",
-        tenant_id="1300000001",
+    return fake_flow(
+        "flow-1",
         name="orders-redis",
         state=FlowState.SUCCEEDED,
-        trigger=FlowTrigger.SCHEDULE,
         created_at=NOW - timedelta(minutes=1),
         version_id="v-1",
-        account="app",
         task_id=7,
         drop_old_at=drop_old_at,
     )

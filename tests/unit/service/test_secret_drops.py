@@ -14,8 +14,6 @@ from typing import Any, cast
 from keyturn.core.engine_ports import Session
 from keyturn.core.secret_manager import (
     FlowState,
-    FlowTrigger,
-    RotationFlow,
     SecretRecord,
     SecretSpec,
     SecretVendor,
@@ -23,18 +21,15 @@ from keyturn.core.secret_manager import (
 from keyturn.core.tasks import TaskKind
 from keyturn.service.secret_drops import OldPasswordUse
 from keyturn.service.sessions import SessionReport, SessionView
-from tests.support.fakes import fake_instance
+from tests.support.fakes import fake_flow, fake_instance
 
 T0 = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
-FLOW = RotationFlow(
-    flow_id="flow-1",
-    tenant_id="1300000001",
+FLOW = fake_flow(
+    "flow-1",
     name="orders",
     state=FlowState.SUCCEEDED,
-    trigger=FlowTrigger.SCHEDULE,
     created_at=T0,
     version_id="v-2",
-    account="app",
     task_id=7,
     drop_old_at=T0 + timedelta(minutes=10),
 )

@@ -29,7 +29,7 @@ from keyturn.service.secret_schedule import (
     SecretScheduler,
     drop_backoff,
 )
-from tests.support.fakes import FakeClock
+from tests.support.fakes import FakeClock, fake_flow
 
 SLOT = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
 
@@ -167,15 +167,12 @@ class DropRepo(FakeRepo):
 
     def __init__(self) -> None:
         super().__init__(record(next_rotation_at=None))
-        self.flow = RotationFlow(
-            flow_id="flow-1",
-            tenant_id="1300000001",
+        self.flow = fake_flow(
+            "flow-1",
             name="orders-redis",
             state=FlowState.SUCCEEDED,
-            trigger=FlowTrigger.SCHEDULE,
             created_at=SLOT,
             version_id="v-1",
-            account="app",
             drop_old_at=DROP_AT,
         )
 

@@ -15,14 +15,14 @@ from keyturn.core import errors as e
 from keyturn.core.audit import AuditEvent
 from keyturn.core.model import AccessKey
 from keyturn.core.secrets import Secret
-from keyturn.core.tasks import Task, TaskKind, TaskState
+from keyturn.core.tasks import Task, TaskState
 from keyturn.service.context import Answer, Caller
 from keyturn.service.gate import Gate
 from keyturn.service.leases import Held
 from keyturn.service.plan_runner import Ending
 from keyturn.service.ratelimit import RateLimiter
 from keyturn.service.worker import Loaded, TaskWorker
-from tests.support.fakes import FakeClock, MemoryRates, RecordingMetrics, redis_call
+from tests.support.fakes import FakeClock, MemoryRates, RecordingMetrics, fake_task, redis_call
 
 T0 = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
 CALLER = Caller(tenant_id="1300000001", key_id="AKID1", request_id="req-1", source_ip="10.0.0.1")
@@ -69,18 +69,7 @@ async def test_every_audit_append_is_timed() -> None:
     assert recorder.of("audit_append") == [()] * 4
 
 
-TASK = Task(
-    id=7,
-    tenant_id="1300000001",
-    instance_id="crs-metrics1",
-    account="default",
-    kind=TaskKind.RESET_PASSWORD,
-    state=TaskState.PREPARING,
-    message="",
-    request_id="req-1",
-    steps=(),
-    created_at=T0,
-)
+TASK = fake_task(7, instance_id="crs-metrics1", request_id="req-1", created_at=T0)
 
 
 class FinishingStore:

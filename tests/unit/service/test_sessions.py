@@ -20,25 +20,13 @@ from keyturn.core.plans import Topology
 from keyturn.core.store_ports import Page
 from keyturn.core.tasks import Task, TaskKind, TaskState
 from keyturn.service.sessions import AccountSessions
-from tests.support.fakes import FakeClock, fake_instance
+from tests.support.fakes import FakeClock, fake_instance, fake_task
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
 
 def task(kind: TaskKind, state: TaskState, at: datetime, account: str = "app") -> Task:
-    return Task(
-        id=1,
-        tenant_id="1300000001",
-        instance_id="crs-fake0001",
-        account=account,
-        kind=kind,
-        state=state,
-        message="",
-        request_id="r",
-        steps=(),
-        created_at=at,
-        verified_at=at,
-    )
+    return fake_task(account=account, kind=kind, state=state, created_at=at, verified_at=at)
 
 
 @dataclass

@@ -6,31 +6,19 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from keyturn.core.errors import StoreUnavailable
-from keyturn.core.tasks import Task, TaskKind, TaskState
+from keyturn.core.tasks import Task, TaskState
 from keyturn.service import worker as worker_module
 from keyturn.service.leases import Held
 from keyturn.service.plan_runner import Ending
 from keyturn.service.worker import Loaded, TaskWorker
-from tests.support.fakes import WallClock
+from tests.support.fakes import WallClock, fake_task
 
-TASK = Task(
-    id=42,
-    tenant_id="1300000001",
-    instance_id="crs-outage01",
-    account="default",
-    kind=TaskKind.RESET_PASSWORD,
-    state=TaskState.PREPARING,
-    message="",
-    request_id="req-1",
-    steps=(),
-    created_at=datetime(2026, 1, 1, tzinfo=UTC),
-)
+TASK = fake_task(42, instance_id="crs-outage01", request_id="req-1")
 
 
 class FlakyStore:

@@ -21,6 +21,7 @@ from typing import Final, Protocol
 from keyturn.core.errors import InvalidParameterValue
 from keyturn.core.model import Product
 from keyturn.core.ports import Page
+from keyturn.core.secret_schedule import PendingWork
 from keyturn.core.secrets import Secret
 
 #: SecretName: the vendors allow letters, digits, ``_`` and ``-`` (Tencent up to 128 chars,
@@ -361,6 +362,11 @@ class SecretRepo(Protocol):
         ...
 
     async def unfinished_flows(self) -> list[RotationFlow]: ...
+
+    async def pending_work(self) -> PendingWork:
+        """Whether any flow is unfinished and the earliest slot and drop time, in one cheap
+        indexed read (what every node's scheduler asks at every tick)."""
+        ...
 
     async def due_secrets(self, now: datetime) -> list[SecretRecord]:
         """Secrets with rotation enabled whose ``next_rotation_at`` is at or before ``now``."""

@@ -33,6 +33,7 @@ from keyturn.core.secret_manager import (
     SecretVersion,
     VersionStage,
 )
+from keyturn.core.secret_schedule import PendingWork
 from keyturn.core.secrets import Secret
 from keyturn.store import secret_rows
 from keyturn.store.base import SqlDatabase, guarded
@@ -401,6 +402,16 @@ class SqlSecrets:
         )
         async with self._db.read() as conn:
             return [flow_of(row) for row in (await conn.execute(query)).all()]
+
+    @guarded
+    async def pending_work(self) -> PendingWork:
+        async with self._db.read() as conn:
+            row = (await conn.execute(secret_rows.pending_work())).one()
+        return PendingWork(
+            unfinished=row.unfinished is not None,
+            next_rotation_at=row.next_rotation_at,
+            drop_old_at=row.drop_old_at,
+        )
 
     @guarded
     async def due_secrets(self, now: datetime) -> list[SecretRecord]:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 from keyturn.core.errors import EngineUnavailable
 from keyturn.core.secret_manager import FlowState, FlowTrigger, RotationFlow, SecretRecord
+from keyturn.core.secret_schedule import PendingWork
 from keyturn.service.secret_drops import OldPasswordUse
 from keyturn.service.secret_rotation import Rotator
 from keyturn.service.secret_schedule import (
@@ -44,6 +45,10 @@ class Repo:
     def __init__(self, *, due: list[RotationFlow], pending: list[RotationFlow]) -> None:
         self.due, self.pending = due, pending
         self.claims: list[tuple[datetime, datetime | None]] = []
+
+    async def pending_work(self) -> PendingWork:
+        times = [f.drop_old_at for f in self.due + self.pending if f.drop_old_at is not None]
+        return PendingWork(drop_old_at=min(times, default=None))
 
     async def due_secrets(self, now: datetime) -> list[SecretRecord]:
         return []

@@ -335,6 +335,15 @@ secrets = sa.Table(
     # latter) and whether its remaining sessions are ended at the grace end.
     sa.Column("drop_old", sa.String(16), nullable=True),
     sa.Column("end_old_sessions", sa.Boolean(), nullable=True),
+    # A fleet job asks, for each of its targets, which secret holds the account, the first by
+    # name (``secret_for``): this index alone answers it, sorted.
+    sa.Index(
+        "ix_secrets_tenant_id_instance_id_account_name",
+        "tenant_id",
+        "instance_id",
+        "account",
+        "name",
+    ),
 )
 
 secret_versions = sa.Table(

@@ -235,9 +235,15 @@ async def test_an_overlap_drop_is_claimed_once(backend_store: SqlStore) -> None:
     assert [f.flow_id for f in await repo.due_drops(drop_at)] == [made.flow_id]
     until = drop_at + timedelta(minutes=1)
     assert await repo.claim_drop(made.flow_id, expect=drop_at, until=until)
-    assert not await repo.claim_drop(made.flow_id, expect=drop_at, until=until)
+    assert not await repo.claim_drop(made.flow_id, expect=drop_at, until=until, failures=9)
+    # A failed try: pending again, its count kept on the flow for whichever node retries.
+    assert await repo.claim_drop(made.flow_id, expect=until, until=drop_at, failures=1)
+    [again] = await repo.due_drops(drop_at)
+    assert again.drop_failures == 1
+    assert await repo.claim_drop(made.flow_id, expect=drop_at, until=until)
     assert await repo.claim_drop(made.flow_id, expect=until, until=None)
     assert await repo.due_drops(until) == []
+    assert (await repo.get_flow(TENANT, made.flow_id)).drop_failures == 1
 
 
 async def test_pending_work_tells_the_earliest_slot_drop_and_any_unfinished_flow(

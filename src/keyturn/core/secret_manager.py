@@ -223,6 +223,8 @@ class RotationFlow:
     error_code: str | None = None
     #: Overlap mode: when the durable follow-up drops the previous password.
     drop_old_at: datetime | None = None
+    #: How many tries of that drop failed so far (in the store: any node's tries count).
+    drop_failures: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -381,7 +383,15 @@ class SecretRepo(Protocol):
         and whose secret drops it once unused (``DropOld.WHEN_UNUSED``); at most 100."""
         ...
 
-    async def claim_drop(self, flow_id: str, *, expect: datetime, until: datetime | None) -> bool:
+    async def claim_drop(
+        self,
+        flow_id: str,
+        *,
+        expect: datetime,
+        until: datetime | None,
+        failures: int | None = None,
+    ) -> bool:
         """Compare-and-set the flow's ``drop_old_at`` from ``expect`` to ``until`` (a later
-        time: this node's claim or a retry; None: dropped). False if another node moved it."""
+        time: this node's claim or a retry; None: dropped), with ``failures`` as its
+        ``drop_failures`` when given. False if another node moved it."""
         ...

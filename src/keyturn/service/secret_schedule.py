@@ -18,13 +18,13 @@ previous password once the overlap ends) is a durable ``drop_old_at`` on the flo
 same way, and kept pending until the drop's task has succeeded: a node that claimed it queues
 the task and holds the claim (renewing it) while the task runs; a drop that could not be
 queued, or whose task failed, is tried again after a backoff (5 s doubling, at most 5 minutes;
-the count is the node's, so a restart starts it again). A node that stops while holding a claim
-loses nothing: the claim expires and any node takes the drop over (a drop queued twice is
-harmless: it keeps the current password only). A secret with ``drop_old = "when-unused"`` has
-its old password's sessions looked at every few ticks while the overlap lasts
-(``keyturn.service.secret_drops``): once none from before the rotation remains, the drop is
-claimed and queued early; at the overlap's end, a secret with ``end_old_sessions`` has the
-remaining ones ended as the drop is queued.
+the count is the flow's ``drop_failures`` in the store, so it holds across nodes and restarts).
+A node that stops while holding a claim loses nothing: the claim expires and any node takes the
+drop over (a drop queued twice is harmless: it keeps the current password only). A secret with
+``drop_old = "when-unused"`` has its old password's sessions looked at every few ticks while
+the overlap lasts (``keyturn.service.secret_drops``): once none from before the rotation
+remains, the drop is claimed and queued early; at the overlap's end, a secret with
+``end_old_sessions`` has the remaining ones ended as the drop is queued.
 """
 
 from __future__ import annotations
@@ -96,9 +96,8 @@ class SecretScheduler:
         self._clock = clock
         self._every = every
         self._loop: asyncio.Task[None] | None = None
-        #: The drops whose task this node follows, and failed tries per flow, by flow id.
+        #: The drops whose task this node follows, by flow id.
         self._running: dict[str, _Drop] = {}
-        self._drop_failures: dict[str, int] = {}
 
     async def tick(self) -> list[str]:
         """One pass: settle flows, fire what is due, run due drops; the flows started.
@@ -182,7 +181,7 @@ class SecretScheduler:
                 task_id = await self._rotator.drop_previous(flow)
             except DomainError as exc:
                 log.warning("could not drop the previous password: %s", exc.message)
-                await self._retry_drop(flow.flow_id, until, now)
+                await self._retry_drop(flow, until, now)
                 continue
             if task_id is None:  # nothing to drop (a later rotation took over)
                 await self._drop_done(flow.flow_id, until)
@@ -214,16 +213,19 @@ class SecretScheduler:
                 await self._drop_done(flow_id, drop.until)
             else:
                 log.warning("the previous password's drop failed; it is tried again")
-                await self._retry_drop(flow_id, drop.until, now)
+                await self._retry_drop(drop.flow, drop.until, now)
 
     async def _drop_done(self, flow_id: str, claimed: datetime) -> None:
-        self._drop_failures.pop(flow_id, None)
         await self._repo.claim_drop(flow_id, expect=claimed, until=None)
 
-    async def _retry_drop(self, flow_id: str, claimed: datetime, now: datetime) -> None:
-        """Keep the drop pending, due again after a backoff."""
-        failures = self._drop_failures[flow_id] = self._drop_failures.get(flow_id, 0) + 1
-        await self._repo.claim_drop(flow_id, expect=claimed, until=now + drop_backoff(failures))
+    async def _retry_drop(self, flow: RotationFlow, claimed: datetime, now: datetime) -> None:
+        """Keep the drop pending, due again after a backoff. The count is the flow's in the
+        store, as read when this node claimed it (the claim keeps any other node from changing
+        it meanwhile), and written with the claim's release: a retry on another node, or after
+        a restart, backs off from where the cluster left it."""
+        failures = flow.drop_failures + 1
+        until = now + drop_backoff(failures)
+        await self._repo.claim_drop(flow.flow_id, expect=claimed, until=until, failures=failures)
 
     async def _unused_drops(self, now: datetime) -> None:
         """Drop early the old passwords of ``when-unused`` secrets nobody uses any more."""

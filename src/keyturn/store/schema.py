@@ -382,6 +382,8 @@ secret_flows = sa.Table(
     sa.Column("error_code", sa.String(64), nullable=True),
     # Overlap mode: when the old password is dropped (NULL: nothing to drop, or dropped).
     sa.Column("drop_old_at", UtcDateTime(), nullable=True, index=True),
+    # Failed tries of that drop, so far: the next one's backoff, whichever node makes it.
+    sa.Column("drop_failures", sa.Integer(), nullable=False, server_default="0"),
     sa.Index("ix_secret_flows_tenant_id_name_created_at", "tenant_id", "name", "created_at"),
 )
 

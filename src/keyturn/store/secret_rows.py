@@ -102,6 +102,7 @@ def flow_of(row: Any) -> RotationFlow:
         message=row.message,
         error_code=row.error_code,
         drop_old_at=row.drop_old_at,
+        drop_failures=int(row.drop_failures),
     )
 
 

@@ -442,11 +442,21 @@ class SqlSecrets:
             return [flow_of(row) for row in found.all()]
 
     @guarded
-    async def claim_drop(self, flow_id: str, *, expect: datetime, until: datetime | None) -> bool:
+    async def claim_drop(
+        self,
+        flow_id: str,
+        *,
+        expect: datetime,
+        until: datetime | None,
+        failures: int | None = None,
+    ) -> bool:
+        values: dict[str, Any] = {"drop_old_at": until}
+        if failures is not None:
+            values["drop_failures"] = failures
         async with self._db.write() as conn:
             result = await conn.execute(
                 sa.update(secret_flows)
                 .where(secret_flows.c.id == flow_id, secret_flows.c.drop_old_at == expect)
-                .values(drop_old_at=until)
+                .values(**values)
             )
             return result.rowcount > 0

@@ -59,7 +59,14 @@ class Repo:
     async def pending_unused_drops(self, now: datetime) -> list[RotationFlow]:
         return self.pending
 
-    async def claim_drop(self, flow_id: str, *, expect: datetime, until: datetime | None) -> bool:
+    async def claim_drop(
+        self,
+        flow_id: str,
+        *,
+        expect: datetime,
+        until: datetime | None,
+        failures: int | None = None,
+    ) -> bool:
         self.claims.append((expect, until))
         return True
 

@@ -3,9 +3,9 @@ a slot inside its window fires as a scheduled flow with the next slot after now,
 after its window closed is moved to the next opening instead (once), a failed secret retries as
 a retry, a busy account keeps the slot due, and a flow that cannot even start backs off. An
 overlap's drop stays pending until its task succeeded: a failed task or a drop that cannot be
-queued is tried again after a doubling backoff, a long task's claim is renewed. An idle tick is
-one read (``pending_work``), made afresh each time: a secret another node creates, or a flow
-left unfinished, is seen at the next tick."""
+queued is tried again after a doubling backoff counted on the flow in the store, a long task's
+claim is renewed. An idle tick is one read (``pending_work``), made afresh each time: a secret
+another node creates, or a flow left unfinished, is seen at the next tick."""
 
 from __future__ import annotations
 
@@ -250,10 +250,18 @@ class DropRepo(FakeRepo):
         at = self.flow.drop_old_at
         return [self.flow] if at is not None and at <= now else []
 
-    async def claim_drop(self, flow_id: str, *, expect: datetime, until: datetime | None) -> bool:
+    async def claim_drop(
+        self,
+        flow_id: str,
+        *,
+        expect: datetime,
+        until: datetime | None,
+        failures: int | None = None,
+    ) -> bool:
         if self.flow.drop_old_at != expect:
             return False
-        self.flow = replace(self.flow, drop_old_at=until)
+        count = self.flow.drop_failures if failures is None else failures
+        self.flow = replace(self.flow, drop_old_at=until, drop_failures=count)
         return True
 
 
@@ -311,6 +319,16 @@ async def test_a_failed_drop_task_stays_pending_and_is_retried_until_it_succeeds
     assert repo.flow.drop_old_at is None
 
 
+async def test_the_failed_tries_of_a_drop_are_counted_in_the_store() -> None:
+    # Three tries failed on other nodes (or before a restart): this one backs off from there.
+    rotator = DropRotator(queue_errors=1)
+    tick, repo, _ = drops(rotator)
+    repo.flow = replace(repo.flow, drop_failures=3)
+    await tick.tick()
+    assert repo.flow.drop_failures == 4
+    assert repo.flow.drop_old_at == DROP_AT + drop_backoff(4) == DROP_AT + 8 * DROP_RETRY
+
+
 async def test_a_drop_that_cannot_be_queued_backs_off() -> None:
     rotator = DropRotator(queue_errors=2, outcomes=[True])
     tick, repo, clock = drops(rotator)
@@ -323,6 +341,7 @@ async def test_a_drop_that_cannot_be_queued_backs_off() -> None:
     await tick.tick()
     await tick.tick()
     assert repo.flow.drop_old_at is None and rotator.queued == [1]
+    assert repo.flow.drop_failures == 2
     assert drop_backoff(30) == DROP_RETRY_CAP
 
 

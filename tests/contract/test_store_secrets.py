@@ -1,7 +1,8 @@
 """Contract tests of managed secrets in the store, on SQLite and PostgreSQL: passwords are sealed
 (never plaintext in a row), a scheduled slot fires once however many handles race for it, one
-unfinished flow per instance account, ending a flow promotes its version exactly once, and
-other tenants see nothing."""
+unfinished flow per instance account, ending a flow promotes its version exactly once, other
+tenants see nothing, and the scheduler's one read per tick (``pending_work``) tells what is
+pending."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from keyturn.core.secret_manager import (
     VersionStage,
     flow_lock_key,
 )
+from keyturn.core.secret_schedule import PendingWork
 from keyturn.core.secrets import Secret
 from keyturn.core.store_ports import Page
 from keyturn.store.opening import open_store
@@ -230,9 +232,37 @@ async def test_an_overlap_drop_is_claimed_once(backend_store: SqlStore) -> None:
     assert [f.flow_id for f in await repo.due_drops(drop_at)] == [made.flow_id]
     until = drop_at + timedelta(minutes=1)
     assert await repo.claim_drop(made.flow_id, expect=drop_at, until=until)
-    assert not await repo.claim_drop(made.flow_id, expect=drop_at, until=until)
+    assert not await repo.claim_drop(made.flow_id, expect=drop_at, until=until, failures=9)
+    # A failed try: pending again, its count kept on the flow for whichever node retries.
+    assert await repo.claim_drop(made.flow_id, expect=until, until=drop_at, failures=1)
+    [again] = await repo.due_drops(drop_at)
+    assert again.drop_failures == 1
+    assert await repo.claim_drop(made.flow_id, expect=drop_at, until=until)
     assert await repo.claim_drop(made.flow_id, expect=until, until=None)
     assert await repo.due_drops(until) == []
+    assert (await repo.get_flow(TENANT, made.flow_id)).drop_failures == 1
+
+
+async def test_pending_work_tells_the_earliest_slot_drop_and_any_unfinished_flow(
+    backend_store: SqlStore,
+) -> None:
+    repo = await repo_on(backend_store)
+    assert await repo.pending_work() == PendingWork()
+    later, sooner = T0 + timedelta(days=2), T0 + timedelta(days=1)
+    await repo.insert_secret(spec("later"), created_at=T0, next_rotation_at=later)
+    await repo.insert_secret(spec("sooner", "b"), created_at=T0, next_rotation_at=sooner)
+    await repo.insert_secret(spec("paused", "c"), created_at=T0, next_rotation_at=None)
+    assert await repo.pending_work() == PendingWork(next_rotation_at=sooner)
+    made, version = flow("paused", 1)
+    await repo.start_flow(made, version, lock_key="k")
+    assert await repo.pending_work() == PendingWork(unfinished=True, next_rotation_at=sooner)
+    drop_at = T0 + timedelta(minutes=10)
+    await repo.finish_flow(made.flow_id, succeeded=True, at=T0, drop_old_at=drop_at)
+    work = PendingWork(next_rotation_at=sooner, drop_old_at=drop_at)
+    assert await repo.pending_work() == work
+    assert work.drop_due(drop_at) and not work.rotation_due(drop_at)
+    assert await repo.claim_drop(made.flow_id, expect=drop_at, until=None)
+    assert await repo.pending_work() == PendingWork(next_rotation_at=sooner)
 
 
 async def test_old_passwords_dropped_when_unused_are_listed_while_the_overlap_lasts(

@@ -20,6 +20,7 @@ from typing import Final, Protocol
 
 from keyturn.core.errors import InvalidParameterValue
 from keyturn.core.model import Product
+from keyturn.core.secret_schedule import PendingWork
 from keyturn.core.secrets import Secret
 from keyturn.core.store_ports import Page
 
@@ -222,6 +223,8 @@ class RotationFlow:
     error_code: str | None = None
     #: Overlap mode: when the durable follow-up drops the previous password.
     drop_old_at: datetime | None = None
+    #: How many tries of that drop failed so far (in the store: any node's tries count).
+    drop_failures: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -362,6 +365,11 @@ class SecretRepo(Protocol):
 
     async def unfinished_flows(self) -> list[RotationFlow]: ...
 
+    async def pending_work(self) -> PendingWork:
+        """Whether any flow is unfinished and the earliest slot and drop time, in one cheap
+        indexed read (what every node's scheduler asks at every tick)."""
+        ...
+
     async def due_secrets(self, now: datetime) -> list[SecretRecord]:
         """Secrets with rotation enabled whose ``next_rotation_at`` is at or before ``now``."""
         ...
@@ -375,7 +383,15 @@ class SecretRepo(Protocol):
         and whose secret drops it once unused (``DropOld.WHEN_UNUSED``); at most 100."""
         ...
 
-    async def claim_drop(self, flow_id: str, *, expect: datetime, until: datetime | None) -> bool:
+    async def claim_drop(
+        self,
+        flow_id: str,
+        *,
+        expect: datetime,
+        until: datetime | None,
+        failures: int | None = None,
+    ) -> bool:
         """Compare-and-set the flow's ``drop_old_at`` from ``expect`` to ``until`` (a later
-        time: this node's claim or a retry; None: dropped). False if another node moved it."""
+        time: this node's claim or a retry; None: dropped), with ``failures`` as its
+        ``drop_failures`` when given. False if another node moved it."""
         ...

@@ -7,12 +7,14 @@ however many nodes look. After a rotation the next slot is the first one after *
 missed while every node was down collapse into one catch-up. A *window* bounds how late a slot
 may start; a slot found after its window closed is caught up once at the next daily opening of
 the window (``begin`` time of day), or at once when the schedule has no ``begin``. A failed
-try is retried after an exponential backoff (each try with a fresh password). Pure functions
-of their arguments: the clock is the caller's.
+try is retried after an exponential backoff (each try with a fresh password). ``PendingWork``
+is what a scheduler tick learns from one cheap store read before doing anything else. Pure
+functions of their arguments: the clock is the caller's.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Final
 
@@ -20,6 +22,25 @@ from typing import Final
 BACKOFF_BASE: Final = timedelta(seconds=30)
 BACKOFF_CAP: Final = timedelta(hours=1)
 DAY: Final = timedelta(days=1)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PendingWork:
+    """The whole cluster's pending schedule work, from one store read
+    (``SecretRepo.pending_work``): an idle tick stops at it."""
+
+    #: Some rotation flow (any node's) is unfinished: it is to be settled.
+    unfinished: bool = False
+    #: The earliest ``next_rotation_at`` of any secret (a slot, a retry or a request).
+    next_rotation_at: datetime | None = None
+    #: The earliest pending overlap follow-up (``drop_old_at``: due, claimed or retrying).
+    drop_old_at: datetime | None = None
+
+    def rotation_due(self, now: datetime) -> bool:
+        return self.next_rotation_at is not None and self.next_rotation_at <= now
+
+    def drop_due(self, now: datetime) -> bool:
+        return self.drop_old_at is not None and self.drop_old_at <= now
 
 
 def anchor(created: datetime, begin: time | None) -> datetime:

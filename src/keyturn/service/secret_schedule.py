@@ -1,27 +1,30 @@
 """The rotation scheduler every node runs: due slots fire once, missed windows catch up once.
 
-Each tick settles unfinished flows (any node's: a flow follows its task wherever the lease
-machinery moved it), then fires the secrets whose ``next_rotation_at`` has come. Firing is the
-store's compare-and-set of that value together with the flow's insert
-(``SecretRepo.start_flow``), so with N nodes on one store exactly one fires a slot; the others
-see the slot moved and do nothing. The state is all in the store, so a restart resumes where
-the cluster was: a slot that came due while every node was down is still due, and fires once
-(the next slot is computed from *now*, ``keyturn.core.secret_schedule``). A due slot whose
-window has closed is moved to the next window opening instead. While another rotation of the
-same instance account runs, the slot stays due and fires at a later tick. A failed flow has
-set ``next_rotation_at`` to its retry time; the retry is a new flow with a fresh password.
-Overlap mode's follow-up (drop the previous password once the overlap ends) is a durable
-``drop_old_at`` on the flow, claimed the same way, and kept pending until the drop's task has
-succeeded: a node that claimed it queues the task and holds the claim (renewing it) while the
-task runs; a drop that could not be queued, or whose task failed, is tried again after a
-backoff (5 s doubling, at most 5 minutes; the count is the node's, so a restart starts it
-again). A node that stops while holding a claim loses nothing: the claim expires and any node
-takes the drop over (a drop queued twice is harmless: it keeps the current password only).
-A secret with ``drop_old = "when-unused"``
-has its old password's sessions looked at every few ticks while the overlap lasts
-(``keyturn.service.secret_drops``): once none from before the rotation remains, the drop is
-claimed and queued early; at the overlap's end, a secret with ``end_old_sessions`` has the
-remaining ones ended as the drop is queued.
+A tick starts with one cheap indexed read of the cluster's pending work (any unfinished flow,
+the earliest slot, the earliest drop: ``SecretRepo.pending_work``), made at every tick and
+never cached, so whatever another node changed is seen at the next tick; an idle tick ends
+there, and each step below runs only when that read says it is due. Each tick settles
+unfinished flows (any node's: a flow follows its task wherever the lease machinery moved it),
+then fires the secrets whose ``next_rotation_at`` has come. Firing is the store's
+compare-and-set of that value together with the flow's insert (``SecretRepo.start_flow``), so
+with N nodes on one store exactly one fires a slot; the others see the slot moved and do
+nothing. The state is all in the store, so a restart resumes where the cluster was: a slot that
+came due while every node was down is still due, and fires once (the next slot is computed from
+*now*, ``keyturn.core.secret_schedule``). A due slot whose window has closed is moved to the
+next window opening instead. While another rotation of the same instance account runs, the slot
+stays due and fires at a later tick. A failed flow has set ``next_rotation_at`` to its retry
+time; the retry is a new flow with a fresh password. Overlap mode's follow-up (drop the
+previous password once the overlap ends) is a durable ``drop_old_at`` on the flow, claimed the
+same way, and kept pending until the drop's task has succeeded: a node that claimed it queues
+the task and holds the claim (renewing it) while the task runs; a drop that could not be
+queued, or whose task failed, is tried again after a backoff (5 s doubling, at most 5 minutes;
+the count is the flow's ``drop_failures`` in the store, so it holds across nodes and restarts).
+A node that stops while holding a claim loses nothing: the claim expires and any node takes the
+drop over (a drop queued twice is harmless: it keeps the current password only). A secret with
+``drop_old = "when-unused"`` has its old password's sessions looked at every few ticks while
+the overlap lasts (``keyturn.service.secret_drops``): once none from before the rotation
+remains, the drop is claimed and queued early; at the overlap's end, a secret with
+``end_old_sessions`` has the remaining ones ended as the drop is queued.
 """
 
 from __future__ import annotations
@@ -86,27 +89,38 @@ class SecretScheduler:
         # the overlap's end only and no session is ended).
         self._old_use = old_use
         self._unused_every = timedelta(seconds=every * UNUSED_TICKS)
-        self._looked: dict[str, datetime] = {}
+        #: When this node last listed the ``when-unused`` flows (they are looked at together).
+        self._unused_at: datetime | None = None
         self._repo = repo
         self._rotator = rotator
         self._clock = clock
         self._every = every
         self._loop: asyncio.Task[None] | None = None
-        #: The drops whose task this node follows, and failed tries per flow, by flow id.
+        #: The drops whose task this node follows, by flow id.
         self._running: dict[str, _Drop] = {}
-        self._drop_failures: dict[str, int] = {}
 
     async def tick(self) -> list[str]:
-        """One pass: settle flows, fire what is due, run due drops; the flows started."""
-        await self._rotator.reconcile()
+        """One pass: settle flows, fire what is due, run due drops; the flows started.
+
+        It starts with one cheap read of the cluster's pending work (``pending_work``), taken
+        afresh at every tick so a secret another node created is seen at the next one; each
+        step below runs only when that read says it has something to do."""
+        work = await self._repo.pending_work()
+        if work.unfinished and await self._rotator.reconcile():
+            # An ended flow has set a slot (a retry) or a drop: seen at this tick, not the next.
+            work = await self._repo.pending_work()
         now = self._clock.now()
         started: list[str] = []
-        for record in await self._repo.due_secrets(now):
-            flow_id = await self._fire(record, now)
-            if flow_id:
-                started.append(flow_id)
-        await self._drops(now)
-        await self._unused_drops(now)
+        if work.rotation_due(now):
+            for record in await self._repo.due_secrets(now):
+                flow_id = await self._fire(record, now)
+                if flow_id:
+                    started.append(flow_id)
+        await self._drops(now, due=work.drop_due(now))
+        if work.drop_old_at is None:
+            self._unused_at = None  # no overlap anywhere: nothing to look at
+        else:
+            await self._unused_drops(now)
         return started
 
     async def _fire(self, record: SecretRecord, now: datetime) -> str:
@@ -146,8 +160,11 @@ class SecretScheduler:
             )
             return ""
 
-    async def _drops(self, now: datetime) -> None:
-        await self._follow_drops(now)
+    async def _drops(self, now: datetime, *, due: bool) -> None:
+        if self._running:
+            await self._follow_drops(now)
+        if not due:
+            return
         for flow in await self._repo.due_drops(now):
             if flow.drop_old_at is None or flow.flow_id in self._running:
                 continue
@@ -164,7 +181,7 @@ class SecretScheduler:
                 task_id = await self._rotator.drop_previous(flow)
             except DomainError as exc:
                 log.warning("could not drop the previous password: %s", exc.message)
-                await self._retry_drop(flow.flow_id, until, now)
+                await self._retry_drop(flow, until, now)
                 continue
             if task_id is None:  # nothing to drop (a later rotation took over)
                 await self._drop_done(flow.flow_id, until)
@@ -196,33 +213,31 @@ class SecretScheduler:
                 await self._drop_done(flow_id, drop.until)
             else:
                 log.warning("the previous password's drop failed; it is tried again")
-                await self._retry_drop(flow_id, drop.until, now)
+                await self._retry_drop(drop.flow, drop.until, now)
 
     async def _drop_done(self, flow_id: str, claimed: datetime) -> None:
-        self._drop_failures.pop(flow_id, None)
         await self._repo.claim_drop(flow_id, expect=claimed, until=None)
 
-    async def _retry_drop(self, flow_id: str, claimed: datetime, now: datetime) -> None:
-        """Keep the drop pending, due again after a backoff."""
-        failures = self._drop_failures[flow_id] = self._drop_failures.get(flow_id, 0) + 1
-        await self._repo.claim_drop(flow_id, expect=claimed, until=now + drop_backoff(failures))
+    async def _retry_drop(self, flow: RotationFlow, claimed: datetime, now: datetime) -> None:
+        """Keep the drop pending, due again after a backoff. The count is the flow's in the
+        store, as read when this node claimed it (the claim keeps any other node from changing
+        it meanwhile), and written with the claim's release: a retry on another node, or after
+        a restart, backs off from where the cluster left it."""
+        failures = flow.drop_failures + 1
+        until = now + drop_backoff(failures)
+        await self._repo.claim_drop(flow.flow_id, expect=claimed, until=until, failures=failures)
 
     async def _unused_drops(self, now: datetime) -> None:
         """Drop early the old passwords of ``when-unused`` secrets nobody uses any more."""
         if self._old_use is None:
             return
-        pending = await self._repo.pending_unused_drops(now)
-        self._looked = {
-            f.flow_id: self._looked[f.flow_id] for f in pending if f.flow_id in self._looked
-        }
-        for flow in pending:
+        if self._unused_at is not None and now - self._unused_at < self._unused_every:
+            return
+        self._unused_at = now
+        for flow in await self._repo.pending_unused_drops(now):
             due = flow.drop_old_at
-            last = self._looked.get(flow.flow_id)
-            if due is None or (last is not None and now - last < self._unused_every):
-                continue
-            if flow.flow_id in self._running:
+            if due is None or flow.flow_id in self._running:
                 continue  # its drop is queued and followed here already
-            self._looked[flow.flow_id] = now
             if not await self._old_use.unused(flow):
                 continue
             until = now + DROP_CLAIM

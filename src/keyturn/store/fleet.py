@@ -8,8 +8,8 @@ can no longer change it. Targets are read a page at a time through the
 ``(job_id, state, wave, seq)`` index, never all at once. The attempt's new password is sealed
 on the target row (context ``fleet:<job>:<seq>:password``) and wiped when the attempt fails or
 the password is delivered elsewhere. A target whose account has a managed secret
-(``secret_for``) records the id of the secret's rotation flow it rotates through. Imports:
-``keyturn.core``, SQLAlchemy and this package.
+(``secret_for``, one indexed look-up per target) records the id of the secret's rotation flow
+it rotates through. Imports: ``keyturn.core``, SQLAlchemy and this package.
 """
 
 from __future__ import annotations

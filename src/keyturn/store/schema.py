@@ -335,6 +335,15 @@ secrets = sa.Table(
     # latter) and whether its remaining sessions are ended at the grace end.
     sa.Column("drop_old", sa.String(16), nullable=True),
     sa.Column("end_old_sessions", sa.Boolean(), nullable=True),
+    # A fleet job asks, for each of its targets, which secret holds the account, the first by
+    # name (``secret_for``): this index alone answers it, sorted.
+    sa.Index(
+        "ix_secrets_tenant_id_instance_id_account_name",
+        "tenant_id",
+        "instance_id",
+        "account",
+        "name",
+    ),
 )
 
 secret_versions = sa.Table(
@@ -373,6 +382,8 @@ secret_flows = sa.Table(
     sa.Column("error_code", sa.String(64), nullable=True),
     # Overlap mode: when the old password is dropped (NULL: nothing to drop, or dropped).
     sa.Column("drop_old_at", UtcDateTime(), nullable=True, index=True),
+    # Failed tries of that drop, so far: the next one's backoff, whichever node makes it.
+    sa.Column("drop_failures", sa.Integer(), nullable=False, server_default="0"),
     sa.Index("ix_secret_flows_tenant_id_name_created_at", "tenant_id", "name", "created_at"),
 )
 

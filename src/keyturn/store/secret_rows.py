@@ -3,8 +3,8 @@ back to ``SecretRecord``/``RotationFlow``, and the sealing context of a version'
 (tenant, secret and version, so a token copied to another row does not open; also used by
 master-key rotation, ``keyturn.store.rekey``). Periods are whole seconds, a begin time
 ``HH:MM:SS``; ``unused_drops`` is the one query that joins a flow to its secret's
-``drop_old``. Imports: ``keyturn.core``, SQLAlchemy, the store schema and the standard
-library.
+``drop_old``, and ``pending_work`` the scheduler's one read per idle tick. Imports:
+``keyturn.core``, SQLAlchemy, the store schema and the standard library.
 """
 
 from __future__ import annotations
@@ -102,6 +102,22 @@ def flow_of(row: Any) -> RotationFlow:
         message=row.message,
         error_code=row.error_code,
         drop_old_at=row.drop_old_at,
+        drop_failures=int(row.drop_failures),
+    )
+
+
+def pending_work() -> sa.Select[Any]:
+    """One row: ``unfinished`` (a held ``lock_key``, NULL if none: a flow holds its lock key
+    exactly while unfinished), the earliest ``next_rotation_at`` and the earliest
+    ``drop_old_at``. Three index probes (the unique ``lock_key``, the ``next_rotation_at`` and
+    ``drop_old_at`` indexes) in one round trip, however many secrets and flows there are."""
+    held = secret_flows.c.lock_key
+    return sa.select(
+        sa.select(held).where(held.is_not(None)).limit(1).scalar_subquery().label("unfinished"),
+        sa.select(sa.func.min(secrets.c.next_rotation_at))
+        .scalar_subquery()
+        .label("next_rotation_at"),
+        sa.select(sa.func.min(secret_flows.c.drop_old_at)).scalar_subquery().label("drop_old_at"),
     )
 
 

@@ -32,6 +32,7 @@ from keyturn.core.secret_manager import (
     SecretVersion,
     VersionStage,
 )
+from keyturn.core.secret_schedule import PendingWork
 from keyturn.core.secrets import Secret
 from keyturn.core.store_ports import Page
 from keyturn.store import secret_rows
@@ -403,6 +404,16 @@ class SqlSecrets:
             return [flow_of(row) for row in (await conn.execute(query)).all()]
 
     @guarded
+    async def pending_work(self) -> PendingWork:
+        async with self._db.read() as conn:
+            row = (await conn.execute(secret_rows.pending_work())).one()
+        return PendingWork(
+            unfinished=row.unfinished is not None,
+            next_rotation_at=row.next_rotation_at,
+            drop_old_at=row.drop_old_at,
+        )
+
+    @guarded
     async def due_secrets(self, now: datetime) -> list[SecretRecord]:
         query = (
             sa.select(secrets)
@@ -431,11 +442,21 @@ class SqlSecrets:
             return [flow_of(row) for row in found.all()]
 
     @guarded
-    async def claim_drop(self, flow_id: str, *, expect: datetime, until: datetime | None) -> bool:
+    async def claim_drop(
+        self,
+        flow_id: str,
+        *,
+        expect: datetime,
+        until: datetime | None,
+        failures: int | None = None,
+    ) -> bool:
+        values: dict[str, Any] = {"drop_old_at": until}
+        if failures is not None:
+            values["drop_failures"] = failures
         async with self._db.write() as conn:
             result = await conn.execute(
                 sa.update(secret_flows)
                 .where(secret_flows.c.id == flow_id, secret_flows.c.drop_old_at == expect)
-                .values(drop_old_at=until)
+                .values(**values)
             )
             return result.rowcount > 0

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 from keyturn.core.errors import EngineUnavailable
 from keyturn.core.secret_manager import FlowState, RotationFlow, SecretRecord
+from keyturn.core.secret_schedule import PendingWork
 from keyturn.service.secret_drops import OldPasswordUse
 from keyturn.service.secret_rotation import Rotator
 from keyturn.service.secret_schedule import (
@@ -42,6 +43,10 @@ class Repo:
         self.due, self.pending = due, pending
         self.claims: list[tuple[datetime, datetime | None]] = []
 
+    async def pending_work(self) -> PendingWork:
+        times = [f.drop_old_at for f in self.due + self.pending if f.drop_old_at is not None]
+        return PendingWork(drop_old_at=min(times, default=None))
+
     async def due_secrets(self, now: datetime) -> list[SecretRecord]:
         return []
 
@@ -51,7 +56,14 @@ class Repo:
     async def pending_unused_drops(self, now: datetime) -> list[RotationFlow]:
         return self.pending
 
-    async def claim_drop(self, flow_id: str, *, expect: datetime, until: datetime | None) -> bool:
+    async def claim_drop(
+        self,
+        flow_id: str,
+        *,
+        expect: datetime,
+        until: datetime | None,
+        failures: int | None = None,
+    ) -> bool:
         self.claims.append((expect, until))
         return True
 

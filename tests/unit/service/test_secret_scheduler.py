@@ -3,7 +3,9 @@ a slot inside its window fires as a scheduled flow with the next slot after now,
 after its window closed is moved to the next opening instead (once), a failed secret retries as
 a retry, a busy account keeps the slot due, and a flow that cannot even start backs off. An
 overlap's drop stays pending until its task succeeded: a failed task or a drop that cannot be
-queued is tried again after a doubling backoff, a long task's claim is renewed."""
+queued is tried again after a doubling backoff counted on the flow in the store, a long task's
+claim is renewed. An idle tick is one read (``pending_work``), made afresh each time: a secret
+another node creates, or a flow left unfinished, is seen at the next tick."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from keyturn.core.secret_manager import (
     SecretSpec,
     SecretVendor,
 )
+from keyturn.core.secret_schedule import PendingWork
 from keyturn.core.secrets import Secret
 from keyturn.service.secret_rotation import Rotator
 from keyturn.service.secret_schedule import (
@@ -57,11 +60,26 @@ def record(**changes: Any) -> SecretRecord:
 
 
 class FakeRepo:
-    def __init__(self, due: SecretRecord) -> None:
-        self.due = [due]
+    def __init__(self, due: SecretRecord | None) -> None:
+        self.due = [] if due is None else [due]
         self.moves: list[tuple[datetime, datetime]] = []
+        self.unfinished = False
+        self.reads: list[str] = []
+
+    def drop_times(self) -> list[datetime]:
+        return []
+
+    async def pending_work(self) -> PendingWork:
+        self.reads.append("pending_work")
+        slots = [r.next_rotation_at for r in self.due if r.next_rotation_at is not None]
+        return PendingWork(
+            unfinished=self.unfinished,
+            next_rotation_at=min(slots, default=None),
+            drop_old_at=min(self.drop_times(), default=None),
+        )
 
     async def due_secrets(self, now: datetime) -> list[SecretRecord]:
+        self.reads.append("due_secrets")
         return [r for r in self.due if r.next_rotation_at is not None and r.next_rotation_at <= now]
 
     async def reschedule(
@@ -71,9 +89,11 @@ class FakeRepo:
         return True
 
     async def due_drops(self, now: datetime) -> list[RotationFlow]:
+        self.reads.append("due_drops")
         return []
 
     async def pending_unused_drops(self, now: datetime) -> list[RotationFlow]:
+        self.reads.append("pending_unused_drops")
         return []
 
 
@@ -81,9 +101,13 @@ class StubRotator(Rotator):
     def __init__(self, error: Exception | None = None) -> None:
         self.error = error
         self.launches: list[tuple[FlowTrigger, datetime | None, datetime | None]] = []
+        #: What each ``reconcile`` call settles (popped per call; 0 once empty).
+        self.settles: list[int] = []
+        self.reconciles = 0
 
     async def reconcile(self) -> int:
-        return 0
+        self.reconciles += 1
+        return self.settles.pop(0) if self.settles else 0
 
     async def launch(
         self,
@@ -102,7 +126,7 @@ class StubRotator(Rotator):
 
 
 def scheduler(
-    due: SecretRecord, now: datetime, error: Exception | None = None
+    due: SecretRecord | None, now: datetime, error: Exception | None = None
 ) -> tuple[SecretScheduler, FakeRepo, StubRotator]:
     repo, rotator = FakeRepo(due), StubRotator(error)
     return SecretScheduler(repo, rotator, FakeClock(now)), repo, rotator  # type: ignore[arg-type]
@@ -157,6 +181,46 @@ async def test_a_paused_secret_is_not_scheduled_after_a_fire() -> None:
     assert rotator.launches == [(FlowTrigger.SCHEDULE, SLOT, None)]
 
 
+async def test_an_idle_tick_is_one_read() -> None:
+    tick, repo, rotator = scheduler(None, SLOT)
+    assert await tick.tick() == []
+    assert repo.reads == ["pending_work"] and rotator.reconciles == 0
+
+
+async def test_a_slot_not_yet_due_is_one_read() -> None:
+    tick, repo, rotator = scheduler(record(), SLOT - timedelta(seconds=1))
+    assert await tick.tick() == []
+    assert repo.reads == ["pending_work"] and rotator.launches == []
+
+
+async def test_a_secret_another_node_created_is_fired_at_the_next_tick() -> None:
+    tick, repo, rotator = scheduler(None, SLOT)
+    await tick.tick()
+    repo.due.append(record())  # written to the store by another node, between two ticks
+    assert await tick.tick() == ["flow-1"]
+    assert rotator.launches == [(FlowTrigger.SCHEDULE, SLOT, SLOT + timedelta(days=1))]
+
+
+async def test_unfinished_flows_are_settled_and_their_outcome_seen_at_once() -> None:
+    tick, repo, rotator = scheduler(None, SLOT)
+    repo.unfinished = True
+    await tick.tick()  # still running: settled, nothing else to read
+    assert rotator.reconciles == 1 and repo.reads == ["pending_work"]
+
+    class Fails(StubRotator):
+        async def reconcile(self) -> int:
+            # The flow failed: it ended, and set the secret's retry slot (now).
+            repo.unfinished, repo.due = False, [record(failures=1)]
+            return 1
+
+    failing = Fails()
+    tick = SecretScheduler(repo, failing, FakeClock(SLOT))  # type: ignore[arg-type]
+    repo.reads.clear()
+    assert await tick.tick() == ["flow-1"], "the retry fires at the same tick"
+    assert repo.reads == ["pending_work", "pending_work", "due_secrets"]
+    assert failing.launches[0][0] is FlowTrigger.RETRY
+
+
 # --------------------------------------------------------------------------- overlap drops
 
 DROP_AT = SLOT + timedelta(minutes=10)
@@ -167,7 +231,7 @@ class DropRepo(FakeRepo):
 
     def __init__(self) -> None:
         super().__init__(record(next_rotation_at=None))
-        self.flow = fake_flow(
+        self.flow: RotationFlow = fake_flow(
             "flow-1",
             name="orders-redis",
             state=FlowState.SUCCEEDED,
@@ -176,14 +240,25 @@ class DropRepo(FakeRepo):
             drop_old_at=DROP_AT,
         )
 
+    def drop_times(self) -> list[datetime]:
+        return [] if self.flow.drop_old_at is None else [self.flow.drop_old_at]
+
     async def due_drops(self, now: datetime) -> list[RotationFlow]:
         at = self.flow.drop_old_at
         return [self.flow] if at is not None and at <= now else []
 
-    async def claim_drop(self, flow_id: str, *, expect: datetime, until: datetime | None) -> bool:
+    async def claim_drop(
+        self,
+        flow_id: str,
+        *,
+        expect: datetime,
+        until: datetime | None,
+        failures: int | None = None,
+    ) -> bool:
         if self.flow.drop_old_at != expect:
             return False
-        self.flow = replace(self.flow, drop_old_at=until)
+        count = self.flow.drop_failures if failures is None else failures
+        self.flow = replace(self.flow, drop_old_at=until, drop_failures=count)
         return True
 
 
@@ -241,6 +316,16 @@ async def test_a_failed_drop_task_stays_pending_and_is_retried_until_it_succeeds
     assert repo.flow.drop_old_at is None
 
 
+async def test_the_failed_tries_of_a_drop_are_counted_in_the_store() -> None:
+    # Three tries failed on other nodes (or before a restart): this one backs off from there.
+    rotator = DropRotator(queue_errors=1)
+    tick, repo, _ = drops(rotator)
+    repo.flow = replace(repo.flow, drop_failures=3)
+    await tick.tick()
+    assert repo.flow.drop_failures == 4
+    assert repo.flow.drop_old_at == DROP_AT + drop_backoff(4) == DROP_AT + 8 * DROP_RETRY
+
+
 async def test_a_drop_that_cannot_be_queued_backs_off() -> None:
     rotator = DropRotator(queue_errors=2, outcomes=[True])
     tick, repo, clock = drops(rotator)
@@ -253,6 +338,7 @@ async def test_a_drop_that_cannot_be_queued_backs_off() -> None:
     await tick.tick()
     await tick.tick()
     assert repo.flow.drop_old_at is None and rotator.queued == [1]
+    assert repo.flow.drop_failures == 2
     assert drop_backoff(30) == DROP_RETRY_CAP
 
 

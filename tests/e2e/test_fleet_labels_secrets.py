@@ -69,8 +69,6 @@ def test_labels_select_and_a_secret_receives_the_password(
     started = time.monotonic()
     with redis_fleet(len(LABELS)) as redises:
         env = {f"KT_FLEET_{n}": r.admin_url() for n, r in enumerate(redises)}
-        # One Redis change a second: the job still runs when the CLI pauses it.
-        env["KEYTURN_RATE_LIMITS"] = "*=100000,redis:resetpassword=1"
         server = make_server(extra_env=env)
         _inventory(server)
         server.start()
@@ -88,11 +86,19 @@ def test_labels_select_and_a_secret_receives_the_password(
 
         result = keyturn_cli(
             server.data_dir, "rotate", "start", "--tenant", TENANT,
-            "--label", "env=prod", "--label", "team=orders",
+            "--label", "env=prod", "--label", "team=orders", "--paused",
         )  # fmt: skip
         assert result.returncode == 0, result.stderr
         assert "3 targets" in result.stdout
         job_id = result.stdout.split("fleet job ")[1].split(":")[0]
+        # Written paused: nothing runs until it is resumed (pausing it again keeps it so).
+        time.sleep(1.5)  # more than a driving round: a node would have claimed a running job
+        review = tmp_path / "review.json"
+        status = keyturn_cli(server.data_dir, "rotate", "status", job_id, "--json", str(review))
+        assert status.returncode == 3, status.stderr  # the exit code of a paused job
+        reviewed: dict[str, Any] = json.loads(review.read_text())
+        assert reviewed["job"]["state"] == "paused"
+        assert [t["state"] for t in reviewed["targets"]] == ["pending"] * 3
         for verb in ("pause", "resume"):
             steered = keyturn_cli(server.data_dir, "rotate", verb, job_id)
             assert steered.returncode == 0, steered.stderr

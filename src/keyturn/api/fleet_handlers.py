@@ -88,6 +88,7 @@ async def start_job(call: Call) -> Answer:
         canary=int(body.get("canary", 1)),
         max_in_flight=int(body.get("max_in_flight", 8)),
         stop_after=Threshold.parse(str(body.get("stop_after_failures", "0"))),
+        paused=bool(body.get("paused", False)),
     )
     return Answer(job_view(await _fleet(call).start(selector, options)))
 

@@ -374,6 +374,8 @@ COMPONENTS: dict[str, dict[str, Any]] = {
         stop_after_failures={"type": "string", "maxLength": 16, "pattern": "^[0-9.]+%?$",
                              "default": "0",
                              "description": "Pause past N failures, or PCT% of finished."},
+        paused={"type": "boolean", "default": False,
+                "description": "Write the job paused: review its targets, then resume it."},
     ),
     "FleetCounts": _object(
         ["total", "pending", "in_flight", "succeeded", "failed", "rolled_back"],

@@ -114,6 +114,9 @@ def start(
     stop_after_failures: Annotated[
         str, typer.Option(help="Pause past this many failures: N, or PCT% of finished.")
     ] = "0",
+    paused: Annotated[
+        bool, typer.Option(help="Write the job paused: review its targets, then resume it.")
+    ] = False,
     json_file: JsonOption = None,
     show_passwords: ShowOption = False,
     wait: WaitOption = False,
@@ -136,6 +139,7 @@ def start(
             canary=canary,
             max_in_flight=max_in_flight,
             stop_after=Threshold.parse(stop_after_failures),
+            paused=paused,
         )
         job = await fleet.start(selector, options)
         console.print(f"started fleet job {job.id}: {job.counts.total} targets, {job.waves} waves")

@@ -221,6 +221,9 @@ class FleetOptions:
     canary: int = 1
     max_in_flight: int = 8
     stop_after: Threshold = Threshold(count=0)
+    #: The job is written paused: its targets can be reviewed (``rotate status``) before a
+    #: ``resume`` lets it run. Not kept: it only says how the job starts.
+    paused: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.canary <= MAX_CANARY:

@@ -94,9 +94,14 @@ class FleetJobs:
         return await self._repo.list_jobs(tenant_id, max(1, min(limit, MAX_LISTED)))
 
     async def pause(self, job_id: str, tenant_id: str | None = None) -> FleetJob:
+        """No new change starts (changes in flight end as their tasks do); pausing a paused
+        job keeps it paused, with the operator's reason."""
         await self.status(job_id, tenant_id)
         return await self._repo.set_state(
-            job_id, JobState.PAUSED, "paused by an operator", expect=(JobState.RUNNING,)
+            job_id,
+            JobState.PAUSED,
+            "paused by an operator",
+            expect=(JobState.RUNNING, JobState.PAUSED),
         )
 
     async def resume(self, job_id: str, tenant_id: str | None = None) -> FleetJob:

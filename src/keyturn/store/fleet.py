@@ -86,8 +86,8 @@ class SqlFleetRepo:
                     tenant_id=selector.tenant_id,
                     selector=selector.to_json(),
                     options=options.to_json(),
-                    state=JobState.RUNNING.value if targets else JobState.DONE.value,
-                    reason="" if targets else "no instance matched the selection",
+                    state=_first_state(options, targets).value,
+                    reason=_first_reason(options, targets),
                     waves=waves,
                     created_at=now,
                     updated_at=now,
@@ -431,3 +431,15 @@ class SqlFleetRepo:
             return None
         context = rows.fleet_password_context(target.job_id, target.seq)
         return Secret(self._db.unseal(sealed, context))
+
+
+def _first_state(options: FleetOptions, targets: list[NewTarget]) -> JobState:
+    if not targets:
+        return JobState.DONE
+    return JobState.PAUSED if options.paused else JobState.RUNNING
+
+
+def _first_reason(options: FleetOptions, targets: list[NewTarget]) -> str:
+    if not targets:
+        return "no instance matched the selection"
+    return "started paused: resume to run" if options.paused else ""

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from keyturn.core.errors import InternalError
 from keyturn.store.base import SqlDatabase
 from keyturn.store.inline import InlineEngine
 from keyturn.store.sealing import AesGcmSecretBox
@@ -127,3 +128,55 @@ async def test_close_commits_the_open_batch(db: SqlDatabase) -> None:
     with engine.connect() as conn:
         assert [n for (n,) in conn.execute(sa.select(ITEMS.c.n))] == [5]
     engine.dispose()
+
+
+async def test_a_task_s_writes_together_share_one_commit_durable_on_leaving(
+    db: SqlDatabase,
+) -> None:
+    # The gate's unit of work (a change's nonce and "started" record): the writes return at
+    # once, leaving the block waits for one COMMIT of both.
+    commits = commits_of(db)
+    async with db.together():
+        await insert(db, 1)
+        await insert(db, 2)
+        assert commits == []  # nothing waited for a COMMIT yet
+    assert len(commits) == 1
+    assert await rows(db) == [1, 2]
+
+
+async def test_tasks_started_inside_together_wait_for_their_own_writes(db: SqlDatabase) -> None:
+    # A worker started inside the unit inherits its context but must not defer its writes.
+    async def worker() -> list[int]:
+        await insert(db, 5)
+        return await rows(db)  # durable on return, as outside any unit
+
+    async with db.together():
+        seen = await asyncio.create_task(worker())
+    assert 5 in seen
+
+
+async def test_a_failed_commit_is_raised_on_leaving_together(
+    db: SqlDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = sa.RootTransaction.commit
+
+    def failing(self: sa.RootTransaction, *args: Any) -> None:
+        monkeypatch.setattr(sa.RootTransaction, "commit", real)
+        self.rollback()
+        raise sa.exc.OperationalError("COMMIT", {}, Exception("disk I/O error"))
+
+    monkeypatch.setattr(sa.RootTransaction, "commit", failing)
+    with pytest.raises(InternalError):
+        async with db.together():
+            await insert(db, 1)
+            await insert(db, 2)
+    assert await rows(db) == []
+
+
+async def test_a_failing_write_inside_together_raises_at_the_write(db: SqlDatabase) -> None:
+    with pytest.raises(Boom):
+        async with db.together():
+            await insert(db, 1)
+            await insert(db, 2, fail=True)
+    # The block's error wins; the writes that succeeded before it are committed.
+    assert await rows(db) == [1]

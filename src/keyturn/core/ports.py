@@ -8,6 +8,7 @@ so fields can be added without breaking implementations.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -610,3 +611,9 @@ class Store(
     """Everything the service needs from persistent state."""
 
     async def close(self) -> None: ...
+
+    def writes_together(self) -> AbstractAsyncContextManager[None]:
+        """A unit of work: the calling task's writes inside it are durable together once it is
+        left (one commit where the store can group them), else the error that lost them.
+        Tasks started inside wait for their own writes as usual."""
+        ...

@@ -42,7 +42,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from keyturn.core.errors import DomainError, InternalError, NotFound, StoreUnavailable
 from keyturn.core.ports import Clock, SecretBox
-from keyturn.store.group_commit import GroupCommit
+from keyturn.store.group_commit import GroupCommit, together
 from keyturn.store.inline import InlineConnection, InlineEngine
 from keyturn.store.schema import tenants
 
@@ -232,6 +232,21 @@ class SqlDatabase:
                 if not durable:
                     await conn.execute(sa.text("SET LOCAL synchronous_commit TO OFF"))
                 yield conn
+
+    @asynccontextmanager
+    async def together(self) -> AsyncIterator[None]:
+        """This task's writes inside the block are durable together when it is left (SQLite:
+        usually one group commit; see ``group_commit.together``); PostgreSQL commits each
+        write as before. A failed commit is raised on leaving, as ``guarded`` would."""
+        if self._group is None:
+            yield
+            return
+        try:
+            async with together():
+                yield
+        except (SQLAlchemyError, OSError) as exc:
+            log.error("store commit failed: %s", _first_line(exc))
+            raise store_error(exc) from exc
 
     def seal(self, plaintext: str, context: str) -> str:
         return self.box.seal(plaintext, context=context)

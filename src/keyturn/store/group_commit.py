@@ -19,6 +19,11 @@ event loop: SQLite releases the GIL while it syncs, so the loop serves other cal
 hundred calls per second), and the writers arriving during the sync form the next batch. The
 writer connection is used by one thread at a time: the commit holds the writers' lock.
 
+A task can make several writes durable together (``together``): inside the block each of its
+writes joins its batch as usual but does not wait for the batch's COMMIT; leaving the block
+waits for all of them. The gate uses it for a change's nonce and ``started`` audit record: one
+fsync instead of two, and both are still durable before the change runs.
+
 Writes of state worth nothing after a crash (``durable=False``, the rate windows) join an open
 batch, else run alone without waiting for the disk. Stores on the same file in one process
 share the queue (a second store waits for the first one's batch). Another process on the file
@@ -34,9 +39,10 @@ import contextlib
 import logging
 import os
 import weakref
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import Final
 
 import sqlalchemy as sa
@@ -91,6 +97,44 @@ async def _off_loop(executor: ThreadPoolExecutor, commit: Callable[[], None]) ->
     except asyncio.CancelledError:
         await asyncio.wait([running])
         raise
+
+
+class _Unit:
+    """The batches a task's writes inside ``together`` joined, not waited for yet."""
+
+    def __init__(self) -> None:
+        #: Only this task defers: tasks it starts inherit the context variable, and must
+        #: still wait for their own writes (a worker started inside the block, say).
+        self.owner = asyncio.current_task()
+        self.pending: list[asyncio.Future[None]] = []
+
+
+_UNIT: ContextVar[_Unit | None] = ContextVar("keyturn_write_unit", default=None)
+
+
+def _deferring() -> _Unit | None:
+    unit = _UNIT.get()
+    return unit if unit is not None and unit.owner is asyncio.current_task() else None
+
+
+@asynccontextmanager
+async def together() -> AsyncIterator[None]:
+    """Make this task's writes inside the block durable together: each joins its batch and
+    returns at once (its own statement errors are still raised at the write); leaving the
+    block waits for every batch they joined, usually one COMMIT. A failed COMMIT is raised on
+    leaving (none of the block's writes may be taken as kept); if the block itself raised,
+    that error wins, once the batches are settled."""
+    unit = _Unit()
+    token = _UNIT.set(unit)
+    try:
+        yield
+    except BaseException:
+        _UNIT.reset(token)
+        await asyncio.gather(*(asyncio.shield(f) for f in unit.pending), return_exceptions=True)
+        raise
+    _UNIT.reset(token)
+    for pending in unit.pending:
+        await asyncio.shield(pending)
 
 
 class GroupCommit:
@@ -156,6 +200,10 @@ class GroupCommit:
                     failed = exc
         finally:
             shared.lock.release()
+        unit = _deferring()
+        if failed is None and unit is not None:
+            unit.pending.append(batch.done)  # waited for when the task leaves ``together``
+            return
         # Outside the lock: the batch's other writers run meanwhile. Shielded: one caller
         # cancelled must not cancel the commit the others wait for. A failed writer waits
         # too, so that whatever it does next (another connection, another process) never

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any, Final
 
@@ -203,6 +204,10 @@ class SqlStore:
 
     async def close(self) -> None:
         await self.db.close()
+
+    def writes_together(self) -> AbstractAsyncContextManager[None]:
+        """The ``Store`` port's unit of work: see ``SqlDatabase.together``."""
+        return self.db.together()
 
     @guarded
     async def check_master_key(self) -> None:

@@ -49,8 +49,10 @@ async def rows(database: SqlDatabase) -> list[int]:
         return sorted(n for (n,) in (await conn.execute(sa.select(ITEMS.c.n))).all())
 
 
-async def insert(database: SqlDatabase, n: int, *, fail: bool = False) -> None:
-    async with database.write() as conn:
+async def insert(
+    database: SqlDatabase, n: int, *, fail: bool = False, deferrable: bool = False
+) -> None:
+    async with database.write(deferrable=deferrable) as conn:
         await conn.execute(ITEMS.insert().values(n=n))
         if fail:
             raise Boom()
@@ -133,12 +135,12 @@ async def test_close_commits_the_open_batch(db: SqlDatabase) -> None:
 async def test_a_task_s_writes_together_share_one_commit_durable_on_leaving(
     db: SqlDatabase,
 ) -> None:
-    # The gate's unit of work (a change's nonce and "started" record): the writes return at
-    # once, leaving the block waits for one COMMIT of both.
+    # The gate's unit of work (a change's nonce and "started" record): the deferrable writes
+    # return at once, leaving the block waits for one COMMIT of both.
     commits = commits_of(db)
     async with db.together():
-        await insert(db, 1)
-        await insert(db, 2)
+        await insert(db, 1, deferrable=True)
+        await insert(db, 2, deferrable=True)
         assert commits == []  # nothing waited for a COMMIT yet
     assert len(commits) == 1
     assert await rows(db) == [1, 2]
@@ -147,7 +149,7 @@ async def test_a_task_s_writes_together_share_one_commit_durable_on_leaving(
 async def test_tasks_started_inside_together_wait_for_their_own_writes(db: SqlDatabase) -> None:
     # A worker started inside the unit inherits its context but must not defer its writes.
     async def worker() -> list[int]:
-        await insert(db, 5)
+        await insert(db, 5, deferrable=True)
         return await rows(db)  # durable on return, as outside any unit
 
     async with db.together():
@@ -168,15 +170,27 @@ async def test_a_failed_commit_is_raised_on_leaving_together(
     monkeypatch.setattr(sa.RootTransaction, "commit", failing)
     with pytest.raises(InternalError):
         async with db.together():
-            await insert(db, 1)
-            await insert(db, 2)
+            await insert(db, 1, deferrable=True)
+            await insert(db, 2, deferrable=True)
     assert await rows(db) == []
 
 
 async def test_a_failing_write_inside_together_raises_at_the_write(db: SqlDatabase) -> None:
     with pytest.raises(Boom):
         async with db.together():
-            await insert(db, 1)
-            await insert(db, 2, fail=True)
+            await insert(db, 1, deferrable=True)
+            await insert(db, 2, fail=True, deferrable=True)
     # The block's error wins; the writes that succeeded before it are committed.
     assert await rows(db) == [1]
+
+
+async def test_a_write_that_does_not_opt_in_is_durable_on_return_inside_together(
+    db: SqlDatabase,
+) -> None:
+    # E.g. an attempt counter written before an engine is touched in the same task.
+    commits = commits_of(db)
+    async with db.together():
+        await insert(db, 1, deferrable=True)
+        await insert(db, 2)  # waits for its batch (here the same one as the first write)
+        assert len(commits) == 1
+        assert await rows(db) == [1, 2]

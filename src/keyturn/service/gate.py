@@ -143,19 +143,25 @@ class Gate:
             if admitted_call and admission is not None:
                 await admission.release()
             raise
-        try:
-            answer = await execute(replace(caller, access=access))
-        except DomainError as error:
-            await self._record(replace(event, outcome=AuditOutcome.FAILED), error, vendor_code)
-            raise
-        except Exception:
-            # keyturn's own fault (the dialect logs and renders it): recorded as the internal
-            # error the caller gets, so a "started" record never stands alone.
-            failed = replace(event, outcome=AuditOutcome.FAILED)
-            await self._record(failed, InternalError(), vendor_code)
-            raise
-        task = "" if answer.task_id is None else str(answer.task_id)
-        await self._append(replace(event, outcome=AuditOutcome.SUCCEEDED, task_id=task))
+        # A change's new task row and its outcome record: one more unit, durable before the
+        # answer (one commit for both). Only writes that opt in are deferred (the task row,
+        # audit records); anything else the action writes is durable on return as always.
+        unit = self._store.writes_together() if call.mutating else contextlib.nullcontext()
+        async with unit:
+            try:
+                answer = await execute(replace(caller, access=access))
+            except DomainError as error:
+                failed = replace(event, outcome=AuditOutcome.FAILED)
+                await self._record(failed, error, vendor_code)
+                raise
+            except Exception:
+                # keyturn's own fault (the dialect logs and renders it): recorded as the
+                # internal error the caller gets, so a "started" record never stands alone.
+                failed = replace(event, outcome=AuditOutcome.FAILED)
+                await self._record(failed, InternalError(), vendor_code)
+                raise
+            task = "" if answer.task_id is None else str(answer.task_id)
+            await self._append(replace(event, outcome=AuditOutcome.SUCCEEDED, task_id=task))
         return answer
 
     async def _admit(

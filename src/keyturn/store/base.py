@@ -220,12 +220,16 @@ class SqlDatabase:
             yield conn
 
     @asynccontextmanager
-    async def write(self, *, durable: bool = True) -> AsyncIterator[Connection]:
+    async def write(
+        self, *, durable: bool = True, deferrable: bool = False
+    ) -> AsyncIterator[Connection]:
         """One write transaction. ``durable=False``: state worth nothing after a crash (rate
         windows) commits without waiting for the disk (SQLite ``synchronous=NORMAL``,
-        PostgreSQL ``synchronous_commit = off``); it is still atomic and consistent."""
+        PostgreSQL ``synchronous_commit = off``); it is still atomic and consistent.
+        ``deferrable``: inside ``together`` the write is durable when the block is left, not on
+        return (only for a write nothing in the same task relies on before then)."""
         if self._group is not None:
-            async with self._group.write(durable=durable) as conn:
+            async with self._group.write(durable=durable, deferrable=deferrable) as conn:
                 yield conn
         else:
             async with self._writer.begin() as conn:

@@ -20,9 +20,12 @@ hundred calls per second), and the writers arriving during the sync form the nex
 writer connection is used by one thread at a time: the commit holds the writers' lock.
 
 A task can make several writes durable together (``together``): inside the block each of its
-writes joins its batch as usual but does not wait for the batch's COMMIT; leaving the block
-waits for all of them. The gate uses it for a change's nonce and ``started`` audit record: one
-fsync instead of two, and both are still durable before the change runs.
+``deferrable`` writes joins its batch as usual but does not wait for the batch's COMMIT;
+leaving the block waits for all of them. Only writes whose durability matters no earlier than
+the end of the block opt in (a nonce, an audit record, a new task's row); every other write
+(an attempt counter before an engine is touched, a task's write-ahead) still waits for its own
+batch. The gate uses it twice per change: the nonce and the ``started`` record (durable before
+the change runs), then the task row and the answer's record (durable before the answer).
 
 Writes of state worth nothing after a crash (``durable=False``, the rate windows) join an open
 batch, else run alone without waiting for the disk. Stores on the same file in one process
@@ -170,8 +173,11 @@ class GroupCommit:
                 await asyncio.shield(other.done)
 
     @asynccontextmanager
-    async def write(self, *, durable: bool = True) -> AsyncIterator[InlineConnection]:
-        """A write transaction of its own (a savepoint of the batch), durable on return."""
+    async def write(
+        self, *, durable: bool = True, deferrable: bool = False
+    ) -> AsyncIterator[InlineConnection]:
+        """A write transaction of its own (a savepoint of the batch), durable on return; a
+        ``deferrable`` one inside ``together`` is durable when the task leaves the block."""
         failed: BaseException | None = None
         shared = await self._acquire()
         try:
@@ -200,7 +206,7 @@ class GroupCommit:
                     failed = exc
         finally:
             shared.lock.release()
-        unit = _deferring()
+        unit = _deferring() if deferrable else None
         if failed is None and unit is not None:
             unit.pending.append(batch.done)  # waited for when the task leaves ``together``
             return

@@ -50,6 +50,8 @@ class PagePlan:
     where: list[sa.ColumnElement[bool]]
     offset: int
     total: int
+    #: The id the page starts from (the condition ``where`` adds), for prebuilt statements.
+    anchor: str | None = None
 
 
 class ListingCache:
@@ -87,4 +89,5 @@ class ListingCache:
             where=[*where, instances.c.id >= anchor],
             offset=offset - (slot + 1) * STEP,
             total=entry.total,
+            anchor=anchor,
         )

@@ -69,10 +69,15 @@ _GET_ACCESS_KEY: Final = sa.select(access_keys).where(access_keys.c.id == sa.bin
 
 
 def instances_query(
-    where: Sequence[sa.ColumnElement[bool]], page: Page | None, *, count: bool = True
+    where: Sequence[sa.ColumnElement[bool]],
+    page: Page | None,
+    *,
+    count: bool = True,
+    bound_page: bool = False,
 ) -> sa.Select[Any]:
     """One statement: a page of instances (id order) LEFT JOIN their nodes, plus the
-    total count of matching instances when paging."""
+    total count of matching instances when paging. ``bound_page``: the page's LIMIT and
+    OFFSET are the parameters ``page_limit`` and ``page_offset`` (a statement built once)."""
     listed = sa.select(instances)
     if page is None:
         listed = listed.where(*where)
@@ -80,7 +85,11 @@ def instances_query(
         # A deferred join: the OFFSET walk runs on the (tenant, product, id) index alone and
         # only the page's rows are read from the table.
         ids = sa.select(instances.c.id).where(*where).order_by(instances.c.id)
-        listed = listed.where(instances.c.id.in_(ids.limit(page.limit).offset(page.offset)))
+        if bound_page:
+            ids = ids.limit(sa.bindparam("page_limit")).offset(sa.bindparam("page_offset"))
+        else:
+            ids = ids.limit(page.limit).offset(page.offset)
+        listed = listed.where(instances.c.id.in_(ids))
     p = listed.subquery("p")
     columns: list[Any] = [
         p,
@@ -105,6 +114,31 @@ _GET_INSTANCE: Final = instances_query(
     [instances.c.id == sa.bindparam("id"), instances.c.tenant_id == sa.bindparam("tenant_id")],
     None,
 )
+
+
+#: The listing's page statements, built once per filter shape (source, tenant, product,
+#: anchor: which are set), every value a bound parameter. Building the joined statement per
+#: call cost more CPU than running it (a signed DescribeInstances spent ~1 ms there).
+_PAGE_QUERIES: dict[tuple[bool, bool, bool, bool], sa.Select[Any]] = {}
+_NO_PAGE: Final = Page(limit=0, offset=0)
+
+
+def _page_query(shape: tuple[bool, bool, bool, bool]) -> sa.Select[Any]:
+    found = _PAGE_QUERIES.get(shape)
+    if found is None:
+        by_source, by_tenant, by_product, anchored = shape
+        where: list[sa.ColumnElement[bool]] = []
+        if by_source:
+            where.append(instances.c.source == sa.bindparam("source"))
+        if by_tenant:
+            where.append(instances.c.tenant_id == sa.bindparam("tenant_id"))
+        if by_product:
+            where.append(instances.c.product == sa.bindparam("product"))
+        if anchored:
+            where.append(instances.c.id >= sa.bindparam("anchor"))
+        found = instances_query(where, _NO_PAGE, count=False, bound_page=True)
+        _PAGE_QUERIES[shape] = found
+    return found
 
 
 def sqlite_url(data_dir: Path) -> str:
@@ -429,9 +463,17 @@ class SqlStore:
                 # Counts and deep offsets come from the generation-keyed cache.
                 key = (tenant_id, product, source)
                 plan = await self._listing.plan(conn, key, where, page.offset)
-                paged = Page(limit=page.limit, offset=plan.offset)
-                query = instances_query(plan.where, paged, count=False)
-                result = (await conn.execute(query)).all()
+                shape = (source is not None, tenant_id is not None, product is not None)
+                params = {
+                    "source": None if source is None else source.value,
+                    "tenant_id": tenant_id,
+                    "product": None if product is None else str(product),
+                    "anchor": plan.anchor,
+                    "page_limit": page.limit,
+                    "page_offset": plan.offset,
+                }
+                query = _page_query((*shape, plan.anchor is not None))
+                result = (await conn.execute(query, params)).all()
                 return self._build(result), plan.total
             result = (await conn.execute(instances_query(where, page))).all()
             if page is None:

@@ -194,3 +194,16 @@ async def test_a_write_that_does_not_opt_in_is_durable_on_return_inside_together
         await insert(db, 2)  # waits for its batch (here the same one as the first write)
         assert len(commits) == 1
         assert await rows(db) == [1, 2]
+
+
+async def test_state_worth_nothing_joining_a_batch_does_not_wait_for_its_commit(
+    db: SqlDatabase,
+) -> None:
+    commits = commits_of(db)
+    durable = asyncio.ensure_future(insert(db, 1))
+    await asyncio.sleep(0)  # the durable writer opens a batch and waits for its COMMIT
+    async with db.write(durable=False) as conn:
+        await conn.execute(ITEMS.insert().values(n=2))
+    assert commits == []  # joined the open batch, returned before its COMMIT
+    await durable
+    assert len(commits) == 1 and await rows(db) == [1, 2]

@@ -28,10 +28,11 @@ batch. The gate uses it twice per change: the nonce and the ``started`` record (
 the change runs), then the task row and the answer's record (durable before the answer).
 
 Writes of state worth nothing after a crash (``durable=False``, the rate windows) join an open
-batch, else run alone without waiting for the disk. Stores on the same file in one process
-share the queue (a second store waits for the first one's batch). Another process on the file
-(``--workers``, the CLI) meets an open batch in SQLite's busy handler, as it met a single
-transaction before, for up to one loop iteration of this process rather than one fsync.
+batch without waiting for its COMMIT, else run alone without waiting for the disk. Stores on
+the same file in one process share the queue (a second store waits for the first one's
+batch). Another process on the file (``--workers``, the CLI) meets an open batch in SQLite's
+busy handler, as it met a single transaction before, for up to one loop iteration of this
+process and its fsync.
 Imports: SQLAlchemy (through the inline engine) and the standard library.
 """
 
@@ -209,6 +210,11 @@ class GroupCommit:
         unit = _deferring() if deferrable else None
         if failed is None and unit is not None:
             unit.pending.append(batch.done)  # waited for when the task leaves ``together``
+            return
+        if failed is None and not durable:
+            # Worth nothing after a crash (a rate window): it need not wait for the batch's
+            # fsync either (it is visible to the writers after it; a failed COMMIT loses it,
+            # as a crash would). A read call no longer waits for two fsyncs under load.
             return
         # Outside the lock: the batch's other writers run meanwhile. Shielded: one caller
         # cancelled must not cancel the commit the others wait for. A failed writer waits

@@ -13,12 +13,6 @@ is therefore acknowledged exactly when it is durable, as before: a kill -9 after
 answered loses nothing. A batch stays open only until the loop next runs the commit task, so
 one caller alone waits no longer than before (one loop iteration).
 
-The ``COMMIT`` itself (its fsync, 0.3-3 ms) runs on a thread of the file's own, not on the
-event loop: SQLite releases the GIL while it syncs, so the loop serves other calls meanwhile
-(on a loaded disk a blocking fsync per read call's audit record capped the server at a few
-hundred calls per second), and the writers arriving during the sync form the next batch. The
-writer connection is used by one thread at a time: the commit holds the writers' lock.
-
 A task can make several writes durable together (``together``): inside the block each of its
 ``deferrable`` writes joins its batch as usual but does not wait for the batch's COMMIT;
 leaving the block waits for all of them. Only writes whose durability matters no earlier than
@@ -43,8 +37,7 @@ import contextlib
 import logging
 import os
 import weakref
-from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from typing import Final
@@ -80,9 +73,6 @@ class _FileWriters:
     def __init__(self) -> None:
         self.lock = asyncio.Lock()
         self.batch: _Batch | None = None
-        #: The thread the batches' COMMITs (fsyncs) run on, off the event loop; one, so that
-        #: commits never queue behind other work in the loop's default executor.
-        self.syncer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keyturn-commit")
 
 
 #: Shared writer state per (database file, event loop); an entry lives while a store uses it.
@@ -90,17 +80,6 @@ _FILES: weakref.WeakValueDictionary[tuple[str, int], _FileWriters] = weakref.Wea
 
 #: The savepoint of a joining writer (one at a time: the writers hold the lock in turn).
 _SAVEPOINT: Final = "keyturn_writer"
-
-
-async def _off_loop(executor: ThreadPoolExecutor, commit: Callable[[], None]) -> None:
-    """Run ``commit`` on ``executor``; a cancelled waiter still waits for it to end (the
-    caller releases the writer connection right after), then re-raises the cancellation."""
-    running = asyncio.get_running_loop().run_in_executor(executor, commit)
-    try:
-        await asyncio.shield(running)
-    except asyncio.CancelledError:
-        await asyncio.wait([running])
-        raise
 
 
 class _Unit:
@@ -268,9 +247,11 @@ class GroupCommit:
             try:
                 if batch.broken is not None:
                     raise batch.broken
-                # Off the loop (see the module doc); the lock stays held, so nothing else
-                # touches the writer connection until the commit is over.
-                await _off_loop(shared.syncer, batch.transaction.commit)
+                # On the loop thread: measured against a COMMIT on a thread of its own
+                # (SQLite releases the GIL while it syncs), that was slower in latency and
+                # throughput alike on 2 busy cores (the thread waits for the GIL, up to a
+                # switch interval, while the loop runs Python).
+                batch.transaction.commit()
             except BaseException as exc:
                 if batch.transaction.is_active:
                     try:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from keyturn.core.errors import InternalError
 from keyturn.store.base import SqlDatabase
 from keyturn.store.inline import InlineEngine
 from keyturn.store.sealing import AesGcmSecretBox
@@ -48,8 +49,10 @@ async def rows(database: SqlDatabase) -> list[int]:
         return sorted(n for (n,) in (await conn.execute(sa.select(ITEMS.c.n))).all())
 
 
-async def insert(database: SqlDatabase, n: int, *, fail: bool = False) -> None:
-    async with database.write() as conn:
+async def insert(
+    database: SqlDatabase, n: int, *, fail: bool = False, deferrable: bool = False
+) -> None:
+    async with database.write(deferrable=deferrable) as conn:
         await conn.execute(ITEMS.insert().values(n=n))
         if fail:
             raise Boom()
@@ -127,3 +130,80 @@ async def test_close_commits_the_open_batch(db: SqlDatabase) -> None:
     with engine.connect() as conn:
         assert [n for (n,) in conn.execute(sa.select(ITEMS.c.n))] == [5]
     engine.dispose()
+
+
+async def test_a_task_s_writes_together_share_one_commit_durable_on_leaving(
+    db: SqlDatabase,
+) -> None:
+    # The gate's unit of work (a change's nonce and "started" record): the deferrable writes
+    # return at once, leaving the block waits for one COMMIT of both.
+    commits = commits_of(db)
+    async with db.together():
+        await insert(db, 1, deferrable=True)
+        await insert(db, 2, deferrable=True)
+        assert commits == []  # nothing waited for a COMMIT yet
+    assert len(commits) == 1
+    assert await rows(db) == [1, 2]
+
+
+async def test_tasks_started_inside_together_wait_for_their_own_writes(db: SqlDatabase) -> None:
+    # A worker started inside the unit inherits its context but must not defer its writes.
+    async def worker() -> list[int]:
+        await insert(db, 5, deferrable=True)
+        return await rows(db)  # durable on return, as outside any unit
+
+    async with db.together():
+        seen = await asyncio.create_task(worker())
+    assert 5 in seen
+
+
+async def test_a_failed_commit_is_raised_on_leaving_together(
+    db: SqlDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = sa.RootTransaction.commit
+
+    def failing(self: sa.RootTransaction, *args: Any) -> None:
+        monkeypatch.setattr(sa.RootTransaction, "commit", real)
+        self.rollback()
+        raise sa.exc.OperationalError("COMMIT", {}, Exception("disk I/O error"))
+
+    monkeypatch.setattr(sa.RootTransaction, "commit", failing)
+    with pytest.raises(InternalError):
+        async with db.together():
+            await insert(db, 1, deferrable=True)
+            await insert(db, 2, deferrable=True)
+    assert await rows(db) == []
+
+
+async def test_a_failing_write_inside_together_raises_at_the_write(db: SqlDatabase) -> None:
+    with pytest.raises(Boom):
+        async with db.together():
+            await insert(db, 1, deferrable=True)
+            await insert(db, 2, fail=True, deferrable=True)
+    # The block's error wins; the writes that succeeded before it are committed.
+    assert await rows(db) == [1]
+
+
+async def test_a_write_that_does_not_opt_in_is_durable_on_return_inside_together(
+    db: SqlDatabase,
+) -> None:
+    # E.g. an attempt counter written before an engine is touched in the same task.
+    commits = commits_of(db)
+    async with db.together():
+        await insert(db, 1, deferrable=True)
+        await insert(db, 2)  # waits for its batch (here the same one as the first write)
+        assert len(commits) == 1
+        assert await rows(db) == [1, 2]
+
+
+async def test_state_worth_nothing_joining_a_batch_does_not_wait_for_its_commit(
+    db: SqlDatabase,
+) -> None:
+    commits = commits_of(db)
+    durable = asyncio.ensure_future(insert(db, 1))
+    await asyncio.sleep(0)  # the durable writer opens a batch and waits for its COMMIT
+    async with db.write(durable=False) as conn:
+        await conn.execute(ITEMS.insert().values(n=2))
+    assert commits == []  # joined the open batch, returned before its COMMIT
+    await durable
+    assert len(commits) == 1 and await rows(db) == [1, 2]

@@ -12,6 +12,7 @@ it says so, since several keyturn nodes may share one store. Standard library an
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -338,3 +339,9 @@ class Store(
     """Everything the service needs from persistent state."""
 
     async def close(self) -> None: ...
+
+    def writes_together(self) -> AbstractAsyncContextManager[None]:
+        """A unit of work: the calling task's writes inside it are durable together once it is
+        left (one commit where the store can group them), else the error that lost them.
+        Tasks started inside wait for their own writes as usual."""
+        ...

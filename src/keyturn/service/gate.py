@@ -18,6 +18,7 @@ Every audit append is timed (``keyturn.core.metrics``: ``audit_append``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -123,6 +124,58 @@ class Gate:
         region = await self._region(caller, call)
         resource = call.resource_name(region, caller.tenant_id, call.instance_id or "*")
         event = self._event(caller, call, resource)
+        # A change's nonce and its "started" record are written as one unit of work: one
+        # durable commit for both (instead of one each), still before the change runs.
+        unit = self._store.writes_together() if call.mutating else contextlib.nullcontext()
+        admitted_call = False
+        try:
+            async with unit:
+                access, admitted = await self._admit(
+                    caller, call, region, event, vendor_code, admission
+                )
+                admitted_call = True
+                if call.mutating:
+                    # Fail-closed: a change whose record cannot be written is not made.
+                    started = replace(event, outcome=AuditOutcome.STARTED)
+                    await self._append(started, required=True, at=admitted)
+        except DomainError:
+            # The record (or the unit's commit) failed after the admission: what it used up
+            # (a nonce) is given back, so the very same request may come again.
+            if admitted_call and admission is not None:
+                await admission.release()
+            raise
+        # A change's new task row and its outcome record: one more unit, durable before the
+        # answer (one commit for both). Only writes that opt in are deferred (the task row,
+        # audit records); anything else the action writes is durable on return as always.
+        unit = self._store.writes_together() if call.mutating else contextlib.nullcontext()
+        async with unit:
+            try:
+                answer = await execute(replace(caller, access=access))
+            except DomainError as error:
+                failed = replace(event, outcome=AuditOutcome.FAILED)
+                await self._record(failed, error, vendor_code)
+                raise
+            except Exception:
+                # keyturn's own fault (the dialect logs and renders it): recorded as the
+                # internal error the caller gets, so a "started" record never stands alone.
+                failed = replace(event, outcome=AuditOutcome.FAILED)
+                await self._record(failed, InternalError(), vendor_code)
+                raise
+            task = "" if answer.task_id is None else str(answer.task_id)
+            await self._append(replace(event, outcome=AuditOutcome.SUCCEEDED, task_id=task))
+        return answer
+
+    async def _admit(
+        self,
+        caller: Caller,
+        call: CallInfo,
+        region: str,
+        event: AuditEvent,
+        vendor_code: Callable[[DomainError], str],
+        admission: Admission | None,
+    ) -> tuple[Access, datetime]:
+        """Authorize, limit and admit the call: its ``Access`` and the instant it was admitted
+        at. A call refused here is recorded ``denied`` and changed nothing."""
         try:
             access = await self._authorize(caller, call, region)
             # The change is admitted in this instant's window, and its "started" record bears
@@ -145,30 +198,7 @@ class Gate:
         except DomainError as error:
             await self._record(replace(event, outcome=AuditOutcome.DENIED), error, vendor_code)
             raise
-        if call.mutating:
-            # Fail-closed: a change whose record cannot be written is not made, and what its
-            # admission used up (a nonce) is given back: the very same request may come again.
-            try:
-                started = replace(event, outcome=AuditOutcome.STARTED)
-                await self._append(started, required=True, at=admitted)
-            except InternalError:
-                if admission is not None:
-                    await admission.release()
-                raise
-        try:
-            answer = await execute(replace(caller, access=access))
-        except DomainError as error:
-            await self._record(replace(event, outcome=AuditOutcome.FAILED), error, vendor_code)
-            raise
-        except Exception:
-            # keyturn's own fault (the dialect logs and renders it): recorded as the internal
-            # error the caller gets, so a "started" record never stands alone.
-            failed = replace(event, outcome=AuditOutcome.FAILED)
-            await self._record(failed, InternalError(), vendor_code)
-            raise
-        task = "" if answer.task_id is None else str(answer.task_id)
-        await self._append(replace(event, outcome=AuditOutcome.SUCCEEDED, task_id=task))
-        return answer
+        return access, admitted
 
     async def run_admin(
         self,

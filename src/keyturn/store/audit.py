@@ -160,7 +160,9 @@ class SqlAuditLog:
         # transaction, so this log's writer and the store's never interleave. PostgreSQL's
         # READ COMMITTED would let two appends read the same tail (one would then fail on the
         # primary key): a transaction-scoped advisory lock serializes them instead.
-        async with self._db.write() as conn:
+        # Deferrable: inside the gate's unit of work the record is durable when the unit
+        # ends, with the nonce (before the change) or the task row (before the answer).
+        async with self._db.write(deferrable=True) as conn:
             await lock_chain(conn)
             last = (await conn.execute(_LAST)).first()
             seq, prev = (1, GENESIS) if last is None else (int(last.seq) + 1, str(last.hash))

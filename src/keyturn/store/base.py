@@ -42,7 +42,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from keyturn.core.errors import DomainError, InternalError, NotFound, StoreUnavailable
 from keyturn.core.ports import Clock, SecretBox
-from keyturn.store.group_commit import GroupCommit
+from keyturn.store.group_commit import GroupCommit, together
 from keyturn.store.inline import InlineConnection, InlineEngine
 from keyturn.store.schema import tenants
 
@@ -220,18 +220,37 @@ class SqlDatabase:
             yield conn
 
     @asynccontextmanager
-    async def write(self, *, durable: bool = True) -> AsyncIterator[Connection]:
+    async def write(
+        self, *, durable: bool = True, deferrable: bool = False
+    ) -> AsyncIterator[Connection]:
         """One write transaction. ``durable=False``: state worth nothing after a crash (rate
         windows) commits without waiting for the disk (SQLite ``synchronous=NORMAL``,
-        PostgreSQL ``synchronous_commit = off``); it is still atomic and consistent."""
+        PostgreSQL ``synchronous_commit = off``); it is still atomic and consistent.
+        ``deferrable``: inside ``together`` the write is durable when the block is left, not on
+        return (only for a write nothing in the same task relies on before then)."""
         if self._group is not None:
-            async with self._group.write(durable=durable) as conn:
+            async with self._group.write(durable=durable, deferrable=deferrable) as conn:
                 yield conn
         else:
             async with self._writer.begin() as conn:
                 if not durable:
                     await conn.execute(sa.text("SET LOCAL synchronous_commit TO OFF"))
                 yield conn
+
+    @asynccontextmanager
+    async def together(self) -> AsyncIterator[None]:
+        """This task's writes inside the block are durable together when it is left (SQLite:
+        usually one group commit; see ``group_commit.together``); PostgreSQL commits each
+        write as before. A failed commit is raised on leaving, as ``guarded`` would."""
+        if self._group is None:
+            yield
+            return
+        try:
+            async with together():
+                yield
+        except (SQLAlchemyError, OSError) as exc:
+            log.error("store commit failed: %s", _first_line(exc))
+            raise store_error(exc) from exc
 
     def seal(self, plaintext: str, context: str) -> str:
         return self.box.seal(plaintext, context=context)

@@ -36,7 +36,8 @@ class SqlReplay:
     async def remember_nonce(
         self, scope: str, nonce: str, *, expires_at: datetime, now: datetime
     ) -> bool:
-        async with self._db.write() as conn:
+        # Deferrable: the gate makes it durable with the change's "started" record.
+        async with self._db.write(deferrable=True) as conn:
             stmt = upsert_insert(conn, replay_nonces).values(
                 scope=scope[:128], digest=nonce_digest(nonce), expires_at=expires_at
             )

@@ -13,6 +13,7 @@ standard library.
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from typing import Final
 
 import sqlalchemy as sa
@@ -65,6 +66,10 @@ class SqlStore:
 
     async def close(self) -> None:
         await self.db.close()
+
+    def writes_together(self) -> AbstractAsyncContextManager[None]:
+        """The ``Store`` port's unit of work: see ``SqlDatabase.together``."""
+        return self.db.together()
 
     @guarded
     async def check_master_key(self) -> None:

@@ -137,7 +137,10 @@ class SqlTaskRepo:
             "pending_sealed": sealed,
             **claim,
         }
-        async with self._db.write() as conn:
+        # Deferrable: inside the gate's unit of work the row is durable with the answer's
+        # audit record, before the caller is answered; the worker's own writes (its
+        # write-ahead, fenced on this row) still wait for their commit before any change.
+        async with self._db.write(deferrable=True) as conn:
             await conn.execute(_INSERT_TASK, row)
 
     def _sealed_snapshots(self, task_id: int, snapshots: Mapping[str, CredentialSnapshot]) -> str:

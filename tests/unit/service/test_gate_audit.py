@@ -5,6 +5,7 @@ refusals are capped per source address so garbage cannot grow the log without bo
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -35,6 +36,9 @@ class Audit:
 
 
 class Store:
+    def writes_together(self) -> contextlib.AbstractAsyncContextManager[None]:
+        return contextlib.nullcontext()
+
     async def get_instance(self, tenant_id: str, instance_id: str) -> Any:
         raise e.InstanceNotFound()
 

@@ -5,6 +5,7 @@ audit record, and other tenants and actions are not slowed)."""
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -217,6 +218,9 @@ class Store:
     async def get_instance(self, tenant_id: str, instance_id: str) -> Any:
         self.reads += 1
         raise e.InstanceNotFound()
+
+    def writes_together(self) -> contextlib.AbstractAsyncContextManager[None]:
+        return contextlib.nullcontext()
 
 
 class Credentials:

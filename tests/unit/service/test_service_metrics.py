@@ -5,6 +5,7 @@ product, final state and the seconds since the task was created."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -38,6 +39,9 @@ class Audit:
 
 
 class NoInstances:
+    def writes_together(self) -> contextlib.AbstractAsyncContextManager[None]:
+        return contextlib.nullcontext()
+
     async def get_instance(self, tenant_id: str, instance_id: str) -> Any:
         raise e.InstanceNotFound()
 

@@ -309,11 +309,18 @@ class RedisEngine:
             acl = await self._run(node, "verify", state)
             await fresh_login(node.address, account, password, acl=acl, timeout=self._timeout)
             return
-        # The admin-side check and the fresh login are independent: run them at once.
-        await asyncio.gather(
+        # The admin-side check and the fresh login are independent: run them at once. When both
+        # fail, the admin side's error is raised: it says what is wrong ("still requires a
+        # password"), where the login's says only that it failed (and which one finished first
+        # must not decide the message).
+        outcomes = await asyncio.gather(
             self._run(node, "verify", state),
             fresh_login(node.address, account, password, acl=pooled.acl, timeout=self._timeout),
+            return_exceptions=True,
         )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     async def verify_logins(self, node: Node, account: str, passwords: Sequence[Secret]) -> None:
         pooled = self._admins.pooled(node)

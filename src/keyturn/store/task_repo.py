@@ -59,6 +59,31 @@ _INSERT_TASK: Final = sa.insert(tasks)
 _ACTIVE_TASK: Final = sa.select(tasks.c.id).where(
     tasks.c.lock_key == sa.bindparam("lock_key"), tasks.c.state.in_(_ACTIVE)
 )
+# The worker's writes (write-ahead and finish, one per reset each), built once too: building
+# the update and select constructs per call was most of those transactions' CPU. The bound
+# names start with ``b_`` so they never clash with the SET columns, which come from the
+# parameter dict's keys (always the same keys, so the compiled form is cached).
+_TASK_ROW: Final = sa.select(tasks).where(tasks.c.id == sa.bindparam("b_id"))
+_TASK_ROW_LOCKED: Final = _TASK_ROW.with_for_update()
+_UPDATE_TASK: Final = sa.update(tasks).where(tasks.c.id == sa.bindparam("b_id"))
+_SET_NODE_PENDING: Final = sa.update(nodes).where(
+    nodes.c.instance_id == sa.bindparam("b_iid"),
+    nodes.c.ordinal == sa.bindparam("b_ordinal"),
+    nodes.c.username == sa.bindparam("b_account"),
+)
+_ADMIN_PENDING: Final = (
+    sa.select(nodes.c.ordinal, nodes.c.pending_password_sealed)
+    .where(
+        nodes.c.instance_id == sa.bindparam("b_iid"),
+        nodes.c.username == sa.bindparam("b_account"),
+        nodes.c.pending_password_sealed.is_not(None),
+    )
+    .with_for_update()
+)
+_SETTLE_NODE: Final = sa.update(nodes).where(
+    nodes.c.instance_id == sa.bindparam("b_iid"), nodes.c.ordinal == sa.bindparam("b_ordinal")
+)
+_SET_NO_AUTH: Final = sa.update(instances).where(instances.c.id == sa.bindparam("b_iid"))
 
 
 class SqlTaskRepo:
@@ -148,8 +173,8 @@ class SqlTaskRepo:
         return self._db.seal(rows.snapshots_to_json(snapshots), context)
 
     async def _task_row(self, conn: Connection, task_id: int, *, lock: bool = False) -> Any:
-        query = sa.select(tasks).where(tasks.c.id == task_id)
-        row = (await conn.execute(query.with_for_update() if lock else query)).first()
+        query = _TASK_ROW_LOCKED if lock else _TASK_ROW
+        row = (await conn.execute(query, {"b_id": task_id})).first()
         if row is None:
             raise TaskNotFound()
         return row
@@ -299,14 +324,14 @@ class SqlTaskRepo:
                 raise LeaseLost()
             check_transition(TaskState(row.state), TaskState.RUNNING)
             await conn.execute(
-                sa.update(tasks)
-                .where(tasks.c.id == task_id)
-                .values(
-                    state=TaskState.RUNNING.value,
-                    started_at=now,
-                    steps=rows.steps_to_json(steps),
-                    snapshots_sealed=sealed,
-                )
+                _UPDATE_TASK,
+                {
+                    "b_id": task_id,
+                    "state": TaskState.RUNNING.value,
+                    "started_at": now,
+                    "steps": rows.steps_to_json(steps),
+                    "snapshots_sealed": sealed,
+                },
             )
             iid = row.instance_id
             for ordinal, password in admin_pending.items():
@@ -314,13 +339,13 @@ class SqlTaskRepo:
                 # Only a node whose admin login is the task's account: those are the ones
                 # finish_task settles.
                 result = await conn.execute(
-                    sa.update(nodes)
-                    .where(
-                        nodes.c.instance_id == iid,
-                        nodes.c.ordinal == ordinal,
-                        nodes.c.username == row.account,
-                    )
-                    .values(pending_password_sealed=token)
+                    _SET_NODE_PENDING,
+                    {
+                        "b_iid": iid,
+                        "b_ordinal": ordinal,
+                        "b_account": row.account,
+                        "pending_password_sealed": token,
+                    },
                 )
                 if result.rowcount != 1:
                     raise InternalError(
@@ -352,28 +377,24 @@ class SqlTaskRepo:
                 raise LeaseLost()
             check_transition(TaskState(row.state), state)
             await conn.execute(
-                sa.update(tasks)
-                .where(tasks.c.id == task_id)
-                .values(
-                    state=state.value,
-                    message=message,
-                    steps=rows.steps_to_json(steps),
-                    finished_at=now,
-                    verified_at=verified_at,
-                    pending_sealed=None,
-                    snapshots_sealed=None,
-                    lease_until=None,
-                    error_code=error_code,
-                    session_marks=rows.marks_to_json(session_marks),
-                )
+                _UPDATE_TASK,
+                {
+                    "b_id": task_id,
+                    "state": state.value,
+                    "message": message,
+                    "steps": rows.steps_to_json(steps),
+                    "finished_at": now,
+                    "verified_at": verified_at,
+                    "pending_sealed": None,
+                    "snapshots_sealed": None,
+                    "lease_until": None,
+                    "error_code": error_code,
+                    "session_marks": rows.marks_to_json(session_marks),
+                },
             )
             await self._settle_admin_pending(conn, row.instance_id, row.account, promote_admin)
             if no_auth is not None:
-                await conn.execute(
-                    sa.update(instances)
-                    .where(instances.c.id == row.instance_id)
-                    .values(no_auth=no_auth)
-                )
+                await conn.execute(_SET_NO_AUTH, {"b_iid": row.instance_id, "no_auth": no_auth})
         return replace(
             rows.task_from_row(row),
             state=state,
@@ -392,19 +413,13 @@ class SqlTaskRepo:
         """Promote (or discard) the pending admin passwords a task on ``account`` wrote: only
         nodes whose admin login is that account, so a concurrent task on another account of the
         same instance never settles them."""
-        pending = (
-            await conn.execute(
-                sa.select(nodes.c.ordinal, nodes.c.pending_password_sealed)
-                .where(
-                    nodes.c.instance_id == iid,
-                    nodes.c.username == account,
-                    nodes.c.pending_password_sealed.is_not(None),
-                )
-                .with_for_update()
-            )
-        ).all()
+        pending = (await conn.execute(_ADMIN_PENDING, {"b_iid": iid, "b_account": account})).all()
         for node in pending:
-            values: dict[str, Any] = {"pending_password_sealed": None}
+            values: dict[str, Any] = {
+                "b_iid": iid,
+                "b_ordinal": node.ordinal,
+                "pending_password_sealed": None,
+            }
             if promote:
                 plain = self._db.unseal(
                     node.pending_password_sealed, rows.node_pending_context(iid, node.ordinal)
@@ -412,11 +427,7 @@ class SqlTaskRepo:
                 values["password_sealed"] = self._db.seal(
                     plain, rows.node_password_context(iid, node.ordinal)
                 )
-            await conn.execute(
-                sa.update(nodes)
-                .where(nodes.c.instance_id == iid, nodes.c.ordinal == node.ordinal)
-                .values(**values)
-            )
+            await conn.execute(_SETTLE_NODE, values)
 
 
 def _fenced(fence: Fence | None) -> list[sa.ColumnElement[bool]]:

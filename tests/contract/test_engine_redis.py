@@ -250,6 +250,39 @@ async def test_no_config_file_reports_not_persisted(
     await redis_engine.verify(node, "app", Secret("Secret-Not-In-Note"))  # applied all the same
 
 
+async def test_pipelined_save_reports_as_the_first(
+    redis_engine: RedisEngine, redis_server_factory: RedisServerFactory
+) -> None:
+    """Once the admin client knows the node's aclfile, a change and its save go in one
+    round trip: a refused save is still reported, secret-free, and the change applied."""
+    server = redis_server_factory(config_file=False)
+    await add_user(server, "app", "on", ">old", "~*", "+@all")
+    node = redis_node(server)
+    assert (await redis_engine.set_password(node, "app", Secret("first-1"))).persisted is False
+    result = await redis_engine.set_password(node, "app", Secret("Second-Not-In-Note"))
+    assert result.persisted is False
+    assert "config file" in result.note
+    assert "Second-Not-In-Note" not in result.note
+    await redis_engine.verify(node, "app", Secret("Second-Not-In-Note"))
+
+
+async def test_pipelined_acl_save_survives_restart(
+    redis_engine: RedisEngine, redis_server_factory: RedisServerFactory
+) -> None:
+    server = redis_server_factory(aclfile=True)
+    await add_user(server, "app", "on", ">old", "~*", "+@all")
+    assert server.aclfile_path is not None
+    node = redis_node(server)
+    assert (await redis_engine.set_password(node, "app", Secret("app-1"))).persisted is True
+    assert (await redis_engine.set_password(node, "app", Secret("app-2"))).persisted is True
+    assert (await redis_engine.set_password_free(node, "app")).persisted is True
+    assert (await redis_engine.set_password(node, "app", Secret("app-3"))).persisted is True
+    assert sha("app-3") in server.aclfile_path.read_text()
+    await redis_engine.forget(node)
+    server.restart()
+    assert await whoami(server, "app", "app-3") == "app"
+
+
 # ---------------------------------------------------------------------- failures
 
 

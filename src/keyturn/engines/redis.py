@@ -54,6 +54,7 @@ from keyturn.engines.redis_acl import (
 from keyturn.engines.redis_admins import (
     RedisAdmin,
     RedisAdmins,
+    apply_and_persist,
     cmd,
     config_get,
     getuser,
@@ -184,10 +185,14 @@ class RedisEngine:
             # Replicas log in to this node as the account: add the new password beside the
             # old ones; ``settle`` drops the old ones once every replica has switched.
             rules = [f">{plain}", "on"] if staged else ["resetpass", f">{plain}", "on"]
-            await cmd(admin.client, "ACL", "SETUSER", account, *rules)
-            if state.authenticates_as(account):
-                await cmd(admin.client, "CONFIG", "SET", "masterauth", plain)
-            return await persist(node, admin, config=state.authenticates_as(account))
+            setuser = ("ACL", "SETUSER", account, *rules)
+            if not state.authenticates_as(account):
+                # The change and its save in one round trip.
+                return await apply_and_persist(node, admin, setuser)
+            # masterauth follows only an accepted SETUSER: never in the same pipeline.
+            await cmd(admin.client, *setuser)
+            masterauth = ("CONFIG", "SET", "masterauth", plain)
+            return await apply_and_persist(node, admin, masterauth, config=True)
 
         return await self._run(node, "set password", op)
 
@@ -243,7 +248,9 @@ class RedisEngine:
                 await cmd(admin.client, "CONFIG", "SET", "requirepass", "")
             else:
                 await self._existing_user(node, admin, account)
-                await cmd(admin.client, "ACL", "SETUSER", account, "nopass", "on")
+                return await apply_and_persist(
+                    node, admin, ("ACL", "SETUSER", account, "nopass", "on")
+                )
             return await persist(node, admin)
 
         return await self._run(node, "set password-free", op)

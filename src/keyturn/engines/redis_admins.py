@@ -93,6 +93,53 @@ async def getuser(admin: RedisAdmin, account: str) -> AclUser | None:
     return None if reply is None else AclUser.parse(reply)
 
 
+async def apply_and_persist(
+    node: Node, admin: RedisAdmin, change: tuple[str, ...], *, config: bool = False
+) -> ApplyResult:
+    """Run ``change`` and save it (as ``persist``) in one round trip: the saves are pipelined
+    behind it. A refused ``change`` raises as ``cmd`` would (its save then wrote the unchanged
+    state, which is harmless); a refused save is reported as ``persist`` does. Until the
+    client knows its node's aclfile (its first save reads it) the two go one after the other.
+    Only the change and the saves are sent together: a step that must not run after a refused
+    change (``CONFIG SET masterauth`` after ``ACL SETUSER``) goes in ``change`` of a later
+    call, never before."""
+    if admin.acl and admin.aclfile is None:
+        await cmd(admin.client, *change)
+        return await persist(node, admin, config=config)
+    saves = _saves(admin, config)
+    pipe = admin.client.pipeline(transaction=False)
+    pipe.execute_command(*change)
+    for command in saves:
+        pipe.execute_command(*command)
+    # raise_on_error=False: redis-py would otherwise put the command (a password) into the
+    # error's text.
+    changed, *saved = await pipe.execute(raise_on_error=False)
+    if isinstance(changed, Exception):
+        raise changed
+    for command, reply in zip(saves, saved, strict=True):
+        if isinstance(reply, ResponseError):
+            return _not_persisted(node, " ".join(command), reply)
+        if isinstance(reply, Exception):
+            raise reply
+    return ApplyResult(persisted=True)
+
+
+def _saves(admin: RedisAdmin, config: bool) -> list[tuple[str, ...]]:
+    """The commands that save a change once the aclfile is known."""
+    saves: list[tuple[str, ...]] = []
+    if admin.acl and admin.aclfile:
+        saves.append(("ACL", "SAVE"))
+    if config or not (admin.acl and admin.aclfile):
+        saves.append(("CONFIG", "REWRITE"))
+    return saves
+
+
+def _not_persisted(node: Node, command: str, exc: ResponseError) -> ApplyResult:
+    reason = persist_failure(command, exc)
+    log.warning("credential change on %s not persisted: %s", node.key, reason)
+    return ApplyResult(persisted=False, note=f"not persisted: {reason}")
+
+
 async def persist(node: Node, admin: RedisAdmin, *, config: bool = False) -> ApplyResult:
     """Save the change: ``ACL SAVE`` with an aclfile, else ``CONFIG REWRITE``; both when
     ``config`` says a setting (``masterauth``) changed too."""
@@ -107,9 +154,7 @@ async def persist(node: Node, admin: RedisAdmin, *, config: bool = False) -> App
             command = ("CONFIG", "REWRITE")
             await cmd(admin.client, *command)
     except ResponseError as exc:
-        reason = persist_failure(" ".join(command), exc)
-        log.warning("credential change on %s not persisted: %s", node.key, reason)
-        return ApplyResult(persisted=False, note=f"not persisted: {reason}")
+        return _not_persisted(node, " ".join(command), exc)
     return ApplyResult(persisted=True)
 
 

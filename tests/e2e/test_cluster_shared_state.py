@@ -145,6 +145,7 @@ async def admitted_times(store: Any) -> list[float]:
     return [record.event.at.timestamp() for record in records]
 
 
+@pytest.mark.alone
 def test_a_flood_spread_over_three_nodes_is_limited_as_one(
     make_cluster: Callable[..., KeyturnCluster],
     redis_server_factory: Callable[..., RedisServer],

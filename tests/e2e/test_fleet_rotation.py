@@ -62,6 +62,7 @@ def _wait(
         time.sleep(0.1)
 
 
+@pytest.mark.alone
 def test_fleet_job_waves_threshold_resume_and_kill(
     make_server: Callable[..., KeyturnServer],
     postgres_server: PostgresServer,

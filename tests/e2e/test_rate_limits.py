@@ -202,6 +202,7 @@ def latencies(outcomes: list[Outcome]) -> str:
     return f"p50 {statistics.median(ms):.0f} ms, p95 {p95:.0f} ms, max {ms[-1]:.0f} ms"
 
 
+@pytest.mark.alone
 def test_ten_times_the_documented_rate_for_five_seconds(
     server: KeyturnServer,
     redis_server_factory: Callable[..., Any],

@@ -91,9 +91,9 @@ async def test_a_failing_first_writer_rolls_back_alone(db: SqlDatabase) -> None:
     assert await rows(db) == [2]
 
 
-async def test_a_failed_commit_fails_every_writer_of_the_batch(
-    db: SqlDatabase, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def fail_next_commit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The next COMMIT fails as a full disk would (rolled back, then the error); later ones
+    run as usual."""
     real = sa.RootTransaction.commit
 
     def failing(self: sa.RootTransaction, *args: Any) -> None:
@@ -102,6 +102,12 @@ async def test_a_failed_commit_fails_every_writer_of_the_batch(
         raise sa.exc.OperationalError("COMMIT", {}, Exception("disk I/O error"))
 
     monkeypatch.setattr(sa.RootTransaction, "commit", failing)
+
+
+async def test_a_failed_commit_fails_every_writer_of_the_batch(
+    db: SqlDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fail_next_commit(monkeypatch)
     results = await asyncio.gather(*(insert(db, n) for n in range(3)), return_exceptions=True)
     assert all(isinstance(r, sa.exc.OperationalError) for r in results)
     assert await rows(db) == []
@@ -160,14 +166,7 @@ async def test_tasks_started_inside_together_wait_for_their_own_writes(db: SqlDa
 async def test_a_failed_commit_is_raised_on_leaving_together(
     db: SqlDatabase, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = sa.RootTransaction.commit
-
-    def failing(self: sa.RootTransaction, *args: Any) -> None:
-        monkeypatch.setattr(sa.RootTransaction, "commit", real)
-        self.rollback()
-        raise sa.exc.OperationalError("COMMIT", {}, Exception("disk I/O error"))
-
-    monkeypatch.setattr(sa.RootTransaction, "commit", failing)
+    fail_next_commit(monkeypatch)
     with pytest.raises(InternalError):
         async with db.together():
             await insert(db, 1, deferrable=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,8 +15,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from keyturn.core.errors import InternalError
-from keyturn.store.base import SqlDatabase
+from keyturn.core.errors import InternalError, StoreUnavailable
+from keyturn.store import inline
+from keyturn.store.base import SqlDatabase, store_error
 from keyturn.store.inline import InlineEngine
 from keyturn.store.sealing import AesGcmSecretBox
 from tests.support.fakes import FakeClock
@@ -206,3 +208,51 @@ async def test_state_worth_nothing_joining_a_batch_does_not_wait_for_its_commit(
     assert commits == []  # joined the open batch, returned before its COMMIT
     await durable
     assert len(commits) == 1 and await rows(db) == [1, 2]
+
+
+def hold_write_lock(tmp_path: Path) -> sqlite3.Connection:
+    """Another process's connection holding the file's write lock (``BEGIN IMMEDIATE``)."""
+    other = sqlite3.connect(tmp_path / "g.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    return other
+
+
+async def test_a_writer_waits_on_the_loop_for_another_process_s_write_lock(
+    db: SqlDatabase, tmp_path: Path
+) -> None:
+    other = hold_write_lock(tmp_path)
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.001)
+
+    ticking = asyncio.create_task(ticker())
+    writing = asyncio.create_task(insert(db, 1))
+    await asyncio.sleep(0.05)
+    # The writer waits for the lock without holding the loop (SQLite's busy handler would
+    # sleep on the loop thread): other coroutines run meanwhile.
+    assert not writing.done()
+    assert ticks > 5
+    other.execute("COMMIT")
+    await writing
+    ticking.cancel()
+    other.close()
+    assert await rows(db) == [1]
+
+
+async def test_a_writer_gives_up_on_a_lock_held_past_the_busy_timeout(
+    db: SqlDatabase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(inline, "LOCK_PATIENCE", 0.02)
+    other = hold_write_lock(tmp_path)
+    try:
+        with pytest.raises(sa.exc.OperationalError) as raised:
+            await insert(db, 1)
+        assert isinstance(store_error(raised.value), StoreUnavailable)
+    finally:
+        other.close()
+    await insert(db, 2)
+    assert await rows(db) == [2]

@@ -1,7 +1,8 @@
 """``keyturn serve --workers 2`` end to end: two worker processes behind one port, each a full
 node on the shared state of one SQLite store.
 
-Both workers answer (``/healthz`` names the answering process), the official Tencent SDK resets
+Both workers answer (``/healthz`` names the answering process) and share a burst of new
+connections, the official Tencent SDK resets
 a real redis-server's password through them, a rate limit holds for both together (counted in
 the store, read back from the server's audit records per wall-clock second), and SIGTERM to the
 supervisor stops every worker; so does its death by SIGKILL (Linux's parent-death signal).
@@ -72,6 +73,19 @@ async def answering_pids(endpoint: str, rounds: int = 20) -> set[str]:
     return seen
 
 
+async def pids_of_a_burst(port: int, n: int = 16) -> Counter[str]:
+    """Open ``n`` connections at once (as a client's pool does), then ask each which worker
+    holds it: the answering process of each kept-alive connection."""
+    opened = await asyncio.gather(*(asyncio.open_connection("127.0.0.1", port) for _ in range(n)))
+    pids: Counter[str] = Counter()
+    for reader, writer in opened:
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: keyturn\r\n\r\n")
+        head = (await reader.readuntil(b"\r\n\r\n")).decode().lower()
+        pids[head.split("x-keyturn-pid: ")[1].split("\r\n")[0]] += 1
+        writer.close()
+    return pids
+
+
 def flood_reads(endpoint: str, n: int) -> Counter[str]:
     """``n`` concurrent ``DescribeInstances`` over fresh connections (so both workers get
     some): their answer codes."""
@@ -116,6 +130,11 @@ def test_two_workers_serve_reset_share_limits_and_stop_together(
     log = server.log()
     assert all(f"worker {pid} ready" in log for pid in workers)
     assert log.count("with 2 workers") == 1  # the store was prepared once, by the supervisor
+    # A burst of connections is spread over the workers (a socket each, SO_REUSEPORT), not
+    # taken by whichever worker woke first. 16 connections hashed over two: at least 2 each
+    # but for a chance of 17 in 65,536.
+    burst = asyncio.run(pids_of_a_burst(server.port))
+    assert set(burst) == pids and min(burst.values()) >= 2, burst
 
     # A reset through the official SDK, end to end: the new password logs in.
     client = redis_sdk(server.endpoint)

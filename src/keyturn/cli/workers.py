@@ -1,13 +1,14 @@
-"""``keyturn serve --workers N``: N server processes on one machine, one listening socket.
+"""``keyturn serve --workers N``: N server processes on one machine and one port.
 
-The parent prepares the store once — migrations, the audit chain's key, the inventory, the
-first administrator key — so the workers never race to migrate one SQLite file (WAL) or one
-PostgreSQL database, then hands the listening socket to uvicorn's own supervisor
-(``uvicorn.supervisors.Multiprocess``): it starts the workers, restarts one that dies and, on
-SIGTERM/SIGINT, passes SIGTERM on to every worker and waits for them. Each worker is a full
-node on the shared state of the store (rate limits, the change lock, replay memory, access
-keys): its own runtime (store connections, engine pools, task worker), built when its ASGI
-lifespan starts, served through keyturn's edge protocol, and drained on its own SIGTERM.
+The parent prepares the store once — migrations, the audit chain's key, the inventory, the first
+administrator key — so the workers never race to migrate one SQLite file (WAL) or one PostgreSQL
+database, then binds one listening socket per worker on the port (``worker_sockets``: Linux
+spreads the connections) and runs uvicorn's own supervisor on them: it starts the workers,
+restarts one that dies and, on SIGTERM/SIGINT, passes SIGTERM on to every worker and waits for
+them. Each worker is a full node on the shared state of the store (rate limits, the change lock,
+replay memory, access keys): its own runtime (store connections, engine pools, task worker),
+built when its ASGI lifespan starts, served through keyturn's edge protocol, and drained on its
+own SIGTERM.
 
 Workers are spawned, not forked, so uvicorn pickles their configuration: ``WorkerConfig``
 pickles as the ``Settings`` alone and is rebuilt in the child (the edge protocol class and the
@@ -28,9 +29,9 @@ from typing import Any, Final
 
 import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
-from uvicorn.supervisors import Multiprocess
 
 from keyturn.bootstrap import build_runtime, store_url_of
+from keyturn.cli.worker_sockets import SlotSupervisor, bind_slots
 from keyturn.config import Settings
 from keyturn.store.rekey import DataDirLock
 from keyturn.store.startup import startup_lock
@@ -45,7 +46,7 @@ def serve_workers(settings: Settings) -> None:
     """Prepare the store once, then run ``settings.workers`` workers until SIGTERM/SIGINT."""
     asyncio.run(_prepare_once(settings))
     config = WorkerConfig(settings)
-    socket = config.bind_socket()
+    slots = bind_slots(config, settings.workers)
     log.info(
         "serving on %s://%s:%d with %d workers (supervisor pid %d)",
         settings.scheme,
@@ -55,9 +56,10 @@ def serve_workers(settings: Settings) -> None:
         os.getpid(),
     )
     try:
-        Multiprocess(config, sockets=[socket]).run()
+        SlotSupervisor(config, slots).run()
     finally:
-        socket.close()
+        for slot in slots:
+            slot.close()
 
 
 async def _prepare_once(settings: Settings) -> None:

@@ -170,7 +170,7 @@ class GroupCommit:
             if batch is None:
                 # The batch's first writer needs no savepoint: if it fails, nobody else has
                 # joined yet (this lock), and the whole transaction is rolled back.
-                batch = self._open(shared)
+                batch = await self._open(shared)
                 try:
                     yield batch.conn
                 except BaseException:
@@ -207,9 +207,9 @@ class GroupCommit:
         if failed is not None:
             raise failed
 
-    def _open(self, shared: _FileWriters) -> _Batch:
+    async def _open(self, shared: _FileWriters) -> _Batch:
         conn = self._engine.writer()
-        batch = _Batch(self, conn, conn.transaction())
+        batch = _Batch(self, conn, await conn.write_transaction())
         shared.batch = batch
         task = asyncio.get_running_loop().create_task(self._commit(shared, batch))
         self._committing.add(task)

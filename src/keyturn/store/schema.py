@@ -171,8 +171,11 @@ tasks = sa.Table(
         ACTIVE_LOCK_INDEX,
         "lock_key",
         unique=True,
+        # Partial on both databases (migration 0001 creates it so on PostgreSQL too). Only
+        # SQLite's predicate is declared here: a ``postgresql_where`` makes SQLAlchemy load
+        # its PostgreSQL dialect to check the argument, 2 MB of a SQLite server's memory, and
+        # nothing builds this index from the metadata.
         sqlite_where=sa.text(ACTIVE_TASK_WHERE),
-        postgresql_where=sa.text(ACTIVE_TASK_WHERE),
     ),
     sa.Index("ix_tasks_tenant_id_instance_id_id", "tenant_id", "instance_id", "id"),
     # Task ids are random (they reveal nothing across tenants): listings order by time, then

@@ -80,6 +80,8 @@ _FILES: weakref.WeakValueDictionary[tuple[str, int], _FileWriters] = weakref.Wea
 
 #: The savepoint of a joining writer (one at a time: the writers hold the lock in turn).
 _SAVEPOINT: Final = "keyturn_writer"
+_SAVEPOINT_OPEN: Final = f"SAVEPOINT {_SAVEPOINT}"
+_SAVEPOINT_RELEASE: Final = f"RELEASE {_SAVEPOINT}"
 
 
 class _Unit:
@@ -178,9 +180,9 @@ class GroupCommit:
                     raise
             else:
                 try:
-                    await batch.conn.exec_driver_sql(f"SAVEPOINT {_SAVEPOINT}")
+                    batch.conn.run_plain(_SAVEPOINT_OPEN)
                     yield batch.conn
-                    await batch.conn.exec_driver_sql(f"RELEASE {_SAVEPOINT}")
+                    batch.conn.run_plain(_SAVEPOINT_RELEASE)
                 except BaseException as exc:
                     await self._undo(batch, exc)
                     failed = exc
@@ -231,8 +233,8 @@ class GroupCommit:
         """A joining writer failed: undo its statements only, or spoil the batch if SQLite
         ended the whole transaction."""
         try:
-            await batch.conn.exec_driver_sql(f"ROLLBACK TO {_SAVEPOINT}")
-            await batch.conn.exec_driver_sql(f"RELEASE {_SAVEPOINT}")
+            batch.conn.run_plain(f"ROLLBACK TO {_SAVEPOINT}")
+            batch.conn.run_plain(_SAVEPOINT_RELEASE)
         except BaseException as rollback_error:
             batch.broken = batch.broken or rollback_error
         if not batch.transaction.is_active:

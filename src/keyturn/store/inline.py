@@ -16,11 +16,12 @@ import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any, Final, TypeVar, cast
+from typing import Any, Final, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import CursorResult, Dialect
+from sqlalchemy.engine.cursor import FullyBufferedCursorFetchStrategy
 
 T = TypeVar("T")
 
@@ -88,14 +89,27 @@ class InlineConnection:
     async def execute(self, statement: Any, parameters: Any = None) -> CursorResult[Any]:
         result = self._conn.execute(statement, parameters)
         if result.returns_rows:
-            # Fetch everything now: the cursor belongs to this thread and this connection.
-            # The buffered copy has every row API; rowcount and inserted_primary_key, which
-            # only row-less statements use, stay on the unbuffered path.
-            return cast("CursorResult[Any]", result.freeze()())
+            # Fetch every row now, so the statement is over when this returns: an unread
+            # SELECT would hold the reader's snapshot (later reads would not see new
+            # commits), an unread RETURNING would keep the writer's COMMIT from finishing.
+            # SQLAlchemy's own fully buffered strategy (what it uses for rows that must
+            # outlive the conversation): every row API stays, at about 1 us, where a
+            # ``freeze()`` copy cost 19 us a statement, 6% of a signed read's CPU.
+            result.cursor_strategy = FullyBufferedCursorFetchStrategy(result.cursor)
         return result
 
     async def scalar(self, statement: Any, parameters: Any = None) -> Any:
         return self._conn.scalar(statement, parameters)
+
+    def run_plain(self, statement: str) -> None:
+        """Run a statement with no parameters and no rows (``SAVEPOINT``, ``RELEASE``) on the
+        driver's connection: SQLAlchemy tracks no such statement, and its execution path
+        costs about 4 us a statement here against 0.5 us. A failure is raised as SQLAlchemy's
+        error for it, as every other statement's is."""
+        try:
+            self.driver_connection().execute(statement)
+        except sqlite3.Error as exc:
+            raise sa_exc.OperationalError(statement, None, exc) from exc
 
     async def exec_driver_sql(self, statement: str) -> CursorResult[Any]:
         return self._conn.exec_driver_sql(statement)

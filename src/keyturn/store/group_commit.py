@@ -21,12 +21,13 @@ the end of the block opt in (a nonce, an audit record, a new task's row); every 
 batch. The gate uses it twice per change: the nonce and the ``started`` record (durable before
 the change runs), then the task row and the answer's record (durable before the answer).
 
-Writes of state worth nothing after a crash (``durable=False``, the rate windows) join an open
-batch without waiting for its COMMIT, else run alone without waiting for the disk. Stores on
+Writes of state worth nothing after a crash (``durable=False``, the rate windows) join the
+open batch, or open one, and return without waiting for its COMMIT: a read call's rate window
+and its audit record share one transaction, and the call waits for one fsync. Stores on
 the same file in one process share the queue (a second store waits for the first one's
-batch). Another process on the file (``--workers``, the CLI) meets an open batch in SQLite's
-busy handler, as it met a single transaction before, for up to one loop iteration of this
-process and its fsync.
+batch). Another process on the file (``--workers``, the CLI) waits for an open batch to
+commit, up to one loop iteration of this process and its fsync (keyturn's writers wait on
+their own loop: ``InlineConnection.write_transaction``).
 Imports: SQLAlchemy (through the inline engine) and the standard library.
 """
 
@@ -164,11 +165,6 @@ class GroupCommit:
         shared = await self._acquire()
         try:
             batch = shared.batch
-            if batch is None and not durable:
-                # Nothing to share: commit alone, without waiting for the disk.
-                async with self._engine.begin(durable=False) as conn:
-                    yield conn
-                return
             if batch is None:
                 # The batch's first writer needs no savepoint: if it fails, nobody else has
                 # joined yet (this lock), and the whole transaction is rolled back.

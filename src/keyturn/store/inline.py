@@ -157,24 +157,12 @@ class InlineEngine:
         yield self._reader
 
     @asynccontextmanager
-    async def begin(self, *, durable: bool = True) -> AsyncIterator[InlineConnection]:
-        """A write transaction. ``durable=False`` is for state worth nothing after a crash
-        (rate-limit windows): its commit does not wait for the disk (``synchronous=NORMAL``
-        for this one transaction; WAL keeps the file consistent either way)."""
+    async def begin(self) -> AsyncIterator[InlineConnection]:
+        """A write transaction on the writer connection (the store's own go through
+        ``GroupCommit``, which shares one among the writers in flight)."""
         writer = self.writer()
-        if durable:
-            with await writer.write_transaction():
-                yield writer
-            return
-        # SQLite refuses to change the level inside a transaction, and SQLAlchemy would begin
-        # one for any statement: set it on the driver's connection, outside.
-        raw = writer.driver_connection()
-        raw.execute("PRAGMA synchronous=NORMAL")
-        try:
-            with await writer.write_transaction():
-                yield writer
-        finally:
-            raw.execute("PRAGMA synchronous=FULL")
+        with await writer.write_transaction():
+            yield writer
 
     def writer(self) -> InlineConnection:
         """The one long-lived write connection: the store serializes its writers, and a pool

@@ -23,6 +23,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from keyturn.core.errors import InternalError, StoreUnavailable
 from keyturn.core.ports import Clock, SecretBox
 from keyturn.store.base import Engine, store_error
+from keyturn.store.idle_ping import ping_when_idle
 from keyturn.store.inline import InlineEngine
 from keyturn.store.migrate import DEFAULT_TIMEOUT, connect_args, ensure_schema, store_url, sync_url
 from keyturn.store.sql import SqlStore
@@ -59,17 +60,17 @@ def _prepare(url: str, timeout: float) -> None:
 def open_engine(url: str, timeout: float = DEFAULT_TIMEOUT) -> Engine:
     """SQLite runs inline on the event loop (see ``keyturn.store.inline``); PostgreSQL through
     SQLAlchemy's asyncio engine on psycopg 3, every wait bounded by ``timeout`` seconds:
-    connecting, each statement, a pool check-out; a pooled connection is pinged before use,
-    so one the server dropped (a restart, a failover) is replaced instead of failing a call."""
+    connecting, each statement, a pool check-out; a pooled connection idle for a second is
+    pinged before use (``idle_ping``), so one the server dropped (a restart, a failover) is
+    replaced instead of failing a call."""
     url = store_url(url)
     if make_url(url).get_backend_name() == "sqlite":
         return InlineEngine(create_engine(sync_url(url), hide_parameters=True))
     from sqlalchemy.ext.asyncio import create_async_engine
 
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         hide_parameters=True,
-        pool_pre_ping=True,
         pool_size=10,
         max_overflow=10,
         pool_timeout=timeout,
@@ -77,6 +78,8 @@ def open_engine(url: str, timeout: float = DEFAULT_TIMEOUT) -> Engine:
         pool_recycle=1800,
         connect_args=connect_args(url, timeout),
     )
+    ping_when_idle(engine)
+    return engine
 
 
 async def open_store(

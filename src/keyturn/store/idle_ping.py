@@ -17,10 +17,12 @@ Imports: SQLAlchemy and the standard library.
 from __future__ import annotations
 
 import time
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy import event, exc
-from sqlalchemy.ext.asyncio import AsyncEngine
+
+if TYPE_CHECKING:  # the asyncio extension loads only with a PostgreSQL store (its memory)
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 #: Seconds a pooled connection may sit unused before its next check-out pings it.
 IDLE_BEFORE_PING: Final = 1.0

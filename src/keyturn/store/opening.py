@@ -23,7 +23,6 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from keyturn.core.errors import InternalError, StoreUnavailable
 from keyturn.core.ports import Clock, SecretBox
 from keyturn.store.base import Engine, store_error
-from keyturn.store.idle_ping import ping_when_idle
 from keyturn.store.inline import InlineEngine
 from keyturn.store.migrate import DEFAULT_TIMEOUT, connect_args, ensure_schema, store_url, sync_url
 from keyturn.store.sql import SqlStore
@@ -67,6 +66,8 @@ def open_engine(url: str, timeout: float = DEFAULT_TIMEOUT) -> Engine:
     if make_url(url).get_backend_name() == "sqlite":
         return InlineEngine(create_engine(sync_url(url), hide_parameters=True))
     from sqlalchemy.ext.asyncio import create_async_engine
+
+    from keyturn.store.idle_ping import ping_when_idle
 
     engine = create_async_engine(
         url,

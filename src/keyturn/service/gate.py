@@ -149,21 +149,11 @@ class Gate:
         # audit records); anything else the action writes is durable on return as always.
         unit = self._store.writes_together() if call.mutating else contextlib.nullcontext()
         async with unit:
-            try:
-                answer = await execute(replace(caller, access=access))
-            except DomainError as error:
-                failed = replace(event, outcome=AuditOutcome.FAILED)
-                await self._record(failed, error, vendor_code)
-                raise
-            except Exception:
-                # keyturn's own fault (the dialect logs and renders it): recorded as the
-                # internal error the caller gets, so a "started" record never stands alone.
-                failed = replace(event, outcome=AuditOutcome.FAILED)
-                await self._record(failed, InternalError(), vendor_code)
-                raise
-            task = "" if answer.task_id is None else str(answer.task_id)
-            await self._append(replace(event, outcome=AuditOutcome.SUCCEEDED, task_id=task))
-        return answer
+            return await self._outcome(
+                event,
+                lambda: execute(replace(caller, access=access)),
+                lambda error: (AuditOutcome.FAILED, vendor_code(error)),
+            )
 
     async def _admit(
         self,
@@ -237,17 +227,27 @@ class Gate:
             raise
         if mutating:
             await self._append(event, required=True)
+        return await self._outcome(event, execute, _admin_outcome)
+
+    async def _outcome(
+        self,
+        event: AuditEvent,
+        execute: Callable[[], Awaitable[Answer]],
+        failure: Callable[[DomainError], tuple[AuditOutcome, str]],
+    ) -> Answer:
+        """Run ``execute`` and record how it ended: ``succeeded`` with its task, or the
+        outcome and error code ``failure`` gives for its domain error. keyturn's own fault
+        (the front end logs and renders it) is recorded as the internal error the caller gets,
+        so a ``started`` record never stands alone."""
         try:
             answer = await execute()
-        except AccessDenied as error:
-            await self._append(replace(event, outcome=AuditOutcome.DENIED, error_code=error.code))
-            raise
         except DomainError as error:
-            await self._append(replace(event, outcome=AuditOutcome.FAILED, error_code=error.code))
+            outcome, code = failure(error)
+            await self._append(replace(event, outcome=outcome, error_code=code))
             raise
         except Exception:
-            failed = replace(event, outcome=AuditOutcome.FAILED, error_code=InternalError.code)
-            await self._append(failed)
+            outcome, code = failure(InternalError())
+            await self._append(replace(event, outcome=outcome, error_code=code))
             raise
         task = "" if answer.task_id is None else str(answer.task_id)
         await self._append(replace(event, outcome=AuditOutcome.SUCCEEDED, task_id=task))
@@ -384,6 +384,13 @@ class Gate:
             await self._audit.append(event)
         finally:
             self._metrics.audit_append(time.perf_counter() - started)
+
+
+def _admin_outcome(error: DomainError) -> tuple[AuditOutcome, str]:
+    """An admin call's failure as recorded: a refused scope is ``denied``; codes are keyturn's
+    own (the admin API has no vendor)."""
+    outcome = AuditOutcome.DENIED if isinstance(error, AccessDenied) else AuditOutcome.FAILED
+    return outcome, error.code
 
 
 class RejectionBudget:

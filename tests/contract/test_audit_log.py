@@ -547,3 +547,15 @@ async def test_two_processes_keep_one_chain(
     # The children really wrote at the same time: their records interleave.
     switches = sum(1 for a, b in itertools.pairwise(writers) if a != b)
     assert switches > 4, writers
+
+
+async def test_sequence_numbers_go_past_32_bits(
+    audit: SqlAuditLog, store_backend: StoreBackend
+) -> None:
+    """One record per signed call: at a thousand calls a second a 32-bit ``seq`` runs out in
+    under a month (migration 0017 made it 64-bit on PostgreSQL; SQLite's rowid always was)."""
+    await fill(audit, 2)
+    with raw(store_backend) as conn:
+        conn.execute("UPDATE audit_log SET seq = seq + ?", (2**31,))
+    await audit.append(event(3))
+    assert [r.seq for r in await audit.tail(3)] == [2**31 + 1, 2**31 + 2, 2**31 + 3]

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 #: The newest migration shipped (a test pins it to Alembic's head). A database already at this
 #: revision is opened without importing Alembic, which keeps start-up fast and memory low.
-SCHEMA_HEAD: Final = "0016"
+SCHEMA_HEAD: Final = "0017"
 MIGRATIONS_DIR: Final = Path(__file__).resolve().parent / "migrations"
 #: The ``Config.attributes`` key under which ``env.py`` finds the database URL.
 URL_ATTRIBUTE: Final = "keyturn_url"

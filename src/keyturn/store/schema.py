@@ -65,9 +65,12 @@ class UtcDateTime(sa.types.TypeDecorator[datetime]):
         return moment.astimezone(UTC)
 
 
-#: Task ids are 64-bit on PostgreSQL; SQLite needs INTEGER for a rowid alias. Their values are
-#: random in [1, 2**53), chosen by ``keyturn.store.task_repo`` (they say nothing across tenants).
-TaskId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+#: A 64-bit key: BIGINT on PostgreSQL, INTEGER on SQLite (where an INTEGER primary key is the
+#: table's 64-bit rowid).
+BigKey = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+#: Task ids: random in [1, 2**53), chosen by ``keyturn.store.task_repo`` (they say nothing
+#: across tenants).
+TaskId = BigKey
 
 metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -245,7 +248,9 @@ audit_log = sa.Table(
     # Append-only and hash-chained: ``hash`` = HMAC-SHA256(K, prev_hash + the canonical event
     # JSON), K derived from the master key (``keyturn.store.audit_chain``), so an edited,
     # removed or reordered record breaks the chain and only the key holder can rewrite it.
-    sa.Column("seq", sa.Integer(), primary_key=True, autoincrement=False),
+    # 64-bit (migration 0017): one record per signed call outgrows 32 bits within a month at
+    # a thousand calls a second. SQLite's INTEGER primary key is its 64-bit rowid.
+    sa.Column("seq", BigKey, primary_key=True, autoincrement=False),
     sa.Column("at", UtcDateTime(), nullable=False),
     sa.Column("tenant_id", sa.String(64), nullable=False),
     sa.Column("key_id", sa.String(128), nullable=False),

@@ -1,8 +1,8 @@
 """``keyturn serve --workers 2`` end to end: two worker processes behind one port, each a full
 node on the shared state of one SQLite store.
 
-Both workers answer (``/healthz`` names the answering process) and share a burst of new
-connections, the official Tencent SDK resets
+Both workers answer (``/healthz`` names the answering process), share a burst of new
+connections and a killed one is replaced on its socket, the official Tencent SDK resets
 a real redis-server's password through them, a rate limit holds for both together (counted in
 the store, read back from the server's audit records per wall-clock second), and SIGTERM to the
 supervisor stops every worker; so does its death by SIGKILL (Linux's parent-death signal).
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import signal
 import time
 import uuid
@@ -153,9 +154,18 @@ def test_two_workers_serve_reset_share_limits_and_stop_together(
     per_second = Counter(math.floor(t) for t in server.with_store(read_times))
     assert per_second and max(per_second.values()) <= READ_LIMIT, per_second
 
+    # A worker killed outright is replaced on its own socket: new connections are served
+    # by the survivor and the replacement (those hashed to the dead one's socket wait in its
+    # queue meanwhile), and both answer again.
+    os.kill(workers[0], signal.SIGKILL)
+    after = asyncio.run(answering_pids(server.endpoint))
+    assert len(after) == WORKERS and str(workers[1]) in after, (workers, after)
+    replacement = int(next(iter(after - {str(workers[1])})))
+    assert replacement != workers[0] and parent_of(replacement) == supervisor
+
     # SIGTERM to the supervisor stops every worker.
     assert server.stop(signal.SIGTERM) == 0
-    assert not any(alive(pid) for pid in workers)
+    assert not any(alive(pid) for pid in (workers[1], replacement))
 
 
 def test_workers_do_not_outlive_a_killed_supervisor(

@@ -5,10 +5,11 @@ process on the store. One statement decides, atomically on SQLite (3.35+) and Po
 ``INSERT ... ON CONFLICT DO UPDATE SET count = count + 1 WHERE count < limit RETURNING count``.
 A row comes back only when the call was counted, so all nodes together never count more than
 the limit in one window (a window's edge is where the nodes' clocks differ, worth one call).
-A refused call writes nothing. The counters are worth nothing after a crash, so a count does
-not wait for the disk (``SqlDatabase.write(durable=False)``): on SQLite it joins the group
-commit's open batch (or opens one) and returns, a count costs tens of microseconds. Rows of
-past seconds are purged by ``purge_rate_windows``.
+A refused call writes nothing. The counters are worth nothing after a crash
+(``SqlDatabase.write(durable=False)``): on SQLite a count joins the group commit's open batch
+(or opens one) and returns without waiting for the disk, tens of microseconds; on PostgreSQL
+it is one autocommit statement, one round trip. Rows of past seconds are purged by
+``purge_rate_windows``.
 Imports: SQLAlchemy, this package and the standard library.
 """
 

@@ -156,7 +156,7 @@ class PostgresEngine(SqlEngine[PostgresAdmin]):
                 "verifier": verifier,
                 "verifier_readable": readable,
                 "superuser": role.superuser,
-                **await postgres_overlap.snapshot_extra(admin.conn, account),
+                **await postgres_overlap.snapshot_extra(admin.conn, account, twin),
             }
             return CredentialSnapshot(account=account, data=data)
 

@@ -50,14 +50,11 @@ def bind_slots(config: uvicorn.Config, count: int) -> list[socket.socket]:
 
 
 class SlotSupervisor(Multiprocess):
-    """uvicorn's supervisor, each worker serving its own slot's socket."""
-
-    def __init__(self, config: uvicorn.Config, slots: list[socket.socket]) -> None:
-        super().__init__(config, sockets=slots)
-        self.slots = slots
+    """uvicorn's supervisor, each worker serving its own slot's socket (``sockets[slot]``,
+    from ``bind_slots``)."""
 
     def _start(self, slot: int) -> Process:
-        process = Process(self.config, [self.slots[slot]])
+        process = Process(self.config, [self.sockets[slot]])
         process.start()
         return process
 

@@ -147,11 +147,7 @@ async def persist(node: Node, admin: RedisAdmin, *, config: bool = False) -> App
     try:
         if admin.acl and admin.aclfile is None:
             admin.aclfile = await config_get(admin, "aclfile")
-        if admin.acl and admin.aclfile:
-            command = ("ACL", "SAVE")
-            await cmd(admin.client, *command)
-        if config or not (admin.acl and admin.aclfile):
-            command = ("CONFIG", "REWRITE")
+        for command in _saves(admin, config):
             await cmd(admin.client, *command)
     except ResponseError as exc:
         return _not_persisted(node, " ".join(command), exc)

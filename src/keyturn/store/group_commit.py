@@ -83,6 +83,7 @@ _FILES: weakref.WeakValueDictionary[tuple[str, int], _FileWriters] = weakref.Wea
 _SAVEPOINT: Final = "keyturn_writer"
 _SAVEPOINT_OPEN: Final = f"SAVEPOINT {_SAVEPOINT}"
 _SAVEPOINT_RELEASE: Final = f"RELEASE {_SAVEPOINT}"
+_SAVEPOINT_ROLLBACK: Final = f"ROLLBACK TO {_SAVEPOINT}"
 
 
 class _Unit:
@@ -229,7 +230,7 @@ class GroupCommit:
         """A joining writer failed: undo its statements only, or spoil the batch if SQLite
         ended the whole transaction."""
         try:
-            batch.conn.run_plain(f"ROLLBACK TO {_SAVEPOINT}")
+            batch.conn.run_plain(_SAVEPOINT_ROLLBACK)
             batch.conn.run_plain(_SAVEPOINT_RELEASE)
         except BaseException as rollback_error:
             batch.broken = batch.broken or rollback_error

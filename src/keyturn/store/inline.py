@@ -43,7 +43,6 @@ class InlineConnection:
 
     def __init__(self, conn: sa.Connection) -> None:
         self._conn = conn
-        self._polls_lock = False
 
     @property
     def dialect(self) -> Dialect:
@@ -70,10 +69,6 @@ class InlineConnection:
         never using more than one core. Instead this connection's busy timeout is 0 and a
         refused BEGIN is retried after a short asynchronous sleep, for as long as the busy
         timeout allowed (then SQLite's "database is locked" is raised, a store error)."""
-        raw = self.driver_connection()
-        if not self._polls_lock:
-            raw.execute("PRAGMA busy_timeout=0")
-            self._polls_lock = True
         loop = asyncio.get_running_loop()
         deadline = loop.time() + LOCK_PATIENCE
         delay = _FIRST_POLL
@@ -169,6 +164,9 @@ class InlineEngine:
         check-out (with its reset-on-return ROLLBACK) per transaction is pure overhead."""
         if self._writer is None:
             self._writer = InlineConnection(self.sync_engine.connect())
+            # Its transactions wait for another process's lock on the loop instead
+            # (``InlineConnection.write_transaction``).
+            self._writer.driver_connection().execute("PRAGMA busy_timeout=0")
         return self._writer
 
     async def dispose(self) -> None:

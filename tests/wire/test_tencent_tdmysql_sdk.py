@@ -120,6 +120,11 @@ def test_error_codes_and_all_or_nothing(keyturn: KeyturnServer, db) -> None:
             users_request(instance_id, ("keep", "%", good), ("dba", "%", good)),
             "OperationDenied.ResetUserPasswordError",
         ),
+        # One account alone meets the same checks in its own reset (no batch pre-check).
+        (
+            users_request(instance_id, ("dba", "%", good)),
+            "OperationDenied.ResetUserPasswordError",
+        ),
         (users_request(instance_id, ("nobody", "%", good)), "FailedOperation.QueryUserError"),
         (
             users_request(instance_id, ("x'@'%' IDENTIFIED BY 'p';#", "%", good)),

@@ -3,24 +3,30 @@ every engine keeps is ``test_engine_contract``).
 
 Roles that cannot log in (NOLOGIN, VALID UNTIL in the past) are refused; a CREATEROLE admin may
 not touch a superuser and cannot read ``pg_authid`` (no rollback); keyturn computes SCRAM-SHA-256
-verifiers itself, with SASLprep; a role without a password gets none back on restore; and the
+verifiers itself (libpq's, with SASLprep where it applies) and checks a change by logging in
+with the new verifier's keys; a role without a password gets none back on restore; and the
 server log (``log_statement=all``) never holds a plaintext password.
 """
 
 from __future__ import annotations
 
+import base64
+
+import psycopg
 import pytest
 
 from keyturn.core.errors import (
     AccountCannotLogin,
     AccountPermissionDenied,
     EngineRejected,
+    VerificationFailed,
 )
 from keyturn.core.secrets import Secret
 from keyturn.engines.postgres import PostgresEngine
+from keyturn.engines.postgres_scram import verifier_of
 from tests.support.logins import can_login_postgres
 from tests.support.postgres_server import PostgresServer
-from tests.support.sql_admin import create_role, postgres_node, stored_verifier
+from tests.support.sql_admin import create_role, postgres_node, postgres_sql, stored_verifier
 
 pytestmark = pytest.mark.engine
 
@@ -149,3 +155,35 @@ async def test_restore_of_a_null_password(
     assert stored_verifier(postgres_server, "nopw") is not None
     await postgres_engine.restore(node, snap)
     assert stored_verifier(postgres_server, "nopw") is None
+
+
+async def test_keyturn_verifiers_are_libpqs(postgres_server: PostgresServer) -> None:
+    """An ASCII password's verifier is made with ``hashlib`` (off the event loop): the very
+    verifier libpq makes with the same salt and iterations."""
+    with psycopg.connect(postgres_server.url(), autocommit=True) as conn:
+        for password in ("New-app-pw-1", "x", " spaced\tand ~ punctuated!"):
+            libpq = conn.pgconn.encrypt_password(
+                password.encode(), b"app", b"scram-sha-256"
+            ).decode()
+            counted, salt = libpq.split("$")[1].split(":")
+            ours = verifier_of(password.encode(), base64.b64decode(salt), int(counted))
+            assert ours.text == libpq
+            assert ours.keys is not None
+
+
+async def test_verification_logs_in_with_the_new_verifiers_keys(
+    postgres_engine: PostgresEngine, postgres_server: PostgresServer
+) -> None:
+    """The check after a change logs in with the SCRAM keys of the verifier just written; if
+    the role's verifier changed since (another salt: those keys are refused), the password's
+    own login decides; a wrong password still fails."""
+    create_role(postgres_server, "app", "old-app-pw")
+    node = postgres_node(postgres_server)
+    await postgres_engine.set_password(node, "app", Secret("New-app-pw-1"))
+    await postgres_engine.verify(node, "app", Secret("New-app-pw-1"))
+    # The same password, written by someone else with another salt: the keys no longer match.
+    postgres_sql(postgres_server, "DROP ROLE app")
+    create_role(postgres_server, "app", "New-app-pw-1")
+    await postgres_engine.verify(node, "app", Secret("New-app-pw-1"))
+    with pytest.raises(VerificationFailed):
+        await postgres_engine.verify(node, "app", Secret("Other-app-pw-2"))

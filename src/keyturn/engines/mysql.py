@@ -53,7 +53,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 import pymysql  # type: ignore[import-untyped]
 
@@ -104,6 +104,9 @@ from keyturn.engines.mysql_replication import (
 from keyturn.engines.mysql_tls import TlsContexts
 from keyturn.engines.sql_engine import SqlEngine, probed
 
+#: The version and whether an account is a superuser (NULL: no such account), in one round trip.
+_PROBE: Final = f"SELECT VERSION(), ({mysql_admin.SUPERUSER})"
+
 
 class MySQLEngine(SqlEngine[MySQLAdmin]):
     """The ``Engine`` for MySQL and MariaDB. One instance serves every such node; ``timeout``
@@ -128,16 +131,17 @@ class MySQLEngine(SqlEngine[MySQLAdmin]):
 
     async def probe(self, node: Node, account: str | None = None) -> EngineInfo:
         async def op(admin: MySQLAdmin) -> EngineInfo:
-            row = await mysql_admin.one(admin.conn, "SELECT VERSION()")
+            # Always a round trip, even on a pooled connection: a probe is a health check.
+            if account is None:
+                row = await mysql_admin.one(admin.conn, "SELECT VERSION()")
+            else:
+                row = await mysql_admin.one(admin.conn, _PROBE, split_account(account))
             if row:
                 admin.version = text(row[0])
                 admin.mariadb = "mariadb" in admin.version.lower()
             superuser = exists = None
             if account is not None:
-                found = await mysql_admin.one(
-                    admin.conn, mysql_admin.SUPERUSER, split_account(account)
-                )
-                superuser = None if found is None or found[0] is None else bool(found[0])
+                superuser = None if row is None or row[1] is None else bool(row[1])
                 exists = superuser is not None  # MAX over no row is NULL
             return probed(admin.version, superuser=superuser, exists=exists)
 
@@ -276,23 +280,31 @@ class MySQLEngine(SqlEngine[MySQLAdmin]):
     async def verify(self, node: Node, account: str, password: Secret | None) -> None:
         if password is None:
             raise UnsupportedFeature("MySQL accounts have no password-free mode here")
-        if not await self._admins.run(node, "replication check", lambda a: self._replica(node, a)):
-            await self._login(node, account, password)
-            return
 
         async def wait(admin: MySQLAdmin, position: str, seconds: float) -> bool:
             return await wait_for(admin.conn, position, seconds, mariadb=admin.mariadb)
 
-        await await_replica(
-            node.address.endpoint,
-            budget=self._replica_budget,
-            # A server-side wait shorter than the operation's bound, so it always answers.
-            slice_seconds=max(0.1, self._timeout / 2),
-            position=self._positions.get(node.instance_id),
-            wait=lambda position, seconds: self._admins.run(
-                node, "replication wait", lambda admin: wait(admin, position, seconds)
+        async def replay() -> None:
+            await await_replica(
+                node.address.endpoint,
+                budget=self._replica_budget,
+                # A server-side wait shorter than the operation's bound, so it always answers.
+                slice_seconds=max(0.1, self._timeout / 2),
+                position=self._positions.get(node.instance_id),
+                wait=lambda position, seconds: self._admins.run(
+                    node, "replication wait", lambda admin: wait(admin, position, seconds)
+                ),
+                login=lambda: self._login(node, account, password),
+            )
+
+        await self._verified(
+            node,
+            account,
+            password,
+            standby=lambda: self._admins.run(
+                node, "replication check", lambda a: self._replica(node, a)
             ),
-            login=lambda: self._login(node, account, password),
+            replay=replay,
         )
 
     # ------------------------------------------------------------------ internals

@@ -48,7 +48,10 @@ _SEES_ALL: Final = (
     " AND GRANTEE = CONCAT(CHAR(39),"
     " REPLACE(CURRENT_USER(), '@', CONCAT(CHAR(39), '@', CHAR(39))), CHAR(39))"
 )
-_HIGH: Final = "SELECT UNIX_TIMESTAMP(), (SELECT MAX(ID) FROM information_schema.PROCESSLIST)"
+#: ``mark``: the privilege check, the time now and the highest id, in one round trip.
+_SEES_ALL_AND_HIGH: Final = (
+    f"SELECT ({_SEES_ALL}), UNIX_TIMESTAMP(), (SELECT MAX(ID) FROM information_schema.PROCESSLIST)"
+)
 _UPTIME: Final = "SHOW GLOBAL STATUS LIKE 'Uptime'"
 _OWNER: Final = "SELECT USER FROM information_schema.PROCESSLIST WHERE ID = %s"
 _KILL: Final = "KILL CONNECTION %s"
@@ -75,15 +78,18 @@ async def _started(conn: Any, now: int) -> int:
 
 async def mark(conn: Any, node: Node) -> SessionMark:
     """The highest connection id now, with the run it belongs to."""
-    await _check_sees_all(conn, node)
-    rows = await _all(conn, _HIGH)
-    now, high = int(rows[0][0]), int(rows[0][1] or 0)
-    return SessionMark(started=await _started(conn, now), high=high)
+    [(sees_all, now, high)] = await _all(conn, _SEES_ALL_AND_HIGH)
+    _refuse_unless(sees_all, node)
+    return SessionMark(started=await _started(conn, int(now)), high=int(high or 0))
 
 
 async def _check_sees_all(conn: Any, node: Node) -> None:
     rows = await _all(conn, _SEES_ALL)
-    if not rows or not int(rows[0][0]):
+    _refuse_unless(rows[0][0] if rows else 0, node)
+
+
+def _refuse_unless(sees_all: Any, node: Node) -> None:
+    if not int(sees_all or 0):
         raise EngineRejected(
             f"{node.endpoint}: the admin account lacks the PROCESS privilege, so other "
             "accounts' sessions cannot be seen"

@@ -1,7 +1,7 @@
 """The PostgreSQL engine adapter: reads, changes, restores and verifies role passwords.
 
 A new password never reaches the server in clear: its SCRAM-SHA-256 verifier is computed here
-(``keyturn.engines.postgres_roles``) and sent as ``ALTER ROLE <identifier> PASSWORD <verifier
+(``keyturn.engines.postgres_scram``) and sent as ``ALTER ROLE <identifier> PASSWORD <verifier
 literal>``. The plaintext would otherwise land in the server log (``log_statement``, and
 ``log_min_error_statement`` on any error) and in ``pg_stat_activity``. ``ALTER ROLE`` is a
 utility statement and takes no bind parameters, so it is composed with ``psycopg.sql``: the role
@@ -10,11 +10,12 @@ verifier from ``pg_authid`` (superuser only), so rollback restores exactly what 
 non-superuser administrator cannot read ``pg_authid``: its snapshots hold no verifier, and
 ``restore`` of them is refused.
 
-Before every change the target role is checked (``keyturn.engines.postgres_roles``: it exists,
-can log in and is no superuser unless the administrator is one). A probe for a role reports
-whether it is a superuser (``rolsuper``), which the service protects. One autocommit admin
-connection is kept per node (``keyturn.engines.postgres_admin``), used under a per-node lock. A
-verification uses a fresh connection of its own. No SQL text, password, verifier or driver
+Before every change the target role is checked (``keyturn.engines.postgres_roles``: it exists, can
+log in and is no superuser unless the administrator is one). A probe for a role reports whether it
+is a superuser (``rolsuper``), which the service protects. One autocommit admin connection is kept
+per node (``keyturn.engines.postgres_admin``), used under a per-node lock. A verification uses a
+fresh connection of its own, logged in with the SCRAM keys of the verifier just written when this
+engine made it (``keyturn.engines.postgres_scram``). No SQL text, password, verifier or driver
 message is logged or copied into an error. This module imports only ``keyturn.core``,
 ``keyturn.engines`` and psycopg.
 
@@ -53,7 +54,7 @@ from keyturn.core.model import EngineKind, Node, NodeAddress
 from keyturn.core.plans import Change, ChangeMode
 from keyturn.core.secrets import Secret
 from keyturn.engines import postgres_accounts, postgres_admin, postgres_overlap, postgres_sessions
-from keyturn.engines.base import DEFAULT_TIMEOUT
+from keyturn.engines.base import DEFAULT_TIMEOUT, deadline
 from keyturn.engines.postgres_admin import PostgresAdmin
 from keyturn.engines.postgres_errors import classify, login_refused
 from keyturn.engines.postgres_replication import (
@@ -65,7 +66,8 @@ from keyturn.engines.postgres_replication import (
     ReplayPositions,
     await_replay,
 )
-from keyturn.engines.postgres_roles import checked, read_role, scram_verifier, snapshot_verifier
+from keyturn.engines.postgres_roles import checked, read_role, snapshot_verifier
+from keyturn.engines.postgres_scram import ScramKeys, scram_verifier
 from keyturn.engines.sql_engine import SqlEngine, probed
 
 log = logging.getLogger(__name__)
@@ -101,6 +103,8 @@ class PostgresEngine(SqlEngine[PostgresAdmin]):
             timeout=timeout, grace=replay_grace, classify=classify, refused=login_refused
         )
         self._positions = ReplayPositions()
+        # A change's checks follow its write at once; a standby's may wait the replica budget.
+        self._keys = ScramKeys(ttl=2 * self._replica_budget + self._timeout)
 
     # ------------------------------------------------------------------ Engine protocol
 
@@ -170,7 +174,7 @@ class PostgresEngine(SqlEngine[PostgresAdmin]):
                 # the role may lag, so the primary's checks are the ones that count.
                 return REPLICATED
             checked(node, admin, role)
-            verifier = scram_verifier(admin, account, password)
+            verifier = await self._verifier(node, admin, account, password)
             await self._alter(node, admin, account, verifier)
             return ApplyResult(persisted=True)
 
@@ -205,7 +209,7 @@ class PostgresEngine(SqlEngine[PostgresAdmin]):
         async def op(admin: PostgresAdmin) -> ApplyResult:
             if await self._in_recovery(admin):
                 return REPLICATED
-            verifier = scram_verifier(admin, account, password)
+            verifier = await self._verifier(node, admin, account, password)
             endpoint = node.address.endpoint
             await postgres_accounts.create(
                 admin.conn, account, verifier, read_only=read_only, endpoint=endpoint
@@ -238,7 +242,7 @@ class PostgresEngine(SqlEngine[PostgresAdmin]):
             role = await read_role(admin, account)
             if role.exists:
                 checked(node, admin, replace(role, expired=False))
-            verifier = scram_verifier(admin, account, password)
+            verifier = await self._verifier(node, admin, account, password)
             await self._guarded(
                 node, postgres_overlap.add(admin.conn, account, verifier, node.address.endpoint)
             )
@@ -254,7 +258,8 @@ class PostgresEngine(SqlEngine[PostgresAdmin]):
             if await self._in_recovery(admin):
                 return REPLICATED
             checked(node, admin, await read_role(admin, account))
-            await self._alter(node, admin, account, scram_verifier(admin, account, password))
+            verifier = await self._verifier(node, admin, account, password)
+            await self._alter(node, admin, account, verifier)
             await self._guarded(node, postgres_overlap.expire_partner(admin.conn, account))
             await self._record_position(node, admin)
             return ApplyResult(persisted=True)
@@ -286,13 +291,42 @@ class PostgresEngine(SqlEngine[PostgresAdmin]):
     async def verify(self, node: Node, account: str, password: Secret | None) -> None:
         if password is None:
             raise UnsupportedFeature("PostgreSQL has no password-free mode")
-        standby = await self._admins.run(node, "recovery check", self._in_recovery)
-        if standby:
-            await self._await_replay(node, account, password)
-        else:
-            await self._login(node, account, password)
+        await self._verified(
+            node,
+            account,
+            password,
+            standby=lambda: self._admins.run(node, "recovery check", self._in_recovery),
+            replay=lambda: self._await_replay(node, account, password),
+        )
 
     # ------------------------------------------------------------------ internals
+
+    async def _verifier(
+        self, node: Node, admin: PostgresAdmin, account: str, password: Secret
+    ) -> str:
+        """``password``'s verifier, its keys kept for the checks that follow."""
+        made = await scram_verifier(admin.conn, account, password)
+        self._keys.remember(node.instance_id, account, password, made)
+        return made.text
+
+    async def _login(self, node: Node, account: str, password: Secret) -> None:
+        """A fresh login as ``account``: with the SCRAM keys of the verifier this engine just
+        wrote for ``password`` when it has them (``keyturn.engines.postgres_scram``), else, or
+        when that login is refused, with the password itself."""
+        keys = self._keys.keys_for(node.instance_id, account, password)
+        if keys is not None:
+            endpoint = node.address.endpoint
+            try:
+                async with deadline(self._timeout, endpoint, "verify login"):
+                    conn = await postgres_admin.connect(
+                        node.address, account, None, timeout=self._timeout, keys=keys
+                    )
+            except psycopg.OperationalError:
+                pass  # refused, or no SCRAM here: the password's own login decides
+            else:
+                await self._close(conn)
+                return
+        await super()._login(node, account, password)
 
     async def _open(self, node: Node, password: Secret | None) -> PostgresAdmin:
         """Log in as the node's admin and read what later checks need."""

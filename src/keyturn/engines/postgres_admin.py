@@ -23,6 +23,7 @@ from psycopg import sql
 from keyturn.core.model import Node, NodeAddress
 from keyturn.core.secrets import Secret
 from keyturn.engines.base import close_quietly
+from keyturn.engines.postgres_scram import Keys
 from keyturn.engines.sql_engine import SqlAdmin
 
 log = logging.getLogger(__name__)
@@ -61,14 +62,24 @@ async def close(conn: Connection) -> None:
 
 
 async def connect(
-    address: NodeAddress, user: str, password: Secret | None, *, timeout: float
+    address: NodeAddress,
+    user: str,
+    password: Secret | None,
+    *,
+    timeout: float,
+    keys: Keys | None = None,
 ) -> Connection:
-    """A new autocommit connection logged in as ``user``."""
+    """A new autocommit connection logged in as ``user``: with ``password``, or with a
+    verifier's SCRAM ``keys`` (then only by SCRAM: no server may settle for less)."""
     params: dict[str, Any] = {
         key: value for key, value in address.options.items() if key in _PASSED_OPTIONS
     }
     if password is not None:
         params["password"] = password.reveal()
+    if keys is not None:
+        params["scram_client_key"] = keys.client
+        params["scram_server_key"] = keys.server
+        params["require_auth"] = "scram-sha-256"
     return await psycopg.AsyncConnection.connect(
         host=address.host,
         port=address.port,

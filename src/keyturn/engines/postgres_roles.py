@@ -1,13 +1,12 @@
 """PostgreSQL login roles as a change sees them: the checks before it and the verifier it writes.
 
-Before every change the target role is checked: it must exist, be able to log in (``LOGIN``,
-and ``VALID UNTIL``, which a password change does not reset, not in the past), and must not be a
-superuser unless the administrator is one. The role and whether the node is a standby are read
-in one round trip (``read_role``). A new password never reaches the server in clear: its
-SCRAM-SHA-256 verifier (4096 iterations, SASLprep applied) is computed by libpq's
-``PQencryptPasswordConn`` on the admin connection without a round trip (``scram_verifier``).
-Snapshots keep the stored verifier from ``pg_authid`` (superuser only); ``snapshot_verifier``
-reads it back for a restore. Imports: ``keyturn.core``, ``keyturn.engines`` and psycopg.
+Before every change the target role is checked: it must exist, be able to log in (``LOGIN``, and
+``VALID UNTIL``, which a password change does not reset, not in the past), and must not be a
+superuser unless the administrator is one. The role and whether the node is a standby are read in
+one round trip (``read_role``). A new password never reaches the server in clear: its SCRAM-SHA-256
+verifier is computed by ``keyturn.engines.postgres_scram``. Snapshots keep the stored verifier
+from ``pg_authid`` (superuser only); ``snapshot_verifier`` reads it back for a restore. Imports:
+``keyturn.core``, ``keyturn.engines`` and psycopg.
 """
 
 from __future__ import annotations
@@ -25,7 +24,6 @@ from keyturn.core.errors import (
     InternalError,
 )
 from keyturn.core.model import Node
-from keyturn.core.secrets import Secret
 from keyturn.engines.postgres_admin import PostgresAdmin, one
 
 #: The role and whether the node is a standby, in one round trip: always exactly one row.
@@ -70,15 +68,6 @@ def checked(node: Node, admin: PostgresAdmin, role: Role) -> Role:
             f"the role on {endpoint} is a superuser and keyturn's admin is not"
         )
     return role
-
-
-def scram_verifier(admin: PostgresAdmin, account: str, password: Secret) -> str:
-    """The SCRAM-SHA-256 verifier of ``password``, computed by libpq without a round trip
-    (the algorithm is given) and with SASLprep applied."""
-    raw = admin.conn.pgconn.encrypt_password(
-        password.reveal().encode(), account.encode(), b"scram-sha-256"
-    )
-    return raw.decode("ascii")
 
 
 def snapshot_verifier(snapshot: CredentialSnapshot) -> tuple[bool, str | None]:

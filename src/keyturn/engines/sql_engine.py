@@ -14,13 +14,14 @@ the primary; replicas follow). An adapter subclasses ``SqlEngine``, sets ``engin
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 from keyturn.core.engine_ports import CredentialSnapshot, EngineInfo, Session
 from keyturn.core.errors import VerificationFailed
-from keyturn.core.model import Instance, Node, NodeAddress
+from keyturn.core.model import Instance, Node, NodeAddress, NodeRole
 from keyturn.core.plans import Change, ChangePlan, Topology
 from keyturn.core.secrets import Secret
 from keyturn.engines import sql_plan
@@ -141,6 +142,42 @@ class SqlEngine(Generic[A]):
             finally:
                 await self._close(conn)
 
+    async def _verified(
+        self,
+        node: Node,
+        account: str,
+        password: Secret,
+        *,
+        standby: Callable[[], Awaitable[bool]],
+        replay: Callable[[], Awaitable[None]],
+    ) -> None:
+        """``verify``'s shape on both engines: a fresh login on a primary; on a standby or
+        replica (``standby()`` asks the node now), ``replay()``: wait until it applied the
+        change, then log in. A node this task discovered as its primary is still asked, but its
+        login runs alongside the question rather than after it (one round trip less): if the
+        node turned into a standby meanwhile, a successful login proves the change all the same
+        and a refused one is set aside for ``replay()``. Other nodes are asked first, so a
+        lagging standby never sees a login that is bound to fail."""
+        if node.role is not NodeRole.PRIMARY:
+            if await standby():
+                await replay()
+            else:
+                await self._login(node, account, password)
+            return
+        login = asyncio.ensure_future(self._login(node, account, password))
+        try:
+            is_standby = await standby()
+        except BaseException:
+            login.cancel()
+            await _settled(login)
+            raise
+        if not is_standby:
+            await login
+            return
+        if await _settled(login) is None:
+            return
+        await replay()
+
     async def discover(self, instance: Instance) -> Topology:
         return await sql_plan.discover_primary(instance, self._is_replica)
 
@@ -182,3 +219,9 @@ class SqlEngine(Generic[A]):
 
     async def close(self) -> None:
         await self._admins.close()
+
+
+async def _settled(task: asyncio.Future[None]) -> BaseException | None:
+    """Wait for ``task`` without raising: its exception (cancellation included), or None."""
+    await asyncio.wait((task,))
+    return asyncio.CancelledError() if task.cancelled() else task.exception()

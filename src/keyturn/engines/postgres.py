@@ -27,6 +27,7 @@ primary's change (``keyturn.engines.postgres_replication``), within the engine t
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable
 from dataclasses import replace
@@ -66,7 +67,7 @@ from keyturn.engines.postgres_replication import (
     ReplayPositions,
     await_replay,
 )
-from keyturn.engines.postgres_roles import checked, read_role, snapshot_verifier
+from keyturn.engines.postgres_roles import checked, read_role, read_snapshot, snapshot_verifier
 from keyturn.engines.postgres_scram import ScramKeys, scram_verifier
 from keyturn.engines.sql_engine import SqlEngine, probed
 
@@ -77,7 +78,6 @@ _PROBE: Final = sql.SQL(
     "SELECT current_setting('server_version'),"
     " (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = %s)"
 )
-_VERIFIER: Final = sql.SQL("SELECT a.rolpassword FROM pg_catalog.pg_authid a WHERE a.rolname = %s")
 _ACCOUNTS: Final = sql.SQL(
     "SELECT r.rolname, r.rolvaliduntil IS NULL OR r.rolvaliduntil > now()"
     " FROM pg_catalog.pg_roles r WHERE r.rolcanlogin ORDER BY r.rolname"
@@ -136,31 +136,27 @@ class PostgresEngine(SqlEngine[PostgresAdmin]):
     async def snapshot(self, node: Node, account: str) -> CredentialSnapshot:
         async def op(admin: PostgresAdmin) -> CredentialSnapshot:
             # pg_authid is readable on a standby too, so this works on every node.
-            role = await read_role(admin, account)
-            twin = await postgres_overlap.validity(admin.conn, postgres_overlap.partner(account))
+            seen = await read_snapshot(admin, account, postgres_overlap.partner(account))
+            role, twin = seen.role, seen.partner
             if not role.exists and twin[0] and account.endswith(postgres_overlap.SUFFIX):
                 # An overlap's twin not made yet: its ADD makes it, its undo drops it.
                 data = postgres_overlap.absent_snapshot(account)
                 return CredentialSnapshot(account=account, data=data)
             # A role whose password an overlap's end expired still has its next turn.
             checked(node, admin, replace(role, expired=role.expired and not twin[0]))
-            verifier: str | None = None
-            readable = admin.superuser
-            if readable:
-                row = await self._one(admin, _VERIFIER, (account,))
-                if row is None:
-                    raise AccountNotFound(f"the role does not exist on {node.address.endpoint}")
-                verifier = None if row[0] is None else str(row[0])
-            else:
+            readable = seen.stored is not None
+            if seen.stored is False:
+                raise AccountNotFound(f"the role does not exist on {node.address.endpoint}")
+            if not readable:
                 log.warning(
                     "snapshot on %s: the admin cannot read pg_authid; rollback is impossible",
                     node.key,
                 )
             data = {
-                "verifier": verifier,
+                "verifier": seen.verifier,
                 "verifier_readable": readable,
                 "superuser": role.superuser,
-                **await postgres_overlap.snapshot_extra(admin.conn, account, twin),
+                **postgres_overlap.snapshot_extra(account, seen.until, twin),
             }
             return CredentialSnapshot(account=account, data=data)
 
@@ -168,13 +164,15 @@ class PostgresEngine(SqlEngine[PostgresAdmin]):
 
     async def set_password(self, node: Node, account: str, password: Secret) -> ApplyResult:
         async def op(admin: PostgresAdmin) -> ApplyResult:
-            role = await read_role(admin, account)
+            # The verifier's PBKDF2 (in a thread) runs while the role is read.
+            role, verifier = await asyncio.gather(
+                read_role(admin, account), self._verifier(node, admin, account, password)
+            )
             if role.standby:
                 # Read-only; the primary's change reaches it through the WAL. Its own view of
                 # the role may lag, so the primary's checks are the ones that count.
                 return REPLICATED
             checked(node, admin, role)
-            verifier = await self._verifier(node, admin, account, password)
             await self._alter(node, admin, account, verifier)
             return ApplyResult(persisted=True)
 

@@ -64,12 +64,12 @@ async def validity(conn: Any, role: str) -> tuple[bool, str | None, bool, bool]:
     return True, None if row[1] is None else str(row[1]), bool(row[2]), bool(row[3])
 
 
-async def snapshot_extra(
-    conn: Any, account: str, twin: tuple[bool, str | None, bool, bool]
+def snapshot_extra(
+    account: str, until: str | None, twin: tuple[bool, str | None, bool, bool]
 ) -> dict[str, Any]:
     """What a snapshot of ``account`` adds for overlaps: both roles' ``VALID UNTIL``
-    (``twin``: the partner role's ``validity``, which the snapshot has read already)."""
-    _, until, _, _ = await validity(conn, account)
+    (``until``: the account's, ``twin``: the partner role's ``validity``, both read by the
+    snapshot's one query)."""
     other = partner(account)
     other_exists, other_until, _, _ = twin
     return {

@@ -3,15 +3,16 @@
 Before every change the target role is checked: it must exist, be able to log in (``LOGIN``, and
 ``VALID UNTIL``, which a password change does not reset, not in the past), and must not be a
 superuser unless the administrator is one. The role and whether the node is a standby are read in
-one round trip (``read_role``). A new password never reaches the server in clear: its SCRAM-SHA-256
-verifier is computed by ``keyturn.engines.postgres_scram``. Snapshots keep the stored verifier
-from ``pg_authid`` (superuser only); ``snapshot_verifier`` reads it back for a restore. Imports:
-``keyturn.core``, ``keyturn.engines`` and psycopg.
+one round trip (``read_role``), and so is all a snapshot needs (``read_snapshot``). A new password
+never reaches the server in clear: its SCRAM-SHA-256 verifier is computed by
+``keyturn.engines.postgres_scram``. Snapshots keep the stored verifier from ``pg_authid``
+(superuser only); ``snapshot_verifier`` reads it back for a restore. Imports: ``keyturn.core``,
+``keyturn.engines`` and psycopg.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from psycopg import sql
@@ -36,6 +37,28 @@ _ROLE: Final = sql.SQL(
 )
 
 
+#: A snapshot's reading in one round trip: ``_ROLE``'s columns, the role's ``VALID UNTIL``, its
+#: overlap partner's ``postgres_overlap.validity`` and (``_SNAPSHOT_VERIFIER``, superuser only)
+#: whether ``pg_authid`` holds the role and its verifier.
+_SNAPSHOT: Final = (
+    "SELECT pg_catalog.pg_is_in_recovery(), r.rolname IS NOT NULL, r.rolcanlogin,"
+    " r.rolvaliduntil IS NOT NULL AND r.rolvaliduntil <= now(), r.rolsuper,"
+    " r.rolvaliduntil::text,"
+    " p.rolname IS NOT NULL, p.rolvaliduntil::text, p.rolsuper,"
+    " p.rolvaliduntil IS NOT NULL AND p.rolvaliduntil <= now(){verifier}"
+    " FROM (VALUES (1)) AS one (x)"
+    " LEFT JOIN pg_catalog.pg_roles r ON r.rolname = %s"
+    " LEFT JOIN pg_catalog.pg_roles p ON p.rolname = %s{authid}"
+)
+_SNAPSHOT_VERIFIER: Final = sql.SQL(
+    _SNAPSHOT.format(
+        verifier=", a.rolname IS NOT NULL, a.rolpassword",
+        authid=" LEFT JOIN pg_catalog.pg_authid a ON a.rolname = %s",
+    )
+)
+_SNAPSHOT_ROLES: Final = sql.SQL(_SNAPSHOT.format(verifier="", authid=""))
+
+
 @dataclass(frozen=True, slots=True)
 class Role:
     """A role as ``_ROLE`` reads it, and whether the node it was read on is a standby."""
@@ -52,6 +75,36 @@ async def read_role(admin: PostgresAdmin, account: str) -> Role:
     if row is None:  # the query always yields one row; defensive only
         raise InternalError("the role query returned no row")
     return Role(*(bool(value) for value in row))
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """What a snapshot reads: the role, its ``VALID UNTIL``, its partner's ``validity``, and
+    (``stored`` None when this admin may not read ``pg_authid``) whether ``pg_authid`` holds the
+    role with its ``verifier``."""
+
+    role: Role
+    until: str | None
+    partner: tuple[bool, str | None, bool, bool]
+    stored: bool | None
+    verifier: str | None = field(repr=False)
+
+
+async def read_snapshot(admin: PostgresAdmin, account: str, partner: str) -> Seen:
+    query = _SNAPSHOT_VERIFIER if admin.superuser else _SNAPSHOT_ROLES
+    params = (account, partner, account) if admin.superuser else (account, partner)
+    row = await one(admin.conn, query, params)
+    if row is None:  # the query always yields one row; defensive only
+        raise InternalError("the snapshot query returned no row")
+
+    def text(value: object) -> str | None:
+        return None if value is None else str(value)
+
+    role = Role(*(bool(value) for value in row[:5]))
+    partner_seen = (bool(row[6]), text(row[7]), bool(row[8]), bool(row[9]))
+    if not admin.superuser:
+        return Seen(role, text(row[5]), partner_seen, None, None)
+    return Seen(role, text(row[5]), partner_seen, bool(row[10]), text(row[11]))
 
 
 def checked(node: Node, admin: PostgresAdmin, role: Role) -> Role:

@@ -106,6 +106,11 @@ class Patience:
                 await asyncio.sleep(pause)
 
 
+def _changed(known: bool | None, now: bool) -> bool | None:
+    """``now`` if it is news to the store (which held ``known``), else None: nothing to write."""
+    return None if known is now else now
+
+
 def own_admin_ordinals(instance: Instance, account: str) -> list[int]:
     """Declared nodes whose admin login is the account being reset: keyturn must not lock
     itself out of them."""
@@ -300,7 +305,7 @@ class PlanRunner:
                 "; ".join(notes),
                 tuple(steps),
                 forget=tuple(n for n in plan.topology.nodes if n.pending_password is not None),
-                no_auth=change.password is None,
+                no_auth=_changed(instance.no_auth, change.password is None),
                 session_marks=marks,
             )
 

@@ -319,7 +319,7 @@ class PostgresEngine(SqlEngine[PostgresAdmin]):
                     conn = await postgres_admin.connect(
                         node.address, account, None, timeout=self._timeout, keys=keys
                     )
-            except psycopg.OperationalError:
+            except psycopg.Error:
                 pass  # refused, or no SCRAM here: the password's own login decides
             else:
                 await self._close(conn)

@@ -34,6 +34,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from psycopg import pq
+
 from keyturn.core.secrets import Secret
 
 #: libpq's defaults: ``SCRAM_SHA_256_DEFAULT_ITERATIONS`` and ``SCRAM_DEFAULT_SALT_LEN``.
@@ -108,13 +110,20 @@ class _Kept:
     until: float
 
 
+#: The first libpq with ``scram_client_key`` and ``scram_server_key`` (PostgreSQL 18's).
+KEYED_LOGIN_LIBPQ: Final = 180000
+
+
 class ScramKeys:
     """The keys of the latest verifier made for each (instance, account), for ``ttl`` seconds:
-    long enough for the change's checks on every node (a standby's wait included)."""
+    long enough for the change's checks on every node (a standby's wait included). With a
+    libpq older than ``KEYED_LOGIN_LIBPQ`` (psycopg built against the system's) nothing is
+    kept, and every check logs in with the password."""
 
-    def __init__(self, ttl: float) -> None:
+    def __init__(self, ttl: float, *, libpq: int | None = None) -> None:
         self._ttl = ttl
         self._kept: dict[tuple[str, str], _Kept] = {}
+        self._usable = (pq.version() if libpq is None else libpq) >= KEYED_LOGIN_LIBPQ
 
     def __repr__(self) -> str:
         return f"ScramKeys({len(self._kept)} kept)"
@@ -125,7 +134,7 @@ class ScramKeys:
         self._kept = {k: v for k, v in self._kept.items() if v.until > now}
         key = (instance_id, account)
         self._kept.pop(key, None)
-        if made.keys is None:
+        if made.keys is None or not self._usable:
             return
         while len(self._kept) >= _MOST_KEPT:
             del self._kept[next(iter(self._kept))]

@@ -56,3 +56,9 @@ def test_nothing_secret_in_reprs() -> None:
     for shown in (repr(made), repr(made.keys), repr(kept)):
         assert made.keys.client not in shown and made.keys.server not in shown
         assert made.text not in shown and "New-pw-1" not in shown
+
+
+def test_an_older_libpq_keeps_no_keys() -> None:
+    kept = ScramKeys(ttl=60.0, libpq=170004)
+    kept.remember("pg-1", "app", Secret("New-pw-1"), verifier_of(b"New-pw-1", b"s" * 16, 4096))
+    assert kept.keys_for("pg-1", "app", Secret("New-pw-1")) is None

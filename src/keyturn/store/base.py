@@ -148,19 +148,24 @@ def _configure_sqlite(engine: Engine) -> None:
         event.listen(target, "begin", _on_sqlite_begin)
 
 
-def upsert_insert(conn: Connection, table: sa.Table) -> Any:
-    """An INSERT that supports ``on_conflict_do_update`` on this connection's dialect."""
+def dialect_insert(dialect: str) -> Any:
+    """The ``insert`` of a store dialect, which has ``on_conflict_do_update``."""
     # The dialect modules are imported here: the store's own dialect is loaded already, and a
-    # SQLite server need not carry PostgreSQL's.
-    if conn.dialect.name == "postgresql":
+    # SQLite server need not carry PostgreSQL's (about 2 MB).
+    if dialect == "postgresql":
         from sqlalchemy.dialects import postgresql
 
-        return postgresql.insert(table)
-    if conn.dialect.name == "sqlite":
+        return postgresql.insert
+    if dialect == "sqlite":
         from sqlalchemy.dialects import sqlite
 
-        return sqlite.insert(table)
-    raise InternalError(f"unsupported store database: {conn.dialect.name}")
+        return sqlite.insert
+    raise InternalError(f"unsupported store database: {dialect}")
+
+
+def upsert_insert(conn: Connection, table: sa.Table) -> Any:
+    """An INSERT that supports ``on_conflict_do_update`` on this connection's dialect."""
+    return dialect_insert(conn.dialect.name)(table)
 
 
 def count_of(table: sa.Table, where: Sequence[sa.ColumnElement[bool]]) -> Any:

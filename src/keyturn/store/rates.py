@@ -20,8 +20,7 @@ from typing import Any, Final
 
 import sqlalchemy as sa
 
-from keyturn.core.errors import InternalError
-from keyturn.store.base import SqlDatabase, guarded
+from keyturn.store.base import SqlDatabase, dialect_insert, guarded
 from keyturn.store.schema import rate_windows
 
 #: Action names are the routed, vendor-qualified ones (never longer), cut to the column.
@@ -46,17 +45,8 @@ def _count_statement(insert: Any) -> Any:
 
 @functools.cache
 def _count_for(dialect: str) -> Any:
-    """The increment-and-check of ``dialect`` (None if the store cannot run it), built on first
-    use: importing a dialect module eagerly costs a SQLite server ~2 MB for PostgreSQL's."""
-    if dialect == "sqlite":
-        from sqlalchemy.dialects import sqlite
-
-        return _count_statement(sqlite.insert)
-    if dialect == "postgresql":
-        from sqlalchemy.dialects import postgresql
-
-        return _count_statement(postgresql.insert)
-    return None
+    """The increment-and-check of ``dialect``, built on first use."""
+    return _count_statement(dialect_insert(dialect))
 
 
 class SqlRates:
@@ -76,10 +66,7 @@ class SqlRates:
             "limit": limit,
         }
         async with self._db.write(durable=False) as conn:
-            stmt = _count_for(conn.dialect.name)
-            if stmt is None:
-                raise InternalError(f"unsupported store database: {conn.dialect.name}")
-            result = await conn.execute(stmt, params)
+            result = await conn.execute(_count_for(conn.dialect.name), params)
             return result.first() is not None
 
     @guarded

@@ -7,10 +7,11 @@ never held in global state.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from keyturn.core.model import Instance
 from keyturn.service.access import UNRESTRICTED, Access
 
 
@@ -25,6 +26,9 @@ class Caller:
     user_agent: str = ""
     #: What this call may touch, set by the gate once it authorized the call.
     access: Access = UNRESTRICTED
+    #: The caller's instance the call names, as the gate read it for the call's region: the
+    #: use case takes it instead of reading it again (``queries.owned_instance``).
+    instance: Instance | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,6 +38,7 @@ from keyturn.core.errors import (
     StoreUnavailable,
 )
 from keyturn.core.metrics import NO_METRICS, Metrics
+from keyturn.core.model import Instance
 from keyturn.core.ports import AuditLog, Clock
 from keyturn.core.store_ports import Store
 from keyturn.service.access import (
@@ -121,7 +122,7 @@ class Gate:
         """Authorize, limit, admit (the pipeline's replay check), audit and run ``execute``
         with the caller's ``Access``; its answer, or its error re-raised. A call refused here
         is recorded ``denied`` and changed nothing."""
-        region = await self._region(caller, call)
+        region, instance = await self._region(caller, call)
         resource = call.resource_name(region, caller.tenant_id, call.instance_id or "*")
         event = self._event(caller, call, resource)
         # A change's nonce and its "started" record are written as one unit of work: one
@@ -151,7 +152,7 @@ class Gate:
         async with unit:
             return await self._outcome(
                 event,
-                lambda: execute(replace(caller, access=access)),
+                lambda: execute(replace(caller, access=access, instance=instance)),
                 lambda error: (AuditOutcome.FAILED, vendor_code(error)),
             )
 
@@ -294,16 +295,16 @@ class Gate:
             # Nothing was changed: a refusal that cannot be recorded is logged, not failed.
             log.exception("could not record a refused call in the audit log")
 
-    async def _region(self, caller: Caller, call: CallInfo) -> str:
+    async def _region(self, caller: Caller, call: CallInfo) -> tuple[str, Instance | None]:
         """The region of the instance the call names when the caller owns it (never the one
-        the request claims), else the request's."""
+        the request claims), else the request's; and that instance, if it is the caller's."""
         if not call.instance_id:
-            return call.region
+            return call.region, None
         try:
             instance = await self._store.get_instance(caller.tenant_id, call.instance_id)
         except NotFound:
-            return call.region
-        return instance.region
+            return call.region, None
+        return instance.region, instance
 
     async def _authorize(self, caller: Caller, call: CallInfo, region: str) -> Access:
         """The call's ``Access``; ``AccessDenied`` unless the key's policies allow the action

@@ -28,8 +28,11 @@ async def owned_instance(
     store: Store, caller: Caller, product: Product, instance_id: str
 ) -> Instance:
     """The caller's instance of ``product``; another tenant's or product's is not found, so
-    an id never reveals whether someone else has it."""
-    instance = await store.get_instance(caller.tenant_id, instance_id)
+    an id never reveals whether someone else has it. The one the gate read for this call is
+    taken as it is (read moments ago, in the same request)."""
+    instance = caller.instance
+    if instance is None or (instance.id, instance.tenant_id) != (instance_id, caller.tenant_id):
+        instance = await store.get_instance(caller.tenant_id, instance_id)
     if instance.product is not product:
         raise InstanceNotFound()
     return instance

@@ -22,7 +22,7 @@ Imports: ``keyturn.core`` and psycopg.
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 
 from psycopg import sql
 
@@ -47,6 +47,10 @@ _NO_EXPIRY: Final = sql.SQL("ALTER ROLE {} VALID UNTIL 'infinity'")
 _DROP: Final = sql.SQL("DROP ROLE IF EXISTS {}")
 
 
+#: A role as ``VALIDITY`` reads it: (exists, VALID UNTIL as text or None, superuser, expired).
+Validity: TypeAlias = tuple[bool, str | None, bool, bool]
+
+
 def partner(account: str) -> str:
     """``app`` -> ``app_clone`` and ``app_clone`` -> ``app``."""
     if account.endswith(SUFFIX) and len(account) > len(SUFFIX):
@@ -54,7 +58,7 @@ def partner(account: str) -> str:
     return account + SUFFIX
 
 
-async def validity(conn: Any, role: str) -> tuple[bool, str | None, bool, bool]:
+async def validity(conn: Any, role: str) -> Validity:
     """(exists, VALID UNTIL as text or None, superuser, expired)."""
     async with conn.cursor() as cur:
         await cur.execute(VALIDITY, (role,))
@@ -64,9 +68,7 @@ async def validity(conn: Any, role: str) -> tuple[bool, str | None, bool, bool]:
     return True, None if row[1] is None else str(row[1]), bool(row[2]), bool(row[3])
 
 
-def snapshot_extra(
-    account: str, until: str | None, twin: tuple[bool, str | None, bool, bool]
-) -> dict[str, Any]:
+def snapshot_extra(account: str, until: str | None, twin: Validity) -> dict[str, Any]:
     """What a snapshot of ``account`` adds for overlaps: both roles' ``VALID UNTIL``
     (``until``: the account's, ``twin``: the partner role's ``validity``, both read by the
     snapshot's one query)."""

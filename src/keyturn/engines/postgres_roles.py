@@ -26,37 +26,36 @@ from keyturn.core.errors import (
 )
 from keyturn.core.model import Node
 from keyturn.engines.postgres_admin import PostgresAdmin, one
+from keyturn.engines.postgres_overlap import Validity
 
+#: ``Role``'s columns, for the role ``r``, and the one-row ``FROM`` that finds it (a missing
+#: role still yields its row: NULLs).
+_ROLE_COLUMNS: Final = (
+    "SELECT pg_catalog.pg_is_in_recovery(), r.rolname IS NOT NULL, r.rolcanlogin,"
+    " r.rolvaliduntil IS NOT NULL AND r.rolvaliduntil <= now(), r.rolsuper"
+)
+_ROLE_FROM: Final = (
+    " FROM (VALUES (1)) AS one (x) LEFT JOIN pg_catalog.pg_roles r ON r.rolname = %s"
+)
 #: The role and whether the node is a standby, in one round trip: always exactly one row.
-_ROLE: Final = sql.SQL(
-    "SELECT pg_catalog.pg_is_in_recovery(), r.rolname IS NOT NULL, r.rolcanlogin,"
-    " r.rolvaliduntil IS NOT NULL AND r.rolvaliduntil <= now(),"
-    " r.rolsuper"
-    " FROM (VALUES (1)) AS one (x)"
-    " LEFT JOIN pg_catalog.pg_roles r ON r.rolname = %s"
-)
-
-
+_ROLE: Final = sql.SQL(_ROLE_COLUMNS + _ROLE_FROM)
 #: A snapshot's reading in one round trip: ``_ROLE``'s columns, the role's ``VALID UNTIL``, its
-#: overlap partner's ``postgres_overlap.validity`` and (``_SNAPSHOT_VERIFIER``, superuser only)
-#: whether ``pg_authid`` holds the role and its verifier.
-_SNAPSHOT: Final = (
-    "SELECT pg_catalog.pg_is_in_recovery(), r.rolname IS NOT NULL, r.rolcanlogin,"
-    " r.rolvaliduntil IS NOT NULL AND r.rolvaliduntil <= now(), r.rolsuper,"
-    " r.rolvaliduntil::text,"
-    " p.rolname IS NOT NULL, p.rolvaliduntil::text, p.rolsuper,"
-    " p.rolvaliduntil IS NOT NULL AND p.rolvaliduntil <= now(){verifier}"
-    " FROM (VALUES (1)) AS one (x)"
-    " LEFT JOIN pg_catalog.pg_roles r ON r.rolname = %s"
-    " LEFT JOIN pg_catalog.pg_roles p ON p.rolname = %s{authid}"
+#: overlap partner ``p``'s ``postgres_overlap.validity`` and (superuser only) whether
+#: ``pg_authid`` holds the role and its verifier.
+_SNAPSHOT_ROLES: Final = (
+    _ROLE_COLUMNS
+    + ", r.rolvaliduntil::text, p.rolname IS NOT NULL, p.rolvaliduntil::text, p.rolsuper,"
+    " p.rolvaliduntil IS NOT NULL AND p.rolvaliduntil <= now()"
 )
+_SNAPSHOT_PARTNER: Final = " LEFT JOIN pg_catalog.pg_roles p ON p.rolname = %s"
+_SNAPSHOT: Final = sql.SQL(_SNAPSHOT_ROLES + _ROLE_FROM + _SNAPSHOT_PARTNER)
 _SNAPSHOT_VERIFIER: Final = sql.SQL(
-    _SNAPSHOT.format(
-        verifier=", a.rolname IS NOT NULL, a.rolpassword",
-        authid=" LEFT JOIN pg_catalog.pg_authid a ON a.rolname = %s",
-    )
+    _SNAPSHOT_ROLES
+    + ", a.rolname IS NOT NULL, a.rolpassword"
+    + _ROLE_FROM
+    + _SNAPSHOT_PARTNER
+    + " LEFT JOIN pg_catalog.pg_authid a ON a.rolname = %s"
 )
-_SNAPSHOT_ROLES: Final = sql.SQL(_SNAPSHOT.format(verifier="", authid=""))
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,13 +84,13 @@ class Seen:
 
     role: Role
     until: str | None
-    partner: tuple[bool, str | None, bool, bool]
+    partner: Validity
     stored: bool | None
     verifier: str | None = field(repr=False)
 
 
 async def read_snapshot(admin: PostgresAdmin, account: str, partner: str) -> Seen:
-    query = _SNAPSHOT_VERIFIER if admin.superuser else _SNAPSHOT_ROLES
+    query = _SNAPSHOT_VERIFIER if admin.superuser else _SNAPSHOT
     params = (account, partner, account) if admin.superuser else (account, partner)
     row = await one(admin.conn, query, params)
     if row is None:  # the query always yields one row; defensive only

@@ -43,10 +43,10 @@ DEFAULT_ITERATIONS: Final = 4096
 SALT_BYTES: Final = 16
 #: A server-reported count outside this range is not trusted; libpq's default is used.
 _MOST_ITERATIONS: Final = 10_000_000
-
-
 #: At most this many accounts' keys are kept (the oldest go first).
 _MOST_KEPT: Final = 4096
+#: The first libpq with ``scram_client_key`` and ``scram_server_key`` (PostgreSQL 18's).
+KEYED_LOGIN_LIBPQ: Final = 180000
 
 
 def _b64(raw: bytes) -> str:
@@ -108,10 +108,6 @@ class _Kept:
     password: Secret
     keys: Keys
     until: float
-
-
-#: The first libpq with ``scram_client_key`` and ``scram_server_key`` (PostgreSQL 18's).
-KEYED_LOGIN_LIBPQ: Final = 180000
 
 
 class ScramKeys:

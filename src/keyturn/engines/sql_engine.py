@@ -169,12 +169,12 @@ class SqlEngine(Generic[A]):
             is_standby = await standby()
         except BaseException:
             login.cancel()
-            await _settled(login)
+            await _succeeded(login)
             raise
         if not is_standby:
             await login
             return
-        if await _settled(login) is None:
+        if await _succeeded(login):
             return
         await replay()
 
@@ -221,7 +221,7 @@ class SqlEngine(Generic[A]):
         await self._admins.close()
 
 
-async def _settled(task: asyncio.Future[None]) -> BaseException | None:
-    """Wait for ``task`` without raising: its exception (cancellation included), or None."""
+async def _succeeded(task: asyncio.Future[None]) -> bool:
+    """Wait for ``task`` without raising (its exception is retrieved): whether it succeeded."""
     await asyncio.wait((task,))
-    return asyncio.CancelledError() if task.cancelled() else task.exception()
+    return not task.cancelled() and task.exception() is None

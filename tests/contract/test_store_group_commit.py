@@ -242,6 +242,60 @@ async def test_a_writer_waits_on_the_loop_for_another_process_s_write_lock(
     assert await rows(db) == [1]
 
 
+async def test_writers_queued_behind_another_process_s_lock_share_the_next_commit(
+    db: SqlDatabase, tmp_path: Path
+) -> None:
+    # While the first writer's BEGIN waits for the other process, the rest queue; once it
+    # gets the lock they all join its batch in the next loop iteration, and its COMMIT
+    # follows them (with a lock handing over one writer an iteration, that COMMIT waited
+    # behind every queued writer, holding the file's write lock meanwhile).
+    iterations = 0
+    # The loop iteration at the writer connection's latest BEGIN and at its COMMIT.
+    seen: dict[str, int] = {}
+
+    def trace(statement: str) -> None:
+        seen[statement.split()[0].upper()] = iterations
+
+    async with db.write() as conn:  # the writer connection, open and in WAL mode
+        assert isinstance(conn, inline.InlineConnection)
+        conn.driver_connection().set_trace_callback(trace)
+    commits = commits_of(db)
+
+    async def count_iterations() -> None:
+        nonlocal iterations
+        while True:
+            iterations += 1
+            await asyncio.sleep(0)
+
+    counting = asyncio.create_task(count_iterations())
+    other = hold_write_lock(tmp_path)
+    writing = [asyncio.create_task(insert(db, n)) for n in range(10)]
+    await asyncio.sleep(0.02)
+    assert not any(task.done() for task in writing)
+    other.execute("COMMIT")
+    await asyncio.gather(*writing)
+    counting.cancel()
+    other.close()
+    assert len(commits) == 1
+    assert await rows(db) == list(range(10))
+    # The file was locked for one loop iteration, not one per queued writer.
+    assert seen["COMMIT"] - seen["BEGIN"] <= 2
+
+
+async def test_a_writer_cancelled_while_waiting_for_its_turn_leaves_the_others_theirs(
+    db: SqlDatabase, tmp_path: Path
+) -> None:
+    other = hold_write_lock(tmp_path)
+    writing = [asyncio.create_task(insert(db, n)) for n in range(4)]
+    await asyncio.sleep(0.02)
+    writing[2].cancel()
+    other.execute("COMMIT")
+    other.close()
+    results = await asyncio.gather(*writing, return_exceptions=True)
+    assert isinstance(results[2], asyncio.CancelledError)
+    assert await rows(db) == [0, 1, 3]
+
+
 async def test_a_writer_gives_up_on_a_lock_held_past_the_busy_timeout(
     db: SqlDatabase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -29,6 +29,7 @@ import sqlalchemy as sa
 
 from keyturn.core.audit import AuditEvent, AuditOutcome
 from keyturn.core.errors import InternalError
+from keyturn.store import hot_path
 from keyturn.store.audit_chain import (
     GENESIS,
     KEYED,
@@ -164,8 +165,8 @@ class SqlAuditLog:
         # ends, with the nonce (before the change) or the task row (before the answer).
         async with self._db.write(deferrable=True) as conn:
             await lock_chain(conn)
-            last = (await conn.execute(_LAST)).first()
-            seq, prev = (1, GENESIS) if last is None else (int(last.seq) + 1, str(last.hash))
+            last = await hot_path.first_row(conn, _LAST, {})
+            seq, prev = (1, GENESIS) if last is None else (int(last[0]) + 1, str(last[1]))
             row = {
                 "seq": seq,
                 "at": event.at,
@@ -176,7 +177,7 @@ class SqlAuditLog:
                 "hash": keyed_hash(self._keys.signing, prev, text),
                 "scheme": KEYED,
             }
-            await conn.execute(_INSERT, row)
+            await hot_path.run(conn, _INSERT, row)
 
     @guarded
     async def tail(self, n: int = 20, tenant: str | None = None) -> list[AuditRecord]:

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Final, TypeVar
 
@@ -24,6 +25,10 @@ from sqlalchemy.engine import CursorResult, Dialect
 from sqlalchemy.engine.cursor import FullyBufferedCursorFetchStrategy
 
 T = TypeVar("T")
+
+#: Told of each statement run on the driver directly (its kind and seconds): the store's
+#: statement timer (``keyturn.store.observe``), which SQLAlchemy's events feed otherwise.
+StatementTimer = Callable[[str, float], None]
 
 #: Seconds a writer waits for another process's write lock (the store's SQLite busy timeout).
 LOCK_PATIENCE: Final = 5.0
@@ -41,8 +46,9 @@ def _locked(exc: sa_exc.OperationalError) -> bool:
 class InlineConnection:
     """A synchronous connection that answers the awaitable calls of ``AsyncConnection``."""
 
-    def __init__(self, conn: sa.Connection) -> None:
+    def __init__(self, conn: sa.Connection, timers: list[StatementTimer] | None = None) -> None:
         self._conn = conn
+        self._timers = timers if timers is not None else []
 
     @property
     def dialect(self) -> Dialect:
@@ -106,6 +112,22 @@ class InlineConnection:
         except sqlite3.Error as exc:
             raise sa_exc.OperationalError(statement, None, exc) from exc
 
+    def run_driver(self, text: str, values: Sequence[Any], kind: str) -> list[Any]:
+        """Run a compiled statement's ``text`` with its converted ``values`` on the driver's
+        connection, in this connection's transaction (``keyturn.store.hot_path``): its rows,
+        every one read (see ``execute``). A failure is raised as SQLAlchemy's error for it,
+        parameters hidden; the statement is timed as SQLAlchemy's events would time it."""
+        started = time.perf_counter()
+        try:
+            rows: list[Any] = self.driver_connection().execute(text, values).fetchall()
+        except sqlite3.Error as exc:
+            raise sa_exc.DBAPIError.instance(
+                text, values, exc, sqlite3.Error, hide_parameters=True
+            ) from exc
+        for timer in self._timers:
+            timer(kind, time.perf_counter() - started)
+        return rows
+
     async def exec_driver_sql(self, statement: str) -> CursorResult[Any]:
         return self._conn.exec_driver_sql(statement)
 
@@ -127,10 +149,13 @@ class InlineEngine:
     long-lived connection, one real transaction at a time.
     """
 
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, timers: list[StatementTimer] | None = None) -> None:
         self.sync_engine = engine
         self._reader: InlineConnection | None = None
         self._writer: InlineConnection | None = None
+        #: Shared with the engines made from this one (``execution_options``), like
+        #: SQLAlchemy's event listeners.
+        self._timers: list[StatementTimer] = timers if timers is not None else []
 
     @property
     def dialect(self) -> Dialect:
@@ -141,14 +166,19 @@ class InlineEngine:
         return self.sync_engine.url
 
     def execution_options(self, **options: Any) -> InlineEngine:
-        return InlineEngine(self.sync_engine.execution_options(**options))
+        return InlineEngine(self.sync_engine.execution_options(**options), self._timers)
+
+    def time_statements(self, timer: StatementTimer) -> None:
+        """Time the statements run on the driver directly (``InlineConnection.run_driver``)
+        of this engine and of every engine made from it."""
+        self._timers.append(timer)
 
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[InlineConnection]:
         if self._reader is None:
             conn = self.sync_engine.connect()
             conn.execution_options(**NO_BEGIN)
-            self._reader = InlineConnection(conn)
+            self._reader = InlineConnection(conn, self._timers)
         yield self._reader
 
     @asynccontextmanager
@@ -163,7 +193,7 @@ class InlineEngine:
         """The one long-lived write connection: the store serializes its writers, and a pool
         check-out (with its reset-on-return ROLLBACK) per transaction is pure overhead."""
         if self._writer is None:
-            self._writer = InlineConnection(self.sync_engine.connect())
+            self._writer = InlineConnection(self.sync_engine.connect(), self._timers)
             # Its transactions wait for another process's lock on the loop instead
             # (``InlineConnection.write_transaction``).
             self._writer.driver_connection().execute("PRAGMA busy_timeout=0")

@@ -6,8 +6,10 @@ synchronous one underneath; engines made with ``execution_options``, such as the
 writer, share their parent's listeners). The label is the statement's first keyword from a
 fixed set (``select``, ``insert``, ``update``, ``delete``, ``begin``, ``pragma``...; anything
 else is ``other``), looked up in a dict: never the statement's text or parameters. A statement
-that raises is not timed (the store's errors are counted where they surface). Imports:
-``keyturn.core``, SQLAlchemy and the standard library.
+that raises is not timed (the store's errors are counted where they surface). The inline
+engine's hot statements, which run on the driver without SQLAlchemy's events
+(``keyturn.store.hot_path``), report to the same timer. Imports: ``keyturn.core``, the inline
+engine, SQLAlchemy and the standard library.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any, Final
 from sqlalchemy import event
 
 from keyturn.core.metrics import Metrics
+from keyturn.store.inline import InlineEngine
 
 #: First keyword (upper case) -> label.
 _KINDS: Final = {
@@ -56,6 +59,9 @@ def observe_statements(engine: Any, metrics: Metrics) -> None:
     """Time every statement run through ``engine`` (an ``AsyncEngine``, the store's inline
     SQLite engine, or a plain ``Engine``) into ``metrics.store_statement``."""
     target = getattr(engine, "sync_engine", engine)
+    if isinstance(engine, InlineEngine):
+        # Its hot statements skip SQLAlchemy's execution, and so its events.
+        engine.time_statements(metrics.store_statement)
 
     def before(
         conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool

@@ -20,6 +20,7 @@ from typing import Any, Final
 
 import sqlalchemy as sa
 
+from keyturn.store import hot_path
 from keyturn.store.base import SqlDatabase, dialect_insert, guarded
 from keyturn.store.schema import rate_windows
 
@@ -66,8 +67,8 @@ class SqlRates:
             "limit": limit,
         }
         async with self._db.write(durable=False) as conn:
-            result = await conn.execute(_count_for(conn.dialect.name), params)
-            return result.first() is not None
+            counted = await hot_path.first_row(conn, _count_for(conn.dialect.name), params)
+            return counted is not None
 
     @guarded
     async def purge_rate_windows(self, before: int) -> int:

@@ -17,6 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from keyturn.store import hot_path
 from keyturn.store.base import SqlDatabase, dialect_insert, guarded
 from keyturn.store.schema import replay_nonces
 
@@ -64,8 +65,8 @@ class SqlReplay:
             }
             # RETURNING, not the row count: psycopg's asyncio cursor reports -1 for an INSERT
             # through SQLAlchemy, which would read as "new" and let every replay through.
-            result = await conn.execute(_remember_for(conn.dialect.name), params)
-            return result.first() is not None
+            new = await hot_path.first_row(conn, _remember_for(conn.dialect.name), params)
+            return new is not None
 
     @guarded
     async def forget_nonce(self, scope: str, nonce: str) -> None:

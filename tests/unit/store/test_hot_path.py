@@ -1,0 +1,96 @@
+"""The store's hot statements on the SQLite driver (``keyturn.store.hot_path``): what they
+store and read is what SQLAlchemy's own execution stores and reads (timestamps through the
+column type's bind processor, values bound in the statement itself), their errors are
+SQLAlchemy's with the parameters hidden, and they are timed like every other statement. An
+in-memory SQLite database through the inline engine."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.dialects import sqlite
+
+from keyturn.store import hot_path
+from keyturn.store.inline import InlineConnection, InlineEngine
+from keyturn.store.observe import observe_statements
+from keyturn.store.schema import UtcDateTime
+from tests.support.fakes import RecordingMetrics
+
+METADATA = sa.MetaData()
+EVENTS = sa.Table(
+    "events",
+    METADATA,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("at", UtcDateTime, nullable=False),
+    sa.Column("hits", sa.Integer, nullable=False),
+)
+INSERT = sa.insert(EVENTS)
+COUNT = (
+    sqlite.insert(EVENTS)
+    .values(id=sa.bindparam("id"), at=sa.bindparam("at"), hits=1)
+    .on_conflict_do_update(index_elements=[EVENTS.c.id], set_={"hits": EVENTS.c.hits + 1})
+    .returning(EVENTS.c.hits)
+)
+LAST = sa.select(EVENTS.c.id, EVENTS.c.hits).order_by(EVENTS.c.id.desc()).limit(1)
+AT = datetime(2026, 12, 6, 23, 30, 1, 250, tzinfo=timezone(timedelta(hours=8)))
+
+
+@pytest.fixture
+def engine() -> Iterator[InlineEngine]:
+    sync = sa.create_engine("sqlite://")
+    METADATA.create_all(sync)
+    yield InlineEngine(sync)
+    sync.dispose()
+
+
+def writer(engine: InlineEngine) -> InlineConnection:
+    return engine.writer()
+
+
+async def test_rows_are_stored_as_sqlalchemy_stores_them(engine: InlineEngine) -> None:
+    conn = writer(engine)
+    with conn.transaction():
+        await hot_path.run(conn, INSERT, {"id": 1, "at": AT, "hits": 3})
+        await conn.execute(INSERT, {"id": 2, "at": AT, "hits": 3})
+    stored = conn.driver_connection().execute("SELECT at FROM events ORDER BY id").fetchall()
+    assert stored[0] == stored[1] == ("2026-12-06T15:30:01.000250+00:00",)
+    read = (await conn.execute(sa.select(EVENTS.c.at).where(EVENTS.c.id == 1))).scalar()
+    assert read == AT.astimezone(UTC)
+
+
+async def test_values_bound_in_the_statement_and_returned_rows(engine: InlineEngine) -> None:
+    conn = writer(engine)
+    with conn.transaction():
+        assert await hot_path.first_row(conn, LAST, {}) is None
+        assert await hot_path.first_row(conn, COUNT, {"id": 7, "at": AT}) == (1,)
+        assert await hot_path.first_row(conn, COUNT, {"id": 7, "at": AT}) == (2,)
+        assert await hot_path.first_row(conn, LAST, {}) == (7, 2)
+
+
+async def test_a_parameter_left_out_is_refused(engine: InlineEngine) -> None:
+    conn = writer(engine)
+    with pytest.raises(KeyError), conn.transaction():
+        await hot_path.run(conn, INSERT, {"id": 1, "at": AT})
+
+
+async def test_errors_are_sqlalchemy_s_without_their_parameters(engine: InlineEngine) -> None:
+    conn = writer(engine)
+    with conn.transaction():
+        await hot_path.run(conn, INSERT, {"id": 1, "at": AT, "hits": 1})
+        with pytest.raises(sa.exc.IntegrityError) as raised:
+            await hot_path.run(conn, INSERT, {"id": 1, "at": AT, "hits": 424242})
+    assert "424242" not in str(raised.value)
+
+
+async def test_statements_on_the_driver_are_timed(engine: InlineEngine) -> None:
+    recorder = RecordingMetrics()
+    observe_statements(engine, recorder)
+    # The store's writer is an engine made from the observed one: it is timed too.
+    conn = engine.execution_options(isolation_level="SERIALIZABLE").writer()
+    with conn.transaction():
+        await hot_path.run(conn, INSERT, {"id": 1, "at": AT, "hits": 1})
+        await hot_path.first_row(conn, LAST, {})
+    assert recorder.of("store_statement") == [("insert",), ("select",)]

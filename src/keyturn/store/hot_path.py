@@ -9,20 +9,26 @@ server's CPU. Here such a statement is compiled once into its SQL text, the orde
 parameters and their bind processors (``TypeEngine.bind_processor``, so a timestamp is stored
 exactly as SQLAlchemy stores it), and each call converts its parameters and runs it on the
 inline connection's driver, in the same transaction (``InlineConnection.run_driver``: errors
-raised as SQLAlchemy's, statements timed like the others). Rows come back as plain tuples, so
-only statements whose result columns need no conversion belong here. On PostgreSQL (the asyncio
-engine) the same statements run through SQLAlchemy as before. Imports: SQLAlchemy, this
+raised as SQLAlchemy's, statements timed like the others). ``first_row`` hands back a plain
+tuple, for results that need no conversion; ``first_record`` a named tuple of a SELECT's
+columns, each converted by its type's result processor (a timestamp's text becomes the same
+``datetime`` SQLAlchemy gives), for the task reads every poll makes. A statement with an
+expanding parameter (``IN`` a list) is refused: its text is only made per call. On PostgreSQL
+(the asyncio engine) the same statements run through SQLAlchemy as before. Imports: SQLAlchemy, this
 package's inline engine, observe's labels and the standard library.
 """
 
 from __future__ import annotations
 
+from collections import namedtuple
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
+from keyturn.core.errors import InternalError
 from keyturn.store.inline import InlineConnection
 from keyturn.store.observe import statement_kind
 
@@ -37,6 +43,16 @@ class _Compiled:
     #: Values bound in the statement itself (``values(count=1)``), for names a call omits.
     defaults: Mapping[str, Any]
     kind: str
+    #: A SELECT's row type (its columns' keys) and their result converters.
+    record: Callable[..., Any] | None
+    readers: tuple[Callable[[Any], Any] | None, ...]
+
+    def as_record(self, row: tuple[Any, ...]) -> Any:
+        if self.record is None:
+            raise InternalError("only a SELECT's rows are read as records")
+        return self.record(
+            *(v if read is None else read(v) for v, read in zip(row, self.readers, strict=True))
+        )
 
     def values(self, params: Mapping[str, Any]) -> list[Any]:
         out = []
@@ -44,6 +60,12 @@ class _Compiled:
             value = params[name] if name in params else self.defaults[name]
             out.append(value if convert is None else convert(value))
         return out
+
+
+def _record_type(keys: list[str]) -> Callable[..., Any]:
+    """A named tuple type with ``keys`` as its fields (rows read by attribute, like ``Row``)."""
+    made: Callable[..., Any] = namedtuple("Record", keys)  # type: ignore[misc]
+    return made
 
 
 #: Compiled statements by the identity of the statement object (module constants, or built
@@ -59,15 +81,27 @@ def _compiled(statement: Any, dialect: Dialect) -> _Compiled:
     compiled = statement.compile(dialect=dialect)
     names = tuple(compiled.positiontup or ())
     binds = compiled.binds
+    if any(bind.expanding for bind in binds.values()):
+        raise InternalError("a statement with an expanding parameter is made per call")
     converters = tuple(
         binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
     )
+    record: Callable[..., Any] | None = None
+    readers: tuple[Callable[[Any], Any] | None, ...] = ()
+    if isinstance(statement, sa.Select):
+        columns = list(statement.selected_columns)
+        record = _record_type([str(column.key) for column in columns])
+        readers = tuple(
+            column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns
+        )
     made = _Compiled(
         text=compiled.string,
         names=names,
         converters=converters,
         defaults={name: value for name, value in compiled.params.items() if value is not None},
         kind=statement_kind(compiled.string),
+        record=record,
+        readers=readers,
     )
     _COMPILED[key] = (statement, made)
     return made
@@ -80,6 +114,16 @@ async def first_row(conn: Any, statement: Any, params: Mapping[str, Any]) -> Any
         compiled = _compiled(statement, conn.dialect)
         rows = conn.run_driver(compiled.text, compiled.values(params), compiled.kind)
         return rows[0] if rows else None
+    return (await conn.execute(statement, params)).first()
+
+
+async def first_record(conn: Any, statement: Any, params: Mapping[str, Any]) -> Any | None:
+    """The first row of the SELECT ``statement`` with ``params`` (None if none), its columns
+    by key and converted as SQLAlchemy converts them."""
+    if isinstance(conn, InlineConnection):
+        compiled = _compiled(statement, conn.dialect)
+        rows = conn.run_driver(compiled.text, compiled.values(params), compiled.kind)
+        return compiled.as_record(rows[0]) if rows else None
     return (await conn.execute(statement, params)).first()
 
 

@@ -39,7 +39,7 @@ from keyturn.core.tasks import (
     check_transition,
     lock_key,
 )
-from keyturn.store import rows
+from keyturn.store import hot_path, rows
 from keyturn.store.base import Connection, SqlDatabase, count_of, guarded
 from keyturn.store.schema import instances, nodes, tasks
 
@@ -174,7 +174,7 @@ class SqlTaskRepo:
 
     async def _task_row(self, conn: Connection, task_id: int, *, lock: bool = False) -> Any:
         query = _TASK_ROW_LOCKED if lock else _TASK_ROW
-        row = (await conn.execute(query, {"b_id": task_id})).first()
+        row = await hot_path.first_record(conn, query, {"b_id": task_id})
         if row is None:
             raise TaskNotFound()
         return row
@@ -182,8 +182,8 @@ class SqlTaskRepo:
     @guarded
     async def get_task(self, tenant_id: str, task_id: int) -> Task:
         async with self._db.read() as conn:
-            result = await conn.execute(_GET_TASK, {"id": task_id, "tenant_id": tenant_id})
-            row = result.first()
+            params = {"id": task_id, "tenant_id": tenant_id}
+            row = await hot_path.first_record(conn, _GET_TASK, params)
         if row is None:
             raise TaskNotFound()
         return rows.task_from_row(row)

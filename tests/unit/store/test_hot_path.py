@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
 
+from keyturn.core.errors import InternalError
 from keyturn.store import hot_path
 from keyturn.store.inline import InlineConnection, InlineEngine
 from keyturn.store.observe import observe_statements
@@ -94,3 +95,22 @@ async def test_statements_on_the_driver_are_timed(engine: InlineEngine) -> None:
         await hot_path.run(conn, INSERT, {"id": 1, "at": AT, "hits": 1})
         await hot_path.first_row(conn, LAST, {})
     assert recorder.of("store_statement") == [("insert",), ("select",)]
+
+
+async def test_a_select_s_row_reads_as_sqlalchemy_reads_it(engine: InlineEngine) -> None:
+    conn = writer(engine)
+    with conn.transaction():
+        await hot_path.run(conn, INSERT, {"id": 5, "at": AT, "hits": 2})
+    query = sa.select(EVENTS).where(EVENTS.c.id == sa.bindparam("id"))
+    record = await hot_path.first_record(conn, query, {"id": 5})
+    through_sqlalchemy = (await conn.execute(query, {"id": 5})).first()
+    assert record is not None and through_sqlalchemy is not None
+    assert (record.id, record.at, record.hits) == tuple(through_sqlalchemy)
+    assert record.at == AT
+    assert await hot_path.first_record(conn, query, {"id": 6}) is None
+
+
+async def test_a_statement_with_an_expanding_parameter_is_refused(engine: InlineEngine) -> None:
+    query = sa.select(EVENTS.c.id).where(EVENTS.c.id.in_([1, 2]))
+    with pytest.raises(InternalError):
+        await hot_path.first_row(writer(engine), query, {})

@@ -1,21 +1,23 @@
 """The store's hot statements on SQLite: compiled once, run on the driver.
 
 Every signed call runs a few statements: the rate window's count, the audit chain's tail and
-its new record, and for a change the replay nonce. Through SQLAlchemy, a statement from its
-compiled cache still pays for its execution machinery on every call (execution context,
-parameter construction, events, result metadata): profiled on a signed read, 82% of the time
-in ``Connection.execute`` was SQLAlchemy's and 18% sqlite3's own, together a fifth of the
-server's CPU. Here such a statement is compiled once into its SQL text, the order of its
-parameters and their bind processors (``TypeEngine.bind_processor``, so a timestamp is stored
-exactly as SQLAlchemy stores it), and each call converts its parameters and runs it on the
-inline connection's driver, in the same transaction (``InlineConnection.run_driver``: errors
-raised as SQLAlchemy's, statements timed like the others). ``first_row`` hands back a plain
-tuple, for results that need no conversion; ``first_record`` a named tuple of a SELECT's
+its new record, a task read for a poll; a change adds the replay nonce and its task's insert,
+write-ahead and finish. Through SQLAlchemy, a statement from its compiled cache still pays for
+its execution machinery on every call (execution context, parameter construction, events,
+result metadata): profiled on a signed read, 82% of the time in ``Connection.execute`` was
+SQLAlchemy's and 18% sqlite3's own, together a fifth of the server's CPU. Here such a statement
+is compiled once into its SQL text, the order of its parameters and their bind processors
+(``TypeEngine.bind_processor``, so a timestamp is stored exactly as SQLAlchemy stores it); an
+INSERT or UPDATE given no values of its own is compiled for the columns a call's parameters
+name, as SQLAlchemy compiles it. Each call converts its parameters and runs it on the inline
+connection's driver, in the same transaction (``InlineConnection.run_driver``: errors raised
+as SQLAlchemy's, statements timed like the others). ``first_row`` hands back a plain tuple, for
+results that need no conversion; ``first_record`` and ``records`` named tuples of a SELECT's
 columns, each converted by its type's result processor (a timestamp's text becomes the same
-``datetime`` SQLAlchemy gives), for the task reads every poll makes. A statement with an
-expanding parameter (``IN`` a list) is refused: its text is only made per call. On PostgreSQL
-(the asyncio engine) the same statements run through SQLAlchemy as before. Imports: SQLAlchemy, this
-package's inline engine, observe's labels and the standard library.
+``datetime`` SQLAlchemy gives). A statement with an expanding parameter (``IN`` a list) is
+refused: its text is only made per call. On PostgreSQL (the asyncio engine) the same
+statements run through SQLAlchemy as before. Imports: SQLAlchemy, this package's inline engine,
+observe's labels and the standard library.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from __future__ import annotations
 from collections import namedtuple
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
@@ -69,16 +71,21 @@ def _record_type(keys: list[str]) -> Callable[..., Any]:
 
 
 #: Compiled statements by the identity of the statement object (module constants, or built
-#: once per dialect), which the entry keeps alive so that its id is never reused.
-_COMPILED: dict[tuple[int, str], tuple[Any, _Compiled]] = {}
+#: once per dialect), which the entry keeps alive so that its id is never reused, and, for an
+#: INSERT or UPDATE, the parameters a call gives (they choose its columns, as in SQLAlchemy).
+_COMPILED: dict[tuple[int, str, frozenset[str]], tuple[Any, _Compiled]] = {}
+#: At most this many are kept (a statement is compiled for each set of columns it is given).
+_MOST_COMPILED: Final = 256
 
 
-def _compiled(statement: Any, dialect: Dialect) -> _Compiled:
-    key = (id(statement), dialect.name)
+def _compiled(statement: Any, dialect: Dialect, params: Mapping[str, Any]) -> _Compiled:
+    dml = isinstance(statement, sa.Insert | sa.Update)
+    given = frozenset(params) if dml else frozenset()
+    key = (id(statement), dialect.name, given)
     found = _COMPILED.get(key)
     if found is not None and found[0] is statement:
         return found[1]
-    compiled = statement.compile(dialect=dialect)
+    compiled = statement.compile(dialect=dialect, column_keys=sorted(given) if dml else None)
     names = tuple(compiled.positiontup or ())
     binds = compiled.binds
     if any(bind.expanding for bind in binds.values()):
@@ -103,6 +110,8 @@ def _compiled(statement: Any, dialect: Dialect) -> _Compiled:
         record=record,
         readers=readers,
     )
+    if len(_COMPILED) >= _MOST_COMPILED:
+        _COMPILED.clear()  # only a bug makes this many: start over rather than grow
     _COMPILED[key] = (statement, made)
     return made
 
@@ -111,7 +120,7 @@ async def first_row(conn: Any, statement: Any, params: Mapping[str, Any]) -> Any
     """The first row ``statement`` returns with ``params`` (None if none): a plain tuple on
     the inline SQLite engine, SQLAlchemy's ``Row`` (also a tuple) elsewhere."""
     if isinstance(conn, InlineConnection):
-        compiled = _compiled(statement, conn.dialect)
+        compiled = _compiled(statement, conn.dialect, params)
         rows = conn.run_driver(compiled.text, compiled.values(params), compiled.kind)
         return rows[0] if rows else None
     return (await conn.execute(statement, params)).first()
@@ -121,16 +130,26 @@ async def first_record(conn: Any, statement: Any, params: Mapping[str, Any]) -> 
     """The first row of the SELECT ``statement`` with ``params`` (None if none), its columns
     by key and converted as SQLAlchemy converts them."""
     if isinstance(conn, InlineConnection):
-        compiled = _compiled(statement, conn.dialect)
+        compiled = _compiled(statement, conn.dialect, params)
         rows = conn.run_driver(compiled.text, compiled.values(params), compiled.kind)
         return compiled.as_record(rows[0]) if rows else None
     return (await conn.execute(statement, params)).first()
 
 
+async def records(conn: Any, statement: Any, params: Mapping[str, Any]) -> list[Any]:
+    """Every row of the SELECT ``statement`` with ``params``, read as ``first_record`` reads
+    the first."""
+    if isinstance(conn, InlineConnection):
+        compiled = _compiled(statement, conn.dialect, params)
+        rows = conn.run_driver(compiled.text, compiled.values(params), compiled.kind)
+        return [compiled.as_record(row) for row in rows]
+    return list((await conn.execute(statement, params)).all())
+
+
 async def run(conn: Any, statement: Any, params: Mapping[str, Any]) -> None:
     """Run ``statement`` with ``params`` for its effect."""
     if isinstance(conn, InlineConnection):
-        compiled = _compiled(statement, conn.dialect)
+        compiled = _compiled(statement, conn.dialect, params)
         conn.run_driver(compiled.text, compiled.values(params), compiled.kind)
         return
     await conn.execute(statement, params)

@@ -166,7 +166,7 @@ class SqlTaskRepo:
         # audit record, before the caller is answered; the worker's own writes (its
         # write-ahead, fenced on this row) still wait for their commit before any change.
         async with self._db.write(deferrable=True) as conn:
-            await conn.execute(_INSERT_TASK, row)
+            await hot_path.run(conn, _INSERT_TASK, row)
 
     def _sealed_snapshots(self, task_id: int, snapshots: Mapping[str, CredentialSnapshot]) -> str:
         context = rows.task_snapshots_context(task_id)
@@ -323,7 +323,8 @@ class SqlTaskRepo:
             if fence is not None and not _holds(row, fence):
                 raise LeaseLost()
             check_transition(TaskState(row.state), TaskState.RUNNING)
-            await conn.execute(
+            await hot_path.run(
+                conn,
                 _UPDATE_TASK,
                 {
                     "b_id": task_id,
@@ -376,7 +377,8 @@ class SqlTaskRepo:
             if fence is not None and not _holds(row, fence):
                 raise LeaseLost()
             check_transition(TaskState(row.state), state)
-            await conn.execute(
+            await hot_path.run(
+                conn,
                 _UPDATE_TASK,
                 {
                     "b_id": task_id,
@@ -394,7 +396,8 @@ class SqlTaskRepo:
             )
             await self._settle_admin_pending(conn, row.instance_id, row.account, promote_admin)
             if no_auth is not None:
-                await conn.execute(_SET_NO_AUTH, {"b_iid": row.instance_id, "no_auth": no_auth})
+                values = {"b_iid": row.instance_id, "no_auth": no_auth}
+                await hot_path.run(conn, _SET_NO_AUTH, values)
         return replace(
             rows.task_from_row(row),
             state=state,
@@ -413,7 +416,7 @@ class SqlTaskRepo:
         """Promote (or discard) the pending admin passwords a task on ``account`` wrote: only
         nodes whose admin login is that account, so a concurrent task on another account of the
         same instance never settles them."""
-        pending = (await conn.execute(_ADMIN_PENDING, {"b_iid": iid, "b_account": account})).all()
+        pending = await hot_path.records(conn, _ADMIN_PENDING, {"b_iid": iid, "b_account": account})
         for node in pending:
             values: dict[str, Any] = {
                 "b_iid": iid,
@@ -427,7 +430,7 @@ class SqlTaskRepo:
                 values["password_sealed"] = self._db.seal(
                     plain, rows.node_password_context(iid, node.ordinal)
                 )
-            await conn.execute(_SETTLE_NODE, values)
+            await hot_path.run(conn, _SETTLE_NODE, values)
 
 
 def _fenced(fence: Fence | None) -> list[sa.ColumnElement[bool]]:

@@ -73,8 +73,9 @@ async def test_values_bound_in_the_statement_and_returned_rows(engine: InlineEng
 
 async def test_a_parameter_left_out_is_refused(engine: InlineEngine) -> None:
     conn = writer(engine)
-    with pytest.raises(KeyError), conn.transaction():
-        await hot_path.run(conn, INSERT, {"id": 1, "at": AT})
+    query = sa.select(EVENTS.c.id).where(EVENTS.c.id == sa.bindparam("id"))
+    with pytest.raises(KeyError):
+        await hot_path.first_row(conn, query, {})
 
 
 async def test_errors_are_sqlalchemy_s_without_their_parameters(engine: InlineEngine) -> None:
@@ -114,3 +115,16 @@ async def test_a_statement_with_an_expanding_parameter_is_refused(engine: Inline
     query = sa.select(EVENTS.c.id).where(EVENTS.c.id.in_([1, 2]))
     with pytest.raises(InternalError):
         await hot_path.first_row(writer(engine), query, {})
+
+
+async def test_an_update_sets_the_columns_its_call_names(engine: InlineEngine) -> None:
+    conn = writer(engine)
+    update = sa.update(EVENTS).where(EVENTS.c.id == sa.bindparam("b_id"))
+    with conn.transaction():
+        await hot_path.run(conn, INSERT, {"id": 1, "at": AT, "hits": 1})
+        await hot_path.run(conn, INSERT, {"id": 2, "at": AT, "hits": 1})
+        await hot_path.run(conn, update, {"b_id": 1, "hits": 9})
+        later = AT + timedelta(seconds=5)
+        await hot_path.run(conn, update, {"b_id": 2, "at": later})
+    query = sa.select(EVENTS.c.at, EVENTS.c.hits).order_by(EVENTS.c.id)
+    assert await hot_path.records(conn, query, {}) == [(AT, 9), (later, 1)]

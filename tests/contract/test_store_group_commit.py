@@ -209,6 +209,24 @@ async def test_state_worth_nothing_joining_a_batch_does_not_wait_for_its_commit(
     assert len(commits) == 1 and await rows(db) == [1, 2]
 
 
+class Ticks:
+    """Counts, on the loop, how often it got to run: every ``every`` seconds (0: every loop
+    iteration)."""
+
+    def __init__(self, every: float) -> None:
+        self.count = 0
+        self._every = every
+        self._task = asyncio.create_task(self._tick())
+
+    async def _tick(self) -> None:
+        while True:
+            self.count += 1
+            await asyncio.sleep(self._every)
+
+    def stop(self) -> None:
+        self._task.cancel()
+
+
 def hold_write_lock(tmp_path: Path) -> sqlite3.Connection:
     """Another process's connection holding the file's write lock (``BEGIN IMMEDIATE``)."""
     other = sqlite3.connect(tmp_path / "g.db", isolation_level=None)
@@ -220,24 +238,16 @@ async def test_a_writer_waits_on_the_loop_for_another_process_s_write_lock(
     db: SqlDatabase, tmp_path: Path
 ) -> None:
     other = hold_write_lock(tmp_path)
-    ticks = 0
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            ticks += 1
-            await asyncio.sleep(0.001)
-
-    ticking = asyncio.create_task(ticker())
+    ticks = Ticks(every=0.001)
     writing = asyncio.create_task(insert(db, 1))
     await asyncio.sleep(0.05)
     # The writer waits for the lock without holding the loop (SQLite's busy handler would
     # sleep on the loop thread): other coroutines run meanwhile.
     assert not writing.done()
-    assert ticks > 5
+    assert ticks.count > 5
     other.execute("COMMIT")
     await writing
-    ticking.cancel()
+    ticks.stop()
     other.close()
     assert await rows(db) == [1]
 
@@ -249,32 +259,24 @@ async def test_writers_queued_behind_another_process_s_lock_share_the_next_commi
     # gets the lock they all join its batch in the next loop iteration, and its COMMIT
     # follows them (with a lock handing over one writer an iteration, that COMMIT waited
     # behind every queued writer, holding the file's write lock meanwhile).
-    iterations = 0
+    iterations = Ticks(every=0)
     # The loop iteration at the writer connection's latest BEGIN and at its COMMIT.
     seen: dict[str, int] = {}
 
     def trace(statement: str) -> None:
-        seen[statement.split()[0].upper()] = iterations
+        seen[statement.split()[0].upper()] = iterations.count
 
     async with db.write() as conn:  # the writer connection, open and in WAL mode
         assert isinstance(conn, inline.InlineConnection)
         conn.driver_connection().set_trace_callback(trace)
     commits = commits_of(db)
-
-    async def count_iterations() -> None:
-        nonlocal iterations
-        while True:
-            iterations += 1
-            await asyncio.sleep(0)
-
-    counting = asyncio.create_task(count_iterations())
     other = hold_write_lock(tmp_path)
     writing = [asyncio.create_task(insert(db, n)) for n in range(10)]
     await asyncio.sleep(0.02)
     assert not any(task.done() for task in writing)
     other.execute("COMMIT")
     await asyncio.gather(*writing)
-    counting.cancel()
+    iterations.stop()
     other.close()
     assert len(commits) == 1
     assert await rows(db) == list(range(10))

@@ -10,15 +10,36 @@ standard library.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 
-from keyturn.store.base import SqlDatabase, guarded, upsert_insert
+from keyturn.store.base import SqlDatabase, dialect_insert, guarded
 from keyturn.store.schema import change_locks
 
 _ROW = change_locks.c.key == sa.bindparam("digest")
+
+
+@functools.cache
+def _count_for(dialect: str) -> Any:
+    """The count of one attempt, built once per dialect with bound values."""
+    column = change_locks.c
+    stmt = dialect_insert(dialect)(change_locks).values(
+        key=sa.bindparam("digest"), failures=1, locked_until=None
+    )
+    # An expired lock is lifted here; a lock sets failures to 0, so the count starts over with
+    # this attempt.
+    return stmt.on_conflict_do_update(
+        index_elements=[column.key],
+        set_={"failures": column.failures + 1, "locked_until": None},
+        where=sa.and_(
+            sa.or_(column.locked_until.is_(None), column.locked_until <= sa.bindparam("now")),
+            column.failures < sa.bindparam("max_failures"),
+        ),
+    ).returning(column.failures)
 
 
 def lock_key(key: str) -> str:
@@ -34,22 +55,10 @@ class SqlChangeLocks:
 
     @guarded
     async def count_attempt(self, key: str, *, max_failures: int, now: datetime) -> bool:
-        column = change_locks.c
+        params = {"digest": lock_key(key), "now": now, "max_failures": max_failures}
         async with self._db.write() as conn:
-            stmt = upsert_insert(conn, change_locks).values(
-                key=lock_key(key), failures=1, locked_until=None
-            )
-            # An expired lock is lifted here; a lock sets failures to 0, so the count starts
-            # over with this attempt.
-            stmt = stmt.on_conflict_do_update(
-                index_elements=[column.key],
-                set_={"failures": column.failures + 1, "locked_until": None},
-                where=sa.and_(
-                    sa.or_(column.locked_until.is_(None), column.locked_until <= now),
-                    column.failures < max_failures,
-                ),
-            ).returning(column.failures)
-            return (await conn.execute(stmt)).first() is not None
+            counted = await conn.execute(_count_for(conn.dialect.name), params)
+            return counted.first() is not None
 
     @guarded
     async def missed_attempt(

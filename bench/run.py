@@ -76,7 +76,7 @@ async def main(
                 root, report, seconds=1 if quick else 10, clients=4 if quick else 32
             ),
             "5": lambda: scenarios.inventory_scale(
-                root, report, big=2000 if quick else 100_000, samples=20 if quick else 200
+                root, report, big=2000 if quick else 100_000, samples=20 if quick else 500
             ),
         }
         try:

@@ -1,6 +1,8 @@
 """Scenario 6: the PostgreSQL and MariaDB reset rows. Both vendor APIs are synchronous, so the
 time to keyturn's verification is the time to its answer; the baseline is the same reset done
-by hand in the same run: client-side hash, ALTER, and a fresh login with the new password."""
+by hand in the same run: client-side hash, ALTER, and a fresh login with the new password. The
+raw reset and keyturn's take turns, one of each at a time, so that a busy moment of the machine
+weighs on both sides of the ratio."""
 
 from __future__ import annotations
 
@@ -8,7 +10,9 @@ import asyncio
 import hashlib
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import aiomysql  # type: ignore[import-untyped]
 import psycopg
@@ -57,14 +61,34 @@ async def timed_calls(client: SignedClient, action: str, make: object, n: int) -
     return times
 
 
-async def postgres_raw(pg: PostgresServer, role: str, n: int) -> list[float]:
-    admin = await psycopg.AsyncConnection.connect(pg.url(), autocommit=True)
+async def alternating(
+    raw: Callable[[], Awaitable[list[float]]],
+    ours: Callable[[], Awaitable[list[float]]],
+    warm: int,
+    n: int,
+) -> tuple[list[float], list[float]]:
+    """``n`` timings of each, taken in turn after ``warm`` untimed rounds."""
+    raws: list[float] = []
+    api: list[float] = []
+    for i in range(warm + n):
+        first, second = await raw(), await ours()
+        if i >= warm:
+            raws += first
+            api += second
+    return raws, api
+
+
+async def postgres_raw(
+    pg: PostgresServer, role: str, n: int, admin: psycopg.AsyncConnection[Any] | None = None
+) -> list[float]:
+    """``n`` timed raw resets, on ``admin`` (else on an admin connection of their own)."""
+    conn = admin or await psycopg.AsyncConnection.connect(pg.url(), autocommit=True)
     times = []
     for _ in range(n):
         new = password()
         start = time.perf_counter()
-        verifier = admin.pgconn.encrypt_password(new.encode(), role.encode(), b"scram-sha-256")
-        await admin.execute(
+        verifier = conn.pgconn.encrypt_password(new.encode(), role.encode(), b"scram-sha-256")
+        await conn.execute(
             sql.SQL("ALTER ROLE {} PASSWORD {}").format(
                 sql.Identifier(role), sql.Literal(verifier.decode())
             )
@@ -74,12 +98,14 @@ async def postgres_raw(pg: PostgresServer, role: str, n: int) -> list[float]:
         )
         await fresh.close()
         times.append(time.perf_counter() - start)
-    await admin.close()
+    if admin is None:
+        await conn.close()
     return times
 
 
-async def mariadb_raw(db: MariaDBServer, user: str, n: int) -> list[float]:
-    admin = await aiomysql.connect(
+async def mariadb_raw(db: MariaDBServer, user: str, n: int, admin: Any = None) -> list[float]:
+    """``n`` timed raw resets, on ``admin`` (else on an admin connection of their own)."""
+    conn = admin or await aiomysql.connect(
         host="127.0.0.1", port=db.port, user="root", password=db.password, autocommit=True
     )
     times = []
@@ -87,7 +113,7 @@ async def mariadb_raw(db: MariaDBServer, user: str, n: int) -> list[float]:
         new = password()
         start = time.perf_counter()
         digest = "*" + hashlib.sha1(hashlib.sha1(new.encode()).digest()).hexdigest().upper()
-        async with admin.cursor() as cur:
+        async with conn.cursor() as cur:
             await cur.execute(
                 "ALTER USER %s@%s IDENTIFIED VIA mysql_native_password USING %s",
                 (user, "%", digest),
@@ -95,7 +121,8 @@ async def mariadb_raw(db: MariaDBServer, user: str, n: int) -> list[float]:
         fresh = await aiomysql.connect(host="127.0.0.1", port=db.port, user=user, password=new)
         fresh.close()
         times.append(time.perf_counter() - start)
-    admin.close()
+    if admin is None:
+        conn.close()
     return times
 
 
@@ -114,19 +141,22 @@ async def sql_latency(root: Path, report: Report, n: int) -> None:
         await register(server, Product.TENCENT_POSTGRES, "postgres-bench001", pg.url())
         await register(server, Product.TENCENT_TDMYSQL, "tdsql3-bench001", db.url())
         warm = max(5, n // 10)
-        pg_raw = (await postgres_raw(pg, role, warm + n))[warm:]
-        my_raw = (await mariadb_raw(db, user, warm + n))[warm:]
         pg_client = SignedClient(
             "127.0.0.1", server.port, KEY_ID, KEY_SECRET, "postgres", "2017-03-12"
         )
         my_client = SignedClient(
             "127.0.0.1", server.port, KEY_ID, KEY_SECRET, "tdmysql", "2021-11-22"
         )
-        # Each connection opens just before its calls: one left idle through the other
-        # engine's run would meet the server's keep-alive read timeout on a busy machine.
-        await pg_client.connect()
-        pg_api = (
-            await timed_calls(
+        await asyncio.gather(pg_client.connect(), my_client.connect())
+        pg_admin = await psycopg.AsyncConnection.connect(pg.url(), autocommit=True)
+        my_admin = await aiomysql.connect(
+            host="127.0.0.1", port=db.port, user="root", password=db.password, autocommit=True
+        )
+        # The raw reset and keyturn's alternate, one each in turn, so a busy moment of the
+        # machine lands on both sides of the ratio alike.
+        pg_raw, pg_api = await alternating(
+            lambda: postgres_raw(pg, role, 1, pg_admin),
+            lambda: timed_calls(
                 pg_client,
                 "ResetAccountPassword",
                 lambda: {
@@ -134,12 +164,14 @@ async def sql_latency(root: Path, report: Report, n: int) -> None:
                     "UserName": role,
                     "Password": password(),
                 },
-                warm + n,
-            )
-        )[warm:]
-        await my_client.connect()
-        my_api = (
-            await timed_calls(
+                1,
+            ),
+            warm,
+            n,
+        )
+        my_raw, my_api = await alternating(
+            lambda: mariadb_raw(db, user, 1, my_admin),
+            lambda: timed_calls(
                 my_client,
                 "ResetUserPassword",
                 lambda: {
@@ -148,10 +180,13 @@ async def sql_latency(root: Path, report: Report, n: int) -> None:
                     "Host": "%",
                     "Password": password(),
                 },
-                warm + n,
-            )
-        )[warm:]
-        await asyncio.gather(pg_client.close(), my_client.close())
+                1,
+            ),
+            warm,
+            n,
+        )
+        await asyncio.gather(pg_client.close(), my_client.close(), pg_admin.close())
+        my_admin.close()
     finally:
         server.stop()
         pg.close()

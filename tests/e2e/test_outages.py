@@ -22,6 +22,7 @@ from tests.support.passwords import new_instance_id, new_password
 from tests.support.redis_replication import force_reconnect, replicated
 from tests.support.redis_server import RedisServer
 from tests.support.sdk import redis_sdk, reset, wait_task
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.engine
 
@@ -44,6 +45,9 @@ def reset_with_a_replica_down(
     server.add_instance(instance_id, [s.admin_url() for s in replicated_redis])
     client = redis_sdk(server.endpoint)
     task_id = reset(client, instance_id, Password=password)
+    # The outage lands inside the task: once its write-ahead is on disk (the pause follows),
+    # not merely once it is queued (a busy machine may still be snapshotting the replica).
+    wait_for(lambda: "at after_write_ahead" in server.log(), timeout=10.0)
     replicated_redis[2].stop()
     restarter = threading.Timer(back_after, replicated_redis[2].start)
     restarter.start()

@@ -116,22 +116,32 @@ def _compiled(statement: Any, dialect: Dialect, params: Mapping[str, Any]) -> _C
     return made
 
 
+def _on_driver(
+    conn: Any, statement: Any, params: Mapping[str, Any]
+) -> tuple[_Compiled, list[Any]] | None:
+    """``statement`` run on ``conn``'s driver: its compiled form and rows; None when ``conn``
+    is not the inline SQLite engine's (the caller runs it through SQLAlchemy)."""
+    if not isinstance(conn, InlineConnection):
+        return None
+    compiled = _compiled(statement, conn.dialect, params)
+    return compiled, conn.run_driver(compiled.text, compiled.values(params), compiled.kind)
+
+
 async def first_row(conn: Any, statement: Any, params: Mapping[str, Any]) -> Any | None:
     """The first row ``statement`` returns with ``params`` (None if none): a plain tuple on
     the inline SQLite engine, SQLAlchemy's ``Row`` (also a tuple) elsewhere."""
-    if isinstance(conn, InlineConnection):
-        compiled = _compiled(statement, conn.dialect, params)
-        rows = conn.run_driver(compiled.text, compiled.values(params), compiled.kind)
-        return rows[0] if rows else None
+    ran = _on_driver(conn, statement, params)
+    if ran is not None:
+        return ran[1][0] if ran[1] else None
     return (await conn.execute(statement, params)).first()
 
 
 async def first_record(conn: Any, statement: Any, params: Mapping[str, Any]) -> Any | None:
     """The first row of the SELECT ``statement`` with ``params`` (None if none), its columns
     by key and converted as SQLAlchemy converts them."""
-    if isinstance(conn, InlineConnection):
-        compiled = _compiled(statement, conn.dialect, params)
-        rows = conn.run_driver(compiled.text, compiled.values(params), compiled.kind)
+    ran = _on_driver(conn, statement, params)
+    if ran is not None:
+        compiled, rows = ran
         return compiled.as_record(rows[0]) if rows else None
     return (await conn.execute(statement, params)).first()
 
@@ -139,17 +149,14 @@ async def first_record(conn: Any, statement: Any, params: Mapping[str, Any]) -> 
 async def records(conn: Any, statement: Any, params: Mapping[str, Any]) -> list[Any]:
     """Every row of the SELECT ``statement`` with ``params``, read as ``first_record`` reads
     the first."""
-    if isinstance(conn, InlineConnection):
-        compiled = _compiled(statement, conn.dialect, params)
-        rows = conn.run_driver(compiled.text, compiled.values(params), compiled.kind)
+    ran = _on_driver(conn, statement, params)
+    if ran is not None:
+        compiled, rows = ran
         return [compiled.as_record(row) for row in rows]
     return list((await conn.execute(statement, params)).all())
 
 
 async def run(conn: Any, statement: Any, params: Mapping[str, Any]) -> None:
     """Run ``statement`` with ``params`` for its effect."""
-    if isinstance(conn, InlineConnection):
-        compiled = _compiled(statement, conn.dialect, params)
-        conn.run_driver(compiled.text, compiled.values(params), compiled.kind)
-        return
-    await conn.execute(statement, params)
+    if _on_driver(conn, statement, params) is None:
+        await conn.execute(statement, params)

@@ -61,6 +61,8 @@ INSTANCES = 5
 OTHER_RATE = 5
 READ_RATE = 20
 THROTTLED = "RequestLimitExceeded"
+#: Runs of the flood until one in which the client really offered the rate.
+OFFER_ATTEMPTS = 3
 #: What an accepted reset may answer: its task, or "a reset of this instance is running".
 LOCKED = "ResourceUnavailable.InstanceLockedError"
 
@@ -150,6 +152,16 @@ async def drive(
         params = {"InstanceId": instance, "Password": passwords[i % len(passwords)]}
         return mine.sign("ResetPassword", params)
 
+    # Every request is signed before the offer starts (well inside the signature's 5 minutes),
+    # so that the client's CPU during the offer goes to sending alone.
+    floods = [flood_request(i) for i in range(RATE * SECONDS)]
+    theirs_signed = [
+        theirs.sign("ResetPassword", {"InstanceId": other_id, "Password": password})
+        for password in others
+    ]
+    reads_signed = [
+        mine.sign("DescribeInstances", {"Limit": 10}) for _ in range(READ_RATE * SECONDS)
+    ]
     # Connections idle for 2 s are not reused: uvicorn closes idle keep-alive connections after
     # 5 s, httpx's default expiry is the same 5 s, and a request sent on a connection the server
     # is closing at that moment fails with ReadError (seen once in CI).
@@ -163,20 +175,9 @@ async def drive(
         # Start on a whole second, so that the 5 s of offer are 5 whole wall-clock seconds.
         start = math.ceil(time.time() + 0.2)
         flood, other_tenant, reads = await asyncio.gather(
-            paced(RATE, start, lambda i: post(http, flood_request(i))),
-            paced(
-                OTHER_RATE,
-                start,
-                lambda i: post(
-                    http,
-                    theirs.sign("ResetPassword", {"InstanceId": other_id, "Password": others[i]}),
-                ),
-            ),
-            paced(
-                READ_RATE,
-                start,
-                lambda i: post(http, mine.sign("DescribeInstances", {"Limit": 10})),
-            ),
+            paced(RATE, start, lambda i: post(http, floods[i])),
+            paced(OTHER_RATE, start, lambda i: post(http, theirs_signed[i])),
+            paced(READ_RATE, start, lambda i: post(http, reads_signed[i])),
         )
     return Run(start=start, flood=flood, other_tenant=other_tenant, reads=reads)
 
@@ -215,32 +216,39 @@ def test_ten_times_the_documented_rate_for_five_seconds(
     other_redis = redis_server_factory()
     other_id = new_instance_id()
     server.add_instance(other_id, [other_redis.admin_url()], tenant=OTHER_TENANT)
-    # RATE passwords x INSTANCES instances: every flood request is unique.
-    passwords = [new_password() for _ in range(RATE)]
-    others = [new_password() for _ in range(OTHER_RATE * SECONDS)]
-
-    run = asyncio.run(drive(server.endpoint, ids, passwords, other_id, others))
+    for _attempt in range(OFFER_ATTEMPTS):
+        # RATE passwords x INSTANCES instances: every flood request is unique.
+        passwords = [new_password() for _ in range(RATE)]
+        others = [new_password() for _ in range(OTHER_RATE * SECONDS)]
+        run = asyncio.run(drive(server.endpoint, ids, passwords, other_id, others))
+        sends = [o.sent for o in run.flood]
+        offered = (len(sends) - 1) / (max(sends) - min(sends))
+        offered_per_second = per_second(sends, run.start)
+        with capsys.disabled():
+            print(f"\n10x rate: offered {offered:.1f}/s, per second {offered_per_second}")
+        # The client really offered ten times the limit, every second. When the machine
+        # starved the client (a stalled host stops the client's clock-paced sends too), that
+        # run measured nothing: it is run again, as its admissions are all answered by now.
+        if offered >= 0.9 * RATE and all(
+            offered_per_second[s] >= 0.7 * RATE for s in range(SECONDS)
+        ):
+            break
 
     flood = run.flood
-    # The client really offered ten times the limit, every second.
-    sends = [o.sent for o in flood]
-    offered = (len(sends) - 1) / (max(sends) - min(sends))
-    offered_per_second = per_second(sends, run.start)
     answered_per_second = per_second([o.done for o in flood], run.start)
     accepted = [o for o in flood if o.code != THROTTLED]
     # Acceptances are counted where the limiter counts them, in the server's wall-clock
     # seconds: by the "started" audit record each accepted change writes right after the
     # limiter let it through (an answer's arrival at the client may slip into the next
     # second when the server is busy).
-    started = server.with_store(admitted_times)
+    started = [t for t in server.with_store(admitted_times) if t >= run.start]
     accepted_per_second = per_second(started, run.start)
     seconds = sorted(set(accepted_per_second) | set(answered_per_second))
     accepted_per_second = {s: accepted_per_second.get(s, 0) for s in seconds}
     codes = Counter(o.code or "TaskId" for o in flood)
     with capsys.disabled():
         print(
-            f"\n10x rate: offered {offered:.1f}/s, per second {offered_per_second}; "
-            f"answered per second {answered_per_second}; "
+            f"10x rate: answered per second {answered_per_second}; "
             f"accepted per second {accepted_per_second}; answers {dict(codes)}; "
             f"flood latency {latencies(flood)}; other tenant {latencies(run.other_tenant)}; "
             f"reads {latencies(run.reads)}"

@@ -249,8 +249,11 @@ class Resets:
         for node, info in zip(instance.nodes, infos, strict=True):
             if info.account_exists is False:
                 raise AccountNotFound(f"the account does not exist on {node.address.endpoint}")
-        # Keep the listing fields fresh without a write per request.
-        if (primary.version, primary.password_free) != (instance.engine_version, instance.no_auth):
+        # Keep the listing fields fresh without a write per request. A probe that cannot tell
+        # password-free (None: SQL engines have no such mode) leaves the stored field alone, so
+        # it is not a change either.
+        no_auth_changed = primary.password_free not in (None, instance.no_auth)
+        if primary.version != instance.engine_version or no_auth_changed:
             await self._store.record_observation(
                 instance.id, no_auth=primary.password_free, engine_version=primary.version
             )

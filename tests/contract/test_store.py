@@ -489,14 +489,18 @@ async def test_tasks_are_listed_by_creation_time_not_id(
 async def test_one_active_task_per_account(store: SqlStore) -> None:
     instance = make_instance()
     await seed(store, instance)
+    assert await store.active_task(instance.id, "app") is None
     first = await run_task(store, instance)
+    assert await store.active_task(instance.id, "app") == first
     with pytest.raises(OperationInProgress):
         await run_task(store, instance)
     other = await run_task(store, instance, account="other")  # another account is free
     await store.write_ahead(first, snapshots={}, admin_pending={}, steps=[])
     with pytest.raises(OperationInProgress):
         await store.create_task(new_task(instance), None)
+    assert await store.active_task(instance.id, "app") == first
     await finish(store, first, TaskState.FAILED)
+    assert await store.active_task(instance.id, "app") is None
     again = await run_task(store, instance)
     assert len({first, other, again}) == 3
     await finish(store, again, TaskState.FAILED)

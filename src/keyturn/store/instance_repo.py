@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from keyturn.core.errors import InstanceNotFound, InternalError
 from keyturn.core.model import Instance, KeySource
 from keyturn.core.store_ports import Page
-from keyturn.store import rows
+from keyturn.store import hot_path, rows
 from keyturn.store.base import SqlDatabase, count_of, guarded, upsert_insert
 from keyturn.store.listing import BUMP_GENERATION, ListingCache
 from keyturn.store.schema import instances, nodes
@@ -113,7 +113,7 @@ class SqlInstanceRepo:
     async def get_instance(self, tenant_id: str, instance_id: str) -> Instance:
         params = {"id": instance_id, "tenant_id": tenant_id}
         async with self._db.read() as conn:
-            result = (await conn.execute(_GET_INSTANCE, params)).all()
+            result = await hot_path.records(conn, _GET_INSTANCE, params)
         found = rows.instances_from_rows(result, self._db.unseal)
         if not found:
             raise InstanceNotFound()

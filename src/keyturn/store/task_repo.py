@@ -56,8 +56,11 @@ _GET_TASK: Final = sa.select(tasks).where(
     tasks.c.id == sa.bindparam("id"), tasks.c.tenant_id == sa.bindparam("tenant_id")
 )
 _INSERT_TASK: Final = sa.insert(tasks)
+# One bound parameter per state rather than ``IN`` a list: an expanding parameter's text is
+# only made per call, and this statement runs on the hot path (``keyturn.store.hot_path``).
 _ACTIVE_TASK: Final = sa.select(tasks.c.id).where(
-    tasks.c.lock_key == sa.bindparam("lock_key"), tasks.c.state.in_(_ACTIVE)
+    tasks.c.lock_key == sa.bindparam("lock_key"),
+    sa.or_(*(tasks.c.state == state for state in _ACTIVE)),
 )
 # The worker's writes (write-ahead and finish, one per reset each), built once too: building
 # the update and select constructs per call was most of those transactions' CPU. The bound
@@ -244,8 +247,10 @@ class SqlTaskRepo:
     @guarded
     async def active_task(self, instance_id: str, account: str) -> int | None:
         async with self._db.read() as conn:
-            found = await conn.scalar(_ACTIVE_TASK, {"lock_key": lock_key(instance_id, account)})
-        return None if found is None else int(found)
+            row = await hot_path.first_row(
+                conn, _ACTIVE_TASK, {"lock_key": lock_key(instance_id, account)}
+            )
+        return None if row is None or row[0] is None else int(row[0])
 
     @guarded
     async def pending_password(self, task_id: int) -> Secret | None:

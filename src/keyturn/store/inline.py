@@ -43,6 +43,12 @@ def _locked(exc: sa_exc.OperationalError) -> bool:
     return isinstance(exc.orig, sqlite3.OperationalError) and "locked" in str(exc.orig)
 
 
+def _translated(statement: str, values: Sequence[Any] | None, exc: sqlite3.Error) -> Exception:
+    """A driver error as the SQLAlchemy error SQLAlchemy itself raises for it (the matching
+    ``DBAPIError`` subclass), its parameters hidden."""
+    return sa_exc.DBAPIError.instance(statement, values, exc, sqlite3.Error, hide_parameters=True)
+
+
 class InlineConnection:
     """A synchronous connection that answers the awaitable calls of ``AsyncConnection``."""
 
@@ -110,7 +116,7 @@ class InlineConnection:
         try:
             self.driver_connection().execute(statement)
         except sqlite3.Error as exc:
-            raise sa_exc.OperationalError(statement, None, exc) from exc
+            raise _translated(statement, None, exc) from exc
 
     def run_driver(self, text: str, values: Sequence[Any], kind: str) -> list[Any]:
         """Run a compiled statement's ``text`` with its converted ``values`` on the driver's
@@ -121,9 +127,7 @@ class InlineConnection:
         try:
             rows: list[Any] = self.driver_connection().execute(text, values).fetchall()
         except sqlite3.Error as exc:
-            raise sa_exc.DBAPIError.instance(
-                text, values, exc, sqlite3.Error, hide_parameters=True
-            ) from exc
+            raise _translated(text, values, exc) from exc
         for timer in self._timers:
             timer(kind, time.perf_counter() - started)
         return rows

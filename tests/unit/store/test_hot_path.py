@@ -87,6 +87,14 @@ async def test_errors_are_sqlalchemy_s_without_their_parameters(engine: InlineEn
     assert "424242" not in str(raised.value)
 
 
+async def test_a_plain_statement_s_failure_is_sqlalchemy_s_too(engine: InlineEngine) -> None:
+    # A SAVEPOINT's RELEASE with no such savepoint: the driver's OperationalError, raised as
+    # SQLAlchemy's, as the writers' error handling (``GroupCommit``) expects.
+    conn = writer(engine)
+    with conn.transaction(), pytest.raises(sa.exc.OperationalError):
+        conn.run_plain("RELEASE SAVEPOINT never_made")
+
+
 async def test_statements_on_the_driver_are_timed(engine: InlineEngine) -> None:
     recorder = RecordingMetrics()
     observe_statements(engine, recorder)

@@ -43,7 +43,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from keyturn.core.errors import DomainError, InternalError, NotFound, StoreUnavailable
 from keyturn.core.ports import Clock, SecretBox
 from keyturn.store.group_commit import GroupCommit, together
-from keyturn.store.inline import InlineConnection, InlineEngine
+from keyturn.store.inline import InlineConnection, InlineEngine, sqlite_locked
 from keyturn.store.schema import tenants
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ def store_error(exc: BaseException) -> DomainError:
     if isinstance(exc, sa_exc.DBAPIError) and isinstance(exc.orig, sqlite3.Error):
         # SQLite files every fault under OperationalError ("no such table" too): only a
         # database another process holds locked is "unavailable".
-        if "locked" in str(exc.orig) or "busy" in str(exc.orig):
+        if sqlite_locked(exc.orig):
             return StoreUnavailable(STORE_UNAVAILABLE)
         return InternalError("the store could not complete the operation")
     if isinstance(exc, _UNAVAILABLE) or (

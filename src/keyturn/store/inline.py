@@ -38,9 +38,16 @@ _FIRST_POLL: Final = 0.0001
 _LAST_POLL: Final = 0.001
 
 
-def _locked(exc: sa_exc.OperationalError) -> bool:
-    """SQLite's "database is locked" (``SQLITE_BUSY``): another connection holds the lock."""
-    return isinstance(exc.orig, sqlite3.OperationalError) and "locked" in str(exc.orig)
+#: SQLite's primary result codes for "another connection holds the lock".
+_LOCK_CODES: Final = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+
+
+def sqlite_locked(exc: BaseException | None) -> bool:
+    """Whether ``exc`` is SQLite's "database is locked" (``SQLITE_BUSY``, or ``SQLITE_LOCKED``
+    for a table): another connection holds the lock. Told by the error's result code (its
+    low byte: the extended codes such as ``SQLITE_BUSY_SNAPSHOT`` included), not its text."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(exc, sqlite3.Error) and code is not None and code & 0xFF in _LOCK_CODES
 
 
 def _translated(statement: str, values: Sequence[Any] | None, exc: sqlite3.Error) -> Exception:
@@ -88,7 +95,7 @@ class InlineConnection:
             try:
                 return self._conn.begin()
             except sa_exc.OperationalError as exc:
-                if not _locked(exc) or loop.time() >= deadline:
+                if not sqlite_locked(exc.orig) or loop.time() >= deadline:
                     raise
             await asyncio.sleep(delay)
             delay = min(delay * 2, _LAST_POLL)

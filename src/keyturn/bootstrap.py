@@ -9,6 +9,7 @@ port and served at ``/metrics``.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 
 from starlette.applications import Starlette
@@ -66,6 +67,7 @@ from keyturn.store.opening import open_store, sqlite_url
 from keyturn.store.sealing import open_secret_box
 from keyturn.store.secrets import SqlSecrets
 from keyturn.store.sql import SqlStore
+from keyturn.telemetry import sibling_counts
 from keyturn.telemetry.prometheus import CONTENT_TYPE, PrometheusMetrics
 
 log = logging.getLogger("keyturn")
@@ -116,12 +118,25 @@ class Runtime:
         await self.close()
         log.info("stopped")
 
+    def share_metrics(self) -> None:
+        """Under ``--workers``: count with this server's other workers (each worker calls it
+        once its runtime is built; the supervisor emptied the directory with
+        ``reset_worker_metrics``)."""
+        directory = self.settings.data_dir / sibling_counts.DIRECTORY
+        self.metrics.share_with(sibling_counts.SiblingCounts(directory, str(os.getpid())))
+
     async def close(self) -> None:
+        await self.metrics.close()
         await self.scheduler.stop()
         await self.fleet_driver.stop()
         await self.cluster.stop()
         await self.engines.close()
         await self.store.close()
+
+
+def reset_worker_metrics(settings: Settings) -> None:
+    """Empty the workers' shared metrics directory before they start (``--workers``)."""
+    sibling_counts.SiblingCounts.reset(settings.data_dir / sibling_counts.DIRECTORY)
 
 
 def store_url_of(settings: Settings) -> str:

@@ -30,7 +30,7 @@ from typing import Any, Final
 import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from keyturn.bootstrap import build_runtime, store_url_of
+from keyturn.bootstrap import build_runtime, reset_worker_metrics, store_url_of
 from keyturn.cli.worker_sockets import SlotSupervisor, bind_slots
 from keyturn.config import Settings
 from keyturn.store.rekey import DataDirLock
@@ -45,6 +45,8 @@ _PR_SET_PDEATHSIG: Final = 1
 def serve_workers(settings: Settings) -> None:
     """Prepare the store once, then run ``settings.workers`` workers until SIGTERM/SIGINT."""
     asyncio.run(_prepare_once(settings))
+    # The workers add up their counts for /metrics; none of a previous run's.
+    reset_worker_metrics(settings)
     config = WorkerConfig(settings)
     slots = bind_slots(config, settings.workers)
     log.info(
@@ -154,6 +156,7 @@ class WorkerApp:
             settings = dataclasses.replace(settings, node_id=f"{settings.node_id}-{os.getpid()}")
         runtime = await build_runtime(settings)
         try:
+            runtime.share_metrics()
             # Every worker is a node: heartbeat, lease renewal, claimer; claims are atomic, so
             # each resumes only what it claims.
             recovered = await runtime.cluster.start()

@@ -181,7 +181,9 @@ def create_app(
         if not metrics.allows(request.headers.get("authorization", "")):
             headers = {"www-authenticate": 'Bearer realm="keyturn metrics"'}
             return Response(_UNAUTHORIZED, 401, headers, media_type="application/json")
-        return Response(await metrics.render(), headers={"content-type": metrics.content_type})
+        # The answering worker, as ``/healthz`` names it (the counts are every worker's).
+        headers = {"content-type": metrics.content_type, "x-keyturn-pid": str(os.getpid())}
+        return Response(await metrics.render(), headers=headers)
 
     methods = ["GET", "POST", "PUT", "DELETE", "PATCH"]
     routes = [

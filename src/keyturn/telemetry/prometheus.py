@@ -22,12 +22,15 @@ they are plain accumulators, a dict of label values to a count or to a histogram
 counts, updated with a dict lookup, a ``bisect`` and two additions (about 0.2 µs), and turned
 into the library's metric families by a collector when scraped. No lock is needed: everything
 that records or scrapes runs on the runtime's event loop thread. The label values are bounded
-by the callers (see ``keyturn.core.metrics``).
+by the callers (see ``keyturn.core.metrics``). Under ``serve --workers N`` the counters and
+histograms are the server's totals, whichever worker answers (``share_with``,
+``keyturn.telemetry.sibling_counts``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from bisect import bisect_left
@@ -45,6 +48,8 @@ from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricF
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from keyturn.telemetry.sibling_counts import SiblingCounts, Snapshot, Values, added
+
 log = logging.getLogger(__name__)
 
 #: Fast operations: store statements, audit appends, engine round trips, API calls.
@@ -59,6 +64,8 @@ RESET_BUCKETS: Final = (
 #: dashboard refreshing, cost one store query.
 TASK_COUNTS_TTL: Final = 2.0
 CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
+#: Seconds between two snapshots a worker publishes for its siblings (``--workers``).
+PUBLISH_EVERY: Final = 1.0
 
 TaskCounts = Callable[[], Awaitable[Mapping[str, int]]]
 Labels = tuple[str, ...]
@@ -78,10 +85,12 @@ class Counts:
     def inc(self, key: Labels) -> None:
         self.values[key] = self.values.get(key, 0.0) + 1.0
 
-    def family(self) -> Metric:
+    def family(self, values: Values | None = None) -> Metric:
+        """The family of ``values`` (this process's own when None)."""
         family = CounterMetricFamily(self.name, self.documentation, labels=self.labels)
-        for key, count in self.values.items():
-            family.add_metric(key, count)
+        for key, count in (self.values if values is None else values).items():
+            if not isinstance(count, list):
+                family.add_metric(key, count)
         return family
 
 
@@ -111,9 +120,13 @@ class Histograms:
         slots[bisect_left(self._bounds, amount)] += 1.0
         slots[-1] += amount
 
-    def family(self) -> Metric:
+    def family(self, values: Values | None = None) -> Metric:
+        """The family of ``values`` (this process's own when None)."""
         family = HistogramMetricFamily(self.name, self.documentation, labels=self.labels)
-        for key, slots in self.values.items():
+        width = len(self._bounds) + 2
+        for key, slots in (self.values if values is None else values).items():
+            if not isinstance(slots, list) or len(slots) != width:
+                continue
             cumulative, buckets = 0.0, []
             for le, count in zip(self._les, slots, strict=False):
                 cumulative += count
@@ -123,14 +136,25 @@ class Histograms:
 
 
 class _Families(Collector):
-    """Hands the accumulators to the registry as metric families at each scrape."""
+    """Hands the accumulators to the registry as metric families at each scrape, with the
+    sibling workers' counts added when there are any (``share_with``)."""
 
     def __init__(self, families: Sequence[Counts | Histograms]) -> None:
-        self._families = families
+        self.families = families
+        self.siblings: SiblingCounts | None = None
 
     def collect(self) -> Iterator[Metric]:
-        for family in self._families:
-            yield family.family()
+        if self.siblings is None:
+            for family in self.families:
+                yield family.family()
+            return
+        others = self.siblings.others({f.name: len(f.labels) for f in self.families})
+        for family in self.families:
+            own: Values = dict(family.values)
+            yield family.family(added(own, [other.get(family.name, {}) for other in others]))
+
+    def snapshot(self) -> Snapshot:
+        return {family.name: dict(family.values) for family in self.families}
 
 
 class PrometheusMetrics:
@@ -187,20 +211,19 @@ class PrometheusMetrics:
             ["statement"],
             FAST_BUCKETS,
         )
-        registry.register(
-            _Families(
-                [
-                    self.calls,
-                    self.call_seconds,
-                    self.refusals,
-                    self.resets,
-                    self.engine_seconds,
-                    self.engine_errors,
-                    self.audit,
-                    self.store,
-                ]
-            )
+        self._families = _Families(
+            [
+                self.calls,
+                self.call_seconds,
+                self.refusals,
+                self.resets,
+                self.engine_seconds,
+                self.engine_errors,
+                self.audit,
+                self.store,
+            ]
         )
+        registry.register(self._families)
         self._tasks = Gauge(
             "keyturn_tasks",
             "Tasks in the store by state (all nodes').",
@@ -215,6 +238,7 @@ class PrometheusMetrics:
         self._task_counts: TaskCounts | None = None
         self._counted_at = float("-inf")
         self._counting = asyncio.Lock()
+        self._publishing: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ the port
 
@@ -270,4 +294,34 @@ class PrometheusMetrics:
     async def render(self) -> bytes:
         """The text exposition of every family, fresh."""
         await self.refresh()
+        self.publish()
         return generate_latest(self.registry)
+
+    # ------------------------------------------------------------------ --workers
+
+    def share_with(self, siblings: SiblingCounts, every: float = PUBLISH_EVERY) -> None:
+        """Count with the other workers of this server (``keyturn.telemetry.sibling_counts``):
+        publish this worker's counters and histograms every ``every`` seconds, and add the
+        siblings' to every scrape. ``keyturn_tasks`` is the store's already;
+        ``keyturn_leases_held`` and ``process_*`` stay this worker's."""
+        self._families.siblings = siblings
+        self.publish()
+        self._publishing = asyncio.get_running_loop().create_task(self._publish_every(every))
+
+    def publish(self) -> None:
+        if self._families.siblings is not None:
+            self._families.siblings.publish(self._families.snapshot())
+
+    async def _publish_every(self, every: float) -> None:
+        while True:
+            await asyncio.sleep(every)
+            self.publish()
+
+    async def close(self) -> None:
+        """Stop publishing, after a last snapshot (what this worker counted to the end)."""
+        if self._publishing is not None:
+            self._publishing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._publishing
+            self._publishing = None
+            self.publish()

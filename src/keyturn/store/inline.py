@@ -38,16 +38,22 @@ _FIRST_POLL: Final = 0.0001
 _LAST_POLL: Final = 0.001
 
 
-#: SQLite's primary result codes for "another connection holds the lock".
+#: SQLite's primary result codes for "another connection holds the lock", and their messages.
 _LOCK_CODES: Final = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+_LOCK_MESSAGES: Final = frozenset({"database is locked", "database table is locked"})
 
 
 def sqlite_locked(exc: BaseException | None) -> bool:
     """Whether ``exc`` is SQLite's "database is locked" (``SQLITE_BUSY``, or ``SQLITE_LOCKED``
     for a table): another connection holds the lock. Told by the error's result code (its
-    low byte: the extended codes such as ``SQLITE_BUSY_SNAPSHOT`` included), not its text."""
+    low byte: the extended codes such as ``SQLITE_BUSY_SNAPSHOT`` included); an error made
+    without one (not by SQLite itself) by its whole message, never by a word in it."""
+    if not isinstance(exc, sqlite3.Error):
+        return False
     code = getattr(exc, "sqlite_errorcode", None)
-    return isinstance(exc, sqlite3.Error) and code is not None and code & 0xFF in _LOCK_CODES
+    if code is None:
+        return str(exc) in _LOCK_MESSAGES
+    return code & 0xFF in _LOCK_CODES
 
 
 def _translated(statement: str, values: Sequence[Any] | None, exc: sqlite3.Error) -> Exception:

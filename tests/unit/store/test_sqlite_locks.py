@@ -48,5 +48,8 @@ def test_other_faults_are_not_locks(tmp_path: Path) -> None:
     assert not sqlite_locked(raised.value)
     assert not sqlite_locked(None)
     assert not sqlite_locked(ValueError("database is locked"))
+    # An error made without a result code (not by SQLite itself) counts by its whole message.
+    assert sqlite_locked(sqlite3.OperationalError("database is locked"))
+    assert not sqlite_locked(sqlite3.OperationalError("no such table: locked"))
     wrapped = sa.exc.OperationalError("SELECT", None, raised.value)
     assert isinstance(store_error(wrapped), InternalError)

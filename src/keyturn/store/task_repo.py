@@ -250,7 +250,7 @@ class SqlTaskRepo:
             row = await hot_path.first_row(
                 conn, _ACTIVE_TASK, {"lock_key": lock_key(instance_id, account)}
             )
-        return None if row is None or row[0] is None else int(row[0])
+        return None if row is None else int(row[0])
 
     @guarded
     async def pending_password(self, task_id: int) -> Secret | None:

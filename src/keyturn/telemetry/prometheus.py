@@ -48,7 +48,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricF
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from keyturn.telemetry.sibling_counts import SiblingCounts, Snapshot, Values, added
+from keyturn.telemetry.sibling_counts import Shape, SiblingCounts, Snapshot, Values, added
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,7 @@ class Counts:
         self.documentation = documentation
         self.labels = list(labels)
         self.values: dict[Labels, float] = {}
+        self.shape = Shape(labels=len(self.labels))
 
     def inc(self, key: Labels) -> None:
         self.values[key] = self.values.get(key, 0.0) + 1.0
@@ -89,8 +90,8 @@ class Counts:
         """The family of ``values`` (this process's own when None)."""
         family = CounterMetricFamily(self.name, self.documentation, labels=self.labels)
         for key, count in (self.values if values is None else values).items():
-            if not isinstance(count, list):
-                family.add_metric(key, count)
+            assert not isinstance(count, list)  # checked against ``shape`` when read
+            family.add_metric(key, count)
         return family
 
 
@@ -111,6 +112,7 @@ class Histograms:
         self._bounds = tuple(float(b) for b in buckets)
         self._les = [_bound_text(b) for b in self._bounds] + ["+Inf"]
         self.values: dict[Labels, list[float]] = {}
+        self.shape = Shape(labels=len(self.labels), slots=len(self._bounds) + 2)
 
     def observe(self, key: Labels, amount: float) -> None:
         slots = self.values.get(key)
@@ -123,10 +125,8 @@ class Histograms:
     def family(self, values: Values | None = None) -> Metric:
         """The family of ``values`` (this process's own when None)."""
         family = HistogramMetricFamily(self.name, self.documentation, labels=self.labels)
-        width = len(self._bounds) + 2
         for key, slots in (self.values if values is None else values).items():
-            if not isinstance(slots, list) or len(slots) != width:
-                continue
+            assert isinstance(slots, list)  # checked against ``shape`` when read
             cumulative, buckets = 0.0, []
             for le, count in zip(self._les, slots, strict=False):
                 cumulative += count
@@ -148,10 +148,10 @@ class _Families(Collector):
             for family in self.families:
                 yield family.family()
             return
-        others = self.siblings.others({f.name: len(f.labels) for f in self.families})
+        others = self.siblings.others({f.name: f.shape for f in self.families})
         for family in self.families:
-            own: Values = dict(family.values)
-            yield family.family(added(own, [other.get(family.name, {}) for other in others]))
+            mine = family.values
+            yield family.family(added(mine, [other.get(family.name, {}) for other in others]))
 
     def snapshot(self) -> Snapshot:
         return {family.name: dict(family.values) for family in self.families}

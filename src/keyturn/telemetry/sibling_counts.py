@@ -23,6 +23,7 @@ import logging
 import math
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, TypeAlias
 
@@ -32,6 +33,17 @@ log = logging.getLogger(__name__)
 Values: TypeAlias = dict[tuple[str, ...], float | list[float]]
 #: Every family's values, by family name.
 Snapshot: TypeAlias = dict[str, Values]
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """What a family's entries look like: how many label values, and for a histogram how many
+    numbers its value holds (its buckets, the count over the last bound and the sum; 0 for a
+    counter, whose value is one number)."""
+
+    labels: int
+    slots: int = 0
+
 
 #: The directory under the data dir.
 DIRECTORY: Final = "worker-metrics"
@@ -70,9 +82,10 @@ class SiblingCounts:
         except OSError as exc:
             log.warning("metrics: could not publish this worker's counts (%s)", exc.strerror)
 
-    def others(self, shapes: Mapping[str, int]) -> list[Snapshot]:
+    def others(self, shapes: Mapping[str, Shape]) -> list[Snapshot]:
         """The other workers' latest snapshots, each family's entries checked against
-        ``shapes`` (family name -> label count): anything else in a file is left out."""
+        ``shapes``: anything else in a file is left out, so every value handed back has its
+        family's shape."""
         found: list[Snapshot] = []
         try:
             paths = sorted(self._directory.glob("*.json"))
@@ -91,32 +104,32 @@ class SiblingCounts:
         return found
 
 
-def _checked(data: Any, shapes: Mapping[str, int]) -> Snapshot:
+def _checked(data: Any, shapes: Mapping[str, Shape]) -> Snapshot:
     snapshot: Snapshot = {}
     if not isinstance(data, dict):
         return snapshot
-    for name, width in shapes.items():
+    for name, shape in shapes.items():
         entries = data.get(name)
         if not isinstance(entries, list):
             continue
         values: Values = {}
         for entry in entries:
-            parsed = _entry(entry, width)
+            parsed = _entry(entry, shape)
             if parsed is not None:
                 values[parsed[0]] = parsed[1]
         snapshot[name] = values
     return snapshot
 
 
-def _entry(entry: Any, width: int) -> tuple[tuple[str, ...], float | list[float]] | None:
+def _entry(entry: Any, shape: Shape) -> tuple[tuple[str, ...], float | list[float]] | None:
     if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], list)):
         return None
     labels, value = entry
-    if len(labels) != width or not all(isinstance(label, str) for label in labels):
+    if len(labels) != shape.labels or not all(isinstance(label, str) for label in labels):
         return None
-    if _number(value):
-        return tuple(labels), float(value)
-    if isinstance(value, list) and value and all(_number(v) for v in value):
+    if shape.slots == 0:
+        return (tuple(labels), float(value)) if _number(value) else None
+    if isinstance(value, list) and len(value) == shape.slots and all(_number(v) for v in value):
         return tuple(labels), [float(v) for v in value]
     return None
 
@@ -130,9 +143,9 @@ def _number(value: Any) -> bool:
     )
 
 
-def added(own: Values, others: Sequence[Values]) -> Values:
+def added(own: Mapping[tuple[str, ...], float | list[float]], others: Sequence[Values]) -> Values:
     """``own`` plus every one of ``others``, entry by entry (a histogram's bucket counts
-    position by position; one of another shape is left out)."""
+    position by position); ``others`` were checked against ``own``'s family shape."""
     total: Values = {
         key: list(value) if isinstance(value, list) else value for key, value in own.items()
     }
@@ -142,8 +155,7 @@ def added(own: Values, others: Sequence[Values]) -> Values:
             if mine is None:
                 total[key] = list(value) if isinstance(value, list) else value
             elif isinstance(mine, list) and isinstance(value, list):
-                if len(mine) == len(value):
-                    total[key] = [a + b for a, b in zip(mine, value, strict=True)]
+                total[key] = [a + b for a, b in zip(mine, value, strict=True)]
             elif not isinstance(mine, list) and not isinstance(value, list):
                 total[key] = mine + value
     return total

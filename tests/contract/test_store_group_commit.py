@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from keyturn.core.errors import InternalError, StoreUnavailable
-from keyturn.store import inline
+from keyturn.store import group_commit, inline
 from keyturn.store.base import SqlDatabase, store_error
 from keyturn.store.inline import InlineEngine
 from keyturn.store.sealing import AesGcmSecretBox
@@ -207,6 +207,97 @@ async def test_state_worth_nothing_joining_a_batch_does_not_wait_for_its_commit(
     assert commits == []  # joined the open batch, returned before its COMMIT
     await durable
     assert len(commits) == 1 and await rows(db) == [1, 2]
+
+
+async def test_a_batch_of_deferred_writes_is_held_for_the_next_writer_that_waits(
+    db: SqlDatabase,
+) -> None:
+    # A synchronous reset: the task row (deferred, in the gate's unit) and its worker's
+    # write-ahead (which waits) share one COMMIT, though the worker first talks to an engine.
+    commits = commits_of(db)
+
+    async def worker() -> None:
+        await asyncio.sleep(0.001)  # the engine's round trips
+        await insert(db, 2)  # the write-ahead: durable on return
+        assert await rows(db) == [1, 2]
+
+    async with db.together():
+        await insert(db, 1, deferrable=True)
+        await asyncio.create_task(worker())
+        assert len(commits) == 1
+    assert len(commits) == 1
+
+
+async def test_a_held_batch_is_committed_after_hold_at_most(
+    db: SqlDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Nobody waits for it, but another process would wait for its write lock: it is not held
+    # for longer than HOLD_AT_MOST.
+    monkeypatch.setattr(group_commit, "HOLD_AT_MOST", 0.001)
+    commits = commits_of(db)
+    async with db.together():
+        await insert(db, 1, deferrable=True)
+        for _ in range(500):
+            if commits:
+                break
+            await asyncio.sleep(0.01)
+        assert len(commits) == 1
+        assert await rows(db) == [1]
+    assert len(commits) == 1
+
+
+async def test_another_store_on_the_file_does_not_wait_for_a_held_batch(
+    db: SqlDatabase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(group_commit, "HOLD_AT_MOST", 3600.0)
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'g.db'}")
+    second = SqlDatabase(InlineEngine(engine), AesGcmSecretBox(os.urandom(32)), FakeClock())
+    try:
+        async with db.together():
+            await insert(db, 1, deferrable=True)
+            await insert(second, 2)
+            assert await rows(db) == [1, 2]
+    finally:
+        await second.close()
+
+
+async def test_a_task_writing_for_its_starter_joins_the_starter_s_unit(db: SqlDatabase) -> None:
+    # A synchronous call's worker: its finish and the answer's record share one COMMIT, made
+    # when the caller leaves its unit, and the worker does not wait for it.
+    commits = commits_of(db)
+
+    async def worker() -> None:
+        with db.for_the_starter():
+            await insert(db, 1, deferrable=True)
+        assert commits == []
+
+    async with db.together():
+        await asyncio.create_task(worker())
+        await insert(db, 2, deferrable=True)  # the answer's record
+        assert commits == []
+    assert len(commits) == 1
+    assert await rows(db) == [1, 2]
+
+
+async def test_a_task_writing_for_a_starter_that_left_its_unit_waits_as_usual(
+    db: SqlDatabase,
+) -> None:
+    # The caller gave up (its deadline) before the task ended: nobody would wait for it.
+    started = asyncio.Event()
+    go_on = asyncio.Event()
+
+    async def worker() -> list[int]:
+        started.set()
+        await go_on.wait()
+        with db.for_the_starter():
+            await insert(db, 1, deferrable=True)
+        return await rows(db)  # durable on return
+
+    async with db.together():
+        running = asyncio.create_task(worker())
+        await started.wait()
+    go_on.set()
+    assert await running == [1]
 
 
 class Ticks:

@@ -12,7 +12,7 @@ it says so, since several keyturn nodes may share one store. Standard library an
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -344,4 +344,12 @@ class Store(
         """A unit of work: the calling task's writes inside it are durable together once it is
         left (one commit where the store can group them), else the error that lost them.
         Tasks started inside wait for their own writes as usual."""
+        ...
+
+    def writes_for_starter(self) -> AbstractContextManager[None]:
+        """Inside, the calling task's final writes (a task's finish) join the unit of work of
+        the task that started it and are durable when that unit is left, not on return: for a
+        task whose starter waits for its end inside ``writes_together`` (a synchronous call:
+        the task's finish and the answer's record then share one commit). Once the starter
+        left its unit, the writes are durable on return as usual."""
         ...

@@ -128,7 +128,15 @@ class Resets:
         while the task goes on. ``differ_from_current`` refuses the current password
         (``PasswordReused``)."""
         task, job = await self._queue(
-            caller, product, instance_id, account, password, policy, differ_from_current, kind
+            caller,
+            product,
+            instance_id,
+            account,
+            password,
+            policy,
+            differ_from_current,
+            kind,
+            awaited=True,
         )
         try:
             outcome = await asyncio.wait_for(self._outcome(task, job), self._sync_deadline)
@@ -174,6 +182,7 @@ class Resets:
         kind: TaskKind | None = None,
         *,
         on_queued: OnQueued | None = None,
+        awaited: bool = False,
     ) -> tuple[Task, asyncio.Future[Outcome]]:
         if kind in OVERLAP_KINDS and password is None:
             raise InvalidParameterValue("an overlap rotation needs a password")
@@ -222,7 +231,7 @@ class Resets:
         if on_queued is not None:
             # Should this fail, the task is not lost: its lease lapses and a claimer runs it.
             await on_queued(task)
-        job = self._worker.submit(task, Loaded(instance=instance, password=password))
+        job = self._worker.submit(task, Loaded(instance, password, awaited=awaited))
         return task, job
 
     async def _check_health(self, instance: Instance, account: str) -> list[EngineInfo]:

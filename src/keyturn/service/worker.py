@@ -45,6 +45,8 @@ from keyturn.service.leases import UNLEASED, Held, Leases, TaskLease
 from keyturn.service.plan_runner import Ending, PlanRunner
 
 log = logging.getLogger(__name__)
+#: A task's finish durable on return (no submitter waits for it inside a unit of work).
+_ON_RETURN: contextlib.nullcontext[None] = contextlib.nullcontext()
 #: Seconds between tries while the store is unavailable, doubling up to the second.
 _STORE_RETRY_FIRST, _STORE_RETRY_MAX = 0.5, 5.0
 
@@ -73,6 +75,9 @@ class Loaded:
 
     instance: Instance
     password: Secret | None
+    #: The submitter waits for the outcome inside its unit of work (``writes_together``):
+    #: the task's finish joins that unit, durable with the answer's record (one commit).
+    awaited: bool = False
 
 
 class TaskWorker:
@@ -212,7 +217,9 @@ class TaskWorker:
                         ran = await self._run(current, loaded, lease)
                     if ran is not None:
                         ending, product = ran
-                        await self._finish(current, ending, lease, product)
+                        joined = loaded is not None and loaded.awaited
+                        with self._store.writes_for_starter() if joined else _ON_RETURN:
+                            await self._finish(current, ending, lease, product)
                         _settle(outcome, Outcome(ending.state, ending.message, ending.error))
                     return
                 except StoreUnavailable:

@@ -16,12 +16,13 @@ and the standard library.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import logging
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractContextManager, asynccontextmanager
 from datetime import datetime
 from typing import (
     TYPE_CHECKING,
@@ -42,7 +43,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from keyturn.core.errors import DomainError, InternalError, NotFound, StoreUnavailable
 from keyturn.core.ports import Clock, SecretBox
-from keyturn.store.group_commit import GroupCommit, together
+from keyturn.store.group_commit import GroupCommit, for_the_starter, together
 from keyturn.store.inline import InlineConnection, InlineEngine, sqlite_locked
 from keyturn.store.schema import tenants
 
@@ -268,6 +269,11 @@ class SqlDatabase:
         except (SQLAlchemyError, OSError) as exc:
             log.error("store commit failed: %s", _first_line(exc))
             raise store_error(exc) from exc
+
+    def for_the_starter(self) -> AbstractContextManager[None]:
+        """This task's deferrable writes inside join the unit of the task that started it
+        (SQLite: see ``group_commit.for_the_starter``); PostgreSQL commits each as before."""
+        return for_the_starter() if self._group is not None else contextlib.nullcontext()
 
     def seal(self, plaintext: str, context: str) -> str:
         return self.box.seal(plaintext, context=context)

@@ -19,15 +19,19 @@ leaving the block waits for all of them. Only writes whose durability matters no
 the end of the block opt in (a nonce, an audit record, a new task's row); every other write
 (an attempt counter before an engine is touched, a task's write-ahead) still waits for its own
 batch. The gate uses it twice per change: the nonce and the ``started`` record (durable before
-the change runs), then the task row and the answer's record (durable before the answer).
+the change runs), then the task row and the answer's record (durable before the answer). A
+batch opened by a deferred write is *held*: nobody waits for it yet, so its COMMIT waits for
+the first writer that does wait (a synchronous reset's write-ahead, made by its worker between
+the task row and the answer, commits the task row with it: one fsync instead of two), for the
+end of a unit whose writes joined it, for another store on the file, or for ``HOLD_AT_MOST``.
 
 Writes of state worth nothing after a crash (``durable=False``, the rate windows) join the
 open batch, or open one, and return without waiting for its COMMIT: a read call's rate window
 and its audit record share one transaction, and the call waits for one fsync. Stores on
 the same file in one process share the queue (a second store waits for the first one's
 batch). Another process on the file (``--workers``, the CLI) waits for an open batch to
-commit, up to one loop iteration of this process and its fsync (keyturn's writers wait on
-their own loop: ``InlineConnection.write_transaction``).
+commit, up to one loop iteration of this process and its fsync, or ``HOLD_AT_MOST`` for a held
+one (keyturn's writers wait on their own loop: ``InlineConnection.write_transaction``).
 Imports: SQLAlchemy (through the inline engine) and the standard library.
 """
 
@@ -39,8 +43,8 @@ import contextlib
 import logging
 import os
 import weakref
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from typing import Final
 
@@ -55,15 +59,24 @@ class _Batch:
     """One open write transaction shared by the writers that joined it."""
 
     def __init__(
-        self, owner: GroupCommit, conn: InlineConnection, transaction: sa.RootTransaction
+        self,
+        owner: GroupCommit,
+        shared: _FileWriters,
+        conn: InlineConnection,
+        transaction: sa.RootTransaction,
     ) -> None:
         self.owner = owner
+        self.shared = shared
         self.conn = conn
         self.transaction = transaction
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         #: A writer's failure SQLite could not confine to its savepoint: the batch must not
         #: commit (its other writers' statements may be gone with it).
         self.broken: BaseException | None = None
+        #: Its COMMIT is scheduled (at most once).
+        self.scheduled = False
+        #: While only deferred writes joined it: the timer that commits it at the latest.
+        self.held: asyncio.TimerHandle | None = None
 
 
 class _Turns:
@@ -118,6 +131,10 @@ class _FileWriters:
 #: Shared writer state per (database file, event loop); an entry lives while a store uses it.
 _FILES: weakref.WeakValueDictionary[tuple[str, int], _FileWriters] = weakref.WeakValueDictionary()
 
+#: Seconds a batch holding only deferred writes stays open for more of its task's writes at the
+#: most: the other processes on the file wait that long for its write lock at worst.
+HOLD_AT_MOST: Final = 0.01
+
 #: The savepoint of a joining writer (one at a time: the writers take turns).
 _SAVEPOINT: Final = "keyturn_writer"
 _SAVEPOINT_OPEN: Final = f"SAVEPOINT {_SAVEPOINT}"
@@ -130,9 +147,20 @@ class _Unit:
 
     def __init__(self) -> None:
         #: Only this task defers: tasks it starts inherit the context variable, and must
-        #: still wait for their own writes (a worker started inside the block, say).
+        #: still wait for their own writes (a worker started inside the block, say), unless
+        #: they write for it (``for_the_starter``: its helpers).
         self.owner = asyncio.current_task()
-        self.pending: list[asyncio.Future[None]] = []
+        self.helpers: set[asyncio.Task[object]] = set()
+        self.pending: list[_Batch] = []
+        #: The block was left: nothing joins any more.
+        self.closed = False
+
+    def close(self) -> list[asyncio.Future[None]]:
+        """End the unit: commit every batch its writes joined (a held one now); their ends."""
+        self.closed = True
+        for batch in self.pending:
+            batch.owner.schedule_commit(batch)
+        return [batch.done for batch in self.pending]
 
 
 _UNIT: ContextVar[_Unit | None] = ContextVar("keyturn_write_unit", default=None)
@@ -140,7 +168,10 @@ _UNIT: ContextVar[_Unit | None] = ContextVar("keyturn_write_unit", default=None)
 
 def _deferring() -> _Unit | None:
     unit = _UNIT.get()
-    return unit if unit is not None and unit.owner is asyncio.current_task() else None
+    if unit is None or unit.closed:
+        return None
+    task = asyncio.current_task()
+    return unit if task is unit.owner or task in unit.helpers else None
 
 
 @asynccontextmanager
@@ -156,11 +187,30 @@ async def together() -> AsyncIterator[None]:
         yield
     except BaseException:
         _UNIT.reset(token)
-        await asyncio.gather(*(asyncio.shield(f) for f in unit.pending), return_exceptions=True)
+        await asyncio.gather(*(asyncio.shield(f) for f in unit.close()), return_exceptions=True)
         raise
     _UNIT.reset(token)
-    for pending in unit.pending:
-        await asyncio.shield(pending)
+    for done in unit.close():
+        await asyncio.shield(done)
+
+
+@contextmanager
+def for_the_starter() -> Iterator[None]:
+    """Inside, this task's deferrable writes join the unit (``together``) of the task that
+    started it, which waits for them when it leaves its block, and return at once: for a
+    task whose starter awaits its end inside the block (a synchronous call's worker, whose
+    final write then shares the COMMIT of the answer's audit record). Once the starter left
+    its block, or outside any unit, they wait for their COMMIT as usual."""
+    unit = _UNIT.get()
+    task = asyncio.current_task()
+    if unit is None or task is None:
+        yield
+        return
+    unit.helpers.add(task)
+    try:
+        yield
+    finally:
+        unit.helpers.discard(task)
 
 
 class GroupCommit:
@@ -192,6 +242,7 @@ class GroupCommit:
             if other is None or other.owner is self:
                 return shared
             shared.turns.leave()
+            other.owner.schedule_commit(other)  # held for its deferred writes: not any more
             with contextlib.suppress(Exception):
                 await asyncio.shield(other.done)
 
@@ -204,6 +255,9 @@ class GroupCommit:
         failed: BaseException | None = None
         opened: _Batch | None = None
         shared = await self._acquire()
+        # After the turn: the unit may have closed meanwhile. Nothing suspends from here on
+        # until the write joined it (the inline engine's statements are synchronous).
+        unit = _deferring() if deferrable else None
         try:
             batch = shared.batch
             if batch is None:
@@ -226,18 +280,21 @@ class GroupCommit:
                     failed = exc
         finally:
             shared.turns.leave()
-            if opened is not None:
-                # Scheduled after the writers just woken: they join this batch first.
-                self._schedule_commit(shared, opened)
-        unit = _deferring() if deferrable else None
+        # Every COMMIT is scheduled after the writers just woken: they join its batch first.
         if failed is None and unit is not None:
-            unit.pending.append(batch.done)  # waited for when the task leaves ``together``
+            unit.pending.append(batch)  # committed and waited for when the task leaves
+            if opened is not None:
+                self._hold(opened)
             return
         if failed is None and not durable:
             # Worth nothing after a crash (a rate window): it need not wait for the batch's
             # fsync either (it is visible to the writers after it; a failed COMMIT loses it,
-            # as a crash would). A read call no longer waits for two fsyncs under load.
+            # as a crash would). A read call no longer waits for two fsyncs under load. It
+            # leaves a held batch held: nobody waits for it yet.
+            if opened is not None:
+                self.schedule_commit(batch)
             return
+        self.schedule_commit(batch)
         # Outside its turn: the batch's other writers run meanwhile. Shielded: one caller
         # cancelled must not cancel the commit the others wait for. A failed writer waits
         # too, so that whatever it does next (another connection, another process) never
@@ -252,12 +309,26 @@ class GroupCommit:
 
     async def _open(self, shared: _FileWriters) -> _Batch:
         conn = self._engine.writer()
-        batch = _Batch(self, conn, await conn.write_transaction())
+        batch = _Batch(self, shared, conn, await conn.write_transaction())
         shared.batch = batch
         return batch
 
-    def _schedule_commit(self, shared: _FileWriters, batch: _Batch) -> None:
-        task = asyncio.get_running_loop().create_task(self._commit(shared, batch))
+    @staticmethod
+    def _hold(batch: _Batch) -> None:
+        """Leave a batch opened by a deferred write open for the task's next writes (its
+        COMMIT waits for the first writer that waits for it, for the end of a unit that
+        joined it, or ``HOLD_AT_MOST``), instead of committing it alone."""
+        loop = asyncio.get_running_loop()
+        batch.held = loop.call_later(HOLD_AT_MOST, batch.owner.schedule_commit, batch)
+
+    def schedule_commit(self, batch: _Batch) -> None:
+        """COMMIT ``batch`` in a task of its own, once (a no-op for one already scheduled)."""
+        if batch.scheduled:
+            return
+        batch.scheduled = True
+        if batch.held is not None:
+            batch.held.cancel()
+        task = asyncio.get_running_loop().create_task(self._commit(batch.shared, batch))
         self._committing.add(task)
         task.add_done_callback(self._committing.discard)
 
@@ -265,6 +336,9 @@ class GroupCommit:
     def _abandon(shared: _FileWriters, batch: _Batch) -> None:
         """The first writer failed: roll the transaction back, the batch is over."""
         shared.batch = None
+        batch.scheduled = True
+        if batch.held is not None:
+            batch.held.cancel()
         try:
             if batch.transaction.is_active:
                 batch.transaction.rollback()
@@ -320,5 +394,8 @@ class GroupCommit:
 
     async def flush(self) -> None:
         """Wait until every open batch is committed (before the engine is closed)."""
+        held = self._shared.batch if self._shared is not None else None
+        if held is not None and held.owner is self:
+            self.schedule_commit(held)
         while self._committing:
             await asyncio.gather(*self._committing, return_exceptions=True)

@@ -13,7 +13,7 @@ standard library.
 
 from __future__ import annotations
 
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from typing import Final
 
 import sqlalchemy as sa
@@ -70,6 +70,10 @@ class SqlStore:
     def writes_together(self) -> AbstractAsyncContextManager[None]:
         """The ``Store`` port's unit of work: see ``SqlDatabase.together``."""
         return self.db.together()
+
+    def writes_for_starter(self) -> AbstractContextManager[None]:
+        """The ``Store`` port's writes on behalf of a unit: see ``SqlDatabase.for_the_starter``."""
+        return self.db.for_the_starter()
 
     @guarded
     async def check_master_key(self) -> None:

@@ -377,7 +377,8 @@ class SqlTaskRepo:
         session_marks: Mapping[str, str] | None = None,
     ) -> Task:
         now = self._db.now()
-        async with self._db.write() as conn:
+        # Deferrable: durable on return, except for a worker inside ``writes_for_starter``.
+        async with self._db.write(deferrable=True) as conn:
             row = await self._task_row(conn, task_id, lock=True)
             if fence is not None and not _holds(row, fence):
                 raise LeaseLost()

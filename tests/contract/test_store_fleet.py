@@ -8,7 +8,9 @@ targets and refuses a finished job."""
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
 
+from keyturn.core.audit import AuditEvent, AuditOutcome
 from keyturn.core.cluster import Fence
 from keyturn.core.errors import Conflict, InvalidParameterValue, LeaseLost, NotFound
 from keyturn.core.fleet import (
@@ -24,6 +26,7 @@ from keyturn.core.secrets import Secret
 from keyturn.core.tasks import NewTask, TaskKind
 from keyturn.service.admin import Admin
 from keyturn.service.fleet import FleetJobs
+from keyturn.store.audit import SqlAuditLog
 from keyturn.store.fleet import SqlFleetRepo
 from keyturn.store.opening import open_store
 from keyturn.store.sealing import AesGcmSecretBox
@@ -214,3 +217,42 @@ async def test_a_target_records_its_secret_flow(backend_store: SqlStore) -> None
     assert await repo.retry_unsuccessful(job.id) == 1
     again = (await repo.targets(job.id, after_seq=-1, limit=1))[0]
     assert again.state is TargetState.PENDING and again.flow_id is None
+
+
+async def test_a_target_s_end_and_its_outcome_record_are_one_unit_of_work(
+    backend_store: SqlStore,
+) -> None:
+    # The runner ends a target and records its outcome together: as two commits, a crash
+    # between them left an ended target whose record the restart never writes.
+    fleet, repo = await _fleet(backend_store)
+    job = await fleet.start(
+        Selector(tenant_id=TENANT, product=Product.TENCENT_REDIS), FleetOptions()
+    )
+    claimed = await repo.claim_job("node-a", 30, [])
+    assert claimed is not None
+    fence = Fence("node-a", claimed.fence)
+    first = (await repo.next_pending(job.id, 0, 1))[0]
+    taken = await repo.mark_in_flight(fence, first, Secret("Pw-1234567890ab"))
+    audit = SqlAuditLog(backend_store)
+    record = AuditEvent(
+        at=FakeClock().now(),
+        tenant_id=TENANT,
+        key_id=f"fleet:{job.id}",
+        source_ip="",
+        user_agent="keyturn fleet",
+        vendor="fleet",
+        action="fleet:RotatePassword",
+        neutral_action="reset_password",
+        resource=f"{taken.instance_id}/{taken.account}",
+        outcome=AuditOutcome.SUCCEEDED,
+    )
+    commits: list[int] = []
+    sa.event.listen(backend_store.db.engine.sync_engine, "commit", lambda _c: commits.append(1))
+    async with repo.writes_together():
+        await repo.finish_target(fence, taken, TargetState.SUCCEEDED, "")
+        await audit.append(record)
+    ended = (await repo.targets(job.id, after_seq=-1, limit=1))[0]
+    assert ended.state is TargetState.SUCCEEDED
+    assert [r.event.outcome for r in await audit.tail(1)] == [AuditOutcome.SUCCEEDED]
+    if backend_store.db.sqlite:
+        assert len(commits) == 1  # never the end without its record

@@ -19,6 +19,7 @@ import fnmatch
 import json
 import re
 from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Protocol
@@ -410,7 +411,12 @@ class FleetRepo(Protocol):
         delivered_to: str = "",
     ) -> None:
         """End an attempt; the sealed password is kept only for a succeeded target that was
-        not delivered elsewhere."""
+        not delivered elsewhere. Inside ``writes_together`` it is durable when the unit is
+        left (with the outcome's audit record written in the same unit)."""
+        ...
+
+    def writes_together(self) -> AbstractAsyncContextManager[None]:
+        """A unit of work on the store's database, as ``Store.writes_together``."""
         ...
 
     async def find_task(self, target: FleetTarget) -> int | None:

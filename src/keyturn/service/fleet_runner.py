@@ -290,15 +290,19 @@ class _JobRun:
     ) -> None:
         if task_id is not None and target.task_id is None:
             await self.d._repo.record_task(self.fence, target, task_id)
-        if succeeded:
-            await self.d._repo.finish_target(
-                self.fence, target, TargetState.SUCCEEDED, "", delivered_to=delivered_to
-            )
-            await self._audit(target, AuditOutcome.SUCCEEDED, task_id=task_id)
-        else:
-            await self.d._repo.finish_target(self.fence, target, state, reason)
-            self.failed_since_check = True
-            await self._audit(target, AuditOutcome.FAILED, task_id=task_id, error_code=code)
+        # The target's end and its outcome's record in one unit of work (on SQLite one
+        # commit): as two commits, a crash between them left an ended target without the
+        # record, and the restart never writes it (the target is no longer in flight).
+        async with self.d._repo.writes_together():
+            if succeeded:
+                await self.d._repo.finish_target(
+                    self.fence, target, TargetState.SUCCEEDED, "", delivered_to=delivered_to
+                )
+                await self._audit(target, AuditOutcome.SUCCEEDED, task_id=task_id)
+            else:
+                await self.d._repo.finish_target(self.fence, target, state, reason)
+                self.failed_since_check = True
+                await self._audit(target, AuditOutcome.FAILED, task_id=task_id, error_code=code)
         del self.in_flight[target.seq]
         if self.d._release is not None:
             await self.d._release(self.job.tenant_id, target.instance_id)
@@ -442,9 +446,10 @@ class _JobRun:
             if not isinstance(exc, DomainError):
                 log.exception("fleet job %s: target %d", self.job.id, target.seq)
             try:
-                await repo.finish_target(self.fence, target, TargetState.FAILED, reason)
-                with contextlib.suppress(DomainError):
-                    await self._audit(target, AuditOutcome.FAILED, error_code=code)
+                async with repo.writes_together():  # one commit, as in ``_ended``
+                    await repo.finish_target(self.fence, target, TargetState.FAILED, reason)
+                    with contextlib.suppress(DomainError):
+                        await self._audit(target, AuditOutcome.FAILED, error_code=code)
             except LeaseLost:
                 self.lost = True
                 return

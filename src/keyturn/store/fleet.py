@@ -14,6 +14,7 @@ it rotates through. Imports: ``keyturn.core``, SQLAlchemy and this package.
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any, Final
@@ -70,6 +71,10 @@ class SqlFleetRepo:
 
     def __init__(self, db: SqlDatabase) -> None:
         self._db = db
+
+    def writes_together(self) -> AbstractAsyncContextManager[None]:
+        """The port's unit of work: see ``SqlDatabase.together``."""
+        return self._db.together()
 
     # ------------------------------------------------------------------ jobs
 
@@ -364,7 +369,8 @@ class SqlFleetRepo:
             values["password_sealed"] = None
         if delivered_to:
             values["delivered_to"] = delivered_to
-        async with self._db.write() as conn:
+        # Deferrable: in the runner's unit of work, one commit with the outcome's record.
+        async with self._db.write(deferrable=True) as conn:
             await self._check_fence(conn, fence, target.job_id)
             await conn.execute(
                 sa.update(fleet_targets)

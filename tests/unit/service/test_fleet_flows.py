@@ -6,6 +6,7 @@ rolled back). No I/O: the store and the secrets are fakes."""
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -70,6 +71,9 @@ class Repo:
 
     async def record_task(self, fence: Fence, target: FleetTarget, task_id: int) -> None:
         self.tasks[target.seq] = task_id
+
+    def writes_together(self) -> contextlib.AbstractAsyncContextManager[None]:
+        return contextlib.nullcontext()
 
     async def task_ends(self, task_ids: list[int]) -> dict[int, TaskEnd]:
         return {

@@ -14,7 +14,9 @@ from keyturn.core.audit import AuditEvent, AuditOutcome
 from keyturn.core.cluster import Fence
 from keyturn.core.errors import Conflict, InvalidParameterValue, LeaseLost, NotFound
 from keyturn.core.fleet import (
+    FleetJob,
     FleetOptions,
+    FleetTarget,
     JobState,
     Selector,
     TargetState,
@@ -200,15 +202,20 @@ async def test_labels_are_stored_and_select_targets(backend_store: SqlStore) -> 
         )
 
 
-async def test_a_target_records_its_secret_flow(backend_store: SqlStore) -> None:
-    fleet, repo = await _fleet(backend_store)
+async def _claimed_first(store: SqlStore) -> tuple[SqlFleetRepo, FleetJob, Fence, FleetTarget]:
+    """A Redis job claimed by node-a: the repo, the job, its fence and its first target."""
+    fleet, repo = await _fleet(store)
     job = await fleet.start(
         Selector(tenant_id=TENANT, product=Product.TENCENT_REDIS), FleetOptions()
     )
     claimed = await repo.claim_job("node-a", 30, [])
     assert claimed is not None
     fence = Fence("node-a", claimed.fence)
-    first = (await repo.next_pending(job.id, 0, 1))[0]
+    return repo, job, fence, (await repo.next_pending(job.id, 0, 1))[0]
+
+
+async def test_a_target_records_its_secret_flow(backend_store: SqlStore) -> None:
+    repo, job, fence, first = await _claimed_first(backend_store)
     assert await repo.secret_for(TENANT, first.instance_id, "default") is None
     taken = await repo.mark_in_flight(fence, first, Secret("Pw-1234567890ab"), flow_id="flow-1")
     assert taken.flow_id == "flow-1"
@@ -224,14 +231,7 @@ async def test_a_target_s_end_and_its_outcome_record_are_one_unit_of_work(
 ) -> None:
     # The runner ends a target and records its outcome together: as two commits, a crash
     # between them left an ended target whose record the restart never writes.
-    fleet, repo = await _fleet(backend_store)
-    job = await fleet.start(
-        Selector(tenant_id=TENANT, product=Product.TENCENT_REDIS), FleetOptions()
-    )
-    claimed = await repo.claim_job("node-a", 30, [])
-    assert claimed is not None
-    fence = Fence("node-a", claimed.fence)
-    first = (await repo.next_pending(job.id, 0, 1))[0]
+    repo, job, fence, first = await _claimed_first(backend_store)
     taken = await repo.mark_in_flight(fence, first, Secret("Pw-1234567890ab"))
     audit = SqlAuditLog(backend_store)
     record = AuditEvent(

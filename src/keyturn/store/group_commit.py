@@ -255,8 +255,6 @@ class GroupCommit:
         failed: BaseException | None = None
         opened: _Batch | None = None
         shared = await self._acquire()
-        # After the turn: the unit may have closed meanwhile. Nothing suspends from here on
-        # until the write joined it (the inline engine's statements are synchronous).
         unit = _deferring() if deferrable else None
         try:
             batch = shared.batch
@@ -281,7 +279,9 @@ class GroupCommit:
         finally:
             shared.turns.leave()
         # Every COMMIT is scheduled after the writers just woken: they join its batch first.
-        if failed is None and unit is not None:
+        # A helper's unit may have closed while this write waited (its turn, or BEGIN for
+        # another process's lock): then nobody would wait for the write, so it waits itself.
+        if failed is None and unit is not None and not unit.closed:
             unit.pending.append(batch)  # committed and waited for when the task leaves
             if opened is not None:
                 self._hold(opened)

@@ -21,12 +21,7 @@ from keyturn.store.base import SqlDatabase, store_error
 from keyturn.store.inline import InlineEngine
 from keyturn.store.sealing import AesGcmSecretBox
 from tests.support.fakes import FakeClock
-
-ITEMS = sa.Table("items", sa.MetaData(), sa.Column("n", sa.Integer, primary_key=True))
-
-
-class Boom(Exception):
-    pass
+from tests.support.store_writes import ITEMS, Boom, commits_of, insert
 
 
 @pytest.fixture
@@ -38,26 +33,9 @@ async def db(tmp_path: Path) -> AsyncIterator[SqlDatabase]:
     await database.close()
 
 
-def commits_of(database: SqlDatabase) -> list[int]:
-    """A list that grows by one at each COMMIT of ``database``'s writer."""
-    seen: list[int] = []
-    assert isinstance(database.engine, InlineEngine)
-    sa.event.listen(database.engine.sync_engine, "commit", lambda _conn: seen.append(1))
-    return seen
-
-
 async def rows(database: SqlDatabase) -> list[int]:
     async with database.read() as conn:
         return sorted(n for (n,) in (await conn.execute(sa.select(ITEMS.c.n))).all())
-
-
-async def insert(
-    database: SqlDatabase, n: int, *, fail: bool = False, deferrable: bool = False
-) -> None:
-    async with database.write(deferrable=deferrable) as conn:
-        await conn.execute(ITEMS.insert().values(n=n))
-        if fail:
-            raise Boom()
 
 
 async def test_writers_in_flight_share_one_commit_and_are_durable_on_return(

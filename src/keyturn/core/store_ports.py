@@ -342,8 +342,9 @@ class Store(
 
     def writes_together(self) -> AbstractAsyncContextManager[None]:
         """A unit of work: the calling task's writes inside it are durable together once it is
-        left (one commit where the store can group them), else the error that lost them.
-        Tasks started inside wait for their own writes as usual."""
+        left (one commit), else the error that lost them. Tasks started inside wait for their
+        own writes as usual, and find what the unit wrote (it is committed before they
+        write)."""
         ...
 
     def writes_for_starter(self) -> AbstractContextManager[None]:

@@ -290,9 +290,9 @@ class _JobRun:
     ) -> None:
         if task_id is not None and target.task_id is None:
             await self.d._repo.record_task(self.fence, target, task_id)
-        # The target's end and its outcome's record in one unit of work (on SQLite one
-        # commit): as two commits, a crash between them left an ended target without the
-        # record, and the restart never writes it (the target is no longer in flight).
+        # The target's end and its outcome's record in one unit of work (one commit): as
+        # two commits, a crash between them left an ended target without the record, and
+        # the restart never writes it (the target is no longer in flight).
         async with self.d._repo.writes_together():
             if succeeded:
                 await self.d._repo.finish_target(

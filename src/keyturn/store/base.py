@@ -16,7 +16,6 @@ and the standard library.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import functools
 import logging
@@ -45,6 +44,7 @@ from keyturn.core.errors import DomainError, InternalError, NotFound, StoreUnava
 from keyturn.core.ports import Clock, SecretBox
 from keyturn.store.group_commit import GroupCommit, for_the_starter, together
 from keyturn.store.inline import InlineConnection, InlineEngine, sqlite_locked
+from keyturn.store.pg_units import PgUnits
 from keyturn.store.schema import tenants
 
 log = logging.getLogger(__name__)
@@ -209,9 +209,15 @@ class SqlDatabase:
         # on the event loop thread (the inline engine) and so could never let it finish.
         # The queue commits its writers in groups (one fsync for the calls in flight).
         self._group: GroupCommit | None = None
+        self._units: PgUnits | None = None
         if self.sqlite:
             assert isinstance(self._writer, InlineEngine)
             self._group = GroupCommit(self._writer)
+        else:
+            # PostgreSQL has no group commit (each write its own connection and COMMIT), but
+            # a unit of work's writes share one transaction (``keyturn.store.pg_units``).
+            assert not isinstance(self._writer, InlineEngine)
+            self._units = PgUnits(self._writer)
 
     def __repr__(self) -> str:
         url = self.engine.url.render_as_string(hide_password=True)
@@ -248,23 +254,26 @@ class SqlDatabase:
         if self._group is not None:
             async with self._group.write(durable=durable, deferrable=deferrable) as conn:
                 yield conn
-        elif not durable:
-            async with self._single.connect() as conn:
-                yield conn
-        else:
-            async with self._writer.begin() as conn:
-                yield conn
+            return
+        assert self._units is not None
+        async with self._units.write(deferrable=deferrable) as joined:
+            if joined is not None:
+                yield joined
+            elif not durable:
+                async with self._single.connect() as conn:
+                    yield conn
+            else:
+                async with self._writer.begin() as conn:
+                    yield conn
 
     @asynccontextmanager
     async def together(self) -> AsyncIterator[None]:
         """This task's writes inside the block are durable together when it is left (SQLite:
-        usually one group commit; see ``group_commit.together``); PostgreSQL commits each
-        write as before. A failed commit is raised on leaving, as ``guarded`` would."""
-        if self._group is None:
-            yield
-            return
+        usually one group commit; see ``group_commit.together``; PostgreSQL: one transaction,
+        see ``pg_units``). A failed commit is raised on leaving, as ``guarded`` would."""
+        unit = together() if self._units is None else self._units.together()
         try:
-            async with together():
+            async with unit:
                 yield
         except (SQLAlchemyError, OSError) as exc:
             log.error("store commit failed: %s", _first_line(exc))
@@ -272,8 +281,8 @@ class SqlDatabase:
 
     def for_the_starter(self) -> AbstractContextManager[None]:
         """This task's deferrable writes inside join the unit of the task that started it
-        (SQLite: see ``group_commit.for_the_starter``); PostgreSQL commits each as before."""
-        return for_the_starter() if self._group is not None else contextlib.nullcontext()
+        (see ``group_commit.for_the_starter`` and ``pg_units``)."""
+        return for_the_starter() if self._units is None else self._units.for_the_starter()
 
     def seal(self, plaintext: str, context: str) -> str:
         return self.box.seal(plaintext, context=context)

@@ -44,9 +44,9 @@ import logging
 import os
 import weakref
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from contextvars import ContextVar
-from typing import Final
+from typing import Final, Protocol
 
 import sqlalchemy as sa
 
@@ -194,14 +194,23 @@ async def together() -> AsyncIterator[None]:
         await asyncio.shield(done)
 
 
-@contextmanager
-def for_the_starter() -> Iterator[None]:
+def for_the_starter() -> AbstractContextManager[None]:
     """Inside, this task's deferrable writes join the unit (``together``) of the task that
     started it, which waits for them when it leaves its block, and return at once: for a
     task whose starter awaits its end inside the block (a synchronous call's worker, whose
     final write then shares the COMMIT of the answer's audit record). Once the starter left
     its block, or outside any unit, they wait for their COMMIT as usual."""
-    unit = _UNIT.get()
+    return helping(_UNIT.get())
+
+
+class _Helped(Protocol):
+    helpers: set[asyncio.Task[object]]
+
+
+@contextmanager
+def helping(unit: _Helped | None) -> Iterator[None]:
+    """Inside, the current task is one of ``unit``'s helpers (if there is a unit): its
+    deferrable writes join the unit (the SQLite group commit's or ``pg_units``')."""
     task = asyncio.current_task()
     if unit is None or task is None:
         yield

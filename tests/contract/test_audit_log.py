@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -482,6 +483,20 @@ async def test_client_chosen_fields_are_clipped_and_stored_safely(audit: SqlAudi
     assert record.event.user_agent == "A" * MAX_FIELD
     assert record.event.key_id.startswith("AKID?") and len(record.event.key_id) == MAX_FIELD
     assert (await audit.verify()).intact
+
+
+async def test_appends_in_flight_share_commits_and_keep_one_chain(
+    store: SqlStore, audit: SqlAuditLog
+) -> None:
+    # SQLite's group commit, PostgreSQL's batches (``keyturn.store.audit_batches``): one
+    # chain in the order the appends came, fewer commits than records.
+    commits: list[int] = []
+    sa.event.listen(store.db.engine.sync_engine, "commit", lambda _c: commits.append(1))
+    await asyncio.gather(*(audit.append(event(n)) for n in range(1, 41)))
+    check = await audit.verify()
+    assert check.intact and check.records == 40
+    assert [r.event.request_id for r in await audit.tail(40)] == [f"req-{n}" for n in range(1, 41)]
+    assert 1 <= len(commits) < 40
 
 
 async def test_append_cost(audit: SqlAuditLog) -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import hmac
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from keyturn.core.audit import AuditEvent, AuditOutcome
 from keyturn.core.errors import InternalError
 from keyturn.store import hot_path
+from keyturn.store.audit_batches import AuditBatches
 from keyturn.store.audit_chain import (
     GENESIS,
     KEYED,
@@ -146,6 +147,7 @@ class SqlAuditLog:
         # One writer per process and database: appends queue on the store's own writer and
         # lock (see ``SqlDatabase``), sealing nothing.
         self._db = store.db.sealing_with(_NoSecrets())
+        self._batches = None if self._db.sqlite else AuditBatches(self._write_batch)
 
     @property
     def keys(self) -> ChainKeys:
@@ -153,31 +155,53 @@ class SqlAuditLog:
 
     @guarded
     async def append(self, event: AuditEvent) -> None:
-        text = canonical_json(_clipped(event))
         # Several writers, one chain. SQLite: ``_write`` opens BEGIN IMMEDIATE, which takes the
         # database's write lock before the tail is read, so two keyturn processes on one file
         # (or the server and a CLI) allocate seq numbers one after the other; the loser waits
         # in the busy handler. Inside one process the inline engine never suspends within a
         # transaction, so this log's writer and the store's never interleave. PostgreSQL's
         # READ COMMITTED would let two appends read the same tail (one would then fail on the
-        # primary key): a transaction-scoped advisory lock serializes them instead.
+        # primary key): a transaction-scoped advisory lock serializes them instead, and the
+        # appends of this process outside any unit of work share one take of it
+        # (``keyturn.store.audit_batches``).
+        if self._batches is not None and not self._db.in_unit():
+            await self._batches.append(event)
+            return
         # Deferrable: inside the gate's unit of work the record is durable when the unit
         # ends, with the nonce (before the change) or the task row (before the answer).
         async with self._db.write(deferrable=True) as conn:
-            await lock_chain(conn)
-            last = await hot_path.first_row(conn, _LAST, {})
-            seq, prev = (1, GENESIS) if last is None else (int(last[0]) + 1, str(last[1]))
-            row = {
-                "seq": seq,
-                "at": event.at,
-                "tenant_id": clip(event.tenant_id, 64),
-                "key_id": clip(event.key_id, 128),
-                "event": text,
-                "prev_hash": prev,
-                "hash": keyed_hash(self._keys.signing, prev, text),
-                "scheme": KEYED,
-            }
-            await hot_path.run(conn, _INSERT, row)
+            await self._insert(conn, [event])
+
+    async def _write_batch(self, events: Sequence[AuditEvent]) -> None:
+        async with self._db.write() as conn:
+            await self._insert(conn, events)
+
+    async def _insert(self, conn: Connection, events: Sequence[AuditEvent]) -> None:
+        """Chain ``events`` on the tail, in order, in ``conn``'s transaction."""
+        await lock_chain(conn)
+        last = await hot_path.first_row(conn, _LAST, {})
+        seq, prev = (0, GENESIS) if last is None else (int(last[0]), str(last[1]))
+        rows = []
+        for event in events:
+            text = canonical_json(_clipped(event))
+            seq, digest = seq + 1, keyed_hash(self._keys.signing, prev, text)
+            rows.append(
+                {
+                    "seq": seq,
+                    "at": event.at,
+                    "tenant_id": clip(event.tenant_id, 64),
+                    "key_id": clip(event.key_id, 128),
+                    "event": text,
+                    "prev_hash": prev,
+                    "hash": digest,
+                    "scheme": KEYED,
+                }
+            )
+            prev = digest
+        if len(rows) == 1:
+            await hot_path.run(conn, _INSERT, rows[0])
+        else:
+            await conn.execute(_INSERT, rows)
 
     @guarded
     async def tail(self, n: int = 20, tenant: str | None = None) -> list[AuditRecord]:

@@ -279,6 +279,11 @@ class SqlDatabase:
             log.error("store commit failed: %s", _first_line(exc))
             raise store_error(exc) from exc
 
+    def in_unit(self) -> bool:
+        """Whether this task is inside a unit of work on PostgreSQL (its own or, inherited,
+        its starter's): its writes join the unit or commit it first."""
+        return self._units is not None and self._units.active()
+
     def for_the_starter(self) -> AbstractContextManager[None]:
         """This task's deferrable writes inside join the unit of the task that started it
         (see ``group_commit.for_the_starter`` and ``pg_units``)."""

@@ -124,6 +124,13 @@ class PgUnits:
         if unit.lost is not None:
             raise unit.lost
 
+    @staticmethod
+    def active() -> bool:
+        """Whether this task sees a unit not yet left (its own, a starter's or, inherited,
+        the one its starter was in when it started it)."""
+        unit = _UNIT.get()
+        return unit is not None and not unit.closed
+
     def for_the_starter(self) -> AbstractContextManager[None]:
         """Inside, this task's deferrable writes join the unit of the task that started it
         (see ``group_commit.for_the_starter``), until that unit is left."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import stat
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -656,10 +655,11 @@ def assert_no_plaintext(files: list[Path]) -> None:
             assert needle.encode() not in data, f"{needle!r} found in {path.name}"
 
 
-async def test_list_instances_stays_fast_with_many_instances(
+async def test_list_instances_pages_right_with_many_instances(
     tmp_path: Path, box: AesGcmSecretBox
 ) -> None:
-    """100,000 instances: a page and its total come back in well under a second."""
+    """100,000 instances: a deep page and its total are right (how fast is the benchmark's
+    scenario 5, never a test's)."""
     url = sqlite_url(tmp_path)
     store = await open_store(url, box, FakeClock(T0, tick=1))
     raw = open_engine(url)
@@ -691,12 +691,9 @@ async def test_list_instances_stays_fast_with_many_instances(
         async with raw.begin() as conn:
             await conn.execute(sa.insert(instances), rows)
             await conn.execute(sa.insert(nodes), node_rows)
-        started = time.perf_counter()
         page, total = await store.list_instances(T1.id, page=Page(limit=100, offset=40_000))
-        elapsed = time.perf_counter() - started
         assert total == 50_000 and len(page) == 100 and page[0].id == "crs-080001"
         assert page[0].nodes[0].address.password == Secret("pw")
-        assert elapsed < 1.0, elapsed
     finally:
         await store.close()
         await raw.dispose()

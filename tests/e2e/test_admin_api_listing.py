@@ -1,11 +1,11 @@
 """The admin API's instance listing at 100,000 instances, through the real ASGI app and store:
-a deep page with its total, a filter by product, an id and a search by name each answer well
-under a second, a page size over the maximum is a 400 problem, and a tenant's token pages
-through its own tenant only. The console's instances page pages as fast."""
+a deep page with its total, a filter by product, an id and a search by name each answer right
+(how fast is the benchmark's scenario 5, never a test's), a page size over the maximum is a
+400 problem, and a tenant's token pages through its own tenant only. The console's instances
+page pages through the same queries."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,8 +24,6 @@ from tests.support.fuzz_harness import AppHarness
 
 TENANT, OTHER = "1300000001", "1300000002"
 COUNT = 100_000
-#: The bound the listing promises, with a generous margin for a loaded machine.
-FAST = 1.0
 
 
 @pytest.fixture(scope="module")
@@ -75,36 +73,37 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AppHarness, 
     h.close()
 
 
-def get(h: AppHarness, token: str, query: str) -> tuple[dict[str, Any], float]:
-    started = time.perf_counter()
+def get(h: AppHarness, token: str, query: str) -> dict[str, Any]:
     answer = h.send(
         "GET", "/admin/v1/instances", query=query, headers={"authorization": f"Bearer {token}"}
     )
-    elapsed = time.perf_counter() - started
     assert answer.status_code == 200, answer.text
-    return answer.json(), elapsed
+    answered: dict[str, Any] = answer.json()
+    return answered
 
 
-def test_pages_filters_and_search_stay_fast(app: tuple[AppHarness, str, str]) -> None:
+def test_pages_filters_and_search_at_scale(app: tuple[AppHarness, str, str]) -> None:
+    # How fast a deep page is, at 100k instances, is the benchmark's (scenario 5), never a
+    # test's: here, that every filter answers right at this scale.
     h, every, scoped = app
     get(h, every, "limit=1")  # the first call fills the count cache
-    page, elapsed = get(h, every, f"tenant={TENANT}&offset=40000&limit=100")
+    page = get(h, every, f"tenant={TENANT}&offset=40000&limit=100")
     assert page["total"] == COUNT // 2 and len(page["items"]) == 100
-    assert page["items"][0]["id"] == "crs-080001" and elapsed < FAST, elapsed
-    page, elapsed = get(h, every, "product=alibaba-kvstore&offset=9000&limit=100")
-    assert page["total"] == COUNT // 10 and elapsed < FAST, elapsed
-    page, elapsed = get(h, every, "id=crs-012345")
-    assert [i["id"] for i in page["items"]] == ["crs-012345"] and elapsed < FAST
-    page, elapsed = get(h, every, "q=CACHE-9999&limit=100")
+    assert page["items"][0]["id"] == "crs-080001"
+    page = get(h, every, "product=alibaba-kvstore&offset=9000&limit=100")
+    assert page["total"] == COUNT // 10
+    page = get(h, every, "id=crs-012345")
+    assert [i["id"] for i in page["items"]] == ["crs-012345"]
+    page = get(h, every, "q=CACHE-9999&limit=100")
     assert {i["name"] for i in page["items"]} >= {"cache-9999", "cache-99990"}
-    assert page["total"] == 11 and elapsed < FAST, elapsed
-    page, elapsed = get(h, every, "q=%25&limit=5")  # a literal "%": nobody's name has one
+    assert page["total"] == 11
+    page = get(h, every, "q=%25&limit=5")  # a literal "%": nobody's name has one
     assert page["total"] == 0
-    page, elapsed = get(h, scoped, f"tenant={TENANT}")
+    page = get(h, scoped, f"tenant={TENANT}")
     assert page["items"] == [] and page["total"] == 0
-    page, elapsed = get(h, scoped, "offset=49990&limit=100")
+    page = get(h, scoped, "offset=49990&limit=100")
     assert page["total"] == COUNT // 2 and len(page["items"]) == 10
-    assert {i["tenant"] for i in page["items"]} == {OTHER} and elapsed < FAST
+    assert {i["tenant"] for i in page["items"]} == {OTHER}
 
 
 def test_a_page_over_the_maximum_is_a_problem(app: tuple[AppHarness, str, str]) -> None:
@@ -117,11 +116,11 @@ def test_a_page_over_the_maximum_is_a_problem(app: tuple[AppHarness, str, str]) 
         assert answer.headers["content-type"] == "application/problem+json"
 
 
-def test_the_console_pages_through_the_same_instances_as_fast(
+def test_the_console_pages_through_the_same_instances(
     app: tuple[AppHarness, str, str],
 ) -> None:
     """The console's instances page (``/console/instances``) reads the same paged queries: a
-    deep page, a product filter and a search answer within the same bound."""
+    deep page, a product filter and a search answer right."""
     h, every, _ = app
     form = h.send("GET", "/console/signin")
     nonce = form.cookies["keyturn_console_login"]
@@ -143,8 +142,5 @@ def test_the_console_pages_through_the_same_instances_as_fast(
         ("q=CACHE-9999", "cache-99990"),
     ):
         h.send("GET", "/console/instances", query=query, headers=cookie)  # warm the count cache
-        started = time.perf_counter()
         page = h.send("GET", "/console/instances", query=query, headers=cookie)
-        elapsed = time.perf_counter() - started
         assert page.status_code == 200 and expected in page.text, query
-        assert elapsed < FAST, (query, elapsed)

@@ -3,9 +3,9 @@
 Records are chained and keyed as ``keyturn.store.audit_chain`` describes: each stores the
 previous record's hash and ``hash = HMAC-SHA256(K, prev_hash + event)``, ``K`` derived from the
 master key, so rewriting the chain from an edited record on needs the master key. An append
-reads the tail and inserts ``seq + 1`` in one write transaction, durable when it returns
-(``synchronous=FULL``) and raising on any failure, so the gate can refuse a change whose record
-cannot be written. ``verify`` walks the chain from record 1 and names the first record that was
+reads the tail and inserts ``seq + 1`` in one write transaction (on PostgreSQL the appends in
+flight of a process share one: ``keyturn.store.audit_batches``), durable when it returns and
+raising on any failure, so the gate can refuse a change whose record cannot be written. ``verify`` walks the chain from record 1 and names the first record that was
 edited, removed, moved, re-hashed without the key or downgraded to the unkeyed scheme. It
 detects changes inside the chain, not a cut of its newest records: keep ``head_hash``
 somewhere else to catch that. ``rekey_chain`` rewrites a chain's good records under another

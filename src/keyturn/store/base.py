@@ -5,7 +5,8 @@ audit log receive their store's one (composition, no shared base class). Reads r
 connection, writes in one transaction each (``BEGIN IMMEDIATE`` on SQLite, so a transaction that
 reads then writes never fails on a lock upgrade; the caller adds ``FOR UPDATE`` for PostgreSQL).
 On SQLite the writes of calls in flight are committed in groups, one fsync for the lot, each
-writer answered once its group is durable (``keyturn.store.group_commit``).
+writer answered once its group is durable (``keyturn.store.group_commit``); on PostgreSQL a
+unit of work's writes share one transaction (``keyturn.store.pg_units``).
 Every SQLite connection gets WAL, ``synchronous=FULL``, foreign keys and a busy timeout.
 ``guarded`` translates SQLAlchemy errors at the store boundary: a database that cannot be reached
 or did not answer in time (connection refused or lost, connect, statement or pool timeout)

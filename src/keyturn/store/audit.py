@@ -5,15 +5,16 @@ previous record's hash and ``hash = HMAC-SHA256(K, prev_hash + event)``, ``K`` d
 master key, so rewriting the chain from an edited record on needs the master key. An append
 reads the tail and inserts ``seq + 1`` in one write transaction (on PostgreSQL the appends in
 flight of a process share one: ``keyturn.store.audit_batches``), durable when it returns and
-raising on any failure, so the gate can refuse a change whose record cannot be written. ``verify`` walks the chain from record 1 and names the first record that was
-edited, removed, moved, re-hashed without the key or downgraded to the unkeyed scheme. It
-detects changes inside the chain, not a cut of its newest records: keep ``head_hash``
-somewhere else to catch that. ``rekey_chain`` rewrites a chain's good records under another
-key (records from before the chain was keyed, at start-up; every record, when the master key
-is rotated) after walking it, and never rewrites a record that did not verify, so re-keying
-cannot launder an edit. The table lives in the store's database and appends share the store's
-writer; events hold no secret, so nothing here is sealed. Imports: ``keyturn.core``,
-SQLAlchemy, this package and the standard library.
+raising on any failure, so the gate can refuse a change whose record cannot be written.
+``verify`` walks the chain from record 1 and names the first record that was edited, removed,
+moved, re-hashed without the key or downgraded to the unkeyed scheme. It detects changes inside
+the chain, not a cut of its newest records: keep ``head_hash`` somewhere else to catch that.
+``rekey_chain`` rewrites a chain's good records under another key (records from before the chain
+was keyed, at start-up; every record, when the master key is rotated) after walking it, and
+never rewrites a record that did not verify, so re-keying cannot launder an edit. The table
+lives in the store's database and appends share the store's writer; events hold no secret, so
+nothing here is sealed. Imports: ``keyturn.core``, SQLAlchemy, this package and the standard
+library.
 """
 
 from __future__ import annotations

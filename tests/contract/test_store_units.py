@@ -2,7 +2,8 @@
 ``writes_together``) on every backend: a task's deferrable writes inside the block are durable
 together when it is left, in one COMMIT; a failing one undoes only its own statements; and a
 write that does not join (the task's own, or one of a task started inside the block, like a
-worker's write-ahead) never waits on what the unit holds and sees what it wrote. SQLite's
+worker's write-ahead) never waits on what the unit holds and sees what it wrote; when such a
+write's COMMIT of the unit fails, the owner hears it on leaving. SQLite's
 group commit has its own file (``test_store_group_commit``); PostgreSQL's units are
 ``keyturn.store.pg_units``. No timing is asserted."""
 
@@ -154,3 +155,37 @@ async def test_a_domain_error_inside_a_write_keeps_the_unit(db: SqlDatabase) -> 
                 await conn.execute(ITEMS.insert().values(n=2))
                 raise DomainError("refused")
     assert await rows(db) == {1: ""}
+
+
+PARENTS = sa.Table("unit_parents", sa.MetaData(), sa.Column("n", sa.Integer, primary_key=True))
+CHILDREN = sa.Table(
+    "unit_children",
+    PARENTS.metadata,
+    sa.Column("n", sa.Integer, primary_key=True),
+    sa.Column("parent", sa.Integer, nullable=False),
+    # Checked at COMMIT: a child without its parent makes the unit's COMMIT fail.
+    sa.ForeignKeyConstraint(["parent"], [PARENTS.c.n], deferrable=True, initially="DEFERRED"),
+)
+
+
+async def test_a_failed_commit_made_for_the_unit_by_another_task_fails_its_owner(
+    db: SqlDatabase,
+) -> None:
+    # A worker's write-ahead commits its starter's unit; if that COMMIT fails, the starter
+    # must not answer as if its writes were kept.
+    async with db.write() as conn:
+        for table in (PARENTS, CHILDREN):
+            await conn.execute(sa.schema.CreateTable(table))
+
+    async def worker() -> None:
+        await note(db, 1, "write-ahead")
+
+    with pytest.raises(DomainError):
+        async with db.together():
+            await insert(db, 1, deferrable=True)
+            async with db.write(deferrable=True) as conn:
+                await conn.execute(CHILDREN.insert().values(n=1, parent=404))
+            with pytest.raises(sa.exc.IntegrityError):
+                await asyncio.create_task(worker())
+            # The owner carries on, and only its leaving can tell it.
+    assert await rows(db) == {}  # nothing of the unit was kept

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from keyturn.core.audit import AuditEvent, AuditOutcome
+from keyturn.core.audit import AuditOutcome
 from keyturn.core.cluster import Fence
 from keyturn.core.errors import Conflict, InvalidParameterValue, LeaseLost, NotFound
 from keyturn.core.fleet import (
@@ -234,18 +234,7 @@ async def test_a_target_s_end_and_its_outcome_record_are_one_unit_of_work(
     repo, job, fence, first = await _claimed_first(backend_store)
     taken = await repo.mark_in_flight(fence, first, Secret("Pw-1234567890ab"))
     audit = SqlAuditLog(backend_store)
-    record = AuditEvent(
-        at=FakeClock().now(),
-        tenant_id=TENANT,
-        key_id=f"fleet:{job.id}",
-        source_ip="",
-        user_agent="keyturn fleet",
-        vendor="fleet",
-        action="fleet:RotatePassword",
-        neutral_action="reset_password",
-        resource=f"{taken.instance_id}/{taken.account}",
-        outcome=AuditOutcome.SUCCEEDED,
-    )
+    record = taken.audit_event(TENANT, AuditOutcome.SUCCEEDED, at=FakeClock().now())
     commits: list[int] = []
     sa.event.listen(backend_store.db.engine.sync_engine, "commit", lambda _c: commits.append(1))
     async with repo.writes_together():

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Protocol
 
+from keyturn.core.audit import AuditEvent, AuditOutcome
 from keyturn.core.cluster import Fence
 from keyturn.core.errors import InvalidParameterValue
 from keyturn.core.model import EngineKind, Product, check_labels
@@ -280,6 +281,33 @@ class FleetTarget:
         """The request id of this attempt's task: how a restart finds a task that was created
         just before its id could be recorded."""
         return f"fleet:{self.job_id}:{self.seq}:{self.attempts}"
+
+    def audit_event(
+        self,
+        tenant_id: str,
+        outcome: AuditOutcome,
+        *,
+        at: datetime,
+        task_id: int | None = None,
+        error_code: str = "",
+    ) -> AuditEvent:
+        """The audit record of this attempt's change (``fleet:RotatePassword``), by the job's
+        key id ``fleet:<job id>``."""
+        return AuditEvent(
+            at=at,
+            tenant_id=tenant_id,
+            key_id=f"fleet:{self.job_id}",
+            source_ip="",
+            user_agent="keyturn fleet",
+            vendor="fleet",
+            action="fleet:RotatePassword",
+            neutral_action="reset_password",
+            resource=f"{self.instance_id}/{self.account}",
+            outcome=outcome,
+            error_code=error_code,
+            request_id=self.request_id(),
+            task_id="" if task_id is None else str(task_id),
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

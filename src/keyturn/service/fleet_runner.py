@@ -36,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Final
 
-from keyturn.core.audit import AuditEvent, AuditOutcome
+from keyturn.core.audit import AuditOutcome
 from keyturn.core.cluster import Fence, LeasePolicy
 from keyturn.core.errors import Conflict, DomainError, LeaseLost, RequestThrottled
 from keyturn.core.fleet import FleetJob, FleetRepo, FleetTarget, JobState, TargetState
@@ -361,20 +361,12 @@ class _JobRun:
         if audit is None or clock is None:
             return
         await audit.append(
-            AuditEvent(
+            target.audit_event(
+                self.job.tenant_id,
+                outcome,
                 at=clock.now(),
-                tenant_id=self.job.tenant_id,
-                key_id=f"fleet:{self.job.id}",
-                source_ip="",
-                user_agent="keyturn fleet",
-                vendor="fleet",
-                action="fleet:RotatePassword",
-                neutral_action="reset_password",
-                resource=f"{target.instance_id}/{target.account}",
-                outcome=outcome,
+                task_id=task_id,
                 error_code=error_code,
-                request_id=target.request_id(),
-                task_id="" if task_id is None else str(task_id),
             )
         )
 

@@ -30,7 +30,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AbstractContextManager, asynccontextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING
 
 from keyturn.store.group_commit import helping
@@ -61,6 +61,16 @@ class _Unit:
     def joins(self) -> bool:
         task = asyncio.current_task()
         return not self.closed and (task is self.owner or task in self.helpers)
+
+    async def leave(self, token: Token[_Unit | None]) -> None:
+        """The owner leaves the block: nothing joins any more, the transaction is committed,
+        and a COMMIT that failed (here or in another task's flush) is raised."""
+        _UNIT.reset(token)
+        self.closed = True
+        async with self.turn:
+            await self.commit()
+        if self.lost is not None:
+            raise self.lost
 
     async def commit(self) -> None:
         """COMMIT the open transaction, if any (the caller holds the turn). Shielded: a
@@ -109,20 +119,12 @@ class PgUnits:
         try:
             yield
         except BaseException:
-            _UNIT.reset(token)
-            unit.closed = True
-            async with unit.turn:
-                try:
-                    await unit.commit()
-                except Exception:
-                    log.exception("committing a unit of work after its block failed")
+            try:
+                await unit.leave(token)
+            except Exception:
+                log.exception("committing a unit of work after its block failed")
             raise
-        _UNIT.reset(token)
-        unit.closed = True
-        async with unit.turn:
-            await unit.commit()
-        if unit.lost is not None:
-            raise unit.lost
+        await unit.leave(token)
 
     @staticmethod
     def active() -> bool:

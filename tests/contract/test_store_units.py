@@ -189,3 +189,65 @@ async def test_a_failed_commit_made_for_the_unit_by_another_task_fails_its_owner
                 await asyncio.create_task(worker())
             # The owner carries on, and only its leaving can tell it.
     assert await rows(db) == {}  # nothing of the unit was kept
+
+
+async def test_an_owner_cancelled_while_its_unit_commits_keeps_every_write(
+    db: SqlDatabase,
+) -> None:
+    # A caller that gives up (a client gone, a deadline) while its unit's COMMIT is under way
+    # must not leave half of it: the COMMIT goes on without its owner, and keeps the whole.
+    async def owner() -> None:
+        async with db.together():
+            await insert(db, 1, deferrable=True)
+            await insert(db, 2, deferrable=True)
+
+    task = asyncio.create_task(owner())
+    # SQLAlchemy's "commit" event fires as the COMMIT starts: the owner is cancelled there.
+    sa.event.listen(db.engine.sync_engine, "commit", lambda _conn: task.cancel())
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # The COMMIT finishes in the background (a deadline, not a speed bound).
+    for _ in range(500):
+        if await rows(db):
+            break
+        await asyncio.sleep(0.01)
+    assert await rows(db) == {1: "", 2: ""}
+
+
+async def test_an_owner_cancelled_while_a_helper_still_writes_keeps_every_write(
+    db: SqlDatabase,
+) -> None:
+    # A synchronous call past its deadline leaves its unit while its worker may still be
+    # writing for it; if the caller is then cancelled while it waits for that write to end,
+    # the unit must still be committed (not left open, holding its locks, with its rows).
+    writing, release = asyncio.Event(), asyncio.Event()
+
+    async def helper() -> None:
+        with db.for_the_starter():
+            async with db.write(deferrable=True) as conn:
+                await conn.execute(ITEMS.insert().values(n=2))
+                writing.set()
+                await release.wait()
+
+    helpers: list[asyncio.Task[None]] = []
+
+    async def owner() -> None:
+        async with db.together():
+            await insert(db, 1, deferrable=True)
+            helpers.append(asyncio.create_task(helper()))
+            await writing.wait()
+
+    task = asyncio.create_task(owner())
+    await writing.wait()
+    for _ in range(20):  # the owner leaves its block and waits for the helper's write
+        await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    release.set()
+    await helpers[0]
+    for _ in range(500):  # the COMMIT made without its owner (a deadline, not a speed bound)
+        if len(await rows(db)) == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert await rows(db) == {1: "", 2: ""}

@@ -67,10 +67,18 @@ class _Unit:
         and a COMMIT that failed (here or in another task's flush) is raised."""
         _UNIT.reset(token)
         self.closed = True
-        async with self.turn:
-            await self.commit()
+        # Shielded: an owner cancelled while it waits for the turn (a helper still writing
+        # for it, a synchronous call's worker past the caller's deadline) or while it commits
+        # still has its unit committed, never left open with its rows and locks.
+        await asyncio.shield(self._commit_in_turn())
         if self.lost is not None:
             raise self.lost
+
+    async def _commit_in_turn(self) -> None:
+        """COMMIT once the turn is free; a failure is kept in ``lost`` (``leave`` raises it)."""
+        async with self.turn:
+            with contextlib.suppress(Exception):
+                await self.commit()
 
     async def commit(self) -> None:
         """COMMIT the open transaction, if any (the caller holds the turn). Shielded: a

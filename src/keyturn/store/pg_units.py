@@ -70,7 +70,12 @@ class _Unit:
         # Shielded: an owner cancelled while it waits for the turn (a helper still writing
         # for it, a synchronous call's worker past the caller's deadline) or while it commits
         # still has its unit committed, never left open with its rows and locks.
-        await asyncio.shield(self._commit_in_turn())
+        closing = asyncio.ensure_future(self._commit_in_turn())
+        # asyncio keeps only weak references to tasks: one whose owner was cancelled would
+        # otherwise be reachable from nothing but what it waits on.
+        _CLOSING.add(closing)
+        closing.add_done_callback(_CLOSING.discard)
+        await asyncio.shield(closing)
         if self.lost is not None:
             raise self.lost
 
@@ -109,6 +114,8 @@ class _Unit:
 
 
 _UNIT: ContextVar[_Unit | None] = ContextVar("keyturn_pg_unit", default=None)
+#: Units being committed on leaving, until they are (``_Unit.leave``).
+_CLOSING: set[asyncio.Future[None]] = set()
 
 
 class PgUnits:

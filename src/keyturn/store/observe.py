@@ -6,10 +6,10 @@ synchronous one underneath; engines made with ``execution_options``, such as the
 writer, share their parent's listeners). The label is the statement's first keyword from a
 fixed set (``select``, ``insert``, ``update``, ``delete``, ``begin``, ``pragma``...; anything
 else is ``other``), looked up in a dict: never the statement's text or parameters. A statement
-that raises is not timed (the store's errors are counted where they surface). The inline
-engine's hot statements, which run on the driver without SQLAlchemy's events
+that raises is not timed (the store's errors are counted where they surface). The hot
+statements, which run on SQLite's or psycopg's driver without SQLAlchemy's events
 (``keyturn.store.hot_path``), report to the same timer. Imports: ``keyturn.core``, the inline
-engine, SQLAlchemy and the standard library.
+engine and psycopg runner, SQLAlchemy and the standard library.
 """
 
 from __future__ import annotations
@@ -59,9 +59,13 @@ def observe_statements(engine: Any, metrics: Metrics) -> None:
     """Time every statement run through ``engine`` (an ``AsyncEngine``, the store's inline
     SQLite engine, or a plain ``Engine``) into ``metrics.store_statement``."""
     target = getattr(engine, "sync_engine", engine)
+    # Hot statements skip SQLAlchemy's execution, and so its events (``hot_path``).
     if isinstance(engine, InlineEngine):
-        # Its hot statements skip SQLAlchemy's execution, and so its events.
         engine.time_statements(metrics.store_statement)
+    elif target.dialect.driver == "psycopg":
+        from keyturn.store import pg_driver  # only on PostgreSQL (see hot_path)
+
+        pg_driver.time_statements(target.dialect, metrics.store_statement)
 
     def before(
         conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool

@@ -8,7 +8,7 @@ unavailable), and they are timed like every other statement."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
@@ -20,26 +20,13 @@ from keyturn.store import hot_path, pg_driver
 from keyturn.store.base import store_error
 from keyturn.store.observe import observe_statements
 from keyturn.store.opening import open_engine
-from keyturn.store.schema import UtcDateTime
 from tests.support.fakes import RecordingMetrics
 from tests.support.store_backends import StorePostgres
+from tests.support.store_writes import AT, EVENTS, counting
 
-EVENTS = sa.Table(
-    "hot_events",
-    sa.MetaData(),
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("at", UtcDateTime, nullable=False),
-    sa.Column("hits", sa.Integer, nullable=False),
-)
 INSERT = sa.insert(EVENTS)
-COUNT = (
-    postgresql.insert(EVENTS)
-    .values(id=sa.bindparam("id"), at=sa.bindparam("at"), hits=1)
-    .on_conflict_do_update(index_elements=[EVENTS.c.id], set_={"hits": EVENTS.c.hits + 1})
-    .returning(EVENTS.c.hits)
-)
+COUNT = counting(postgresql.insert)
 BY_ID = sa.select(EVENTS).where(EVENTS.c.id == sa.bindparam("id"))
-AT = datetime(2026, 12, 6, 23, 30, 1, 250, tzinfo=timezone(timedelta(hours=8)))
 
 
 @pytest.fixture

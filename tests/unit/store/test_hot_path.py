@@ -7,7 +7,7 @@ in-memory SQLite database through the inline engine."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -17,32 +17,18 @@ from keyturn.core.errors import InternalError
 from keyturn.store import hot_path
 from keyturn.store.inline import InlineConnection, InlineEngine
 from keyturn.store.observe import observe_statements
-from keyturn.store.schema import UtcDateTime
 from tests.support.fakes import RecordingMetrics
+from tests.support.store_writes import AT, EVENTS, counting
 
-METADATA = sa.MetaData()
-EVENTS = sa.Table(
-    "events",
-    METADATA,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("at", UtcDateTime, nullable=False),
-    sa.Column("hits", sa.Integer, nullable=False),
-)
 INSERT = sa.insert(EVENTS)
-COUNT = (
-    sqlite.insert(EVENTS)
-    .values(id=sa.bindparam("id"), at=sa.bindparam("at"), hits=1)
-    .on_conflict_do_update(index_elements=[EVENTS.c.id], set_={"hits": EVENTS.c.hits + 1})
-    .returning(EVENTS.c.hits)
-)
+COUNT = counting(sqlite.insert)
 LAST = sa.select(EVENTS.c.id, EVENTS.c.hits).order_by(EVENTS.c.id.desc()).limit(1)
-AT = datetime(2026, 12, 6, 23, 30, 1, 250, tzinfo=timezone(timedelta(hours=8)))
 
 
 @pytest.fixture
 def engine() -> Iterator[InlineEngine]:
     sync = sa.create_engine("sqlite://")
-    METADATA.create_all(sync)
+    EVENTS.metadata.create_all(sync)
     yield InlineEngine(sync)
     sync.dispose()
 

@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from keyturn.core.audit import AuditEvent, AuditOutcome
+from keyturn.core.audit import AuditEvent
 from keyturn.core.cluster import Fence
 from keyturn.core.engine_ports import CredentialSnapshot
 from keyturn.core.errors import InternalError
@@ -73,6 +73,7 @@ from keyturn.store.sealing import (
 )
 from keyturn.store.secrets import SqlSecrets
 from keyturn.store.sql import SqlStore
+from tests.support.audit_events import audit_event
 from tests.support.fakes import fake_flow
 from tests.support.store_backends import StoreBackend
 
@@ -150,18 +151,14 @@ class Filled:
 AUDIT_RECORDS = 5
 
 
-def audit_event(n: int) -> AuditEvent:
-    return AuditEvent(
+def numbered_event(n: int) -> AuditEvent:
+    return audit_event(
         at=datetime(2025, 1, 2, tzinfo=UTC) + timedelta(seconds=n),
         tenant_id=TENANT,
         key_id="AKIDrekey",
         source_ip="127.0.0.1",
         user_agent="test",
-        vendor="tencent",
-        action="redis:ResetPassword",
-        neutral_action="reset_password",
         resource=INSTANCE,
-        outcome=AuditOutcome.SUCCEEDED,
         request_id=f"req-{n}",
     )
 
@@ -228,7 +225,7 @@ async def fill(data_dir: Path, env: str | None = None) -> Filled:
         )
         audit = open_audit_log(store, data_dir)
         for n in range(AUDIT_RECORDS):
-            await audit.append(audit_event(n))
+            await audit.append(numbered_event(n))
     return Filled(
         key_id=key.id,
         key_secret=key.secret.reveal(),

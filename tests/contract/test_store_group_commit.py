@@ -257,27 +257,6 @@ async def test_a_task_writing_for_its_starter_joins_the_starter_s_unit(db: SqlDa
     assert await rows(db) == [1, 2]
 
 
-async def test_a_task_writing_for_a_starter_that_left_its_unit_waits_as_usual(
-    db: SqlDatabase,
-) -> None:
-    # The caller gave up (its deadline) before the task ended: nobody would wait for it.
-    started = asyncio.Event()
-    go_on = asyncio.Event()
-
-    async def worker() -> list[int]:
-        started.set()
-        await go_on.wait()
-        with db.for_the_starter():
-            await insert(db, 1, deferrable=True)
-        return await rows(db)  # durable on return
-
-    async with db.together():
-        running = asyncio.create_task(worker())
-        await started.wait()
-    go_on.set()
-    assert await running == [1]
-
-
 class Ticks:
     """Counts, on the loop, how often it got to run: every ``every`` seconds (0: every loop
     iteration)."""

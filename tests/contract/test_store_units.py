@@ -126,9 +126,11 @@ async def test_a_task_writing_for_its_starter_joins_its_unit(db: SqlDatabase) ->
 
 
 async def test_a_task_writing_for_a_starter_that_left_waits_as_usual(db: SqlDatabase) -> None:
-    go_on = asyncio.Event()
+    # The caller gave up (its deadline) before the task ended: nobody would wait for it.
+    started, go_on = asyncio.Event(), asyncio.Event()
 
     async def worker() -> dict[int, str]:
+        started.set()
         await go_on.wait()
         with db.for_the_starter():
             await insert(db, 1, deferrable=True)
@@ -136,7 +138,7 @@ async def test_a_task_writing_for_a_starter_that_left_waits_as_usual(db: SqlData
 
     async with db.together():
         running = asyncio.create_task(worker())
-        await asyncio.sleep(0)
+        await started.wait()
     go_on.set()
     assert await running == {1: ""}
 

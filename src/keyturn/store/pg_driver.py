@@ -18,14 +18,15 @@ SQLAlchemy raises for it (the matching ``DBAPIError`` subclass, parameters hidde
 connection that broke is invalidated first, so the pool replaces it and the store reports
 itself unavailable (``store_error``). Statements are timed into the timers
 ``observe_statements`` registers for the engine's dialect, as SQLAlchemy's cursor events time
-the rest. Imports: SQLAlchemy, psycopg and the standard library.
+the rest. Imports: SQLAlchemy, psycopg, this package's statement timer type and the standard
+library.
 """
 
 from __future__ import annotations
 
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Final
 
 import psycopg
@@ -34,13 +35,13 @@ from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from keyturn.store.inline import StatementTimer
+
 #: What hot statements are compiled with: SQLAlchemy's psycopg dialect with positional
 #: (``%s``) parameters, so a call's values are a list in the compiled order.
 DIALECT: Final[Dialect] = psycopg_dialect.dialect(  # type: ignore[no-untyped-call]
     paramstyle="format"
 )
-
-StatementTimer = Callable[[str, float], None]
 
 #: The statement timers of each engine's dialect (``observe_statements``).
 _TIMERS: weakref.WeakKeyDictionary[Dialect, list[StatementTimer]] = weakref.WeakKeyDictionary()
@@ -52,8 +53,9 @@ def time_statements(dialect: Dialect, timer: StatementTimer) -> None:
 
 
 def runs(conn: Any) -> bool:
-    """Whether ``conn`` is SQLAlchemy's asyncio connection on psycopg (the hot path applies)."""
-    return isinstance(conn, AsyncConnection) and conn.dialect.driver == "psycopg"
+    """Whether ``conn``, whose dialect's driver is psycopg, is SQLAlchemy's asyncio connection
+    (the hot path applies; ``hot_path`` checks the driver before importing this module)."""
+    return isinstance(conn, AsyncConnection)
 
 
 async def run(

@@ -7,30 +7,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import replace
-from datetime import UTC, datetime
 
 import pytest
 
-from keyturn.core.audit import AuditEvent, AuditOutcome
+from keyturn.core.audit import AuditEvent
 from keyturn.store.audit_batches import MOST_PER_BATCH, AuditBatches
-
-EVENT = AuditEvent(
-    at=datetime(2026, 1, 1, tzinfo=UTC),
-    tenant_id="t",
-    key_id="k",
-    source_ip="",
-    user_agent="",
-    vendor="tencent",
-    action="redis:DescribeTaskInfo",
-    neutral_action="",
-    resource="r",
-    outcome=AuditOutcome.SUCCEEDED,
-)
+from tests.support.audit_events import audit_event
 
 
 def numbered(n: int) -> AuditEvent:
-    return replace(EVENT, request_id=str(n))
+    return audit_event(action="redis:DescribeTaskInfo", neutral_action="", request_id=str(n))
 
 
 class Writer:

@@ -117,3 +117,21 @@ async def test_mariadb_refuses_to_list_sessions_it_cannot_see(
         assert found.opened_before_mark(mark) is True
     finally:
         held.close()
+
+
+async def test_a_mariadb_mark_reads_the_run_start_once_per_admin_connection(
+    mariadb_server: MariaDBServer, mysql_engine: MySQLEngine
+) -> None:
+    """The run's start is read with the first mark on an admin connection and kept with it (a
+    connection never outlives its server's run): later marks agree on it exactly and still
+    read the highest connection id of the moment."""
+    create_user(mariadb_server, "app", "%", OLD)
+    node = mysql_node(mariadb_server)
+    first = await mysql_engine.session_mark(node)
+    held = open_app_session(EngineKind.MYSQL, mariadb_server.port, "app@%", OLD, "billing")
+    try:
+        second = await mysql_engine.session_mark(node)
+        assert first is not None and second is not None
+        assert second.started == first.started and second.high >= int(held.id) > first.high
+    finally:
+        held.close()

@@ -70,6 +70,8 @@ class MySQLAdmin(SqlAdmin):
 
     mariadb: bool
     native: bool
+    #: When the server's run began, once a session mark read it (the connection's run).
+    run_started: int | None = None
 
     async def aclose(self) -> None:
         await close(self.conn)

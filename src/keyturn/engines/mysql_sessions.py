@@ -76,11 +76,14 @@ async def _started(conn: Any, now: int) -> int:
     return now - int(rows[0][1])
 
 
-async def mark(conn: Any, node: Node) -> SessionMark:
-    """The highest connection id now, with the run it belongs to."""
+async def mark(conn: Any, node: Node, started: int | None = None) -> SessionMark:
+    """The highest connection id now, with the run it belongs to: ``started`` when the caller
+    read it before on ``conn`` (a connection never outlives its server's run), else read now."""
     [(sees_all, now, high)] = await _all(conn, _SEES_ALL_AND_HIGH)
     _refuse_unless(sees_all, node)
-    return SessionMark(started=await _started(conn, int(now)), high=int(high or 0))
+    if started is None:
+        started = await _started(conn, int(now))
+    return SessionMark(started=started, high=int(high or 0))
 
 
 async def _check_sees_all(conn: Any, node: Node) -> None:

@@ -11,6 +11,7 @@ server log (``log_statement=all``) never holds a plaintext password.
 from __future__ import annotations
 
 import base64
+from typing import NoReturn
 
 import psycopg
 import pytest
@@ -22,6 +23,7 @@ from keyturn.core.errors import (
     VerificationFailed,
 )
 from keyturn.core.secrets import Secret
+from keyturn.engines import postgres as postgres_module
 from keyturn.engines.postgres import PostgresEngine
 from keyturn.engines.postgres_scram import verifier_of
 from tests.support.logins import can_login_postgres
@@ -187,3 +189,33 @@ async def test_verification_logs_in_with_the_new_verifiers_keys(
     await postgres_engine.verify(node, "app", Secret("New-app-pw-1"))
     with pytest.raises(VerificationFailed):
         await postgres_engine.verify(node, "app", Secret("Other-app-pw-2"))
+
+
+async def test_a_change_writes_the_verifier_prepared_for_it(
+    postgres_engine: PostgresEngine,
+    postgres_server: PostgresServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``prepare`` starts the verifier before the change; the change writes that one and
+    computes none itself, and the password logs in. A prepared verifier of another password
+    is never written: the change makes its own."""
+    create_role(postgres_server, "app", "old-app-pw")
+    node = postgres_node(postgres_server)
+
+    async def computed(*_: object) -> NoReturn:
+        raise AssertionError("the prepared verifier was not used")
+
+    postgres_engine.prepare(node, "app", Secret("New-app-pw-1"))
+    with monkeypatch.context() as patched:
+        patched.setattr(postgres_module, "scram_verifier", computed)
+        await postgres_engine.set_password(node, "app", Secret("New-app-pw-1"))
+    written = stored_verifier(postgres_server, "app")
+    assert written is not None
+    counted, salt = written.split("$")[1].split(":")
+    assert verifier_of(b"New-app-pw-1", base64.b64decode(salt), int(counted)).text == written
+    await postgres_engine.verify(node, "app", Secret("New-app-pw-1"))
+    postgres_engine.prepare(node, "app", Secret("Other-app-pw-2"))
+    await postgres_engine.set_password(node, "app", Secret("New-app-pw-3"))
+    assert logs_in(postgres_server, "app", "New-app-pw-3")
+    assert not logs_in(postgres_server, "app", "Other-app-pw-2")
+    await postgres_engine.verify(node, "app", Secret("New-app-pw-3"))

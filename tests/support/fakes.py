@@ -292,6 +292,8 @@ class FakeEngine:
     delay: float = 0.001
     #: Old passwords ``password_matches`` was asked about, in order.
     evaluated: list[str] = field(default_factory=list)
+    #: Accounts ``prepare`` was told a change of, in order.
+    prepared: list[str] = field(default_factory=list)
 
     async def probe(self, node: Node, account: str | None = None) -> EngineInfo:
         await asyncio.sleep(self.delay)
@@ -310,6 +312,9 @@ class FakeEngine:
         if account not in self.passwords:
             raise AccountNotFound()
         return self.passwords[account] == password.reveal()
+
+    def prepare(self, node: Node, account: str, password: Secret) -> None:
+        self.prepared.append(account)
 
     def __getattr__(self, name: str) -> Any:
         raise AssertionError(f"the fake engine was not expected to {name}")

@@ -196,6 +196,13 @@ class Engine(Protocol):
         (Redis ACL users, MariaDB authentication chains, MySQL 8 dual passwords)."""
         ...
 
+    def prepare(self, node: Node, account: str, password: Secret) -> None:
+        """Begin, off the caller's path, what a coming change of ``account`` to ``password`` on
+        ``node``'s instance can compute without the engine (PostgreSQL: the SCRAM verifier's
+        PBKDF2), so that the change finds it made. Never blocks and never raises; a change that
+        finds nothing prepared computes it then. Engines with nothing to prepare do nothing."""
+        ...
+
     async def list_sessions(self, node: Node, account: str) -> list[Session]:
         """The account's open client connections on ``node`` (keyturn's own admin
         connections excluded), oldest first; bounded by the engine's own client limit."""

@@ -133,6 +133,9 @@ class MeasuredEngine:
     def overlap_partner(self, account: str) -> str | None:
         return self.inner.overlap_partner(account)
 
+    def prepare(self, node: Node, account: str, password: Secret) -> None:
+        self.inner.prepare(node, account, password)  # not timed: it starts work, awaits none
+
     async def list_sessions(self, node: Node, account: str) -> list[Session]:
         return await self._timer("list_sessions", self.inner.list_sessions(node, account))
 

@@ -68,7 +68,12 @@ from keyturn.engines.postgres_replication import (
     await_replay,
 )
 from keyturn.engines.postgres_roles import checked, read_role, read_snapshot, snapshot_verifier
-from keyturn.engines.postgres_scram import ScramKeys, scram_verifier
+from keyturn.engines.postgres_scram import (
+    PreparedVerifiers,
+    ScramKeys,
+    iterations_of,
+    scram_verifier,
+)
 from keyturn.engines.sql_engine import SqlEngine, probed
 
 log = logging.getLogger(__name__)
@@ -105,6 +110,7 @@ class PostgresEngine(SqlEngine[PostgresAdmin]):
         self._positions = ReplayPositions()
         # A change's checks follow its write at once; a standby's may wait the replica budget.
         self._keys = ScramKeys(ttl=2 * self._replica_budget + self._timeout)
+        self._prepared = PreparedVerifiers()
 
     # ------------------------------------------------------------------ Engine protocol
 
@@ -286,6 +292,10 @@ class PostgresEngine(SqlEngine[PostgresAdmin]):
     async def session_mark(self, node: Node) -> SessionMark | None:
         return None  # every session's start time is known
 
+    def prepare(self, node: Node, account: str, password: Secret) -> None:
+        # The verifier's PBKDF2 is the one cost of a change computed without the server.
+        self._prepared.start(node.instance_id, account, password)
+
     async def verify(self, node: Node, account: str, password: Secret | None) -> None:
         if password is None:
             raise UnsupportedFeature("PostgreSQL has no password-free mode")
@@ -302,8 +312,12 @@ class PostgresEngine(SqlEngine[PostgresAdmin]):
     async def _verifier(
         self, node: Node, admin: PostgresAdmin, account: str, password: Secret
     ) -> str:
-        """``password``'s verifier, its keys kept for the checks that follow."""
-        made = await scram_verifier(admin.conn, account, password)
+        """``password``'s verifier (the one ``prepare`` started, when it fits), its keys kept
+        for the checks that follow."""
+        iterations = iterations_of(admin.conn)
+        made = await self._prepared.take(node.instance_id, account, password, iterations)
+        if made is None:
+            made = await scram_verifier(admin.conn, account, password)
         self._keys.remember(node.instance_id, account, password, made)
         return made.text
 

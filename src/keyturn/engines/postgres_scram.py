@@ -20,7 +20,14 @@ from the new password with this salt, and the client checks the server's signatu
 ServerKey. So ``ScramKeys`` keeps the keys of the latest verifier made for each instance's
 account, for a short while and in memory only, beside the password they were made from; a
 verification of that very password uses them (``postgres.PostgresEngine._login``) and falls back
-to the password when they are refused. Imports: ``keyturn.core`` and psycopg.
+to the password when they are refused.
+
+A verifier can also be made ahead of its change: ``PreparedVerifiers`` starts the PBKDF2 in a
+worker thread as soon as a reset is accepted (``PostgresEngine.prepare``), so it runs while the
+task is queued, the node probed and snapshotted and the task written ahead, and the change finds
+it made instead of waiting for it (about a tenth of a verified reset). It is kept for a short
+while, in memory only, and used only for that very password on that account of that instance
+with the iteration count the server reports then. Imports: ``keyturn.core`` and psycopg.
 """
 
 from __future__ import annotations
@@ -45,6 +52,8 @@ SALT_BYTES: Final = 16
 _MOST_ITERATIONS: Final = 10_000_000
 #: At most this many accounts' keys are kept (the oldest go first).
 _MOST_KEPT: Final = 4096
+#: A verifier made ahead waits this many seconds for its change, at most.
+PREPARED_TTL: Final = 30.0
 #: The first libpq with ``scram_client_key`` and ``scram_server_key`` (PostgreSQL 18's).
 KEYED_LOGIN_LIBPQ: Final = 180000
 
@@ -143,3 +152,68 @@ class ScramKeys:
             return None
         same = hmac.compare_digest(kept.password.reveal().encode(), password.reveal().encode())
         return kept.keys if same else None
+
+
+@dataclass(slots=True)
+class _Prepared:
+    password: Secret
+    iterations: int
+    made: asyncio.Future[Verifier]
+    until: float
+
+
+def _retrieved(made: asyncio.Future[Verifier]) -> None:
+    # A verifier nobody took is dropped; its (unlikely) exception must not be logged as lost.
+    if not made.cancelled():
+        made.exception()
+
+
+class PreparedVerifiers:
+    """Verifiers of ASCII passwords started ahead of their change, one per (instance, account),
+    for ``ttl`` seconds; a newer one replaces an older one. What ``take`` does not find made
+    (another password, another iteration count, too late) the change computes itself."""
+
+    def __init__(self, ttl: float = PREPARED_TTL) -> None:
+        self._ttl = ttl
+        self._pending: dict[tuple[str, str], _Prepared] = {}
+        #: The iteration count each instance reported last (4096 until one is seen).
+        self._iterations: dict[str, int] = {}
+
+    def __repr__(self) -> str:
+        return f"PreparedVerifiers({len(self._pending)} pending)"
+
+    def start(self, instance_id: str, account: str, password: Secret) -> None:
+        """Begin ``password``'s verifier in a worker thread; never blocks, never raises."""
+        plain = password.reveal()
+        if not plain.isascii():
+            return  # SASLprep: libpq computes it, at the change
+        now = time.monotonic()
+        self._pending = {k: v for k, v in self._pending.items() if v.until > now}
+        while len(self._pending) >= _MOST_KEPT:
+            del self._pending[next(iter(self._pending))]
+        iterations = self._iterations.get(instance_id, DEFAULT_ITERATIONS)
+        salt = secrets.token_bytes(SALT_BYTES)
+        loop = asyncio.get_running_loop()
+        try:
+            made = loop.run_in_executor(None, verifier_of, plain.encode(), salt, iterations)
+        except RuntimeError:
+            return  # the loop's executor is shut down: the change computes its own
+        made.add_done_callback(_retrieved)
+        self._pending[(instance_id, account)] = _Prepared(
+            password, iterations, made, now + self._ttl
+        )
+
+    async def take(
+        self, instance_id: str, account: str, password: Secret, iterations: int
+    ) -> Verifier | None:
+        """The verifier started for ``password`` on that account, awaited; None when there is
+        none that fits. Taken once: a second change of the same password makes its own salt."""
+        if len(self._iterations) >= _MOST_KEPT:
+            self._iterations.clear()
+        self._iterations[instance_id] = iterations
+        found = self._pending.pop((instance_id, account), None)
+        if found is None or found.until <= time.monotonic() or found.iterations != iterations:
+            return None
+        if found.password != password:
+            return None
+        return await found.made

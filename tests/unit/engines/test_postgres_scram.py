@@ -1,5 +1,6 @@
-"""``keyturn.engines.postgres_scram``: the verifier's shape and the keys kept for a change's
-checks (no I/O; ``tests/contract/test_engine_postgres`` proves them on a real server)."""
+"""``keyturn.engines.postgres_scram``: the verifier's shape, the verifiers made ahead of a
+change and the keys kept for its checks (no I/O; ``tests/contract/test_engine_postgres`` proves
+them on a real server)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import hashlib
 import hmac
 
 from keyturn.core.secrets import Secret
-from keyturn.engines.postgres_scram import ScramKeys, Verifier, verifier_of
+from keyturn.engines.postgres_scram import PreparedVerifiers, ScramKeys, Verifier, verifier_of
 
 
 def test_the_verifier_is_postgres_scram_sha_256() -> None:
@@ -62,3 +63,51 @@ def test_an_older_libpq_keeps_no_keys() -> None:
     kept = ScramKeys(ttl=60.0, libpq=170004)
     kept.remember("pg-1", "app", Secret("New-pw-1"), verifier_of(b"New-pw-1", b"s" * 16, 4096))
     assert kept.keys_for("pg-1", "app", Secret("New-pw-1")) is None
+
+
+async def test_a_prepared_verifier_serves_its_own_password_once() -> None:
+    prepared = PreparedVerifiers(ttl=60.0)
+    prepared.start("pg-1", "app", Secret("New-pw-1"))
+    made = await prepared.take("pg-1", "app", Secret("New-pw-1"), 4096)
+    assert made is not None and made.keys is not None
+    assert made.text.startswith("SCRAM-SHA-256$4096:")
+    salt = base64.b64decode(made.text.split("$")[1].split(":")[1])
+    assert verifier_of(b"New-pw-1", salt, 4096) == made  # the password's own, salt and all
+    assert await prepared.take("pg-1", "app", Secret("New-pw-1"), 4096) is None  # taken once
+
+
+async def test_a_prepared_verifier_that_does_not_fit_is_not_used() -> None:
+    prepared = PreparedVerifiers(ttl=60.0)
+    prepared.start("pg-1", "app", Secret("New-pw-1"))
+    assert await prepared.take("pg-1", "app", Secret("New-pw-2"), 4096) is None
+    prepared.start("pg-1", "app", Secret("New-pw-1"))
+    assert await prepared.take("pg-1", "app", Secret("New-pw-1"), 10_000) is None
+    prepared.start("pg-1", "app", Secret("New-pw-1"))
+    assert await prepared.take("pg-2", "app", Secret("New-pw-1"), 4096) is None
+    assert await prepared.take("pg-1", "other", Secret("New-pw-1"), 4096) is None
+    late = PreparedVerifiers(ttl=0.0)
+    late.start("pg-1", "app", Secret("New-pw-1"))
+    assert await late.take("pg-1", "app", Secret("New-pw-1"), 4096) is None
+
+
+async def test_a_prepared_verifier_uses_the_iterations_the_instance_reported_last() -> None:
+    prepared = PreparedVerifiers(ttl=60.0)
+    assert await prepared.take("pg-1", "app", Secret("New-pw-1"), 8192) is None  # learnt
+    prepared.start("pg-1", "app", Secret("New-pw-1"))
+    made = await prepared.take("pg-1", "app", Secret("New-pw-1"), 8192)
+    assert made is not None and made.text.startswith("SCRAM-SHA-256$8192:")
+
+
+async def test_a_password_that_needs_saslprep_is_not_prepared() -> None:
+    prepared = PreparedVerifiers(ttl=60.0)
+    prepared.start("pg-1", "app", Secret("Névé-pw-1"))
+    assert repr(prepared) == "PreparedVerifiers(0 pending)"
+    assert await prepared.take("pg-1", "app", Secret("Névé-pw-1"), 4096) is None
+
+
+async def test_a_prepared_verifier_shows_nothing_secret() -> None:
+    prepared = PreparedVerifiers(ttl=60.0)
+    prepared.start("pg-1", "app", Secret("New-pw-1"))
+    assert "New-pw-1" not in repr(prepared)
+    made = await prepared.take("pg-1", "app", Secret("New-pw-1"), 4096)
+    assert made is not None and made.text not in repr(made)

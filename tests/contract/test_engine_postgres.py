@@ -22,11 +22,14 @@ from keyturn.core.errors import (
     EngineRejected,
     VerificationFailed,
 )
+from keyturn.core.model import NodeRole, Product
 from keyturn.core.secrets import Secret
 from keyturn.engines import postgres as postgres_module
 from keyturn.engines.postgres import PostgresEngine
+from keyturn.engines.postgres_admin import PostgresAdmin
 from keyturn.engines.postgres_scram import verifier_of
 from tests.support.logins import can_login_postgres
+from tests.support.plans import instance_of
 from tests.support.postgres_server import PostgresServer
 from tests.support.sql_admin import create_role, postgres_node, postgres_sql, stored_verifier
 
@@ -219,3 +222,28 @@ async def test_a_change_writes_the_verifier_prepared_for_it(
     assert logs_in(postgres_server, "app", "New-app-pw-3")
     assert not logs_in(postgres_server, "app", "Other-app-pw-2")
     await postgres_engine.verify(node, "app", Secret("New-app-pw-3"))
+
+
+async def test_a_probe_tells_the_discover_that_follows_which_node_is_the_primary(
+    postgres_engine: PostgresEngine,
+    postgres_server: PostgresServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A reset's health probe reads whether the node is in recovery in its own round trip; the
+    task's ``discover`` right after uses that instead of asking again, once: the next
+    ``discover`` asks the node."""
+    instance = instance_of([postgres_server.url()], product=Product.TENCENT_POSTGRES)
+    [node] = instance.nodes
+    asked: list[str] = []
+    asks = PostgresEngine._in_recovery
+
+    async def counted(engine: PostgresEngine, admin: PostgresAdmin) -> bool:
+        asked.append(node.endpoint)
+        return await asks(engine, admin)
+
+    monkeypatch.setattr(PostgresEngine, "_in_recovery", counted)
+    await postgres_engine.probe(node, "postgres")
+    [found] = (await postgres_engine.discover(instance)).nodes
+    assert found.role is NodeRole.PRIMARY and asked == []
+    [found] = (await postgres_engine.discover(instance)).nodes
+    assert found.role is NodeRole.PRIMARY and asked == [node.endpoint]

@@ -55,6 +55,7 @@ from keyturn.core.model import EngineKind, Node, NodeAddress
 from keyturn.core.plans import Change, ChangeMode
 from keyturn.core.secrets import Secret
 from keyturn.engines import postgres_accounts, postgres_admin, postgres_overlap, postgres_sessions
+from keyturn.engines.admin_pool import pool_key
 from keyturn.engines.base import DEFAULT_TIMEOUT, deadline
 from keyturn.engines.postgres_admin import PostgresAdmin
 from keyturn.engines.postgres_errors import classify, login_refused
@@ -64,6 +65,7 @@ from keyturn.engines.postgres_replication import (
     REPLAY_GRACE,
     REPLAYED,
     REPLICATED,
+    ProbedRoles,
     ReplayPositions,
     await_replay,
 )
@@ -78,10 +80,12 @@ from keyturn.engines.sql_engine import SqlEngine, probed
 
 log = logging.getLogger(__name__)
 
-#: The version and whether a role is a superuser (NULL: no such role), in one round trip.
+#: The version, whether a role is a superuser (NULL: no such role) and whether the node is a
+#: standby (for the task's ``discover``: ``ProbedRoles``), in one round trip.
 _PROBE: Final = sql.SQL(
     "SELECT current_setting('server_version'),"
-    " (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = %s)"
+    " (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = %s),"
+    " pg_catalog.pg_is_in_recovery()"
 )
 _ACCOUNTS: Final = sql.SQL(
     "SELECT r.rolname, r.rolvaliduntil IS NULL OR r.rolvaliduntil > now()"
@@ -108,6 +112,7 @@ class PostgresEngine(SqlEngine[PostgresAdmin]):
             timeout=timeout, grace=replay_grace, classify=classify, refused=login_refused
         )
         self._positions = ReplayPositions()
+        self._probed = ProbedRoles()
         # A change's checks follow its write at once; a standby's may wait the replica budget.
         self._keys = ScramKeys(ttl=2 * self._replica_budget + self._timeout)
         self._prepared = PreparedVerifiers()
@@ -118,6 +123,8 @@ class PostgresEngine(SqlEngine[PostgresAdmin]):
         async def op(admin: PostgresAdmin) -> EngineInfo:
             # Always a round trip, even on a pooled connection: a probe is a health check.
             row = await self._one(admin, _PROBE, (account,))
+            if row:
+                self._probed.record(pool_key(node), bool(row[2]))
             admin.version = str(row[0]) if row else admin.version
             superuser = None if row is None or row[1] is None else bool(row[1])
             exists = None if account is None else superuser is not None
@@ -358,6 +365,9 @@ class PostgresEngine(SqlEngine[PostgresAdmin]):
         return await postgres_admin.one(admin.conn, query, params)
 
     async def _is_replica(self, node: Node) -> bool:
+        probed = self._probed.take(pool_key(node))
+        if probed is not None:
+            return probed  # a reset's probe read it a moment ago
         return await self._admins.run(node, "recovery check", self._in_recovery)
 
     async def _in_recovery(self, admin: PostgresAdmin) -> bool:

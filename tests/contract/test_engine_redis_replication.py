@@ -8,11 +8,13 @@ follow (and are restored); a primary they watch gets ``masterauth`` for a failov
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
 from keyturn.core.errors import EngineRejected
 from keyturn.core.model import Instance, NodeRole
+from keyturn.engines import redis_admins, redis_plan
 from keyturn.engines.redis import RedisEngine
 from tests.support.logins import can_login
 from tests.support.plans import instance_of, planned
@@ -66,6 +68,37 @@ async def test_the_primary_is_discovered_not_assumed(
         NodeRole.REPLICA,
     ]
     assert topology.nodes[0].endpoint == f"127.0.0.1:{replicated_redis[0].port}"
+
+
+async def test_probes_tell_the_discover_that_follows_each_nodes_master(
+    redis_engine: RedisEngine,
+    replicated_redis: list[RedisServer],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A reset's health probes read each node's ROLE in the round trip they make anyway; the
+    task's ``discover`` right after uses those instead of asking again, once: the next
+    ``discover`` asks every node."""
+    declared = instance([replicated_redis[2], replicated_redis[1], replicated_redis[0]])
+    asked: list[str] = []
+    sends = redis_admins.cmd
+
+    async def counted(client: Any, *args: Any) -> Any:
+        asked.append(str(args[0]))
+        return await sends(client, *args)
+
+    monkeypatch.setattr(redis_plan, "cmd", counted)
+    for node in declared.nodes:
+        await redis_engine.probe(node, "default")
+    for expected in ([], ["ROLE"] * 3):
+        asked.clear()
+        topology = await redis_engine.discover(declared)
+        assert [n.role for n in topology.nodes] == [
+            NodeRole.PRIMARY,
+            NodeRole.REPLICA,
+            NodeRole.REPLICA,
+        ]
+        assert topology.nodes[0].endpoint == f"127.0.0.1:{replicated_redis[0].port}"
+        assert asked == expected
 
 
 async def test_undo_brings_back_password_and_masterauth(

@@ -65,7 +65,6 @@ from keyturn.engines.postgres_replication import (
     REPLAY_GRACE,
     REPLAYED,
     REPLICATED,
-    ProbedRoles,
     ReplayPositions,
     await_replay,
 )
@@ -76,6 +75,7 @@ from keyturn.engines.postgres_scram import (
     iterations_of,
     scram_verifier,
 )
+from keyturn.engines.probed_roles import ProbedRoles
 from keyturn.engines.sql_engine import SqlEngine, probed
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,8 @@ class PostgresEngine(SqlEngine[PostgresAdmin]):
             timeout=timeout, grace=replay_grace, classify=classify, refused=login_refused
         )
         self._positions = ReplayPositions()
-        self._probed = ProbedRoles()
+        #: Whether each node was in recovery when last probed (for the next ``discover``).
+        self._probed: ProbedRoles[bool] = ProbedRoles()
         # A change's checks follow its write at once; a standby's may wait the replica budget.
         self._keys = ScramKeys(ttl=2 * self._replica_budget + self._timeout)
         self._prepared = PreparedVerifiers()

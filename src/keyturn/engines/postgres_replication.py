@@ -15,13 +15,6 @@ that position. After a restart of keyturn no position is known, and the fresh lo
 instead, for the same bounded time. This module holds the queries, the positions and the
 bounded polling loop; ``keyturn.engines.postgres`` runs them. It imports only ``keyturn.core``
 and psycopg.
-
-Which node is a standby is asked again by every task (``discover``), but a reset's health probe,
-a few milliseconds before, has just read it in its own round trip: ``ProbedRoles`` keeps what a
-probe saw for ``PROBED_FRESH`` seconds, for one ``discover`` to use instead of asking once more.
-That is no staler a view than the one ``discover`` itself gives: either may be overtaken by a
-failover before the change, and the change re-reads the role on the node it writes
-(``postgres_roles.read_role`` reports a standby there), as its checks ask each node again.
 """
 
 from __future__ import annotations
@@ -44,10 +37,6 @@ REPLAY_POLL: Final = 0.02
 #: Pause between two login attempts when no position is known; each refused attempt is a line
 #: in the server log, so this is slower than the position poll.
 LOGIN_RETRY: Final = 0.25
-#: A probe's view of a node's role serves one ``discover`` within this many seconds.
-PROBED_FRESH: Final = 1.0
-#: The most nodes whose probed role is kept (the oldest go first).
-_MOST_PROBED: Final = 4096
 
 #: What ``set_password`` and ``restore`` report for a standby: nothing was written there.
 REPLICATED: Final = ApplyResult(persisted=True, note="replicated from the primary")
@@ -93,28 +82,6 @@ class ReplayPositions:
 
     def __len__(self) -> int:
         return len(self._positions)
-
-
-class ProbedRoles:
-    """Whether each node (by pool key) was in recovery when it was last probed, for
-    ``fresh`` seconds and one taker: a second ``discover`` asks the node again."""
-
-    def __init__(self, fresh: float = PROBED_FRESH) -> None:
-        self._fresh = fresh
-        self._seen: dict[str, tuple[bool, float]] = {}
-
-    def record(self, key: str, in_recovery: bool) -> None:
-        self._seen.pop(key, None)
-        while len(self._seen) >= _MOST_PROBED:
-            del self._seen[next(iter(self._seen))]
-        self._seen[key] = (in_recovery, time.monotonic())
-
-    def take(self, key: str) -> bool | None:
-        """What the probe saw, if it is fresh and not taken yet; else None (ask the node)."""
-        seen = self._seen.pop(key, None)
-        if seen is None or time.monotonic() - seen[1] > self._fresh:
-            return None
-        return seen[0]
 
 
 async def until(check: Callable[[], Awaitable[bool]], *, budget: float, interval: float) -> bool:

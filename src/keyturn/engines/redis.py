@@ -40,7 +40,9 @@ from keyturn.core.model import EngineKind, Instance, Node
 from keyturn.core.plans import Change, ChangePlan, Topology
 from keyturn.core.secrets import Secret
 from keyturn.engines import redis_plan, redis_sessions
+from keyturn.engines.admin_pool import pool_key
 from keyturn.engines.base import DEFAULT_TIMEOUT, check_timeout
+from keyturn.engines.probed_roles import ProbedRoles
 from keyturn.engines.redis_acl import (
     TAKEOVER_COMMANDS,
     AclUser,
@@ -78,6 +80,8 @@ class RedisEngine:
         self._timeout = check_timeout(timeout)
         self._admins = RedisAdmins(self._timeout)
         self._run = self._admins.run
+        #: Each node's master ("" for a master) when a reset's probe last read its ROLE.
+        self.probed: ProbedRoles[str] = ProbedRoles()
 
     @property
     def timeout(self) -> float:
@@ -99,12 +103,15 @@ class RedisEngine:
                 pipe = admin.client.pipeline(transaction=False)
                 pipe.execute_command("INFO", "server")
                 pipe.execute_command("ACL", "GETUSER", account)
+                pipe.execute_command("ROLE")  # for the task's discover (probed_roles)
                 for command in TAKEOVER_COMMANDS if dryrun else ():
                     pipe.execute_command("ACL", "DRYRUN", account, *command)
-                info, reply, *dryruns = await pipe.execute(raise_on_error=False)
+                info, reply, role, *dryruns = await pipe.execute(raise_on_error=False)
                 for answer in (info, reply):
                     if isinstance(answer, Exception):
                         raise answer
+                if not isinstance(role, Exception):
+                    self.probed.record(pool_key(node), redis_plan.master_named(role))
                 admin.version = version_of(info, node.address.endpoint)
                 user = None if reply is None else AclUser.parse(reply)
                 return EngineInfo(

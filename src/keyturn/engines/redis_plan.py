@@ -31,13 +31,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from keyturn.core.engine_ports import CredentialSnapshot
 from keyturn.core.errors import EngineRejected, InternalError
 from keyturn.core.model import Instance, Node, NodeAddress, NodeRole
 from keyturn.core.plans import Change, ChangeMode, ChangePlan, Check, PlanStep, Topology
 from keyturn.engines import redis_topology
+from keyturn.engines.admin_pool import pool_key
 from keyturn.engines.redis_acl import text
 from keyturn.engines.redis_admins import RedisAdmin, cmd, persist
 
@@ -67,18 +68,26 @@ async def discover(engine: RedisEngine, instance: Instance) -> Topology:
     return await _from_roles(engine, instance)
 
 
+def master_named(reply: Any) -> str:
+    """The ``host:port`` of the master a ``ROLE`` reply names ("" for a master)."""
+    if text(reply[0]) in ("slave", "replica"):
+        return f"{text(reply[1])}:{int(reply[2])}"
+    return ""
+
+
 async def _from_roles(engine: RedisEngine, instance: Instance) -> Topology:
-    """Ask every declared node its ``ROLE``; replicas name their master."""
+    """Ask every declared node its ``ROLE`` (unless a reset's probe has just read it:
+    ``keyturn.engines.probed_roles``); replicas name their master."""
     masters: dict[str, str] = {}
     for node in instance.nodes:
 
         async def role(admin: RedisAdmin) -> str:
-            reply = await cmd(admin.client, "ROLE")
-            if text(reply[0]) in ("slave", "replica"):
-                return f"{text(reply[1])}:{int(reply[2])}"
-            return ""
+            return master_named(await cmd(admin.client, "ROLE"))
 
-        masters[node.endpoint] = await engine.admins.run(node, "ROLE", role)
+        probed = engine.probed.take(pool_key(node))
+        masters[node.endpoint] = (
+            probed if probed is not None else await engine.admins.run(node, "ROLE", role)
+        )
     nodes: list[Node] = []
     known = {n.endpoint: n for n in instance.nodes}
     extra = max((n.ordinal for n in instance.nodes), default=0) + 1

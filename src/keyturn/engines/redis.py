@@ -110,8 +110,7 @@ class RedisEngine:
                 for answer in (info, reply):
                     if isinstance(answer, Exception):
                         raise answer
-                if not isinstance(role, Exception):
-                    self.probed.record(pool_key(node), redis_plan.master_named(role))
+                self._remember_role(node, role)
                 admin.version = version_of(info, node.address.endpoint)
                 user = None if reply is None else AclUser.parse(reply)
                 return EngineInfo(
@@ -347,6 +346,17 @@ class RedisEngine:
 
     def prepare(self, node: Node, account: str, password: Secret) -> None:
         return None  # an ACL password's SHA-256 costs a microsecond: made at the change
+
+    def _remember_role(self, node: Node, reply: Any) -> None:
+        """Keep what a probe's ``ROLE`` said for the next ``discover``; a reply it cannot read
+        (refused, unexpected) is left for ``discover`` to ask again: the probe is not at stake."""
+        if isinstance(reply, Exception):
+            return
+        try:
+            master = redis_plan.master_named(reply)
+        except (IndexError, TypeError, ValueError):
+            return
+        self.probed.record(pool_key(node), master)
 
     async def list_sessions(self, node: Node, account: str) -> list[Session]:
         return await self._run(

@@ -19,7 +19,6 @@ tests drive them without waiting.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import secrets
@@ -27,6 +26,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 
+from keyturn.core.background import stop_all
 from keyturn.core.cluster import NodeRecord
 from keyturn.core.errors import DomainError
 from keyturn.core.ports import Clock
@@ -108,11 +108,7 @@ class ClusterNode:
         if not self._started:
             return
         self._started = False
-        for loop in self._loops:
-            loop.cancel()
-        for loop in self._loops:
-            with contextlib.suppress(asyncio.CancelledError):
-                await loop
+        await stop_all(self._loops)
         self._loops = []
         try:
             await self._store.remove_node(self.node_id)

@@ -37,6 +37,7 @@ from dataclasses import replace
 from typing import Final
 
 from keyturn.core.audit import AuditOutcome
+from keyturn.core.background import stop
 from keyturn.core.cluster import Fence, LeasePolicy
 from keyturn.core.errors import Conflict, DomainError, LeaseLost, RequestThrottled
 from keyturn.core.fleet import FleetJob, FleetRepo, FleetTarget, JobState, TargetState
@@ -99,11 +100,8 @@ class FleetDriver:
         self._loop = asyncio.create_task(self._claim_forever(), name="fleet-claimer")
 
     async def stop(self) -> None:
-        if self._loop is not None:
-            self._loop.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop
-            self._loop = None
+        await stop(self._loop)
+        self._loop = None
         for job in list(self._driving.values()):
             job.cancel()
         await asyncio.gather(*self._driving.values(), return_exceptions=True)

@@ -30,11 +30,11 @@ remains, the drop is claimed and queued early; at the overlap's end, a secret wi
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from keyturn.core.background import stop
 from keyturn.core.errors import DomainError, OperationInProgress
 from keyturn.core.ports import Clock
 from keyturn.core.secret_manager import FlowTrigger, RotationFlow, SecretRecord, SecretRepo
@@ -265,9 +265,7 @@ class SecretScheduler:
     async def stop(self) -> None:
         if self._loop is None:
             return
-        self._loop.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._loop
+        await stop(self._loop)
         self._loop = None
 
     async def _forever(self) -> None:

@@ -30,7 +30,6 @@ histograms are the server's totals, whichever worker answers (``share_with``,
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from bisect import bisect_left
@@ -48,6 +47,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricF
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from keyturn.core.background import stop
 from keyturn.telemetry.sibling_counts import Shape, SiblingCounts, Snapshot, Values, added
 
 log = logging.getLogger(__name__)
@@ -320,8 +320,6 @@ class PrometheusMetrics:
     async def close(self) -> None:
         """Stop publishing, after a last snapshot (what this worker counted to the end)."""
         if self._publishing is not None:
-            self._publishing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._publishing
+            await stop(self._publishing)
             self._publishing = None
             self.publish()

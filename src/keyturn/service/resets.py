@@ -198,7 +198,7 @@ class Resets:
         # store's unique index still decides the race below.
         if await self._store.active_task(instance.id, account) is not None:
             raise OperationInProgress()
-        if password is not None and kind in (None, TaskKind.RESET_PASSWORD):
+        if password is not None and kind in (None, TaskKind.RESET_PASSWORD) and instance.nodes:
             # Whatever the engine can compute of the change ahead (a PBKDF2) runs meanwhile
             # in a thread: through the probe, the task's insert, snapshot and write-ahead.
             self._engines.engine(instance.engine).prepare(instance.primary, account, password)

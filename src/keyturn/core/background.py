@@ -14,18 +14,12 @@ would. Pure standard library.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
 from typing import Any
 
 
 async def stop(*tasks: asyncio.Task[Any] | None) -> None:
     """Cancel each of ``tasks`` (None: nothing to stop) and wait until all have ended. The
     first error one of them ended with is raised; their cancellation is not."""
-    await stop_all(tasks)
-
-
-async def stop_all(tasks: Iterable[asyncio.Task[Any] | None]) -> None:
-    """``stop`` for an iterable of tasks."""
     running = [task for task in tasks if task is not None]
     if not running:
         return

@@ -70,6 +70,7 @@ from keyturn.engines.postgres_replication import (
 )
 from keyturn.engines.postgres_roles import checked, read_role, read_snapshot, snapshot_verifier
 from keyturn.engines.postgres_scram import (
+    DEFAULT_ITERATIONS,
     PreparedVerifiers,
     ScramKeys,
     iterations_of,
@@ -301,8 +302,11 @@ class PostgresEngine(SqlEngine[PostgresAdmin]):
         return None  # every session's start time is known
 
     def prepare(self, node: Node, account: str, password: Secret) -> None:
-        # The verifier's PBKDF2 is the one cost of a change computed without the server.
-        self._prepared.start(node.instance_id, account, password)
+        # The verifier's PBKDF2 is the one cost of a change computed without the server; its
+        # iteration count is the one the pooled admin connection reports (4096 before one).
+        admin = self._admins.pooled(node)
+        iterations = DEFAULT_ITERATIONS if admin is None else iterations_of(admin.conn)
+        self._prepared.start(node.instance_id, account, password, iterations)
 
     async def verify(self, node: Node, account: str, password: Secret | None) -> None:
         if password is None:

@@ -176,14 +176,13 @@ class PreparedVerifiers:
     def __init__(self, ttl: float = PREPARED_TTL) -> None:
         self._ttl = ttl
         self._pending: dict[tuple[str, str], _Prepared] = {}
-        #: The iteration count each instance reported last (4096 until one is seen).
-        self._iterations: dict[str, int] = {}
 
     def __repr__(self) -> str:
         return f"PreparedVerifiers({len(self._pending)} pending)"
 
-    def start(self, instance_id: str, account: str, password: Secret) -> None:
-        """Begin ``password``'s verifier in a worker thread; never blocks, never raises."""
+    def start(self, instance_id: str, account: str, password: Secret, iterations: int) -> None:
+        """Begin ``password``'s verifier with ``iterations`` in a worker thread; never blocks,
+        never raises."""
         plain = password.reveal()
         if not plain.isascii():
             return  # SASLprep: libpq computes it, at the change
@@ -191,7 +190,6 @@ class PreparedVerifiers:
         self._pending = {k: v for k, v in self._pending.items() if v.until > now}
         while len(self._pending) >= _MOST_KEPT:
             del self._pending[next(iter(self._pending))]
-        iterations = self._iterations.get(instance_id, DEFAULT_ITERATIONS)
         salt = secrets.token_bytes(SALT_BYTES)
         loop = asyncio.get_running_loop()
         try:
@@ -208,9 +206,6 @@ class PreparedVerifiers:
     ) -> Verifier | None:
         """The verifier started for ``password`` on that account, awaited; None when there is
         none that fits. Taken once: a second change of the same password makes its own salt."""
-        if len(self._iterations) >= _MOST_KEPT:
-            self._iterations.clear()
-        self._iterations[instance_id] = iterations
         found = self._pending.pop((instance_id, account), None)
         if found is None or found.until <= time.monotonic() or found.iterations != iterations:
             return None

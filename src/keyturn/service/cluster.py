@@ -26,7 +26,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 
-from keyturn.core.background import stop_all
+from keyturn.core.background import stop
 from keyturn.core.cluster import NodeRecord
 from keyturn.core.errors import DomainError
 from keyturn.core.ports import Clock
@@ -108,7 +108,7 @@ class ClusterNode:
         if not self._started:
             return
         self._started = False
-        await stop_all(self._loops)
+        await stop(*self._loops)
         self._loops = []
         try:
             await self._store.remove_node(self.node_id)

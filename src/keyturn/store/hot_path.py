@@ -131,8 +131,6 @@ async def _ran(
     # Imported here: a node on SQLite never loads psycopg (measured: 18 MB more resident).
     from keyturn.store import pg_driver
 
-    if not pg_driver.runs(conn):
-        return None
     compiled = _compiled(statement, pg_driver.DIALECT, params)
     rows = await pg_driver.run(conn, compiled.text, compiled.values(params), compiled.kind)
     return None if rows is None else (compiled, rows)

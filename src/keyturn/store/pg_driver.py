@@ -52,19 +52,13 @@ def time_statements(dialect: Dialect, timer: StatementTimer) -> None:
     _TIMERS.setdefault(dialect, []).append(timer)
 
 
-def runs(conn: Any) -> bool:
-    """Whether ``conn``, whose dialect's driver is psycopg, is SQLAlchemy's asyncio connection
-    (the hot path applies; ``hot_path`` checks the driver before importing this module)."""
-    return isinstance(conn, AsyncConnection)
-
-
-async def run(
-    conn: AsyncConnection, text: str, values: Sequence[Any], kind: str
-) -> list[Any] | None:
+async def run(conn: Any, text: str, values: Sequence[Any], kind: str) -> list[Any] | None:
     """The rows of ``text`` with ``values`` run on ``conn``'s psycopg connection, in its
-    transaction (every row read; [] for a statement that returns none); None when ``conn``
-    holds no transaction and psycopg is not in autocommit (the caller runs it through
-    SQLAlchemy, which begins one)."""
+    transaction (every row read; [] for a statement that returns none); None when the caller
+    must run it through SQLAlchemy: ``conn`` is not SQLAlchemy's asyncio connection, or it
+    holds no transaction and psycopg is not in autocommit (SQLAlchemy begins one)."""
+    if not isinstance(conn, AsyncConnection):
+        return None
     fairy = await conn.get_raw_connection()
     raw = fairy.driver_connection
     if not isinstance(raw, psycopg.AsyncConnection):

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from keyturn.core.background import stop, stop_all
+from keyturn.core.background import stop
 
 
 async def forever() -> None:
@@ -16,7 +16,7 @@ async def forever() -> None:
 
 async def test_stop_cancels_and_waits_until_the_task_has_ended() -> None:
     loops = [asyncio.create_task(forever()) for _ in range(3)]
-    await stop_all(loops)
+    await stop(*loops)
     assert all(loop.cancelled() for loop in loops)
     await stop(None)  # nothing to stop
 

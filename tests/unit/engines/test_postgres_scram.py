@@ -67,7 +67,7 @@ def test_an_older_libpq_keeps_no_keys() -> None:
 
 async def test_a_prepared_verifier_serves_its_own_password_once() -> None:
     prepared = PreparedVerifiers(ttl=60.0)
-    prepared.start("pg-1", "app", Secret("New-pw-1"))
+    prepared.start("pg-1", "app", Secret("New-pw-1"), 4096)
     made = await prepared.take("pg-1", "app", Secret("New-pw-1"), 4096)
     assert made is not None and made.keys is not None
     assert made.text.startswith("SCRAM-SHA-256$4096:")
@@ -78,36 +78,36 @@ async def test_a_prepared_verifier_serves_its_own_password_once() -> None:
 
 async def test_a_prepared_verifier_that_does_not_fit_is_not_used() -> None:
     prepared = PreparedVerifiers(ttl=60.0)
-    prepared.start("pg-1", "app", Secret("New-pw-1"))
+    prepared.start("pg-1", "app", Secret("New-pw-1"), 4096)
     assert await prepared.take("pg-1", "app", Secret("New-pw-2"), 4096) is None
-    prepared.start("pg-1", "app", Secret("New-pw-1"))
+    prepared.start("pg-1", "app", Secret("New-pw-1"), 4096)
     assert await prepared.take("pg-1", "app", Secret("New-pw-1"), 10_000) is None
-    prepared.start("pg-1", "app", Secret("New-pw-1"))
+    prepared.start("pg-1", "app", Secret("New-pw-1"), 4096)
     assert await prepared.take("pg-2", "app", Secret("New-pw-1"), 4096) is None
     assert await prepared.take("pg-1", "other", Secret("New-pw-1"), 4096) is None
     late = PreparedVerifiers(ttl=0.0)
-    late.start("pg-1", "app", Secret("New-pw-1"))
+    late.start("pg-1", "app", Secret("New-pw-1"), 4096)
     assert await late.take("pg-1", "app", Secret("New-pw-1"), 4096) is None
 
 
-async def test_a_prepared_verifier_uses_the_iterations_the_instance_reported_last() -> None:
+async def test_a_prepared_verifier_uses_the_iterations_the_server_reports() -> None:
     prepared = PreparedVerifiers(ttl=60.0)
-    assert await prepared.take("pg-1", "app", Secret("New-pw-1"), 8192) is None  # learnt
-    prepared.start("pg-1", "app", Secret("New-pw-1"))
+    assert await prepared.take("pg-1", "app", Secret("New-pw-1"), 8192) is None
+    prepared.start("pg-1", "app", Secret("New-pw-1"), 8192)
     made = await prepared.take("pg-1", "app", Secret("New-pw-1"), 8192)
     assert made is not None and made.text.startswith("SCRAM-SHA-256$8192:")
 
 
 async def test_a_password_that_needs_saslprep_is_not_prepared() -> None:
     prepared = PreparedVerifiers(ttl=60.0)
-    prepared.start("pg-1", "app", Secret("Névé-pw-1"))
+    prepared.start("pg-1", "app", Secret("Névé-pw-1"), 4096)
     assert repr(prepared) == "PreparedVerifiers(0 pending)"
     assert await prepared.take("pg-1", "app", Secret("Névé-pw-1"), 4096) is None
 
 
 async def test_a_prepared_verifier_shows_nothing_secret() -> None:
     prepared = PreparedVerifiers(ttl=60.0)
-    prepared.start("pg-1", "app", Secret("New-pw-1"))
+    prepared.start("pg-1", "app", Secret("New-pw-1"), 4096)
     assert "New-pw-1" not in repr(prepared)
     made = await prepared.take("pg-1", "app", Secret("New-pw-1"), 4096)
     assert made is not None and made.text not in repr(made)

@@ -126,7 +126,7 @@ class PostgresEngine(SqlEngine[PostgresAdmin]):
             # Always a round trip, even on a pooled connection: a probe is a health check.
             row = await self._one(admin, _PROBE, (account,))
             if row:
-                self._probed.record(pool_key(node), bool(row[2]))
+                self._probed.put(pool_key(node), bool(row[2]))
             admin.version = str(row[0]) if row else admin.version
             superuser = None if row is None or row[1] is None else bool(row[1])
             exists = None if account is None else superuser is not None

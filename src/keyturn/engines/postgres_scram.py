@@ -27,7 +27,8 @@ worker thread as soon as a reset is accepted (``PostgresEngine.prepare``), so it
 task is queued, the node probed and snapshotted and the task written ahead, and the change finds
 it made instead of waiting for it (about a tenth of a verified reset). It is kept for a short
 while, in memory only, and used only for that very password on that account of that instance
-with the iteration count the server reports then. Imports: ``keyturn.core`` and psycopg.
+with the iteration count the server reports then. Both are kept in ``expiring.Expiring``
+maps. Imports: ``keyturn.core``, this package's ``expiring`` and psycopg.
 """
 
 from __future__ import annotations
@@ -37,13 +38,13 @@ import base64
 import hashlib
 import hmac
 import secrets
-import time
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from psycopg import pq
 
 from keyturn.core.secrets import Secret
+from keyturn.engines.expiring import Expiring
 
 #: libpq's defaults: ``SCRAM_SHA_256_DEFAULT_ITERATIONS`` and ``SCRAM_DEFAULT_SALT_LEN``.
 DEFAULT_ITERATIONS: Final = 4096
@@ -112,11 +113,10 @@ async def scram_verifier(conn: Any, account: str, password: Secret) -> Verifier:
     return Verifier(str(raw.decode("ascii")))
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class _Kept:
-    password: Secret
-    keys: Keys
-    until: float
+    password: Secret = field(repr=False)
+    keys: Keys = field(repr=False)
 
 
 class ScramKeys:
@@ -126,8 +126,7 @@ class ScramKeys:
     kept, and every check logs in with the password."""
 
     def __init__(self, ttl: float, *, libpq: int | None = None) -> None:
-        self._ttl = ttl
-        self._kept: dict[tuple[str, str], _Kept] = {}
+        self._kept: Expiring[tuple[str, str], _Kept] = Expiring(ttl, _MOST_KEPT)
         self._usable = (pq.version() if libpq is None else libpq) >= KEYED_LOGIN_LIBPQ
 
     def __repr__(self) -> str:
@@ -135,31 +134,26 @@ class ScramKeys:
 
     def remember(self, instance_id: str, account: str, password: Secret, made: Verifier) -> None:
         """Keep ``made``'s keys for ``password``; a verifier without keys forgets older ones."""
-        now = time.monotonic()
-        self._kept = {k: v for k, v in self._kept.items() if v.until > now}
         key = (instance_id, account)
-        self._kept.pop(key, None)
         if made.keys is None or not self._usable:
-            return
-        while len(self._kept) >= _MOST_KEPT:
-            del self._kept[next(iter(self._kept))]
-        self._kept[key] = _Kept(password, made.keys, now + self._ttl)
+            self._kept.discard(key)
+        else:
+            self._kept.put(key, _Kept(password, made.keys))
 
     def keys_for(self, instance_id: str, account: str, password: Secret) -> Keys | None:
         """The kept keys of ``password`` for that account, if these are the latest made."""
         kept = self._kept.get((instance_id, account))
-        if kept is None or kept.until <= time.monotonic():
+        if kept is None:
             return None
         same = hmac.compare_digest(kept.password.reveal().encode(), password.reveal().encode())
         return kept.keys if same else None
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class _Prepared:
-    password: Secret
+    password: Secret = field(repr=False)
     iterations: int
-    made: asyncio.Future[Verifier]
-    until: float
+    made: asyncio.Future[Verifier] = field(repr=False)
 
 
 def _retrieved(made: asyncio.Future[Verifier]) -> None:
@@ -174,8 +168,7 @@ class PreparedVerifiers:
     (another password, another iteration count, too late) the change computes itself."""
 
     def __init__(self, ttl: float = PREPARED_TTL) -> None:
-        self._ttl = ttl
-        self._pending: dict[tuple[str, str], _Prepared] = {}
+        self._pending: Expiring[tuple[str, str], _Prepared] = Expiring(ttl, _MOST_KEPT)
 
     def __repr__(self) -> str:
         return f"PreparedVerifiers({len(self._pending)} pending)"
@@ -186,10 +179,6 @@ class PreparedVerifiers:
         plain = password.reveal()
         if not plain.isascii():
             return  # SASLprep: libpq computes it, at the change
-        now = time.monotonic()
-        self._pending = {k: v for k, v in self._pending.items() if v.until > now}
-        while len(self._pending) >= _MOST_KEPT:
-            del self._pending[next(iter(self._pending))]
         salt = secrets.token_bytes(SALT_BYTES)
         loop = asyncio.get_running_loop()
         try:
@@ -197,17 +186,15 @@ class PreparedVerifiers:
         except RuntimeError:
             return  # the loop's executor is shut down: the change computes its own
         made.add_done_callback(_retrieved)
-        self._pending[(instance_id, account)] = _Prepared(
-            password, iterations, made, now + self._ttl
-        )
+        self._pending.put((instance_id, account), _Prepared(password, iterations, made))
 
     async def take(
         self, instance_id: str, account: str, password: Secret, iterations: int
     ) -> Verifier | None:
         """The verifier started for ``password`` on that account, awaited; None when there is
         none that fits. Taken once: a second change of the same password makes its own salt."""
-        found = self._pending.pop((instance_id, account), None)
-        if found is None or found.until <= time.monotonic() or found.iterations != iterations:
+        found = self._pending.take((instance_id, account))
+        if found is None or found.iterations != iterations:
             return None
         if found.password != password:
             return None

@@ -356,7 +356,7 @@ class RedisEngine:
             master = redis_plan.master_named(reply)
         except (IndexError, TypeError, ValueError):
             return
-        self.probed.record(pool_key(node), master)
+        self.probed.put(pool_key(node), master)
 
     async def list_sessions(self, node: Node, account: str) -> list[Session]:
         return await self._run(

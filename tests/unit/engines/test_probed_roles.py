@@ -14,7 +14,7 @@ from keyturn.engines.redis import RedisEngine
 
 def test_a_probed_role_serves_one_taker() -> None:
     probed: ProbedRoles[bool] = ProbedRoles(fresh=60.0)
-    probed.record("pg-1@127.0.0.1:5432", True)
+    probed.put("pg-1@127.0.0.1:5432", True)
     assert probed.take("pg-1@127.0.0.1:5432") is True
     assert probed.take("pg-1@127.0.0.1:5432") is None
     assert probed.take("pg-1@127.0.0.1:5433") is None
@@ -22,14 +22,14 @@ def test_a_probed_role_serves_one_taker() -> None:
 
 def test_the_latest_probe_counts() -> None:
     probed: ProbedRoles[bool] = ProbedRoles(fresh=60.0)
-    probed.record("pg-1@127.0.0.1:5432", True)
-    probed.record("pg-1@127.0.0.1:5432", False)
+    probed.put("pg-1@127.0.0.1:5432", True)
+    probed.put("pg-1@127.0.0.1:5432", False)
     assert probed.take("pg-1@127.0.0.1:5432") is False
 
 
 def test_a_stale_probe_is_not_used() -> None:
     probed: ProbedRoles[bool] = ProbedRoles(fresh=-1.0)
-    probed.record("pg-1@127.0.0.1:5432", False)
+    probed.put("pg-1@127.0.0.1:5432", False)
     assert probed.take("pg-1@127.0.0.1:5432") is None
 
 

@@ -1,5 +1,9 @@
-"""Stopping a background task: cancel it, wait until it has ended, and let only its own
-cancellation go.
+"""Background tasks: keeping one alive until it ends, and stopping one (cancel it, wait until
+it has ended, and let only its own cancellation go).
+
+asyncio keeps only a weak reference to a task: one nobody holds may be collected before it
+ends. ``keep`` holds it in the caller's set until it is done (the set is also what the caller
+waits on at shutdown), the pattern the asyncio documentation gives, in one place.
 
 The loops keyturn runs beside the requests (the metrics publisher, the cluster heartbeat, the
 secret schedule, the fleet claimer) are stopped at shutdown by cancelling their task and
@@ -14,7 +18,16 @@ would. Pure standard library.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, TypeVar
+
+F = TypeVar("F", bound="asyncio.Future[Any]")
+
+
+def keep(task: F, running: set[F]) -> F:
+    """Hold ``task`` in ``running`` until it is done; returns ``task``."""
+    running.add(task)
+    task.add_done_callback(running.discard)
+    return task
 
 
 async def stop(*tasks: asyncio.Task[Any] | None) -> None:

@@ -37,7 +37,7 @@ from dataclasses import replace
 from typing import Final
 
 from keyturn.core.audit import AuditOutcome
-from keyturn.core.background import stop
+from keyturn.core.background import keep, stop
 from keyturn.core.cluster import Fence, LeasePolicy
 from keyturn.core.errors import Conflict, DomainError, LeaseLost, RequestThrottled
 from keyturn.core.fleet import FleetJob, FleetRepo, FleetTarget, JobState, TargetState
@@ -340,8 +340,7 @@ class _JobRun:
             # Claimed here before anything awaits, so the next round cannot pick it again.
             self.claimed.add(target.seq)
             task = asyncio.create_task(self._start(target))
-            self.starting.add(task)
-            task.add_done_callback(self.starting.discard)
+            keep(task, self.starting)
             task.add_done_callback(self._unclaim(target.seq))
 
     async def _audit(

@@ -30,6 +30,7 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from keyturn.core import background
 from keyturn.core.cluster import Fence
 from keyturn.core.engine_ports import EngineRegistry
 from keyturn.core.errors import DomainError, LeaseLost, NotFound, StoreUnavailable
@@ -137,9 +138,8 @@ class TaskWorker:
             return outcome
         lease = self._hold(task)
         job = loop.create_task(self._guarded(task, loaded, outcome, lease), name=f"task-{task.id}")
-        self._running.add(job)
+        background.keep(job, self._running)
         self._jobs[task.id] = job
-        job.add_done_callback(self._running.discard)
         job.add_done_callback(lambda _: self._forget(task.id, job))
         return outcome
 

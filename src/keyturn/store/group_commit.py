@@ -50,6 +50,7 @@ from typing import Final, Protocol
 
 import sqlalchemy as sa
 
+from keyturn.core import background
 from keyturn.store.inline import InlineConnection, InlineEngine
 
 log = logging.getLogger(__name__)
@@ -338,8 +339,7 @@ class GroupCommit:
         if batch.held is not None:
             batch.held.cancel()
         task = asyncio.get_running_loop().create_task(self._commit(batch.shared, batch))
-        self._committing.add(task)
-        task.add_done_callback(self._committing.discard)
+        background.keep(task, self._committing)
 
     @staticmethod
     def _abandon(shared: _FileWriters, batch: _Batch) -> None:

@@ -33,6 +33,7 @@ from contextlib import AbstractContextManager, asynccontextmanager
 from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING
 
+from keyturn.core import background
 from keyturn.store.group_commit import helping
 
 if TYPE_CHECKING:
@@ -73,8 +74,7 @@ class _Unit:
         closing = asyncio.ensure_future(self._commit_in_turn())
         # asyncio keeps only weak references to tasks: one whose owner was cancelled would
         # otherwise be reachable from nothing but what it waits on.
-        _CLOSING.add(closing)
-        closing.add_done_callback(_CLOSING.discard)
+        background.keep(closing, _CLOSING)
         await asyncio.shield(closing)
         if self.lost is not None:
             raise self.lost

@@ -1,4 +1,4 @@
-"""``keyturn.core.background``: stopping background tasks (no I/O)."""
+"""``keyturn.core.background``: keeping and stopping background tasks (no I/O)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,27 @@ import asyncio
 
 import pytest
 
-from keyturn.core.background import stop
+from keyturn.core.background import keep, stop
 
 
 async def forever() -> None:
     while True:
         await asyncio.sleep(3600)
+
+
+async def test_a_kept_task_is_held_until_it_is_done() -> None:
+    running: set[asyncio.Task[None]] = set()
+    release = asyncio.Event()
+
+    async def until_released() -> None:
+        await release.wait()
+
+    task = keep(asyncio.create_task(until_released()), running)
+    assert running == {task}
+    release.set()
+    await task
+    await asyncio.sleep(0)  # done callbacks run on the next loop iteration
+    assert running == set()
 
 
 async def test_stop_cancels_and_waits_until_the_task_has_ended() -> None:

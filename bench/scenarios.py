@@ -247,7 +247,8 @@ async def reset_throughput(root: Path, report: Report, seconds: float, clients: 
 
 async def workers_throughput(root: Path, report: Report, seconds: float, clients: int) -> None:
     """Scenario 8: verified resets per second of ``keyturn serve --workers 2`` against
-    ``--workers 1`` (one process), same clients and instances, in the same run."""
+    ``--workers 1`` (one process), same clients and instances (scenario 2's load: one client
+    per instance), in the same run."""
     servers = harness.start_redis(clients, hz=1)
     figures: dict[int, float] = {}
     try:

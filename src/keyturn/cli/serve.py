@@ -27,6 +27,7 @@ from starlette.types import ASGIApp
 from uvicorn.loops.auto import auto_loop_factory
 
 from keyturn.bootstrap import Runtime, build_runtime, store_url_of
+from keyturn.cli import heap
 from keyturn.cli.firstkey import hand_over_first_key
 from keyturn.cli.options import ConfigOption, DataDirOption
 from keyturn.cli.workers import serve_workers
@@ -146,6 +147,7 @@ async def _serve(
             raise
     try:
         server = uvicorn.Server(uvicorn_config(runtime.app(), settings, tls))
+        heap.settle()
         log.info("serving on %s://%s:%d", settings.scheme, settings.host, settings.port)
         # uvicorn handles SIGTERM/SIGINT: it stops accepting requests, runs the app's
         # shutdown (which drains the worker), then re-raises the signal for the exit status.

@@ -31,6 +31,7 @@ import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from keyturn.bootstrap import build_runtime, reset_worker_metrics, store_url_of
+from keyturn.cli import heap
 from keyturn.cli.worker_sockets import SlotSupervisor, bind_slots
 from keyturn.config import Settings
 from keyturn.store.rekey import DataDirLock
@@ -165,5 +166,7 @@ class WorkerApp:
         except BaseException:
             await runtime.close()
             raise
+        app = runtime.app()
+        heap.settle()
         log.info("worker %d ready", os.getpid())
-        return runtime.app()
+        return app

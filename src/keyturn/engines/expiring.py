@@ -28,6 +28,8 @@ class Expiring(Generic[K, V]):
     def __init__(
         self, ttl: float, most: int, *, clock: Callable[[], float] = time.monotonic
     ) -> None:
+        if most < 1:
+            raise ValueError("an expiring map keeps at least one entry")
         self._ttl = ttl
         self._most = most
         self._clock = clock

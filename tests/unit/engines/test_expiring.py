@@ -3,6 +3,8 @@ memories (probed roles, SCRAM keys, prepared verifiers). No I/O."""
 
 from __future__ import annotations
 
+import pytest
+
 from keyturn.engines.expiring import Expiring
 
 
@@ -66,3 +68,8 @@ def test_expired_entries_are_not_found_and_are_dropped() -> None:
     assert kept.take("young") is None
     kept.put("last", 4)
     assert len(kept) == 1
+
+
+def test_a_map_that_could_keep_nothing_is_refused() -> None:
+    with pytest.raises(ValueError):
+        Expiring(ttl=1.0, most=0)

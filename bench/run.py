@@ -72,8 +72,7 @@ async def main(
                     root, report, seconds=1 if quick else 5, conns=2 if quick else 8, scenario="7"
                 ),
             ),
-            # Scenario 2's load (64 clients on 64 instances): with 32, two workers left a
-            # fifth of the machine idle while clients slept between polls (1.52 of 2 cores).
+            # Scenario 2's load (64 clients on 64 instances), the suite's throughput load.
             "8": lambda: scenarios.workers_throughput(
                 root, report, seconds=1 if quick else 10, clients=4 if quick else 64
             ),

@@ -29,23 +29,41 @@ def client(server: RedisServer, password: str) -> redis.Redis:
 def replicated(
     servers: list[RedisServer], password: str, key: str, connect: Connect = client
 ) -> bool:
-    """Write on the primary (the first server), then read it on every replica (within 5 s)."""
-    primary = connect(servers[0], password)
-    try:
-        primary.set(key, "v")
-    finally:
-        primary.close()
+    """Write on the primary (the first server), then read it on every replica (within 5 s).
+    A node that drops the check's connection (a replica resyncing after a fault, a client
+    killed as a session of the changed account) is asked again on a new one until then: what
+    is checked is that the write arrives, not that one connection lasts."""
     deadline = time.monotonic() + 5
-    for server in servers[1:]:
-        replica = connect(server, password)
+
+    def on(server: RedisServer, check: Callable[[redis.Redis], bool]) -> Callable[[], bool]:
+        def attempt() -> bool:
+            node = connect(server, password)
+            try:
+                return check(node)
+            finally:
+                node.close()
+
+        return attempt
+
+    if not _until(deadline, on(servers[0], lambda node: node.set(key, "v") is True)):
+        return False
+    return all(
+        _until(deadline, on(server, lambda node: node.get(key) == b"v")) for server in servers[1:]
+    )
+
+
+def _until(deadline: float, check: Callable[[], bool]) -> bool:
+    """Whether ``check`` holds before ``deadline``, tried every 20 ms; a dropped connection
+    is one more try."""
+    while True:
         try:
-            while replica.get(key) != b"v":
-                if time.monotonic() > deadline:
-                    return False
-                time.sleep(0.02)
-        finally:
-            replica.close()
-    return True
+            if check():
+                return True
+        except redis.ConnectionError:
+            pass
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
 
 
 def password_violations(

@@ -17,6 +17,10 @@ import redis
 
 from tests.support.logins import can_login
 from tests.support.redis_server import RedisServer, RedisServerError
+from tests.support.waiting import holds_by
+
+#: A node dropping a check's connection: one more try, not a failed check.
+DROPPED = (redis.ConnectionError,)
 
 #: How a check connects to a node as ``default`` with a password.
 Connect = Callable[[RedisServer, str], redis.Redis]
@@ -45,25 +49,14 @@ def replicated(
 
         return attempt
 
-    if not _until(deadline, on(servers[0], lambda node: node.set(key, "v") is True)):
+    if not holds_by(
+        deadline, on(servers[0], lambda node: node.set(key, "v") is True), despite=DROPPED
+    ):
         return False
     return all(
-        _until(deadline, on(server, lambda node: node.get(key) == b"v")) for server in servers[1:]
+        holds_by(deadline, on(server, lambda node: node.get(key) == b"v"), despite=DROPPED)
+        for server in servers[1:]
     )
-
-
-def _until(deadline: float, check: Callable[[], bool]) -> bool:
-    """Whether ``check`` holds before ``deadline``, tried every 20 ms; a dropped connection
-    is one more try."""
-    while True:
-        try:
-            if check():
-                return True
-        except redis.ConnectionError:
-            pass
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
 
 
 def password_violations(

@@ -25,6 +25,7 @@ from redis.retry import Retry
 
 from tests.support.ports import free_port
 from tests.support.redis_server import RedisServer, RedisServerError, redis_server_binary
+from tests.support.waiting import holds_by
 
 MASTER = "mymaster"
 
@@ -131,17 +132,12 @@ class RedisSentinel:
     def wait_settled(self, timeout: float = 30.0) -> bool:
         """Wait until the sentinel's master is flagged only ``master`` (no failover in
         progress, not down) and answered a PING within the last 2 s; whether it did."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                master = self.master()
-                if master.get("flags") == "master" and int(master["last-ok-ping-reply"]) < 2000:
-                    return True
-            except redis.RedisError:
-                pass
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.1)
+
+        def settled() -> bool:
+            master = self.master()
+            return master.get("flags") == "master" and int(master["last-ok-ping-reply"]) < 2000
+
+        return holds_by(time.monotonic() + timeout, settled, every=0.1, despite=(redis.RedisError,))
 
     def config_text(self) -> str:
         return self.conf.read_text()

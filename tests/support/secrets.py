@@ -22,6 +22,7 @@ from keyturn.store.secrets import SqlSecrets
 from keyturn.store.sql import SqlStore
 from tests.support.keyturn_server import TENANT, KeyturnServer
 from tests.support.passwords import USED_PASSWORDS
+from tests.support.waiting import holds_by
 
 
 def declare_redis_secret(
@@ -132,11 +133,8 @@ def staged(server: KeyturnServer, name: str, stage: VersionStage) -> SecretVersi
 
 
 def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
+    if not holds_by(time.monotonic() + timeout, check, every=0.2):
+        raise AssertionError(f"timed out waiting for {what}")
 
 
 @dataclass

@@ -1,6 +1,6 @@
-"""Waiting in end-to-end and wire tests: poll a condition until it holds (or fail the test
-after a bound), and run a blocking SDK call in a thread while the test changes the world under
-it, joining it later for its exception."""
+"""Waiting in tests: poll a condition until it holds (``holds_by``: whether it did before a
+deadline; ``wait_for``: fail the test after a bound), and run a blocking SDK call in a thread
+while the test changes the world under it, joining it later for its exception."""
 
 from __future__ import annotations
 
@@ -9,13 +9,30 @@ import time
 from collections.abc import Callable
 
 
+def holds_by(
+    deadline: float,
+    condition: Callable[[], bool],
+    *,
+    every: float = 0.02,
+    despite: tuple[type[BaseException], ...] = (),
+) -> bool:
+    """Whether ``condition`` held before ``deadline`` (``time.monotonic``), asked every
+    ``every`` seconds; an exception of ``despite`` it raises counts as "not yet"."""
+    while True:
+        try:
+            if condition():
+                return True
+        except despite:
+            pass
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(every)
+
+
 def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
     """Poll ``condition`` every 20 ms; an ``AssertionError`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached")
-        time.sleep(0.02)
+    if not holds_by(time.monotonic() + timeout, condition):
+        raise AssertionError("condition not reached")
 
 
 def in_thread(call: Callable[[], object]) -> Callable[[], BaseException | None]:

@@ -143,10 +143,8 @@ class ScramKeys:
     def keys_for(self, instance_id: str, account: str, password: Secret) -> Keys | None:
         """The kept keys of ``password`` for that account, if these are the latest made."""
         kept = self._kept.get((instance_id, account))
-        if kept is None:
-            return None
-        same = hmac.compare_digest(kept.password.reveal().encode(), password.reveal().encode())
-        return kept.keys if same else None
+        # ``Secret`` equality compares in constant time.
+        return kept.keys if kept is not None and kept.password == password else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,8 +4,8 @@ SQLite's hot statements run on its driver (``keyturn.store.hot_path``); this is 
 the asyncio engine on psycopg 3. Through SQLAlchemy, each statement from its compiled cache
 still pays for the execution machinery and the greenlet switch into the synchronous core:
 measured on one connection, a primary-key SELECT took 128-131 us of CPU that way against 84-88
-us on psycopg. A store read or
-write makes a few such statements, so a node on PostgreSQL spends that much less CPU on each.
+us on psycopg. A store read or write makes a few such statements, so a node on PostgreSQL
+spends that much less CPU on each.
 
 Here a statement compiled once for psycopg's ``format`` paramstyle (its text, parameter order
 and converters, as ``hot_path`` compiles it: the same casts SQLAlchemy renders, so the server

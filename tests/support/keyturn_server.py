@@ -101,6 +101,11 @@ class KeyturnServer:
         self.log_path = root / "server.log"
         CREATED.append(self)
         self.port = free_port()
+        #: Whether the server has answered once: until then a port taken in the meantime may be
+        #: replaced (later restarts keep the port tests and clients already know).
+        self.answered = False
+        self._launched_at = 0
+        self._extra_env: dict[str, str] = {}
         self.config.write_text(INVENTORY)
         self.env = {
             **os.environ,
@@ -125,8 +130,10 @@ class KeyturnServer:
 
     def launch(self, extra_env: Mapping[str, str] | None = None) -> None:
         """Start the process without waiting for it to answer (several servers at once)."""
-        env = {**self.env, **(extra_env or {})}
+        self._extra_env = dict(extra_env or {})
+        env = {**self.env, **self._extra_env}
         log = self.log_path.open("ab")
+        self._launched_at = log.tell()
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -148,18 +155,37 @@ class KeyturnServer:
         log.close()
 
     def wait_started(self, timeout: float = 20.0) -> None:
-        """Wait until the launched server answers ``/healthz``."""
+        """Wait until the launched server answers ``/healthz``. On the very first start a port
+        another process took since ``free_port`` chose it is replaced by a new one."""
         assert self.process is not None
         deadline = time.monotonic() + timeout
+        retries = 5
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"keyturn exited early:\n{self.log()}")
+                if self.answered or retries == 0 or not self._lost_port_race():
+                    raise RuntimeError(f"keyturn exited early:\n{self.log()}")
+                retries -= 1
+                self._move_to(free_port())
+                continue
             try:
                 if self.healthy():
+                    self.answered = True
                     return
             except httpx.HTTPError:
                 time.sleep(0.05)
         raise RuntimeError(f"keyturn did not start:\n{self.log()}")
+
+    def _lost_port_race(self) -> bool:
+        with self.log_path.open("rb") as log:
+            log.seek(self._launched_at)
+            return b"address already in use" in log.read()
+
+    def _move_to(self, port: int) -> None:
+        default_node_id = f"test-{self.root.name}-{self.port}"
+        if self.env.get("KEYTURN_NODE_ID") == default_node_id:
+            self.env["KEYTURN_NODE_ID"] = f"test-{self.root.name}-{port}"
+        self.port = port
+        self.launch(self._extra_env)
 
     def healthy(self) -> bool:
         """Whether the server answers ``/healthz`` (an ``httpx.HTTPError`` while it cannot)."""

@@ -124,6 +124,25 @@ async def test_restore_brings_back_the_old_password(engine_case: EngineCase) -> 
     assert not engine_case.logs_in(account, NEW)
 
 
+async def test_a_snapshot_after_a_probe_is_the_one_the_node_gives(
+    engine_case: EngineCase,
+) -> None:
+    """A reset's probe may read what the task's snapshot needs in its round trip (Redis,
+    PostgreSQL): that snapshot equals one read from the node, serves one snapshot only, and
+    a change after it is seen by the next one."""
+    engine, node, account = engine_case.engine, engine_case.admin, engine_case.account
+    await engine.probe(node, account)
+    probed = await engine.snapshot(node, account)
+    assert probed == await engine.snapshot(node, account)
+    await engine.probe(node, account)
+    assert await engine.snapshot(node, account) == probed  # what the probe read
+    await engine.set_password(node, account, Secret(NEW))
+    changed = await engine.snapshot(node, account)
+    assert changed != probed
+    assert (await engine.restore(node, probed)).persisted
+    assert engine_case.logs_in(account, OLD)
+
+
 async def test_missing_accounts_are_never_created(engine_case: EngineCase) -> None:
     engine, node = engine_case.engine, engine_case.admin
     before = {a.name for a in await engine.list_accounts(node)}

@@ -68,7 +68,14 @@ from keyturn.engines.postgres_replication import (
     ReplayPositions,
     await_replay,
 )
-from keyturn.engines.postgres_roles import checked, read_role, read_snapshot, snapshot_verifier
+from keyturn.engines.postgres_roles import (
+    Seen,
+    checked,
+    probe_snapshot,
+    read_role,
+    read_snapshot,
+    snapshot_verifier,
+)
 from keyturn.engines.postgres_scram import (
     DEFAULT_ITERATIONS,
     PreparedVerifiers,
@@ -76,18 +83,14 @@ from keyturn.engines.postgres_scram import (
     iterations_of,
     scram_verifier,
 )
-from keyturn.engines.probed_roles import ProbedRoles
+from keyturn.engines.probed_roles import ProbedAccounts, ProbedRoles
 from keyturn.engines.sql_engine import SqlEngine, probed
 
 log = logging.getLogger(__name__)
 
-#: The version, whether a role is a superuser (NULL: no such role) and whether the node is a
-#: standby (for the task's ``discover``: ``ProbedRoles``), in one round trip.
-_PROBE: Final = sql.SQL(
-    "SELECT current_setting('server_version'),"
-    " (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = %s),"
-    " pg_catalog.pg_is_in_recovery()"
-)
+#: A probe without an account: the version and whether the node is a standby (for the task's
+#: ``discover``: ``ProbedRoles``), in one round trip.
+_PROBE: Final = sql.SQL("SELECT current_setting('server_version'), pg_catalog.pg_is_in_recovery()")
 _ACCOUNTS: Final = sql.SQL(
     "SELECT r.rolname, r.rolvaliduntil IS NULL OR r.rolvaliduntil > now()"
     " FROM pg_catalog.pg_roles r WHERE r.rolcanlogin ORDER BY r.rolname"
@@ -115,6 +118,8 @@ class PostgresEngine(SqlEngine[PostgresAdmin]):
         self._positions = ReplayPositions()
         #: Whether each node was in recovery when last probed (for the next ``discover``).
         self._probed: ProbedRoles[bool] = ProbedRoles()
+        #: What a reset's probe read of its role on each node (for the task's ``snapshot``).
+        self._accounts: ProbedAccounts[Seen] = ProbedAccounts()
         # A change's checks follow its write at once; a standby's may wait the replica budget.
         self._keys = ScramKeys(ttl=2 * self._replica_budget + self._timeout)
         self._prepared = PreparedVerifiers()
@@ -124,13 +129,23 @@ class PostgresEngine(SqlEngine[PostgresAdmin]):
     async def probe(self, node: Node, account: str | None = None) -> EngineInfo:
         async def op(admin: PostgresAdmin) -> EngineInfo:
             # Always a round trip, even on a pooled connection: a probe is a health check.
-            row = await self._one(admin, _PROBE, (account,))
-            if row:
-                self._probed.put(pool_key(node), bool(row[2]))
-            admin.version = str(row[0]) if row else admin.version
-            superuser = None if row is None or row[1] is None else bool(row[1])
-            exists = None if account is None else superuser is not None
-            if exists is False and account and account.endswith(postgres_overlap.SUFFIX):
+            if account is None:
+                row = await self._one(admin, _PROBE)
+                if row:
+                    self._probed.put(pool_key(node), bool(row[1]))
+                    admin.version = str(row[0])
+                return probed(admin.version, superuser=None, exists=None)
+            # A reset's probe also reads what the task's discover and snapshot need, in the
+            # same round trip (``_probed``, ``_accounts``).
+            key = pool_key(node)
+            admin.version, seen = await probe_snapshot(
+                admin, account, postgres_overlap.partner(account)
+            )
+            self._probed.put(key, seen.role.standby)
+            self._accounts.put((key, account), seen)
+            superuser = seen.role.superuser if seen.role.exists else None
+            exists: bool | None = seen.role.exists
+            if exists is False and account.endswith(postgres_overlap.SUFFIX):
                 exists = None  # a twin role is made by its overlap's first ADD: no answer
             return probed(admin.version, superuser=superuser, exists=exists)
 
@@ -151,7 +166,9 @@ class PostgresEngine(SqlEngine[PostgresAdmin]):
     async def snapshot(self, node: Node, account: str) -> CredentialSnapshot:
         async def op(admin: PostgresAdmin) -> CredentialSnapshot:
             # pg_authid is readable on a standby too, so this works on every node.
-            seen = await read_snapshot(admin, account, postgres_overlap.partner(account))
+            seen = self._accounts.take((pool_key(node), account)) or await read_snapshot(
+                admin, account, postgres_overlap.partner(account)
+            )
             role, twin = seen.role, seen.partner
             if not role.exists and twin[0] and account.endswith(postgres_overlap.SUFFIX):
                 # An overlap's twin not made yet: its ADD makes it, its undo drops it.

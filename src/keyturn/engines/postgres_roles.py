@@ -56,6 +56,11 @@ _SNAPSHOT_VERIFIER: Final = sql.SQL(
     + _SNAPSHOT_PARTNER
     + " LEFT JOIN pg_catalog.pg_authid a ON a.rolname = %s"
 )
+#: ``probe_snapshot``: the server's version, then ``_SNAPSHOT``'s (or, superuser only,
+#: ``_SNAPSHOT_VERIFIER``'s) columns.
+_VERSION_THEN: Final = sql.SQL("SELECT current_setting('server_version'), s.* FROM (")
+_PROBE_SNAPSHOT: Final = _VERSION_THEN + _SNAPSHOT + sql.SQL(") AS s")
+_PROBE_VERIFIER: Final = _VERSION_THEN + _SNAPSHOT_VERIFIER + sql.SQL(") AS s")
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +96,24 @@ class Seen:
 
 async def read_snapshot(admin: PostgresAdmin, account: str, partner: str) -> Seen:
     query = _SNAPSHOT_VERIFIER if admin.superuser else _SNAPSHOT
-    params = (account, partner, account) if admin.superuser else (account, partner)
-    row = await one(admin.conn, query, params)
+    return _seen(await one(admin.conn, query, _params(admin, account, partner)), admin.superuser)
+
+
+async def probe_snapshot(admin: PostgresAdmin, account: str, partner: str) -> tuple[str, Seen]:
+    """A reset's probe: the server's version and what ``read_snapshot`` reads, in one round
+    trip (the task's snapshot follows within milliseconds: ``ProbedAccounts``)."""
+    query = _PROBE_VERIFIER if admin.superuser else _PROBE_SNAPSHOT
+    row = await one(admin.conn, query, _params(admin, account, partner))
+    if row is None:  # the query always yields one row; defensive only
+        raise InternalError("the probe query returned no row")
+    return str(row[0]), _seen(row[1:], admin.superuser)
+
+
+def _params(admin: PostgresAdmin, account: str, partner: str) -> tuple[str, ...]:
+    return (account, partner, account) if admin.superuser else (account, partner)
+
+
+def _seen(row: tuple[object, ...] | None, superuser: bool) -> Seen:
     if row is None:  # the query always yields one row; defensive only
         raise InternalError("the snapshot query returned no row")
 
@@ -101,7 +122,7 @@ async def read_snapshot(admin: PostgresAdmin, account: str, partner: str) -> See
 
     role = Role(*(bool(value) for value in row[:5]))
     partner_seen = (bool(row[6]), text(row[7]), bool(row[8]), bool(row[9]))
-    if not admin.superuser:
+    if not superuser:
         return Seen(role, text(row[5]), partner_seen, None, None)
     return Seen(role, text(row[5]), partner_seen, bool(row[10]), text(row[11]))
 

@@ -1,4 +1,4 @@
-"""What a reset's health probe saw of each node's role, for the task's ``discover`` that follows.
+"""What a reset's health probe saw of each node, for the task's ``discover`` and ``snapshot``.
 
 Every task asks each node its role again (``discover``: a PostgreSQL standby, a Redis replica
 and its master), yet a reset's health probe has just read that a few milliseconds before, in
@@ -7,8 +7,14 @@ the round trip it makes anyway. ``ProbedRoles`` keeps what a probe saw, by pool 
 more; a second ``discover``, or one after that time, asks the node. That is no staler a view
 than ``discover``'s own: either may be overtaken by a failover before the change, which is why
 the change re-reads the role on the node it writes and its checks ask every node again.
-Memory is bounded (``_MOST_PROBED`` nodes, the oldest go first: ``expiring.Expiring``).
-Imports: this package's ``expiring``.
+
+The same holds for the account itself: a task snapshots it on every node right after its
+reset's probe read it. ``ProbedAccounts`` keeps what a probe read of an account (by pool key
+and account), for one ``snapshot`` within ``PROBED_FRESH`` seconds. Such a snapshot is a few
+milliseconds older than one read at that moment; both come before the write-ahead record and
+the change, so neither excludes a change made by someone else in between, and the task's
+checks verify the node as it is after the change. Memory is bounded (``_MOST_PROBED`` entries
+each, the oldest go first: ``expiring.Expiring``). Imports: this package's ``expiring``.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ PROBED_FRESH: Final = 1.0
 _MOST_PROBED: Final = 4096
 
 R = TypeVar("R")
+S = TypeVar("S")
 
 
 class ProbedRoles(Expiring[str, R]):
@@ -34,3 +41,16 @@ class ProbedRoles(Expiring[str, R]):
 
     def __repr__(self) -> str:
         return f"ProbedRoles({len(self)} kept)"
+
+
+class ProbedAccounts(Expiring[tuple[str, str], S]):
+    """What a probe read of an account on each node (``put`` by pool key and account, e.g. an
+    ACL user and the node's replication state), for ``fresh`` seconds and one ``snapshot``
+    (``take``). Values may hold credential verifiers: never logged, and the repr tells only
+    how many are kept."""
+
+    def __init__(self, fresh: float = PROBED_FRESH) -> None:
+        super().__init__(fresh, _MOST_PROBED)
+
+    def __repr__(self) -> str:
+        return f"ProbedAccounts({len(self)} kept)"

@@ -42,7 +42,7 @@ from keyturn.core.secrets import Secret
 from keyturn.engines import redis_plan, redis_sessions
 from keyturn.engines.admin_pool import pool_key
 from keyturn.engines.base import DEFAULT_TIMEOUT, check_timeout
-from keyturn.engines.probed_roles import ProbedRoles
+from keyturn.engines.probed_roles import ProbedAccounts, ProbedRoles
 from keyturn.engines.redis_acl import (
     TAKEOVER_COMMANDS,
     AclUser,
@@ -65,7 +65,14 @@ from keyturn.engines.redis_admins import (
     version_of,
 )
 from keyturn.engines.redis_login import DEFAULT_USER, fresh_login
-from keyturn.engines.redis_replication import node_state
+from keyturn.engines.redis_replication import (
+    NODE_STATE_REPLIES,
+    ROLE_REPLY,
+    NodeState,
+    node_state,
+    queue_node_state,
+    state_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +89,8 @@ class RedisEngine:
         self._run = self._admins.run
         #: Each node's master ("" for a master) when a reset's probe last read its ROLE.
         self.probed: ProbedRoles[str] = ProbedRoles()
+        #: What a reset's probe read of its account on each node, for the task's snapshot.
+        self.accounts: ProbedAccounts[NodeState] = ProbedAccounts()
 
     @property
     def timeout(self) -> float:
@@ -98,21 +107,23 @@ class RedisEngine:
         async def op(admin: RedisAdmin) -> EngineInfo:
             # Always a round trip, even on a pooled client: a probe is a health check.
             if account is not None and admin.acl:
-                # One round trip for all: the probe is on every reset's request path.
+                # One round trip for all: the probe is on every reset's request path. It also
+                # reads what the task's discover and snapshot need (``probed``, ``accounts``).
                 dryrun = parse_version(admin.version) >= (7,)
                 pipe = admin.client.pipeline(transaction=False)
                 pipe.execute_command("INFO", "server")
-                pipe.execute_command("ACL", "GETUSER", account)
-                pipe.execute_command("ROLE")  # for the task's discover (probed_roles)
+                queue_node_state(pipe, account)
                 for command in TAKEOVER_COMMANDS if dryrun else ():
                     pipe.execute_command("ACL", "DRYRUN", account, *command)
-                info, reply, role, *dryruns = await pipe.execute(raise_on_error=False)
-                for answer in (info, reply):
-                    if isinstance(answer, Exception):
-                        raise answer
-                self._remember_role(node, role)
+                info, *replies = await pipe.execute(raise_on_error=False)
+                if isinstance(info, Exception):
+                    raise info
+                state = state_of(replies[:NODE_STATE_REPLIES])
+                dryruns = replies[NODE_STATE_REPLIES:]
+                self._remember_role(node, replies[ROLE_REPLY])
+                self.accounts.put((pool_key(node), account), state)
                 admin.version = version_of(info, node.address.endpoint)
-                user = None if reply is None else AclUser.parse(reply)
+                user = state.user
                 return EngineInfo(
                     version=admin.version,
                     accounts=True,
@@ -159,7 +170,8 @@ class RedisEngine:
                 self._check_legacy_account(node, account)
                 current = await config_get(admin, "requirepass")
                 return CredentialSnapshot(account=account, data={"requirepass": current})
-            state = await node_state(admin.client, account)
+            probed = self.accounts.take((pool_key(node), account))
+            state = probed or await node_state(admin.client, account)
             user = self._required(node, state.user)
             data: dict[str, Any] = {
                 "passwords": list(user.passwords),

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from keyturn.core.errors import EngineRejected
 from keyturn.engines.redis_acl import AclUser, pairs, text
@@ -76,18 +77,28 @@ def is_replica(role_reply: Any) -> bool:
     return False
 
 
-async def node_state(client: Redis, account: str) -> NodeState:
-    """``ACL GETUSER``, ``ROLE``, ``CONFIG GET masteruser`` and ``masterauth`` and ``CLIENT
-    LIST TYPE replica`` in one round trip. An admin without the right to read replication state
-    is treated as a standalone node, which is the behaviour of keyturn before it knew about
-    replication."""
-    pipe = client.pipeline(transaction=False)
+#: How many replies ``queue_node_state`` adds to a pipeline, and where ``ROLE``'s is.
+NODE_STATE_REPLIES = 5
+ROLE_REPLY = 1
+
+
+def queue_node_state(pipe: Pipeline, account: str) -> None:
+    """Queue what ``NodeState`` is read from: ``ACL GETUSER``, ``ROLE``, ``CONFIG GET
+    masteruser`` and ``masterauth`` and ``CLIENT LIST TYPE replica`` (``NODE_STATE_REPLIES``
+    replies, for ``state_of``)."""
     pipe.execute_command("ACL", "GETUSER", account)
     pipe.execute_command("ROLE")
     pipe.execute_command("CONFIG", "GET", "masteruser")
     pipe.execute_command("CONFIG", "GET", "masterauth")
     pipe.execute_command("CLIENT", "LIST", "TYPE", "replica")
-    user_reply, role, masteruser, masterauth, clients = await pipe.execute(raise_on_error=False)
+
+
+def state_of(replies: Sequence[Any]) -> NodeState:
+    """The ``NodeState`` in the replies to ``queue_node_state``'s commands (a pipeline run
+    with ``raise_on_error=False``). An admin without the right to read replication state is
+    treated as a standalone node, which is the behaviour of keyturn before it knew about
+    replication; a refused ``ACL GETUSER`` is raised."""
+    user_reply, role, masteruser, masterauth, clients = replies
     if isinstance(user_reply, Exception):
         raise user_reply
     user = None if user_reply is None else AclUser.parse(user_reply)
@@ -102,6 +113,13 @@ async def node_state(client: Redis, account: str) -> NodeState:
         has_masterauth=not isinstance(masterauth, Exception)
         and bool(pairs(masterauth).get("masterauth")),
     )
+
+
+async def node_state(client: Redis, account: str) -> NodeState:
+    """The node's ``NodeState`` for ``account``, in one round trip."""
+    pipe = client.pipeline(transaction=False)
+    queue_node_state(pipe, account)
+    return state_of(await pipe.execute(raise_on_error=False))
 
 
 async def wait_link_up(

@@ -8,7 +8,7 @@ from redis.exceptions import ResponseError
 
 from keyturn.core.model import EngineKind, Node, parse_node_url
 from keyturn.engines.admin_pool import pool_key
-from keyturn.engines.probed_roles import ProbedRoles
+from keyturn.engines.probed_roles import ProbedAccounts, ProbedRoles
 from keyturn.engines.redis import RedisEngine
 
 
@@ -50,3 +50,12 @@ def test_a_redis_probe_keeps_only_a_role_reply_it_can_read() -> None:
     for unreadable in (ResponseError("NOPERM"), [b"slave"], [b"slave", b"h", b"port?"], None):
         engine._remember_role(node, unreadable)
         assert engine.probed.take(key) is None
+
+
+def test_a_probed_account_serves_one_snapshot_of_that_account_only() -> None:
+    accounts: ProbedAccounts[str] = ProbedAccounts(fresh=60.0)
+    accounts.put(("pg-1@127.0.0.1:5432", "app"), "SCRAM-SHA-256$4096:kept-verifier")
+    assert accounts.take(("pg-1@127.0.0.1:5432", "other")) is None
+    assert "kept-verifier" not in repr(accounts)
+    assert accounts.take(("pg-1@127.0.0.1:5432", "app")) == "SCRAM-SHA-256$4096:kept-verifier"
+    assert accounts.take(("pg-1@127.0.0.1:5432", "app")) is None

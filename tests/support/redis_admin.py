@@ -82,4 +82,4 @@ def pretend_redis_5(monkeypatch: pytest.MonkeyPatch) -> None:
         return "5.0.14"
 
     monkeypatch.setattr("keyturn.engines.redis_admins.server_version", old_version)
-    monkeypatch.setattr("keyturn.engines.redis.server_version", old_version)
+    monkeypatch.setattr("keyturn.engines.redis_reads.server_version", old_version)

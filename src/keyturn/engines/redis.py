@@ -7,9 +7,9 @@ with ACL state. Older servers, found by ``INFO server``, only have ``requirepass
 Every change is persisted (``keyturn.engines.redis_admins``, which also pools the admin
 clients). A verification uses a fresh connection of its own (``redis_login``). Replicated
 instances and sentinels have their own steps (``redis_replication``, ``redis_topology``,
-``redis_sentinel``); reply parsing and error reduction live in ``redis_acl``. No command
-argument is logged or put into an error message. This module imports only ``keyturn.core``,
-``keyturn.engines`` and redis-py.
+``redis_sentinel``); the probe and the account list are ``redis_reads``; reply parsing and
+error reduction live in ``redis_acl``. No command argument is logged or put into an error
+message. This module imports only ``keyturn.core``, ``keyturn.engines`` and redis-py.
 """
 
 from __future__ import annotations
@@ -39,19 +39,16 @@ from keyturn.core.errors import (
 from keyturn.core.model import EngineKind, Instance, Node
 from keyturn.core.plans import Change, ChangePlan, Topology
 from keyturn.core.secrets import Secret
-from keyturn.engines import redis_plan, redis_sessions
+from keyturn.engines import redis_plan, redis_reads, redis_sessions
 from keyturn.engines.admin_pool import pool_key
 from keyturn.engines.base import DEFAULT_TIMEOUT, check_timeout
 from keyturn.engines.probed_roles import ProbedAccounts, ProbedRoles
 from keyturn.engines.redis_acl import (
-    TAKEOVER_COMMANDS,
     AclUser,
     account_rules,
-    dryrun_allowed,
     parse_version,
     restore_rules,
     sha256_hex,
-    text,
 )
 from keyturn.engines.redis_admins import (
     RedisAdmin,
@@ -61,17 +58,11 @@ from keyturn.engines.redis_admins import (
     config_get,
     getuser,
     persist,
-    server_version,
-    version_of,
 )
 from keyturn.engines.redis_login import DEFAULT_USER, fresh_login
 from keyturn.engines.redis_replication import (
-    NODE_STATE_REPLIES,
-    ROLE_REPLY,
     NodeState,
     node_state,
-    queue_node_state,
-    state_of,
 )
 
 log = logging.getLogger(__name__)
@@ -105,64 +96,17 @@ class RedisEngine:
 
     async def probe(self, node: Node, account: str | None = None) -> EngineInfo:
         async def op(admin: RedisAdmin) -> EngineInfo:
-            # Always a round trip, even on a pooled client: a probe is a health check.
-            if account is not None and admin.acl:
-                # One round trip for all: the probe is on every reset's request path. It also
-                # reads what the task's discover and snapshot need (``probed``, ``accounts``).
-                dryrun = parse_version(admin.version) >= (7,)
-                pipe = admin.client.pipeline(transaction=False)
-                pipe.execute_command("INFO", "server")
-                queue_node_state(pipe, account)
-                for command in TAKEOVER_COMMANDS if dryrun else ():
-                    pipe.execute_command("ACL", "DRYRUN", account, *command)
-                info, *replies = await pipe.execute(raise_on_error=False)
-                if isinstance(info, Exception):
-                    raise info
-                state = state_of(replies[:NODE_STATE_REPLIES])
-                dryruns = replies[NODE_STATE_REPLIES:]
-                self._remember_role(node, replies[ROLE_REPLY])
-                self.accounts.put((pool_key(node), account), state)
-                admin.version = version_of(info, node.address.endpoint)
-                user = state.user
-                return EngineInfo(
-                    version=admin.version,
-                    accounts=True,
-                    password_free=None if user is None else user.nopass,
-                    account_exists=user is not None,
-                    superuser=None
-                    if user is None
-                    else user.all_commands or any(dryrun_allowed(d) for d in dryruns),
-                )
-            admin.version = await server_version(admin.client, node.address.endpoint)
-            free = None if account is None else await self._password_free(admin, account)
-            exists = None if account is None else free is not None
-            return EngineInfo(
-                version=admin.version, accounts=admin.acl, password_free=free, account_exists=exists
-            )
+            found = await redis_reads.probe(admin, node.address.endpoint, account)
+            if account is not None and found.state is not None:
+                # For the task's discover and snapshot that follow a reset's probe.
+                self._remember_role(node, found.role)
+                self.accounts.put((pool_key(node), account), found.state)
+            return found.info
 
         return await self._run(node, "probe", op)
 
     async def list_accounts(self, node: Node) -> list[AccountInfo]:
-        async def op(admin: RedisAdmin) -> list[AccountInfo]:
-            if not admin.acl:
-                free = await config_get(admin, "requirepass") == ""
-                return [AccountInfo(name=DEFAULT_USER, enabled=True, password_free=free)]
-            found: list[AccountInfo] = []
-            for raw in await cmd(admin.client, "ACL", "USERS") or []:
-                name = text(raw)
-                user = await getuser(admin, name)
-                if user is not None:
-                    found.append(
-                        AccountInfo(
-                            name=name,
-                            enabled=user.enabled,
-                            password_free=user.nopass,
-                            privilege=user.privilege(),
-                        )
-                    )
-            return found
-
-        return await self._run(node, "ACL USERS", op)
+        return await self._run(node, "ACL USERS", redis_reads.accounts)
 
     async def snapshot(self, node: Node, account: str) -> CredentialSnapshot:
         async def op(admin: RedisAdmin) -> CredentialSnapshot:
@@ -361,14 +305,10 @@ class RedisEngine:
 
     def _remember_role(self, node: Node, reply: Any) -> None:
         """Keep what a probe's ``ROLE`` said for the next ``discover``; a reply it cannot read
-        (refused, unexpected) is left for ``discover`` to ask again: the probe is not at stake."""
-        if isinstance(reply, Exception):
-            return
-        try:
-            master = redis_plan.master_named(reply)
-        except (IndexError, TypeError, ValueError):
-            return
-        self.probed.put(pool_key(node), master)
+        is left for ``discover`` to ask again: the probe is not at stake."""
+        master = redis_reads.master_of(reply)
+        if master is not None:
+            self.probed.put(pool_key(node), master)
 
     async def list_sessions(self, node: Node, account: str) -> list[Session]:
         return await self._run(
@@ -438,15 +378,6 @@ class RedisEngine:
         if user is None:
             raise AccountNotFound(f"the account does not exist on {node.address.endpoint}")
         return user
-
-    async def _password_free(self, admin: RedisAdmin, account: str) -> bool | None:
-        """Whether ``account`` needs no password; None if the account does not exist."""
-        if not admin.acl:
-            if account != DEFAULT_USER:
-                return None
-            return await config_get(admin, "requirepass") == ""
-        user = await getuser(admin, account)
-        return None if user is None else user.nopass
 
     @staticmethod
     def _check_legacy_account(node: Node, account: str) -> None:

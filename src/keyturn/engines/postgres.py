@@ -10,14 +10,14 @@ verifier from ``pg_authid`` (superuser only), so rollback restores exactly what 
 non-superuser administrator cannot read ``pg_authid``: its snapshots hold no verifier, and
 ``restore`` of them is refused.
 
-Before every change the target role is checked (``keyturn.engines.postgres_roles``: it exists, can
-log in and is no superuser unless the administrator is one). A probe for a role reports whether it
-is a superuser (``rolsuper``), which the service protects. One autocommit admin connection is kept
-per node (``keyturn.engines.postgres_admin``), used under a per-node lock. A verification uses a
-fresh connection of its own, logged in with the SCRAM keys of the verifier just written when this
-engine made it (``keyturn.engines.postgres_scram``). No SQL text, password, verifier or driver
-message is logged or copied into an error. This module imports only ``keyturn.core``,
-``keyturn.engines`` and psycopg.
+Before every change the target role is checked (``keyturn.engines.postgres_roles``: it exists,
+can log in and is no superuser unless the administrator is one). A probe for a role reports
+whether it is a superuser (``rolsuper``), which the service protects (``postgres_reads``). One
+autocommit admin connection is kept per node (``keyturn.engines.postgres_admin``), used under a
+per-node lock. A verification uses a fresh connection of its own, logged in with the SCRAM keys
+of the verifier just written when this engine made it (``keyturn.engines.postgres_scram``). No
+SQL text, password, verifier or driver message is logged or copied into an error. This module
+imports only ``keyturn.core``, ``keyturn.engines`` and psycopg.
 
 A node in recovery (a streaming standby) is never written: ``set_password`` and ``restore``
 leave it to replication, and ``verify`` there first waits until the standby has replayed the
@@ -54,7 +54,13 @@ from keyturn.core.errors import (
 from keyturn.core.model import EngineKind, Node, NodeAddress
 from keyturn.core.plans import Change, ChangeMode
 from keyturn.core.secrets import Secret
-from keyturn.engines import postgres_accounts, postgres_admin, postgres_overlap, postgres_sessions
+from keyturn.engines import (
+    postgres_accounts,
+    postgres_admin,
+    postgres_overlap,
+    postgres_reads,
+    postgres_sessions,
+)
 from keyturn.engines.admin_pool import pool_key
 from keyturn.engines.base import DEFAULT_TIMEOUT, deadline
 from keyturn.engines.postgres_admin import PostgresAdmin
@@ -71,7 +77,6 @@ from keyturn.engines.postgres_replication import (
 from keyturn.engines.postgres_roles import (
     Seen,
     checked,
-    probe_snapshot,
     read_role,
     read_snapshot,
     snapshot_verifier,
@@ -84,17 +89,10 @@ from keyturn.engines.postgres_scram import (
     scram_verifier,
 )
 from keyturn.engines.probed_roles import ProbedAccounts, ProbedRoles
-from keyturn.engines.sql_engine import SqlEngine, probed
+from keyturn.engines.sql_engine import SqlEngine
 
 log = logging.getLogger(__name__)
 
-#: A probe without an account: the version and whether the node is a standby (for the task's
-#: ``discover``: ``ProbedRoles``), in one round trip.
-_PROBE: Final = sql.SQL("SELECT current_setting('server_version'), pg_catalog.pg_is_in_recovery()")
-_ACCOUNTS: Final = sql.SQL(
-    "SELECT r.rolname, r.rolvaliduntil IS NULL OR r.rolvaliduntil > now()"
-    " FROM pg_catalog.pg_roles r WHERE r.rolcanlogin ORDER BY r.rolname"
-)
 _ALTER_PASSWORD: Final = sql.SQL("ALTER ROLE {} PASSWORD {}")
 _ALTER_PASSWORD_NULL: Final = sql.SQL("ALTER ROLE {} PASSWORD NULL")
 
@@ -128,40 +126,19 @@ class PostgresEngine(SqlEngine[PostgresAdmin]):
 
     async def probe(self, node: Node, account: str | None = None) -> EngineInfo:
         async def op(admin: PostgresAdmin) -> EngineInfo:
-            # Always a round trip, even on a pooled connection: a probe is a health check.
-            if account is None:
-                row = await self._one(admin, _PROBE)
-                if row:
-                    self._probed.put(pool_key(node), bool(row[1]))
-                    admin.version = str(row[0])
-                return probed(admin.version, superuser=None, exists=None)
-            # A reset's probe also reads what the task's discover and snapshot need, in the
-            # same round trip (``_probed``, ``_accounts``).
+            found = await postgres_reads.probe(admin, account)
+            # For the task's discover and snapshot that follow a reset's probe.
             key = pool_key(node)
-            admin.version, seen = await probe_snapshot(
-                admin, account, postgres_overlap.partner(account)
-            )
-            self._probed.put(key, seen.role.standby)
-            self._accounts.put((key, account), seen)
-            superuser = seen.role.superuser if seen.role.exists else None
-            exists: bool | None = seen.role.exists
-            if exists is False and account.endswith(postgres_overlap.SUFFIX):
-                exists = None  # a twin role is made by its overlap's first ADD: no answer
-            return probed(admin.version, superuser=superuser, exists=exists)
+            if found.standby is not None:
+                self._probed.put(key, found.standby)
+            if account is not None and found.seen is not None:
+                self._accounts.put((key, account), found.seen)
+            return found.info
 
         return await self._admins.run(node, "probe", op)
 
     async def list_accounts(self, node: Node) -> list[AccountInfo]:
-        async def op(admin: PostgresAdmin) -> list[AccountInfo]:
-            async with admin.conn.cursor() as cur:
-                await cur.execute(_ACCOUNTS)
-                rows = await cur.fetchall()
-            return [
-                AccountInfo(name=str(name), enabled=bool(valid), password_free=False)
-                for name, valid in rows
-            ]
-
-        return await self._admins.run(node, "list accounts", op)
+        return await self._admins.run(node, "list accounts", postgres_reads.accounts)
 
     async def snapshot(self, node: Node, account: str) -> CredentialSnapshot:
         async def op(admin: PostgresAdmin) -> CredentialSnapshot:

@@ -60,10 +60,7 @@ from keyturn.engines.redis_admins import (
     persist,
 )
 from keyturn.engines.redis_login import DEFAULT_USER, fresh_login
-from keyturn.engines.redis_replication import (
-    NodeState,
-    node_state,
-)
+from keyturn.engines.redis_replication import NodeState, node_state
 
 log = logging.getLogger(__name__)
 

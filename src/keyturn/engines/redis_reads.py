@@ -17,8 +17,14 @@ from typing import Any
 from keyturn.core.engine_ports import AccountInfo, EngineInfo
 from keyturn.engines import redis_plan
 from keyturn.engines.redis_acl import TAKEOVER_COMMANDS, dryrun_allowed, parse_version, text
-from keyturn.engines.redis_admins import RedisAdmin, cmd, config_get, getuser, server_version
-from keyturn.engines.redis_admins import version_of as version_in
+from keyturn.engines.redis_admins import (
+    RedisAdmin,
+    cmd,
+    config_get,
+    getuser,
+    server_version,
+    version_of,
+)
 from keyturn.engines.redis_login import DEFAULT_USER
 from keyturn.engines.redis_replication import (
     NODE_STATE_REPLIES,
@@ -60,7 +66,7 @@ async def probe(admin: RedisAdmin, endpoint: str, account: str | None) -> Probed
         raise info
     state = state_of(replies[:NODE_STATE_REPLIES])
     dryruns = replies[NODE_STATE_REPLIES:]
-    admin.version = version_in(info, endpoint)
+    admin.version = version_of(info, endpoint)
     user = state.user
     found = EngineInfo(
         version=admin.version,

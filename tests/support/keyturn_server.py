@@ -29,7 +29,7 @@ from keyturn.core.model import Product
 from keyturn.core.secrets import Secret
 from keyturn.service.admin import Admin
 from keyturn.store.sql import SqlStore
-from tests.support.ports import free_port
+from tests.support.ports import FIRST_START_TRIES, free_port, lost_port_race
 
 TENANT = "1300000001"
 OTHER_TENANT = "1300000002"
@@ -114,7 +114,7 @@ class KeyturnServer:
             # Tests call faster than the vendors' documented limits; the rate-limit test
             # sets its own.
             "KEYTURN_RATE_LIMITS": "*=100000",
-            "KEYTURN_NODE_ID": f"test-{root.name}-{self.port}",
+            "KEYTURN_NODE_ID": self._node_id(self.port),
             **self.store_env,
             **(extra_env or {}),
         }
@@ -159,7 +159,7 @@ class KeyturnServer:
         another process took since ``free_port`` chose it is replaced by a new one."""
         assert self.process is not None
         deadline = time.monotonic() + timeout
-        retries = 5
+        retries = FIRST_START_TRIES - 1
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 if self.answered or retries == 0 or not self._lost_port_race():
@@ -176,14 +176,17 @@ class KeyturnServer:
         raise RuntimeError(f"keyturn did not start:\n{self.log()}")
 
     def _lost_port_race(self) -> bool:
+        """Whether the last launch's own lines of the log say its port was taken."""
         with self.log_path.open("rb") as log:
             log.seek(self._launched_at)
-            return b"address already in use" in log.read()
+            return lost_port_race(log.read().decode(errors="replace"))
+
+    def _node_id(self, port: int) -> str:
+        return f"test-{self.root.name}-{port}"
 
     def _move_to(self, port: int) -> None:
-        default_node_id = f"test-{self.root.name}-{self.port}"
-        if self.env.get("KEYTURN_NODE_ID") == default_node_id:
-            self.env["KEYTURN_NODE_ID"] = f"test-{self.root.name}-{port}"
+        if self.env.get("KEYTURN_NODE_ID") == self._node_id(self.port):
+            self.env["KEYTURN_NODE_ID"] = self._node_id(port)
         self.port = port
         self.launch(self._extra_env)
 

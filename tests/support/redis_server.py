@@ -33,7 +33,7 @@ from urllib.parse import quote
 
 import redis
 
-from tests.support.ports import free_port
+from tests.support.ports import FIRST_START_TRIES, free_port, lost_port_race
 
 #: Where the Debian package puts the server; ``KEYTURN_REDIS_SERVER`` overrides it.
 DEFAULT_BINARY: Final = "/usr/bin/redis-server"
@@ -190,14 +190,14 @@ class RedisServer:
         On the very first start a port taken in the meantime is replaced by another one."""
         if self.running:
             return self
-        attempts = 1 if self._started else 5
+        attempts = 1 if self._started else FIRST_START_TRIES
         for attempt in range(attempts):
             if not self._started:
                 self.log_path.write_bytes(b"")
             try:
                 self._spawn()
             except RedisServerError:
-                in_use = "Address already in use" in self.log_tail()
+                in_use = lost_port_race(self.log_tail())
                 if attempt + 1 == attempts or not in_use:
                     raise
                 self.port = free_port()

@@ -28,29 +28,27 @@ PROBED_FRESH: Final = 1.0
 #: The most nodes whose probed role is kept (the oldest go first).
 _MOST_PROBED: Final = 4096
 
-R = TypeVar("R")
-S = TypeVar("S")
+K = TypeVar("K")
+V = TypeVar("V")
 
 
-class ProbedRoles(Expiring[str, R]):
+class _Probed(Expiring[K, V]):
+    """What probes read, for ``fresh`` seconds and one taker each; the repr tells only how many
+    are kept (values may hold credential verifiers)."""
+
+    def __init__(self, fresh: float = PROBED_FRESH) -> None:
+        super().__init__(fresh, _MOST_PROBED)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({len(self)} kept)"
+
+
+class ProbedRoles(_Probed[str, V]):
     """The role each node (by pool key) had when it was last probed (``put``), for ``fresh``
     seconds and one taker (``take``)."""
 
-    def __init__(self, fresh: float = PROBED_FRESH) -> None:
-        super().__init__(fresh, _MOST_PROBED)
 
-    def __repr__(self) -> str:
-        return f"ProbedRoles({len(self)} kept)"
-
-
-class ProbedAccounts(Expiring[tuple[str, str], S]):
+class ProbedAccounts(_Probed[tuple[str, str], V]):
     """What a probe read of an account on each node (``put`` by pool key and account, e.g. an
     ACL user and the node's replication state), for ``fresh`` seconds and one ``snapshot``
-    (``take``). Values may hold credential verifiers: never logged, and the repr tells only
-    how many are kept."""
-
-    def __init__(self, fresh: float = PROBED_FRESH) -> None:
-        super().__init__(fresh, _MOST_PROBED)
-
-    def __repr__(self) -> str:
-        return f"ProbedAccounts({len(self)} kept)"
+    (``take``)."""
